@@ -1,0 +1,60 @@
+//! Plain configuration structs for the three roles. The `ferrops` binary fills them from flags,
+//! environment and TOML; library users build them directly.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ferrops_net::FrameLimits;
+
+/// Settings every role shares.
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    /// Where the scheduler listens.
+    pub scheduler: SocketAddr,
+    /// How many servers the job runs.
+    pub num_servers: usize,
+    /// How many workers the job runs.
+    pub num_workers: usize,
+    /// Largest frame sections a node accepts from a peer.
+    pub limits: FrameLimits,
+    /// Cluster secret for the connect-time challenge; `None` is only accepted on loopback.
+    pub secret: Option<String>,
+    /// How long a node waits for the scheduler before giving up.
+    pub connect_timeout: Duration,
+}
+
+impl ClusterConfig {
+    /// A configuration for a cluster whose scheduler listens at `scheduler`.
+    pub fn new(scheduler: SocketAddr, num_servers: usize, num_workers: usize) -> Self {
+        Self {
+            scheduler,
+            num_servers,
+            num_workers,
+            limits: FrameLimits::default(),
+            secret: None,
+            connect_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Scheduler settings.
+#[derive(Clone, Debug)]
+pub struct SchedulerConfig {
+    pub cluster: ClusterConfig,
+    /// Address to listen on (port 0 picks a free port; the chosen address is reported).
+    pub bind: SocketAddr,
+}
+
+/// Server settings.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub cluster: ClusterConfig,
+    /// Address to listen on for workers (port 0 picks a free port).
+    pub bind: SocketAddr,
+}
+
+/// Worker settings.
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    pub cluster: ClusterConfig,
+}

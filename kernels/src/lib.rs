@@ -1,0 +1,1 @@
+//! Numeric kernels of ferrops (placeholder until the kernels land).
