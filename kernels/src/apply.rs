@@ -1,0 +1,212 @@
+//! `apply_dense` / `apply_sparse` and the k-way sum: validation of everything a peer could get
+//! wrong, then one dispatch to the chosen tier.
+
+use crate::isa::{active_isa, Isa};
+use crate::ops::{with_op, Op};
+use crate::simd::{run_scalar, run_sparse_scalar, Streams};
+use crate::{KernelError, Rule, State};
+
+fn check_len(what: &'static str, got: usize, expected: usize) -> Result<(), KernelError> {
+    if got == expected {
+        Ok(())
+    } else {
+        Err(KernelError::Length {
+            what,
+            got,
+            expected,
+        })
+    }
+}
+
+/// Checks the state arrays against the rule and `w_len`, and builds the streams (inputs planar,
+/// each `per_input` long).
+fn streams(
+    rule: Rule,
+    w: &mut [f32],
+    state: State<'_>,
+    inputs: &[f32],
+    per_input: usize,
+) -> Result<Streams, KernelError> {
+    rule.validate()?;
+    if state.len() != rule.state_len() {
+        return Err(KernelError::StateCount {
+            rule: rule.name(),
+            got: state.len(),
+            expected: rule.state_len(),
+        });
+    }
+    let expected_inputs = per_input
+        .checked_mul(rule.inputs())
+        .ok_or(KernelError::Length {
+            what: "inputs",
+            got: inputs.len(),
+            expected: usize::MAX,
+        })?;
+    check_len("inputs", inputs.len(), expected_inputs)?;
+    let n = w.len();
+    let mut s = Streams {
+        rw: [std::ptr::null_mut(); 3],
+        ro: [std::ptr::null(); 2],
+    };
+    s.rw[0] = w.as_mut_ptr();
+    if let Some(a) = state.a {
+        check_len("state[0]", a.len(), n)?;
+        s.rw[1] = a.as_mut_ptr();
+    }
+    if let Some(b) = state.b {
+        check_len("state[1]", b.len(), n)?;
+        s.rw[2] = b.as_mut_ptr();
+    }
+    s.ro[0] = inputs.as_ptr();
+    // The second input starts after the first (planar); only read by two-input rules.
+    s.ro[1] = inputs.as_ptr().wrapping_add(per_input);
+    Ok(s)
+}
+
+impl Isa {
+    /// [`apply_dense`] on this tier (error if the CPU lacks it).
+    pub fn apply_dense(
+        self,
+        rule: Rule,
+        w: &mut [f32],
+        state: State<'_>,
+        inputs: &[f32],
+    ) -> Result<(), KernelError> {
+        self.check()?;
+        let n = w.len();
+        let s = streams(rule, w, state, inputs, n)?;
+        with_op!(rule, op => {
+            // SAFETY: `streams` checked every used array against `n` (w, states: n; inputs:
+            // rule.inputs()*n), the borrows guarantee no overlap, and `check` the tier.
+            unsafe { dense_on(self, op, n, s) }
+        });
+        Ok(())
+    }
+
+    /// [`apply_sparse`] on this tier (error if the CPU lacks it).
+    pub fn apply_sparse(
+        self,
+        rule: Rule,
+        w: &mut [f32],
+        state: State<'_>,
+        slots: &[u32],
+        dim: usize,
+        inputs: &[f32],
+    ) -> Result<(), KernelError> {
+        self.check()?;
+        if dim == 0 {
+            return Err(KernelError::ZeroDim);
+        }
+        let rows = w.len() / dim;
+        for (index, &slot) in slots.iter().enumerate() {
+            if slot as usize >= rows {
+                return Err(KernelError::SlotOutOfRange {
+                    index,
+                    slot,
+                    rows,
+                    dim,
+                });
+            }
+        }
+        let per_input = slots.len().checked_mul(dim).ok_or(KernelError::Length {
+            what: "inputs",
+            got: inputs.len(),
+            expected: usize::MAX,
+        })?;
+        let s = streams(rule, w, state, inputs, per_input)?;
+        with_op!(rule, op => {
+            // SAFETY: every slot addresses a whole row inside w (and so inside each state array,
+            // checked to have w's length), inputs hold rule.inputs()*slots.len()*dim values.
+            unsafe { sparse_on(self, op, slots, dim, s) }
+        });
+        Ok(())
+    }
+
+    /// [`sum_k`] on this tier (error if the CPU lacks it).
+    pub fn sum_k(self, out: &mut [f32], bufs: &[&[f32]]) -> Result<(), KernelError> {
+        self.check()?;
+        for b in bufs {
+            check_len("sum_k input", b.len(), out.len())?;
+        }
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => {
+                // SAFETY: lengths checked above, tier checked by `check`.
+                unsafe { crate::x86::avx2::sum_k(out, bufs) }
+            }
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => {
+                // SAFETY: lengths checked above, tier checked by `check`.
+                unsafe { crate::x86::avx512::sum_k(out, bufs) }
+            }
+            _ => crate::scalar::sum_k_ref(out, bufs),
+        }
+        Ok(())
+    }
+}
+
+/// # Safety
+/// As `simd::run_dense`, and `isa` must be supported.
+#[inline(always)]
+unsafe fn dense_on<O: Op>(isa: Isa, op: O, n: usize, s: Streams) {
+    // SAFETY: forwarded contract.
+    unsafe {
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => crate::x86::avx2::dense(op, n, s),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => crate::x86::avx512::dense(op, n, s),
+            _ => run_scalar(op, 0, n, s),
+        }
+    }
+}
+
+/// # Safety
+/// As `simd::run_sparse`, and `isa` must be supported.
+#[inline(always)]
+unsafe fn sparse_on<O: Op>(isa: Isa, op: O, slots: &[u32], dim: usize, s: Streams) {
+    // SAFETY: forwarded contract.
+    unsafe {
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => crate::x86::avx2::sparse(op, slots, dim, s),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => crate::x86::avx512::sparse(op, slots, dim, s),
+            _ => run_sparse_scalar(op, slots, dim, s),
+        }
+    }
+}
+
+/// Applies `rule` to every element: `w[i]` (and `state.*[i]`) updated from `inputs[i]` (and, for
+/// two-input rules, `inputs[n + i]`). Needs `w`, each state array and each input of equal length;
+/// anything else is a [`KernelError`] and nothing is modified.
+pub fn apply_dense(
+    rule: Rule,
+    w: &mut [f32],
+    state: State<'_>,
+    inputs: &[f32],
+) -> Result<(), KernelError> {
+    active_isa().apply_dense(rule, w, state, inputs)
+}
+
+/// Applies `rule` to rows `slots[j]` of `w` (rows `dim` wide; a trailing partial row is never addressed), the
+/// same rows of each state array, with inputs `j*dim ..(j+1)*dim` (per input array; arrays planar,
+/// each `slots.len()*dim` long). Rows are processed in request order, so a repeated slot sees the
+/// previous update. Everything is validated before any element is touched.
+pub fn apply_sparse(
+    rule: Rule,
+    w: &mut [f32],
+    state: State<'_>,
+    slots: &[u32],
+    dim: usize,
+    inputs: &[f32],
+) -> Result<(), KernelError> {
+    active_isa().apply_sparse(rule, w, state, slots, dim, inputs)
+}
+
+/// Aggregation of several pushes: `out[i] = ((bufs[0][i] + bufs[1][i]) + ...) + bufs[k-1][i]`,
+/// summed left to right (so every tier rounds identically); `out` is overwritten (zeros for
+/// `k = 0`). Every buffer must have `out`'s length.
+pub fn sum_k(out: &mut [f32], bufs: &[&[f32]]) -> Result<(), KernelError> {
+    active_isa().sum_k(out, bufs)
+}

@@ -1,0 +1,1 @@
+//! Measurement harness (filled in below).

@@ -1,0 +1,198 @@
+//! The vector abstraction the fast paths are written against, and the loops that drive an
+//! element-wise operation over dense arrays and sparse rows.
+//!
+//! Each kernel body is written once, generic over [`Simd`], and instantiated per instruction set
+//! inside a `#[target_feature]` function (see `x86/`). Every [`Simd`] method maps to one IEEE
+//! operation that rounds exactly like the scalar operation of the same name, which is what makes
+//! the fast paths bit-identical to the scalar reference.
+
+// The stream loops index parallel arrays (`x[k]` with `s.rw[k]`) over a const count.
+#![allow(clippy::needless_range_loop)]
+
+use crate::ops::Op;
+
+/// A vector of `LANES` f32 values.
+///
+/// # Safety
+/// Every method is `unsafe`: an implementation may only be used after the CPU was found to
+/// support its instruction set (the dispatcher checks this once), and pointer arguments must be
+/// valid for `LANES` reads or writes (no alignment needed).
+pub(crate) trait Simd: Copy {
+    const LANES: usize;
+    type Mask: Copy;
+    unsafe fn splat(x: f32) -> Self;
+    unsafe fn load(p: *const f32) -> Self;
+    unsafe fn store(self, p: *mut f32);
+    unsafe fn add(self, b: Self) -> Self;
+    unsafe fn sub(self, b: Self) -> Self;
+    unsafe fn mul(self, b: Self) -> Self;
+    unsafe fn div(self, b: Self) -> Self;
+    unsafe fn sqrt(self) -> Self;
+    unsafe fn abs(self) -> Self;
+    /// Magnitude of `self`, sign bit of `sign` (`f32::copysign`).
+    unsafe fn copysign(self, sign: Self) -> Self;
+    /// Lane-wise `self <= b`, false when either is NaN.
+    unsafe fn le(self, b: Self) -> Self::Mask;
+    /// Lane-wise `self == b`, false when either is NaN (`-0 == +0`).
+    unsafe fn eq(self, b: Self) -> Self::Mask;
+    /// `m ? a : b` lane-wise.
+    unsafe fn select(m: Self::Mask, a: Self, b: Self) -> Self;
+    /// One bit per lane, lane 0 in bit 0.
+    unsafe fn bits(m: Self::Mask) -> u32;
+}
+
+/// `S(x, t) = 0 if |x| <= t else x - copysign(t, x)`; NaN in `x` or `t` propagates.
+#[inline(always)]
+pub(crate) unsafe fn soft_threshold<V: Simd>(x: V, t: V) -> V {
+    // SAFETY: the caller upholds the `Simd` contract (feature present).
+    unsafe { V::select(x.abs().le(t), V::splat(0.0), x.sub(t.copysign(x))) }
+}
+
+/// Pointers to the streams of one element-wise call: up to three read-write arrays (w and the
+/// state arrays) and up to two read-only inputs.
+#[derive(Clone, Copy)]
+pub(crate) struct Streams {
+    pub rw: [*mut f32; 3],
+    pub ro: [*const f32; 2],
+}
+
+impl Streams {
+    /// The streams advanced by `off` elements.
+    ///
+    /// # Safety
+    /// Every used pointer must stay inside (or one past) its allocation.
+    #[inline(always)]
+    pub unsafe fn offset<O: Op>(self, rw_off: usize, ro_off: usize) -> Streams {
+        let mut s = self;
+        // SAFETY: the caller guarantees the offsets stay inside the arrays of used streams;
+        // unused streams are left untouched and never dereferenced.
+        for k in 0..O::RW {
+            s.rw[k] = unsafe { s.rw[k].add(rw_off) };
+        }
+        for k in 0..O::RO {
+            s.ro[k] = unsafe { s.ro[k].add(ro_off) };
+        }
+        s
+    }
+}
+
+/// Applies `op` to `n` consecutive elements of every stream: full vectors first, then the tail
+/// with the scalar form of the same operation.
+///
+/// # Safety
+/// `V` must be supported by the CPU; every used stream must be valid for `n` elements and the
+/// read-write streams must not overlap each other or the inputs.
+#[inline(always)]
+pub(crate) unsafe fn run_dense<V: Simd, O: Op>(op: O, n: usize, s: Streams) {
+    let mut i = 0;
+    // SAFETY (whole body): `i + LANES <= n` bounds every vector access, `i < n` every scalar
+    // access, and the caller guarantees validity for `n` elements of each used stream.
+    unsafe {
+        while i + V::LANES <= n {
+            let mut x = [V::splat(0.0); 3];
+            let mut g = [V::splat(0.0); 2];
+            for k in 0..O::RW {
+                x[k] = V::load(s.rw[k].add(i));
+            }
+            for k in 0..O::RO {
+                g[k] = V::load(s.ro[k].add(i));
+            }
+            op.vector(&mut x, g);
+            for k in 0..O::RW {
+                x[k].store(s.rw[k].add(i));
+            }
+            i += V::LANES;
+        }
+    }
+    // SAFETY: as above.
+    unsafe { run_scalar(op, i, n, s) };
+}
+
+/// Applies the scalar form of `op` to elements `from..n` of every stream (the reference path and
+/// the tail of the vector paths).
+///
+/// # Safety
+/// As [`run_dense`].
+#[inline(always)]
+pub(crate) unsafe fn run_scalar<O: Op>(op: O, from: usize, n: usize, s: Streams) {
+    // SAFETY: `i < n` and the caller guarantees validity for `n` elements of each used stream.
+    unsafe {
+        for i in from..n {
+            let mut x = [0.0f32; 3];
+            let mut g = [0.0f32; 2];
+            for k in 0..O::RW {
+                x[k] = *s.rw[k].add(i);
+            }
+            for k in 0..O::RO {
+                g[k] = *s.ro[k].add(i);
+            }
+            op.scalar(&mut x, g);
+            for k in 0..O::RW {
+                *s.rw[k].add(i) = x[k];
+            }
+        }
+    }
+}
+
+/// Sparse form: for request position `j`, row `slots[j]` of the read-write streams (each row
+/// `dim` wide) takes inputs `j*dim ..` of each input stream; input stream `k` starts at
+/// `k * slots.len() * dim` (planar), which the caller encodes in `s.ro`.
+///
+/// # Safety
+/// As [`run_dense`], and every slot must have been checked to be in range.
+#[inline(always)]
+pub(crate) unsafe fn run_sparse<V: Simd, O: Op>(op: O, slots: &[u32], dim: usize, s: Streams) {
+    for (j, &slot) in slots.iter().enumerate() {
+        // SAFETY: slots were validated against the row count; inputs hold slots.len()*dim.
+        unsafe {
+            let row = s.offset::<O>(slot as usize * dim, j * dim);
+            run_dense::<V, O>(op, dim, row);
+        }
+    }
+}
+
+/// Scalar sparse form (the reference).
+///
+/// # Safety
+/// As [`run_sparse`].
+pub(crate) unsafe fn run_sparse_scalar<O: Op>(op: O, slots: &[u32], dim: usize, s: Streams) {
+    for (j, &slot) in slots.iter().enumerate() {
+        // SAFETY: slots were validated against the row count; inputs hold slots.len()*dim.
+        unsafe {
+            let row = s.offset::<O>(slot as usize * dim, j * dim);
+            run_scalar::<O>(op, 0, dim, row);
+        }
+    }
+}
+
+/// `out = ((bufs[0] + bufs[1]) + ...)`, left to right, zeros for no buffer.
+///
+/// # Safety
+/// `V` supported; every buffer as long as `out`.
+#[inline(always)]
+pub(crate) unsafe fn sum_k<V: Simd>(out: &mut [f32], bufs: &[&[f32]]) {
+    let Some((first, rest)) = bufs.split_first() else {
+        out.fill(0.0);
+        return;
+    };
+    let n = out.len();
+    let mut i = 0;
+    // SAFETY: `i + LANES <= n` and every buffer holds `n` values; feature from the caller.
+    unsafe {
+        while i + V::LANES <= n {
+            let mut acc = V::load(first.as_ptr().add(i));
+            for b in rest {
+                acc = acc.add(V::load(b.as_ptr().add(i)));
+            }
+            acc.store(out.as_mut_ptr().add(i));
+            i += V::LANES;
+        }
+    }
+    for j in i..n {
+        let mut acc = first[j];
+        for b in rest {
+            acc += b[j];
+        }
+        out[j] = acc;
+    }
+}

@@ -1,0 +1,231 @@
+//! AVX2 tier (8 lanes; F16C for fp16). Every function here is `unsafe` and must only be called
+//! after `Isa::Avx2.is_supported()` (the dispatcher's `check`).
+
+use std::arch::x86_64::*;
+
+use crate::ops::Op;
+use crate::simd::{self, Simd, Streams};
+
+#[derive(Clone, Copy)]
+pub(crate) struct V8(__m256);
+
+// SAFETY (every method below): the `Simd` contract guarantees AVX2 is present and that pointers
+// are valid for 8 unaligned f32 reads or writes; the intrinsics have no other precondition.
+impl Simd for V8 {
+    const LANES: usize = 8;
+    type Mask = __m256;
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> Self {
+        // SAFETY: see the impl comment.
+        unsafe { V8(_mm256_set1_ps(x)) }
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        // SAFETY: see the impl comment.
+        unsafe { V8(_mm256_loadu_ps(p)) }
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        // SAFETY: see the impl comment.
+        unsafe { _mm256_storeu_ps(p, self.0) }
+    }
+    #[inline(always)]
+    unsafe fn add(self, b: Self) -> Self {
+        // SAFETY: see the impl comment.
+        unsafe { V8(_mm256_add_ps(self.0, b.0)) }
+    }
+    #[inline(always)]
+    unsafe fn sub(self, b: Self) -> Self {
+        // SAFETY: see the impl comment.
+        unsafe { V8(_mm256_sub_ps(self.0, b.0)) }
+    }
+    #[inline(always)]
+    unsafe fn mul(self, b: Self) -> Self {
+        // SAFETY: see the impl comment.
+        unsafe { V8(_mm256_mul_ps(self.0, b.0)) }
+    }
+    #[inline(always)]
+    unsafe fn div(self, b: Self) -> Self {
+        // SAFETY: see the impl comment.
+        unsafe { V8(_mm256_div_ps(self.0, b.0)) }
+    }
+    #[inline(always)]
+    unsafe fn sqrt(self) -> Self {
+        // SAFETY: see the impl comment.
+        unsafe { V8(_mm256_sqrt_ps(self.0)) }
+    }
+    #[inline(always)]
+    unsafe fn abs(self) -> Self {
+        // SAFETY: see the impl comment.
+        unsafe { V8(_mm256_andnot_ps(_mm256_set1_ps(-0.0), self.0)) }
+    }
+    #[inline(always)]
+    unsafe fn copysign(self, sign: Self) -> Self {
+        // SAFETY: see the impl comment.
+        unsafe {
+            let m = _mm256_set1_ps(-0.0);
+            V8(_mm256_or_ps(
+                _mm256_andnot_ps(m, self.0),
+                _mm256_and_ps(m, sign.0),
+            ))
+        }
+    }
+    #[inline(always)]
+    unsafe fn le(self, b: Self) -> __m256 {
+        // SAFETY: see the impl comment.
+        unsafe { _mm256_cmp_ps::<_CMP_LE_OQ>(self.0, b.0) }
+    }
+    #[inline(always)]
+    unsafe fn eq(self, b: Self) -> __m256 {
+        // SAFETY: see the impl comment.
+        unsafe { _mm256_cmp_ps::<_CMP_EQ_OQ>(self.0, b.0) }
+    }
+    #[inline(always)]
+    unsafe fn select(m: __m256, a: Self, b: Self) -> Self {
+        // SAFETY: see the impl comment.
+        unsafe { V8(_mm256_blendv_ps(b.0, a.0, m)) }
+    }
+    #[inline(always)]
+    unsafe fn bits(m: __m256) -> u32 {
+        // SAFETY: see the impl comment.
+        unsafe { _mm256_movemask_ps(m) as u32 }
+    }
+}
+
+/// # Safety
+/// AVX2 present; streams as `simd::run_dense`.
+#[target_feature(enable = "avx2,f16c")]
+pub(crate) unsafe fn dense<O: Op>(op: O, n: usize, s: Streams) {
+    // SAFETY: forwarded contract; this function enables the features `V8` needs.
+    unsafe { simd::run_dense::<V8, O>(op, n, s) }
+}
+
+/// # Safety
+/// AVX2 present; as `simd::run_sparse`.
+#[target_feature(enable = "avx2,f16c")]
+pub(crate) unsafe fn sparse<O: Op>(op: O, slots: &[u32], dim: usize, s: Streams) {
+    // SAFETY: forwarded contract.
+    unsafe { simd::run_sparse::<V8, O>(op, slots, dim, s) }
+}
+
+/// # Safety
+/// AVX2 present; every buffer as long as `out`.
+#[target_feature(enable = "avx2,f16c")]
+pub(crate) unsafe fn sum_k(out: &mut [f32], bufs: &[&[f32]]) {
+    // SAFETY: forwarded contract.
+    unsafe { simd::sum_k::<V8>(out, bufs) }
+}
+
+/// # Safety
+/// AVX2 present; equal lengths.
+#[target_feature(enable = "avx2,f16c")]
+pub(crate) unsafe fn significant(
+    delta: &[f32],
+    w: &[f32],
+    theta: f32,
+    eps: f32,
+    out: &mut Vec<u32>,
+) {
+    // SAFETY: forwarded contract.
+    unsafe { crate::filter::significant_simd::<V8>(delta, w, theta, eps, out) }
+}
+
+/// # Safety
+/// AVX2 present; equal lengths.
+#[target_feature(enable = "avx2,f16c")]
+pub(crate) unsafe fn kkt_active(w: &[f32], g: &[f32], l1: f32, margin: f32, out: &mut Vec<u32>) {
+    // SAFETY: forwarded contract.
+    unsafe { crate::filter::kkt_active_simd::<V8>(w, g, l1, margin, out) }
+}
+
+/// # Safety
+/// AVX2 and F16C present; equal lengths.
+#[target_feature(enable = "avx2,f16c")]
+pub(crate) unsafe fn f32_to_f16(src: &[f32], dst: &mut [u16]) {
+    let n = src.len();
+    let mut i = 0;
+    // SAFETY: `i + 8 <= n` bounds the 8-element load and the 8-u16 (16-byte) store.
+    unsafe {
+        while i + 8 <= n {
+            let v = _mm256_loadu_ps(src.as_ptr().add(i));
+            let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v);
+            _mm_storeu_si128(dst.as_mut_ptr().add(i) as *mut __m128i, h);
+            i += 8;
+        }
+    }
+    for j in i..n {
+        dst[j] = crate::scalar::f32_to_f16_bits(src[j]);
+    }
+}
+
+/// # Safety
+/// AVX2 and F16C present; equal lengths.
+#[target_feature(enable = "avx2,f16c")]
+pub(crate) unsafe fn f16_to_f32(src: &[u16], dst: &mut [f32]) {
+    let n = src.len();
+    let mut i = 0;
+    // SAFETY: `i + 8 <= n` bounds the 16-byte load and the 8-element store.
+    unsafe {
+        while i + 8 <= n {
+            let h = _mm_loadu_si128(src.as_ptr().add(i) as *const __m128i);
+            _mm256_storeu_ps(dst.as_mut_ptr().add(i), _mm256_cvtph_ps(h));
+            i += 8;
+        }
+    }
+    for j in i..n {
+        dst[j] = crate::scalar::f16_bits_to_f32(src[j]);
+    }
+}
+
+/// # Safety
+/// AVX2 present; equal lengths.
+#[target_feature(enable = "avx2,f16c")]
+pub(crate) unsafe fn f32_to_bf16(src: &[f32], dst: &mut [u16]) {
+    let n = src.len();
+    let mut i = 0;
+    // SAFETY: `i + 8 <= n` bounds the 8-element load and the 16-byte store.
+    unsafe {
+        let one = _mm256_set1_epi32(1);
+        let round = _mm256_set1_epi32(0x7fff);
+        let quiet = _mm256_set1_epi32(0x40);
+        while i + 8 <= n {
+            let v = _mm256_loadu_ps(src.as_ptr().add(i));
+            let x = _mm256_castps_si256(v);
+            let hi = _mm256_srli_epi32::<16>(x);
+            let lsb = _mm256_and_si256(hi, one);
+            let r = _mm256_srli_epi32::<16>(_mm256_add_epi32(_mm256_add_epi32(x, round), lsb));
+            let nan = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_UNORD_Q>(v, v));
+            let res = _mm256_blendv_epi8(r, _mm256_or_si256(hi, quiet), nan);
+            // Pack 32 -> 16 bits per 128-bit lane, then gather the two low halves.
+            let packed = _mm256_permute4x64_epi64::<0b1000>(_mm256_packus_epi32(res, res));
+            _mm_storeu_si128(
+                dst.as_mut_ptr().add(i) as *mut __m128i,
+                _mm256_castsi256_si128(packed),
+            );
+            i += 8;
+        }
+    }
+    for j in i..n {
+        dst[j] = crate::scalar::f32_to_bf16_bits(src[j]);
+    }
+}
+
+/// # Safety
+/// AVX2 present; equal lengths.
+#[target_feature(enable = "avx2,f16c")]
+pub(crate) unsafe fn bf16_to_f32(src: &[u16], dst: &mut [f32]) {
+    let n = src.len();
+    let mut i = 0;
+    // SAFETY: `i + 8 <= n` bounds the 16-byte load and the 8-element store.
+    unsafe {
+        while i + 8 <= n {
+            let h = _mm_loadu_si128(src.as_ptr().add(i) as *const __m128i);
+            let x = _mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(h));
+            _mm256_storeu_ps(dst.as_mut_ptr().add(i), _mm256_castsi256_ps(x));
+            i += 8;
+        }
+    }
+    for j in i..n {
+        dst[j] = crate::scalar::bf16_bits_to_f32(src[j]);
+    }
+}

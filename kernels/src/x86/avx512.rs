@@ -1,0 +1,228 @@
+//! AVX-512F tier (16 lanes). Every function here is `unsafe` and must only be called after
+//! `Isa::Avx512.is_supported()` (the dispatcher's `check`). Only AVX-512F intrinsics are used
+//! (stable since Rust 1.89), so any AVX-512 CPU qualifies.
+
+use std::arch::x86_64::*;
+
+use crate::ops::Op;
+use crate::simd::{self, Simd, Streams};
+
+#[derive(Clone, Copy)]
+pub(crate) struct V16(__m512);
+
+// SAFETY (every method below): the `Simd` contract guarantees AVX-512F is present and that
+// pointers are valid for 16 unaligned f32 reads or writes; the intrinsics need nothing else.
+impl Simd for V16 {
+    const LANES: usize = 16;
+    type Mask = __mmask16;
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> Self {
+        // SAFETY: see the impl comment.
+        unsafe { V16(_mm512_set1_ps(x)) }
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        // SAFETY: see the impl comment.
+        unsafe { V16(_mm512_loadu_ps(p)) }
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        // SAFETY: see the impl comment.
+        unsafe { _mm512_storeu_ps(p, self.0) }
+    }
+    #[inline(always)]
+    unsafe fn add(self, b: Self) -> Self {
+        // SAFETY: see the impl comment.
+        unsafe { V16(_mm512_add_ps(self.0, b.0)) }
+    }
+    #[inline(always)]
+    unsafe fn sub(self, b: Self) -> Self {
+        // SAFETY: see the impl comment.
+        unsafe { V16(_mm512_sub_ps(self.0, b.0)) }
+    }
+    #[inline(always)]
+    unsafe fn mul(self, b: Self) -> Self {
+        // SAFETY: see the impl comment.
+        unsafe { V16(_mm512_mul_ps(self.0, b.0)) }
+    }
+    #[inline(always)]
+    unsafe fn div(self, b: Self) -> Self {
+        // SAFETY: see the impl comment.
+        unsafe { V16(_mm512_div_ps(self.0, b.0)) }
+    }
+    #[inline(always)]
+    unsafe fn sqrt(self) -> Self {
+        // SAFETY: see the impl comment.
+        unsafe { V16(_mm512_sqrt_ps(self.0)) }
+    }
+    #[inline(always)]
+    unsafe fn abs(self) -> Self {
+        // SAFETY: see the impl comment.
+        unsafe { V16(_mm512_abs_ps(self.0)) }
+    }
+    #[inline(always)]
+    unsafe fn copysign(self, sign: Self) -> Self {
+        // SAFETY: see the impl comment.
+        unsafe {
+            let m = _mm512_set1_epi32(i32::MIN);
+            let mag = _mm512_andnot_si512(m, _mm512_castps_si512(self.0));
+            let sgn = _mm512_and_si512(m, _mm512_castps_si512(sign.0));
+            V16(_mm512_castsi512_ps(_mm512_or_si512(mag, sgn)))
+        }
+    }
+    #[inline(always)]
+    unsafe fn le(self, b: Self) -> __mmask16 {
+        // SAFETY: see the impl comment.
+        unsafe { _mm512_cmp_ps_mask::<_CMP_LE_OQ>(self.0, b.0) }
+    }
+    #[inline(always)]
+    unsafe fn eq(self, b: Self) -> __mmask16 {
+        // SAFETY: see the impl comment.
+        unsafe { _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(self.0, b.0) }
+    }
+    #[inline(always)]
+    unsafe fn select(m: __mmask16, a: Self, b: Self) -> Self {
+        // SAFETY: see the impl comment.
+        unsafe { V16(_mm512_mask_blend_ps(m, b.0, a.0)) }
+    }
+    #[inline(always)]
+    unsafe fn bits(m: __mmask16) -> u32 {
+        m as u32
+    }
+}
+
+/// # Safety
+/// AVX-512F present; streams as `simd::run_dense`.
+#[target_feature(enable = "avx512f,avx2,f16c")]
+pub(crate) unsafe fn dense<O: Op>(op: O, n: usize, s: Streams) {
+    // SAFETY: forwarded contract; this function enables the features `V16` needs.
+    unsafe { simd::run_dense::<V16, O>(op, n, s) }
+}
+
+/// # Safety
+/// AVX-512F present; as `simd::run_sparse`.
+#[target_feature(enable = "avx512f,avx2,f16c")]
+pub(crate) unsafe fn sparse<O: Op>(op: O, slots: &[u32], dim: usize, s: Streams) {
+    // SAFETY: forwarded contract.
+    unsafe { simd::run_sparse::<V16, O>(op, slots, dim, s) }
+}
+
+/// # Safety
+/// AVX-512F present; every buffer as long as `out`.
+#[target_feature(enable = "avx512f,avx2,f16c")]
+pub(crate) unsafe fn sum_k(out: &mut [f32], bufs: &[&[f32]]) {
+    // SAFETY: forwarded contract.
+    unsafe { simd::sum_k::<V16>(out, bufs) }
+}
+
+/// # Safety
+/// AVX-512F present; equal lengths.
+#[target_feature(enable = "avx512f,avx2,f16c")]
+pub(crate) unsafe fn significant(
+    delta: &[f32],
+    w: &[f32],
+    theta: f32,
+    eps: f32,
+    out: &mut Vec<u32>,
+) {
+    // SAFETY: forwarded contract.
+    unsafe { crate::filter::significant_simd::<V16>(delta, w, theta, eps, out) }
+}
+
+/// # Safety
+/// AVX-512F present; equal lengths.
+#[target_feature(enable = "avx512f,avx2,f16c")]
+pub(crate) unsafe fn kkt_active(w: &[f32], g: &[f32], l1: f32, margin: f32, out: &mut Vec<u32>) {
+    // SAFETY: forwarded contract.
+    unsafe { crate::filter::kkt_active_simd::<V16>(w, g, l1, margin, out) }
+}
+
+/// # Safety
+/// AVX-512F present; equal lengths.
+#[target_feature(enable = "avx512f,avx2,f16c")]
+pub(crate) unsafe fn f32_to_f16(src: &[f32], dst: &mut [u16]) {
+    let n = src.len();
+    let mut i = 0;
+    // SAFETY: `i + 16 <= n` bounds the 16-element load and the 16-u16 (32-byte) store.
+    unsafe {
+        while i + 16 <= n {
+            let v = _mm512_loadu_ps(src.as_ptr().add(i));
+            let h = _mm512_cvtps_ph::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(v);
+            _mm256_storeu_si256(dst.as_mut_ptr().add(i) as *mut __m256i, h);
+            i += 16;
+        }
+    }
+    for j in i..n {
+        dst[j] = crate::scalar::f32_to_f16_bits(src[j]);
+    }
+}
+
+/// # Safety
+/// AVX-512F present; equal lengths.
+#[target_feature(enable = "avx512f,avx2,f16c")]
+pub(crate) unsafe fn f16_to_f32(src: &[u16], dst: &mut [f32]) {
+    let n = src.len();
+    let mut i = 0;
+    // SAFETY: `i + 16 <= n` bounds the 32-byte load and the 16-element store.
+    unsafe {
+        while i + 16 <= n {
+            let h = _mm256_loadu_si256(src.as_ptr().add(i) as *const __m256i);
+            _mm512_storeu_ps(dst.as_mut_ptr().add(i), _mm512_cvtph_ps(h));
+            i += 16;
+        }
+    }
+    for j in i..n {
+        dst[j] = crate::scalar::f16_bits_to_f32(src[j]);
+    }
+}
+
+/// # Safety
+/// AVX-512F present; equal lengths.
+#[target_feature(enable = "avx512f,avx2,f16c")]
+pub(crate) unsafe fn f32_to_bf16(src: &[f32], dst: &mut [u16]) {
+    let n = src.len();
+    let mut i = 0;
+    // SAFETY: `i + 16 <= n` bounds the 16-element load and the 32-byte store.
+    unsafe {
+        let one = _mm512_set1_epi32(1);
+        let round = _mm512_set1_epi32(0x7fff);
+        let quiet = _mm512_set1_epi32(0x40);
+        while i + 16 <= n {
+            let v = _mm512_loadu_ps(src.as_ptr().add(i));
+            let x = _mm512_castps_si512(v);
+            let hi = _mm512_srli_epi32::<16>(x);
+            let lsb = _mm512_and_si512(hi, one);
+            let r = _mm512_srli_epi32::<16>(_mm512_add_epi32(_mm512_add_epi32(x, round), lsb));
+            let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
+            let res = _mm512_mask_blend_epi32(nan, r, _mm512_or_si512(hi, quiet));
+            _mm256_storeu_si256(
+                dst.as_mut_ptr().add(i) as *mut __m256i,
+                _mm512_cvtepi32_epi16(res),
+            );
+            i += 16;
+        }
+    }
+    for j in i..n {
+        dst[j] = crate::scalar::f32_to_bf16_bits(src[j]);
+    }
+}
+
+/// # Safety
+/// AVX-512F present; equal lengths.
+#[target_feature(enable = "avx512f,avx2,f16c")]
+pub(crate) unsafe fn bf16_to_f32(src: &[u16], dst: &mut [f32]) {
+    let n = src.len();
+    let mut i = 0;
+    // SAFETY: `i + 16 <= n` bounds the 32-byte load and the 16-element store.
+    unsafe {
+        while i + 16 <= n {
+            let h = _mm256_loadu_si256(src.as_ptr().add(i) as *const __m256i);
+            let x = _mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h));
+            _mm512_storeu_ps(dst.as_mut_ptr().add(i), _mm512_castsi512_ps(x));
+            i += 16;
+        }
+    }
+    for j in i..n {
+        dst[j] = crate::scalar::bf16_bits_to_f32(src[j]);
+    }
+}
