@@ -1,0 +1,346 @@
+//! Command-line interface of the `ferrops` binary: the clap definitions of every subcommand and
+//! their flags. Parsing only; `main.rs` dispatches and `config.rs` turns the cluster flags into
+//! role configurations.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const PRECEDENCE_HELP: &str = "\
+Configuration sources, highest precedence first:
+  1. flags (--scheduler, --num-servers, --num-workers, --bind, --connect-timeout-ms)
+  2. environment: FERROPS_SCHEDULER, FERROPS_NUM_SERVERS, FERROPS_NUM_WORKERS, FERROPS_BIND,
+     FERROPS_SECRET, FERROPS_CONNECT_TIMEOUT_MS
+  3. the TOML file named by --config or FERROPS_CONFIG
+  4. built-in defaults
+
+TOML file keys: scheduler, num_servers, num_workers, bind, secret, connect_timeout_ms and a
+[limits] table with max_keys_bytes, max_values_bytes, max_extra_bytes. Unknown keys are errors.
+
+Like ps-lite's DMLC_ROLE, FERROPS_ROLE=scheduler|server|worker makes a bare `ferrops` run that
+role (a worker then takes its job from FERROPS_JOB).
+
+Logging goes to stderr; filter it with FERROPS_LOG or RUST_LOG (default: info).";
+
+/// The ferrops parameter server.
+#[derive(Debug, Parser)]
+#[command(
+    name = "ferrops",
+    version,
+    about = "ferrops: a parameter server for distributed ML",
+    long_about = "ferrops: a parameter server for distributed ML.\n\n\
+        A job runs one scheduler, S servers holding the parameters, and W workers pushing \
+        gradients and pulling weights, in the style of ps-lite. Start each role by hand or from \
+        your HPC launcher (`ferrops scheduler`, `ferrops server`, `ferrops worker`, or FERROPS_ROLE), \
+        or start a whole cluster on this machine with `ferrops local`.",
+    after_long_help = PRECEDENCE_HELP
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The `ferrops` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the scheduler: the rendezvous point that assigns ranks and ends the job.
+    ///
+    /// Once listening it prints exactly one line `FERROPS_SCHEDULER=<ip:port>` on stdout, so a
+    /// launcher that bound port 0 learns the address to hand to servers and workers.
+    #[command(after_long_help = PRECEDENCE_HELP)]
+    Scheduler(RoleArgs),
+
+    /// Run a server: holds a shard of the parameters and applies pushed updates.
+    #[command(after_long_help = PRECEDENCE_HELP)]
+    Server(ServerArgs),
+
+    /// Run one of the built-in worker jobs (your own programs link the `ferrops` library instead).
+    #[command(after_long_help = PRECEDENCE_HELP)]
+    Worker(WorkerArgs),
+
+    /// Start a whole cluster on loopback: a scheduler, S servers and W copies of a worker command.
+    ///
+    /// Each worker command runs with FERROPS_ROLE=worker, FERROPS_SCHEDULER,
+    /// FERROPS_NUM_SERVERS and FERROPS_NUM_WORKERS set, so any program that reads them (your own
+    /// binary linking ferrops, or `ferrops worker --job NAME`) joins the cluster. A command named
+    /// `ferrops` runs this same binary.
+    ///
+    /// The launcher exits 0 when every worker exited 0. On the first failure it stops the rest
+    /// and exits with the failed process's code (128+N for a process killed by signal N).
+    /// Ctrl-C and SIGTERM are forwarded to every process; nothing outlives the launcher.
+    #[command(
+        after_long_help = "Example:\n  ferrops local --servers 2 --workers 4 -- ferrops worker --job sgd -- --epochs 3"
+    )]
+    Local(LocalArgs),
+
+    /// Benchmarks, reported next to the raw network floor measured in the same run.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+
+    /// End-to-end demo: sparse logistic regression trained on a local cluster.
+    Demo(DemoArgs),
+}
+
+/// Cluster settings shared by every role. Each has an environment variable and a config-file key;
+/// see `ferrops help scheduler` for the precedence.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ClusterFlags {
+    /// TOML configuration file [env: FERROPS_CONFIG]
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Scheduler address [env: FERROPS_SCHEDULER] [file: scheduler]
+    #[arg(long, value_name = "HOST:PORT")]
+    pub scheduler: Option<String>,
+
+    /// Number of servers in the job [env: FERROPS_NUM_SERVERS] [file: num_servers]
+    #[arg(long, value_name = "N")]
+    pub num_servers: Option<String>,
+
+    /// Number of workers in the job [env: FERROPS_NUM_WORKERS] [file: num_workers]
+    #[arg(long, value_name = "N")]
+    pub num_workers: Option<String>,
+
+    /// Address this node listens on; port 0 picks a free port [env: FERROPS_BIND] [file: bind]
+    /// [default: scheduler: the scheduler address; server: 127.0.0.1:0 on a loopback cluster,
+    /// otherwise 0.0.0.0:0]
+    #[arg(long, value_name = "IP:PORT")]
+    pub bind: Option<String>,
+
+    /// How long to wait for the scheduler, in milliseconds [env: FERROPS_CONNECT_TIMEOUT_MS]
+    /// [file: connect_timeout_ms] [default: 30000]
+    #[arg(long, value_name = "MS")]
+    pub connect_timeout_ms: Option<String>,
+}
+
+/// Flags of `ferrops scheduler`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RoleArgs {
+    #[command(flatten)]
+    pub cluster: ClusterFlags,
+}
+
+/// Flags of `ferrops server`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServerArgs {
+    #[command(flatten)]
+    pub cluster: ClusterFlags,
+
+    /// Print the memory / NUMA preflight report (huge pages, node placement) before serving.
+    #[arg(long)]
+    pub print_topology: bool,
+}
+
+/// Flags of `ferrops worker`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub cluster: ClusterFlags,
+
+    /// Built-in job to run.
+    #[arg(long, env = "FERROPS_JOB", value_name = "NAME")]
+    pub job: String,
+
+    /// Arguments passed to the job (after `--`).
+    #[arg(last = true, value_name = "JOB_ARGS")]
+    pub job_args: Vec<String>,
+}
+
+/// Flags of `ferrops local`.
+#[derive(Debug, Clone, Args)]
+pub struct LocalArgs {
+    /// Number of servers to start.
+    #[arg(long, value_name = "S", value_parser = clap::value_parser!(u32).range(1..))]
+    pub servers: u32,
+
+    /// Number of worker processes to start (each runs COMMAND).
+    #[arg(long, value_name = "W", value_parser = clap::value_parser!(u32).range(1..))]
+    pub workers: u32,
+
+    /// Seconds the scheduler has to announce its address.
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    pub startup_timeout: f64,
+
+    /// Seconds the scheduler and servers get to exit by themselves after the workers finish,
+    /// and that any process gets between SIGTERM and SIGKILL.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub shutdown_grace: f64,
+
+    /// Pass children's output through unchanged instead of prefixing lines with `[worker 1]`.
+    #[arg(long)]
+    pub no_prefix: bool,
+
+    /// Run the scheduler and servers from this ferrops binary instead of the running one.
+    #[arg(long, value_name = "PATH")]
+    pub node_exe: Option<PathBuf>,
+
+    /// Worker command and its arguments.
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "COMMAND"
+    )]
+    pub command: Vec<OsString>,
+}
+
+/// `ferrops bench` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Push/pull throughput and latency through a local cluster, next to the raw TCP floor.
+    PushPull(PushPullArgs),
+
+    /// Update-kernel throughput (GB/s and elements/s) of every compiled-in instruction set.
+    Kernels(KernelsArgs),
+}
+
+/// Transport used between workers and servers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// TCP sockets.
+    Tcp,
+    /// RDMA verbs (RoCE / InfiniBand).
+    Rdma,
+    /// Shared memory between processes on one host.
+    Shm,
+    /// The fastest transport available between each pair of nodes.
+    Auto,
+}
+
+/// Flags of `ferrops bench push-pull`.
+#[derive(Debug, Clone, Args)]
+pub struct PushPullArgs {
+    /// Number of keys pushed and pulled per iteration.
+    #[arg(long, default_value_t = 10_000_000)]
+    pub keys: u64,
+
+    /// Measured iterations.
+    #[arg(long, default_value_t = 10)]
+    pub iters: u64,
+
+    /// Values per key (f32 each).
+    #[arg(long, default_value_t = 1)]
+    pub val_len: u64,
+
+    /// Servers in the benchmark cluster.
+    #[arg(long, default_value_t = 1)]
+    pub servers: u64,
+
+    /// Workers in the benchmark cluster.
+    #[arg(long, default_value_t = 1)]
+    pub workers: u64,
+
+    /// Transport between workers and servers.
+    #[arg(long, value_enum, default_value_t = Transport::Tcp)]
+    pub transport: Transport,
+
+    /// Also measure the raw TCP floor and report ratios against it.
+    #[arg(long)]
+    pub floor: bool,
+
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Unmeasured warm-up iterations.
+    #[arg(long, default_value_t = 1)]
+    pub warmup: u64,
+}
+
+/// Flags of `ferrops bench kernels`.
+#[derive(Debug, Clone, Args)]
+pub struct KernelsArgs {
+    /// Elements per kernel call.
+    #[arg(long, default_value_t = 64 << 20)]
+    pub elements: usize,
+
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Flags of `ferrops demo`.
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Servers in the demo cluster.
+    #[arg(long, default_value_t = 2)]
+    pub servers: u64,
+
+    /// Workers in the demo cluster.
+    #[arg(long, default_value_t = 2)]
+    pub workers: u64,
+
+    /// Passes over the training data.
+    #[arg(long, default_value_t = 10)]
+    pub epochs: u64,
+
+    /// Feature-space size (number of model weights).
+    #[arg(long, default_value_t = 100_000)]
+    pub features: u64,
+
+    /// Synthetic training examples.
+    #[arg(long, default_value_t = 200_000)]
+    pub examples: u64,
+
+    /// Seed of the synthetic data set (random when omitted).
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn local_takes_the_command_after_double_dash() {
+        let cli = Cli::try_parse_from([
+            "ferrops",
+            "local",
+            "--servers",
+            "2",
+            "--workers",
+            "3",
+            "--",
+            "ferrops",
+            "worker",
+            "--job",
+            "x",
+        ])
+        .unwrap();
+        let Some(Command::Local(local)) = cli.command else {
+            panic!("not local")
+        };
+        assert_eq!((local.servers, local.workers), (2, 3));
+        assert_eq!(local.command, ["ferrops", "worker", "--job", "x"]);
+    }
+
+    #[test]
+    fn bench_push_pull_defaults() {
+        let cli = Cli::try_parse_from(["ferrops", "bench", "push-pull"]).unwrap();
+        let Some(Command::Bench(BenchCommand::PushPull(args))) = cli.command else {
+            panic!("not push-pull")
+        };
+        assert_eq!(args.keys, 10_000_000);
+        assert_eq!(args.transport, Transport::Tcp);
+        assert!(!args.floor && !args.json);
+    }
+
+    #[test]
+    fn worker_job_args_follow_double_dash() {
+        let cli = Cli::try_parse_from(["ferrops", "worker", "--job", "sgd", "--", "--epochs", "3"])
+            .unwrap();
+        let Some(Command::Worker(worker)) = cli.command else {
+            panic!("not worker")
+        };
+        assert_eq!(worker.job, "sgd");
+        assert_eq!(worker.job_args, ["--epochs", "3"]);
+    }
+}
