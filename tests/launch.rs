@@ -1,0 +1,424 @@
+//! Tests of `ferrops local` through the real binary: exit codes of failed workers, signal
+//! forwarding, and that no child process outlives the launcher.
+//!
+//! Most tests run the scheduler and servers from a stand-in script (`--node-exe`) that announces a
+//! fake address and sleeps, so the launcher is tested on its own. The tests marked
+//! "needs the scheduler and server roles" run the real roles.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// A scratch directory where children record their pids, removed at the end of the test.
+struct Scratch {
+    dir: PathBuf,
+}
+
+impl Scratch {
+    fn new(test: &str) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("ferrops-launch-test-{}-{test}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        Self { dir }
+    }
+
+    /// A stand-in for the ferrops binary's scheduler and server roles: records its pid, the
+    /// scheduler announces an address, then both sleep until killed.
+    fn fake_node(&self) -> PathBuf {
+        let path = self.dir.join("fake-node.sh");
+        let script = format!(
+            "#!/bin/sh\n\
+             echo $$ >> '{pids}'\n\
+             if [ \"$1\" = scheduler ]; then echo FERROPS_SCHEDULER=127.0.0.1:9; fi\n\
+             exec sleep 600\n",
+            pids = self.pids_file().display()
+        );
+        fs::write(&path, script).unwrap();
+        let chmod = Command::new("chmod").arg("+x").arg(&path).status().unwrap();
+        assert!(chmod.success());
+        path
+    }
+
+    fn pids_file(&self) -> PathBuf {
+        self.dir.join("pids")
+    }
+
+    fn pids(&self) -> Vec<i32> {
+        fs::read_to_string(self.pids_file())
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| line.trim().parse().ok())
+            .collect()
+    }
+
+    /// Waits until `count` pids have been recorded.
+    fn wait_for_pids(&self, count: usize) -> Vec<i32> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let pids = self.pids();
+            if pids.len() >= count {
+                return pids;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {count} processes started: {pids:?}",
+                pids.len()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn ferrops() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ferrops"))
+}
+
+/// `ferrops local` with the stand-in nodes; the worker runs `worker_shell` under `sh -c`, with
+/// `$PIDS` naming the pid file and `$SCRATCH` the scratch directory.
+fn local_with_fake_nodes(scratch: &Scratch, workers: usize, worker_shell: &str) -> Command {
+    let worker: [&OsStr; 3] = ["sh".as_ref(), "-c".as_ref(), worker_shell.as_ref()];
+    local_with_fake_nodes_running(scratch, workers, &worker)
+}
+
+/// `ferrops local` with the stand-in nodes and `worker` as the worker command.
+fn local_with_fake_nodes_running(scratch: &Scratch, workers: usize, worker: &[&OsStr]) -> Command {
+    let mut command = ferrops();
+    command
+        .args(["local", "--servers", "2", "--workers", &workers.to_string()])
+        .args(["--shutdown-grace", "1", "--node-exe"])
+        .arg(scratch.fake_node())
+        .arg("--")
+        .args(worker)
+        .env("PIDS", scratch.pids_file())
+        .env("SCRATCH", &scratch.dir)
+        .env_remove("FERROPS_CONFIG");
+    command
+}
+
+/// A process is gone once it no longer exists or is a zombie awaiting its new parent.
+fn is_gone(pid: i32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+    }
+}
+
+fn assert_all_gone(pids: &[i32]) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let alive: Vec<i32> = pids.iter().copied().filter(|&p| !is_gone(p)).collect();
+        if alive.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "processes left behind: {alive:?}"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn stderr_of(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn send_signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// The first worker to create `$SCRATCH/first` runs `action`; the others sleep until killed.
+fn one_worker_does(action: &str) -> String {
+    format!("echo $$ >> \"$PIDS\"; if mkdir \"$SCRATCH/first\" 2>/dev/null; then {action}; fi; exec sleep 600")
+}
+
+#[test]
+fn failed_worker_exit_code_is_propagated_and_nothing_remains() {
+    let scratch = Scratch::new("exit3");
+    let output = local_with_fake_nodes(&scratch, 3, &one_worker_does("exit 3"))
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("failed: exit code 3"), "{stderr}");
+    let pids = scratch.pids();
+    assert_eq!(pids.len(), 1 + 2 + 3, "{pids:?}");
+    assert_all_gone(&pids);
+}
+
+#[test]
+fn worker_killed_by_signal_exits_128_plus_signal() {
+    let scratch = Scratch::new("sigkill");
+    let output = local_with_fake_nodes(&scratch, 2, &one_worker_does("kill -KILL $$"))
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(128 + 9), "{stderr}");
+    assert!(stderr.contains("SIGKILL"), "{stderr}");
+    assert_all_gone(&scratch.pids());
+}
+
+#[test]
+fn ctrl_c_is_forwarded_and_grandchildren_are_stopped_too() {
+    let scratch = Scratch::new("sigint");
+    let worker = "echo $$ >> \"$PIDS\"; sleep 600 & echo $! >> \"$PIDS\"; wait";
+    let launcher = local_with_fake_nodes(&scratch, 2, worker)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pids = scratch.wait_for_pids(1 + 2 + 2 * 2);
+    send_signal(launcher.id(), "INT");
+    let output = launcher.wait_with_output().unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(128 + 2),
+        "{}",
+        stderr_of(&output)
+    );
+    assert_all_gone(&pids);
+}
+
+#[test]
+fn sigterm_is_forwarded() {
+    let scratch = Scratch::new("sigterm");
+    let launcher = local_with_fake_nodes(&scratch, 1, "echo $$ >> \"$PIDS\"; exec sleep 600")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pids = scratch.wait_for_pids(1 + 2 + 1);
+    send_signal(launcher.id(), "TERM");
+    let output = launcher.wait_with_output().unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(128 + 15),
+        "{}",
+        stderr_of(&output)
+    );
+    assert_all_gone(&pids);
+}
+
+#[test]
+fn children_die_with_a_killed_launcher() {
+    let scratch = Scratch::new("launcher-killed");
+    let mut launcher = local_with_fake_nodes(&scratch, 2, "echo $$ >> \"$PIDS\"; exec sleep 600")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pids = scratch.wait_for_pids(1 + 2 + 2);
+    launcher.kill().unwrap();
+    launcher.wait().unwrap();
+    assert_all_gone(&pids);
+}
+
+#[test]
+fn success_waits_out_lingering_nodes_and_prefixes_output() {
+    let scratch = Scratch::new("success");
+    let output = local_with_fake_nodes(&scratch, 2, "echo $$ >> \"$PIDS\"; echo hello")
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("[worker 0] hello"), "{stdout}");
+    assert!(stdout.contains("[worker 1] hello"), "{stdout}");
+    assert!(stderr.contains("still running"), "{stderr}");
+    assert_all_gone(&scratch.pids());
+}
+
+#[test]
+fn scheduler_dying_before_announcing_is_an_error() {
+    let output = ferrops()
+        .args([
+            "local",
+            "--servers",
+            "1",
+            "--workers",
+            "1",
+            "--node-exe",
+            "false",
+        ])
+        .args(["--", "true"])
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("error:") && stderr.contains("before announcing"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("exit code 1"), "{stderr}");
+}
+
+#[test]
+fn missing_worker_program_is_an_error_and_stops_the_nodes() {
+    let scratch = Scratch::new("no-program");
+    let missing = scratch.dir.join("no-such-program");
+    let mut command = local_with_fake_nodes_running(&scratch, 1, &[missing.as_os_str()]);
+    let output = command.output().unwrap();
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("starting worker 0"), "{stderr}");
+    assert_all_gone(&scratch.pids());
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let output = ferrops()
+        .args(["local", "--servers", "0", "--workers", "1", "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", stderr_of(&output));
+    let output = ferrops().arg("--no-such-flag").output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn bad_environment_value_is_reported_with_its_source() {
+    let output = ferrops()
+        .env("FERROPS_ROLE", "server")
+        .env("FERROPS_SCHEDULER", "127.0.0.1:9")
+        .env("FERROPS_NUM_SERVERS", "0")
+        .env("FERROPS_NUM_WORKERS", "1")
+        .env_remove("FERROPS_CONFIG")
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("error: configuring the server"), "{stderr}");
+    assert!(
+        stderr.contains("caused by:") && stderr.contains("FERROPS_NUM_SERVERS"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn unknown_config_file_key_is_reported_with_the_file() {
+    let scratch = Scratch::new("config");
+    let file = scratch.dir.join("job.toml");
+    fs::write(&file, "num_servers = 1\nnum_workerz = 2\n").unwrap();
+    let output = ferrops()
+        .arg("worker")
+        .arg("--job")
+        .arg("x")
+        .arg("--config")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("job.toml") && stderr.contains("num_workerz"),
+        "{stderr}"
+    );
+}
+
+// ---- with the real scheduler and server roles ----
+
+fn local_with_real_nodes(scratch: &Scratch, workers: usize, worker_shell: &str) -> Command {
+    let mut command = ferrops();
+    command
+        .args(["local", "--servers", "2", "--workers", &workers.to_string()])
+        .args(["--shutdown-grace", "5", "--startup-timeout", "20"])
+        .args(["--", "sh", "-c", worker_shell])
+        .env("PIDS", scratch.pids_file())
+        .env("SCRATCH", &scratch.dir)
+        .env_remove("FERROPS_CONFIG");
+    command
+}
+
+/// Pids of the launcher's direct children (scheduler, servers, workers) while it runs.
+fn children_of(pid: u32) -> Vec<i32> {
+    let output = Command::new("pgrep")
+        .args(["-P", &pid.to_string()])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+#[test]
+#[ignore = "needs the scheduler and server roles"]
+fn real_cluster_failed_worker_stops_everything() {
+    let scratch = Scratch::new("real-exit3");
+    let launcher = local_with_real_nodes(&scratch, 2, &one_worker_does("sleep 1; exit 3"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut pids = scratch.wait_for_pids(2);
+    pids.extend(children_of(launcher.id()));
+    let output = launcher.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(3), "{}", stderr_of(&output));
+    assert!(pids.len() >= 1 + 2 + 2, "{pids:?}");
+    assert_all_gone(&pids);
+}
+
+#[test]
+#[ignore = "needs the scheduler and server roles"]
+fn real_cluster_ctrl_c_stops_everything() {
+    let scratch = Scratch::new("real-sigint");
+    let launcher = local_with_real_nodes(&scratch, 2, "echo $$ >> \"$PIDS\"; exec sleep 600")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut pids = scratch.wait_for_pids(2);
+    pids.extend(children_of(launcher.id()));
+    send_signal(launcher.id(), "INT");
+    let output = launcher.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130), "{}", stderr_of(&output));
+    assert_all_gone(&pids);
+}
+
+/// Runs a real job to completion: the scheduler and servers must exit by themselves.
+fn assert_real_job_succeeds(scratch: &Scratch, worker: &[&str]) {
+    let launcher = ferrops()
+        .args(["local", "--servers", "2", "--workers", "2"])
+        .args(["--shutdown-grace", "10", "--"])
+        .args(worker)
+        .env_remove("FERROPS_CONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    thread::sleep(Duration::from_millis(300));
+    let pids = children_of(launcher.id());
+    let output = launcher.wait_with_output().unwrap();
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(
+        !stderr.contains("still running"),
+        "nodes had to be killed: {stderr}"
+    );
+    assert_all_gone(&pids);
+    let _ = scratch;
+}
+
+#[test]
+#[ignore = "needs the scheduler and server roles and a built-in worker job"]
+fn real_cluster_job_succeeds_and_leaves_nothing_behind() {
+    let scratch = Scratch::new("real-success");
+    let job = std::env::var("FERROPS_TEST_JOB").unwrap_or_else(|_| "smoke".to_string());
+    assert_real_job_succeeds(&scratch, &["ferrops", "worker", "--job", &job]);
+}
