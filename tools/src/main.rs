@@ -1,0 +1,221 @@
+//! The `ferrops` binary: parses the command line, sets up role-prefixed logging, resolves the
+//! configuration and dispatches to the roles, the local launcher, the benchmarks and the demo.
+//!
+//! Exit codes: 0 on success, 1 for errors (printed as `error: ...` with their causes), 2 for usage
+//! errors (from clap); `ferrops local` exits with its failed child's code.
+
+use std::io::{self, IsTerminal, Write};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+use clap::{CommandFactory, Parser};
+use ferrops::cli::{
+    BenchCommand, Cli, ClusterFlags, Command, KernelsArgs, LocalArgs, ServerArgs, WorkerArgs,
+};
+use ferrops::config::{self, ConfigInput, Role};
+use ferrops::launch::{self, LocalSpec, ANNOUNCE_PREFIX};
+use ferrops::roles;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let env = config::process_env();
+    let label = log_label(&cli, &env);
+    init_logging(label);
+    match run(cli, &env) {
+        Ok(code) => exit_code(code),
+        Err(error) => {
+            report(&error);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli, env: &config::EnvMap) -> Result<i32> {
+    match cli.command {
+        Some(Command::Scheduler(args)) => run_scheduler(&args.cluster),
+        Some(Command::Server(args)) => run_server(&args),
+        Some(Command::Worker(args)) => run_worker(&args),
+        Some(Command::Local(args)) => launch::run_local(&local_spec(args)?),
+        Some(Command::Bench(BenchCommand::PushPull(args))) => {
+            ferrops::bench_push_pull::run(&args).map(|()| 0)
+        }
+        Some(Command::Bench(BenchCommand::Kernels(args))) => run_bench_kernels(&args),
+        Some(Command::Demo(args)) => ferrops::demo::run(&args).map(|()| 0),
+        None => run_role_from_env(env),
+    }
+}
+
+/// A bare `ferrops`: run the role named by FERROPS_ROLE, like ps-lite's DMLC_ROLE.
+fn run_role_from_env(env: &config::EnvMap) -> Result<i32> {
+    let flags = ClusterFlags::default();
+    match config::role_from_env(env)? {
+        Some(Role::Scheduler) => run_scheduler(&flags),
+        Some(Role::Server) => run_server(&ServerArgs {
+            cluster: flags,
+            print_topology: false,
+        }),
+        Some(Role::Worker) => {
+            let job = env
+                .get("FERROPS_JOB")
+                .filter(|j| !j.is_empty())
+                .ok_or_else(|| {
+                    anyhow!(
+                        "FERROPS_ROLE=worker needs a job: set FERROPS_JOB or run \
+                     `ferrops worker --job NAME`"
+                    )
+                })?;
+            run_worker(&WorkerArgs {
+                cluster: flags,
+                job: job.clone(),
+                job_args: Vec::new(),
+            })
+        }
+        None => Cli::command()
+            .error(
+                clap::error::ErrorKind::MissingSubcommand,
+                "no subcommand given and FERROPS_ROLE is not set",
+            )
+            .exit(),
+    }
+}
+
+fn run_scheduler(flags: &ClusterFlags) -> Result<i32> {
+    let cfg = ConfigInput::gather(flags)?
+        .scheduler()
+        .context("configuring the scheduler")?;
+    roles::run_scheduler(cfg, announce_scheduler)?;
+    Ok(0)
+}
+
+/// Prints the one stdout line launchers wait for.
+fn announce_scheduler(addr: SocketAddr) {
+    let mut stdout = io::stdout().lock();
+    let written = writeln!(stdout, "{ANNOUNCE_PREFIX}{addr}").and_then(|()| stdout.flush());
+    if let Err(error) = written {
+        tracing::error!("cannot announce the scheduler address {addr} on stdout: {error}");
+    }
+    tracing::info!("scheduler listening on {addr}");
+}
+
+fn run_server(args: &ServerArgs) -> Result<i32> {
+    let cfg = ConfigInput::gather(&args.cluster)?
+        .server()
+        .context("configuring the server")?;
+    if args.print_topology {
+        // TODO: call `ferrops_engine::memory::preflight` and print its report once the engine
+        // provides it.
+        tracing::warn!("--print-topology: the memory/NUMA preflight report is not built yet");
+    }
+    roles::run_server(cfg)?;
+    Ok(0)
+}
+
+fn run_worker(args: &WorkerArgs) -> Result<i32> {
+    let cfg = ConfigInput::gather(&args.cluster)?
+        .worker()
+        .context("configuring the worker")?;
+    roles::run_worker_job(cfg, &args.job, &args.job_args)
+        .with_context(|| format!("worker job `{}`", args.job))?;
+    Ok(0)
+}
+
+fn run_bench_kernels(args: &KernelsArgs) -> Result<i32> {
+    // TODO: enable once `pub mod bench_kernels;` is in lib.rs:
+    // ferrops::bench_kernels::run(args.elements, args.json)?;
+    let _ = (args.elements, args.json);
+    Err(anyhow!(
+        "the kernel benchmark is not built into this binary yet"
+    ))
+}
+
+fn local_spec(args: LocalArgs) -> Result<LocalSpec> {
+    let mut spec = LocalSpec::new(args.servers as usize, args.workers as usize)?;
+    spec.command = args.command;
+    spec.prefix_output = !args.no_prefix;
+    spec.startup_timeout = seconds(args.startup_timeout, "--startup-timeout")?;
+    spec.shutdown_grace = seconds(args.shutdown_grace, "--shutdown-grace")?;
+    if let Some(exe) = args.node_exe {
+        spec.node_exe = exe;
+    }
+    Ok(spec)
+}
+
+fn seconds(value: f64, flag: &str) -> Result<Duration> {
+    Duration::try_from_secs_f64(value)
+        .map_err(|_| anyhow!("invalid value `{value}` for {flag}: expected seconds >= 0"))
+}
+
+/// What log lines are prefixed with: the role (or subcommand) this process runs.
+fn log_label(cli: &Cli, env: &config::EnvMap) -> &'static str {
+    match &cli.command {
+        Some(Command::Scheduler(_)) => "scheduler",
+        Some(Command::Server(_)) => "server",
+        Some(Command::Worker(_)) => "worker",
+        Some(Command::Local(_)) => "local",
+        Some(Command::Bench(_)) => "bench",
+        Some(Command::Demo(_)) => "demo",
+        None => match config::role_from_env(env) {
+            Ok(Some(role)) => role.name(),
+            _ => "ferrops",
+        },
+    }
+}
+
+/// Logs to stderr, filtered by FERROPS_LOG (else RUST_LOG, else `info`), each line prefixed with
+/// `[label]` so the interleaved logs of a cluster stay readable.
+fn init_logging(label: &'static str) {
+    let filter = EnvFilter::try_from_env("FERROPS_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .with_ansi(io::stderr().is_terminal())
+        .event_format(Prefixed {
+            label,
+            inner: tracing_subscriber::fmt::format(),
+        })
+        .init();
+}
+
+/// An event format that writes `[label] ` before the wrapped format's output.
+struct Prefixed<F> {
+    label: &'static str,
+    inner: F,
+}
+
+impl<S, N, F> FormatEvent<S, N> for Prefixed<F>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    F: FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        write!(writer, "[{}] ", self.label)?;
+        self.inner.format_event(ctx, writer, event)
+    }
+}
+
+/// Prints `error: ...` and each cause on its own line.
+fn report(error: &anyhow::Error) {
+    let mut stderr = io::stderr().lock();
+    let _ = writeln!(stderr, "error: {error}");
+    for cause in error.chain().skip(1) {
+        let _ = writeln!(stderr, "  caused by: {cause}");
+    }
+}
+
+fn exit_code(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
