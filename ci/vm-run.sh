@@ -13,7 +13,9 @@
 #   * this machine's root file system, mounted read-only over 9p, is the
 #     guest's root: binaries built here run there unchanged, at the same paths;
 #   * /tmp, /run and /dev/shm are fresh tmpfs; every `--rw DIR` is shared
-#     read-write at the same path;
+#     read-write and every `--ro DIR` read-only at the same path (use --ro for
+#     anything under /tmp the guest must see; the current directory is shared
+#     read-only automatically when it lies under /tmp or /run);
 #   * one virtio NIC, eth0 = 10.0.2.15/24 (QEMU user networking, cut off
 #     from the outside with restrict=on) carrying the soft-RoCE device `rxe0`;
 #   * `--numa N` splits memory and CPUs over N NUMA nodes;
@@ -27,6 +29,7 @@
 #   --cpus N           guest CPUs (default: number of host CPUs, at least N nodes)
 #   --mem MB           guest memory in MiB (default 2048), split evenly over nodes
 #   --rw DIR           share DIR read-write at the same path (repeatable)
+#   --ro DIR           share DIR read-only at the same path (repeatable)
 #   --env NAME=VALUE   set an environment variable for COMMAND (repeatable)
 #   --timeout SECONDS  kill the guest after this long (default 900)
 #   --verbose          show the guest kernel's boot messages
@@ -64,7 +67,7 @@ HOST_PACKAGES=(qemu-system-x86 busybox-static cpio kmod rdma-core ibverbs-provid
 # Modules the guest needs, by job. Their dependencies are added automatically.
 GUEST_MODULES=(
   virtio_pci          # the PCI transport for every virtio device below
-  9pnet_virtio 9p     # root and --rw shares
+  9pnet_virtio 9p     # the root and the --rw/--ro shares
   virtio_net          # eth0
   crc32_generic       # rxe checksums use the crypto API's "crc32"
   rdma_rxe            # soft-RoCE
@@ -78,7 +81,7 @@ MEM_MB=2048
 TIMEOUT=900
 VERBOSE=0
 DO_SETUP=0
-RW_DIRS=()
+SHARES=() # "rw DIR" or "ro DIR"
 GUEST_ENV=()
 
 usage() {
@@ -95,7 +98,11 @@ while [ $# -gt 0 ]; do
     --cpus) is_count "${2:-}" || die "--cpus needs a positive count"; CPUS=$2; shift 2 ;;
     --mem) is_count "${2:-}" || die "--mem needs MiB"; MEM_MB=$2; shift 2 ;;
     --timeout) is_count "${2:-}" || die "--timeout needs seconds"; TIMEOUT=$2; shift 2 ;;
-    --rw) [ -d "${2:-}" ] || die "--rw needs an existing directory"; RW_DIRS+=("$(realpath "$2")"); shift 2 ;;
+    --rw | --ro)
+      [ -d "${2:-}" ] || die "$1 needs an existing directory"
+      SHARES+=("${1#--} $(realpath "$2")")
+      shift 2
+      ;;
     --env) [[ ${2:-} == *=* ]] || die "--env needs NAME=VALUE"; GUEST_ENV+=("$2"); shift 2 ;;
     --verbose) VERBOSE=1; shift ;;
     -h | --help) usage ;;
@@ -243,7 +250,14 @@ JOB="$WORK/job"
 mkdir -p "$JOB"
 printf '%q ' "$@" >"$JOB/command"
 printf '%s\n' "$PWD" >"$JOB/cwd"
-printf '%s\n' "${RW_DIRS[@]+"${RW_DIRS[@]}"}" >"$JOB/rw-dirs"
+# The guest gets fresh tmpfs on /tmp and /run: a current directory there must be
+# shared explicitly for the command to start in it.
+case "$PWD/" in
+  /tmp/* | /run/*) SHARES+=("ro $PWD") ;;
+esac
+# Parents before children, so nested shares stack correctly; numbered in this
+# order (the guest mounts tag share<N> for line N).
+printf '%s\n' "${SHARES[@]+"${SHARES[@]}"}" | awk 'NF' | sort -k2,2 >"$JOB/shares"
 {
   for kv in "${GUEST_ENV[@]+"${GUEST_ENV[@]}"}"; do
     printf 'export %s=%q\n' "${kv%%=*}" "${kv#*=}"
@@ -272,12 +286,11 @@ mount -t devpts devpts /newroot/dev/pts
 mount -t tmpfs -o mode=1777 tmpfs /newroot/dev/shm
 mount -t 9p -o "$P9" job /newroot/run/vm-job
 i=0
-while read -r dir; do
-  [ -n "$dir" ] || continue
-  mkdir -p "/newroot$dir"
-  mount -t 9p -o "$P9" "rw$i" "/newroot$dir" || echo "vm-run(guest): cannot mount $dir"
+while read -r mode dir; do
+  mkdir -p "/newroot$dir" 2>/dev/null
+  mount -t 9p -o "$P9,$mode" "share$i" "/newroot$dir" || echo "vm-run(guest): cannot mount $dir"
   i=$((i + 1))
-done < /newroot/run/vm-job/rw-dirs
+done < /newroot/run/vm-job/shares
 exec chroot /newroot /bin/sh -c '
   export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root
   . /run/vm-job/env
@@ -330,10 +343,10 @@ share() { # share TAG DIR [readonly]
 share hostroot / readonly
 share job "$JOB"
 i=0
-for dir in "${RW_DIRS[@]+"${RW_DIRS[@]}"}"; do
-  share "rw$i" "$dir"
+while read -r mode dir; do
+  if [ "$mode" = ro ]; then share "share$i" "$dir" readonly; else share "share$i" "$dir"; fi
   i=$((i + 1))
-done
+done <"$JOB/shares"
 QEMU+=(-netdev "user,id=net0,restrict=on" -device "virtio-net-pci,netdev=net0,romfile=")
 
 # ---------------------------------------------------------------------------
