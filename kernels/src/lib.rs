@@ -28,8 +28,8 @@
 //! | Adam | `m, v` | `m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g*g; w = w - lr_t*m / (sqrt(v) + eps)` |
 //! | Ftrl | `z, n` | McMahan et al. 2013, see [`scalar::elem::ftrl`] |
 //! | ProxL1 | – | `w = S(w - lr*g, lr*l1)` |
-//! | ElasticNet | – | `w = S(w - lr*g, lr*l1) / (1 + lr*l2)` |
-//! | ScaledProxL1 | – | `d = h + delta; w = S(w - g/d, l1/d)` (inputs planar: all g, then all h) |
+//! | ElasticNet | – | `w = S(w - lr*g, lr*l1) * (1 / (1 + lr*l2))` |
+//! | ScaledProxL1 | – | `r = 1/(h + delta); w = S(w - g*r, l1*r)` (inputs planar: all g, then all h) |
 //!
 //! ## Adam step count
 //! `Rule::Adam` carries `step`, the 1-based step number `t` for bias correction,
@@ -47,7 +47,11 @@
 //! equality). FMA is deliberately not used: these kernels are bound by memory bandwidth, so FMA
 //! would buy no speed, and bit-identical results let replicas on different CPUs agree exactly.
 //! Hyper-parameters are pre-combined once per call in scalar code shared by all tiers
-//! (`lr*l1`, `1 + lr*l2`, `1 - b1`, `lr_t`). `sum_k` adds left to right on every tier.
+//! (`lr*l1`, `1/(1 + lr*l2)`, `1/alpha`, `1 - b1`, `lr_t`). `sum_k` adds left to right on every
+//! tier. Where the formulas multiply by a reciprocal instead of dividing (elastic net, FTRL,
+//! scaled prox_l1: one division per element instead of two or three, since the divider limits
+//! in-cache speed) the result may differ from the textbook quotient by 1 ULP per reciprocal;
+//! that is part of the definition, identical on every tier.
 //!
 //! # NaN and infinity policy
 //! Kernels never clean values: a NaN in a weight, state, input or hyper-parameter propagates

@@ -148,7 +148,7 @@ impl Op for Adam {
 
 #[derive(Clone, Copy)]
 pub(crate) struct Ftrl {
-    pub alpha: f32,
+    pub inv_alpha: f32,
     pub beta: f32,
     pub l1: f32,
     pub l2: f32,
@@ -159,24 +159,24 @@ impl Op for Ftrl {
     #[inline(always)]
     fn scalar(self, x: &mut [f32; 3], g: [f32; 2]) {
         let [w, z, n] = x;
-        elem::ftrl(w, z, n, g[0], self.alpha, self.beta, self.l1, self.l2);
+        elem::ftrl(w, z, n, g[0], self.inv_alpha, self.beta, self.l1, self.l2);
     }
     #[inline(always)]
     unsafe fn vector<V: Simd>(self, x: &mut [V; 3], g: [V; 2]) {
         // SAFETY: forwarded caller contract (feature present).
         unsafe {
             let g = g[0];
-            let alpha = V::splat(self.alpha);
+            let inv_alpha = V::splat(self.inv_alpha);
             let l1 = V::splat(self.l1);
             let n_new = x[2].add(g.mul(g));
             let sq_new = n_new.sqrt();
-            let sigma = sq_new.sub(x[2].sqrt()).div(alpha);
+            let sigma = sq_new.sub(x[2].sqrt()).mul(inv_alpha);
             x[1] = x[1].add(g.sub(sigma.mul(x[0])));
             x[2] = n_new;
             let z = x[1];
             let denom = V::splat(self.beta)
                 .add(sq_new)
-                .div(alpha)
+                .mul(inv_alpha)
                 .add(V::splat(self.l2));
             let w = l1.copysign(z).sub(z).div(denom);
             x[0] = V::select(z.abs().le(l1), V::splat(0.0), w);
@@ -210,21 +210,21 @@ impl Op for ProxL1 {
 pub(crate) struct ElasticNet {
     pub lr: f32,
     pub t: f32,
-    pub k: f32,
+    pub inv_k: f32,
 }
 impl Op for ElasticNet {
     const RW: usize = 1;
     const RO: usize = 1;
     #[inline(always)]
     fn scalar(self, x: &mut [f32; 3], g: [f32; 2]) {
-        x[0] = elem::elastic_net(x[0], g[0], self.lr, self.t, self.k);
+        x[0] = elem::elastic_net(x[0], g[0], self.lr, self.t, self.inv_k);
     }
     #[inline(always)]
     unsafe fn vector<V: Simd>(self, x: &mut [V; 3], g: [V; 2]) {
         // SAFETY: forwarded caller contract (feature present).
         unsafe {
             let y = x[0].sub(V::splat(self.lr).mul(g[0]));
-            x[0] = soft_threshold(y, V::splat(self.t)).div(V::splat(self.k));
+            x[0] = soft_threshold(y, V::splat(self.t)).mul(V::splat(self.inv_k));
         }
     }
 }
@@ -245,9 +245,9 @@ impl Op for ScaledProxL1 {
     unsafe fn vector<V: Simd>(self, x: &mut [V; 3], g: [V; 2]) {
         // SAFETY: forwarded caller contract (feature present).
         unsafe {
-            let d = g[1].add(V::splat(self.delta));
-            let y = x[0].sub(g[0].div(d));
-            x[0] = soft_threshold(y, V::splat(self.l1).div(d));
+            let r = V::splat(1.0).div(g[1].add(V::splat(self.delta)));
+            let y = x[0].sub(g[0].mul(r));
+            x[0] = soft_threshold(y, V::splat(self.l1).mul(r));
         }
     }
 }
@@ -295,7 +295,7 @@ macro_rules! with_op {
                 l2,
             } => {
                 let $op = Ftrl {
-                    alpha,
+                    inv_alpha: 1.0 / alpha,
                     beta,
                     l1,
                     l2,
@@ -310,7 +310,7 @@ macro_rules! with_op {
                 let $op = ElasticNet {
                     lr,
                     t: lr * l1,
-                    k: 1.0 + lr * l2,
+                    inv_k: 1.0 / (1.0 + lr * l2),
                 };
                 $body
             }

@@ -35,10 +35,10 @@ pub enum Rule {
     },
     /// `w = S(w - lr*g, lr*l1)` with soft-thresholding `S`.
     ProxL1 { lr: f32, l1: f32 },
-    /// `w = S(w - lr*g, lr*l1) / (1 + lr*l2)`.
+    /// `w = S(w - lr*g, lr*l1) * (1 / (1 + lr*l2))`.
     ElasticNet { lr: f32, l1: f32, l2: f32 },
     /// Delayed block proximal gradient, two planar inputs `g` then `h`:
-    /// `d = h + delta; w = S(w - g/d, l1/d)`.
+    /// `r = 1/(h + delta); w = S(w - g*r, l1*r)`.
     ScaledProxL1 { l1: f32, delta: f32 },
 }
 

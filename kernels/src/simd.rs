@@ -84,28 +84,58 @@ impl Streams {
 /// read-write streams must not overlap each other or the inputs.
 #[inline(always)]
 pub(crate) unsafe fn run_dense<V: Simd, O: Op>(op: O, n: usize, s: Streams) {
-    let mut i = 0;
-    // SAFETY (whole body): `i + LANES <= n` bounds every vector access, `i < n` every scalar
-    // access, and the caller guarantees validity for `n` elements of each used stream.
+    // Scalar head until `w` is aligned to a whole vector, so the stores (and the loads of `w`
+    // and the state arrays, which usually share its alignment) never split a cache line.
+    // (An `f32` pointer is always 4-byte aligned, so `misalign` is a whole number of lanes.)
+    let vec_bytes = V::LANES * 4;
+    let misalign = (s.rw[0] as usize) % vec_bytes;
+    let head = if n >= 4 * V::LANES {
+        ((vec_bytes - misalign) % vec_bytes / 4).min(n)
+    } else {
+        0
+    };
+    // SAFETY: `head <= n`; the caller guarantees validity for `n` elements of each stream.
+    unsafe { run_scalar(op, 0, head, s) };
+    let mut i = head;
+    // SAFETY (whole body): `i + k*LANES <= n` bounds every vector access and the caller
+    // guarantees validity for `n` elements of each used stream.
     unsafe {
-        while i + V::LANES <= n {
-            let mut x = [V::splat(0.0); 3];
-            let mut g = [V::splat(0.0); 2];
-            for k in 0..O::RW {
-                x[k] = V::load(s.rw[k].add(i));
-            }
-            for k in 0..O::RO {
-                g[k] = V::load(s.ro[k].add(i));
-            }
-            op.vector(&mut x, g);
-            for k in 0..O::RW {
-                x[k].store(s.rw[k].add(i));
-            }
+        // Two vectors per iteration: independent dependency chains for the long-latency rules.
+        while i + 2 * V::LANES <= n {
+            step::<V, O>(op, s, i);
+            step::<V, O>(op, s, i + V::LANES);
+            i += 2 * V::LANES;
+        }
+        if i + V::LANES <= n {
+            step::<V, O>(op, s, i);
             i += V::LANES;
         }
     }
     // SAFETY: as above.
     unsafe { run_scalar(op, i, n, s) };
+}
+
+/// One vector of `op` at element `i`.
+///
+/// # Safety
+/// `V` supported; `i + LANES` elements valid in every used stream.
+#[inline(always)]
+unsafe fn step<V: Simd, O: Op>(op: O, s: Streams, i: usize) {
+    // SAFETY: forwarded contract.
+    unsafe {
+        let mut x = [V::splat(0.0); 3];
+        let mut g = [V::splat(0.0); 2];
+        for k in 0..O::RW {
+            x[k] = V::load(s.rw[k].add(i));
+        }
+        for k in 0..O::RO {
+            g[k] = V::load(s.ro[k].add(i));
+        }
+        op.vector(&mut x, g);
+        for k in 0..O::RW {
+            x[k].store(s.rw[k].add(i));
+        }
+    }
 }
 
 /// Applies the scalar form of `op` to elements `from..n` of every stream (the reference path and

@@ -62,13 +62,14 @@ pub fn adam_lr_t(lr: f32, b1: f32, b2: f32, t: u32) -> f32 {
     (lr as f64 * (1.0 - b2.powi(t)).sqrt() / (1.0 - b1.powi(t))) as f32
 }
 
-/// FTRL-Proximal, one coordinate:
+/// FTRL-Proximal (McMahan et al. 2013), one coordinate, with `inv_alpha = 1/alpha` computed
+/// once per call (one division per element instead of three):
 /// ```text
 /// n' = n + g*g
-/// sigma = (sqrt(n') - sqrt(n)) / alpha
+/// sigma = (sqrt(n') - sqrt(n)) * inv_alpha
 /// z = z + (g - sigma*w)
-/// w = 0                                                     if |z| <= l1
-///   = (copysign(l1, z) - z) / ((beta + sqrt(n')) / alpha + l2)   otherwise
+/// w = 0                                                          if |z| <= l1
+///   = (copysign(l1, z) - z) / ((beta + sqrt(n')) * inv_alpha + l2)   otherwise
 /// ```
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
@@ -77,20 +78,20 @@ pub fn ftrl(
     z: &mut f32,
     n: &mut f32,
     g: f32,
-    alpha: f32,
+    inv_alpha: f32,
     beta: f32,
     l1: f32,
     l2: f32,
 ) {
     let n_new = *n + g * g;
     let sq_new = n_new.sqrt();
-    let sigma = (sq_new - n.sqrt()) / alpha;
+    let sigma = (sq_new - n.sqrt()) * inv_alpha;
     *z += g - sigma * *w;
     *n = n_new;
     *w = if z.abs() <= l1 {
         0.0
     } else {
-        (l1.copysign(*z) - *z) / ((beta + sq_new) / alpha + l2)
+        (l1.copysign(*z) - *z) / ((beta + sq_new) * inv_alpha + l2)
     };
 }
 
@@ -100,15 +101,15 @@ pub fn prox_l1(w: f32, g: f32, lr: f32, t: f32) -> f32 {
     soft_threshold(w - lr * g, t)
 }
 
-/// `S(w - lr*g, t) / k` with `t = lr*l1`, `k = 1 + lr*l2` precomputed.
+/// `S(w - lr*g, t) * inv_k` with `t = lr*l1`, `inv_k = 1 / (1 + lr*l2)` precomputed.
 #[inline(always)]
-pub fn elastic_net(w: f32, g: f32, lr: f32, t: f32, k: f32) -> f32 {
-    soft_threshold(w - lr * g, t) / k
+pub fn elastic_net(w: f32, g: f32, lr: f32, t: f32, inv_k: f32) -> f32 {
+    soft_threshold(w - lr * g, t) * inv_k
 }
 
-/// `d = h + delta; S(w - g/d, l1/d)`.
+/// `r = 1 / (h + delta); S(w - g*r, l1*r)` (one division per element).
 #[inline(always)]
 pub fn scaled_prox_l1(w: f32, g: f32, h: f32, l1: f32, delta: f32) -> f32 {
-    let d = h + delta;
-    soft_threshold(w - g / d, l1 / d)
+    let r = 1.0 / (h + delta);
+    soft_threshold(w - g * r, l1 * r)
 }
