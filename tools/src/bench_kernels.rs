@@ -106,7 +106,14 @@ mod tests {
         assert_eq!(v["elements"], 2048);
         assert!(v["triad_gb_per_s"].as_f64().unwrap() > 0.0);
         let first = &v["results"][0];
-        for key in ["kernel", "isa", "size", "gb_per_s", "gelem_per_s", "of_triad"] {
+        for key in [
+            "kernel",
+            "isa",
+            "size",
+            "gb_per_s",
+            "gelem_per_s",
+            "of_triad",
+        ] {
             assert!(!first[key].is_null(), "{key}");
         }
         assert!(table(&r).lines().count() > r.results.len());
