@@ -28,7 +28,7 @@ const MPOL_MF_MOVE: libc::c_uint = 1 << 1;
 /// Reserves `len` bytes of address space aligned to `align` (a power of two), inaccessible
 /// and without committing memory or swap.
 pub(crate) fn reserve(len: usize, align: usize) -> io::Result<NonNull<u8>> {
-    debug_assert!(align.is_power_of_two() && len % page_size() == 0);
+    debug_assert!(align.is_power_of_two() && len & (page_size() - 1) == 0);
     let padded = len
         .checked_add(align)
         .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOMEM))?;
