@@ -151,12 +151,12 @@ pub struct WorkerArgs {
 #[derive(Debug, Clone, Args)]
 pub struct LocalArgs {
     /// Number of servers to start.
-    #[arg(long, value_name = "S", value_parser = clap::value_parser!(u32).range(1..))]
-    pub servers: u32,
+    #[arg(long, value_name = "S", value_parser = positive_count)]
+    pub servers: usize,
 
     /// Number of worker processes to start (each runs COMMAND).
-    #[arg(long, value_name = "W", value_parser = clap::value_parser!(u32).range(1..))]
-    pub workers: u32,
+    #[arg(long, value_name = "W", value_parser = positive_count)]
+    pub workers: usize,
 
     /// Seconds the scheduler has to announce its address.
     #[arg(long, value_name = "SECS", default_value_t = 30.0)]
@@ -218,19 +218,19 @@ pub struct PushPullArgs {
 
     /// Measured iterations.
     #[arg(long, default_value_t = 10)]
-    pub iters: u64,
+    pub iters: usize,
 
     /// Values per key (f32 each).
     #[arg(long, default_value_t = 1)]
-    pub val_len: u64,
+    pub val_len: usize,
 
     /// Servers in the benchmark cluster.
-    #[arg(long, default_value_t = 1)]
-    pub servers: u64,
+    #[arg(long, value_parser = positive_count, default_value_t = 1)]
+    pub servers: usize,
 
     /// Workers in the benchmark cluster.
-    #[arg(long, default_value_t = 1)]
-    pub workers: u64,
+    #[arg(long, value_parser = positive_count, default_value_t = 1)]
+    pub workers: usize,
 
     /// Transport between workers and servers.
     #[arg(long, value_enum, default_value_t = Transport::Tcp)]
@@ -246,7 +246,7 @@ pub struct PushPullArgs {
 
     /// Unmeasured warm-up iterations.
     #[arg(long, default_value_t = 1)]
-    pub warmup: u64,
+    pub warmup: usize,
 }
 
 /// Flags of `ferrops bench kernels`.
@@ -265,16 +265,16 @@ pub struct KernelsArgs {
 #[derive(Debug, Clone, Args)]
 pub struct DemoArgs {
     /// Servers in the demo cluster.
-    #[arg(long, default_value_t = 2)]
-    pub servers: u64,
+    #[arg(long, value_parser = positive_count, default_value_t = 2)]
+    pub servers: usize,
 
     /// Workers in the demo cluster.
-    #[arg(long, default_value_t = 2)]
-    pub workers: u64,
+    #[arg(long, value_parser = positive_count, default_value_t = 2)]
+    pub workers: usize,
 
     /// Passes over the training data.
     #[arg(long, default_value_t = 10)]
-    pub epochs: u64,
+    pub epochs: usize,
 
     /// Feature-space size (number of model weights).
     #[arg(long, default_value_t = 100_000)]
@@ -282,11 +282,20 @@ pub struct DemoArgs {
 
     /// Synthetic training examples.
     #[arg(long, default_value_t = 200_000)]
-    pub examples: u64,
+    pub examples: usize,
 
     /// Seed of the synthetic data set (random when omitted).
     #[arg(long)]
     pub seed: Option<u64>,
+}
+
+/// Parses a count that must be at least 1.
+fn positive_count(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_string()),
+        Ok(n) => Ok(n),
+        Err(error) => Err(error.to_string()),
+    }
 }
 
 #[cfg(test)]

@@ -135,7 +135,7 @@ fn run_bench_kernels(args: &KernelsArgs) -> Result<i32> {
 }
 
 fn local_spec(args: LocalArgs) -> Result<LocalSpec> {
-    let mut spec = LocalSpec::new(args.servers as usize, args.workers as usize)?;
+    let mut spec = LocalSpec::new(args.servers, args.workers)?;
     spec.command = args.command;
     spec.prefix_output = !args.no_prefix;
     spec.startup_timeout = seconds(args.startup_timeout, "--startup-timeout")?;
