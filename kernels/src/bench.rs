@@ -115,6 +115,9 @@ struct Bufs {
     s1: Vec<f32>,
     /// Two planar inputs (g, h), also the extra sum_k inputs.
     inp: Vec<f32>,
+    /// Weights for the filters, never modified: 1 in 16 non-zero, so the filters emit a
+    /// realistic few percent of the indices.
+    fw: Vec<f32>,
     half: Vec<u16>,
     idx: Vec<u32>,
 }
@@ -122,7 +125,7 @@ struct Bufs {
 impl Bufs {
     fn new(n: usize) -> Bufs {
         // Deterministic, moderate values; written once so every page is faulted in before
-        // timing. w is mostly 0 (sparse models) so the filters skip most coordinates.
+        // timing.
         let mut x = 0x9e37_79b9u32;
         let mut next = move || {
             x ^= x << 13;
@@ -134,11 +137,13 @@ impl Bufs {
         let mut s0 = Vec::with_capacity(n);
         let mut s1 = Vec::with_capacity(n);
         let mut inp = Vec::with_capacity(2 * n);
+        let mut fw = Vec::with_capacity(n);
         for i in 0..n {
             let v = next();
-            w.push(if i % 16 == 0 { v } else { 0.0 });
+            w.push(v);
             s0.push(v * 0.1);
             s1.push(v.abs());
+            fw.push(if i % 16 == 0 { v } else { 0.0 });
         }
         for i in 0..2 * n {
             let v = next() * 1e-3;
@@ -149,6 +154,7 @@ impl Bufs {
             s0,
             s1,
             inp,
+            fw,
             half: vec![0x3c00; n],
             idx: Vec::with_capacity(n),
         }
@@ -232,11 +238,13 @@ fn run_once(kernel: &str, isa: Isa, b: &mut Bufs, n: usize) -> usize {
         "f16_to_f32" => isa.f16_to_f32(&b.half[..n], w),
         "f32_to_bf16" => isa.f32_to_bf16(w, &mut b.half[..n]),
         "bf16_to_f32" => isa.bf16_to_f32(&b.half[..n], s1),
+        // |g| <= 5e-4: about 10% of the zero weights are significant (|g| > 0.5 * 9e-4).
         "significant" => isa
-            .significant_indices(&g[..n], w, 0.01, 1e-3, &mut b.idx)
+            .significant_indices(&g[..n], &b.fw[..n], 0.5, 9e-4, &mut b.idx)
             .map(|_| ()),
+        // Zero weights with |g| <= 9e-4 are skippable: only the 1 in 16 non-zero stay.
         "kkt_active" => isa
-            .kkt_active_indices(w, &g[..n], 1e-3, 0.1, &mut b.idx)
+            .kkt_active_indices(&b.fw[..n], &g[..n], 1e-3, 0.1, &mut b.idx)
             .map(|_| ()),
         _ => Ok(()),
     };
@@ -279,7 +287,8 @@ fn per_call(budget: Duration, mut f: impl FnMut()) -> f64 {
     }) / reps as f64
 }
 
-/// Runs the whole measurement. Allocates five f32 arrays of `elements` (plus a u16 one).
+/// Runs the whole measurement. Allocates six f32 arrays of `elements` (plus a u16 and a u32
+/// one).
 pub fn run(opts: &BenchOptions) -> BenchReport {
     let n = opts.elements.max(1);
     let m = opts.in_cache_elements.clamp(1, n);
@@ -287,20 +296,24 @@ pub fn run(opts: &BenchOptions) -> BenchReport {
     let mut b = Bufs::new(n);
 
     let triad_rate = |len: usize, secs: f64| 12.0 * len as f64 / secs / 1e9;
-    let secs = best_of(opts.passes, || {
-        let (g, h) = b.inp.split_at(n);
-        triad(&mut b.w[..n], g, h, 0.5);
-        black_box(&b.w);
-    });
-    let triad_gb = triad_rate(n, secs);
+    // The triad runs on its own arrays (w, s0, s1 are reset below), best of several passes
+    // before and after the kernels: on a shared machine a single pass is noisy, and the floor
+    // should be the bandwidth the machine can actually deliver.
+    let triad_big = |b: &mut Bufs| {
+        let (a, c) = (&mut b.s0[..n], &b.s1[..n]);
+        best_of(opts.passes.max(3), || {
+            triad(a, &b.w[..n], c, 0.5);
+            black_box(&a);
+        })
+    };
+    let mut triad_secs = triad_big(&mut b);
     let secs = per_call(opts.in_cache_time, || {
-        let (g, h) = b.inp.split_at(n);
-        triad(&mut b.w[..m], &g[..m], &h[..m], 0.5);
-        black_box(&b.w);
+        triad(&mut b.s0[..m], &b.w[..m], &b.s1[..m], 0.5);
+        black_box(&b.s0);
     });
     let triad_small_gb = triad_rate(m, secs);
-    // Reset the arrays the triad overwrote.
-    b = Bufs::new(n);
+    // Reset the array the triad overwrote.
+    b.s0.iter_mut().zip(&b.w).for_each(|(s, w)| *s = 0.1 * *w);
 
     let mut results = Vec::new();
     for kernel in KERNELS {
@@ -320,7 +333,7 @@ pub fn run(opts: &BenchOptions) -> BenchReport {
             bytes_per_element: total / n as f64,
             gb_per_s: gb,
             gelem_per_s: n as f64 / secs / 1e9,
-            of_triad: gb / triad_gb,
+            of_triad: 0.0, // set once the triad floor is final
             speedup_vs_scalar: None,
         });
 
@@ -345,6 +358,11 @@ pub fn run(opts: &BenchOptions) -> BenchReport {
             of_triad: gb / triad_small_gb,
             speedup_vs_scalar: Some(scalar / fast),
         });
+    }
+    triad_secs = triad_secs.min(triad_big(&mut b));
+    let triad_gb = triad_rate(n, triad_secs);
+    for r in results.iter_mut().filter(|r| r.size == Size::OutOfCache) {
+        r.of_triad = r.gb_per_s / triad_gb;
     }
     BenchReport {
         elements: n,

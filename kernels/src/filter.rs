@@ -31,7 +31,8 @@ impl Isa {
         self.check()?;
         check(delta.len(), w.len(), "w")?;
         out.clear();
-        out.reserve(delta.len());
+        // Room for every index plus one whole vector of scratch lanes (see `push_bits`).
+        out.reserve(delta.len() + 16);
         match self {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: equal lengths checked, tier checked.
@@ -56,7 +57,7 @@ impl Isa {
         self.check()?;
         check(w.len(), g.len(), "g")?;
         out.clear();
-        out.reserve(w.len());
+        out.reserve(w.len() + 16);
         match self {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: equal lengths checked, tier checked.
@@ -97,16 +98,23 @@ pub fn kkt_active_indices(
     active_isa().kkt_active_indices(w, g, l1, margin, out)
 }
 
+/// Appends `base + j` for every set bit `j` of `bits` (at most `V::LANES` of them).
+///
+/// # Safety
+/// `V` supported, and `out` has spare capacity for at least `V::LANES` more elements.
 #[inline(always)]
-fn push_bits(out: &mut Vec<u32>, base: usize, mut bits: u32) {
-    while bits != 0 {
-        out.push(base as u32 + bits.trailing_zeros());
-        bits &= bits - 1;
+unsafe fn push_bits<V: Simd>(out: &mut Vec<u32>, base: usize, bits: u32) {
+    let len = out.len();
+    // SAFETY: the spare capacity holds `LANES` u32, which `store_indices` writes in full; the
+    // first `count_ones` of them are initialised indices, so the new length is valid.
+    unsafe {
+        V::store_indices(bits, base as u32, out.as_mut_ptr().add(len));
+        out.set_len(len + bits.count_ones() as usize);
     }
 }
 
 /// # Safety
-/// `V` supported; `delta.len() == w.len()`.
+/// `V` supported; `delta.len() == w.len()`; `out` has spare capacity for `delta.len() + 16`.
 #[inline(always)]
 pub(crate) unsafe fn significant_simd<V: Simd>(
     delta: &[f32],
@@ -122,7 +130,8 @@ pub(crate) unsafe fn significant_simd<V: Simd>(
         (1u32 << V::LANES) - 1
     };
     let mut i = 0;
-    // SAFETY: `i + LANES <= n` bounds both loads; feature guaranteed by the caller.
+    // SAFETY: `i + LANES <= n` bounds both loads; feature and spare capacity (at most `i`
+    // indices written so far, capacity for `n + 16`) guaranteed by the caller.
     unsafe {
         let (vt, ve) = (V::splat(theta), V::splat(eps));
         while i + V::LANES <= n {
@@ -130,7 +139,7 @@ pub(crate) unsafe fn significant_simd<V: Simd>(
             let aw = V::load(w.as_ptr().add(i)).abs();
             let scale = V::select(aw.le(ve), ve, aw);
             let quiet = V::bits(d.le(vt.mul(scale)));
-            push_bits(out, i, !quiet & full);
+            push_bits::<V>(out, i, !quiet & full);
             i += V::LANES;
         }
     }
@@ -145,7 +154,7 @@ pub(crate) unsafe fn significant_simd<V: Simd>(
 }
 
 /// # Safety
-/// `V` supported; `w.len() == g.len()`.
+/// `V` supported; `w.len() == g.len()`; `out` has spare capacity for `w.len() + 16`.
 #[inline(always)]
 pub(crate) unsafe fn kkt_active_simd<V: Simd>(
     w: &[f32],
@@ -162,14 +171,15 @@ pub(crate) unsafe fn kkt_active_simd<V: Simd>(
     };
     let bound = l1 * (1.0 - margin);
     let mut i = 0;
-    // SAFETY: `i + LANES <= n` bounds both loads; feature guaranteed by the caller.
+    // SAFETY: `i + LANES <= n` bounds both loads; feature and spare capacity (at most `i`
+    // indices written so far, capacity for `n + 16`) guaranteed by the caller.
     unsafe {
         let (vb, zero) = (V::splat(bound), V::splat(0.0));
         while i + V::LANES <= n {
             let wv = V::load(w.as_ptr().add(i));
             let gv = V::load(g.as_ptr().add(i)).abs();
             let skip = V::bits(wv.eq(zero)) & V::bits(gv.le(vb));
-            push_bits(out, i, !skip & full);
+            push_bits::<V>(out, i, !skip & full);
             i += V::LANES;
         }
     }

@@ -10,6 +10,8 @@ use crate::simd::{soft_threshold, Simd};
 pub(crate) trait Op: Copy {
     const RW: usize;
     const RO: usize;
+    /// False when the op never reads `w` (assign): large outputs are then streamed.
+    const READS_W: bool = true;
     fn scalar(self, x: &mut [f32; 3], g: [f32; 2]);
     /// # Safety
     /// `V` must be supported by the CPU.
@@ -21,6 +23,7 @@ pub(crate) struct Assign;
 impl Op for Assign {
     const RW: usize = 1;
     const RO: usize = 1;
+    const READS_W: bool = false;
     #[inline(always)]
     fn scalar(self, x: &mut [f32; 3], g: [f32; 2]) {
         x[0] = g[0];

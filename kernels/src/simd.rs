@@ -23,6 +23,11 @@ pub(crate) trait Simd: Copy {
     unsafe fn splat(x: f32) -> Self;
     unsafe fn load(p: *const f32) -> Self;
     unsafe fn store(self, p: *mut f32);
+    /// Non-temporal store (bypasses the caches, no read-for-ownership); `p` must be aligned to
+    /// `LANES * 4` bytes. A [`Simd::fence`] must follow the last one.
+    unsafe fn stream(self, p: *mut f32);
+    /// Orders earlier non-temporal stores before later stores.
+    unsafe fn fence();
     unsafe fn add(self, b: Self) -> Self;
     unsafe fn sub(self, b: Self) -> Self;
     unsafe fn mul(self, b: Self) -> Self;
@@ -39,6 +44,9 @@ pub(crate) trait Simd: Copy {
     unsafe fn select(m: Self::Mask, a: Self, b: Self) -> Self;
     /// One bit per lane, lane 0 in bit 0.
     unsafe fn bits(m: Self::Mask) -> u32;
+    /// Writes `LANES` u32 to `dst`: first `base + j` for every set bit `j` of `bits`, in
+    /// ascending order, then unspecified values. `dst` must be valid for `LANES` writes.
+    unsafe fn store_indices(bits: u32, base: u32, dst: *mut u32);
 }
 
 /// `S(x, t) = 0 if |x| <= t else x - copysign(t, x)`; NaN in `x` or `t` propagates.
@@ -96,11 +104,23 @@ pub(crate) unsafe fn run_dense<V: Simd, O: Op>(op: O, n: usize, s: Streams) {
     };
     // SAFETY: `head <= n`; the caller guarantees validity for `n` elements of each stream.
     unsafe { run_scalar(op, 0, head, s) };
+    // A write-only `w` too large for the caches is written with non-temporal stores (aligned:
+    // `head > 0` or already aligned whenever `n >= 4 * LANES`, which the size implies).
+    let stream = !O::READS_W && O::RW == 1 && O::RO == 1 && n * 4 >= STREAM_BYTES;
     let mut i = head;
     // SAFETY (whole body): `i + k*LANES <= n` bounds every vector access and the caller
     // guarantees validity for `n` elements of each used stream.
     unsafe {
         // Two vectors per iteration: independent dependency chains for the long-latency rules.
+        if stream {
+            while i + V::LANES <= n {
+                let mut x = [V::splat(0.0); 3];
+                op.vector(&mut x, [V::load(s.ro[0].add(i)), V::splat(0.0)]);
+                x[0].stream(s.rw[0].add(i));
+                i += V::LANES;
+            }
+            V::fence();
+        }
         while i + 2 * V::LANES <= n {
             step::<V, O>(op, s, i);
             step::<V, O>(op, s, i + V::LANES);
@@ -195,6 +215,11 @@ pub(crate) unsafe fn run_sparse_scalar<O: Op>(op: O, slots: &[u32], dim: usize, 
     }
 }
 
+/// Output arrays at least this large (bytes) are written with non-temporal stores: they cannot
+/// stay in the last-level cache anyway, and skipping the read-for-ownership saves a third of
+/// the traffic of a write-only stream.
+pub(crate) const STREAM_BYTES: usize = 16 << 20;
+
 /// `out = ((bufs[0] + bufs[1]) + ...)`, left to right, zeros for no buffer.
 ///
 /// # Safety
@@ -206,23 +231,46 @@ pub(crate) unsafe fn sum_k<V: Simd>(out: &mut [f32], bufs: &[&[f32]]) {
         return;
     };
     let n = out.len();
-    let mut i = 0;
-    // SAFETY: `i + LANES <= n` and every buffer holds `n` values; feature from the caller.
-    unsafe {
-        while i + V::LANES <= n {
-            let mut acc = V::load(first.as_ptr().add(i));
-            for b in rest {
-                acc = acc.add(V::load(b.as_ptr().add(i)));
-            }
-            acc.store(out.as_mut_ptr().add(i));
-            i += V::LANES;
-        }
-    }
-    for j in i..n {
+    let scalar = |out: &mut [f32], j: usize| {
         let mut acc = first[j];
         for b in rest {
             acc += b[j];
         }
         out[j] = acc;
+    };
+    let vec_bytes = V::LANES * 4;
+    let stream = n * 4 >= STREAM_BYTES;
+    let head = if stream {
+        ((vec_bytes - out.as_ptr() as usize % vec_bytes) % vec_bytes / 4).min(n)
+    } else {
+        0
+    };
+    for j in 0..head {
+        scalar(out, j);
+    }
+    let mut i = head;
+    // SAFETY: `i + LANES <= n` and every buffer holds `n` values; when streaming, `out + i` is
+    // vector-aligned (head peeled above) and the fence follows the loop. Feature from the
+    // caller.
+    unsafe {
+        let o = out.as_mut_ptr();
+        while i + V::LANES <= n {
+            let mut acc = V::load(first.as_ptr().add(i));
+            for b in rest {
+                acc = acc.add(V::load(b.as_ptr().add(i)));
+            }
+            if stream {
+                acc.stream(o.add(i));
+            } else {
+                acc.store(o.add(i));
+            }
+            i += V::LANES;
+        }
+        if stream {
+            V::fence();
+        }
+    }
+    for j in i..n {
+        scalar(out, j);
     }
 }

@@ -279,3 +279,27 @@ fn rule_metadata() {
     assert_eq!((m.state_len(), m.inputs()), (1, 1));
     assert_eq!(Rule::Assign.state_len(), 0);
 }
+
+#[test]
+fn large_outputs_take_the_streaming_path_correctly() {
+    // Past 16 MiB, assign and sum_k write with non-temporal stores after an aligning head;
+    // start one element into the allocation so the head is non-empty.
+    let n = (4 << 20) + 37;
+    let g: Vec<f32> = (0..n + 1).map(|i| (i % 1000) as f32 - 500.0).collect();
+    let h: Vec<f32> = (0..n + 1).map(|i| (i % 7) as f32 * 0.5).collect();
+    for isa in tiers() {
+        let mut w = vec![1.0f32; n + 1];
+        isa.apply_dense(Rule::Assign, &mut w[1..], State::none(), &g[1..])
+            .unwrap();
+        assert_eq!(w[0], 1.0);
+        assert!(
+            w[1..].iter().zip(&g[1..]).all(|(a, b)| a == b),
+            "{isa} assign"
+        );
+        isa.sum_k(&mut w[1..], &[&g[1..], &h[1..]]).unwrap();
+        assert_eq!(w[0], 1.0);
+        for i in 1..=n {
+            assert_eq!(w[i], g[i] + h[i], "{isa} sum_k[{i}]");
+        }
+    }
+}

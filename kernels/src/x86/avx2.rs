@@ -30,6 +30,16 @@ impl Simd for V8 {
         unsafe { _mm256_storeu_ps(p, self.0) }
     }
     #[inline(always)]
+    unsafe fn stream(self, p: *mut f32) {
+        // SAFETY: see the impl comment; the caller guarantees 32-byte alignment.
+        unsafe { _mm256_stream_ps(p, self.0) }
+    }
+    #[inline(always)]
+    unsafe fn fence() {
+        // SAFETY: see the impl comment (SSE, implied by the tier).
+        unsafe { _mm_sfence() }
+    }
+    #[inline(always)]
     unsafe fn add(self, b: Self) -> Self {
         // SAFETY: see the impl comment.
         unsafe { V8(_mm256_add_ps(self.0, b.0)) }
@@ -90,6 +100,38 @@ impl Simd for V8 {
         // SAFETY: see the impl comment.
         unsafe { _mm256_movemask_ps(m) as u32 }
     }
+    #[inline(always)]
+    unsafe fn store_indices(bits: u32, base: u32, dst: *mut u32) {
+        // SAFETY: see the impl comment; `dst` is valid for 8 u32 writes (trait contract), and
+        // `bits < 256` indexes the table.
+        unsafe {
+            let perm =
+                _mm256_loadu_si256(COMPRESS[(bits & 0xff) as usize].as_ptr() as *const __m256i);
+            let lanes = _mm256_add_epi32(_mm256_set1_epi32(base as i32), perm);
+            _mm256_storeu_si256(dst as *mut __m256i, lanes);
+        }
+    }
+}
+
+/// For each 8-bit mask, the positions of its set bits in ascending order (then zeros).
+static COMPRESS: [[u32; 8]; 256] = compress_table();
+
+const fn compress_table() -> [[u32; 8]; 256] {
+    let mut t = [[0u32; 8]; 256];
+    let mut m = 0;
+    while m < 256 {
+        let mut k = 0;
+        let mut j = 0;
+        while j < 8 {
+            if m & (1 << j) != 0 {
+                t[m][k] = j as u32;
+                k += 1;
+            }
+            j += 1;
+        }
+        m += 1;
+    }
+    t
 }
 
 /// # Safety

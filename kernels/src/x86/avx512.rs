@@ -31,6 +31,16 @@ impl Simd for V16 {
         unsafe { _mm512_storeu_ps(p, self.0) }
     }
     #[inline(always)]
+    unsafe fn stream(self, p: *mut f32) {
+        // SAFETY: see the impl comment; the caller guarantees 64-byte alignment.
+        unsafe { _mm512_stream_ps(p, self.0) }
+    }
+    #[inline(always)]
+    unsafe fn fence() {
+        // SAFETY: see the impl comment (SSE, implied by the tier).
+        unsafe { _mm_sfence() }
+    }
+    #[inline(always)]
     unsafe fn add(self, b: Self) -> Self {
         // SAFETY: see the impl comment.
         unsafe { V16(_mm512_add_ps(self.0, b.0)) }
@@ -88,6 +98,20 @@ impl Simd for V16 {
     #[inline(always)]
     unsafe fn bits(m: __mmask16) -> u32 {
         m as u32
+    }
+    #[inline(always)]
+    unsafe fn store_indices(bits: u32, base: u32, dst: *mut u32) {
+        // SAFETY: see the impl comment; `dst` is valid for 16 u32 writes (trait contract).
+        // Compress in a register, then one plain store (a compressing store to memory is
+        // microcoded and slow on some AVX-512 CPUs).
+        unsafe {
+            let lanes = _mm512_add_epi32(
+                _mm512_set1_epi32(base as i32),
+                _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+            );
+            let packed = _mm512_maskz_compress_epi32(bits as __mmask16, lanes);
+            _mm512_storeu_si512(dst as *mut __m512i, packed);
+        }
     }
 }
 
