@@ -8,7 +8,7 @@
 use std::ffi::OsStr;
 use std::fs;
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -115,6 +115,8 @@ fn is_gone(pid: i32) -> bool {
     }
 }
 
+/// Fails unless every process in `pids` is gone within a few seconds; kills survivors first so a
+/// failing test does not leave them behind either.
 fn assert_all_gone(pids: &[i32]) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -122,16 +124,66 @@ fn assert_all_gone(pids: &[i32]) {
         if alive.is_empty() {
             return;
         }
-        assert!(
-            Instant::now() < deadline,
-            "processes left behind: {alive:?}"
-        );
+        if Instant::now() >= deadline {
+            for pid in &alive {
+                let _ = Command::new("kill")
+                    .arg("-KILL")
+                    .arg(pid.to_string())
+                    .status();
+            }
+            panic!("processes left behind: {alive:?}");
+        }
         thread::sleep(Duration::from_millis(50));
     }
 }
 
 fn stderr_of(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// How a launcher run ended, with what it printed.
+struct Finished {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+/// Starts `command` with stdout and stderr going to files in the scratch directory (a leaked
+/// child holding a pipe open must not hang the test).
+fn start(command: &mut Command, scratch: &Scratch) -> Child {
+    let stdout = fs::File::create(scratch.dir.join("launcher.out")).unwrap();
+    let stderr = fs::File::create(scratch.dir.join("launcher.err")).unwrap();
+    command.stdout(stdout).stderr(stderr).spawn().unwrap()
+}
+
+/// Waits up to a minute for the launcher, killing it and failing the test if it hangs.
+fn finish(mut launcher: Child, scratch: &Scratch) -> Finished {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = launcher.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = launcher.kill();
+            let _ = launcher.wait();
+            panic!("launcher hung; stderr:\n{}", read(scratch, "launcher.err"));
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    Finished {
+        code: status.code(),
+        stdout: read(scratch, "launcher.out"),
+        stderr: read(scratch, "launcher.err"),
+    }
+}
+
+fn run(command: &mut Command, scratch: &Scratch) -> Finished {
+    let launcher = start(command, scratch);
+    finish(launcher, scratch)
+}
+
+fn read(scratch: &Scratch, name: &str) -> String {
+    fs::read_to_string(scratch.dir.join(name)).unwrap_or_default()
 }
 
 fn send_signal(pid: u32, signal: &str) {
@@ -143,20 +195,26 @@ fn send_signal(pid: u32, signal: &str) {
     assert!(status.success());
 }
 
-/// The first worker to create `$SCRATCH/first` runs `action`; the others sleep until killed.
-fn one_worker_does(action: &str) -> String {
-    format!("echo $$ >> \"$PIDS\"; if mkdir \"$SCRATCH/first\" 2>/dev/null; then {action}; fi; exec sleep 600")
+/// The first worker to create `$SCRATCH/first` waits until `processes` pids are recorded (every
+/// node and worker is up), then runs `action`; the other workers sleep until killed.
+fn one_worker_does(processes: usize, action: &str) -> String {
+    format!(
+        "echo $$ >> \"$PIDS\"; \
+         if mkdir \"$SCRATCH/first\" 2>/dev/null; then \
+           until [ \"$(wc -l < \"$PIDS\")\" -ge {processes} ]; do sleep 0.02; done; {action}; \
+         fi; exec sleep 600"
+    )
 }
 
 #[test]
 fn failed_worker_exit_code_is_propagated_and_nothing_remains() {
     let scratch = Scratch::new("exit3");
-    let output = local_with_fake_nodes(&scratch, 3, &one_worker_does("exit 3"))
-        .output()
-        .unwrap();
-    let stderr = stderr_of(&output);
-    assert_eq!(output.status.code(), Some(3), "{stderr}");
-    assert!(stderr.contains("failed: exit code 3"), "{stderr}");
+    let run = run(
+        &mut local_with_fake_nodes(&scratch, 3, &one_worker_does(1 + 2 + 3, "exit 3")),
+        &scratch,
+    );
+    assert_eq!(run.code, Some(3), "{}", run.stderr);
+    assert!(run.stderr.contains("failed: exit code 3"), "{}", run.stderr);
     let pids = scratch.pids();
     assert_eq!(pids.len(), 1 + 2 + 3, "{pids:?}");
     assert_all_gone(&pids);
@@ -165,12 +223,12 @@ fn failed_worker_exit_code_is_propagated_and_nothing_remains() {
 #[test]
 fn worker_killed_by_signal_exits_128_plus_signal() {
     let scratch = Scratch::new("sigkill");
-    let output = local_with_fake_nodes(&scratch, 2, &one_worker_does("kill -KILL $$"))
-        .output()
-        .unwrap();
-    let stderr = stderr_of(&output);
-    assert_eq!(output.status.code(), Some(128 + 9), "{stderr}");
-    assert!(stderr.contains("SIGKILL"), "{stderr}");
+    let run = run(
+        &mut local_with_fake_nodes(&scratch, 2, &one_worker_does(1 + 2 + 2, "kill -KILL $$")),
+        &scratch,
+    );
+    assert_eq!(run.code, Some(128 + 9), "{}", run.stderr);
+    assert!(run.stderr.contains("SIGKILL"), "{}", run.stderr);
     assert_all_gone(&scratch.pids());
 }
 
@@ -178,40 +236,23 @@ fn worker_killed_by_signal_exits_128_plus_signal() {
 fn ctrl_c_is_forwarded_and_grandchildren_are_stopped_too() {
     let scratch = Scratch::new("sigint");
     let worker = "echo $$ >> \"$PIDS\"; sleep 600 & echo $! >> \"$PIDS\"; wait";
-    let launcher = local_with_fake_nodes(&scratch, 2, worker)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let launcher = start(&mut local_with_fake_nodes(&scratch, 2, worker), &scratch);
     let pids = scratch.wait_for_pids(1 + 2 + 2 * 2);
     send_signal(launcher.id(), "INT");
-    let output = launcher.wait_with_output().unwrap();
-    assert_eq!(
-        output.status.code(),
-        Some(128 + 2),
-        "{}",
-        stderr_of(&output)
-    );
+    let run = finish(launcher, &scratch);
+    assert_eq!(run.code, Some(128 + 2), "{}", run.stderr);
     assert_all_gone(&pids);
 }
 
 #[test]
 fn sigterm_is_forwarded() {
     let scratch = Scratch::new("sigterm");
-    let launcher = local_with_fake_nodes(&scratch, 1, "echo $$ >> \"$PIDS\"; exec sleep 600")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let worker = "echo $$ >> \"$PIDS\"; exec sleep 600";
+    let launcher = start(&mut local_with_fake_nodes(&scratch, 1, worker), &scratch);
     let pids = scratch.wait_for_pids(1 + 2 + 1);
     send_signal(launcher.id(), "TERM");
-    let output = launcher.wait_with_output().unwrap();
-    assert_eq!(
-        output.status.code(),
-        Some(128 + 15),
-        "{}",
-        stderr_of(&output)
-    );
+    let run = finish(launcher, &scratch);
+    assert_eq!(run.code, Some(128 + 15), "{}", run.stderr);
     assert_all_gone(&pids);
 }
 
@@ -232,15 +273,12 @@ fn children_die_with_a_killed_launcher() {
 #[test]
 fn success_waits_out_lingering_nodes_and_prefixes_output() {
     let scratch = Scratch::new("success");
-    let output = local_with_fake_nodes(&scratch, 2, "echo $$ >> \"$PIDS\"; echo hello")
-        .output()
-        .unwrap();
-    let stderr = stderr_of(&output);
-    assert_eq!(output.status.code(), Some(0), "{stderr}");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(stdout.contains("[worker 0] hello"), "{stdout}");
-    assert!(stdout.contains("[worker 1] hello"), "{stdout}");
-    assert!(stderr.contains("still running"), "{stderr}");
+    let worker = "echo $$ >> \"$PIDS\"; echo hello";
+    let run = run(&mut local_with_fake_nodes(&scratch, 2, worker), &scratch);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(run.stdout.contains("[worker 0] hello"), "{}", run.stdout);
+    assert!(run.stdout.contains("[worker 1] hello"), "{}", run.stdout);
+    assert!(run.stderr.contains("still running"), "{}", run.stderr);
     assert_all_gone(&scratch.pids());
 }
 
@@ -273,10 +311,9 @@ fn missing_worker_program_is_an_error_and_stops_the_nodes() {
     let scratch = Scratch::new("no-program");
     let missing = scratch.dir.join("no-such-program");
     let mut command = local_with_fake_nodes_running(&scratch, 1, &[missing.as_os_str()]);
-    let output = command.output().unwrap();
-    let stderr = stderr_of(&output);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("starting worker 0"), "{stderr}");
+    let run = run(&mut command, &scratch);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(run.stderr.contains("starting worker 0"), "{}", run.stderr);
     assert_all_gone(&scratch.pids());
 }
 
@@ -361,15 +398,12 @@ fn children_of(pid: u32) -> Vec<i32> {
 #[ignore = "needs the scheduler and server roles"]
 fn real_cluster_failed_worker_stops_everything() {
     let scratch = Scratch::new("real-exit3");
-    let launcher = local_with_real_nodes(&scratch, 2, &one_worker_does("sleep 1; exit 3"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let worker = one_worker_does(2, "exit 3");
+    let launcher = start(&mut local_with_real_nodes(&scratch, 2, &worker), &scratch);
     let mut pids = scratch.wait_for_pids(2);
     pids.extend(children_of(launcher.id()));
-    let output = launcher.wait_with_output().unwrap();
-    assert_eq!(output.status.code(), Some(3), "{}", stderr_of(&output));
+    let run = finish(launcher, &scratch);
+    assert_eq!(run.code, Some(3), "{}", run.stderr);
     assert!(pids.len() >= 1 + 2 + 2, "{pids:?}");
     assert_all_gone(&pids);
 }
@@ -378,41 +412,35 @@ fn real_cluster_failed_worker_stops_everything() {
 #[ignore = "needs the scheduler and server roles"]
 fn real_cluster_ctrl_c_stops_everything() {
     let scratch = Scratch::new("real-sigint");
-    let launcher = local_with_real_nodes(&scratch, 2, "echo $$ >> \"$PIDS\"; exec sleep 600")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let worker = "echo $$ >> \"$PIDS\"; exec sleep 600";
+    let launcher = start(&mut local_with_real_nodes(&scratch, 2, worker), &scratch);
     let mut pids = scratch.wait_for_pids(2);
     pids.extend(children_of(launcher.id()));
     send_signal(launcher.id(), "INT");
-    let output = launcher.wait_with_output().unwrap();
-    assert_eq!(output.status.code(), Some(130), "{}", stderr_of(&output));
+    let run = finish(launcher, &scratch);
+    assert_eq!(run.code, Some(130), "{}", run.stderr);
     assert_all_gone(&pids);
 }
 
 /// Runs a real job to completion: the scheduler and servers must exit by themselves.
 fn assert_real_job_succeeds(scratch: &Scratch, worker: &[&str]) {
-    let launcher = ferrops()
+    let mut command = ferrops();
+    command
         .args(["local", "--servers", "2", "--workers", "2"])
         .args(["--shutdown-grace", "10", "--"])
         .args(worker)
-        .env_remove("FERROPS_CONFIG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .env_remove("FERROPS_CONFIG");
+    let launcher = start(&mut command, scratch);
     thread::sleep(Duration::from_millis(300));
     let pids = children_of(launcher.id());
-    let output = launcher.wait_with_output().unwrap();
-    let stderr = stderr_of(&output);
-    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let run = finish(launcher, scratch);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
     assert!(
-        !stderr.contains("still running"),
-        "nodes had to be killed: {stderr}"
+        !run.stderr.contains("still running"),
+        "nodes had to be killed: {}",
+        run.stderr
     );
     assert_all_gone(&pids);
-    let _ = scratch;
 }
 
 #[test]
