@@ -87,15 +87,21 @@ fn ferrops() -> Command {
 /// `$PIDS` naming the pid file and `$SCRATCH` the scratch directory.
 fn local_with_fake_nodes(scratch: &Scratch, workers: usize, worker_shell: &str) -> Command {
     let worker: [&OsStr; 3] = ["sh".as_ref(), "-c".as_ref(), worker_shell.as_ref()];
-    local_with_fake_nodes_running(scratch, workers, &worker)
+    local_with_fake_nodes_running(scratch, workers, "1", &worker)
 }
 
-/// `ferrops local` with the stand-in nodes and `worker` as the worker command.
-fn local_with_fake_nodes_running(scratch: &Scratch, workers: usize, worker: &[&OsStr]) -> Command {
+/// `ferrops local` with the stand-in nodes, a shutdown grace of `grace` seconds, and `worker` as
+/// the worker command.
+fn local_with_fake_nodes_running(
+    scratch: &Scratch,
+    workers: usize,
+    grace: &str,
+    worker: &[&OsStr],
+) -> Command {
     let mut command = ferrops();
     command
         .args(["local", "--servers", "2", "--workers", &workers.to_string()])
-        .args(["--shutdown-grace", "1", "--node-exe"])
+        .args(["--shutdown-grace", grace, "--node-exe"])
         .arg(scratch.fake_node())
         .arg("--")
         .args(worker)
@@ -245,6 +251,29 @@ fn ctrl_c_is_forwarded_and_grandchildren_are_stopped_too() {
 }
 
 #[test]
+fn second_ctrl_c_kills_without_waiting_out_the_grace_period() {
+    let scratch = Scratch::new("second-sigint");
+    let worker = "trap '' INT TERM; echo $$ >> \"$PIDS\"; while :; do sleep 1; done";
+    let worker: [&OsStr; 3] = ["sh".as_ref(), "-c".as_ref(), worker.as_ref()];
+    let mut command = local_with_fake_nodes_running(&scratch, 1, "60", &worker);
+    let launcher = start(&mut command, &scratch);
+    let pids = scratch.wait_for_pids(1 + 2 + 1);
+    let started = Instant::now();
+    send_signal(launcher.id(), "INT");
+    thread::sleep(Duration::from_millis(300));
+    send_signal(launcher.id(), "INT");
+    let run = finish(launcher, &scratch);
+    assert_eq!(run.code, Some(128 + 2), "{}", run.stderr);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("second signal"), "{}", run.stderr);
+    assert_all_gone(&pids);
+}
+
+#[test]
 fn sigterm_is_forwarded() {
     let scratch = Scratch::new("sigterm");
     let worker = "echo $$ >> \"$PIDS\"; exec sleep 600";
@@ -310,7 +339,7 @@ fn scheduler_dying_before_announcing_is_an_error() {
 fn missing_worker_program_is_an_error_and_stops_the_nodes() {
     let scratch = Scratch::new("no-program");
     let missing = scratch.dir.join("no-such-program");
-    let mut command = local_with_fake_nodes_running(&scratch, 1, &[missing.as_os_str()]);
+    let mut command = local_with_fake_nodes_running(&scratch, 1, "1", &[missing.as_os_str()]);
     let run = run(&mut command, &scratch);
     assert_eq!(run.code, Some(1), "{}", run.stderr);
     assert!(run.stderr.contains("starting worker 0"), "{}", run.stderr);

@@ -462,6 +462,9 @@ impl Fleet {
             }
             thread::sleep(POLL_INTERVAL);
         }
+        if self.escalated() {
+            tracing::warn!("second signal: killing the cluster now");
+        }
         for node in &mut self.nodes {
             signal_group(node.group(), libc::SIGKILL);
             if node.exited.is_none() {
