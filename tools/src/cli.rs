@@ -7,7 +7,10 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-const PRECEDENCE_HELP: &str = "\
+/// Where cluster settings come from; shown in the long help of every role.
+macro_rules! precedence_help {
+    () => {
+        "\
 Configuration sources, highest precedence first:
   1. flags (--scheduler, --num-servers, --num-workers, --bind, --connect-timeout-ms)
   2. environment: FERROPS_SCHEDULER, FERROPS_NUM_SERVERS, FERROPS_NUM_WORKERS, FERROPS_BIND,
@@ -21,7 +24,28 @@ TOML file keys: scheduler, num_servers, num_workers, bind, secret, connect_timeo
 Like ps-lite's DMLC_ROLE, FERROPS_ROLE=scheduler|server|worker makes a bare `ferrops` run that
 role (a worker then takes its job from FERROPS_JOB).
 
-Logging goes to stderr; filter it with FERROPS_LOG or RUST_LOG (default: info).";
+Logging goes to stderr; filter it with FERROPS_LOG or RUST_LOG (default: info)."
+    };
+}
+
+const PRECEDENCE_HELP: &str = precedence_help!();
+
+const TOP_LEVEL_HELP: &str = concat!(
+    "\
+Examples:
+  # A whole job on this machine:
+  ferrops local --servers 2 --workers 4 -- ferrops worker --job NAME
+
+  # From an HPC launcher, ps-lite style (the same environment on every node):
+  export FERROPS_SCHEDULER=node001:9000 FERROPS_NUM_SERVERS=4 FERROPS_NUM_WORKERS=16
+  export FERROPS_SECRET=...          # required off loopback: the connect-time challenge
+  FERROPS_ROLE=scheduler ferrops     # on node001
+  FERROPS_ROLE=server ferrops        # on each server node
+  FERROPS_ROLE=worker ./trainer      # each worker: your program linking ferrops
+
+",
+    precedence_help!()
+);
 
 /// The ferrops parameter server.
 #[derive(Debug, Parser)]
@@ -34,7 +58,7 @@ Logging goes to stderr; filter it with FERROPS_LOG or RUST_LOG (default: info)."
         gradients and pulling weights, in the style of ps-lite. Start each role by hand or from \
         your HPC launcher (`ferrops scheduler`, `ferrops server`, `ferrops worker`, or FERROPS_ROLE), \
         or start a whole cluster on this machine with `ferrops local`.",
-    after_long_help = PRECEDENCE_HELP
+    after_long_help = TOP_LEVEL_HELP
 )]
 pub struct Cli {
     #[command(subcommand)]
