@@ -1,0 +1,121 @@
+//! Worker clocks as seen by one server, and the pulls held back until the clocks allow them.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Completed clocks of each worker (by node id), and which workers are live.
+#[derive(Debug, Default, Clone)]
+pub struct ClockTracker {
+    completed: BTreeMap<u32, u32>,
+    live: BTreeSet<u32>,
+}
+
+impl ClockTracker {
+    /// Sets the live workers: only their clocks count; a new one starts at 0 completed clocks.
+    pub fn set_live(&mut self, workers: &[u32]) {
+        self.live = workers.iter().copied().collect();
+    }
+
+    /// Records that `worker` has completed `completed` clocks (never goes backwards). Returns
+    /// whether the worker is live (so that waiting requests may now be released).
+    pub fn record(&mut self, worker: u32, completed: u32) -> bool {
+        let c = self.completed.entry(worker).or_insert(0);
+        *c = (*c).max(completed);
+        self.live.contains(&worker)
+    }
+
+    /// The fewest clocks any live worker has completed (`u32::MAX` when none is live, so that
+    /// nothing waits on an empty set).
+    pub fn min_completed(&self) -> u32 {
+        self.live
+            .iter()
+            .map(|w| self.completed.get(w).copied().unwrap_or(0))
+            .min()
+            .unwrap_or(u32::MAX)
+    }
+}
+
+/// Requests waiting for `min_completed` to reach their requirement, answered in arrival order.
+#[derive(Debug)]
+pub struct Parked<T> {
+    waiting: Vec<(u32, T)>,
+}
+
+impl<T> Default for Parked<T> {
+    fn default() -> Self {
+        Parked {
+            waiting: Vec::new(),
+        }
+    }
+}
+
+impl<T> Parked<T> {
+    /// Holds `item` until every live worker has completed `required` clocks.
+    pub fn park(&mut self, required: u32, item: T) {
+        self.waiting.push((required, item));
+    }
+
+    /// Takes, in arrival order, every item whose requirement `min_completed` now meets.
+    pub fn release(&mut self, min_completed: u32) -> Vec<T> {
+        let (ready, still): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiting)
+            .into_iter()
+            .partition(|(req, _)| *req <= min_completed);
+        self.waiting = still;
+        ready.into_iter().map(|(_, t)| t).collect()
+    }
+
+    /// Drops the items `gone` says no longer have anyone to answer.
+    pub fn forget(&mut self, gone: impl Fn(&T) -> bool) {
+        self.waiting.retain(|(_, t)| !gone(t));
+    }
+
+    /// Takes everything (shutdown).
+    pub fn drain(&mut self) -> Vec<T> {
+        std::mem::take(&mut self.waiting).into_iter().map(|(_, t)| t).collect()
+    }
+
+    /// Number of held items.
+    pub fn len(&self) -> usize {
+        self.waiting.len()
+    }
+
+    /// Whether nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.waiting.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slowest_live_worker_sets_the_pace_and_dead_ones_do_not() {
+        let mut t = ClockTracker::default();
+        t.set_live(&[1, 2, 3]);
+        t.record(1, 5);
+        t.record(2, 3);
+        assert_eq!(t.min_completed(), 0, "worker 3 has completed nothing");
+        t.record(3, 4);
+        assert_eq!(t.min_completed(), 3);
+        t.record(2, 1);
+        assert_eq!(t.min_completed(), 3, "clocks never go backwards");
+        t.set_live(&[1, 3]);
+        assert_eq!(t.min_completed(), 4, "the dead worker no longer counts");
+        assert!(!t.record(2, 9), "records of dead workers release nothing");
+        t.record(7, 2);
+        t.set_live(&[1, 3, 7]);
+        assert_eq!(t.min_completed(), 2, "a clock recorded before the worker was live counts");
+    }
+
+    #[test]
+    fn parked_items_come_out_in_order_once_allowed() {
+        let mut p = Parked::default();
+        p.park(2, "a");
+        p.park(1, "b");
+        p.park(3, "c");
+        assert!(p.release(0).is_empty());
+        assert_eq!(p.release(2), vec!["a", "b"]);
+        assert_eq!(p.len(), 1);
+        assert_eq!(p.release(u32::MAX), vec!["c"]);
+    }
+}

@@ -1,0 +1,85 @@
+//! Control messages between nodes and the scheduler, carried in the extra section of
+//! `Opcode::Control` frames and encoded with postcard.
+
+use ferrops_net::{Header, Opcode};
+use serde::{Deserialize, Serialize};
+
+use crate::routing::RoutingTable;
+use crate::table::{TableId, TableSpec};
+
+/// The role a node registers as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Role {
+    Server,
+    Worker,
+}
+
+/// Every control message of the protocol.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Control {
+    /// Node → scheduler: join the job. Servers give the address workers should use.
+    Register { role: Role, addr: Option<String> },
+    /// Server → scheduler: welcomed and serving.
+    Ready,
+    /// Scheduler → node: your identity, sent once the whole job has registered.
+    Welcome {
+        node_id: u32,
+        rank: u32,
+        num_servers: u32,
+        num_workers: u32,
+        routing: RoutingTable,
+        /// Node ids of the workers (for servers: whose clocks count).
+        workers: Vec<u32>,
+    },
+    /// Worker → scheduler: declare (or look up) a table.
+    DeclareTable { spec: TableSpec },
+    /// Scheduler → servers: create this table. Scheduler → worker: the table is ready.
+    TableReady { id: TableId, spec: TableSpec },
+    /// Server → scheduler: the table exists here.
+    TableCreated { id: TableId },
+    /// Worker → scheduler: wait for every live worker.
+    Barrier { epoch: u64 },
+    /// Scheduler → workers: every live worker reached the barrier.
+    BarrierReleased { epoch: u64 },
+    /// Scheduler → servers: the workers that count for consistency (dead ones removed).
+    LiveWorkers { workers: Vec<u32> },
+    /// Worker → scheduler: this worker is done.
+    Done,
+    /// Scheduler → all: the job is over; exit.
+    Shutdown { ok: bool, reason: String },
+    /// Reply to a request that failed.
+    Refused { reason: String },
+}
+
+impl Control {
+    /// A control frame carrying this message; send it with `FrameParts { extra: &bytes, .. }`.
+    pub fn frame(&self) -> (Header, Vec<u8>) {
+        (Header::new(Opcode::Control), self.encode())
+    }
+
+    /// Encodes for the extra section.
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_stdvec(self).unwrap_or_default()
+    }
+
+    /// Decodes an extra section; a malformed message is an error, never a panic.
+    pub fn decode(bytes: &[u8]) -> Result<Control, postcard::Error> {
+        postcard::from_bytes(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_rejects_garbage() {
+        let msg = Control::Register {
+            role: Role::Server,
+            addr: Some("127.0.0.1:1".into()),
+        };
+        assert_eq!(Control::decode(&msg.encode()).unwrap(), msg);
+        assert!(Control::decode(&[0xff, 0xff, 0xff]).is_err());
+        assert!(Control::decode(&[]).is_err());
+    }
+}

@@ -1,0 +1,42 @@
+//! Errors of the engine's roles and of the worker API.
+
+use ferrops_net::{NetError, Status};
+
+use crate::keys::KeyListError;
+
+/// Why a role stopped or a worker call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Net(#[from] NetError),
+    #[error(transparent)]
+    Keys(#[from] KeyListError),
+    #[error("cannot reach the scheduler at {addr} within {secs} s: {reason}")]
+    SchedulerUnreachable {
+        addr: String,
+        secs: u64,
+        reason: String,
+    },
+    #[error("lost the connection to the scheduler")]
+    SchedulerLost,
+    #[error("lost the connection to server {0}")]
+    ServerLost(u32),
+    #[error("the scheduler refused: {0}")]
+    Refused(String),
+    #[error("server {server} answered {status:?}: {message}")]
+    Remote {
+        server: u32,
+        status: Status,
+        message: String,
+    },
+    #[error("the job was shut down: {0}")]
+    Shutdown(String),
+    #[error("protocol violation by {peer}: {detail}")]
+    Protocol { peer: String, detail: String },
+    #[error("unknown ticket {0}")]
+    UnknownTicket(u64),
+    #[error("table {0} was not declared by this worker")]
+    UnknownTable(u32),
+    #[error("bad configuration: {0}")]
+    Config(String),
+}

@@ -1,0 +1,24 @@
+//! `ferrops-engine` is the parameter server itself, independent of sockets and verbs: what a
+//! server stores and how it applies pushes ([`store`], [`keymap`]), when a pull may be answered
+//! ([`clock`], [`table::Consistency`]), who owns which keys ([`routing`]), the messages between
+//! nodes ([`control`]), and the three roles — [`server::run_server`],
+//! [`scheduler::run_scheduler`] and the worker API [`worker::Worker`]. Frames travel through
+//! `ferrops-net`; updates are computed by `ferrops-kernels`.
+
+pub mod clock;
+pub mod config;
+pub mod control;
+mod error;
+pub mod keymap;
+pub mod keys;
+pub mod memory;
+pub mod routing;
+pub mod scheduler;
+pub mod server;
+pub mod store;
+pub mod table;
+pub mod worker;
+
+pub use error::EngineError;
+pub use table::{Consistency, TableId, TableSpec};
+pub use worker::{Completed, Ticket, Worker, WorkerInfo};

@@ -1,0 +1,346 @@
+//! The scheduler role: admits servers and workers, hands out ranks and the routing table,
+//! creates tables on every server, runs barriers, tracks which workers are live, and shuts the
+//! job down when the workers are done.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+
+use ferrops_net::{CloseReason, EventLoop, Frame, Handler, Io, Metrics, Opcode, PeerId};
+
+use crate::config::SchedulerConfig;
+use crate::control::{Control, Role};
+use crate::routing::RoutingTable;
+use crate::server::reply_control;
+use crate::table::{TableId, TableSpec};
+use crate::EngineError;
+
+#[derive(Debug, Clone)]
+struct Node {
+    role: Role,
+    node_id: u32,
+    rank: u32,
+}
+
+#[derive(Debug)]
+struct TableState {
+    spec: TableSpec,
+    created_on: usize,
+    waiting: Vec<PeerId>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Phase {
+    Registering,
+    WelcomingServers,
+    Running,
+}
+
+/// How the job ended, as seen by the scheduler.
+#[derive(Debug, Clone, Default)]
+pub struct JobSummary {
+    pub workers_done: usize,
+    pub workers_lost: usize,
+    pub tables: usize,
+}
+
+struct Scheduler {
+    num_servers: usize,
+    num_workers: usize,
+    phase: Phase,
+    servers: Vec<(PeerId, String)>,
+    workers: Vec<PeerId>,
+    nodes: HashMap<PeerId, Node>,
+    ready_servers: usize,
+    routing: RoutingTable,
+    tables: Vec<TableState>,
+    barrier: BTreeSet<PeerId>,
+    barrier_epoch: u64,
+    live_workers: BTreeSet<PeerId>,
+    summary: JobSummary,
+    stop: Option<Result<(), EngineError>>,
+}
+
+/// Runs the scheduler; `announce` is called once with the address it listens on.
+pub fn run_scheduler(
+    cfg: &SchedulerConfig,
+    announce: impl FnOnce(SocketAddr),
+) -> Result<JobSummary, EngineError> {
+    if cfg.cluster.num_servers == 0 || cfg.cluster.num_workers == 0 {
+        return Err(EngineError::Config(format!(
+            "a job needs at least one server and one worker (got {} and {})",
+            cfg.cluster.num_servers, cfg.cluster.num_workers
+        )));
+    }
+    let mut ev = EventLoop::new(Some(cfg.bind), cfg.cluster.limits, Metrics::new())?;
+    let addr = ev
+        .local_addr()
+        .ok_or_else(|| EngineError::Config("scheduler has no listen address".into()))?;
+    tracing::info!(
+        "scheduler listening on {addr}, waiting for {} servers and {} workers",
+        cfg.cluster.num_servers,
+        cfg.cluster.num_workers
+    );
+    announce(addr);
+    let mut s = Scheduler {
+        num_servers: cfg.cluster.num_servers,
+        num_workers: cfg.cluster.num_workers,
+        phase: Phase::Registering,
+        servers: Vec::new(),
+        workers: Vec::new(),
+        nodes: HashMap::new(),
+        ready_servers: 0,
+        routing: RoutingTable::default(),
+        tables: Vec::new(),
+        barrier: BTreeSet::new(),
+        barrier_epoch: 0,
+        live_workers: BTreeSet::new(),
+        summary: JobSummary::default(),
+        stop: None,
+    };
+    ev.run(&mut s)?;
+    s.summary.tables = s.tables.len();
+    match s.stop.take() {
+        Some(Err(e)) => Err(e),
+        _ => Ok(s.summary),
+    }
+}
+
+impl Scheduler {
+    fn worker_ids(&self, peers: impl Iterator<Item = PeerId>) -> Vec<u32> {
+        peers
+            .filter_map(|p| self.nodes.get(&p).map(|n| n.node_id))
+            .collect()
+    }
+
+    fn register(&mut self, peer: PeerId, role: Role, addr: Option<String>, io: &mut Io<'_>) {
+        if self.phase != Phase::Registering || self.nodes.contains_key(&peer) {
+            let reason = "registration is closed (the job is already complete)".to_string();
+            reply_control(io, peer, &Control::Refused { reason });
+            return;
+        }
+        match (role, addr) {
+            (Role::Server, Some(addr)) if self.servers.len() < self.num_servers => {
+                let rank = self.servers.len() as u32;
+                self.nodes.insert(peer, Node { role, node_id: 1 + rank, rank });
+                tracing::info!("server {rank} registered at {addr}");
+                self.servers.push((peer, addr));
+            }
+            (Role::Worker, _) if self.workers.len() < self.num_workers => {
+                let rank = self.workers.len() as u32;
+                let node_id = 1 + self.num_servers as u32 + rank;
+                self.nodes.insert(peer, Node { role, node_id, rank });
+                tracing::info!("worker {rank} registered");
+                self.workers.push(peer);
+                self.live_workers.insert(peer);
+            }
+            (Role::Server, None) => {
+                let reason = "a server must give its address".to_string();
+                reply_control(io, peer, &Control::Refused { reason });
+                return;
+            }
+            (role, _) => {
+                let reason = format!("the job already has all its {role:?}s");
+                reply_control(io, peer, &Control::Refused { reason });
+                return;
+            }
+        }
+        if self.servers.len() == self.num_servers && self.workers.len() == self.num_workers {
+            self.welcome_servers(io);
+        }
+    }
+
+    fn welcome_servers(&mut self, io: &mut Io<'_>) {
+        let addrs: Vec<String> = self.servers.iter().map(|(_, a)| a.clone()).collect();
+        self.routing = RoutingTable::even(1, &addrs);
+        let workers = self.worker_ids(self.workers.iter().copied());
+        for (peer, _) in self.servers.clone() {
+            let node = self.nodes[&peer].clone();
+            let welcome = self.welcome(&node, workers.clone());
+            reply_control(io, peer, &welcome);
+        }
+        self.phase = Phase::WelcomingServers;
+    }
+
+    fn welcome(&self, node: &Node, workers: Vec<u32>) -> Control {
+        Control::Welcome {
+            node_id: node.node_id,
+            rank: node.rank,
+            num_servers: self.num_servers as u32,
+            num_workers: self.num_workers as u32,
+            routing: self.routing.clone(),
+            workers,
+        }
+    }
+
+    fn server_ready(&mut self, io: &mut Io<'_>) {
+        self.ready_servers += 1;
+        if self.ready_servers < self.num_servers || self.phase != Phase::WelcomingServers {
+            return;
+        }
+        self.phase = Phase::Running;
+        tracing::info!("all {} servers ready; releasing {} workers", self.num_servers, self.num_workers);
+        for peer in self.workers.clone() {
+            let node = self.nodes[&peer].clone();
+            let welcome = self.welcome(&node, Vec::new());
+            reply_control(io, peer, &welcome);
+        }
+    }
+
+    fn declare_table(&mut self, peer: PeerId, spec: TableSpec, io: &mut Io<'_>) {
+        if let Err(reason) = spec.validate() {
+            reply_control(io, peer, &Control::Refused { reason });
+            return;
+        }
+        if let Some(id) = self.tables.iter().position(|t| t.spec.name == spec.name) {
+            let table = &mut self.tables[id];
+            if table.spec != spec {
+                let reason = format!(
+                    "table `{}` was declared as {:?}, not {:?}",
+                    spec.name, table.spec, spec
+                );
+                reply_control(io, peer, &Control::Refused { reason });
+            } else if table.created_on == self.num_servers {
+                let ready = Control::TableReady { id: TableId(id as u32), spec };
+                reply_control(io, peer, &ready);
+            } else {
+                table.waiting.push(peer);
+            }
+            return;
+        }
+        let id = TableId(self.tables.len() as u32);
+        for (server, _) in self.servers.clone() {
+            reply_control(io, server, &Control::TableReady { id, spec: spec.clone() });
+        }
+        self.tables.push(TableState { spec, created_on: 0, waiting: vec![peer] });
+    }
+
+    fn table_created(&mut self, id: TableId, io: &mut Io<'_>) {
+        let Some(table) = self.tables.get_mut(id.0 as usize) else {
+            return;
+        };
+        table.created_on += 1;
+        if table.created_on == self.num_servers {
+            let ready = Control::TableReady { id, spec: table.spec.clone() };
+            for peer in std::mem::take(&mut table.waiting) {
+                reply_control(io, peer, &ready);
+            }
+        }
+    }
+
+    fn enter_barrier(&mut self, peer: PeerId, epoch: u64, io: &mut Io<'_>) {
+        self.barrier_epoch = epoch;
+        self.barrier.insert(peer);
+        self.maybe_release_barrier(io);
+    }
+
+    fn maybe_release_barrier(&mut self, io: &mut Io<'_>) {
+        if self.barrier.is_empty() || !self.live_workers.is_subset(&self.barrier) {
+            return;
+        }
+        let epoch = self.barrier_epoch;
+        for peer in std::mem::take(&mut self.barrier) {
+            if self.live_workers.contains(&peer) {
+                reply_control(io, peer, &Control::BarrierReleased { epoch });
+            }
+        }
+    }
+
+    /// A worker is done or gone: it stops counting for barriers and consistency.
+    fn retire_worker(&mut self, peer: PeerId, io: &mut Io<'_>) {
+        if !self.live_workers.remove(&peer) {
+            return;
+        }
+        self.barrier.remove(&peer);
+        let workers = self.worker_ids(self.live_workers.iter().copied());
+        if self.phase == Phase::Running {
+            for (server, _) in self.servers.clone() {
+                reply_control(io, server, &Control::LiveWorkers { workers: workers.clone() });
+            }
+        }
+        self.maybe_release_barrier(io);
+        if self.live_workers.is_empty() && self.workers.len() == self.num_workers {
+            let ok = self.summary.workers_lost == 0;
+            let reason = format!(
+                "{} workers done, {} lost",
+                self.summary.workers_done, self.summary.workers_lost
+            );
+            self.shutdown(ok, reason, io);
+        }
+    }
+
+    fn shutdown(&mut self, ok: bool, reason: String, io: &mut Io<'_>) {
+        tracing::info!("shutting the job down: {reason}");
+        let msg = Control::Shutdown { ok, reason: reason.clone() };
+        let peers: Vec<PeerId> = self.nodes.keys().copied().collect();
+        for peer in peers {
+            reply_control(io, peer, &msg);
+            io.close(peer, CloseReason::Local);
+        }
+        self.stop = Some(if ok { Ok(()) } else { Err(EngineError::Shutdown(reason)) });
+    }
+}
+
+impl Handler for Scheduler {
+    fn on_frame(&mut self, peer: PeerId, frame: Frame, io: &mut Io<'_>) {
+        if frame.opcode() != Opcode::Control {
+            let msg = "the scheduler only accepts control frames";
+            io.send_error(peer, Some(&frame.header), ferrops_net::Status::BadRequest, msg);
+            return;
+        }
+        let msg = match Control::decode(frame.extra()) {
+            Ok(m) => m,
+            Err(e) => {
+                let text = format!("undecodable control message: {e}");
+                io.send_error(peer, Some(&frame.header), ferrops_net::Status::BadFrame, &text);
+                io.close(peer, CloseReason::Error(text));
+                return;
+            }
+        };
+        let role = self.nodes.get(&peer).map(|n| n.role);
+        match (msg, role) {
+            (Control::Register { role, addr }, _) => self.register(peer, role, addr, io),
+            (Control::Ready, Some(Role::Server)) => self.server_ready(io),
+            (Control::TableCreated { id }, Some(Role::Server)) => self.table_created(id, io),
+            (Control::DeclareTable { spec }, Some(Role::Worker)) => self.declare_table(peer, spec, io),
+            (Control::Barrier { epoch }, Some(Role::Worker)) => self.enter_barrier(peer, epoch, io),
+            (Control::Done, Some(Role::Worker)) => {
+                self.summary.workers_done += 1;
+                self.retire_worker(peer, io);
+            }
+            (other, role) => {
+                let reason = format!("{other:?} is not expected from a {role:?}");
+                reply_control(io, peer, &Control::Refused { reason });
+            }
+        }
+    }
+
+    fn on_close(&mut self, peer: PeerId, reason: &CloseReason, io: &mut Io<'_>) {
+        if self.stop.is_some() {
+            return;
+        }
+        let Some(node) = self.nodes.get(&peer).cloned() else {
+            return;
+        };
+        match node.role {
+            Role::Server => {
+                let why = format!("server {} disconnected ({reason:?})", node.rank);
+                tracing::error!("{why}");
+                self.nodes.remove(&peer);
+                self.shutdown(false, why, io);
+            }
+            Role::Worker if self.live_workers.contains(&peer) => {
+                tracing::warn!("worker {} lost ({reason:?}); it no longer counts", node.rank);
+                self.summary.workers_lost += 1;
+                self.nodes.remove(&peer);
+                self.retire_worker(peer, io);
+            }
+            Role::Worker => {
+                self.nodes.remove(&peer);
+            }
+        }
+    }
+
+    fn should_stop(&self) -> bool {
+        self.stop.is_some()
+    }
+}

@@ -1,0 +1,409 @@
+//! The server role: holds its key ranges of every table, applies pushes, answers pulls when the
+//! table's consistency model allows, and parks the pulls that must wait.
+//!
+//! Everything runs on the event loop's thread (run-to-completion): a push is applied by the
+//! kernels straight from the receive buffer, and a pull is answered with slices of storage
+//! written by `writev`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use ferrops_net::{
+    CloseReason, EventLoop, Frame, FrameParts, Handler, Header, Io, Metrics, MetricsSnapshot,
+    Opcode, PeerId, Status,
+};
+
+use crate::clock::{ClockTracker, Parked};
+use crate::config::ServerConfig;
+use crate::control::{Control, Role};
+use crate::routing::RoutingTable;
+use crate::store::{StoreError, TableStore};
+use crate::EngineError;
+
+/// Slot runs above this count are gathered into one buffer instead of one iovec each.
+const MAX_RUNS_PER_REPLY: usize = 64;
+/// Bytes of resolved key lists each table may cache.
+const RESOLUTION_CACHE_BYTES: usize = 1 << 30;
+
+/// What a server did, reported when it stops.
+#[derive(Debug, Clone, Default)]
+pub struct ServerReport {
+    pub pushes: u64,
+    pub duplicate_pushes: u64,
+    pub pulls: u64,
+    pub parked_pulls: u64,
+    pub rejected_requests: u64,
+    pub net: MetricsSnapshot,
+}
+
+/// A running server's state; driven by [`run_server`].
+pub struct Server {
+    scheduler: PeerId,
+    node_id: Option<u32>,
+    rank: Option<u32>,
+    routing: RoutingTable,
+    tables: HashMap<u32, TableStore>,
+    clocks: ClockTracker,
+    parked: Parked<(PeerId, Frame)>,
+    last_seq: HashMap<u32, u64>,
+    gather: Vec<f32>,
+    stop: Option<Result<(), EngineError>>,
+    report: ServerReport,
+}
+
+/// Runs a server until the scheduler shuts the job down (Ok) or is lost (Err).
+pub fn run_server(cfg: &ServerConfig) -> Result<ServerReport, EngineError> {
+    let metrics = Metrics::new();
+    let mut ev = EventLoop::new(Some(cfg.bind), cfg.cluster.limits, metrics.clone())?;
+    let scheduler = connect_scheduler(&mut ev, &cfg.cluster)?;
+    let listen = ev.local_addr().ok_or_else(|| EngineError::Config("no listen address".into()))?;
+    let advertised = advertised_addr(listen, ev.local_addr_of(scheduler));
+    send_control(
+        &mut ev,
+        scheduler,
+        &Control::Register {
+            role: Role::Server,
+            addr: Some(advertised.to_string()),
+        },
+    )?;
+    tracing::info!("server listening on {advertised}");
+    let mut server = Server {
+        scheduler,
+        node_id: None,
+        rank: None,
+        routing: RoutingTable::default(),
+        tables: HashMap::new(),
+        clocks: ClockTracker::default(),
+        parked: Parked::default(),
+        last_seq: HashMap::new(),
+        gather: Vec::new(),
+        stop: None,
+        report: ServerReport::default(),
+    };
+    ev.run(&mut server)?;
+    server.report.net = metrics.snapshot();
+    tracing::info!(
+        "server {} done: {} pushes, {} pulls ({} parked), {} rejected",
+        server.rank.map_or("?".into(), |r| r.to_string()),
+        server.report.pushes,
+        server.report.pulls,
+        server.report.parked_pulls,
+        server.report.rejected_requests
+    );
+    match server.stop.take() {
+        Some(Err(e)) => Err(e),
+        _ => Ok(server.report),
+    }
+}
+
+/// Connects to the scheduler, retrying until the configured timeout (it may start after us).
+pub(crate) fn connect_scheduler(
+    ev: &mut EventLoop,
+    cluster: &crate::config::ClusterConfig,
+) -> Result<PeerId, EngineError> {
+    let started = Instant::now();
+    loop {
+        match ev.connect(cluster.scheduler, Duration::from_secs(2)) {
+            Ok(peer) => return Ok(peer),
+            Err(e) if started.elapsed() >= cluster.connect_timeout => {
+                return Err(EngineError::SchedulerUnreachable {
+                    addr: cluster.scheduler.to_string(),
+                    secs: cluster.connect_timeout.as_secs(),
+                    reason: e.to_string(),
+                })
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+/// The address workers should dial: the listen address, or, when it is a wildcard, the local
+/// address of our connection to the scheduler with the listen port.
+fn advertised_addr(listen: SocketAddr, towards_scheduler: Option<SocketAddr>) -> SocketAddr {
+    match towards_scheduler {
+        Some(local) if listen.ip().is_unspecified() => SocketAddr::new(local.ip(), listen.port()),
+        _ => listen,
+    }
+}
+
+pub(crate) fn send_control(
+    ev: &mut EventLoop,
+    peer: PeerId,
+    msg: &Control,
+) -> Result<(), EngineError> {
+    let (header, extra) = msg.frame();
+    ev.send(
+        peer,
+        &mut FrameParts {
+            header,
+            keys: &[],
+            values: &[],
+            extra: &extra,
+        },
+    )?;
+    Ok(())
+}
+
+/// Sends a control message from inside a handler; a failure closes that peer.
+pub(crate) fn reply_control(io: &mut Io<'_>, peer: PeerId, msg: &Control) {
+    let (header, extra) = msg.frame();
+    let mut frame = FrameParts {
+        header,
+        keys: &[],
+        values: &[],
+        extra: &extra,
+    };
+    if let Err(e) = io.send(peer, &mut frame) {
+        io.close(peer, CloseReason::Error(e.to_string()));
+    }
+}
+
+/// A request-level refusal: the peer is told, the connection stays.
+struct Refusal {
+    status: Status,
+    message: String,
+}
+
+impl Refusal {
+    fn new(status: Status, message: impl Into<String>) -> Refusal {
+        Refusal {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<StoreError> for Refusal {
+    fn from(e: StoreError) -> Refusal {
+        let status = match e {
+            StoreError::Keys(crate::keys::KeyListError::NotSortedUnique { .. }) => Status::BadKeys,
+            _ => Status::BadValues,
+        };
+        Refusal::new(status, e.to_string())
+    }
+}
+
+impl Server {
+    fn on_control(&mut self, frame: &Frame, io: &mut Io<'_>) {
+        let msg = match Control::decode(frame.extra()) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!("undecodable control message from the scheduler: {e}");
+                return;
+            }
+        };
+        match msg {
+            Control::Welcome {
+                node_id,
+                rank,
+                routing,
+                workers,
+                ..
+            } => {
+                self.clocks.set_live(&workers);
+                self.node_id = Some(node_id);
+                self.rank = Some(rank);
+                for r in routing.owned_by(rank) {
+                    tracing::info!("server {rank} owns keys [{:#x}, {:#x}]", r.begin, r.last);
+                }
+                self.routing = routing;
+                reply_control(io, self.scheduler, &Control::Ready);
+            }
+            Control::TableReady { id, spec } => {
+                tracing::info!("table {} `{}`: dim {}, {:?}, {:?}", id.0, spec.name, spec.dim, spec.rule, spec.consistency);
+                self.tables
+                    .entry(id.0)
+                    .or_insert_with(|| TableStore::new(spec, RESOLUTION_CACHE_BYTES));
+                reply_control(io, self.scheduler, &Control::TableCreated { id });
+            }
+            Control::LiveWorkers { workers } => {
+                self.clocks.set_live(&workers);
+                self.release_parked(io);
+            }
+            Control::Shutdown { ok, reason } => {
+                tracing::info!("shutdown requested ({reason})");
+                self.stop = Some(if ok {
+                    Ok(())
+                } else {
+                    Err(EngineError::Shutdown(reason))
+                });
+            }
+            other => tracing::warn!("unexpected control message {other:?}"),
+        }
+    }
+
+    fn on_request(&mut self, peer: PeerId, frame: Frame, io: &mut Io<'_>) {
+        let result = match frame.opcode() {
+            Opcode::Push => self.push(peer, &frame, io),
+            Opcode::Pull => self.pull_or_park(peer, frame, io),
+            Opcode::Clock => {
+                let (worker, completed) = (frame.header.sender.get(), frame.header.clock.get());
+                if self.clocks.record(worker, completed) {
+                    self.release_parked(io);
+                }
+                return;
+            }
+            op => {
+                let msg = format!("servers do not accept {op:?} frames");
+                self.refuse(io, peer, &frame.header, &Refusal::new(Status::BadRequest, msg));
+                return;
+            }
+        };
+        if let Err((header, refusal)) = result {
+            self.refuse(io, peer, &header, &refusal);
+        }
+    }
+
+    fn refuse(&mut self, io: &mut Io<'_>, peer: PeerId, header: &Header, refusal: &Refusal) {
+        self.report.rejected_requests += 1;
+        tracing::debug!("refusing request {} from peer {peer}: {}", header.request_id, refusal.message);
+        io.send_error(peer, Some(header), refusal.status, &refusal.message);
+    }
+
+    /// Checks the routing version and that every key is in a range this server owns.
+    fn check_owner(&self, keys: &[u64], header: &Header) -> Result<(), Refusal> {
+        let version = header.routing_version.get();
+        if version != self.routing.version {
+            return Err(Refusal::new(
+                Status::NotOwner,
+                format!("routed with version {version}, server has {}", self.routing.version),
+            ));
+        }
+        let (Some(&first), Some(&last)) = (keys.first(), keys.last()) else {
+            return Ok(());
+        };
+        let rank = self.rank.unwrap_or(u32::MAX);
+        let owned = self
+            .routing
+            .owned_by(rank)
+            .any(|r| r.contains(first) && r.contains(last));
+        if !owned || first > last {
+            return Err(Refusal::new(
+                Status::NotOwner,
+                format!("keys [{first:#x}, {last:#x}] are not all owned by server {rank}"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn table_and_keys<'f>(
+        &mut self,
+        frame: &'f Frame,
+    ) -> Result<(&mut TableStore, &'f [u64]), Refusal> {
+        let keys = frame
+            .keys()
+            .map_err(|e| Refusal::new(Status::BadKeys, e.to_string()))?;
+        self.check_owner(keys, &frame.header)?;
+        let id = frame.header.table.get();
+        let store = self.tables.get_mut(&id).ok_or_else(|| {
+            Refusal::new(Status::UnknownTable, format!("table {id} is not declared"))
+        })?;
+        Ok((store, keys))
+    }
+
+    fn push(&mut self, peer: PeerId, frame: &Frame, io: &mut Io<'_>) -> Result<(), (Header, Refusal)> {
+        let h = frame.header;
+        let fail = |r: Refusal| (h, r);
+        let worker = h.sender.get();
+        let seq = h.seq.get();
+        let duplicate = seq != 0 && self.last_seq.get(&worker).is_some_and(|&last| seq <= last);
+        if duplicate {
+            self.report.duplicate_pushes += 1;
+        } else {
+            let (store, keys) = self.table_and_keys(frame).map_err(fail)?;
+            let values = frame
+                .values_f32()
+                .map_err(|e| fail(Refusal::new(Status::BadValues, e.to_string())))?;
+            crate::keys::check_value_count(keys.len(), values.len(), store.spec().push_floats_per_key())
+                .map_err(|e| fail(Refusal::new(Status::BadValues, e.to_string())))?;
+            let resolved = store.resolve(h.key_signature.get(), keys).map_err(|e| fail(e.into()))?;
+            store.apply(&resolved.slots, values).map_err(|e| fail(e.into()))?;
+            if seq != 0 {
+                self.last_seq.insert(worker, seq);
+            }
+            self.report.pushes += 1;
+        }
+        let mut ack = Header::new(Opcode::PushAck);
+        ack.request_id = h.request_id;
+        ack.table = h.table;
+        ack.seq = h.seq;
+        if let Err(e) = io.send(peer, &mut FrameParts::header_only(ack)) {
+            io.close(peer, CloseReason::Error(e.to_string()));
+        }
+        Ok(())
+    }
+
+    fn pull_or_park(&mut self, peer: PeerId, frame: Frame, io: &mut Io<'_>) -> Result<(), (Header, Refusal)> {
+        let h = frame.header;
+        let table = self.tables.get(&h.table.get()).ok_or_else(|| {
+            (h, Refusal::new(Status::UnknownTable, format!("table {} is not declared", h.table.get())))
+        })?;
+        let required = table.spec().consistency.required_completed(h.clock.get());
+        if self.clocks.min_completed() < required {
+            self.report.parked_pulls += 1;
+            self.parked.park(required, (peer, frame));
+            return Ok(());
+        }
+        self.answer_pull(peer, &frame, io).map_err(|r| (h, r))
+    }
+
+    fn answer_pull(&mut self, peer: PeerId, frame: &Frame, io: &mut Io<'_>) -> Result<(), Refusal> {
+        let h = frame.header;
+        let mut gather = std::mem::take(&mut self.gather);
+        let (store, keys) = self.table_and_keys(frame)?;
+        let resolved = store.resolve(h.key_signature.get(), keys)?;
+        let mut reply = Header::new(Opcode::PullReply);
+        reply.request_id = h.request_id;
+        reply.table = h.table;
+        reply.clock = h.clock;
+        reply.key_count = (keys.len() as u32).into();
+        let sent = if resolved.runs.len() <= MAX_RUNS_PER_REPLY {
+            let slices: Vec<&[u8]> = resolved.runs.iter().map(|&(s, n)| store.run_bytes(s, n)).collect();
+            io.send(peer, &mut FrameParts { header: reply, keys: &[], values: &slices, extra: &[] })
+        } else {
+            store.gather(&resolved.slots, &mut gather);
+            io.metrics().values_copied(gather.len() * 4);
+            let bytes = zerocopy::IntoBytes::as_bytes(gather.as_slice());
+            io.send(peer, &mut FrameParts { header: reply, keys: &[], values: &[bytes], extra: &[] })
+        };
+        self.gather = gather;
+        if let Err(e) = sent {
+            io.close(peer, CloseReason::Error(e.to_string()));
+        }
+        self.report.pulls += 1;
+        Ok(())
+    }
+
+    fn release_parked(&mut self, io: &mut Io<'_>) {
+        for (peer, frame) in self.parked.release(self.clocks.min_completed()) {
+            if let Err(r) = self.answer_pull(peer, &frame, io) {
+                self.refuse(io, peer, &frame.header, &r);
+            }
+        }
+    }
+}
+
+impl Handler for Server {
+    fn on_frame(&mut self, peer: PeerId, frame: Frame, io: &mut Io<'_>) {
+        if peer == self.scheduler {
+            if frame.opcode() == Opcode::Control {
+                self.on_control(&frame, io);
+            }
+            return;
+        }
+        self.on_request(peer, frame, io);
+    }
+
+    fn on_close(&mut self, peer: PeerId, reason: &CloseReason, _io: &mut Io<'_>) {
+        self.parked.forget(|(p, _)| *p == peer);
+        if peer == self.scheduler && self.stop.is_none() {
+            tracing::error!("scheduler connection closed: {reason:?}");
+            self.stop = Some(Err(EngineError::SchedulerLost));
+        }
+    }
+
+    fn should_stop(&self) -> bool {
+        self.stop.is_some()
+    }
+}

@@ -1,0 +1,274 @@
+//! One table's storage on a server: values and rule state addressed by slot, the key → slot
+//! map, and a cache of resolved key lists.
+//!
+//! A key list the server has resolved before (same signature, same keys) is turned into slots
+//! once and reused, so a 10M-key push costs a comparison of the key bytes rather than 10M hash
+//! probes. Slots are handed out in first-seen order, so the slots of a list pushed before are
+//! usually one contiguous run: a pull then replies straight from storage with one slice.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use ferrops_kernels::{apply_sparse, Rule, State};
+use zerocopy::IntoBytes;
+
+use crate::keymap::KeyMap;
+use crate::keys::{check_sorted_unique, KeyListError};
+use crate::table::TableSpec;
+
+/// Lists shorter than this are resolved every time (cheaper than caching them).
+const CACHE_MIN_KEYS: usize = 256;
+
+/// A key list resolved to slots, with its contiguous runs.
+#[derive(Debug)]
+pub struct Resolved {
+    pub keys: Vec<u64>,
+    pub slots: Vec<u32>,
+    /// `(first slot, count)` for each run of consecutive slots, in request order.
+    pub runs: Vec<(u32, u32)>,
+}
+
+impl Resolved {
+    fn new(keys: Vec<u64>, slots: Vec<u32>) -> Resolved {
+        let runs = slot_runs(&slots);
+        Resolved { keys, slots, runs }
+    }
+
+    fn bytes(&self) -> usize {
+        self.keys.len() * 8 + self.slots.len() * 4 + self.runs.len() * 8
+    }
+}
+
+/// Groups consecutive slots into runs.
+pub fn slot_runs(slots: &[u32]) -> Vec<(u32, u32)> {
+    let mut runs: Vec<(u32, u32)> = Vec::new();
+    for &s in slots {
+        match runs.last_mut() {
+            Some((start, len)) if *start + *len == s => *len += 1,
+            _ => runs.push((s, 1)),
+        }
+    }
+    runs
+}
+
+/// Why a request could not be served from the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Keys(#[from] KeyListError),
+    #[error("update failed: {0}")]
+    Kernel(#[from] ferrops_kernels::KernelError),
+    #[error("table is full: {0} slots")]
+    Full(usize),
+}
+
+/// Storage of one table.
+#[derive(Debug)]
+pub struct TableStore {
+    spec: TableSpec,
+    map: KeyMap,
+    values: Vec<f32>,
+    state: [Vec<f32>; 2],
+    slots_used: u32,
+    cache: HashMap<u64, Arc<Resolved>>,
+    cache_order: Vec<u64>,
+    cache_bytes: usize,
+    cache_limit: usize,
+    adam_step: u32,
+}
+
+impl TableStore {
+    /// An empty table; resolved key lists are cached up to `cache_limit` bytes.
+    pub fn new(spec: TableSpec, cache_limit: usize) -> TableStore {
+        TableStore {
+            spec,
+            map: KeyMap::default(),
+            values: Vec::new(),
+            state: [Vec::new(), Vec::new()],
+            slots_used: 0,
+            cache: HashMap::new(),
+            cache_order: Vec::new(),
+            cache_bytes: 0,
+            cache_limit,
+            adam_step: 0,
+        }
+    }
+
+    /// The table's spec.
+    pub fn spec(&self) -> &TableSpec {
+        &self.spec
+    }
+
+    /// Number of keys stored.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether no key is stored.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Bytes held: values, rule state, key map, resolution cache.
+    pub fn memory_bytes(&self) -> usize {
+        (self.values.capacity() + self.state[0].capacity() + self.state[1].capacity()) * 4
+            + self.map.memory_bytes()
+            + self.cache_bytes
+    }
+
+    /// Resolves a sorted, unique key list to slots, creating zero-initialised slots for new keys.
+    /// `signature` is the list's signature (0 if the sender did not compute one).
+    pub fn resolve(&mut self, signature: u64, keys: &[u64]) -> Result<Arc<Resolved>, StoreError> {
+        if keys.len() >= CACHE_MIN_KEYS && signature != 0 {
+            if let Some(hit) = self.cache.get(&signature) {
+                if hit.keys == keys {
+                    return Ok(hit.clone());
+                }
+            }
+        }
+        check_sorted_unique(keys)?;
+        let mut slots = Vec::with_capacity(keys.len());
+        for &key in keys {
+            let (slot, inserted) = self.map.get_or_insert(key, self.slots_used);
+            if inserted {
+                self.slots_used = self
+                    .slots_used
+                    .checked_add(1)
+                    .ok_or(StoreError::Full(u32::MAX as usize))?;
+            }
+            slots.push(slot);
+        }
+        self.grow_storage();
+        let resolved = Arc::new(Resolved::new(keys.to_vec(), slots));
+        if keys.len() >= CACHE_MIN_KEYS && signature != 0 {
+            self.remember(signature, resolved.clone());
+        }
+        Ok(resolved)
+    }
+
+    fn remember(&mut self, signature: u64, resolved: Arc<Resolved>) {
+        let bytes = resolved.bytes();
+        if bytes > self.cache_limit {
+            return;
+        }
+        while self.cache_bytes + bytes > self.cache_limit && !self.cache_order.is_empty() {
+            let oldest = self.cache_order.remove(0);
+            if let Some(old) = self.cache.remove(&oldest) {
+                self.cache_bytes -= old.bytes();
+            }
+        }
+        if let Some(old) = self.cache.insert(signature, resolved) {
+            self.cache_bytes -= old.bytes();
+            self.cache_order.retain(|s| *s != signature);
+        }
+        self.cache_bytes += bytes;
+        self.cache_order.push(signature);
+    }
+
+    fn grow_storage(&mut self) {
+        let need = self.slots_used as usize * self.spec.dim as usize;
+        if self.values.len() < need {
+            let target = need.max(self.values.len() * 3 / 2);
+            self.values.resize(target, 0.0);
+            for s in self.state.iter_mut().take(self.spec.rule.state_len()) {
+                s.resize(target, 0.0);
+            }
+        }
+    }
+
+    /// Applies a push's inputs to the resolved slots with the table's rule.
+    pub fn apply(&mut self, slots: &[u32], inputs: &[f32]) -> Result<(), StoreError> {
+        let dim = self.spec.dim as usize;
+        let rule = match self.spec.rule {
+            Rule::Adam {
+                lr,
+                beta1,
+                beta2,
+                eps,
+                ..
+            } => {
+                self.adam_step = self.adam_step.saturating_add(1);
+                Rule::Adam {
+                    lr,
+                    beta1,
+                    beta2,
+                    eps,
+                    step: self.adam_step,
+                }
+            }
+            rule => rule,
+        };
+        let [a, b] = &mut self.state;
+        let state = match rule.state_len() {
+            0 => State::none(),
+            1 => State::one(a),
+            _ => State::two(a, b),
+        };
+        apply_sparse(rule, &mut self.values, state, slots, dim, inputs)?;
+        Ok(())
+    }
+
+    /// The stored values of a run of slots, as bytes ready for the wire.
+    pub fn run_bytes(&self, first: u32, count: u32) -> &[u8] {
+        let dim = self.spec.dim as usize;
+        let start = first as usize * dim;
+        self.values[start..start + count as usize * dim].as_bytes()
+    }
+
+    /// Copies the values of `slots` into `out` (for lists whose slots are scattered).
+    pub fn gather(&self, slots: &[u32], out: &mut Vec<f32>) {
+        let dim = self.spec.dim as usize;
+        out.clear();
+        out.reserve(slots.len() * dim);
+        for &s in slots {
+            let start = s as usize * dim;
+            out.extend_from_slice(&self.values[start..start + dim]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(rule: Rule, dim: u32) -> TableStore {
+        TableStore::new(TableSpec::new("t", dim).rule(rule), 1 << 20)
+    }
+
+    #[test]
+    fn resolution_is_cached_and_checked_against_the_keys() {
+        let mut s = store(Rule::Sum, 1);
+        let keys: Vec<u64> = (0..1000).map(|i| i * 7).collect();
+        let a = s.resolve(42, &keys).unwrap();
+        let b = s.resolve(42, &keys).unwrap();
+        assert!(Arc::ptr_eq(&a, &b), "second resolution comes from the cache");
+        assert_eq!(a.runs, vec![(0, 1000)]);
+        // Same signature, different keys: must not be mistaken for the cached list.
+        let other: Vec<u64> = (0..1000).map(|i| i * 7 + 1).collect();
+        let c = s.resolve(42, &other).unwrap();
+        assert_eq!(c.slots[0], 1000);
+        assert_eq!(s.len(), 2000);
+    }
+
+    #[test]
+    fn sum_accumulates_and_scattered_slots_gather_in_request_order() {
+        let mut s = store(Rule::Sum, 2);
+        let r1 = s.resolve(0, &[10, 20, 30]).unwrap();
+        s.apply(&r1.slots, &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap();
+        let r2 = s.resolve(0, &[5, 20]).unwrap();
+        assert_eq!(r2.slots, vec![3, 1]);
+        s.apply(&r2.slots, &[1.0, 1.0, 1.0, 1.0]).unwrap();
+        let mut out = Vec::new();
+        s.gather(&r2.slots, &mut out);
+        assert_eq!(out, vec![1.0, 1.0, 4.0, 5.0]);
+        assert_eq!(slot_runs(&r2.slots), vec![(3, 1), (1, 1)]);
+    }
+
+    #[test]
+    fn bad_lists_are_refused() {
+        let mut s = store(Rule::Sum, 1);
+        assert!(matches!(s.resolve(0, &[3, 2]), Err(StoreError::Keys(_))));
+        let r = s.resolve(0, &[1, 2]).unwrap();
+        assert!(s.apply(&r.slots, &[1.0]).is_err(), "too few values");
+    }
+}

@@ -1,0 +1,106 @@
+//! Tables: named parameter groups with a value length, an update rule and a consistency model.
+
+use ferrops_kernels::Rule;
+use serde::{Deserialize, Serialize};
+
+/// Identifies a declared table cluster-wide (assigned by the scheduler).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct TableId(pub u32);
+
+/// How far a worker may run ahead of the slowest live worker on a table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Consistency {
+    /// Bulk-synchronous: a pull at clock t sees every worker's pushes of clocks < t (τ = 0).
+    Sequential,
+    /// Bounded delay τ: a pull at clock t waits until every live worker has completed clock
+    /// t − τ − 1.
+    BoundedDelay(u32),
+    /// Fully asynchronous (τ = ∞): pulls never wait.
+    Eventual,
+}
+
+impl Consistency {
+    /// The staleness bound τ, or `None` for eventual.
+    pub fn staleness(&self) -> Option<u32> {
+        match self {
+            Consistency::Sequential => Some(0),
+            Consistency::BoundedDelay(tau) => Some(*tau),
+            Consistency::Eventual => None,
+        }
+    }
+
+    /// How many clocks every live worker must have completed before a pull issued at `clock`
+    /// may be answered (0 when it never waits).
+    pub fn required_completed(&self, clock: u32) -> u32 {
+        match self.staleness() {
+            Some(tau) => clock.saturating_sub(tau),
+            None => 0,
+        }
+    }
+}
+
+/// Everything a server needs to know to store a table.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TableSpec {
+    /// Unique name; workers declaring the same name must give the same spec.
+    pub name: String,
+    /// Number of f32 values per key.
+    pub dim: u32,
+    /// How a push changes the stored values.
+    pub rule: Rule,
+    /// When pulls are answered.
+    pub consistency: Consistency,
+}
+
+impl TableSpec {
+    /// A table of `dim` values per key, summing pushes, eventually consistent.
+    pub fn new(name: impl Into<String>, dim: u32) -> TableSpec {
+        TableSpec {
+            name: name.into(),
+            dim,
+            rule: Rule::Sum,
+            consistency: Consistency::Eventual,
+        }
+    }
+
+    /// Sets the update rule.
+    pub fn rule(mut self, rule: Rule) -> TableSpec {
+        self.rule = rule;
+        self
+    }
+
+    /// Sets the consistency model.
+    pub fn consistency(mut self, consistency: Consistency) -> TableSpec {
+        self.consistency = consistency;
+        self
+    }
+
+    /// Floats a push carries per key (dim × the rule's input arrays).
+    pub fn push_floats_per_key(&self) -> usize {
+        self.dim as usize * self.rule.inputs()
+    }
+
+    /// Checks the spec is usable.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.name.is_empty() {
+            return Err("table name is empty".into());
+        }
+        if self.dim == 0 {
+            return Err(format!("table `{}` has dim 0", self.name));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn required_completed_follows_the_staleness_bound() {
+        assert_eq!(Consistency::Sequential.required_completed(5), 5);
+        assert_eq!(Consistency::BoundedDelay(2).required_completed(5), 3);
+        assert_eq!(Consistency::BoundedDelay(2).required_completed(1), 0);
+        assert_eq!(Consistency::Eventual.required_completed(1000), 0);
+    }
+}

@@ -1,0 +1,354 @@
+//! The worker's connections and its progress engine.
+//!
+//! There is no background thread: the caller's own thread writes requests straight from its
+//! slices and, while it waits, reads replies (pull values go straight into the destination
+//! buffer). A small request therefore costs one write and one read, like a raw ping-pong.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use ferrops_net::{
+    BufferPool, Frame, FrameLimits, FrameParts, FrameSink, Header, Metrics, Opcode, Peer,
+    ReadOutcome, Status,
+};
+use mio::{Events, Interest, Poll, Token};
+use zerocopy::IntoBytes;
+
+use super::pending::{Kind, Outstanding, PullInto};
+use crate::control::Control;
+use crate::EngineError;
+
+const SCHEDULER: Token = Token(usize::MAX);
+
+/// A caller's slice lent to one blocking pull: values of `ticket` go straight into it.
+pub(crate) struct Lent<'a> {
+    pub ticket: u64,
+    pub values: &'a mut [f32],
+}
+
+pub(crate) struct ClientIo {
+    poll: Poll,
+    events: Events,
+    pub scheduler: Peer,
+    pub servers: Vec<Peer>,
+    pub outstanding: Outstanding,
+    pub inbox: VecDeque<Control>,
+    pub shutdown: Option<String>,
+    pub metrics: Metrics,
+    pub payload_crc: bool,
+}
+
+/// Routes pull-reply values straight into the buffer that waits for them.
+struct Sink<'a, 'b> {
+    outstanding: &'a mut Outstanding,
+    lent: &'a mut Option<Lent<'b>>,
+}
+
+impl FrameSink for Sink<'_, '_> {
+    fn direct_values(&mut self, header: &Header) -> Option<&mut [u8]> {
+        if header.opcode() != Some(Opcode::PullReply) || header.status() != Status::Ok {
+            return None;
+        }
+        let sub = self.outstanding.requests.get(&header.request_id.get())?;
+        let range = sub.values.clone();
+        if let Some(lent) = self.lent.as_mut() {
+            if lent.ticket == sub.ticket {
+                return lent.values.get_mut(range).map(|v| v.as_mut_bytes());
+            }
+        }
+        match self.outstanding.tickets.get_mut(&sub.ticket).map(|p| &mut p.kind) {
+            Some(Kind::Pull(PullInto::Owned(out))) => out.get_mut(range).map(|v| v.as_mut_bytes()),
+            _ => None,
+        }
+    }
+}
+
+impl ClientIo {
+    pub fn new(mut scheduler: Peer, metrics: Metrics) -> Result<ClientIo, EngineError> {
+        let poll = Poll::new().map_err(ferrops_net::NetError::from)?;
+        poll.registry()
+            .register(scheduler.stream_mut(), SCHEDULER, Interest::READABLE)
+            .map_err(ferrops_net::NetError::from)?;
+        Ok(ClientIo {
+            poll,
+            events: Events::with_capacity(64),
+            scheduler,
+            servers: Vec::new(),
+            outstanding: Outstanding::default(),
+            inbox: VecDeque::new(),
+            shutdown: None,
+            metrics,
+            payload_crc: true,
+        })
+    }
+
+    pub fn add_server(
+        &mut self,
+        addr: std::net::SocketAddr,
+        limits: FrameLimits,
+        pool: BufferPool,
+        timeout: Duration,
+    ) -> Result<(), EngineError> {
+        let mut peer = Peer::connect(addr, timeout, limits, pool, self.metrics.clone())?;
+        let token = Token(self.servers.len());
+        self.poll
+            .registry()
+            .register(peer.stream_mut(), token, Interest::READABLE)
+            .map_err(ferrops_net::NetError::from)?;
+        self.servers.push(peer);
+        Ok(())
+    }
+
+    /// Sends a frame to the scheduler (control messages are small; waits if the socket is full).
+    pub fn send_control(&mut self, msg: &Control) -> Result<(), EngineError> {
+        let (header, extra) = msg.frame();
+        let mut frame = FrameParts {
+            header,
+            keys: &[],
+            values: &[],
+            extra: &extra,
+        };
+        self.send(None, &mut frame, &mut None)
+    }
+
+    /// Writes a whole frame to a server (`Some(rank)`) or the scheduler (`None`), straight from
+    /// the frame's slices; while the socket is full, reads whatever arrives so neither side can
+    /// block the other.
+    pub fn send(
+        &mut self,
+        server: Option<u32>,
+        frame: &mut FrameParts<'_>,
+        lent: &mut Option<Lent<'_>>,
+    ) -> Result<(), EngineError> {
+        frame.finish(self.payload_crc);
+        let total = frame.wire_len();
+        let mut offset = 0;
+        loop {
+            let peer = self.peer_mut(server)?;
+            offset = peer.write_frame_from(frame, offset)?;
+            if offset == total {
+                return Ok(());
+            }
+            let token = server.map_or(SCHEDULER, |s| Token(s as usize));
+            self.set_writable(server, token, true)?;
+            let waited = self.progress(Some(Duration::from_millis(100)), lent);
+            self.set_writable(server, token, false)?;
+            waited?;
+        }
+    }
+
+    fn set_writable(&mut self, server: Option<u32>, token: Token, on: bool) -> Result<(), EngineError> {
+        let interest = if on {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        let registry = self.poll.registry().try_clone().map_err(ferrops_net::NetError::from)?;
+        let peer = self.peer_mut(server)?;
+        registry
+            .reregister(peer.stream_mut(), token, interest)
+            .map_err(ferrops_net::NetError::from)?;
+        Ok(())
+    }
+
+    fn peer_mut(&mut self, server: Option<u32>) -> Result<&mut Peer, EngineError> {
+        match server {
+            None => Ok(&mut self.scheduler),
+            Some(s) => self
+                .servers
+                .get_mut(s as usize)
+                .ok_or(EngineError::ServerLost(s)),
+        }
+    }
+
+    /// Waits up to `timeout` for any socket, then handles every frame available.
+    pub fn progress(&mut self, timeout: Option<Duration>, lent: &mut Option<Lent<'_>>) -> Result<(), EngineError> {
+        if !self.read_available(lent)? {
+            match self.poll.poll(&mut self.events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(ferrops_net::NetError::from(e).into()),
+            }
+            self.read_available(lent)?;
+        }
+        Ok(())
+    }
+
+    /// Reads every frame the sockets hold now; true if any frame was handled.
+    fn read_available(&mut self, lent: &mut Option<Lent<'_>>) -> Result<bool, EngineError> {
+        let mut any = false;
+        for s in 0..self.servers.len() {
+            loop {
+                let mut sink = Sink {
+                    outstanding: &mut self.outstanding,
+                    lent,
+                };
+                match self.servers[s].read_frame(&mut sink) {
+                    Ok(ReadOutcome::Frame(frame)) => {
+                        any = true;
+                        self.on_server_frame(s as u32, frame, lent);
+                    }
+                    Ok(ReadOutcome::WouldBlock) => break,
+                    Ok(ReadOutcome::Closed) | Err(_) => {
+                        self.outstanding.fail_server(s as u32);
+                        if self.shutdown.is_none() {
+                            return Err(EngineError::ServerLost(s as u32));
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+        loop {
+            match self.scheduler.read_frame(&mut ferrops_net::NoDirectValues) {
+                Ok(ReadOutcome::Frame(frame)) => {
+                    any = true;
+                    self.on_scheduler_frame(&frame);
+                }
+                Ok(ReadOutcome::WouldBlock) => break,
+                Ok(ReadOutcome::Closed) | Err(_) => {
+                    if self.shutdown.is_none() {
+                        self.shutdown = Some("lost the connection to the scheduler".into());
+                    }
+                    break;
+                }
+            }
+        }
+        Ok(any)
+    }
+
+    fn on_server_frame(&mut self, server: u32, frame: Frame, lent: &mut Option<Lent<'_>>) {
+        let request = frame.header.request_id.get();
+        match frame.opcode() {
+            Opcode::PushAck => {
+                self.outstanding.complete(request, None);
+            }
+            Opcode::PullReply if frame.values_were_direct() => {
+                self.outstanding.complete(request, None);
+            }
+            Opcode::PullReply => self.copy_pull_values(request, &frame, lent),
+            Opcode::Error => {
+                let error = EngineError::Remote {
+                    server,
+                    status: frame.header.status(),
+                    message: String::from_utf8_lossy(frame.extra()).into_owned(),
+                };
+                if self.outstanding.complete(request, Some(error)).is_none() {
+                    tracing::error!(
+                        "server {server}: {:?}: {}",
+                        frame.header.status(),
+                        String::from_utf8_lossy(frame.extra())
+                    );
+                }
+            }
+            op => tracing::warn!("server {server} sent an unexpected {op:?} frame"),
+        }
+    }
+
+    /// The values did not go straight to their buffer (e.g. empty reply): check and copy.
+    fn copy_pull_values(&mut self, request: u64, frame: &Frame, lent: &mut Option<Lent<'_>>) {
+        let Some(sub) = self.outstanding.requests.get(&request).cloned() else {
+            return;
+        };
+        let values = frame.values_f32().unwrap_or(&[]);
+        let mut error = None;
+        if values.len() != sub.values.len() {
+            error = Some(EngineError::Protocol {
+                peer: format!("server {}", sub.server),
+                detail: format!("pull reply has {} values, expected {}", values.len(), sub.values.len()),
+            });
+        } else if !values.is_empty() {
+            let dest = match lent.as_mut() {
+                Some(l) if l.ticket == sub.ticket => l.values.get_mut(sub.values.clone()),
+                _ => match self.outstanding.tickets.get_mut(&sub.ticket).map(|p| &mut p.kind) {
+                    Some(Kind::Pull(PullInto::Owned(out))) => out.get_mut(sub.values.clone()),
+                    _ => None,
+                },
+            };
+            if let Some(d) = dest {
+                d.copy_from_slice(values);
+                self.metrics.values_copied(values.len() * 4);
+            }
+        }
+        self.outstanding.complete(request, error);
+    }
+
+    fn on_scheduler_frame(&mut self, frame: &Frame) {
+        if frame.opcode() == Opcode::Error {
+            let text = String::from_utf8_lossy(frame.extra()).into_owned();
+            self.inbox.push_back(Control::Refused { reason: text });
+            return;
+        }
+        match Control::decode(frame.extra()) {
+            Ok(Control::Shutdown { reason, .. }) => {
+                self.shutdown.get_or_insert(reason);
+            }
+            Ok(msg) => self.inbox.push_back(msg),
+            Err(e) => tracing::error!("undecodable message from the scheduler: {e}"),
+        }
+    }
+
+    /// Drives progress until `done` says so, the job shuts down, or `deadline` passes.
+    pub fn drive_until(
+        &mut self,
+        mut done: impl FnMut(&mut ClientIo) -> bool,
+        lent: &mut Option<Lent<'_>>,
+        deadline: Option<Instant>,
+    ) -> Result<bool, EngineError> {
+        loop {
+            if done(self) {
+                return Ok(true);
+            }
+            if let Some(reason) = &self.shutdown {
+                return Err(EngineError::Shutdown(reason.clone()));
+            }
+            let timeout = match deadline {
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Ok(false);
+                    }
+                    left.min(Duration::from_millis(200))
+                }
+                None => Duration::from_millis(200),
+            };
+            self.progress(Some(timeout), lent)?;
+        }
+    }
+
+    /// Waits for the next control message from the scheduler that `want` accepts; a `Refused`
+    /// is returned as an error.
+    pub fn await_control<T>(
+        &mut self,
+        mut want: impl FnMut(&Control) -> Option<T>,
+        timeout: Duration,
+    ) -> Result<T, EngineError> {
+        let deadline = Instant::now() + timeout;
+        let mut found = None;
+        let arrived = self.drive_until(
+            |io| {
+                while let Some(msg) = io.inbox.pop_front() {
+                    if let Control::Refused { reason } = &msg {
+                        found = Some(Err(EngineError::Refused(reason.clone())));
+                        return true;
+                    }
+                    if let Some(t) = want(&msg) {
+                        found = Some(Ok(t));
+                        return true;
+                    }
+                    tracing::debug!("ignoring control message {msg:?}");
+                }
+                false
+            },
+            &mut None,
+            Some(deadline),
+        )?;
+        match found {
+            Some(result) if arrived => result,
+            _ => Err(EngineError::Refused(format!(
+                "no answer from the scheduler within {} s",
+                timeout.as_secs()
+            ))),
+        }
+    }
+}

@@ -1,0 +1,366 @@
+//! The worker API: declare tables, push and pull (blocking, asynchronous with tickets, and
+//! zero-copy into caller buffers), advance the clock, and meet at barriers.
+//!
+//! A request is checked (keys sorted and unique, value count), sliced by key range with binary
+//! search (keys are never copied) and sent as one frame per server, written straight from the
+//! caller's slices. Progress is driven by the calling thread while it waits.
+
+mod io;
+mod pending;
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use ferrops_net::{key_signature, BufferPool, FrameParts, Header, Metrics, MetricsSnapshot, Opcode, Peer};
+use zerocopy::IntoBytes;
+
+pub use pending::{Completed, Ticket};
+
+use crate::config::WorkerConfig;
+use crate::control::{Control, Role};
+use crate::keys::{check_sorted_unique, check_value_count};
+use crate::routing::RoutingTable;
+use crate::table::{TableId, TableSpec};
+use crate::EngineError;
+use io::{ClientIo, Lent};
+use pending::{Kind, PullInto};
+
+/// Key lists at least this long carry a signature so the server can reuse their resolution.
+const SIGNED_MIN_KEYS: usize = 256;
+/// How long a worker waits for the scheduler to answer a declaration or welcome.
+const CONTROL_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Who this worker is in the job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerInfo {
+    /// 0-based worker rank.
+    pub rank: u32,
+    /// Node id (as servers see it).
+    pub node_id: u32,
+    pub num_workers: u32,
+    pub num_servers: u32,
+}
+
+struct State {
+    io: ClientIo,
+    routing: RoutingTable,
+    tables: HashMap<u32, TableSpec>,
+    clock: u32,
+    seq: u64,
+    barrier_epoch: u64,
+    finished: bool,
+}
+
+/// A connection of one worker to the job. Methods take `&self` and may be called from several
+/// threads; each call holds the worker's lock while it sends or waits.
+pub struct Worker {
+    info: WorkerInfo,
+    state: Mutex<State>,
+}
+
+impl Worker {
+    /// Registers with the scheduler, waits until the whole job is up, and connects to every
+    /// server.
+    pub fn connect(cfg: &WorkerConfig) -> Result<Worker, EngineError> {
+        let cluster = &cfg.cluster;
+        let metrics = Metrics::new();
+        let pool = BufferPool::new();
+        let scheduler = connect_with_retry(cluster, pool.clone(), metrics.clone())?;
+        let mut io = ClientIo::new(scheduler, metrics)?;
+        io.send_control(&Control::Register { role: Role::Worker, addr: None })?;
+        let (info, routing) = io.await_control(
+            |msg| match msg {
+                Control::Welcome { node_id, rank, num_servers, num_workers, routing, .. } => Some((
+                    WorkerInfo {
+                        rank: *rank,
+                        node_id: *node_id,
+                        num_workers: *num_workers,
+                        num_servers: *num_servers,
+                    },
+                    routing.clone(),
+                )),
+                _ => None,
+            },
+            CONTROL_TIMEOUT,
+        )?;
+        for range in &routing.ranges {
+            let addr = range.addr.parse().map_err(|e| {
+                EngineError::Config(format!("server {} has a bad address {}: {e}", range.server, range.addr))
+            })?;
+            io.add_server(addr, cluster.limits, pool.clone(), cluster.connect_timeout)?;
+        }
+        tracing::debug!("worker {} connected to {} servers", info.rank, io.servers.len());
+        Ok(Worker {
+            info,
+            state: Mutex::new(State {
+                io,
+                routing,
+                tables: HashMap::new(),
+                clock: 0,
+                seq: 0,
+                barrier_epoch: 0,
+                finished: false,
+            }),
+        })
+    }
+
+    /// This worker's rank and the job's size.
+    pub fn info(&self) -> WorkerInfo {
+        self.info
+    }
+
+    /// 0-based rank among the workers.
+    pub fn rank(&self) -> usize {
+        self.info.rank as usize
+    }
+
+    /// Number of workers in the job.
+    pub fn num_workers(&self) -> usize {
+        self.info.num_workers as usize
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Declares a table (or looks up one another worker declared with the same spec) and waits
+    /// until every server has created it.
+    pub fn declare_table(&self, spec: TableSpec) -> Result<TableId, EngineError> {
+        spec.validate().map_err(EngineError::Config)?;
+        let mut st = self.lock();
+        st.io.send_control(&Control::DeclareTable { spec: spec.clone() })?;
+        let name = spec.name.clone();
+        let (id, spec) = st.io.await_control(
+            |msg| match msg {
+                Control::TableReady { id, spec } if spec.name == name => Some((*id, spec.clone())),
+                _ => None,
+            },
+            CONTROL_TIMEOUT,
+        )?;
+        st.tables.insert(id.0, spec);
+        Ok(id)
+    }
+
+    /// Pushes `values` (`keys × dim × inputs of the rule` floats, in key order) and waits until
+    /// every server involved has applied them.
+    pub fn push(&self, table: TableId, keys: &[u64], values: &[f32]) -> Result<(), EngineError> {
+        let t = self.push_async(table, keys, values)?;
+        self.wait(t).map(|_| ())
+    }
+
+    /// Sends a push and returns at once with a ticket; the caller's slices are not needed after
+    /// this returns (they were written to the sockets).
+    pub fn push_async(&self, table: TableId, keys: &[u64], values: &[f32]) -> Result<Ticket, EngineError> {
+        let mut st = self.lock();
+        let spec = st.tables.get(&table.0).ok_or(EngineError::UnknownTable(table.0))?;
+        check_sorted_unique(keys)?;
+        let per_key = spec.push_floats_per_key();
+        check_value_count(keys.len(), values.len(), per_key)?;
+        st.seq += 1;
+        let seq = st.seq;
+        let ticket = st.io.outstanding.open(Kind::Push);
+        let parts = st.routing.slice(keys);
+        let mut header = self.request_header(&st, Opcode::Push, table, keys);
+        header.seq = seq.into();
+        for (range, idx) in parts {
+            let server = st.routing.ranges[range].server;
+            let part_keys = &keys[idx.clone()];
+            let part_values = &values[idx.start * per_key..idx.end * per_key];
+            let request = st.io.outstanding.add_request(ticket, server, 0..0);
+            let mut frame = part_frame(header, request, part_keys, keys.len());
+            let vals = [part_values.as_bytes()];
+            frame.values = &vals;
+            st.io.send(Some(server), &mut frame, &mut None)?;
+        }
+        Ok(Ticket(ticket))
+    }
+
+    /// Pulls the values of `keys` (`keys × dim` floats, in key order).
+    pub fn pull(&self, table: TableId, keys: &[u64]) -> Result<Vec<f32>, EngineError> {
+        let t = self.pull_async(table, keys)?;
+        self.wait_pull(t)
+    }
+
+    /// Pulls into the caller's buffer, which must hold exactly `keys × dim` floats; the values
+    /// are read from the sockets straight into it (no intermediate copy).
+    pub fn pull_into(&self, table: TableId, keys: &[u64], out: &mut [f32]) -> Result<(), EngineError> {
+        let mut st = self.lock();
+        let ticket = self.send_pull(&mut st, table, keys, out.len(), PullInto::Borrowed)?;
+        let mut lent = Some(Lent { ticket, values: out });
+        st.io.drive_until(|io| io.outstanding.is_done(ticket) != Some(false), &mut lent, None)?;
+        st.io.outstanding.take(ticket).map(|_| ())
+    }
+
+    /// Sends a pull and returns a ticket; [`Worker::wait_pull`] gives the values.
+    pub fn pull_async(&self, table: TableId, keys: &[u64]) -> Result<Ticket, EngineError> {
+        self.pull_async_into(table, keys, Vec::new())
+    }
+
+    /// Like [`Worker::pull_async`], reusing `buf` (resized to `keys × dim`) for the values, so a
+    /// loop that hands its buffer back each time allocates nothing.
+    pub fn pull_async_into(&self, table: TableId, keys: &[u64], mut buf: Vec<f32>) -> Result<Ticket, EngineError> {
+        let mut st = self.lock();
+        let dim = st.tables.get(&table.0).ok_or(EngineError::UnknownTable(table.0))?.dim as usize;
+        buf.resize(keys.len() * dim, 0.0);
+        let len = buf.len();
+        self.send_pull(&mut st, table, keys, len, PullInto::Owned(buf)).map(Ticket)
+    }
+
+    fn send_pull(
+        &self,
+        st: &mut State,
+        table: TableId,
+        keys: &[u64],
+        out_len: usize,
+        into: PullInto,
+    ) -> Result<u64, EngineError> {
+        let dim = st.tables.get(&table.0).ok_or(EngineError::UnknownTable(table.0))?.dim as usize;
+        check_sorted_unique(keys)?;
+        check_value_count(keys.len(), out_len, dim)?;
+        let ticket = st.io.outstanding.open(Kind::Pull(into));
+        let header = self.request_header(st, Opcode::Pull, table, keys);
+        for (range, idx) in st.routing.slice(keys) {
+            let server = st.routing.ranges[range].server;
+            let request = st.io.outstanding.add_request(ticket, server, idx.start * dim..idx.end * dim);
+            let mut frame = part_frame(header, request, &keys[idx], keys.len());
+            st.io.send(Some(server), &mut frame, &mut None)?;
+        }
+        Ok(ticket)
+    }
+
+    fn request_header(&self, st: &State, op: Opcode, table: TableId, keys: &[u64]) -> Header {
+        let mut h = Header::new(op);
+        h.table = table.0.into();
+        h.sender = self.info.node_id.into();
+        h.clock = st.clock.into();
+        h.routing_version = st.routing.version.into();
+        let _ = keys;
+        h
+    }
+
+    /// Waits for a ticket.
+    pub fn wait(&self, ticket: Ticket) -> Result<Completed, EngineError> {
+        let mut st = self.lock();
+        let id = ticket.0;
+        st.io.drive_until(|io| io.outstanding.is_done(id) != Some(false), &mut None, None)?;
+        st.io.outstanding.take(id)
+    }
+
+    /// Waits for a pull ticket and returns its values.
+    pub fn wait_pull(&self, ticket: Ticket) -> Result<Vec<f32>, EngineError> {
+        match self.wait(ticket)? {
+            Completed::Pulled(v) => Ok(v),
+            Completed::Pushed => Ok(Vec::new()),
+        }
+    }
+
+    /// Makes progress without blocking and says whether the ticket is finished.
+    pub fn is_done(&self, ticket: &Ticket) -> Result<bool, EngineError> {
+        let mut st = self.lock();
+        st.io.progress(Some(Duration::ZERO), &mut None)?;
+        st.io
+            .outstanding
+            .is_done(ticket.0)
+            .ok_or(EngineError::UnknownTicket(ticket.0))
+    }
+
+    /// Finishes the current clock: every server learns that this worker's pushes up to now are
+    /// complete, which may release pulls other workers are waiting on.
+    pub fn clock(&self) -> Result<u32, EngineError> {
+        let mut st = self.lock();
+        st.clock += 1;
+        let mut h = Header::new(Opcode::Clock);
+        h.sender = self.info.node_id.into();
+        h.clock = st.clock.into();
+        h.routing_version = st.routing.version.into();
+        for server in 0..st.io.servers.len() as u32 {
+            st.io.send(Some(server), &mut FrameParts::header_only(h), &mut None)?;
+        }
+        Ok(st.clock)
+    }
+
+    /// The clock this worker is in (the number of clocks it has finished).
+    pub fn current_clock(&self) -> u32 {
+        self.lock().clock
+    }
+
+    /// Waits until every live worker reaches a barrier.
+    pub fn barrier(&self) -> Result<(), EngineError> {
+        let mut st = self.lock();
+        st.barrier_epoch += 1;
+        let epoch = st.barrier_epoch;
+        st.io.send_control(&Control::Barrier { epoch })?;
+        st.io.await_control(
+            |msg| matches!(msg, Control::BarrierReleased { .. }).then_some(()),
+            Duration::from_secs(u64::MAX / 4),
+        )
+    }
+
+    /// Byte counters of this worker.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.lock().io.metrics.snapshot()
+    }
+
+    /// Waits for every outstanding request, then tells the scheduler this worker is done.
+    pub fn finish(self) -> Result<(), EngineError> {
+        self.finish_inner()
+    }
+
+    fn finish_inner(&self) -> Result<(), EngineError> {
+        let mut st = self.lock();
+        if st.finished {
+            return Ok(());
+        }
+        st.finished = true;
+        st.io.drive_until(|io| io.outstanding.is_empty(), &mut None, None)?;
+        st.io.send_control(&Control::Done)
+    }
+}
+
+impl Drop for Worker {
+    /// A worker dropped without `finish` (and not while panicking) finishes, like ps-lite's
+    /// `Finalize`; a panicking worker does not, so the scheduler counts it as lost.
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            if let Err(e) = self.finish_inner() {
+                tracing::debug!("worker {} could not finish cleanly: {e}", self.info.rank);
+            }
+        }
+    }
+}
+
+fn part_frame<'a>(mut header: Header, request: u64, keys: &'a [u64], total_keys: usize) -> FrameParts<'a> {
+    header.request_id = request.into();
+    header.key_count = (keys.len() as u32).into();
+    if total_keys >= SIGNED_MIN_KEYS {
+        header.key_signature = key_signature(keys).into();
+    }
+    FrameParts {
+        header,
+        keys: keys.as_bytes(),
+        values: &[],
+        extra: &[],
+    }
+}
+
+fn connect_with_retry(
+    cluster: &crate::config::ClusterConfig,
+    pool: BufferPool,
+    metrics: Metrics,
+) -> Result<Peer, EngineError> {
+    let started = std::time::Instant::now();
+    loop {
+        match Peer::connect(cluster.scheduler, Duration::from_secs(2), cluster.limits, pool.clone(), metrics.clone()) {
+            Ok(p) => return Ok(p),
+            Err(e) if started.elapsed() >= cluster.connect_timeout => {
+                return Err(EngineError::SchedulerUnreachable {
+                    addr: cluster.scheduler.to_string(),
+                    secs: cluster.connect_timeout.as_secs(),
+                    reason: e.to_string(),
+                })
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! Outstanding requests of a worker: tickets the caller waits on, and the per-server
+//! sub-requests each ticket was split into.
+
+use std::collections::HashMap;
+use std::ops::Range;
+
+use crate::EngineError;
+
+/// A handle to an asynchronous push or pull; give it back to `Worker::wait`.
+#[derive(Debug, PartialEq, Eq, Hash)]
+#[must_use = "a ticket must be waited on to learn whether the request succeeded"]
+pub struct Ticket(pub(crate) u64);
+
+impl Ticket {
+    /// The ticket's number (for logs).
+    pub fn id(&self) -> u64 {
+        self.0
+    }
+}
+
+/// What a finished request produced.
+#[derive(Debug, PartialEq)]
+pub enum Completed {
+    /// Every server applied the push.
+    Pushed,
+    /// The pulled values, in key order (`keys × dim`).
+    Pulled(Vec<f32>),
+}
+
+/// Where a pull's values go.
+#[derive(Debug)]
+pub(crate) enum PullInto {
+    /// A buffer the worker owns until the caller waits.
+    Owned(Vec<f32>),
+    /// The caller's slice, lent for the duration of a blocking call (never stored here).
+    Borrowed,
+}
+
+#[derive(Debug)]
+pub(crate) enum Kind {
+    Push,
+    Pull(PullInto),
+}
+
+#[derive(Debug)]
+pub(crate) struct Pending {
+    pub kind: Kind,
+    pub parts_left: usize,
+    pub error: Option<EngineError>,
+}
+
+/// One message to one server on behalf of a ticket.
+#[derive(Debug, Clone)]
+pub(crate) struct SubRequest {
+    pub ticket: u64,
+    pub server: u32,
+    /// Which floats of the ticket's value buffer this request's reply fills.
+    pub values: Range<usize>,
+}
+
+/// The table of outstanding tickets and sub-requests.
+#[derive(Debug, Default)]
+pub(crate) struct Outstanding {
+    pub tickets: HashMap<u64, Pending>,
+    pub requests: HashMap<u64, SubRequest>,
+    next_ticket: u64,
+    next_request: u64,
+}
+
+impl Outstanding {
+    pub fn open(&mut self, kind: Kind) -> u64 {
+        self.next_ticket += 1;
+        self.tickets.insert(
+            self.next_ticket,
+            Pending {
+                kind,
+                parts_left: 0,
+                error: None,
+            },
+        );
+        self.next_ticket
+    }
+
+    pub fn add_request(&mut self, ticket: u64, server: u32, values: Range<usize>) -> u64 {
+        self.next_request += 1;
+        self.requests.insert(
+            self.next_request,
+            SubRequest {
+                ticket,
+                server,
+                values,
+            },
+        );
+        if let Some(p) = self.tickets.get_mut(&ticket) {
+            p.parts_left += 1;
+        }
+        self.next_request
+    }
+
+    /// Marks a sub-request answered (with an error, if it failed) and returns it.
+    pub fn complete(&mut self, request: u64, error: Option<EngineError>) -> Option<SubRequest> {
+        let sub = self.requests.remove(&request)?;
+        if let Some(p) = self.tickets.get_mut(&sub.ticket) {
+            p.parts_left = p.parts_left.saturating_sub(1);
+            if p.error.is_none() {
+                p.error = error;
+            }
+        }
+        Some(sub)
+    }
+
+    /// Fails every sub-request sent to `server` (its connection is gone).
+    pub fn fail_server(&mut self, server: u32) {
+        let lost: Vec<u64> = self
+            .requests
+            .iter()
+            .filter(|(_, s)| s.server == server)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in lost {
+            self.complete(id, Some(EngineError::ServerLost(server)));
+        }
+    }
+
+    pub fn is_done(&self, ticket: u64) -> Option<bool> {
+        self.tickets.get(&ticket).map(|p| p.parts_left == 0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.requests.is_empty()
+    }
+
+    /// Removes a finished ticket and turns it into its result.
+    pub fn take(&mut self, ticket: u64) -> Result<Completed, EngineError> {
+        let p = self
+            .tickets
+            .remove(&ticket)
+            .ok_or(EngineError::UnknownTicket(ticket))?;
+        if let Some(e) = p.error {
+            return Err(e);
+        }
+        Ok(match p.kind {
+            Kind::Push => Completed::Pushed,
+            Kind::Pull(PullInto::Owned(v)) => Completed::Pulled(v),
+            Kind::Pull(PullInto::Borrowed) => Completed::Pulled(Vec::new()),
+        })
+    }
+}

@@ -1,0 +1,79 @@
+//! Starts a whole job inside the test process: scheduler and servers on threads, workers on
+//! threads running the test's closure.
+
+use std::net::SocketAddr;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use ferrops_engine::config::{ClusterConfig, SchedulerConfig, ServerConfig, WorkerConfig};
+use ferrops_engine::scheduler::{run_scheduler, JobSummary};
+use ferrops_engine::server::{run_server, ServerReport};
+use ferrops_engine::{EngineError, Worker};
+
+pub struct Job {
+    pub scheduler: JoinHandle<Result<JobSummary, EngineError>>,
+    pub servers: Vec<JoinHandle<Result<ServerReport, EngineError>>>,
+    pub cluster: ClusterConfig,
+}
+
+pub fn loopback() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+/// Starts a scheduler and `servers` servers for `workers` workers.
+pub fn start(servers: usize, workers: usize) -> Job {
+    let (tx, rx) = mpsc::channel();
+    let cfg = SchedulerConfig {
+        cluster: ClusterConfig::new(loopback(), servers, workers),
+        bind: loopback(),
+    };
+    let scheduler = std::thread::spawn(move || run_scheduler(&cfg, |addr| tx.send(addr).unwrap()));
+    let addr = rx.recv().expect("scheduler announces its address");
+    let cluster = ClusterConfig::new(addr, servers, workers);
+    let servers = (0..servers)
+        .map(|_| {
+            let cfg = ServerConfig {
+                cluster: cluster.clone(),
+                bind: loopback(),
+            };
+            std::thread::spawn(move || run_server(&cfg))
+        })
+        .collect();
+    Job {
+        scheduler,
+        servers,
+        cluster,
+    }
+}
+
+impl Job {
+    /// Runs `body` on `n` worker threads (each with its own connection) and returns their
+    /// results in thread order.
+    pub fn run_workers<T: Send + 'static>(
+        &self,
+        n: usize,
+        body: impl Fn(Worker) -> T + Send + Sync + Clone + 'static,
+    ) -> Vec<T> {
+        let handles: Vec<_> = (0..n)
+            .map(|_| {
+                let cfg = WorkerConfig {
+                    cluster: self.cluster.clone(),
+                };
+                let body = body.clone();
+                std::thread::spawn(move || body(Worker::connect(&cfg).expect("worker connects")))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("worker thread")).collect()
+    }
+
+    /// Waits for the scheduler and servers to exit and returns the servers' reports.
+    pub fn join(self) -> (JobSummary, Vec<ServerReport>) {
+        let summary = self.scheduler.join().unwrap().expect("scheduler ends cleanly");
+        let reports = self
+            .servers
+            .into_iter()
+            .map(|s| s.join().unwrap().expect("server ends cleanly"))
+            .collect();
+        (summary, reports)
+    }
+}

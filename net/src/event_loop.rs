@@ -1,0 +1,394 @@
+//! A single-threaded mio event loop that owns many connections and hands frames to a handler.
+//!
+//! The loop runs to completion: a frame is decoded and handled on the thread that read it, and
+//! replies are written from the handler's slices straight to the socket. A peer that breaks the
+//! wire format is sent an error frame and dropped; every other peer is unaffected.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Registry, Token};
+
+use crate::{
+    BufferPool, Frame, FrameLimits, FrameParts, Header, Metrics, NetError, NoDirectValues, Opcode,
+    Peer, ReadOutcome,
+};
+
+/// Identifies a connection within one [`EventLoop`].
+pub type PeerId = usize;
+
+const LISTENER: Token = Token(usize::MAX);
+/// Frames handled from one peer before the others get a turn.
+const FRAMES_PER_TURN: usize = 64;
+
+/// Why a connection ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The peer closed it.
+    PeerClosed,
+    /// This node closed it (handler asked, or shutdown).
+    Local,
+    /// A wire-format or I/O error; the text says which.
+    Error(String),
+}
+
+/// Reacts to connection events. All calls happen on the loop's thread.
+pub trait Handler {
+    /// A peer connected to the listener.
+    fn on_accept(&mut self, _peer: PeerId, _addr: SocketAddr, _io: &mut Io<'_>) {}
+    /// A whole, validated frame arrived.
+    fn on_frame(&mut self, peer: PeerId, frame: Frame, io: &mut Io<'_>);
+    /// A connection ended (after which `peer` may be reused for a new connection).
+    fn on_close(&mut self, _peer: PeerId, _reason: &CloseReason, _io: &mut Io<'_>) {}
+    /// Called at least every tick interval.
+    fn on_tick(&mut self, _io: &mut Io<'_>) {}
+    /// Checked after each round of events; true ends [`EventLoop::run`].
+    fn should_stop(&self) -> bool;
+}
+
+/// What a handler can do with connections.
+pub struct Io<'a> {
+    peers: &'a mut Vec<Option<Peer>>,
+    registry: &'a Registry,
+    settings: &'a Settings,
+    closed: &'a mut Vec<(PeerId, CloseReason)>,
+}
+
+#[derive(Debug, Clone)]
+struct Settings {
+    limits: FrameLimits,
+    pool: BufferPool,
+    metrics: Metrics,
+    payload_crc: bool,
+    max_backlog: usize,
+}
+
+impl Io<'_> {
+    /// Finishes `frame` (lengths, checksums) and sends it to `peer`.
+    pub fn send(&mut self, peer: PeerId, frame: &mut FrameParts<'_>) -> Result<(), NetError> {
+        frame.finish(self.settings.payload_crc);
+        let p = self
+            .peers
+            .get_mut(peer)
+            .and_then(Option::as_mut)
+            .ok_or(NetError::UnknownPeer(peer))?;
+        let was_empty = p.queued_bytes() == 0;
+        p.send(frame)?;
+        let queued = p.queued_bytes();
+        if queued > self.settings.max_backlog {
+            return Err(NetError::Backlog {
+                peer,
+                queued,
+                limit: self.settings.max_backlog,
+            });
+        }
+        if was_empty && queued > 0 {
+            self.registry.reregister(
+                p.stream_mut(),
+                Token(peer),
+                Interest::READABLE | Interest::WRITABLE,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Sends an error frame with `message` (best effort).
+    pub fn send_error(
+        &mut self,
+        peer: PeerId,
+        request: Option<&Header>,
+        status: crate::Status,
+        message: &str,
+    ) {
+        let mut header = Header::new(Opcode::Error);
+        if let Some(req) = request {
+            header.request_id = req.request_id;
+            header.table = req.table;
+        }
+        header.status = (status as u16).into();
+        let mut frame = FrameParts {
+            header,
+            keys: &[],
+            values: &[],
+            extra: message.as_bytes(),
+        };
+        if let Err(e) = self.send(peer, &mut frame) {
+            tracing::debug!("could not send error to peer {peer}: {e}");
+        }
+    }
+
+    /// Closes the connection to `peer` after trying to flush what is queued.
+    pub fn close(&mut self, peer: PeerId, reason: CloseReason) {
+        if let Some(mut p) = self.peers.get_mut(peer).and_then(Option::take) {
+            let _ = p.flush();
+            let _ = self.registry.deregister(p.stream_mut());
+            self.closed.push((peer, reason));
+        }
+    }
+
+    /// Opens a connection to `addr` and adds it to the loop.
+    pub fn connect(&mut self, addr: SocketAddr, timeout: Duration) -> Result<PeerId, NetError> {
+        let s = self.settings;
+        let peer = Peer::connect(addr, timeout, s.limits, s.pool.clone(), s.metrics.clone())?;
+        add_peer(self.peers, self.registry, peer)
+    }
+
+    /// The remote address of `peer`.
+    pub fn peer_addr(&self, peer: PeerId) -> Option<SocketAddr> {
+        self.peers.get(peer).and_then(Option::as_ref).and_then(Peer::addr)
+    }
+
+    /// The node's counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.settings.metrics
+    }
+}
+
+fn add_peer(
+    peers: &mut Vec<Option<Peer>>,
+    registry: &Registry,
+    mut peer: Peer,
+) -> Result<PeerId, NetError> {
+    let id = match peers.iter().position(Option::is_none) {
+        Some(i) => i,
+        None => {
+            peers.push(None);
+            peers.len() - 1
+        }
+    };
+    registry.register(peer.stream_mut(), Token(id), Interest::READABLE)?;
+    peers[id] = Some(peer);
+    Ok(id)
+}
+
+/// Owns a listener (optional) and connections, and runs a [`Handler`] over them.
+pub struct EventLoop {
+    poll: Poll,
+    listener: Option<TcpListener>,
+    peers: Vec<Option<Peer>>,
+    settings: Settings,
+    tick: Duration,
+}
+
+impl EventLoop {
+    /// A loop listening on `bind` (port 0 picks a free port) or, with `None`, only making
+    /// outgoing connections.
+    pub fn new(
+        bind: Option<SocketAddr>,
+        limits: FrameLimits,
+        metrics: Metrics,
+    ) -> Result<EventLoop, NetError> {
+        let poll = Poll::new()?;
+        let listener = match bind {
+            Some(addr) => {
+                let mut l = TcpListener::bind(addr).map_err(|source| NetError::Connect {
+                    addr: format!("listen {addr}"),
+                    source,
+                })?;
+                poll.registry().register(&mut l, LISTENER, Interest::READABLE)?;
+                Some(l)
+            }
+            None => None,
+        };
+        Ok(EventLoop {
+            poll,
+            listener,
+            peers: Vec::new(),
+            settings: Settings {
+                limits,
+                pool: BufferPool::new(),
+                metrics,
+                payload_crc: true,
+                max_backlog: 4 << 30,
+            },
+            tick: Duration::from_millis(100),
+        })
+    }
+
+    /// Whether outgoing frames carry a payload checksum (on by default).
+    pub fn set_payload_crc(&mut self, on: bool) {
+        self.settings.payload_crc = on;
+    }
+
+    /// How often [`Handler::on_tick`] runs at the least.
+    pub fn set_tick(&mut self, tick: Duration) {
+        self.tick = tick;
+    }
+
+    /// The address the listener is bound to.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The node's counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.settings.metrics
+    }
+
+    /// Opens a connection before the loop runs.
+    pub fn connect(&mut self, addr: SocketAddr, timeout: Duration) -> Result<PeerId, NetError> {
+        let s = &self.settings;
+        let peer = Peer::connect(addr, timeout, s.limits, s.pool.clone(), s.metrics.clone())?;
+        add_peer(&mut self.peers, self.poll.registry(), peer)
+    }
+
+    /// Sends a frame before the loop runs (e.g. a registration).
+    pub fn send(&mut self, peer: PeerId, frame: &mut FrameParts<'_>) -> Result<(), NetError> {
+        let mut closed = Vec::new();
+        self.io(&mut closed).send(peer, frame)
+    }
+
+    /// The local address of the connection to `peer` (the address others can reach us at).
+    pub fn local_addr_of(&self, peer: PeerId) -> Option<SocketAddr> {
+        self.peers
+            .get(peer)
+            .and_then(Option::as_ref)
+            .and_then(Peer::local_addr)
+    }
+
+    /// Runs until the handler says stop.
+    pub fn run(&mut self, handler: &mut impl Handler) -> Result<(), NetError> {
+        let mut events = Events::with_capacity(256);
+        let mut backlog: Vec<PeerId> = Vec::new();
+        let mut closed: Vec<(PeerId, CloseReason)> = Vec::new();
+        let mut last_tick = Instant::now();
+        while !handler.should_stop() {
+            let timeout = if backlog.is_empty() {
+                self.tick.saturating_sub(last_tick.elapsed())
+            } else {
+                Duration::ZERO
+            };
+            match self.poll.poll(&mut events, Some(timeout)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            }
+            let mut ready: Vec<(Token, bool, bool)> = events
+                .iter()
+                .map(|e| (e.token(), e.is_readable() || e.is_read_closed(), e.is_writable()))
+                .collect();
+            ready.extend(backlog.drain(..).map(|p| (Token(p), true, false)));
+            for (token, readable, writable) in ready {
+                if token == LISTENER {
+                    self.accept_all(handler, &mut closed)?;
+                    continue;
+                }
+                let peer = token.0;
+                if writable {
+                    self.flush_peer(peer, &mut closed);
+                }
+                if readable && self.read_peer(peer, handler, &mut closed) {
+                    backlog.push(peer);
+                }
+                self.report_closed(handler, &mut closed);
+            }
+            if last_tick.elapsed() >= self.tick {
+                last_tick = Instant::now();
+                let mut io = self.io(&mut closed);
+                handler.on_tick(&mut io);
+                self.report_closed(handler, &mut closed);
+            }
+        }
+        Ok(())
+    }
+
+    fn io<'a>(&'a mut self, closed: &'a mut Vec<(PeerId, CloseReason)>) -> Io<'a> {
+        Io {
+            peers: &mut self.peers,
+            registry: self.poll.registry(),
+            settings: &self.settings,
+            closed,
+        }
+    }
+
+    fn report_closed(&mut self, handler: &mut impl Handler, closed: &mut Vec<(PeerId, CloseReason)>) {
+        while let Some((peer, reason)) = closed.pop() {
+            let mut more = Vec::new();
+            let mut io = self.io(&mut more);
+            handler.on_close(peer, &reason, &mut io);
+            closed.extend(more);
+        }
+    }
+
+    fn accept_all(
+        &mut self,
+        handler: &mut impl Handler,
+        closed: &mut Vec<(PeerId, CloseReason)>,
+    ) -> Result<(), NetError> {
+        loop {
+            let Some(listener) = self.listener.as_ref() else {
+                return Ok(());
+            };
+            match listener.accept() {
+                Ok((stream, addr)) => {
+                    let s = &self.settings;
+                    let peer = Peer::new(stream, s.limits, s.pool.clone(), s.metrics.clone())?;
+                    let id = add_peer(&mut self.peers, self.poll.registry(), peer)?;
+                    let mut io = self.io(closed);
+                    handler.on_accept(id, addr, &mut io);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn flush_peer(&mut self, peer: PeerId, closed: &mut Vec<(PeerId, CloseReason)>) {
+        let Some(p) = self.peers.get_mut(peer).and_then(Option::as_mut) else {
+            return;
+        };
+        match p.flush() {
+            Ok(true) => {
+                let _ = self
+                    .poll
+                    .registry()
+                    .reregister(p.stream_mut(), Token(peer), Interest::READABLE);
+            }
+            Ok(false) => {}
+            Err(e) => self.io(closed).close(peer, CloseReason::Error(e.to_string())),
+        }
+    }
+
+    /// Handles up to [`FRAMES_PER_TURN`] frames; true if the peer may have more.
+    fn read_peer(
+        &mut self,
+        peer: PeerId,
+        handler: &mut impl Handler,
+        closed: &mut Vec<(PeerId, CloseReason)>,
+    ) -> bool {
+        for _ in 0..FRAMES_PER_TURN {
+            let Some(p) = self.peers.get_mut(peer).and_then(Option::as_mut) else {
+                return false;
+            };
+            match p.read_frame(&mut NoDirectValues) {
+                Ok(ReadOutcome::Frame(frame)) => {
+                    let mut io = self.io(closed);
+                    handler.on_frame(peer, frame, &mut io);
+                }
+                Ok(ReadOutcome::WouldBlock) => return false,
+                Ok(ReadOutcome::Closed) => {
+                    self.io(closed).close(peer, CloseReason::PeerClosed);
+                    return false;
+                }
+                Err(NetError::Wire(e)) => {
+                    tracing::warn!("dropping peer {peer} ({:?}): {e}", p.addr());
+                    let mut io = self.io(closed);
+                    io.send_error(peer, None, e.status(), &e.to_string());
+                    io.close(peer, CloseReason::Error(e.to_string()));
+                    return false;
+                }
+                Err(e) => {
+                    self.io(closed).close(peer, CloseReason::Error(e.to_string()));
+                    return false;
+                }
+            }
+        }
+        true
+    }
+}

@@ -1,0 +1,33 @@
+//! `ferrops-net` moves frames between ferrops nodes and knows nothing about tables or
+//! consistency. A frame is a fixed 80-byte little-endian [`Header`] followed by up to three
+//! sections (keys, values, extra), each padded to 8 bytes so that keys and values can be read in
+//! place. [`FrameReader`] decodes frames incrementally from a non-blocking socket into pooled,
+//! aligned buffers ([`BufferPool`]), checking every length against [`FrameLimits`] before it
+//! allocates; [`OutQueue`] writes frames with vectored writes straight from the caller's slices.
+//! [`EventLoop`] drives many connections with mio and hands decoded frames to a [`Handler`] —
+//! the server and scheduler in `ferrops-engine` are such handlers. [`Metrics`] counts bytes per
+//! section. Key-list signatures ([`key_signature`]) live here because they are part of the wire.
+
+mod buffer;
+mod error;
+mod event_loop;
+mod limits;
+mod metrics;
+mod peer;
+mod reader;
+mod signature;
+mod wire;
+mod writer;
+
+pub use buffer::{BufferPool, PooledBuf};
+pub use error::{NetError, WireError};
+pub use event_loop::{CloseReason, EventLoop, Handler, Io, PeerId};
+pub use limits::FrameLimits;
+pub use metrics::{Metrics, MetricsSnapshot};
+pub use peer::Peer;
+pub use reader::{FrameReader, FrameSink, NoDirectValues, ReadOutcome};
+pub use signature::key_signature;
+pub use wire::{
+    flags, pad8, Frame, FrameParts, Header, Opcode, Status, HEADER_LEN, MAGIC, PROTOCOL_VERSION,
+};
+pub use writer::OutQueue;

@@ -1,0 +1,118 @@
+//! Byte and frame counters, shared by every connection of a node.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Counters of one node. Cheap to clone (shared); updated with relaxed atomics.
+#[derive(Clone, Debug, Default)]
+pub struct Metrics {
+    inner: Arc<Counters>,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    frames_sent: AtomicU64,
+    frames_received: AtomicU64,
+    header_bytes_sent: AtomicU64,
+    key_bytes_sent: AtomicU64,
+    value_bytes_sent: AtomicU64,
+    extra_bytes_sent: AtomicU64,
+    header_bytes_received: AtomicU64,
+    key_bytes_received: AtomicU64,
+    value_bytes_received: AtomicU64,
+    extra_bytes_received: AtomicU64,
+    value_bytes_copied: AtomicU64,
+    rejected_frames: AtomicU64,
+}
+
+/// A point-in-time copy of [`Metrics`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MetricsSnapshot {
+    pub frames_sent: u64,
+    pub frames_received: u64,
+    pub header_bytes_sent: u64,
+    pub key_bytes_sent: u64,
+    pub value_bytes_sent: u64,
+    pub extra_bytes_sent: u64,
+    pub header_bytes_received: u64,
+    pub key_bytes_received: u64,
+    pub value_bytes_received: u64,
+    pub extra_bytes_received: u64,
+    /// Value bytes that were copied on a send or receive path (the zero-copy paths add nothing).
+    pub value_bytes_copied: u64,
+    /// Frames rejected for breaking the wire format.
+    pub rejected_frames: u64,
+}
+
+impl MetricsSnapshot {
+    /// All bytes sent, padding excluded.
+    pub fn bytes_sent(&self) -> u64 {
+        self.header_bytes_sent + self.key_bytes_sent + self.value_bytes_sent + self.extra_bytes_sent
+    }
+
+    /// All bytes received, padding excluded.
+    pub fn bytes_received(&self) -> u64 {
+        self.header_bytes_received
+            + self.key_bytes_received
+            + self.value_bytes_received
+            + self.extra_bytes_received
+    }
+}
+
+fn add(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
+}
+
+impl Metrics {
+    /// Fresh counters.
+    pub fn new() -> Metrics {
+        Metrics::default()
+    }
+
+    pub(crate) fn frame_sent(&self, keys: usize, values: usize, extra: usize) {
+        let c = &self.inner;
+        add(&c.frames_sent, 1);
+        add(&c.header_bytes_sent, crate::HEADER_LEN as u64);
+        add(&c.key_bytes_sent, keys as u64);
+        add(&c.value_bytes_sent, values as u64);
+        add(&c.extra_bytes_sent, extra as u64);
+    }
+
+    pub(crate) fn frame_received(&self, header: &crate::Header) {
+        let c = &self.inner;
+        add(&c.frames_received, 1);
+        add(&c.header_bytes_received, crate::HEADER_LEN as u64);
+        add(&c.key_bytes_received, header.keys_len.get().into());
+        add(&c.value_bytes_received, header.values_len.get().into());
+        add(&c.extra_bytes_received, header.extra_len.get().into());
+    }
+
+    /// Records `n` value bytes copied (gathered for sending or moved between buffers).
+    pub fn values_copied(&self, n: usize) {
+        add(&self.inner.value_bytes_copied, n as u64);
+    }
+
+    pub(crate) fn frame_rejected(&self) {
+        add(&self.inner.rejected_frames, 1);
+    }
+
+    /// The current values.
+    pub fn snapshot(&self) -> MetricsSnapshot {
+        let c = &self.inner;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        MetricsSnapshot {
+            frames_sent: get(&c.frames_sent),
+            frames_received: get(&c.frames_received),
+            header_bytes_sent: get(&c.header_bytes_sent),
+            key_bytes_sent: get(&c.key_bytes_sent),
+            value_bytes_sent: get(&c.value_bytes_sent),
+            extra_bytes_sent: get(&c.extra_bytes_sent),
+            header_bytes_received: get(&c.header_bytes_received),
+            key_bytes_received: get(&c.key_bytes_received),
+            value_bytes_received: get(&c.value_bytes_received),
+            extra_bytes_received: get(&c.extra_bytes_received),
+            value_bytes_copied: get(&c.value_bytes_copied),
+            rejected_frames: get(&c.rejected_frames),
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! One connection: a non-blocking TCP stream with its frame reader and send queue.
+
+use std::io;
+use std::net::SocketAddr;
+
+use mio::net::TcpStream;
+
+use crate::{
+    BufferPool, FrameLimits, FrameParts, FrameReader, FrameSink, Metrics, NetError, OutQueue,
+    ReadOutcome,
+};
+
+/// A connected peer.
+#[derive(Debug)]
+pub struct Peer {
+    stream: TcpStream,
+    reader: FrameReader,
+    out: OutQueue,
+    addr: Option<SocketAddr>,
+    metrics: Metrics,
+}
+
+impl Peer {
+    /// Wraps a connected stream (sets TCP_NODELAY: every frame is a complete message).
+    pub fn new(
+        stream: TcpStream,
+        limits: FrameLimits,
+        pool: BufferPool,
+        metrics: Metrics,
+    ) -> io::Result<Peer> {
+        stream.set_nodelay(true)?;
+        let addr = stream.peer_addr().ok();
+        Ok(Peer {
+            stream,
+            reader: FrameReader::new(limits, pool, metrics.clone()),
+            out: OutQueue::new(),
+            addr,
+            metrics,
+        })
+    }
+
+    /// Connects with a blocking connect bounded by `timeout`, then switches to non-blocking.
+    pub fn connect(
+        addr: SocketAddr,
+        timeout: std::time::Duration,
+        limits: FrameLimits,
+        pool: BufferPool,
+        metrics: Metrics,
+    ) -> Result<Peer, NetError> {
+        let connect_err = |source| NetError::Connect {
+            addr: addr.to_string(),
+            source,
+        };
+        let std_stream = std::net::TcpStream::connect_timeout(&addr, timeout).map_err(connect_err)?;
+        std_stream.set_nonblocking(true).map_err(connect_err)?;
+        Ok(Peer::new(
+            TcpStream::from_std(std_stream),
+            limits,
+            pool,
+            metrics,
+        )?)
+    }
+
+    /// The remote address, if known.
+    pub fn addr(&self) -> Option<SocketAddr> {
+        self.addr
+    }
+
+    /// The local address of this connection.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.stream.local_addr().ok()
+    }
+
+    /// The underlying stream, for registering with a poller.
+    pub fn stream_mut(&mut self) -> &mut TcpStream {
+        &mut self.stream
+    }
+
+    /// Reads the next whole frame if the socket has it.
+    pub fn read_frame(&mut self, sink: &mut impl FrameSink) -> Result<ReadOutcome, NetError> {
+        self.reader.read_frame(&mut self.stream, sink)
+    }
+
+    /// Sends a finished frame (see [`OutQueue::send`]).
+    pub fn send(&mut self, frame: &FrameParts<'_>) -> Result<(), NetError> {
+        self.out.send(&mut self.stream, frame, &self.metrics)?;
+        Ok(())
+    }
+
+    /// Writes a finished frame from byte `offset` on, straight from its slices, as far as the
+    /// socket takes it now; returns the new offset. For callers that wait for the socket
+    /// themselves instead of queueing (the worker client). Must not be mixed with a non-empty
+    /// send queue.
+    pub fn write_frame_from(&mut self, frame: &FrameParts<'_>, offset: usize) -> Result<usize, NetError> {
+        if offset == 0 {
+            crate::writer::count_sent(frame, &self.metrics);
+        }
+        let slices = crate::writer::frame_slices(frame);
+        let n = crate::writer::write_from(&mut self.stream, &slices, offset)?;
+        Ok(offset + n)
+    }
+
+    /// Writes queued bytes; `Ok(true)` once nothing is left.
+    pub fn flush(&mut self) -> Result<bool, NetError> {
+        Ok(self.out.flush(&mut self.stream)?)
+    }
+
+    /// Bytes accepted but not yet written.
+    pub fn queued_bytes(&self) -> usize {
+        self.out.queued_bytes()
+    }
+}

@@ -1,0 +1,201 @@
+//! Vectored frame writing with a queue for what the socket does not take at once.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Write};
+
+use crate::wire::{pad8, ZEROS};
+use crate::{FrameParts, Metrics};
+
+/// Most slices handed to one `writev` (Linux's IOV_MAX is 1024).
+const MAX_IOV: usize = 512;
+
+/// Bytes accepted for sending but not yet taken by the socket, oldest first.
+#[derive(Debug, Default)]
+pub struct OutQueue {
+    chunks: VecDeque<Vec<u8>>,
+    /// Bytes of the front chunk already written.
+    front_written: usize,
+    queued: usize,
+}
+
+impl OutQueue {
+    /// An empty queue.
+    pub fn new() -> OutQueue {
+        OutQueue::default()
+    }
+
+    /// Whether everything accepted has been written.
+    pub fn is_empty(&self) -> bool {
+        self.queued == 0
+    }
+
+    /// Bytes waiting to be written.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued
+    }
+
+    /// Sends a finished frame: written straight from the caller's slices while the socket takes
+    /// them; only the remainder is copied into the queue (and counted in `metrics`).
+    pub fn send(
+        &mut self,
+        dst: &mut impl Write,
+        frame: &FrameParts<'_>,
+        metrics: &Metrics,
+    ) -> io::Result<()> {
+        let slices = frame_slices(frame);
+        count_sent(frame, metrics);
+
+        let mut written = 0;
+        if self.is_empty() {
+            written = write_slices(dst, &slices)?;
+        }
+        self.queue_remainder(&slices, written, frame, metrics);
+        Ok(())
+    }
+
+    fn queue_remainder(
+        &mut self,
+        slices: &[&[u8]],
+        mut skip: usize,
+        frame: &FrameParts<'_>,
+        metrics: &Metrics,
+    ) {
+        let total: usize = slices.iter().map(|s| s.len()).sum();
+        if skip >= total {
+            return;
+        }
+        let mut rest = Vec::with_capacity(total - skip);
+        for s in slices {
+            if skip >= s.len() {
+                skip -= s.len();
+                continue;
+            }
+            rest.extend_from_slice(&s[skip..]);
+            skip = 0;
+        }
+        let values_total: usize = frame.values.iter().map(|v| v.len()).sum();
+        metrics.values_copied(values_total.min(rest.len()));
+        self.queued += rest.len();
+        self.chunks.push_back(rest);
+    }
+
+    /// Writes queued bytes until done (`Ok(true)`) or the socket would block (`Ok(false)`).
+    pub fn flush(&mut self, dst: &mut impl Write) -> io::Result<bool> {
+        while !self.chunks.is_empty() {
+            let slices: Vec<&[u8]> = self
+                .chunks
+                .iter()
+                .take(MAX_IOV)
+                .enumerate()
+                .map(|(i, c)| if i == 0 { &c[self.front_written..] } else { &c[..] })
+                .collect();
+            let n = write_slices(dst, &slices)?;
+            if n == 0 {
+                return Ok(false);
+            }
+            self.consume(n);
+        }
+        Ok(true)
+    }
+
+    fn consume(&mut self, mut n: usize) {
+        self.queued -= n;
+        while n > 0 {
+            let Some(front) = self.chunks.front() else {
+                return;
+            };
+            let left = front.len() - self.front_written;
+            if n >= left {
+                n -= left;
+                self.chunks.pop_front();
+                self.front_written = 0;
+            } else {
+                self.front_written += n;
+                n = 0;
+            }
+        }
+    }
+}
+
+/// The byte slices of a finished frame in wire order (header, sections, padding).
+pub fn frame_slices<'a>(frame: &'a FrameParts<'a>) -> Vec<&'a [u8]> {
+    let values_len: usize = frame.values.iter().map(|v| v.len()).sum();
+    let header = zerocopy::IntoBytes::as_bytes(&frame.header);
+    let mut slices: Vec<&[u8]> = Vec::with_capacity(frame.values.len() + 5);
+    slices.push(header);
+    push_nonempty(&mut slices, frame.keys);
+    push_nonempty(&mut slices, &ZEROS[..pad8(frame.keys.len()) - frame.keys.len()]);
+    for v in frame.values {
+        push_nonempty(&mut slices, v);
+    }
+    push_nonempty(&mut slices, &ZEROS[..pad8(values_len) - values_len]);
+    push_nonempty(&mut slices, frame.extra);
+    slices
+}
+
+/// Counts a frame in the sent-bytes metrics.
+pub(crate) fn count_sent(frame: &FrameParts<'_>, metrics: &Metrics) {
+    let values_len: usize = frame.values.iter().map(|v| v.len()).sum();
+    metrics.frame_sent(frame.keys.len(), values_len, frame.extra.len());
+}
+
+/// Writes the part of `slices` after the first `skip` bytes, as far as the socket takes it
+/// without blocking; returns how many bytes were written now.
+pub fn write_from(dst: &mut impl Write, slices: &[&[u8]], mut skip: usize) -> io::Result<usize> {
+    let mut rest: Vec<&[u8]> = Vec::with_capacity(slices.len());
+    for s in slices {
+        if skip >= s.len() {
+            skip -= s.len();
+        } else {
+            rest.push(&s[skip..]);
+            skip = 0;
+        }
+    }
+    write_slices(dst, &rest)
+}
+
+fn push_nonempty<'a>(slices: &mut Vec<&'a [u8]>, s: &'a [u8]) {
+    if !s.is_empty() {
+        slices.push(s);
+    }
+}
+
+/// Writes as much of `slices` as the socket takes without blocking; returns the byte count.
+fn write_slices(dst: &mut impl Write, slices: &[&[u8]]) -> io::Result<usize> {
+    let total: usize = slices.iter().map(|s| s.len()).sum();
+    let mut done = 0;
+    let mut first = 0;
+    let mut offset = 0;
+    while done < total {
+        let mut iov: Vec<IoSlice<'_>> = Vec::with_capacity((slices.len() - first).min(MAX_IOV));
+        iov.push(IoSlice::new(&slices[first][offset..]));
+        for s in slices[first + 1..].iter().take(MAX_IOV - 1) {
+            iov.push(IoSlice::new(s));
+        }
+        match dst.write_vectored(&iov) {
+            Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "socket took 0 bytes")),
+            Ok(mut n) => {
+                done += n;
+                while n > 0 {
+                    let left = slices[first].len() - offset;
+                    if n >= left {
+                        n -= left;
+                        first += 1;
+                        offset = 0;
+                    } else {
+                        offset += n;
+                        n = 0;
+                    }
+                }
+                while first < slices.len() && slices[first].len() == offset {
+                    first += 1;
+                    offset = 0;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
