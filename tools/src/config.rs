@@ -499,7 +499,8 @@ fn parse_count(text: &str) -> Result<usize, String> {
     usize::try_from(n).map_err(|_| "too large".to_string())
 }
 
-/// `IP:PORT`, `[IPv6]:PORT` or `HOST:PORT` (resolved now; the first address wins).
+/// `IP:PORT`, `[IPv6]:PORT` or `HOST:PORT` (resolved now; an IPv4 address is preferred, as
+/// `localhost` often resolves to `::1` first while services listen on 127.0.0.1).
 fn parse_address(text: &str) -> Result<SocketAddr, String> {
     let text = text.trim();
     if let Ok(addr) = text.parse::<SocketAddr>() {
@@ -511,11 +512,15 @@ fn parse_address(text: &str) -> Result<SocketAddr, String> {
     if host.is_empty() || port.parse::<u16>().is_err() {
         return Err("expected HOST:PORT".to_string());
     }
-    let mut addrs = text
+    let addrs: Vec<SocketAddr> = text
         .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve host `{host}`: {e}"))?;
+        .map_err(|e| format!("cannot resolve host `{host}`: {e}"))?
+        .collect();
     addrs
-        .next()
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
         .ok_or_else(|| format!("host `{host}` has no address"))
 }
 
@@ -736,6 +741,18 @@ mod tests {
             err.contains("flag --bind") && err.contains("1.2.3.4:99999"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn host_names_are_resolved_preferring_ipv4() {
+        let env = env(&[
+            (ENV_SCHEDULER, "localhost:7000"),
+            (ENV_NUM_SERVERS, "1"),
+            (ENV_NUM_WORKERS, "1"),
+        ]);
+        let cfg = worker_config(&ClusterFlags::default(), &env, None).unwrap();
+        assert!(cfg.cluster.scheduler.ip().is_loopback());
+        assert_eq!(cfg.cluster.scheduler.port(), 7000);
     }
 
     #[test]
