@@ -5,7 +5,7 @@
 //! aggregates several workers' pushes; the [`filter`] functions list the coordinates worth
 //! sending; [`convert`] compresses values to fp16/bf16. Every kernel has a plain scalar reference
 //! in [`scalar`] and a fast path for AVX2 and AVX-512 chosen once at run time ([`active_isa`]);
-//! [`force_isa`] / the methods on [`Isa`] pick a tier explicitly. [`bench`] measures them. The
+//! [`force_isa`] / the methods on [`Isa`] pick a tier explicitly. [`mod@bench`] measures them. The
 //! crate does no I/O and allocates nothing in its loops.
 //!
 //! # Layout
@@ -60,6 +60,14 @@
 //! coordinates as significant / not skippable, so a NaN is pushed on, never silently dropped.
 //! Conversions keep NaN as NaN (quiet bit set, sign and top payload kept) and round overflow to
 //! ±inf. Inputs are not checked for NaN.
+//!
+//! # Tiers and speed
+//! AVX-512 uses only AVX-512F intrinsics (stable since Rust 1.89); AVX2 also needs F16C. Both
+//! are chosen once at run time; other targets run the scalar reference (NEON is not written
+//! yet). The vector loop peels a scalar head so stores to `w` are vector-aligned and runs two
+//! vectors per iteration. Write-only outputs of 16 MiB or more (`Assign`, [`sum_k`]) use
+//! non-temporal stores, saving the read-for-ownership. The filters build their index lists with
+//! a register compress (AVX-512) or a permute table (AVX2) instead of a loop over set bits.
 //!
 //! # Errors
 //! Every length, state count, slot and `dim` is checked before the first element is touched;

@@ -140,3 +140,42 @@ fn conversion_length_mismatch_is_an_error() {
     let mut dst = [0f32; 5];
     assert!(ferrops_kernels::convert::bf16_to_f32(&[1; 4], &mut dst).is_err());
 }
+
+#[test]
+fn large_conversions_take_the_streaming_path_correctly() {
+    // Outputs of 16 MiB or more are written with non-temporal stores after an aligning head;
+    // start one element into the allocations so the head is non-empty.
+    let n = (8 << 20) + 21;
+    let src: Vec<f32> = (0..n + 1)
+        .map(|i| f32::from_bits((i as u32).wrapping_mul(2_654_435_761)))
+        .collect();
+    let halves: Vec<u16> = (0..n + 1)
+        .map(|i| (i as u16).wrapping_mul(40_503))
+        .collect();
+    let mut want16 = vec![0u16; n];
+    let mut want32 = vec![0f32; n];
+    for isa in Isa::supported() {
+        type To16 = fn(Isa, &[f32], &mut [u16]) -> Result<(), ferrops_kernels::KernelError>;
+        type To32 = fn(Isa, &[u16], &mut [f32]) -> Result<(), ferrops_kernels::KernelError>;
+        let pairs: [(To16, To32); 2] = [
+            (Isa::f32_to_f16, Isa::f16_to_f32),
+            (Isa::f32_to_bf16, Isa::bf16_to_f32),
+        ];
+        for (to16, to32) in pairs {
+            to16(Isa::Scalar, &src[1..], &mut want16).unwrap();
+            to32(Isa::Scalar, &halves[1..], &mut want32).unwrap();
+            let mut got16 = vec![7u16; n + 1];
+            to16(isa, &src[1..], &mut got16[1..]).unwrap();
+            assert_eq!(got16[0], 7);
+            assert!(got16[1..] == want16[..], "{isa} narrow");
+            let mut got32 = vec![7f32; n + 1];
+            to32(isa, &halves[1..], &mut got32[1..]).unwrap();
+            assert_eq!(got32[0], 7.0);
+            let same = got32[1..]
+                .iter()
+                .zip(&want32)
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same, "{isa} widen");
+        }
+    }
+}

@@ -185,14 +185,28 @@ pub(crate) unsafe fn kkt_active(w: &[f32], g: &[f32], l1: f32, margin: f32, out:
 #[target_feature(enable = "avx2,f16c")]
 pub(crate) unsafe fn f32_to_f16(src: &[f32], dst: &mut [u16]) {
     let n = src.len();
-    let mut i = 0;
-    // SAFETY: `i + 8 <= n` bounds the 8-element load and the 8-u16 (16-byte) store.
+    let stream = super::stream_head(dst.as_ptr(), 16, n);
+    let head = stream.unwrap_or(0);
+    for j in 0..head {
+        dst[j] = crate::scalar::f32_to_f16_bits(src[j]);
+    }
+    let mut i = head;
+    // SAFETY: (streaming: `dst + head` is 16-byte aligned and steps keep it so; the
+    // fence follows the loop.) `i + 8 <= n` bounds the 8-element load and the 8-u16 (16-byte) store.
     unsafe {
         while i + 8 <= n {
             let v = _mm256_loadu_ps(src.as_ptr().add(i));
             let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v);
-            _mm_storeu_si128(dst.as_mut_ptr().add(i) as *mut __m128i, h);
+            let d = dst.as_mut_ptr().add(i) as *mut __m128i;
+            if stream.is_some() {
+                _mm_stream_si128(d, h);
+            } else {
+                _mm_storeu_si128(d, h);
+            }
             i += 8;
+        }
+        if stream.is_some() {
+            _mm_sfence();
         }
     }
     for j in i..n {
@@ -205,13 +219,27 @@ pub(crate) unsafe fn f32_to_f16(src: &[f32], dst: &mut [u16]) {
 #[target_feature(enable = "avx2,f16c")]
 pub(crate) unsafe fn f16_to_f32(src: &[u16], dst: &mut [f32]) {
     let n = src.len();
-    let mut i = 0;
-    // SAFETY: `i + 8 <= n` bounds the 16-byte load and the 8-element store.
+    let stream = super::stream_head(dst.as_ptr(), 32, n);
+    let head = stream.unwrap_or(0);
+    for j in 0..head {
+        dst[j] = crate::scalar::f16_bits_to_f32(src[j]);
+    }
+    let mut i = head;
+    // SAFETY: (streaming: `dst + head` is 32-byte aligned and steps keep it so; the
+    // fence follows the loop.) `i + 8 <= n` bounds the 16-byte load and the 8-element store.
     unsafe {
         while i + 8 <= n {
             let h = _mm_loadu_si128(src.as_ptr().add(i) as *const __m128i);
-            _mm256_storeu_ps(dst.as_mut_ptr().add(i), _mm256_cvtph_ps(h));
+            let f = _mm256_cvtph_ps(h);
+            if stream.is_some() {
+                _mm256_stream_ps(dst.as_mut_ptr().add(i), f);
+            } else {
+                _mm256_storeu_ps(dst.as_mut_ptr().add(i), f);
+            }
             i += 8;
+        }
+        if stream.is_some() {
+            _mm_sfence();
         }
     }
     for j in i..n {
@@ -224,8 +252,14 @@ pub(crate) unsafe fn f16_to_f32(src: &[u16], dst: &mut [f32]) {
 #[target_feature(enable = "avx2,f16c")]
 pub(crate) unsafe fn f32_to_bf16(src: &[f32], dst: &mut [u16]) {
     let n = src.len();
-    let mut i = 0;
-    // SAFETY: `i + 8 <= n` bounds the 8-element load and the 16-byte store.
+    let stream = super::stream_head(dst.as_ptr(), 16, n);
+    let head = stream.unwrap_or(0);
+    for j in 0..head {
+        dst[j] = crate::scalar::f32_to_bf16_bits(src[j]);
+    }
+    let mut i = head;
+    // SAFETY: (streaming: `dst + head` is 16-byte aligned and steps keep it so; the
+    // fence follows the loop.) `i + 8 <= n` bounds the 8-element load and the 16-byte store.
     unsafe {
         let one = _mm256_set1_epi32(1);
         let round = _mm256_set1_epi32(0x7fff);
@@ -240,11 +274,16 @@ pub(crate) unsafe fn f32_to_bf16(src: &[f32], dst: &mut [u16]) {
             let res = _mm256_blendv_epi8(r, _mm256_or_si256(hi, quiet), nan);
             // Pack 32 -> 16 bits per 128-bit lane, then gather the two low halves.
             let packed = _mm256_permute4x64_epi64::<0b1000>(_mm256_packus_epi32(res, res));
-            _mm_storeu_si128(
-                dst.as_mut_ptr().add(i) as *mut __m128i,
-                _mm256_castsi256_si128(packed),
-            );
+            let d = dst.as_mut_ptr().add(i) as *mut __m128i;
+            if stream.is_some() {
+                _mm_stream_si128(d, _mm256_castsi256_si128(packed));
+            } else {
+                _mm_storeu_si128(d, _mm256_castsi256_si128(packed));
+            }
             i += 8;
+        }
+        if stream.is_some() {
+            _mm_sfence();
         }
     }
     for j in i..n {
@@ -257,14 +296,27 @@ pub(crate) unsafe fn f32_to_bf16(src: &[f32], dst: &mut [u16]) {
 #[target_feature(enable = "avx2,f16c")]
 pub(crate) unsafe fn bf16_to_f32(src: &[u16], dst: &mut [f32]) {
     let n = src.len();
-    let mut i = 0;
-    // SAFETY: `i + 8 <= n` bounds the 16-byte load and the 8-element store.
+    let stream = super::stream_head(dst.as_ptr(), 32, n);
+    let head = stream.unwrap_or(0);
+    for j in 0..head {
+        dst[j] = crate::scalar::bf16_bits_to_f32(src[j]);
+    }
+    let mut i = head;
+    // SAFETY: (streaming: `dst + head` is 32-byte aligned and steps keep it so; the
+    // fence follows the loop.) `i + 8 <= n` bounds the 16-byte load and the 8-element store.
     unsafe {
         while i + 8 <= n {
             let h = _mm_loadu_si128(src.as_ptr().add(i) as *const __m128i);
             let x = _mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(h));
-            _mm256_storeu_ps(dst.as_mut_ptr().add(i), _mm256_castsi256_ps(x));
+            if stream.is_some() {
+                _mm256_stream_ps(dst.as_mut_ptr().add(i), _mm256_castsi256_ps(x));
+            } else {
+                _mm256_storeu_ps(dst.as_mut_ptr().add(i), _mm256_castsi256_ps(x));
+            }
             i += 8;
+        }
+        if stream.is_some() {
+            _mm_sfence();
         }
     }
     for j in i..n {

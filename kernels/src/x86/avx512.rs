@@ -166,14 +166,28 @@ pub(crate) unsafe fn kkt_active(w: &[f32], g: &[f32], l1: f32, margin: f32, out:
 #[target_feature(enable = "avx512f,avx2,f16c")]
 pub(crate) unsafe fn f32_to_f16(src: &[f32], dst: &mut [u16]) {
     let n = src.len();
-    let mut i = 0;
-    // SAFETY: `i + 16 <= n` bounds the 16-element load and the 16-u16 (32-byte) store.
+    let stream = super::stream_head(dst.as_ptr(), 32, n);
+    let head = stream.unwrap_or(0);
+    for j in 0..head {
+        dst[j] = crate::scalar::f32_to_f16_bits(src[j]);
+    }
+    let mut i = head;
+    // SAFETY: (streaming: `dst + head` is 32-byte aligned and steps keep it so; the
+    // fence follows the loop.) `i + 16 <= n` bounds the 16-element load and the 16-u16 (32-byte) store.
     unsafe {
         while i + 16 <= n {
             let v = _mm512_loadu_ps(src.as_ptr().add(i));
             let h = _mm512_cvtps_ph::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(v);
-            _mm256_storeu_si256(dst.as_mut_ptr().add(i) as *mut __m256i, h);
+            let d = dst.as_mut_ptr().add(i) as *mut __m256i;
+            if stream.is_some() {
+                _mm256_stream_si256(d, h);
+            } else {
+                _mm256_storeu_si256(d, h);
+            }
             i += 16;
+        }
+        if stream.is_some() {
+            _mm_sfence();
         }
     }
     for j in i..n {
@@ -186,13 +200,27 @@ pub(crate) unsafe fn f32_to_f16(src: &[f32], dst: &mut [u16]) {
 #[target_feature(enable = "avx512f,avx2,f16c")]
 pub(crate) unsafe fn f16_to_f32(src: &[u16], dst: &mut [f32]) {
     let n = src.len();
-    let mut i = 0;
-    // SAFETY: `i + 16 <= n` bounds the 32-byte load and the 16-element store.
+    let stream = super::stream_head(dst.as_ptr(), 64, n);
+    let head = stream.unwrap_or(0);
+    for j in 0..head {
+        dst[j] = crate::scalar::f16_bits_to_f32(src[j]);
+    }
+    let mut i = head;
+    // SAFETY: (streaming: `dst + head` is 64-byte aligned and steps keep it so; the
+    // fence follows the loop.) `i + 16 <= n` bounds the 32-byte load and the 16-element store.
     unsafe {
         while i + 16 <= n {
             let h = _mm256_loadu_si256(src.as_ptr().add(i) as *const __m256i);
-            _mm512_storeu_ps(dst.as_mut_ptr().add(i), _mm512_cvtph_ps(h));
+            let f = _mm512_cvtph_ps(h);
+            if stream.is_some() {
+                _mm512_stream_ps(dst.as_mut_ptr().add(i), f);
+            } else {
+                _mm512_storeu_ps(dst.as_mut_ptr().add(i), f);
+            }
             i += 16;
+        }
+        if stream.is_some() {
+            _mm_sfence();
         }
     }
     for j in i..n {
@@ -205,8 +233,14 @@ pub(crate) unsafe fn f16_to_f32(src: &[u16], dst: &mut [f32]) {
 #[target_feature(enable = "avx512f,avx2,f16c")]
 pub(crate) unsafe fn f32_to_bf16(src: &[f32], dst: &mut [u16]) {
     let n = src.len();
-    let mut i = 0;
-    // SAFETY: `i + 16 <= n` bounds the 16-element load and the 32-byte store.
+    let stream = super::stream_head(dst.as_ptr(), 32, n);
+    let head = stream.unwrap_or(0);
+    for j in 0..head {
+        dst[j] = crate::scalar::f32_to_bf16_bits(src[j]);
+    }
+    let mut i = head;
+    // SAFETY: (streaming: `dst + head` is 32-byte aligned and steps keep it so; the
+    // fence follows the loop.) `i + 16 <= n` bounds the 16-element load and the 32-byte store.
     unsafe {
         let one = _mm512_set1_epi32(1);
         let round = _mm512_set1_epi32(0x7fff);
@@ -219,11 +253,16 @@ pub(crate) unsafe fn f32_to_bf16(src: &[f32], dst: &mut [u16]) {
             let r = _mm512_srli_epi32::<16>(_mm512_add_epi32(_mm512_add_epi32(x, round), lsb));
             let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
             let res = _mm512_mask_blend_epi32(nan, r, _mm512_or_si512(hi, quiet));
-            _mm256_storeu_si256(
-                dst.as_mut_ptr().add(i) as *mut __m256i,
-                _mm512_cvtepi32_epi16(res),
-            );
+            let d = dst.as_mut_ptr().add(i) as *mut __m256i;
+            if stream.is_some() {
+                _mm256_stream_si256(d, _mm512_cvtepi32_epi16(res));
+            } else {
+                _mm256_storeu_si256(d, _mm512_cvtepi32_epi16(res));
+            }
             i += 16;
+        }
+        if stream.is_some() {
+            _mm_sfence();
         }
     }
     for j in i..n {
@@ -236,14 +275,27 @@ pub(crate) unsafe fn f32_to_bf16(src: &[f32], dst: &mut [u16]) {
 #[target_feature(enable = "avx512f,avx2,f16c")]
 pub(crate) unsafe fn bf16_to_f32(src: &[u16], dst: &mut [f32]) {
     let n = src.len();
-    let mut i = 0;
-    // SAFETY: `i + 16 <= n` bounds the 32-byte load and the 16-element store.
+    let stream = super::stream_head(dst.as_ptr(), 64, n);
+    let head = stream.unwrap_or(0);
+    for j in 0..head {
+        dst[j] = crate::scalar::bf16_bits_to_f32(src[j]);
+    }
+    let mut i = head;
+    // SAFETY: (streaming: `dst + head` is 64-byte aligned and steps keep it so; the
+    // fence follows the loop.) `i + 16 <= n` bounds the 32-byte load and the 16-element store.
     unsafe {
         while i + 16 <= n {
             let h = _mm256_loadu_si256(src.as_ptr().add(i) as *const __m256i);
             let x = _mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h));
-            _mm512_storeu_ps(dst.as_mut_ptr().add(i), _mm512_castsi512_ps(x));
+            if stream.is_some() {
+                _mm512_stream_ps(dst.as_mut_ptr().add(i), _mm512_castsi512_ps(x));
+            } else {
+                _mm512_storeu_ps(dst.as_mut_ptr().add(i), _mm512_castsi512_ps(x));
+            }
             i += 16;
+        }
+        if stream.is_some() {
+            _mm_sfence();
         }
     }
     for j in i..n {
