@@ -151,7 +151,8 @@ pub struct ServerArgs {
     #[command(flatten)]
     pub cluster: ClusterFlags,
 
-    /// Print the memory / NUMA preflight report (huge pages, node placement) before serving.
+    /// Print the memory/NUMA preflight report (memlock limit, hugepage pool, NUMA layout, with
+    /// fixes for what will not work) and exit; exit code 1 if it found problems.
     #[arg(long)]
     pub print_topology: bool,
 }

@@ -17,6 +17,7 @@ use ferrops::cli::{
 use ferrops::config::{self, ConfigInput, Role};
 use ferrops::launch::{self, LocalSpec, ANNOUNCE_PREFIX};
 use ferrops::roles;
+use ferrops_engine::memory::SegmentOptions;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
@@ -104,16 +105,26 @@ fn announce_scheduler(addr: SocketAddr) {
 }
 
 fn run_server(args: &ServerArgs) -> Result<i32> {
+    if args.print_topology {
+        return Ok(print_topology());
+    }
     let cfg = ConfigInput::gather(&args.cluster)?
         .server()
         .context("configuring the server")?;
-    if args.print_topology {
-        // TODO: call `ferrops_engine::memory::preflight` and print its report once the engine
-        // provides it.
-        tracing::warn!("--print-topology: the memory/NUMA preflight report is not built yet");
-    }
     roles::run_server(cfg)?;
     Ok(0)
+}
+
+/// `ferrops server --print-topology`: the engine's memory/NUMA preflight for the default segment
+/// options; exit code 1 when it found problems.
+fn print_topology() -> i32 {
+    let report = ferrops_engine::memory::preflight(&SegmentOptions::default(), 0);
+    println!("{report}");
+    if report.is_ok() {
+        0
+    } else {
+        1
+    }
 }
 
 fn run_worker(args: &WorkerArgs) -> Result<i32> {
