@@ -32,6 +32,10 @@ use crate::config::{ENV_BIND, ENV_NUM_SERVERS, ENV_NUM_WORKERS, ENV_ROLE, ENV_SC
 /// The line prefix the scheduler announces its address with on stdout.
 pub const ANNOUNCE_PREFIX: &str = "FERROPS_SCHEDULER=";
 
+/// Environment variable overriding the label ferrops prefixes its log lines with; the launcher
+/// sets it empty for children whose lines it prefixes itself.
+pub const ENV_LOG_LABEL: &str = "FERROPS_LOG_LABEL";
+
 /// How often the supervisor checks its children.
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
 /// How long output forwarders get to flush after the children are gone.
@@ -366,7 +370,7 @@ impl Fleet {
     ) -> Result<&mut Node> {
         command.stdin(Stdio::null()).process_group(0);
         if self.prefix_output {
-            command.stderr(Stdio::piped());
+            command.env(ENV_LOG_LABEL, "").stderr(Stdio::piped());
             if kind != NodeKind::Scheduler {
                 command.stdout(Stdio::piped());
             }

@@ -26,7 +26,10 @@ use tracing_subscriber::EnvFilter;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let env = config::process_env();
-    let label = log_label(&cli, &env);
+    let label = match env.get(launch::ENV_LOG_LABEL) {
+        Some(label) => label.clone(),
+        None => log_label(&cli, &env).to_string(),
+    };
     init_logging(label);
     match run(cli, &env) {
         Ok(code) => exit_code(code),
@@ -101,7 +104,6 @@ fn announce_scheduler(addr: SocketAddr) {
     if let Err(error) = written {
         tracing::error!("cannot announce the scheduler address {addr} on stdout: {error}");
     }
-    tracing::info!("scheduler listening on {addr}");
 }
 
 fn run_server(args: &ServerArgs) -> Result<i32> {
@@ -179,8 +181,9 @@ fn log_label(cli: &Cli, env: &config::EnvMap) -> &'static str {
 }
 
 /// Logs to stderr, filtered by FERROPS_LOG (else RUST_LOG, else `info`), each line prefixed with
-/// `[label]` so the interleaved logs of a cluster stay readable.
-fn init_logging(label: &'static str) {
+/// `[label]` so the interleaved logs of a cluster stay readable. `FERROPS_LOG_LABEL` overrides the
+/// label; `ferrops local` sets it empty because it prefixes its children's lines itself.
+fn init_logging(label: String) {
     let filter = EnvFilter::try_from_env("FERROPS_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| EnvFilter::new("info"));
@@ -195,9 +198,10 @@ fn init_logging(label: &'static str) {
         .init();
 }
 
-/// An event format that writes `[label] ` before the wrapped format's output.
+/// An event format that writes `[label] ` (unless the label is empty) before the wrapped
+/// format's output.
 struct Prefixed<F> {
-    label: &'static str,
+    label: String,
     inner: F,
 }
 
@@ -213,7 +217,9 @@ where
         mut writer: Writer<'_>,
         event: &tracing::Event<'_>,
     ) -> std::fmt::Result {
-        write!(writer, "[{}] ", self.label)?;
+        if !self.label.is_empty() {
+            write!(writer, "[{}] ", self.label)?;
+        }
         self.inner.format_event(ctx, writer, event)
     }
 }
