@@ -2,8 +2,8 @@
 //! forwarding, and that no child process outlives the launcher.
 //!
 //! Most tests run the scheduler and servers from a stand-in script (`--node-exe`) that announces a
-//! fake address and sleeps, so the launcher is tested on its own. The tests marked
-//! "needs the scheduler and server roles" run the real roles.
+//! fake address and sleeps, so the launcher is tested on its own; the `real_cluster_*` tests run
+//! the real scheduler and server roles.
 
 use std::ffi::OsStr;
 use std::fs;
@@ -424,13 +424,14 @@ fn children_of(pid: u32) -> Vec<i32> {
 }
 
 #[test]
-#[ignore = "needs the scheduler and server roles"]
 fn real_cluster_failed_worker_stops_everything() {
     let scratch = Scratch::new("real-exit3");
-    let worker = one_worker_does(2, "exit 3");
+    let go = "until [ -e \"$SCRATCH/go\" ]; do sleep 0.02; done; exit 3";
+    let worker = one_worker_does(2, go);
     let launcher = start(&mut local_with_real_nodes(&scratch, 2, &worker), &scratch);
     let mut pids = scratch.wait_for_pids(2);
     pids.extend(children_of(launcher.id()));
+    fs::write(scratch.dir.join("go"), "").unwrap();
     let run = finish(launcher, &scratch);
     assert_eq!(run.code, Some(3), "{}", run.stderr);
     assert!(pids.len() >= 1 + 2 + 2, "{pids:?}");
@@ -438,7 +439,6 @@ fn real_cluster_failed_worker_stops_everything() {
 }
 
 #[test]
-#[ignore = "needs the scheduler and server roles"]
 fn real_cluster_ctrl_c_stops_everything() {
     let scratch = Scratch::new("real-sigint");
     let worker = "echo $$ >> \"$PIDS\"; exec sleep 600";
