@@ -28,6 +28,16 @@ pub(crate) trait Simd: Copy {
     unsafe fn stream(self, p: *mut f32);
     /// Orders earlier non-temporal stores before later stores.
     unsafe fn fence();
+    /// Hints the cache line holding `p` into L1; never faults, any address is allowed.
+    unsafe fn prefetch(p: *const f32);
+    /// True when [`Simd::load_first`] / [`Simd::store_first`] are cheap (masked memory
+    /// operations), so tails shorter than a vector run as one masked vector step.
+    const MASKED_TAIL: bool;
+    /// Loads lanes `0..len` (`len < LANES`) from `p`, zeros elsewhere; touches only `len`
+    /// elements of memory.
+    unsafe fn load_first(p: *const f32, len: usize) -> Self;
+    /// Stores lanes `0..len` (`len < LANES`) to `p`; touches only `len` elements of memory.
+    unsafe fn store_first(self, p: *mut f32, len: usize);
     unsafe fn add(self, b: Self) -> Self;
     unsafe fn sub(self, b: Self) -> Self;
     unsafe fn mul(self, b: Self) -> Self;
@@ -130,6 +140,23 @@ pub(crate) unsafe fn run_dense<V: Simd, O: Op>(op: O, n: usize, s: Streams) {
             step::<V, O>(op, s, i);
             i += V::LANES;
         }
+        if V::MASKED_TAIL && i < n {
+            // The same lane operations as a full step, on the `n - i` remaining elements only.
+            let len = n - i;
+            let mut x = [V::splat(0.0); 3];
+            let mut g = [V::splat(0.0); 2];
+            for k in 0..O::RW {
+                x[k] = V::load_first(s.rw[k].add(i), len);
+            }
+            for k in 0..O::RO {
+                g[k] = V::load_first(s.ro[k].add(i), len);
+            }
+            op.vector(&mut x, g);
+            for k in 0..O::RW {
+                x[k].store_first(s.rw[k].add(i), len);
+            }
+            i = n;
+        }
     }
     // SAFETY: as above.
     unsafe { run_scalar(op, i, n, s) };
@@ -192,11 +219,30 @@ pub(crate) unsafe fn run_scalar<O: Op>(op: O, from: usize, n: usize, s: Streams)
 /// As [`run_dense`], and every slot must have been checked to be in range.
 #[inline(always)]
 pub(crate) unsafe fn run_sparse<V: Simd, O: Op>(op: O, slots: &[u32], dim: usize, s: Streams) {
+    /// Rows ahead whose first and last cache lines are prefetched: slots are random, so the
+    /// row loads would otherwise wait for memory one by one.
+    const AHEAD: usize = 8;
     for (j, &slot) in slots.iter().enumerate() {
+        if let Some(&next) = slots.get(j + AHEAD) {
+            let at = next as usize * dim;
+            for k in 0..O::RW {
+                // SAFETY: prefetch never faults; `wrapping_add` keeps the address arithmetic
+                // defined (the row is in range anyway: slots were validated).
+                unsafe {
+                    V::prefetch(s.rw[k].wrapping_add(at));
+                    V::prefetch(s.rw[k].wrapping_add(at + dim - 1));
+                }
+            }
+        }
         // SAFETY: slots were validated against the row count; inputs hold slots.len()*dim.
         unsafe {
             let row = s.offset::<O>(slot as usize * dim, j * dim);
-            run_dense::<V, O>(op, dim, row);
+            if dim < V::LANES / 2 {
+                // Rows much narrower than a vector: the scalar form has less overhead.
+                run_scalar::<O>(op, 0, dim, row);
+            } else {
+                run_dense::<V, O>(op, dim, row);
+            }
         }
     }
 }

@@ -34,6 +34,34 @@ impl Simd for V8 {
         // SAFETY: see the impl comment; the caller guarantees 32-byte alignment.
         unsafe { _mm256_stream_ps(p, self.0) }
     }
+    // `vmaskmovps` stores are slow on several AVX2 CPUs: tails stay scalar, and these two
+    // (correct but element-wise) are not used by the loops.
+    const MASKED_TAIL: bool = false;
+    #[inline(always)]
+    unsafe fn load_first(p: *const f32, len: usize) -> Self {
+        let mut buf = [0.0f32; 8];
+        for (j, b) in buf.iter_mut().enumerate().take(len) {
+            // SAFETY: the caller guarantees `len` readable elements at `p`.
+            *b = unsafe { *p.add(j) };
+        }
+        // SAFETY: see the impl comment; `buf` holds 8 elements.
+        unsafe { V8(_mm256_loadu_ps(buf.as_ptr())) }
+    }
+    #[inline(always)]
+    unsafe fn store_first(self, p: *mut f32, len: usize) {
+        let mut buf = [0.0f32; 8];
+        // SAFETY: see the impl comment; `buf` holds 8 elements.
+        unsafe { _mm256_storeu_ps(buf.as_mut_ptr(), self.0) };
+        for (j, b) in buf.iter().enumerate().take(len) {
+            // SAFETY: the caller guarantees `len` writable elements at `p`.
+            unsafe { *p.add(j) = *b };
+        }
+    }
+    #[inline(always)]
+    unsafe fn prefetch(p: *const f32) {
+        // SAFETY: see the impl comment; a prefetch never faults, whatever the address.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p as *const i8) }
+    }
     #[inline(always)]
     unsafe fn fence() {
         // SAFETY: see the impl comment (SSE, implied by the tier).

@@ -35,6 +35,23 @@ impl Simd for V16 {
         // SAFETY: see the impl comment; the caller guarantees 64-byte alignment.
         unsafe { _mm512_stream_ps(p, self.0) }
     }
+    const MASKED_TAIL: bool = true;
+    #[inline(always)]
+    unsafe fn load_first(p: *const f32, len: usize) -> Self {
+        // SAFETY: see the impl comment; masked-off lanes are not accessed (no fault), so only
+        // the `len` valid elements are read.
+        unsafe { V16(_mm512_maskz_loadu_ps(((1u32 << len) - 1) as __mmask16, p)) }
+    }
+    #[inline(always)]
+    unsafe fn store_first(self, p: *mut f32, len: usize) {
+        // SAFETY: see the impl comment; only the `len` unmasked lanes are written.
+        unsafe { _mm512_mask_storeu_ps(p, ((1u32 << len) - 1) as __mmask16, self.0) }
+    }
+    #[inline(always)]
+    unsafe fn prefetch(p: *const f32) {
+        // SAFETY: see the impl comment; a prefetch never faults, whatever the address.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p as *const i8) }
+    }
     #[inline(always)]
     unsafe fn fence() {
         // SAFETY: see the impl comment (SSE, implied by the tier).
