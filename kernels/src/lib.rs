@@ -67,9 +67,10 @@
 //! yet). The vector loop peels a scalar head so stores to `w` are vector-aligned and runs two
 //! vectors per iteration; AVX-512 finishes a tail shorter than a vector with one masked step.
 //! The sparse form prefetches the rows of the slots eight positions ahead and runs rows
-//! narrower than half a vector with the scalar form. Write-only outputs of 16 MiB or more (`Assign`, [`sum_k`]) use
-//! non-temporal stores, saving the read-for-ownership. The filters build their index lists with
-//! a register compress (AVX-512) or a permute table (AVX2) instead of a loop over set bits.
+//! narrower than half a vector with the scalar form. Write-only outputs of 16 MiB or more
+//! (`Assign`, [`sum_k`], the conversions) use non-temporal stores, saving the
+//! read-for-ownership. The filters build their index lists with a register compress (AVX-512)
+//! or a permute table (AVX2) instead of a loop over set bits.
 //!
 //! # Errors
 //! Every length, state count, slot and `dim` is checked before the first element is touched;
