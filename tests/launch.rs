@@ -43,6 +43,11 @@ impl Scratch {
         path
     }
 
+    /// A value unique to this test run, for `FERROPS_TEST_MARKER`.
+    fn marker(&self) -> String {
+        self.dir.display().to_string()
+    }
+
     fn pids_file(&self) -> PathBuf {
         self.dir.join("pids")
     }
@@ -107,6 +112,7 @@ fn local_with_fake_nodes_running(
         .args(worker)
         .env("PIDS", scratch.pids_file())
         .env("SCRATCH", &scratch.dir)
+        .env("FERROPS_TEST_MARKER", scratch.marker())
         .env_remove("FERROPS_CONFIG");
     command
 }
@@ -138,6 +144,41 @@ fn assert_all_gone(pids: &[i32]) {
                     .status();
             }
             panic!("processes left behind: {alive:?}");
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Live processes whose environment holds `FERROPS_TEST_MARKER=<marker>`: every process a
+/// launcher started with that marker, however deep, inherits it.
+fn processes_marked(marker: &str) -> Vec<i32> {
+    let needle = format!("FERROPS_TEST_MARKER={marker}");
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| pid != std::process::id() as i32 && !is_gone(pid))
+        .filter(|pid| {
+            fs::read(format!("/proc/{pid}/environ")).is_ok_and(|environ| {
+                environ
+                    .split(|&b| b == 0)
+                    .any(|var| var == needle.as_bytes())
+            })
+        })
+        .collect()
+}
+
+/// Fails unless no process carrying `marker` is left within a few seconds.
+fn assert_no_marked_processes(marker: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = processes_marked(marker);
+        if left.is_empty() {
+            return;
+        }
+        if Instant::now() >= deadline {
+            assert_all_gone(&left);
         }
         thread::sleep(Duration::from_millis(50));
     }
@@ -224,6 +265,7 @@ fn failed_worker_exit_code_is_propagated_and_nothing_remains() {
     let pids = scratch.pids();
     assert_eq!(pids.len(), 1 + 2 + 3, "{pids:?}");
     assert_all_gone(&pids);
+    assert_no_marked_processes(&scratch.marker());
 }
 
 #[test]
@@ -236,6 +278,7 @@ fn worker_killed_by_signal_exits_128_plus_signal() {
     assert_eq!(run.code, Some(128 + 9), "{}", run.stderr);
     assert!(run.stderr.contains("SIGKILL"), "{}", run.stderr);
     assert_all_gone(&scratch.pids());
+    assert_no_marked_processes(&scratch.marker());
 }
 
 #[test]
@@ -248,6 +291,7 @@ fn ctrl_c_is_forwarded_and_grandchildren_are_stopped_too() {
     let run = finish(launcher, &scratch);
     assert_eq!(run.code, Some(128 + 2), "{}", run.stderr);
     assert_all_gone(&pids);
+    assert_no_marked_processes(&scratch.marker());
 }
 
 #[test]
@@ -271,6 +315,7 @@ fn second_ctrl_c_kills_without_waiting_out_the_grace_period() {
     );
     assert!(run.stderr.contains("second signal"), "{}", run.stderr);
     assert_all_gone(&pids);
+    assert_no_marked_processes(&scratch.marker());
 }
 
 #[test]
@@ -283,6 +328,7 @@ fn sigterm_is_forwarded() {
     let run = finish(launcher, &scratch);
     assert_eq!(run.code, Some(128 + 15), "{}", run.stderr);
     assert_all_gone(&pids);
+    assert_no_marked_processes(&scratch.marker());
 }
 
 #[test]
@@ -297,6 +343,7 @@ fn children_die_with_a_killed_launcher() {
     launcher.kill().unwrap();
     launcher.wait().unwrap();
     assert_all_gone(&pids);
+    assert_no_marked_processes(&scratch.marker());
 }
 
 #[test]
@@ -309,6 +356,7 @@ fn success_waits_out_lingering_nodes_and_prefixes_output() {
     assert!(run.stdout.contains("[worker 1] hello"), "{}", run.stdout);
     assert!(run.stderr.contains("still running"), "{}", run.stderr);
     assert_all_gone(&scratch.pids());
+    assert_no_marked_processes(&scratch.marker());
 }
 
 #[test]
@@ -344,6 +392,7 @@ fn missing_worker_program_is_an_error_and_stops_the_nodes() {
     assert_eq!(run.code, Some(1), "{}", run.stderr);
     assert!(run.stderr.contains("starting worker 0"), "{}", run.stderr);
     assert_all_gone(&scratch.pids());
+    assert_no_marked_processes(&scratch.marker());
 }
 
 #[test]
@@ -407,6 +456,7 @@ fn local_with_real_nodes(scratch: &Scratch, workers: usize, worker_shell: &str) 
         .args(["--", "sh", "-c", worker_shell])
         .env("PIDS", scratch.pids_file())
         .env("SCRATCH", &scratch.dir)
+        .env("FERROPS_TEST_MARKER", scratch.marker())
         .env_remove("FERROPS_CONFIG");
     command
 }
@@ -436,6 +486,7 @@ fn real_cluster_failed_worker_stops_everything() {
     assert_eq!(run.code, Some(3), "{}", run.stderr);
     assert!(pids.len() >= 1 + 2 + 2, "{pids:?}");
     assert_all_gone(&pids);
+    assert_no_marked_processes(&scratch.marker());
 }
 
 #[test]
@@ -449,6 +500,7 @@ fn real_cluster_ctrl_c_stops_everything() {
     let run = finish(launcher, &scratch);
     assert_eq!(run.code, Some(130), "{}", run.stderr);
     assert_all_gone(&pids);
+    assert_no_marked_processes(&scratch.marker());
 }
 
 /// Runs a real job to completion: the scheduler and servers must exit by themselves.
@@ -458,6 +510,7 @@ fn assert_real_job_succeeds(scratch: &Scratch, worker: &[&str]) {
         .args(["local", "--servers", "2", "--workers", "2"])
         .args(["--shutdown-grace", "10", "--"])
         .args(worker)
+        .env("FERROPS_TEST_MARKER", scratch.marker())
         .env_remove("FERROPS_CONFIG");
     let launcher = start(&mut command, scratch);
     thread::sleep(Duration::from_millis(300));
@@ -470,12 +523,12 @@ fn assert_real_job_succeeds(scratch: &Scratch, worker: &[&str]) {
         run.stderr
     );
     assert_all_gone(&pids);
+    assert_no_marked_processes(&scratch.marker());
 }
 
 #[test]
-#[ignore = "needs the scheduler and server roles and a built-in worker job"]
 fn real_cluster_job_succeeds_and_leaves_nothing_behind() {
     let scratch = Scratch::new("real-success");
-    let job = std::env::var("FERROPS_TEST_JOB").unwrap_or_else(|_| "smoke".to_string());
+    let job = std::env::var("FERROPS_TEST_JOB").unwrap_or_else(|_| "check".to_string());
     assert_real_job_succeeds(&scratch, &["ferrops", "worker", "--job", &job]);
 }

@@ -139,12 +139,8 @@ fn run_worker(args: &WorkerArgs) -> Result<i32> {
 }
 
 fn run_bench_kernels(args: &KernelsArgs) -> Result<i32> {
-    // TODO: enable once `pub mod bench_kernels;` is in lib.rs:
-    // ferrops::bench_kernels::run(args.elements, args.json)?;
-    let _ = (args.elements, args.json);
-    Err(anyhow!(
-        "the kernel benchmark is not built into this binary yet"
-    ))
+    ferrops::bench_kernels::run(args.elements, args.json)?;
+    Ok(0)
 }
 
 fn local_spec(args: LocalArgs) -> Result<LocalSpec> {
