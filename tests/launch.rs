@@ -229,6 +229,15 @@ fn run(command: &mut Command, scratch: &Scratch) -> Finished {
     finish(launcher, scratch)
 }
 
+/// Waits until the scratch file `name` contains `text`.
+fn wait_for_output(scratch: &Scratch, name: &str, text: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !read(scratch, name).contains(text) {
+        assert!(Instant::now() < deadline, "no `{text}` in {name}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn read(scratch: &Scratch, name: &str) -> String {
     fs::read_to_string(scratch.dir.join(name)).unwrap_or_default()
 }
@@ -304,7 +313,7 @@ fn second_ctrl_c_kills_without_waiting_out_the_grace_period() {
     let pids = scratch.wait_for_pids(1 + 2 + 1);
     let started = Instant::now();
     send_signal(launcher.id(), "INT");
-    thread::sleep(Duration::from_millis(300));
+    wait_for_output(&scratch, "launcher.err", "stopping the cluster");
     send_signal(launcher.id(), "INT");
     let run = finish(launcher, &scratch);
     assert_eq!(run.code, Some(128 + 2), "{}", run.stderr);
