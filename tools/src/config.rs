@@ -252,40 +252,48 @@ impl Settings {
     }
 }
 
-/// A setting's names in each source.
+/// A setting's names in each source, and how to read its flag.
 struct Setting {
     flag: &'static str,
+    flag_value: fn(&ClusterFlags) -> Option<&String>,
     env: &'static str,
     key: &'static str,
 }
 
 const SCHEDULER: Setting = Setting {
     flag: "--scheduler",
+    flag_value: |flags| flags.scheduler.as_ref(),
     env: ENV_SCHEDULER,
     key: "scheduler",
 };
 const NUM_SERVERS: Setting = Setting {
     flag: "--num-servers",
+    flag_value: |flags| flags.num_servers.as_ref(),
     env: ENV_NUM_SERVERS,
     key: "num_servers",
 };
 const NUM_WORKERS: Setting = Setting {
     flag: "--num-workers",
+    flag_value: |flags| flags.num_workers.as_ref(),
     env: ENV_NUM_WORKERS,
     key: "num_workers",
 };
 const BIND: Setting = Setting {
     flag: "--bind",
+    flag_value: |flags| flags.bind.as_ref(),
     env: ENV_BIND,
     key: "bind",
 };
+/// No flag on purpose: a secret on the command line is visible to every user through `ps`.
 const SECRET: Setting = Setting {
     flag: "",
+    flag_value: |_| None,
     env: ENV_SECRET,
     key: "secret",
 };
 const CONNECT_TIMEOUT_MS: Setting = Setting {
     flag: "--connect-timeout-ms",
+    flag_value: |flags| flags.connect_timeout_ms.as_ref(),
     env: ENV_CONNECT_TIMEOUT_MS,
     key: "connect_timeout_ms",
 };
@@ -379,23 +387,10 @@ struct Layers<'a> {
 }
 
 impl Layers<'_> {
-    fn flag_value(&self, setting: &Setting) -> Option<String> {
-        let flags = self.flags;
-        let value = match setting.flag {
-            "--scheduler" => &flags.scheduler,
-            "--num-servers" => &flags.num_servers,
-            "--num-workers" => &flags.num_workers,
-            "--bind" => &flags.bind,
-            "--connect-timeout-ms" => &flags.connect_timeout_ms,
-            _ => &None,
-        };
-        value.clone()
-    }
-
     /// The highest-precedence value of `setting`, with its source.
     fn lookup(&self, setting: &Setting) -> Option<(Source, String)> {
-        if let Some(value) = self.flag_value(setting) {
-            return Some((Source::Flag(setting.flag), value));
+        if let Some(value) = (setting.flag_value)(self.flags) {
+            return Some((Source::Flag(setting.flag), value.clone()));
         }
         if let Some(value) = env_value(self.env, setting.env) {
             return Some((Source::Env(setting.env), value.to_string()));
@@ -427,14 +422,28 @@ impl Layers<'_> {
             .map_err(|why| anyhow!("invalid value `{shown}` from {source}: {why}"))
     }
 
+    /// The defaults with the file's `[limits]` overrides applied.
     fn limits(&self) -> Result<FrameLimits> {
         let mut limits = FrameLimits::default();
+        let file = &self.file.limits;
         let overrides = [
-            ("max_keys_bytes", self.file.limits.max_keys_bytes),
-            ("max_values_bytes", self.file.limits.max_values_bytes),
-            ("max_extra_bytes", self.file.limits.max_extra_bytes),
+            (
+                "max_keys_bytes",
+                file.max_keys_bytes,
+                &mut limits.max_keys_bytes,
+            ),
+            (
+                "max_values_bytes",
+                file.max_values_bytes,
+                &mut limits.max_values_bytes,
+            ),
+            (
+                "max_extra_bytes",
+                file.max_extra_bytes,
+                &mut limits.max_extra_bytes,
+            ),
         ];
-        for (key, value) in overrides {
+        for (key, value, field) in overrides {
             let Some(value) = value else { continue };
             if value == 0 {
                 bail!(
@@ -443,11 +452,7 @@ impl Layers<'_> {
                     self.file.origin
                 );
             }
-            match key {
-                "max_keys_bytes" => limits.max_keys_bytes = value,
-                "max_values_bytes" => limits.max_values_bytes = value,
-                _ => limits.max_extra_bytes = value,
-            }
+            *field = value;
         }
         Ok(limits)
     }
