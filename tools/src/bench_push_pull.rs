@@ -1,7 +1,221 @@
-//! Push/pull benchmark (placeholder until its owner lands the real one).
+//! `ferrops bench push-pull`: push then pull the same keys repeatedly against a real cluster
+//! (scheduler and servers as child processes, workers as threads of this process, each with its
+//! own connections), mirroring ps-lite's `test_kv_app_benchmark`. With `--floor`, the same
+//! request and response sizes are also timed over raw TCP in the same run, and our figures are
+//! reported as ratios of that floor.
 
-/// Runs the push/pull benchmark described by `args`.
-pub fn run(args: &crate::cli::PushPullArgs) -> anyhow::Result<()> {
-    let _ = args;
-    anyhow::bail!("the push/pull benchmark is not built yet")
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use ferrops_engine::{TableSpec, Worker};
+use ferrops_net::{MetricsSnapshot, HEADER_LEN};
+use serde::Serialize;
+
+use crate::cli::{PushPullArgs, Transport};
+use crate::floor::{self, LatencyStats, ThroughputStats};
+use crate::launch::{LocalCluster, LocalSpec};
+
+/// Keys spread evenly over the u64 space (so every server gets its share).
+pub fn spread_keys(n: usize) -> Vec<u64> {
+    let step = u64::MAX / n.max(1) as u64;
+    (0..n as u64).map(|i| i * step).collect()
+}
+
+#[derive(Debug, Default)]
+struct Samples {
+    push_us: Vec<f64>,
+    pull_us: Vec<f64>,
+    net: MetricsSnapshot,
+}
+
+#[derive(Debug, Serialize)]
+struct Floor {
+    push_round_trip: LatencyStats,
+    pull_round_trip: LatencyStats,
+    stream: ThroughputStats,
+    push_p50_ratio: f64,
+    pull_p50_ratio: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    bench: &'static str,
+    transport: &'static str,
+    servers: usize,
+    workers: usize,
+    keys: u64,
+    val_len: usize,
+    iters: usize,
+    push: LatencyStats,
+    pull: LatencyStats,
+    push_gb_per_s: f64,
+    pull_gb_per_s: f64,
+    bytes_sent: u64,
+    bytes_received: u64,
+    value_bytes_copied: u64,
+    floor: Option<Floor>,
+}
+
+/// Runs the benchmark and prints its report (JSON as the last line with `--json`).
+pub fn run(args: &PushPullArgs) -> Result<()> {
+    match args.transport {
+        Transport::Tcp => {}
+        Transport::Auto => tracing::info!("transport auto: no RDMA transport in this build, using tcp"),
+        other => bail!("transport {other:?} is not available in this build yet; use --transport tcp"),
+    }
+    ensure!(args.keys > 0 && args.iters > 0 && args.val_len > 0, "keys, iters and val-len must be positive");
+    let keys = Arc::new(spread_keys(args.keys as usize));
+    let mut spec = LocalSpec::new(args.servers, args.workers)?;
+    spec.shutdown_grace = Duration::from_secs(30);
+    let cluster = LocalCluster::start(&spec).context("starting the benchmark cluster")?;
+    let cfg = cluster.worker_config();
+    let handles: Vec<_> = (0..args.workers)
+        .map(|_| {
+            let (cfg, keys, args) = (cfg.clone(), keys.clone(), args.clone());
+            std::thread::spawn(move || worker_loop(&cfg, &keys, &args))
+        })
+        .collect();
+    let mut all = Samples::default();
+    for h in handles {
+        let s = h.join().map_err(|_| anyhow::anyhow!("a benchmark worker panicked"))??;
+        all.push_us.extend(s.push_us);
+        all.pull_us.extend(s.pull_us);
+        add_metrics(&mut all.net, &s.net);
+    }
+    cluster.wait(Duration::from_secs(60)).context("stopping the benchmark cluster")?;
+    let report = build_report(args, &mut all)?;
+    print_human(&report);
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    }
+    Ok(())
+}
+
+fn add_metrics(total: &mut MetricsSnapshot, m: &MetricsSnapshot) {
+    total.frames_sent += m.frames_sent;
+    total.frames_received += m.frames_received;
+    total.header_bytes_sent += m.header_bytes_sent;
+    total.key_bytes_sent += m.key_bytes_sent;
+    total.value_bytes_sent += m.value_bytes_sent;
+    total.extra_bytes_sent += m.extra_bytes_sent;
+    total.header_bytes_received += m.header_bytes_received;
+    total.key_bytes_received += m.key_bytes_received;
+    total.value_bytes_received += m.value_bytes_received;
+    total.extra_bytes_received += m.extra_bytes_received;
+    total.value_bytes_copied += m.value_bytes_copied;
+}
+
+fn worker_loop(cfg: &ferrops_engine::config::WorkerConfig, keys: &[u64], args: &PushPullArgs) -> Result<Samples> {
+    let w = Worker::connect(cfg)?;
+    let table = w.declare_table(TableSpec::new("bench", args.val_len as u32))?;
+    let values = vec![1.0f32; keys.len() * args.val_len];
+    let mut out = vec![0.0f32; values.len()];
+    let mut s = Samples::default();
+    for i in 0..args.warmup + args.iters {
+        let t0 = Instant::now();
+        w.push(table, keys, &values)?;
+        let t1 = Instant::now();
+        w.pull_into(table, keys, &mut out)?;
+        let t2 = Instant::now();
+        // The server really summed: at least this worker's own i + 1 pushes are in every value.
+        let floor = (i + 1) as f32;
+        if let Some(bad) = out.iter().find(|&&v| v < floor) {
+            bail!("pulled {bad} after {} pushes of 1.0: the server lost updates", i + 1);
+        }
+        if i >= args.warmup {
+            s.push_us.push((t1 - t0).as_secs_f64() * 1e6);
+            s.pull_us.push((t2 - t1).as_secs_f64() * 1e6);
+        }
+    }
+    s.net = w.metrics();
+    w.finish()?;
+    Ok(s)
+}
+
+fn build_report(args: &PushPullArgs, all: &mut Samples) -> Result<Report> {
+    let n = args.keys as usize;
+    let value_bytes = n * args.val_len * 4;
+    let push_req = HEADER_LEN + n * 8 + value_bytes;
+    let pull_req = HEADER_LEN + n * 8;
+    let pull_resp = HEADER_LEN + value_bytes;
+    let push = LatencyStats::from_samples(&mut all.push_us);
+    let pull = LatencyStats::from_samples(&mut all.pull_us);
+    let gbps = |bytes: usize, us: f64| if us > 0.0 { bytes as f64 / us / 1e3 } else { 0.0 };
+    let floor = if args.floor {
+        let iters = if push_req > 1 << 20 { args.iters.min(10) } else { args.iters.max(100) };
+        let push_rt = floor::tcp_ping_pong(push_req, HEADER_LEN, iters, args.warmup.max(1))?;
+        let pull_rt = floor::tcp_ping_pong(pull_req, pull_resp, iters, args.warmup.max(1))?;
+        let stream = floor::tcp_stream(push_req, 1 << 20)?;
+        Some(Floor {
+            push_p50_ratio: push.p50_us / push_rt.p50_us,
+            pull_p50_ratio: pull.p50_us / pull_rt.p50_us,
+            push_round_trip: push_rt,
+            pull_round_trip: pull_rt,
+            stream,
+        })
+    } else {
+        None
+    };
+    Ok(Report {
+        bench: "push-pull",
+        transport: "tcp",
+        servers: args.servers,
+        workers: args.workers,
+        keys: args.keys,
+        val_len: args.val_len,
+        iters: args.iters,
+        push_gb_per_s: gbps(push_req, push.p50_us),
+        pull_gb_per_s: gbps(pull_req + pull_resp, pull.p50_us),
+        push,
+        pull,
+        bytes_sent: all.net.bytes_sent(),
+        bytes_received: all.net.bytes_received(),
+        value_bytes_copied: all.net.value_bytes_copied,
+        floor,
+    })
+}
+
+fn print_human(r: &Report) {
+    println!(
+        "push-pull over {}: {} servers, {} workers, {} keys × {} f32, {} iterations",
+        r.transport, r.servers, r.workers, r.keys, r.val_len, r.iters
+    );
+    let row = |name: &str, s: &LatencyStats| {
+        println!(
+            "  {name:<5} p50 {:>10.1} µs   p99 {:>10.1} µs   min {:>10.1} µs",
+            s.p50_us, s.p99_us, s.min_us
+        )
+    };
+    row("push", &r.push);
+    row("pull", &r.pull);
+    println!(
+        "  wire  sent {:.1} MB, received {:.1} MB; value bytes copied {}",
+        r.bytes_sent as f64 / 1e6,
+        r.bytes_received as f64 / 1e6,
+        r.value_bytes_copied
+    );
+    if let Some(f) = &r.floor {
+        row("tcp↔push", &f.push_round_trip);
+        row("tcp↔pull", &f.pull_round_trip);
+        println!("  tcp stream {:.2} GB/s", f.stream.gb_per_s);
+        println!(
+            "  ratio to raw TCP (p50): push {:.2}×, pull {:.2}×",
+            f.push_p50_ratio, f.pull_p50_ratio
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spread_keys_are_sorted_unique_and_span_the_space() {
+        let k = spread_keys(1000);
+        assert!(k.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(k[0], 0);
+        assert!(k[999] > u64::MAX / 1000 * 998);
+        assert_eq!(spread_keys(1), vec![0]);
+    }
 }
