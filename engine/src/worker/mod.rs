@@ -110,6 +110,11 @@ impl Worker {
         self.info
     }
 
+    /// The routing table this worker sends requests by.
+    pub fn routing(&self) -> RoutingTable {
+        self.lock().routing.clone()
+    }
+
     /// 0-based rank among the workers.
     pub fn rank(&self) -> usize {
         self.info.rank as usize

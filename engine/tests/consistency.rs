@@ -1,0 +1,99 @@
+//! Bounded delay and eventual consistency, observed with real sockets: a fast worker is held
+//! back exactly when it runs more than τ clocks ahead, never under eventual, and a worker that
+//! dies stops holding anyone back.
+
+mod common;
+
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use ferrops_engine::{Consistency, TableSpec, Worker};
+
+const BLOCKED_FOR: Duration = Duration::from_millis(300);
+
+/// Whether a pull issued now completes within `BLOCKED_FOR`.
+fn pull_completes_promptly(w: &Worker, t: ferrops_engine::TableId) -> (bool, ferrops_engine::Ticket) {
+    let ticket = w.pull_async(t, &[42]).unwrap();
+    let deadline = Instant::now() + BLOCKED_FOR;
+    while Instant::now() < deadline {
+        if w.is_done(&ticket).unwrap() {
+            return (true, ticket);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    (false, ticket)
+}
+
+#[test]
+fn bounded_delay_blocks_three_clocks_ahead_and_eventual_never_does() {
+    let job = common::start(1, 2);
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let go_rx = std::sync::Arc::new(std::sync::Mutex::new(go_rx));
+    let go_tx = std::sync::Arc::new(std::sync::Mutex::new(go_tx));
+    let results = job.run_workers(2, move |w| {
+        let bounded = w.declare_table(TableSpec::new("tau2", 1).consistency(Consistency::BoundedDelay(2))).unwrap();
+        let eventual = w.declare_table(TableSpec::new("eventual", 1).consistency(Consistency::Eventual)).unwrap();
+        w.barrier().unwrap();
+        if w.rank() == 1 {
+            // The slow worker: stays in clock 0 until the fast one has made its observations.
+            go_rx.lock().unwrap().recv().unwrap();
+            w.clock().unwrap();
+            w.finish().unwrap();
+            return Vec::new();
+        }
+        let mut observed = Vec::new();
+        for ahead in 1..=3u32 {
+            w.clock().unwrap();
+            let (eventual_ok, t1) = pull_completes_promptly(&w, eventual);
+            w.wait(t1).unwrap();
+            let (bounded_ok, t2) = pull_completes_promptly(&w, bounded);
+            observed.push((ahead, eventual_ok, bounded_ok));
+            if !bounded_ok {
+                go_tx.lock().unwrap().send(()).unwrap();
+                let released = Instant::now();
+                w.wait(t2).unwrap();
+                observed.push((99, true, released.elapsed() < Duration::from_secs(10)));
+            } else {
+                w.wait(t2).unwrap();
+            }
+        }
+        w.finish().unwrap();
+        observed
+    });
+    assert_eq!(
+        results[0],
+        vec![(1, true, true), (2, true, true), (3, true, false), (99, true, true)],
+        "(clocks ahead, eventual pull prompt, τ=2 pull prompt)"
+    );
+    job.join();
+}
+
+#[test]
+fn a_dead_worker_stops_holding_back_the_others() {
+    let job = common::start(1, 2);
+    let results = job.run_workers(2, |w| {
+        let t = w.declare_table(TableSpec::new("bsp", 1).consistency(Consistency::Sequential)).unwrap();
+        w.barrier().unwrap();
+        if w.rank() == 1 {
+            std::thread::sleep(Duration::from_millis(300));
+            // Dying without finishing: the connection drops with no `Done`.
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+                let _w = w;
+                panic!("worker 1 dies");
+            }));
+            return outcome.is_err();
+        }
+        w.clock().unwrap();
+        let started = Instant::now();
+        let values = w.pull(t, &[1]).unwrap();
+        let waited = started.elapsed();
+        w.finish().unwrap();
+        values == vec![0.0] && waited >= Duration::from_millis(200)
+    });
+    assert_eq!(results, vec![true, true], "worker 0 waited for worker 1 until it died, then went on");
+    let summary = job.scheduler.join().unwrap();
+    assert!(summary.is_err(), "a job that lost a worker does not end as a success");
+    for s in job.servers {
+        let _ = s.join().unwrap();
+    }
+}

@@ -1,0 +1,114 @@
+//! Real clusters as separate processes on loopback: the scheduler, servers and workers are each
+//! a `ferrops` process, started by `ferrops local` or by hand the way an HPC launcher would.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn ferrops() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ferrops"));
+    c.env_remove("FERROPS_ROLE")
+        .env_remove("FERROPS_SCHEDULER")
+        .env("FERROPS_LOG", "warn");
+    c
+}
+
+fn run_ok(c: &mut Command) -> String {
+    let out = c.output().expect("ferrops runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn check_job_passes_on_every_worker_of_a_local_cluster() {
+    let out = run_ok(ferrops().args([
+        "local", "--servers", "2", "--workers", "3", "--", "ferrops", "worker", "--job", "check",
+    ]));
+    assert_eq!(out.matches("check passed").count(), 3, "{out}");
+}
+
+#[test]
+fn demo_trains_and_its_loss_falls() {
+    let out = run_ok(ferrops().args([
+        "demo", "--epochs", "4", "--examples", "20000", "--features", "5000", "--seed", "7",
+    ]));
+    let losses: Vec<f64> = out
+        .lines()
+        .filter_map(|l| l.split("loss ").nth(1))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    assert_eq!(losses.len(), 4, "{out}");
+    assert!(losses.windows(2).all(|w| w[1] < w[0]), "loss must fall every epoch: {losses:?}");
+    assert!(losses[3] < 0.6, "the model learns something: {losses:?}");
+}
+
+/// The ps-lite style: every process gets its role and the scheduler's address from the
+/// environment, as a batch system's launcher would set them.
+#[test]
+fn roles_configured_by_environment_variables_form_a_job() {
+    let mut scheduler = ferrops()
+        .env("FERROPS_ROLE", "scheduler")
+        .env("FERROPS_NUM_SERVERS", "1")
+        .env("FERROPS_NUM_WORKERS", "2")
+        .env("FERROPS_BIND", "127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(scheduler.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line.trim().strip_prefix("FERROPS_SCHEDULER=").expect("announce line").to_string();
+    let env = |c: &mut Command, role: &str| {
+        c.env("FERROPS_ROLE", role)
+            .env("FERROPS_SCHEDULER", &addr)
+            .env("FERROPS_NUM_SERVERS", "1")
+            .env("FERROPS_NUM_WORKERS", "2")
+            .env("FERROPS_BIND", "127.0.0.1:0");
+    };
+    let mut server = ferrops();
+    env(&mut server, "server");
+    let mut server = server.spawn().unwrap();
+    let workers: Vec<_> = (0..2)
+        .map(|_| {
+            let mut w = ferrops();
+            env(&mut w, "worker");
+            w.env("FERROPS_JOB", "check").stdout(Stdio::piped()).spawn().unwrap()
+        })
+        .collect();
+    for w in workers {
+        let out = w.wait_with_output().unwrap();
+        assert!(out.status.success());
+        assert!(String::from_utf8_lossy(&out.stdout).contains("check passed"));
+    }
+    for child in [&mut server, &mut scheduler] {
+        let mut waited = Duration::ZERO;
+        while child.try_wait().unwrap().is_none() {
+            assert!(waited < Duration::from_secs(20), "roles exit by themselves when workers finish");
+            std::thread::sleep(Duration::from_millis(20));
+            waited += Duration::from_millis(20);
+        }
+        assert!(child.wait().unwrap().success());
+    }
+}
+
+#[test]
+fn a_killed_worker_fails_the_job_without_hanging_the_others() {
+    let started = std::time::Instant::now();
+    // Each worker is a shell that starts a long training job and SIGKILLs it shortly after.
+    let killed = ferrops()
+        .args(["local", "--servers", "1", "--workers", "2", "--", "sh", "-c"])
+        .arg("\"$0\" worker --job logreg -- --epochs 500 --examples 20000 & pid=$!; sleep 0.5; kill -9 $pid; wait $pid")
+        .arg(env!("CARGO_BIN_EXE_ferrops"))
+        .output()
+        .unwrap();
+    assert_eq!(killed.status.code(), Some(137), "the killed worker's status (128 + SIGKILL) is the job's");
+    assert!(started.elapsed() < Duration::from_secs(60), "nothing hangs");
+}
