@@ -78,6 +78,7 @@
 //! on peer-supplied data.
 
 #![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 mod apply;
 pub mod bench;

@@ -82,12 +82,13 @@ impl Streams {
     #[inline(always)]
     pub unsafe fn offset<O: Op>(self, rw_off: usize, ro_off: usize) -> Streams {
         let mut s = self;
-        // SAFETY: the caller guarantees the offsets stay inside the arrays of used streams;
-        // unused streams are left untouched and never dereferenced.
+        // Unused streams are left untouched and never dereferenced.
         for k in 0..O::RW {
+            // SAFETY: the caller guarantees the offset stays inside this used stream's array.
             s.rw[k] = unsafe { s.rw[k].add(rw_off) };
         }
         for k in 0..O::RO {
+            // SAFETY: as above, for the input streams.
             s.ro[k] = unsafe { s.ro[k].add(ro_off) };
         }
         s
@@ -118,8 +119,9 @@ pub(crate) unsafe fn run_dense<V: Simd, O: Op>(op: O, n: usize, s: Streams) {
     // `head > 0` or already aligned whenever `n >= 4 * LANES`, which the size implies).
     let stream = !O::READS_W && O::RW == 1 && O::RO == 1 && n * 4 >= STREAM_BYTES;
     let mut i = head;
-    // SAFETY (whole body): `i + k*LANES <= n` bounds every vector access and the caller
-    // guarantees validity for `n` elements of each used stream.
+    // SAFETY: (whole block) `i + k*LANES <= n` bounds every vector access, the masked tail
+    // touches only `n - i` elements, and the caller guarantees validity for `n` elements of
+    // each used stream; when streaming, `w + i` is vector-aligned and the fence follows.
     unsafe {
         // Two vectors per iteration: independent dependency chains for the long-latency rules.
         if stream {
