@@ -102,6 +102,7 @@ pub fn kkt_active_indices(
 ///
 /// # Safety
 /// `V` supported, and `out` has spare capacity for at least `V::LANES` more elements.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 #[inline(always)]
 unsafe fn push_bits<V: Simd>(out: &mut Vec<u32>, base: usize, bits: u32) {
     let len = out.len();
@@ -115,6 +116,7 @@ unsafe fn push_bits<V: Simd>(out: &mut Vec<u32>, base: usize, bits: u32) {
 
 /// # Safety
 /// `V` supported; `delta.len() == w.len()`; `out` has spare capacity for `delta.len() + 16`.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 #[inline(always)]
 pub(crate) unsafe fn significant_simd<V: Simd>(
     delta: &[f32],
@@ -155,6 +157,7 @@ pub(crate) unsafe fn significant_simd<V: Simd>(
 
 /// # Safety
 /// `V` supported; `w.len() == g.len()`; `out` has spare capacity for `w.len() + 16`.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 #[inline(always)]
 pub(crate) unsafe fn kkt_active_simd<V: Simd>(
     w: &[f32],

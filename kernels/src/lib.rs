@@ -86,9 +86,12 @@ pub mod convert;
 mod error;
 pub mod filter;
 mod isa;
+// The vector bodies and loops are only instantiated by the x86 tiers.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 mod ops;
 mod rule;
 pub mod scalar;
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 mod simd;
 #[cfg(target_arch = "x86_64")]
 mod x86;
