@@ -28,7 +28,16 @@ fn run_ok(c: &mut Command) -> String {
 #[test]
 fn check_job_passes_on_every_worker_of_a_local_cluster() {
     let out = run_ok(ferrops().args([
-        "local", "--servers", "2", "--workers", "3", "--", "ferrops", "worker", "--job", "check",
+        "local",
+        "--servers",
+        "2",
+        "--workers",
+        "3",
+        "--",
+        "ferrops",
+        "worker",
+        "--job",
+        "check",
     ]));
     assert_eq!(out.matches("check passed").count(), 3, "{out}");
 }
@@ -36,7 +45,15 @@ fn check_job_passes_on_every_worker_of_a_local_cluster() {
 #[test]
 fn demo_trains_and_its_loss_falls() {
     let out = run_ok(ferrops().args([
-        "demo", "--epochs", "4", "--examples", "20000", "--features", "5000", "--seed", "7",
+        "demo",
+        "--epochs",
+        "4",
+        "--examples",
+        "20000",
+        "--features",
+        "5000",
+        "--seed",
+        "7",
     ]));
     let losses: Vec<f64> = out
         .lines()
@@ -45,7 +62,10 @@ fn demo_trains_and_its_loss_falls() {
         .filter_map(|v| v.parse().ok())
         .collect();
     assert_eq!(losses.len(), 4, "{out}");
-    assert!(losses.windows(2).all(|w| w[1] < w[0]), "loss must fall every epoch: {losses:?}");
+    assert!(
+        losses.windows(2).all(|w| w[1] < w[0]),
+        "loss must fall every epoch: {losses:?}"
+    );
     assert!(losses[3] < 0.6, "the model learns something: {losses:?}");
 }
 
@@ -65,7 +85,11 @@ fn roles_configured_by_environment_variables_form_a_job() {
     BufReader::new(scheduler.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let addr = line.trim().strip_prefix("FERROPS_SCHEDULER=").expect("announce line").to_string();
+    let addr = line
+        .trim()
+        .strip_prefix("FERROPS_SCHEDULER=")
+        .expect("announce line")
+        .to_string();
     let env = |c: &mut Command, role: &str| {
         c.env("FERROPS_ROLE", role)
             .env("FERROPS_SCHEDULER", &addr)
@@ -80,7 +104,10 @@ fn roles_configured_by_environment_variables_form_a_job() {
         .map(|_| {
             let mut w = ferrops();
             env(&mut w, "worker");
-            w.env("FERROPS_JOB", "check").stdout(Stdio::piped()).spawn().unwrap()
+            w.env("FERROPS_JOB", "check")
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap()
         })
         .collect();
     for w in workers {
@@ -91,7 +118,10 @@ fn roles_configured_by_environment_variables_form_a_job() {
     for child in [&mut server, &mut scheduler] {
         let mut waited = Duration::ZERO;
         while child.try_wait().unwrap().is_none() {
-            assert!(waited < Duration::from_secs(20), "roles exit by themselves when workers finish");
+            assert!(
+                waited < Duration::from_secs(20),
+                "roles exit by themselves when workers finish"
+            );
             std::thread::sleep(Duration::from_millis(20));
             waited += Duration::from_millis(20);
         }
@@ -109,6 +139,10 @@ fn a_killed_worker_fails_the_job_without_hanging_the_others() {
         .arg(env!("CARGO_BIN_EXE_ferrops"))
         .output()
         .unwrap();
-    assert_eq!(killed.status.code(), Some(137), "the killed worker's status (128 + SIGKILL) is the job's");
+    assert_eq!(
+        killed.status.code(),
+        Some(137),
+        "the killed worker's status (128 + SIGKILL) is the job's"
+    );
     assert!(started.elapsed() < Duration::from_secs(60), "nothing hangs");
 }

@@ -70,7 +70,10 @@ impl<T> Parked<T> {
 
     /// Takes everything (shutdown).
     pub fn drain(&mut self) -> Vec<T> {
-        std::mem::take(&mut self.waiting).into_iter().map(|(_, t)| t).collect()
+        std::mem::take(&mut self.waiting)
+            .into_iter()
+            .map(|(_, t)| t)
+            .collect()
     }
 
     /// Number of held items.
@@ -104,7 +107,11 @@ mod tests {
         assert!(!t.record(2, 9), "records of dead workers release nothing");
         t.record(7, 2);
         t.set_live(&[1, 3, 7]);
-        assert_eq!(t.min_completed(), 2, "a clock recorded before the worker was live counts");
+        assert_eq!(
+            t.min_completed(),
+            2,
+            "a clock recorded before the worker was live counts"
+        );
     }
 
     #[test]

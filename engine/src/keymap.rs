@@ -118,7 +118,9 @@ mod tests {
         let mut next = 0u32;
         let mut x = 12345u64;
         for _ in 0..20_000 {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let key = x % 5000 * 0x1_0000_0001; // repeats, and keys with equal low bits
             let (slot, inserted) = map.get_or_insert(key, next);
             let expected = *reference.entry(key).or_insert(next);

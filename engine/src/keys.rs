@@ -4,7 +4,11 @@
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyListError {
     #[error("keys must be sorted and unique: key[{index}] = {key} follows {previous}")]
-    NotSortedUnique { index: usize, previous: u64, key: u64 },
+    NotSortedUnique {
+        index: usize,
+        previous: u64,
+        key: u64,
+    },
     #[error("{values} values do not fit {keys} keys × {per_key} values per key")]
     LengthMismatch {
         keys: usize,

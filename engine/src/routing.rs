@@ -109,7 +109,10 @@ mod tests {
         let mut seen = 0;
         for (range, idx) in &parts {
             for &k in &keys[idx.clone()] {
-                assert!(t.ranges[*range].contains(k), "key {k} sent to range {range}");
+                assert!(
+                    t.ranges[*range].contains(k),
+                    "key {k} sent to range {range}"
+                );
             }
             seen += idx.len();
         }

@@ -121,14 +121,28 @@ impl Scheduler {
         match (role, addr) {
             (Role::Server, Some(addr)) if self.servers.len() < self.num_servers => {
                 let rank = self.servers.len() as u32;
-                self.nodes.insert(peer, Node { role, node_id: 1 + rank, rank });
+                self.nodes.insert(
+                    peer,
+                    Node {
+                        role,
+                        node_id: 1 + rank,
+                        rank,
+                    },
+                );
                 tracing::info!("server {rank} registered at {addr}");
                 self.servers.push((peer, addr));
             }
             (Role::Worker, _) if self.workers.len() < self.num_workers => {
                 let rank = self.workers.len() as u32;
                 let node_id = 1 + self.num_servers as u32 + rank;
-                self.nodes.insert(peer, Node { role, node_id, rank });
+                self.nodes.insert(
+                    peer,
+                    Node {
+                        role,
+                        node_id,
+                        rank,
+                    },
+                );
                 tracing::info!("worker {rank} registered");
                 self.workers.push(peer);
                 self.live_workers.insert(peer);
@@ -178,7 +192,11 @@ impl Scheduler {
             return;
         }
         self.phase = Phase::Running;
-        tracing::info!("all {} servers ready; releasing {} workers", self.num_servers, self.num_workers);
+        tracing::info!(
+            "all {} servers ready; releasing {} workers",
+            self.num_servers,
+            self.num_workers
+        );
         for peer in self.workers.clone() {
             let node = self.nodes[&peer].clone();
             let welcome = self.welcome(&node, Vec::new());
@@ -200,7 +218,10 @@ impl Scheduler {
                 );
                 reply_control(io, peer, &Control::Refused { reason });
             } else if table.created_on == self.num_servers {
-                let ready = Control::TableReady { id: TableId(id as u32), spec };
+                let ready = Control::TableReady {
+                    id: TableId(id as u32),
+                    spec,
+                };
                 reply_control(io, peer, &ready);
             } else {
                 table.waiting.push(peer);
@@ -209,9 +230,20 @@ impl Scheduler {
         }
         let id = TableId(self.tables.len() as u32);
         for (server, _) in self.servers.clone() {
-            reply_control(io, server, &Control::TableReady { id, spec: spec.clone() });
+            reply_control(
+                io,
+                server,
+                &Control::TableReady {
+                    id,
+                    spec: spec.clone(),
+                },
+            );
         }
-        self.tables.push(TableState { spec, created_on: 0, waiting: vec![peer] });
+        self.tables.push(TableState {
+            spec,
+            created_on: 0,
+            waiting: vec![peer],
+        });
     }
 
     fn table_created(&mut self, id: TableId, io: &mut Io<'_>) {
@@ -220,7 +252,10 @@ impl Scheduler {
         };
         table.created_on += 1;
         if table.created_on == self.num_servers {
-            let ready = Control::TableReady { id, spec: table.spec.clone() };
+            let ready = Control::TableReady {
+                id,
+                spec: table.spec.clone(),
+            };
             for peer in std::mem::take(&mut table.waiting) {
                 reply_control(io, peer, &ready);
             }
@@ -254,7 +289,13 @@ impl Scheduler {
         let workers = self.worker_ids(self.live_workers.iter().copied());
         if self.phase == Phase::Running {
             for (server, _) in self.servers.clone() {
-                reply_control(io, server, &Control::LiveWorkers { workers: workers.clone() });
+                reply_control(
+                    io,
+                    server,
+                    &Control::LiveWorkers {
+                        workers: workers.clone(),
+                    },
+                );
             }
         }
         self.maybe_release_barrier(io);
@@ -270,13 +311,20 @@ impl Scheduler {
 
     fn shutdown(&mut self, ok: bool, reason: String, io: &mut Io<'_>) {
         tracing::info!("shutting the job down: {reason}");
-        let msg = Control::Shutdown { ok, reason: reason.clone() };
+        let msg = Control::Shutdown {
+            ok,
+            reason: reason.clone(),
+        };
         let peers: Vec<PeerId> = self.nodes.keys().copied().collect();
         for peer in peers {
             reply_control(io, peer, &msg);
             io.close(peer, CloseReason::Local);
         }
-        self.stop = Some(if ok { Ok(()) } else { Err(EngineError::Shutdown(reason)) });
+        self.stop = Some(if ok {
+            Ok(())
+        } else {
+            Err(EngineError::Shutdown(reason))
+        });
     }
 }
 
@@ -284,14 +332,24 @@ impl Handler for Scheduler {
     fn on_frame(&mut self, peer: PeerId, frame: Frame, io: &mut Io<'_>) {
         if frame.opcode() != Opcode::Control {
             let msg = "the scheduler only accepts control frames";
-            io.send_error(peer, Some(&frame.header), ferrops_net::Status::BadRequest, msg);
+            io.send_error(
+                peer,
+                Some(&frame.header),
+                ferrops_net::Status::BadRequest,
+                msg,
+            );
             return;
         }
         let msg = match Control::decode(frame.extra()) {
             Ok(m) => m,
             Err(e) => {
                 let text = format!("undecodable control message: {e}");
-                io.send_error(peer, Some(&frame.header), ferrops_net::Status::BadFrame, &text);
+                io.send_error(
+                    peer,
+                    Some(&frame.header),
+                    ferrops_net::Status::BadFrame,
+                    &text,
+                );
                 io.close(peer, CloseReason::Error(text));
                 return;
             }
@@ -301,7 +359,9 @@ impl Handler for Scheduler {
             (Control::Register { role, addr }, _) => self.register(peer, role, addr, io),
             (Control::Ready, Some(Role::Server)) => self.server_ready(io),
             (Control::TableCreated { id }, Some(Role::Server)) => self.table_created(id, io),
-            (Control::DeclareTable { spec }, Some(Role::Worker)) => self.declare_table(peer, spec, io),
+            (Control::DeclareTable { spec }, Some(Role::Worker)) => {
+                self.declare_table(peer, spec, io)
+            }
             (Control::Barrier { epoch }, Some(Role::Worker)) => self.enter_barrier(peer, epoch, io),
             (Control::Done, Some(Role::Worker)) => {
                 self.summary.workers_done += 1;
@@ -329,7 +389,10 @@ impl Handler for Scheduler {
                 self.shutdown(false, why, io);
             }
             Role::Worker if self.live_workers.contains(&peer) => {
-                tracing::warn!("worker {} lost ({reason:?}); it no longer counts", node.rank);
+                tracing::warn!(
+                    "worker {} lost ({reason:?}); it no longer counts",
+                    node.rank
+                );
                 self.summary.workers_lost += 1;
                 self.nodes.remove(&peer);
                 self.retire_worker(peer, io);

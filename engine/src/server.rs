@@ -57,7 +57,9 @@ pub fn run_server(cfg: &ServerConfig) -> Result<ServerReport, EngineError> {
     let metrics = Metrics::new();
     let mut ev = EventLoop::new(Some(cfg.bind), cfg.cluster.limits, metrics.clone())?;
     let scheduler = connect_scheduler(&mut ev, &cfg.cluster)?;
-    let listen = ev.local_addr().ok_or_else(|| EngineError::Config("no listen address".into()))?;
+    let listen = ev
+        .local_addr()
+        .ok_or_else(|| EngineError::Config("no listen address".into()))?;
     let advertised = advertised_addr(listen, ev.local_addr_of(scheduler));
     send_control(
         &mut ev,
@@ -211,7 +213,14 @@ impl Server {
                 reply_control(io, self.scheduler, &Control::Ready);
             }
             Control::TableReady { id, spec } => {
-                tracing::info!("table {} `{}`: dim {}, {:?}, {:?}", id.0, spec.name, spec.dim, spec.rule, spec.consistency);
+                tracing::info!(
+                    "table {} `{}`: dim {}, {:?}, {:?}",
+                    id.0,
+                    spec.name,
+                    spec.dim,
+                    spec.rule,
+                    spec.consistency
+                );
                 self.tables
                     .entry(id.0)
                     .or_insert_with(|| TableStore::new(spec, RESOLUTION_CACHE_BYTES));
@@ -246,7 +255,12 @@ impl Server {
             }
             op => {
                 let msg = format!("servers do not accept {op:?} frames");
-                self.refuse(io, peer, &frame.header, &Refusal::new(Status::BadRequest, msg));
+                self.refuse(
+                    io,
+                    peer,
+                    &frame.header,
+                    &Refusal::new(Status::BadRequest, msg),
+                );
                 return;
             }
         };
@@ -257,7 +271,11 @@ impl Server {
 
     fn refuse(&mut self, io: &mut Io<'_>, peer: PeerId, header: &Header, refusal: &Refusal) {
         self.report.rejected_requests += 1;
-        tracing::debug!("refusing request {} from peer {peer}: {}", header.request_id, refusal.message);
+        tracing::debug!(
+            "refusing request {} from peer {peer}: {}",
+            header.request_id,
+            refusal.message
+        );
         io.send_error(peer, Some(header), refusal.status, &refusal.message);
     }
 
@@ -267,7 +285,10 @@ impl Server {
         if version != self.routing.version {
             return Err(Refusal::new(
                 Status::NotOwner,
-                format!("routed with version {version}, server has {}", self.routing.version),
+                format!(
+                    "routed with version {version}, server has {}",
+                    self.routing.version
+                ),
             ));
         }
         let (Some(&first), Some(&last)) = (keys.first(), keys.last()) else {
@@ -302,7 +323,12 @@ impl Server {
         Ok((store, keys))
     }
 
-    fn push(&mut self, peer: PeerId, frame: &Frame, io: &mut Io<'_>) -> Result<(), (Header, Refusal)> {
+    fn push(
+        &mut self,
+        peer: PeerId,
+        frame: &Frame,
+        io: &mut Io<'_>,
+    ) -> Result<(), (Header, Refusal)> {
         let h = frame.header;
         let fail = |r: Refusal| (h, r);
         let worker = h.sender.get();
@@ -315,10 +341,18 @@ impl Server {
             let values = frame
                 .values_f32()
                 .map_err(|e| fail(Refusal::new(Status::BadValues, e.to_string())))?;
-            crate::keys::check_value_count(keys.len(), values.len(), store.spec().push_floats_per_key())
-                .map_err(|e| fail(Refusal::new(Status::BadValues, e.to_string())))?;
-            let resolved = store.resolve(h.key_signature.get(), keys).map_err(|e| fail(e.into()))?;
-            store.apply(&resolved.slots, values).map_err(|e| fail(e.into()))?;
+            crate::keys::check_value_count(
+                keys.len(),
+                values.len(),
+                store.spec().push_floats_per_key(),
+            )
+            .map_err(|e| fail(Refusal::new(Status::BadValues, e.to_string())))?;
+            let resolved = store
+                .resolve(h.key_signature.get(), keys)
+                .map_err(|e| fail(e.into()))?;
+            store
+                .apply(&resolved.slots, values)
+                .map_err(|e| fail(e.into()))?;
             if seq != 0 {
                 self.last_seq.insert(worker, seq);
             }
@@ -334,10 +368,21 @@ impl Server {
         Ok(())
     }
 
-    fn pull_or_park(&mut self, peer: PeerId, frame: Frame, io: &mut Io<'_>) -> Result<(), (Header, Refusal)> {
+    fn pull_or_park(
+        &mut self,
+        peer: PeerId,
+        frame: Frame,
+        io: &mut Io<'_>,
+    ) -> Result<(), (Header, Refusal)> {
         let h = frame.header;
         let table = self.tables.get(&h.table.get()).ok_or_else(|| {
-            (h, Refusal::new(Status::UnknownTable, format!("table {} is not declared", h.table.get())))
+            (
+                h,
+                Refusal::new(
+                    Status::UnknownTable,
+                    format!("table {} is not declared", h.table.get()),
+                ),
+            )
         })?;
         let required = table.spec().consistency.required_completed(h.clock.get());
         if self.clocks.min_completed() < required {
@@ -359,13 +404,33 @@ impl Server {
         reply.clock = h.clock;
         reply.key_count = (keys.len() as u32).into();
         let sent = if resolved.runs.len() <= MAX_RUNS_PER_REPLY {
-            let slices: Vec<&[u8]> = resolved.runs.iter().map(|&(s, n)| store.run_bytes(s, n)).collect();
-            io.send(peer, &mut FrameParts { header: reply, keys: &[], values: &slices, extra: &[] })
+            let slices: Vec<&[u8]> = resolved
+                .runs
+                .iter()
+                .map(|&(s, n)| store.run_bytes(s, n))
+                .collect();
+            io.send(
+                peer,
+                &mut FrameParts {
+                    header: reply,
+                    keys: &[],
+                    values: &slices,
+                    extra: &[],
+                },
+            )
         } else {
             store.gather(&resolved.slots, &mut gather);
             io.metrics().values_copied(gather.len() * 4);
             let bytes = zerocopy::IntoBytes::as_bytes(gather.as_slice());
-            io.send(peer, &mut FrameParts { header: reply, keys: &[], values: &[bytes], extra: &[] })
+            io.send(
+                peer,
+                &mut FrameParts {
+                    header: reply,
+                    keys: &[],
+                    values: &[bytes],
+                    extra: &[],
+                },
+            )
         };
         self.gather = gather;
         if let Err(e) = sent {

@@ -241,7 +241,10 @@ mod tests {
         let keys: Vec<u64> = (0..1000).map(|i| i * 7).collect();
         let a = s.resolve(42, &keys).unwrap();
         let b = s.resolve(42, &keys).unwrap();
-        assert!(Arc::ptr_eq(&a, &b), "second resolution comes from the cache");
+        assert!(
+            Arc::ptr_eq(&a, &b),
+            "second resolution comes from the cache"
+        );
         assert_eq!(a.runs, vec![(0, 1000)]);
         // Same signature, different keys: must not be mistaken for the cached list.
         let other: Vec<u64> = (0..1000).map(|i| i * 7 + 1).collect();

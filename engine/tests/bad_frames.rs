@@ -46,8 +46,13 @@ fn send_and_read_error(server: &str, bytes: &[u8], close: bool) -> (Status, Stri
         s.shutdown(Shutdown::Write).unwrap();
     }
     let mut reply = Vec::new();
-    s.read_to_end(&mut reply).expect("the server closes the connection after the error");
-    assert!(reply.len() >= HEADER_LEN, "an error frame comes back, got {} bytes", reply.len());
+    s.read_to_end(&mut reply)
+        .expect("the server closes the connection after the error");
+    assert!(
+        reply.len() >= HEADER_LEN,
+        "an error frame comes back, got {} bytes",
+        reply.len()
+    );
     let h = Header::read_from_bytes(&reply[..HEADER_LEN]).unwrap();
     assert_eq!(h.opcode(), Some(Opcode::Error));
     let text = String::from_utf8_lossy(&reply[HEADER_LEN..HEADER_LEN + h.extra_len.get() as usize]);
@@ -68,19 +73,39 @@ fn each_malformed_frame_gets_a_clear_error_and_the_server_keeps_serving() {
 
         let mut version = valid_push();
         reseal(&mut version, |h| h.version = 99.into());
-        cases.push(("wrong version", version, false, "unsupported protocol version 99"));
+        cases.push((
+            "wrong version",
+            version,
+            false,
+            "unsupported protocol version 99",
+        ));
 
         let mut header_crc = valid_push();
         header_crc[40] ^= 1; // key_count, without resealing
-        cases.push(("wrong header checksum", header_crc, false, "header checksum mismatch"));
+        cases.push((
+            "wrong header checksum",
+            header_crc,
+            false,
+            "header checksum mismatch",
+        ));
 
         let mut payload_crc = valid_push();
         *payload_crc.last_mut().unwrap() ^= 0x40;
-        cases.push(("wrong payload checksum", payload_crc, false, "payload checksum mismatch"));
+        cases.push((
+            "wrong payload checksum",
+            payload_crc,
+            false,
+            "payload checksum mismatch",
+        ));
 
         let mut oversized = valid_push();
         reseal(&mut oversized, |h| h.values_len = u32::MAX.into());
-        cases.push(("oversized", oversized, false, "exceeds the configured limit"));
+        cases.push((
+            "oversized",
+            oversized,
+            false,
+            "exceeds the configured limit",
+        ));
 
         let mut opcode = valid_push();
         reseal(&mut opcode, |h| h.opcode = 200);
@@ -92,7 +117,10 @@ fn each_malformed_frame_gets_a_clear_error_and_the_server_keeps_serving() {
         for (name, bytes, close, expected) in cases {
             let (status, text) = send_and_read_error(&server, &bytes, close);
             assert_eq!(status, Status::BadFrame, "{name}: {text}");
-            assert!(text.contains(expected), "{name}: message `{text}` lacks `{expected}`");
+            assert!(
+                text.contains(expected),
+                "{name}: message `{text}` lacks `{expected}`"
+            );
             // The real worker is unaffected.
             w.push(t, &[7], &[1.0]).unwrap();
         }

@@ -63,12 +63,19 @@ impl Job {
                 std::thread::spawn(move || body(Worker::connect(&cfg).expect("worker connects")))
             })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("worker thread")).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("worker thread"))
+            .collect()
     }
 
     /// Waits for the scheduler and servers to exit and returns the servers' reports.
     pub fn join(self) -> (JobSummary, Vec<ServerReport>) {
-        let summary = self.scheduler.join().unwrap().expect("scheduler ends cleanly");
+        let summary = self
+            .scheduler
+            .join()
+            .unwrap()
+            .expect("scheduler ends cleanly");
         let reports = self
             .servers
             .into_iter()

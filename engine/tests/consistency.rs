@@ -12,7 +12,10 @@ use ferrops_engine::{Consistency, TableSpec, Worker};
 const BLOCKED_FOR: Duration = Duration::from_millis(300);
 
 /// Whether a pull issued now completes within `BLOCKED_FOR`.
-fn pull_completes_promptly(w: &Worker, t: ferrops_engine::TableId) -> (bool, ferrops_engine::Ticket) {
+fn pull_completes_promptly(
+    w: &Worker,
+    t: ferrops_engine::TableId,
+) -> (bool, ferrops_engine::Ticket) {
     let ticket = w.pull_async(t, &[42]).unwrap();
     let deadline = Instant::now() + BLOCKED_FOR;
     while Instant::now() < deadline {
@@ -31,8 +34,12 @@ fn bounded_delay_blocks_three_clocks_ahead_and_eventual_never_does() {
     let go_rx = std::sync::Arc::new(std::sync::Mutex::new(go_rx));
     let go_tx = std::sync::Arc::new(std::sync::Mutex::new(go_tx));
     let results = job.run_workers(2, move |w| {
-        let bounded = w.declare_table(TableSpec::new("tau2", 1).consistency(Consistency::BoundedDelay(2))).unwrap();
-        let eventual = w.declare_table(TableSpec::new("eventual", 1).consistency(Consistency::Eventual)).unwrap();
+        let bounded = w
+            .declare_table(TableSpec::new("tau2", 1).consistency(Consistency::BoundedDelay(2)))
+            .unwrap();
+        let eventual = w
+            .declare_table(TableSpec::new("eventual", 1).consistency(Consistency::Eventual))
+            .unwrap();
         w.barrier().unwrap();
         if w.rank() == 1 {
             // The slow worker: stays in clock 0 until the fast one has made its observations.
@@ -62,7 +69,12 @@ fn bounded_delay_blocks_three_clocks_ahead_and_eventual_never_does() {
     });
     assert_eq!(
         results[0],
-        vec![(1, true, true), (2, true, true), (3, true, false), (99, true, true)],
+        vec![
+            (1, true, true),
+            (2, true, true),
+            (3, true, false),
+            (99, true, true)
+        ],
         "(clocks ahead, eventual pull prompt, τ=2 pull prompt)"
     );
     job.join();
@@ -72,7 +84,9 @@ fn bounded_delay_blocks_three_clocks_ahead_and_eventual_never_does() {
 fn a_dead_worker_stops_holding_back_the_others() {
     let job = common::start(1, 2);
     let results = job.run_workers(2, |w| {
-        let t = w.declare_table(TableSpec::new("bsp", 1).consistency(Consistency::Sequential)).unwrap();
+        let t = w
+            .declare_table(TableSpec::new("bsp", 1).consistency(Consistency::Sequential))
+            .unwrap();
         w.barrier().unwrap();
         if w.rank() == 1 {
             std::thread::sleep(Duration::from_millis(300));
@@ -90,9 +104,16 @@ fn a_dead_worker_stops_holding_back_the_others() {
         w.finish().unwrap();
         values == vec![0.0] && waited >= Duration::from_millis(200)
     });
-    assert_eq!(results, vec![true, true], "worker 0 waited for worker 1 until it died, then went on");
+    assert_eq!(
+        results,
+        vec![true, true],
+        "worker 0 waited for worker 1 until it died, then went on"
+    );
     let summary = job.scheduler.join().unwrap();
-    assert!(summary.is_err(), "a job that lost a worker does not end as a success");
+    assert!(
+        summary.is_err(),
+        "a job that lost a worker does not end as a success"
+    );
     for s in job.servers {
         let _ = s.join().unwrap();
     }

@@ -29,7 +29,11 @@ fn pushes_from_every_worker_are_summed_across_servers() {
     }
     let (summary, reports) = job.join();
     assert_eq!(summary.workers_done, 2);
-    assert_eq!(reports.iter().map(|r| r.pushes).sum::<u64>(), 6, "2 workers × 3 servers");
+    assert_eq!(
+        reports.iter().map(|r| r.pushes).sum::<u64>(),
+        6,
+        "2 workers × 3 servers"
+    );
 }
 
 #[test]
@@ -41,7 +45,9 @@ fn async_and_zero_copy_forms_agree_with_blocking_ones() {
             .unwrap();
         let keys = spread_keys(300);
         let grads = vec![2.0f32; 300];
-        let tickets: Vec<_> = (0..3).map(|_| w.push_async(t, &keys, &grads).unwrap()).collect();
+        let tickets: Vec<_> = (0..3)
+            .map(|_| w.push_async(t, &keys, &grads).unwrap())
+            .collect();
         for ticket in tickets {
             w.wait(ticket).unwrap();
         }
@@ -61,11 +67,23 @@ fn bad_requests_are_typed_errors_and_the_server_keeps_serving() {
     let job = common::start(1, 1);
     job.run_workers(1, |w| {
         let t = w.declare_table(TableSpec::new("t", 2)).unwrap();
-        assert!(matches!(w.push(t, &[3, 1], &[0.0; 4]), Err(EngineError::Keys(_))));
-        assert!(matches!(w.push(t, &[1, 1], &[0.0; 4]), Err(EngineError::Keys(_))));
-        assert!(matches!(w.push(t, &[1, 2], &[0.0; 3]), Err(EngineError::Keys(_))));
+        assert!(matches!(
+            w.push(t, &[3, 1], &[0.0; 4]),
+            Err(EngineError::Keys(_))
+        ));
+        assert!(matches!(
+            w.push(t, &[1, 1], &[0.0; 4]),
+            Err(EngineError::Keys(_))
+        ));
+        assert!(matches!(
+            w.push(t, &[1, 2], &[0.0; 3]),
+            Err(EngineError::Keys(_))
+        ));
         let bogus = ferrops_engine::TableId(99);
-        assert!(matches!(w.pull(bogus, &[1]), Err(EngineError::UnknownTable(99))));
+        assert!(matches!(
+            w.pull(bogus, &[1]),
+            Err(EngineError::UnknownTable(99))
+        ));
         let clash = w.declare_table(TableSpec::new("t", 3));
         assert!(matches!(clash, Err(EngineError::Refused(_))), "{clash:?}");
         w.push(t, &[1, 2], &[1.0, 2.0, 3.0, 4.0]).unwrap();
@@ -90,7 +108,9 @@ fn sequential_pulls_see_every_push_of_the_previous_clock() {
             seen.push(got[0]);
             assert!(got.iter().all(|&v| v == got[0]));
             // Stagger the workers so a missing wait would show.
-            std::thread::sleep(std::time::Duration::from_millis(5 * w.rank() as u64 * clock as u64));
+            std::thread::sleep(std::time::Duration::from_millis(
+                5 * w.rank() as u64 * clock as u64,
+            ));
             w.push(t, &keys, &vec![1.0; 64]).unwrap();
             w.clock().unwrap();
         }

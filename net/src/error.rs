@@ -51,5 +51,9 @@ pub enum NetError {
     #[error("peer closed the connection")]
     Closed,
     #[error("send queue to peer {peer} holds {queued} bytes, over the limit of {limit}")]
-    Backlog { peer: usize, queued: usize, limit: usize },
+    Backlog {
+        peer: usize,
+        queued: usize,
+        limit: usize,
+    },
 }

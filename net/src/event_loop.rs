@@ -137,7 +137,10 @@ impl Io<'_> {
 
     /// The remote address of `peer`.
     pub fn peer_addr(&self, peer: PeerId) -> Option<SocketAddr> {
-        self.peers.get(peer).and_then(Option::as_ref).and_then(Peer::addr)
+        self.peers
+            .get(peer)
+            .and_then(Option::as_ref)
+            .and_then(Peer::addr)
     }
 
     /// The node's counters.
@@ -187,7 +190,8 @@ impl EventLoop {
                     addr: format!("listen {addr}"),
                     source,
                 })?;
-                poll.registry().register(&mut l, LISTENER, Interest::READABLE)?;
+                poll.registry()
+                    .register(&mut l, LISTENER, Interest::READABLE)?;
                 Some(l)
             }
             None => None,
@@ -267,7 +271,13 @@ impl EventLoop {
             }
             let mut ready: Vec<(Token, bool, bool)> = events
                 .iter()
-                .map(|e| (e.token(), e.is_readable() || e.is_read_closed(), e.is_writable()))
+                .map(|e| {
+                    (
+                        e.token(),
+                        e.is_readable() || e.is_read_closed(),
+                        e.is_writable(),
+                    )
+                })
                 .collect();
             ready.extend(backlog.drain(..).map(|p| (Token(p), true, false)));
             for (token, readable, writable) in ready {
@@ -303,7 +313,11 @@ impl EventLoop {
         }
     }
 
-    fn report_closed(&mut self, handler: &mut impl Handler, closed: &mut Vec<(PeerId, CloseReason)>) {
+    fn report_closed(
+        &mut self,
+        handler: &mut impl Handler,
+        closed: &mut Vec<(PeerId, CloseReason)>,
+    ) {
         while let Some((peer, reason)) = closed.pop() {
             let mut more = Vec::new();
             let mut io = self.io(&mut more);
@@ -345,13 +359,16 @@ impl EventLoop {
         };
         match p.flush() {
             Ok(true) => {
-                let _ = self
-                    .poll
-                    .registry()
-                    .reregister(p.stream_mut(), Token(peer), Interest::READABLE);
+                let _ = self.poll.registry().reregister(
+                    p.stream_mut(),
+                    Token(peer),
+                    Interest::READABLE,
+                );
             }
             Ok(false) => {}
-            Err(e) => self.io(closed).close(peer, CloseReason::Error(e.to_string())),
+            Err(e) => self
+                .io(closed)
+                .close(peer, CloseReason::Error(e.to_string())),
         }
     }
 
@@ -384,7 +401,8 @@ impl EventLoop {
                     return false;
                 }
                 Err(e) => {
-                    self.io(closed).close(peer, CloseReason::Error(e.to_string()));
+                    self.io(closed)
+                        .close(peer, CloseReason::Error(e.to_string()));
                     return false;
                 }
             }

@@ -51,7 +51,8 @@ impl Peer {
             addr: addr.to_string(),
             source,
         };
-        let std_stream = std::net::TcpStream::connect_timeout(&addr, timeout).map_err(connect_err)?;
+        let std_stream =
+            std::net::TcpStream::connect_timeout(&addr, timeout).map_err(connect_err)?;
         std_stream.set_nonblocking(true).map_err(connect_err)?;
         Ok(Peer::new(
             TcpStream::from_std(std_stream),
@@ -91,7 +92,11 @@ impl Peer {
     /// socket takes it now; returns the new offset. For callers that wait for the socket
     /// themselves instead of queueing (the worker client). Must not be mixed with a non-empty
     /// send queue.
-    pub fn write_frame_from(&mut self, frame: &FrameParts<'_>, offset: usize) -> Result<usize, NetError> {
+    pub fn write_frame_from(
+        &mut self,
+        frame: &FrameParts<'_>,
+        offset: usize,
+    ) -> Result<usize, NetError> {
         if offset == 0 {
             crate::writer::count_sent(frame, &self.metrics);
         }

@@ -19,7 +19,7 @@ mod tests {
     fn differs_for_different_lists_and_matches_for_equal_ones() {
         let a = [1u64, 2, 3];
         let b = [1u64, 2, 4];
-        assert_eq!(key_signature(&a), key_signature(&a.to_vec()));
+        assert_eq!(key_signature(&a), key_signature(a.as_ref()));
         assert_ne!(key_signature(&a), key_signature(&b));
         assert_ne!(key_signature(&a), key_signature(&a[..2]));
     }

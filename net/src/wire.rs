@@ -386,15 +386,24 @@ mod tests {
         let limits = FrameLimits::default();
         let mut h = sealed(Opcode::Pull);
         h.magic = 7.into();
-        assert!(matches!(h.validate(&limits), Err(WireError::BadMagic { .. })));
+        assert!(matches!(
+            h.validate(&limits),
+            Err(WireError::BadMagic { .. })
+        ));
 
         let mut h = sealed(Opcode::Pull);
         h.version = 9.into();
-        assert!(matches!(h.validate(&limits), Err(WireError::BadVersion { found: 9, .. })));
+        assert!(matches!(
+            h.validate(&limits),
+            Err(WireError::BadVersion { found: 9, .. })
+        ));
 
         let mut h = sealed(Opcode::Pull);
         h.clock = 3.into();
-        assert!(matches!(h.validate(&limits), Err(WireError::HeaderChecksum { .. })));
+        assert!(matches!(
+            h.validate(&limits),
+            Err(WireError::HeaderChecksum { .. })
+        ));
 
         let mut h = sealed(Opcode::Pull);
         h.opcode = 99;
@@ -410,7 +419,10 @@ mod tests {
         };
         assert!(matches!(
             h.validate(&small),
-            Err(WireError::TooLarge { section: "values", .. })
+            Err(WireError::TooLarge {
+                section: "values",
+                ..
+            })
         ));
     }
 

@@ -87,7 +87,13 @@ impl OutQueue {
                 .iter()
                 .take(MAX_IOV)
                 .enumerate()
-                .map(|(i, c)| if i == 0 { &c[self.front_written..] } else { &c[..] })
+                .map(|(i, c)| {
+                    if i == 0 {
+                        &c[self.front_written..]
+                    } else {
+                        &c[..]
+                    }
+                })
                 .collect();
             let n = write_slices(dst, &slices)?;
             if n == 0 {
@@ -124,7 +130,10 @@ pub fn frame_slices<'a>(frame: &'a FrameParts<'a>) -> Vec<&'a [u8]> {
     let mut slices: Vec<&[u8]> = Vec::with_capacity(frame.values.len() + 5);
     slices.push(header);
     push_nonempty(&mut slices, frame.keys);
-    push_nonempty(&mut slices, &ZEROS[..pad8(frame.keys.len()) - frame.keys.len()]);
+    push_nonempty(
+        &mut slices,
+        &ZEROS[..pad8(frame.keys.len()) - frame.keys.len()],
+    );
     for v in frame.values {
         push_nonempty(&mut slices, v);
     }
@@ -173,7 +182,12 @@ fn write_slices(dst: &mut impl Write, slices: &[&[u8]]) -> io::Result<usize> {
             iov.push(IoSlice::new(s));
         }
         match dst.write_vectored(&iov) {
-            Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "socket took 0 bytes")),
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "socket took 0 bytes",
+                ))
+            }
             Ok(mut n) => {
                 done += n;
                 while n > 0 {

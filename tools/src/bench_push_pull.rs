@@ -61,10 +61,17 @@ struct Report {
 pub fn run(args: &PushPullArgs) -> Result<()> {
     match args.transport {
         Transport::Tcp => {}
-        Transport::Auto => tracing::info!("transport auto: no RDMA transport in this build, using tcp"),
-        other => bail!("transport {other:?} is not available in this build yet; use --transport tcp"),
+        Transport::Auto => {
+            tracing::info!("transport auto: no RDMA transport in this build, using tcp")
+        }
+        other => {
+            bail!("transport {other:?} is not available in this build yet; use --transport tcp")
+        }
     }
-    ensure!(args.keys > 0 && args.iters > 0 && args.val_len > 0, "keys, iters and val-len must be positive");
+    ensure!(
+        args.keys > 0 && args.iters > 0 && args.val_len > 0,
+        "keys, iters and val-len must be positive"
+    );
     let keys = Arc::new(spread_keys(args.keys as usize));
     let mut spec = LocalSpec::new(args.servers, args.workers)?;
     spec.shutdown_grace = Duration::from_secs(30);
@@ -78,12 +85,16 @@ pub fn run(args: &PushPullArgs) -> Result<()> {
         .collect();
     let mut all = Samples::default();
     for h in handles {
-        let s = h.join().map_err(|_| anyhow::anyhow!("a benchmark worker panicked"))??;
+        let s = h
+            .join()
+            .map_err(|_| anyhow::anyhow!("a benchmark worker panicked"))??;
         all.push_us.extend(s.push_us);
         all.pull_us.extend(s.pull_us);
         add_metrics(&mut all.net, &s.net);
     }
-    cluster.wait(Duration::from_secs(60)).context("stopping the benchmark cluster")?;
+    cluster
+        .wait(Duration::from_secs(60))
+        .context("stopping the benchmark cluster")?;
     let report = build_report(args, &mut all)?;
     print_human(&report);
     if args.json {
@@ -106,7 +117,11 @@ fn add_metrics(total: &mut MetricsSnapshot, m: &MetricsSnapshot) {
     total.value_bytes_copied += m.value_bytes_copied;
 }
 
-fn worker_loop(cfg: &ferrops_engine::config::WorkerConfig, keys: &[u64], args: &PushPullArgs) -> Result<Samples> {
+fn worker_loop(
+    cfg: &ferrops_engine::config::WorkerConfig,
+    keys: &[u64],
+    args: &PushPullArgs,
+) -> Result<Samples> {
     let w = Worker::connect(cfg)?;
     let table = w.declare_table(TableSpec::new("bench", args.val_len as u32))?;
     let values = vec![1.0f32; keys.len() * args.val_len];
@@ -121,7 +136,10 @@ fn worker_loop(cfg: &ferrops_engine::config::WorkerConfig, keys: &[u64], args: &
         // The server really summed: at least this worker's own i + 1 pushes are in every value.
         let floor = (i + 1) as f32;
         if let Some(bad) = out.iter().find(|&&v| v < floor) {
-            bail!("pulled {bad} after {} pushes of 1.0: the server lost updates", i + 1);
+            bail!(
+                "pulled {bad} after {} pushes of 1.0: the server lost updates",
+                i + 1
+            );
         }
         if i >= args.warmup {
             s.push_us.push((t1 - t0).as_secs_f64() * 1e6);
@@ -141,9 +159,19 @@ fn build_report(args: &PushPullArgs, all: &mut Samples) -> Result<Report> {
     let pull_resp = HEADER_LEN + value_bytes;
     let push = LatencyStats::from_samples(&mut all.push_us);
     let pull = LatencyStats::from_samples(&mut all.pull_us);
-    let gbps = |bytes: usize, us: f64| if us > 0.0 { bytes as f64 / us / 1e3 } else { 0.0 };
+    let gbps = |bytes: usize, us: f64| {
+        if us > 0.0 {
+            bytes as f64 / us / 1e3
+        } else {
+            0.0
+        }
+    };
     let floor = if args.floor {
-        let iters = if push_req > 1 << 20 { args.iters.min(10) } else { args.iters.max(100) };
+        let iters = if push_req > 1 << 20 {
+            args.iters.min(10)
+        } else {
+            args.iters.max(100)
+        };
         let push_rt = floor::tcp_ping_pong(push_req, HEADER_LEN, iters, args.warmup.max(1))?;
         let pull_rt = floor::tcp_ping_pong(pull_req, pull_resp, iters, args.warmup.max(1))?;
         let stream = floor::tcp_stream(push_req, 1 << 20)?;

@@ -63,7 +63,10 @@ impl LogRegOptions {
                 _ => bail!("unknown logreg option {flag}"),
             }
         }
-        ensure!(o.features > 0 && o.examples > 0 && o.batch > 0, "sizes must be positive");
+        ensure!(
+            o.features > 0 && o.examples > 0 && o.batch > 0,
+            "sizes must be positive"
+        );
         Ok(o)
     }
 
@@ -98,7 +101,10 @@ fn sigmoid(z: f32) -> f32 {
 
 /// The sorted, unique features of a batch.
 fn batch_keys(batch: &[Example]) -> Vec<u64> {
-    let mut keys: Vec<u64> = batch.iter().flat_map(|e| e.features.iter().copied()).collect();
+    let mut keys: Vec<u64> = batch
+        .iter()
+        .flat_map(|e| e.features.iter().copied())
+        .collect();
     keys.sort_unstable();
     keys.dedup();
     keys
@@ -112,7 +118,11 @@ fn batch_gradient(batch: &[Example], keys: &[u64], weights: &[f32], grad: &mut [
     let mut idx = Vec::new();
     for ex in batch {
         idx.clear();
-        idx.extend(ex.features.iter().map(|f| keys.binary_search(f).unwrap_or(0)));
+        idx.extend(
+            ex.features
+                .iter()
+                .map(|f| keys.binary_search(f).unwrap_or(0)),
+        );
         let margin: f32 = idx.iter().map(|&i| weights[i]).sum();
         let y = ex.label;
         stats.loss += f64::from((1.0 + (-y * margin).exp()).ln());
@@ -142,7 +152,10 @@ pub fn logreg(cfg: &WorkerConfig, o: &LogRegOptions) -> Result<()> {
     let data = synth::shard(&spec, rank, workers);
     let weights = w.declare_table(
         TableSpec::new("logreg.weights", 1)
-            .rule(Rule::AdaGrad { lr: o.lr, eps: 1e-6 })
+            .rule(Rule::AdaGrad {
+                lr: o.lr,
+                eps: 1e-6,
+            })
             .consistency(Consistency::BoundedDelay(o.tau)),
     )?;
     let progress = w.declare_table(TableSpec::new("logreg.progress", 1))?;
@@ -209,7 +222,10 @@ pub fn check(cfg: &WorkerConfig) -> Result<()> {
         let got = w.pull(t, &keys)?;
         let (lo, hi) = (clock as f32 * n, (clock + 1) as f32 * n - 1.0);
         if let Some(bad) = got.iter().find(|v| !(lo..=hi).contains(*v)) {
-            bail!("worker {}: pull at clock {clock} saw {bad}, expected within [{lo}, {hi}]", w.rank());
+            bail!(
+                "worker {}: pull at clock {clock} saw {bad}, expected within [{lo}, {hi}]",
+                w.rank()
+            );
         }
         w.push(t, &keys, &ones)?;
         w.clock()?;
@@ -223,7 +239,11 @@ pub fn check(cfg: &WorkerConfig) -> Result<()> {
         w.rank(),
         &total[..4]
     );
-    println!("check passed: worker {} saw {expected} on all {} keys", w.rank(), keys.len());
+    println!(
+        "check passed: worker {} saw {expected} on all {} keys",
+        w.rank(),
+        keys.len()
+    );
     w.finish()?;
     Ok(())
 }
@@ -247,8 +267,14 @@ mod tests {
     #[test]
     fn gradient_matches_a_finite_difference() {
         let batch = vec![
-            Example { features: vec![1, 5], label: 1.0 },
-            Example { features: vec![5, 9], label: -1.0 },
+            Example {
+                features: vec![1, 5],
+                label: 1.0,
+            },
+            Example {
+                features: vec![5, 9],
+                label: -1.0,
+            },
         ];
         let keys = batch_keys(&batch);
         assert_eq!(keys, vec![1, 5, 9]);
@@ -261,7 +287,11 @@ mod tests {
             let mut scratch = vec![0.0; 3];
             let up = batch_gradient(&batch, &keys, &w2, &mut scratch).loss;
             let numeric = (up - base) / 1e-3 / batch.len() as f64;
-            assert!((numeric - f64::from(g[i])).abs() < 1e-3, "coordinate {i}: {numeric} vs {}", g[i]);
+            assert!(
+                (numeric - f64::from(g[i])).abs() < 1e-3,
+                "coordinate {i}: {numeric} vs {}",
+                g[i]
+            );
         }
     }
 }

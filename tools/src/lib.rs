@@ -24,5 +24,7 @@ pub mod roles;
 pub mod synth;
 
 pub use ferrops_engine::config::{ClusterConfig, WorkerConfig};
-pub use ferrops_engine::{Completed, Consistency, EngineError, TableId, TableSpec, Ticket, Worker, WorkerInfo};
+pub use ferrops_engine::{
+    Completed, Consistency, EngineError, TableId, TableSpec, Ticket, Worker, WorkerInfo,
+};
 pub use ferrops_kernels::Rule;

@@ -6,7 +6,10 @@ use anyhow::Context;
 use ferrops_engine::config::{SchedulerConfig, ServerConfig, WorkerConfig};
 
 /// Runs the scheduler until the job ends; `announce` is called once with the bound address.
-pub fn run_scheduler(cfg: SchedulerConfig, announce: impl FnOnce(SocketAddr)) -> anyhow::Result<()> {
+pub fn run_scheduler(
+    cfg: SchedulerConfig,
+    announce: impl FnOnce(SocketAddr),
+) -> anyhow::Result<()> {
     let summary = ferrops_engine::scheduler::run_scheduler(&cfg, announce).context("scheduler")?;
     tracing::info!(
         "job finished: {} workers done, {} lost, {} tables",

@@ -73,7 +73,11 @@ pub fn planted_weight(spec: &SynthSpec, j: u64) -> f32 {
 /// The examples of shard `shard` of `shards` (each worker generates its own).
 pub fn shard(spec: &SynthSpec, shard: usize, shards: usize) -> Vec<Example> {
     let per = spec.examples / shards.max(1);
-    let mut rng = Rng::new(spec.seed.wrapping_add(1 + shard as u64).wrapping_mul(0xA24B_AED4_963E_E407));
+    let mut rng = Rng::new(
+        spec.seed
+            .wrapping_add(1 + shard as u64)
+            .wrapping_mul(0xA24B_AED4_963E_E407),
+    );
     (0..per)
         .map(|_| {
             let mut features: Vec<u64> = (0..spec.nnz_per_example)
@@ -112,7 +116,13 @@ mod tests {
 
     #[test]
     fn shards_are_deterministic_sorted_and_labelled() {
-        let spec = SynthSpec { features: 5000, examples: 400, nnz_per_example: 10, density: 0.2, seed: 3 };
+        let spec = SynthSpec {
+            features: 5000,
+            examples: 400,
+            nnz_per_example: 10,
+            density: 0.2,
+            seed: 3,
+        };
         let a = shard(&spec, 0, 2);
         assert_eq!(a, shard(&spec, 0, 2));
         assert_ne!(a, shard(&spec, 1, 2));
@@ -122,6 +132,9 @@ mod tests {
             assert!(ex.label == 1.0 || ex.label == -1.0);
         }
         let positives = a.iter().filter(|e| e.label > 0.0).count();
-        assert!(positives > 20 && positives < 180, "labels are not degenerate: {positives}");
+        assert!(
+            positives > 20 && positives < 180,
+            "labels are not degenerate: {positives}"
+        );
     }
 }

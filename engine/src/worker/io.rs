@@ -56,7 +56,12 @@ impl FrameSink for Sink<'_, '_> {
                 return lent.values.get_mut(range).map(|v| v.as_mut_bytes());
             }
         }
-        match self.outstanding.tickets.get_mut(&sub.ticket).map(|p| &mut p.kind) {
+        match self
+            .outstanding
+            .tickets
+            .get_mut(&sub.ticket)
+            .map(|p| &mut p.kind)
+        {
             Some(Kind::Pull(PullInto::Owned(out))) => out.get_mut(range).map(|v| v.as_mut_bytes()),
             _ => None,
         }
@@ -137,13 +142,22 @@ impl ClientIo {
         }
     }
 
-    fn set_writable(&mut self, server: Option<u32>, token: Token, on: bool) -> Result<(), EngineError> {
+    fn set_writable(
+        &mut self,
+        server: Option<u32>,
+        token: Token,
+        on: bool,
+    ) -> Result<(), EngineError> {
         let interest = if on {
             Interest::READABLE | Interest::WRITABLE
         } else {
             Interest::READABLE
         };
-        let registry = self.poll.registry().try_clone().map_err(ferrops_net::NetError::from)?;
+        let registry = self
+            .poll
+            .registry()
+            .try_clone()
+            .map_err(ferrops_net::NetError::from)?;
         let peer = self.peer_mut(server)?;
         registry
             .reregister(peer.stream_mut(), token, interest)
@@ -162,7 +176,11 @@ impl ClientIo {
     }
 
     /// Waits up to `timeout` for any socket, then handles every frame available.
-    pub fn progress(&mut self, timeout: Option<Duration>, lent: &mut Option<Lent<'_>>) -> Result<(), EngineError> {
+    pub fn progress(
+        &mut self,
+        timeout: Option<Duration>,
+        lent: &mut Option<Lent<'_>>,
+    ) -> Result<(), EngineError> {
         if !self.read_available(lent)? {
             match self.poll.poll(&mut self.events, timeout) {
                 Ok(()) => {}
@@ -255,12 +273,21 @@ impl ClientIo {
         if values.len() != sub.values.len() {
             error = Some(EngineError::Protocol {
                 peer: format!("server {}", sub.server),
-                detail: format!("pull reply has {} values, expected {}", values.len(), sub.values.len()),
+                detail: format!(
+                    "pull reply has {} values, expected {}",
+                    values.len(),
+                    sub.values.len()
+                ),
             });
         } else if !values.is_empty() {
             let dest = match lent.as_mut() {
                 Some(l) if l.ticket == sub.ticket => l.values.get_mut(sub.values.clone()),
-                _ => match self.outstanding.tickets.get_mut(&sub.ticket).map(|p| &mut p.kind) {
+                _ => match self
+                    .outstanding
+                    .tickets
+                    .get_mut(&sub.ticket)
+                    .map(|p| &mut p.kind)
+                {
                     Some(Kind::Pull(PullInto::Owned(out))) => out.get_mut(sub.values.clone()),
                     _ => None,
                 },

@@ -12,7 +12,9 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use ferrops_net::{key_signature, BufferPool, FrameParts, Header, Metrics, MetricsSnapshot, Opcode, Peer};
+use ferrops_net::{
+    key_signature, BufferPool, FrameParts, Header, Metrics, MetricsSnapshot, Opcode, Peer,
+};
 use zerocopy::IntoBytes;
 
 pub use pending::{Completed, Ticket};
@@ -68,10 +70,20 @@ impl Worker {
         let pool = BufferPool::new();
         let scheduler = connect_with_retry(cluster, pool.clone(), metrics.clone())?;
         let mut io = ClientIo::new(scheduler, metrics)?;
-        io.send_control(&Control::Register { role: Role::Worker, addr: None })?;
+        io.send_control(&Control::Register {
+            role: Role::Worker,
+            addr: None,
+        })?;
         let (info, routing) = io.await_control(
             |msg| match msg {
-                Control::Welcome { node_id, rank, num_servers, num_workers, routing, .. } => Some((
+                Control::Welcome {
+                    node_id,
+                    rank,
+                    num_servers,
+                    num_workers,
+                    routing,
+                    ..
+                } => Some((
                     WorkerInfo {
                         rank: *rank,
                         node_id: *node_id,
@@ -86,11 +98,18 @@ impl Worker {
         )?;
         for range in &routing.ranges {
             let addr = range.addr.parse().map_err(|e| {
-                EngineError::Config(format!("server {} has a bad address {}: {e}", range.server, range.addr))
+                EngineError::Config(format!(
+                    "server {} has a bad address {}: {e}",
+                    range.server, range.addr
+                ))
             })?;
             io.add_server(addr, cluster.limits, pool.clone(), cluster.connect_timeout)?;
         }
-        tracing::debug!("worker {} connected to {} servers", info.rank, io.servers.len());
+        tracing::debug!(
+            "worker {} connected to {} servers",
+            info.rank,
+            io.servers.len()
+        );
         Ok(Worker {
             info,
             state: Mutex::new(State {
@@ -126,7 +145,9 @@ impl Worker {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Declares a table (or looks up one another worker declared with the same spec) and waits
@@ -134,7 +155,8 @@ impl Worker {
     pub fn declare_table(&self, spec: TableSpec) -> Result<TableId, EngineError> {
         spec.validate().map_err(EngineError::Config)?;
         let mut st = self.lock();
-        st.io.send_control(&Control::DeclareTable { spec: spec.clone() })?;
+        st.io
+            .send_control(&Control::DeclareTable { spec: spec.clone() })?;
         let name = spec.name.clone();
         let (id, spec) = st.io.await_control(
             |msg| match msg {
@@ -156,9 +178,17 @@ impl Worker {
 
     /// Sends a push and returns at once with a ticket; the caller's slices are not needed after
     /// this returns (they were written to the sockets).
-    pub fn push_async(&self, table: TableId, keys: &[u64], values: &[f32]) -> Result<Ticket, EngineError> {
+    pub fn push_async(
+        &self,
+        table: TableId,
+        keys: &[u64],
+        values: &[f32],
+    ) -> Result<Ticket, EngineError> {
         let mut st = self.lock();
-        let spec = st.tables.get(&table.0).ok_or(EngineError::UnknownTable(table.0))?;
+        let spec = st
+            .tables
+            .get(&table.0)
+            .ok_or(EngineError::UnknownTable(table.0))?;
         check_sorted_unique(keys)?;
         let per_key = spec.push_floats_per_key();
         check_value_count(keys.len(), values.len(), per_key)?;
@@ -189,11 +219,23 @@ impl Worker {
 
     /// Pulls into the caller's buffer, which must hold exactly `keys × dim` floats; the values
     /// are read from the sockets straight into it (no intermediate copy).
-    pub fn pull_into(&self, table: TableId, keys: &[u64], out: &mut [f32]) -> Result<(), EngineError> {
+    pub fn pull_into(
+        &self,
+        table: TableId,
+        keys: &[u64],
+        out: &mut [f32],
+    ) -> Result<(), EngineError> {
         let mut st = self.lock();
         let ticket = self.send_pull(&mut st, table, keys, out.len(), PullInto::Borrowed)?;
-        let mut lent = Some(Lent { ticket, values: out });
-        st.io.drive_until(|io| io.outstanding.is_done(ticket) != Some(false), &mut lent, None)?;
+        let mut lent = Some(Lent {
+            ticket,
+            values: out,
+        });
+        st.io.drive_until(
+            |io| io.outstanding.is_done(ticket) != Some(false),
+            &mut lent,
+            None,
+        )?;
         st.io.outstanding.take(ticket).map(|_| ())
     }
 
@@ -204,12 +246,22 @@ impl Worker {
 
     /// Like [`Worker::pull_async`], reusing `buf` (resized to `keys × dim`) for the values, so a
     /// loop that hands its buffer back each time allocates nothing.
-    pub fn pull_async_into(&self, table: TableId, keys: &[u64], mut buf: Vec<f32>) -> Result<Ticket, EngineError> {
+    pub fn pull_async_into(
+        &self,
+        table: TableId,
+        keys: &[u64],
+        mut buf: Vec<f32>,
+    ) -> Result<Ticket, EngineError> {
         let mut st = self.lock();
-        let dim = st.tables.get(&table.0).ok_or(EngineError::UnknownTable(table.0))?.dim as usize;
+        let dim = st
+            .tables
+            .get(&table.0)
+            .ok_or(EngineError::UnknownTable(table.0))?
+            .dim as usize;
         buf.resize(keys.len() * dim, 0.0);
         let len = buf.len();
-        self.send_pull(&mut st, table, keys, len, PullInto::Owned(buf)).map(Ticket)
+        self.send_pull(&mut st, table, keys, len, PullInto::Owned(buf))
+            .map(Ticket)
     }
 
     fn send_pull(
@@ -220,14 +272,21 @@ impl Worker {
         out_len: usize,
         into: PullInto,
     ) -> Result<u64, EngineError> {
-        let dim = st.tables.get(&table.0).ok_or(EngineError::UnknownTable(table.0))?.dim as usize;
+        let dim = st
+            .tables
+            .get(&table.0)
+            .ok_or(EngineError::UnknownTable(table.0))?
+            .dim as usize;
         check_sorted_unique(keys)?;
         check_value_count(keys.len(), out_len, dim)?;
         let ticket = st.io.outstanding.open(Kind::Pull(into));
         let header = self.request_header(st, Opcode::Pull, table, keys);
         for (range, idx) in st.routing.slice(keys) {
             let server = st.routing.ranges[range].server;
-            let request = st.io.outstanding.add_request(ticket, server, idx.start * dim..idx.end * dim);
+            let request =
+                st.io
+                    .outstanding
+                    .add_request(ticket, server, idx.start * dim..idx.end * dim);
             let mut frame = part_frame(header, request, &keys[idx], keys.len());
             st.io.send(Some(server), &mut frame, &mut None)?;
         }
@@ -248,7 +307,11 @@ impl Worker {
     pub fn wait(&self, ticket: Ticket) -> Result<Completed, EngineError> {
         let mut st = self.lock();
         let id = ticket.0;
-        st.io.drive_until(|io| io.outstanding.is_done(id) != Some(false), &mut None, None)?;
+        st.io.drive_until(
+            |io| io.outstanding.is_done(id) != Some(false),
+            &mut None,
+            None,
+        )?;
         st.io.outstanding.take(id)
     }
 
@@ -280,7 +343,8 @@ impl Worker {
         h.clock = st.clock.into();
         h.routing_version = st.routing.version.into();
         for server in 0..st.io.servers.len() as u32 {
-            st.io.send(Some(server), &mut FrameParts::header_only(h), &mut None)?;
+            st.io
+                .send(Some(server), &mut FrameParts::header_only(h), &mut None)?;
         }
         Ok(st.clock)
     }
@@ -318,7 +382,8 @@ impl Worker {
             return Ok(());
         }
         st.finished = true;
-        st.io.drive_until(|io| io.outstanding.is_empty(), &mut None, None)?;
+        st.io
+            .drive_until(|io| io.outstanding.is_empty(), &mut None, None)?;
         st.io.send_control(&Control::Done)
     }
 }
@@ -335,7 +400,12 @@ impl Drop for Worker {
     }
 }
 
-fn part_frame<'a>(mut header: Header, request: u64, keys: &'a [u64], total_keys: usize) -> FrameParts<'a> {
+fn part_frame<'a>(
+    mut header: Header,
+    request: u64,
+    keys: &'a [u64],
+    total_keys: usize,
+) -> FrameParts<'a> {
     header.request_id = request.into();
     header.key_count = (keys.len() as u32).into();
     if total_keys >= SIGNED_MIN_KEYS {
@@ -356,7 +426,13 @@ fn connect_with_retry(
 ) -> Result<Peer, EngineError> {
     let started = std::time::Instant::now();
     loop {
-        match Peer::connect(cluster.scheduler, Duration::from_secs(2), cluster.limits, pool.clone(), metrics.clone()) {
+        match Peer::connect(
+            cluster.scheduler,
+            Duration::from_secs(2),
+            cluster.limits,
+            pool.clone(),
+            metrics.clone(),
+        ) {
             Ok(p) => return Ok(p),
             Err(e) if started.elapsed() >= cluster.connect_timeout => {
                 return Err(EngineError::SchedulerUnreachable {
