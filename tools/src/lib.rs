@@ -24,6 +24,13 @@ pub mod roles;
 pub mod synth;
 
 pub use ferrops_engine::config::{ClusterConfig, WorkerConfig};
+
+/// The configuration of a worker process started by `ferrops local` or an HPC launcher: the
+/// `FERROPS_*` environment variables (`FERROPS_SCHEDULER`, `FERROPS_NUM_SERVERS`,
+/// `FERROPS_NUM_WORKERS`, ...) and the file named by `FERROPS_CONFIG`.
+pub fn worker_config_from_env() -> anyhow::Result<WorkerConfig> {
+    config::ConfigInput::gather(&cli::ClusterFlags::default())?.worker()
+}
 pub use ferrops_engine::{
     Completed, Consistency, EngineError, TableId, TableSpec, Ticket, Worker, WorkerInfo,
 };
