@@ -113,7 +113,12 @@ pub fn preflight(opts: &SegmentOptions, expected_bytes: u64) -> Preflight {
         }
     };
     if let (Some(topology), Some(node)) = (&numa, opts.numa_node) {
-        if !topology.is_single_node() {
+        if topology.is_single_node() {
+            warnings.push(format!(
+                "NUMA node {node} was asked for, but this machine has one node: segment \
+                 memory is not bound and threads are not pinned"
+            ));
+        } else {
             if let Err(e) = topology.require_node(node) {
                 problems.push(e.to_string());
             } else if opts.hugepages != HugePolicy::Off {

@@ -1,7 +1,8 @@
 //! Topology discovery with hwloc (through `hwlocality`), including I/O devices so a NIC's
 //! node can be found.
 
-use hwlocality::object::types::ObjectType;
+use hwlocality::object::attributes::ObjectAttributes;
+use hwlocality::object::types::{OSDeviceType, ObjectType};
 use hwlocality::object::TopologyObject;
 use hwlocality::topology::builder::TypeFilter;
 use hwlocality::Topology;
@@ -38,6 +39,7 @@ pub(super) fn detect() -> Result<NumaTopology, MemoryError> {
     // is the node set of their first non-I/O ancestor.
     let devices = topology
         .os_devices()
+        .filter(|dev| is_network_or_rdma(dev))
         .filter_map(|dev| {
             let name = dev.name()?.to_str().ok()?.to_string();
             Some(DeviceLocality {
@@ -52,6 +54,15 @@ pub(super) fn detect() -> Result<NumaTopology, MemoryError> {
         devices,
         source: format!("hwloc, API {}", hwloc_version()),
     })
+}
+
+/// Network interfaces (`eth0`) and RDMA devices (`mlx5_0`), not disks or GPUs.
+fn is_network_or_rdma(dev: &TopologyObject) -> bool {
+    matches!(
+        dev.attributes(),
+        Some(ObjectAttributes::OSDevice(attr))
+            if matches!(attr.device_type(), OSDeviceType::Network | OSDeviceType::OpenFabrics)
+    )
 }
 
 /// The one node local to an I/O object, if its locality is exactly one node.
