@@ -291,7 +291,8 @@ while read -r mode dir; do
   mount -t 9p -o "$P9,$mode" "share$i" "/newroot$dir" || echo "vm-run(guest): cannot mount $dir"
   i=$((i + 1))
 done < /newroot/run/vm-job/shares
-exec chroot /newroot /bin/sh -c '
+# bash, not sh: the command was quoted with bash's printf %q.
+exec chroot /newroot /bin/bash -c '
   export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root
   . /run/vm-job/env
   ip link set lo up
