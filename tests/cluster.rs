@@ -132,17 +132,34 @@ fn roles_configured_by_environment_variables_form_a_job() {
 #[test]
 fn a_killed_worker_fails_the_job_without_hanging_the_others() {
     let started = std::time::Instant::now();
-    // Each worker is a shell that starts a long training job and SIGKILLs it shortly after.
+    let lock = std::env::temp_dir().join(format!("ferrops-kill-{}", std::process::id()));
+    let _ = std::fs::remove_dir(&lock);
+    // Each worker is a shell running a long training job; the first to take the lock SIGKILLs
+    // its job shortly after, the other trains on until the launcher stops it.
+    let script = "\"$0\" worker --job logreg -- --epochs 500 --examples 20000 & pid=$!; \
+                  if mkdir \"$1\" 2>/dev/null; then sleep 0.5; kill -9 $pid; fi; wait $pid";
     let killed = ferrops()
-        .args(["local", "--servers", "1", "--workers", "2", "--", "sh", "-c"])
-        .arg("\"$0\" worker --job logreg -- --epochs 500 --examples 20000 & pid=$!; sleep 0.5; kill -9 $pid; wait $pid")
+        .args([
+            "local",
+            "--servers",
+            "1",
+            "--workers",
+            "2",
+            "--",
+            "sh",
+            "-c",
+            script,
+        ])
         .arg(env!("CARGO_BIN_EXE_ferrops"))
+        .arg(&lock)
         .output()
         .unwrap();
+    let _ = std::fs::remove_dir(&lock);
     assert_eq!(
         killed.status.code(),
         Some(137),
-        "the killed worker's status (128 + SIGKILL) is the job's"
+        "the killed worker's status (128 + SIGKILL) is the job's: {}",
+        String::from_utf8_lossy(&killed.stderr)
     );
     assert!(started.elapsed() < Duration::from_secs(60), "nothing hangs");
 }

@@ -21,6 +21,11 @@ pub struct ClusterConfig {
     pub secret: Option<String>,
     /// How long a node waits for the scheduler before giving up.
     pub connect_timeout: Duration,
+    /// Keys of resolved key lists each worker→server connection caches at both ends, so that a
+    /// list sent before travels as its signature alone (0 turns key caching off).
+    pub key_cache_keys: u64,
+    /// Whether frames carry a CRC-32C of their payload (the header is always checked).
+    pub payload_checksum: bool,
 }
 
 impl ClusterConfig {
@@ -33,6 +38,8 @@ impl ClusterConfig {
             limits: FrameLimits::default(),
             secret: None,
             connect_timeout: Duration::from_secs(30),
+            key_cache_keys: 1 << 24,
+            payload_checksum: true,
         }
     }
 }

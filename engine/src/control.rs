@@ -19,6 +19,9 @@ pub enum Role {
 pub enum Control {
     /// Node → scheduler: join the job. Servers give the address workers should use.
     Register { role: Role, addr: Option<String> },
+    /// Worker → server, first on each connection: who is calling and how many keys of key lists
+    /// this connection caches (both ends keep the same cache, see `keycache`).
+    Hello { node_id: u32, key_cache_keys: u64 },
     /// Server → scheduler: welcomed and serving.
     Ready,
     /// Scheduler → node: your identity, sent once the whole job has registered.

@@ -29,6 +29,47 @@ pub fn check_sorted_unique(keys: &[u64]) -> Result<(), KeyListError> {
     }
 }
 
+/// Keys per chunk of [`check_and_sign`]: 64 KiB, so the check and the hash read the chunk from
+/// cache rather than from memory twice.
+const SIGN_CHUNK: usize = 8192;
+
+/// Checks that `keys` is strictly increasing and computes its signature (equal to
+/// `ferrops_net::key_signature`) in one pass over memory.
+pub fn check_and_sign(keys: &[u64]) -> Result<u64, KeyListError> {
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    for (c, chunk) in keys.chunks(SIGN_CHUNK).enumerate() {
+        let base = c * SIGN_CHUNK;
+        check_sorted_unique(chunk).map_err(|e| e.shifted(base))?;
+        if base > 0 && keys[base - 1] >= chunk[0] {
+            return Err(KeyListError::NotSortedUnique {
+                index: base,
+                previous: keys[base - 1],
+                key: chunk[0],
+            });
+        }
+        hasher.update(zerocopy::IntoBytes::as_bytes(chunk));
+    }
+    Ok(hasher.digest())
+}
+
+impl KeyListError {
+    /// The same error for a list that starts `offset` keys into a longer one.
+    pub fn shifted(self, offset: usize) -> KeyListError {
+        match self {
+            KeyListError::NotSortedUnique {
+                index,
+                previous,
+                key,
+            } => KeyListError::NotSortedUnique {
+                index: index + offset,
+                previous,
+                key,
+            },
+            other => other,
+        }
+    }
+}
+
 /// Checks that `values` holds exactly `per_key` floats for each key.
 pub fn check_value_count(keys: usize, values: usize, per_key: usize) -> Result<(), KeyListError> {
     if keys.checked_mul(per_key) == Some(values) {
@@ -60,6 +101,20 @@ mod tests {
         );
         assert!(check_sorted_unique(&[2, 1]).is_err());
         assert!(check_value_count(3, 6, 2).is_ok());
+        let long: Vec<u64> = (0..20_000).map(|i| i * 3).collect();
+        assert_eq!(check_and_sign(&long), Ok(ferrops_net::key_signature(&long)));
+        let mut bad = long.clone();
+        bad[SIGN_CHUNK] = bad[SIGN_CHUNK - 1]; // a duplicate across a chunk boundary
+        assert!(matches!(
+            check_and_sign(&bad),
+            Err(KeyListError::NotSortedUnique { index, .. }) if index == SIGN_CHUNK
+        ));
+        bad = long.clone();
+        bad[15_000] = 0;
+        assert!(matches!(
+            check_and_sign(&bad),
+            Err(KeyListError::NotSortedUnique { index: 15_000, .. })
+        ));
         assert!(check_value_count(3, 5, 2).is_err());
     }
 }

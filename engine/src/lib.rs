@@ -9,6 +9,7 @@ pub mod clock;
 pub mod config;
 pub mod control;
 mod error;
+pub mod keycache;
 pub mod keymap;
 pub mod keys;
 pub mod memory;
@@ -21,4 +22,4 @@ pub mod worker;
 
 pub use error::EngineError;
 pub use table::{Consistency, TableId, TableSpec};
-pub use worker::{Completed, Ticket, Worker, WorkerInfo};
+pub use worker::{Completed, Ticket, Worker, WorkerInfo, SIGNED_MIN_KEYS};

@@ -7,18 +7,20 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferrops_net::{
-    CloseReason, EventLoop, Frame, FrameParts, Handler, Header, Io, Metrics, MetricsSnapshot,
-    Opcode, PeerId, Status,
+    flags, CloseReason, EventLoop, Frame, FrameParts, Handler, Header, Io, Metrics,
+    MetricsSnapshot, Opcode, PeerId, Status,
 };
 
 use crate::clock::{ClockTracker, Parked};
 use crate::config::ServerConfig;
 use crate::control::{Control, Role};
+use crate::keycache::KeyListCache;
 use crate::routing::RoutingTable;
-use crate::store::{StoreError, TableStore};
+use crate::store::{Resolved, StoreError, TableStore};
 use crate::EngineError;
 
 /// Slot runs above this count are gathered into one buffer instead of one iovec each.
@@ -45,7 +47,8 @@ pub struct Server {
     routing: RoutingTable,
     tables: HashMap<u32, TableStore>,
     clocks: ClockTracker,
-    parked: Parked<(PeerId, Frame)>,
+    parked: Parked<Request>,
+    key_caches: HashMap<PeerId, KeyListCache<CachedList>>,
     last_seq: HashMap<u32, u64>,
     gather: Vec<f32>,
     stop: Option<Result<(), EngineError>>,
@@ -56,6 +59,7 @@ pub struct Server {
 pub fn run_server(cfg: &ServerConfig) -> Result<ServerReport, EngineError> {
     let metrics = Metrics::new();
     let mut ev = EventLoop::new(Some(cfg.bind), cfg.cluster.limits, metrics.clone())?;
+    ev.set_payload_crc(cfg.cluster.payload_checksum);
     let scheduler = connect_scheduler(&mut ev, &cfg.cluster)?;
     let listen = ev
         .local_addr()
@@ -78,6 +82,7 @@ pub fn run_server(cfg: &ServerConfig) -> Result<ServerReport, EngineError> {
         tables: HashMap::new(),
         clocks: ClockTracker::default(),
         parked: Parked::default(),
+        key_caches: HashMap::new(),
         last_seq: HashMap::new(),
         gather: Vec::new(),
         stop: None,
@@ -243,16 +248,49 @@ impl Server {
     }
 
     fn on_request(&mut self, peer: PeerId, frame: Frame, io: &mut Io<'_>) {
-        let result = match frame.opcode() {
-            Opcode::Push => self.push(peer, &frame, io),
-            Opcode::Pull => self.pull_or_park(peer, frame, io),
+        match frame.opcode() {
+            op @ (Opcode::Push | Opcode::Pull) => {
+                let request = match self.admit(peer, frame) {
+                    Ok(r) => r,
+                    Err((header, refusal)) => return self.refuse(io, peer, &header, &refusal),
+                };
+                let header = request.frame.header;
+                let result = if op == Opcode::Push {
+                    self.push(&request, io)
+                } else {
+                    self.pull_or_park(request, io)
+                };
+                if let Err(refusal) = result {
+                    self.refuse(io, peer, &header, &refusal);
+                }
+            }
             Opcode::Clock => {
                 let (worker, completed) = (frame.header.sender.get(), frame.header.clock.get());
                 if self.clocks.record(worker, completed) {
                     self.release_parked(io);
                 }
-                return;
             }
+            Opcode::Control => match Control::decode(frame.extra()) {
+                Ok(Control::Hello {
+                    node_id,
+                    key_cache_keys,
+                }) => {
+                    tracing::debug!(
+                        "worker node {node_id} on peer {peer}, key cache {key_cache_keys} keys"
+                    );
+                    self.key_caches
+                        .insert(peer, KeyListCache::new(key_cache_keys));
+                }
+                other => {
+                    let msg = format!("servers do not accept {other:?} from workers");
+                    self.refuse(
+                        io,
+                        peer,
+                        &frame.header,
+                        &Refusal::new(Status::BadRequest, msg),
+                    );
+                }
+            },
             op => {
                 let msg = format!("servers do not accept {op:?} frames");
                 self.refuse(
@@ -261,12 +299,49 @@ impl Server {
                     &frame.header,
                     &Refusal::new(Status::BadRequest, msg),
                 );
-                return;
             }
-        };
-        if let Err((header, refusal)) = result {
-            self.refuse(io, peer, &header, &refusal);
         }
+    }
+
+    /// Finds a request's keys: in the frame, or, for a request that names them by signature, in
+    /// this connection's key cache. Every signed request updates the cache exactly as the worker
+    /// did when it sent it, whatever happens to the request afterwards.
+    fn admit(&mut self, peer: PeerId, frame: Frame) -> Result<Request, (Header, Refusal)> {
+        let h = frame.header;
+        let id = (h.table.get(), h.key_signature.get());
+        let count = u64::from(h.key_count.get());
+        let cache = self.key_caches.get_mut(&peer);
+        if h.flags & flags::KEYS_BY_SIGNATURE != 0 {
+            let Some(cached) = cache.and_then(|c| c.hit(id, count)) else {
+                let msg = format!(
+                    "key list {:#018x} ({count} keys) is not cached on this connection",
+                    id.1
+                );
+                return Err((h, Refusal::new(Status::KeysUnknown, msg)));
+            };
+            let (keys, resolved) = (Some(cached.keys.clone()), cached.resolved.clone());
+            return Ok(Request {
+                peer,
+                frame,
+                keys,
+                resolved,
+            });
+        }
+        if let (Some(cache), true) = (cache, id.1 != 0) {
+            let keys = frame
+                .keys()
+                .map_err(|e| (h, Refusal::new(Status::BadKeys, e.to_string())))?;
+            cache.access(id, count, || CachedList {
+                keys: Arc::new(keys.to_vec()),
+                resolved: None,
+            });
+        }
+        Ok(Request {
+            peer,
+            frame,
+            keys: None,
+            resolved: None,
+        })
     }
 
     fn refuse(&mut self, io: &mut Io<'_>, peer: PeerId, header: &Header, refusal: &Refusal) {
@@ -308,51 +383,53 @@ impl Server {
         Ok(())
     }
 
-    fn table_and_keys<'f>(
+    /// The request's table, keys (ownership checked) and their slots, resolving them once per
+    /// cached list.
+    fn resolve<'r>(
         &mut self,
-        frame: &'f Frame,
-    ) -> Result<(&mut TableStore, &'f [u64]), Refusal> {
-        let keys = frame
-            .keys()
-            .map_err(|e| Refusal::new(Status::BadKeys, e.to_string()))?;
-        self.check_owner(keys, &frame.header)?;
-        let id = frame.header.table.get();
+        request: &'r Request,
+    ) -> Result<(&mut TableStore, &'r [u64], Arc<Resolved>), Refusal> {
+        let keys = request.keys()?;
+        self.check_owner(keys, &request.frame.header)?;
+        let h = request.frame.header;
+        let id = h.table.get();
         let store = self.tables.get_mut(&id).ok_or_else(|| {
             Refusal::new(Status::UnknownTable, format!("table {id} is not declared"))
         })?;
-        Ok((store, keys))
+        let resolved = match &request.resolved {
+            Some(r) => r.clone(),
+            None => {
+                let r = store.resolve(h.key_signature.get(), keys)?;
+                let cached = self
+                    .key_caches
+                    .get_mut(&request.peer)
+                    .and_then(|c| c.peek_mut((id, h.key_signature.get())));
+                if let Some(entry) = cached {
+                    entry.resolved = Some(r.clone());
+                }
+                r
+            }
+        };
+        Ok((store, keys, resolved))
     }
 
-    fn push(
-        &mut self,
-        peer: PeerId,
-        frame: &Frame,
-        io: &mut Io<'_>,
-    ) -> Result<(), (Header, Refusal)> {
-        let h = frame.header;
-        let fail = |r: Refusal| (h, r);
+    fn push(&mut self, request: &Request, io: &mut Io<'_>) -> Result<(), Refusal> {
+        let h = request.frame.header;
         let worker = h.sender.get();
         let seq = h.seq.get();
         let duplicate = seq != 0 && self.last_seq.get(&worker).is_some_and(|&last| seq <= last);
         if duplicate {
             self.report.duplicate_pushes += 1;
         } else {
-            let (store, keys) = self.table_and_keys(frame).map_err(fail)?;
-            let values = frame
+            let values = request
+                .frame
                 .values_f32()
-                .map_err(|e| fail(Refusal::new(Status::BadValues, e.to_string())))?;
-            crate::keys::check_value_count(
-                keys.len(),
-                values.len(),
-                store.spec().push_floats_per_key(),
-            )
-            .map_err(|e| fail(Refusal::new(Status::BadValues, e.to_string())))?;
-            let resolved = store
-                .resolve(h.key_signature.get(), keys)
-                .map_err(|e| fail(e.into()))?;
-            store
-                .apply(&resolved.slots, values)
-                .map_err(|e| fail(e.into()))?;
+                .map_err(|e| Refusal::new(Status::BadValues, e.to_string()))?;
+            let (store, keys, resolved) = self.resolve(request)?;
+            let per_key = store.spec().push_floats_per_key();
+            crate::keys::check_value_count(keys.len(), values.len(), per_key)
+                .map_err(|e| Refusal::new(Status::BadValues, e.to_string()))?;
+            store.apply_resolved(&resolved, values)?;
             if seq != 0 {
                 self.last_seq.insert(worker, seq);
             }
@@ -362,42 +439,32 @@ impl Server {
         ack.request_id = h.request_id;
         ack.table = h.table;
         ack.seq = h.seq;
-        if let Err(e) = io.send(peer, &mut FrameParts::header_only(ack)) {
-            io.close(peer, CloseReason::Error(e.to_string()));
+        if let Err(e) = io.send(request.peer, &mut FrameParts::header_only(ack)) {
+            io.close(request.peer, CloseReason::Error(e.to_string()));
         }
         Ok(())
     }
 
-    fn pull_or_park(
-        &mut self,
-        peer: PeerId,
-        frame: Frame,
-        io: &mut Io<'_>,
-    ) -> Result<(), (Header, Refusal)> {
-        let h = frame.header;
+    fn pull_or_park(&mut self, request: Request, io: &mut Io<'_>) -> Result<(), Refusal> {
+        let h = request.frame.header;
         let table = self.tables.get(&h.table.get()).ok_or_else(|| {
-            (
-                h,
-                Refusal::new(
-                    Status::UnknownTable,
-                    format!("table {} is not declared", h.table.get()),
-                ),
-            )
+            let msg = format!("table {} is not declared", h.table.get());
+            Refusal::new(Status::UnknownTable, msg)
         })?;
         let required = table.spec().consistency.required_completed(h.clock.get());
         if self.clocks.min_completed() < required {
             self.report.parked_pulls += 1;
-            self.parked.park(required, (peer, frame));
+            self.parked.park(required, request);
             return Ok(());
         }
-        self.answer_pull(peer, &frame, io).map_err(|r| (h, r))
+        self.answer_pull(&request, io)
     }
 
-    fn answer_pull(&mut self, peer: PeerId, frame: &Frame, io: &mut Io<'_>) -> Result<(), Refusal> {
-        let h = frame.header;
+    fn answer_pull(&mut self, request: &Request, io: &mut Io<'_>) -> Result<(), Refusal> {
+        let h = request.frame.header;
+        let peer = request.peer;
         let mut gather = std::mem::take(&mut self.gather);
-        let (store, keys) = self.table_and_keys(frame)?;
-        let resolved = store.resolve(h.key_signature.get(), keys)?;
+        let (store, keys, resolved) = self.resolve(request)?;
         let mut reply = Header::new(Opcode::PullReply);
         reply.request_id = h.request_id;
         reply.table = h.table;
@@ -409,28 +476,24 @@ impl Server {
                 .iter()
                 .map(|&(s, n)| store.run_bytes(s, n))
                 .collect();
-            io.send(
-                peer,
-                &mut FrameParts {
-                    header: reply,
-                    keys: &[],
-                    values: &slices,
-                    extra: &[],
-                },
-            )
+            let mut frame = FrameParts {
+                header: reply,
+                keys: &[],
+                values: &slices,
+                extra: &[],
+            };
+            io.send(peer, &mut frame)
         } else {
             store.gather(&resolved.slots, &mut gather);
             io.metrics().values_copied(gather.len() * 4);
-            let bytes = zerocopy::IntoBytes::as_bytes(gather.as_slice());
-            io.send(
-                peer,
-                &mut FrameParts {
-                    header: reply,
-                    keys: &[],
-                    values: &[bytes],
-                    extra: &[],
-                },
-            )
+            let bytes = [zerocopy::IntoBytes::as_bytes(gather.as_slice())];
+            let mut frame = FrameParts {
+                header: reply,
+                keys: &[],
+                values: &bytes,
+                extra: &[],
+            };
+            io.send(peer, &mut frame)
         };
         self.gather = gather;
         if let Err(e) = sent {
@@ -441,12 +504,39 @@ impl Server {
     }
 
     fn release_parked(&mut self, io: &mut Io<'_>) {
-        for (peer, frame) in self.parked.release(self.clocks.min_completed()) {
-            if let Err(r) = self.answer_pull(peer, &frame, io) {
-                self.refuse(io, peer, &frame.header, &r);
+        for request in self.parked.release(self.clocks.min_completed()) {
+            if let Err(r) = self.answer_pull(&request, io) {
+                let header = request.frame.header;
+                self.refuse(io, request.peer, &header, &r);
             }
         }
     }
+}
+
+/// A push or pull admitted for processing, with its keys from the frame or the key cache.
+struct Request {
+    peer: PeerId,
+    frame: Frame,
+    keys: Option<Arc<Vec<u64>>>,
+    resolved: Option<Arc<Resolved>>,
+}
+
+impl Request {
+    fn keys(&self) -> Result<&[u64], Refusal> {
+        match &self.keys {
+            Some(k) => Ok(k),
+            None => self
+                .frame
+                .keys()
+                .map_err(|e| Refusal::new(Status::BadKeys, e.to_string())),
+        }
+    }
+}
+
+/// A key list a worker connection cached here, and its slots once resolved.
+struct CachedList {
+    keys: Arc<Vec<u64>>,
+    resolved: Option<Arc<Resolved>>,
 }
 
 impl Handler for Server {
@@ -461,7 +551,8 @@ impl Handler for Server {
     }
 
     fn on_close(&mut self, peer: PeerId, reason: &CloseReason, _io: &mut Io<'_>) {
-        self.parked.forget(|(p, _)| *p == peer);
+        self.parked.forget(|r| r.peer == peer);
+        self.key_caches.remove(&peer);
         if peer == self.scheduler && self.stop.is_none() {
             tracing::error!("scheduler connection closed: {reason:?}");
             self.stop = Some(Err(EngineError::SchedulerLost));

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use ferrops_kernels::{apply_sparse, Rule, State};
+use ferrops_kernels::{apply_dense, apply_sparse, Rule, State};
 use zerocopy::IntoBytes;
 
 use crate::keymap::KeyMap;
@@ -176,10 +176,57 @@ impl TableStore {
         }
     }
 
+    /// Applies a push's inputs to a resolved key list with the table's rule: run by run with the
+    /// dense kernels when the slots form a few contiguous runs (the usual case for a list pushed
+    /// before), slot by slot otherwise.
+    pub fn apply_resolved(
+        &mut self,
+        resolved: &Resolved,
+        inputs: &[f32],
+    ) -> Result<(), StoreError> {
+        let few_runs = resolved.runs.len() * 64 <= resolved.slots.len();
+        if !few_runs || self.spec.rule.inputs() != 1 {
+            return self.apply(&resolved.slots, inputs);
+        }
+        let dim = self.spec.dim as usize;
+        crate::keys::check_value_count(resolved.slots.len(), inputs.len(), dim)?;
+        let rule = self.next_rule();
+        let mut offset = 0;
+        for &(first, count) in &resolved.runs {
+            let (start, len) = (first as usize * dim, count as usize * dim);
+            let w = self
+                .values
+                .get_mut(start..start + len)
+                .ok_or(StoreError::Full(start + len))?;
+            let [a, b] = &mut self.state;
+            let state = match rule.state_len() {
+                0 => State::none(),
+                1 => State::one(&mut a[start..start + len]),
+                _ => State::two(&mut a[start..start + len], &mut b[start..start + len]),
+            };
+            apply_dense(rule, w, state, &inputs[offset..offset + len])?;
+            offset += len;
+        }
+        Ok(())
+    }
+
     /// Applies a push's inputs to the resolved slots with the table's rule.
     pub fn apply(&mut self, slots: &[u32], inputs: &[f32]) -> Result<(), StoreError> {
         let dim = self.spec.dim as usize;
-        let rule = match self.spec.rule {
+        let rule = self.next_rule();
+        let [a, b] = &mut self.state;
+        let state = match rule.state_len() {
+            0 => State::none(),
+            1 => State::one(a),
+            _ => State::two(a, b),
+        };
+        apply_sparse(rule, &mut self.values, state, slots, dim, inputs)?;
+        Ok(())
+    }
+
+    /// The rule for the next push (Adam's step counts pushes to this table).
+    fn next_rule(&mut self) -> Rule {
+        match self.spec.rule {
             Rule::Adam {
                 lr,
                 beta1,
@@ -197,15 +244,7 @@ impl TableStore {
                 }
             }
             rule => rule,
-        };
-        let [a, b] = &mut self.state;
-        let state = match rule.state_len() {
-            0 => State::none(),
-            1 => State::one(a),
-            _ => State::two(a, b),
-        };
-        apply_sparse(rule, &mut self.values, state, slots, dim, inputs)?;
-        Ok(())
+        }
     }
 
     /// The stored values of a run of slots, as bytes ready for the wire.
@@ -265,6 +304,37 @@ mod tests {
         s.gather(&r2.slots, &mut out);
         assert_eq!(out, vec![1.0, 1.0, 4.0, 5.0]);
         assert_eq!(slot_runs(&r2.slots), vec![(3, 1), (1, 1)]);
+    }
+
+    #[test]
+    fn run_by_run_dense_apply_matches_slot_by_slot() {
+        let rule = Rule::AdaGrad { lr: 0.3, eps: 1e-6 };
+        let (mut runs, mut slots) = (store(rule, 3), store(rule, 3));
+        let keys: Vec<u64> = (0..5000).map(|i| i * 11).collect();
+        let inputs: Vec<f32> = (0..15_000)
+            .map(|i| ((i % 17) as f32 - 8.0) * 0.25)
+            .collect();
+        for _ in 0..3 {
+            let a = runs.resolve(9, &keys).unwrap();
+            assert_eq!(a.runs.len(), 1);
+            runs.apply_resolved(&a, &inputs).unwrap();
+            let b = slots.resolve(9, &keys).unwrap();
+            slots.apply(&b.slots, &inputs).unwrap();
+        }
+        let (mut x, mut y) = (Vec::new(), Vec::new());
+        let (ra, rb) = (
+            runs.resolve(9, &keys).unwrap(),
+            slots.resolve(9, &keys).unwrap(),
+        );
+        runs.gather(&ra.slots, &mut x);
+        slots.gather(&rb.slots, &mut y);
+        assert_eq!(x, y);
+        assert!(x.iter().any(|&v| v != 0.0));
+        let r = runs.resolve(9, &keys).unwrap();
+        assert!(
+            runs.apply_resolved(&r, &inputs[1..]).is_err(),
+            "short input is refused"
+        );
     }
 
     #[test]

@@ -129,3 +129,42 @@ fn each_malformed_frame_gets_a_clear_error_and_the_server_keeps_serving() {
     });
     job.join();
 }
+
+#[test]
+fn a_signature_the_server_does_not_hold_is_refused_not_guessed() {
+    let job = common::start(1, 1);
+    job.run_workers(1, |w| {
+        let t = w.declare_table(TableSpec::new("t", 1)).unwrap();
+        let server = w.routing().ranges[0].addr.clone();
+        let values = [1.0f32; 3];
+        let vals = [values.as_bytes()];
+        let mut header = Header::new(Opcode::Push);
+        header.table = t.0.into();
+        header.key_count = 3.into();
+        header.key_signature = 0x1234.into();
+        header.flags = ferrops_net::flags::KEYS_BY_SIGNATURE;
+        let mut frame = FrameParts {
+            header,
+            keys: &[],
+            values: &vals,
+            extra: &[],
+        };
+        frame.finish(true);
+        let mut bytes = frame.header.as_bytes().to_vec();
+        bytes.extend_from_slice(values.as_bytes());
+        bytes.extend_from_slice(&[0; 4]);
+        let mut s = TcpStream::connect(&server).unwrap();
+        s.write_all(&bytes).unwrap();
+        let mut reply = [0u8; HEADER_LEN];
+        s.read_exact(&mut reply).unwrap();
+        let h = Header::read_from_bytes(&reply[..]).unwrap();
+        assert_eq!(
+            (h.opcode(), h.status()),
+            (Some(Opcode::Error), Status::KeysUnknown)
+        );
+        w.push(t, &[5], &[2.0]).unwrap();
+        assert_eq!(w.pull(t, &[5]).unwrap(), vec![2.0]);
+        w.finish().unwrap();
+    });
+    job.join();
+}

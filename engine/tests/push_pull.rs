@@ -130,3 +130,37 @@ fn sequential_pulls_see_every_push_of_the_previous_clock() {
     }
     job.join();
 }
+
+#[test]
+fn a_key_list_sent_before_travels_as_its_signature() {
+    let job = common::start(2, 1);
+    job.run_workers(1, |w| {
+        let t = w.declare_table(TableSpec::new("cached", 1)).unwrap();
+        let keys = spread_keys(5000);
+        let ones = vec![1.0f32; 5000];
+        w.push(t, &keys, &ones).unwrap();
+        let after_first = w.metrics().key_bytes_sent;
+        assert_eq!(after_first, 5000 * 8, "the first push sends every key once");
+        for _ in 0..3 {
+            w.push(t, &keys, &ones).unwrap();
+        }
+        let pulled = w.pull(t, &keys).unwrap();
+        assert_eq!(
+            w.metrics().key_bytes_sent,
+            after_first,
+            "later requests send no keys"
+        );
+        assert!(
+            pulled.iter().all(|&v| v == 4.0),
+            "and are applied to the right keys"
+        );
+        // A different list (a shifted window) is sent in full once, then cached too.
+        let other: Vec<u64> = keys.iter().map(|k| k + 1).collect();
+        w.push(t, &other, &ones).unwrap();
+        w.push(t, &other, &ones).unwrap();
+        assert_eq!(w.metrics().key_bytes_sent, 2 * after_first);
+        assert_eq!(w.pull(t, &other).unwrap(), vec![2.0; 5000]);
+        w.finish().unwrap();
+    });
+    job.join();
+}

@@ -84,6 +84,8 @@ pub enum Status {
     BadRequest = 7,
     /// The server is shutting down.
     ShuttingDown = 8,
+    /// The request named its keys by a signature the server does not hold.
+    KeysUnknown = 9,
     /// A status this build does not know.
     Unknown = u16::MAX,
 }
@@ -101,6 +103,7 @@ impl Status {
             6 => Status::UnknownKey,
             7 => Status::BadRequest,
             8 => Status::ShuttingDown,
+            9 => Status::KeysUnknown,
             _ => Status::Unknown,
         }
     }

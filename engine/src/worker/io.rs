@@ -16,6 +16,7 @@ use zerocopy::IntoBytes;
 
 use super::pending::{Kind, Outstanding, PullInto};
 use crate::control::Control;
+use crate::keycache::KeyListCache;
 use crate::EngineError;
 
 const SCHEDULER: Token = Token(usize::MAX);
@@ -36,6 +37,8 @@ pub(crate) struct ClientIo {
     pub shutdown: Option<String>,
     pub metrics: Metrics,
     pub payload_crc: bool,
+    /// Per server: the key lists that server holds for this connection (see `keycache`).
+    pub key_caches: Vec<KeyListCache<()>>,
 }
 
 /// Routes pull-reply values straight into the buffer that waits for them.
@@ -84,15 +87,18 @@ impl ClientIo {
             shutdown: None,
             metrics,
             payload_crc: true,
+            key_caches: Vec::new(),
         })
     }
 
+    /// Connects to the next server (in rank order) and introduces this worker to it.
     pub fn add_server(
         &mut self,
         addr: std::net::SocketAddr,
         limits: FrameLimits,
         pool: BufferPool,
         timeout: Duration,
+        hello: &Control,
     ) -> Result<(), EngineError> {
         let mut peer = Peer::connect(addr, timeout, limits, pool, self.metrics.clone())?;
         let token = Token(self.servers.len());
@@ -101,7 +107,20 @@ impl ClientIo {
             .register(peer.stream_mut(), token, Interest::READABLE)
             .map_err(ferrops_net::NetError::from)?;
         self.servers.push(peer);
-        Ok(())
+        let capacity = match hello {
+            Control::Hello { key_cache_keys, .. } => *key_cache_keys,
+            _ => 0,
+        };
+        self.key_caches.push(KeyListCache::new(capacity));
+        let (header, extra) = hello.frame();
+        let mut frame = FrameParts {
+            header,
+            keys: &[],
+            values: &[],
+            extra: &extra,
+        };
+        let server = self.servers.len() as u32 - 1;
+        self.send(Some(server), &mut frame, &mut None)
     }
 
     /// Sends a frame to the scheduler (control messages are small; waits if the socket is full).

@@ -9,19 +9,19 @@ mod io;
 mod pending;
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use ferrops_net::{
-    key_signature, BufferPool, FrameParts, Header, Metrics, MetricsSnapshot, Opcode, Peer,
-};
+use ferrops_net::{flags, BufferPool, FrameParts, Header, Metrics, MetricsSnapshot, Opcode, Peer};
 use zerocopy::IntoBytes;
 
 pub use pending::{Completed, Ticket};
 
 use crate::config::WorkerConfig;
 use crate::control::{Control, Role};
-use crate::keys::{check_sorted_unique, check_value_count};
+use crate::keycache::KeyListCache;
+use crate::keys::{check_and_sign, check_sorted_unique, check_value_count};
 use crate::routing::RoutingTable;
 use crate::table::{TableId, TableSpec};
 use crate::EngineError;
@@ -29,7 +29,7 @@ use io::{ClientIo, Lent};
 use pending::{Kind, PullInto};
 
 /// Key lists at least this long carry a signature so the server can reuse their resolution.
-const SIGNED_MIN_KEYS: usize = 256;
+pub const SIGNED_MIN_KEYS: usize = 256;
 /// How long a worker waits for the scheduler to answer a declaration or welcome.
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -96,6 +96,11 @@ impl Worker {
             },
             CONTROL_TIMEOUT,
         )?;
+        let hello = Control::Hello {
+            node_id: info.node_id,
+            key_cache_keys: cluster.key_cache_keys,
+        };
+        io.payload_crc = cluster.payload_checksum;
         for range in &routing.ranges {
             let addr = range.addr.parse().map_err(|e| {
                 EngineError::Config(format!(
@@ -103,7 +108,13 @@ impl Worker {
                     range.server, range.addr
                 ))
             })?;
-            io.add_server(addr, cluster.limits, pool.clone(), cluster.connect_timeout)?;
+            io.add_server(
+                addr,
+                cluster.limits,
+                pool.clone(),
+                cluster.connect_timeout,
+                &hello,
+            )?;
         }
         tracing::debug!(
             "worker {} connected to {} servers",
@@ -189,21 +200,22 @@ impl Worker {
             .tables
             .get(&table.0)
             .ok_or(EngineError::UnknownTable(table.0))?;
-        check_sorted_unique(keys)?;
         let per_key = spec.push_floats_per_key();
         check_value_count(keys.len(), values.len(), per_key)?;
+        let parts = st.routing.slice(keys);
+        let signatures = check_and_sign_parts(keys, &parts)?;
         st.seq += 1;
         let seq = st.seq;
         let ticket = st.io.outstanding.open(Kind::Push);
-        let parts = st.routing.slice(keys);
         let mut header = self.request_header(&st, Opcode::Push, table, keys);
         header.seq = seq.into();
-        for (range, idx) in parts {
+        for ((range, idx), signature) in parts.into_iter().zip(signatures) {
             let server = st.routing.ranges[range].server;
             let part_keys = &keys[idx.clone()];
             let part_values = &values[idx.start * per_key..idx.end * per_key];
             let request = st.io.outstanding.add_request(ticket, server, 0..0);
-            let mut frame = part_frame(header, request, part_keys, keys.len());
+            let cache = &mut st.io.key_caches[server as usize];
+            let mut frame = part_frame(header, request, part_keys, signature, cache);
             let vals = [part_values.as_bytes()];
             frame.values = &vals;
             st.io.send(Some(server), &mut frame, &mut None)?;
@@ -277,17 +289,19 @@ impl Worker {
             .get(&table.0)
             .ok_or(EngineError::UnknownTable(table.0))?
             .dim as usize;
-        check_sorted_unique(keys)?;
         check_value_count(keys.len(), out_len, dim)?;
+        let parts = st.routing.slice(keys);
+        let signatures = check_and_sign_parts(keys, &parts)?;
         let ticket = st.io.outstanding.open(Kind::Pull(into));
         let header = self.request_header(st, Opcode::Pull, table, keys);
-        for (range, idx) in st.routing.slice(keys) {
+        for ((range, idx), signature) in parts.into_iter().zip(signatures) {
             let server = st.routing.ranges[range].server;
             let request =
                 st.io
                     .outstanding
                     .add_request(ticket, server, idx.start * dim..idx.end * dim);
-            let mut frame = part_frame(header, request, &keys[idx], keys.len());
+            let cache = &mut st.io.key_caches[server as usize];
+            let mut frame = part_frame(header, request, &keys[idx], signature, cache);
             st.io.send(Some(server), &mut frame, &mut None)?;
         }
         Ok(ticket)
@@ -400,20 +414,55 @@ impl Drop for Worker {
     }
 }
 
+/// Checks that the whole list is sorted and unique (each server's part, and the boundaries
+/// between parts) and signs each part long enough to be worth caching (0: unsigned), reading
+/// every key once. Nothing is sent before this succeeds.
+fn check_and_sign_parts(
+    keys: &[u64],
+    parts: &[(usize, Range<usize>)],
+) -> Result<Vec<u64>, EngineError> {
+    let signed = keys.len() >= SIGNED_MIN_KEYS;
+    let mut signatures = Vec::with_capacity(parts.len());
+    for (_, idx) in parts {
+        let part = &keys[idx.clone()];
+        if idx.start > 0 && keys[idx.start - 1] >= keys[idx.start] {
+            check_sorted_unique(&keys[idx.start - 1..=idx.start])
+                .map_err(|e| e.shifted(idx.start - 1))?;
+        }
+        let signature = if signed {
+            check_and_sign(part).map_err(|e| e.shifted(idx.start))?
+        } else {
+            check_sorted_unique(part).map_err(|e| e.shifted(idx.start))?;
+            0
+        };
+        signatures.push(signature);
+    }
+    Ok(signatures)
+}
+
+/// The frame of one server's share of a request. A signed list this connection's key cache
+/// says the server holds travels as its signature alone.
 fn part_frame<'a>(
     mut header: Header,
     request: u64,
     keys: &'a [u64],
-    total_keys: usize,
+    signature: u64,
+    cache: &mut KeyListCache<()>,
 ) -> FrameParts<'a> {
     header.request_id = request.into();
     header.key_count = (keys.len() as u32).into();
-    if total_keys >= SIGNED_MIN_KEYS {
-        header.key_signature = key_signature(keys).into();
+    header.key_signature = signature.into();
+    let mut wire_keys = keys;
+    if signature != 0 && !keys.is_empty() {
+        let id = (header.table.get(), signature);
+        if cache.access(id, keys.len() as u64, || ()).is_some() {
+            header.flags |= flags::KEYS_BY_SIGNATURE;
+            wire_keys = &[];
+        }
     }
     FrameParts {
         header,
-        keys: keys.as_bytes(),
+        keys: wire_keys.as_bytes(),
         values: &[],
         extra: &[],
     }
