@@ -163,3 +163,70 @@ fn a_killed_worker_fails_the_job_without_hanging_the_others() {
     );
     assert!(started.elapsed() < Duration::from_secs(60), "nothing hangs");
 }
+
+fn last_json_line(stdout: &str) -> serde_json::Value {
+    let last = stdout.lines().last().expect("some output");
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("last line is not JSON ({e}): {last}"))
+}
+
+#[test]
+fn bench_reports_json_with_a_floor_after_checking_the_sums() {
+    let out = run_ok(ferrops().args([
+        "bench",
+        "push-pull",
+        "--keys",
+        "3000",
+        "--iters",
+        "5",
+        "--servers",
+        "2",
+        "--floor",
+        "--json",
+    ]));
+    let r = last_json_line(&out);
+    assert_eq!(r["bench"], "push-pull");
+    assert_eq!(r["servers"], 2);
+    assert_eq!(r["keys"], 3000);
+    for op in ["push", "pull"] {
+        let p50 = r[op]["p50_us"].as_f64().unwrap();
+        assert!(
+            p50 > 0.0 && p50 <= r[op]["p99_us"].as_f64().unwrap(),
+            "{op}: {r}"
+        );
+        assert!(r[op]["min_us"].as_f64().unwrap() <= p50);
+    }
+    assert!(r["floor"]["push_round_trip"]["p50_us"].as_f64().unwrap() > 0.0);
+    // 6 pushes (1 warm-up + 5) of 3000 values, keys sent once thanks to key caching.
+    assert!(r["bytes_sent"].as_u64().unwrap() >= 6 * 3000 * 4 + 3000 * 8);
+    assert!(r["bytes_sent"].as_u64().unwrap() < 6 * 3000 * 12);
+}
+
+#[test]
+fn bench_joins_a_job_started_by_the_launcher() {
+    let out = run_ok(ferrops().args([
+        "local",
+        "--servers",
+        "1",
+        "--workers",
+        "2",
+        "--no-prefix",
+        "--",
+        "ferrops",
+        "bench",
+        "push-pull",
+        "--keys",
+        "500",
+        "--iters",
+        "5",
+        "--json",
+    ]));
+    let reports: Vec<serde_json::Value> = out
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(reports.len(), 2, "one report per worker: {out}");
+    assert!(reports
+        .iter()
+        .all(|r| r["workers"] == 2 && r["servers"] == 1));
+}

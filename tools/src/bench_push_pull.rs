@@ -57,21 +57,15 @@ struct Report {
     floor: Option<Floor>,
 }
 
-/// Runs the benchmark and prints its report (JSON as the last line with `--json`).
+/// Runs the benchmark and prints its report (JSON as the last line with `--json`). Started as
+/// a worker of an existing job (`FERROPS_SCHEDULER` is set, e.g. under `ferrops local` or a
+/// batch launcher), it joins that job as one worker and reports what this worker measured;
+/// otherwise it starts its own cluster.
 pub fn run(args: &PushPullArgs) -> Result<()> {
-    match args.transport {
-        Transport::Tcp => {}
-        Transport::Auto => {
-            tracing::info!("transport auto: no RDMA transport in this build, using tcp")
-        }
-        other => {
-            bail!("transport {other:?} is not available in this build yet; use --transport tcp")
-        }
+    if std::env::var_os(crate::config::ENV_SCHEDULER).is_some() {
+        return run_joined(args);
     }
-    ensure!(
-        args.keys > 0 && args.iters > 0 && args.val_len > 0,
-        "keys, iters and val-len must be positive"
-    );
+    check_args(args)?;
     let keys = Arc::new(spread_keys(args.keys as usize));
     let mut spec = LocalSpec::new(args.servers, args.workers)?;
     spec.shutdown_grace = Duration::from_secs(30);
@@ -100,6 +94,39 @@ pub fn run(args: &PushPullArgs) -> Result<()> {
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     }
+    Ok(())
+}
+
+fn run_joined(args: &PushPullArgs) -> Result<()> {
+    check_args(args)?;
+    let cfg = crate::worker_config_from_env().context("joining the job")?;
+    let mut args = args.clone();
+    args.servers = cfg.cluster.num_servers;
+    args.workers = cfg.cluster.num_workers;
+    let keys = spread_keys(args.keys as usize);
+    let mut samples = worker_loop(&cfg, &keys, &args)?;
+    let report = build_report(&args, &mut samples)?;
+    print_human(&report);
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    }
+    Ok(())
+}
+
+fn check_args(args: &PushPullArgs) -> Result<()> {
+    match args.transport {
+        Transport::Tcp => {}
+        Transport::Auto => {
+            tracing::info!("transport auto: no RDMA transport in this build, using tcp")
+        }
+        other => {
+            bail!("transport {other:?} is not available in this build yet; use --transport tcp")
+        }
+    }
+    ensure!(
+        args.keys > 0 && args.iters > 0 && args.val_len > 0,
+        "keys, iters and val-len must be positive"
+    );
     Ok(())
 }
 
