@@ -55,7 +55,8 @@ pub enum Control {
 }
 
 impl Control {
-    /// A control frame carrying this message; send it with `FrameParts { extra: &bytes, .. }`.
+    /// The header and extra section of a control frame carrying this message (send them with
+    /// `FrameParts::with_extra`).
     pub fn frame(&self) -> (Header, Vec<u8>) {
         (Header::new(Opcode::Control), self.encode())
     }

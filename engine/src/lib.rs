@@ -7,6 +7,7 @@
 
 pub mod clock;
 pub mod config;
+mod connect;
 pub mod control;
 mod error;
 pub mod keycache;

@@ -8,7 +8,6 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use ferrops_net::{
     flags, CloseReason, EventLoop, Frame, FrameParts, Handler, Header, Io, Metrics,
@@ -17,6 +16,7 @@ use ferrops_net::{
 
 use crate::clock::{ClockTracker, Parked};
 use crate::config::ServerConfig;
+use crate::connect::connect_scheduler;
 use crate::control::{Control, Role};
 use crate::keycache::KeyListCache;
 use crate::routing::RoutingTable;
@@ -60,7 +60,8 @@ pub fn run_server(cfg: &ServerConfig) -> Result<ServerReport, EngineError> {
     let metrics = Metrics::new();
     let mut ev = EventLoop::new(Some(cfg.bind), cfg.cluster.limits, metrics.clone())?;
     ev.set_payload_crc(cfg.cluster.payload_checksum);
-    let scheduler = connect_scheduler(&mut ev, &cfg.cluster)?;
+    let peer = connect_scheduler(&cfg.cluster, ev.pool().clone(), metrics.clone())?;
+    let scheduler = ev.adopt(peer)?;
     let listen = ev
         .local_addr()
         .ok_or_else(|| EngineError::Config("no listen address".into()))?;
@@ -104,27 +105,6 @@ pub fn run_server(cfg: &ServerConfig) -> Result<ServerReport, EngineError> {
     }
 }
 
-/// Connects to the scheduler, retrying until the configured timeout (it may start after us).
-pub(crate) fn connect_scheduler(
-    ev: &mut EventLoop,
-    cluster: &crate::config::ClusterConfig,
-) -> Result<PeerId, EngineError> {
-    let started = Instant::now();
-    loop {
-        match ev.connect(cluster.scheduler, Duration::from_secs(2)) {
-            Ok(peer) => return Ok(peer),
-            Err(e) if started.elapsed() >= cluster.connect_timeout => {
-                return Err(EngineError::SchedulerUnreachable {
-                    addr: cluster.scheduler.to_string(),
-                    secs: cluster.connect_timeout.as_secs(),
-                    reason: e.to_string(),
-                })
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(50)),
-        }
-    }
-}
-
 /// The address workers should dial: the listen address, or, when it is a wildcard, the local
 /// address of our connection to the scheduler with the listen port.
 fn advertised_addr(listen: SocketAddr, towards_scheduler: Option<SocketAddr>) -> SocketAddr {
@@ -140,28 +120,14 @@ pub(crate) fn send_control(
     msg: &Control,
 ) -> Result<(), EngineError> {
     let (header, extra) = msg.frame();
-    ev.send(
-        peer,
-        &mut FrameParts {
-            header,
-            keys: &[],
-            values: &[],
-            extra: &extra,
-        },
-    )?;
+    ev.send(peer, &mut FrameParts::with_extra(header, &extra))?;
     Ok(())
 }
 
 /// Sends a control message from inside a handler; a failure closes that peer.
 pub(crate) fn reply_control(io: &mut Io<'_>, peer: PeerId, msg: &Control) {
     let (header, extra) = msg.frame();
-    let mut frame = FrameParts {
-        header,
-        keys: &[],
-        values: &[],
-        extra: &extra,
-    };
-    if let Err(e) = io.send(peer, &mut frame) {
+    if let Err(e) = io.send(peer, &mut FrameParts::with_extra(header, &extra)) {
         io.close(peer, CloseReason::Error(e.to_string()));
     }
 }

@@ -108,12 +108,7 @@ impl Io<'_> {
             header.table = req.table;
         }
         header.status = (status as u16).into();
-        let mut frame = FrameParts {
-            header,
-            keys: &[],
-            values: &[],
-            extra: message.as_bytes(),
-        };
+        let mut frame = FrameParts::with_extra(header, message.as_bytes());
         if let Err(e) = self.send(peer, &mut frame) {
             tracing::debug!("could not send error to peer {peer}: {e}");
         }
@@ -235,7 +230,17 @@ impl EventLoop {
     pub fn connect(&mut self, addr: SocketAddr, timeout: Duration) -> Result<PeerId, NetError> {
         let s = &self.settings;
         let peer = Peer::connect(addr, timeout, s.limits, s.pool.clone(), s.metrics.clone())?;
+        self.adopt(peer)
+    }
+
+    /// Adds a connection made elsewhere to the loop.
+    pub fn adopt(&mut self, peer: Peer) -> Result<PeerId, NetError> {
         add_peer(&mut self.peers, self.poll.registry(), peer)
+    }
+
+    /// The loop's buffer pool (for connections made before they are adopted).
+    pub fn pool(&self) -> &BufferPool {
+        &self.settings.pool
     }
 
     /// Sends a frame before the loop runs (e.g. a registration).

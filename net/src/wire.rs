@@ -333,6 +333,16 @@ impl<'a> FrameParts<'a> {
         }
     }
 
+    /// A frame with a header and an extra section only (control messages, errors).
+    pub fn with_extra(header: Header, extra: &'a [u8]) -> FrameParts<'a> {
+        FrameParts {
+            header,
+            keys: &[],
+            values: &[],
+            extra,
+        }
+    }
+
     /// Fills the length fields, the payload checksum (if `payload_crc`) and the header checksum.
     pub fn finish(&mut self, payload_crc: bool) {
         let values_len: usize = self.values.iter().map(|v| v.len()).sum();

@@ -113,12 +113,7 @@ impl ClientIo {
         };
         self.key_caches.push(KeyListCache::new(capacity));
         let (header, extra) = hello.frame();
-        let mut frame = FrameParts {
-            header,
-            keys: &[],
-            values: &[],
-            extra: &extra,
-        };
+        let mut frame = FrameParts::with_extra(header, &extra);
         let server = self.servers.len() as u32 - 1;
         self.send(Some(server), &mut frame, &mut None)
     }
@@ -126,12 +121,7 @@ impl ClientIo {
     /// Sends a frame to the scheduler (control messages are small; waits if the socket is full).
     pub fn send_control(&mut self, msg: &Control) -> Result<(), EngineError> {
         let (header, extra) = msg.frame();
-        let mut frame = FrameParts {
-            header,
-            keys: &[],
-            values: &[],
-            extra: &extra,
-        };
+        let mut frame = FrameParts::with_extra(header, &extra);
         self.send(None, &mut frame, &mut None)
     }
 

@@ -13,12 +13,13 @@ use std::ops::Range;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use ferrops_net::{flags, BufferPool, FrameParts, Header, Metrics, MetricsSnapshot, Opcode, Peer};
+use ferrops_net::{flags, BufferPool, FrameParts, Header, Metrics, MetricsSnapshot, Opcode};
 use zerocopy::IntoBytes;
 
 pub use pending::{Completed, Ticket};
 
 use crate::config::WorkerConfig;
+use crate::connect::connect_scheduler;
 use crate::control::{Control, Role};
 use crate::keycache::KeyListCache;
 use crate::keys::{check_and_sign, check_sorted_unique, check_value_count};
@@ -68,7 +69,7 @@ impl Worker {
         let cluster = &cfg.cluster;
         let metrics = Metrics::new();
         let pool = BufferPool::new();
-        let scheduler = connect_with_retry(cluster, pool.clone(), metrics.clone())?;
+        let scheduler = connect_scheduler(cluster, pool.clone(), metrics.clone())?;
         let mut io = ClientIo::new(scheduler, metrics)?;
         io.send_control(&Control::Register {
             role: Role::Worker,
@@ -465,32 +466,5 @@ fn part_frame<'a>(
         keys: wire_keys.as_bytes(),
         values: &[],
         extra: &[],
-    }
-}
-
-fn connect_with_retry(
-    cluster: &crate::config::ClusterConfig,
-    pool: BufferPool,
-    metrics: Metrics,
-) -> Result<Peer, EngineError> {
-    let started = std::time::Instant::now();
-    loop {
-        match Peer::connect(
-            cluster.scheduler,
-            Duration::from_secs(2),
-            cluster.limits,
-            pool.clone(),
-            metrics.clone(),
-        ) {
-            Ok(p) => return Ok(p),
-            Err(e) if started.elapsed() >= cluster.connect_timeout => {
-                return Err(EngineError::SchedulerUnreachable {
-                    addr: cluster.scheduler.to_string(),
-                    secs: cluster.connect_timeout.as_secs(),
-                    reason: e.to_string(),
-                })
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(50)),
-        }
     }
 }
