@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use ferrops_net::FrameLimits;
 
+use crate::memory::{HugePolicy, LockPolicy, SegmentOptions};
+
 /// Settings every role shares.
 #[derive(Clone, Debug)]
 pub struct ClusterConfig {
@@ -58,6 +60,29 @@ pub struct ServerConfig {
     pub cluster: ClusterConfig,
     /// Address to listen on for workers (port 0 picks a free port).
     pub bind: SocketAddr,
+    /// How parameter memory is provided (locking, hugepages, NUMA node).
+    pub memory: SegmentOptions,
+    /// Address space reserved per value or state array of a table (memory is committed only as
+    /// keys arrive; this bounds how large one table may grow on one server).
+    pub table_capacity_bytes: usize,
+}
+
+impl ServerConfig {
+    /// A server of `cluster` listening on `bind`, with parameter memory locked where the
+    /// memlock limit allows, on hugepages where available, and 16 GiB of address space per
+    /// table array.
+    pub fn new(cluster: ClusterConfig, bind: SocketAddr) -> ServerConfig {
+        ServerConfig {
+            cluster,
+            bind,
+            memory: SegmentOptions {
+                lock: LockPolicy::BestEffort,
+                hugepages: HugePolicy::Auto,
+                numa_node: None,
+            },
+            table_capacity_bytes: 16 << 30,
+        }
+    }
 }
 
 /// Worker settings.

@@ -19,8 +19,9 @@ use crate::config::ServerConfig;
 use crate::connect::connect_scheduler;
 use crate::control::{Control, Role};
 use crate::keycache::KeyListCache;
+use crate::memory::accounting::format_bytes;
 use crate::routing::RoutingTable;
-use crate::store::{Resolved, StoreError, TableStore};
+use crate::store::{Resolved, StoreError, StoreOptions, TableMemory, TableStore};
 use crate::EngineError;
 
 /// Slot runs above this count are gathered into one buffer instead of one iovec each.
@@ -37,6 +38,10 @@ pub struct ServerReport {
     pub parked_pulls: u64,
     pub rejected_requests: u64,
     pub net: MetricsSnapshot,
+    /// Memory held by each table, by name.
+    pub tables: Vec<(String, TableMemory)>,
+    /// The process's resident set when the server stopped (0 if unknown).
+    pub resident_bytes: u64,
 }
 
 /// A running server's state; driven by [`run_server`].
@@ -49,6 +54,7 @@ pub struct Server {
     clocks: ClockTracker,
     parked: Parked<Request>,
     key_caches: HashMap<PeerId, KeyListCache<CachedList>>,
+    store_options: StoreOptions,
     last_seq: HashMap<u32, u64>,
     gather: Vec<f32>,
     stop: Option<Result<(), EngineError>>,
@@ -84,6 +90,11 @@ pub fn run_server(cfg: &ServerConfig) -> Result<ServerReport, EngineError> {
         clocks: ClockTracker::default(),
         parked: Parked::default(),
         key_caches: HashMap::new(),
+        store_options: StoreOptions {
+            segment: cfg.memory,
+            capacity_bytes: cfg.table_capacity_bytes,
+            cache_bytes: RESOLUTION_CACHE_BYTES,
+        },
         last_seq: HashMap::new(),
         gather: Vec::new(),
         stop: None,
@@ -91,6 +102,27 @@ pub fn run_server(cfg: &ServerConfig) -> Result<ServerReport, EngineError> {
     };
     ev.run(&mut server)?;
     server.report.net = metrics.snapshot();
+    server.report.tables = server
+        .tables
+        .values()
+        .map(|t| (t.spec().name.clone(), t.memory()))
+        .collect();
+    server.report.resident_bytes = crate::memory::accounting::resident_set_bytes().unwrap_or(0);
+    for (name, m) in &server.report.tables {
+        tracing::info!(
+            "table `{name}`: {} keys; values {}, state {}, key map {}, resolution cache {}{}",
+            m.keys,
+            format_bytes(m.values_bytes),
+            format_bytes(m.state_bytes),
+            format_bytes(m.key_map_bytes),
+            format_bytes(m.resolution_cache_bytes),
+            if m.locked { ", locked" } else { "" }
+        );
+    }
+    tracing::info!(
+        "resident set {}",
+        format_bytes(server.report.resident_bytes)
+    );
     tracing::info!(
         "server {} done: {} pushes, {} pulls ({} parked), {} rejected",
         server.rank.map_or("?".into(), |r| r.to_string()),
@@ -151,6 +183,7 @@ impl From<StoreError> for Refusal {
     fn from(e: StoreError) -> Refusal {
         let status = match e {
             StoreError::Keys(crate::keys::KeyListError::NotSortedUnique { .. }) => Status::BadKeys,
+            StoreError::Memory(_) | StoreError::Full(_) => Status::OutOfMemory,
             _ => Status::BadValues,
         };
         Refusal::new(status, e.to_string())
@@ -192,9 +225,22 @@ impl Server {
                     spec.rule,
                     spec.consistency
                 );
-                self.tables
-                    .entry(id.0)
-                    .or_insert_with(|| TableStore::new(spec, RESOLUTION_CACHE_BYTES));
+                if !self.tables.contains_key(&id.0) {
+                    match TableStore::new(spec, &self.store_options) {
+                        Ok(store) => {
+                            self.tables.insert(id.0, store);
+                        }
+                        Err(e) => {
+                            // Without its table this server cannot serve the job: say why and stop.
+                            tracing::error!("cannot create table {}: {e}", id.0);
+                            self.stop = Some(Err(EngineError::Config(format!(
+                                "cannot create table {}: {e}",
+                                id.0
+                            ))));
+                            return;
+                        }
+                    }
+                }
                 reply_control(io, self.scheduler, &Control::TableCreated { id });
             }
             Control::LiveWorkers { workers } => {

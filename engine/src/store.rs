@@ -1,5 +1,6 @@
-//! One table's storage on a server: values and rule state addressed by slot, the key → slot
-//! map, and a cache of resolved key lists.
+//! One table's storage on a server: values and rule state addressed by slot, each in its own
+//! [`Segment`] (pinned, hugepage-backed, NUMA-placed memory that never moves, so it can be
+//! registered for RDMA once), the key → slot map, and a cache of resolved key lists.
 //!
 //! A key list the server has resolved before (same signature, same keys) is turned into slots
 //! once and reused, so a 10M-key push costs a comparison of the key bytes rather than 10M hash
@@ -14,6 +15,7 @@ use zerocopy::IntoBytes;
 
 use crate::keymap::KeyMap;
 use crate::keys::{check_sorted_unique, KeyListError};
+use crate::memory::{Segment, SegmentOptions};
 use crate::table::TableSpec;
 
 /// Lists shorter than this are resolved every time (cheaper than caching them).
@@ -60,6 +62,45 @@ pub enum StoreError {
     Kernel(#[from] ferrops_kernels::KernelError),
     #[error("table is full: {0} slots")]
     Full(usize),
+    #[error("parameter memory: {0}")]
+    Memory(#[from] crate::memory::MemoryError),
+}
+
+/// Where a table's arrays live and how large they may grow.
+#[derive(Clone, Copy, Debug)]
+pub struct StoreOptions {
+    pub segment: SegmentOptions,
+    /// Address space reserved per array (values, each state array).
+    pub capacity_bytes: usize,
+    /// Bytes of resolved key lists the table may cache.
+    pub cache_bytes: usize,
+}
+
+impl StoreOptions {
+    /// Plain (unlocked, normal-page) memory with `capacity_bytes` per array: for tests and tools.
+    pub fn plain(capacity_bytes: usize) -> StoreOptions {
+        StoreOptions {
+            segment: SegmentOptions::plain(),
+            capacity_bytes,
+            cache_bytes: 1 << 30,
+        }
+    }
+}
+
+/// What one table holds in memory.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TableMemory {
+    pub keys: u64,
+    /// Committed bytes of the values segment.
+    pub values_bytes: u64,
+    /// Committed bytes of the rule's state segments.
+    pub state_bytes: u64,
+    pub key_map_bytes: u64,
+    pub resolution_cache_bytes: u64,
+    /// Whether every committed value byte is locked in RAM.
+    pub locked: bool,
+    /// Whether the values sit on 2 MiB hugetlb pages (else THP advice or normal pages).
+    pub hugepages: bool,
 }
 
 /// Storage of one table.
@@ -67,8 +108,8 @@ pub enum StoreError {
 pub struct TableStore {
     spec: TableSpec,
     map: KeyMap,
-    values: Vec<f32>,
-    state: [Vec<f32>; 2],
+    values: Segment,
+    state: [Option<Segment>; 2],
     slots_used: u32,
     cache: HashMap<u64, Arc<Resolved>>,
     cache_order: Vec<u64>,
@@ -78,20 +119,28 @@ pub struct TableStore {
 }
 
 impl TableStore {
-    /// An empty table; resolved key lists are cached up to `cache_limit` bytes.
-    pub fn new(spec: TableSpec, cache_limit: usize) -> TableStore {
-        TableStore {
+    /// An empty table: address space for its arrays is reserved now, memory is committed as
+    /// keys arrive.
+    pub fn new(spec: TableSpec, opts: &StoreOptions) -> Result<TableStore, StoreError> {
+        let reserve = || Segment::reserve(opts.capacity_bytes, &opts.segment);
+        let states = spec.rule.state_len();
+        let state = [
+            if states >= 1 { Some(reserve()?) } else { None },
+            if states >= 2 { Some(reserve()?) } else { None },
+        ];
+        let cache_limit = opts.cache_bytes;
+        Ok(TableStore {
             spec,
             map: KeyMap::default(),
-            values: Vec::new(),
-            state: [Vec::new(), Vec::new()],
+            values: reserve()?,
+            state,
             slots_used: 0,
             cache: HashMap::new(),
             cache_order: Vec::new(),
             cache_bytes: 0,
             cache_limit,
             adam_step: 0,
-        }
+        })
     }
 
     /// The table's spec.
@@ -109,11 +158,23 @@ impl TableStore {
         self.map.is_empty()
     }
 
-    /// Bytes held: values, rule state, key map, resolution cache.
-    pub fn memory_bytes(&self) -> usize {
-        (self.values.capacity() + self.state[0].capacity() + self.state[1].capacity()) * 4
-            + self.map.memory_bytes()
-            + self.cache_bytes
+    /// What the table holds in memory.
+    pub fn memory(&self) -> TableMemory {
+        let backing = self.values.backing();
+        TableMemory {
+            keys: self.map.len() as u64,
+            values_bytes: self.values.committed_bytes() as u64,
+            state_bytes: self
+                .state
+                .iter()
+                .flatten()
+                .map(|s| s.committed_bytes() as u64)
+                .sum(),
+            key_map_bytes: self.map.memory_bytes() as u64,
+            resolution_cache_bytes: self.cache_bytes as u64,
+            locked: backing.locked,
+            hugepages: backing.hugepages_2m,
+        }
     }
 
     /// Resolves a sorted, unique key list to slots, creating zero-initialised slots for new keys.
@@ -138,7 +199,7 @@ impl TableStore {
             }
             slots.push(slot);
         }
-        self.grow_storage();
+        self.grow_storage()?;
         let resolved = Arc::new(Resolved::new(keys.to_vec(), slots));
         if keys.len() >= CACHE_MIN_KEYS && signature != 0 {
             self.remember(signature, resolved.clone());
@@ -165,15 +226,31 @@ impl TableStore {
         self.cache_order.push(signature);
     }
 
-    fn grow_storage(&mut self) {
-        let need = self.slots_used as usize * self.spec.dim as usize;
+    /// Commits memory for every slot handed out (growing by half again at least, so that
+    /// commits are rare; never past the reserved capacity). New memory is zero.
+    fn grow_storage(&mut self) -> Result<(), StoreError> {
+        let need = self.slots_used as usize * self.spec.dim as usize * 4;
         if self.values.len() < need {
-            let target = need.max(self.values.len() * 3 / 2);
-            self.values.resize(target, 0.0);
-            for s in self.state.iter_mut().take(self.spec.rule.state_len()) {
-                s.resize(target, 0.0);
+            let target = need
+                .max(self.values.len() * 3 / 2)
+                .min(self.values.capacity())
+                .max(need);
+            self.values.grow_to(target)?;
+            for s in self.state.iter_mut().flatten() {
+                s.grow_to(target)?;
             }
         }
+        Ok(())
+    }
+
+    /// The values and the rule's state arrays, split for the kernels.
+    fn arrays(&mut self) -> (&mut [f32], &mut [f32], &mut [f32]) {
+        let [a, b] = &mut self.state;
+        (
+            self.values.as_f32_mut(),
+            a.as_mut().map_or(&mut [][..], |s| s.as_f32_mut()),
+            b.as_mut().map_or(&mut [][..], |s| s.as_f32_mut()),
+        )
     }
 
     /// Applies a push's inputs to a resolved key list with the table's rule: run by run with the
@@ -191,14 +268,13 @@ impl TableStore {
         let dim = self.spec.dim as usize;
         crate::keys::check_value_count(resolved.slots.len(), inputs.len(), dim)?;
         let rule = self.next_rule();
+        let (values, a, b) = self.arrays();
         let mut offset = 0;
         for &(first, count) in &resolved.runs {
             let (start, len) = (first as usize * dim, count as usize * dim);
-            let w = self
-                .values
+            let w = values
                 .get_mut(start..start + len)
                 .ok_or(StoreError::Full(start + len))?;
-            let [a, b] = &mut self.state;
             let state = match rule.state_len() {
                 0 => State::none(),
                 1 => State::one(&mut a[start..start + len]),
@@ -214,13 +290,13 @@ impl TableStore {
     pub fn apply(&mut self, slots: &[u32], inputs: &[f32]) -> Result<(), StoreError> {
         let dim = self.spec.dim as usize;
         let rule = self.next_rule();
-        let [a, b] = &mut self.state;
+        let (values, a, b) = self.arrays();
         let state = match rule.state_len() {
             0 => State::none(),
             1 => State::one(a),
             _ => State::two(a, b),
         };
-        apply_sparse(rule, &mut self.values, state, slots, dim, inputs)?;
+        apply_sparse(rule, values, state, slots, dim, inputs)?;
         Ok(())
     }
 
@@ -251,7 +327,7 @@ impl TableStore {
     pub fn run_bytes(&self, first: u32, count: u32) -> &[u8] {
         let dim = self.spec.dim as usize;
         let start = first as usize * dim;
-        self.values[start..start + count as usize * dim].as_bytes()
+        self.values.as_f32()[start..start + count as usize * dim].as_bytes()
     }
 
     /// Copies the values of `slots` into `out` (for lists whose slots are scattered).
@@ -261,7 +337,7 @@ impl TableStore {
         out.reserve(slots.len() * dim);
         for &s in slots {
             let start = s as usize * dim;
-            out.extend_from_slice(&self.values[start..start + dim]);
+            out.extend_from_slice(&self.values.as_f32()[start..start + dim]);
         }
     }
 }
@@ -271,7 +347,11 @@ mod tests {
     use super::*;
 
     fn store(rule: Rule, dim: u32) -> TableStore {
-        TableStore::new(TableSpec::new("t", dim).rule(rule), 1 << 20)
+        TableStore::new(
+            TableSpec::new("t", dim).rule(rule),
+            &StoreOptions::plain(64 << 20),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -334,6 +414,37 @@ mod tests {
         assert!(
             runs.apply_resolved(&r, &inputs[1..]).is_err(),
             "short input is refused"
+        );
+    }
+
+    #[test]
+    fn memory_is_committed_as_keys_arrive_and_accounted() {
+        let mut s = store(Rule::AdaGrad { lr: 0.1, eps: 1e-6 }, 4);
+        assert_eq!(
+            s.memory().values_bytes,
+            0,
+            "nothing committed before the first key"
+        );
+        let keys: Vec<u64> = (0..1_000_000).map(|i| i * 5).collect();
+        s.resolve(1, &keys).unwrap();
+        let m = s.memory();
+        let raw = 1_000_000 * 4 * 4;
+        assert_eq!(m.keys, 1_000_000);
+        assert!(
+            m.values_bytes >= raw && m.values_bytes <= raw + (2 << 20),
+            "{m:?}"
+        );
+        assert_eq!(
+            m.state_bytes, m.values_bytes,
+            "adagrad keeps one state array"
+        );
+        assert!(m.key_map_bytes >= 1_000_000 * 12);
+        let small = TableStore::new(TableSpec::new("s", 1), &StoreOptions::plain(1 << 20)).unwrap();
+        let mut small = small;
+        let too_many: Vec<u64> = (0..300_000).collect();
+        assert!(
+            matches!(small.resolve(0, &too_many), Err(StoreError::Memory(_))),
+            "past the reserved capacity is an error, not a crash"
         );
     }
 

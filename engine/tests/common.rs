@@ -32,10 +32,7 @@ pub fn start(servers: usize, workers: usize) -> Job {
     let cluster = ClusterConfig::new(addr, servers, workers);
     let servers = (0..servers)
         .map(|_| {
-            let cfg = ServerConfig {
-                cluster: cluster.clone(),
-                bind: loopback(),
-            };
+            let cfg = ServerConfig::new(cluster.clone(), loopback());
             std::thread::spawn(move || run_server(&cfg))
         })
         .collect();

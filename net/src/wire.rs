@@ -86,6 +86,8 @@ pub enum Status {
     ShuttingDown = 8,
     /// The request named its keys by a signature the server does not hold.
     KeysUnknown = 9,
+    /// The server cannot hold more parameters (table capacity or memory exhausted).
+    OutOfMemory = 10,
     /// A status this build does not know.
     Unknown = u16::MAX,
 }
@@ -104,6 +106,7 @@ impl Status {
             7 => Status::BadRequest,
             8 => Status::ShuttingDown,
             9 => Status::KeysUnknown,
+            10 => Status::OutOfMemory,
             _ => Status::Unknown,
         }
     }

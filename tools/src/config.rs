@@ -180,10 +180,7 @@ pub fn server_config(
     let bind = settings
         .bind
         .unwrap_or_else(|| default_server_bind(scheduler));
-    Ok(ServerConfig {
-        cluster: settings.cluster(scheduler)?,
-        bind,
-    })
+    Ok(ServerConfig::new(settings.cluster(scheduler)?, bind))
 }
 
 /// A worker's configuration.
