@@ -28,6 +28,17 @@ pub struct ClusterConfig {
     pub key_cache_keys: u64,
     /// Whether frames carry a CRC-32C of their payload (the header is always checked).
     pub payload_checksum: bool,
+    /// Shards per server process: each is a thread with its own listener, key range and
+    /// tables, pinned to the server's NUMA node. The routing table has
+    /// `num_servers × server_shards` ranges.
+    pub server_shards: usize,
+}
+
+impl ClusterConfig {
+    /// Key ranges in the job: one per shard of every server.
+    pub fn total_shards(&self) -> usize {
+        self.num_servers * self.server_shards.max(1)
+    }
 }
 
 impl ClusterConfig {
@@ -42,6 +53,7 @@ impl ClusterConfig {
             connect_timeout: Duration::from_secs(30),
             key_cache_keys: 1 << 24,
             payload_checksum: true,
+            server_shards: 1,
         }
     }
 }

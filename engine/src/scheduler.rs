@@ -76,13 +76,14 @@ pub fn run_scheduler(
         .local_addr()
         .ok_or_else(|| EngineError::Config("scheduler has no listen address".into()))?;
     tracing::info!(
-        "scheduler listening on {addr}, waiting for {} servers and {} workers",
+        "scheduler listening on {addr}, waiting for {} servers ({} shards each) and {} workers",
         cfg.cluster.num_servers,
+        cfg.cluster.server_shards.max(1),
         cfg.cluster.num_workers
     );
     announce(addr);
     let mut s = Scheduler {
-        num_servers: cfg.cluster.num_servers,
+        num_servers: cfg.cluster.total_shards(),
         num_workers: cfg.cluster.num_workers,
         phase: Phase::Registering,
         servers: Vec::new(),

@@ -21,15 +21,24 @@ pub fn loopback() -> SocketAddr {
 }
 
 /// Starts a scheduler and `servers` servers for `workers` workers.
+#[allow(dead_code)] // not every test binary uses every helper
 pub fn start(servers: usize, workers: usize) -> Job {
+    start_sharded(servers, 1, workers)
+}
+
+/// Like [`start`], with `shards` shards per server.
+pub fn start_sharded(servers: usize, shards: usize, workers: usize) -> Job {
     let (tx, rx) = mpsc::channel();
+    let mut cluster = ClusterConfig::new(loopback(), servers, workers);
+    cluster.server_shards = shards;
     let cfg = SchedulerConfig {
-        cluster: ClusterConfig::new(loopback(), servers, workers),
+        cluster,
         bind: loopback(),
     };
     let scheduler = std::thread::spawn(move || run_scheduler(&cfg, |addr| tx.send(addr).unwrap()));
     let addr = rx.recv().expect("scheduler announces its address");
-    let cluster = ClusterConfig::new(addr, servers, workers);
+    let mut cluster = ClusterConfig::new(addr, servers, workers);
+    cluster.server_shards = shards;
     let servers = (0..servers)
         .map(|_| {
             let cfg = ServerConfig::new(cluster.clone(), loopback());

@@ -172,3 +172,34 @@ fn a_key_list_sent_before_travels_as_its_signature() {
     });
     job.join();
 }
+
+#[test]
+fn sharded_servers_split_their_range_between_shards() {
+    let job = common::start_sharded(2, 2, 2);
+    job.run_workers(2, |w| {
+        assert_eq!(w.routing().ranges.len(), 4, "2 servers × 2 shards");
+        let t = w.declare_table(TableSpec::new("sharded", 1)).unwrap();
+        let keys = spread_keys(4000);
+        w.push(t, &keys, &vec![1.0; 4000]).unwrap();
+        w.barrier().unwrap();
+        assert_eq!(w.pull(t, &keys).unwrap(), vec![2.0; 4000]);
+        w.finish().unwrap();
+    });
+    let (_, reports) = job.join();
+    assert_eq!(reports.len(), 2);
+    let mut total = 0;
+    for r in &reports {
+        assert_eq!(
+            r.tables.len(),
+            2,
+            "each shard holds the table for its own range"
+        );
+        assert!(
+            r.tables.iter().all(|(_, m)| m.keys >= 990),
+            "{:?}",
+            r.tables
+        );
+        total += r.tables.iter().map(|(_, m)| m.keys).sum::<u64>();
+    }
+    assert_eq!(total, 4000, "every key is held by exactly one shard");
+}

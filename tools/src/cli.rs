@@ -102,8 +102,129 @@ pub enum Command {
     #[command(subcommand)]
     Bench(BenchCommand),
 
-    /// End-to-end demo: sparse logistic regression trained on a local cluster.
+    /// End-to-end demo: generates a sparse data set and trains L1-regularised logistic
+    /// regression on a local cluster (2 servers, 2 workers), with progress, summary and plot.
     Demo(DemoArgs),
+
+    /// Data files: generate a synthetic LIBSVM set, or summarise one.
+    #[command(subcommand)]
+    Data(DataCommand),
+
+    /// Train a model on a local cluster.
+    #[command(subcommand)]
+    Train(TrainCommand),
+
+    /// Plot objective against seconds for one or more JSON-lines traces (`train --json`), one
+    /// colour per trace in order: blue, orange, green, red, purple, brown, pink, grey.
+    Plot(PlotArgs),
+}
+
+/// `ferrops data` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DataCommand {
+    /// Write a synthetic sparse binary classification set (LIBSVM format, 1-based indices):
+    /// power-law feature frequencies, labels from a planted sparse weight vector plus noise.
+    Gen(GenArgs),
+
+    /// Print rows, features (largest index + 1, and distinct), nonzeros and label balance.
+    Info(InfoArgs),
+}
+
+/// Flags of `ferrops data gen`.
+#[derive(Debug, Clone, Args)]
+pub struct GenArgs {
+    /// Output file.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+
+    /// Rows to write.
+    #[arg(long, value_name = "N")]
+    pub rows: u64,
+
+    /// Feature indices are 1..=F.
+    #[arg(long, value_name = "F", value_parser = clap::value_parser!(u64).range(1..))]
+    pub features: u64,
+
+    /// Feature draws per row (duplicates are merged, so rows have at most K nonzeros).
+    #[arg(long, value_name = "K", default_value_t = 20)]
+    pub nnz_per_row: usize,
+
+    /// Random seed.
+    #[arg(long, value_name = "S", default_value_t = 1)]
+    pub seed: u64,
+}
+
+/// Flags of `ferrops data info`.
+#[derive(Debug, Clone, Args)]
+pub struct InfoArgs {
+    /// A LIBSVM/svmlight file.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+}
+
+/// `ferrops train` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum TrainCommand {
+    /// L1-regularised logistic regression, min Σ log(1+exp(−y·wᵀx)) + λ‖w‖₁, by delayed block
+    /// proximal gradient with bounded delay τ, on a local cluster of S servers and W workers
+    /// (worker r reads the r-th byte range of the file).
+    L1lr(L1lrArgs),
+}
+
+/// Flags of `ferrops train l1lr`.
+#[derive(Debug, Clone, Args)]
+pub struct L1lrArgs {
+    /// Training data (LIBSVM/svmlight).
+    #[arg(long, value_name = "FILE")]
+    pub data: PathBuf,
+
+    /// L1 penalty λ.
+    #[arg(long, value_name = "λ", default_value_t = 1.0)]
+    pub lambda: f32,
+
+    /// Maximal delay τ in blocks (0: sequential block updates).
+    #[arg(long, value_name = "τ", default_value_t = 0)]
+    pub tau: u32,
+
+    /// Servers.
+    #[arg(long, value_name = "S", value_parser = positive_count, default_value_t = 2)]
+    pub servers: usize,
+
+    /// Worker processes.
+    #[arg(long, value_name = "W", value_parser = positive_count, default_value_t = 2)]
+    pub workers: usize,
+
+    /// Feature blocks.
+    #[arg(long, value_name = "B", value_parser = positive_count, default_value_t = 8)]
+    pub blocks: usize,
+
+    /// Iterations (passes over all blocks).
+    #[arg(long, value_name = "T", default_value_t = 20)]
+    pub iters: usize,
+
+    /// Damping δ added to the curvature on the servers.
+    #[arg(long, value_name = "δ", default_value_t = 1.0)]
+    pub delta: f32,
+
+    /// Write the trace as JSON lines (time, iteration, objective, nnz, bytes, idle time).
+    #[arg(long, value_name = "TRACE.jsonl")]
+    pub json: Option<PathBuf>,
+
+    /// Plot objective against seconds as PNG.
+    #[arg(long, value_name = "FILE.png")]
+    pub plot: Option<PathBuf>,
+}
+
+/// Flags of `ferrops plot`.
+#[derive(Debug, Clone, Args)]
+pub struct PlotArgs {
+    /// Output PNG.
+    #[arg(long, value_name = "FILE.png")]
+    pub out: PathBuf,
+
+    /// Traces written by `ferrops train l1lr --json`.
+    #[arg(required = true, value_name = "TRACE.jsonl")]
+    pub traces: Vec<PathBuf>,
 }
 
 /// Cluster settings shared by every role. Each has an environment variable and a config-file key;
@@ -121,6 +242,12 @@ pub struct ClusterFlags {
     /// Number of servers in the job [env: FERROPS_NUM_SERVERS] [file: num_servers]
     #[arg(long, value_name = "N")]
     pub num_servers: Option<String>,
+
+    /// Shards (threads with their own key range, pinned to the server's NUMA node) per server
+    /// process; every node of a job must agree [env: FERROPS_SERVER_SHARDS] [file:
+    /// server_shards]
+    #[arg(long, value_name = "N")]
+    pub server_shards: Option<String>,
 
     /// Number of workers in the job [env: FERROPS_NUM_WORKERS] [file: num_workers]
     #[arg(long, value_name = "N")]
@@ -297,7 +424,7 @@ pub struct DemoArgs {
     #[arg(long, value_parser = positive_count, default_value_t = 2)]
     pub workers: usize,
 
-    /// Passes over the training data.
+    /// Iterations (passes over all feature blocks).
     #[arg(long, default_value_t = 10)]
     pub epochs: usize,
 
@@ -305,13 +432,25 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 100_000)]
     pub features: u64,
 
-    /// Synthetic training examples.
+    /// Synthetic training examples (rows).
     #[arg(long, default_value_t = 200_000)]
     pub examples: usize,
 
     /// Seed of the synthetic data set (random when omitted).
     #[arg(long)]
     pub seed: Option<u64>,
+
+    /// L1 penalty λ.
+    #[arg(long, value_name = "λ", default_value_t = 4.0)]
+    pub lambda: f32,
+
+    /// Maximal delay τ in blocks.
+    #[arg(long, value_name = "τ", default_value_t = 2)]
+    pub tau: u32,
+
+    /// Where to write the plot of objective against seconds.
+    #[arg(long, value_name = "FILE.png", default_value = "ferrops-demo.png")]
+    pub plot: PathBuf,
 }
 
 /// Parses a count that must be at least 1.

@@ -32,6 +32,8 @@ pub const ENV_CONFIG: &str = "FERROPS_CONFIG";
 pub const ENV_SCHEDULER: &str = "FERROPS_SCHEDULER";
 /// Environment variable with the number of servers.
 pub const ENV_NUM_SERVERS: &str = "FERROPS_NUM_SERVERS";
+/// Shards (threads, each with its own key range) per server process.
+pub const ENV_SERVER_SHARDS: &str = "FERROPS_SERVER_SHARDS";
 /// Environment variable with the number of workers.
 pub const ENV_NUM_WORKERS: &str = "FERROPS_NUM_WORKERS";
 /// Environment variable with the address a node listens on.
@@ -216,6 +218,7 @@ struct Settings {
     secret: Option<String>,
     connect_timeout: Duration,
     limits: FrameLimits,
+    server_shards: Option<usize>,
 }
 
 impl Settings {
@@ -245,6 +248,7 @@ impl Settings {
         cluster.limits = self.limits;
         cluster.secret = self.secret.clone();
         cluster.connect_timeout = self.connect_timeout;
+        cluster.server_shards = self.server_shards.unwrap_or(1);
         Ok(cluster)
     }
 }
@@ -288,6 +292,12 @@ const SECRET: Setting = Setting {
     env: ENV_SECRET,
     key: "secret",
 };
+const SERVER_SHARDS: Setting = Setting {
+    flag: "--server-shards",
+    flag_value: |flags| flags.server_shards.as_ref(),
+    env: ENV_SERVER_SHARDS,
+    key: "server_shards",
+};
 const CONNECT_TIMEOUT_MS: Setting = Setting {
     flag: "--connect-timeout-ms",
     flag_value: |flags| flags.connect_timeout_ms.as_ref(),
@@ -323,6 +333,7 @@ struct FileSettings {
     bind: Option<String>,
     secret: Option<String>,
     connect_timeout_ms: Option<u64>,
+    server_shards: Option<u64>,
     limits: Option<FileLimits>,
 }
 
@@ -364,6 +375,7 @@ impl FileLayer {
                 "connect_timeout_ms",
                 parsed.connect_timeout_ms.map(|n| n.to_string()),
             ),
+            ("server_shards", parsed.server_shards.map(|n| n.to_string())),
         ];
         Ok(Self {
             origin: file.origin.clone(),
@@ -477,6 +489,7 @@ fn resolve_settings(
         secret: layers.get(&SECRET, parse_secret)?,
         connect_timeout: timeout_ms.map_or(DEFAULT_CONNECT_TIMEOUT, Duration::from_millis),
         limits: layers.limits()?,
+        server_shards: layers.get(&SERVER_SHARDS, parse_count)?,
     })
 }
 
@@ -596,6 +609,30 @@ mod tests {
         assert_eq!(cfg.cluster.num_workers, 8);
         assert_eq!(cfg.cluster.scheduler, "127.0.0.1:7000".parse().unwrap());
         assert_eq!(cfg.cluster.secret.as_deref(), Some("from-env"));
+    }
+
+    #[test]
+    fn server_shards_come_from_env_or_file_and_default_to_one() {
+        let base = env(&[
+            (ENV_NUM_SERVERS, "1"),
+            (ENV_NUM_WORKERS, "2"),
+            (ENV_SCHEDULER, "127.0.0.1:7000"),
+        ]);
+        let cfg = worker_config(&ClusterFlags::default(), &base, None).unwrap();
+        assert_eq!(cfg.cluster.server_shards, 1);
+        let mut with_env = base.clone();
+        with_env.insert(ENV_SERVER_SHARDS.into(), "4".into());
+        let cfg = worker_config(&ClusterFlags::default(), &with_env, None).unwrap();
+        assert_eq!(cfg.cluster.server_shards, 4);
+        let cfg = worker_config(
+            &ClusterFlags::default(),
+            &base,
+            Some(&file("server_shards = 3")),
+        )
+        .unwrap();
+        assert_eq!(cfg.cluster.server_shards, 3);
+        with_env.insert(ENV_SERVER_SHARDS.into(), "0".into());
+        assert!(worker_config(&ClusterFlags::default(), &with_env, None).is_err());
     }
 
     #[test]
