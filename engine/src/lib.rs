@@ -14,6 +14,7 @@ pub mod keycache;
 pub mod keymap;
 pub mod keys;
 pub mod memory;
+pub mod netdev;
 pub mod routing;
 pub mod scheduler;
 pub mod server;

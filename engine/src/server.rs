@@ -67,6 +67,11 @@ pub struct Server {
 /// thread that reads a frame and the one that owns its keys), pinned to the configured NUMA
 /// node. With a fixed listen port, shard i listens on port + i.
 pub fn run_server(cfg: &ServerConfig) -> Result<ServerReport, EngineError> {
+    let mut cfg = cfg.clone();
+    if cfg.memory.numa_node.is_none() {
+        cfg.memory.numa_node = nic_node(cfg.bind.ip());
+    }
+    let cfg = &cfg;
     let shards = cfg.cluster.server_shards.max(1);
     if shards == 1 {
         pin_to_node(cfg.memory.numa_node)?;
@@ -103,6 +108,23 @@ pub fn run_server(cfg: &ServerConfig) -> Result<ServerReport, EngineError> {
     match first_error {
         Some(e) => Err(e),
         None => Ok(total),
+    }
+}
+
+/// The NUMA node nearest the NIC that carries `ip`, when the machine has more than one node
+/// and the address names one NIC (not a wildcard or loopback).
+fn nic_node(ip: std::net::IpAddr) -> Option<usize> {
+    let nic = crate::netdev::interface_of(ip)?;
+    match crate::memory::node_of_netdev(&nic) {
+        Ok(Some(node)) => {
+            tracing::info!("serving on {nic}: memory and shards go to its NUMA node {node}");
+            Some(node)
+        }
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!("cannot tell the NUMA node of {nic}: {e}");
+            None
+        }
     }
 }
 
