@@ -9,6 +9,13 @@ pub enum KeyListError {
         previous: u64,
         key: u64,
     },
+    #[error("keys [{first}, {last}] are outside this dense range [{begin}, {end})")]
+    OutOfRange {
+        first: u64,
+        last: u64,
+        begin: u64,
+        end: u64,
+    },
     #[error("{values} values do not fit {keys} keys × {per_key} values per key")]
     LengthMismatch {
         keys: usize,

@@ -23,5 +23,5 @@ pub mod table;
 pub mod worker;
 
 pub use error::EngineError;
-pub use table::{Consistency, TableId, TableSpec};
+pub use table::{Consistency, KeyLayout, TableId, TableSpec};
 pub use worker::{Completed, Ticket, Worker, WorkerInfo, SIGNED_MIN_KEYS};

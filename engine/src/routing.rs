@@ -4,6 +4,8 @@ use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
 
+use crate::table::KeyLayout;
+
 /// One server's share of the key space: keys in `[begin, end]` (inclusive end, so that the last
 /// range can include `u64::MAX`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,6 +77,44 @@ impl RoutingTable {
         out
     }
 
+    /// The keys of a dense table of `keys` keys that range `index` holds: `[begin, end)`.
+    pub fn dense_bounds(&self, index: usize, keys: u64) -> (u64, u64) {
+        let n = self.ranges.len().max(1) as u128;
+        let at = |i: usize| (i as u128 * keys as u128 / n) as u64;
+        (at(index), at(index + 1))
+    }
+
+    /// Like [`RoutingTable::slice`], for a table's layout.
+    pub fn slice_for(&self, layout: KeyLayout, keys: &[u64]) -> Vec<(usize, Range<usize>)> {
+        let KeyLayout::Dense { keys: n } = layout else {
+            return self.slice(keys);
+        };
+        let mut out = Vec::with_capacity(self.ranges.len().min(keys.len()));
+        let mut start = 0;
+        for i in 0..self.ranges.len() {
+            if start == keys.len() {
+                break;
+            }
+            let (_, end_key) = self.dense_bounds(i, n);
+            let last = i + 1 == self.ranges.len();
+            let end = if last {
+                keys.len()
+            } else {
+                start + keys[start..].partition_point(|&k| k < end_key)
+            };
+            if end > start {
+                out.push((i, start..end));
+            }
+            start = end;
+        }
+        out
+    }
+
+    /// The index of the range served by server (shard) `rank`.
+    pub fn index_of(&self, rank: u32) -> Option<usize> {
+        self.ranges.iter().position(|r| r.server == rank)
+    }
+
     /// The ranges owned by server `rank`.
     pub fn owned_by(&self, rank: u32) -> impl Iterator<Item = &KeyRange> {
         self.ranges.iter().filter(move |r| r.server == rank)
@@ -118,5 +158,18 @@ mod tests {
         }
         assert_eq!(seen, keys.len());
         assert!(t.slice(&[]).is_empty());
+    }
+
+    #[test]
+    fn dense_tables_split_their_keys_evenly_and_completely() {
+        let t = RoutingTable::even(1, &addrs(3));
+        let layout = KeyLayout::Dense { keys: 10 };
+        assert_eq!(t.dense_bounds(0, 10), (0, 3));
+        assert_eq!(t.dense_bounds(1, 10), (3, 6));
+        assert_eq!(t.dense_bounds(2, 10), (6, 10));
+        let keys: Vec<u64> = (0..10).collect();
+        let parts = t.slice_for(layout, &keys);
+        assert_eq!(parts, vec![(0, 0..3), (1, 3..6), (2, 6..10)]);
+        assert_eq!(t.slice_for(layout, &[4, 9]), vec![(1, 0..1), (2, 1..2)]);
     }
 }

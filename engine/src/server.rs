@@ -22,6 +22,7 @@ use crate::keycache::KeyListCache;
 use crate::memory::accounting::format_bytes;
 use crate::routing::RoutingTable;
 use crate::store::{Resolved, StoreError, StoreOptions, TableMemory, TableStore};
+use crate::table::KeyLayout;
 use crate::EngineError;
 
 /// Slot runs above this count are gathered into one buffer instead of one iovec each.
@@ -327,7 +328,17 @@ impl Server {
                     spec.consistency
                 );
                 if !self.tables.contains_key(&id.0) {
-                    match TableStore::new(spec, &self.store_options) {
+                    let created = match (
+                        spec.layout,
+                        self.rank.and_then(|r| self.routing.index_of(r)),
+                    ) {
+                        (KeyLayout::Dense { keys }, Some(i)) => {
+                            let (begin, end) = self.routing.dense_bounds(i, keys);
+                            TableStore::dense(spec, &self.store_options, begin, end)
+                        }
+                        _ => TableStore::new(spec, &self.store_options),
+                    };
+                    match created {
                         Ok(store) => {
                             self.tables.insert(id.0, store);
                         }
@@ -467,8 +478,9 @@ impl Server {
         io.send_error(peer, Some(header), refusal.status, &refusal.message);
     }
 
-    /// Checks the routing version and that every key is in a range this server owns.
-    fn check_owner(&self, keys: &[u64], header: &Header) -> Result<(), Refusal> {
+    /// Checks the routing version and that every key is in the range this server (shard) owns
+    /// for a table of `layout`.
+    fn check_owner(&self, keys: &[u64], header: &Header, layout: KeyLayout) -> Result<(), Refusal> {
         let version = header.routing_version.get();
         if version != self.routing.version {
             return Err(Refusal::new(
@@ -483,10 +495,17 @@ impl Server {
             return Ok(());
         };
         let rank = self.rank.unwrap_or(u32::MAX);
-        let owned = self
-            .routing
-            .owned_by(rank)
-            .any(|r| r.contains(first) && r.contains(last));
+        let owned = match (layout, self.routing.index_of(rank)) {
+            (_, None) => false,
+            (KeyLayout::Sparse, Some(i)) => {
+                let r = &self.routing.ranges[i];
+                r.contains(first) && r.contains(last)
+            }
+            (KeyLayout::Dense { keys: n }, Some(i)) => {
+                let (begin, end) = self.routing.dense_bounds(i, n);
+                begin <= first && last < end
+            }
+        };
         if !owned || first > last {
             return Err(Refusal::new(
                 Status::NotOwner,
@@ -503,9 +522,17 @@ impl Server {
         request: &'r Request,
     ) -> Result<(&mut TableStore, &'r [u64], Arc<Resolved>), Refusal> {
         let keys = request.keys()?;
-        self.check_owner(keys, &request.frame.header)?;
         let h = request.frame.header;
         let id = h.table.get();
+        let layout = self
+            .tables
+            .get(&id)
+            .ok_or_else(|| {
+                Refusal::new(Status::UnknownTable, format!("table {id} is not declared"))
+            })?
+            .spec()
+            .layout;
+        self.check_owner(keys, &h, layout)?;
         let store = self.tables.get_mut(&id).ok_or_else(|| {
             Refusal::new(Status::UnknownTable, format!("table {id} is not declared"))
         })?;

@@ -53,6 +53,25 @@ pub fn slot_runs(slots: &[u32]) -> Vec<(u32, u32)> {
     runs
 }
 
+/// Slots of a dense store: each key's offset from `begin` (keys must be sorted, unique and in
+/// `[begin, end)`).
+fn resolve_dense(begin: u64, end: u64, keys: &[u64]) -> Result<Arc<Resolved>, StoreError> {
+    check_sorted_unique(keys)?;
+    if let (Some(&first), Some(&last)) = (keys.first(), keys.last()) {
+        if first < begin || last >= end {
+            return Err(KeyListError::OutOfRange {
+                first,
+                last,
+                begin,
+                end,
+            }
+            .into());
+        }
+    }
+    let slots = keys.iter().map(|&k| (k - begin) as u32).collect();
+    Ok(Arc::new(Resolved::new(Vec::new(), slots)))
+}
+
 /// Why a request could not be served from the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -116,12 +135,40 @@ pub struct TableStore {
     cache_bytes: usize,
     cache_limit: usize,
     adam_step: u32,
+    /// For a dense table, the keys `[begin, end)` this store holds: key k is slot k − begin.
+    dense: Option<(u64, u64)>,
 }
 
 impl TableStore {
-    /// An empty table: address space for its arrays is reserved now, memory is committed as
-    /// keys arrive.
+    /// An empty sparse table: address space for its arrays is reserved now, memory is committed
+    /// as keys arrive.
     pub fn new(spec: TableSpec, opts: &StoreOptions) -> Result<TableStore, StoreError> {
+        TableStore::with_dense_range(spec, opts, None)
+    }
+
+    /// A table holding the dense keys `[begin, end)`: their memory is committed (zeroed) now and
+    /// a key indexes it directly, with no key map.
+    pub fn dense(
+        spec: TableSpec,
+        opts: &StoreOptions,
+        begin: u64,
+        end: u64,
+    ) -> Result<TableStore, StoreError> {
+        let len = end.saturating_sub(begin);
+        if len > u64::from(u32::MAX) {
+            return Err(StoreError::Full(len as usize));
+        }
+        let mut store = TableStore::with_dense_range(spec, opts, Some((begin, end)))?;
+        store.slots_used = len as u32;
+        store.grow_storage()?;
+        Ok(store)
+    }
+
+    fn with_dense_range(
+        spec: TableSpec,
+        opts: &StoreOptions,
+        dense: Option<(u64, u64)>,
+    ) -> Result<TableStore, StoreError> {
         let reserve = || Segment::reserve(opts.capacity_bytes, &opts.segment);
         let states = spec.rule.state_len();
         let state = [
@@ -140,6 +187,7 @@ impl TableStore {
             cache_bytes: 0,
             cache_limit,
             adam_step: 0,
+            dense,
         })
     }
 
@@ -150,19 +198,22 @@ impl TableStore {
 
     /// Number of keys stored.
     pub fn len(&self) -> usize {
-        self.map.len()
+        match self.dense {
+            Some(_) => self.slots_used as usize,
+            None => self.map.len(),
+        }
     }
 
     /// Whether no key is stored.
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.len() == 0
     }
 
     /// What the table holds in memory.
     pub fn memory(&self) -> TableMemory {
         let backing = self.values.backing();
         TableMemory {
-            keys: self.map.len() as u64,
+            keys: self.len() as u64,
             values_bytes: self.values.committed_bytes() as u64,
             state_bytes: self
                 .state
@@ -180,6 +231,9 @@ impl TableStore {
     /// Resolves a sorted, unique key list to slots, creating zero-initialised slots for new keys.
     /// `signature` is the list's signature (0 if the sender did not compute one).
     pub fn resolve(&mut self, signature: u64, keys: &[u64]) -> Result<Arc<Resolved>, StoreError> {
+        if let Some((begin, end)) = self.dense {
+            return resolve_dense(begin, end, keys);
+        }
         if keys.len() >= CACHE_MIN_KEYS && signature != 0 {
             if let Some(hit) = self.cache.get(&signature) {
                 if hit.keys == keys {
@@ -446,6 +500,48 @@ mod tests {
             matches!(small.resolve(0, &too_many), Err(StoreError::Memory(_))),
             "past the reserved capacity is an error, not a crash"
         );
+    }
+
+    #[test]
+    fn dense_tables_index_their_segment_directly() {
+        let opts = StoreOptions::plain(64 << 20);
+        let mut d = TableStore::dense(TableSpec::dense("d", 2, 1000), &opts, 500, 1000).unwrap();
+        assert_eq!(d.len(), 500);
+        let m = d.memory();
+        assert_eq!(
+            m.key_map_bytes,
+            store(Rule::Sum, 1).memory().key_map_bytes,
+            "unused map"
+        );
+        assert!(m.values_bytes >= 500 * 2 * 4);
+        let r = d.resolve(0, &[500, 501, 502, 900]).unwrap();
+        assert_eq!(r.slots, vec![0, 1, 2, 400]);
+        assert_eq!(r.runs, vec![(0, 3), (400, 1)]);
+        d.apply_resolved(&r, &[1.0; 8]).unwrap();
+        let mut out = Vec::new();
+        d.gather(&r.slots, &mut out);
+        assert_eq!(out, vec![1.0; 8]);
+        assert!(matches!(d.resolve(0, &[499]), Err(StoreError::Keys(_))));
+        assert!(matches!(
+            d.resolve(0, &[999, 1000]),
+            Err(StoreError::Keys(_))
+        ));
+    }
+
+    #[test]
+    fn a_hundred_million_dense_parameters_cost_their_size() {
+        let opts = StoreOptions::plain(1 << 30);
+        let spec =
+            TableSpec::dense("big", 1, 100_000_000).rule(Rule::AdaGrad { lr: 0.1, eps: 1e-6 });
+        let d = TableStore::dense(spec, &opts, 0, 100_000_000).unwrap();
+        let m = d.memory();
+        let raw = 100_000_000 * 4;
+        let total = m.values_bytes + m.state_bytes + m.key_map_bytes + m.resolution_cache_bytes;
+        assert!(
+            total <= (2 * raw) * 11 / 10,
+            "{m:?}: values + one state array, within 10%"
+        );
+        assert!(total >= 2 * raw);
     }
 
     #[test]

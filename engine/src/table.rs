@@ -39,6 +39,18 @@ impl Consistency {
     }
 }
 
+/// How a table's keys are spread over the servers and stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyLayout {
+    /// Any u64 keys (hashed features, ids): split by the routing table's u64 ranges, stored
+    /// through a key → slot map.
+    Sparse,
+    /// Keys `0..keys` (a dense weight vector or matrix): range i of N gets
+    /// `[i·keys/N, (i+1)·keys/N)`, and a key indexes its server's segment directly, with no
+    /// key map at all.
+    Dense { keys: u64 },
+}
+
 /// Everything a server needs to know to store a table.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TableSpec {
@@ -50,6 +62,8 @@ pub struct TableSpec {
     pub rule: Rule,
     /// When pulls are answered.
     pub consistency: Consistency,
+    /// Sparse (any u64 keys) or dense (keys `0..n`).
+    pub layout: KeyLayout,
 }
 
 impl TableSpec {
@@ -60,6 +74,16 @@ impl TableSpec {
             dim,
             rule: Rule::Sum,
             consistency: Consistency::Eventual,
+            layout: KeyLayout::Sparse,
+        }
+    }
+
+    /// A dense table of keys `0..keys`, `dim` values each, summing pushes, eventually
+    /// consistent.
+    pub fn dense(name: impl Into<String>, dim: u32, keys: u64) -> TableSpec {
+        TableSpec {
+            layout: KeyLayout::Dense { keys },
+            ..TableSpec::new(name, dim)
         }
     }
 
@@ -87,6 +111,9 @@ impl TableSpec {
         }
         if self.dim == 0 {
             return Err(format!("table `{}` has dim 0", self.name));
+        }
+        if self.layout == (KeyLayout::Dense { keys: 0 }) {
+            return Err(format!("dense table `{}` has no keys", self.name));
         }
         Ok(())
     }

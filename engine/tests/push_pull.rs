@@ -203,3 +203,43 @@ fn sharded_servers_split_their_range_between_shards() {
     }
     assert_eq!(total, 4000, "every key is held by exactly one shard");
 }
+
+#[test]
+fn dense_tables_spread_over_every_shard_and_reject_keys_past_their_end() {
+    let job = common::start_sharded(2, 2, 1);
+    job.run_workers(1, |w| {
+        let t = w
+            .declare_table(TableSpec::dense("dense", 3, 10_000).rule(Rule::Sgd { lr: 1.0 }))
+            .unwrap();
+        let keys: Vec<u64> = (0..10_000).collect();
+        let grads: Vec<f32> = (0..30_000).map(|i| -(i as f32)).collect();
+        w.push(t, &keys, &grads).unwrap();
+        let mut out = vec![0.0; 30_000];
+        w.pull_into(t, &keys, &mut out).unwrap();
+        assert!(
+            out.iter().enumerate().all(|(i, &v)| v == i as f32),
+            "w -= 1.0 × (−i)"
+        );
+        assert_eq!(
+            w.pull(t, &[9_999]).unwrap(),
+            vec![29_997.0, 29_998.0, 29_999.0]
+        );
+        assert!(matches!(w.pull(t, &[10_000]), Err(EngineError::Keys(_))));
+        w.finish().unwrap();
+    });
+    let (_, reports) = job.join();
+    let held: Vec<u64> = reports
+        .iter()
+        .flat_map(|r| r.tables.iter().map(|(_, m)| m.keys))
+        .collect();
+    assert_eq!(
+        held,
+        vec![2_500; 4],
+        "each of the 4 shards holds a quarter, no key map needed"
+    );
+    for r in &reports {
+        for (_, m) in &r.tables {
+            assert!(m.values_bytes >= 2_500 * 3 * 4);
+        }
+    }
+}

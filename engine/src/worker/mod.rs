@@ -22,9 +22,9 @@ use crate::config::WorkerConfig;
 use crate::connect::connect_scheduler;
 use crate::control::{Control, Role};
 use crate::keycache::KeyListCache;
-use crate::keys::{check_and_sign, check_sorted_unique, check_value_count};
+use crate::keys::{check_and_sign, check_sorted_unique, check_value_count, KeyListError};
 use crate::routing::RoutingTable;
-use crate::table::{TableId, TableSpec};
+use crate::table::{KeyLayout, TableId, TableSpec};
 use crate::EngineError;
 use io::{ClientIo, Lent};
 use pending::{Kind, PullInto};
@@ -202,8 +202,10 @@ impl Worker {
             .get(&table.0)
             .ok_or(EngineError::UnknownTable(table.0))?;
         let per_key = spec.push_floats_per_key();
+        let layout = spec.layout;
         check_value_count(keys.len(), values.len(), per_key)?;
-        let parts = st.routing.slice(keys);
+        check_layout(layout, keys)?;
+        let parts = st.routing.slice_for(layout, keys);
         let signatures = check_and_sign_parts(keys, &parts)?;
         st.seq += 1;
         let seq = st.seq;
@@ -285,13 +287,14 @@ impl Worker {
         out_len: usize,
         into: PullInto,
     ) -> Result<u64, EngineError> {
-        let dim = st
+        let spec = st
             .tables
             .get(&table.0)
-            .ok_or(EngineError::UnknownTable(table.0))?
-            .dim as usize;
+            .ok_or(EngineError::UnknownTable(table.0))?;
+        let (dim, layout) = (spec.dim as usize, spec.layout);
         check_value_count(keys.len(), out_len, dim)?;
-        let parts = st.routing.slice(keys);
+        check_layout(layout, keys)?;
+        let parts = st.routing.slice_for(layout, keys);
         let signatures = check_and_sign_parts(keys, &parts)?;
         let ticket = st.io.outstanding.open(Kind::Pull(into));
         let header = self.request_header(st, Opcode::Pull, table, keys);
@@ -413,6 +416,23 @@ impl Drop for Worker {
             }
         }
     }
+}
+
+/// A dense table's keys must lie in `0..keys` (sortedness is checked with the signature).
+fn check_layout(layout: KeyLayout, keys: &[u64]) -> Result<(), EngineError> {
+    if let (KeyLayout::Dense { keys: n }, Some(&last)) = (layout, keys.last()) {
+        if last >= n {
+            let first = keys.first().copied().unwrap_or(last);
+            return Err(KeyListError::OutOfRange {
+                first,
+                last,
+                begin: 0,
+                end: n,
+            }
+            .into());
+        }
+    }
+    Ok(())
 }
 
 /// Checks that the whole list is sorted and unique (each server's part, and the boundaries
