@@ -9,6 +9,7 @@
 //! section. Key-list signatures ([`key_signature`]) live here because they are part of the wire.
 
 mod buffer;
+pub mod codec;
 mod error;
 mod event_loop;
 mod limits;
