@@ -26,7 +26,7 @@
 #   --setup            install the host packages and fetch the guest kernel, then
 #                      exit (or go on to run COMMAND if one is given)
 #   --numa N           give the guest N NUMA nodes (default 1)
-#   --cpus N           guest CPUs (default: number of host CPUs, at least N nodes)
+#   --cpus N           guest CPUs (default: host CPUs, at most 4; at least one per node)
 #   --mem MB           guest memory in MiB (default 2048), split evenly over nodes
 #   --rw DIR           share DIR read-write at the same path (repeatable)
 #   --ro DIR           share DIR read-only at the same path (repeatable)
@@ -203,8 +203,9 @@ KVER=$(basename "$MODDIR")
 VMLINUZ="$KROOT/boot/vmlinuz-$KVER"
 [ -f "$VMLINUZ" ] || die "missing $VMLINUZ"
 
+# Emulated CPUs beyond a few only slow TCG down.
 HOST_CPUS=$(nproc)
-[ -n "$CPUS" ] || CPUS=$HOST_CPUS
+[ -n "$CPUS" ] || CPUS=$((HOST_CPUS < 4 ? HOST_CPUS : 4))
 [ "$CPUS" -ge "$NUMA_NODES" ] || CPUS=$NUMA_NODES
 
 # ---------------------------------------------------------------------------
