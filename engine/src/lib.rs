@@ -10,6 +10,7 @@ pub mod config;
 mod connect;
 pub mod control;
 mod error;
+pub mod filter;
 pub mod keycache;
 pub mod keymap;
 pub mod keys;
