@@ -35,3 +35,5 @@ pub use ferrops_engine::{
     Completed, Consistency, EngineError, TableId, TableSpec, Ticket, Worker, WorkerInfo,
 };
 pub use ferrops_kernels::Rule;
+pub mod apps;
+pub mod data;

@@ -12,7 +12,8 @@ use std::time::Duration;
 use anyhow::{anyhow, Context, Result};
 use clap::{CommandFactory, Parser};
 use ferrops::cli::{
-    BenchCommand, Cli, ClusterFlags, Command, KernelsArgs, LocalArgs, ServerArgs, WorkerArgs,
+    BenchCommand, Cli, ClusterFlags, Command, DataCommand, GenArgs, KernelsArgs, L1lrArgs,
+    LocalArgs, PlotArgs, ServerArgs, TrainCommand, WorkerArgs,
 };
 use ferrops::config::{self, ConfigInput, Role};
 use ferrops::launch::{self, LocalSpec, ANNOUNCE_PREFIX};
@@ -51,6 +52,13 @@ fn run(cli: Cli, env: &config::EnvMap) -> Result<i32> {
         }
         Some(Command::Bench(BenchCommand::Kernels(args))) => run_bench_kernels(&args),
         Some(Command::Demo(args)) => ferrops::demo::run(&args).map(|()| 0),
+        Some(Command::Data(DataCommand::Gen(args))) => run_data_gen(&args),
+        Some(Command::Data(DataCommand::Info(args))) => {
+            println!("{}", ferrops::data::info::summarize(&args.file)?);
+            Ok(0)
+        }
+        Some(Command::Train(TrainCommand::L1lr(args))) => run_train_l1lr(&args),
+        Some(Command::Plot(args)) => run_plot(&args),
         None => run_role_from_env(env),
     }
 }
@@ -133,8 +141,65 @@ fn run_worker(args: &WorkerArgs) -> Result<i32> {
     let cfg = ConfigInput::gather(&args.cluster)?
         .worker()
         .context("configuring the worker")?;
-    roles::run_worker_job(cfg, &args.job, &args.job_args)
-        .with_context(|| format!("worker job `{}`", args.job))?;
+    let result = match args.job.as_str() {
+        "l1lr" => ferrops::apps::l1lr::L1lrOptions::parse(&args.job_args)
+            .and_then(|o| ferrops::apps::l1lr::run(&cfg, &o)),
+        _ => roles::run_worker_job(cfg, &args.job, &args.job_args),
+    };
+    result.with_context(|| format!("worker job `{}`", args.job))?;
+    Ok(0)
+}
+
+fn run_data_gen(args: &GenArgs) -> Result<i32> {
+    let spec = ferrops::data::gen::GenSpec {
+        rows: args.rows,
+        features: args.features,
+        nnz_per_row: args.nnz_per_row,
+        seed: args.seed,
+    };
+    let started = std::time::Instant::now();
+    let file = std::fs::File::create(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let mut out = io::BufWriter::with_capacity(1 << 20, file);
+    let nnz = ferrops::data::gen::write(&spec, &mut out)
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "wrote {}: {} rows, {} nonzeros in {:.2} s ({:.1} M nonzeros/s)",
+        args.out.display(),
+        args.rows,
+        nnz,
+        secs,
+        nnz as f64 / secs.max(1e-9) / 1e6
+    );
+    Ok(0)
+}
+
+fn run_train_l1lr(args: &L1lrArgs) -> Result<i32> {
+    let spec = ferrops::apps::train::TrainSpec {
+        data: args.data.clone(),
+        lambda: args.lambda,
+        tau: args.tau,
+        servers: args.servers,
+        workers: args.workers,
+        blocks: args.blocks,
+        iters: args.iters,
+        delta: args.delta,
+        trace: args.json.clone(),
+        plot: args.plot.clone(),
+    };
+    ferrops::apps::train::l1lr(&spec)?;
+    Ok(0)
+}
+
+fn run_plot(args: &PlotArgs) -> Result<i32> {
+    let traces = args
+        .traces
+        .iter()
+        .map(|p| ferrops::apps::trace::read(p).with_context(|| format!("reading {}", p.display())))
+        .collect::<Result<Vec<_>>>()?;
+    ferrops::apps::train::plot_objective(&args.out, &traces)?;
+    println!("wrote {}", args.out.display());
     Ok(0)
 }
 
@@ -169,6 +234,9 @@ fn log_label(cli: &Cli, env: &config::EnvMap) -> &'static str {
         Some(Command::Local(_)) => "local",
         Some(Command::Bench(_)) => "bench",
         Some(Command::Demo(_)) => "demo",
+        Some(Command::Data(_)) => "data",
+        Some(Command::Train(_)) => "train",
+        Some(Command::Plot(_)) => "plot",
         None => match config::role_from_env(env) {
             Ok(Some(role)) => role.name(),
             _ => "ferrops",

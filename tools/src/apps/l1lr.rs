@@ -1,0 +1,416 @@
+//! Worker job `l1lr`: L1-regularised logistic regression, min Σ log(1 + exp(−y·wᵀx)) + λ‖w‖₁, by
+//! delayed block proximal gradient (Li et al., 2014), each worker on its byte range of a LIBSVM
+//! file.
+//!
+//! # The scheme, and why each step is the true proximal step
+//!
+//! Features are dealt to B blocks; a step `s` updates block `b = s mod B`, an iteration is B
+//! steps. In step `s` every worker pulls block b's weights, updates its margins, computes its
+//! shard's gradient `g_k` and diagonal curvature `h_k` for block b and pushes them to a `Sum`
+//! accumulator table. The proximal step needs the *sums* `g = Σ_k g_k`, `h = Σ_k h_k` in one
+//! application of `w ← S_{λ/(h+δ)}(w − g/(h+δ))`, but a server applies each push as it comes,
+//! so pushing every worker's share straight to a `ScaledProxL1` table would take W partial
+//! steps. Instead worker 0 is also the *applier*: once every worker's share of step s is in the
+//! accumulator, it pulls the sums, pushes them once to the weights table (rule
+//! `ScaledProxL1 { l1: λ, delta: δ }`), and pushes the negated sums back so the accumulator
+//! slot is exactly zero again (x + (−x) = 0 in floating point).
+//!
+//! Clocks make the waiting exact. Every worker finishes two clocks per step: one after pushing
+//! its share (clock 2s+1), one after the apply phase (clock 2s+2; only worker 0 does work in
+//! between). The accumulator tables are sequential, so worker 0's pull at clock 2s+1 waits
+//! until every worker has completed clock 2s+1, i.e. pushed its share of step s. The weights
+//! table has bounded delay 2τ: a pull in step s (at clock 2s) waits until every worker has
+//! completed clock 2s − 2τ, in particular until worker 0 has applied step s − τ − 1. In step s
+//! each worker pulls the block updated in step s − τ − 1 and moves its margins to those
+//! weights (the gradient needs only the margins), so a step sees every update older than τ
+//! steps, and τ = 0 is the sequential block method. Accumulator
+//! slots cycle through τ + 2 tables; slot reuse is safe because a worker's push for step
+//! s + τ + 2 needs worker 0 past clock 2s + 2, when slot s was read and zeroed.
+//!
+//! The curvature pushed for feature j is Σ_i n_i x_ij² σ(m_i)(1 − σ(m_i)), n_i being row i's
+//! nonzeros in block b and the τ blocks before it (the ones that may be updated from the same
+//! stale margins): by Cauchy–Schwarz it bounds the Hessian of those τ + 1 blocks together at the
+//! current margins, so the delayed steps stay a majorised step. δ is added on the server.
+//!
+//! Worker 0 also keeps an exact copy of the weights (the server's f32 arithmetic mirrored), prints
+//! a progress line per iteration and writes the trace. At the end every worker pulls the final
+//! weights, recomputes its margins from scratch, and the final record is the exact objective.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use ferrops_engine::config::WorkerConfig;
+use ferrops_engine::{Consistency, TableId, TableSpec, Worker};
+use ferrops_kernels::Rule;
+
+use super::blocks::Shard;
+use super::logistic::scaled_prox_l1;
+use super::trace::{self, Record};
+use crate::data::read_part;
+
+/// Options of the `l1lr` job.
+#[derive(Clone, Debug, PartialEq)]
+pub struct L1lrOptions {
+    pub data: PathBuf,
+    /// Number of features (largest index + 1); every worker must agree.
+    pub dim: usize,
+    pub lambda: f32,
+    pub tau: u32,
+    pub blocks: usize,
+    pub iters: usize,
+    pub delta: f32,
+    /// Where worker 0 writes the JSON-lines trace.
+    pub trace: Option<PathBuf>,
+}
+
+impl Default for L1lrOptions {
+    fn default() -> Self {
+        L1lrOptions {
+            data: PathBuf::new(),
+            dim: 0,
+            lambda: 1.0,
+            tau: 0,
+            blocks: 8,
+            iters: 20,
+            delta: 1.0,
+            trace: None,
+        }
+    }
+}
+
+impl L1lrOptions {
+    /// Parses `--name value` pairs; unknown names and bad values are errors.
+    pub fn parse(args: &[String]) -> Result<L1lrOptions> {
+        let mut o = L1lrOptions::default();
+        let mut it = args.iter();
+        while let Some(flag) = it.next() {
+            let value = it.next().with_context(|| format!("{flag} needs a value"))?;
+            let bad = || format!("bad value `{value}` for {flag}");
+            match flag.as_str() {
+                "--data" => o.data = value.into(),
+                "--dim" => o.dim = value.parse().with_context(bad)?,
+                "--lambda" => o.lambda = value.parse().with_context(bad)?,
+                "--tau" => o.tau = value.parse().with_context(bad)?,
+                "--blocks" => o.blocks = value.parse().with_context(bad)?,
+                "--iters" => o.iters = value.parse().with_context(bad)?,
+                "--delta" => o.delta = value.parse().with_context(bad)?,
+                "--trace" => o.trace = Some(value.into()),
+                _ => bail!("unknown l1lr option {flag}"),
+            }
+        }
+        ensure!(!o.data.as_os_str().is_empty(), "--data is required");
+        ensure!(o.dim > 0, "--dim must be positive");
+        ensure!(o.blocks > 0, "--blocks must be positive");
+        ensure!(o.lambda >= 0.0, "--lambda must not be negative");
+        ensure!(o.delta > 0.0, "--delta must be positive");
+        Ok(o)
+    }
+
+    /// The options as arguments for [`L1lrOptions::parse`].
+    pub fn to_args(&self) -> Vec<String> {
+        let mut args: Vec<(&str, String)> = vec![
+            ("--data", self.data.display().to_string()),
+            ("--dim", self.dim.to_string()),
+            ("--lambda", self.lambda.to_string()),
+            ("--tau", self.tau.to_string()),
+            ("--blocks", self.blocks.to_string()),
+            ("--iters", self.iters.to_string()),
+            ("--delta", self.delta.to_string()),
+        ];
+        if let Some(t) = &self.trace {
+            args.push(("--trace", t.display().to_string()));
+        }
+        args.into_iter()
+            .flat_map(|(k, v)| [k.to_string(), v])
+            .collect()
+    }
+}
+
+/// Per-iteration figures each worker adds to the stats table.
+const STATS: u64 = 7;
+
+/// Runs the job in this worker process.
+pub fn run(cfg: &WorkerConfig, o: &L1lrOptions) -> Result<()> {
+    let w = Worker::connect(cfg).context("connecting to the job")?;
+    let (rank, workers) = (w.rank(), w.num_workers());
+    let rows = read_part(&o.data, rank, workers)?;
+    ensure!(
+        rows.dim() <= o.dim,
+        "{}: feature index {} is beyond --dim {}",
+        o.data.display(),
+        rows.dim() - 1,
+        o.dim
+    );
+    let local_nnz = rows.idx.len() as f32;
+    let mut shard = Shard::new(&rows, o.dim, o.blocks.min(o.dim), o.tau as usize + 1);
+    drop(rows);
+    let nb = shard.blocks.len();
+    ensure!(
+        shard.blocks.iter().all(|b| !b.keys.is_empty()),
+        "--blocks {} is more than the {} features",
+        o.blocks,
+        o.dim
+    );
+    let weights = w.declare_table(
+        TableSpec::new("l1lr.w", 1)
+            .rule(Rule::ScaledProxL1 {
+                l1: o.lambda,
+                delta: o.delta,
+            })
+            .consistency(Consistency::BoundedDelay(2 * o.tau)),
+    )?;
+    let slots = o.tau as usize + 2;
+    let acc = (0..slots)
+        .map(|q| {
+            w.declare_table(
+                TableSpec::new(format!("l1lr.acc{q}"), 2)
+                    .rule(Rule::Sum)
+                    .consistency(Consistency::Sequential),
+            )
+        })
+        .collect::<Result<Vec<TableId>, _>>()?;
+    let stats = w.declare_table(
+        TableSpec::new("l1lr.stats", 1)
+            .rule(Rule::Sum)
+            .consistency(Consistency::Sequential),
+    )?;
+    let mut out = match (&o.trace, rank) {
+        (Some(path), 0) => Some(
+            trace::Writer::create(path)
+                .with_context(|| format!("creating the trace {}", path.display()))?,
+        ),
+        _ => None,
+    };
+    if rank == 0 {
+        println!(
+            "l1lr: {} features in {nb} blocks, {workers} workers, λ = {}, τ = {}, δ = {}",
+            o.dim, o.lambda, o.tau, o.delta
+        );
+    }
+    w.barrier()?; // every worker has its data: the clock starts together
+    let started = Instant::now();
+    let mut idle = Duration::ZERO;
+    // Worker 0's exact copy of the weights, per block in key order.
+    let mut exact: Vec<Vec<f32>> = shard.weights.clone();
+    let (mut buf, mut gc, mut sums, mut planar, mut neg) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for t in 0..o.iters {
+        for b in 0..nb {
+            let s = t * nb + b;
+            if let Some(done) = s.checked_sub(o.tau as usize + 1) {
+                // Step `done` is the newest one this step is guaranteed to see: bring the
+                // margins up to date with its block.
+                let d = done % nb;
+                let keys = &shard.blocks[d].keys;
+                buf.resize(keys.len(), 0.0);
+                let t0 = Instant::now();
+                w.pull_into(weights, keys, &mut buf)?;
+                idle += t0.elapsed();
+                shard.set_weights(d, &buf);
+            }
+            shard.grad_curv(b, &mut gc);
+            let keys = &shard.blocks[b].keys;
+            w.push(acc[s % slots], keys, &gc)?;
+            let last_step = b == nb - 1;
+            if last_step {
+                let (loss, correct) = shard.loss_and_correct();
+                let m = w.metrics();
+                let base = t as u64 * STATS;
+                let figures = [
+                    loss as f32,
+                    correct as f32,
+                    shard.labels.len() as f32,
+                    idle.as_secs_f32(),
+                    m.bytes_sent() as f32,
+                    m.bytes_received() as f32,
+                    local_nnz,
+                ];
+                let stat_keys: Vec<u64> = (base..base + STATS).collect();
+                w.push(stats, &stat_keys, &figures)?;
+            }
+            w.clock()?;
+            if rank == 0 {
+                // Apply step s: every worker's share is in once all have completed clock 2s+1.
+                let t0 = Instant::now();
+                sums.resize(2 * keys.len(), 0.0);
+                w.pull_into(acc[s % slots], keys, &mut sums)?;
+                idle += t0.elapsed();
+                push_planar(&w, weights, keys, &sums, &mut planar)?;
+                neg.clear();
+                neg.extend(sums.iter().map(|v| -v));
+                w.push(acc[s % slots], keys, &neg)?;
+                for (c, x) in exact[b].iter_mut().enumerate() {
+                    *x = scaled_prox_l1(*x, sums[2 * c], sums[2 * c + 1], o.lambda, o.delta);
+                }
+                if last_step {
+                    let base = t as u64 * STATS;
+                    let stat_keys: Vec<u64> = (base..base + STATS).collect();
+                    let f = w.pull(stats, &stat_keys)?;
+                    let record = summarize(
+                        &f,
+                        &exact,
+                        o.lambda,
+                        t + 1,
+                        started.elapsed(),
+                        workers,
+                        false,
+                    );
+                    progress(&record, o.dim, f64::from(f[6]));
+                    if let Some(out) = &mut out {
+                        out.write(&record)?;
+                    }
+                }
+            }
+            w.clock()?;
+        }
+    }
+    // Exact final evaluation: everyone pulls the final weights and recomputes its margins.
+    w.barrier()?;
+    let elapsed = started.elapsed();
+    let mut fresh = shard.clone();
+    fresh.margins.fill(0.0);
+    for block in &mut fresh.weights {
+        block.fill(0.0);
+    }
+    let mut final_w = Vec::with_capacity(nb);
+    for b in 0..nb {
+        let keys = &shard.blocks[b].keys;
+        let values = if keys.is_empty() {
+            Vec::new()
+        } else {
+            w.pull(weights, keys)?
+        };
+        fresh.set_weights(b, &values);
+        final_w.push(values);
+    }
+    if rank == 0 {
+        ensure!(
+            final_w == exact,
+            "the servers' weights differ from worker 0's mirror of the updates"
+        );
+    }
+    let (loss, correct) = fresh.loss_and_correct();
+    let m = w.metrics();
+    let base = o.iters as u64 * STATS;
+    let stat_keys: Vec<u64> = (base..base + STATS).collect();
+    let figures = [
+        loss as f32,
+        correct as f32,
+        fresh.labels.len() as f32,
+        idle.as_secs_f32(),
+        m.bytes_sent() as f32,
+        m.bytes_received() as f32,
+        local_nnz,
+    ];
+    w.push(stats, &stat_keys, &figures)?;
+    w.barrier()?;
+    if rank == 0 {
+        let f = w.pull(stats, &stat_keys)?;
+        let record = summarize(&f, &final_w, o.lambda, o.iters, elapsed, workers, true);
+        println!(
+            "final: objective {:.6e}  loss {:.6e}  nnz {} / {} ({:.2}%)  accuracy {:.2}%  {:.2} s  idle {:.1}%",
+            record.objective,
+            record.loss,
+            record.nnz,
+            o.dim,
+            100.0 * record.nnz as f64 / o.dim as f64,
+            100.0 * record.accuracy,
+            record.time,
+            100.0 * record.idle_fraction
+        );
+        if let Some(out) = &mut out {
+            out.write(&record)?;
+        }
+    }
+    w.finish()?;
+    Ok(())
+}
+
+/// Pushes key-major `(g, h)` pairs to a two-input (planar) table, one request per server: each
+/// server's share is made planar on its own (all its g, then all its h). The worker client
+/// slices a multi-server push as if values were key-major, which would hand a server part of
+/// the g plane and part of the h plane, so the split is done here.
+fn push_planar(
+    w: &Worker,
+    table: TableId,
+    keys: &[u64],
+    pairs: &[f32],
+    planar: &mut Vec<f32>,
+) -> Result<()> {
+    let routing = w.routing();
+    let mut tickets = Vec::new();
+    for (_, part) in routing.slice(keys) {
+        let (lo, hi) = (part.start, part.end);
+        planar.clear();
+        planar.extend(pairs[2 * lo..2 * hi].iter().step_by(2));
+        planar.extend(pairs[2 * lo + 1..2 * hi].iter().step_by(2));
+        tickets.push(w.push_async(table, &keys[lo..hi], planar)?);
+    }
+    for t in tickets {
+        w.wait(t)?;
+    }
+    Ok(())
+}
+
+/// A trace record from the summed stats `f` and worker 0's weights.
+fn summarize(
+    f: &[f32],
+    w: &[Vec<f32>],
+    lambda: f32,
+    iteration: usize,
+    elapsed: Duration,
+    workers: usize,
+    last: bool,
+) -> Record {
+    let l1: f64 = w.iter().flatten().map(|v| f64::from(v.abs())).sum();
+    let nnz = w.iter().flatten().filter(|v| **v != 0.0).count();
+    let loss = f64::from(f[0]);
+    let time = elapsed.as_secs_f64();
+    Record {
+        time,
+        iteration,
+        objective: loss + f64::from(lambda) * l1,
+        loss,
+        nnz,
+        accuracy: f64::from(f[1]) / f64::from(f[2]).max(1.0),
+        bytes_sent: f64::from(f[4]),
+        bytes_received: f64::from(f[5]),
+        idle_seconds: f64::from(f[3]),
+        idle_fraction: f64::from(f[3]) / (workers as f64 * time).max(1e-9),
+        last,
+    }
+}
+
+/// Prints worker 0's progress line for an iteration.
+fn progress(r: &Record, dim: usize, total_nnz: f64) {
+    println!(
+        "iter {:>3}  objective {:.6e}  nnz {:>8} / {dim}  accuracy {:5.2}%  idle {:4.1}%  {:6.2} s  {:.1} M nonzeros/s",
+        r.iteration,
+        r.objective,
+        r.nnz,
+        100.0 * r.accuracy,
+        100.0 * r.idle_fraction,
+        r.time,
+        total_nnz * r.iteration as f64 / r.time.max(1e-9) / 1e6
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_round_trip_and_reject_bad_flags() {
+        let o = L1lrOptions {
+            data: "x.svm".into(),
+            dim: 10,
+            tau: 3,
+            trace: Some("t.jsonl".into()),
+            ..L1lrOptions::default()
+        };
+        assert_eq!(L1lrOptions::parse(&o.to_args()).unwrap(), o);
+        assert!(L1lrOptions::parse(&["--bogus".into(), "1".into()]).is_err());
+        assert!(L1lrOptions::parse(&["--data".into(), "x".into()]).is_err()); // no --dim
+    }
+}

@@ -1,0 +1,106 @@
+//! `ferrops train l1lr`: starts a local cluster (scheduler, servers and `l1lr` worker processes,
+//! as `ferrops local` does), lets worker 0 print its progress lines and write the trace, then
+//! reads the trace back for the summary and the plot.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use super::l1lr::L1lrOptions;
+use super::plot;
+use super::trace::{self, Record};
+use crate::data::info;
+use crate::launch::{run_local, LocalSpec};
+
+/// What to train and where.
+#[derive(Clone, Debug)]
+pub struct TrainSpec {
+    pub data: PathBuf,
+    pub lambda: f32,
+    pub tau: u32,
+    pub servers: usize,
+    pub workers: usize,
+    pub blocks: usize,
+    pub iters: usize,
+    pub delta: f32,
+    /// Keep the JSON-lines trace here (otherwise a temporary file is used and removed).
+    pub trace: Option<PathBuf>,
+    /// Plot objective against time here.
+    pub plot: Option<PathBuf>,
+}
+
+/// Trains and returns the trace (the last record is the exact final evaluation).
+pub fn l1lr(spec: &TrainSpec) -> Result<Vec<Record>> {
+    let summary = info::summarize(&spec.data)?;
+    if summary.rows == 0 || summary.dim == 0 {
+        bail!("{}: no training rows", spec.data.display());
+    }
+    println!(
+        "data: {} rows, {} features, {} nonzeros ({} positive)",
+        summary.rows, summary.dim, summary.nnz, summary.positives
+    );
+    let temporary = spec.trace.is_none();
+    let trace_path = match &spec.trace {
+        Some(p) => p.clone(),
+        None => std::env::temp_dir().join(format!("ferrops-l1lr-{}.jsonl", std::process::id())),
+    };
+    let options = L1lrOptions {
+        data: absolute(&spec.data)?,
+        dim: summary.dim as usize,
+        lambda: spec.lambda,
+        tau: spec.tau,
+        blocks: spec.blocks,
+        iters: spec.iters,
+        delta: spec.delta,
+        trace: Some(absolute(&trace_path)?),
+    };
+    if std::env::var_os("FERROPS_LOG").is_none() && std::env::var_os("RUST_LOG").is_none() {
+        // The training output is the point; the roles' start-up chatter stays quiet.
+        std::env::set_var("FERROPS_LOG", "warn");
+    }
+    let mut local = LocalSpec::new(spec.servers, spec.workers)?;
+    local.prefix_output = false;
+    local.command = ["ferrops", "worker", "--job", "l1lr", "--"]
+        .into_iter()
+        .map(String::from)
+        .chain(options.to_args())
+        .map(Into::into)
+        .collect();
+    let code = run_local(&local)?;
+    let records = trace::read(&trace_path)
+        .with_context(|| format!("reading the trace {}", trace_path.display()));
+    if temporary {
+        let _ = std::fs::remove_file(&trace_path);
+    }
+    if code != 0 {
+        bail!("the training job failed with exit code {code}");
+    }
+    let records = records?;
+    if let Some(png) = &spec.plot {
+        plot_objective(png, std::slice::from_ref(&records))?;
+        println!("plot: {} (objective against seconds)", png.display());
+    }
+    Ok(records)
+}
+
+/// Plots objective against time, one series per trace (per-iteration records only).
+pub fn plot_objective(png: &Path, traces: &[Vec<Record>]) -> Result<()> {
+    let series: Vec<Vec<(f64, f64)>> = traces
+        .iter()
+        .map(|t| {
+            t.iter()
+                .filter(|r| !r.last)
+                .map(|r| (r.time, r.objective))
+                .collect()
+        })
+        .collect();
+    plot::plot(png, &series, false).with_context(|| format!("writing {}", png.display()))
+}
+
+fn absolute(p: &Path) -> Result<PathBuf> {
+    if p.is_absolute() {
+        Ok(p.to_path_buf())
+    } else {
+        Ok(std::env::current_dir()?.join(p))
+    }
+}
