@@ -5,15 +5,19 @@
 //! - [`significant::SigFilter`] (worker): accumulates updates per key and sends a key only once
 //!   its accumulated change is significant relative to the weight; nothing is dropped, only
 //!   delayed until it matters or until [`significant::SigFilter::flush`].
+//! - [`kkt::KktFilter`] (worker, L1 problems): skips coordinates that sit at zero with a
+//!   gradient inside the L1 subdifferential, re-checking all of them every few rounds.
 //! - [`stats`]: counters of what each filter saved.
 //!
 //! Key lists must be strictly ascending (as everywhere in ferrops); values are row-major,
 //! `dim` f32 per key. Every call validates its arguments before it changes any state.
 
+pub mod kkt;
 mod rows;
 pub mod significant;
 pub mod stats;
 
+pub use kkt::KktFilter;
 pub use significant::SigFilter;
 pub use stats::FilterCounts;
 
