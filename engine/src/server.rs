@@ -24,6 +24,9 @@ use crate::routing::RoutingTable;
 use crate::store::{Resolved, StoreError, StoreOptions, TableMemory, TableStore};
 use crate::table::KeyLayout;
 use crate::EngineError;
+use ferrops_net::codec::keys::decode_keys;
+use ferrops_net::codec::values::{decode_values, encode_values};
+use ferrops_net::codec::{KeyCodec, ValueCodec};
 
 /// Slot runs above this count are gathered into one buffer instead of one iovec each.
 const MAX_RUNS_PER_REPLY: usize = 64;
@@ -58,6 +61,9 @@ pub struct Server {
     store_options: StoreOptions,
     last_seq: HashMap<u32, u64>,
     gather: Vec<f32>,
+    /// Reused buffers for decoding pushed values and encoding pulled ones.
+    decoded: Vec<f32>,
+    encoded: Vec<u8>,
     stop: Option<Result<(), EngineError>>,
     report: ServerReport,
 }
@@ -199,6 +205,8 @@ fn run_shard(cfg: &ServerConfig) -> Result<ServerReport, EngineError> {
         },
         last_seq: HashMap::new(),
         gather: Vec::new(),
+        decoded: Vec::new(),
+        encoded: Vec::new(),
         stop: None,
         report: ServerReport::default(),
     };
@@ -451,19 +459,40 @@ impl Server {
                 resolved,
             });
         }
+        // Compressed keys are decoded once, here (at most `key_count` of them).
+        let decoded = match KeyCodec::from_id(h.key_codec) {
+            Ok(KeyCodec::Raw) => None,
+            Ok(codec) => Some(Arc::new(
+                decode_keys(codec, frame.keys_bytes(), count as usize)
+                    .map_err(|e| (h, Refusal::new(Status::BadKeys, e.to_string())))?,
+            )),
+            Err(e) => return Err((h, Refusal::new(Status::BadKeys, e.to_string()))),
+        };
         if let (Some(cache), true) = (cache, id.1 != 0) {
-            let keys = frame
-                .keys()
-                .map_err(|e| (h, Refusal::new(Status::BadKeys, e.to_string())))?;
+            let keys = match &decoded {
+                Some(k) => k.clone(),
+                None => Arc::new(
+                    frame
+                        .keys()
+                        .map_err(|e| (h, Refusal::new(Status::BadKeys, e.to_string())))?
+                        .to_vec(),
+                ),
+            };
             cache.access(id, count, || CachedList {
-                keys: Arc::new(keys.to_vec()),
+                keys: keys.clone(),
+                resolved: None,
+            });
+            return Ok(Request {
+                peer,
+                frame,
+                keys: Some(keys),
                 resolved: None,
             });
         }
         Ok(Request {
             peer,
             frame,
-            keys: None,
+            keys: decoded,
             resolved: None,
         })
     }
@@ -561,15 +590,20 @@ impl Server {
         if duplicate {
             self.report.duplicate_pushes += 1;
         } else {
-            let values = request
-                .frame
-                .values_f32()
-                .map_err(|e| Refusal::new(Status::BadValues, e.to_string()))?;
+            let mut decoded = std::mem::take(&mut self.decoded);
             let (store, keys, resolved) = self.resolve(request)?;
             let per_key = store.spec().push_floats_per_key();
-            crate::keys::check_value_count(keys.len(), values.len(), per_key)
-                .map_err(|e| Refusal::new(Status::BadValues, e.to_string()))?;
-            store.apply_resolved(&resolved, values)?;
+            let applied = push_values(&request.frame, keys.len() * per_key, &mut decoded).and_then(
+                |values| {
+                    crate::keys::check_value_count(keys.len(), values.len(), per_key)
+                        .map_err(|e| Refusal::new(Status::BadValues, e.to_string()))?;
+                    store
+                        .apply_resolved(&resolved, values)
+                        .map_err(Refusal::from)
+                },
+            );
+            self.decoded = decoded;
+            applied?;
             if seq != 0 {
                 self.last_seq.insert(worker, seq);
             }
@@ -610,7 +644,38 @@ impl Server {
         reply.table = h.table;
         reply.clock = h.clock;
         reply.key_count = (keys.len() as u32).into();
-        let sent = if resolved.runs.len() <= MAX_RUNS_PER_REPLY {
+        let codec = store.spec().codec();
+        let sent = if codec != ValueCodec::Raw {
+            // Encoded replies are built in a buffer: gather, then encode.
+            store.gather(&resolved.slots, &mut gather);
+            let mut encoded = std::mem::take(&mut self.encoded);
+            encoded.clear();
+            let result = match encode_values(codec, &gather, &mut encoded) {
+                Ok(_) => {
+                    reply.value_codec = codec.id();
+                    let bytes = [encoded.as_slice()];
+                    io.send(
+                        peer,
+                        &mut FrameParts {
+                            header: reply,
+                            keys: &[],
+                            values: &bytes,
+                            extra: &[],
+                        },
+                    )
+                }
+                Err(e) => {
+                    self.encoded = encoded;
+                    self.gather = gather;
+                    return Err(Refusal::new(
+                        Status::BadValues,
+                        format!("cannot encode: {e}"),
+                    ));
+                }
+            };
+            self.encoded = encoded;
+            result
+        } else if resolved.runs.len() <= MAX_RUNS_PER_REPLY {
             let slices: Vec<&[u8]> = resolved
                 .runs
                 .iter()
@@ -649,6 +714,25 @@ impl Server {
                 let header = request.frame.header;
                 self.refuse(io, request.peer, &header, &r);
             }
+        }
+    }
+}
+
+/// A push's values as f32: read in place for raw values, decoded into `scratch` otherwise
+/// (exactly `expected` of them, or a refusal).
+fn push_values<'f>(
+    frame: &'f Frame,
+    expected: usize,
+    scratch: &'f mut Vec<f32>,
+) -> Result<&'f [f32], Refusal> {
+    let bad = |e: String| Refusal::new(Status::BadValues, e);
+    match ValueCodec::from_id(frame.header.value_codec).map_err(|e| bad(e.to_string()))? {
+        ValueCodec::Raw => frame.values_f32().map_err(|e| bad(e.to_string())),
+        codec => {
+            scratch.clear();
+            scratch.resize(expected, 0.0);
+            decode_values(codec, frame.values_bytes(), scratch).map_err(|e| bad(e.to_string()))?;
+            Ok(scratch)
         }
     }
 }

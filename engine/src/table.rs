@@ -1,6 +1,7 @@
 //! Tables: named parameter groups with a value length, an update rule and a consistency model.
 
 use ferrops_kernels::Rule;
+use ferrops_net::codec::ValueCodec;
 use serde::{Deserialize, Serialize};
 
 /// Identifies a declared table cluster-wide (assigned by the scheduler).
@@ -64,6 +65,9 @@ pub struct TableSpec {
     pub consistency: Consistency,
     /// Sparse (any u64 keys) or dense (keys `0..n`).
     pub layout: KeyLayout,
+    /// How values travel: the id of a `ferrops_net::codec::ValueCodec` (0 = raw f32; fp16 and
+    /// bf16 halve the bytes at their stated rounding; lz4 is lossless).
+    pub value_codec: u8,
 }
 
 impl TableSpec {
@@ -75,7 +79,19 @@ impl TableSpec {
             rule: Rule::Sum,
             consistency: Consistency::Eventual,
             layout: KeyLayout::Sparse,
+            value_codec: ValueCodec::Raw.id(),
         }
+    }
+
+    /// Sets how values travel on the wire.
+    pub fn value_codec(mut self, codec: ValueCodec) -> TableSpec {
+        self.value_codec = codec.id();
+        self
+    }
+
+    /// The value codec (validated when the table is declared).
+    pub fn codec(&self) -> ValueCodec {
+        ValueCodec::from_id(self.value_codec).unwrap_or(ValueCodec::Raw)
     }
 
     /// A dense table of keys `0..keys`, `dim` values each, summing pushes, eventually
@@ -111,6 +127,9 @@ impl TableSpec {
         }
         if self.dim == 0 {
             return Err(format!("table `{}` has dim 0", self.name));
+        }
+        if let Err(e) = ValueCodec::from_id(self.value_codec) {
+            return Err(format!("table `{}`: {e}", self.name));
         }
         if self.layout == (KeyLayout::Dense { keys: 0 }) {
             return Err(format!("dense table `{}` has no keys", self.name));

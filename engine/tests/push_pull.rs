@@ -243,3 +243,39 @@ fn dense_tables_spread_over_every_shard_and_reject_keys_past_their_end() {
         }
     }
 }
+
+#[test]
+fn compressed_keys_and_values_arrive_intact_in_fewer_bytes() {
+    use ferrops_net::codec::ValueCodec;
+    let job = common::start(2, 1);
+    job.run_workers(1, |w| {
+        // Keys close together (a window of a feature space) pack well; fp16 halves values.
+        let keys: Vec<u64> = (0..4000u64).map(|i| 1_000_000 + 3 * i).collect();
+        let values: Vec<f32> = (0..4000).map(|i| (i % 100) as f32 * 0.25).collect();
+        let half = w
+            .declare_table(TableSpec::new("fp16", 1).value_codec(ValueCodec::Fp16))
+            .unwrap();
+        let before = w.metrics();
+        w.push(half, &keys, &values).unwrap();
+        let sent = w.metrics();
+        assert!(
+            sent.key_bytes_sent - before.key_bytes_sent < 4000 * 8 / 4,
+            "keys packed"
+        );
+        assert_eq!(
+            sent.value_bytes_sent - before.value_bytes_sent,
+            4000 * 2,
+            "fp16 values"
+        );
+        // Multiples of 0.25 below 25 are exact in fp16: nothing may be lost.
+        assert_eq!(w.pull(half, &keys).unwrap(), values);
+        let lz4 = w
+            .declare_table(TableSpec::new("lz4", 1).value_codec(ValueCodec::Lz4))
+            .unwrap();
+        let noisy: Vec<f32> = (0..4000).map(|i| (i as f32).sin() * 1e-3 + 1.0).collect();
+        w.push(lz4, &keys, &noisy).unwrap();
+        assert_eq!(w.pull(lz4, &keys).unwrap(), noisy, "lz4 is lossless");
+        w.finish().unwrap();
+    });
+    job.join();
+}

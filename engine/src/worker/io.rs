@@ -18,6 +18,8 @@ use super::pending::{Kind, Outstanding, PullInto};
 use crate::control::Control;
 use crate::keycache::KeyListCache;
 use crate::EngineError;
+use ferrops_net::codec::values::decode_values;
+use ferrops_net::codec::ValueCodec;
 
 const SCHEDULER: Token = Token(usize::MAX);
 
@@ -49,7 +51,8 @@ struct Sink<'a, 'b> {
 
 impl FrameSink for Sink<'_, '_> {
     fn direct_values(&mut self, header: &Header) -> Option<&mut [u8]> {
-        if header.opcode() != Some(Opcode::PullReply) || header.status() != Status::Ok {
+        let raw = header.value_codec == ValueCodec::Raw.id();
+        if header.opcode() != Some(Opcode::PullReply) || header.status() != Status::Ok || !raw {
             return None;
         }
         let sub = self.outstanding.requests.get(&header.request_id.get())?;
@@ -272,40 +275,38 @@ impl ClientIo {
         }
     }
 
-    /// The values did not go straight to their buffer (e.g. empty reply): check and copy.
+    /// The values did not go straight to their buffer (encoded, or an empty reply): decode them
+    /// into it, checking their number.
     fn copy_pull_values(&mut self, request: u64, frame: &Frame, lent: &mut Option<Lent<'_>>) {
         let Some(sub) = self.outstanding.requests.get(&request).cloned() else {
             return;
         };
-        let values = frame.values_f32().unwrap_or(&[]);
-        let mut error = None;
-        if values.len() != sub.values.len() {
-            error = Some(EngineError::Protocol {
-                peer: format!("server {}", sub.server),
-                detail: format!(
-                    "pull reply has {} values, expected {}",
-                    values.len(),
-                    sub.values.len()
-                ),
-            });
-        } else if !values.is_empty() {
-            let dest = match lent.as_mut() {
-                Some(l) if l.ticket == sub.ticket => l.values.get_mut(sub.values.clone()),
-                _ => match self
-                    .outstanding
-                    .tickets
-                    .get_mut(&sub.ticket)
-                    .map(|p| &mut p.kind)
-                {
-                    Some(Kind::Pull(PullInto::Owned(out))) => out.get_mut(sub.values.clone()),
-                    _ => None,
-                },
-            };
-            if let Some(d) = dest {
-                d.copy_from_slice(values);
-                self.metrics.values_copied(values.len() * 4);
+        let dest = match lent.as_mut() {
+            Some(l) if l.ticket == sub.ticket => l.values.get_mut(sub.values.clone()),
+            _ => match self
+                .outstanding
+                .tickets
+                .get_mut(&sub.ticket)
+                .map(|p| &mut p.kind)
+            {
+                Some(Kind::Pull(PullInto::Owned(out))) => out.get_mut(sub.values.clone()),
+                _ => None,
+            },
+        };
+        let decoded = ValueCodec::from_id(frame.header.value_codec).and_then(|codec| match dest {
+            Some(d) => decode_values(codec, frame.values_bytes(), d).map(|()| d.len()),
+            None => Ok(0),
+        });
+        let error = match decoded {
+            Ok(n) => {
+                self.metrics.values_copied(n * 4);
+                None
             }
-        }
+            Err(e) => Some(EngineError::Protocol {
+                peer: format!("server {}", sub.server),
+                detail: format!("pull reply values: {e}"),
+            }),
+        };
         self.outstanding.complete(request, error);
     }
 

@@ -26,6 +26,9 @@ use crate::keys::{check_and_sign, check_sorted_unique, check_value_count, KeyLis
 use crate::routing::RoutingTable;
 use crate::table::{KeyLayout, TableId, TableSpec};
 use crate::EngineError;
+use ferrops_net::codec::keys::encode_keys;
+use ferrops_net::codec::values::encode_values;
+use ferrops_net::codec::{choose_key_codec, KeyCodec, ValueCodec};
 use io::{ClientIo, Lent};
 use pending::{Kind, PullInto};
 
@@ -202,7 +205,7 @@ impl Worker {
             .get(&table.0)
             .ok_or(EngineError::UnknownTable(table.0))?;
         let per_key = spec.push_floats_per_key();
-        let layout = spec.layout;
+        let (layout, codec) = (spec.layout, spec.codec());
         check_value_count(keys.len(), values.len(), per_key)?;
         check_layout(layout, keys)?;
         let parts = st.routing.slice_for(layout, keys);
@@ -212,14 +215,16 @@ impl Worker {
         let ticket = st.io.outstanding.open(Kind::Push);
         let mut header = self.request_header(&st, Opcode::Push, table, keys);
         header.seq = seq.into();
+        let (mut key_buf, mut value_buf) = (Vec::new(), Vec::new());
         for ((range, idx), signature) in parts.into_iter().zip(signatures) {
             let server = st.routing.ranges[range].server;
             let part_keys = &keys[idx.clone()];
             let part_values = &values[idx.start * per_key..idx.end * per_key];
             let request = st.io.outstanding.add_request(ticket, server, 0..0);
             let cache = &mut st.io.key_caches[server as usize];
-            let mut frame = part_frame(header, request, part_keys, signature, cache);
-            let vals = [part_values.as_bytes()];
+            let mut frame = part_frame(header, request, part_keys, signature, cache, &mut key_buf)?;
+            let vals = [encode_part_values(codec, part_values, &mut value_buf)?];
+            frame.header.value_codec = codec.id();
             frame.values = &vals;
             st.io.send(Some(server), &mut frame, &mut None)?;
         }
@@ -298,6 +303,7 @@ impl Worker {
         let signatures = check_and_sign_parts(keys, &parts)?;
         let ticket = st.io.outstanding.open(Kind::Pull(into));
         let header = self.request_header(st, Opcode::Pull, table, keys);
+        let mut key_buf = Vec::new();
         for ((range, idx), signature) in parts.into_iter().zip(signatures) {
             let server = st.routing.ranges[range].server;
             let request =
@@ -305,7 +311,8 @@ impl Worker {
                     .outstanding
                     .add_request(ticket, server, idx.start * dim..idx.end * dim);
             let cache = &mut st.io.key_caches[server as usize];
-            let mut frame = part_frame(header, request, &keys[idx], signature, cache);
+            let mut frame =
+                part_frame(header, request, &keys[idx], signature, cache, &mut key_buf)?;
             st.io.send(Some(server), &mut frame, &mut None)?;
         }
         Ok(ticket)
@@ -462,29 +469,57 @@ fn check_and_sign_parts(
 }
 
 /// The frame of one server's share of a request. A signed list this connection's key cache
-/// says the server holds travels as its signature alone.
+/// says the server holds travels as its signature alone; other lists are delta + bit packed
+/// into `key_buf` when that pays, raw otherwise.
 fn part_frame<'a>(
     mut header: Header,
     request: u64,
     keys: &'a [u64],
     signature: u64,
     cache: &mut KeyListCache<()>,
-) -> FrameParts<'a> {
+    key_buf: &'a mut Vec<u8>,
+) -> Result<FrameParts<'a>, EngineError> {
     header.request_id = request.into();
     header.key_count = (keys.len() as u32).into();
     header.key_signature = signature.into();
-    let mut wire_keys = keys;
     if signature != 0 && !keys.is_empty() {
         let id = (header.table.get(), signature);
         if cache.access(id, keys.len() as u64, || ()).is_some() {
             header.flags |= flags::KEYS_BY_SIGNATURE;
-            wire_keys = &[];
+            return Ok(FrameParts::header_only(header));
         }
     }
-    FrameParts {
+    let codec = choose_key_codec(keys);
+    let wire_keys: &[u8] = if codec == KeyCodec::Raw {
+        keys.as_bytes()
+    } else {
+        key_buf.clear();
+        encode_keys(codec, keys, key_buf).map_err(codec_error)?;
+        header.key_codec = codec.id();
+        key_buf
+    };
+    Ok(FrameParts {
         header,
-        keys: wire_keys.as_bytes(),
+        keys: wire_keys,
         values: &[],
         extra: &[],
+    })
+}
+
+/// A push's values as they travel: the caller's bytes for raw f32, else encoded into `buf`.
+fn encode_part_values<'a>(
+    codec: ValueCodec,
+    values: &'a [f32],
+    buf: &'a mut Vec<u8>,
+) -> Result<&'a [u8], EngineError> {
+    if codec == ValueCodec::Raw {
+        return Ok(values.as_bytes());
     }
+    buf.clear();
+    encode_values(codec, values, buf).map_err(codec_error)?;
+    Ok(buf)
+}
+
+fn codec_error(e: ferrops_net::codec::CodecError) -> EngineError {
+    EngineError::Config(format!("cannot encode: {e}"))
 }
