@@ -15,6 +15,8 @@ mod event_loop;
 mod limits;
 mod metrics;
 mod peer;
+#[cfg(feature = "rdma")]
+pub mod rdma;
 mod reader;
 mod signature;
 mod wire;

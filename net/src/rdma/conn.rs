@@ -1,0 +1,1317 @@
+//! Connections: rdma_cm setup, the credit protocol, completion handling.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sideway::ibverbs::completion::{
+    BasicCompletionQueue, CompletionChannel, CompletionQueue as _, CompletionQueueBuilder,
+};
+use sideway::ibverbs::device_context::DeviceContext;
+use sideway::ibverbs::protection_domain::ProtectionDomain;
+use sideway::ibverbs::queue_pair::{
+    BasicQueuePair, PostSendGuard as _, QueuePair as _, QueuePairState, SetInlineData as _,
+    SetScatterGatherEntry as _, WorkRequestFlags,
+};
+use sideway::ibverbs::AccessFlags;
+use sideway::rdmacm::communication_manager::{
+    ConnectionParameter, Event, EventChannel, EventType, Identifier, PortSpace,
+};
+
+use super::device::ensure_library;
+use super::mem::{register, RegMem, Registration, RemoteBuf};
+use super::RdmaError;
+use crate::wire::ZEROS;
+use crate::{
+    pad8, BufferPool, Frame, FrameLimits, FrameParts, Header, Metrics, PooledBuf, WireError,
+    HEADER_LEN,
+};
+
+/// Bytes of one receive (and send) buffer.
+const SLOT: usize = 64 * 1024;
+/// Our message prefix.
+const CTRL_LEN: usize = 32;
+/// Largest frame (header + payload) sent in one SEND; larger frames go by RDMA WRITE.
+pub const SMALL_FRAME_MAX: usize = SLOT - CTRL_LEN;
+/// Credits a peer starts with: messages it may have in our receive buffers at once.
+pub const CREDITS: u32 = 32;
+/// Receive buffers beyond the credit window, for credit-only messages and the goodbye.
+const RESERVE: u32 = 8;
+const RECV_SLOTS: u32 = CREDITS + RESERVE;
+const SEND_SLOTS: u32 = RECV_SLOTS;
+const MAX_SEND_WR: u32 = 2 * SEND_SLOTS + 16;
+const CQE: u32 = 4 * (MAX_SEND_WR + RECV_SLOTS);
+/// Credits owed to the peer before we send them in a message of their own.
+const CREDIT_RETURN_AT: u32 = CREDITS / 4;
+/// Bulk frames received but not yet taken by the application before we stop inviting more.
+const MAX_READY_BULK: usize = 4;
+/// How long a waiting call polls the completion queue before it sleeps on the completion
+/// channel (default of [`RdmaConn::set_busy_poll`]).
+const SPIN: Duration = Duration::from_micros(50);
+const INLINE_WANTED: u32 = 256;
+const CM_TIMEOUT: Duration = Duration::from_secs(5);
+
+const KIND_FRAME: u32 = 1;
+const KIND_FRAME_DIRECT: u32 = 2;
+const KIND_RTS: u32 = 3;
+const KIND_CTS: u32 = 4;
+const KIND_CREDIT: u32 = 5;
+const KIND_BYE: u32 = 6;
+
+const SEND_BIT: u64 = 1 << 63;
+const OP_SLOT: u64 = 0;
+const OP_WRITE: u64 = 1 << 32;
+const OP_DIRECT: u64 = 2 << 32;
+
+/// The 32-byte prefix of every SEND.
+#[derive(Clone, Copy, Debug, Default)]
+struct Ctrl {
+    kind: u32,
+    rkey: u32,
+    token: u64,
+    addr: u64,
+    len: u64,
+}
+
+impl Ctrl {
+    fn encode(&self, out: &mut [u8]) {
+        out[0..4].copy_from_slice(&self.kind.to_le_bytes());
+        out[4..8].copy_from_slice(&self.rkey.to_le_bytes());
+        out[8..16].copy_from_slice(&self.token.to_le_bytes());
+        out[16..24].copy_from_slice(&self.addr.to_le_bytes());
+        out[24..32].copy_from_slice(&self.len.to_le_bytes());
+    }
+
+    fn decode(b: &[u8]) -> Option<Ctrl> {
+        let b = b.get(..CTRL_LEN)?;
+        let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().unwrap_or([0; 4]));
+        let u64_at = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap_or([0; 8]));
+        Some(Ctrl {
+            kind: u32_at(0),
+            rkey: u32_at(4),
+            token: u64_at(8),
+            addr: u64_at(16),
+            len: u64_at(24),
+        })
+    }
+
+    fn costs_credit(kind: u32) -> bool {
+        !matches!(kind, KIND_CREDIT | KIND_BYE)
+    }
+}
+
+/// A message waiting for a credit, a send buffer or room in the send queue.
+#[derive(Debug)]
+enum Out {
+    /// A SEND: prefix and body, copied because they could not be posted at once.
+    Send { ctrl: Ctrl, body: Vec<u8> },
+    /// The payload of a bulk frame, once the peer said where.
+    Write { token: u64, addr: u64, rkey: u32 },
+}
+
+/// Where a received frame waits for the application.
+#[derive(Debug)]
+enum Ready {
+    /// In receive slot `slot`, `len` bytes after the prefix; `direct` if the values went to a
+    /// registered buffer of ours.
+    Slot { slot: u32, len: usize, direct: bool },
+    /// A bulk frame written into its own buffer.
+    Bulk(Frame),
+}
+
+/// A bulk frame on its way in: its header and the buffer the peer writes into.
+#[derive(Debug)]
+struct BulkIn {
+    header: Header,
+    // Region first: deregistered before the buffer can be reused.
+    _mr: Arc<sideway::ibverbs::memory_region::MemoryRegion>,
+    buf: PooledBuf,
+}
+
+/// Accepts RDMA connections on an ip:port (rdma_cm), like a TCP listener.
+pub struct RdmaListener {
+    id: Arc<Identifier>,
+    channel: Arc<EventChannel>,
+    addr: SocketAddr,
+    limits: FrameLimits,
+    pool: BufferPool,
+    metrics: Metrics,
+}
+
+impl std::fmt::Debug for RdmaListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RdmaListener")
+            .field("addr", &self.addr)
+            .finish()
+    }
+}
+
+impl RdmaListener {
+    /// Listens on `addr` (an address of an RDMA-capable interface, or 0.0.0.0; the port must
+    /// be given: rdma_cm has its own port space).
+    pub fn bind(addr: SocketAddr) -> Result<RdmaListener, RdmaError> {
+        Self::bind_with(
+            addr,
+            FrameLimits::default(),
+            BufferPool::new(),
+            Metrics::new(),
+        )
+    }
+
+    /// [`RdmaListener::bind`] with the limits, pool and metrics given to accepted connections.
+    pub fn bind_with(
+        addr: SocketAddr,
+        limits: FrameLimits,
+        pool: BufferPool,
+        metrics: Metrics,
+    ) -> Result<RdmaListener, RdmaError> {
+        ensure_library()?;
+        let channel = EventChannel::new().map_err(|e| RdmaError::cm("create_event_channel", e))?;
+        let id = channel
+            .create_id(PortSpace::Tcp)
+            .map_err(|e| RdmaError::cm("create_id", e))?;
+        id.bind_addr(addr)
+            .map_err(|e| RdmaError::cm("bind_addr", format!("{addr}: {e} ({:?})", e.source)))?;
+        id.listen(64).map_err(|e| RdmaError::cm("listen", e))?;
+        Ok(RdmaListener {
+            id,
+            channel,
+            addr,
+            limits,
+            pool,
+            metrics,
+        })
+    }
+
+    /// The address given to `bind`.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Waits for the next connection and sets it up.
+    pub fn accept(&self) -> Result<RdmaConn, RdmaError> {
+        let _ = &self.id;
+        let (cm_id, event) = loop {
+            let event = wait_cm_event(&self.channel, None)?;
+            if event.event_type() == EventType::ConnectRequest {
+                if let Some(cm_id) = event.cm_id() {
+                    break (cm_id, event);
+                }
+            }
+            // Disconnects of earlier connections and the like: they notice on their own.
+        };
+        drop(event.ack());
+        let ctx = cm_id
+            .get_device_context()
+            .ok_or_else(|| RdmaError::cm("accept", "connect request without a device"))?;
+        let mut conn = RdmaConn::new(
+            cm_id.clone(),
+            None,
+            ctx,
+            self.limits,
+            self.pool.clone(),
+            self.metrics.clone(),
+        )?;
+        conn.bring_up_passive()?;
+        let mut param = ConnectionParameter::new();
+        param.setup_qp_number(conn.qp.qp_number());
+        cm_id
+            .accept(param)
+            .map_err(|e| RdmaError::cm("accept", e))?;
+        loop {
+            let event = wait_cm_event(&self.channel, Some(CM_TIMEOUT))?;
+            let ty = event.event_type();
+            let ours = event
+                .cm_id()
+                .map(|id| Arc::ptr_eq(&id, &cm_id))
+                .unwrap_or(false);
+            drop(event.ack());
+            if !ours {
+                continue;
+            }
+            match ty {
+                EventType::Established => break,
+                other => {
+                    return Err(RdmaError::cm(
+                        "accept",
+                        format!("connection not established: {other:?}"),
+                    ))
+                }
+            }
+        }
+        conn.keep_alive = Some(self.channel.clone());
+        Ok(conn)
+    }
+}
+
+fn wait_cm_event(
+    channel: &Arc<EventChannel>,
+    timeout: Option<Duration>,
+) -> Result<Event, RdmaError> {
+    if let Some(t) = timeout {
+        if !wait_readable(&[channel.as_raw_fd()], Some(t))? {
+            return Err(RdmaError::Timeout("an rdma_cm event"));
+        }
+    }
+    channel
+        .get_cm_event()
+        .map_err(|e| RdmaError::cm("get_cm_event", e))
+}
+
+/// poll(2) on `fds` for readability; `Ok(false)` on timeout.
+fn wait_readable(fds: &[RawFd], timeout: Option<Duration>) -> Result<bool, RdmaError> {
+    let mut pfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let ms = timeout.map_or(-1, |t| t.as_millis().min(i32::MAX as u128) as i32);
+    loop {
+        // SAFETY: pfds is a valid array of pollfd of the given length.
+        let rc = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
+        if rc >= 0 {
+            return Ok(rc > 0);
+        }
+        let err = std::io::Error::last_os_error();
+        if err.kind() != std::io::ErrorKind::Interrupted {
+            return Err(RdmaError::Verbs {
+                op: "poll",
+                source: err,
+            });
+        }
+    }
+}
+
+/// A reliable-connected RDMA connection carrying ferrops frames. See the module docs.
+pub struct RdmaConn {
+    // Field order is drop order: the queue pair before its completion queue, regions before
+    // the protection domain, everything before the rdma_cm id.
+    qp: BasicQueuePair,
+    cq: Arc<BasicCompletionQueue>,
+    comp: Arc<CompletionChannel>,
+    recv_mem: RegMem,
+    send_mem: RegMem,
+    bulk_out: HashMap<u64, (RegMem, usize)>,
+    bulk_in: HashMap<u64, BulkIn>,
+    staging_free: Vec<RegMem>,
+    direct: HashMap<u64, RegMem>,
+    pd: Arc<ProtectionDomain>,
+    _ctx: Arc<DeviceContext>,
+    id: Arc<Identifier>,
+    /// The connecting side's own event channel (disconnect events arrive there).
+    cm_channel: Option<Arc<EventChannel>>,
+    keep_alive: Option<Arc<EventChannel>>,
+
+    send_free: Vec<u32>,
+    max_inline: u32,
+    sq_used: u32,
+    credits: u32,
+    owed: u32,
+    next_token: u64,
+    pending: VecDeque<Out>,
+    deferred_rts: VecDeque<(u64, Header)>,
+    ready: VecDeque<Ready>,
+    ready_bulk: usize,
+    closed: bool,
+    failed: Option<String>,
+    armed: bool,
+    spin: Duration,
+
+    limits: FrameLimits,
+    pool: BufferPool,
+    metrics: Metrics,
+}
+
+impl std::fmt::Debug for RdmaConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RdmaConn")
+            .field("qp", &self.qp.qp_number())
+            .field("credits", &self.credits)
+            .field("pending", &self.pending.len())
+            .field("ready", &self.ready.len())
+            .finish()
+    }
+}
+
+impl AsRawFd for RdmaConn {
+    /// The completion channel: readable when a completion may be waiting.
+    fn as_raw_fd(&self) -> RawFd {
+        self.comp.as_raw_fd()
+    }
+}
+
+impl RdmaConn {
+    /// Connects to an [`RdmaListener`] at `addr`.
+    pub fn connect(addr: SocketAddr) -> Result<RdmaConn, RdmaError> {
+        Self::connect_with(
+            addr,
+            FrameLimits::default(),
+            BufferPool::new(),
+            Metrics::new(),
+        )
+    }
+
+    /// [`RdmaConn::connect`] with explicit limits, pool and metrics.
+    pub fn connect_with(
+        addr: SocketAddr,
+        limits: FrameLimits,
+        pool: BufferPool,
+        metrics: Metrics,
+    ) -> Result<RdmaConn, RdmaError> {
+        ensure_library()?;
+        let fail = |detail: String| RdmaError::Connect {
+            addr: addr.to_string(),
+            detail,
+        };
+        let channel = EventChannel::new().map_err(|e| RdmaError::cm("create_event_channel", e))?;
+        let id = channel
+            .create_id(PortSpace::Tcp)
+            .map_err(|e| RdmaError::cm("create_id", e))?;
+        id.resolve_addr(None, addr, CM_TIMEOUT)
+            .map_err(|e| fail(format!("resolve_addr: {e} ({:?})", e.source)))?;
+        expect_event(&channel, EventType::AddressResolved).map_err(fail)?;
+        id.resolve_route(CM_TIMEOUT)
+            .map_err(|e| fail(format!("resolve_route: {e}")))?;
+        expect_event(&channel, EventType::RouteResolved).map_err(fail)?;
+        let ctx = id
+            .get_device_context()
+            .ok_or_else(|| fail("no RDMA device for this address".into()))?;
+        let mut conn = RdmaConn::new(
+            id.clone(),
+            Some(channel.clone()),
+            ctx,
+            limits,
+            pool,
+            metrics,
+        )?;
+        let mut attr = id
+            .get_qp_attr(QueuePairState::Init)
+            .map_err(|e| RdmaError::cm("get_qp_attr(init)", e))?;
+        attr.setup_access_flags(remote_access());
+        conn.qp
+            .modify(&attr)
+            .map_err(|e| RdmaError::verbs("modify_qp(init)", e))?;
+        conn.post_all_recvs()?;
+        let mut param = ConnectionParameter::new();
+        param.setup_qp_number(conn.qp.qp_number());
+        id.connect(param)
+            .map_err(|e| fail(format!("connect: {e}")))?;
+        expect_event(&channel, EventType::ConnectResponse).map_err(fail)?;
+        conn.modify_rtr_rts()?;
+        id.establish().map_err(|e| RdmaError::cm("establish", e))?;
+        Ok(conn)
+    }
+
+    fn new(
+        id: Arc<Identifier>,
+        cm_channel: Option<Arc<EventChannel>>,
+        ctx: Arc<DeviceContext>,
+        limits: FrameLimits,
+        pool: BufferPool,
+        metrics: Metrics,
+    ) -> Result<RdmaConn, RdmaError> {
+        let pd = ctx
+            .alloc_pd()
+            .map_err(|e| RdmaError::verbs("ibv_alloc_pd", e))?;
+        let comp = CompletionChannel::new(&ctx)
+            .map_err(|e| RdmaError::verbs("ibv_create_comp_channel", e))?;
+        comp.set_nonblocking(true)
+            .map_err(|source| RdmaError::Verbs {
+                op: "set_nonblocking",
+                source,
+            })?;
+        let cq = CompletionQueueBuilder::new(&ctx)
+            .setup_cqe(CQE)
+            .setup_comp_channel(&comp, 0)
+            .build()
+            .map_err(|e| RdmaError::verbs("ibv_create_cq", e))?;
+        let build = |inline: u32| {
+            pd.create_qp_builder()
+                .setup_max_send_wr(MAX_SEND_WR)
+                .setup_max_recv_wr(RECV_SLOTS)
+                .setup_max_send_sge(4)
+                .setup_max_recv_sge(1)
+                .setup_max_inline_data(inline)
+                .setup_send_cq(cq.clone())
+                .setup_recv_cq(cq.clone())
+                .build()
+        };
+        let (qp, max_inline) = match build(INLINE_WANTED) {
+            Ok(qp) => (qp, INLINE_WANTED),
+            Err(_) => (
+                build(0).map_err(|e| RdmaError::verbs("ibv_create_qp", e))?,
+                0,
+            ),
+        };
+        let recv_mem = RegMem::new(&pd, RECV_SLOTS as usize * SLOT)?;
+        let send_mem = RegMem::new(&pd, SEND_SLOTS as usize * SLOT)?;
+        let mut conn = RdmaConn {
+            qp,
+            cq,
+            comp,
+            recv_mem,
+            send_mem,
+            bulk_out: HashMap::new(),
+            bulk_in: HashMap::new(),
+            staging_free: Vec::new(),
+            direct: HashMap::new(),
+            pd,
+            _ctx: ctx,
+            id,
+            cm_channel,
+            keep_alive: None,
+            send_free: (0..SEND_SLOTS).rev().collect(),
+            max_inline,
+            sq_used: 0,
+            credits: CREDITS,
+            owed: 0,
+            next_token: 1,
+            pending: VecDeque::new(),
+            deferred_rts: VecDeque::new(),
+            ready: VecDeque::new(),
+            ready_bulk: 0,
+            closed: false,
+            failed: None,
+            armed: false,
+            spin: SPIN,
+            limits,
+            pool,
+            metrics,
+        };
+        conn.arm()?;
+        Ok(conn)
+    }
+
+    /// Passive side: the queue pair all the way to ready-to-send, receives posted, before
+    /// the accept goes out.
+    fn bring_up_passive(&mut self) -> Result<(), RdmaError> {
+        let mut attr = self
+            .id
+            .get_qp_attr(QueuePairState::Init)
+            .map_err(|e| RdmaError::cm("get_qp_attr(init)", e))?;
+        attr.setup_access_flags(remote_access());
+        self.qp
+            .modify(&attr)
+            .map_err(|e| RdmaError::verbs("modify_qp(init)", e))?;
+        self.post_all_recvs()?;
+        self.modify_rtr_rts()
+    }
+
+    fn modify_rtr_rts(&mut self) -> Result<(), RdmaError> {
+        let mut attr = self
+            .id
+            .get_qp_attr(QueuePairState::ReadyToReceive)
+            .map_err(|e| RdmaError::cm("get_qp_attr(rtr)", e))?;
+        // rdma_cm grants remote writes only on the passive side; both sides need them (bulk
+        // payloads and direct values go either way).
+        attr.setup_access_flags(remote_access());
+        self.qp
+            .modify(&attr)
+            .map_err(|e| RdmaError::verbs("modify_qp(rtr)", e))?;
+        let mut attr = self
+            .id
+            .get_qp_attr(QueuePairState::ReadyToSend)
+            .map_err(|e| RdmaError::cm("get_qp_attr(rts)", e))?;
+        // Transport retries for lost packets; receiver-not-ready cannot happen (credits) but
+        // retrying costs nothing if it ever did.
+        attr.setup_retry_cnt(7).setup_rnr_retry(7);
+        self.qp
+            .modify(&attr)
+            .map_err(|e| RdmaError::verbs("modify_qp(rts)", e))
+    }
+
+    fn post_all_recvs(&mut self) -> Result<(), RdmaError> {
+        for slot in 0..RECV_SLOTS {
+            self.post_recv(slot)?;
+        }
+        Ok(())
+    }
+
+    fn post_recv(&mut self, slot: u32) -> Result<(), RdmaError> {
+        let addr = self.recv_mem.addr() + slot as u64 * SLOT as u64;
+        let lkey = self.recv_mem.lkey();
+        let mut guard = self.qp.start_post_recv();
+        let wr = guard.construct_wr(slot as u64);
+        // SAFETY: the slot lies inside recv_mem, registered and owned by this connection, and
+        // is not touched again until its completion is polled.
+        unsafe { wr.setup_sge(lkey, addr, SLOT as u32) };
+        guard
+            .post()
+            .map_err(|e| RdmaError::verbs("ibv_post_recv", e))
+    }
+
+    /// Registers `buf` so that the peer can RDMA-write into it (see [`RemoteBuf`]).
+    pub fn register<'a>(&self, buf: &'a mut [u8]) -> Result<Registration<'a>, RdmaError> {
+        Registration::new(&self.pd, buf)
+    }
+
+    /// How long waiting calls ([`RdmaConn::recv_frame`], [`RdmaConn::flush`]) poll the
+    /// completion queue before sleeping on the completion channel (default 50 µs). Longer
+    /// polls trade a core for latency.
+    pub fn set_busy_poll(&mut self, spin: Duration) {
+        self.spin = spin;
+    }
+
+    /// Send credits left (messages the peer has room for).
+    pub fn credits(&self) -> u32 {
+        self.credits
+    }
+
+    /// Messages accepted by `send_frame` but not yet posted.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    fn check_usable(&self) -> Result<(), RdmaError> {
+        if let Some(why) = &self.failed {
+            return Err(RdmaError::Protocol(why.clone()));
+        }
+        if self.closed && self.ready.is_empty() {
+            return Err(RdmaError::Closed);
+        }
+        Ok(())
+    }
+
+    /// Sends a finished frame (header sealed, see [`FrameParts::finish`]). Never blocks: a
+    /// frame that cannot be posted now is queued.
+    pub fn send_frame(&mut self, frame: &FrameParts<'_>) -> Result<(), RdmaError> {
+        self.check_usable()?;
+        if self.closed {
+            return Err(RdmaError::Closed);
+        }
+        crate::writer::count_sent(frame, &self.metrics);
+        let wire_len = frame.wire_len();
+        if wire_len <= SMALL_FRAME_MAX {
+            let ctrl = Ctrl {
+                kind: KIND_FRAME,
+                len: wire_len as u64,
+                ..Ctrl::default()
+            };
+            let slices = crate::writer::frame_slices(frame);
+            self.send_message(ctrl, &slices)?;
+        } else {
+            let payload_len = wire_len - HEADER_LEN;
+            let mut stage = self.take_staging(payload_len)?;
+            let slices = crate::writer::frame_slices(frame);
+            copy_slices(&slices, HEADER_LEN, &mut stage.bytes_mut()[..payload_len]);
+            let values_len: usize = frame.values.iter().map(|v| v.len()).sum();
+            self.metrics.values_copied(values_len);
+            let token = self.next_token;
+            self.next_token += 1;
+            self.bulk_out.insert(token, (stage, payload_len));
+            let ctrl = Ctrl {
+                kind: KIND_RTS,
+                token,
+                len: payload_len as u64,
+                ..Ctrl::default()
+            };
+            self.send_message(ctrl, &[zerocopy::IntoBytes::as_bytes(&frame.header)])?;
+        }
+        self.progress()
+    }
+
+    /// Sends a frame whose values are RDMA-written into `dest` (named by the peer in its
+    /// request) instead of travelling in the frame: the zero-copy pull reply. The peer
+    /// receives the frame with [`Frame::values_were_direct`] set and the values already in its
+    /// buffer. The values must fit `dest`; the payload checksum is not checked for such frames.
+    pub fn send_frame_values_to(
+        &mut self,
+        frame: &FrameParts<'_>,
+        dest: RemoteBuf,
+    ) -> Result<(), RdmaError> {
+        self.check_usable()?;
+        if self.closed {
+            return Err(RdmaError::Closed);
+        }
+        let values_len: usize = frame.values.iter().map(|v| v.len()).sum();
+        if values_len > dest.len as usize {
+            return Err(RdmaError::Protocol(format!(
+                "{values_len} bytes of values do not fit the peer's {}-byte buffer",
+                dest.len
+            )));
+        }
+        crate::writer::count_sent(frame, &self.metrics);
+        if values_len > 0 {
+            let mut stage = self.take_staging(values_len)?;
+            copy_slices(frame.values, 0, &mut stage.bytes_mut()[..values_len]);
+            self.metrics.values_copied(values_len);
+            let token = self.next_token;
+            self.next_token += 1;
+            // The WRITE needs no credit (it consumes no receive buffer); the frame that follows
+            // on the same queue pair arrives after it.
+            self.wait_sq_room()?;
+            self.post_write(
+                OP_DIRECT | token,
+                &stage,
+                values_len,
+                dest.addr,
+                dest.rkey,
+                None,
+            )?;
+            self.direct.insert(token, stage);
+        }
+        // The frame without its values: keys (padded) then extra.
+        let keys_pad = pad8(frame.keys.len()) - frame.keys.len();
+        let body_len = HEADER_LEN + frame.keys.len() + keys_pad + frame.extra.len();
+        if body_len > SMALL_FRAME_MAX {
+            return Err(RdmaError::Protocol(format!(
+                "a frame with direct values keeps {body_len} bytes of keys and extra; at most {SMALL_FRAME_MAX}"
+            )));
+        }
+        let ctrl = Ctrl {
+            kind: KIND_FRAME_DIRECT,
+            len: body_len as u64,
+            ..Ctrl::default()
+        };
+        let header = zerocopy::IntoBytes::as_bytes(&frame.header);
+        self.send_message(ctrl, &[header, frame.keys, &ZEROS[..keys_pad], frame.extra])?;
+        self.progress()
+    }
+
+    fn take_staging(&mut self, len: usize) -> Result<RegMem, RdmaError> {
+        if let Some(i) = self.staging_free.iter().position(|m| m.len() >= len) {
+            return Ok(self.staging_free.swap_remove(i));
+        }
+        RegMem::new(&self.pd, len)
+    }
+
+    fn give_staging(&mut self, mem: RegMem) {
+        // Keep a few, the largest ones.
+        self.staging_free.push(mem);
+        if self.staging_free.len() > 4 {
+            self.staging_free
+                .sort_by_key(|m| std::cmp::Reverse(m.len()));
+            self.staging_free.truncate(4);
+        }
+    }
+
+    /// Queues or posts one SEND made of `ctrl` and `body`.
+    fn send_message(&mut self, ctrl: Ctrl, body: &[&[u8]]) -> Result<(), RdmaError> {
+        if self.pending.is_empty() && self.can_post_send(ctrl.kind) {
+            return self.post_send_now(ctrl, body);
+        }
+        let mut bytes = Vec::with_capacity(body.iter().map(|s| s.len()).sum());
+        for s in body {
+            bytes.extend_from_slice(s);
+        }
+        self.pending.push_back(Out::Send { ctrl, body: bytes });
+        Ok(())
+    }
+
+    fn can_post_send(&self, kind: u32) -> bool {
+        (!Ctrl::costs_credit(kind) || self.credits > 0)
+            && !self.send_free.is_empty()
+            && self.sq_used < MAX_SEND_WR
+    }
+
+    fn post_send_now(&mut self, ctrl: Ctrl, body: &[&[u8]]) -> Result<(), RdmaError> {
+        let Some(slot) = self.send_free.pop() else {
+            return Err(RdmaError::Protocol("no send buffer (internal)".into()));
+        };
+        if Ctrl::costs_credit(ctrl.kind) {
+            self.credits -= 1;
+        }
+        let start = slot as usize * SLOT;
+        let total = {
+            let buf = &mut self.send_mem.bytes_mut()[start..start + SLOT];
+            ctrl.encode(&mut buf[..CTRL_LEN]);
+            let mut off = CTRL_LEN;
+            for s in body {
+                buf[off..off + s.len()].copy_from_slice(s);
+                off += s.len();
+            }
+            off
+        };
+        let imm = self.owed;
+        self.owed = 0;
+        let lkey = self.send_mem.lkey();
+        let addr = self.send_mem.addr() + start as u64;
+        let inline = total <= self.max_inline as usize;
+        let flags = if inline {
+            WorkRequestFlags::Signaled | WorkRequestFlags::Inline
+        } else {
+            WorkRequestFlags::Signaled
+        };
+        let mut guard = self.qp.start_post_send();
+        let wr = guard
+            .construct_wr(SEND_BIT | OP_SLOT | slot as u64, flags)
+            .setup_send_imm(imm);
+        if inline {
+            wr.setup_inline_data(&self.send_mem.bytes()[start..start + total]);
+        } else {
+            // SAFETY: the bytes lie in send_mem (registered, owned by this connection); the slot
+            // stays out of the free list until the send completes.
+            unsafe { wr.setup_sge(lkey, addr, total as u32) };
+        }
+        guard
+            .post()
+            .map_err(|e| RdmaError::verbs("ibv_post_send", e))?;
+        self.sq_used += 1;
+        Ok(())
+    }
+
+    fn post_write(
+        &mut self,
+        wr_id: u64,
+        stage: &RegMem,
+        len: usize,
+        addr: u64,
+        rkey: u32,
+        imm: Option<u32>,
+    ) -> Result<(), RdmaError> {
+        let mut guard = self.qp.start_post_send();
+        let handle = guard.construct_wr(SEND_BIT | wr_id, WorkRequestFlags::Signaled);
+        let wr = match imm {
+            Some(imm) => handle.setup_write_imm(rkey, addr, imm),
+            None => handle.setup_write(rkey, addr),
+        };
+        // SAFETY: the staging buffer is registered and kept (in bulk_out or direct) until the
+        // write completes.
+        unsafe { wr.setup_sge(stage.lkey(), stage.addr(), len as u32) };
+        guard
+            .post()
+            .map_err(|e| RdmaError::verbs("ibv_post_send", e))?;
+        self.sq_used += 1;
+        Ok(())
+    }
+
+    fn wait_sq_room(&mut self) -> Result<(), RdmaError> {
+        while self.sq_used >= MAX_SEND_WR {
+            self.poll_cq()?;
+        }
+        Ok(())
+    }
+
+    /// Posts queued messages as credits and send buffers allow.
+    fn flush_pending(&mut self) -> Result<(), RdmaError> {
+        while let Some(out) = self.pending.front() {
+            match out {
+                Out::Send { ctrl, .. } => {
+                    if !self.can_post_send(ctrl.kind) {
+                        break;
+                    }
+                    let Some(Out::Send { ctrl, body }) = self.pending.pop_front() else {
+                        break;
+                    };
+                    self.post_send_now(ctrl, &[&body])?;
+                }
+                Out::Write { .. } => {
+                    if self.credits == 0 || self.sq_used >= MAX_SEND_WR {
+                        break;
+                    }
+                    let Some(Out::Write { token, addr, rkey }) = self.pending.pop_front() else {
+                        break;
+                    };
+                    let Some((stage, len)) = self.bulk_out.remove(&token) else {
+                        continue;
+                    };
+                    self.credits -= 1;
+                    let res = self.post_write(
+                        OP_WRITE | token,
+                        &stage,
+                        len,
+                        addr,
+                        rkey,
+                        Some(token as u32),
+                    );
+                    self.bulk_out.insert(token, (stage, len));
+                    res?;
+                }
+            }
+        }
+        // Credits the peer is waiting for, when nothing else carries them.
+        if self.owed >= CREDIT_RETURN_AT
+            && self.pending.is_empty()
+            && self.can_post_send(KIND_CREDIT)
+        {
+            self.post_send_now(
+                Ctrl {
+                    kind: KIND_CREDIT,
+                    ..Ctrl::default()
+                },
+                &[],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Handles every completion that arrived, answers the peer's control messages and posts
+    /// what was queued. Call it when the fd is readable (any send or receive calls it too).
+    pub fn progress(&mut self) -> Result<(), RdmaError> {
+        self.drain_channel()?;
+        self.poll_cq()?;
+        self.flush_pending()?;
+        if let Some(why) = &self.failed {
+            return Err(RdmaError::Protocol(why.clone()));
+        }
+        Ok(())
+    }
+
+    /// Acknowledges completion-channel events and re-arms the notification.
+    fn drain_channel(&mut self) -> Result<(), RdmaError> {
+        let mut events = 0u32;
+        loop {
+            let mut cq: *mut rdma_mummy_sys::ibv_cq = std::ptr::null_mut();
+            let mut ctx: *mut libc::c_void = std::ptr::null_mut();
+            // SAFETY: the channel is non-blocking and owned by this connection; the out
+            // pointers are valid locals.
+            let rc = unsafe {
+                rdma_mummy_sys::ibv_get_cq_event(
+                    self.comp.comp_channel().as_ptr(),
+                    &mut cq,
+                    &mut ctx,
+                )
+            };
+            if rc != 0 {
+                break;
+            }
+            events += 1;
+        }
+        if events > 0 {
+            // SAFETY: the events were taken from this connection's only CQ.
+            unsafe { rdma_mummy_sys::ibv_ack_cq_events(self.cq.cq().as_ptr(), events) };
+            self.armed = false;
+        }
+        if !self.armed {
+            self.arm()?;
+        }
+        Ok(())
+    }
+
+    fn arm(&mut self) -> Result<(), RdmaError> {
+        // SAFETY: the CQ is alive for as long as the connection.
+        let rc = unsafe { rdma_mummy_sys::ibv_req_notify_cq(self.cq.cq().as_ptr(), 0) };
+        if rc != 0 {
+            return Err(RdmaError::Verbs {
+                op: "ibv_req_notify_cq",
+                source: std::io::Error::from_raw_os_error(rc),
+            });
+        }
+        self.armed = true;
+        Ok(())
+    }
+
+    /// Polls the completion queue once; `Ok(n)` completions handled.
+    fn poll_cq(&mut self) -> Result<usize, RdmaError> {
+        let mut wcs = Vec::new();
+        if let Ok(poller) = self.cq.start_poll() {
+            for wc in poller {
+                wcs.push((
+                    wc.wr_id(),
+                    wc.status(),
+                    wc.opcode(),
+                    wc.byte_len(),
+                    wc.imm_data(),
+                    wc.vendor_err(),
+                ));
+            }
+        }
+        let n = wcs.len();
+        for (wr_id, status, opcode, byte_len, imm, vendor_err) in wcs {
+            if wr_id & SEND_BIT != 0 {
+                self.sq_used = self.sq_used.saturating_sub(1);
+                self.send_done(wr_id & !SEND_BIT);
+            }
+            if status != 0 {
+                if self.closed {
+                    continue; // flushed after the peer left
+                }
+                if self.failed.is_none() {
+                    let op = if wr_id & SEND_BIT != 0 {
+                        "send"
+                    } else {
+                        "receive"
+                    };
+                    let err = RdmaError::Completion {
+                        op,
+                        status,
+                        vendor_err,
+                    };
+                    // Retry exhausted / remote gone: the peer has disappeared.
+                    self.failed = Some(format!("{err} (peer gone or connection broken)"));
+                }
+                continue;
+            }
+            if wr_id & SEND_BIT == 0 {
+                self.recv_done(wr_id as u32, opcode, byte_len as usize, imm)?;
+            }
+        }
+        Ok(n)
+    }
+
+    fn send_done(&mut self, id: u64) {
+        let op = id & !0xffff_ffff;
+        let low = id & 0xffff_ffff;
+        match op {
+            OP_SLOT => self.send_free.push(low as u32),
+            OP_WRITE => {
+                if let Some((stage, _)) = self.bulk_out.remove(&low) {
+                    self.give_staging(stage);
+                }
+            }
+            OP_DIRECT => {
+                if let Some(stage) = self.direct.remove(&low) {
+                    self.give_staging(stage);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn recv_done(
+        &mut self,
+        slot: u32,
+        opcode: u32,
+        byte_len: usize,
+        imm: u32,
+    ) -> Result<(), RdmaError> {
+        if slot >= RECV_SLOTS {
+            return Err(RdmaError::Protocol(format!(
+                "completion for unknown receive {slot}"
+            )));
+        }
+        const RECV_RDMA_WITH_IMM: u32 = 129;
+        if opcode == RECV_RDMA_WITH_IMM {
+            // A bulk payload landed; the receive buffer was not used.
+            let token = imm as u64;
+            self.post_recv(slot)?;
+            self.owed += 1;
+            let Some(bulk) = self.bulk_in.remove(&token) else {
+                return self.protocol(format!("write for unknown transfer {token}"));
+            };
+            let BulkIn { header, _mr, buf } = bulk;
+            drop(_mr);
+            if let Err(e) = check_payload_crc(&header, buf.as_bytes()) {
+                self.failed = Some(e.to_string());
+                return Err(e.into());
+            }
+            self.metrics_received(&header);
+            self.ready
+                .push_back(Ready::Bulk(Frame::new(header, buf, false)));
+            self.ready_bulk += 1;
+            return Ok(());
+        }
+        self.credits += imm;
+        let start = slot as usize * SLOT;
+        let Some(ctrl) = Ctrl::decode(&self.recv_mem.bytes()[start..start + byte_len.min(SLOT)])
+        else {
+            return self.protocol(format!("message of {byte_len} bytes"));
+        };
+        match ctrl.kind {
+            KIND_FRAME | KIND_FRAME_DIRECT => {
+                let len = ctrl.len as usize;
+                if len + CTRL_LEN != byte_len || len < HEADER_LEN {
+                    return self
+                        .protocol(format!("frame of {len} bytes in a {byte_len}-byte message"));
+                }
+                self.ready.push_back(Ready::Slot {
+                    slot,
+                    len,
+                    direct: ctrl.kind == KIND_FRAME_DIRECT,
+                });
+            }
+            KIND_RTS => {
+                let hb = &self.recv_mem.bytes()[start + CTRL_LEN..start + byte_len.min(SLOT)];
+                let header = match zerocopy::FromBytes::read_from_prefix(hb) {
+                    Ok((h, _)) => h,
+                    Err(_) => return self.protocol("request to send without a header".into()),
+                };
+                self.post_recv(slot)?;
+                self.owed += 1;
+                self.deferred_rts.push_back((ctrl.token, header));
+                self.invite_bulk()?;
+            }
+            KIND_CTS => {
+                self.post_recv(slot)?;
+                self.owed += 1;
+                if !self.bulk_out.contains_key(&ctrl.token) {
+                    return self
+                        .protocol(format!("clear to send for unknown transfer {}", ctrl.token));
+                }
+                self.pending.push_back(Out::Write {
+                    token: ctrl.token,
+                    addr: ctrl.addr,
+                    rkey: ctrl.rkey,
+                });
+            }
+            KIND_CREDIT => self.post_recv(slot)?,
+            KIND_BYE => self.closed = true,
+            other => return self.protocol(format!("unknown message kind {other}")),
+        }
+        Ok(())
+    }
+
+    fn protocol(&mut self, why: String) -> Result<(), RdmaError> {
+        self.failed = Some(why.clone());
+        Err(RdmaError::Protocol(why))
+    }
+
+    /// Answers waiting requests to send with a registered buffer, as long as not too many bulk
+    /// frames wait for the application.
+    fn invite_bulk(&mut self) -> Result<(), RdmaError> {
+        while self.ready_bulk + self.bulk_in.len() < MAX_READY_BULK {
+            let Some((token, header)) = self.deferred_rts.pop_front() else {
+                break;
+            };
+            if let Err(e) = header.validate(&self.limits) {
+                self.failed = Some(e.to_string());
+                return Err(e.into());
+            }
+            let len = header.payload_len() as usize;
+            let mut buf = self.pool.take(len);
+            let mr = register(
+                &self.pd,
+                buf.as_bytes_mut().as_mut_ptr() as usize,
+                len.max(1),
+                AccessFlags::LocalWrite | AccessFlags::RemoteWrite,
+            )?;
+            let ctrl = Ctrl {
+                kind: KIND_CTS,
+                rkey: mr.rkey(),
+                token,
+                addr: mr.get_ptr() as u64,
+                len: len as u64,
+            };
+            self.bulk_in.insert(
+                token as u32 as u64,
+                BulkIn {
+                    header,
+                    _mr: mr,
+                    buf,
+                },
+            );
+            self.send_message(ctrl, &[])?;
+        }
+        Ok(())
+    }
+
+    fn metrics_received(&self, header: &Header) {
+        self.metrics.frame_received(header);
+    }
+
+    /// The next whole frame, if one has arrived. `Err(Closed)` once the peer has gone and
+    /// every frame it sent was taken.
+    pub fn try_recv_frame(&mut self) -> Result<Option<Frame>, RdmaError> {
+        if self.ready.is_empty() {
+            self.progress()?;
+        }
+        let Some(ready) = self.ready.pop_front() else {
+            self.check_usable()?;
+            return Ok(None);
+        };
+        let frame = match ready {
+            Ready::Bulk(frame) => {
+                self.ready_bulk -= 1;
+                self.invite_bulk()?;
+                frame
+            }
+            Ready::Slot { slot, len, direct } => {
+                let res = self.frame_from_slot(slot, len, direct);
+                self.post_recv(slot)?;
+                self.owed += 1;
+                match res {
+                    Ok(frame) => frame,
+                    Err(e) => {
+                        self.failed = Some(e.to_string());
+                        return Err(e.into());
+                    }
+                }
+            }
+        };
+        self.flush_pending()?;
+        Ok(Some(frame))
+    }
+
+    fn frame_from_slot(&self, slot: u32, len: usize, direct: bool) -> Result<Frame, WireError> {
+        let start = slot as usize * SLOT + CTRL_LEN;
+        let bytes = &self.recv_mem.bytes()[start..start + len];
+        let (header, rest): (Header, _) = zerocopy::FromBytes::read_from_prefix(bytes)
+            .map_err(|_| WireError::Malformed("short frame".into()))?;
+        header.validate(&self.limits)?;
+        let expected = if direct {
+            header.values_offset() + header.extra_len.get() as usize
+        } else {
+            header.payload_len() as usize
+        };
+        if rest.len() != expected {
+            return Err(WireError::Malformed(format!(
+                "frame says {expected} payload bytes, message carries {}",
+                rest.len()
+            )));
+        }
+        let mut buf = self.pool.take(rest.len());
+        buf.as_bytes_mut().copy_from_slice(rest);
+        if !direct {
+            check_payload_crc(&header, buf.as_bytes())?;
+        }
+        self.metrics.frame_received(&header);
+        if !direct {
+            self.metrics.values_copied(header.values_len.get() as usize);
+        }
+        Ok(Frame::new(header, buf, direct))
+    }
+
+    /// Waits for the next frame.
+    pub fn recv_frame(&mut self) -> Result<Frame, RdmaError> {
+        loop {
+            if let Some(f) = self.recv_frame_timeout(Duration::from_secs(3600))? {
+                return Ok(f);
+            }
+        }
+    }
+
+    /// Waits up to `timeout` for the next frame.
+    pub fn recv_frame_timeout(&mut self, timeout: Duration) -> Result<Option<Frame>, RdmaError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(f) = self.try_recv_frame()? {
+                return Ok(Some(f));
+            }
+            if !self.wait_event(deadline)? {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Waits until every accepted frame is posted and its send completed (or `timeout`).
+    pub fn flush(&mut self, timeout: Duration) -> Result<(), RdmaError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.progress()?;
+            if self.pending.is_empty() && self.sq_used == 0 {
+                return Ok(());
+            }
+            if self.closed {
+                return Err(RdmaError::Closed);
+            }
+            if !self.wait_event(deadline)? {
+                return Err(RdmaError::Timeout("the send queue to drain"));
+            }
+        }
+    }
+
+    /// Spins on the completion queue for a while, then sleeps on the completion channel (and
+    /// the rdma_cm channel, for disconnects). `Ok(false)` at the deadline.
+    fn wait_event(&mut self, deadline: Instant) -> Result<bool, RdmaError> {
+        let spin_until = Instant::now() + self.spin;
+        loop {
+            if self.poll_cq()? > 0 {
+                return Ok(true);
+            }
+            if Instant::now() >= spin_until.min(deadline) {
+                break;
+            }
+            // Soft-RoCE does its work in kernel threads: a poller that never yields can hold
+            // the CPU they need for a whole scheduler tick.
+            std::thread::yield_now();
+        }
+        self.drain_channel()?;
+        if self.poll_cq()? > 0 {
+            return Ok(true);
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(false);
+        }
+        let mut fds = vec![self.comp.as_raw_fd()];
+        if let Some(ch) = &self.cm_channel {
+            fds.push(ch.as_raw_fd());
+        }
+        let slice = (deadline - now).min(Duration::from_millis(100));
+        wait_readable(&fds, Some(slice))?;
+        self.check_cm_events();
+        Ok(Instant::now() < deadline)
+    }
+
+    /// Disconnect events of the connecting side.
+    fn check_cm_events(&mut self) {
+        let Some(ch) = self.cm_channel.clone() else {
+            return;
+        };
+        if ch.set_nonblocking(true).is_err() {
+            return;
+        }
+        while let Ok(event) = ch.get_cm_event() {
+            if matches!(
+                event.event_type(),
+                EventType::Disconnected | EventType::DeviceRemoval | EventType::TimewaitExit
+            ) {
+                self.closed = true;
+            }
+            drop(event.ack());
+        }
+    }
+}
+
+impl Drop for RdmaConn {
+    fn drop(&mut self) {
+        // Say goodbye so the peer fails fast instead of waiting for transport retries.
+        if !self.closed && self.failed.is_none() && self.can_post_send(KIND_BYE) {
+            let bye = Ctrl {
+                kind: KIND_BYE,
+                ..Ctrl::default()
+            };
+            if self.post_send_now(bye, &[]).is_ok() {
+                let deadline = Instant::now() + Duration::from_millis(200);
+                while self.sq_used > 0 && Instant::now() < deadline {
+                    if self.poll_cq().is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = self.id.disconnect();
+        let _ = &self.keep_alive;
+    }
+}
+
+fn remote_access() -> AccessFlags {
+    AccessFlags::LocalWrite | AccessFlags::RemoteWrite
+}
+
+fn copy_slices(slices: &[&[u8]], skip: usize, out: &mut [u8]) {
+    let mut skip = skip;
+    let mut off = 0;
+    for s in slices {
+        if skip >= s.len() {
+            skip -= s.len();
+            continue;
+        }
+        let part = &s[skip..];
+        skip = 0;
+        let n = part.len().min(out.len() - off);
+        out[off..off + n].copy_from_slice(&part[..n]);
+        off += n;
+    }
+}
+
+fn check_payload_crc(header: &Header, payload: &[u8]) -> Result<(), WireError> {
+    if header.flags & crate::flags::PAYLOAD_CRC == 0 {
+        return Ok(());
+    }
+    let computed = crc32c::crc32c(payload);
+    if computed != header.payload_crc.get() {
+        return Err(WireError::PayloadChecksum {
+            expected: header.payload_crc.get(),
+            computed,
+        });
+    }
+    Ok(())
+}
+
+fn expect_event(channel: &Arc<EventChannel>, want: EventType) -> Result<(), String> {
+    let event = wait_cm_event(channel, Some(CM_TIMEOUT)).map_err(|e| e.to_string())?;
+    let got = event.event_type();
+    let status = event.status();
+    drop(event.ack());
+    if got == want {
+        Ok(())
+    } else {
+        Err(format!("expected {want:?}, got {got:?} (status {status})"))
+    }
+}
