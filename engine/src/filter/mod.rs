@@ -7,16 +7,20 @@
 //!   delayed until it matters or until [`significant::SigFilter::flush`].
 //! - [`kkt::KktFilter`] (worker, L1 problems): skips coordinates that sit at zero with a
 //!   gradient inside the L1 subdifferential, re-checking all of them every few rounds.
+//! - [`changed::ChangedSince`] (server, one per worker): answers a pull with only the keys that
+//!   changed significantly since that worker last received them.
 //! - [`stats`]: counters of what each filter saved.
 //!
 //! Key lists must be strictly ascending (as everywhere in ferrops); values are row-major,
 //! `dim` f32 per key. Every call validates its arguments before it changes any state.
 
+pub mod changed;
 pub mod kkt;
 mod rows;
 pub mod significant;
 pub mod stats;
 
+pub use changed::ChangedSince;
 pub use kkt::KktFilter;
 pub use significant::SigFilter;
 pub use stats::FilterCounts;
