@@ -206,6 +206,11 @@ pub struct L1lrArgs {
     #[arg(long, value_name = "δ", default_value_t = 1.0)]
     pub delta: f32,
 
+    /// Consecutive blocks the curvature bound covers [default: τ + 1, which keeps delayed steps
+    /// majorised]; 1 ignores the delay (larger steps, no guarantee).
+    #[arg(long, value_name = "N", value_parser = positive_count)]
+    pub window: Option<usize>,
+
     /// Write the trace as JSON lines (time, iteration, objective, nnz, bytes, idle time).
     #[arg(long, value_name = "TRACE.jsonl")]
     pub json: Option<PathBuf>,
@@ -425,7 +430,7 @@ pub struct DemoArgs {
     pub workers: usize,
 
     /// Iterations (passes over all feature blocks).
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 25)]
     pub epochs: usize,
 
     /// Feature-space size (number of model weights).

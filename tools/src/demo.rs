@@ -60,6 +60,7 @@ fn run_in(args: &DemoArgs, seed: u64, dir: &std::path::Path) -> Result<()> {
         blocks: 8,
         iters: args.epochs,
         delta: 1.0,
+        window: None,
         trace: None,
         plot: Some(args.plot.clone()),
     })?;

@@ -185,6 +185,7 @@ fn run_train_l1lr(args: &L1lrArgs) -> Result<i32> {
         blocks: args.blocks,
         iters: args.iters,
         delta: args.delta,
+        window: args.window,
         trace: args.json.clone(),
         plot: args.plot.clone(),
     };

@@ -30,7 +30,8 @@
 //! The curvature pushed for feature j is Σ_i n_i x_ij² σ(m_i)(1 − σ(m_i)), n_i being row i's
 //! nonzeros in block b and the τ blocks before it (the ones that may be updated from the same
 //! stale margins): by Cauchy–Schwarz it bounds the Hessian of those τ + 1 blocks together at the
-//! current margins, so the delayed steps stay a majorised step. δ is added on the server.
+//! current margins, so the delayed steps stay a majorised step (`--window` changes how many
+//! blocks it covers; 1 ignores the delay: larger steps, no guarantee). δ is added on the server.
 //!
 //! Worker 0 also keeps an exact copy of the weights (the server's f32 arithmetic mirrored), prints
 //! a progress line per iteration and writes the trace. At the end every worker pulls the final
@@ -60,6 +61,9 @@ pub struct L1lrOptions {
     pub blocks: usize,
     pub iters: usize,
     pub delta: f32,
+    /// How many consecutive blocks the curvature bound covers (default τ + 1, see the module
+    /// docs); 1 ignores the delay.
+    pub window: Option<usize>,
     /// Where worker 0 writes the JSON-lines trace.
     pub trace: Option<PathBuf>,
 }
@@ -74,6 +78,7 @@ impl Default for L1lrOptions {
             blocks: 8,
             iters: 20,
             delta: 1.0,
+            window: None,
             trace: None,
         }
     }
@@ -95,6 +100,7 @@ impl L1lrOptions {
                 "--blocks" => o.blocks = value.parse().with_context(bad)?,
                 "--iters" => o.iters = value.parse().with_context(bad)?,
                 "--delta" => o.delta = value.parse().with_context(bad)?,
+                "--window" => o.window = Some(value.parse().with_context(bad)?),
                 "--trace" => o.trace = Some(value.into()),
                 _ => bail!("unknown l1lr option {flag}"),
             }
@@ -104,6 +110,7 @@ impl L1lrOptions {
         ensure!(o.blocks > 0, "--blocks must be positive");
         ensure!(o.lambda >= 0.0, "--lambda must not be negative");
         ensure!(o.delta > 0.0, "--delta must be positive");
+        ensure!(o.window != Some(0), "--window must be positive");
         Ok(o)
     }
 
@@ -118,6 +125,9 @@ impl L1lrOptions {
             ("--iters", self.iters.to_string()),
             ("--delta", self.delta.to_string()),
         ];
+        if let Some(n) = self.window {
+            args.push(("--window", n.to_string()));
+        }
         if let Some(t) = &self.trace {
             args.push(("--trace", t.display().to_string()));
         }
@@ -143,7 +153,8 @@ pub fn run(cfg: &WorkerConfig, o: &L1lrOptions) -> Result<()> {
         o.dim
     );
     let local_nnz = rows.idx.len() as f32;
-    let mut shard = Shard::new(&rows, o.dim, o.blocks.min(o.dim), o.tau as usize + 1);
+    let window = o.window.unwrap_or(o.tau as usize + 1);
+    let mut shard = Shard::new(&rows, o.dim, o.blocks.min(o.dim), window);
     drop(rows);
     let nb = shard.blocks.len();
     ensure!(
@@ -406,6 +417,7 @@ mod tests {
             data: "x.svm".into(),
             dim: 10,
             tau: 3,
+            window: Some(2),
             trace: Some("t.jsonl".into()),
             ..L1lrOptions::default()
         };

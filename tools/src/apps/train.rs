@@ -23,6 +23,8 @@ pub struct TrainSpec {
     pub blocks: usize,
     pub iters: usize,
     pub delta: f32,
+    /// Blocks the curvature bound covers (default τ + 1).
+    pub window: Option<usize>,
     /// Keep the JSON-lines trace here (otherwise a temporary file is used and removed).
     pub trace: Option<PathBuf>,
     /// Plot objective against time here.
@@ -52,6 +54,7 @@ pub fn l1lr(spec: &TrainSpec) -> Result<Vec<Record>> {
         blocks: spec.blocks,
         iters: spec.iters,
         delta: spec.delta,
+        window: spec.window,
         trace: Some(absolute(&trace_path)?),
     };
     if std::env::var_os("FERROPS_LOG").is_none() && std::env::var_os("RUST_LOG").is_none() {
@@ -78,7 +81,17 @@ pub fn l1lr(spec: &TrainSpec) -> Result<Vec<Record>> {
     let records = records?;
     if let Some(png) = &spec.plot {
         plot_objective(png, std::slice::from_ref(&records))?;
-        println!("plot: {} (objective against seconds)", png.display());
+        let steps: Vec<&Record> = records.iter().filter(|r| !r.last).collect();
+        if let (Some(first), Some(last)) = (steps.first(), steps.last()) {
+            println!(
+                "plot: {} (objective {:.4e} → {:.4e} against seconds {:.2} → {:.2})",
+                png.display(),
+                first.objective,
+                last.objective,
+                first.time,
+                last.time
+            );
+        }
     }
     Ok(records)
 }
