@@ -9,7 +9,7 @@
 //!   gradient inside the L1 subdifferential, re-checking all of them every few rounds.
 //! - [`changed::ChangedSince`] (server, one per worker): answers a pull with only the keys that
 //!   changed significantly since that worker last received them.
-//! - [`stats`]: counters of what each filter saved.
+//! - [`stats`]: counters of what each filter and codec saved.
 //!
 //! Key lists must be strictly ascending (as everywhere in ferrops); values are row-major,
 //! `dim` f32 per key. Every call validates its arguments before it changes any state.
@@ -23,7 +23,7 @@ pub mod stats;
 pub use changed::ChangedSince;
 pub use kkt::KktFilter;
 pub use significant::SigFilter;
-pub use stats::FilterCounts;
+pub use stats::{CodecBytes, FilterCounts, ReducerStats};
 
 use ferrops_kernels::KernelError;
 
