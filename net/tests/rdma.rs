@@ -298,10 +298,10 @@ fn pull_reply_values_written_into_the_requesters_buffer() {
 }
 
 fn ping_pong(ip: IpAddr, port: u16, busy_poll: Duration) -> (f64, f64) {
-    let rounds = 2000;
+    let rounds = 500;
     let (mut client, server) = pair(ip, port, move |mut conn| {
         conn.set_busy_poll(busy_poll);
-        for _ in 0..rounds + 100 {
+        for _ in 0..rounds + 50 {
             let f = conn.recv_frame().expect("ping");
             let mut parts = FrameParts::header_only(f.header);
             parts.finish(false);
@@ -316,13 +316,13 @@ fn ping_pong(ip: IpAddr, port: u16, busy_poll: Duration) -> (f64, f64) {
     });
     client.set_busy_poll(busy_poll);
     let mut samples = Vec::with_capacity(rounds);
-    for i in 0..rounds + 100 {
+    for i in 0..rounds + 50 {
         let mut parts = FrameParts::header_only(Header::new(Opcode::Clock));
         parts.finish(false);
         let t = Instant::now();
         client.send_frame(&parts).unwrap();
         client.recv_frame().unwrap();
-        if i >= 100 {
+        if i >= 50 {
             samples.push(t.elapsed());
         }
     }
