@@ -169,9 +169,10 @@ pub fn run(cfg: &WorkerConfig, o: &L1lrOptions) -> Result<()> {
                 l1: o.lambda,
                 delta: o.delta,
             })
-            .consistency(Consistency::BoundedDelay(2 * o.tau)),
+            .consistency(Consistency::BoundedDelay(o.tau.saturating_mul(2))),
     )?;
-    let slots = o.tau as usize + 2;
+    // τ + 2 slots make reuse safe (module docs); a run of fewer steps never reuses one.
+    let slots = (o.tau as usize + 2).min(o.iters * nb + 1);
     let acc = (0..slots)
         .map(|q| {
             w.declare_table(
