@@ -986,6 +986,12 @@ impl RdmaConn {
             };
             let BulkIn { header, _mr, buf } = bulk;
             drop(_mr);
+            if byte_len != buf.len() {
+                return self.protocol(format!(
+                    "bulk transfer {token} wrote {byte_len} of {} bytes",
+                    buf.len()
+                ));
+            }
             if let Err(e) = check_payload_crc(&header, buf.as_bytes()) {
                 self.failed = Some(e.to_string());
                 return Err(e.into());
