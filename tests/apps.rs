@@ -274,3 +274,57 @@ fn distributed_l1lr_matches_the_single_process_solver() {
     assert!(gap.abs() < 0.01, "τ = 2: gap {gap}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn rica_on_whitened_patches_lowers_its_objective() {
+    let dir = scratch("rica");
+    // A synthetic 64×64 greyscale image: two gratings and a checkerboard of inverted squares.
+    let (w, h) = (64usize, 64usize);
+    let mut pgm = format!("P5\n{w} {h}\n255\n").into_bytes();
+    for y in 0..h {
+        for x in 0..w {
+            let (xf, yf) = (x as f32, y as f32);
+            let mut v =
+                0.5 + 0.2 * (xf * 0.3 + yf * 0.1).sin() + 0.2 * (yf * 0.45 - xf * 0.2).sin();
+            if (x / 8 + y / 8) % 3 == 0 {
+                v = 1.0 - v;
+            }
+            pgm.push((v.clamp(0.0, 1.0) * 255.0) as u8);
+        }
+    }
+    let image = dir.join("img.pgm");
+    std::fs::write(&image, pgm).unwrap();
+    let patches = dir.join("patches.txt");
+    let out = run_ok(
+        ferrops()
+            .args(["data", "patches", "--size", "4", "--count", "1500", "--out"])
+            .arg(&patches)
+            .arg(&image),
+    );
+    assert!(out.contains("1500 whitened 4×4 patches"), "{out}");
+    let out = run_ok(
+        ferrops()
+            .args([
+                "train",
+                "rica",
+                "--filters",
+                "24",
+                "--epochs",
+                "4",
+                "--batch",
+                "50",
+            ])
+            .arg("--data")
+            .arg(&patches)
+            .env("FERROPS_LOG", "warn"),
+    );
+    let objectives: Vec<f64> = out
+        .lines()
+        .filter_map(|l| l.split("objective per patch ").nth(1))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    assert_eq!(objectives.len(), 4, "{out}");
+    assert!(objectives[3] < 0.9 * objectives[0], "{objectives:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

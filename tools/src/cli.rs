@@ -128,6 +128,35 @@ pub enum DataCommand {
 
     /// Print rows, features (largest index + 1, and distinct), nonzeros and label balance.
     Info(InfoArgs),
+
+    /// Cut random square patches from binary PGM/PPM images (colour averaged to grey), remove
+    /// each patch's mean, ZCA-whiten the set and write one patch per line (input of
+    /// `train rica`).
+    Patches(PatchesArgs),
+}
+
+/// Flags of `ferrops data patches`.
+#[derive(Debug, Clone, Args)]
+pub struct PatchesArgs {
+    /// Output file.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+
+    /// Patch side in pixels.
+    #[arg(long, value_name = "P", default_value_t = 8, value_parser = positive_count)]
+    pub size: usize,
+
+    /// Number of patches.
+    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = positive_count)]
+    pub count: usize,
+
+    /// Random seed.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+
+    /// Images (binary PGM `P5` or PPM `P6`, 8-bit).
+    #[arg(required = true, value_name = "IMAGE")]
+    pub images: Vec<PathBuf>,
 }
 
 /// Flags of `ferrops data gen`.
@@ -169,6 +198,51 @@ pub enum TrainCommand {
     /// proximal gradient with bounded delay τ, on a local cluster of S servers and W workers
     /// (worker r reads the r-th byte range of the file).
     L1lr(L1lrArgs),
+
+    /// Reconstruction ICA: an overcomplete filter bank W minimising λ Σ √((Wx)²+ε) +
+    /// ½‖WᵀWx − x‖² over whitened patches (`data patches`), workers pushing minibatch gradients,
+    /// servers applying AdaGrad.
+    Rica(RicaArgs),
+}
+
+/// Flags of `ferrops train rica`.
+#[derive(Debug, Clone, Args)]
+pub struct RicaArgs {
+    /// Patches written by `ferrops data patches`.
+    #[arg(long, value_name = "FILE")]
+    pub data: PathBuf,
+
+    /// Filters (rows of W); more than the patch size makes the bank overcomplete.
+    #[arg(long, value_name = "K", default_value_t = 128, value_parser = positive_count)]
+    pub filters: usize,
+
+    /// Sparsity weight λ.
+    #[arg(long, default_value_t = 0.1)]
+    pub lambda: f32,
+
+    /// AdaGrad learning rate.
+    #[arg(long, default_value_t = 0.05)]
+    pub lr: f32,
+
+    /// Patches per minibatch.
+    #[arg(long, default_value_t = 100, value_parser = positive_count)]
+    pub batch: usize,
+
+    /// Passes over the patches.
+    #[arg(long, default_value_t = 10)]
+    pub epochs: usize,
+
+    /// Bounded delay τ in minibatches.
+    #[arg(long, default_value_t = 1)]
+    pub tau: u32,
+
+    /// Servers.
+    #[arg(long, value_name = "S", value_parser = positive_count, default_value_t = 2)]
+    pub servers: usize,
+
+    /// Worker processes.
+    #[arg(long, value_name = "W", value_parser = positive_count, default_value_t = 2)]
+    pub workers: usize,
 }
 
 /// Flags of `ferrops train l1lr`.

@@ -13,7 +13,7 @@ use anyhow::{anyhow, Context, Result};
 use clap::{CommandFactory, Parser};
 use ferrops::cli::{
     BenchCommand, Cli, ClusterFlags, Command, DataCommand, GenArgs, KernelsArgs, L1lrArgs,
-    LocalArgs, PlotArgs, ServerArgs, TrainCommand, WorkerArgs,
+    LocalArgs, PatchesArgs, PlotArgs, ServerArgs, TrainCommand, WorkerArgs,
 };
 use ferrops::config::{self, ConfigInput, Role};
 use ferrops::launch::{self, LocalSpec, ANNOUNCE_PREFIX};
@@ -58,6 +58,11 @@ fn run(cli: Cli, env: &config::EnvMap) -> Result<i32> {
             Ok(0)
         }
         Some(Command::Train(TrainCommand::L1lr(args))) => run_train_l1lr(&args),
+        Some(Command::Data(DataCommand::Patches(args))) => run_data_patches(&args),
+        Some(Command::Train(TrainCommand::Rica(args))) => {
+            ferrops::apps::train::rica(&args)?;
+            Ok(0)
+        }
         Some(Command::Plot(args)) => run_plot(&args),
         None => run_role_from_env(env),
     }
@@ -144,6 +149,8 @@ fn run_worker(args: &WorkerArgs) -> Result<i32> {
     let result = match args.job.as_str() {
         "l1lr" => ferrops::apps::l1lr::L1lrOptions::parse(&args.job_args)
             .and_then(|o| ferrops::apps::l1lr::run(&cfg, &o)),
+        "rica" => ferrops::apps::rica::RicaOptions::parse(&args.job_args)
+            .and_then(|o| ferrops::apps::rica::run(&cfg, &o)),
         _ => roles::run_worker_job(cfg, &args.job, &args.job_args),
     };
     result.with_context(|| format!("worker job `{}`", args.job))?;
@@ -171,6 +178,34 @@ fn run_data_gen(args: &GenArgs) -> Result<i32> {
         nnz,
         secs,
         nnz as f64 / secs.max(1e-9) / 1e6
+    );
+    Ok(0)
+}
+
+fn run_data_patches(args: &PatchesArgs) -> Result<i32> {
+    use ferrops::data::patches;
+    let images = args
+        .images
+        .iter()
+        .map(|p| patches::read_pnm(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut cut = patches::cut(&images, args.size, args.count, args.seed);
+    anyhow::ensure!(
+        !cut.is_empty(),
+        "no image is at least {0}×{0} pixels",
+        args.size
+    );
+    patches::zca_whiten(&mut cut, 1e-2);
+    let file = std::fs::File::create(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    patches::write(&cut, &mut io::BufWriter::new(file))
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    println!(
+        "wrote {}: {} whitened {}×{} patches",
+        args.out.display(),
+        cut.len(),
+        args.size,
+        args.size
     );
     Ok(0)
 }

@@ -7,5 +7,6 @@ pub mod l1lr;
 pub mod logistic;
 pub mod plot;
 pub mod reference;
+pub mod rica;
 pub mod trace;
 pub mod train;

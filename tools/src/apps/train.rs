@@ -117,3 +117,34 @@ fn absolute(p: &Path) -> Result<PathBuf> {
         Ok(std::env::current_dir()?.join(p))
     }
 }
+
+/// `ferrops train rica`: runs the `rica` job on a local cluster; worker 0 prints the objective
+/// per epoch.
+pub fn rica(args: &crate::cli::RicaArgs) -> Result<()> {
+    let options = super::rica::RicaOptions {
+        data: absolute(&args.data)?,
+        filters: args.filters,
+        lambda: args.lambda,
+        lr: args.lr,
+        batch: args.batch,
+        epochs: args.epochs,
+        tau: args.tau,
+        ..super::rica::RicaOptions::default()
+    };
+    if std::env::var_os("FERROPS_LOG").is_none() && std::env::var_os("RUST_LOG").is_none() {
+        std::env::set_var("FERROPS_LOG", "warn");
+    }
+    let mut local = LocalSpec::new(args.servers, args.workers)?;
+    local.prefix_output = false;
+    local.command = ["ferrops", "worker", "--job", "rica", "--"]
+        .into_iter()
+        .map(String::from)
+        .chain(options.to_args())
+        .map(Into::into)
+        .collect();
+    let code = run_local(&local)?;
+    if code != 0 {
+        bail!("the training job failed with exit code {code}");
+    }
+    Ok(())
+}

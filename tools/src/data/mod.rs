@@ -5,5 +5,6 @@
 pub mod gen;
 pub mod info;
 pub mod libsvm;
+pub mod patches;
 
 pub use libsvm::{read_part, DataError, Rows};
