@@ -204,6 +204,9 @@ fn bench_reports_json_with_a_floor_after_checking_the_sums() {
     // 6 pushes (1 warm-up + 5) of 3000 values, keys sent once thanks to key caching.
     assert!(r["bytes_sent"].as_u64().unwrap() >= 6 * 3000 * 4 + 3000 * 8);
     assert!(r["bytes_sent"].as_u64().unwrap() < 6 * 3000 * 12);
+    assert_eq!(r["sent_by_section"]["keys"], 3000 * 8, "keys sent once");
+    // 6 rounds × (push + pull) × 2 servers, all by signature but the first push to each server.
+    assert_eq!(r["reducers"]["key_cached"]["sections"], 6 * 2 * 2 - 2);
 }
 
 #[test]

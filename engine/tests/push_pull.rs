@@ -158,6 +158,12 @@ fn a_key_list_sent_before_travels_as_its_signature() {
             after_first,
             "later requests send no keys"
         );
+        let saved = w.reducer_stats().key_cached;
+        assert_eq!(
+            (saved.sections, saved.before, saved.after),
+            (8, 4 * 5000 * 8, 0),
+            "3 pushes and 1 pull to 2 servers went by signature"
+        );
         assert!(
             pulled.iter().all(|&v| v == 4.0),
             "and are applied to the right keys"

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
+use ferrops_engine::filter::ReducerStats;
 use ferrops_engine::{TableSpec, Worker, SIGNED_MIN_KEYS};
 use ferrops_net::{MetricsSnapshot, HEADER_LEN};
 use serde::Serialize;
@@ -27,6 +28,16 @@ struct Samples {
     push_us: Vec<f64>,
     pull_us: Vec<f64>,
     net: MetricsSnapshot,
+    reducers: ReducerStats,
+}
+
+/// Bytes the workers sent, per frame section.
+#[derive(Debug, Serialize)]
+struct Sections {
+    header: u64,
+    keys: u64,
+    values: u64,
+    extra: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -54,6 +65,8 @@ struct Report {
     bytes_sent: u64,
     bytes_received: u64,
     value_bytes_copied: u64,
+    sent_by_section: Sections,
+    reducers: ReducerStats,
     floor: Option<Floor>,
 }
 
@@ -85,6 +98,7 @@ pub fn run(args: &PushPullArgs) -> Result<()> {
         all.push_us.extend(s.push_us);
         all.pull_us.extend(s.pull_us);
         add_metrics(&mut all.net, &s.net);
+        all.reducers.merge(&s.reducers);
     }
     cluster
         .wait(Duration::from_secs(60))
@@ -174,6 +188,7 @@ fn worker_loop(
         }
     }
     s.net = w.metrics();
+    s.reducers = w.reducer_stats();
     w.finish()?;
     Ok(s)
 }
@@ -230,6 +245,13 @@ fn build_report(args: &PushPullArgs, all: &mut Samples) -> Result<Report> {
         bytes_sent: all.net.bytes_sent(),
         bytes_received: all.net.bytes_received(),
         value_bytes_copied: all.net.value_bytes_copied,
+        sent_by_section: Sections {
+            header: all.net.header_bytes_sent,
+            keys: all.net.key_bytes_sent,
+            values: all.net.value_bytes_sent,
+            extra: all.net.extra_bytes_sent,
+        },
+        reducers: all.reducers.clone(),
         floor,
     })
 }

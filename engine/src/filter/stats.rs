@@ -64,6 +64,8 @@ pub struct ReducerStats {
     pub significant: FilterCounts,
     pub kkt: FilterCounts,
     pub changed_since: FilterCounts,
+    /// Key lists sent as their signature alone (key caching): `after` is 0.
+    pub key_cached: CodecBytes,
     pub key_raw: CodecBytes,
     pub key_delta_bitpack: CodecBytes,
     pub value_raw: CodecBytes,
@@ -95,6 +97,7 @@ impl ReducerStats {
 
     /// Adds every counter of `other` to this one.
     pub fn merge(&mut self, other: &ReducerStats) {
+        self.key_cached.merge(&other.key_cached);
         self.significant.merge(&other.significant);
         self.kkt.merge(&other.kkt);
         self.changed_since.merge(&other.changed_since);

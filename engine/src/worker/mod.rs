@@ -21,6 +21,7 @@ pub use pending::{Completed, Ticket};
 use crate::config::WorkerConfig;
 use crate::connect::connect_scheduler;
 use crate::control::{Control, Role};
+use crate::filter::ReducerStats;
 use crate::keycache::KeyListCache;
 use crate::keys::{check_and_sign, check_sorted_unique, check_value_count, KeyListError};
 use crate::routing::RoutingTable;
@@ -56,6 +57,7 @@ struct State {
     seq: u64,
     barrier_epoch: u64,
     finished: bool,
+    reducers: ReducerStats,
 }
 
 /// A connection of one worker to the job. Methods take `&self` and may be called from several
@@ -135,6 +137,7 @@ impl Worker {
                 seq: 0,
                 barrier_epoch: 0,
                 finished: false,
+                reducers: ReducerStats::default(),
             }),
         })
     }
@@ -221,12 +224,22 @@ impl Worker {
             let part_keys = &keys[idx.clone()];
             let part_values = &values[idx.start * per_key..idx.end * per_key];
             let request = st.io.outstanding.add_request(ticket, server, 0..0);
-            let cache = &mut st.io.key_caches[server as usize];
-            let mut frame = part_frame(header, request, part_keys, signature, cache, &mut key_buf)?;
+            let State { io, reducers, .. } = &mut *st;
+            let cache = &mut io.key_caches[server as usize];
+            let mut frame = part_frame(
+                header,
+                request,
+                part_keys,
+                signature,
+                cache,
+                &mut key_buf,
+                reducers,
+            )?;
             let vals = [encode_part_values(codec, part_values, &mut value_buf)?];
+            reducers.record_values(codec, part_values.len() * 4, vals[0].len());
             frame.header.value_codec = codec.id();
             frame.values = &vals;
-            st.io.send(Some(server), &mut frame, &mut None)?;
+            io.send(Some(server), &mut frame, &mut None)?;
         }
         Ok(Ticket(ticket))
     }
@@ -310,9 +323,17 @@ impl Worker {
                 st.io
                     .outstanding
                     .add_request(ticket, server, idx.start * dim..idx.end * dim);
-            let cache = &mut st.io.key_caches[server as usize];
-            let mut frame =
-                part_frame(header, request, &keys[idx], signature, cache, &mut key_buf)?;
+            let State { io, reducers, .. } = &mut *st;
+            let cache = &mut io.key_caches[server as usize];
+            let mut frame = part_frame(
+                header,
+                request,
+                &keys[idx],
+                signature,
+                cache,
+                &mut key_buf,
+                reducers,
+            )?;
             st.io.send(Some(server), &mut frame, &mut None)?;
         }
         Ok(ticket)
@@ -389,6 +410,11 @@ impl Worker {
             |msg| matches!(msg, Control::BarrierReleased { .. }).then_some(()),
             Duration::from_secs(u64::MAX / 4),
         )
+    }
+
+    /// What key caching, key packing and value codecs saved on this worker's requests.
+    pub fn reducer_stats(&self) -> ReducerStats {
+        self.lock().reducers.clone()
     }
 
     /// Byte counters of this worker.
@@ -478,6 +504,7 @@ fn part_frame<'a>(
     signature: u64,
     cache: &mut KeyListCache<()>,
     key_buf: &'a mut Vec<u8>,
+    stats: &mut ReducerStats,
 ) -> Result<FrameParts<'a>, EngineError> {
     header.request_id = request.into();
     header.key_count = (keys.len() as u32).into();
@@ -486,6 +513,7 @@ fn part_frame<'a>(
         let id = (header.table.get(), signature);
         if cache.access(id, keys.len() as u64, || ()).is_some() {
             header.flags |= flags::KEYS_BY_SIGNATURE;
+            stats.key_cached.record(keys.len() * 8, 0);
             return Ok(FrameParts::header_only(header));
         }
     }
@@ -498,6 +526,7 @@ fn part_frame<'a>(
         header.key_codec = codec.id();
         key_buf
     };
+    stats.record_keys(codec, keys.len() * 8, wire_keys.len());
     Ok(FrameParts {
         header,
         keys: wire_keys,
