@@ -28,6 +28,8 @@ pub struct ClusterConfig {
     pub key_cache_keys: u64,
     /// Whether frames carry a CRC-32C of their payload (the header is always checked).
     pub payload_checksum: bool,
+    /// Whether key lists travel delta + bit packed when that makes them smaller.
+    pub key_packing: bool,
     /// Shards per server process: each is a thread with its own listener, key range and
     /// tables, pinned to the server's NUMA node. The routing table has
     /// `num_servers × server_shards` ranges.
@@ -53,6 +55,7 @@ impl ClusterConfig {
             connect_timeout: Duration::from_secs(30),
             key_cache_keys: 1 << 24,
             payload_checksum: true,
+            key_packing: true,
             server_shards: 1,
         }
     }

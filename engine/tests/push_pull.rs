@@ -285,3 +285,31 @@ fn compressed_keys_and_values_arrive_intact_in_fewer_bytes() {
     });
     job.join();
 }
+
+#[test]
+fn planar_inputs_are_split_per_array_across_servers() {
+    let job = common::start(2, 1);
+    job.run_workers(1, |w| {
+        // w ← S_{λ/(h+δ)}(w − g/(h+δ)) with λ = 0, δ = 0: w = −g/h per coordinate.
+        let rule = Rule::ScaledProxL1 {
+            l1: 0.0,
+            delta: 0.0,
+        };
+        let t = w
+            .declare_table(TableSpec::new("prox", 1).rule(rule))
+            .unwrap();
+        let keys = spread_keys(10);
+        let g: Vec<f32> = (1..=10).map(|i| i as f32).collect();
+        let h = vec![2.0f32; 10];
+        let planar: Vec<f32> = g.iter().chain(&h).copied().collect();
+        w.push(t, &keys, &planar).unwrap();
+        let expected: Vec<f32> = g.iter().map(|x| -x / 2.0).collect();
+        assert_eq!(
+            w.pull(t, &keys).unwrap(),
+            expected,
+            "each server got its g and its h"
+        );
+        w.finish().unwrap();
+    });
+    job.join();
+}

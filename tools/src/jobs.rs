@@ -4,8 +4,10 @@
 
 use anyhow::{bail, ensure, Context, Result};
 use ferrops_engine::config::WorkerConfig;
+use ferrops_engine::filter::{KktFilter, SigFilter};
 use ferrops_engine::{Consistency, TableSpec, Worker};
 use ferrops_kernels::Rule;
+use ferrops_net::codec::ValueCodec;
 
 use crate::synth::{self, Example, SynthSpec};
 
@@ -28,6 +30,46 @@ pub struct LogRegOptions {
     pub tau: u32,
     pub lr: f32,
     pub seed: u64,
+    /// L1 penalty λ: with λ > 0 the servers apply proximal SGD (`prox_l1`) instead of AdaGrad.
+    pub l1: f32,
+    /// Bandwidth reducers (see [`Reducers`]).
+    pub reducers: Reducers,
+}
+
+/// Which bandwidth reducers a training run uses.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reducers {
+    /// Key caching and key packing.
+    pub keys: bool,
+    /// Value codec name: raw, fp16, bf16 or lz4.
+    pub values: String,
+    /// Significantly-modified filter threshold θ (0: off).
+    pub significant: f32,
+    /// KKT filter (L1 only): skip zero weights whose gradient cannot move them.
+    pub kkt: bool,
+}
+
+impl Default for Reducers {
+    fn default() -> Self {
+        Reducers {
+            keys: true,
+            values: "raw".into(),
+            significant: 0.0,
+            kkt: false,
+        }
+    }
+}
+
+impl Reducers {
+    fn value_codec(&self) -> Result<ValueCodec> {
+        Ok(match self.values.as_str() {
+            "raw" => ValueCodec::Raw,
+            "fp16" => ValueCodec::Fp16,
+            "bf16" => ValueCodec::Bf16,
+            "lz4" => ValueCodec::Lz4,
+            other => bail!("unknown value codec `{other}` (raw, fp16, bf16, lz4)"),
+        })
+    }
 }
 
 impl Default for LogRegOptions {
@@ -40,6 +82,8 @@ impl Default for LogRegOptions {
             tau: 2,
             lr: 0.1,
             seed: 1,
+            l1: 0.0,
+            reducers: Reducers::default(),
         }
     }
 }
@@ -60,6 +104,11 @@ impl LogRegOptions {
                 "--tau" => o.tau = value.parse().with_context(bad)?,
                 "--lr" => o.lr = value.parse().with_context(bad)?,
                 "--seed" => o.seed = value.parse().with_context(bad)?,
+                "--l1" => o.l1 = value.parse().with_context(bad)?,
+                "--keys" => o.reducers.keys = value.parse().with_context(bad)?,
+                "--values" => o.reducers.values = value.clone(),
+                "--significant" => o.reducers.significant = value.parse().with_context(bad)?,
+                "--kkt" => o.reducers.kkt = value.parse().with_context(bad)?,
                 _ => bail!("unknown logreg option {flag}"),
             }
         }
@@ -80,6 +129,11 @@ impl LogRegOptions {
             ("--tau", self.tau.to_string()),
             ("--lr", self.lr.to_string()),
             ("--seed", self.seed.to_string()),
+            ("--l1", self.l1.to_string()),
+            ("--keys", self.reducers.keys.to_string()),
+            ("--values", self.reducers.values.clone()),
+            ("--significant", self.reducers.significant.to_string()),
+            ("--kkt", self.reducers.kkt.to_string()),
         ]
         .into_iter()
         .flat_map(|(k, v)| [k.to_string(), v])
@@ -137,10 +191,17 @@ fn batch_gradient(batch: &[Example], keys: &[u64], weights: &[f32], grad: &mut [
     stats
 }
 
-/// Trains logistic regression by minibatch AdaGrad through the servers; one clock per batch,
-/// bounded delay τ between workers. Rank 0 prints the cluster-wide loss after every epoch.
+/// Trains logistic regression by minibatch AdaGrad (or, with an L1 penalty, proximal SGD)
+/// through the servers; one clock per batch, bounded delay τ between workers. Rank 0 prints the
+/// cluster-wide loss after every epoch and, at the end, one `RESULT {json}` line with the final
+/// objective, the bytes all workers sent and received, and what the reducers saved.
 pub fn logreg(cfg: &WorkerConfig, o: &LogRegOptions) -> Result<()> {
-    let w = Worker::connect(cfg).context("connecting to the job")?;
+    let mut cfg = cfg.clone();
+    if !o.reducers.keys {
+        cfg.cluster.key_cache_keys = 0;
+        cfg.cluster.key_packing = false;
+    }
+    let w = Worker::connect(&cfg).context("connecting to the job")?;
     let (rank, workers) = (w.rank(), w.num_workers());
     let spec = SynthSpec {
         features: o.features,
@@ -150,24 +211,37 @@ pub fn logreg(cfg: &WorkerConfig, o: &LogRegOptions) -> Result<()> {
         seed: o.seed,
     };
     let data = synth::shard(&spec, rank, workers);
+    let rule = if o.l1 > 0.0 {
+        Rule::ProxL1 { lr: o.lr, l1: o.l1 }
+    } else {
+        Rule::AdaGrad {
+            lr: o.lr,
+            eps: 1e-6,
+        }
+    };
     let weights = w.declare_table(
         TableSpec::new("logreg.weights", 1)
-            .rule(Rule::AdaGrad {
-                lr: o.lr,
-                eps: 1e-6,
-            })
-            .consistency(Consistency::BoundedDelay(o.tau)),
+            .rule(rule)
+            .consistency(Consistency::BoundedDelay(o.tau))
+            .value_codec(o.reducers.value_codec()?),
     )?;
     let progress = w.declare_table(TableSpec::new("logreg.progress", 1))?;
     if rank == 0 {
         println!(
-            "logreg: {} examples × {} features over {} workers, batch {}, τ = {}, AdaGrad lr {}",
-            o.examples, o.features, workers, o.batch, o.tau, o.lr
+            "logreg: {} examples × {} features over {} workers, batch {}, τ = {}, {:?}",
+            o.examples, o.features, workers, o.batch, o.tau, rule
         );
     }
+    let mut significant = (o.reducers.significant > 0.0)
+        .then(|| SigFilter::new(1, o.reducers.significant, 1e-4))
+        .transpose()?;
+    let mut kkt = o
+        .reducers
+        .kkt
+        .then(|| KktFilter::new(1, o.l1, 0.1, 8))
+        .transpose()?;
     let started = std::time::Instant::now();
-    let mut grad = Vec::new();
-    let mut values = Vec::new();
+    let (mut grad, mut values) = (Vec::new(), Vec::new());
     for epoch in 0..o.epochs {
         let mut stats = PassStats::default();
         for batch in data.chunks(o.batch) {
@@ -179,7 +253,19 @@ pub fn logreg(cfg: &WorkerConfig, o: &LogRegOptions) -> Result<()> {
             stats.loss += s.loss;
             stats.correct += s.correct;
             stats.seen += s.seen;
-            w.push(weights, &keys, &grad)?;
+            let (mut k, mut g, mut v) = (keys, grad.clone(), values.clone());
+            if let Some(f) = kkt.as_mut() {
+                let keep = f.select(&k, &v, &g)?;
+                let pick = |x: &[f32]| keep.iter().map(|&i| x[i as usize]).collect::<Vec<_>>();
+                (g, v) = (pick(&g), pick(&v));
+                k = keep.iter().map(|&i| k[i as usize]).collect();
+            }
+            if let Some(f) = significant.as_mut() {
+                (k, g) = f.offer(&k, &g, &v)?;
+            }
+            if !k.is_empty() {
+                w.push(weights, &k, &g)?;
+            }
             w.clock()?;
         }
         let base = epoch as u64 * 3;
@@ -197,15 +283,81 @@ pub fn logreg(cfg: &WorkerConfig, o: &LogRegOptions) -> Result<()> {
             );
         }
     }
-    let m = w.metrics();
-    if rank == 0 {
-        println!(
-            "worker 0 sent {:.1} MB and received {:.1} MB",
-            m.bytes_sent() as f64 / 1e6,
-            m.bytes_received() as f64 / 1e6
-        );
+    if let Some(f) = significant.as_mut() {
+        let (k, g) = f.flush();
+        if !k.is_empty() {
+            w.push(weights, &k, &g)?;
+        }
     }
+    w.barrier()?;
+    report_final(
+        &w,
+        weights,
+        progress,
+        o,
+        &data,
+        started.elapsed().as_secs_f64(),
+        &mut significant,
+        &kkt,
+    )?;
     w.finish()?;
+    Ok(())
+}
+
+/// Every worker adds its shard's final loss and its byte counts into the progress table; rank 0
+/// adds the L1 norm of the whole model and prints the `RESULT` line.
+#[allow(clippy::too_many_arguments)]
+fn report_final(
+    w: &Worker,
+    weights: ferrops_engine::TableId,
+    progress: ferrops_engine::TableId,
+    o: &LogRegOptions,
+    data: &[Example],
+    seconds: f64,
+    significant: &mut Option<SigFilter>,
+    kkt: &Option<KktFilter>,
+) -> Result<()> {
+    let mut keys: Vec<u64> = data
+        .iter()
+        .flat_map(|e| e.features.iter().copied())
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let model = w.pull(weights, &keys)?;
+    let mut scratch = vec![0.0; keys.len()];
+    let loss = batch_gradient(data, &keys, &model, &mut scratch).loss;
+    let m = w.metrics();
+    let base = 1_000_000_000u64;
+    let totals = [
+        loss as f32,
+        data.len() as f32,
+        m.bytes_sent() as f32,
+        m.bytes_received() as f32,
+    ];
+    w.push(progress, &[base, base + 1, base + 2, base + 3], &totals)?;
+    w.barrier()?;
+    if w.rank() != 0 {
+        return Ok(());
+    }
+    let t = w.pull(progress, &[base, base + 1, base + 2, base + 3])?;
+    let mut all: Vec<u64> = (0..o.features).map(synth::feature_key).collect();
+    all.sort_unstable();
+    let model = w.pull(weights, &all)?;
+    let l1_norm: f64 = model.iter().map(|x| f64::from(x.abs())).sum();
+    let mean_loss = f64::from(t[0]) / f64::from(t[1]);
+    let result = serde_json::json!({
+        "objective": mean_loss + f64::from(o.l1) * l1_norm,
+        "loss": mean_loss,
+        "nnz": model.iter().filter(|x| **x != 0.0).count(),
+        "features": o.features,
+        "seconds": seconds,
+        "bytes_sent": t[2] as u64,
+        "bytes_received": t[3] as u64,
+        "reducers": w.reducer_stats(),
+        "significant": significant.as_ref().map(SigFilter::counts),
+        "kkt": kkt.as_ref().map(KktFilter::counts),
+    });
+    println!("RESULT {result}");
     Ok(())
 }
 

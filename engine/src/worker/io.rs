@@ -41,6 +41,8 @@ pub(crate) struct ClientIo {
     pub payload_crc: bool,
     /// Per server: the key lists that server holds for this connection (see `keycache`).
     pub key_caches: Vec<KeyListCache<()>>,
+    /// Whether key lists may travel delta + bit packed.
+    pub key_packing: bool,
 }
 
 /// Routes pull-reply values straight into the buffer that waits for them.
@@ -91,6 +93,7 @@ impl ClientIo {
             metrics,
             payload_crc: true,
             key_caches: Vec::new(),
+            key_packing: true,
         })
     }
 

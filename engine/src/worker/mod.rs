@@ -107,6 +107,7 @@ impl Worker {
             key_cache_keys: cluster.key_cache_keys,
         };
         io.payload_crc = cluster.payload_checksum;
+        io.key_packing = cluster.key_packing;
         for range in &routing.ranges {
             let addr = range.addr.parse().map_err(|e| {
                 EngineError::Config(format!(
@@ -208,6 +209,7 @@ impl Worker {
             .get(&table.0)
             .ok_or(EngineError::UnknownTable(table.0))?;
         let per_key = spec.push_floats_per_key();
+        let (dim, inputs) = (spec.dim as usize, spec.rule.inputs());
         let (layout, codec) = (spec.layout, spec.codec());
         check_value_count(keys.len(), values.len(), per_key)?;
         check_layout(layout, keys)?;
@@ -218,20 +220,22 @@ impl Worker {
         let ticket = st.io.outstanding.open(Kind::Push);
         let mut header = self.request_header(&st, Opcode::Push, table, keys);
         header.seq = seq.into();
-        let (mut key_buf, mut value_buf) = (Vec::new(), Vec::new());
+        let (mut key_buf, mut value_buf, mut planes) = (Vec::new(), Vec::new(), Vec::new());
         for ((range, idx), signature) in parts.into_iter().zip(signatures) {
             let server = st.routing.ranges[range].server;
             let part_keys = &keys[idx.clone()];
-            let part_values = &values[idx.start * per_key..idx.end * per_key];
+            let part_values =
+                part_inputs(values, keys.len(), dim, inputs, idx.clone(), &mut planes);
             let request = st.io.outstanding.add_request(ticket, server, 0..0);
             let State { io, reducers, .. } = &mut *st;
+            let packing = io.key_packing;
             let cache = &mut io.key_caches[server as usize];
             let mut frame = part_frame(
                 header,
                 request,
                 part_keys,
                 signature,
-                cache,
+                (cache, packing),
                 &mut key_buf,
                 reducers,
             )?;
@@ -324,13 +328,14 @@ impl Worker {
                     .outstanding
                     .add_request(ticket, server, idx.start * dim..idx.end * dim);
             let State { io, reducers, .. } = &mut *st;
+            let packing = io.key_packing;
             let cache = &mut io.key_caches[server as usize];
             let mut frame = part_frame(
                 header,
                 request,
                 &keys[idx],
                 signature,
-                cache,
+                (cache, packing),
                 &mut key_buf,
                 reducers,
             )?;
@@ -502,7 +507,7 @@ fn part_frame<'a>(
     request: u64,
     keys: &'a [u64],
     signature: u64,
-    cache: &mut KeyListCache<()>,
+    (cache, packing): (&mut KeyListCache<()>, bool),
     key_buf: &'a mut Vec<u8>,
     stats: &mut ReducerStats,
 ) -> Result<FrameParts<'a>, EngineError> {
@@ -517,7 +522,11 @@ fn part_frame<'a>(
             return Ok(FrameParts::header_only(header));
         }
     }
-    let codec = choose_key_codec(keys);
+    let codec = if packing {
+        choose_key_codec(keys)
+    } else {
+        KeyCodec::Raw
+    };
     let wire_keys: &[u8] = if codec == KeyCodec::Raw {
         keys.as_bytes()
     } else {
@@ -533,6 +542,28 @@ fn part_frame<'a>(
         values: &[],
         extra: &[],
     })
+}
+
+/// One server's share of a push's inputs. A single input array is sliced in place; a rule
+/// with several planar arrays (gradient then curvature, each `keys × dim` long) gets each
+/// array's share, in order, gathered into `planes`.
+fn part_inputs<'a>(
+    values: &'a [f32],
+    keys: usize,
+    dim: usize,
+    inputs: usize,
+    idx: Range<usize>,
+    planes: &'a mut Vec<f32>,
+) -> &'a [f32] {
+    let (start, end) = (idx.start * dim, idx.end * dim);
+    if inputs == 1 {
+        return &values[start..end];
+    }
+    planes.clear();
+    for j in 0..inputs {
+        planes.extend_from_slice(&values[j * keys * dim + start..j * keys * dim + end]);
+    }
+    planes
 }
 
 /// A push's values as they travel: the caller's bytes for raw f32, else encoded into `buf`.
