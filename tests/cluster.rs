@@ -238,3 +238,35 @@ fn bench_joins_a_job_started_by_the_launcher() {
         .iter()
         .all(|r| r["workers"] == 2 && r["servers"] == 1));
 }
+
+#[test]
+fn bench_reducers_reports_every_configuration_against_none() {
+    let out = run_ok(ferrops().args([
+        "bench",
+        "reducers",
+        "--features",
+        "5000",
+        "--examples",
+        "4000",
+        "--epochs",
+        "2",
+        "--json",
+    ]));
+    let r = last_json_line(&out);
+    let runs = r["runs"].as_array().expect("runs");
+    let names: Vec<&str> = runs.iter().map(|x| x["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["none", "keys", "fp16", "significant", "kkt", "all"]);
+    assert_eq!(runs[0]["reduction"].as_f64(), Some(1.0));
+    assert!(
+        runs[1]["reduction"].as_f64().unwrap() > 1.2,
+        "key caching saves bytes: {}",
+        runs[1]
+    );
+    assert!(
+        runs[2]["bytes_received"].as_u64() < runs[0]["bytes_received"].as_u64(),
+        "fp16 pulls"
+    );
+    for run in runs {
+        assert!(run["objective"].as_f64().unwrap().is_finite());
+    }
+}

@@ -424,6 +424,38 @@ pub enum BenchCommand {
 
     /// Update-kernel throughput (GB/s and elements/s) of every compiled-in instruction set.
     Kernels(KernelsArgs),
+
+    /// Bytes on the wire, time and final objective of sparse L1 logistic regression with each
+    /// bandwidth reducer alone and all together, against none.
+    Reducers(ReducersArgs),
+}
+
+/// Flags of `ferrops bench reducers`.
+#[derive(Debug, Clone, Args)]
+pub struct ReducersArgs {
+    /// Feature-space size (power-law frequencies).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub features: u64,
+    /// Training examples.
+    #[arg(long, default_value_t = 200_000)]
+    pub examples: usize,
+    /// Passes over the data.
+    #[arg(long, default_value_t = 5)]
+    pub epochs: usize,
+    /// L1 penalty λ (proximal SGD on the servers).
+    #[arg(long, default_value_t = 1e-4)]
+    pub l1: f32,
+    /// Significantly-modified filter threshold θ used by the runs that enable it.
+    #[arg(long, default_value_t = 0.05)]
+    pub theta: f32,
+    /// Servers and workers of each run's local cluster.
+    #[arg(long, value_parser = positive_count, default_value_t = 2)]
+    pub servers: usize,
+    #[arg(long, value_parser = positive_count, default_value_t = 2)]
+    pub workers: usize,
+    /// Print one JSON object as the last line.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Transport used between workers and servers.

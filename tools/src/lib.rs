@@ -14,6 +14,7 @@
 
 pub mod bench_kernels;
 pub mod bench_push_pull;
+pub mod bench_reducers;
 pub mod cli;
 pub mod config;
 pub mod demo;

@@ -51,6 +51,9 @@ fn run(cli: Cli, env: &config::EnvMap) -> Result<i32> {
             ferrops::bench_push_pull::run(&args).map(|()| 0)
         }
         Some(Command::Bench(BenchCommand::Kernels(args))) => run_bench_kernels(&args),
+        Some(Command::Bench(BenchCommand::Reducers(args))) => {
+            ferrops::bench_reducers::run(&args).map(|()| 0)
+        }
         Some(Command::Demo(args)) => ferrops::demo::run(&args).map(|()| 0),
         Some(Command::Data(DataCommand::Gen(args))) => run_data_gen(&args),
         Some(Command::Data(DataCommand::Info(args))) => {

@@ -1,0 +1,165 @@
+//! `ferrops bench reducers`: the same sparse L1 logistic regression (the `logreg` worker job on
+//! generated power-law data) trained on a local cluster once without bandwidth reducers, once
+//! with each reducer alone and once with all of them, reporting for each run the bytes every
+//! worker sent and received, the wall time and the final objective, relative to the run without.
+
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::cli::ReducersArgs;
+use crate::jobs::{LogRegOptions, Reducers};
+
+/// One configuration and what it measured.
+#[derive(Debug, Serialize)]
+struct Run {
+    name: &'static str,
+    bytes_sent: u64,
+    bytes_received: u64,
+    seconds: f64,
+    objective: f64,
+    /// Bytes (sent + received) of the run without reducers divided by this run's.
+    reduction: f64,
+    /// (objective − objective without reducers) / objective without reducers.
+    objective_change: f64,
+    details: Value,
+}
+
+/// The configurations: none, each reducer alone, all.
+fn configurations(theta: f32) -> Vec<(&'static str, Reducers)> {
+    let none = Reducers {
+        keys: false,
+        values: "raw".into(),
+        significant: 0.0,
+        kkt: false,
+    };
+    vec![
+        ("none", none.clone()),
+        (
+            "keys",
+            Reducers {
+                keys: true,
+                ..none.clone()
+            },
+        ),
+        (
+            "fp16",
+            Reducers {
+                values: "fp16".into(),
+                ..none.clone()
+            },
+        ),
+        (
+            "significant",
+            Reducers {
+                significant: theta,
+                ..none.clone()
+            },
+        ),
+        (
+            "kkt",
+            Reducers {
+                kkt: true,
+                ..none.clone()
+            },
+        ),
+        (
+            "all",
+            Reducers {
+                keys: true,
+                values: "fp16".into(),
+                significant: theta,
+                kkt: true,
+            },
+        ),
+    ]
+}
+
+/// Runs every configuration and prints the table (and JSON with `--json`).
+pub fn run(args: &ReducersArgs) -> Result<()> {
+    let exe = std::env::current_exe().context("finding the ferrops executable")?;
+    let mut runs: Vec<Run> = Vec::new();
+    for (name, reducers) in configurations(args.theta) {
+        let options = LogRegOptions {
+            features: args.features,
+            examples: args.examples,
+            epochs: args.epochs,
+            lr: 0.5,
+            tau: 1,
+            l1: args.l1,
+            reducers,
+            ..LogRegOptions::default()
+        };
+        let result = run_one(&exe, args, &options).with_context(|| format!("run `{name}`"))?;
+        let number = |k: &str| result[k].as_f64().unwrap_or(f64::NAN);
+        let (sent, received) = (number("bytes_sent") as u64, number("bytes_received") as u64);
+        let objective = number("objective");
+        let (base_bytes, base_objective) = match runs.first() {
+            Some(b) => ((b.bytes_sent + b.bytes_received) as f64, b.objective),
+            None => ((sent + received) as f64, objective),
+        };
+        runs.push(Run {
+            name,
+            bytes_sent: sent,
+            bytes_received: received,
+            seconds: number("seconds"),
+            objective,
+            reduction: base_bytes / (sent + received).max(1) as f64,
+            objective_change: (objective - base_objective) / base_objective,
+            details: result,
+        });
+        let r = runs.last().unwrap_or_else(|| unreachable!("just pushed"));
+        println!(
+            "{:<12} sent {:>9.1} MB  received {:>8.1} MB  {:>6.1}×  {:>6.2} s  objective {:.6} ({:+.3}%)",
+            r.name,
+            r.bytes_sent as f64 / 1e6,
+            r.bytes_received as f64 / 1e6,
+            r.reduction,
+            r.seconds,
+            r.objective,
+            100.0 * r.objective_change
+        );
+    }
+    if args.json {
+        let report = serde_json::json!({
+            "bench": "reducers",
+            "features": args.features,
+            "examples": args.examples,
+            "epochs": args.epochs,
+            "servers": args.servers,
+            "workers": args.workers,
+            "runs": runs,
+        });
+        println!("{report}");
+    }
+    Ok(())
+}
+
+/// Trains once on a fresh local cluster and returns the job's `RESULT` object.
+fn run_one(exe: &std::path::Path, args: &ReducersArgs, options: &LogRegOptions) -> Result<Value> {
+    let output = Command::new(exe)
+        .args(["local", "--no-prefix", "--servers"])
+        .arg(args.servers.to_string())
+        .arg("--workers")
+        .arg(args.workers.to_string())
+        .args(["--", "ferrops", "worker", "--job", "logreg", "--"])
+        .args(options.to_args())
+        .env("FERROPS_LOG", "warn")
+        .output()
+        .context("starting the local cluster")?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        bail!(
+            "the job failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .context("the job printed no RESULT line")?;
+    serde_json::from_str(line).context("the RESULT line is not JSON")
+}
