@@ -218,7 +218,7 @@ impl Worker {
         st.seq += 1;
         let seq = st.seq;
         let ticket = st.io.outstanding.open(Kind::Push);
-        let mut header = self.request_header(&st, Opcode::Push, table, keys);
+        let mut header = self.request_header(&st, Opcode::Push, table);
         header.seq = seq.into();
         let (mut key_buf, mut value_buf, mut planes) = (Vec::new(), Vec::new(), Vec::new());
         for ((range, idx), signature) in parts.into_iter().zip(signatures) {
@@ -319,7 +319,7 @@ impl Worker {
         let parts = st.routing.slice_for(layout, keys);
         let signatures = check_and_sign_parts(keys, &parts)?;
         let ticket = st.io.outstanding.open(Kind::Pull(into));
-        let header = self.request_header(st, Opcode::Pull, table, keys);
+        let header = self.request_header(st, Opcode::Pull, table);
         let mut key_buf = Vec::new();
         for ((range, idx), signature) in parts.into_iter().zip(signatures) {
             let server = st.routing.ranges[range].server;
@@ -344,13 +344,12 @@ impl Worker {
         Ok(ticket)
     }
 
-    fn request_header(&self, st: &State, op: Opcode, table: TableId, keys: &[u64]) -> Header {
+    fn request_header(&self, st: &State, op: Opcode, table: TableId) -> Header {
         let mut h = Header::new(op);
         h.table = table.0.into();
         h.sender = self.info.node_id.into();
         h.clock = st.clock.into();
         h.routing_version = st.routing.version.into();
-        let _ = keys;
         h
     }
 
