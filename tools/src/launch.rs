@@ -119,6 +119,26 @@ pub fn run_local(spec: &LocalSpec) -> Result<i32> {
     Ok(cluster.supervise(&signals))
 }
 
+/// Runs the built-in worker job `job` with `args` on a whole local cluster (as `ferrops local
+/// -- ferrops worker --job JOB -- ARGS` would), with the workers' output unprefixed and the
+/// roles' start-up logging quiet unless `FERROPS_LOG`/`RUST_LOG` ask otherwise. Returns the
+/// job's exit code.
+pub fn run_job_locally(servers: usize, workers: usize, job: &str, args: &[String]) -> Result<i32> {
+    if std::env::var_os("FERROPS_LOG").is_none() && std::env::var_os("RUST_LOG").is_none() {
+        // The job's own output is the point; the roles' chatter stays quiet.
+        std::env::set_var("FERROPS_LOG", "warn");
+    }
+    let mut spec = LocalSpec::new(servers, workers)?;
+    spec.prefix_output = false;
+    spec.command = ["ferrops", "worker", "--job", job, "--"]
+        .into_iter()
+        .map(String::from)
+        .chain(args.iter().cloned())
+        .map(Into::into)
+        .collect();
+    run_local(&spec)
+}
+
 /// A scheduler and its servers running as child processes; dropping it stops them (SIGTERM, the
 /// spec's grace period, then SIGKILL).
 pub struct LocalCluster {

@@ -10,7 +10,7 @@ use super::l1lr::L1lrOptions;
 use super::plot;
 use super::trace::{self, Record};
 use crate::data::info;
-use crate::launch::{run_local, LocalSpec};
+use crate::launch::run_job_locally;
 
 /// What to train and where.
 #[derive(Clone, Debug)]
@@ -57,19 +57,7 @@ pub fn l1lr(spec: &TrainSpec) -> Result<Vec<Record>> {
         window: spec.window,
         trace: Some(absolute(&trace_path)?),
     };
-    if std::env::var_os("FERROPS_LOG").is_none() && std::env::var_os("RUST_LOG").is_none() {
-        // The training output is the point; the roles' start-up chatter stays quiet.
-        std::env::set_var("FERROPS_LOG", "warn");
-    }
-    let mut local = LocalSpec::new(spec.servers, spec.workers)?;
-    local.prefix_output = false;
-    local.command = ["ferrops", "worker", "--job", "l1lr", "--"]
-        .into_iter()
-        .map(String::from)
-        .chain(options.to_args())
-        .map(Into::into)
-        .collect();
-    let code = run_local(&local)?;
+    let code = run_job_locally(spec.servers, spec.workers, "l1lr", &options.to_args())?;
     let records = trace::read(&trace_path)
         .with_context(|| format!("reading the trace {}", trace_path.display()));
     if temporary {
@@ -131,18 +119,7 @@ pub fn rica(args: &crate::cli::RicaArgs) -> Result<()> {
         tau: args.tau,
         ..super::rica::RicaOptions::default()
     };
-    if std::env::var_os("FERROPS_LOG").is_none() && std::env::var_os("RUST_LOG").is_none() {
-        std::env::set_var("FERROPS_LOG", "warn");
-    }
-    let mut local = LocalSpec::new(args.servers, args.workers)?;
-    local.prefix_output = false;
-    local.command = ["ferrops", "worker", "--job", "rica", "--"]
-        .into_iter()
-        .map(String::from)
-        .chain(options.to_args())
-        .map(Into::into)
-        .collect();
-    let code = run_local(&local)?;
+    let code = run_job_locally(args.servers, args.workers, "rica", &options.to_args())?;
     if code != 0 {
         bail!("the training job failed with exit code {code}");
     }
