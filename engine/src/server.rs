@@ -593,15 +593,19 @@ impl Server {
             let mut decoded = std::mem::take(&mut self.decoded);
             let (store, keys, resolved) = self.resolve(request)?;
             let per_key = store.spec().push_floats_per_key();
-            let applied = push_values(&request.frame, keys.len() * per_key, &mut decoded).and_then(
-                |values| {
-                    crate::keys::check_value_count(keys.len(), values.len(), per_key)
+            let masked = request.frame.header.flags & flags::VALUES_MASKED != 0;
+            let applied =
+                selected_slots(masked, request.frame.extra(), &resolved.slots).and_then(|subset| {
+                    let carried = subset.as_ref().map_or(keys.len(), Vec::len);
+                    let values = push_values(&request.frame, carried * per_key, &mut decoded)?;
+                    crate::keys::check_value_count(carried, values.len(), per_key)
                         .map_err(|e| Refusal::new(Status::BadValues, e.to_string()))?;
-                    store
-                        .apply_resolved(&resolved, values)
-                        .map_err(Refusal::from)
-                },
-            );
+                    match subset {
+                        Some(slots) => store.apply(&slots, values),
+                        None => store.apply_resolved(&resolved, values),
+                    }
+                    .map_err(Refusal::from)
+                });
             self.decoded = decoded;
             applied?;
             if seq != 0 {
@@ -716,6 +720,29 @@ impl Server {
             }
         }
     }
+}
+
+/// For a push that carries values for some of its keys only, the slots of those keys, read from
+/// the bitmap in the extra section; `None` for an ordinary push.
+fn selected_slots(masked: bool, mask: &[u8], slots: &[u32]) -> Result<Option<Vec<u32>>, Refusal> {
+    if !masked {
+        return Ok(None);
+    }
+    if mask.len() != slots.len().div_ceil(8) {
+        let msg = format!(
+            "value mask of {} bytes for {} keys",
+            mask.len(),
+            slots.len()
+        );
+        return Err(Refusal::new(Status::BadValues, msg));
+    }
+    let chosen = slots
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| mask[i / 8] & (1 << (i % 8)) != 0)
+        .map(|(_, &s)| s)
+        .collect();
+    Ok(Some(chosen))
 }
 
 /// A push's values as f32: read in place for raw values, decoded into `scratch` otherwise

@@ -313,3 +313,48 @@ fn planar_inputs_are_split_per_array_across_servers() {
     });
     job.join();
 }
+
+#[test]
+fn selected_pushes_change_only_the_chosen_keys_and_keep_the_list_cached() {
+    let job = common::start(2, 1);
+    job.run_workers(1, |w| {
+        let t = w.declare_table(TableSpec::new("masked", 2)).unwrap();
+        let keys = spread_keys(1000);
+        // Every third key, across both servers; values for those only.
+        let pick: Vec<u32> = (0..1000).step_by(3).collect();
+        let values: Vec<f32> = pick.iter().flat_map(|&i| [i as f32, 1.0]).collect();
+        w.push_selected(t, &keys, &pick, &values).unwrap();
+        let key_bytes = w.metrics().key_bytes_sent;
+        let other: Vec<u32> = (1..1000).step_by(3).collect();
+        let ones = vec![1.0f32; other.len() * 2];
+        w.push_selected(t, &keys, &other, &ones).unwrap();
+        assert_eq!(
+            w.metrics().key_bytes_sent,
+            key_bytes,
+            "same list, new selection: cached"
+        );
+        let got = w.pull(t, &keys).unwrap();
+        for i in 0..1000usize {
+            let expected = match i % 3 {
+                0 => [i as f32, 1.0],
+                1 => [1.0, 1.0],
+                _ => [0.0, 0.0],
+            };
+            assert_eq!(&got[2 * i..2 * i + 2], &expected, "key {i}");
+        }
+        assert!(
+            w.push_selected(t, &keys, &[5, 3], &[0.0; 4]).is_err(),
+            "not ascending"
+        );
+        assert!(
+            w.push_selected(t, &keys, &[1000], &[0.0; 2]).is_err(),
+            "out of range"
+        );
+        assert!(
+            w.push_selected(t, &keys, &[1, 2], &[0.0; 2]).is_err(),
+            "value count"
+        );
+        w.finish().unwrap();
+    });
+    job.join();
+}

@@ -25,6 +25,9 @@ pub mod flags {
     pub const PAYLOAD_CRC: u8 = 1;
     /// The keys section is absent and `key_signature` names a list the receiver has cached.
     pub const KEYS_BY_SIGNATURE: u8 = 2;
+    /// Only some keys carry values: the extra section is a bitmap of `key_count` bits (bit i of
+    /// byte i/8 for key i) and the values section holds the values of the set bits, in order.
+    pub const VALUES_MASKED: u8 = 4;
 }
 
 /// What a frame asks for or answers.

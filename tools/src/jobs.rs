@@ -253,18 +253,26 @@ pub fn logreg(cfg: &WorkerConfig, o: &LogRegOptions) -> Result<()> {
             stats.loss += s.loss;
             stats.correct += s.correct;
             stats.seen += s.seen;
-            let (mut k, mut g, mut v) = (keys, grad.clone(), values.clone());
-            if let Some(f) = kkt.as_mut() {
-                let keep = f.select(&k, &v, &g)?;
-                let pick = |x: &[f32]| keep.iter().map(|&i| x[i as usize]).collect::<Vec<_>>();
-                (g, v) = (pick(&g), pick(&v));
-                k = keep.iter().map(|&i| k[i as usize]).collect();
-            }
-            if let Some(f) = significant.as_mut() {
-                (k, g) = f.offer(&k, &g, &v)?;
-            }
-            if !k.is_empty() {
-                w.push(weights, &k, &g)?;
+            if kkt.is_none() && significant.is_none() {
+                w.push(weights, &keys, &grad)?;
+            } else {
+                // Filters choose which keys carry values; the batch's whole list still travels
+                // (by signature once the servers hold it), with a selection.
+                let mut chosen: Vec<u32> = (0..keys.len() as u32).collect();
+                if let Some(f) = kkt.as_mut() {
+                    chosen = f.select(&keys, &values, &grad)?;
+                }
+                let pick = |x: &[f32], at: &[u32]| at.iter().map(|&i| x[i as usize]).collect();
+                let mut send: Vec<f32> = pick(&grad, &chosen);
+                if let Some(f) = significant.as_mut() {
+                    let ks: Vec<u64> = chosen.iter().map(|&i| keys[i as usize]).collect();
+                    let (sent_keys, sent_values) = f.offer(&ks, &send, &pick(&values, &chosen))?;
+                    chosen = positions_in(&keys, &sent_keys);
+                    send = sent_values;
+                }
+                if !chosen.is_empty() {
+                    w.push_selected(weights, &keys, &chosen, &send)?;
+                }
             }
             w.clock()?;
         }
@@ -302,6 +310,18 @@ pub fn logreg(cfg: &WorkerConfig, o: &LogRegOptions) -> Result<()> {
     )?;
     w.finish()?;
     Ok(())
+}
+
+/// The positions in `keys` of `subset` (both ascending; `subset` drawn from `keys`).
+fn positions_in(keys: &[u64], subset: &[u64]) -> Vec<u32> {
+    let mut at = 0;
+    subset
+        .iter()
+        .filter_map(|k| {
+            at += keys[at..].partition_point(|x| x < k);
+            (keys.get(at) == Some(k)).then_some(at as u32)
+        })
+        .collect()
 }
 
 /// Every worker adds its shard's final loss and its byte counts into the progress table; rank 0
@@ -403,6 +423,14 @@ pub fn check(cfg: &WorkerConfig) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn positions_of_a_subset_are_found_in_one_pass() {
+        let keys = [2u64, 5, 9, 12, 40];
+        assert_eq!(positions_in(&keys, &[5, 12, 40]), vec![1, 3, 4]);
+        assert_eq!(positions_in(&keys, &[]), Vec::<u32>::new());
+        assert_eq!(positions_in(&keys, &[2]), vec![0]);
+    }
 
     #[test]
     fn logreg_options_round_trip_and_reject_unknown_flags() {

@@ -203,6 +203,31 @@ impl Worker {
         keys: &[u64],
         values: &[f32],
     ) -> Result<Ticket, EngineError> {
+        self.push_inner(table, keys, None, values)
+    }
+
+    /// Pushes values for the keys at the ascending indices `selected` of `keys` only, while the
+    /// whole list travels (so a list the server holds still goes by its signature): what
+    /// filters use, since their choice of keys changes every round but the list they choose
+    /// from does not. `values` holds `selected × dim × inputs` floats.
+    pub fn push_selected(
+        &self,
+        table: TableId,
+        keys: &[u64],
+        selected: &[u32],
+        values: &[f32],
+    ) -> Result<(), EngineError> {
+        let t = self.push_inner(table, keys, Some(selected), values)?;
+        self.wait(t).map(|_| ())
+    }
+
+    fn push_inner(
+        &self,
+        table: TableId,
+        keys: &[u64],
+        selected: Option<&[u32]>,
+        values: &[f32],
+    ) -> Result<Ticket, EngineError> {
         let mut st = self.lock();
         let spec = st
             .tables
@@ -211,7 +236,11 @@ impl Worker {
         let per_key = spec.push_floats_per_key();
         let (dim, inputs) = (spec.dim as usize, spec.rule.inputs());
         let (layout, codec) = (spec.layout, spec.codec());
-        check_value_count(keys.len(), values.len(), per_key)?;
+        let carried = match selected {
+            Some(sel) => check_selection(sel, keys.len())?,
+            None => keys.len(),
+        };
+        check_value_count(carried, values.len(), per_key)?;
         check_layout(layout, keys)?;
         let parts = st.routing.slice_for(layout, keys);
         let signatures = check_and_sign_parts(keys, &parts)?;
@@ -221,11 +250,22 @@ impl Worker {
         let mut header = self.request_header(&st, Opcode::Push, table);
         header.seq = seq.into();
         let (mut key_buf, mut value_buf, mut planes) = (Vec::new(), Vec::new(), Vec::new());
+        let mut mask = Vec::new();
         for ((range, idx), signature) in parts.into_iter().zip(signatures) {
             let server = st.routing.ranges[range].server;
             let part_keys = &keys[idx.clone()];
-            let part_values =
-                part_inputs(values, keys.len(), dim, inputs, idx.clone(), &mut planes);
+            let carried_here = match selected {
+                Some(sel) => {
+                    let here = part_selection(sel, idx.clone());
+                    if here.is_empty() {
+                        continue; // nothing for this server: neither side touches its key cache
+                    }
+                    mask = part_mask(&sel[here.clone()], idx.start, part_keys.len());
+                    here
+                }
+                None => idx.clone(),
+            };
+            let part_values = part_inputs(values, carried, dim, inputs, carried_here, &mut planes);
             let request = st.io.outstanding.add_request(ticket, server, 0..0);
             let State { io, reducers, .. } = &mut *st;
             let packing = io.key_packing;
@@ -243,6 +283,10 @@ impl Worker {
             reducers.record_values(codec, part_values.len() * 4, vals[0].len());
             frame.header.value_codec = codec.id();
             frame.values = &vals;
+            if selected.is_some() {
+                frame.header.flags |= flags::VALUES_MASKED;
+                frame.extra = &mask;
+            }
             io.send(Some(server), &mut frame, &mut None)?;
         }
         Ok(Ticket(ticket))
@@ -541,6 +585,35 @@ fn part_frame<'a>(
         values: &[],
         extra: &[],
     })
+}
+
+/// Checks a selection is strictly ascending indices below `keys`; returns its length.
+fn check_selection(selected: &[u32], keys: usize) -> Result<usize, EngineError> {
+    let ascending = selected.windows(2).all(|w| w[0] < w[1]);
+    let in_range = selected.last().is_none_or(|&last| (last as usize) < keys);
+    if !(ascending && in_range) {
+        return Err(EngineError::Config(format!(
+            "a selection must be strictly ascending indices below {keys}"
+        )));
+    }
+    Ok(selected.len())
+}
+
+/// Which entries of `selected` fall in the key index range `idx`.
+fn part_selection(selected: &[u32], idx: Range<usize>) -> Range<usize> {
+    let lo = selected.partition_point(|&i| (i as usize) < idx.start);
+    let hi = selected.partition_point(|&i| (i as usize) < idx.end);
+    lo..hi
+}
+
+/// The bitmap of a part's selected keys (indices relative to the part's first key).
+fn part_mask(selected: &[u32], first: usize, keys: usize) -> Vec<u8> {
+    let mut mask = vec![0u8; keys.div_ceil(8)];
+    for &i in selected {
+        let bit = i as usize - first;
+        mask[bit / 8] |= 1 << (bit % 8);
+    }
+    mask
 }
 
 /// One server's share of a push's inputs. A single input array is sliced in place; a rule
