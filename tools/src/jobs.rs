@@ -16,7 +16,7 @@ pub fn run(name: &str, cfg: &WorkerConfig, args: &[String]) -> Result<()> {
     match name {
         "logreg" => logreg(cfg, &LogRegOptions::parse(args)?),
         "check" => check(cfg),
-        other => bail!("unknown worker job `{other}` (known: logreg, check)"),
+        other => bail!("unknown worker job `{other}` (known: logreg, check, l1lr, rica)"),
     }
 }
 
