@@ -255,7 +255,18 @@ fn bench_reducers_reports_every_configuration_against_none() {
     let r = last_json_line(&out);
     let runs = r["runs"].as_array().expect("runs");
     let names: Vec<&str> = runs.iter().map(|x| x["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["none", "keys", "fp16", "significant", "kkt", "all"]);
+    assert_eq!(
+        names,
+        [
+            "none",
+            "keys",
+            "fp16",
+            "significant",
+            "kkt",
+            "changed",
+            "all"
+        ]
+    );
     assert_eq!(runs[0]["reduction"].as_f64(), Some(1.0));
     assert!(
         runs[1]["reduction"].as_f64().unwrap() > 1.2,

@@ -18,6 +18,7 @@ use crate::clock::{ClockTracker, Parked};
 use crate::config::ServerConfig;
 use crate::connect::connect_scheduler;
 use crate::control::{Control, Role};
+use crate::filter::ChangedSince;
 use crate::keycache::KeyListCache;
 use crate::memory::accounting::format_bytes;
 use crate::routing::RoutingTable;
@@ -58,6 +59,8 @@ pub struct Server {
     clocks: ClockTracker,
     parked: Parked<Request>,
     key_caches: HashMap<PeerId, KeyListCache<CachedList>>,
+    /// What each worker holds of each table, for changed-only pulls.
+    changed: HashMap<(PeerId, u32), ChangedSince>,
     store_options: StoreOptions,
     last_seq: HashMap<u32, u64>,
     gather: Vec<f32>,
@@ -198,6 +201,7 @@ fn run_shard(cfg: &ServerConfig) -> Result<ServerReport, EngineError> {
         clocks: ClockTracker::default(),
         parked: Parked::default(),
         key_caches: HashMap::new(),
+        changed: HashMap::new(),
         store_options: StoreOptions {
             segment: cfg.memory,
             capacity_bytes: cfg.table_capacity_bytes,
@@ -639,6 +643,9 @@ impl Server {
     }
 
     fn answer_pull(&mut self, request: &Request, io: &mut Io<'_>) -> Result<(), Refusal> {
+        if request.frame.header.flags & flags::PULL_CHANGED != 0 {
+            return self.answer_changed_pull(request, io);
+        }
         let h = request.frame.header;
         let peer = request.peer;
         let mut gather = std::mem::take(&mut self.gather);
@@ -708,6 +715,66 @@ impl Server {
         if let Err(e) = sent {
             io.close(peer, CloseReason::Error(e.to_string()));
         }
+        self.report.pulls += 1;
+        Ok(())
+    }
+
+    /// Answers a pull with only the rows that changed since this worker's last such pull of
+    /// them: a bitmap of the keys in the extra section, their rows in the values section.
+    fn answer_changed_pull(&mut self, request: &Request, io: &mut Io<'_>) -> Result<(), Refusal> {
+        let h = request.frame.header;
+        let theta = <[u8; 4]>::try_from(request.frame.extra())
+            .map(f32::from_le_bytes)
+            .map_err(|_| {
+                Refusal::new(
+                    Status::BadRequest,
+                    "a changed-only pull carries θ as 4 bytes",
+                )
+            })?;
+        let mut gather = std::mem::take(&mut self.gather);
+        let (store, keys, resolved) = self.resolve(request)?;
+        let (dim, codec) = (store.spec().dim as usize, store.spec().codec());
+        store.gather(&resolved.slots, &mut gather);
+        let tracker = match self.changed.entry((request.peer, h.table.get())) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(
+                ChangedSince::new(dim, theta, 1e-6)
+                    .map_err(|e| Refusal::new(Status::BadRequest, e.to_string()))?,
+            ),
+        };
+        let rows = tracker
+            .select(keys, &gather)
+            .map_err(|e| Refusal::new(Status::BadValues, e.to_string()))?;
+        let mut mask = vec![0u8; keys.len().div_ceil(8)];
+        let mut values = Vec::with_capacity(rows.len() * dim);
+        for &r in &rows {
+            let r = r as usize;
+            mask[r / 8] |= 1 << (r % 8);
+            values.extend_from_slice(&gather[r * dim..(r + 1) * dim]);
+        }
+        self.gather = gather;
+        let mut encoded = std::mem::take(&mut self.encoded);
+        encoded.clear();
+        encode_values(codec, &values, &mut encoded)
+            .map_err(|e| Refusal::new(Status::BadValues, format!("cannot encode: {e}")))?;
+        let mut reply = Header::new(Opcode::PullReply);
+        reply.request_id = h.request_id;
+        reply.table = h.table;
+        reply.clock = h.clock;
+        reply.key_count = (keys.len() as u32).into();
+        reply.value_codec = codec.id();
+        reply.flags |= flags::VALUES_MASKED;
+        let bytes = [encoded.as_slice()];
+        let mut frame = FrameParts {
+            header: reply,
+            keys: &[],
+            values: &bytes,
+            extra: &mask,
+        };
+        if let Err(e) = io.send(request.peer, &mut frame) {
+            io.close(request.peer, CloseReason::Error(e.to_string()));
+        }
+        self.encoded = encoded;
         self.report.pulls += 1;
         Ok(())
     }
@@ -804,6 +871,7 @@ impl Handler for Server {
     fn on_close(&mut self, peer: PeerId, reason: &CloseReason, _io: &mut Io<'_>) {
         self.parked.forget(|r| r.peer == peer);
         self.key_caches.remove(&peer);
+        self.changed.retain(|(p, _), _| *p != peer);
         if peer == self.scheduler && self.stop.is_none() {
             tracing::error!("scheduler connection closed: {reason:?}");
             self.stop = Some(Err(EngineError::SchedulerLost));

@@ -358,3 +358,45 @@ fn selected_pushes_change_only_the_chosen_keys_and_keep_the_list_cached() {
     });
     job.join();
 }
+
+#[test]
+fn changed_only_pulls_send_the_rows_that_moved() {
+    let job = common::start(2, 1);
+    job.run_workers(1, |w| {
+        let t = w.declare_table(TableSpec::new("changed", 2)).unwrap();
+        let keys = spread_keys(1000);
+        w.push(t, &keys, &vec![1.0; 2000]).unwrap();
+        let mut view = vec![0.0f32; 2000];
+        w.pull_changed_into(t, &keys, &mut view, 0.01).unwrap();
+        assert_eq!(view, vec![1.0; 2000], "a first pull sends every row");
+        let before = w.metrics().value_bytes_received;
+        w.pull_changed_into(t, &keys, &mut view, 0.01).unwrap();
+        assert_eq!(
+            w.metrics().value_bytes_received,
+            before,
+            "nothing moved, nothing sent"
+        );
+        // Key 7 moves a lot, key 9 by less than 1%: only key 7's row travels.
+        w.push(t, &[keys[7], keys[9]], &[5.0, 5.0, 0.001, 0.0])
+            .unwrap();
+        w.pull_changed_into(t, &keys, &mut view, 0.01).unwrap();
+        assert_eq!(
+            w.metrics().value_bytes_received - before,
+            2 * 4,
+            "one row of 2 floats"
+        );
+        assert_eq!(&view[14..16], &[6.0, 6.0]);
+        assert_eq!(
+            &view[18..20],
+            &[1.0, 1.0],
+            "within θ: the worker keeps its copy"
+        );
+        assert_eq!(
+            w.pull(t, &[keys[9]]).unwrap(),
+            vec![1.001, 1.0],
+            "the server has it"
+        );
+        w.finish().unwrap();
+    });
+    job.join();
+}

@@ -28,6 +28,9 @@ pub mod flags {
     /// Only some keys carry values: the extra section is a bitmap of `key_count` bits (bit i of
     /// byte i/8 for key i) and the values section holds the values of the set bits, in order.
     pub const VALUES_MASKED: u8 = 4;
+    /// A pull that wants only the rows changed since this worker's last such pull; the extra
+    /// section is the threshold θ (f32, little-endian). The reply is `VALUES_MASKED`.
+    pub const PULL_CHANGED: u8 = 8;
 }
 
 /// What a frame asks for or answers.

@@ -34,6 +34,7 @@ fn configurations(theta: f32) -> Vec<(&'static str, Reducers)> {
         values: "raw".into(),
         significant: 0.0,
         kkt: false,
+        changed: 0.0,
     };
     vec![
         ("none", none.clone()),
@@ -66,12 +67,20 @@ fn configurations(theta: f32) -> Vec<(&'static str, Reducers)> {
             },
         ),
         (
+            "changed",
+            Reducers {
+                changed: theta,
+                ..none.clone()
+            },
+        ),
+        (
             "all",
             Reducers {
                 keys: true,
                 values: "fp16".into(),
                 significant: theta,
                 kkt: true,
+                changed: theta,
             },
         ),
     ]

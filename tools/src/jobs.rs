@@ -47,6 +47,8 @@ pub struct Reducers {
     pub significant: f32,
     /// KKT filter (L1 only): skip zero weights whose gradient cannot move them.
     pub kkt: bool,
+    /// Changed-only pulls with threshold θ (0: off): servers send only rows that moved.
+    pub changed: f32,
 }
 
 impl Default for Reducers {
@@ -56,6 +58,7 @@ impl Default for Reducers {
             values: "raw".into(),
             significant: 0.0,
             kkt: false,
+            changed: 0.0,
         }
     }
 }
@@ -109,6 +112,7 @@ impl LogRegOptions {
                 "--values" => o.reducers.values = value.clone(),
                 "--significant" => o.reducers.significant = value.parse().with_context(bad)?,
                 "--kkt" => o.reducers.kkt = value.parse().with_context(bad)?,
+                "--changed" => o.reducers.changed = value.parse().with_context(bad)?,
                 _ => bail!("unknown logreg option {flag}"),
             }
         }
@@ -134,6 +138,7 @@ impl LogRegOptions {
             ("--values", self.reducers.values.clone()),
             ("--significant", self.reducers.significant.to_string()),
             ("--kkt", self.reducers.kkt.to_string()),
+            ("--changed", self.reducers.changed.to_string()),
         ]
         .into_iter()
         .flat_map(|(k, v)| [k.to_string(), v])
@@ -242,12 +247,22 @@ pub fn logreg(cfg: &WorkerConfig, o: &LogRegOptions) -> Result<()> {
         .transpose()?;
     let started = std::time::Instant::now();
     let (mut grad, mut values) = (Vec::new(), Vec::new());
+    let mut model: std::collections::HashMap<u64, f32> = std::collections::HashMap::new();
     for epoch in 0..o.epochs {
         let mut stats = PassStats::default();
         for batch in data.chunks(o.batch) {
             let keys = batch_keys(batch);
             values.resize(keys.len(), 0.0);
-            w.pull_into(weights, &keys, &mut values)?;
+            if o.reducers.changed > 0.0 {
+                // The worker's copy of the model: servers send only the rows that moved.
+                for (v, k) in values.iter_mut().zip(&keys) {
+                    *v = model.get(k).copied().unwrap_or(0.0);
+                }
+                w.pull_changed_into(weights, &keys, &mut values, o.reducers.changed)?;
+                model.extend(keys.iter().copied().zip(values.iter().copied()));
+            } else {
+                w.pull_into(weights, &keys, &mut values)?;
+            }
             grad.resize(keys.len(), 0.0);
             let s = batch_gradient(batch, &keys, &values, &mut grad);
             stats.loss += s.loss;

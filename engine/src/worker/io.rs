@@ -53,7 +53,8 @@ struct Sink<'a, 'b> {
 
 impl FrameSink for Sink<'_, '_> {
     fn direct_values(&mut self, header: &Header) -> Option<&mut [u8]> {
-        let raw = header.value_codec == ValueCodec::Raw.id();
+        let raw = header.value_codec == ValueCodec::Raw.id()
+            && header.flags & ferrops_net::flags::VALUES_MASKED == 0;
         if header.opcode() != Some(Opcode::PullReply) || header.status() != Status::Ok || !raw {
             return None;
         }
@@ -296,7 +297,9 @@ impl ClientIo {
                 _ => None,
             },
         };
+        let masked = frame.header.flags & ferrops_net::flags::VALUES_MASKED != 0;
         let decoded = ValueCodec::from_id(frame.header.value_codec).and_then(|codec| match dest {
+            Some(d) if masked => scatter_masked(codec, frame, d),
             Some(d) => decode_values(codec, frame.values_bytes(), d).map(|()| d.len()),
             None => Ok(0),
         });
@@ -391,4 +394,32 @@ impl ClientIo {
             ))),
         }
     }
+}
+
+/// Writes the rows a masked reply carries into their places in `dest` (the rows of the reply's
+/// keys, in order); returns how many floats it wrote.
+fn scatter_masked(
+    codec: ValueCodec,
+    frame: &Frame,
+    dest: &mut [f32],
+) -> Result<usize, ferrops_net::codec::CodecError> {
+    let keys = frame.header.key_count.get() as usize;
+    let mask = frame.extra();
+    if keys == 0 || !dest.len().is_multiple_of(keys) || mask.len() != keys.div_ceil(8) {
+        return Err(ferrops_net::codec::CodecError::Length {
+            what: "pull reply value mask",
+            got: mask.len(),
+            expected: keys.div_ceil(8),
+        });
+    }
+    let dim = dest.len() / keys;
+    let rows: Vec<usize> = (0..keys)
+        .filter(|i| mask[i / 8] & (1 << (i % 8)) != 0)
+        .collect();
+    let mut values = vec![0.0f32; rows.len() * dim];
+    decode_values(codec, frame.values_bytes(), &mut values)?;
+    for (r, chunk) in rows.iter().zip(values.chunks_exact(dim.max(1))) {
+        dest[r * dim..(r + 1) * dim].copy_from_slice(chunk);
+    }
+    Ok(values.len())
 }

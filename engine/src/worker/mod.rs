@@ -320,6 +320,39 @@ impl Worker {
         st.io.outstanding.take(ticket).map(|_| ())
     }
 
+    /// Pulls only the rows that changed on the servers since this worker's last
+    /// `pull_changed_into` of them (by more than `θ·max(|value|, ε)` in some coordinate; a row
+    /// never received counts as changed) and writes them into `out`, leaving the other rows as
+    /// they are. So `out` must hold what the previous call left there (reuse the buffer); the
+    /// servers keep a copy of what this worker holds, per table.
+    pub fn pull_changed_into(
+        &self,
+        table: TableId,
+        keys: &[u64],
+        out: &mut [f32],
+        theta: f32,
+    ) -> Result<(), EngineError> {
+        let mut st = self.lock();
+        let ticket = self.send_pull_with(
+            &mut st,
+            table,
+            keys,
+            out.len(),
+            PullInto::Borrowed,
+            Some(theta),
+        )?;
+        let mut lent = Some(Lent {
+            ticket,
+            values: out,
+        });
+        st.io.drive_until(
+            |io| io.outstanding.is_done(ticket) != Some(false),
+            &mut lent,
+            None,
+        )?;
+        st.io.outstanding.take(ticket).map(|_| ())
+    }
+
     /// Sends a pull and returns a ticket; [`Worker::wait_pull`] gives the values.
     pub fn pull_async(&self, table: TableId, keys: &[u64]) -> Result<Ticket, EngineError> {
         self.pull_async_into(table, keys, Vec::new())
@@ -353,6 +386,18 @@ impl Worker {
         out_len: usize,
         into: PullInto,
     ) -> Result<u64, EngineError> {
+        self.send_pull_with(st, table, keys, out_len, into, None)
+    }
+
+    fn send_pull_with(
+        &self,
+        st: &mut State,
+        table: TableId,
+        keys: &[u64],
+        out_len: usize,
+        into: PullInto,
+        changed_theta: Option<f32>,
+    ) -> Result<u64, EngineError> {
         let spec = st
             .tables
             .get(&table.0)
@@ -383,6 +428,11 @@ impl Worker {
                 &mut key_buf,
                 reducers,
             )?;
+            let theta_bytes = changed_theta.map(f32::to_le_bytes);
+            if let Some(bytes) = theta_bytes.as_ref() {
+                frame.header.flags |= flags::PULL_CHANGED;
+                frame.extra = bytes;
+            }
             st.io.send(Some(server), &mut frame, &mut None)?;
         }
         Ok(ticket)
