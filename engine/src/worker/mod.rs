@@ -306,18 +306,7 @@ impl Worker {
         keys: &[u64],
         out: &mut [f32],
     ) -> Result<(), EngineError> {
-        let mut st = self.lock();
-        let ticket = self.send_pull(&mut st, table, keys, out.len(), PullInto::Borrowed)?;
-        let mut lent = Some(Lent {
-            ticket,
-            values: out,
-        });
-        st.io.drive_until(
-            |io| io.outstanding.is_done(ticket) != Some(false),
-            &mut lent,
-            None,
-        )?;
-        st.io.outstanding.take(ticket).map(|_| ())
+        self.pull_lent(table, keys, out, None)
     }
 
     /// Pulls only the rows that changed on the servers since this worker's last
@@ -332,15 +321,21 @@ impl Worker {
         out: &mut [f32],
         theta: f32,
     ) -> Result<(), EngineError> {
+        self.pull_lent(table, keys, out, Some(theta))
+    }
+
+    /// A blocking pull whose replies are read into the caller's `out` while it waits
+    /// (changed rows only when `changed_theta` is given).
+    fn pull_lent(
+        &self,
+        table: TableId,
+        keys: &[u64],
+        out: &mut [f32],
+        changed_theta: Option<f32>,
+    ) -> Result<(), EngineError> {
         let mut st = self.lock();
-        let ticket = self.send_pull_with(
-            &mut st,
-            table,
-            keys,
-            out.len(),
-            PullInto::Borrowed,
-            Some(theta),
-        )?;
+        let into = PullInto::Borrowed;
+        let ticket = self.send_pull(&mut st, table, keys, out.len(), into, changed_theta)?;
         let mut lent = Some(Lent {
             ticket,
             values: out,
@@ -374,22 +369,11 @@ impl Worker {
             .dim as usize;
         buf.resize(keys.len() * dim, 0.0);
         let len = buf.len();
-        self.send_pull(&mut st, table, keys, len, PullInto::Owned(buf))
+        self.send_pull(&mut st, table, keys, len, PullInto::Owned(buf), None)
             .map(Ticket)
     }
 
     fn send_pull(
-        &self,
-        st: &mut State,
-        table: TableId,
-        keys: &[u64],
-        out_len: usize,
-        into: PullInto,
-    ) -> Result<u64, EngineError> {
-        self.send_pull_with(st, table, keys, out_len, into, None)
-    }
-
-    fn send_pull_with(
         &self,
         st: &mut State,
         table: TableId,
