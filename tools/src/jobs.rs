@@ -95,30 +95,32 @@ impl LogRegOptions {
     /// Parses `--name value` pairs; unknown names and bad values are errors.
     pub fn parse(args: &[String]) -> Result<LogRegOptions> {
         let mut o = LogRegOptions::default();
-        let mut it = args.iter();
-        while let Some(flag) = it.next() {
-            let value = it.next().with_context(|| format!("{flag} needs a value"))?;
-            let bad = || format!("bad value `{value}` for {flag}");
-            match flag.as_str() {
-                "--features" => o.features = value.parse().with_context(bad)?,
-                "--examples" => o.examples = value.parse().with_context(bad)?,
-                "--epochs" => o.epochs = value.parse().with_context(bad)?,
-                "--batch" => o.batch = value.parse().with_context(bad)?,
-                "--tau" => o.tau = value.parse().with_context(bad)?,
-                "--lr" => o.lr = value.parse().with_context(bad)?,
-                "--seed" => o.seed = value.parse().with_context(bad)?,
-                "--l1" => o.l1 = value.parse().with_context(bad)?,
-                "--keys" => o.reducers.keys = value.parse().with_context(bad)?,
-                "--values" => o.reducers.values = value.clone(),
-                "--significant" => o.reducers.significant = value.parse().with_context(bad)?,
-                "--kkt" => o.reducers.kkt = value.parse().with_context(bad)?,
-                "--changed" => o.reducers.changed = value.parse().with_context(bad)?,
+        for (flag, value) in crate::job_args::pairs(args)? {
+            match flag {
+                "--features" => o.features = crate::job_args::value(flag, value)?,
+                "--examples" => o.examples = crate::job_args::value(flag, value)?,
+                "--epochs" => o.epochs = crate::job_args::value(flag, value)?,
+                "--batch" => o.batch = crate::job_args::value(flag, value)?,
+                "--tau" => o.tau = crate::job_args::value(flag, value)?,
+                "--lr" => o.lr = crate::job_args::value(flag, value)?,
+                "--seed" => o.seed = crate::job_args::value(flag, value)?,
+                "--l1" => o.l1 = crate::job_args::value(flag, value)?,
+                "--keys" => o.reducers.keys = crate::job_args::value(flag, value)?,
+                "--values" => o.reducers.values = value.to_string(),
+                "--significant" => o.reducers.significant = crate::job_args::value(flag, value)?,
+                "--kkt" => o.reducers.kkt = crate::job_args::value(flag, value)?,
+                "--changed" => o.reducers.changed = crate::job_args::value(flag, value)?,
                 _ => bail!("unknown logreg option {flag}"),
             }
         }
         ensure!(
             o.features > 0 && o.examples > 0 && o.batch > 0,
             "sizes must be positive"
+        );
+        o.reducers.value_codec()?;
+        ensure!(
+            !o.reducers.kkt || o.l1 > 0.0,
+            "the KKT filter needs an L1 penalty (--l1)"
         );
         Ok(o)
     }
@@ -457,6 +459,11 @@ mod tests {
         assert_eq!(LogRegOptions::parse(&o.to_args()).unwrap(), o);
         assert!(LogRegOptions::parse(&["--bogus".into(), "1".into()]).is_err());
         assert!(LogRegOptions::parse(&["--epochs".into(), "x".into()]).is_err());
+        assert!(LogRegOptions::parse(&["--values".into(), "fp8".into()]).is_err());
+        assert!(
+            LogRegOptions::parse(&["--kkt".into(), "true".into()]).is_err(),
+            "needs --l1"
+        );
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod floor;
+pub mod job_args;
 pub mod jobs;
 pub mod launch;
 pub mod roles;

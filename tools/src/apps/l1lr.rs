@@ -88,19 +88,16 @@ impl L1lrOptions {
     /// Parses `--name value` pairs; unknown names and bad values are errors.
     pub fn parse(args: &[String]) -> Result<L1lrOptions> {
         let mut o = L1lrOptions::default();
-        let mut it = args.iter();
-        while let Some(flag) = it.next() {
-            let value = it.next().with_context(|| format!("{flag} needs a value"))?;
-            let bad = || format!("bad value `{value}` for {flag}");
-            match flag.as_str() {
+        for (flag, value) in crate::job_args::pairs(args)? {
+            match flag {
                 "--data" => o.data = value.into(),
-                "--dim" => o.dim = value.parse().with_context(bad)?,
-                "--lambda" => o.lambda = value.parse().with_context(bad)?,
-                "--tau" => o.tau = value.parse().with_context(bad)?,
-                "--blocks" => o.blocks = value.parse().with_context(bad)?,
-                "--iters" => o.iters = value.parse().with_context(bad)?,
-                "--delta" => o.delta = value.parse().with_context(bad)?,
-                "--window" => o.window = Some(value.parse().with_context(bad)?),
+                "--dim" => o.dim = crate::job_args::value(flag, value)?,
+                "--lambda" => o.lambda = crate::job_args::value(flag, value)?,
+                "--tau" => o.tau = crate::job_args::value(flag, value)?,
+                "--blocks" => o.blocks = crate::job_args::value(flag, value)?,
+                "--iters" => o.iters = crate::job_args::value(flag, value)?,
+                "--delta" => o.delta = crate::job_args::value(flag, value)?,
+                "--window" => o.window = Some(crate::job_args::value(flag, value)?),
                 "--trace" => o.trace = Some(value.into()),
                 _ => bail!("unknown l1lr option {flag}"),
             }

@@ -49,20 +49,17 @@ impl RicaOptions {
     /// Parses `--name value` pairs; unknown names and bad values are errors.
     pub fn parse(args: &[String]) -> Result<RicaOptions> {
         let mut o = RicaOptions::default();
-        let mut it = args.iter();
-        while let Some(flag) = it.next() {
-            let value = it.next().with_context(|| format!("{flag} needs a value"))?;
-            let bad = || format!("bad value `{value}` for {flag}");
-            match flag.as_str() {
+        for (flag, value) in crate::job_args::pairs(args)? {
+            match flag {
                 "--data" => o.data = value.into(),
-                "--filters" => o.filters = value.parse().with_context(bad)?,
-                "--lambda" => o.lambda = value.parse().with_context(bad)?,
-                "--epsilon" => o.epsilon = value.parse().with_context(bad)?,
-                "--lr" => o.lr = value.parse().with_context(bad)?,
-                "--batch" => o.batch = value.parse().with_context(bad)?,
-                "--epochs" => o.epochs = value.parse().with_context(bad)?,
-                "--tau" => o.tau = value.parse().with_context(bad)?,
-                "--seed" => o.seed = value.parse().with_context(bad)?,
+                "--filters" => o.filters = crate::job_args::value(flag, value)?,
+                "--lambda" => o.lambda = crate::job_args::value(flag, value)?,
+                "--epsilon" => o.epsilon = crate::job_args::value(flag, value)?,
+                "--lr" => o.lr = crate::job_args::value(flag, value)?,
+                "--batch" => o.batch = crate::job_args::value(flag, value)?,
+                "--epochs" => o.epochs = crate::job_args::value(flag, value)?,
+                "--tau" => o.tau = crate::job_args::value(flag, value)?,
+                "--seed" => o.seed = crate::job_args::value(flag, value)?,
                 _ => bail!("unknown rica option {flag}"),
             }
         }
