@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use ferrops_net::FrameLimits;
+use ferrops_net::{FrameLimits, TransportMode};
 
 use crate::memory::{HugePolicy, LockPolicy, SegmentOptions};
 
@@ -34,6 +34,13 @@ pub struct ClusterConfig {
     /// tables, pinned to the server's NUMA node. The routing table has
     /// `num_servers × server_shards` ranges.
     pub server_shards: usize,
+    /// Transport between workers and servers (`auto`: RDMA where a device is up, TCP
+    /// elsewhere; nodes of one job may differ, a worker uses RDMA with the servers that offer
+    /// it). The scheduler is always reached over TCP.
+    pub transport: TransportMode,
+    /// How long a waiting worker keeps polling its RDMA connections before it sleeps on their
+    /// completion channels: latency against a core.
+    pub rdma_busy_poll: Duration,
 }
 
 impl ClusterConfig {
@@ -57,6 +64,8 @@ impl ClusterConfig {
             payload_checksum: true,
             key_packing: true,
             server_shards: 1,
+            transport: TransportMode::Auto,
+            rdma_busy_poll: Duration::from_micros(200),
         }
     }
 }

@@ -17,8 +17,13 @@ pub enum Role {
 /// Every control message of the protocol.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Control {
-    /// Node → scheduler: join the job. Servers give the address workers should use.
-    Register { role: Role, addr: Option<String> },
+    /// Node → scheduler: join the job. Servers give the address workers should use, and the
+    /// address of their RDMA listener when they have one.
+    Register {
+        role: Role,
+        addr: Option<String>,
+        rdma_addr: Option<String>,
+    },
     /// Worker → server, first on each connection: who is calling and how many keys of key lists
     /// this connection caches (both ends keep the same cache, see `keycache`).
     Hello { node_id: u32, key_cache_keys: u64 },
@@ -81,6 +86,7 @@ mod tests {
         let msg = Control::Register {
             role: Role::Server,
             addr: Some("127.0.0.1:1".into()),
+            rdma_addr: Some("10.0.2.15:1".into()),
         };
         assert_eq!(Control::decode(&msg.encode()).unwrap(), msg);
         assert!(Control::decode(&[0xff, 0xff, 0xff]).is_err());

@@ -21,6 +21,7 @@ pub mod scheduler;
 pub mod server;
 pub mod store;
 pub mod table;
+mod transport;
 pub mod worker;
 
 pub use error::EngineError;

@@ -14,8 +14,11 @@ pub struct KeyRange {
     pub last: u64,
     /// Server rank (index into the cluster's server list).
     pub server: u32,
-    /// Address workers connect to.
+    /// Address workers connect to over TCP.
     pub addr: String,
+    /// Address of the server's RDMA listener, if it has one (workers that can use RDMA dial
+    /// it; the others use `addr`, so a cluster may mix both).
+    pub rdma_addr: Option<String>,
 }
 
 impl KeyRange {
@@ -53,10 +56,19 @@ impl RoutingTable {
                     last,
                     server: i as u32,
                     addr: addr.clone(),
+                    rdma_addr: None,
                 }
             })
             .collect();
         RoutingTable { version, ranges }
+    }
+
+    /// Sets each range's RDMA address (given in rank order, like the TCP addresses).
+    pub fn with_rdma_addrs(mut self, rdma_addrs: &[Option<String>]) -> RoutingTable {
+        for (range, rdma) in self.ranges.iter_mut().zip(rdma_addrs) {
+            range.rdma_addr = rdma.clone();
+        }
+        self
     }
 
     /// Splits a sorted key list into per-range index ranges without copying keys: one

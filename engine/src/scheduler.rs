@@ -48,6 +48,8 @@ struct Scheduler {
     num_workers: usize,
     phase: Phase,
     servers: Vec<(PeerId, String)>,
+    /// RDMA listener address of each server in `servers`, if it has one.
+    server_rdma_addrs: Vec<Option<String>>,
     workers: Vec<PeerId>,
     nodes: HashMap<PeerId, Node>,
     ready_servers: usize,
@@ -87,6 +89,7 @@ pub fn run_scheduler(
         num_workers: cfg.cluster.num_workers,
         phase: Phase::Registering,
         servers: Vec::new(),
+        server_rdma_addrs: Vec::new(),
         workers: Vec::new(),
         nodes: HashMap::new(),
         ready_servers: 0,
@@ -113,7 +116,14 @@ impl Scheduler {
             .collect()
     }
 
-    fn register(&mut self, peer: PeerId, role: Role, addr: Option<String>, io: &mut Io<'_>) {
+    fn register(
+        &mut self,
+        peer: PeerId,
+        role: Role,
+        addr: Option<String>,
+        rdma_addr: Option<String>,
+        io: &mut Io<'_>,
+    ) {
         if self.phase != Phase::Registering || self.nodes.contains_key(&peer) {
             let reason = "registration is closed (the job is already complete)".to_string();
             reply_control(io, peer, &Control::Refused { reason });
@@ -130,8 +140,14 @@ impl Scheduler {
                         rank,
                     },
                 );
-                tracing::info!("server {rank} registered at {addr}");
+                match &rdma_addr {
+                    Some(rdma) => {
+                        tracing::info!("server {rank} registered at {addr} (RDMA {rdma})")
+                    }
+                    None => tracing::info!("server {rank} registered at {addr}"),
+                }
                 self.servers.push((peer, addr));
+                self.server_rdma_addrs.push(rdma_addr);
             }
             (Role::Worker, _) if self.workers.len() < self.num_workers => {
                 let rank = self.workers.len() as u32;
@@ -166,7 +182,7 @@ impl Scheduler {
 
     fn welcome_servers(&mut self, io: &mut Io<'_>) {
         let addrs: Vec<String> = self.servers.iter().map(|(_, a)| a.clone()).collect();
-        self.routing = RoutingTable::even(1, &addrs);
+        self.routing = RoutingTable::even(1, &addrs).with_rdma_addrs(&self.server_rdma_addrs);
         let workers = self.worker_ids(self.workers.iter().copied());
         for (peer, _) in self.servers.clone() {
             let node = self.nodes[&peer].clone();
@@ -357,7 +373,14 @@ impl Handler for Scheduler {
         };
         let role = self.nodes.get(&peer).map(|n| n.role);
         match (msg, role) {
-            (Control::Register { role, addr }, _) => self.register(peer, role, addr, io),
+            (
+                Control::Register {
+                    role,
+                    addr,
+                    rdma_addr,
+                },
+                _,
+            ) => self.register(peer, role, addr, rdma_addr, io),
             (Control::Ready, Some(Role::Server)) => self.server_ready(io),
             (Control::TableCreated { id }, Some(Role::Server)) => self.table_created(id, io),
             (Control::DeclareTable { spec }, Some(Role::Worker)) => {

@@ -183,15 +183,20 @@ fn run_shard(cfg: &ServerConfig) -> Result<ServerReport, EngineError> {
         .local_addr()
         .ok_or_else(|| EngineError::Config("no listen address".into()))?;
     let advertised = advertised_addr(listen, ev.local_addr_of(scheduler));
+    let rdma_addr = crate::transport::listen_rdma(&mut ev, &cfg.cluster, cfg.bind, listen)?;
     send_control(
         &mut ev,
         scheduler,
         &Control::Register {
             role: Role::Server,
             addr: Some(advertised.to_string()),
+            rdma_addr: rdma_addr.map(|a| a.to_string()),
         },
     )?;
-    tracing::info!("server listening on {advertised}");
+    match rdma_addr {
+        Some(rdma) => tracing::info!("server listening on {advertised} and RDMA {rdma}"),
+        None => tracing::info!("server listening on {advertised}"),
+    }
     let mut server = Server {
         scheduler,
         node_id: None,

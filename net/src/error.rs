@@ -50,6 +50,8 @@ pub enum NetError {
     Connect { addr: String, source: io::Error },
     #[error("peer closed the connection")]
     Closed,
+    #[error("RDMA transport: {0}")]
+    Rdma(String),
     #[error("send queue to peer {peer} holds {queued} bytes, over the limit of {limit}")]
     Backlog {
         peer: usize,

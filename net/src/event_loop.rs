@@ -3,23 +3,34 @@
 //! The loop runs to completion: a frame is decoded and handled on the thread that read it, and
 //! replies are written from the handler's slices straight to the socket. A peer that breaks the
 //! wire format is sent an error frame and dropped; every other peer is unaffected.
+//!
+//! Connections are [`Link`]s: TCP, or RDMA once [`EventLoop::listen_rdma`] has started an
+//! RDMA listener (its accepts happen on a helper thread, rdma_cm having no non-blocking
+//! accept, and reach the loop through a channel and a waker). While RDMA connections are
+//! busy the loop polls them for a short spin before it sleeps in epoll, so a request that
+//! arrives right after a reply is seen without a wake-up; idle, it sleeps like a TCP loop.
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Registry, Token};
 
 use crate::{
-    BufferPool, Frame, FrameLimits, FrameParts, Header, Metrics, NetError, NoDirectValues, Opcode,
-    Peer, ReadOutcome,
+    BufferPool, Frame, FrameLimits, FrameParts, Header, Link, Metrics, NetError, NoDirectValues,
+    Opcode, Peer, ReadOutcome,
 };
 
 /// Identifies a connection within one [`EventLoop`].
 pub type PeerId = usize;
 
 const LISTENER: Token = Token(usize::MAX);
+const RDMA_ACCEPTED: Token = Token(usize::MAX - 1);
+/// How long the loop keeps polling RDMA connections after the last frame before it sleeps.
+const RDMA_SPIN: Duration = Duration::from_micros(200);
 /// Frames handled from one peer before the others get a turn.
 const FRAMES_PER_TURN: usize = 64;
 
@@ -50,7 +61,7 @@ pub trait Handler {
 
 /// What a handler can do with connections.
 pub struct Io<'a> {
-    peers: &'a mut Vec<Option<Peer>>,
+    peers: &'a mut Vec<Option<Link>>,
     registry: &'a Registry,
     settings: &'a Settings,
     closed: &'a mut Vec<(PeerId, CloseReason)>,
@@ -76,6 +87,40 @@ impl Io<'_> {
             .ok_or(NetError::UnknownPeer(peer))?;
         let was_empty = p.queued_bytes() == 0;
         p.send(frame)?;
+        self.after_send(peer, was_empty)
+    }
+
+    /// Sends `frame` with its values RDMA-written into `dest`, the buffer the peer named in
+    /// its request (the zero-copy pull reply). Only RDMA connections can.
+    #[cfg(feature = "rdma")]
+    pub fn send_values_to(
+        &mut self,
+        peer: PeerId,
+        frame: &mut FrameParts<'_>,
+        dest: crate::rdma::RemoteBuf,
+    ) -> Result<(), NetError> {
+        // The values skip the frame, so they are not covered by its payload checksum.
+        frame.finish(false);
+        let p = self
+            .peers
+            .get_mut(peer)
+            .and_then(Option::as_mut)
+            .ok_or(NetError::UnknownPeer(peer))?;
+        p.send_values_to(frame, dest)
+    }
+
+    /// Whether the connection to `peer` is RDMA.
+    pub fn is_rdma(&self, peer: PeerId) -> bool {
+        self.peers
+            .get(peer)
+            .and_then(Option::as_ref)
+            .is_some_and(Link::is_rdma)
+    }
+
+    fn after_send(&mut self, peer: PeerId, was_empty: bool) -> Result<(), NetError> {
+        let Some(p) = self.peers.get_mut(peer).and_then(Option::as_mut) else {
+            return Ok(());
+        };
         let queued = p.queued_bytes();
         if queued > self.settings.max_backlog {
             return Err(NetError::Backlog {
@@ -85,8 +130,8 @@ impl Io<'_> {
             });
         }
         if was_empty && queued > 0 {
-            self.registry.reregister(
-                p.stream_mut(),
+            p.reregister(
+                self.registry,
                 Token(peer),
                 Interest::READABLE | Interest::WRITABLE,
             )?;
@@ -118,7 +163,7 @@ impl Io<'_> {
     pub fn close(&mut self, peer: PeerId, reason: CloseReason) {
         if let Some(mut p) = self.peers.get_mut(peer).and_then(Option::take) {
             let _ = p.flush();
-            let _ = self.registry.deregister(p.stream_mut());
+            let _ = p.deregister(self.registry);
             self.closed.push((peer, reason));
         }
     }
@@ -127,7 +172,7 @@ impl Io<'_> {
     pub fn connect(&mut self, addr: SocketAddr, timeout: Duration) -> Result<PeerId, NetError> {
         let s = self.settings;
         let peer = Peer::connect(addr, timeout, s.limits, s.pool.clone(), s.metrics.clone())?;
-        add_peer(self.peers, self.registry, peer)
+        add_peer(self.peers, self.registry, peer.into())
     }
 
     /// The remote address of `peer`.
@@ -135,7 +180,7 @@ impl Io<'_> {
         self.peers
             .get(peer)
             .and_then(Option::as_ref)
-            .and_then(Peer::addr)
+            .and_then(Link::addr)
     }
 
     /// The node's counters.
@@ -145,9 +190,9 @@ impl Io<'_> {
 }
 
 fn add_peer(
-    peers: &mut Vec<Option<Peer>>,
+    peers: &mut Vec<Option<Link>>,
     registry: &Registry,
-    mut peer: Peer,
+    mut peer: Link,
 ) -> Result<PeerId, NetError> {
     let id = match peers.iter().position(Option::is_none) {
         Some(i) => i,
@@ -156,7 +201,7 @@ fn add_peer(
             peers.len() - 1
         }
     };
-    registry.register(peer.stream_mut(), Token(id), Interest::READABLE)?;
+    peer.register(registry, Token(id), Interest::READABLE)?;
     peers[id] = Some(peer);
     Ok(id)
 }
@@ -165,9 +210,28 @@ fn add_peer(
 pub struct EventLoop {
     poll: Poll,
     listener: Option<TcpListener>,
-    peers: Vec<Option<Peer>>,
+    rdma: Option<RdmaAcceptor>,
+    peers: Vec<Option<Link>>,
     settings: Settings,
     tick: Duration,
+}
+
+/// The thread that accepts RDMA connections for a loop, and how they reach it.
+struct RdmaAcceptor {
+    #[cfg(feature = "rdma")]
+    accepted: mpsc::Receiver<crate::rdma::RdmaConn>,
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for RdmaAcceptor {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 impl EventLoop {
@@ -194,6 +258,7 @@ impl EventLoop {
         Ok(EventLoop {
             poll,
             listener,
+            rdma: None,
             peers: Vec::new(),
             settings: Settings {
                 limits,
@@ -234,8 +299,57 @@ impl EventLoop {
     }
 
     /// Adds a connection made elsewhere to the loop.
-    pub fn adopt(&mut self, peer: Peer) -> Result<PeerId, NetError> {
-        add_peer(&mut self.peers, self.poll.registry(), peer)
+    pub fn adopt(&mut self, peer: impl Into<Link>) -> Result<PeerId, NetError> {
+        add_peer(&mut self.peers, self.poll.registry(), peer.into())
+    }
+
+    /// Also accepts RDMA connections on `addr` (an address of the RDMA device's interface;
+    /// rdma_cm ports are their own space, so the TCP listener's port can be reused). Accepted
+    /// connections are handed to [`Handler::on_accept`] like TCP ones. Returns the address.
+    #[cfg(feature = "rdma")]
+    pub fn listen_rdma(&mut self, addr: SocketAddr) -> Result<SocketAddr, NetError> {
+        let s = &self.settings;
+        let listener = crate::rdma::RdmaListener::bind_with(
+            addr,
+            s.limits,
+            s.pool.clone(),
+            s.metrics.clone(),
+        )?;
+        let waker = mio::Waker::new(self.poll.registry(), RDMA_ACCEPTED)?;
+        let (tx, accepted) = mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("rdma-accept".into())
+            .spawn(move || {
+                while !stopped.load(Ordering::Relaxed) {
+                    match listener.accept_timeout(Duration::from_millis(200)) {
+                        Ok(Some(conn)) => {
+                            if tx.send(conn).is_err() {
+                                return;
+                            }
+                            let _ = waker.wake();
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::warn!("RDMA accept on {addr} failed: {e}");
+                            std::thread::sleep(Duration::from_millis(50));
+                        }
+                    }
+                }
+            })?;
+        self.rdma = Some(RdmaAcceptor {
+            accepted,
+            addr,
+            stop,
+            thread: Some(thread),
+        });
+        Ok(addr)
+    }
+
+    /// The address of the RDMA listener, once [`EventLoop::listen_rdma`] started one.
+    pub fn rdma_addr(&self) -> Option<SocketAddr> {
+        self.rdma.as_ref().map(|r| r.addr)
     }
 
     /// The loop's buffer pool (for connections made before they are adopted).
@@ -254,7 +368,7 @@ impl EventLoop {
         self.peers
             .get(peer)
             .and_then(Option::as_ref)
-            .and_then(Peer::local_addr)
+            .and_then(Link::local_addr)
     }
 
     /// Runs until the handler says stop.
@@ -263,8 +377,10 @@ impl EventLoop {
         let mut backlog: Vec<PeerId> = Vec::new();
         let mut closed: Vec<(PeerId, CloseReason)> = Vec::new();
         let mut last_tick = Instant::now();
+        let mut spin_until: Option<Instant> = None;
         while !handler.should_stop() {
-            let timeout = if backlog.is_empty() {
+            let spinning = spin_until.is_some_and(|t| Instant::now() < t);
+            let timeout = if backlog.is_empty() && !spinning {
                 self.tick.saturating_sub(last_tick.elapsed())
             } else {
                 Duration::ZERO
@@ -285,17 +401,44 @@ impl EventLoop {
                 })
                 .collect();
             ready.extend(backlog.drain(..).map(|p| (Token(p), true, false)));
+            if spinning {
+                // Busy RDMA connections are polled whether or not their fd fired.
+                ready.extend(
+                    self.peers
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, p)| p.as_ref().is_some_and(Link::is_rdma))
+                        .map(|(i, _)| (Token(i), true, false)),
+                );
+            } else if spin_until.is_some() {
+                spin_until = None;
+            }
             for (token, readable, writable) in ready {
                 if token == LISTENER {
                     self.accept_all(handler, &mut closed)?;
                     continue;
                 }
+                if token == RDMA_ACCEPTED {
+                    self.adopt_rdma(handler, &mut closed)?;
+                    continue;
+                }
                 let peer = token.0;
+                let rdma = self
+                    .peers
+                    .get(peer)
+                    .and_then(Option::as_ref)
+                    .is_some_and(Link::is_rdma);
                 if writable {
                     self.flush_peer(peer, &mut closed);
                 }
-                if readable && self.read_peer(peer, handler, &mut closed) {
-                    backlog.push(peer);
+                if readable {
+                    let (frames, more) = self.read_peer(peer, handler, &mut closed);
+                    if more {
+                        backlog.push(peer);
+                    }
+                    if rdma && frames > 0 {
+                        spin_until = Some(Instant::now() + RDMA_SPIN);
+                    }
                 }
                 self.report_closed(handler, &mut closed);
             }
@@ -344,7 +487,7 @@ impl EventLoop {
                 Ok((stream, addr)) => {
                     let s = &self.settings;
                     let peer = Peer::new(stream, s.limits, s.pool.clone(), s.metrics.clone())?;
-                    let id = add_peer(&mut self.peers, self.poll.registry(), peer)?;
+                    let id = add_peer(&mut self.peers, self.poll.registry(), peer.into())?;
                     let mut io = self.io(closed);
                     handler.on_accept(id, addr, &mut io);
                 }
@@ -358,17 +501,38 @@ impl EventLoop {
         }
     }
 
+    /// Adds the RDMA connections the accepting thread handed over.
+    fn adopt_rdma(
+        &mut self,
+        handler: &mut impl Handler,
+        closed: &mut Vec<(PeerId, CloseReason)>,
+    ) -> Result<(), NetError> {
+        #[cfg(feature = "rdma")]
+        loop {
+            let Some(conn) = self.rdma.as_ref().and_then(|r| r.accepted.try_recv().ok()) else {
+                break;
+            };
+            let addr = self
+                .rdma
+                .as_ref()
+                .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |r| r.addr);
+            let id = add_peer(&mut self.peers, self.poll.registry(), conn.into())?;
+            let mut io = self.io(closed);
+            handler.on_accept(id, addr, &mut io);
+            // Frames may have arrived before the fd was registered (edge-triggered).
+            let (_, _) = self.read_peer(id, handler, closed);
+        }
+        let _ = (handler, closed);
+        Ok(())
+    }
+
     fn flush_peer(&mut self, peer: PeerId, closed: &mut Vec<(PeerId, CloseReason)>) {
         let Some(p) = self.peers.get_mut(peer).and_then(Option::as_mut) else {
             return;
         };
         match p.flush() {
             Ok(true) => {
-                let _ = self.poll.registry().reregister(
-                    p.stream_mut(),
-                    Token(peer),
-                    Interest::READABLE,
-                );
+                let _ = p.reregister(self.poll.registry(), Token(peer), Interest::READABLE);
             }
             Ok(false) => {}
             Err(e) => self
@@ -377,41 +541,42 @@ impl EventLoop {
         }
     }
 
-    /// Handles up to [`FRAMES_PER_TURN`] frames; true if the peer may have more.
+    /// Handles up to [`FRAMES_PER_TURN`] frames; returns how many, and whether the peer may
+    /// have more.
     fn read_peer(
         &mut self,
         peer: PeerId,
         handler: &mut impl Handler,
         closed: &mut Vec<(PeerId, CloseReason)>,
-    ) -> bool {
-        for _ in 0..FRAMES_PER_TURN {
+    ) -> (usize, bool) {
+        for n in 0..FRAMES_PER_TURN {
             let Some(p) = self.peers.get_mut(peer).and_then(Option::as_mut) else {
-                return false;
+                return (n, false);
             };
             match p.read_frame(&mut NoDirectValues) {
                 Ok(ReadOutcome::Frame(frame)) => {
                     let mut io = self.io(closed);
                     handler.on_frame(peer, frame, &mut io);
                 }
-                Ok(ReadOutcome::WouldBlock) => return false,
+                Ok(ReadOutcome::WouldBlock) => return (n, false),
                 Ok(ReadOutcome::Closed) => {
                     self.io(closed).close(peer, CloseReason::PeerClosed);
-                    return false;
+                    return (n, false);
                 }
                 Err(NetError::Wire(e)) => {
                     tracing::warn!("dropping peer {peer} ({:?}): {e}", p.addr());
                     let mut io = self.io(closed);
                     io.send_error(peer, None, e.status(), &e.to_string());
                     io.close(peer, CloseReason::Error(e.to_string()));
-                    return false;
+                    return (n, false);
                 }
                 Err(e) => {
                     self.io(closed)
                         .close(peer, CloseReason::Error(e.to_string()));
-                    return false;
+                    return (n, false);
                 }
             }
         }
-        true
+        (FRAMES_PER_TURN, true)
     }
 }

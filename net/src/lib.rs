@@ -13,12 +13,14 @@ pub mod codec;
 mod error;
 mod event_loop;
 mod limits;
+mod link;
 mod metrics;
 mod peer;
 #[cfg(feature = "rdma")]
 pub mod rdma;
 mod reader;
 mod signature;
+pub mod transport;
 mod wire;
 mod writer;
 
@@ -26,10 +28,12 @@ pub use buffer::{BufferPool, PooledBuf};
 pub use error::{NetError, WireError};
 pub use event_loop::{CloseReason, EventLoop, Handler, Io, PeerId};
 pub use limits::FrameLimits;
+pub use link::Link;
 pub use metrics::{Metrics, MetricsSnapshot};
 pub use peer::Peer;
 pub use reader::{FrameReader, FrameSink, NoDirectValues, ReadOutcome};
 pub use signature::key_signature;
+pub use transport::TransportMode;
 pub use wire::{
     flags, pad8, Frame, FrameParts, Header, Opcode, Status, HEADER_LEN, MAGIC, PROTOCOL_VERSION,
 };

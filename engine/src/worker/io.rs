@@ -3,13 +3,15 @@
 //! There is no background thread: the caller's own thread writes requests straight from its
 //! slices and, while it waits, reads replies (pull values go straight into the destination
 //! buffer). A small request therefore costs one write and one read, like a raw ping-pong.
+//! Server connections are [`Link`]s (TCP or RDMA); while RDMA links are waited on, they are
+//! polled for `rdma_busy_poll` before the thread sleeps on their completion channels.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use ferrops_net::{
-    BufferPool, Frame, FrameLimits, FrameParts, FrameSink, Header, Metrics, Opcode, Peer,
-    ReadOutcome, Status,
+    BufferPool, Frame, FrameParts, FrameSink, Header, Link, Metrics, Opcode, Peer, ReadOutcome,
+    Status,
 };
 use mio::{Events, Interest, Poll, Token};
 use zerocopy::IntoBytes;
@@ -33,7 +35,9 @@ pub(crate) struct ClientIo {
     poll: Poll,
     events: Events,
     pub scheduler: Peer,
-    pub servers: Vec<Peer>,
+    pub servers: Vec<Link>,
+    /// How long a wait polls RDMA links before sleeping (zero: no RDMA link).
+    pub busy_poll: Duration,
     pub outstanding: Outstanding,
     pub inbox: VecDeque<Control>,
     pub shutdown: Option<String>,
@@ -88,6 +92,7 @@ impl ClientIo {
             events: Events::with_capacity(64),
             scheduler,
             servers: Vec::new(),
+            busy_poll: Duration::ZERO,
             outstanding: Outstanding::default(),
             inbox: VecDeque::new(),
             shutdown: None,
@@ -101,19 +106,20 @@ impl ClientIo {
     /// Connects to the next server (in rank order) and introduces this worker to it.
     pub fn add_server(
         &mut self,
-        addr: std::net::SocketAddr,
-        limits: FrameLimits,
+        range: &crate::routing::KeyRange,
+        cluster: &crate::config::ClusterConfig,
+        dialer: &crate::transport::Dialer,
         pool: BufferPool,
-        timeout: Duration,
         hello: &Control,
     ) -> Result<(), EngineError> {
-        let mut peer = Peer::connect(addr, timeout, limits, pool, self.metrics.clone())?;
+        let mut link = dialer.connect(range, cluster, pool, self.metrics.clone())?;
         let token = Token(self.servers.len());
-        self.poll
-            .registry()
-            .register(peer.stream_mut(), token, Interest::READABLE)
+        link.register(self.poll.registry(), token, Interest::READABLE)
             .map_err(ferrops_net::NetError::from)?;
-        self.servers.push(peer);
+        if link.is_rdma() {
+            self.busy_poll = cluster.rdma_busy_poll;
+        }
+        self.servers.push(link);
         let capacity = match hello {
             Control::Hello { key_cache_keys, .. } => *key_cache_keys,
             _ => 0,
@@ -142,6 +148,17 @@ impl ClientIo {
         lent: &mut Option<Lent<'_>>,
     ) -> Result<(), EngineError> {
         frame.finish(self.payload_crc);
+        if let Some(s) = server {
+            let link = self
+                .servers
+                .get_mut(s as usize)
+                .ok_or(EngineError::ServerLost(s))?;
+            if link.is_rdma() {
+                // Never blocks: what cannot be posted now goes out as credits return.
+                link.send(frame)?;
+                return Ok(());
+            }
+        }
         let total = frame.wire_len();
         let mut offset = 0;
         loop {
@@ -181,12 +198,14 @@ impl ClientIo {
         Ok(())
     }
 
+    /// The TCP connection to a server (`Some(rank)`) or the scheduler.
     fn peer_mut(&mut self, server: Option<u32>) -> Result<&mut Peer, EngineError> {
         match server {
             None => Ok(&mut self.scheduler),
             Some(s) => self
                 .servers
                 .get_mut(s as usize)
+                .and_then(Link::as_tcp_mut)
                 .ok_or(EngineError::ServerLost(s)),
         }
     }
@@ -198,6 +217,16 @@ impl ClientIo {
         lent: &mut Option<Lent<'_>>,
     ) -> Result<(), EngineError> {
         if !self.read_available(lent)? {
+            if !self.busy_poll.is_zero() {
+                let until = Instant::now() + self.busy_poll.min(timeout.unwrap_or(Duration::MAX));
+                while Instant::now() < until {
+                    if self.read_available(lent)? {
+                        return Ok(());
+                    }
+                    // Soft-RoCE works in kernel threads that need this CPU now and then.
+                    std::thread::yield_now();
+                }
+            }
             match self.poll.poll(&mut self.events, timeout) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}

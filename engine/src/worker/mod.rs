@@ -79,6 +79,7 @@ impl Worker {
         io.send_control(&Control::Register {
             role: Role::Worker,
             addr: None,
+            rdma_addr: None,
         })?;
         let (info, routing) = io.await_control(
             |msg| match msg {
@@ -108,20 +109,9 @@ impl Worker {
         };
         io.payload_crc = cluster.payload_checksum;
         io.key_packing = cluster.key_packing;
+        let dialer = crate::transport::Dialer::new(cluster)?;
         for range in &routing.ranges {
-            let addr = range.addr.parse().map_err(|e| {
-                EngineError::Config(format!(
-                    "server {} has a bad address {}: {e}",
-                    range.server, range.addr
-                ))
-            })?;
-            io.add_server(
-                addr,
-                cluster.limits,
-                pool.clone(),
-                cluster.connect_timeout,
-                &hello,
-            )?;
+            io.add_server(range, cluster, &dialer, pool.clone(), &hello)?;
         }
         tracing::debug!(
             "worker {} connected to {} servers",
@@ -502,6 +492,16 @@ impl Worker {
     /// Byte counters of this worker.
     pub fn metrics(&self) -> MetricsSnapshot {
         self.lock().io.metrics.snapshot()
+    }
+
+    /// How many of this worker's server connections are RDMA (the rest are TCP).
+    pub fn rdma_connections(&self) -> usize {
+        self.lock()
+            .io
+            .servers
+            .iter()
+            .filter(|l| l.is_rdma())
+            .count()
     }
 
     /// Waits for every outstanding request, then tells the scheduler this worker is done.

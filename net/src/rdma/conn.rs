@@ -138,6 +138,8 @@ pub struct RdmaListener {
     limits: FrameLimits,
     pool: BufferPool,
     metrics: Metrics,
+    /// Connect requests that arrived while another connection was being set up.
+    waiting: std::sync::Mutex<VecDeque<Arc<Identifier>>>,
 }
 
 impl std::fmt::Debug for RdmaListener {
@@ -182,6 +184,7 @@ impl RdmaListener {
             limits,
             pool,
             metrics,
+            waiting: std::sync::Mutex::new(VecDeque::new()),
         })
     }
 
@@ -192,17 +195,34 @@ impl RdmaListener {
 
     /// Waits for the next connection and sets it up.
     pub fn accept(&self) -> Result<RdmaConn, RdmaError> {
-        let _ = &self.id;
-        let (cm_id, event) = loop {
-            let event = wait_cm_event(&self.channel, None)?;
-            if event.event_type() == EventType::ConnectRequest {
-                if let Some(cm_id) = event.cm_id() {
-                    break (cm_id, event);
-                }
+        loop {
+            if let Some(conn) = self.accept_timeout(Duration::from_secs(3600))? {
+                return Ok(conn);
             }
-            // Disconnects of earlier connections and the like: they notice on their own.
+        }
+    }
+
+    /// Like [`RdmaListener::accept`], but gives up after `timeout` with `Ok(None)` (so that an
+    /// accepting thread can notice it should stop).
+    pub fn accept_timeout(&self, timeout: Duration) -> Result<Option<RdmaConn>, RdmaError> {
+        let _ = &self.id;
+        let cm_id = match self.take_waiting() {
+            Some(id) => id,
+            None => loop {
+                if !wait_readable(&[self.channel.as_raw_fd()], Some(timeout))? {
+                    return Ok(None);
+                }
+                let event = wait_cm_event(&self.channel, None)?;
+                let request = (event.event_type() == EventType::ConnectRequest)
+                    .then(|| event.cm_id())
+                    .flatten();
+                drop(event.ack());
+                // Disconnects of earlier connections and the like: they notice on their own.
+                if let Some(id) = request {
+                    break id;
+                }
+            },
         };
-        drop(event.ack());
         let ctx = cm_id
             .get_device_context()
             .ok_or_else(|| RdmaError::cm("accept", "connect request without a device"))?;
@@ -223,12 +243,14 @@ impl RdmaListener {
         loop {
             let event = wait_cm_event(&self.channel, Some(CM_TIMEOUT))?;
             let ty = event.event_type();
-            let ours = event
-                .cm_id()
-                .map(|id| Arc::ptr_eq(&id, &cm_id))
-                .unwrap_or(false);
+            let id = event.cm_id();
             drop(event.ack());
+            let ours = id.as_ref().is_some_and(|id| Arc::ptr_eq(id, &cm_id));
             if !ours {
+                // Another peer asking to connect while this one comes up: its turn is next.
+                if let (EventType::ConnectRequest, Some(id)) = (ty, id) {
+                    self.waiting_push(id);
+                }
                 continue;
             }
             match ty {
@@ -242,7 +264,17 @@ impl RdmaListener {
             }
         }
         conn.keep_alive = Some(self.channel.clone());
-        Ok(conn)
+        Ok(Some(conn))
+    }
+
+    fn take_waiting(&self) -> Option<Arc<Identifier>> {
+        self.waiting.lock().ok()?.pop_front()
+    }
+
+    fn waiting_push(&self, id: Arc<Identifier>) {
+        if let Ok(mut w) = self.waiting.lock() {
+            w.push_back(id);
+        }
     }
 }
 

@@ -1,0 +1,133 @@
+//! Which transport a node uses for worker↔server data: `--transport auto|rdma|tcp`.
+//!
+//! `auto` takes RDMA when a verbs device with an active port exists and TCP otherwise; `rdma`
+//! insists (an error names why RDMA is unavailable); `tcp` never looks. The choice is made per
+//! process and logged once. The scheduler connections are always TCP (control traffic).
+
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::str::FromStr;
+use std::sync::OnceLock;
+
+/// What the operator asked for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum TransportMode {
+    /// RDMA where a device with an active port exists, TCP elsewhere.
+    #[default]
+    Auto,
+    /// RDMA or fail.
+    Rdma,
+    /// TCP only.
+    Tcp,
+}
+
+impl FromStr for TransportMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(TransportMode::Auto),
+            "rdma" => Ok(TransportMode::Rdma),
+            "tcp" => Ok(TransportMode::Tcp),
+            other => Err(format!(
+                "unknown transport `{other}` (expected auto, rdma or tcp)"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for TransportMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TransportMode::Auto => "auto",
+            TransportMode::Rdma => "rdma",
+            TransportMode::Tcp => "tcp",
+        })
+    }
+}
+
+/// The RDMA device a node uses, and the address of the interface under it (RoCE carries
+/// rdma_cm addresses on that interface; loopback cannot carry RDMA).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RdmaEndpoint {
+    pub device: String,
+    pub ipv4: Option<Ipv4Addr>,
+}
+
+/// `--transport rdma` on a node that cannot use RDMA.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("--transport rdma was asked for, but {reason}")]
+pub struct RdmaRequired {
+    pub reason: String,
+}
+
+/// Resolves `mode` on this machine: `Ok(Some(device))` to use RDMA, `Ok(None)` for TCP.
+/// The decision of `auto` is logged once per process.
+pub fn resolve(mode: TransportMode) -> Result<Option<RdmaEndpoint>, RdmaRequired> {
+    match mode {
+        TransportMode::Tcp => Ok(None),
+        TransportMode::Rdma => probe().map(Some).map_err(|reason| RdmaRequired { reason }),
+        TransportMode::Auto => {
+            static LOGGED: OnceLock<()> = OnceLock::new();
+            let found = probe();
+            LOGGED.get_or_init(|| match &found {
+                Ok(dev) => tracing::info!(
+                    "transport auto: using RDMA on {} ({})",
+                    dev.device,
+                    dev.ipv4
+                        .map_or("no IPv4 address".into(), |ip| ip.to_string())
+                ),
+                Err(reason) => tracing::info!("transport auto: using TCP ({reason})"),
+            });
+            Ok(found.ok())
+        }
+    }
+}
+
+#[cfg(feature = "rdma")]
+fn probe() -> Result<RdmaEndpoint, String> {
+    let dev = crate::rdma::available().map_err(|u| u.reason)?;
+    // InfiniBand ports have no Ethernet interface under them (IPoIB addresses are set by the
+    // operator): then the server must be given an address to bind (`--bind IP:PORT`).
+    let ipv4 = crate::rdma::device_ipv4(&dev.name);
+    Ok(RdmaEndpoint {
+        device: dev.name,
+        ipv4,
+    })
+}
+
+#[cfg(not(feature = "rdma"))]
+fn probe() -> Result<RdmaEndpoint, String> {
+    Err("this build has no RDMA support (feature `rdma` is off)".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_three_modes_and_rejects_others() {
+        assert_eq!("auto".parse(), Ok(TransportMode::Auto));
+        assert_eq!(" RDMA ".parse(), Ok(TransportMode::Rdma));
+        assert_eq!("tcp".parse(), Ok(TransportMode::Tcp));
+        let err = "shm".parse::<TransportMode>().unwrap_err();
+        assert!(
+            err.contains("shm") && err.contains("auto, rdma or tcp"),
+            "{err}"
+        );
+        assert_eq!(TransportMode::Rdma.to_string(), "rdma");
+    }
+
+    #[test]
+    fn tcp_never_probes_and_rdma_agrees_with_auto() {
+        assert_eq!(resolve(TransportMode::Tcp), Ok(None));
+        let auto = resolve(TransportMode::Auto).unwrap();
+        match resolve(TransportMode::Rdma) {
+            Ok(dev) => assert_eq!(auto, dev),
+            Err(e) => {
+                assert_eq!(auto, None);
+                assert!(e.to_string().starts_with("--transport rdma was asked for"));
+            }
+        }
+    }
+}
