@@ -1,6 +1,7 @@
 //! Applications end to end: the LIBSVM reader (round trip with the generator, byte-range splits,
-//! `file:line` errors), `ferrops data` and `ferrops train l1lr` on a real multi-process cluster
-//! against the single-process reference solver.
+//! `file:line` errors), `ferrops data` (including PNG/JPEG input to `data patches` and corrupt
+//! images), `ferrops train l1lr` on a real multi-process cluster against the single-process
+//! reference solver, with and without the KKT filter, the objective plot and RICA's filter grid.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -205,8 +206,24 @@ fn train(
             .env("FERROPS_LOG", "warn"),
     );
     assert!(out.contains("final: objective"), "{out}");
-    assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"));
+    assert_plot(&png, &[[31, 119, 180]]);
     trace::read(&json).unwrap()
+}
+
+/// The file is an 800 × 500 PNG on which every one of `colours` (the series') is drawn, along
+/// with some black (axes).
+fn assert_plot(png: &Path, colours: &[[u8; 3]]) {
+    let bytes = std::fs::read(png).unwrap();
+    assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"));
+    let img = image::load_from_memory_with_format(&bytes, image::ImageFormat::Png)
+        .unwrap()
+        .to_rgb8();
+    assert_eq!(img.dimensions(), (800, 500));
+    let count = |c: [u8; 3]| img.pixels().filter(|p| p.0 == c).count();
+    for &c in colours {
+        assert!(count(c) > 100, "colour {c:?}: {} pixels", count(c));
+    }
+    assert!(count([0, 0, 0]) > 500, "no axes");
 }
 
 #[test]
@@ -313,11 +330,31 @@ fn rica_on_whitened_patches_lowers_its_objective() {
                 "4",
                 "--batch",
                 "50",
+                "--zoom",
+                "3",
             ])
             .arg("--data")
             .arg(&patches)
+            .arg("--save")
+            .arg(dir.join("filters.txt"))
+            .arg("--plot")
+            .arg(dir.join("filters.png"))
             .env("FERROPS_LOG", "warn"),
     );
+    // 24 filters of 4×4 values: a 5 × 5 grid of 12-pixel tiles with 2-pixel gaps.
+    let saved = std::fs::read_to_string(dir.join("filters.txt")).unwrap();
+    assert_eq!(saved.lines().count(), 24);
+    assert!(saved.lines().all(|l| l.split_whitespace().count() == 16));
+    let grid = image::open(dir.join("filters.png")).unwrap().to_luma8();
+    assert_eq!(grid.dimensions(), (5 * 14 + 2, 5 * 14 + 2));
+    // Each tile is scaled to its own largest |value|: every tile has a black or white pixel.
+    for n in 0..24u32 {
+        let (x0, y0) = (2 + (n % 5) * 14, 2 + (n / 5) * 14);
+        let extreme = (0..12)
+            .flat_map(|dy| (0..12).map(move |dx| (dx, dy)))
+            .any(|(dx, dy)| matches!(grid.get_pixel(x0 + dx, y0 + dy).0[0], 0 | 255));
+        assert!(extreme, "tile {n}");
+    }
     let objectives: Vec<f64> = out
         .lines()
         .filter_map(|l| l.split("objective per patch ").nth(1))
@@ -326,5 +363,285 @@ fn rica_on_whitened_patches_lowers_its_objective() {
         .collect();
     assert_eq!(objectives.len(), 4, "{out}");
     assert!(objectives[3] < 0.9 * objectives[0], "{objectives:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A smooth RGB test picture: horizontal and vertical ramps in two channels, a blob in the third.
+fn picture(w: u32, h: u32) -> image::RgbImage {
+    image::RgbImage::from_fn(w, h, |x, y| {
+        let (dx, dy) = (x as f32 - w as f32 / 2.0, y as f32 - h as f32 / 3.0);
+        let blob = 255.0 * (-(dx * dx + dy * dy) / 200.0).exp();
+        image::Rgb([(x * 255 / w) as u8, (y * 255 / h) as u8, blob as u8])
+    })
+}
+
+#[test]
+fn patches_read_png_and_jpeg() {
+    use ferrops::data::patches;
+    let dir = scratch("images");
+    let img = picture(48, 40);
+    let (png, jpg) = (dir.join("a.png"), dir.join("b.jpg"));
+    img.save_with_format(&png, image::ImageFormat::Png).unwrap();
+    img.save_with_format(&jpg, image::ImageFormat::Jpeg)
+        .unwrap();
+    // A 16-bit greyscale PNG, with a file name that does not say what it is.
+    let grey16 = image::ImageBuffer::<image::Luma<u16>, Vec<u16>>::from_fn(20, 10, |x, _| {
+        image::Luma([(x * 3000) as u16])
+    });
+    let odd = dir.join("grey16.data");
+    grey16
+        .save_with_format(&odd, image::ImageFormat::Png)
+        .unwrap();
+
+    // PNG is lossless: every pixel is the mean of its three channels.
+    let g = patches::read_image(&png).unwrap();
+    assert_eq!((g.width, g.height), (48, 40));
+    for (i, p) in img.pixels().enumerate() {
+        let want = p.0.iter().map(|&c| f32::from(c)).sum::<f32>() / 3.0 / 255.0;
+        assert!((g.pixels[i] - want).abs() < 1e-5, "pixel {i}");
+    }
+    // JPEG is lossy, but a smooth picture survives closely.
+    let j = patches::read_image(&jpg).unwrap();
+    assert_eq!((j.width, j.height), (48, 40));
+    let worst = g
+        .pixels
+        .iter()
+        .zip(&j.pixels)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(worst < 0.08, "JPEG differs from PNG by up to {worst}");
+    let o = patches::read_image(&odd).unwrap();
+    assert_eq!((o.width, o.height), (20, 10));
+    assert!((o.pixels[19] - 19.0 * 3000.0 / 65535.0).abs() < 1e-4);
+
+    // The command takes PNG, JPEG and PGM together.
+    let mut pgm = b"P5\n16 16\n255\n".to_vec();
+    pgm.extend((0..256).map(|v| (v * 7 % 256) as u8));
+    std::fs::write(dir.join("c.pgm"), pgm).unwrap();
+    let out_file = dir.join("p.txt");
+    let out = run_ok(
+        ferrops()
+            .args(["data", "patches", "--size", "6", "--count", "300", "--out"])
+            .arg(&out_file)
+            .args([&png, &jpg, &dir.join("c.pgm")]),
+    );
+    assert!(out.contains("300 whitened 6×6 patches"), "{out}");
+    let cut = patches::read(&out_file).unwrap();
+    assert_eq!(cut.len(), 300);
+    assert!(cut.iter().all(|p| p.len() == 36));
+    // Whitened: the average squared value per coordinate is near 1 (one direction, the
+    // removed mean, has none, and ε shrinks the weakest ones a little).
+    let power: f64 = cut
+        .iter()
+        .flatten()
+        .map(|&v| f64::from(v) * f64::from(v))
+        .sum::<f64>()
+        / (300.0 * 36.0);
+    assert!(power > 0.3 && power < 1.0, "mean square {power}");
+
+    // --downscale 2 halves the picture: 6×6 patches still fit in 24×20.
+    run_ok(
+        ferrops()
+            .args(["data", "patches", "--size", "6", "--count", "50"])
+            .args(["--downscale", "2", "--out"])
+            .arg(&out_file)
+            .arg(&png),
+    );
+    assert_eq!(patches::read(&out_file).unwrap().len(), 50);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn corrupt_images_are_clear_errors() {
+    let dir = scratch("corrupt");
+    let good = dir.join("good.png");
+    picture(32, 32)
+        .save_with_format(&good, image::ImageFormat::Png)
+        .unwrap();
+    let mut jpeg = Vec::new();
+    picture(32, 32)
+        .write_to(
+            &mut std::io::Cursor::new(&mut jpeg),
+            image::ImageFormat::Jpeg,
+        )
+        .unwrap();
+    let png_bytes = std::fs::read(&good).unwrap();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        // A PNG signature followed by garbage.
+        (
+            "garbage.png",
+            [&png_bytes[..8], &[7u8; 40][..]].concat(),
+            "PNG",
+        ),
+        // A PNG cut in the middle of its image data.
+        ("cut.png", png_bytes[..png_bytes.len() / 2].to_vec(), "PNG"),
+        // A JPEG cut after its headers.
+        ("cut.jpg", jpeg[..jpeg.len() / 3].to_vec(), "JPEG"),
+        // Not an image at all.
+        ("notes.png", b"just some text\n".to_vec(), "not a PNG, JPEG"),
+        ("empty.jpg", Vec::new(), "not a PNG, JPEG"),
+    ];
+    for (name, bytes, says) in cases {
+        let bad = dir.join(name);
+        std::fs::write(&bad, bytes).unwrap();
+        let out = ferrops()
+            .args(["data", "patches", "--size", "4", "--count", "10", "--out"])
+            .arg(dir.join("p.txt"))
+            .arg(&good)
+            .arg(&bad)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{name}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{name}: {stderr}");
+        assert!(
+            stderr.contains(name),
+            "{name}: the error does not name the file: {stderr}"
+        );
+        assert!(stderr.contains(says), "{name}: {stderr}");
+    }
+    let missing = ferrops()
+        .args(["data", "patches", "--out"])
+        .arg(dir.join("p.txt"))
+        .arg(dir.join("missing.png"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert_eq!(missing.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("missing.png"), "{stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Trains L1-LR once, with or without the KKT filter, and returns the trace.
+fn train_kkt(data: &Path, dir: &Path, kkt: bool, tau: u32) -> Vec<trace::Record> {
+    let json = dir.join(format!("kkt-{kkt}-{tau}.jsonl"));
+    let mut cmd = ferrops();
+    cmd.args(["train", "l1lr", "--servers", "2", "--workers", "2"])
+        .args(["--blocks", "4", "--iters", "30", "--lambda", "2"])
+        .args(["--tau", &tau.to_string(), "--data"])
+        .arg(data)
+        .arg("--json")
+        .arg(&json)
+        .env("FERROPS_LOG", "warn");
+    if kkt {
+        cmd.arg("--kkt");
+    }
+    let out = run_ok(&mut cmd);
+    assert_eq!(out.contains("kkt: skipped"), kkt, "{out}");
+    trace::read(&json).unwrap()
+}
+
+#[test]
+fn kkt_filter_skips_coordinates_and_reaches_the_same_objective() {
+    let dir = scratch("kkt");
+    let data = dir.join("train.svm");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&data).unwrap());
+    gen::write(
+        &GenSpec {
+            rows: 4000,
+            features: 3000,
+            nnz_per_row: 10,
+            seed: 21,
+        },
+        &mut out,
+    )
+    .unwrap();
+    drop(out);
+    let dim = read_part(&data, 0, 1).unwrap().dim();
+    for tau in [0, 2] {
+        let off = train_kkt(&data, &dir, false, tau);
+        let on = train_kkt(&data, &dir, true, tau);
+        let (a, b) = (off.last().unwrap(), on.last().unwrap());
+        assert!(a.last && b.last);
+        let diff = (b.objective - a.objective) / a.objective;
+        eprintln!(
+            "τ = {tau}: objective {} without KKT, {} with ({diff:+.2e}); skipped {} of {}; bytes sent {} vs {}",
+            a.objective, b.objective, b.kkt_skipped, b.kkt_offered, a.bytes_sent, b.bytes_sent
+        );
+        // Skipped keys only miss updates until the next recheck, and a sparse solution keeps
+        // most weights at zero where skipping changes nothing: the objectives agree closely.
+        assert!(
+            diff.abs() < 1e-3,
+            "τ = {tau}: {} vs {}",
+            b.objective,
+            a.objective
+        );
+        assert_eq!((a.kkt_offered, a.kkt_skipped), (0.0, 0.0));
+        // Each of the 2 workers is offered every feature in each of the 30 iterations.
+        assert_eq!(b.kkt_offered, 2.0 * 30.0 * dim as f64);
+        assert!(
+            b.kkt_skipped > 0.3 * b.kkt_offered,
+            "τ = {tau}: skipped only {} of {}",
+            b.kkt_skipped,
+            b.kkt_offered
+        );
+        assert!(
+            b.bytes_sent < a.bytes_sent,
+            "{} vs {}",
+            b.bytes_sent,
+            a.bytes_sent
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn plot_command_draws_one_coloured_series_per_trace() {
+    let dir = scratch("plot");
+    let mut paths = Vec::new();
+    for (n, scale) in [1.0, 2.0, 3.0].iter().enumerate() {
+        let path = dir.join(format!("t{n}.jsonl"));
+        let mut text = String::new();
+        for i in 0..10 {
+            let r = trace::Record {
+                time: 0.1 * f64::from(i),
+                iteration: i as usize + 1,
+                objective: scale * 1000.0 / f64::from(i + 1),
+                loss: 0.0,
+                nnz: 0,
+                accuracy: 0.5,
+                bytes_sent: 0.0,
+                bytes_received: 0.0,
+                idle_seconds: 0.0,
+                idle_fraction: 0.0,
+                last: false,
+                kkt_offered: 0.0,
+                kkt_skipped: 0.0,
+            };
+            text.push_str(&serde_json::to_string(&r).unwrap());
+            text.push('\n');
+        }
+        std::fs::write(&path, text).unwrap();
+        paths.push(path);
+    }
+    let png = dir.join("p.png");
+    run_ok(ferrops().args(["plot", "--out"]).arg(&png).args(&paths));
+    assert_plot(&png, &[[31, 119, 180], [255, 127, 14], [44, 160, 44]]);
+    // Without a font the plot is still written, without text, and says so.
+    let bare = dir.join("bare.png");
+    let out = ferrops()
+        .args(["plot", "--out"])
+        .arg(&bare)
+        .args(&paths)
+        .env("FERROPS_FONT", dir.join("no-such-font.ttf"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("without text"));
+    assert_plot(&bare, &[[31, 119, 180], [255, 127, 14], [44, 160, 44]]);
+    // Text (tick labels, axis titles, legend) is dark: the plot with a font has much more dark
+    // ink than the bare one, whose only dark pixels are its two axes.
+    let dark = |p: &Path| {
+        let img = image::open(p).unwrap().to_rgb8();
+        img.pixels()
+            .filter(|p| p.0.iter().all(|&c| c < 100))
+            .count()
+    };
+    assert!(
+        dark(&png) > dark(&bare) + 500,
+        "{} vs {}",
+        dark(&png),
+        dark(&bare)
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

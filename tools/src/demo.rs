@@ -61,6 +61,7 @@ fn run_in(args: &DemoArgs, seed: u64, dir: &std::path::Path) -> Result<()> {
         iters: args.epochs,
         delta: 1.0,
         window: None,
+        kkt: false,
         trace: None,
         plot: Some(args.plot.clone()),
     })?;

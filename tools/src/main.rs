@@ -190,7 +190,7 @@ fn run_data_patches(args: &PatchesArgs) -> Result<i32> {
     let images = args
         .images
         .iter()
-        .map(|p| patches::read_pnm(p))
+        .map(|p| patches::read_image(p).map(|g| patches::downscale(&g, args.downscale)))
         .collect::<Result<Vec<_>, _>>()?;
     let mut cut = patches::cut(&images, args.size, args.count, args.seed);
     anyhow::ensure!(
@@ -198,7 +198,7 @@ fn run_data_patches(args: &PatchesArgs) -> Result<i32> {
         "no image is at least {0}×{0} pixels",
         args.size
     );
-    patches::zca_whiten(&mut cut, 1e-2);
+    patches::zca_whiten(&mut cut, args.epsilon);
     let file = std::fs::File::create(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     patches::write(&cut, &mut io::BufWriter::new(file))
@@ -224,6 +224,7 @@ fn run_train_l1lr(args: &L1lrArgs) -> Result<i32> {
         iters: args.iters,
         delta: args.delta,
         window: args.window,
+        kkt: args.kkt,
         trace: args.json.clone(),
         plot: args.plot.clone(),
     };
@@ -235,7 +236,12 @@ fn run_plot(args: &PlotArgs) -> Result<i32> {
     let traces = args
         .traces
         .iter()
-        .map(|p| ferrops::apps::trace::read(p).with_context(|| format!("reading {}", p.display())))
+        .map(|p| {
+            let label = p.file_stem().unwrap_or(p.as_os_str()).to_string_lossy();
+            ferrops::apps::trace::read(p)
+                .map(|t| (label.into_owned(), t))
+                .with_context(|| format!("reading {}", p.display()))
+        })
         .collect::<Result<Vec<_>>>()?;
     ferrops::apps::train::plot_objective(&args.out, &traces)?;
     println!("wrote {}", args.out.display());

@@ -36,12 +36,29 @@
 //! Worker 0 also keeps an exact copy of the weights (the server's f32 arithmetic mirrored), prints
 //! a progress line per iteration and writes the trace. At the end every worker pulls the final
 //! weights, recomputes its margins from scratch, and the final record is the exact objective.
+//!
+//! # The KKT filter (`--kkt true`)
+//!
+//! A weight that is zero stays zero under the proximal step exactly when the summed gradient
+//! satisfies |g| ≤ λ, so its gradient need not be pushed. Only worker 0 sees the summed
+//! gradient, and every worker must skip the same keys (a key some workers push and others do
+//! not would get a partial sum). So after applying a block, worker 0 runs the engine's
+//! [`KktFilter`] on the block's new weights and summed gradient, and publishes the keys to push
+//! next time as a bit mask (16 keys per float, table `l1lr.kkt`, rule `Assign`). When the block
+//! comes round again every worker pulls the mask and pushes only those keys (`push_selected`);
+//! worker 0 zeroes only those accumulator slots. The prediction is one iteration old, so a
+//! skipped key whose gradient has since grown past λ misses updates until the filter's next
+//! recheck round (every [`KKT_RECHECK`] iterations every key is pushed; no mask travels then).
+//! The mask table has bounded delay 2B − 2 clocks: a pull in step s is guaranteed worker 0's
+//! mask from step s − B, and cannot see a newer one, because worker 0 writes the next only after
+//! every worker's push of step s. With τ ≥ B that wait is stricter than the weights' one.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use ferrops_engine::config::WorkerConfig;
+use ferrops_engine::filter::KktFilter;
 use ferrops_engine::{Consistency, TableId, TableSpec, Worker};
 use ferrops_kernels::Rule;
 
@@ -49,6 +66,14 @@ use super::blocks::Shard;
 use super::logistic::scaled_prox_l1;
 use super::trace::{self, Record};
 use crate::data::read_part;
+use crate::synth::feature_key;
+
+/// The KKT filter's safety margin: a zero weight is skipped only if |g| ≤ λ(1 − margin).
+pub const KKT_MARGIN: f32 = 0.1;
+/// Every this many iterations the KKT filter has every key pushed.
+pub const KKT_RECHECK: u64 = 5;
+/// Keys per float of a KKT mask (integers below 2¹⁶ are exact in f32).
+const MASK_BITS: usize = 16;
 
 /// Options of the `l1lr` job.
 #[derive(Clone, Debug, PartialEq)]
@@ -66,6 +91,11 @@ pub struct L1lrOptions {
     pub window: Option<usize>,
     /// Where worker 0 writes the JSON-lines trace.
     pub trace: Option<PathBuf>,
+    /// Skip the gradients of zero weights the KKT filter predicts will stay zero.
+    pub kkt: bool,
+    /// Worker 0 prints a line per iteration and the final line (off when the driver draws a
+    /// progress bar from the trace instead).
+    pub lines: bool,
 }
 
 impl Default for L1lrOptions {
@@ -80,6 +110,8 @@ impl Default for L1lrOptions {
             delta: 1.0,
             window: None,
             trace: None,
+            kkt: false,
+            lines: true,
         }
     }
 }
@@ -99,6 +131,8 @@ impl L1lrOptions {
                 "--delta" => o.delta = crate::job_args::value(flag, value)?,
                 "--window" => o.window = Some(crate::job_args::value(flag, value)?),
                 "--trace" => o.trace = Some(value.into()),
+                "--kkt" => o.kkt = crate::job_args::value(flag, value)?,
+                "--lines" => o.lines = crate::job_args::value(flag, value)?,
                 _ => bail!("unknown l1lr option {flag}"),
             }
         }
@@ -108,6 +142,10 @@ impl L1lrOptions {
         ensure!(o.lambda >= 0.0, "--lambda must not be negative");
         ensure!(o.delta > 0.0, "--delta must be positive");
         ensure!(o.window != Some(0), "--window must be positive");
+        ensure!(
+            !o.kkt || o.lambda > 0.0,
+            "the KKT filter needs an L1 penalty (--lambda > 0)"
+        );
         Ok(o)
     }
 
@@ -121,6 +159,8 @@ impl L1lrOptions {
             ("--blocks", self.blocks.to_string()),
             ("--iters", self.iters.to_string()),
             ("--delta", self.delta.to_string()),
+            ("--kkt", self.kkt.to_string()),
+            ("--lines", self.lines.to_string()),
         ];
         if let Some(n) = self.window {
             args.push(("--window", n.to_string()));
@@ -184,6 +224,11 @@ pub fn run(cfg: &WorkerConfig, o: &L1lrOptions) -> Result<()> {
             .rule(Rule::Sum)
             .consistency(Consistency::Sequential),
     )?;
+    let mut kkt = if o.kkt {
+        Some(Kkt::new(&w, &shard, o.lambda, rank == 0)?)
+    } else {
+        None
+    };
     let mut out = match (&o.trace, rank) {
         (Some(path), 0) => Some(
             trace::Writer::create(path)
@@ -191,10 +236,14 @@ pub fn run(cfg: &WorkerConfig, o: &L1lrOptions) -> Result<()> {
         ),
         _ => None,
     };
-    if rank == 0 {
+    if rank == 0 && o.lines {
         println!(
-            "l1lr: {} features in {nb} blocks, {workers} workers, λ = {}, τ = {}, δ = {}",
-            o.dim, o.lambda, o.tau, o.delta
+            "l1lr: {} features in {nb} blocks, {workers} workers, λ = {}, τ = {}, δ = {}{}",
+            o.dim,
+            o.lambda,
+            o.tau,
+            o.delta,
+            if o.kkt { ", KKT filter" } else { "" }
         );
     }
     w.barrier()?; // every worker has its data: the clock starts together
@@ -220,7 +269,12 @@ pub fn run(cfg: &WorkerConfig, o: &L1lrOptions) -> Result<()> {
             }
             shard.grad_curv(b, &mut gc);
             let keys = &shard.blocks[b].keys;
-            w.push(acc[s % slots], keys, &gc)?;
+            // The keys to push: all of them unless the KKT filter says otherwise.
+            let chosen = match &mut kkt {
+                Some(k) => k.chosen(&w, t, b, keys.len())?,
+                None => None,
+            };
+            push_chosen(&w, acc[s % slots], keys, chosen.as_deref(), &gc, &mut neg)?;
             let last_step = b == nb - 1;
             if last_step {
                 let (loss, correct) = shard.loss_and_correct();
@@ -246,17 +300,23 @@ pub fn run(cfg: &WorkerConfig, o: &L1lrOptions) -> Result<()> {
                 w.pull_into(acc[s % slots], keys, &mut sums)?;
                 idle += t0.elapsed();
                 push_planar(&w, weights, keys, &sums, &mut planar)?;
-                neg.clear();
-                neg.extend(sums.iter().map(|v| -v));
-                w.push(acc[s % slots], keys, &neg)?;
+                // Zero the slot: keys nobody pushed are zero already.
+                gc.clear();
+                gc.extend(sums.iter().map(|v| -v));
+                push_chosen(&w, acc[s % slots], keys, chosen.as_deref(), &gc, &mut neg)?;
                 for (c, x) in exact[b].iter_mut().enumerate() {
                     *x = scaled_prox_l1(*x, sums[2 * c], sums[2 * c + 1], o.lambda, o.delta);
+                }
+                if let Some(k) = &mut kkt {
+                    if t + 1 < o.iters {
+                        k.publish(&w, t, b, keys, &exact[b], &sums)?;
+                    }
                 }
                 if last_step {
                     let base = t as u64 * STATS;
                     let stat_keys: Vec<u64> = (base..base + STATS).collect();
                     let f = w.pull(stats, &stat_keys)?;
-                    let record = summarize(
+                    let mut record = summarize(
                         &f,
                         &exact,
                         o.lambda,
@@ -265,7 +325,12 @@ pub fn run(cfg: &WorkerConfig, o: &L1lrOptions) -> Result<()> {
                         workers,
                         false,
                     );
-                    progress(&record, o.dim, f64::from(f[6]));
+                    if let Some(k) = &kkt {
+                        (record.kkt_offered, record.kkt_skipped) = k.totals(workers);
+                    }
+                    if o.lines {
+                        progress(&record, o.dim, f64::from(f[6]));
+                    }
                     if let Some(out) = &mut out {
                         out.write(&record)?;
                     }
@@ -316,18 +381,16 @@ pub fn run(cfg: &WorkerConfig, o: &L1lrOptions) -> Result<()> {
     w.barrier()?;
     if rank == 0 {
         let f = w.pull(stats, &stat_keys)?;
-        let record = summarize(&f, &final_w, o.lambda, o.iters, elapsed, workers, true);
-        println!(
-            "final: objective {:.6e}  loss {:.6e}  nnz {} / {} ({:.2}%)  accuracy {:.2}%  {:.2} s  idle {:.1}%",
-            record.objective,
-            record.loss,
-            record.nnz,
-            o.dim,
-            100.0 * record.nnz as f64 / o.dim as f64,
-            100.0 * record.accuracy,
-            record.time,
-            100.0 * record.idle_fraction
-        );
+        let mut record = summarize(&f, &final_w, o.lambda, o.iters, elapsed, workers, true);
+        if let Some(k) = &kkt {
+            (record.kkt_offered, record.kkt_skipped) = k.totals(workers);
+        }
+        if o.lines {
+            println!("{}", final_line(&record, o.dim));
+            if let Some(k) = &kkt {
+                println!("{}", k.report(workers));
+            }
+        }
         if let Some(out) = &mut out {
             out.write(&record)?;
         }
@@ -388,6 +451,199 @@ fn summarize(
         idle_seconds: f64::from(f[3]),
         idle_fraction: f64::from(f[3]) / (workers as f64 * time).max(1e-9),
         last,
+        kkt_offered: 0.0,
+        kkt_skipped: 0.0,
+    }
+}
+
+/// The summary line of the final record.
+pub fn final_line(r: &Record, dim: usize) -> String {
+    format!(
+        "final: objective {:.6e}  loss {:.6e}  nnz {} / {} ({:.2}%)  accuracy {:.2}%  {:.2} s  idle {:.1}%",
+        r.objective,
+        r.loss,
+        r.nnz,
+        dim,
+        100.0 * r.nnz as f64 / dim.max(1) as f64,
+        100.0 * r.accuracy,
+        r.time,
+        100.0 * r.idle_fraction
+    )
+}
+
+/// Pushes `(g, h)` pairs (key-major) for all `keys`, or only for those at the indices `chosen`
+/// (nothing at all when `chosen` is empty). `picked` is scratch.
+fn push_chosen(
+    w: &Worker,
+    table: TableId,
+    keys: &[u64],
+    chosen: Option<&[u32]>,
+    pairs: &[f32],
+    picked: &mut Vec<f32>,
+) -> Result<()> {
+    match chosen {
+        None => w.push(table, keys, pairs)?,
+        Some([]) => {}
+        Some(at) => {
+            picked.clear();
+            picked.extend(
+                at.iter()
+                    .flat_map(|&i| [pairs[2 * i as usize], pairs[2 * i as usize + 1]]),
+            );
+            w.push_selected(table, keys, at, picked)?;
+        }
+    }
+    Ok(())
+}
+
+/// The KKT filter's state on one worker (module docs): the mask table and its keys, and on
+/// worker 0 one [`KktFilter`] per block.
+struct Kkt {
+    table: TableId,
+    /// Per block, the keys of its mask floats (sorted; float `c` holds the block's keys
+    /// `16c..16c + 16`).
+    mask_keys: Vec<Vec<u64>>,
+    /// Worker 0 only.
+    filters: Vec<KktFilter>,
+    mask: Vec<f32>,
+    grads: Vec<f32>,
+    /// This worker's coordinates offered and skipped, and mask floats pulled and pushed.
+    offered: u64,
+    skipped: u64,
+    mask_pulled: u64,
+    mask_pushed: u64,
+}
+
+impl Kkt {
+    fn new(w: &Worker, shard: &Shard, lambda: f32, applier: bool) -> Result<Kkt> {
+        let nb = shard.blocks.len();
+        let table = w.declare_table(
+            TableSpec::new("l1lr.kkt", 1)
+                .rule(Rule::Assign)
+                .consistency(Consistency::BoundedDelay(2 * nb as u32 - 2)),
+        )?;
+        let mut next = 0u64;
+        let mask_keys = shard
+            .blocks
+            .iter()
+            .map(|block| {
+                let n = block.keys.len().div_ceil(MASK_BITS) as u64;
+                let mut keys: Vec<u64> = (next..next + n).map(feature_key).collect();
+                keys.sort_unstable();
+                next += n;
+                keys
+            })
+            .collect();
+        let filters = if applier {
+            (0..nb)
+                .map(|_| KktFilter::new(1, lambda, KKT_MARGIN, KKT_RECHECK))
+                .collect::<Result<_, _>>()?
+        } else {
+            Vec::new()
+        };
+        Ok(Kkt {
+            table,
+            mask_keys,
+            filters,
+            mask: Vec::new(),
+            grads: Vec::new(),
+            offered: 0,
+            skipped: 0,
+            mask_pulled: 0,
+            mask_pushed: 0,
+        })
+    }
+
+    /// Whether iteration `t` pushes every key: the first, and the one after each of the
+    /// filter's recheck rounds (round r is run in iteration r and decides iteration r + 1).
+    fn full(t: usize) -> bool {
+        t == 0 || (t as u64 - 1).is_multiple_of(KKT_RECHECK)
+    }
+
+    /// The keys of block `b` to push in iteration `t` (`None`: all), from worker 0's mask.
+    fn chosen(&mut self, w: &Worker, t: usize, b: usize, n: usize) -> Result<Option<Vec<u32>>> {
+        self.offered += n as u64;
+        if Kkt::full(t) {
+            return Ok(None);
+        }
+        let keys = &self.mask_keys[b];
+        self.mask.resize(keys.len(), 0.0);
+        w.pull_into(self.table, keys, &mut self.mask)?;
+        self.mask_pulled += keys.len() as u64;
+        let mut out = Vec::new();
+        for (c, &v) in self.mask.iter().enumerate() {
+            ensure!(
+                (0.0..65_536.0).contains(&v) && v.fract() == 0.0,
+                "KKT mask float {v} is not a 16-bit integer"
+            );
+            let bits = v as u32;
+            for i in 0..MASK_BITS {
+                let at = c * MASK_BITS + i;
+                if bits >> i & 1 == 1 && at < n {
+                    out.push(at as u32);
+                }
+            }
+        }
+        self.skipped += (n - out.len()) as u64;
+        Ok(Some(out))
+    }
+
+    /// Worker 0, after applying block `b` in iteration `t`: runs the block's filter on the new
+    /// weights and the summed gradients (`sums` holds key-major `(g, h)`), and publishes the
+    /// keys to push next time unless that is a full iteration anyway.
+    fn publish(
+        &mut self,
+        w: &Worker,
+        t: usize,
+        b: usize,
+        keys: &[u64],
+        weights: &[f32],
+        sums: &[f32],
+    ) -> Result<()> {
+        let filter = &mut self.filters[b];
+        ensure!(
+            filter.next_is_recheck() == Kkt::full(t + 1),
+            "KKT filter rounds out of step with iterations"
+        );
+        self.grads.clear();
+        self.grads.extend(sums.iter().step_by(2));
+        let keep = filter.select(keys, weights, &self.grads)?;
+        if Kkt::full(t + 1) {
+            return Ok(());
+        }
+        self.mask.clear();
+        self.mask.resize(self.mask_keys[b].len(), 0.0);
+        let mut bits = vec![0u32; self.mask.len()];
+        for &i in &keep {
+            bits[i as usize / MASK_BITS] |= 1 << (i as usize % MASK_BITS);
+        }
+        for (m, v) in self.mask.iter_mut().zip(bits) {
+            *m = v as f32;
+        }
+        w.push(self.table, &self.mask_keys[b], &self.mask)?;
+        self.mask_pushed += self.mask.len() as u64;
+        Ok(())
+    }
+
+    /// Coordinates offered and skipped, summed over the workers (they all skip the same keys).
+    fn totals(&self, workers: usize) -> (f64, f64) {
+        let w = workers as f64;
+        (self.offered as f64 * w, self.skipped as f64 * w)
+    }
+
+    /// Worker 0's report: what was skipped, the value bytes that did not travel and what the
+    /// masks cost.
+    fn report(&self, workers: usize) -> String {
+        let (offered, skipped) = self.totals(workers);
+        // Each skipped key saves a (g, h) pair in every worker's push and in worker 0's zeroing.
+        let saved = skipped * 8.0 + self.skipped as f64 * 8.0;
+        let cost = (self.mask_pulled as f64 * workers as f64 + self.mask_pushed as f64) * 4.0;
+        format!(
+            "kkt: skipped {skipped:.0} of {offered:.0} gradient coordinates ({:.1}%): {:.2} MB of values not sent, masks {:.2} MB",
+            100.0 * skipped / offered.max(1.0),
+            saved / 1e6,
+            cost / 1e6
+        )
     }
 }
 

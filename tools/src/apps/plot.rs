@@ -1,9 +1,16 @@
-//! Line plots as PNG files with no dependencies and no fonts: a white canvas, axes with ten
-//! ticks each, and one coloured polyline per series (colours in [`COLOURS`] order). The PNG
-//! encoder writes uncompressed deflate blocks, which every viewer reads.
+//! Pictures the applications write as PNG: line plots of objective against time (drawn with
+//! `plotters` into an RGB buffer, then encoded by the `image` crate), and the filter bank RICA
+//! learned, as a grid of tiles.
+//!
+//! Text (tick labels, axis titles, legend) needs a TrueType font, read at run time so the build
+//! needs no font libraries: the file named by `FERROPS_FONT`, else the first of [`FONT_PATHS`]
+//! that exists (Debian's `fonts-dejavu-core` provides the first). With no usable font the plot
+//! is still drawn, without text, and [`LinePlot::write`] says so in its outcome.
 
-use std::io::{self, Write};
 use std::path::Path;
+use std::sync::OnceLock;
+
+use plotters::prelude::*;
 
 /// Series colours, in order: blue, orange, green, red, purple, brown, pink, grey.
 pub const COLOURS: [[u8; 3]; 8] = [
@@ -17,189 +24,274 @@ pub const COLOURS: [[u8; 3]; 8] = [
     [127, 127, 127],
 ];
 
-/// An RGB image.
-pub struct Canvas {
-    pub width: usize,
-    pub height: usize,
-    pixels: Vec<u8>,
+/// Where fonts are looked for when `FERROPS_FONT` is not set.
+pub const FONT_PATHS: [&str; 4] = [
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/TTF/DejaVuSans.ttf",
+    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
+];
+
+/// The family name plots ask plotters for.
+const FAMILY: &str = "sans-serif";
+
+/// Why a picture could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum PlotError {
+    #[error("drawing the plot: {0}")]
+    Draw(String),
+    #[error("writing {path}: {source}")]
+    Write {
+        path: String,
+        #[source]
+        source: image::ImageError,
+    },
+    #[error("nothing to draw: {0}")]
+    Empty(&'static str),
 }
 
-impl Canvas {
-    /// A white canvas.
-    pub fn new(width: usize, height: usize) -> Canvas {
-        Canvas {
-            width,
-            height,
-            pixels: vec![255; width * height * 3],
+/// Whether the font could be loaded, and if not, why (decided once per process).
+fn font() -> &'static Result<String, String> {
+    static FONT: OnceLock<Result<String, String>> = OnceLock::new();
+    FONT.get_or_init(|| {
+        let candidates: Vec<String> = match std::env::var("FERROPS_FONT") {
+            Ok(p) if !p.is_empty() => vec![p],
+            _ => FONT_PATHS.iter().map(|p| p.to_string()).collect(),
+        };
+        for path in &candidates {
+            let Ok(bytes) = std::fs::read(path) else {
+                continue;
+            };
+            // plotters keeps fonts for the life of the process.
+            let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+            return match plotters::style::register_font(FAMILY, FontStyle::Normal, bytes) {
+                Ok(()) => Ok(path.clone()),
+                Err(_) => Err(format!("{path} is not a usable TrueType font")),
+            };
+        }
+        Err(format!(
+            "no font found (tried {}; set FERROPS_FONT to a .ttf file)",
+            candidates.join(", ")
+        ))
+    })
+}
+
+/// One line of a plot.
+#[derive(Clone, Debug, Default)]
+pub struct Series {
+    /// Shown in the legend (which is drawn only when there are several series).
+    pub label: String,
+    pub points: Vec<(f64, f64)>,
+}
+
+/// A line plot: size in pixels, titles, series.
+#[derive(Clone, Debug)]
+pub struct LinePlot {
+    pub width: u32,
+    pub height: u32,
+    pub title: String,
+    pub x_title: String,
+    pub y_title: String,
+    pub series: Vec<Series>,
+}
+
+/// What [`LinePlot::write`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Drawn with text in this font file.
+    WithText(String),
+    /// Drawn without text, for this reason.
+    WithoutText(String),
+}
+
+impl LinePlot {
+    /// An 800 × 500 plot with no series.
+    pub fn new(title: &str, x_title: &str, y_title: &str) -> LinePlot {
+        LinePlot {
+            width: 800,
+            height: 500,
+            title: title.into(),
+            x_title: x_title.into(),
+            y_title: y_title.into(),
+            series: Vec::new(),
         }
     }
 
-    /// Colours one pixel (ignored outside the canvas).
-    pub fn set(&mut self, x: i64, y: i64, rgb: [u8; 3]) {
-        if x >= 0 && y >= 0 && (x as usize) < self.width && (y as usize) < self.height {
-            let at = (y as usize * self.width + x as usize) * 3;
-            self.pixels[at..at + 3].copy_from_slice(&rgb);
+    /// Draws and writes the plot as PNG (whatever the file name's extension).
+    pub fn write(&self, path: &Path) -> Result<Outcome, PlotError> {
+        if self.width < 100 || self.height < 100 {
+            return Err(PlotError::Empty(
+                "the plot must be at least 100 × 100 pixels",
+            ));
         }
+        let text = font().clone();
+        let mut buf = vec![255u8; self.width as usize * self.height as usize * 3];
+        self.draw(&mut buf, text.is_ok()).map_err(PlotError::Draw)?;
+        image::save_buffer_with_format(
+            path,
+            &buf,
+            self.width,
+            self.height,
+            image::ExtendedColorType::Rgb8,
+            image::ImageFormat::Png,
+        )
+        .map_err(|source| PlotError::Write {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Ok(match text {
+            Ok(font) => Outcome::WithText(font),
+            Err(why) => Outcome::WithoutText(why),
+        })
     }
 
-    /// The colour of one pixel.
-    pub fn get(&self, x: usize, y: usize) -> [u8; 3] {
-        let at = (y * self.width + x) * 3;
-        [self.pixels[at], self.pixels[at + 1], self.pixels[at + 2]]
-    }
-
-    /// A line two pixels wide (Bresenham).
-    pub fn line(&mut self, (x0, y0): (i64, i64), (x1, y1): (i64, i64), rgb: [u8; 3]) {
-        let (dx, dy) = ((x1 - x0).abs(), -(y1 - y0).abs());
-        let (sx, sy) = (if x0 < x1 { 1 } else { -1 }, if y0 < y1 { 1 } else { -1 });
-        let (mut x, mut y, mut err) = (x0, y0, dx + dy);
-        loop {
-            self.set(x, y, rgb);
-            self.set(x + 1, y, rgb);
-            self.set(x, y + 1, rgb);
-            if x == x1 && y == y1 {
-                break;
+    /// The shared ranges of every series, widened when flat or empty.
+    fn ranges(&self) -> ((f64, f64), (f64, f64)) {
+        let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+        for &(x, y) in self.series.iter().flat_map(|s| &s.points) {
+            if x.is_finite() && y.is_finite() {
+                x0 = x0.min(x);
+                x1 = x1.max(x);
+                y0 = y0.min(y);
+                y1 = y1.max(y);
             }
-            let e2 = 2 * err;
-            if e2 >= dy {
-                err += dy;
-                x += sx;
+        }
+        if x0 > x1 {
+            (x0, x1, y0, y1) = (0.0, 1.0, 0.0, 1.0);
+        }
+        // Time axes start at zero.
+        x0 = x0.min(0.0);
+        if x1 - x0 < 1e-12 {
+            x1 = x0 + 1.0;
+        }
+        let pad = if y1 - y0 < 1e-12 {
+            y0.abs().max(1.0) * 0.05
+        } else {
+            (y1 - y0) * 0.05
+        };
+        ((x0, x1), (y0 - pad, y1 + pad))
+    }
+
+    fn draw(&self, buf: &mut [u8], text: bool) -> Result<(), String> {
+        let err = |e: &dyn std::fmt::Display| e.to_string();
+        let root = BitMapBackend::with_buffer(buf, (self.width, self.height)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| err(&e))?;
+        let ((x0, x1), (y0, y1)) = self.ranges();
+        let mut builder = ChartBuilder::on(&root);
+        builder.margin(20);
+        if text {
+            builder
+                .caption(&self.title, (FAMILY, 20))
+                .x_label_area_size(50)
+                .y_label_area_size(90);
+        } else {
+            builder.x_label_area_size(10).y_label_area_size(10);
+        }
+        let mut chart = builder
+            .build_cartesian_2d(x0..x1, y0..y1)
+            .map_err(|e| err(&e))?;
+        let mut mesh = chart.configure_mesh();
+        mesh.light_line_style(WHITE.mix(0.0));
+        if text {
+            mesh.x_desc(&self.x_title)
+                .y_desc(&self.y_title)
+                .x_labels(10)
+                .y_labels(8)
+                .x_label_formatter(&|v| tick(*v))
+                .y_label_formatter(&|v| tick(*v))
+                .label_style((FAMILY, 14))
+                .axis_desc_style((FAMILY, 16));
+        } else {
+            mesh.x_labels(0).y_labels(0);
+        }
+        mesh.draw().map_err(|e| err(&e))?;
+        for (n, s) in self.series.iter().enumerate() {
+            let [r, g, b] = COLOURS[n % COLOURS.len()];
+            let colour = RGBColor(r, g, b);
+            let points: Vec<(f64, f64)> = s
+                .points
+                .iter()
+                .copied()
+                .filter(|(x, y)| x.is_finite() && y.is_finite())
+                .collect();
+            let drawn = chart
+                .draw_series(LineSeries::new(points, colour.stroke_width(2)))
+                .map_err(|e| err(&e))?;
+            if text {
+                drawn.label(s.label.clone()).legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 24, y)], colour.stroke_width(3))
+                });
             }
-            if e2 <= dx {
-                err += dx;
-                y += sy;
+        }
+        if text && self.series.len() > 1 {
+            chart
+                .configure_series_labels()
+                .label_font((FAMILY, 15))
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .position(SeriesLabelPosition::UpperRight)
+                .draw()
+                .map_err(|e| err(&e))?;
+        }
+        root.present().map_err(|e| err(&e))
+    }
+}
+
+/// A tick label: plain numbers in the usual range, scientific notation outside it.
+fn tick(v: f64) -> String {
+    let a = v.abs();
+    if a != 0.0 && !(1e-2..1e5).contains(&a) {
+        format!("{v:.3e}")
+    } else if a >= 100.0 || v == v.round() {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+/// Writes a bank of square filters (each `side × side` values, row-major) as a grid of grey
+/// tiles, `zoom` pixels per value and a white gap between tiles. Each filter is scaled on its
+/// own: 0 is mid grey, its largest |value| black or white.
+pub fn filter_grid(
+    path: &Path,
+    filters: &[Vec<f32>],
+    side: usize,
+    zoom: usize,
+) -> Result<(u32, u32), PlotError> {
+    if filters.is_empty() || side == 0 || zoom == 0 {
+        return Err(PlotError::Empty("no filters"));
+    }
+    if filters.iter().any(|f| f.len() != side * side) {
+        return Err(PlotError::Empty("a filter is not side × side values"));
+    }
+    let columns = (filters.len() as f64).sqrt().ceil() as usize;
+    let rows = filters.len().div_ceil(columns);
+    let (tile, gap) = (side * zoom, 2usize);
+    let width = columns * (tile + gap) + gap;
+    let height = rows * (tile + gap) + gap;
+    let mut img = image::GrayImage::from_pixel(width as u32, height as u32, image::Luma([255]));
+    for (n, f) in filters.iter().enumerate() {
+        let scale = f.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
+        let (ox, oy) = (
+            gap + (n % columns) * (tile + gap),
+            gap + (n / columns) * (tile + gap),
+        );
+        for (i, v) in f.iter().enumerate() {
+            let grey = (127.5 + 127.5 * v / scale).round().clamp(0.0, 255.0) as u8;
+            let (fx, fy) = (ox + (i % side) * zoom, oy + (i / side) * zoom);
+            for dy in 0..zoom {
+                for dx in 0..zoom {
+                    img.put_pixel((fx + dx) as u32, (fy + dy) as u32, image::Luma([grey]));
+                }
             }
         }
     }
-
-    /// Encodes the canvas as PNG.
-    pub fn write_png(&self, out: &mut impl Write) -> io::Result<()> {
-        out.write_all(b"\x89PNG\r\n\x1a\n")?;
-        let mut ihdr = Vec::new();
-        ihdr.extend_from_slice(&(self.width as u32).to_be_bytes());
-        ihdr.extend_from_slice(&(self.height as u32).to_be_bytes());
-        ihdr.extend_from_slice(&[8, 2, 0, 0, 0]); // 8-bit RGB, no interlace
-        chunk(out, b"IHDR", &ihdr)?;
-        let mut raw = Vec::with_capacity(self.height * (1 + self.width * 3));
-        for row in self.pixels.chunks(self.width * 3) {
-            raw.push(0); // filter: none
-            raw.extend_from_slice(row);
-        }
-        let mut z = vec![0x78, 0x01];
-        let blocks: Vec<&[u8]> = raw.chunks(65_535).collect();
-        for (i, block) in blocks.iter().enumerate() {
-            z.push(u8::from(i + 1 == blocks.len()));
-            let len = block.len() as u16;
-            z.extend_from_slice(&len.to_le_bytes());
-            z.extend_from_slice(&(!len).to_le_bytes());
-            z.extend_from_slice(block);
-        }
-        z.extend_from_slice(&adler32(&raw).to_be_bytes());
-        chunk(out, b"IDAT", &z)?;
-        chunk(out, b"IEND", &[])
-    }
-}
-
-fn chunk(out: &mut impl Write, kind: &[u8; 4], data: &[u8]) -> io::Result<()> {
-    out.write_all(&(data.len() as u32).to_be_bytes())?;
-    out.write_all(kind)?;
-    out.write_all(data)?;
-    let mut crc = Crc::new();
-    crc.update(kind);
-    crc.update(data);
-    out.write_all(&crc.finish().to_be_bytes())
-}
-
-/// CRC-32 (IEEE, as PNG uses).
-struct Crc(u32);
-
-impl Crc {
-    fn new() -> Crc {
-        Crc(0xFFFF_FFFF)
-    }
-    fn update(&mut self, data: &[u8]) {
-        for &b in data {
-            let mut c = (self.0 ^ u32::from(b)) & 0xFF;
-            for _ in 0..8 {
-                c = if c & 1 != 0 {
-                    0xEDB8_8320 ^ (c >> 1)
-                } else {
-                    c >> 1
-                };
-            }
-            self.0 = c ^ (self.0 >> 8);
-        }
-    }
-    fn finish(&self) -> u32 {
-        self.0 ^ 0xFFFF_FFFF
-    }
-}
-
-fn adler32(data: &[u8]) -> u32 {
-    let (mut a, mut b) = (1u32, 0u32);
-    for chunk in data.chunks(5552) {
-        for &x in chunk {
-            a += u32::from(x);
-            b += a;
-        }
-        a %= 65_521;
-        b %= 65_521;
-    }
-    (b << 16) | a
-}
-
-/// Plots each series of `(x, y)` points (x and y ranges shared, y optionally on a log scale)
-/// and writes the PNG.
-pub fn plot(path: &Path, series: &[Vec<(f64, f64)>], log_y: bool) -> io::Result<()> {
-    let (w, h, margin) = (800usize, 500usize, 40i64);
-    let mut c = Canvas::new(w, h);
-    let ty = |y: f64| if log_y { y.max(1e-300).log10() } else { y };
-    let points = series.iter().flatten();
-    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
-    for &(x, y) in points {
-        x0 = x0.min(x);
-        x1 = x1.max(x);
-        y0 = y0.min(ty(y));
-        y1 = y1.max(ty(y));
-    }
-    if x0 > x1 {
-        (x0, x1, y0, y1) = (0.0, 1.0, 0.0, 1.0);
-    }
-    if x1 - x0 < 1e-12 {
-        x1 = x0 + 1.0;
-    }
-    if y1 - y0 < 1e-12 {
-        y1 = y0 + 1.0;
-    }
-    let (pw, ph) = (w as i64 - 2 * margin, h as i64 - 2 * margin);
-    let px = |x: f64| margin + ((x - x0) / (x1 - x0) * pw as f64).round() as i64;
-    let py = |y: f64| h as i64 - margin - ((ty(y) - y0) / (y1 - y0) * ph as f64).round() as i64;
-    let black = [0, 0, 0];
-    let bottom = h as i64 - margin;
-    c.line((margin, bottom), (margin + pw, bottom), black);
-    c.line((margin, bottom), (margin, margin), black);
-    for k in 0..=10 {
-        let tx = margin + pw * k / 10;
-        let tyk = bottom - ph * k / 10;
-        c.line((tx, bottom), (tx, bottom + 6), black);
-        c.line((margin - 6, tyk), (margin, tyk), black);
-    }
-    for (s, pts) in series.iter().enumerate() {
-        let colour = COLOURS[s % COLOURS.len()];
-        for pair in pts.windows(2) {
-            c.line(
-                (px(pair[0].0), py(pair[0].1)),
-                (px(pair[1].0), py(pair[1].1)),
-                colour,
-            );
-        }
-        if let [only] = pts.as_slice() {
-            c.line((px(only.0), py(only.1)), (px(only.0), py(only.1)), colour);
-        }
-    }
-    let mut out = io::BufWriter::new(std::fs::File::create(path)?);
-    c.write_png(&mut out)?;
-    out.flush()
+    img.save_with_format(path, image::ImageFormat::Png)
+        .map_err(|source| PlotError::Write {
+            path: path.display().to_string(),
+            source,
+        })?;
+    Ok((width as u32, height as u32))
 }
 
 #[cfg(test)]
@@ -207,24 +299,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn checksums_match_known_values() {
-        let mut crc = Crc::new();
-        crc.update(b"123456789");
-        assert_eq!(crc.finish(), 0xCBF4_3926);
-        assert_eq!(adler32(b"Wikipedia"), 0x11E6_0398);
+    fn ticks_are_short() {
+        assert_eq!(tick(0.0), "0");
+        assert_eq!(tick(2.5), "2.50");
+        assert_eq!(tick(94968.0), "94968");
+        assert_eq!(tick(163886.0), "1.639e5");
+        assert_eq!(tick(0.001), "1.000e-3");
     }
 
     #[test]
-    fn png_has_signature_size_and_the_line_is_drawn() {
-        let mut c = Canvas::new(20, 10);
-        c.line((0, 0), (19, 9), [1, 2, 3]);
-        assert_eq!(c.get(0, 0), [1, 2, 3]);
-        assert_eq!(c.get(19, 9), [1, 2, 3]);
-        assert_eq!(c.get(19, 0), [255, 255, 255]);
-        let mut png = Vec::new();
-        c.write_png(&mut png).unwrap();
-        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
-        assert_eq!(&png[16..24], &[0, 0, 0, 20, 0, 0, 0, 10]);
-        assert!(png.ends_with(&[0xAE, 0x42, 0x60, 0x82])); // IEND's CRC
+    fn filter_grid_lays_out_tiles_and_scales_each_filter() {
+        let dir = std::env::temp_dir().join(format!("ferrops-grid-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("g.png");
+        let filters = vec![vec![1.0, -1.0, 0.0, 0.5], vec![0.0, 0.0, 0.0, 2.0]];
+        let (w, h) = filter_grid(&path, &filters, 2, 3).unwrap();
+        assert_eq!((w, h), (2 * (6 + 2) + 2, 6 + 2 + 2));
+        let img = image::open(&path).unwrap().to_luma8();
+        assert_eq!(img.dimensions(), (w, h));
+        assert_eq!(img.get_pixel(2, 2).0[0], 255); // +max: white
+        assert_eq!(img.get_pixel(5, 2).0[0], 0); // −max: black
+        assert_eq!(img.get_pixel(2, 5).0[0], 128); // 0: mid grey
+        assert_eq!(img.get_pixel(10 + 3, 2 + 3).0[0], 255);
+        assert!(filter_grid(&path, &[vec![1.0; 3]], 2, 1).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

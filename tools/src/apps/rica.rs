@@ -27,6 +27,8 @@ pub struct RicaOptions {
     pub epochs: usize,
     pub tau: u32,
     pub seed: u64,
+    /// Where worker 0 writes the learned filters W = W₀ + Δ, one per line.
+    pub save: Option<PathBuf>,
 }
 
 impl Default for RicaOptions {
@@ -41,6 +43,7 @@ impl Default for RicaOptions {
             epochs: 10,
             tau: 1,
             seed: 1,
+            save: None,
         }
     }
 }
@@ -60,6 +63,7 @@ impl RicaOptions {
                 "--epochs" => o.epochs = crate::job_args::value(flag, value)?,
                 "--tau" => o.tau = crate::job_args::value(flag, value)?,
                 "--seed" => o.seed = crate::job_args::value(flag, value)?,
+                "--save" => o.save = Some(value.into()),
                 _ => bail!("unknown rica option {flag}"),
             }
         }
@@ -71,7 +75,7 @@ impl RicaOptions {
 
     /// The options as arguments for [`RicaOptions::parse`].
     pub fn to_args(&self) -> Vec<String> {
-        [
+        let mut args = vec![
             ("--data", self.data.display().to_string()),
             ("--filters", self.filters.to_string()),
             ("--lambda", self.lambda.to_string()),
@@ -81,10 +85,13 @@ impl RicaOptions {
             ("--epochs", self.epochs.to_string()),
             ("--tau", self.tau.to_string()),
             ("--seed", self.seed.to_string()),
-        ]
-        .into_iter()
-        .flat_map(|(k, v)| [k.to_string(), v])
-        .collect()
+        ];
+        if let Some(p) = &self.save {
+            args.push(("--save", p.display().to_string()));
+        }
+        args.into_iter()
+            .flat_map(|(k, v)| [k.to_string(), v])
+            .collect()
     }
 }
 
@@ -197,6 +204,19 @@ pub fn run(cfg: &WorkerConfig, o: &RicaOptions) -> Result<()> {
             );
         }
     }
+    if let (0, Some(path)) = (rank, &o.save) {
+        // Every worker's last push is in: they all passed the last epoch's barrier after it.
+        w.pull_into(table, &keys, &mut delta)?;
+        let filters: Vec<Vec<f32>> = w0
+            .chunks(d)
+            .zip(delta.chunks(d))
+            .map(|(a, b)| a.iter().zip(b).map(|(x, y)| x + y).collect())
+            .collect();
+        let file =
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+        patches::write(&filters, &mut std::io::BufWriter::new(file))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     w.finish()?;
     Ok(())
 }
@@ -238,6 +258,7 @@ mod tests {
         let o = RicaOptions {
             data: "p.txt".into(),
             filters: 32,
+            save: Some("f.txt".into()),
             ..RicaOptions::default()
         };
         assert_eq!(RicaOptions::parse(&o.to_args()).unwrap(), o);

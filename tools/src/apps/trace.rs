@@ -33,6 +33,12 @@ pub struct Record {
     pub idle_fraction: f64,
     /// Whether this is the final, exact evaluation.
     pub last: bool,
+    /// KKT filter (`--kkt`): coordinates whose gradient the workers were asked to push so far,
+    /// and how many of them they skipped, summed over workers (both 0 without the filter).
+    #[serde(default)]
+    pub kkt_offered: f64,
+    #[serde(default)]
+    pub kkt_skipped: f64,
 }
 
 /// Appends records as JSON lines.

@@ -1,15 +1,23 @@
-//! `ferrops train l1lr`: starts a local cluster (scheduler, servers and `l1lr` worker processes,
-//! as `ferrops local` does), lets worker 0 print its progress lines and write the trace, then
-//! reads the trace back for the summary and the plot.
+//! `ferrops train l1lr` and `ferrops train rica`: start a local cluster (scheduler, servers and
+//! worker processes, as `ferrops local` does) running the `l1lr` or `rica` job. For L1-LR, worker
+//! 0 writes the trace; when stderr is a terminal the driver follows the trace with a progress
+//! bar (worker 0 then stays quiet), otherwise worker 0 prints a plain line per iteration. The
+//! driver reads the trace back for the summary and the plot. For RICA, worker 0 saves the filters
+//! and the driver draws them as a grid.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::l1lr::L1lrOptions;
-use super::plot;
+use super::l1lr::{self, L1lrOptions};
+use super::plot::{self, LinePlot, Outcome, Series};
 use super::trace::{self, Record};
-use crate::data::info;
+use crate::data::{info, patches};
 use crate::launch::run_job_locally;
 
 /// What to train and where.
@@ -25,6 +33,8 @@ pub struct TrainSpec {
     pub delta: f32,
     /// Blocks the curvature bound covers (default τ + 1).
     pub window: Option<usize>,
+    /// Skip gradients the KKT filter predicts cannot move a zero weight.
+    pub kkt: bool,
     /// Keep the JSON-lines trace here (otherwise a temporary file is used and removed).
     pub trace: Option<PathBuf>,
     /// Plot objective against time here.
@@ -46,6 +56,8 @@ pub fn l1lr(spec: &TrainSpec) -> Result<Vec<Record>> {
         Some(p) => p.clone(),
         None => std::env::temp_dir().join(format!("ferrops-l1lr-{}.jsonl", std::process::id())),
     };
+    let trace_path = absolute(&trace_path)?;
+    let bar = std::io::stderr().is_terminal();
     let options = L1lrOptions {
         data: absolute(&spec.data)?,
         dim: summary.dim as usize,
@@ -55,9 +67,18 @@ pub fn l1lr(spec: &TrainSpec) -> Result<Vec<Record>> {
         iters: spec.iters,
         delta: spec.delta,
         window: spec.window,
-        trace: Some(absolute(&trace_path)?),
+        trace: Some(trace_path.clone()),
+        kkt: spec.kkt,
+        lines: !bar,
     };
-    let code = run_job_locally(spec.servers, spec.workers, "l1lr", &options.to_args())?;
+    // A trace left by an earlier run must not feed the progress bar.
+    let _ = std::fs::remove_file(&trace_path);
+    let follower = bar.then(|| Follower::start(&trace_path, spec.iters, summary.nnz as f64));
+    let code = run_job_locally(spec.servers, spec.workers, "l1lr", &options.to_args());
+    if let Some(f) = follower {
+        f.stop();
+    }
+    let code = code?;
     let records = trace::read(&trace_path)
         .with_context(|| format!("reading the trace {}", trace_path.display()));
     if temporary {
@@ -67,8 +88,25 @@ pub fn l1lr(spec: &TrainSpec) -> Result<Vec<Record>> {
         bail!("the training job failed with exit code {code}");
     }
     let records = records?;
+    if bar {
+        if let Some(last) = records.last().filter(|r| r.last) {
+            println!("{}", l1lr::final_line(last, summary.dim as usize));
+        }
+    }
+    if spec.kkt && bar {
+        // Without the bar worker 0 has printed its own, more detailed, KKT line.
+        if let Some(last) = records.last() {
+            println!(
+                "kkt: {:.0} of {:.0} gradient coordinates skipped by the workers ({:.1}%)",
+                last.kkt_skipped,
+                last.kkt_offered,
+                100.0 * last.kkt_skipped / last.kkt_offered.max(1.0)
+            );
+        }
+    }
     if let Some(png) = &spec.plot {
-        plot_objective(png, std::slice::from_ref(&records))?;
+        let label = format!("τ = {}", spec.tau);
+        plot_objective(png, &[(label, records.clone())])?;
         let steps: Vec<&Record> = records.iter().filter(|r| !r.last).collect();
         if let (Some(first), Some(last)) = (steps.first(), steps.last()) {
             println!(
@@ -84,18 +122,87 @@ pub fn l1lr(spec: &TrainSpec) -> Result<Vec<Record>> {
     Ok(records)
 }
 
-/// Plots objective against time, one series per trace (per-iteration records only).
-pub fn plot_objective(png: &Path, traces: &[Vec<Record>]) -> Result<()> {
-    let series: Vec<Vec<(f64, f64)>> = traces
+/// Follows the trace worker 0 writes and draws a progress bar on stderr: iterations, objective,
+/// nonzero weights and throughput (data nonzeros processed per second).
+struct Follower {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Follower {
+    fn start(trace: &Path, iters: usize, data_nnz: f64) -> Follower {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (flag, trace) = (stop.clone(), trace.to_path_buf());
+        let thread = std::thread::spawn(move || {
+            let bar = ProgressBar::with_draw_target(
+                Some(iters as u64),
+                ProgressDrawTarget::stderr_with_hz(5),
+            );
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} iterations  {msg}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            bar.set_message("loading data");
+            bar.enable_steady_tick(Duration::from_millis(200));
+            let mut seen = 0;
+            loop {
+                let done = flag.load(Ordering::Acquire);
+                // Partial lines while worker 0 writes are fine: the next poll reads them whole.
+                if let Ok(records) = trace::read(&trace) {
+                    if let Some(r) = records.iter().rfind(|r| !r.last) {
+                        if records.len() != seen {
+                            seen = records.len();
+                            bar.set_position(r.iteration as u64);
+                            bar.set_message(format!(
+                                "objective {:.5e}  nnz {}  {:.1} M nonzeros/s",
+                                r.objective,
+                                r.nnz,
+                                data_nnz * r.iteration as f64 / r.time.max(1e-9) / 1e6
+                            ));
+                        }
+                    }
+                }
+                if done {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            bar.finish();
+            eprintln!(); // the summary starts on a line of its own
+        });
+        Follower { stop, thread }
+    }
+
+    fn stop(self) {
+        self.stop.store(true, Ordering::Release);
+        let _ = self.thread.join();
+    }
+}
+
+/// Plots objective against time, one series per `(label, trace)` (per-iteration records only);
+/// the legend is drawn when there are several.
+pub fn plot_objective(png: &Path, traces: &[(String, Vec<Record>)]) -> Result<()> {
+    let mut p = LinePlot::new("L1-regularised logistic regression", "seconds", "objective");
+    p.series = traces
         .iter()
-        .map(|t| {
-            t.iter()
+        .map(|(label, t)| Series {
+            label: label.clone(),
+            points: t
+                .iter()
                 .filter(|r| !r.last)
                 .map(|r| (r.time, r.objective))
-                .collect()
+                .collect(),
         })
         .collect();
-    plot::plot(png, &series, false).with_context(|| format!("writing {}", png.display()))
+    match p.write(png)? {
+        Outcome::WithText(_) => {}
+        Outcome::WithoutText(why) => {
+            eprintln!("warning: {} drawn without text: {why}", png.display())
+        }
+    }
+    Ok(())
 }
 
 fn absolute(p: &Path) -> Result<PathBuf> {
@@ -107,8 +214,16 @@ fn absolute(p: &Path) -> Result<PathBuf> {
 }
 
 /// `ferrops train rica`: runs the `rica` job on a local cluster; worker 0 prints the objective
-/// per epoch.
+/// per epoch and saves the filters, which are drawn as a grid with `--plot`.
 pub fn rica(args: &crate::cli::RicaArgs) -> Result<()> {
+    let temporary = args.save.is_none() && args.plot.is_some();
+    let save = match (&args.save, &args.plot) {
+        (Some(p), _) => Some(absolute(p)?),
+        (None, Some(_)) => {
+            Some(std::env::temp_dir().join(format!("ferrops-rica-{}.txt", std::process::id())))
+        }
+        (None, None) => None,
+    };
     let options = super::rica::RicaOptions {
         data: absolute(&args.data)?,
         filters: args.filters,
@@ -117,11 +232,34 @@ pub fn rica(args: &crate::cli::RicaArgs) -> Result<()> {
         batch: args.batch,
         epochs: args.epochs,
         tau: args.tau,
+        save: save.clone(),
         ..super::rica::RicaOptions::default()
     };
     let code = run_job_locally(args.servers, args.workers, "rica", &options.to_args())?;
+    let filters = save.as_ref().map(|p| {
+        let f = patches::read(p);
+        if temporary {
+            let _ = std::fs::remove_file(p);
+        }
+        f
+    });
     if code != 0 {
         bail!("the training job failed with exit code {code}");
+    }
+    if let (Some(png), Some(filters)) = (&args.plot, filters) {
+        let filters = filters?;
+        let d = filters.first().map_or(0, Vec::len);
+        let side = (d as f64).sqrt().round() as usize;
+        if side * side != d {
+            bail!("filters of {d} values are not square patches: cannot draw them");
+        }
+        let (w, h) = plot::filter_grid(png, &filters, side, args.zoom)
+            .with_context(|| format!("drawing {}", png.display()))?;
+        println!(
+            "plot: {} ({} filters of {side}×{side}, {w}×{h} pixels)",
+            png.display(),
+            filters.len()
+        );
     }
     Ok(())
 }

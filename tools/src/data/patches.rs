@@ -1,7 +1,7 @@
-//! `ferrops data patches`: cuts random square patches from greyscale or colour netpbm images
-//! (binary PGM `P5` and PPM `P6`, 8-bit; colour is averaged to grey), removes each patch's mean,
-//! ZCA-whitens the set, and writes one patch per line as space-separated numbers, the input of
-//! `ferrops train rica`.
+//! `ferrops data patches`: cuts random square patches from images (PNG and JPEG through the
+//! `image` crate, and binary PGM `P5` / PPM `P6`; colour is averaged to grey), removes each
+//! patch's mean, ZCA-whitens the set, and writes one patch per line as space-separated numbers,
+//! the input of `ferrops train rica`.
 
 use std::io::{self, Write};
 use std::path::Path;
@@ -39,6 +39,55 @@ pub fn read_pnm(path: &Path) -> Result<Grey, ImageError> {
     parse_pnm(&bytes).map_err(|message| ImageError::Format {
         path: name,
         message,
+    })
+}
+
+/// Reads an image as grey: binary PGM/PPM by our own parser, PNG and JPEG through the `image`
+/// crate (recognised by their contents, not the file name). Colour is averaged to grey.
+pub fn read_image(path: &Path) -> Result<Grey, ImageError> {
+    let name = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|source| ImageError::Io {
+        path: name.clone(),
+        source,
+    })?;
+    decode_image(&bytes).map_err(|message| ImageError::Format {
+        path: name,
+        message,
+    })
+}
+
+/// Decodes image bytes (PGM/PPM, PNG or JPEG) to grey.
+pub fn decode_image(bytes: &[u8]) -> Result<Grey, String> {
+    if bytes.starts_with(b"P5") || bytes.starts_with(b"P6") {
+        return parse_pnm(bytes);
+    }
+    let format = image::guess_format(bytes)
+        .map_err(|_| "not a PNG, JPEG or binary PGM/PPM image".to_string())?;
+    if !matches!(format, image::ImageFormat::Png | image::ImageFormat::Jpeg) {
+        return Err(format!(
+            "{format:?} images are not supported (PNG, JPEG, binary PGM/PPM are)"
+        ));
+    }
+    let name = if format == image::ImageFormat::Png {
+        "PNG"
+    } else {
+        "JPEG"
+    };
+    let decoded = image::load_from_memory_with_format(bytes, format)
+        .map_err(|e| format!("cannot decode the {name} image: {e}"))?;
+    let (width, height) = (decoded.width() as usize, decoded.height() as usize);
+    if width == 0 || height == 0 {
+        return Err("the image is empty".into());
+    }
+    let rgb = decoded.to_rgb32f();
+    let pixels = rgb
+        .pixels()
+        .map(|p| (p.0[0] + p.0[1] + p.0[2]) / 3.0)
+        .collect();
+    Ok(Grey {
+        width,
+        height,
+        pixels,
     })
 }
 
@@ -95,6 +144,31 @@ pub fn parse_pnm(bytes: &[u8]) -> Result<Grey, String> {
         height,
         pixels,
     })
+}
+
+/// Shrinks an image by `factor`, each output pixel the mean of a `factor`×`factor` block
+/// (a partial last row or column of blocks is dropped); factor 1 returns a copy.
+pub fn downscale(g: &Grey, factor: usize) -> Grey {
+    if factor <= 1 {
+        return g.clone();
+    }
+    let (width, height) = (g.width / factor, g.height / factor);
+    let mut pixels = vec![0f32; width * height];
+    for (y, row) in pixels.chunks_mut(width.max(1)).enumerate().take(height) {
+        for (x, out) in row.iter_mut().enumerate() {
+            let mut sum = 0f32;
+            for dy in 0..factor {
+                let at = (y * factor + dy) * g.width + x * factor;
+                sum += g.pixels[at..at + factor].iter().sum::<f32>();
+            }
+            *out = sum / (factor * factor) as f32;
+        }
+    }
+    Grey {
+        width,
+        height,
+        pixels,
+    }
 }
 
 /// Cuts `count` random `size`×`size` patches (row-major), spread evenly over the images, each
@@ -256,6 +330,20 @@ mod tests {
         assert!((parse_pnm(&ppm).unwrap().pixels[0] - 1.0 / 3.0).abs() < 1e-6);
         assert!(parse_pnm(b"P2 1 1 255\n0").is_err());
         assert!(parse_pnm(b"P5 4 4 255\n\x00").is_err());
+    }
+
+    #[test]
+    fn downscale_averages_blocks() {
+        let g = Grey {
+            width: 5,
+            height: 4,
+            pixels: (0..20).map(|v| v as f32).collect(),
+        };
+        let h = downscale(&g, 2);
+        assert_eq!((h.width, h.height), (2, 2));
+        assert_eq!(h.pixels, vec![3.0, 5.0, 13.0, 15.0]);
+        assert_eq!(downscale(&g, 1), g);
+        assert_eq!(downscale(&g, 9).pixels.len(), 0);
     }
 
     #[test]
