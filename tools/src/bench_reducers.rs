@@ -27,61 +27,41 @@ struct Run {
     details: Value,
 }
 
-/// The configurations: none, each reducer alone, all.
-fn configurations(theta: f32) -> Vec<(&'static str, Reducers)> {
+/// The configurations: none, each reducer alone (every value codec separately), all (with
+/// the value codec `--values`).
+fn configurations(args: &ReducersArgs) -> Vec<(&'static str, Reducers)> {
     let none = Reducers {
         keys: false,
         values: "raw".into(),
         significant: 0.0,
         kkt: false,
+        kkt_margin: args.kkt_margin,
+        kkt_recheck: args.kkt_recheck,
         changed: 0.0,
+    };
+    let with = |f: &dyn Fn(&mut Reducers)| {
+        let mut r = none.clone();
+        f(&mut r);
+        r
     };
     vec![
         ("none", none.clone()),
-        (
-            "keys",
-            Reducers {
-                keys: true,
-                ..none.clone()
-            },
-        ),
-        (
-            "fp16",
-            Reducers {
-                values: "fp16".into(),
-                ..none.clone()
-            },
-        ),
-        (
-            "significant",
-            Reducers {
-                significant: theta,
-                ..none.clone()
-            },
-        ),
-        (
-            "kkt",
-            Reducers {
-                kkt: true,
-                ..none.clone()
-            },
-        ),
-        (
-            "changed",
-            Reducers {
-                changed: theta,
-                ..none.clone()
-            },
-        ),
+        ("keys", with(&|r| r.keys = true)),
+        ("fp16", with(&|r| r.values = "fp16".into())),
+        ("bf16", with(&|r| r.values = "bf16".into())),
+        ("lz4", with(&|r| r.values = "lz4".into())),
+        ("significant", with(&|r| r.significant = args.theta)),
+        ("kkt", with(&|r| r.kkt = true)),
+        ("changed", with(&|r| r.changed = args.changed_theta)),
         (
             "all",
-            Reducers {
-                keys: true,
-                values: "fp16".into(),
-                significant: theta,
-                kkt: true,
-                changed: theta,
-            },
+            with(&|r| {
+                r.keys = true;
+                r.values = args.values.clone();
+                r.significant = args.theta;
+                r.kkt = true;
+                r.changed = args.changed_theta;
+            }),
         ),
     ]
 }
@@ -89,8 +69,12 @@ fn configurations(theta: f32) -> Vec<(&'static str, Reducers)> {
 /// Runs every configuration and prints the table (and JSON with `--json`).
 pub fn run(args: &ReducersArgs) -> Result<()> {
     let exe = std::env::current_exe().context("finding the ferrops executable")?;
+    let configurations = configurations(args);
+    for (_, r) in &configurations {
+        r.value_codec()?;
+    }
     let mut runs: Vec<Run> = Vec::new();
-    for (name, reducers) in configurations(args.theta) {
+    for (name, reducers) in configurations {
         let options = LogRegOptions {
             features: args.features,
             examples: args.examples,

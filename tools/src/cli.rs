@@ -115,8 +115,7 @@ pub enum Command {
     Train(TrainCommand),
 
     /// Plot objective against seconds for one or more JSON-lines traces (`train --json`), one
-    /// colour per trace in order (blue, orange, green, red, purple, brown, pink, grey), with a
-    /// legend naming each by its file name.
+    /// colour per trace in order: blue, orange, green, red, purple, brown, pink, grey.
     Plot(PlotArgs),
 }
 
@@ -130,9 +129,9 @@ pub enum DataCommand {
     /// Print rows, features (largest index + 1, and distinct), nonzeros and label balance.
     Info(InfoArgs),
 
-    /// Cut random square patches from PNG, JPEG or binary PGM/PPM images (colour averaged to
-    /// grey), remove each patch's mean, ZCA-whiten the set and write one patch per line (input
-    /// of `train rica`).
+    /// Cut random square patches from binary PGM/PPM images (colour averaged to grey), remove
+    /// each patch's mean, ZCA-whiten the set and write one patch per line (input of
+    /// `train rica`).
     Patches(PatchesArgs),
 }
 
@@ -155,16 +154,7 @@ pub struct PatchesArgs {
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
 
-    /// Shrink each image by this factor first (averaging F×F blocks): patches of a shrunk
-    /// photograph hold more structure and less sensor noise.
-    #[arg(long, value_name = "F", default_value_t = 1, value_parser = positive_count)]
-    pub downscale: usize,
-
-    /// ZCA regulariser ε added to the covariance eigenvalues (larger: smoother whitening).
-    #[arg(long, value_name = "ε", default_value_t = 1e-2)]
-    pub epsilon: f64,
-
-    /// Images: PNG, JPEG, or binary PGM `P5` / PPM `P6` (8-bit).
+    /// Images (binary PGM `P5` or PPM `P6`, 8-bit).
     #[arg(required = true, value_name = "IMAGE")]
     pub images: Vec<PathBuf>,
 }
@@ -253,19 +243,6 @@ pub struct RicaArgs {
     /// Worker processes.
     #[arg(long, value_name = "W", value_parser = positive_count, default_value_t = 2)]
     pub workers: usize,
-
-    /// Save the learned filters, one per line.
-    #[arg(long, value_name = "FILE")]
-    pub save: Option<PathBuf>,
-
-    /// Draw the learned filters as a grid of tiles (PNG; each filter scaled on its own, zero is
-    /// mid grey).
-    #[arg(long, value_name = "FILE.png")]
-    pub plot: Option<PathBuf>,
-
-    /// Pixels per filter value in the grid.
-    #[arg(long, value_name = "Z", value_parser = positive_count, default_value_t = 4)]
-    pub zoom: usize,
 }
 
 /// Flags of `ferrops train l1lr`.
@@ -312,12 +289,7 @@ pub struct L1lrArgs {
     #[arg(long, value_name = "TRACE.jsonl")]
     pub json: Option<PathBuf>,
 
-    /// KKT filter: workers skip the gradients of zero weights predicted to stay zero (|g| well
-    /// inside λ at the previous update), with every key pushed every few iterations.
-    #[arg(long)]
-    pub kkt: bool,
-
-    /// Plot objective against seconds as PNG (axes, tick labels, titles).
+    /// Plot objective against seconds as PNG.
     #[arg(long, value_name = "FILE.png")]
     pub plot: Option<PathBuf>,
 }
@@ -467,15 +439,27 @@ pub struct ReducersArgs {
     /// Training examples.
     #[arg(long, default_value_t = 200_000)]
     pub examples: usize,
-    /// Passes over the data.
-    #[arg(long, default_value_t = 5)]
+    /// Passes over the data (the same in every configuration).
+    #[arg(long, default_value_t = 10)]
     pub epochs: usize,
     /// L1 penalty λ (proximal SGD on the servers).
-    #[arg(long, default_value_t = 1e-4)]
+    #[arg(long, default_value_t = 1e-3)]
     pub l1: f32,
     /// Significantly-modified filter threshold θ used by the runs that enable it.
     #[arg(long, default_value_t = 0.05)]
     pub theta: f32,
+    /// Changed-only pull threshold θ used by the runs that enable it.
+    #[arg(long, default_value_t = 0.01)]
+    pub changed_theta: f32,
+    /// KKT filter: skip only when |g| ≤ λ·(1 − margin).
+    #[arg(long, default_value_t = 0.1)]
+    pub kkt_margin: f32,
+    /// KKT filter: push every key every this many batches.
+    #[arg(long, default_value_t = 8)]
+    pub kkt_recheck: u64,
+    /// Value codec of the run with all reducers (raw, fp16, bf16, lz4).
+    #[arg(long, default_value = "fp16")]
+    pub values: String,
     /// Servers and workers of each run's local cluster.
     #[arg(long, value_parser = positive_count, default_value_t = 2)]
     pub servers: usize,

@@ -47,6 +47,10 @@ pub struct Reducers {
     pub significant: f32,
     /// KKT filter (L1 only): skip zero weights whose gradient cannot move them.
     pub kkt: bool,
+    /// KKT safety margin in [0, 1]: skip only when |g| ≤ λ·(1 − margin).
+    pub kkt_margin: f32,
+    /// KKT recheck period: every this many batches the worker pushes every key.
+    pub kkt_recheck: u64,
     /// Changed-only pulls with threshold θ (0: off): servers send only rows that moved.
     pub changed: f32,
 }
@@ -58,13 +62,16 @@ impl Default for Reducers {
             values: "raw".into(),
             significant: 0.0,
             kkt: false,
+            kkt_margin: 0.1,
+            kkt_recheck: 8,
             changed: 0.0,
         }
     }
 }
 
 impl Reducers {
-    fn value_codec(&self) -> Result<ValueCodec> {
+    /// The value codec named by `values`.
+    pub fn value_codec(&self) -> Result<ValueCodec> {
         Ok(match self.values.as_str() {
             "raw" => ValueCodec::Raw,
             "fp16" => ValueCodec::Fp16,
@@ -109,6 +116,8 @@ impl LogRegOptions {
                 "--values" => o.reducers.values = value.to_string(),
                 "--significant" => o.reducers.significant = crate::job_args::value(flag, value)?,
                 "--kkt" => o.reducers.kkt = crate::job_args::value(flag, value)?,
+                "--kkt-margin" => o.reducers.kkt_margin = crate::job_args::value(flag, value)?,
+                "--kkt-recheck" => o.reducers.kkt_recheck = crate::job_args::value(flag, value)?,
                 "--changed" => o.reducers.changed = crate::job_args::value(flag, value)?,
                 _ => bail!("unknown logreg option {flag}"),
             }
@@ -140,6 +149,8 @@ impl LogRegOptions {
             ("--values", self.reducers.values.clone()),
             ("--significant", self.reducers.significant.to_string()),
             ("--kkt", self.reducers.kkt.to_string()),
+            ("--kkt-margin", self.reducers.kkt_margin.to_string()),
+            ("--kkt-recheck", self.reducers.kkt_recheck.to_string()),
             ("--changed", self.reducers.changed.to_string()),
         ]
         .into_iter()
@@ -163,6 +174,17 @@ fn sigmoid(z: f32) -> f32 {
 /// The sorted, unique features of a batch.
 fn batch_keys(batch: &[Example]) -> Vec<u64> {
     let mut keys: Vec<u64> = batch
+        .iter()
+        .flat_map(|e| e.features.iter().copied())
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+}
+
+/// The sorted, unique features of a whole shard.
+fn shard_keys(data: &[Example]) -> Vec<u64> {
+    let mut keys: Vec<u64> = data
         .iter()
         .flat_map(|e| e.features.iter().copied())
         .collect();
@@ -245,50 +267,60 @@ pub fn logreg(cfg: &WorkerConfig, o: &LogRegOptions) -> Result<()> {
     let mut kkt = o
         .reducers
         .kkt
-        .then(|| KktFilter::new(1, o.l1, 0.1, 8))
+        .then(|| KktFilter::new(1, o.l1, o.reducers.kkt_margin, o.reducers.kkt_recheck))
         .transpose()?;
+    // Each batch's sorted key list, once: every epoch visits the same batches.
+    let batches: Vec<(&[Example], Vec<u64>)> =
+        data.chunks(o.batch).map(|b| (b, batch_keys(b))).collect();
+    // For changed-only pulls, the worker's copy of every weight its data touches, and where each
+    // batch's keys sit in it.
+    let shard_keys = shard_keys(&data);
+    let mut copy = vec![0.0f32; shard_keys.len()];
+    let at: Vec<Vec<u32>> = if o.reducers.changed > 0.0 {
+        batches
+            .iter()
+            .map(|(_, keys)| positions_in(&shard_keys, keys))
+            .collect()
+    } else {
+        Vec::new()
+    };
     let started = std::time::Instant::now();
     let (mut grad, mut values) = (Vec::new(), Vec::new());
-    let mut model: std::collections::HashMap<u64, f32> = std::collections::HashMap::new();
     for epoch in 0..o.epochs {
         let mut stats = PassStats::default();
-        for batch in data.chunks(o.batch) {
-            let keys = batch_keys(batch);
+        for (b, (batch, keys)) in batches.iter().enumerate() {
+            let (batch, keys) = (*batch, keys.as_slice());
             values.resize(keys.len(), 0.0);
             if o.reducers.changed > 0.0 {
-                // The worker's copy of the model: servers send only the rows that moved.
-                for (v, k) in values.iter_mut().zip(&keys) {
-                    *v = model.get(k).copied().unwrap_or(0.0);
+                // Servers send only the rows that moved; the rest come from the copy.
+                for (v, &i) in values.iter_mut().zip(&at[b]) {
+                    *v = copy[i as usize];
                 }
-                w.pull_changed_into(weights, &keys, &mut values, o.reducers.changed)?;
-                model.extend(keys.iter().copied().zip(values.iter().copied()));
+                w.pull_changed_into(weights, keys, &mut values, o.reducers.changed)?;
+                for (v, &i) in values.iter().zip(&at[b]) {
+                    copy[i as usize] = *v;
+                }
             } else {
-                w.pull_into(weights, &keys, &mut values)?;
+                w.pull_into(weights, keys, &mut values)?;
             }
             grad.resize(keys.len(), 0.0);
-            let s = batch_gradient(batch, &keys, &values, &mut grad);
+            let s = batch_gradient(batch, keys, &values, &mut grad);
             stats.loss += s.loss;
             stats.correct += s.correct;
             stats.seen += s.seen;
             if kkt.is_none() && significant.is_none() {
-                w.push(weights, &keys, &grad)?;
+                w.push(weights, keys, &grad)?;
             } else {
-                // Filters choose which keys carry values; the batch's whole list still travels
-                // (by signature once the servers hold it), with a selection.
-                let mut chosen: Vec<u32> = (0..keys.len() as u32).collect();
-                if let Some(f) = kkt.as_mut() {
-                    chosen = f.select(&keys, &values, &grad)?;
-                }
-                let pick = |x: &[f32], at: &[u32]| at.iter().map(|&i| x[i as usize]).collect();
-                let mut send: Vec<f32> = pick(&grad, &chosen);
-                if let Some(f) = significant.as_mut() {
-                    let ks: Vec<u64> = chosen.iter().map(|&i| keys[i as usize]).collect();
-                    let (sent_keys, sent_values) = f.offer(&ks, &send, &pick(&values, &chosen))?;
-                    chosen = positions_in(&keys, &sent_keys);
-                    send = sent_values;
-                }
-                if !chosen.is_empty() {
-                    w.push_selected(weights, &keys, &chosen, &send)?;
+                let (chosen, send) =
+                    filtered_update(keys, &values, &grad, o.l1, &mut kkt, &mut significant)?;
+                if o.reducers.keys && !chosen.is_empty() {
+                    // The batch's whole list travels (by signature once the servers hold it)
+                    // with a bitmap of the chosen keys, so a changing choice keeps the cache.
+                    w.push_selected(weights, keys, &chosen, &send)?;
+                } else if !chosen.is_empty() {
+                    // Without key caching a subset travels as its own, shorter list.
+                    let sub: Vec<u64> = chosen.iter().map(|&i| keys[i as usize]).collect();
+                    w.push(weights, &sub, &send)?;
                 }
             }
             w.clock()?;
@@ -309,8 +341,13 @@ pub fn logreg(cfg: &WorkerConfig, o: &LogRegOptions) -> Result<()> {
         }
     }
     if let Some(f) = significant.as_mut() {
-        let (k, g) = f.flush();
+        let (k, mut g) = f.flush();
         if !k.is_empty() {
+            if o.l1 > 0.0 {
+                // The push applies one shrink itself (see `filtered_update`).
+                let at = w.pull(weights, &k)?;
+                remove_own_shrink(&mut g, &at, o.l1);
+            }
             w.push(weights, &k, &g)?;
         }
     }
@@ -327,6 +364,58 @@ pub fn logreg(cfg: &WorkerConfig, o: &LogRegOptions) -> Result<()> {
     )?;
     w.finish()?;
     Ok(())
+}
+
+/// What a filtered worker pushes for one batch: the indices into `keys` of the rows to send and
+/// their values. The KKT filter drops zero weights that the step would leave at zero; the
+/// significantly-modified filter holds the rest back until their accumulated change matters.
+///
+/// With an L1 penalty the servers apply `w ← S(w − lr·g, lr·λ)` once per push, so a round the
+/// filter holds back would lose its shrink `lr·λ·sign(w)`: for a nonzero weight the filter
+/// therefore accumulates `g + λ·sign(w)` (the round's whole change, in gradient units), and a
+/// row it sends carries its accumulation minus the one shrink the server applies. Away from
+/// zero, k held-back rounds and one push then move the weight exactly as k + 1 pushes would.
+fn filtered_update(
+    keys: &[u64],
+    weights: &[f32],
+    grad: &[f32],
+    l1: f32,
+    kkt: &mut Option<KktFilter>,
+    significant: &mut Option<SigFilter>,
+) -> Result<(Vec<u32>, Vec<f32>)> {
+    let mut chosen: Vec<u32> = match kkt.as_mut() {
+        Some(f) => f.select(keys, weights, grad)?,
+        None => (0..keys.len() as u32).collect(),
+    };
+    let pick = |x: &[f32], at: &[u32]| -> Vec<f32> { at.iter().map(|&i| x[i as usize]).collect() };
+    let mut send = pick(grad, &chosen);
+    if let Some(f) = significant.as_mut() {
+        let at = pick(weights, &chosen);
+        if l1 > 0.0 {
+            for (u, w) in send.iter_mut().zip(&at) {
+                if *w != 0.0 {
+                    *u += l1 * w.signum();
+                }
+            }
+        }
+        let ks: Vec<u64> = chosen.iter().map(|&i| keys[i as usize]).collect();
+        let (sent_keys, mut sent_values) = f.offer(&ks, &send, &at)?;
+        chosen = positions_in(keys, &sent_keys);
+        if l1 > 0.0 {
+            remove_own_shrink(&mut sent_values, &pick(weights, &chosen), l1);
+        }
+        send = sent_values;
+    }
+    Ok((chosen, send))
+}
+
+/// Takes off accumulated updates the L1 shrink the server's proximal step will apply itself.
+fn remove_own_shrink(updates: &mut [f32], weights: &[f32], l1: f32) {
+    for (u, w) in updates.iter_mut().zip(weights) {
+        if *w != 0.0 {
+            *u -= l1 * w.signum();
+        }
+    }
 }
 
 /// The positions in `keys` of `subset` (both ascending; `subset` drawn from `keys`).
@@ -354,16 +443,14 @@ fn report_final(
     significant: &mut Option<SigFilter>,
     kkt: &Option<KktFilter>,
 ) -> Result<()> {
-    let mut keys: Vec<u64> = data
-        .iter()
-        .flat_map(|e| e.features.iter().copied())
-        .collect();
-    keys.sort_unstable();
-    keys.dedup();
+    // Training traffic only: the evaluation below pulls the whole model, the same for every
+    // configuration.
+    let m = w.metrics();
+    let stats = w.reducer_stats();
+    let keys = shard_keys(data);
     let model = w.pull(weights, &keys)?;
     let mut scratch = vec![0.0; keys.len()];
     let loss = batch_gradient(data, &keys, &model, &mut scratch).loss;
-    let m = w.metrics();
     let base = 1_000_000_000u64;
     let totals = [
         loss as f32,
@@ -390,9 +477,10 @@ fn report_final(
         "seconds": seconds,
         "bytes_sent": t[2] as u64,
         "bytes_received": t[3] as u64,
-        "reducers": w.reducer_stats(),
-        "significant": significant.as_ref().map(SigFilter::counts),
-        "kkt": kkt.as_ref().map(KktFilter::counts),
+        // Rank 0's own counts (bytes above are summed over every worker).
+        "rank0_reducers": stats,
+        "rank0_significant": significant.as_ref().map(SigFilter::counts),
+        "rank0_kkt": kkt.as_ref().map(KktFilter::counts),
     });
     println!("RESULT {result}");
     Ok(())
@@ -447,6 +535,40 @@ mod tests {
         assert_eq!(positions_in(&keys, &[5, 12, 40]), vec![1, 3, 4]);
         assert_eq!(positions_in(&keys, &[]), Vec::<u32>::new());
         assert_eq!(positions_in(&keys, &[2]), vec![0]);
+    }
+
+    #[test]
+    fn rounds_the_significance_filter_holds_back_keep_their_l1_shrink() {
+        // One weight far from zero gets the same gradient every round; the filter holds most
+        // rounds back, yet the server's weight ends where one proximal step per round puts it.
+        let (lr, l1, g) = (0.5f32, 1e-3f32, 0.011f32);
+        let prox = |w: f32, g: f32| {
+            let z = w - lr * g;
+            z.signum() * (z.abs() - lr * l1).max(0.0)
+        };
+        let (mut every_round, mut server, mut pushes) = (1.0f32, 1.0f32, 0);
+        let mut significant = Some(SigFilter::new(1, 0.05, 1e-4).unwrap());
+        for _ in 0..10 {
+            every_round = prox(every_round, g);
+            let (chosen, send) =
+                filtered_update(&[7], &[server], &[g], l1, &mut None, &mut significant).unwrap();
+            if !chosen.is_empty() {
+                server = prox(server, send[0]);
+                pushes += 1;
+            }
+        }
+        let (rest, mut values) = significant.as_mut().unwrap().flush();
+        if !rest.is_empty() {
+            remove_own_shrink(&mut values, &[server], l1);
+            server = prox(server, values[0]);
+            pushes += 1;
+        }
+        assert!(pushes <= 3, "the filter held rounds back: {pushes} pushes");
+        // Without the correction the server would miss 10 − pushes shrinks of lr·λ = 5e-4.
+        assert!(
+            (server - every_round).abs() < 1e-5,
+            "server {server}, one step per round {every_round}"
+        );
     }
 
     #[test]
