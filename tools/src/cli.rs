@@ -115,7 +115,8 @@ pub enum Command {
     Train(TrainCommand),
 
     /// Plot objective against seconds for one or more JSON-lines traces (`train --json`), one
-    /// colour per trace in order: blue, orange, green, red, purple, brown, pink, grey.
+    /// colour per trace in order (blue, orange, green, red, purple, brown, pink, grey), with a
+    /// legend naming each by its file name.
     Plot(PlotArgs),
 }
 
@@ -129,9 +130,9 @@ pub enum DataCommand {
     /// Print rows, features (largest index + 1, and distinct), nonzeros and label balance.
     Info(InfoArgs),
 
-    /// Cut random square patches from binary PGM/PPM images (colour averaged to grey), remove
-    /// each patch's mean, ZCA-whiten the set and write one patch per line (input of
-    /// `train rica`).
+    /// Cut random square patches from PNG, JPEG or binary PGM/PPM images (colour averaged to
+    /// grey), remove each patch's mean, ZCA-whiten the set and write one patch per line (input
+    /// of `train rica`).
     Patches(PatchesArgs),
 }
 
@@ -154,7 +155,16 @@ pub struct PatchesArgs {
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
 
-    /// Images (binary PGM `P5` or PPM `P6`, 8-bit).
+    /// Shrink each image by this factor first (averaging F×F blocks): patches of a shrunk
+    /// photograph hold more structure and less sensor noise.
+    #[arg(long, value_name = "F", default_value_t = 1, value_parser = positive_count)]
+    pub downscale: usize,
+
+    /// ZCA regulariser ε added to the covariance eigenvalues (larger: smoother whitening).
+    #[arg(long, value_name = "ε", default_value_t = 1e-2)]
+    pub epsilon: f64,
+
+    /// Images: PNG, JPEG, or binary PGM `P5` / PPM `P6` (8-bit).
     #[arg(required = true, value_name = "IMAGE")]
     pub images: Vec<PathBuf>,
 }
@@ -243,6 +253,19 @@ pub struct RicaArgs {
     /// Worker processes.
     #[arg(long, value_name = "W", value_parser = positive_count, default_value_t = 2)]
     pub workers: usize,
+
+    /// Save the learned filters, one per line.
+    #[arg(long, value_name = "FILE")]
+    pub save: Option<PathBuf>,
+
+    /// Draw the learned filters as a grid of tiles (PNG; each filter scaled on its own, zero is
+    /// mid grey).
+    #[arg(long, value_name = "FILE.png")]
+    pub plot: Option<PathBuf>,
+
+    /// Pixels per filter value in the grid.
+    #[arg(long, value_name = "Z", value_parser = positive_count, default_value_t = 4)]
+    pub zoom: usize,
 }
 
 /// Flags of `ferrops train l1lr`.
@@ -289,7 +312,12 @@ pub struct L1lrArgs {
     #[arg(long, value_name = "TRACE.jsonl")]
     pub json: Option<PathBuf>,
 
-    /// Plot objective against seconds as PNG.
+    /// KKT filter: workers skip the gradients of zero weights predicted to stay zero (|g| well
+    /// inside λ at the previous update), with every key pushed every few iterations.
+    #[arg(long)]
+    pub kkt: bool,
+
+    /// Plot objective against seconds as PNG (axes, tick labels, titles).
     #[arg(long, value_name = "FILE.png")]
     pub plot: Option<PathBuf>,
 }
