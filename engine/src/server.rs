@@ -283,6 +283,40 @@ pub(crate) fn reply_control(io: &mut Io<'_>, peer: PeerId, msg: &Control) {
     }
 }
 
+/// Sends a pull reply with raw values: over RDMA, when the request named a registered buffer
+/// of the worker (`VALUES_TO_REMOTE`), the values are written straight into it; otherwise they
+/// travel in the frame. A named buffer too small for the reply is refused.
+fn send_raw_pull_reply(
+    io: &mut Io<'_>,
+    peer: PeerId,
+    request: &Frame,
+    frame: &mut FrameParts<'_>,
+) -> Result<Result<(), ferrops_net::NetError>, Refusal> {
+    #[cfg(feature = "rdma")]
+    if request.header.flags & flags::VALUES_TO_REMOTE != 0 && io.is_rdma(peer) {
+        let Some(dest) = ferrops_net::rdma::RemoteBuf::from_bytes(request.extra()) else {
+            return Err(Refusal::new(
+                Status::BadFrame,
+                "a direct pull must name its buffer in 16 bytes of extra",
+            ));
+        };
+        let len: usize = frame.values.iter().map(|v| v.len()).sum();
+        if len > dest.len as usize {
+            return Err(Refusal::new(
+                Status::BadValues,
+                format!(
+                    "the reply has {len} bytes of values; the named buffer holds {}",
+                    dest.len
+                ),
+            ));
+        }
+        return Ok(io.send_values_to(peer, frame, dest));
+    }
+    #[cfg(not(feature = "rdma"))]
+    let _ = request;
+    Ok(io.send(peer, frame))
+}
+
 /// A request-level refusal: the peer is told, the connection stays.
 struct Refusal {
     status: Status,
@@ -703,7 +737,7 @@ impl Server {
                 values: &slices,
                 extra: &[],
             };
-            io.send(peer, &mut frame)
+            send_raw_pull_reply(io, peer, &request.frame, &mut frame)?
         } else {
             store.gather(&resolved.slots, &mut gather);
             io.metrics().values_copied(gather.len() * 4);
@@ -714,7 +748,7 @@ impl Server {
                 values: &bytes,
                 extra: &[],
             };
-            io.send(peer, &mut frame)
+            send_raw_pull_reply(io, peer, &request.frame, &mut frame)?
         };
         self.gather = gather;
         if let Err(e) = sent {

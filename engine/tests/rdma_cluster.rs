@@ -143,3 +143,48 @@ fn forced_rdma_refuses_a_server_without_it() {
     // The scheduler saw the worker go; let the server and scheduler wind down on their own.
     drop(job);
 }
+
+#[test]
+fn bulk_pull_into_over_rdma_copies_no_value_on_the_worker() {
+    if !have_rdma("bulk_pull_into_over_rdma_copies_no_value_on_the_worker") {
+        return;
+    }
+    const N: u64 = 500_000; // 2 MB of values: bulk transfers to both servers
+    let job = start(
+        &[TransportMode::Rdma, TransportMode::Rdma],
+        1,
+        TransportMode::Rdma,
+    );
+    let copied = job.run_workers(1, |w| {
+        let table = w.declare_table(TableSpec::new("t", 1)).unwrap();
+        let keys = spread(N);
+        let values: Vec<f32> = (0..N).map(|i| (i % 1000) as f32).collect();
+        w.push(table, &keys, &values).unwrap();
+        let mut out = vec![-1.0f32; N as usize];
+        let before = w.metrics().value_bytes_copied;
+        w.pull_into(table, &keys, &mut out).unwrap();
+        let pulled_copies = w.metrics().value_bytes_copied - before;
+        assert_eq!(out, values, "every value arrived in place");
+        // The convenience form (a fresh Vec per call) takes the values from the frame.
+        let before = w.metrics().value_bytes_copied;
+        assert_eq!(w.pull(table, &keys).unwrap(), values);
+        let owned_copies = w.metrics().value_bytes_copied - before;
+        w.finish().unwrap();
+        (pulled_copies, owned_copies)
+    });
+    let (_, reports) = job.join();
+    let server_copies: u64 = reports.iter().map(|r| r.net.value_bytes_copied).sum();
+    println!(
+        "value bytes copied for {} bytes pulled: worker pull_into {}, worker pull {}, servers {} \
+         (push staging and both pulls' staging on the servers)",
+        N * 4,
+        copied[0].0,
+        copied[0].1,
+        server_copies
+    );
+    assert_eq!(
+        copied[0].0, 0,
+        "pull_into over RDMA copies no value on the worker"
+    );
+    assert_eq!(copied[0].1, N * 4, "pull copies each value once");
+}

@@ -380,6 +380,14 @@ impl EventLoop {
         let mut spin_until: Option<Instant> = None;
         while !handler.should_stop() {
             let spinning = spin_until.is_some_and(|t| Instant::now() < t);
+            if backlog.is_empty() && !spinning {
+                // About to sleep: RDMA fds must be re-armed, and anything already there read.
+                self.prepare_rdma_sleep(&mut backlog, &mut closed);
+                self.report_closed(handler, &mut closed);
+            } else if spinning {
+                // Soft-RoCE does its work in kernel threads that need this CPU now and then.
+                std::thread::yield_now();
+            }
             let timeout = if backlog.is_empty() && !spinning {
                 self.tick.saturating_sub(last_tick.elapsed())
             } else {
@@ -497,6 +505,25 @@ impl EventLoop {
                     tracing::warn!("accept failed: {e}");
                     return Ok(());
                 }
+            }
+        }
+    }
+
+    /// Re-arms every RDMA connection's fd before a sleep; those with a frame already waiting go
+    /// to `backlog` (read now instead of sleeping).
+    fn prepare_rdma_sleep(
+        &mut self,
+        backlog: &mut Vec<PeerId>,
+        closed: &mut Vec<(PeerId, CloseReason)>,
+    ) {
+        for id in 0..self.peers.len() {
+            let Some(link) = self.peers[id].as_mut().filter(|l| l.is_rdma()) else {
+                continue;
+            };
+            match link.prepare_sleep() {
+                Ok(true) => backlog.push(id),
+                Ok(false) => {}
+                Err(e) => self.io(closed).close(id, CloseReason::Error(e.to_string())),
             }
         }
     }

@@ -154,6 +154,35 @@ impl Link {
         }
     }
 
+    /// Before the caller sleeps on this link's fd: `Ok(true)` when it must not, because a frame
+    /// (or the peer's goodbye) is already there. TCP links never have one hidden.
+    pub fn prepare_sleep(&mut self) -> Result<bool, NetError> {
+        match self {
+            Link::Tcp(_) => Ok(false),
+            #[cfg(feature = "rdma")]
+            Link::Rdma(c) => Ok(c.prepare_sleep()?),
+        }
+    }
+
+    /// Registers `len` bytes at `ptr` for the peer's writes when this is an RDMA link
+    /// (`Ok(None)` on TCP); see [`RdmaConn::register_raw`].
+    ///
+    /// # Safety
+    /// As [`RdmaConn::register_raw`]: the memory stays alive and in place, and unread, for as
+    /// long as the registration lives.
+    #[cfg(feature = "rdma")]
+    pub unsafe fn register_for_peer_writes(
+        &self,
+        ptr: *mut u8,
+        len: usize,
+    ) -> Result<Option<crate::rdma::Registration<'static>>, NetError> {
+        match self {
+            Link::Tcp(_) => Ok(None),
+            // SAFETY: forwarded from the caller.
+            Link::Rdma(c) => Ok(Some(unsafe { c.register_raw(ptr, len) }?)),
+        }
+    }
+
     /// Moves queued output along; `Ok(true)` once nothing waits.
     pub fn flush(&mut self) -> Result<bool, NetError> {
         match self {

@@ -31,6 +31,10 @@ pub mod flags {
     /// A pull that wants only the rows changed since this worker's last such pull; the extra
     /// section is the threshold θ (f32, little-endian). The reply is `VALUES_MASKED`.
     pub const PULL_CHANGED: u8 = 8;
+    /// A pull over RDMA whose extra section is a 16-byte `RemoteBuf` naming memory the worker
+    /// registered for it: the server RDMA-writes the reply's values there and sends the reply
+    /// frame without them (the zero-copy pull).
+    pub const VALUES_TO_REMOTE: u8 = 16;
 }
 
 /// What a frame asks for or answers.

@@ -226,6 +226,16 @@ impl ClientIo {
                     // Soft-RoCE works in kernel threads that need this CPU now and then.
                     std::thread::yield_now();
                 }
+                // RDMA fds must be re-armed before the sleep; a frame found meanwhile is read
+                // instead.
+                let mut ready = false;
+                for link in self.servers.iter_mut() {
+                    ready |= link.prepare_sleep()?;
+                }
+                if ready {
+                    self.read_available(lent)?;
+                    return Ok(());
+                }
             }
             match self.poll.poll(&mut self.events, timeout) {
                 Ok(()) => {}

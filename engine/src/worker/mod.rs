@@ -5,6 +5,7 @@
 //! search (keys are never copied) and sent as one frame per server, written straight from the
 //! caller's slices. Progress is driven by the calling thread while it waits.
 
+mod direct;
 mod io;
 mod pending;
 
@@ -325,7 +326,16 @@ impl Worker {
     ) -> Result<(), EngineError> {
         let mut st = self.lock();
         let into = PullInto::Borrowed;
-        let ticket = self.send_pull(&mut st, table, keys, out.len(), into, changed_theta)?;
+        // Over RDMA, plain pulls of raw values name `out` to the servers, which write the
+        // values straight into it (registrations live until this call returns).
+        let raw = st
+            .tables
+            .get(&table.0)
+            .is_some_and(|t| t.codec() == ferrops_net::codec::ValueCodec::Raw);
+        let out_len = out.len();
+        let direct = (changed_theta.is_none() && raw).then_some(&mut *out);
+        let (ticket, _registrations) =
+            self.send_pull(&mut st, table, keys, out_len, into, changed_theta, direct)?;
         let mut lent = Some(Lent {
             ticket,
             values: out,
@@ -359,10 +369,14 @@ impl Worker {
             .dim as usize;
         buf.resize(keys.len() * dim, 0.0);
         let len = buf.len();
-        self.send_pull(&mut st, table, keys, len, PullInto::Owned(buf), None)
-            .map(Ticket)
+        self.send_pull(&mut st, table, keys, len, PullInto::Owned(buf), None, None)
+            .map(|(ticket, _)| Ticket(ticket))
     }
 
+    /// Sends the parts of a pull. With `direct` (the caller's destination, which must outlive
+    /// the returned registrations), parts big enough and bound for an RDMA server name their
+    /// slice of it in the request, and the server writes the values there.
+    #[allow(clippy::too_many_arguments)]
     fn send_pull(
         &self,
         st: &mut State,
@@ -371,7 +385,10 @@ impl Worker {
         out_len: usize,
         into: PullInto,
         changed_theta: Option<f32>,
-    ) -> Result<u64, EngineError> {
+        direct: Option<&mut [f32]>,
+    ) -> Result<(u64, Vec<direct::DirectDest>), EngineError> {
+        let mut registrations = Vec::new();
+        let direct_base = direct.map(|d| d.as_mut_ptr());
         let spec = st
             .tables
             .get(&table.0)
@@ -396,7 +413,7 @@ impl Worker {
             let mut frame = part_frame(
                 header,
                 request,
-                &keys[idx],
+                &keys[idx.clone()],
                 signature,
                 (cache, packing),
                 &mut key_buf,
@@ -407,9 +424,26 @@ impl Worker {
                 frame.header.flags |= flags::PULL_CHANGED;
                 frame.extra = bytes;
             }
+            let mut remote = [0u8; 16];
+            if let Some(base) = direct_base {
+                let link = &io.servers[server as usize];
+                let floats = (idx.end - idx.start) * dim;
+                // SAFETY: `base` points to the caller's destination of `out_len` floats, which
+                // outlives the registrations this function returns and is not read until the
+                // pull completed; the part's slice lies inside it (`check_value_count` above).
+                let reg = unsafe { direct::register(link, base.add(idx.start * dim), floats) }?;
+                if let Some(reg) = reg {
+                    remote = reg.remote_bytes();
+                    frame.header.flags |= flags::VALUES_TO_REMOTE;
+                    registrations.push(reg);
+                }
+            }
+            if frame.header.flags & flags::VALUES_TO_REMOTE != 0 {
+                frame.extra = &remote;
+            }
             st.io.send(Some(server), &mut frame, &mut None)?;
         }
-        Ok(ticket)
+        Ok((ticket, registrations))
     }
 
     fn request_header(&self, st: &State, op: Opcode, table: TableId) -> Header {

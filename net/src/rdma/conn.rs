@@ -577,6 +577,23 @@ impl RdmaConn {
             .map_err(|e| RdmaError::verbs("ibv_post_recv", e))
     }
 
+    /// Registers `len` bytes at `ptr` for the peer's RDMA writes, without a borrow: for a
+    /// caller that must keep using the buffer (e.g. lend it to a reader) while the peer may
+    /// write into it.
+    ///
+    /// # Safety
+    /// `ptr..ptr + len` must stay allocated and in place until the returned registration is
+    /// dropped, and nothing may rely on its contents while the peer may write into it.
+    pub unsafe fn register_raw(
+        &self,
+        ptr: *mut u8,
+        len: usize,
+    ) -> Result<Registration<'static>, RdmaError> {
+        // SAFETY: the caller keeps the memory alive and in place for the registration's life.
+        let buf = unsafe { std::slice::from_raw_parts_mut(ptr, len) };
+        Registration::new(&self.pd, buf)
+    }
+
     /// Registers `buf` so that the peer can RDMA-write into it (see [`RemoteBuf`]).
     pub fn register<'a>(&self, buf: &'a mut [u8]) -> Result<Registration<'a>, RdmaError> {
         Registration::new(&self.pd, buf)
@@ -884,6 +901,14 @@ impl RdmaConn {
         Ok(())
     }
 
+    /// Makes the fd trustworthy for a sleep: takes the completion channel's events, re-arms
+    /// the notification, then handles whatever completed meanwhile. `Ok(true)` when a frame is
+    /// ready (do not sleep: [`RdmaConn::try_recv_frame`] has it).
+    pub fn prepare_sleep(&mut self) -> Result<bool, RdmaError> {
+        self.progress()?;
+        Ok(!self.ready.is_empty() || (self.closed && self.ready.is_empty()))
+    }
+
     /// Acknowledges completion-channel events and re-arms the notification.
     fn drain_channel(&mut self) -> Result<(), RdmaError> {
         let mut events = 0u32;
@@ -1134,9 +1159,16 @@ impl RdmaConn {
 
     /// The next whole frame, if one has arrived. `Err(Closed)` once the peer has gone and
     /// every frame it sent was taken.
+    ///
+    /// It only polls the completion queue (no system call), so it is cheap to call in a busy
+    /// loop; before sleeping on the fd, call [`RdmaConn::prepare_sleep`].
     pub fn try_recv_frame(&mut self) -> Result<Option<Frame>, RdmaError> {
         if self.ready.is_empty() {
-            self.progress()?;
+            self.poll_cq()?;
+            self.flush_pending()?;
+            if let Some(why) = &self.failed {
+                return Err(RdmaError::Protocol(why.clone()));
+            }
         }
         let Some(ready) = self.ready.pop_front() else {
             self.check_usable()?;

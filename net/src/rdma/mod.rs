@@ -27,7 +27,10 @@
 //!   TCP delivers it); [`RdmaConn::recv_frame`] waits for one.
 //! * The connection implements [`std::os::fd::AsRawFd`]: the fd of its completion channel.
 //!   Register it with mio (`SourceFd`, readable, edge-triggered) and call `try_recv_frame`
-//!   until it returns `None` whenever it fires; `progress` re-arms the notification.
+//!   until it returns `None` whenever it fires. `try_recv_frame` only polls the completion
+//!   queue (cheap enough to spin on); before sleeping on the fd, call
+//!   [`RdmaConn::prepare_sleep`], which takes the channel's events and re-arms it, and skip
+//!   the sleep when it says a frame is ready.
 //!
 //! # Protocol
 //!
