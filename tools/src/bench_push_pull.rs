@@ -2,7 +2,10 @@
 //! (scheduler and servers as child processes, workers as threads of this process, each with its
 //! own connections), mirroring ps-lite's `test_kv_app_benchmark`. With `--floor`, the same
 //! request and response sizes are also timed over raw TCP in the same run, and our figures are
-//! reported as ratios of that floor.
+//! reported as ratios of that floor. Over RDMA (`--transport rdma`, or `auto` where a device
+//! is up) `--floor` also runs perftest's `ib_send_lat` and `ib_write_lat` on the same device
+//! with the request's size, and reports our round trips as ratios of theirs (perftest prints
+//! one-way latency, half its round trip; the ratio uses the round trip).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,6 +32,9 @@ struct Samples {
     pull_us: Vec<f64>,
     net: MetricsSnapshot,
     reducers: ReducerStats,
+    /// Server connections over RDMA, and in all.
+    rdma_connections: usize,
+    connections: usize,
 }
 
 /// Bytes the workers sent, per frame section.
@@ -47,11 +53,26 @@ struct Floor {
     stream: ThroughputStats,
     push_p50_ratio: f64,
     pull_p50_ratio: f64,
+    /// perftest on the RDMA device (RDMA runs only).
+    perftest: Option<PerftestFloor>,
+}
+
+/// perftest's latency on the device, as round trips, and our p50 round trips over them.
+#[derive(Debug, Serialize)]
+struct PerftestFloor {
+    device: String,
+    /// `ib_send_lat` with the push request's size: twice its typical one-way latency.
+    send_round_trip_us: f64,
+    /// `ib_write_lat` with the push request's size: twice its typical one-way latency.
+    write_round_trip_us: f64,
+    push_p50_ratio: f64,
+    pull_p50_ratio: f64,
 }
 
 #[derive(Debug, Serialize)]
 struct Report {
     bench: &'static str,
+    /// What the connections really used: `rdma`, `tcp`, or `mixed`.
     transport: &'static str,
     servers: usize,
     workers: usize,
@@ -82,6 +103,7 @@ pub fn run(args: &PushPullArgs) -> Result<()> {
     let keys = Arc::new(spread_keys(args.keys as usize));
     let mut spec = LocalSpec::new(args.servers, args.workers)?;
     spec.shutdown_grace = Duration::from_secs(30);
+    spec.transport = Some(args.transport.mode());
     let cluster = LocalCluster::start(&spec).context("starting the benchmark cluster")?;
     let cfg = cluster.worker_config();
     let handles: Vec<_> = (0..args.workers)
@@ -99,6 +121,8 @@ pub fn run(args: &PushPullArgs) -> Result<()> {
         all.pull_us.extend(s.pull_us);
         add_metrics(&mut all.net, &s.net);
         all.reducers.merge(&s.reducers);
+        all.rdma_connections += s.rdma_connections;
+        all.connections += s.connections;
     }
     cluster
         .wait(Duration::from_secs(60))
@@ -113,7 +137,10 @@ pub fn run(args: &PushPullArgs) -> Result<()> {
 
 fn run_joined(args: &PushPullArgs) -> Result<()> {
     check_args(args)?;
-    let cfg = crate::worker_config_from_env().context("joining the job")?;
+    let mut cfg = crate::worker_config_from_env().context("joining the job")?;
+    if args.transport != Transport::Auto {
+        cfg.cluster.transport = args.transport.mode();
+    }
     let mut args = args.clone();
     args.servers = cfg.cluster.num_servers;
     args.workers = cfg.cluster.num_workers;
@@ -128,15 +155,8 @@ fn run_joined(args: &PushPullArgs) -> Result<()> {
 }
 
 fn check_args(args: &PushPullArgs) -> Result<()> {
-    match args.transport {
-        Transport::Tcp => {}
-        Transport::Auto => {
-            tracing::info!("transport auto: no RDMA transport in this build, using tcp")
-        }
-        other => {
-            bail!("transport {other:?} is not available in this build yet; use --transport tcp")
-        }
-    }
+    // Fail before starting anything when RDMA is demanded but unavailable.
+    ferrops_net::transport::resolve(args.transport.mode())?;
     ensure!(
         args.keys > 0 && args.iters > 0 && args.val_len > 0,
         "keys, iters and val-len must be positive"
@@ -189,6 +209,8 @@ fn worker_loop(
     }
     s.net = w.metrics();
     s.reducers = w.reducer_stats();
+    s.rdma_connections = w.rdma_connections();
+    s.connections = cfg.cluster.total_shards();
     w.finish()?;
     Ok(s)
 }
@@ -220,19 +242,29 @@ fn build_report(args: &PushPullArgs, all: &mut Samples) -> Result<Report> {
         let push_rt = floor::tcp_ping_pong(push_req, HEADER_LEN, iters, args.warmup.max(1))?;
         let pull_rt = floor::tcp_ping_pong(pull_req, pull_resp, iters, args.warmup.max(1))?;
         let stream = floor::tcp_stream(push_req, 1 << 20)?;
+        let perftest = if all.rdma_connections > 0 {
+            perftest_floor(args, push_req, &push, &pull)?
+        } else {
+            None
+        };
         Some(Floor {
             push_p50_ratio: push.p50_us / push_rt.p50_us,
             pull_p50_ratio: pull.p50_us / pull_rt.p50_us,
             push_round_trip: push_rt,
             pull_round_trip: pull_rt,
             stream,
+            perftest,
         })
     } else {
         None
     };
     Ok(Report {
         bench: "push-pull",
-        transport: "tcp",
+        transport: match (all.rdma_connections, all.connections) {
+            (0, _) => "tcp",
+            (r, n) if r == n => "rdma",
+            _ => "mixed",
+        },
         servers: args.servers,
         workers: args.workers,
         keys: args.keys,
@@ -283,7 +315,65 @@ fn print_human(r: &Report) {
             "  ratio to raw TCP (p50): push {:.2}×, pull {:.2}×",
             f.push_p50_ratio, f.pull_p50_ratio
         );
+        if let Some(p) = &f.perftest {
+            println!(
+                "  perftest on {}: ib_send_lat round trip {:.1} µs, ib_write_lat round trip {:.1} µs",
+                p.device, p.send_round_trip_us, p.write_round_trip_us
+            );
+            println!(
+                "  ratio to perftest ib_send_lat (p50): push {:.2}×, pull {:.2}×",
+                p.push_p50_ratio, p.pull_p50_ratio
+            );
+        }
     }
+}
+
+/// perftest's send and write latency on the device this run used, with the push request's
+/// size. A failure to run perftest fails the benchmark when `--transport rdma` was asked for
+/// (the floor is part of what was asked) and is reported otherwise.
+fn perftest_floor(
+    args: &PushPullArgs,
+    size: usize,
+    push: &LatencyStats,
+    pull: &LatencyStats,
+) -> Result<Option<PerftestFloor>> {
+    use ferrops_net::rdma::floor::{run_perftest, PerftestTool};
+    let Some(dev) = ferrops_net::transport::resolve(args.transport.mode())? else {
+        return Ok(None);
+    };
+    let Some(ip) = dev.ipv4 else {
+        bail!(
+            "perftest floor: RDMA device {} has no IPv4 address",
+            dev.device
+        );
+    };
+    let port = free_tcp_port()?;
+    let iterations = 1000;
+    let run = |tool| match run_perftest(tool, &dev.device, ip, port, size, iterations) {
+        Ok(lat) => Ok(Some(2.0 * lat.typical_us)),
+        Err(e) if args.transport == Transport::Rdma => bail!("perftest floor: {e}"),
+        Err(e) => {
+            eprintln!("perftest floor skipped: {e}");
+            Ok(None)
+        }
+    };
+    let (Some(send), Some(write)) = (run(PerftestTool::SendLat)?, run(PerftestTool::WriteLat)?)
+    else {
+        return Ok(None);
+    };
+    Ok(Some(PerftestFloor {
+        device: dev.device,
+        send_round_trip_us: send,
+        write_round_trip_us: write,
+        push_p50_ratio: push.p50_us / send,
+        pull_p50_ratio: pull.p50_us / send,
+    }))
+}
+
+/// A TCP port nobody listens on now (perftest exchanges queue pair details over TCP).
+fn free_tcp_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind(("0.0.0.0", 0)).context("finding a free port")?;
+    Ok(l.local_addr()?.port())
 }
 
 #[cfg(test)]

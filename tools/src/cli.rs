@@ -366,6 +366,12 @@ pub struct ClusterFlags {
     #[arg(long, value_name = "IP:PORT")]
     pub bind: Option<String>,
 
+    /// Transport between workers and servers: auto (RDMA where a verbs device with an active
+    /// port exists, TCP elsewhere), rdma or tcp [env: FERROPS_TRANSPORT] [file: transport]
+    /// [default: auto]
+    #[arg(long, value_name = "auto|rdma|tcp")]
+    pub transport: Option<String>,
+
     /// How long to wait for the scheduler, in milliseconds [env: FERROPS_CONNECT_TIMEOUT_MS]
     /// [file: connect_timeout_ms] [default: 30000]
     #[arg(long, value_name = "MS")]
@@ -504,12 +510,21 @@ pub struct ReducersArgs {
 pub enum Transport {
     /// TCP sockets.
     Tcp,
-    /// RDMA verbs (RoCE / InfiniBand).
+    /// RDMA verbs (RoCE / InfiniBand); fails where no device is up.
     Rdma,
-    /// Shared memory between processes on one host.
-    Shm,
-    /// The fastest transport available between each pair of nodes.
+    /// RDMA where a verbs device with an active port exists, TCP otherwise.
     Auto,
+}
+
+impl Transport {
+    /// The engine's setting for this choice.
+    pub fn mode(self) -> ferrops_net::TransportMode {
+        match self {
+            Transport::Tcp => ferrops_net::TransportMode::Tcp,
+            Transport::Rdma => ferrops_net::TransportMode::Rdma,
+            Transport::Auto => ferrops_net::TransportMode::Auto,
+        }
+    }
 }
 
 /// Flags of `ferrops bench push-pull`.
@@ -536,10 +551,12 @@ pub struct PushPullArgs {
     pub workers: usize,
 
     /// Transport between workers and servers.
-    #[arg(long, value_enum, default_value_t = Transport::Tcp)]
+    #[arg(long, value_enum, default_value_t = Transport::Auto)]
     pub transport: Transport,
 
-    /// Also measure the raw TCP floor and report ratios against it.
+    /// Also measure the floor in the same run and report ratios against it: raw TCP
+    /// ping-pong of the same sizes, and over RDMA also perftest's ib_send_lat / ib_write_lat on
+    /// the same device.
     #[arg(long)]
     pub floor: bool,
 
@@ -653,7 +670,7 @@ mod tests {
             panic!("not push-pull")
         };
         assert_eq!(args.keys, 10_000_000);
-        assert_eq!(args.transport, Transport::Tcp);
+        assert_eq!(args.transport, Transport::Auto);
         assert!(!args.floor && !args.json);
     }
 

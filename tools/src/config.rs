@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use ferrops_engine::config::{ClusterConfig, SchedulerConfig, ServerConfig, WorkerConfig};
-use ferrops_net::FrameLimits;
+use ferrops_net::{FrameLimits, TransportMode};
 use serde::Deserialize;
 
 use crate::cli::ClusterFlags;
@@ -42,6 +42,8 @@ pub const ENV_BIND: &str = "FERROPS_BIND";
 pub const ENV_SECRET: &str = "FERROPS_SECRET";
 /// Environment variable with the connect timeout in milliseconds.
 pub const ENV_CONNECT_TIMEOUT_MS: &str = "FERROPS_CONNECT_TIMEOUT_MS";
+/// Worker↔server transport: `auto`, `rdma` or `tcp`.
+pub const ENV_TRANSPORT: &str = "FERROPS_TRANSPORT";
 
 /// How long a node waits for the scheduler unless configured otherwise.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -219,6 +221,7 @@ struct Settings {
     connect_timeout: Duration,
     limits: FrameLimits,
     server_shards: Option<usize>,
+    transport: TransportMode,
 }
 
 impl Settings {
@@ -249,6 +252,7 @@ impl Settings {
         cluster.secret = self.secret.clone();
         cluster.connect_timeout = self.connect_timeout;
         cluster.server_shards = self.server_shards.unwrap_or(1);
+        cluster.transport = self.transport;
         Ok(cluster)
     }
 }
@@ -298,6 +302,12 @@ const SERVER_SHARDS: Setting = Setting {
     env: ENV_SERVER_SHARDS,
     key: "server_shards",
 };
+const TRANSPORT: Setting = Setting {
+    flag: "--transport",
+    flag_value: |flags| flags.transport.as_ref(),
+    env: ENV_TRANSPORT,
+    key: "transport",
+};
 const CONNECT_TIMEOUT_MS: Setting = Setting {
     flag: "--connect-timeout-ms",
     flag_value: |flags| flags.connect_timeout_ms.as_ref(),
@@ -334,6 +344,7 @@ struct FileSettings {
     secret: Option<String>,
     connect_timeout_ms: Option<u64>,
     server_shards: Option<u64>,
+    transport: Option<String>,
     limits: Option<FileLimits>,
 }
 
@@ -376,6 +387,7 @@ impl FileLayer {
                 parsed.connect_timeout_ms.map(|n| n.to_string()),
             ),
             ("server_shards", parsed.server_shards.map(|n| n.to_string())),
+            ("transport", parsed.transport),
         ];
         Ok(Self {
             origin: file.origin.clone(),
@@ -490,6 +502,9 @@ fn resolve_settings(
         connect_timeout: timeout_ms.map_or(DEFAULT_CONNECT_TIMEOUT, Duration::from_millis),
         limits: layers.limits()?,
         server_shards: layers.get(&SERVER_SHARDS, parse_count)?,
+        transport: layers
+            .get(&TRANSPORT, |t| t.parse::<TransportMode>())?
+            .unwrap_or_default(),
     })
 }
 
@@ -633,6 +648,38 @@ mod tests {
         assert_eq!(cfg.cluster.server_shards, 3);
         with_env.insert(ENV_SERVER_SHARDS.into(), "0".into());
         assert!(worker_config(&ClusterFlags::default(), &with_env, None).is_err());
+    }
+
+    #[test]
+    fn transport_layers_like_every_setting_and_rejects_unknown_names() {
+        let base = env(&[
+            (ENV_NUM_SERVERS, "1"),
+            (ENV_NUM_WORKERS, "2"),
+            (ENV_SCHEDULER, "127.0.0.1:7000"),
+        ]);
+        let cfg = worker_config(&ClusterFlags::default(), &base, None).unwrap();
+        assert_eq!(cfg.cluster.transport, TransportMode::Auto);
+        let from_file = Some(file("transport = \"tcp\""));
+        let cfg = worker_config(&ClusterFlags::default(), &base, from_file.as_ref()).unwrap();
+        assert_eq!(cfg.cluster.transport, TransportMode::Tcp);
+        let mut with_env = base.clone();
+        with_env.insert(ENV_TRANSPORT.into(), "rdma".into());
+        let cfg = worker_config(&ClusterFlags::default(), &with_env, from_file.as_ref()).unwrap();
+        assert_eq!(cfg.cluster.transport, TransportMode::Rdma);
+        let flags = ClusterFlags {
+            transport: Some("tcp".into()),
+            ..Default::default()
+        };
+        let cfg = worker_config(&flags, &with_env, None).unwrap();
+        assert_eq!(cfg.cluster.transport, TransportMode::Tcp);
+        with_env.insert(ENV_TRANSPORT.into(), "infiniband".into());
+        let err = worker_config(&ClusterFlags::default(), &with_env, None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("infiniband") && err.contains(ENV_TRANSPORT),
+            "{err}"
+        );
     }
 
     #[test]

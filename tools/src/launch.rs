@@ -26,8 +26,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use ferrops_engine::config::{ClusterConfig, WorkerConfig};
+use ferrops_net::TransportMode;
 
-use crate::config::{ENV_BIND, ENV_NUM_SERVERS, ENV_NUM_WORKERS, ENV_ROLE, ENV_SCHEDULER};
+use crate::config::{
+    ENV_BIND, ENV_NUM_SERVERS, ENV_NUM_WORKERS, ENV_ROLE, ENV_SCHEDULER, ENV_TRANSPORT,
+};
 
 /// The line prefix the scheduler announces its address with on stdout.
 pub const ANNOUNCE_PREFIX: &str = "FERROPS_SCHEDULER=";
@@ -61,6 +64,9 @@ pub struct LocalSpec {
     pub shutdown_grace: Duration,
     /// Prefix every line of the children's output with `[server 0]`, `[worker 1]`, ...
     pub prefix_output: bool,
+    /// Worker↔server transport of every node; `None` leaves it to each child's environment
+    /// (`FERROPS_TRANSPORT`, default auto).
+    pub transport: Option<TransportMode>,
 }
 
 impl LocalSpec {
@@ -76,6 +82,7 @@ impl LocalSpec {
             startup_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(10),
             prefix_output: true,
+            transport: None,
         })
     }
 
@@ -147,6 +154,7 @@ pub struct LocalCluster {
     scheduler: Option<SocketAddr>,
     servers: usize,
     workers: usize,
+    transport: Option<TransportMode>,
 }
 
 impl LocalCluster {
@@ -165,7 +173,11 @@ impl LocalCluster {
 
     /// Cluster settings for a node of this cluster.
     pub fn cluster_config(&self) -> ClusterConfig {
-        ClusterConfig::new(self.scheduler_addr(), self.servers, self.workers)
+        let mut cfg = ClusterConfig::new(self.scheduler_addr(), self.servers, self.workers);
+        if let Some(t) = self.transport {
+            cfg.transport = t;
+        }
+        cfg
     }
 
     /// Configuration for an in-process worker of this cluster.
@@ -216,6 +228,7 @@ impl LocalCluster {
             scheduler,
             servers: spec.servers,
             workers: spec.workers,
+            transport: spec.transport,
         };
         let Some(scheduler) = scheduler else {
             return Ok(cluster);
@@ -597,6 +610,9 @@ fn set_counts(command: &mut Command, spec: &LocalSpec) {
     command
         .env(ENV_NUM_SERVERS, spec.servers.to_string())
         .env(ENV_NUM_WORKERS, spec.workers.to_string());
+    if let Some(t) = spec.transport {
+        command.env(ENV_TRANSPORT, t.to_string());
+    }
 }
 
 /// Makes the child die with SIGKILL when the spawning thread's process goes away (Linux).
