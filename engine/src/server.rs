@@ -219,7 +219,10 @@ fn run_shard(cfg: &ServerConfig) -> Result<ServerReport, EngineError> {
         stop: None,
         report: ServerReport::default(),
     };
-    ev.run(&mut server)?;
+    let ran = ev.run(&mut server);
+    // Connections first: RDMA ones hold registrations of the tables' segments.
+    drop(ev);
+    ran?;
     server.report.net = metrics.snapshot();
     server.report.tables = server
         .tables
@@ -284,13 +287,15 @@ pub(crate) fn reply_control(io: &mut Io<'_>, peer: PeerId, msg: &Control) {
 }
 
 /// Sends a pull reply with raw values: over RDMA, when the request named a registered buffer
-/// of the worker (`VALUES_TO_REMOTE`), the values are written straight into it; otherwise they
-/// travel in the frame. A named buffer too small for the reply is refused.
+/// of the worker (`VALUES_TO_REMOTE`), the values are written straight into it (read by the
+/// device straight from `region`, the table's segment, when they are slices of it); otherwise
+/// they travel in the frame. A named buffer too small for the reply is refused.
 fn send_raw_pull_reply(
     io: &mut Io<'_>,
     peer: PeerId,
     request: &Frame,
     frame: &mut FrameParts<'_>,
+    region: Option<&[u8]>,
 ) -> Result<Result<(), ferrops_net::NetError>, Refusal> {
     #[cfg(feature = "rdma")]
     if request.header.flags & flags::VALUES_TO_REMOTE != 0 && io.is_rdma(peer) {
@@ -310,10 +315,15 @@ fn send_raw_pull_reply(
                 ),
             ));
         }
-        return Ok(io.send_values_to(peer, frame, dest));
+        return Ok(match region {
+            // SAFETY: the region is a table's values segment: tables are never dropped while
+            // the shard runs, and the shard drops its connections before its tables.
+            Some(region) => unsafe { io.send_values_from_region_to(peer, frame, dest, region) },
+            None => io.send_values_to(peer, frame, dest),
+        });
     }
     #[cfg(not(feature = "rdma"))]
-    let _ = request;
+    let _ = (request, region);
     Ok(io.send(peer, frame))
 }
 
@@ -737,7 +747,8 @@ impl Server {
                 values: &slices,
                 extra: &[],
             };
-            send_raw_pull_reply(io, peer, &request.frame, &mut frame)?
+            let region = store.values_region();
+            send_raw_pull_reply(io, peer, &request.frame, &mut frame, Some(region))?
         } else {
             store.gather(&resolved.slots, &mut gather);
             io.metrics().values_copied(gather.len() * 4);
@@ -748,7 +759,7 @@ impl Server {
                 values: &bytes,
                 extra: &[],
             };
-            send_raw_pull_reply(io, peer, &request.frame, &mut frame)?
+            send_raw_pull_reply(io, peer, &request.frame, &mut frame, None)?
         };
         self.gather = gather;
         if let Err(e) = sent {

@@ -384,6 +384,12 @@ impl TableStore {
         self.values.as_f32()[start..start + count as usize * dim].as_bytes()
     }
 
+    /// The committed memory of the values segment, which holds every [`TableStore::run_bytes`]
+    /// slice and stays at its address for the table's life.
+    pub fn values_region(&self) -> &[u8] {
+        self.values.committed_region()
+    }
+
     /// Copies the values of `slots` into `out` (for lists whose slots are scattered).
     pub fn gather(&self, slots: &[u32], out: &mut Vec<f32>) {
         let dim = self.spec.dim as usize;

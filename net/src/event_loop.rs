@@ -109,6 +109,30 @@ impl Io<'_> {
         p.send_values_to(frame, dest)
     }
 
+    /// [`Io::send_values_to`] with the values read by the device straight from `region`, which
+    /// holds them all (a parameter segment): no copy on this side.
+    ///
+    /// # Safety
+    /// `region` must stay mapped at its address for as long as the connection lives (it is
+    /// registered once and reused).
+    #[cfg(feature = "rdma")]
+    pub unsafe fn send_values_from_region_to(
+        &mut self,
+        peer: PeerId,
+        frame: &mut FrameParts<'_>,
+        dest: crate::rdma::RemoteBuf,
+        region: &[u8],
+    ) -> Result<(), NetError> {
+        frame.finish(false);
+        let p = self
+            .peers
+            .get_mut(peer)
+            .and_then(Option::as_mut)
+            .ok_or(NetError::UnknownPeer(peer))?;
+        // SAFETY: forwarded from the caller.
+        unsafe { p.send_values_from_region_to(frame, dest, region) }
+    }
+
     /// Whether the connection to `peer` is RDMA.
     pub fn is_rdma(&self, peer: PeerId) -> bool {
         self.peers

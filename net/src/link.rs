@@ -154,6 +154,29 @@ impl Link {
         }
     }
 
+    /// [`Link::send_values_to`] with the values read by the device straight from `region`
+    /// (see [`RdmaConn::send_frame_values_from_region_to`]).
+    ///
+    /// # Safety
+    /// `region` stays mapped at its address for as long as this link lives.
+    #[cfg(feature = "rdma")]
+    pub unsafe fn send_values_from_region_to(
+        &mut self,
+        frame: &FrameParts<'_>,
+        dest: RemoteBuf,
+        region: &[u8],
+    ) -> Result<(), NetError> {
+        match self {
+            Link::Tcp(_) => Err(NetError::Rdma(
+                "a direct-values reply needs an RDMA connection".into(),
+            )),
+            // SAFETY: forwarded from the caller.
+            Link::Rdma(c) => {
+                Ok(unsafe { c.send_frame_values_from_region_to(frame, dest, region) }?)
+            }
+        }
+    }
+
     /// Before the caller sleeps on this link's fd: `Ok(true)` when it must not, because a frame
     /// (or the peer's goodbye) is already there. TCP links never have one hidden.
     pub fn prepare_sleep(&mut self) -> Result<bool, NetError> {

@@ -170,6 +170,15 @@ impl Segment {
         unsafe { std::slice::from_raw_parts(self.base.as_ptr(), self.len) }
     }
 
+    /// All committed memory (the usable prefix and the zeroed rest of its last 2 MiB step):
+    /// what a transport registers once, so that later growth inside it needs no new
+    /// registration.
+    pub fn committed_region(&self) -> &[u8] {
+        // SAFETY: the first `committed` bytes are committed, zero-initialised or written,
+        // read-write memory owned by self.
+        unsafe { std::slice::from_raw_parts(self.base.as_ptr(), self.committed) }
+    }
+
     /// Start of the segment, for RDMA registration: stable for the segment's lifetime, and
     /// the whole capacity can be registered once since the address range never moves (only
     /// the committed prefix may be accessed).

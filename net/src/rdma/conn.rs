@@ -64,6 +64,9 @@ const SEND_BIT: u64 = 1 << 63;
 const OP_SLOT: u64 = 0;
 const OP_WRITE: u64 = 1 << 32;
 const OP_DIRECT: u64 = 2 << 32;
+const OP_STABLE: u64 = 3 << 32;
+/// Scatter-gather entries per send work request (as the queue pair is created).
+const MAX_SGE: usize = 4;
 
 /// The 32-byte prefix of every SEND.
 #[derive(Clone, Copy, Debug, Default)]
@@ -332,6 +335,12 @@ pub struct RdmaConn {
     bulk_in: HashMap<u64, BulkIn>,
     staging_free: Vec<RegMem>,
     direct: HashMap<u64, RegMem>,
+    /// Caller memory registered once for the connection's life (parameter segments), by start
+    /// address: its length and region.
+    stable: HashMap<usize, (usize, Arc<sideway::ibverbs::memory_region::MemoryRegion>)>,
+    /// Regions replaced by a longer registration of the same memory, kept until no work
+    /// request can still use them.
+    retired: Vec<Arc<sideway::ibverbs::memory_region::MemoryRegion>>,
     pd: Arc<ProtectionDomain>,
     _ctx: Arc<DeviceContext>,
     id: Arc<Identifier>,
@@ -466,7 +475,7 @@ impl RdmaConn {
             pd.create_qp_builder()
                 .setup_max_send_wr(MAX_SEND_WR)
                 .setup_max_recv_wr(RECV_SLOTS)
-                .setup_max_send_sge(4)
+                .setup_max_send_sge(MAX_SGE as u32)
                 .setup_max_recv_sge(1)
                 .setup_max_inline_data(inline)
                 .setup_send_cq(cq.clone())
@@ -492,6 +501,8 @@ impl RdmaConn {
             bulk_in: HashMap::new(),
             staging_free: Vec::new(),
             direct: HashMap::new(),
+            stable: HashMap::new(),
+            retired: Vec::new(),
             pd,
             _ctx: ctx,
             id,
@@ -722,6 +733,105 @@ impl RdmaConn {
         self.progress()
     }
 
+    /// [`RdmaConn::send_frame_values_to`] without staging: the device reads the values
+    /// straight from `region`, memory that holds every values slice of `frame` (a parameter
+    /// segment). The region is registered with this connection the first time (and again when
+    /// it has grown); a frame whose values lie outside it is sent through staging instead.
+    ///
+    /// # Safety
+    /// `region` must stay mapped at its address, and readable, for as long as this connection
+    /// lives: the registration is kept and reused by later calls.
+    pub unsafe fn send_frame_values_from_region_to(
+        &mut self,
+        frame: &FrameParts<'_>,
+        dest: RemoteBuf,
+        region: &[u8],
+    ) -> Result<(), RdmaError> {
+        let start = region.as_ptr() as usize;
+        let inside = |s: &&[u8]| {
+            let a = s.as_ptr() as usize;
+            a >= start && a + s.len() <= start + region.len()
+        };
+        if region.is_empty() || !frame.values.iter().all(inside) {
+            return self.send_frame_values_to(frame, dest);
+        }
+        self.check_usable()?;
+        if self.closed {
+            return Err(RdmaError::Closed);
+        }
+        let values_len: usize = frame.values.iter().map(|v| v.len()).sum();
+        if values_len > dest.len as usize {
+            return Err(RdmaError::Protocol(format!(
+                "{values_len} bytes of values do not fit the peer's {}-byte buffer",
+                dest.len
+            )));
+        }
+        let lkey = self.stable_lkey(region)?;
+        crate::writer::count_sent(frame, &self.metrics);
+        // Up to MAX_SGE slices per WRITE, each WRITE at its offset in the destination.
+        let mut offset = 0u64;
+        for chunk in frame.values.chunks(MAX_SGE) {
+            let sges: Vec<rdma_mummy_sys::ibv_sge> = chunk
+                .iter()
+                .filter(|s| !s.is_empty())
+                .map(|s| rdma_mummy_sys::ibv_sge {
+                    addr: s.as_ptr() as u64,
+                    length: s.len() as u32,
+                    lkey,
+                })
+                .collect();
+            let len: u64 = chunk.iter().map(|s| s.len() as u64).sum();
+            if sges.is_empty() {
+                continue;
+            }
+            self.wait_sq_room()?;
+            let mut guard = self.qp.start_post_send();
+            let wr = guard
+                .construct_wr(SEND_BIT | OP_STABLE, WorkRequestFlags::Signaled)
+                .setup_write(dest.rkey, dest.addr + offset);
+            // SAFETY: every slice lies inside `region`, registered under `lkey` and kept
+            // mapped for the connection's life by the caller's promise.
+            unsafe { wr.setup_sge_list(&sges) };
+            guard
+                .post()
+                .map_err(|e| RdmaError::verbs("ibv_post_send", e))?;
+            self.sq_used += 1;
+            offset += len;
+        }
+        // The frame without its values, after them on the same queue pair.
+        let keys_pad = pad8(frame.keys.len()) - frame.keys.len();
+        let body_len = HEADER_LEN + frame.keys.len() + keys_pad + frame.extra.len();
+        if body_len > SMALL_FRAME_MAX {
+            return Err(RdmaError::Protocol(format!(
+                "a frame with direct values keeps {body_len} bytes of keys and extra; at most {SMALL_FRAME_MAX}"
+            )));
+        }
+        let ctrl = Ctrl {
+            kind: KIND_FRAME_DIRECT,
+            len: body_len as u64,
+            ..Ctrl::default()
+        };
+        let header = zerocopy::IntoBytes::as_bytes(&frame.header);
+        self.send_message(ctrl, &[header, frame.keys, &ZEROS[..keys_pad], frame.extra])?;
+        self.progress()
+    }
+
+    /// The local key of `region`'s registration, registering it (or its grown self) first.
+    fn stable_lkey(&mut self, region: &[u8]) -> Result<u32, RdmaError> {
+        let start = region.as_ptr() as usize;
+        if let Some((len, mr)) = self.stable.get(&start) {
+            if *len >= region.len() {
+                return Ok(mr.lkey());
+            }
+        }
+        let mr = register(&self.pd, start, region.len(), AccessFlags::LocalWrite)?;
+        let lkey = mr.lkey();
+        if let Some((_, old)) = self.stable.insert(start, (region.len(), mr)) {
+            self.retired.push(old);
+        }
+        Ok(lkey)
+    }
+
     fn take_staging(&mut self, len: usize) -> Result<RegMem, RdmaError> {
         if let Some(i) = self.staging_free.iter().position(|m| m.len() >= len) {
             return Ok(self.staging_free.swap_remove(i));
@@ -895,6 +1005,9 @@ impl RdmaConn {
         self.drain_channel()?;
         self.poll_cq()?;
         self.flush_pending()?;
+        if self.sq_used == 0 && !self.retired.is_empty() {
+            self.retired.clear();
+        }
         if let Some(why) = &self.failed {
             return Err(RdmaError::Protocol(why.clone()));
         }
