@@ -73,6 +73,11 @@ pub fn run(args: &ReducersArgs) -> Result<()> {
     for (_, r) in &configurations {
         r.value_codec()?;
     }
+    println!(
+        "sparse logistic regression: {} features (power law), {} examples, {} epochs, λ = {}, \
+         {} servers, {} workers",
+        args.features, args.examples, args.epochs, args.l1, args.servers, args.workers
+    );
     let mut runs: Vec<Run> = Vec::new();
     for (name, reducers) in configurations {
         let options = LogRegOptions {
@@ -105,14 +110,15 @@ pub fn run(args: &ReducersArgs) -> Result<()> {
         });
         let r = runs.last().unwrap_or_else(|| unreachable!("just pushed"));
         println!(
-            "{:<12} sent {:>9.1} MB  received {:>8.1} MB  {:>6.1}×  {:>6.2} s  objective {:.6} ({:+.3}%)",
+            "{:<12} sent {:>9.1} MB  received {:>8.1} MB  {:>6.1}×  {:>6.2} s  objective {:.6} ({:+.3}%)  nnz {}",
             r.name,
             r.bytes_sent as f64 / 1e6,
             r.bytes_received as f64 / 1e6,
             r.reduction,
             r.seconds,
             r.objective,
-            100.0 * r.objective_change
+            100.0 * r.objective_change,
+            r.details["nnz"]
         );
     }
     if args.json {
@@ -121,6 +127,12 @@ pub fn run(args: &ReducersArgs) -> Result<()> {
             "features": args.features,
             "examples": args.examples,
             "epochs": args.epochs,
+            "l1": args.l1,
+            "theta": args.theta,
+            "changed_theta": args.changed_theta,
+            "kkt_margin": args.kkt_margin,
+            "kkt_recheck": args.kkt_recheck,
+            "values": args.values,
             "servers": args.servers,
             "workers": args.workers,
             "runs": runs,
