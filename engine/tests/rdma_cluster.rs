@@ -145,8 +145,8 @@ fn forced_rdma_refuses_a_server_without_it() {
 }
 
 #[test]
-fn bulk_pull_into_over_rdma_copies_no_value_on_the_worker() {
-    if !have_rdma("bulk_pull_into_over_rdma_copies_no_value_on_the_worker") {
+fn bulk_push_and_pull_into_over_rdma_copy_no_value() {
+    if !have_rdma("bulk_push_and_pull_into_over_rdma_copy_no_value") {
         return;
     }
     const N: u64 = 500_000; // 2 MB of values: bulk transfers to both servers
@@ -159,7 +159,15 @@ fn bulk_pull_into_over_rdma_copies_no_value_on_the_worker() {
         let table = w.declare_table(TableSpec::new("t", 1)).unwrap();
         let keys = spread(N);
         let values: Vec<f32> = (0..N).map(|i| (i % 1000) as f32).collect();
+        let before = w.metrics().value_bytes_copied;
         w.push(table, &keys, &values).unwrap();
+        let pushed_copies = w.metrics().value_bytes_copied - before;
+        // Pushed without a registration (async): the values are staged.
+        let before = w.metrics().value_bytes_copied;
+        let t = w.push_async(table, &keys, &values).unwrap();
+        w.wait(t).unwrap();
+        let async_copies = w.metrics().value_bytes_copied - before;
+        let values: Vec<f32> = values.iter().map(|v| 2.0 * v).collect();
         let mut out = vec![-1.0f32; N as usize];
         let before = w.metrics().value_bytes_copied;
         w.pull_into(table, &keys, &mut out).unwrap();
@@ -170,24 +178,28 @@ fn bulk_pull_into_over_rdma_copies_no_value_on_the_worker() {
         assert_eq!(w.pull(table, &keys).unwrap(), values);
         let owned_copies = w.metrics().value_bytes_copied - before;
         w.finish().unwrap();
-        (pulled_copies, owned_copies)
+        (pulled_copies, owned_copies, pushed_copies, async_copies)
     });
     let (_, reports) = job.join();
     let server_copies: u64 = reports.iter().map(|r| r.net.value_bytes_copied).sum();
     println!(
-        "value bytes copied for {} bytes pulled: worker pull_into {}, worker pull {}, servers {} \
-         (the plain pull's staging)",
+        "value bytes copied for {} bytes: worker push {}, push_async {}, pull_into {}, pull {}; \
+         servers {} (the plain pull's staging)",
         N * 4,
+        copied[0].2,
+        copied[0].3,
         copied[0].0,
         copied[0].1,
         server_copies
     );
+    assert_eq!(copied[0].2, 0, "a blocking push over RDMA copies no value");
+    assert_eq!(copied[0].3, N * 4, "push_async stages its values once");
     assert_eq!(
         copied[0].0, 0,
         "pull_into over RDMA copies no value on the worker"
     );
     assert_eq!(copied[0].1, N * 4, "pull copies each value once");
-    // The push was applied from the receive buffers and pull_into's values were read by the
+    // The pushes were applied from the receive buffers and pull_into's values were read by the
     // device from the segments: the servers copied only for the plain pull, which names no
     // buffer (its values travel in a staged bulk frame).
     assert_eq!(server_copies, N * 4, "servers copy only for the plain pull");

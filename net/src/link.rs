@@ -177,6 +177,22 @@ impl Link {
         }
     }
 
+    /// [`Link::send`] for a frame whose values lie in `values`, registered with this RDMA link:
+    /// a bulk frame's values are then read in place (see
+    /// [`RdmaConn::send_frame_values_registered`]). The values must stay unchanged until the
+    /// peer has answered.
+    #[cfg(feature = "rdma")]
+    pub fn send_values_registered(
+        &mut self,
+        frame: &FrameParts<'_>,
+        values: &crate::rdma::Registration<'_>,
+    ) -> Result<(), NetError> {
+        match self {
+            Link::Tcp(p) => p.send(frame),
+            Link::Rdma(c) => Ok(c.send_frame_values_registered(frame, values)?),
+        }
+    }
+
     /// Before the caller sleeps on this link's fd: `Ok(true)` when it must not, because a frame
     /// (or the peer's goodbye) is already there. TCP links never have one hidden.
     pub fn prepare_sleep(&mut self) -> Result<bool, NetError> {

@@ -30,6 +30,7 @@ pub struct SigFilter {
     acc: Vec<f32>,
     idx: Vec<u32>,
     picked: Vec<bool>,
+    present: Vec<bool>,
     counts: FilterCounts,
 }
 
@@ -65,6 +66,7 @@ impl SigFilter {
             acc: Vec::new(),
             idx: Vec::new(),
             picked: Vec::new(),
+            present: Vec::new(),
             counts: FilterCounts::default(),
         })
     }
@@ -118,14 +120,22 @@ impl SigFilter {
         send_keys.clear();
         send_values.clear();
         let dim = self.dim;
+        // Accumulate by lookup only: most keys of an offer have no residual and most are sent
+        // at once, so the store changes only for keys that stay behind or leave it.
         self.acc.clear();
         self.acc.reserve(updates.len());
+        self.present.clear();
         for (&key, upd) in keys.iter().zip(updates.chunks_exact(dim)) {
-            let row = self.residual.entry(key);
-            for (r, u) in row.iter_mut().zip(upd) {
-                *r += *u;
+            match self.residual.get(key) {
+                Some(row) => {
+                    self.acc.extend(row.iter().zip(upd).map(|(r, u)| r + u));
+                    self.present.push(true);
+                }
+                None => {
+                    self.acc.extend_from_slice(upd);
+                    self.present.push(false);
+                }
             }
-            self.acc.extend_from_slice(row);
         }
         // Lengths are equal and bounded, so the kernel cannot refuse.
         ferrops_kernels::significant_indices(
@@ -143,13 +153,25 @@ impl SigFilter {
             picked[row] = true;
             selected += 1;
         });
-        let force = self.residual.len() - selected > self.max_pending;
+        // Keys pending if this offer is not forced out: the store's, plus the offer's keys that
+        // stay, minus those of its keys that leave.
+        let (mut joining, mut leaving) = (0, 0);
+        for (&present, &picked) in self.present.iter().zip(&self.picked) {
+            joining += usize::from(!present && !picked);
+            leaving += usize::from(present && picked);
+        }
+        let force = self.residual.len() + joining - leaving > self.max_pending;
         send_keys.reserve(if force { keys.len() } else { selected });
         for (i, &key) in keys.iter().enumerate() {
+            let row = &self.acc[i * dim..(i + 1) * dim];
             if force || self.picked[i] {
                 send_keys.push(key);
-                send_values.extend_from_slice(&self.acc[i * dim..(i + 1) * dim]);
-                self.residual.remove(key);
+                send_values.extend_from_slice(row);
+                if self.present[i] {
+                    self.residual.remove(key);
+                }
+            } else {
+                self.residual.entry(key).copy_from_slice(row);
             }
         }
         let offered = updates.len() as u64;

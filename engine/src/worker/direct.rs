@@ -1,7 +1,8 @@
-//! Zero-copy pulls over RDMA: the slice of the caller's buffer that one server's reply fills is
-//! registered with that server's connection and named in the request; the server RDMA-writes
-//! the values there and the reply frame arrives without them. Only parts big enough to travel
-//! as bulk transfers are worth a registration; smaller ones come in the reply frame.
+//! Zero-copy pushes and pulls over RDMA: the slice of the caller's buffer that one server's part
+//! of a request covers is registered with that server's connection. A pull names it in the
+//! request and the server RDMA-writes the values there (the reply frame arrives without them);
+//! a blocking push's bulk frame is written from it by the device, with no staging copy. Only
+//! parts big enough to travel as bulk transfers are worth a registration.
 
 use ferrops_net::Link;
 
@@ -12,19 +13,25 @@ use crate::EngineError;
 #[cfg(feature = "rdma")]
 const DIRECT_MIN_BYTES: usize = ferrops_net::rdma::SMALL_FRAME_MAX;
 
-/// A registered destination; the registration ends when it is dropped.
+/// A registered slice of the caller's memory; the registration ends when it is dropped.
 #[cfg(feature = "rdma")]
-pub(crate) struct DirectDest(ferrops_net::rdma::Registration<'static>);
+pub(crate) struct Registered(ferrops_net::rdma::Registration<'static>);
 
 #[cfg(feature = "rdma")]
-impl DirectDest {
+impl Registered {
     /// The name to put in the request's extra section.
     pub fn remote_bytes(&self) -> [u8; 16] {
         self.0.remote().to_bytes()
     }
+
+    /// The registration, for sending from it.
+    pub fn registration(&self) -> &ferrops_net::rdma::Registration<'static> {
+        &self.0
+    }
 }
 
-/// Registers `floats` floats at `dest` with `link` when it is RDMA and the part is big enough.
+/// Registers `floats` floats at `dest` with `link` when it is RDMA and the part is big enough
+/// (for the server's writes into it, or the device's reads from it).
 ///
 /// # Safety
 /// The memory must stay allocated, in place and unread until the returned value is dropped.
@@ -33,22 +40,22 @@ pub(crate) unsafe fn register(
     link: &Link,
     dest: *mut f32,
     floats: usize,
-) -> Result<Option<DirectDest>, EngineError> {
+) -> Result<Option<Registered>, EngineError> {
     let bytes = floats * 4;
     if !link.is_rdma() || bytes < DIRECT_MIN_BYTES {
         return Ok(None);
     }
     // SAFETY: forwarded from the caller.
     let reg = unsafe { link.register_for_peer_writes(dest.cast(), bytes) }?;
-    Ok(reg.map(DirectDest))
+    Ok(reg.map(Registered))
 }
 
 /// Without RDMA support there is nothing to register.
 #[cfg(not(feature = "rdma"))]
-pub(crate) struct DirectDest;
+pub(crate) struct Registered;
 
 #[cfg(not(feature = "rdma"))]
-impl DirectDest {
+impl Registered {
     pub fn remote_bytes(&self) -> [u8; 16] {
         [0; 16]
     }
@@ -63,6 +70,6 @@ pub(crate) unsafe fn register(
     _: &Link,
     _: *mut f32,
     _: usize,
-) -> Result<Option<DirectDest>, EngineError> {
+) -> Result<Option<Registered>, EngineError> {
     Ok(None)
 }

@@ -175,6 +175,31 @@ impl ClientIo {
         }
     }
 
+    /// Sends a frame to server `server` whose values lie in `values`, registered with that
+    /// server's RDMA connection (their bulk transfer reads them in place).
+    pub fn send_values_registered(
+        &mut self,
+        server: u32,
+        frame: &mut FrameParts<'_>,
+        values: &super::direct::Registered,
+    ) -> Result<(), EngineError> {
+        #[cfg(feature = "rdma")]
+        {
+            frame.finish(self.payload_crc);
+            let link = self
+                .servers
+                .get_mut(server as usize)
+                .ok_or(EngineError::ServerLost(server))?;
+            link.send_values_registered(frame, values.registration())?;
+            Ok(())
+        }
+        #[cfg(not(feature = "rdma"))]
+        {
+            let _ = values;
+            self.send(Some(server), frame, &mut None)
+        }
+    }
+
     fn set_writable(
         &mut self,
         server: Option<u32>,

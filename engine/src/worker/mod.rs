@@ -182,8 +182,13 @@ impl Worker {
     /// Pushes `values` (`keys × dim × inputs of the rule` floats, in key order) and waits until
     /// every server involved has applied them.
     pub fn push(&self, table: TableId, keys: &[u64], values: &[f32]) -> Result<(), EngineError> {
-        let t = self.push_async(table, keys, values)?;
-        self.wait(t).map(|_| ())
+        // Blocking, so `values` outlives the push: over RDMA, bulk parts are written by the
+        // device straight from it (registrations live until the acknowledgements arrived).
+        let mut registrations = Vec::new();
+        let t = self.push_inner(table, keys, None, values, Some(&mut registrations))?;
+        let done = self.wait(t).map(|_| ());
+        drop(registrations);
+        done
     }
 
     /// Sends a push and returns at once with a ticket; the caller's slices are not needed after
@@ -194,7 +199,7 @@ impl Worker {
         keys: &[u64],
         values: &[f32],
     ) -> Result<Ticket, EngineError> {
-        self.push_inner(table, keys, None, values)
+        self.push_inner(table, keys, None, values, None)
     }
 
     /// Pushes values for the keys at the ascending indices `selected` of `keys` only, while the
@@ -208,16 +213,20 @@ impl Worker {
         selected: &[u32],
         values: &[f32],
     ) -> Result<(), EngineError> {
-        let t = self.push_inner(table, keys, Some(selected), values)?;
+        let t = self.push_inner(table, keys, Some(selected), values, None)?;
         self.wait(t).map(|_| ())
     }
 
+    /// Sends a push. With `in_place` (the caller keeps `values` unchanged until the push is
+    /// acknowledged), raw values bound for an RDMA server in a bulk frame are registered, kept
+    /// in `in_place`, and read by the device from where they are.
     fn push_inner(
         &self,
         table: TableId,
         keys: &[u64],
         selected: Option<&[u32]>,
         values: &[f32],
+        mut in_place: Option<&mut Vec<direct::Registered>>,
     ) -> Result<Ticket, EngineError> {
         let mut st = self.lock();
         let spec = st
@@ -277,6 +286,22 @@ impl Worker {
             if selected.is_some() {
                 frame.header.flags |= flags::VALUES_MASKED;
                 frame.extra = &mask;
+            }
+            let from_caller = values.as_bytes().as_ptr_range();
+            let in_caller = from_caller.contains(&vals[0].as_ptr()) && codec == ValueCodec::Raw;
+            if let (Some(keep), true) = (in_place.as_deref_mut(), in_caller) {
+                let link = &io.servers[server as usize];
+                // SAFETY: the part's values are a slice of the caller's `values`, which the
+                // blocking push keeps borrowed, unchanged, until the acknowledgements arrived,
+                // after which it drops the registrations.
+                let reg = unsafe {
+                    direct::register(link, part_values.as_ptr().cast_mut(), part_values.len())
+                }?;
+                if let Some(reg) = reg {
+                    io.send_values_registered(server, &mut frame, &reg)?;
+                    keep.push(reg);
+                    continue;
+                }
             }
             io.send(Some(server), &mut frame, &mut None)?;
         }
@@ -386,7 +411,7 @@ impl Worker {
         into: PullInto,
         changed_theta: Option<f32>,
         direct: Option<&mut [f32]>,
-    ) -> Result<(u64, Vec<direct::DirectDest>), EngineError> {
+    ) -> Result<(u64, Vec<direct::Registered>), EngineError> {
         let mut registrations = Vec::new();
         let direct_base = direct.map(|d| d.as_mut_ptr());
         let spec = st

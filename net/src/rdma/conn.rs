@@ -114,6 +114,53 @@ enum Out {
     Write { token: u64, addr: u64, rkey: u32 },
 }
 
+/// A bulk frame's payload on its way out: staged whole, or staged without its values, which
+/// the device reads from the caller's registered memory.
+#[derive(Debug)]
+struct BulkOut {
+    stage: RegMem,
+    /// Bytes of `stage` in use.
+    len: usize,
+    values: Option<BulkValues>,
+}
+
+/// Values of a bulk frame read in place: `len` bytes at `addr` in `mr`, placed after the
+/// first `at` staged bytes of the payload.
+#[derive(Debug)]
+struct BulkValues {
+    at: usize,
+    addr: u64,
+    len: usize,
+    mr: Arc<sideway::ibverbs::memory_region::MemoryRegion>,
+}
+
+impl BulkOut {
+    /// The scatter-gather list of the whole payload, in order.
+    fn sges(&self) -> Vec<rdma_mummy_sys::ibv_sge> {
+        let staged = |from: usize, to: usize| rdma_mummy_sys::ibv_sge {
+            addr: self.stage.addr() + from as u64,
+            length: (to - from) as u32,
+            lkey: self.stage.lkey(),
+        };
+        let Some(v) = &self.values else {
+            return vec![staged(0, self.len)];
+        };
+        let mut list = Vec::with_capacity(3);
+        if v.at > 0 {
+            list.push(staged(0, v.at));
+        }
+        list.push(rdma_mummy_sys::ibv_sge {
+            addr: v.addr,
+            length: v.len as u32,
+            lkey: v.mr.lkey(),
+        });
+        if self.len > v.at {
+            list.push(staged(v.at, self.len));
+        }
+        list
+    }
+}
+
 /// Where a received frame waits for the application.
 #[derive(Debug)]
 enum Ready {
@@ -331,7 +378,7 @@ pub struct RdmaConn {
     comp: Arc<CompletionChannel>,
     recv_mem: RegMem,
     send_mem: RegMem,
-    bulk_out: HashMap<u64, (RegMem, usize)>,
+    bulk_out: HashMap<u64, BulkOut>,
     bulk_in: HashMap<u64, BulkIn>,
     staging_free: Vec<RegMem>,
     direct: HashMap<u64, RegMem>,
@@ -661,18 +708,82 @@ impl RdmaConn {
             copy_slices(&slices, HEADER_LEN, &mut stage.bytes_mut()[..payload_len]);
             let values_len: usize = frame.values.iter().map(|v| v.len()).sum();
             self.metrics.values_copied(values_len);
-            let token = self.next_token;
-            self.next_token += 1;
-            self.bulk_out.insert(token, (stage, payload_len));
-            let ctrl = Ctrl {
-                kind: KIND_RTS,
-                token,
-                len: payload_len as u64,
-                ..Ctrl::default()
+            let bulk = BulkOut {
+                stage,
+                len: payload_len,
+                values: None,
             };
-            self.send_message(ctrl, &[zerocopy::IntoBytes::as_bytes(&frame.header)])?;
+            self.request_to_send(frame, bulk)?;
         }
         self.progress()
+    }
+
+    /// [`RdmaConn::send_frame`] for a frame whose values (one slice) lie in memory registered
+    /// with this connection: a bulk frame's values are then read by the device in place, and
+    /// only its keys and extra are staged. Small frames, and values outside `values`, go the
+    /// ordinary way. The caller must not change the values until the peer has answered the
+    /// frame (the registration itself may be dropped earlier: the connection keeps the region
+    /// until the write completed).
+    pub fn send_frame_values_registered(
+        &mut self,
+        frame: &FrameParts<'_>,
+        values: &Registration<'_>,
+    ) -> Result<(), RdmaError> {
+        let wire_len = frame.wire_len();
+        let [slice] = frame.values else {
+            return self.send_frame(frame);
+        };
+        if wire_len <= SMALL_FRAME_MAX || !values.covers(slice) {
+            return self.send_frame(frame);
+        }
+        self.check_usable()?;
+        if self.closed {
+            return Err(RdmaError::Closed);
+        }
+        crate::writer::count_sent(frame, &self.metrics);
+        let payload_len = wire_len - HEADER_LEN;
+        let keys_pad = pad8(frame.keys.len()) - frame.keys.len();
+        let values_pad = pad8(slice.len()) - slice.len();
+        let at = frame.keys.len() + keys_pad;
+        let staged_len = payload_len - slice.len();
+        let mut stage = self.take_staging(staged_len.max(1))?;
+        copy_slices(
+            &[
+                frame.keys,
+                &ZEROS[..keys_pad],
+                &ZEROS[..values_pad],
+                frame.extra,
+            ],
+            0,
+            &mut stage.bytes_mut()[..staged_len],
+        );
+        let bulk = BulkOut {
+            stage,
+            len: staged_len,
+            values: Some(BulkValues {
+                at,
+                addr: slice.as_ptr() as u64,
+                len: slice.len(),
+                mr: values.region().clone(),
+            }),
+        };
+        self.request_to_send(frame, bulk)?;
+        self.progress()
+    }
+
+    /// Keeps `bulk` until the peer says where to write it, and asks.
+    fn request_to_send(&mut self, frame: &FrameParts<'_>, bulk: BulkOut) -> Result<(), RdmaError> {
+        let token = self.next_token;
+        self.next_token += 1;
+        let payload_len = bulk.len + bulk.values.as_ref().map_or(0, |v| v.len);
+        self.bulk_out.insert(token, bulk);
+        let ctrl = Ctrl {
+            kind: KIND_RTS,
+            token,
+            len: payload_len as u64,
+            ..Ctrl::default()
+        };
+        self.send_message(ctrl, &[zerocopy::IntoBytes::as_bytes(&frame.header)])
     }
 
     /// Sends a frame whose values are RDMA-written into `dest` (named by the peer in its
@@ -939,6 +1050,29 @@ impl RdmaConn {
         Ok(())
     }
 
+    /// A WRITE_WITH_IMM gathering `sges` (at most [`MAX_SGE`]).
+    fn post_write_sges(
+        &mut self,
+        wr_id: u64,
+        sges: &[rdma_mummy_sys::ibv_sge],
+        addr: u64,
+        rkey: u32,
+        imm: u32,
+    ) -> Result<(), RdmaError> {
+        let mut guard = self.qp.start_post_send();
+        let wr = guard
+            .construct_wr(SEND_BIT | wr_id, WorkRequestFlags::Signaled)
+            .setup_write_imm(rkey, addr, imm);
+        // SAFETY: every entry names registered memory kept alive until the write completes
+        // (the staging buffer and the values' region are held in bulk_out).
+        unsafe { wr.setup_sge_list(sges) };
+        guard
+            .post()
+            .map_err(|e| RdmaError::verbs("ibv_post_send", e))?;
+        self.sq_used += 1;
+        Ok(())
+    }
+
     fn wait_sq_room(&mut self) -> Result<(), RdmaError> {
         while self.sq_used >= MAX_SEND_WR {
             self.poll_cq()?;
@@ -966,20 +1100,12 @@ impl RdmaConn {
                     let Some(Out::Write { token, addr, rkey }) = self.pending.pop_front() else {
                         break;
                     };
-                    let Some((stage, len)) = self.bulk_out.remove(&token) else {
+                    let Some(bulk) = self.bulk_out.get(&token) else {
                         continue;
                     };
+                    let sges = bulk.sges();
                     self.credits -= 1;
-                    let res = self.post_write(
-                        OP_WRITE | token,
-                        &stage,
-                        len,
-                        addr,
-                        rkey,
-                        Some(token as u32),
-                    );
-                    self.bulk_out.insert(token, (stage, len));
-                    res?;
+                    self.post_write_sges(OP_WRITE | token, &sges, addr, rkey, token as u32)?;
                 }
             }
         }
@@ -1120,8 +1246,8 @@ impl RdmaConn {
         match op {
             OP_SLOT => self.send_free.push(low as u32),
             OP_WRITE => {
-                if let Some((stage, _)) = self.bulk_out.remove(&low) {
-                    self.give_staging(stage);
+                if let Some(bulk) = self.bulk_out.remove(&low) {
+                    self.give_staging(bulk.stage);
                 }
             }
             OP_DIRECT => {
