@@ -54,7 +54,7 @@ pub struct Registration<'a> {
 impl Registration<'_> {
     /// Whether `bytes` lies inside the registered memory.
     pub(crate) fn covers(&self, bytes: &[u8]) -> bool {
-        let (start, a) = (self.mr.get_ptr() as usize, bytes.as_ptr() as usize);
+        let (start, a) = (self.mr.get_ptr(), bytes.as_ptr() as usize);
         a >= start && a + bytes.len() <= start + self.len
     }
 
