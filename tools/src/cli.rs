@@ -246,6 +246,11 @@ pub struct RicaArgs {
     #[arg(long, default_value_t = 1)]
     pub tau: u32,
 
+    /// Scale of the random starting filters: their values have standard deviation INIT/√d, d
+    /// being the values per patch. Small starts give cleaner filters (see `docs/experiments.md`).
+    #[arg(long, default_value_t = 1.0)]
+    pub init: f32,
+
     /// Servers.
     #[arg(long, value_name = "S", value_parser = positive_count, default_value_t = 2)]
     pub servers: usize,

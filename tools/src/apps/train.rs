@@ -232,6 +232,7 @@ pub fn rica(args: &crate::cli::RicaArgs) -> Result<()> {
         batch: args.batch,
         epochs: args.epochs,
         tau: args.tau,
+        init: args.init,
         save: save.clone(),
         ..super::rica::RicaOptions::default()
     };
@@ -253,6 +254,15 @@ pub fn rica(args: &crate::cli::RicaArgs) -> Result<()> {
         if side * side != d {
             bail!("filters of {d} values are not square patches: cannot draw them");
         }
+        // Patches have their mean removed, so a filter's constant (DC) part never meets the
+        // data and never changes from its random start: drawing it would only shade tiles.
+        let filters: Vec<Vec<f32>> = filters
+            .into_iter()
+            .map(|f| {
+                let mean = f.iter().sum::<f32>() / f.len().max(1) as f32;
+                f.iter().map(|v| v - mean).collect()
+            })
+            .collect();
         let (w, h) = plot::filter_grid(png, &filters, side, args.zoom)
             .with_context(|| format!("drawing {}", png.display()))?;
         println!(
