@@ -245,7 +245,7 @@ impl ClientIo {
             if !self.busy_poll.is_zero() {
                 let until = Instant::now() + self.busy_poll.min(timeout.unwrap_or(Duration::MAX));
                 while Instant::now() < until {
-                    if self.read_available(lent)? {
+                    if self.read_rdma_available(lent)? {
                         return Ok(());
                     }
                     // Soft-RoCE works in kernel threads that need this CPU now and then.
@@ -272,30 +272,47 @@ impl ClientIo {
         Ok(())
     }
 
+    /// Reads every frame the RDMA links hold now (no system call); true if any was handled.
+    fn read_rdma_available(&mut self, lent: &mut Option<Lent<'_>>) -> Result<bool, EngineError> {
+        let mut any = false;
+        for s in 0..self.servers.len() {
+            if self.servers[s].is_rdma() {
+                any |= self.read_server(s, lent)?;
+            }
+        }
+        Ok(any)
+    }
+
+    /// Reads every frame server `s`'s link holds now; true if any was handled.
+    fn read_server(&mut self, s: usize, lent: &mut Option<Lent<'_>>) -> Result<bool, EngineError> {
+        let mut any = false;
+        loop {
+            let mut sink = Sink {
+                outstanding: &mut self.outstanding,
+                lent,
+            };
+            match self.servers[s].read_frame(&mut sink) {
+                Ok(ReadOutcome::Frame(frame)) => {
+                    any = true;
+                    self.on_server_frame(s as u32, frame, lent);
+                }
+                Ok(ReadOutcome::WouldBlock) => return Ok(any),
+                Ok(ReadOutcome::Closed) | Err(_) => {
+                    self.outstanding.fail_server(s as u32);
+                    if self.shutdown.is_none() {
+                        return Err(EngineError::ServerLost(s as u32));
+                    }
+                    return Ok(any);
+                }
+            }
+        }
+    }
+
     /// Reads every frame the sockets hold now; true if any frame was handled.
     fn read_available(&mut self, lent: &mut Option<Lent<'_>>) -> Result<bool, EngineError> {
         let mut any = false;
         for s in 0..self.servers.len() {
-            loop {
-                let mut sink = Sink {
-                    outstanding: &mut self.outstanding,
-                    lent,
-                };
-                match self.servers[s].read_frame(&mut sink) {
-                    Ok(ReadOutcome::Frame(frame)) => {
-                        any = true;
-                        self.on_server_frame(s as u32, frame, lent);
-                    }
-                    Ok(ReadOutcome::WouldBlock) => break,
-                    Ok(ReadOutcome::Closed) | Err(_) => {
-                        self.outstanding.fail_server(s as u32);
-                        if self.shutdown.is_none() {
-                            return Err(EngineError::ServerLost(s as u32));
-                        }
-                        break;
-                    }
-                }
-            }
+            any |= self.read_server(s, lent)?;
         }
         loop {
             match self.scheduler.read_frame(&mut ferrops_net::NoDirectValues) {

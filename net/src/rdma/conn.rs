@@ -715,7 +715,7 @@ impl RdmaConn {
             };
             self.request_to_send(frame, bulk)?;
         }
-        self.progress()
+        self.poll_progress()
     }
 
     /// [`RdmaConn::send_frame`] for a frame whose values (one slice) lie in memory registered
@@ -768,7 +768,7 @@ impl RdmaConn {
             }),
         };
         self.request_to_send(frame, bulk)?;
-        self.progress()
+        self.poll_progress()
     }
 
     /// Keeps `bulk` until the peer says where to write it, and asks.
@@ -841,7 +841,7 @@ impl RdmaConn {
         };
         let header = zerocopy::IntoBytes::as_bytes(&frame.header);
         self.send_message(ctrl, &[header, frame.keys, &ZEROS[..keys_pad], frame.extra])?;
-        self.progress()
+        self.poll_progress()
     }
 
     /// [`RdmaConn::send_frame_values_to`] without staging: the device reads the values
@@ -924,7 +924,7 @@ impl RdmaConn {
         };
         let header = zerocopy::IntoBytes::as_bytes(&frame.header);
         self.send_message(ctrl, &[header, frame.keys, &ZEROS[..keys_pad], frame.extra])?;
-        self.progress()
+        self.poll_progress()
     }
 
     /// The local key of `region`'s registration, registering it (or its grown self) first.
@@ -1121,6 +1121,17 @@ impl RdmaConn {
                 },
                 &[],
             )?;
+        }
+        Ok(())
+    }
+
+    /// [`RdmaConn::progress`] without the completion channel: handles completions and posts
+    /// what was queued, with no system call (the sends' tail; sleeping callers re-arm first).
+    fn poll_progress(&mut self) -> Result<(), RdmaError> {
+        self.poll_cq()?;
+        self.flush_pending()?;
+        if let Some(why) = &self.failed {
+            return Err(RdmaError::Protocol(why.clone()));
         }
         Ok(())
     }
@@ -1403,11 +1414,7 @@ impl RdmaConn {
     /// loop; before sleeping on the fd, call [`RdmaConn::prepare_sleep`].
     pub fn try_recv_frame(&mut self) -> Result<Option<Frame>, RdmaError> {
         if self.ready.is_empty() {
-            self.poll_cq()?;
-            self.flush_pending()?;
-            if let Some(why) = &self.failed {
-                return Err(RdmaError::Protocol(why.clone()));
-            }
+            self.poll_progress()?;
         }
         let Some(ready) = self.ready.pop_front() else {
             self.check_usable()?;
