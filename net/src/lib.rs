@@ -5,8 +5,11 @@
 //! aligned buffers ([`BufferPool`]), checking every length against [`FrameLimits`] before it
 //! allocates; [`OutQueue`] writes frames with vectored writes straight from the caller's slices.
 //! [`EventLoop`] drives many connections with mio and hands decoded frames to a [`Handler`] —
-//! the server and scheduler in `ferrops-engine` are such handlers. [`Metrics`] counts bytes per
-//! section. Key-list signatures ([`key_signature`]) live here because they are part of the wire.
+//! the server and scheduler in `ferrops-engine` are such handlers. Connections are [`Link`]s:
+//! TCP ([`Peer`]) or RDMA verbs ([`rdma`], feature `rdma`), chosen per process by
+//! [`transport::resolve`] from `auto|rdma|tcp`. [`Metrics`] counts bytes per section and the
+//! value bytes copied on the way. Key-list signatures ([`key_signature`]) live here because they
+//! are part of the wire.
 
 mod buffer;
 pub mod codec;
