@@ -27,8 +27,8 @@ struct Run {
     details: Value,
 }
 
-/// The configurations: none, each reducer alone (every value codec separately), all (with
-/// the value codec `--values`).
+/// The configurations: none, each reducer alone (values as fp16, and with `--every-codec` also
+/// bf16 and lz4), all (with the value codec `--values`).
 fn configurations(args: &ReducersArgs) -> Vec<(&'static str, Reducers)> {
     let none = Reducers {
         keys: false,
@@ -44,12 +44,16 @@ fn configurations(args: &ReducersArgs) -> Vec<(&'static str, Reducers)> {
         f(&mut r);
         r
     };
-    vec![
+    let mut runs = vec![
         ("none", none.clone()),
         ("keys", with(&|r| r.keys = true)),
         ("fp16", with(&|r| r.values = "fp16".into())),
-        ("bf16", with(&|r| r.values = "bf16".into())),
-        ("lz4", with(&|r| r.values = "lz4".into())),
+    ];
+    if args.every_codec {
+        runs.push(("bf16", with(&|r| r.values = "bf16".into())));
+        runs.push(("lz4", with(&|r| r.values = "lz4".into())));
+    }
+    runs.extend([
         ("significant", with(&|r| r.significant = args.theta)),
         ("kkt", with(&|r| r.kkt = true)),
         ("changed", with(&|r| r.changed = args.changed_theta)),
@@ -63,7 +67,8 @@ fn configurations(args: &ReducersArgs) -> Vec<(&'static str, Reducers)> {
                 r.changed = args.changed_theta;
             }),
         ),
-    ]
+    ]);
+    runs
 }
 
 /// Runs every configuration and prints the table (and JSON with `--json`).

@@ -499,6 +499,9 @@ pub struct ReducersArgs {
     /// Value codec of the run with all reducers (raw, fp16, bf16, lz4).
     #[arg(long, default_value = "fp16")]
     pub values: String,
+    /// Also run bf16 and lz4 values alone (fp16 always runs).
+    #[arg(long)]
+    pub every_codec: bool,
     /// Servers and workers of each run's local cluster.
     #[arg(long, value_parser = positive_count, default_value_t = 2)]
     pub servers: usize,
