@@ -82,11 +82,7 @@ impl Io<'_> {
     /// Finishes `frame` (lengths, checksums) and sends it to `peer`.
     pub fn send(&mut self, peer: PeerId, frame: &mut FrameParts<'_>) -> Result<(), NetError> {
         frame.finish(self.settings.payload_crc);
-        let p = self
-            .peers
-            .get_mut(peer)
-            .and_then(Option::as_mut)
-            .ok_or(NetError::UnknownPeer(peer))?;
+        let p = self.link_mut(peer)?;
         let was_empty = p.queued_bytes() == 0;
         p.send(frame)?;
         self.after_send(peer, was_empty)
@@ -103,12 +99,7 @@ impl Io<'_> {
     ) -> Result<(), NetError> {
         // The values skip the frame, so they are not covered by its payload checksum.
         frame.finish(false);
-        let p = self
-            .peers
-            .get_mut(peer)
-            .and_then(Option::as_mut)
-            .ok_or(NetError::UnknownPeer(peer))?;
-        p.send_values_to(frame, dest)
+        self.link_mut(peer)?.send_values_to(frame, dest)
     }
 
     /// [`Io::send_values_to`] with the values read by the device straight from `region`, which
@@ -126,13 +117,16 @@ impl Io<'_> {
         region: &[u8],
     ) -> Result<(), NetError> {
         frame.finish(false);
-        let p = self
-            .peers
+        let link = self.link_mut(peer)?;
+        // SAFETY: forwarded from the caller.
+        unsafe { link.send_values_from_region_to(frame, dest, region) }
+    }
+
+    fn link_mut(&mut self, peer: PeerId) -> Result<&mut Link, NetError> {
+        self.peers
             .get_mut(peer)
             .and_then(Option::as_mut)
-            .ok_or(NetError::UnknownPeer(peer))?;
-        // SAFETY: forwarded from the caller.
-        unsafe { p.send_values_from_region_to(frame, dest, region) }
+            .ok_or(NetError::UnknownPeer(peer))
     }
 
     /// Whether the connection to `peer` is RDMA.

@@ -795,17 +795,7 @@ impl RdmaConn {
         frame: &FrameParts<'_>,
         dest: RemoteBuf,
     ) -> Result<(), RdmaError> {
-        self.check_usable()?;
-        if self.closed {
-            return Err(RdmaError::Closed);
-        }
-        let values_len: usize = frame.values.iter().map(|v| v.len()).sum();
-        if values_len > dest.len as usize {
-            return Err(RdmaError::Protocol(format!(
-                "{values_len} bytes of values do not fit the peer's {}-byte buffer",
-                dest.len
-            )));
-        }
+        let values_len = self.check_direct(frame, dest)?;
         crate::writer::count_sent(frame, &self.metrics);
         if values_len > 0 {
             let mut stage = self.take_staging(values_len)?;
@@ -826,22 +816,7 @@ impl RdmaConn {
             )?;
             self.direct.insert(token, stage);
         }
-        // The frame without its values: keys (padded) then extra.
-        let keys_pad = pad8(frame.keys.len()) - frame.keys.len();
-        let body_len = HEADER_LEN + frame.keys.len() + keys_pad + frame.extra.len();
-        if body_len > SMALL_FRAME_MAX {
-            return Err(RdmaError::Protocol(format!(
-                "a frame with direct values keeps {body_len} bytes of keys and extra; at most {SMALL_FRAME_MAX}"
-            )));
-        }
-        let ctrl = Ctrl {
-            kind: KIND_FRAME_DIRECT,
-            len: body_len as u64,
-            ..Ctrl::default()
-        };
-        let header = zerocopy::IntoBytes::as_bytes(&frame.header);
-        self.send_message(ctrl, &[header, frame.keys, &ZEROS[..keys_pad], frame.extra])?;
-        self.poll_progress()
+        self.send_frame_without_values(frame)
     }
 
     /// [`RdmaConn::send_frame_values_to`] without staging: the device reads the values
@@ -866,17 +841,7 @@ impl RdmaConn {
         if region.is_empty() || !frame.values.iter().all(inside) {
             return self.send_frame_values_to(frame, dest);
         }
-        self.check_usable()?;
-        if self.closed {
-            return Err(RdmaError::Closed);
-        }
-        let values_len: usize = frame.values.iter().map(|v| v.len()).sum();
-        if values_len > dest.len as usize {
-            return Err(RdmaError::Protocol(format!(
-                "{values_len} bytes of values do not fit the peer's {}-byte buffer",
-                dest.len
-            )));
-        }
+        self.check_direct(frame, dest)?;
         let lkey = self.stable_lkey(region)?;
         crate::writer::count_sent(frame, &self.metrics);
         // Up to MAX_SGE slices per WRITE, each WRITE at its offset in the destination.
@@ -909,22 +874,7 @@ impl RdmaConn {
             self.sq_used += 1;
             offset += len;
         }
-        // The frame without its values, after them on the same queue pair.
-        let keys_pad = pad8(frame.keys.len()) - frame.keys.len();
-        let body_len = HEADER_LEN + frame.keys.len() + keys_pad + frame.extra.len();
-        if body_len > SMALL_FRAME_MAX {
-            return Err(RdmaError::Protocol(format!(
-                "a frame with direct values keeps {body_len} bytes of keys and extra; at most {SMALL_FRAME_MAX}"
-            )));
-        }
-        let ctrl = Ctrl {
-            kind: KIND_FRAME_DIRECT,
-            len: body_len as u64,
-            ..Ctrl::default()
-        };
-        let header = zerocopy::IntoBytes::as_bytes(&frame.header);
-        self.send_message(ctrl, &[header, frame.keys, &ZEROS[..keys_pad], frame.extra])?;
-        self.poll_progress()
+        self.send_frame_without_values(frame)
     }
 
     /// The local key of `region`'s registration, registering it (or its grown self) first.
@@ -941,6 +891,51 @@ impl RdmaConn {
             self.retired.push(old);
         }
         Ok(lkey)
+    }
+
+    /// Before a frame's values go to `dest`: the connection is usable, the values fit, and the
+    /// rest of the frame fits one message. Returns the values' length.
+    fn check_direct(&self, frame: &FrameParts<'_>, dest: RemoteBuf) -> Result<usize, RdmaError> {
+        self.check_usable()?;
+        if self.closed {
+            return Err(RdmaError::Closed);
+        }
+        let values_len: usize = frame.values.iter().map(|v| v.len()).sum();
+        if values_len > dest.len as usize {
+            return Err(RdmaError::Protocol(format!(
+                "{values_len} bytes of values do not fit the peer's {}-byte buffer",
+                dest.len
+            )));
+        }
+        Self::check_without_values(frame)?;
+        Ok(values_len)
+    }
+
+    /// Checks that a frame with direct values can travel as one small message without them.
+    fn check_without_values(frame: &FrameParts<'_>) -> Result<(), RdmaError> {
+        let keys_pad = pad8(frame.keys.len()) - frame.keys.len();
+        let body_len = HEADER_LEN + frame.keys.len() + keys_pad + frame.extra.len();
+        if body_len > SMALL_FRAME_MAX {
+            return Err(RdmaError::Protocol(format!(
+                "a frame with direct values keeps {body_len} bytes of keys and extra; at most {SMALL_FRAME_MAX}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Sends a frame whose values went ahead by RDMA WRITE: header, keys (padded) and extra,
+    /// after the values on the same queue pair (so the peer sees them first).
+    fn send_frame_without_values(&mut self, frame: &FrameParts<'_>) -> Result<(), RdmaError> {
+        Self::check_without_values(frame)?;
+        let keys_pad = pad8(frame.keys.len()) - frame.keys.len();
+        let ctrl = Ctrl {
+            kind: KIND_FRAME_DIRECT,
+            len: (HEADER_LEN + frame.keys.len() + keys_pad + frame.extra.len()) as u64,
+            ..Ctrl::default()
+        };
+        let header = zerocopy::IntoBytes::as_bytes(&frame.header);
+        self.send_message(ctrl, &[header, frame.keys, &ZEROS[..keys_pad], frame.extra])?;
+        self.poll_progress()
     }
 
     fn take_staging(&mut self, len: usize) -> Result<RegMem, RdmaError> {
