@@ -89,6 +89,11 @@ pub struct ServerConfig {
     /// Address space reserved per value or state array of a table (memory is committed only as
     /// keys arrive; this bounds how large one table may grow on one server).
     pub table_capacity_bytes: usize,
+    /// At most this many keys of key lists cached per worker connection, whatever the worker
+    /// asks for (`None`: what it asks). A server that holds less than its worker assumes
+    /// answers a signature it lost with `KeysUnknown`; the worker then forgets that list and
+    /// sends the keys again: slower, never wrong.
+    pub key_cache_cap_keys: Option<u64>,
 }
 
 impl ServerConfig {
@@ -105,6 +110,7 @@ impl ServerConfig {
                 numa_node: None,
             },
             table_capacity_bytes: 16 << 30,
+            key_cache_cap_keys: None,
         }
     }
 }

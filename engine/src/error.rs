@@ -29,6 +29,11 @@ pub enum EngineError {
         status: Status,
         message: String,
     },
+    #[error(
+        "servers {servers:?} no longer held the request's key list (their key cache differs \
+         from this worker's); the worker forgot it, so sending the request again sends the keys"
+    )]
+    KeyListMissed { servers: Vec<u32> },
     #[error("the job was shut down: {0}")]
     Shutdown(String),
     #[error("protocol violation by {peer}: {detail}")]

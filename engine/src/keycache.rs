@@ -6,8 +6,13 @@
 //! to every signed request in the same order (one connection is FIFO and the server handles its
 //! frames in arrival order). Their contents are therefore identical, so the worker knows
 //! exactly which lists the server holds: it never guesses. A new connection (a restarted
-//! server) starts both caches empty. Should the two ever disagree, the server answers a
-//! signature it does not hold with `Status::KeysUnknown` rather than applying anything.
+//! server) starts both caches empty. Should the two ever disagree (a server that caps its
+//! cache below what the worker asked, `ServerConfig::key_cache_cap_keys`), the server answers a
+//! signature it does not hold with `Status::KeysUnknown` rather than applying anything; the
+//! worker forgets the list (so both agree again), blocking calls resend to that server alone
+//! with the keys (a push under a new sequence number), and asynchronous ones report
+//! `EngineError::KeyListMissed`. Caching and packing are per table (`TableSpec::key_caching`,
+//! `TableSpec::key_packing`).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -106,7 +111,9 @@ impl<V> KeyListCache<V> {
         self.entries.get_mut(&id).map(|e| &mut e.value)
     }
 
-    fn remove(&mut self, id: ListId) {
+    /// Forgets a list (the worker does when the server said it does not hold it, so that the
+    /// next request sends the keys and both ends agree again).
+    pub fn remove(&mut self, id: ListId) {
         if let Some(e) = self.entries.remove(&id) {
             self.by_age.remove(&e.stamp);
             self.used_keys -= e.keys;

@@ -52,6 +52,7 @@ pub struct ServerReport {
 /// A running server's state; driven by [`run_server`].
 pub struct Server {
     scheduler: PeerId,
+    key_cache_cap_keys: Option<u64>,
     node_id: Option<u32>,
     rank: Option<u32>,
     routing: RoutingTable,
@@ -198,6 +199,7 @@ fn run_shard(cfg: &ServerConfig) -> Result<ServerReport, EngineError> {
         None => tracing::info!("server listening on {advertised}"),
     }
     let mut server = Server {
+        key_cache_cap_keys: cfg.key_cache_cap_keys,
         scheduler,
         node_id: None,
         rank: None,
@@ -463,8 +465,10 @@ impl Server {
                     tracing::debug!(
                         "worker node {node_id} on peer {peer}, key cache {key_cache_keys} keys"
                     );
-                    self.key_caches
-                        .insert(peer, KeyListCache::new(key_cache_keys));
+                    let keys = self
+                        .key_cache_cap_keys
+                        .map_or(key_cache_keys, |cap| cap.min(key_cache_keys));
+                    self.key_caches.insert(peer, KeyListCache::new(keys));
                 }
                 other => {
                     let msg = format!("servers do not accept {other:?} from workers");

@@ -68,6 +68,12 @@ pub struct TableSpec {
     /// How values travel: the id of a `ferrops_net::codec::ValueCodec` (0 = raw f32; fp16 and
     /// bf16 halve the bytes at their stated rounding; lz4 is lossless).
     pub value_codec: u8,
+    /// Whether key lists this table's requests repeat travel as their signature once the
+    /// server holds them (key caching; on by default: it cannot change results).
+    pub key_caching: bool,
+    /// Whether key lists may travel delta + bit packed when that makes them smaller (on by
+    /// default: lossless, chosen per message by size).
+    pub key_packing: bool,
 }
 
 impl TableSpec {
@@ -80,7 +86,21 @@ impl TableSpec {
             consistency: Consistency::Eventual,
             layout: KeyLayout::Sparse,
             value_codec: ValueCodec::Raw.id(),
+            key_caching: true,
+            key_packing: true,
         }
+    }
+
+    /// Turns key caching for this table on or off.
+    pub fn key_caching(mut self, on: bool) -> TableSpec {
+        self.key_caching = on;
+        self
+    }
+
+    /// Turns key packing (delta + bit packing) for this table on or off.
+    pub fn key_packing(mut self, on: bool) -> TableSpec {
+        self.key_packing = on;
+        self
     }
 
     /// Sets how values travel on the wire.

@@ -171,6 +171,8 @@ impl Io<'_> {
         if let Some(req) = request {
             header.request_id = req.request_id;
             header.table = req.table;
+            // Which key list a refusal is about (a signature the server does not hold).
+            header.key_signature = req.key_signature;
         }
         header.status = (status as u16).into();
         let mut frame = FrameParts::with_extra(header, message.as_bytes());

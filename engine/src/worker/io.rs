@@ -343,10 +343,23 @@ impl ClientIo {
             }
             Opcode::PullReply => self.copy_pull_values(request, &frame, lent),
             Opcode::Error => {
-                let error = EngineError::Remote {
-                    server,
-                    status: frame.header.status(),
-                    message: String::from_utf8_lossy(frame.extra()).into_owned(),
+                let status = frame.header.status();
+                let error = if status == Status::KeysUnknown {
+                    // The server's cache lost the list: forget it here too, so both agree again
+                    // and the next request carries the keys.
+                    let list = (frame.header.table.get(), frame.header.key_signature.get());
+                    if let Some(cache) = self.key_caches.get_mut(server as usize) {
+                        cache.remove(list);
+                    }
+                    EngineError::KeyListMissed {
+                        servers: vec![server],
+                    }
+                } else {
+                    EngineError::Remote {
+                        server,
+                        status,
+                        message: String::from_utf8_lossy(frame.extra()).into_owned(),
+                    }
                 };
                 if self.outstanding.complete(request, Some(error)).is_none() {
                     tracing::error!(

@@ -184,11 +184,13 @@ impl Worker {
     pub fn push(&self, table: TableId, keys: &[u64], values: &[f32]) -> Result<(), EngineError> {
         // Blocking, so `values` outlives the push: over RDMA, bulk parts are written by the
         // device straight from it (registrations live until the acknowledgements arrived).
-        let mut registrations = Vec::new();
-        let t = self.push_inner(table, keys, None, values, Some(&mut registrations))?;
-        let done = self.wait(t).map(|_| ());
-        drop(registrations);
-        done
+        retry_key_misses(|only| {
+            let mut registrations = Vec::new();
+            let t = self.push_inner(table, keys, None, values, Some(&mut registrations), only)?;
+            let done = self.wait(t).map(|_| ());
+            drop(registrations);
+            done
+        })
     }
 
     /// Sends a push and returns at once with a ticket; the caller's slices are not needed after
@@ -199,7 +201,7 @@ impl Worker {
         keys: &[u64],
         values: &[f32],
     ) -> Result<Ticket, EngineError> {
-        self.push_inner(table, keys, None, values, None)
+        self.push_inner(table, keys, None, values, None, None)
     }
 
     /// Pushes values for the keys at the ascending indices `selected` of `keys` only, while the
@@ -213,11 +215,14 @@ impl Worker {
         selected: &[u32],
         values: &[f32],
     ) -> Result<(), EngineError> {
-        let t = self.push_inner(table, keys, Some(selected), values, None)?;
-        self.wait(t).map(|_| ())
+        retry_key_misses(|only| {
+            let t = self.push_inner(table, keys, Some(selected), values, None, only)?;
+            self.wait(t).map(|_| ())
+        })
     }
 
-    /// Sends a push. With `in_place` (the caller keeps `values` unchanged until the push is
+    /// Sends a push (with `only`, just its parts for those servers, under a new sequence
+    /// number). With `in_place` (the caller keeps `values` unchanged until the push is
     /// acknowledged), raw values bound for an RDMA server in a bulk frame are registered, kept
     /// in `in_place`, and read by the device from where they are.
     fn push_inner(
@@ -227,6 +232,7 @@ impl Worker {
         selected: Option<&[u32]>,
         values: &[f32],
         mut in_place: Option<&mut Vec<direct::Registered>>,
+        only: Option<&[u32]>,
     ) -> Result<Ticket, EngineError> {
         let mut st = self.lock();
         let spec = st
@@ -236,6 +242,7 @@ impl Worker {
         let per_key = spec.push_floats_per_key();
         let (dim, inputs) = (spec.dim as usize, spec.rule.inputs());
         let (layout, codec) = (spec.layout, spec.codec());
+        let (caching, packing) = (spec.key_caching, spec.key_packing);
         let carried = match selected {
             Some(sel) => check_selection(sel, keys.len())?,
             None => keys.len(),
@@ -243,7 +250,7 @@ impl Worker {
         check_value_count(carried, values.len(), per_key)?;
         check_layout(layout, keys)?;
         let parts = st.routing.slice_for(layout, keys);
-        let signatures = check_and_sign_parts(keys, &parts)?;
+        let signatures = sign_if_caching(caching, check_and_sign_parts(keys, &parts)?);
         st.seq += 1;
         let seq = st.seq;
         let ticket = st.io.outstanding.open(Kind::Push);
@@ -253,6 +260,9 @@ impl Worker {
         let mut mask = Vec::new();
         for ((range, idx), signature) in parts.into_iter().zip(signatures) {
             let server = st.routing.ranges[range].server;
+            if only.is_some_and(|o| !o.contains(&server)) {
+                continue; // already applied there
+            }
             let part_keys = &keys[idx.clone()];
             let carried_here = match selected {
                 Some(sel) => {
@@ -268,7 +278,7 @@ impl Worker {
             let part_values = part_inputs(values, carried, dim, inputs, carried_here, &mut planes);
             let request = st.io.outstanding.add_request(ticket, server, 0..0);
             let State { io, reducers, .. } = &mut *st;
-            let packing = io.key_packing;
+            let packing = io.key_packing && packing;
             let cache = &mut io.key_caches[server as usize];
             let mut frame = part_frame(
                 header,
@@ -310,8 +320,10 @@ impl Worker {
 
     /// Pulls the values of `keys` (`keys × dim` floats, in key order).
     pub fn pull(&self, table: TableId, keys: &[u64]) -> Result<Vec<f32>, EngineError> {
-        let t = self.pull_async(table, keys)?;
-        self.wait_pull(t)
+        retry_key_misses(|_| {
+            let t = self.pull_async(table, keys)?;
+            self.wait_pull(t)
+        })
     }
 
     /// Pulls into the caller's buffer, which must hold exactly `keys × dim` floats; the values
@@ -322,7 +334,7 @@ impl Worker {
         keys: &[u64],
         out: &mut [f32],
     ) -> Result<(), EngineError> {
-        self.pull_lent(table, keys, out, None)
+        retry_key_misses(|_| self.pull_lent(table, keys, out, None))
     }
 
     /// Pulls only the rows that changed on the servers since this worker's last
@@ -337,7 +349,7 @@ impl Worker {
         out: &mut [f32],
         theta: f32,
     ) -> Result<(), EngineError> {
-        self.pull_lent(table, keys, out, Some(theta))
+        retry_key_misses(|_| self.pull_lent(table, keys, out, Some(theta)))
     }
 
     /// A blocking pull whose replies are read into the caller's `out` while it waits
@@ -419,10 +431,11 @@ impl Worker {
             .get(&table.0)
             .ok_or(EngineError::UnknownTable(table.0))?;
         let (dim, layout) = (spec.dim as usize, spec.layout);
+        let (caching, packing) = (spec.key_caching, spec.key_packing);
         check_value_count(keys.len(), out_len, dim)?;
         check_layout(layout, keys)?;
         let parts = st.routing.slice_for(layout, keys);
-        let signatures = check_and_sign_parts(keys, &parts)?;
+        let signatures = sign_if_caching(caching, check_and_sign_parts(keys, &parts)?);
         let ticket = st.io.outstanding.open(Kind::Pull(into));
         let header = self.request_header(st, Opcode::Pull, table);
         let mut key_buf = Vec::new();
@@ -433,7 +446,7 @@ impl Worker {
                     .outstanding
                     .add_request(ticket, server, idx.start * dim..idx.end * dim);
             let State { io, reducers, .. } = &mut *st;
-            let packing = io.key_packing;
+            let packing = io.key_packing && packing;
             let cache = &mut io.key_caches[server as usize];
             let mut frame = part_frame(
                 header,
@@ -678,6 +691,31 @@ fn part_frame<'a>(
         values: &[],
         extra: &[],
     })
+}
+
+/// Runs a blocking request; if some servers no longer held its key list (the worker has then
+/// forgotten it too), runs it once more for those servers (`Some(servers)`), now with the keys.
+/// Pulls simply run again whole (`only` is ignored); pushes go only where they were not
+/// applied, under a new sequence number.
+fn retry_key_misses<T>(
+    mut request: impl FnMut(Option<&[u32]>) -> Result<T, EngineError>,
+) -> Result<T, EngineError> {
+    match request(None) {
+        Err(EngineError::KeyListMissed { servers }) => {
+            tracing::debug!("servers {servers:?} missed a cached key list; sending the keys");
+            request(Some(&servers))
+        }
+        other => other,
+    }
+}
+
+/// A table without key caching sends every list whole: no part carries a signature (the
+/// server caches only signed lists).
+fn sign_if_caching(caching: bool, mut signatures: Vec<u64>) -> Vec<u64> {
+    if !caching {
+        signatures.iter_mut().for_each(|s| *s = 0);
+    }
+    signatures
 }
 
 /// Checks a selection is strictly ascending indices below `keys`; returns its length.

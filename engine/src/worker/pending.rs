@@ -102,9 +102,19 @@ impl Outstanding {
         let sub = self.requests.remove(&request)?;
         if let Some(p) = self.tickets.get_mut(&sub.ticket) {
             p.parts_left = p.parts_left.saturating_sub(1);
-            if p.error.is_none() {
-                p.error = error;
-            }
+            p.error = match (p.error.take(), error) {
+                (None, e) => e,
+                // Misses gather (the caller can resend to those servers); any other error wins.
+                (
+                    Some(EngineError::KeyListMissed { mut servers }),
+                    Some(EngineError::KeyListMissed { servers: more }),
+                ) => {
+                    servers.extend(more);
+                    Some(EngineError::KeyListMissed { servers })
+                }
+                (Some(EngineError::KeyListMissed { .. }), Some(other)) => Some(other),
+                (Some(first), _) => Some(first),
+            };
         }
         Some(sub)
     }
