@@ -396,6 +396,9 @@ fn changed_only_pulls_send_the_rows_that_moved() {
             vec![1.001, 1.0],
             "the server has it"
         );
+        // Three changed-only pulls of 1000 rows: all, none, then one.
+        let c = w.reducer_stats().changed_since;
+        assert_eq!((c.offered, c.sent, c.delayed), (3000, 1001, 1999), "{c:?}");
         w.finish().unwrap();
     });
     job.join();

@@ -47,6 +47,9 @@ pub(crate) struct ClientIo {
     pub key_caches: Vec<KeyListCache<()>>,
     /// Whether key lists may travel delta + bit packed.
     pub key_packing: bool,
+    /// Rows of changed-only pulls: offered (asked for), sent (changed), delayed (unchanged,
+    /// left as the worker held them).
+    pub changed_since: crate::filter::FilterCounts,
 }
 
 /// Routes pull-reply values straight into the buffer that waits for them.
@@ -100,6 +103,7 @@ impl ClientIo {
             payload_crc: true,
             key_caches: Vec::new(),
             key_packing: true,
+            changed_since: Default::default(),
         })
     }
 
@@ -393,7 +397,16 @@ impl ClientIo {
         };
         let masked = frame.header.flags & ferrops_net::flags::VALUES_MASKED != 0;
         let decoded = ValueCodec::from_id(frame.header.value_codec).and_then(|codec| match dest {
-            Some(d) if masked => scatter_masked(codec, frame, d),
+            Some(d) if masked => {
+                let n = scatter_masked(codec, frame, d)?;
+                let keys = u64::from(frame.header.key_count.get());
+                let rows = (n / (d.len() / keys.max(1) as usize).max(1)) as u64;
+                let c = &mut self.changed_since;
+                c.offered += keys;
+                c.sent += rows;
+                c.delayed += keys.saturating_sub(rows);
+                Ok(n)
+            }
             Some(d) => decode_values(codec, frame.values_bytes(), d).map(|()| d.len()),
             None => Ok(0),
         });

@@ -558,7 +558,10 @@ impl Worker {
 
     /// What key caching, key packing and value codecs saved on this worker's requests.
     pub fn reducer_stats(&self) -> ReducerStats {
-        self.lock().reducers.clone()
+        let st = self.lock();
+        let mut stats = st.reducers.clone();
+        stats.changed_since.merge(&st.io.changed_since);
+        stats
     }
 
     /// Byte counters of this worker.
