@@ -247,7 +247,7 @@ pub struct RicaArgs {
     pub tau: u32,
 
     /// Scale of the random starting filters: their values have standard deviation INIT/√d, d
-    /// being the values per patch. Small starts give cleaner filters (see `docs/experiments.md`).
+    /// being the values per patch.
     #[arg(long, default_value_t = 1.0)]
     pub init: f32,
 

@@ -240,7 +240,7 @@ impl LinePlot {
 /// A tick label: plain numbers in the usual range, scientific notation outside it.
 fn tick(v: f64) -> String {
     let a = v.abs();
-    if a != 0.0 && !(1e-2..1e5).contains(&a) {
+    if a != 0.0 && !(1e-2..1e6).contains(&a) {
         format!("{v:.3e}")
     } else if a >= 100.0 || v == v.round() {
         format!("{v:.0}")
@@ -303,7 +303,8 @@ mod tests {
         assert_eq!(tick(0.0), "0");
         assert_eq!(tick(2.5), "2.50");
         assert_eq!(tick(94968.0), "94968");
-        assert_eq!(tick(163886.0), "1.639e5");
+        assert_eq!(tick(163886.0), "163886");
+        assert_eq!(tick(2.5e6), "2.500e6");
         assert_eq!(tick(0.001), "1.000e-3");
     }
 

@@ -27,9 +27,7 @@ pub struct RicaOptions {
     pub epochs: usize,
     pub tau: u32,
     pub seed: u64,
-    /// Standard deviation of the random start W₀, times 1/√d. Directions the whitened patches
-    /// barely excite get almost no gradient, so what the start puts there fades slowly: a small
-    /// start gives cleaner filters.
+    /// Standard deviation of the random start W₀, times √d.
     pub init: f32,
     /// Where worker 0 writes the learned filters W = W₀ + Δ, one per line.
     pub save: Option<PathBuf>,

@@ -260,7 +260,15 @@ pub fn rica(args: &crate::cli::RicaArgs) -> Result<()> {
             .into_iter()
             .map(|f| {
                 let mean = f.iter().sum::<f32>() / f.len().max(1) as f32;
-                f.iter().map(|v| v - mean).collect()
+                let rest: Vec<f32> = f.iter().map(|v| v - mean).collect();
+                // A filter that is (almost) only its constant part leaves rounding error, which
+                // scaled to full contrast would draw as a solid tile: draw it as zero instead.
+                let peak = |x: &[f32]| x.iter().fold(0f32, |m, v| m.max(v.abs()));
+                if peak(&rest) <= 1e-4 * peak(&f) {
+                    vec![0.0; rest.len()]
+                } else {
+                    rest
+                }
             })
             .collect();
         let (w, h) = plot::filter_grid(png, &filters, side, args.zoom)
