@@ -237,15 +237,22 @@ impl LinePlot {
     }
 }
 
-/// A tick label: plain numbers in the usual range, scientific notation outside it.
+/// A tick label: plain numbers in the usual range (at most two decimals, trailing zeros
+/// dropped), scientific notation outside it.
 fn tick(v: f64) -> String {
     let a = v.abs();
     if a != 0.0 && !(1e-2..1e6).contains(&a) {
         format!("{v:.3e}")
-    } else if a >= 100.0 || v == v.round() {
+    } else if a >= 100.0 {
         format!("{v:.0}")
     } else {
-        format!("{v:.2}")
+        let s = format!("{v:.2}");
+        let s = s.trim_end_matches('0').trim_end_matches('.');
+        if s == "-0" {
+            "0".into()
+        } else {
+            s.into()
+        }
     }
 }
 
@@ -301,7 +308,10 @@ mod tests {
     #[test]
     fn ticks_are_short() {
         assert_eq!(tick(0.0), "0");
-        assert_eq!(tick(2.5), "2.50");
+        assert_eq!(tick(2.5), "2.5");
+        assert_eq!(tick(2.0), "2");
+        assert_eq!(tick(0.25), "0.25");
+        assert_eq!(tick(-0.001), "-1.000e-3");
         assert_eq!(tick(94968.0), "94968");
         assert_eq!(tick(163886.0), "163886");
         assert_eq!(tick(2.5e6), "2.500e6");

@@ -139,10 +139,8 @@ impl Follower {
                 ProgressDrawTarget::stderr_with_hz(5),
             );
             bar.set_style(
-                ProgressStyle::with_template(
-                    "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} iterations  {msg}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                ProgressStyle::with_template("{spinner} {elapsed:>4} {bar:20} {pos}/{len}  {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
             bar.set_message("loading data");
             bar.enable_steady_tick(Duration::from_millis(200));
@@ -156,7 +154,7 @@ impl Follower {
                             seen = records.len();
                             bar.set_position(r.iteration as u64);
                             bar.set_message(format!(
-                                "objective {:.5e}  nnz {}  {:.1} M nonzeros/s",
+                                "objective {:.4e}  nnz {}  {:.1} M nnz/s",
                                 r.objective,
                                 r.nnz,
                                 data_nnz * r.iteration as f64 / r.time.max(1e-9) / 1e6
