@@ -271,7 +271,13 @@ pub fn run(cfg: &WorkerConfig, o: &L1lrOptions) -> Result<()> {
             let keys = &shard.blocks[b].keys;
             // The keys to push: all of them unless the KKT filter says otherwise.
             let chosen = match &mut kkt {
-                Some(k) => k.chosen(&w, t, b, keys.len())?,
+                Some(k) => {
+                    // The mask pull blocks like the weights' pulls: count it as idle time.
+                    let t0 = Instant::now();
+                    let chosen = k.chosen(&w, t, b, keys.len())?;
+                    idle += t0.elapsed();
+                    chosen
+                }
                 None => None,
             };
             push_chosen(&w, acc[s % slots], keys, chosen.as_deref(), &gc, &mut neg)?;
