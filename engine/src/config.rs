@@ -65,7 +65,7 @@ impl ClusterConfig {
             key_packing: true,
             server_shards: 1,
             transport: TransportMode::Auto,
-            rdma_busy_poll: Duration::from_micros(200),
+            rdma_busy_poll: Duration::from_micros(500),
         }
     }
 }
