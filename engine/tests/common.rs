@@ -28,27 +28,44 @@ pub fn start(servers: usize, workers: usize) -> Job {
 
 /// Like [`start`], with `shards` shards per server.
 pub fn start_sharded(servers: usize, shards: usize, workers: usize) -> Job {
+    start_configured(
+        servers,
+        workers,
+        |cluster| cluster.server_shards = shards,
+        |_, _| {},
+    )
+}
+
+/// Starts a job whose cluster settings `cluster` adjusts (for every node) and whose server
+/// `i`'s own settings `server(i, ..)` adjusts.
+pub fn start_configured(
+    servers: usize,
+    workers: usize,
+    cluster: impl Fn(&mut ClusterConfig),
+    server: impl Fn(usize, &mut ServerConfig),
+) -> Job {
     let (tx, rx) = mpsc::channel();
-    let mut cluster = ClusterConfig::new(loopback(), servers, workers);
-    cluster.server_shards = shards;
+    let mut settings = ClusterConfig::new(loopback(), servers, workers);
+    cluster(&mut settings);
     let cfg = SchedulerConfig {
-        cluster,
+        cluster: settings,
         bind: loopback(),
     };
     let scheduler = std::thread::spawn(move || run_scheduler(&cfg, |addr| tx.send(addr).unwrap()));
     let addr = rx.recv().expect("scheduler announces its address");
-    let mut cluster = ClusterConfig::new(addr, servers, workers);
-    cluster.server_shards = shards;
+    let mut settings = ClusterConfig::new(addr, servers, workers);
+    cluster(&mut settings);
     let servers = (0..servers)
-        .map(|_| {
-            let cfg = ServerConfig::new(cluster.clone(), loopback());
+        .map(|i| {
+            let mut cfg = ServerConfig::new(settings.clone(), loopback());
+            server(i, &mut cfg);
             std::thread::spawn(move || run_server(&cfg))
         })
         .collect();
     Job {
         scheduler,
         servers,
-        cluster,
+        cluster: settings,
     }
 }
 

@@ -5,36 +5,18 @@
 
 mod common;
 
-use std::sync::mpsc;
-
-use common::{loopback, Job};
-use ferrops_engine::config::{ClusterConfig, SchedulerConfig, ServerConfig};
-use ferrops_engine::scheduler::run_scheduler;
-use ferrops_engine::server::run_server;
+use common::Job;
 use ferrops_engine::{EngineError, TableSpec, Worker};
 
 /// A job of one worker and one server per entry of `caps` (each server's key cache cap).
 fn start(caps: &[Option<u64>]) -> Job {
-    let (tx, rx) = mpsc::channel();
-    let cfg = SchedulerConfig {
-        cluster: ClusterConfig::new(loopback(), caps.len(), 1),
-        bind: loopback(),
-    };
-    let scheduler = std::thread::spawn(move || run_scheduler(&cfg, |addr| tx.send(addr).unwrap()));
-    let cluster = ClusterConfig::new(rx.recv().unwrap(), caps.len(), 1);
-    let servers = caps
-        .iter()
-        .map(|&cap| {
-            let mut cfg = ServerConfig::new(cluster.clone(), loopback());
-            cfg.key_cache_cap_keys = cap;
-            std::thread::spawn(move || run_server(&cfg))
-        })
-        .collect();
-    Job {
-        scheduler,
-        servers,
-        cluster,
-    }
+    let caps = caps.to_vec();
+    common::start_configured(
+        caps.len(),
+        1,
+        |_| {},
+        move |i, cfg| cfg.key_cache_cap_keys = caps[i],
+    )
 }
 
 /// `n` keys spread over the whole key space (both halves, so both of two servers get some),

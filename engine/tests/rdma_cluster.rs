@@ -4,12 +4,7 @@
 
 mod common;
 
-use std::sync::mpsc;
-
-use common::{loopback, Job};
-use ferrops_engine::config::{ClusterConfig, SchedulerConfig, ServerConfig};
-use ferrops_engine::scheduler::run_scheduler;
-use ferrops_engine::server::run_server;
+use common::Job;
 use ferrops_engine::TableSpec;
 use ferrops_net::TransportMode;
 
@@ -25,31 +20,15 @@ fn have_rdma(test: &str) -> bool {
 
 /// A job whose servers use the given transports (one per server); workers use `workers_mode`.
 fn start(server_modes: &[TransportMode], workers: usize, workers_mode: TransportMode) -> Job {
-    let servers = server_modes.len();
-    let (tx, rx) = mpsc::channel();
-    let cfg = SchedulerConfig {
-        cluster: ClusterConfig::new(loopback(), servers, workers),
-        bind: loopback(),
-    };
-    let scheduler = std::thread::spawn(move || run_scheduler(&cfg, |addr| tx.send(addr).unwrap()));
-    let addr = rx.recv().expect("scheduler announces its address");
-    let base = ClusterConfig::new(addr, servers, workers);
-    let servers = server_modes
-        .iter()
-        .map(|&mode| {
-            let mut cluster = base.clone();
-            cluster.transport = mode;
-            let cfg = ServerConfig::new(cluster, loopback());
-            std::thread::spawn(move || run_server(&cfg))
-        })
-        .collect();
-    let mut cluster = base;
-    cluster.transport = workers_mode;
-    Job {
-        scheduler,
-        servers,
-        cluster,
-    }
+    let modes = server_modes.to_vec();
+    let mut job = common::start_configured(
+        modes.len(),
+        workers,
+        |_| {},
+        move |i, cfg| cfg.cluster.transport = modes[i],
+    );
+    job.cluster.transport = workers_mode;
+    job
 }
 
 /// Keys spread over the whole key space, so every server gets its share.
