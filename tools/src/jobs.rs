@@ -171,20 +171,9 @@ fn sigmoid(z: f32) -> f32 {
     1.0 / (1.0 + (-z).exp())
 }
 
-/// The sorted, unique features of a batch.
-fn batch_keys(batch: &[Example]) -> Vec<u64> {
-    let mut keys: Vec<u64> = batch
-        .iter()
-        .flat_map(|e| e.features.iter().copied())
-        .collect();
-    keys.sort_unstable();
-    keys.dedup();
-    keys
-}
-
-/// The sorted, unique features of a whole shard.
-fn shard_keys(data: &[Example]) -> Vec<u64> {
-    let mut keys: Vec<u64> = data
+/// The sorted, unique features of some examples (a batch or a whole shard).
+fn feature_keys(examples: &[Example]) -> Vec<u64> {
+    let mut keys: Vec<u64> = examples
         .iter()
         .flat_map(|e| e.features.iter().copied())
         .collect();
@@ -271,10 +260,10 @@ pub fn logreg(cfg: &WorkerConfig, o: &LogRegOptions) -> Result<()> {
         .transpose()?;
     // Each batch's sorted key list, once: every epoch visits the same batches.
     let batches: Vec<(&[Example], Vec<u64>)> =
-        data.chunks(o.batch).map(|b| (b, batch_keys(b))).collect();
+        data.chunks(o.batch).map(|b| (b, feature_keys(b))).collect();
     // For changed-only pulls, the worker's copy of every weight its data touches, and where each
     // batch's keys sit in it.
-    let shard_keys = shard_keys(&data);
+    let shard_keys = feature_keys(&data);
     let mut copy = vec![0.0f32; shard_keys.len()];
     let at: Vec<Vec<u32>> = if o.reducers.changed > 0.0 {
         batches
@@ -447,7 +436,7 @@ fn report_final(
     // configuration.
     let m = w.metrics();
     let stats = w.reducer_stats();
-    let keys = shard_keys(data);
+    let keys = feature_keys(data);
     let model = w.pull(weights, &keys)?;
     let mut scratch = vec![0.0; keys.len()];
     let loss = batch_gradient(data, &keys, &model, &mut scratch).loss;
@@ -600,7 +589,7 @@ mod tests {
                 label: -1.0,
             },
         ];
-        let keys = batch_keys(&batch);
+        let keys = feature_keys(&batch);
         assert_eq!(keys, vec![1, 5, 9]);
         let w = vec![0.3f32, -0.2, 0.5];
         let mut g = vec![0.0; 3];
