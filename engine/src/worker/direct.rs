@@ -46,8 +46,14 @@ pub(crate) unsafe fn register(
         return Ok(None);
     }
     // SAFETY: forwarded from the caller.
-    let reg = unsafe { link.register_for_peer_writes(dest.cast(), bytes) }?;
-    Ok(reg.map(Registered))
+    match unsafe { link.register_for_peer_writes(dest.cast(), bytes) } {
+        Ok(reg) => Ok(reg.map(Registered)),
+        Err(e) => {
+            // E.g. the memlock limit: the values travel in the frame instead.
+            tracing::warn!("cannot register {bytes} bytes for a zero-copy transfer: {e}");
+            Ok(None)
+        }
+    }
 }
 
 /// Without RDMA support there is nothing to register.

@@ -388,6 +388,8 @@ pub struct RdmaConn {
     /// Regions replaced by a longer registration of the same memory, kept until no work
     /// request can still use them.
     retired: Vec<Arc<sideway::ibverbs::memory_region::MemoryRegion>>,
+    /// A registration of caller memory failed (e.g. the memlock limit): stage from now on.
+    stable_failed: bool,
     pd: Arc<ProtectionDomain>,
     _ctx: Arc<DeviceContext>,
     id: Arc<Identifier>,
@@ -550,6 +552,7 @@ impl RdmaConn {
             direct: HashMap::new(),
             stable: HashMap::new(),
             retired: Vec::new(),
+            stable_failed: false,
             pd,
             _ctx: ctx,
             id,
@@ -838,11 +841,22 @@ impl RdmaConn {
             let a = s.as_ptr() as usize;
             a >= start && a + s.len() <= start + region.len()
         };
-        if region.is_empty() || !frame.values.iter().all(inside) {
+        if self.stable_failed || region.is_empty() || !frame.values.iter().all(inside) {
             return self.send_frame_values_to(frame, dest);
         }
         self.check_direct(frame, dest)?;
-        let lkey = self.stable_lkey(region)?;
+        let lkey = match self.stable_lkey(region) {
+            Ok(lkey) => lkey,
+            Err(e) => {
+                // E.g. the memlock limit: the values still go, through staging, from now on.
+                tracing::warn!(
+                    "cannot register {} bytes of table memory ({e}); pull replies are staged",
+                    region.len()
+                );
+                self.stable_failed = true;
+                return self.send_frame_values_to(frame, dest);
+            }
+        };
         crate::writer::count_sent(frame, &self.metrics);
         // Up to MAX_SGE slices per WRITE, each WRITE at its offset in the destination.
         let mut offset = 0u64;
