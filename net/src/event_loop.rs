@@ -400,6 +400,8 @@ impl EventLoop {
     /// Runs until the handler says stop.
     pub fn run(&mut self, handler: &mut impl Handler) -> Result<(), NetError> {
         let mut events = Events::with_capacity(256);
+        // Reused every round (a spinning loop must not allocate per round).
+        let mut ready: Vec<(Token, bool, bool)> = Vec::new();
         let mut backlog: Vec<PeerId> = Vec::new();
         let mut closed: Vec<(PeerId, CloseReason)> = Vec::new();
         let mut last_tick = Instant::now();
@@ -437,16 +439,14 @@ impl EventLoop {
                     Err(e) => return Err(e.into()),
                 }
             }
-            let mut ready: Vec<(Token, bool, bool)> = events
-                .iter()
-                .map(|e| {
-                    (
-                        e.token(),
-                        e.is_readable() || e.is_read_closed(),
-                        e.is_writable(),
-                    )
-                })
-                .collect();
+            ready.clear();
+            ready.extend(events.iter().map(|e| {
+                (
+                    e.token(),
+                    e.is_readable() || e.is_read_closed(),
+                    e.is_writable(),
+                )
+            }));
             ready.extend(backlog.drain(..).map(|p| (Token(p), true, false)));
             if spinning {
                 // Busy RDMA connections are polled whether or not their fd fired.
@@ -458,7 +458,7 @@ impl EventLoop {
                         .map(|(i, _)| (Token(i), true, false)),
                 );
             }
-            for (token, readable, writable) in ready {
+            for &(token, readable, writable) in &ready {
                 if token == LISTENER {
                     self.accept_all(handler, &mut closed)?;
                     continue;
