@@ -177,6 +177,37 @@ impl L1lrOptions {
 /// Per-iteration figures each worker adds to the stats table.
 const STATS: u64 = 7;
 
+/// The stats-table keys of iteration `t`.
+fn stat_keys(t: usize) -> Vec<u64> {
+    let base = t as u64 * STATS;
+    (base..base + STATS).collect()
+}
+
+/// Adds this worker's figures of iteration `t` to the stats table: loss and correct predictions
+/// on its shard, its rows, idle seconds, bytes sent and received, and its nonzeros.
+fn push_stats(
+    w: &Worker,
+    stats: TableId,
+    t: usize,
+    shard: &Shard,
+    idle: Duration,
+    local_nnz: f32,
+) -> Result<()> {
+    let (loss, correct) = shard.loss_and_correct();
+    let m = w.metrics();
+    let figures = [
+        loss as f32,
+        correct as f32,
+        shard.labels.len() as f32,
+        idle.as_secs_f32(),
+        m.bytes_sent() as f32,
+        m.bytes_received() as f32,
+        local_nnz,
+    ];
+    w.push(stats, &stat_keys(t), &figures)?;
+    Ok(())
+}
+
 /// Runs the job in this worker process.
 pub fn run(cfg: &WorkerConfig, o: &L1lrOptions) -> Result<()> {
     let w = Worker::connect(cfg).context("connecting to the job")?;
@@ -283,20 +314,7 @@ pub fn run(cfg: &WorkerConfig, o: &L1lrOptions) -> Result<()> {
             push_chosen(&w, acc[s % slots], keys, chosen.as_deref(), &gc, &mut neg)?;
             let last_step = b == nb - 1;
             if last_step {
-                let (loss, correct) = shard.loss_and_correct();
-                let m = w.metrics();
-                let base = t as u64 * STATS;
-                let figures = [
-                    loss as f32,
-                    correct as f32,
-                    shard.labels.len() as f32,
-                    idle.as_secs_f32(),
-                    m.bytes_sent() as f32,
-                    m.bytes_received() as f32,
-                    local_nnz,
-                ];
-                let stat_keys: Vec<u64> = (base..base + STATS).collect();
-                w.push(stats, &stat_keys, &figures)?;
+                push_stats(&w, stats, t, &shard, idle, local_nnz)?;
             }
             w.clock()?;
             if rank == 0 {
@@ -319,9 +337,7 @@ pub fn run(cfg: &WorkerConfig, o: &L1lrOptions) -> Result<()> {
                     }
                 }
                 if last_step {
-                    let base = t as u64 * STATS;
-                    let stat_keys: Vec<u64> = (base..base + STATS).collect();
-                    let f = w.pull(stats, &stat_keys)?;
+                    let f = w.pull(stats, &stat_keys(t))?;
                     let mut record = summarize(
                         &f,
                         &exact,
@@ -370,23 +386,10 @@ pub fn run(cfg: &WorkerConfig, o: &L1lrOptions) -> Result<()> {
             "the servers' weights differ from worker 0's mirror of the updates"
         );
     }
-    let (loss, correct) = fresh.loss_and_correct();
-    let m = w.metrics();
-    let base = o.iters as u64 * STATS;
-    let stat_keys: Vec<u64> = (base..base + STATS).collect();
-    let figures = [
-        loss as f32,
-        correct as f32,
-        fresh.labels.len() as f32,
-        idle.as_secs_f32(),
-        m.bytes_sent() as f32,
-        m.bytes_received() as f32,
-        local_nnz,
-    ];
-    w.push(stats, &stat_keys, &figures)?;
+    push_stats(&w, stats, o.iters, &fresh, idle, local_nnz)?;
     w.barrier()?;
     if rank == 0 {
-        let f = w.pull(stats, &stat_keys)?;
+        let f = w.pull(stats, &stat_keys(o.iters))?;
         let mut record = summarize(&f, &final_w, o.lambda, o.iters, elapsed, workers, true);
         if let Some(k) = &kkt {
             (record.kkt_offered, record.kkt_skipped) = k.totals(workers);
