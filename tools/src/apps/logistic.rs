@@ -1,6 +1,6 @@
 //! The logistic loss pieces shared by the distributed solver and the reference solver, and the
-//! soft-thresholding step of the server's `ScaledProxL1` rule (same f32 operations in the same
-//! order, so a worker can mirror what the server computed).
+//! server's `ScaledProxL1` step for one weight (the kernels' own scalar definition, so a worker
+//! can mirror what the server computed).
 
 /// log(1 + exp(−y·m)), computed without overflow.
 pub fn loss(y: f32, m: f64) -> f64 {
@@ -24,22 +24,9 @@ pub fn derivatives(y: f32, m: f64) -> (f64, f64) {
     (-y * sigmoid(-y * m), p * (1.0 - p))
 }
 
-/// The server's `ScaledProxL1` step for one weight: `r = 1/(h + delta); w = S(w − g·r, l1·r)`.
-pub fn scaled_prox_l1(w: f32, g: f32, h: f32, l1: f32, delta: f32) -> f32 {
-    let r = 1.0 / (h + delta);
-    soft_threshold(w - g * r, l1 * r)
-}
-
-/// S(x, t) = sign(x)·max(|x| − t, 0).
-pub fn soft_threshold(x: f32, t: f32) -> f32 {
-    if x > t {
-        x - t
-    } else if x < -t {
-        x + t
-    } else {
-        0.0
-    }
-}
+/// The server's `ScaledProxL1` step for one weight, from the kernels' scalar reference (the
+/// definition every SIMD tier reproduces bit for bit).
+pub use ferrops_kernels::scalar::elem::scaled_prox_l1;
 
 #[cfg(test)]
 mod tests {
