@@ -199,9 +199,10 @@ mod caps {
     }
 }
 
-#[test]
-fn lock_failure_names_the_memlock_limit_and_the_fix() {
-    let _g = serial();
+/// Runs `f` in a thread of its own without CAP_IPC_LOCK (capabilities are per thread), under a
+/// 1 MiB soft RLIMIT_MEMLOCK (per process: restored before returning; callers hold SERIAL so no
+/// other test runs meanwhile).
+fn under_low_memlock<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     let mut original = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -211,9 +212,7 @@ fn lock_failure_names_the_memlock_limit_and_the_fix() {
         unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut original) },
         0
     );
-    // In a thread of its own without CAP_IPC_LOCK (capabilities are per thread), under a
-    // 1 MiB soft limit (per process; restored below, and the other tests wait on SERIAL).
-    let outcome = std::thread::spawn(move || {
+    std::thread::spawn(move || {
         caps::drop_effective(caps::CAP_IPC_LOCK).expect("capset");
         let low = libc::rlimit {
             rlim_cur: MIB as libc::rlim_t,
@@ -221,18 +220,26 @@ fn lock_failure_names_the_memlock_limit_and_the_fix() {
         };
         // SAFETY: setrlimit reads one rlimit.
         assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &low) }, 0);
-        let result = Segment::reserve(8 * MIB, &opts(LockPolicy::Required, HugePolicy::Off))
-            .and_then(|mut seg| seg.grow_to(8 * MIB).map(|()| seg));
+        let result = f();
         // SAFETY: as above; raising the soft limit back up to the hard limit is always allowed.
         assert_eq!(
             unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &original) },
             0
         );
-        result.map(|seg| seg.backing())
+        result
     })
     .join()
-    .expect("lock thread");
+    .expect("low-memlock thread")
+}
 
+#[test]
+fn lock_failure_names_the_memlock_limit_and_the_fix() {
+    let _g = serial();
+    let outcome = under_low_memlock(|| {
+        Segment::reserve(8 * MIB, &opts(LockPolicy::Required, HugePolicy::Off))
+            .and_then(|mut seg| seg.grow_to(8 * MIB).map(|()| seg))
+            .map(|seg| seg.backing())
+    });
     match outcome {
         Err(err @ MemoryError::MemlockLimit { .. }) => {
             let msg = err.to_string();
@@ -247,37 +254,15 @@ fn lock_failure_names_the_memlock_limit_and_the_fix() {
 #[test]
 fn best_effort_lock_degrades_instead_of_failing() {
     let _g = serial();
-    let mut original = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes one rlimit.
-    assert_eq!(
-        unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut original) },
-        0
-    );
-    let backing = std::thread::spawn(move || {
-        caps::drop_effective(caps::CAP_IPC_LOCK).expect("capset");
-        let low = libc::rlimit {
-            rlim_cur: MIB as libc::rlim_t,
-            rlim_max: original.rlim_max,
-        };
-        // SAFETY: setrlimit reads one rlimit.
-        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &low) }, 0);
+    let (grown, zeroed, backing) = under_low_memlock(|| {
         let mut seg =
             Segment::reserve(8 * MIB, &opts(LockPolicy::BestEffort, HugePolicy::Off)).unwrap();
         let grown = seg.grow_to(8 * MIB);
-        // SAFETY: restoring the original limit.
-        assert_eq!(
-            unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &original) },
-            0
-        );
-        grown.unwrap();
-        assert!(seg.as_f32().iter().all(|&v| v == 0.0));
-        seg.backing()
-    })
-    .join()
-    .expect("lock thread");
+        let zeroed = seg.as_f32().iter().all(|&v| v == 0.0);
+        (grown, zeroed, seg.backing())
+    });
+    grown.unwrap();
+    assert!(zeroed);
     assert!(!backing.locked);
 }
 
