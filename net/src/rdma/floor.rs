@@ -34,10 +34,17 @@ pub struct Latency {
     pub avg_us: f64,
 }
 
+/// How many times a perftest run whose figures are unusable is repeated before giving up.
+const ATTEMPTS: usize = 3;
+
 /// Runs `tool` as server and client on `device` (perftest exchanges the queue pair details over
-/// TCP to `addr`, the device's IPv4 address, on `port`) with `size`-byte messages and returns the client's
-/// figures. Errors are words for the benchmark report (perftest missing, output not
+/// TCP to `addr`, the device's IPv4 address, on `port`) with `size`-byte messages and returns the
+/// client's figures. Errors are words for the benchmark report (perftest missing, output not
 /// understood, ...).
+///
+/// perftest converts cycles to microseconds with a CPU frequency it estimates at start-up; when
+/// that estimate fails (it does now and then under emulation) it prints `inf` for every figure.
+/// Such a run is repeated, up to [`ATTEMPTS`] times in all.
 pub fn run_perftest(
     tool: PerftestTool,
     device: &str,
@@ -46,6 +53,35 @@ pub fn run_perftest(
     size: usize,
     iterations: u32,
 ) -> Result<Latency, String> {
+    let mut unusable = String::new();
+    for attempt in 1..=ATTEMPTS {
+        let text = run_once(tool, device, addr, port, size, iterations)?;
+        match usable_latency(&text) {
+            Some(lat) => return Ok(lat),
+            None => {
+                tracing::warn!(
+                    "{} printed no usable figures (attempt {attempt} of {ATTEMPTS})",
+                    tool.program()
+                );
+                unusable = text;
+            }
+        }
+    }
+    Err(format!(
+        "cannot read {} output ({ATTEMPTS} attempts), the last was:\n{unusable}",
+        tool.program()
+    ))
+}
+
+/// One server + client run of `tool`; returns the client's output (stdout, then stderr).
+fn run_once(
+    tool: PerftestTool,
+    device: &str,
+    addr: Ipv4Addr,
+    port: u16,
+    size: usize,
+    iterations: u32,
+) -> Result<String, String> {
     let args = |server: bool| {
         let mut a = vec![
             "-d".to_string(),
@@ -94,11 +130,16 @@ pub fn run_perftest(
         return Err(format!("{program} client failed: {}", last.trim()));
     };
     let _ = server.wait();
-    let text = String::from_utf8_lossy(&out.stdout);
-    match parse_latency(&text) {
-        Some(lat) if lat.typical_us.is_finite() && lat.avg_us.is_finite() => Ok(lat),
-        _ => Err(format!("cannot read {program} output:\n{text}")),
-    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+}
+
+/// The result line of `output`, if it is there and its figures are finite and positive.
+pub fn usable_latency(output: &str) -> Option<Latency> {
+    parse_latency(output).filter(|lat| {
+        [lat.min_us, lat.typical_us, lat.avg_us]
+            .iter()
+            .all(|v| v.is_finite() && *v > 0.0)
+    })
 }
 
 /// Reads the result line of perftest's latency table:
@@ -141,5 +182,18 @@ mod tests {
         assert_eq!(lat.typical_us, 13.06);
         assert_eq!(lat.avg_us, 14.11);
         assert!(parse_latency("no table here\n1 2\n").is_none());
+        assert!(usable_latency(out).is_some());
+    }
+
+    #[test]
+    fn a_table_of_inf_is_not_usable() {
+        // What ib_send_lat printed in a guest whose CPU frequency estimate failed.
+        let out = "\
+ #bytes #iterations    t_min[usec]    t_max[usec]  t_typical[usec]    t_avg[usec]    t_stdev[usec]   99% percentile[usec]   99.9% percentile[usec] 
+ 4000080 20          inf            inf          inf      \t       inf         \t-nan   \t\tinf     \t\tinf    
+";
+        let lat = parse_latency(out).expect("the line still parses");
+        assert_eq!(lat.bytes, 4_000_080);
+        assert!(usable_latency(out).is_none());
     }
 }
