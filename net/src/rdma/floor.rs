@@ -53,9 +53,21 @@ pub fn run_perftest(
     size: usize,
     iterations: u32,
 ) -> Result<Latency, String> {
+    let server_args = [
+        "-d".to_string(),
+        device.to_string(),
+        "-p".to_string(),
+        port.to_string(),
+        "-s".to_string(),
+        size.to_string(),
+        "-n".to_string(),
+        iterations.to_string(),
+    ];
+    let mut client_args = server_args.to_vec();
+    client_args.push(addr.to_string());
     let mut unusable = String::new();
     for attempt in 1..=ATTEMPTS {
-        let text = run_once(tool, device, addr, port, size, iterations)?;
+        let text = run_once(tool.program(), &server_args, &client_args)?;
         match usable_latency(&text) {
             Some(lat) => return Ok(lat),
             None => {
@@ -73,34 +85,15 @@ pub fn run_perftest(
     ))
 }
 
-/// One server + client run of `tool`; returns the client's output (stdout, then stderr).
+/// One server + client run of perftest's `program`; returns the client's output (stdout, then
+/// stderr).
 fn run_once(
-    tool: PerftestTool,
-    device: &str,
-    addr: Ipv4Addr,
-    port: u16,
-    size: usize,
-    iterations: u32,
+    program: &str,
+    server_args: &[String],
+    client_args: &[String],
 ) -> Result<String, String> {
-    let args = |server: bool| {
-        let mut a = vec![
-            "-d".to_string(),
-            device.to_string(),
-            "-p".to_string(),
-            port.to_string(),
-            "-s".to_string(),
-            size.to_string(),
-            "-n".to_string(),
-            iterations.to_string(),
-        ];
-        if !server {
-            a.push(addr.to_string());
-        }
-        a
-    };
-    let program = tool.program();
     let mut server = Command::new(program)
-        .args(args(true))
+        .args(server_args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -111,7 +104,7 @@ fn run_once(
     for _ in 0..10 {
         std::thread::sleep(Duration::from_millis(500));
         let out = Command::new(program)
-            .args(args(false))
+            .args(client_args)
             .output()
             .map_err(|e| format!("cannot start {program}: {e}"))?;
         if out.status.success() {
