@@ -23,7 +23,6 @@ use crate::config::WorkerConfig;
 use crate::connect::connect_scheduler;
 use crate::control::{Control, Role};
 use crate::filter::ReducerStats;
-use crate::keycache::KeyListCache;
 use crate::keys::{check_and_sign, check_sorted_unique, check_value_count, KeyListError};
 use crate::routing::RoutingTable;
 use crate::table::{KeyLayout, TableId, TableSpec};
@@ -278,14 +277,12 @@ impl Worker {
             let part_values = part_inputs(values, carried, dim, inputs, carried_here, &mut planes);
             let request = st.io.outstanding.add_request(ticket, server, 0..0);
             let State { io, reducers, .. } = &mut *st;
-            let packing = io.key_packing && packing;
-            let cache = &mut io.key_caches[server as usize];
             let mut frame = part_frame(
                 header,
                 request,
                 part_keys,
                 signature,
-                (cache, packing),
+                (io, server, packing),
                 &mut key_buf,
                 reducers,
             )?;
@@ -446,14 +443,12 @@ impl Worker {
                     .outstanding
                     .add_request(ticket, server, idx.start * dim..idx.end * dim);
             let State { io, reducers, .. } = &mut *st;
-            let packing = io.key_packing && packing;
-            let cache = &mut io.key_caches[server as usize];
             let mut frame = part_frame(
                 header,
                 request,
                 &keys[idx.clone()],
                 signature,
-                (cache, packing),
+                (io, server, packing),
                 &mut key_buf,
                 reducers,
             )?;
@@ -651,18 +646,21 @@ fn check_and_sign_parts(
     Ok(signatures)
 }
 
-/// The frame of one server's share of a request. A signed list this connection's key cache
-/// says the server holds travels as its signature alone; other lists are delta + bit packed
-/// into `key_buf` when that pays, raw otherwise.
+/// The frame of one server's share of a request. A signed list the key cache of the
+/// connection to `server` says that server holds travels as its signature alone; other lists
+/// are delta + bit packed into `key_buf` when that pays (and both the connection and the
+/// table, `table_packing`, allow it), raw otherwise.
 fn part_frame<'a>(
     mut header: Header,
     request: u64,
     keys: &'a [u64],
     signature: u64,
-    (cache, packing): (&mut KeyListCache<()>, bool),
+    (io, server, table_packing): (&mut ClientIo, u32, bool),
     key_buf: &'a mut Vec<u8>,
     stats: &mut ReducerStats,
 ) -> Result<FrameParts<'a>, EngineError> {
+    let packing = io.key_packing && table_packing;
+    let cache = &mut io.key_caches[server as usize];
     header.request_id = request.into();
     header.key_count = (keys.len() as u32).into();
     header.key_signature = signature.into();
