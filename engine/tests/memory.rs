@@ -208,10 +208,8 @@ fn under_low_memlock<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) 
         rlim_max: 0,
     };
     // SAFETY: getrlimit writes one rlimit.
-    assert_eq!(
-        unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut original) },
-        0
-    );
+    let got = unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut original) };
+    assert_eq!(got, 0);
     std::thread::spawn(move || {
         caps::drop_effective(caps::CAP_IPC_LOCK).expect("capset");
         let low = libc::rlimit {
@@ -222,10 +220,8 @@ fn under_low_memlock<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) 
         assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &low) }, 0);
         let result = f();
         // SAFETY: as above; raising the soft limit back up to the hard limit is always allowed.
-        assert_eq!(
-            unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &original) },
-            0
-        );
+        let restored = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &original) };
+        assert_eq!(restored, 0);
         result
     })
     .join()

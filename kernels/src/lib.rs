@@ -77,9 +77,6 @@
 //! a failed call returns a [`KernelError`] and leaves all arrays unchanged. No kernel panics
 //! on peer-supplied data.
 
-#![deny(unsafe_op_in_unsafe_fn)]
-#![warn(clippy::undocumented_unsafe_blocks)]
-
 mod apply;
 pub mod bench;
 pub mod convert;

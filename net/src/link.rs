@@ -170,8 +170,8 @@ impl Link {
             Link::Tcp(_) => Err(NetError::Rdma(
                 "a direct-values reply needs an RDMA connection".into(),
             )),
-            // SAFETY: forwarded from the caller.
             Link::Rdma(c) => {
+                // SAFETY: forwarded from the caller.
                 Ok(unsafe { c.send_frame_values_from_region_to(frame, dest, region) }?)
             }
         }
