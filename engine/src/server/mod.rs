@@ -17,7 +17,7 @@ use ferrops_net::{
 use crate::clock::{ClockTracker, Parked};
 use crate::config::ServerConfig;
 use crate::connect::connect_scheduler;
-use crate::control::{Control, Role};
+use crate::control::{reply_control, send_control, Control, Role};
 use crate::filter::ChangedSince;
 use crate::keycache::KeyListCache;
 use crate::memory::accounting::format_bytes;
@@ -267,24 +267,6 @@ fn advertised_addr(listen: SocketAddr, towards_scheduler: Option<SocketAddr>) ->
     match towards_scheduler {
         Some(local) if listen.ip().is_unspecified() => SocketAddr::new(local.ip(), listen.port()),
         _ => listen,
-    }
-}
-
-pub(crate) fn send_control(
-    ev: &mut EventLoop,
-    peer: PeerId,
-    msg: &Control,
-) -> Result<(), EngineError> {
-    let (header, extra) = msg.frame();
-    ev.send(peer, &mut FrameParts::with_extra(header, &extra))?;
-    Ok(())
-}
-
-/// Sends a control message from inside a handler; a failure closes that peer.
-pub(crate) fn reply_control(io: &mut Io<'_>, peer: PeerId, msg: &Control) {
-    let (header, extra) = msg.frame();
-    if let Err(e) = io.send(peer, &mut FrameParts::with_extra(header, &extra)) {
-        io.close(peer, CloseReason::Error(e.to_string()));
     }
 }
 

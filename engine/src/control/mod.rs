@@ -1,5 +1,10 @@
 //! Control messages between nodes and the scheduler, carried in the extra section of
-//! `Opcode::Control` frames and encoded with postcard.
+//! `Opcode::Control` frames and encoded with postcard; [`send_control`] and [`reply_control`]
+//! put them on an event loop's connections.
+
+mod send;
+
+pub(crate) use send::{reply_control, send_control};
 
 use ferrops_net::{Header, Opcode};
 use serde::{Deserialize, Serialize};
