@@ -1,5 +1,5 @@
 //! `ferrops-engine` is the parameter server itself, independent of sockets and verbs: what a
-//! server stores and how it applies pushes ([`store`], [`keymap`]), when a pull may be answered
+//! server stores and how it applies pushes ([`store`], [`key_list`]), when a pull may be answered
 //! ([`clock`], [`table::Consistency`]), who owns which keys ([`routing`]), the messages between
 //! nodes ([`control`]), and the three roles — [`server::run_server`],
 //! [`scheduler::run_scheduler`] and the worker API [`worker::Worker`]. Frames travel through
@@ -11,9 +11,8 @@ mod connect;
 pub mod control;
 mod error;
 pub mod filter;
-pub mod keycache;
-pub mod keymap;
-pub mod keys;
+pub mod key_list;
+pub mod key_list_cache;
 pub mod memory;
 pub mod netdev;
 pub mod routing;

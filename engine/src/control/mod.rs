@@ -30,7 +30,7 @@ pub enum Control {
         rdma_addr: Option<String>,
     },
     /// Worker → server, first on each connection: who is calling and how many keys of key lists
-    /// this connection caches (both ends keep the same cache, see `keycache`).
+    /// this connection caches (both ends keep the same cache, see `key_list_cache`).
     Hello { node_id: u32, key_cache_keys: u64 },
     /// Server → scheduler: welcomed and serving.
     Ready,

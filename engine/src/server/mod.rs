@@ -19,7 +19,7 @@ use crate::config::ServerConfig;
 use crate::connect::connect_scheduler;
 use crate::control::{reply_control, send_control, Control, Role};
 use crate::filter::ChangedSince;
-use crate::keycache::KeyListCache;
+use crate::key_list_cache::KeyListCache;
 use crate::memory::accounting::format_bytes;
 use crate::routing::RoutingTable;
 use crate::store::{Resolved, StoreError, StoreOptions, TableMemory, TableStore};
@@ -329,7 +329,9 @@ impl Refusal {
 impl From<StoreError> for Refusal {
     fn from(e: StoreError) -> Refusal {
         let status = match e {
-            StoreError::Keys(crate::keys::KeyListError::NotSortedUnique { .. }) => Status::BadKeys,
+            StoreError::Keys(crate::key_list::KeyListError::NotSortedUnique { .. }) => {
+                Status::BadKeys
+            }
             StoreError::Memory(_) | StoreError::Full(_) => Status::OutOfMemory,
             _ => Status::BadValues,
         };
@@ -637,7 +639,7 @@ impl Server {
                 selected_slots(masked, request.frame.extra(), &resolved.slots).and_then(|subset| {
                     let carried = subset.as_ref().map_or(keys.len(), Vec::len);
                     let values = push_values(&request.frame, carried * per_key, &mut decoded)?;
-                    crate::keys::check_value_count(carried, values.len(), per_key)
+                    crate::key_list::check_value_count(carried, values.len(), per_key)
                         .map_err(|e| Refusal::new(Status::BadValues, e.to_string()))?;
                     match subset {
                         Some(slots) => store.apply(&slots, values),

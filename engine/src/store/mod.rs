@@ -13,10 +13,13 @@ use std::sync::Arc;
 use ferrops_kernels::{apply_dense, apply_sparse, Rule, State};
 use zerocopy::IntoBytes;
 
-use crate::keymap::KeyMap;
-use crate::keys::{check_sorted_unique, KeyListError};
+use crate::key_list::{check_sorted_unique, KeyListError};
 use crate::memory::{Segment, SegmentOptions};
 use crate::table::TableSpec;
+
+pub mod slot_map;
+
+use slot_map::SlotMap;
 
 /// Lists shorter than this are resolved every time (cheaper than caching them).
 const CACHE_MIN_KEYS: usize = 256;
@@ -126,7 +129,7 @@ pub struct TableMemory {
 #[derive(Debug)]
 pub struct TableStore {
     spec: TableSpec,
-    map: KeyMap,
+    map: SlotMap,
     values: Segment,
     state: [Option<Segment>; 2],
     slots_used: u32,
@@ -178,7 +181,7 @@ impl TableStore {
         let cache_limit = opts.cache_bytes;
         Ok(TableStore {
             spec,
-            map: KeyMap::default(),
+            map: SlotMap::default(),
             values: reserve()?,
             state,
             slots_used: 0,
@@ -320,7 +323,7 @@ impl TableStore {
             return self.apply(&resolved.slots, inputs);
         }
         let dim = self.spec.dim as usize;
-        crate::keys::check_value_count(resolved.slots.len(), inputs.len(), dim)?;
+        crate::key_list::check_value_count(resolved.slots.len(), inputs.len(), dim)?;
         let rule = self.next_rule();
         let (values, a, b) = self.arrays();
         let mut offset = 0;
