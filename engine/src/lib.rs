@@ -1,7 +1,9 @@
 //! `ferrops-engine` is the parameter server itself, independent of sockets and verbs: what a
-//! server stores and how it applies pushes ([`store`], [`key_list`]), when a pull may be answered
+//! server stores and how it applies pushes ([`store`], with its key → slot map and resolution
+//! cache), the checks and signature of request key lists ([`key_list`]) and the per-connection
+//! cache of lists sent by signature ([`key_list_cache`]), when a pull may be answered
 //! ([`clock`], [`table::Consistency`]), who owns which keys ([`routing`]), the messages between
-//! nodes ([`control`]), and the three roles — [`server::run_server`],
+//! nodes and how they are sent ([`control`]), and the three roles — [`server::run_server`],
 //! [`scheduler::run_scheduler`] and the worker API [`worker::Worker`]. Frames travel through
 //! `ferrops-net`; updates are computed by `ferrops-kernels`.
 

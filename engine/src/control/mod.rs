@@ -1,5 +1,5 @@
 //! Control messages between nodes and the scheduler, carried in the extra section of
-//! `Opcode::Control` frames and encoded with postcard; [`send_control`] and [`reply_control`]
+//! `Opcode::Control` frames and encoded with postcard; `send_control` and `reply_control`
 //! put them on an event loop's connections.
 
 mod send;
