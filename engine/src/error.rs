@@ -2,7 +2,7 @@
 
 use ferrops_net::{NetError, Status};
 
-use crate::keys::KeyListError;
+use crate::key_list::KeyListError;
 
 /// Why a role stopped or a worker call failed.
 #[derive(Debug, thiserror::Error)]

@@ -1,7 +1,9 @@
 //! `ferrops-engine` is the parameter server itself, independent of sockets and verbs: what a
-//! server stores and how it applies pushes ([`store`], [`keymap`]), when a pull may be answered
+//! server stores and how it applies pushes ([`store`], with its key → slot map and resolution
+//! cache), the checks and signature of request key lists ([`key_list`]) and the per-connection
+//! cache of lists sent by signature ([`key_list_cache`]), when a pull may be answered
 //! ([`clock`], [`table::Consistency`]), who owns which keys ([`routing`]), the messages between
-//! nodes ([`control`]), and the three roles — [`server::run_server`],
+//! nodes and how they are sent ([`control`]), and the three roles — [`server::run_server`],
 //! [`scheduler::run_scheduler`] and the worker API [`worker::Worker`]. Frames travel through
 //! `ferrops-net`; updates are computed by `ferrops-kernels`.
 
@@ -11,9 +13,8 @@ mod connect;
 pub mod control;
 mod error;
 pub mod filter;
-pub mod keycache;
-pub mod keymap;
-pub mod keys;
+pub mod key_list;
+pub mod key_list_cache;
 pub mod memory;
 pub mod netdev;
 pub mod routing;

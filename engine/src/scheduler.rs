@@ -8,9 +8,8 @@ use std::net::SocketAddr;
 use ferrops_net::{CloseReason, EventLoop, Frame, Handler, Io, Metrics, Opcode, PeerId};
 
 use crate::config::SchedulerConfig;
-use crate::control::{Control, Role};
+use crate::control::{reply_control, Control, Role};
 use crate::routing::RoutingTable;
-use crate::server::reply_control;
 use crate::table::{TableId, TableSpec};
 use crate::EngineError;
 

@@ -18,7 +18,7 @@ use zerocopy::IntoBytes;
 
 use super::pending::{Kind, Outstanding, PullInto};
 use crate::control::Control;
-use crate::keycache::KeyListCache;
+use crate::key_list_cache::KeyListCache;
 use crate::EngineError;
 use ferrops_net::codec::values::decode_values;
 use ferrops_net::codec::ValueCodec;

@@ -23,7 +23,7 @@ use crate::config::WorkerConfig;
 use crate::connect::connect_scheduler;
 use crate::control::{Control, Role};
 use crate::filter::ReducerStats;
-use crate::keys::{check_and_sign, check_sorted_unique, check_value_count, KeyListError};
+use crate::key_list::{check_and_sign, check_sorted_unique, check_value_count, KeyListError};
 use crate::routing::RoutingTable;
 use crate::table::{KeyLayout, TableId, TableSpec};
 use crate::EngineError;

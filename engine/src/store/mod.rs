@@ -1,61 +1,30 @@
 //! One table's storage on a server: values and rule state addressed by slot, each in its own
 //! [`Segment`] (pinned, hugepage-backed, NUMA-placed memory that never moves, so it can be
-//! registered for RDMA once), the key → slot map, and a cache of resolved key lists.
+//! registered for RDMA once), the key → slot map ([`slot_map`]), and the cache of resolved key
+//! lists ([`resolution`]).
 //!
-//! A key list the server has resolved before (same signature, same keys) is turned into slots
-//! once and reused, so a 10M-key push costs a comparison of the key bytes rather than 10M hash
-//! probes. Slots are handed out in first-seen order, so the slots of a list pushed before are
-//! usually one contiguous run: a pull then replies straight from storage with one slice.
+//! Slots are handed out in first-seen order, so the slots of a list pushed before are usually
+//! one contiguous run: a pull then replies straight from storage with one slice.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use ferrops_kernels::{apply_dense, apply_sparse, Rule, State};
 use zerocopy::IntoBytes;
 
-use crate::keymap::KeyMap;
-use crate::keys::{check_sorted_unique, KeyListError};
+use crate::key_list::{check_sorted_unique, KeyListError};
 use crate::memory::{Segment, SegmentOptions};
 use crate::table::TableSpec;
 
-/// Lists shorter than this are resolved every time (cheaper than caching them).
-const CACHE_MIN_KEYS: usize = 256;
+pub mod resolution;
+pub mod slot_map;
 
-/// A key list resolved to slots, with its contiguous runs.
-#[derive(Debug)]
-pub struct Resolved {
-    pub keys: Vec<u64>,
-    pub slots: Vec<u32>,
-    /// `(first slot, count)` for each run of consecutive slots, in request order.
-    pub runs: Vec<(u32, u32)>,
-}
-
-impl Resolved {
-    fn new(keys: Vec<u64>, slots: Vec<u32>) -> Resolved {
-        let runs = slot_runs(&slots);
-        Resolved { keys, slots, runs }
-    }
-
-    fn bytes(&self) -> usize {
-        self.keys.len() * 8 + self.slots.len() * 4 + self.runs.len() * 8
-    }
-}
-
-/// Groups consecutive slots into runs.
-pub fn slot_runs(slots: &[u32]) -> Vec<(u32, u32)> {
-    let mut runs: Vec<(u32, u32)> = Vec::new();
-    for &s in slots {
-        match runs.last_mut() {
-            Some((start, len)) if *start + *len == s => *len += 1,
-            _ => runs.push((s, 1)),
-        }
-    }
-    runs
-}
+use resolution::ResolutionCache;
+pub use resolution::{slot_runs, Resolved, SharedKeys};
+use slot_map::SlotMap;
 
 /// Slots of a dense store: each key's offset from `begin` (keys must be sorted, unique and in
 /// `[begin, end)`).
-fn resolve_dense(begin: u64, end: u64, keys: &[u64]) -> Result<Arc<Resolved>, StoreError> {
+fn resolve_dense(begin: u64, end: u64, keys: &[u64]) -> Result<Resolved, StoreError> {
     check_sorted_unique(keys)?;
     if let (Some(&first), Some(&last)) = (keys.first(), keys.last()) {
         if first < begin || last >= end {
@@ -69,7 +38,7 @@ fn resolve_dense(begin: u64, end: u64, keys: &[u64]) -> Result<Arc<Resolved>, St
         }
     }
     let slots = keys.iter().map(|&k| (k - begin) as u32).collect();
-    Ok(Arc::new(Resolved::new(Vec::new(), slots)))
+    Ok(Resolved::new(slots))
 }
 
 /// Why a request could not be served from the store.
@@ -126,14 +95,11 @@ pub struct TableMemory {
 #[derive(Debug)]
 pub struct TableStore {
     spec: TableSpec,
-    map: KeyMap,
+    map: SlotMap,
     values: Segment,
     state: [Option<Segment>; 2],
     slots_used: u32,
-    cache: HashMap<u64, Arc<Resolved>>,
-    cache_order: Vec<u64>,
-    cache_bytes: usize,
-    cache_limit: usize,
+    resolutions: ResolutionCache,
     adam_step: u32,
     /// For a dense table, the keys `[begin, end)` this store holds: key k is slot k − begin.
     dense: Option<(u64, u64)>,
@@ -175,17 +141,13 @@ impl TableStore {
             if states >= 1 { Some(reserve()?) } else { None },
             if states >= 2 { Some(reserve()?) } else { None },
         ];
-        let cache_limit = opts.cache_bytes;
         Ok(TableStore {
             spec,
-            map: KeyMap::default(),
+            map: SlotMap::default(),
             values: reserve()?,
             state,
             slots_used: 0,
-            cache: HashMap::new(),
-            cache_order: Vec::new(),
-            cache_bytes: 0,
-            cache_limit,
+            resolutions: ResolutionCache::new(opts.cache_bytes),
             adam_step: 0,
             dense,
         })
@@ -222,25 +184,59 @@ impl TableStore {
                 .map(|s| s.committed_bytes() as u64)
                 .sum(),
             key_map_bytes: self.map.memory_bytes() as u64,
-            resolution_cache_bytes: self.cache_bytes as u64,
+            resolution_cache_bytes: self.resolutions.bytes() as u64,
             locked: backing.locked,
             hugepages: backing.hugepages_2m,
         }
     }
 
     /// Resolves a sorted, unique key list to slots, creating zero-initialised slots for new keys.
-    /// `signature` is the list's signature (0 if the sender did not compute one).
+    /// `signature` is the list's signature (0 if the sender did not compute one); a signed list
+    /// is resolved once and then found in the table's resolution cache.
     pub fn resolve(&mut self, signature: u64, keys: &[u64]) -> Result<Arc<Resolved>, StoreError> {
-        if let Some((begin, end)) = self.dense {
-            return resolve_dense(begin, end, keys);
-        }
-        if keys.len() >= CACHE_MIN_KEYS && signature != 0 {
-            if let Some(hit) = self.cache.get(&signature) {
-                if hit.keys == keys {
-                    return Ok(hit.clone());
-                }
+        self.resolve_with(signature, keys, || Arc::new(keys.to_vec()))
+            .map(|(resolved, _)| resolved)
+    }
+
+    /// [`TableStore::resolve`] for a list held in a shared allocation (a connection's key
+    /// cache): a cached resolution is recognised by that allocation without comparing keys, and
+    /// a new one keeps the allocation rather than a copy. Also returns the allocation the cache
+    /// holds for the list, which the caller should hold from now on: it may be an equal list
+    /// another connection sent first.
+    pub fn resolve_shared(
+        &mut self,
+        signature: u64,
+        keys: &SharedKeys,
+    ) -> Result<(Arc<Resolved>, Option<SharedKeys>), StoreError> {
+        self.resolve_with(signature, keys, || keys.clone())
+    }
+
+    fn resolve_with(
+        &mut self,
+        signature: u64,
+        keys: &[u64],
+        shared: impl FnOnce() -> SharedKeys,
+    ) -> Result<(Arc<Resolved>, Option<SharedKeys>), StoreError> {
+        if signature != 0 {
+            if let Some((resolved, held)) = self.resolutions.get(signature, keys) {
+                return Ok((resolved.clone(), Some(held.clone())));
             }
         }
+        let resolved = Arc::new(match self.dense {
+            Some((begin, end)) => resolve_dense(begin, end, keys)?,
+            None => self.resolve_sparse(keys)?,
+        });
+        if signature == 0 {
+            return Ok((resolved, None));
+        }
+        let held = shared();
+        self.resolutions
+            .insert(signature, held.clone(), resolved.clone());
+        Ok((resolved, Some(held)))
+    }
+
+    /// Slots of a sparse table's keys from the key map, handing out new slots to new keys.
+    fn resolve_sparse(&mut self, keys: &[u64]) -> Result<Resolved, StoreError> {
         check_sorted_unique(keys)?;
         let mut slots = Vec::with_capacity(keys.len());
         for &key in keys {
@@ -254,30 +250,7 @@ impl TableStore {
             slots.push(slot);
         }
         self.grow_storage()?;
-        let resolved = Arc::new(Resolved::new(keys.to_vec(), slots));
-        if keys.len() >= CACHE_MIN_KEYS && signature != 0 {
-            self.remember(signature, resolved.clone());
-        }
-        Ok(resolved)
-    }
-
-    fn remember(&mut self, signature: u64, resolved: Arc<Resolved>) {
-        let bytes = resolved.bytes();
-        if bytes > self.cache_limit {
-            return;
-        }
-        while self.cache_bytes + bytes > self.cache_limit && !self.cache_order.is_empty() {
-            let oldest = self.cache_order.remove(0);
-            if let Some(old) = self.cache.remove(&oldest) {
-                self.cache_bytes -= old.bytes();
-            }
-        }
-        if let Some(old) = self.cache.insert(signature, resolved) {
-            self.cache_bytes -= old.bytes();
-            self.cache_order.retain(|s| *s != signature);
-        }
-        self.cache_bytes += bytes;
-        self.cache_order.push(signature);
+        Ok(Resolved::new(slots))
     }
 
     /// Commits memory for every slot handed out (growing by half again at least, so that
@@ -309,7 +282,9 @@ impl TableStore {
 
     /// Applies a push's inputs to a resolved key list with the table's rule: run by run with the
     /// dense kernels when the slots form a few contiguous runs (the usual case for a list pushed
-    /// before), slot by slot otherwise.
+    /// before), slot by slot otherwise. `inputs` holds `spec().push_floats_per_key()` floats for
+    /// each slot: the server checks that count once, where it decodes the push, so it is not
+    /// counted again here; inputs that run short are refused by the kernels.
     pub fn apply_resolved(
         &mut self,
         resolved: &Resolved,
@@ -320,7 +295,6 @@ impl TableStore {
             return self.apply(&resolved.slots, inputs);
         }
         let dim = self.spec.dim as usize;
-        crate::keys::check_value_count(resolved.slots.len(), inputs.len(), dim)?;
         let rule = self.next_rule();
         let (values, a, b) = self.arrays();
         let mut offset = 0;
@@ -334,13 +308,15 @@ impl TableStore {
                 1 => State::one(&mut a[start..start + len]),
                 _ => State::two(&mut a[start..start + len], &mut b[start..start + len]),
             };
-            apply_dense(rule, w, state, &inputs[offset..offset + len])?;
+            let input = inputs.get(offset..offset + len).unwrap_or_default();
+            apply_dense(rule, w, state, input)?;
             offset += len;
         }
         Ok(())
     }
 
-    /// Applies a push's inputs to the resolved slots with the table's rule.
+    /// Applies a push's inputs to the resolved slots with the table's rule (`inputs` as for
+    /// [`TableStore::apply_resolved`]; the kernels refuse any other count).
     pub fn apply(&mut self, slots: &[u32], inputs: &[f32]) -> Result<(), StoreError> {
         let dim = self.spec.dim as usize;
         let rule = self.next_rule();

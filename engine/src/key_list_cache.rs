@@ -13,6 +13,9 @@
 //! with the keys (a push under a new sequence number), and asynchronous ones report
 //! `EngineError::KeyListMissed`. Caching and packing are per table (`TableSpec::key_caching`,
 //! `TableSpec::key_packing`).
+//!
+//! The server's copy holds the key lists alone; their slots live in the table's resolution
+//! cache (`store::resolution`), which finds a list handed over from here by its allocation.
 
 use std::collections::{BTreeMap, HashMap};
 

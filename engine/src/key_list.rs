@@ -1,4 +1,5 @@
-//! Checks on request key lists.
+//! Key lists of requests: the checks a list must pass (sorted and unique, inside a dense range,
+//! matched by the right number of values) and its signature, computed in the same pass.
 
 /// Why a key list was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

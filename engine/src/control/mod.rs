@@ -1,5 +1,10 @@
 //! Control messages between nodes and the scheduler, carried in the extra section of
-//! `Opcode::Control` frames and encoded with postcard.
+//! `Opcode::Control` frames and encoded with postcard; `send_control` and `reply_control`
+//! put them on an event loop's connections.
+
+mod send;
+
+pub(crate) use send::{reply_control, send_control};
 
 use ferrops_net::{Header, Opcode};
 use serde::{Deserialize, Serialize};
@@ -25,7 +30,7 @@ pub enum Control {
         rdma_addr: Option<String>,
     },
     /// Worker → server, first on each connection: who is calling and how many keys of key lists
-    /// this connection caches (both ends keep the same cache, see `keycache`).
+    /// this connection caches (both ends keep the same cache, see `key_list_cache`).
     Hello { node_id: u32, key_cache_keys: u64 },
     /// Server → scheduler: welcomed and serving.
     Ready,

@@ -1,4 +1,5 @@
-//! An open-addressing map from key to storage slot for sparse key ranges.
+//! The key → slot map of a sparse table: open addressing, from a key to the storage slot that
+//! holds its values.
 //!
 //! Slots are handed out in first-seen order and never change, so growing the map (rehashing)
 //! never invalidates a slot a request or a cached resolution holds.
@@ -7,16 +8,16 @@ const EMPTY: u32 = u32::MAX;
 
 /// Key → slot map with linear probing.
 #[derive(Debug, Clone)]
-pub struct KeyMap {
+pub struct SlotMap {
     keys: Vec<u64>,
     slots: Vec<u32>,
     len: usize,
     mask: usize,
 }
 
-impl Default for KeyMap {
+impl Default for SlotMap {
     fn default() -> Self {
-        KeyMap::with_capacity(16)
+        SlotMap::with_capacity(16)
     }
 }
 
@@ -26,11 +27,11 @@ fn bucket_of(key: u64, mask: usize) -> usize {
     (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 20) as usize & mask
 }
 
-impl KeyMap {
+impl SlotMap {
     /// A map that holds `n` keys before it grows.
-    pub fn with_capacity(n: usize) -> KeyMap {
+    pub fn with_capacity(n: usize) -> SlotMap {
         let buckets = (n.max(8) * 2).next_power_of_two();
-        KeyMap {
+        SlotMap {
             keys: vec![0; buckets],
             slots: vec![EMPTY; buckets],
             len: 0,
@@ -90,7 +91,7 @@ impl KeyMap {
     }
 
     fn grow(&mut self) {
-        let mut bigger = KeyMap::with_capacity(self.keys.len());
+        let mut bigger = SlotMap::with_capacity(self.keys.len());
         for (k, &s) in self.keys.iter().zip(&self.slots) {
             if s != EMPTY {
                 let mut b = bucket_of(*k, bigger.mask);
@@ -113,7 +114,7 @@ mod tests {
 
     #[test]
     fn agrees_with_a_hash_map_across_growth() {
-        let mut map = KeyMap::with_capacity(4);
+        let mut map = SlotMap::with_capacity(4);
         let mut reference = HashMap::new();
         let mut next = 0u32;
         let mut x = 12345u64;

@@ -1,0 +1,129 @@
+//! How a server joins the job and what it admits: registering with the scheduler, the
+//! scheduler's messages (welcome and routing, tables to create, live workers, shutdown), and
+//! worker connections announcing themselves (each gets its key-list cache).
+
+use std::net::SocketAddr;
+
+use ferrops_net::{EventLoop, Frame, Io, PeerId};
+
+use super::Server;
+use crate::control::{reply_control, send_control, Control, Role};
+use crate::key_list_cache::KeyListCache;
+use crate::store::TableStore;
+use crate::table::KeyLayout;
+use crate::EngineError;
+
+/// Registers a shard with the scheduler: the address workers should dial, and its RDMA
+/// listener's when it has one.
+pub(super) fn register(
+    ev: &mut EventLoop,
+    scheduler: PeerId,
+    advertised: SocketAddr,
+    rdma_addr: Option<SocketAddr>,
+) -> Result<(), EngineError> {
+    send_control(
+        ev,
+        scheduler,
+        &Control::Register {
+            role: Role::Server,
+            addr: Some(advertised.to_string()),
+            rdma_addr: rdma_addr.map(|a| a.to_string()),
+        },
+    )?;
+    match rdma_addr {
+        Some(rdma) => tracing::info!("server listening on {advertised} and RDMA {rdma}"),
+        None => tracing::info!("server listening on {advertised}"),
+    }
+    Ok(())
+}
+
+impl Server {
+    /// Handles a message from the scheduler (anything else it sends is ignored).
+    pub(super) fn on_control(&mut self, frame: &Frame, io: &mut Io<'_>) {
+        let msg = match Control::decode(frame.extra()) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!("undecodable control message from the scheduler: {e}");
+                return;
+            }
+        };
+        match msg {
+            Control::Welcome {
+                node_id,
+                rank,
+                routing,
+                workers,
+                ..
+            } => {
+                self.clocks.set_live(&workers);
+                self.node_id = Some(node_id);
+                self.rank = Some(rank);
+                for r in routing.owned_by(rank) {
+                    tracing::info!("server {rank} owns keys [{:#x}, {:#x}]", r.begin, r.last);
+                }
+                self.routing = routing;
+                reply_control(io, self.scheduler, &Control::Ready);
+            }
+            Control::TableReady { id, spec } => {
+                tracing::info!(
+                    "table {} `{}`: dim {}, {:?}, {:?}",
+                    id.0,
+                    spec.name,
+                    spec.dim,
+                    spec.rule,
+                    spec.consistency
+                );
+                if !self.tables.contains_key(&id.0) {
+                    let created = match (
+                        spec.layout,
+                        self.rank.and_then(|r| self.routing.index_of(r)),
+                    ) {
+                        (KeyLayout::Dense { keys }, Some(i)) => {
+                            let (begin, end) = self.routing.dense_bounds(i, keys);
+                            TableStore::dense(spec, &self.store_options, begin, end)
+                        }
+                        _ => TableStore::new(spec, &self.store_options),
+                    };
+                    match created {
+                        Ok(store) => {
+                            self.tables.insert(id.0, store);
+                        }
+                        Err(e) => {
+                            // Without its table this server cannot serve the job: say why and stop.
+                            tracing::error!("cannot create table {}: {e}", id.0);
+                            self.stop = Some(Err(EngineError::Config(format!(
+                                "cannot create table {}: {e}",
+                                id.0
+                            ))));
+                            return;
+                        }
+                    }
+                }
+                reply_control(io, self.scheduler, &Control::TableCreated { id });
+            }
+            Control::LiveWorkers { workers } => {
+                self.clocks.set_live(&workers);
+                self.release_parked(io);
+            }
+            Control::Shutdown { ok, reason } => {
+                tracing::info!("shutdown requested ({reason})");
+                self.stop = Some(if ok {
+                    Ok(())
+                } else {
+                    Err(EngineError::Shutdown(reason))
+                });
+            }
+            other => tracing::warn!("unexpected control message {other:?}"),
+        }
+    }
+
+    /// A worker connection's `Hello`: it gets a key-list cache of the capacity the worker asked
+    /// for (capped by the configuration).
+    pub(super) fn accept_worker(&mut self, peer: PeerId, node_id: u32, key_cache_keys: u64) {
+        tracing::debug!("worker node {node_id} on peer {peer}, key cache {key_cache_keys} keys");
+        let keys = self
+            .key_cache_cap_keys
+            .map_or(key_cache_keys, |cap| cap.min(key_cache_keys));
+        self.key_caches.insert(peer, KeyListCache::new(keys));
+    }
+}

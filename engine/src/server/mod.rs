@@ -1,0 +1,210 @@
+//! The server role: holds its key ranges of every table, applies pushes, answers pulls when the
+//! table's consistency model allows, and parks the pulls that must wait.
+//!
+//! Everything runs on the event loop's thread (run-to-completion): a push is applied by the
+//! kernels straight from the receive buffer, and a pull is answered with slices of storage
+//! written by `writev`. Message handling (this module's [`Handler`], which routes each frame)
+//! is kept apart from what a request does to the tables:
+//!
+//! - `shard`: the threads, one event loop (shard) each, from start to report;
+//! - `admission`: registering with the scheduler, its messages, worker connections;
+//! - `request`: a push's or pull's keys, their owner and their slots;
+//! - `push` and `pull`: applying a push; answering (or parking) a pull;
+//! - `report`: what the server did and holds, when it stops.
+
+use std::collections::HashMap;
+
+use ferrops_net::{CloseReason, Frame, Handler, Header, Io, Opcode, PeerId, Status};
+
+use crate::clock::{ClockTracker, Parked};
+use crate::config::ServerConfig;
+use crate::control::Control;
+use crate::filter::ChangedSince;
+use crate::key_list_cache::KeyListCache;
+use crate::routing::RoutingTable;
+use crate::store::{SharedKeys, StoreError, StoreOptions, TableStore};
+use crate::EngineError;
+
+mod admission;
+mod pull;
+mod push;
+mod report;
+mod request;
+mod shard;
+
+pub use report::ServerReport;
+pub use shard::run_server;
+
+use request::Request;
+
+/// Bytes of resolved key lists each table may cache.
+const RESOLUTION_CACHE_BYTES: usize = 1 << 30;
+
+/// A running server's state; driven by [`run_server`].
+pub struct Server {
+    scheduler: PeerId,
+    key_cache_cap_keys: Option<u64>,
+    node_id: Option<u32>,
+    rank: Option<u32>,
+    routing: RoutingTable,
+    tables: HashMap<u32, TableStore>,
+    clocks: ClockTracker,
+    parked: Parked<Request>,
+    /// Each worker connection's key-list cache (the lists it may name by signature).
+    key_caches: HashMap<PeerId, KeyListCache<SharedKeys>>,
+    /// What each worker holds of each table, for changed-only pulls.
+    changed: HashMap<(PeerId, u32), ChangedSince>,
+    store_options: StoreOptions,
+    last_seq: HashMap<u32, u64>,
+    gather: Vec<f32>,
+    /// Reused buffers for decoding pushed values and encoding pulled ones.
+    decoded: Vec<f32>,
+    encoded: Vec<u8>,
+    stop: Option<Result<(), EngineError>>,
+    report: ServerReport,
+}
+
+impl Server {
+    /// A shard's server before the scheduler has welcomed it.
+    fn new(cfg: &ServerConfig, scheduler: PeerId) -> Server {
+        Server {
+            key_cache_cap_keys: cfg.key_cache_cap_keys,
+            scheduler,
+            node_id: None,
+            rank: None,
+            routing: RoutingTable::default(),
+            tables: HashMap::new(),
+            clocks: ClockTracker::default(),
+            parked: Parked::default(),
+            key_caches: HashMap::new(),
+            changed: HashMap::new(),
+            store_options: StoreOptions {
+                segment: cfg.memory,
+                capacity_bytes: cfg.table_capacity_bytes,
+                cache_bytes: RESOLUTION_CACHE_BYTES,
+            },
+            last_seq: HashMap::new(),
+            gather: Vec::new(),
+            decoded: Vec::new(),
+            encoded: Vec::new(),
+            stop: None,
+            report: ServerReport::default(),
+        }
+    }
+
+    /// Routes a worker's frame: pushes and pulls once admitted, clocks, its `Hello`.
+    fn on_request(&mut self, peer: PeerId, frame: Frame, io: &mut Io<'_>) {
+        match frame.opcode() {
+            op @ (Opcode::Push | Opcode::Pull) => {
+                let request = match self.admit(peer, frame) {
+                    Ok(r) => r,
+                    Err((header, refusal)) => return self.refuse(io, peer, &header, &refusal),
+                };
+                let header = request.frame.header;
+                let result = if op == Opcode::Push {
+                    self.push(&request, io)
+                } else {
+                    self.pull_or_park(request, io)
+                };
+                if let Err(refusal) = result {
+                    self.refuse(io, peer, &header, &refusal);
+                }
+            }
+            Opcode::Clock => {
+                let (worker, completed) = (frame.header.sender.get(), frame.header.clock.get());
+                if self.clocks.record(worker, completed) {
+                    self.release_parked(io);
+                }
+            }
+            Opcode::Control => match Control::decode(frame.extra()) {
+                Ok(Control::Hello {
+                    node_id,
+                    key_cache_keys,
+                }) => self.accept_worker(peer, node_id, key_cache_keys),
+                other => {
+                    let msg = format!("servers do not accept {other:?} from workers");
+                    self.refuse(
+                        io,
+                        peer,
+                        &frame.header,
+                        &Refusal::new(Status::BadRequest, msg),
+                    );
+                }
+            },
+            op => {
+                let msg = format!("servers do not accept {op:?} frames");
+                self.refuse(
+                    io,
+                    peer,
+                    &frame.header,
+                    &Refusal::new(Status::BadRequest, msg),
+                );
+            }
+        }
+    }
+
+    /// Refuses a request: the peer is told why; its connection stays.
+    fn refuse(&mut self, io: &mut Io<'_>, peer: PeerId, header: &Header, refusal: &Refusal) {
+        self.report.rejected_requests += 1;
+        tracing::debug!(
+            "refusing request {} from peer {peer}: {}",
+            header.request_id,
+            refusal.message
+        );
+        io.send_error(peer, Some(header), refusal.status, &refusal.message);
+    }
+}
+
+/// A request-level refusal: the peer is told, the connection stays.
+struct Refusal {
+    status: Status,
+    message: String,
+}
+
+impl Refusal {
+    fn new(status: Status, message: impl Into<String>) -> Refusal {
+        Refusal {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<StoreError> for Refusal {
+    fn from(e: StoreError) -> Refusal {
+        let status = match e {
+            StoreError::Keys(crate::key_list::KeyListError::NotSortedUnique { .. }) => {
+                Status::BadKeys
+            }
+            StoreError::Memory(_) | StoreError::Full(_) => Status::OutOfMemory,
+            _ => Status::BadValues,
+        };
+        Refusal::new(status, e.to_string())
+    }
+}
+
+impl Handler for Server {
+    fn on_frame(&mut self, peer: PeerId, frame: Frame, io: &mut Io<'_>) {
+        if peer == self.scheduler {
+            if frame.opcode() == Opcode::Control {
+                self.on_control(&frame, io);
+            }
+            return;
+        }
+        self.on_request(peer, frame, io);
+    }
+
+    fn on_close(&mut self, peer: PeerId, reason: &CloseReason, _io: &mut Io<'_>) {
+        self.parked.forget(|r| r.peer == peer);
+        self.key_caches.remove(&peer);
+        self.changed.retain(|(p, _), _| *p != peer);
+        if peer == self.scheduler && self.stop.is_none() {
+            tracing::error!("scheduler connection closed: {reason:?}");
+            self.stop = Some(Err(EngineError::SchedulerLost));
+        }
+    }
+
+    fn should_stop(&self) -> bool {
+        self.stop.is_some()
+    }
+}

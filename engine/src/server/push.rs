@@ -1,0 +1,106 @@
+//! Applying a push: drop a resend already applied (by the worker's sequence number), resolve
+//! its keys, read its values (in place when raw, decoded otherwise) and check their count
+//! once, there, then hand them to the kernels through the table's store; acknowledge it.
+
+use ferrops_net::codec::values::decode_values;
+use ferrops_net::codec::ValueCodec;
+use ferrops_net::{flags, CloseReason, Frame, FrameParts, Header, Io, Opcode, Status};
+
+use super::request::Request;
+use super::{Refusal, Server};
+use crate::key_list::check_value_count;
+
+impl Server {
+    /// Applies a push unless it is a resend of one already applied, and acknowledges it.
+    pub(super) fn push(&mut self, request: &Request, io: &mut Io<'_>) -> Result<(), Refusal> {
+        let h = request.frame.header;
+        let worker = h.sender.get();
+        let seq = h.seq.get();
+        let duplicate = seq != 0 && self.last_seq.get(&worker).is_some_and(|&last| seq <= last);
+        if duplicate {
+            self.report.duplicate_pushes += 1;
+        } else {
+            let mut decoded = std::mem::take(&mut self.decoded);
+            let applied = self.apply_push(request, &mut decoded);
+            self.decoded = decoded;
+            applied?;
+            if seq != 0 {
+                self.last_seq.insert(worker, seq);
+            }
+            self.report.pushes += 1;
+        }
+        let mut ack = Header::new(Opcode::PushAck);
+        ack.request_id = h.request_id;
+        ack.table = h.table;
+        ack.seq = h.seq;
+        if let Err(e) = io.send(request.peer, &mut FrameParts::header_only(ack)) {
+            io.close(request.peer, CloseReason::Error(e.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Resolves a push's keys and applies its values (decoded into `scratch` when encoded) to
+    /// all of them, or to those its value mask selects.
+    fn apply_push(&mut self, request: &Request, scratch: &mut Vec<f32>) -> Result<(), Refusal> {
+        let (store, keys, resolved) = self.resolve(request)?;
+        let per_key = store.spec().push_floats_per_key();
+        let masked = request.frame.header.flags & flags::VALUES_MASKED != 0;
+        let subset = selected_slots(masked, request.frame.extra(), &resolved.slots)?;
+        let rows = subset.as_ref().map_or(keys.len(), Vec::len);
+        let values = push_values(&request.frame, rows, per_key, scratch)?;
+        match subset {
+            Some(slots) => store.apply(&slots, values),
+            None => store.apply_resolved(&resolved, values),
+        }
+        .map_err(Refusal::from)
+    }
+}
+
+/// For a push that carries values for some of its keys only, the slots of those keys, read from
+/// the bitmap in the extra section; `None` for an ordinary push.
+fn selected_slots(masked: bool, mask: &[u8], slots: &[u32]) -> Result<Option<Vec<u32>>, Refusal> {
+    if !masked {
+        return Ok(None);
+    }
+    if mask.len() != slots.len().div_ceil(8) {
+        let msg = format!(
+            "value mask of {} bytes for {} keys",
+            mask.len(),
+            slots.len()
+        );
+        return Err(Refusal::new(Status::BadValues, msg));
+    }
+    let chosen = slots
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| mask[i / 8] & (1 << (i % 8)) != 0)
+        .map(|(_, &s)| s)
+        .collect();
+    Ok(Some(chosen))
+}
+
+/// A push's values as f32, exactly `per_key` of them for each of its `rows` or a refusal: read
+/// in place for raw values, decoded into `scratch` otherwise. This is the one check of a push's
+/// value count; the store and the kernels are handed values that passed it.
+fn push_values<'f>(
+    frame: &'f Frame,
+    rows: usize,
+    per_key: usize,
+    scratch: &'f mut Vec<f32>,
+) -> Result<&'f [f32], Refusal> {
+    let bad = |e: String| Refusal::new(Status::BadValues, e);
+    match ValueCodec::from_id(frame.header.value_codec).map_err(|e| bad(e.to_string()))? {
+        ValueCodec::Raw => {
+            let values = frame.values_f32().map_err(|e| bad(e.to_string()))?;
+            check_value_count(rows, values.len(), per_key).map_err(|e| bad(e.to_string()))?;
+            Ok(values)
+        }
+        codec => {
+            // Decoding into exactly this many values refuses a stream of any other count.
+            scratch.clear();
+            scratch.resize(rows * per_key, 0.0);
+            decode_values(codec, frame.values_bytes(), scratch).map_err(|e| bad(e.to_string()))?;
+            Ok(scratch)
+        }
+    }
+}

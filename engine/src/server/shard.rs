@@ -1,0 +1,130 @@
+//! The server's threads: one shard per configured shard count, each an event loop on its own
+//! thread, pinned to the NIC's NUMA node, with its own listener, key range and tables; and
+//! what one shard does from start (listen, register) to its report.
+
+use std::net::SocketAddr;
+
+use ferrops_net::{EventLoop, Metrics};
+
+use super::admission::register;
+use super::report::{log_report, ServerReport};
+use super::Server;
+use crate::config::ServerConfig;
+use crate::connect::connect_scheduler;
+use crate::EngineError;
+
+/// Runs a server until the scheduler shuts the job down (Ok) or is lost (Err): one shard per
+/// `cfg.cluster.server_shards`, each a run-to-completion event loop on its own thread with its
+/// own listener, key range and tables (nothing shared, so no locks and no queue hop between the
+/// thread that reads a frame and the one that owns its keys), pinned to the configured NUMA
+/// node. With a fixed listen port, shard i listens on port + i.
+pub fn run_server(cfg: &ServerConfig) -> Result<ServerReport, EngineError> {
+    let mut cfg = cfg.clone();
+    if cfg.memory.numa_node.is_none() {
+        cfg.memory.numa_node = nic_node(cfg.bind.ip());
+    }
+    let cfg = &cfg;
+    let shards = cfg.cluster.server_shards.max(1);
+    if shards == 1 {
+        pin_to_node(cfg.memory.numa_node)?;
+        return run_shard(cfg);
+    }
+    let handles: Vec<_> = (0..shards)
+        .map(|i| {
+            let mut shard = cfg.clone();
+            if shard.bind.port() != 0 {
+                shard.bind.set_port(shard.bind.port() + i as u16);
+            }
+            std::thread::Builder::new()
+                .name(format!("shard-{i}"))
+                .spawn(move || {
+                    pin_to_node(shard.memory.numa_node)?;
+                    run_shard(&shard)
+                })
+                .map_err(|e| EngineError::Config(format!("cannot start shard {i}: {e}")))
+        })
+        .collect::<Result<_, _>>()?;
+    let mut total = ServerReport::default();
+    let mut first_error = None;
+    for h in handles {
+        match h.join() {
+            Ok(Ok(r)) => total.merge(r),
+            Ok(Err(e)) => {
+                first_error.get_or_insert(e);
+            }
+            Err(_) => {
+                first_error.get_or_insert(EngineError::Config("a shard thread panicked".into()));
+            }
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(total),
+    }
+}
+
+/// The NUMA node nearest the NIC that carries `ip`, when the machine has more than one node
+/// and the address names one NIC (not a wildcard or loopback).
+fn nic_node(ip: std::net::IpAddr) -> Option<usize> {
+    let nic = crate::netdev::interface_of(ip)?;
+    match crate::memory::node_of_netdev(&nic) {
+        Ok(Some(node)) => {
+            tracing::info!("serving on {nic}: memory and shards go to its NUMA node {node}");
+            Some(node)
+        }
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!("cannot tell the NUMA node of {nic}: {e}");
+            None
+        }
+    }
+}
+
+fn pin_to_node(node: Option<usize>) -> Result<(), EngineError> {
+    match node {
+        Some(n) => crate::memory::pin_current_thread_to_node(n)
+            .map_err(|e| EngineError::Config(format!("cannot pin to NUMA node {n}: {e}"))),
+        None => Ok(()),
+    }
+}
+
+/// Runs one shard: an event loop serving its own key range.
+fn run_shard(cfg: &ServerConfig) -> Result<ServerReport, EngineError> {
+    let metrics = Metrics::new();
+    let mut ev = EventLoop::new(Some(cfg.bind), cfg.cluster.limits, metrics.clone())?;
+    ev.set_payload_crc(cfg.cluster.payload_checksum);
+    let peer = connect_scheduler(&cfg.cluster, ev.pool().clone(), metrics.clone())?;
+    let scheduler = ev.adopt(peer)?;
+    let listen = ev
+        .local_addr()
+        .ok_or_else(|| EngineError::Config("no listen address".into()))?;
+    let advertised = advertised_addr(listen, ev.local_addr_of(scheduler));
+    let rdma_addr = crate::transport::listen_rdma(&mut ev, &cfg.cluster, cfg.bind, listen)?;
+    register(&mut ev, scheduler, advertised, rdma_addr)?;
+    let mut server = Server::new(cfg, scheduler);
+    let ran = ev.run(&mut server);
+    // Connections first: RDMA ones hold registrations of the tables' segments.
+    drop(ev);
+    ran?;
+    server.report.net = metrics.snapshot();
+    server.report.tables = server
+        .tables
+        .values()
+        .map(|t| (t.spec().name.clone(), t.memory()))
+        .collect();
+    server.report.resident_bytes = crate::memory::accounting::resident_set_bytes().unwrap_or(0);
+    log_report(&server.report, server.rank);
+    match server.stop.take() {
+        Some(Err(e)) => Err(e),
+        _ => Ok(server.report),
+    }
+}
+
+/// The address workers should dial: the listen address, or, when it is a wildcard, the local
+/// address of our connection to the scheduler with the listen port.
+fn advertised_addr(listen: SocketAddr, towards_scheduler: Option<SocketAddr>) -> SocketAddr {
+    match towards_scheduler {
+        Some(local) if listen.ip().is_unspecified() => SocketAddr::new(local.ip(), listen.port()),
+        _ => listen,
+    }
+}
