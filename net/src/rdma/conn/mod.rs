@@ -1,5 +1,7 @@
 //! Connections: rdma_cm setup, the credit protocol, completion handling.
 
+mod ctrl;
+
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
@@ -20,6 +22,9 @@ use sideway::rdmacm::communication_manager::{
     ConnectionParameter, Event, EventChannel, EventType, Identifier, PortSpace,
 };
 
+use self::ctrl::{
+    Ctrl, CTRL_LEN, KIND_BYE, KIND_CREDIT, KIND_CTS, KIND_FRAME, KIND_FRAME_DIRECT, KIND_RTS,
+};
 use super::device::ensure_library;
 use super::mem::{register, RegMem, Registration, RemoteBuf};
 use super::RdmaError;
@@ -31,8 +36,6 @@ use crate::{
 
 /// Bytes of one receive (and send) buffer.
 const SLOT: usize = 64 * 1024;
-/// Our message prefix.
-const CTRL_LEN: usize = 32;
 /// Largest frame (header + payload) sent in one SEND; larger frames go by RDMA WRITE.
 pub const SMALL_FRAME_MAX: usize = SLOT - CTRL_LEN;
 /// Credits a peer starts with: messages it may have in our receive buffers at once.
@@ -53,13 +56,6 @@ const SPIN: Duration = Duration::from_micros(50);
 const INLINE_WANTED: u32 = 256;
 const CM_TIMEOUT: Duration = Duration::from_secs(5);
 
-const KIND_FRAME: u32 = 1;
-const KIND_FRAME_DIRECT: u32 = 2;
-const KIND_RTS: u32 = 3;
-const KIND_CTS: u32 = 4;
-const KIND_CREDIT: u32 = 5;
-const KIND_BYE: u32 = 6;
-
 const SEND_BIT: u64 = 1 << 63;
 const OP_SLOT: u64 = 0;
 const OP_WRITE: u64 = 1 << 32;
@@ -67,43 +63,6 @@ const OP_DIRECT: u64 = 2 << 32;
 const OP_STABLE: u64 = 3 << 32;
 /// Scatter-gather entries per send work request (as the queue pair is created).
 const MAX_SGE: usize = 4;
-
-/// The 32-byte prefix of every SEND.
-#[derive(Clone, Copy, Debug, Default)]
-struct Ctrl {
-    kind: u32,
-    rkey: u32,
-    token: u64,
-    addr: u64,
-    len: u64,
-}
-
-impl Ctrl {
-    fn encode(&self, out: &mut [u8]) {
-        out[0..4].copy_from_slice(&self.kind.to_le_bytes());
-        out[4..8].copy_from_slice(&self.rkey.to_le_bytes());
-        out[8..16].copy_from_slice(&self.token.to_le_bytes());
-        out[16..24].copy_from_slice(&self.addr.to_le_bytes());
-        out[24..32].copy_from_slice(&self.len.to_le_bytes());
-    }
-
-    fn decode(b: &[u8]) -> Option<Ctrl> {
-        let b = b.get(..CTRL_LEN)?;
-        let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().unwrap_or([0; 4]));
-        let u64_at = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap_or([0; 8]));
-        Some(Ctrl {
-            kind: u32_at(0),
-            rkey: u32_at(4),
-            token: u64_at(8),
-            addr: u64_at(16),
-            len: u64_at(24),
-        })
-    }
-
-    fn costs_credit(kind: u32) -> bool {
-        !matches!(kind, KIND_CREDIT | KIND_BYE)
-    }
-}
 
 /// A message waiting for a credit, a send buffer or room in the send queue.
 #[derive(Debug)]
