@@ -1,5 +1,6 @@
 //! Connections: rdma_cm setup, the credit protocol, completion handling.
 
+mod credits;
 mod ctrl;
 
 use std::collections::{HashMap, VecDeque};
@@ -22,6 +23,8 @@ use sideway::rdmacm::communication_manager::{
     ConnectionParameter, Event, EventChannel, EventType, Identifier, PortSpace,
 };
 
+pub use self::credits::CREDITS;
+use self::credits::{Credits, RESERVE};
 use self::ctrl::{
     Ctrl, CTRL_LEN, KIND_BYE, KIND_CREDIT, KIND_CTS, KIND_FRAME, KIND_FRAME_DIRECT, KIND_RTS,
 };
@@ -38,16 +41,10 @@ use crate::{
 const SLOT: usize = 64 * 1024;
 /// Largest frame (header + payload) sent in one SEND; larger frames go by RDMA WRITE.
 pub const SMALL_FRAME_MAX: usize = SLOT - CTRL_LEN;
-/// Credits a peer starts with: messages it may have in our receive buffers at once.
-pub const CREDITS: u32 = 32;
-/// Receive buffers beyond the credit window, for credit-only messages and the goodbye.
-const RESERVE: u32 = 8;
 const RECV_SLOTS: u32 = CREDITS + RESERVE;
 const SEND_SLOTS: u32 = RECV_SLOTS;
 const MAX_SEND_WR: u32 = 2 * SEND_SLOTS + 16;
 const CQE: u32 = 4 * (MAX_SEND_WR + RECV_SLOTS);
-/// Credits owed to the peer before we send them in a message of their own.
-const CREDIT_RETURN_AT: u32 = CREDITS / 4;
 /// Bulk frames received but not yet taken by the application before we stop inviting more.
 const MAX_READY_BULK: usize = 4;
 /// How long a waiting call polls the completion queue before it sleeps on the completion
@@ -359,8 +356,7 @@ pub struct RdmaConn {
     send_free: Vec<u32>,
     max_inline: u32,
     sq_used: u32,
-    credits: u32,
-    owed: u32,
+    credits: Credits,
     next_token: u64,
     pending: VecDeque<Out>,
     deferred_rts: VecDeque<(u64, Header)>,
@@ -380,7 +376,7 @@ impl std::fmt::Debug for RdmaConn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RdmaConn")
             .field("qp", &self.qp.qp_number())
-            .field("credits", &self.credits)
+            .field("credits", &self.credits.available())
             .field("pending", &self.pending.len())
             .field("ready", &self.ready.len())
             .finish()
@@ -520,8 +516,7 @@ impl RdmaConn {
             send_free: (0..SEND_SLOTS).rev().collect(),
             max_inline,
             sq_used: 0,
-            credits: CREDITS,
-            owed: 0,
+            credits: Credits::new(),
             next_token: 1,
             pending: VecDeque::new(),
             deferred_rts: VecDeque::new(),
@@ -628,7 +623,7 @@ impl RdmaConn {
 
     /// Send credits left (messages the peer has room for).
     pub fn credits(&self) -> u32 {
-        self.credits
+        self.credits.available()
     }
 
     /// Messages accepted by `send_frame` but not yet posted.
@@ -942,7 +937,7 @@ impl RdmaConn {
     }
 
     fn can_post_send(&self, kind: u32) -> bool {
-        (!Ctrl::costs_credit(kind) || self.credits > 0)
+        self.credits.allows(Ctrl::costs_credit(kind))
             && !self.send_free.is_empty()
             && self.sq_used < MAX_SEND_WR
     }
@@ -952,7 +947,7 @@ impl RdmaConn {
             return Err(RdmaError::Protocol("no send buffer (internal)".into()));
         };
         if Ctrl::costs_credit(ctrl.kind) {
-            self.credits -= 1;
+            self.credits.spend();
         }
         let start = slot as usize * SLOT;
         let total = {
@@ -965,8 +960,7 @@ impl RdmaConn {
             }
             off
         };
-        let imm = self.owed;
-        self.owed = 0;
+        let imm = self.credits.take_owed();
         let lkey = self.send_mem.lkey();
         let addr = self.send_mem.addr() + start as u64;
         let inline = total <= self.max_inline as usize;
@@ -1062,7 +1056,7 @@ impl RdmaConn {
                     self.post_send_now(ctrl, &[&body])?;
                 }
                 Out::Write { .. } => {
-                    if self.credits == 0 || self.sq_used >= MAX_SEND_WR {
+                    if !self.credits.allows(true) || self.sq_used >= MAX_SEND_WR {
                         break;
                     }
                     let Some(Out::Write { token, addr, rkey }) = self.pending.pop_front() else {
@@ -1072,16 +1066,13 @@ impl RdmaConn {
                         continue;
                     };
                     let sges = bulk.sges();
-                    self.credits -= 1;
+                    self.credits.spend();
                     self.post_write_sges(OP_WRITE | token, &sges, addr, rkey, token as u32)?;
                 }
             }
         }
         // Credits the peer is waiting for, when nothing else carries them.
-        if self.owed >= CREDIT_RETURN_AT
-            && self.pending.is_empty()
-            && self.can_post_send(KIND_CREDIT)
-        {
+        if self.credits.return_due() && self.pending.is_empty() && self.can_post_send(KIND_CREDIT) {
             self.post_send_now(
                 Ctrl {
                     kind: KIND_CREDIT,
@@ -1255,7 +1246,7 @@ impl RdmaConn {
             // A bulk payload landed; the receive buffer was not used.
             let token = imm as u64;
             self.post_recv(slot)?;
-            self.owed += 1;
+            self.credits.owe();
             let Some(bulk) = self.bulk_in.remove(&token) else {
                 return self.protocol(format!("write for unknown transfer {token}"));
             };
@@ -1277,7 +1268,7 @@ impl RdmaConn {
             self.ready_bulk += 1;
             return Ok(());
         }
-        self.credits += imm;
+        self.credits.grant(imm);
         let start = slot as usize * SLOT;
         let Some(ctrl) = Ctrl::decode(&self.recv_mem.bytes()[start..start + byte_len.min(SLOT)])
         else {
@@ -1303,13 +1294,13 @@ impl RdmaConn {
                     Err(_) => return self.protocol("request to send without a header".into()),
                 };
                 self.post_recv(slot)?;
-                self.owed += 1;
+                self.credits.owe();
                 self.deferred_rts.push_back((ctrl.token, header));
                 self.invite_bulk()?;
             }
             KIND_CTS => {
                 self.post_recv(slot)?;
-                self.owed += 1;
+                self.credits.owe();
                 if !self.bulk_out.contains_key(&ctrl.token) {
                     return self
                         .protocol(format!("clear to send for unknown transfer {}", ctrl.token));
@@ -1397,7 +1388,7 @@ impl RdmaConn {
             Ready::Slot { slot, len, direct } => {
                 let res = self.frame_from_slot(slot, len, direct);
                 self.post_recv(slot)?;
-                self.owed += 1;
+                self.credits.owe();
                 match res {
                     Ok(frame) => frame,
                     Err(e) => {
