@@ -2,33 +2,30 @@
 
 mod credits;
 mod ctrl;
+mod listen;
+mod setup;
 
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sideway::ibverbs::completion::{
-    BasicCompletionQueue, CompletionChannel, CompletionQueue as _, CompletionQueueBuilder,
-};
+use sideway::ibverbs::completion::{BasicCompletionQueue, CompletionChannel, CompletionQueue as _};
 use sideway::ibverbs::device_context::DeviceContext;
 use sideway::ibverbs::protection_domain::ProtectionDomain;
 use sideway::ibverbs::queue_pair::{
-    BasicQueuePair, PostSendGuard as _, QueuePair as _, QueuePairState, SetInlineData as _,
+    BasicQueuePair, PostSendGuard as _, QueuePair as _, SetInlineData as _,
     SetScatterGatherEntry as _, WorkRequestFlags,
 };
 use sideway::ibverbs::AccessFlags;
-use sideway::rdmacm::communication_manager::{
-    ConnectionParameter, Event, EventChannel, EventType, Identifier, PortSpace,
-};
+use sideway::rdmacm::communication_manager::{EventChannel, EventType, Identifier};
 
 pub use self::credits::CREDITS;
 use self::credits::{Credits, RESERVE};
 use self::ctrl::{
     Ctrl, CTRL_LEN, KIND_BYE, KIND_CREDIT, KIND_CTS, KIND_FRAME, KIND_FRAME_DIRECT, KIND_RTS,
 };
-use super::device::ensure_library;
+pub use self::listen::RdmaListener;
 use super::mem::{register, RegMem, Registration, RemoteBuf};
 use super::RdmaError;
 use crate::wire::ZEROS;
@@ -50,9 +47,6 @@ const MAX_READY_BULK: usize = 4;
 /// How long a waiting call polls the completion queue before it sleeps on the completion
 /// channel (default of [`RdmaConn::set_busy_poll`]).
 const SPIN: Duration = Duration::from_micros(50);
-const INLINE_WANTED: u32 = 256;
-const CM_TIMEOUT: Duration = Duration::from_secs(5);
-
 const SEND_BIT: u64 = 1 << 63;
 const OP_SLOT: u64 = 0;
 const OP_WRITE: u64 = 1 << 32;
@@ -134,168 +128,6 @@ struct BulkIn {
     // Region first: deregistered before the buffer can be reused.
     _mr: Arc<sideway::ibverbs::memory_region::MemoryRegion>,
     buf: PooledBuf,
-}
-
-/// Accepts RDMA connections on an ip:port (rdma_cm), like a TCP listener.
-pub struct RdmaListener {
-    id: Arc<Identifier>,
-    channel: Arc<EventChannel>,
-    addr: SocketAddr,
-    limits: FrameLimits,
-    pool: BufferPool,
-    metrics: Metrics,
-    /// Connect requests that arrived while another connection was being set up.
-    waiting: std::sync::Mutex<VecDeque<Arc<Identifier>>>,
-}
-
-impl std::fmt::Debug for RdmaListener {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RdmaListener")
-            .field("addr", &self.addr)
-            .finish()
-    }
-}
-
-impl RdmaListener {
-    /// Listens on `addr` (an address of an RDMA-capable interface, or 0.0.0.0; the port must
-    /// be given: rdma_cm has its own port space).
-    pub fn bind(addr: SocketAddr) -> Result<RdmaListener, RdmaError> {
-        Self::bind_with(
-            addr,
-            FrameLimits::default(),
-            BufferPool::new(),
-            Metrics::new(),
-        )
-    }
-
-    /// [`RdmaListener::bind`] with the limits, pool and metrics given to accepted connections.
-    pub fn bind_with(
-        addr: SocketAddr,
-        limits: FrameLimits,
-        pool: BufferPool,
-        metrics: Metrics,
-    ) -> Result<RdmaListener, RdmaError> {
-        ensure_library()?;
-        let channel = EventChannel::new().map_err(|e| RdmaError::cm("create_event_channel", e))?;
-        let id = channel
-            .create_id(PortSpace::Tcp)
-            .map_err(|e| RdmaError::cm("create_id", e))?;
-        id.bind_addr(addr)
-            .map_err(|e| RdmaError::cm("bind_addr", format!("{addr}: {e} ({:?})", e.source)))?;
-        id.listen(64).map_err(|e| RdmaError::cm("listen", e))?;
-        Ok(RdmaListener {
-            id,
-            channel,
-            addr,
-            limits,
-            pool,
-            metrics,
-            waiting: std::sync::Mutex::new(VecDeque::new()),
-        })
-    }
-
-    /// The address given to `bind`.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// Waits for the next connection and sets it up.
-    pub fn accept(&self) -> Result<RdmaConn, RdmaError> {
-        loop {
-            if let Some(conn) = self.accept_timeout(Duration::from_secs(3600))? {
-                return Ok(conn);
-            }
-        }
-    }
-
-    /// Like [`RdmaListener::accept`], but gives up after `timeout` with `Ok(None)` (so that an
-    /// accepting thread can notice it should stop).
-    pub fn accept_timeout(&self, timeout: Duration) -> Result<Option<RdmaConn>, RdmaError> {
-        let _ = &self.id;
-        let cm_id = match self.take_waiting() {
-            Some(id) => id,
-            None => loop {
-                if !wait_readable(&[self.channel.as_raw_fd()], Some(timeout))? {
-                    return Ok(None);
-                }
-                let event = wait_cm_event(&self.channel, None)?;
-                let request = (event.event_type() == EventType::ConnectRequest)
-                    .then(|| event.cm_id())
-                    .flatten();
-                drop(event.ack());
-                // Disconnects of earlier connections and the like: they notice on their own.
-                if let Some(id) = request {
-                    break id;
-                }
-            },
-        };
-        let ctx = cm_id
-            .get_device_context()
-            .ok_or_else(|| RdmaError::cm("accept", "connect request without a device"))?;
-        let mut conn = RdmaConn::new(
-            cm_id.clone(),
-            None,
-            ctx,
-            self.limits,
-            self.pool.clone(),
-            self.metrics.clone(),
-        )?;
-        conn.bring_up_passive()?;
-        let mut param = ConnectionParameter::new();
-        param.setup_qp_number(conn.qp.qp_number());
-        cm_id
-            .accept(param)
-            .map_err(|e| RdmaError::cm("accept", e))?;
-        loop {
-            let event = wait_cm_event(&self.channel, Some(CM_TIMEOUT))?;
-            let ty = event.event_type();
-            let id = event.cm_id();
-            drop(event.ack());
-            let ours = id.as_ref().is_some_and(|id| Arc::ptr_eq(id, &cm_id));
-            if !ours {
-                // Another peer asking to connect while this one comes up: its turn is next.
-                if let (EventType::ConnectRequest, Some(id)) = (ty, id) {
-                    self.waiting_push(id);
-                }
-                continue;
-            }
-            match ty {
-                EventType::Established => break,
-                other => {
-                    return Err(RdmaError::cm(
-                        "accept",
-                        format!("connection not established: {other:?}"),
-                    ))
-                }
-            }
-        }
-        conn.keep_alive = Some(self.channel.clone());
-        Ok(Some(conn))
-    }
-
-    fn take_waiting(&self) -> Option<Arc<Identifier>> {
-        self.waiting.lock().ok()?.pop_front()
-    }
-
-    fn waiting_push(&self, id: Arc<Identifier>) {
-        if let Ok(mut w) = self.waiting.lock() {
-            w.push_back(id);
-        }
-    }
-}
-
-fn wait_cm_event(
-    channel: &Arc<EventChannel>,
-    timeout: Option<Duration>,
-) -> Result<Event, RdmaError> {
-    if let Some(t) = timeout {
-        if !wait_readable(&[channel.as_raw_fd()], Some(t))? {
-            return Err(RdmaError::Timeout("an rdma_cm event"));
-        }
-    }
-    channel
-        .get_cm_event()
-        .map_err(|e| RdmaError::cm("get_cm_event", e))
 }
 
 /// poll(2) on `fds` for readability; `Ok(false)` on timeout.
@@ -391,187 +223,6 @@ impl AsRawFd for RdmaConn {
 }
 
 impl RdmaConn {
-    /// Connects to an [`RdmaListener`] at `addr`.
-    pub fn connect(addr: SocketAddr) -> Result<RdmaConn, RdmaError> {
-        Self::connect_with(
-            addr,
-            FrameLimits::default(),
-            BufferPool::new(),
-            Metrics::new(),
-        )
-    }
-
-    /// [`RdmaConn::connect`] with explicit limits, pool and metrics.
-    pub fn connect_with(
-        addr: SocketAddr,
-        limits: FrameLimits,
-        pool: BufferPool,
-        metrics: Metrics,
-    ) -> Result<RdmaConn, RdmaError> {
-        ensure_library()?;
-        let fail = |detail: String| RdmaError::Connect {
-            addr: addr.to_string(),
-            detail,
-        };
-        let channel = EventChannel::new().map_err(|e| RdmaError::cm("create_event_channel", e))?;
-        let id = channel
-            .create_id(PortSpace::Tcp)
-            .map_err(|e| RdmaError::cm("create_id", e))?;
-        id.resolve_addr(None, addr, CM_TIMEOUT)
-            .map_err(|e| fail(format!("resolve_addr: {e} ({:?})", e.source)))?;
-        expect_event(&channel, EventType::AddressResolved).map_err(fail)?;
-        id.resolve_route(CM_TIMEOUT)
-            .map_err(|e| fail(format!("resolve_route: {e}")))?;
-        expect_event(&channel, EventType::RouteResolved).map_err(fail)?;
-        let ctx = id
-            .get_device_context()
-            .ok_or_else(|| fail("no RDMA device for this address".into()))?;
-        let mut conn = RdmaConn::new(
-            id.clone(),
-            Some(channel.clone()),
-            ctx,
-            limits,
-            pool,
-            metrics,
-        )?;
-        let mut attr = id
-            .get_qp_attr(QueuePairState::Init)
-            .map_err(|e| RdmaError::cm("get_qp_attr(init)", e))?;
-        attr.setup_access_flags(remote_access());
-        conn.qp
-            .modify(&attr)
-            .map_err(|e| RdmaError::verbs("modify_qp(init)", e))?;
-        conn.post_all_recvs()?;
-        let mut param = ConnectionParameter::new();
-        param.setup_qp_number(conn.qp.qp_number());
-        id.connect(param)
-            .map_err(|e| fail(format!("connect: {e}")))?;
-        expect_event(&channel, EventType::ConnectResponse).map_err(fail)?;
-        conn.modify_rtr_rts()?;
-        id.establish().map_err(|e| RdmaError::cm("establish", e))?;
-        Ok(conn)
-    }
-
-    fn new(
-        id: Arc<Identifier>,
-        cm_channel: Option<Arc<EventChannel>>,
-        ctx: Arc<DeviceContext>,
-        limits: FrameLimits,
-        pool: BufferPool,
-        metrics: Metrics,
-    ) -> Result<RdmaConn, RdmaError> {
-        let pd = ctx
-            .alloc_pd()
-            .map_err(|e| RdmaError::verbs("ibv_alloc_pd", e))?;
-        let comp = CompletionChannel::new(&ctx)
-            .map_err(|e| RdmaError::verbs("ibv_create_comp_channel", e))?;
-        comp.set_nonblocking(true)
-            .map_err(|source| RdmaError::Verbs {
-                op: "set_nonblocking",
-                source,
-            })?;
-        let cq = CompletionQueueBuilder::new(&ctx)
-            .setup_cqe(CQE)
-            .setup_comp_channel(&comp, 0)
-            .build()
-            .map_err(|e| RdmaError::verbs("ibv_create_cq", e))?;
-        let build = |inline: u32| {
-            pd.create_qp_builder()
-                .setup_max_send_wr(MAX_SEND_WR)
-                .setup_max_recv_wr(RECV_SLOTS)
-                .setup_max_send_sge(MAX_SGE as u32)
-                .setup_max_recv_sge(1)
-                .setup_max_inline_data(inline)
-                .setup_send_cq(cq.clone())
-                .setup_recv_cq(cq.clone())
-                .build()
-        };
-        let (qp, max_inline) = match build(INLINE_WANTED) {
-            Ok(qp) => (qp, INLINE_WANTED),
-            Err(_) => (
-                build(0).map_err(|e| RdmaError::verbs("ibv_create_qp", e))?,
-                0,
-            ),
-        };
-        let recv_mem = RegMem::new(&pd, RECV_SLOTS as usize * SLOT)?;
-        let send_mem = RegMem::new(&pd, SEND_SLOTS as usize * SLOT)?;
-        let mut conn = RdmaConn {
-            qp,
-            cq,
-            comp,
-            recv_mem,
-            send_mem,
-            bulk_out: HashMap::new(),
-            bulk_in: HashMap::new(),
-            staging_free: Vec::new(),
-            direct: HashMap::new(),
-            stable: HashMap::new(),
-            retired: Vec::new(),
-            stable_failed: false,
-            pd,
-            _ctx: ctx,
-            id,
-            cm_channel,
-            keep_alive: None,
-            send_free: (0..SEND_SLOTS).rev().collect(),
-            max_inline,
-            sq_used: 0,
-            credits: Credits::new(),
-            next_token: 1,
-            pending: VecDeque::new(),
-            deferred_rts: VecDeque::new(),
-            ready: VecDeque::new(),
-            ready_bulk: 0,
-            closed: false,
-            failed: None,
-            armed: false,
-            spin: SPIN,
-            limits,
-            pool,
-            metrics,
-        };
-        conn.arm()?;
-        Ok(conn)
-    }
-
-    /// Passive side: the queue pair all the way to ready-to-send, receives posted, before
-    /// the accept goes out.
-    fn bring_up_passive(&mut self) -> Result<(), RdmaError> {
-        let mut attr = self
-            .id
-            .get_qp_attr(QueuePairState::Init)
-            .map_err(|e| RdmaError::cm("get_qp_attr(init)", e))?;
-        attr.setup_access_flags(remote_access());
-        self.qp
-            .modify(&attr)
-            .map_err(|e| RdmaError::verbs("modify_qp(init)", e))?;
-        self.post_all_recvs()?;
-        self.modify_rtr_rts()
-    }
-
-    fn modify_rtr_rts(&mut self) -> Result<(), RdmaError> {
-        let mut attr = self
-            .id
-            .get_qp_attr(QueuePairState::ReadyToReceive)
-            .map_err(|e| RdmaError::cm("get_qp_attr(rtr)", e))?;
-        // rdma_cm grants remote writes only on the passive side; both sides need them (bulk
-        // payloads and direct values go either way).
-        attr.setup_access_flags(remote_access());
-        self.qp
-            .modify(&attr)
-            .map_err(|e| RdmaError::verbs("modify_qp(rtr)", e))?;
-        let mut attr = self
-            .id
-            .get_qp_attr(QueuePairState::ReadyToSend)
-            .map_err(|e| RdmaError::cm("get_qp_attr(rts)", e))?;
-        // Transport retries for lost packets; receiver-not-ready cannot happen (credits) but
-        // retrying costs nothing if it ever did.
-        attr.setup_retry_cnt(7).setup_rnr_retry(7);
-        self.qp
-            .modify(&attr)
-            .map_err(|e| RdmaError::verbs("modify_qp(rts)", e))
-    }
-
     fn post_all_recvs(&mut self) -> Result<(), RdmaError> {
         for slot in 0..RECV_SLOTS {
             self.post_recv(slot)?;
@@ -1547,10 +1198,6 @@ impl Drop for RdmaConn {
     }
 }
 
-fn remote_access() -> AccessFlags {
-    AccessFlags::LocalWrite | AccessFlags::RemoteWrite
-}
-
 fn copy_slices(slices: &[&[u8]], skip: usize, out: &mut [u8]) {
     let mut skip = skip;
     let mut off = 0;
@@ -1579,16 +1226,4 @@ fn check_payload_crc(header: &Header, payload: &[u8]) -> Result<(), WireError> {
         });
     }
     Ok(())
-}
-
-fn expect_event(channel: &Arc<EventChannel>, want: EventType) -> Result<(), String> {
-    let event = wait_cm_event(channel, Some(CM_TIMEOUT)).map_err(|e| e.to_string())?;
-    let got = event.event_type();
-    let status = event.status();
-    drop(event.ack());
-    if got == want {
-        Ok(())
-    } else {
-        Err(format!("expected {want:?}, got {got:?} (status {status})"))
-    }
 }
