@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use sideway::ibverbs::completion::CompletionQueue as _;
 use sideway::rdmacm::communication_manager::EventType;
 
-use super::{RdmaConn, OP_DIRECT, OP_SLOT, OP_WRITE, SEND_BIT};
+use super::post::{OP_DIRECT, OP_SLOT, OP_WRITE, SEND_BIT};
+use super::RdmaConn;
 use crate::rdma::RdmaError;
 
 /// poll(2) on `fds` for readability; `Ok(false)` on timeout.

@@ -1,9 +1,11 @@
 //! Connections: rdma_cm setup, the credit protocol, completion handling.
 
+mod bulk;
 mod completion;
 mod credits;
 mod ctrl;
 mod listen;
+mod post;
 mod setup;
 
 use std::collections::{HashMap, VecDeque};
@@ -15,12 +17,13 @@ use sideway::ibverbs::completion::{BasicCompletionQueue, CompletionChannel};
 use sideway::ibverbs::device_context::DeviceContext;
 use sideway::ibverbs::protection_domain::ProtectionDomain;
 use sideway::ibverbs::queue_pair::{
-    BasicQueuePair, PostSendGuard as _, QueuePair as _, SetInlineData as _,
-    SetScatterGatherEntry as _, WorkRequestFlags,
+    BasicQueuePair, PostSendGuard as _, QueuePair as _, SetScatterGatherEntry as _,
+    WorkRequestFlags,
 };
 use sideway::ibverbs::AccessFlags;
 use sideway::rdmacm::communication_manager::{EventChannel, Identifier};
 
+use self::bulk::{BulkIn, BulkOut, BulkValues};
 use self::completion::wait_readable;
 pub use self::credits::CREDITS;
 use self::credits::{Credits, RESERVE};
@@ -28,12 +31,12 @@ use self::ctrl::{
     Ctrl, CTRL_LEN, KIND_BYE, KIND_CREDIT, KIND_CTS, KIND_FRAME, KIND_FRAME_DIRECT, KIND_RTS,
 };
 pub use self::listen::RdmaListener;
+use self::post::{Out, OP_DIRECT, OP_STABLE, SEND_BIT};
 use super::mem::{register, RegMem, Registration, RemoteBuf};
 use super::RdmaError;
 use crate::wire::ZEROS;
 use crate::{
-    pad8, BufferPool, Frame, FrameLimits, FrameParts, Header, Metrics, PooledBuf, WireError,
-    HEADER_LEN,
+    pad8, BufferPool, Frame, FrameLimits, FrameParts, Header, Metrics, WireError, HEADER_LEN,
 };
 
 /// Bytes of one receive (and send) buffer.
@@ -44,74 +47,11 @@ const RECV_SLOTS: u32 = CREDITS + RESERVE;
 const SEND_SLOTS: u32 = RECV_SLOTS;
 const MAX_SEND_WR: u32 = 2 * SEND_SLOTS + 16;
 const CQE: u32 = 4 * (MAX_SEND_WR + RECV_SLOTS);
-/// Bulk frames received but not yet taken by the application before we stop inviting more.
-const MAX_READY_BULK: usize = 4;
 /// How long a waiting call polls the completion queue before it sleeps on the completion
 /// channel (default of [`RdmaConn::set_busy_poll`]).
 const SPIN: Duration = Duration::from_micros(50);
-const SEND_BIT: u64 = 1 << 63;
-const OP_SLOT: u64 = 0;
-const OP_WRITE: u64 = 1 << 32;
-const OP_DIRECT: u64 = 2 << 32;
-const OP_STABLE: u64 = 3 << 32;
 /// Scatter-gather entries per send work request (as the queue pair is created).
 const MAX_SGE: usize = 4;
-
-/// A message waiting for a credit, a send buffer or room in the send queue.
-#[derive(Debug)]
-enum Out {
-    /// A SEND: prefix and body, copied because they could not be posted at once.
-    Send { ctrl: Ctrl, body: Vec<u8> },
-    /// The payload of a bulk frame, once the peer said where.
-    Write { token: u64, addr: u64, rkey: u32 },
-}
-
-/// A bulk frame's payload on its way out: staged whole, or staged without its values, which
-/// the device reads from the caller's registered memory.
-#[derive(Debug)]
-struct BulkOut {
-    stage: RegMem,
-    /// Bytes of `stage` in use.
-    len: usize,
-    values: Option<BulkValues>,
-}
-
-/// Values of a bulk frame read in place: `len` bytes at `addr` in `mr`, placed after the
-/// first `at` staged bytes of the payload.
-#[derive(Debug)]
-struct BulkValues {
-    at: usize,
-    addr: u64,
-    len: usize,
-    mr: Arc<sideway::ibverbs::memory_region::MemoryRegion>,
-}
-
-impl BulkOut {
-    /// The scatter-gather list of the whole payload, in order.
-    fn sges(&self) -> Vec<rdma_mummy_sys::ibv_sge> {
-        let staged = |from: usize, to: usize| rdma_mummy_sys::ibv_sge {
-            addr: self.stage.addr() + from as u64,
-            length: (to - from) as u32,
-            lkey: self.stage.lkey(),
-        };
-        let Some(v) = &self.values else {
-            return vec![staged(0, self.len)];
-        };
-        let mut list = Vec::with_capacity(3);
-        if v.at > 0 {
-            list.push(staged(0, v.at));
-        }
-        list.push(rdma_mummy_sys::ibv_sge {
-            addr: v.addr,
-            length: v.len as u32,
-            lkey: v.mr.lkey(),
-        });
-        if self.len > v.at {
-            list.push(staged(v.at, self.len));
-        }
-        list
-    }
-}
 
 /// Where a received frame waits for the application.
 #[derive(Debug)]
@@ -121,15 +61,6 @@ enum Ready {
     Slot { slot: u32, len: usize, direct: bool },
     /// A bulk frame written into its own buffer.
     Bulk(Frame),
-}
-
-/// A bulk frame on its way in: its header and the buffer the peer writes into.
-#[derive(Debug)]
-struct BulkIn {
-    header: Header,
-    // Region first: deregistered before the buffer can be reused.
-    _mr: Arc<sideway::ibverbs::memory_region::MemoryRegion>,
-    buf: PooledBuf,
 }
 
 /// A reliable-connected RDMA connection carrying ferrops frames. See the module docs.
@@ -198,26 +129,6 @@ impl AsRawFd for RdmaConn {
 }
 
 impl RdmaConn {
-    fn post_all_recvs(&mut self) -> Result<(), RdmaError> {
-        for slot in 0..RECV_SLOTS {
-            self.post_recv(slot)?;
-        }
-        Ok(())
-    }
-
-    fn post_recv(&mut self, slot: u32) -> Result<(), RdmaError> {
-        let addr = self.recv_mem.addr() + slot as u64 * SLOT as u64;
-        let lkey = self.recv_mem.lkey();
-        let mut guard = self.qp.start_post_recv();
-        let wr = guard.construct_wr(slot as u64);
-        // SAFETY: the slot lies inside recv_mem, registered and owned by this connection, and
-        // is not touched again until its completion is polled.
-        unsafe { wr.setup_sge(lkey, addr, SLOT as u32) };
-        guard
-            .post()
-            .map_err(|e| RdmaError::verbs("ibv_post_recv", e))
-    }
-
     /// Registers `len` bytes at `ptr` for the peer's RDMA writes, without a borrow: for a
     /// caller that must keep using the buffer (e.g. lend it to a reader) while the peer may
     /// write into it.
@@ -352,21 +263,6 @@ impl RdmaConn {
         };
         self.request_to_send(frame, bulk)?;
         self.poll_progress()
-    }
-
-    /// Keeps `bulk` until the peer says where to write it, and asks.
-    fn request_to_send(&mut self, frame: &FrameParts<'_>, bulk: BulkOut) -> Result<(), RdmaError> {
-        let token = self.next_token;
-        self.next_token += 1;
-        let payload_len = bulk.len + bulk.values.as_ref().map_or(0, |v| v.len);
-        self.bulk_out.insert(token, bulk);
-        let ctrl = Ctrl {
-            kind: KIND_RTS,
-            token,
-            len: payload_len as u64,
-            ..Ctrl::default()
-        };
-        self.send_message(ctrl, &[zerocopy::IntoBytes::as_bytes(&frame.header)])
     }
 
     /// Sends a frame whose values are RDMA-written into `dest` (named by the peer in its
@@ -532,184 +428,6 @@ impl RdmaConn {
         self.poll_progress()
     }
 
-    fn take_staging(&mut self, len: usize) -> Result<RegMem, RdmaError> {
-        if let Some(i) = self.staging_free.iter().position(|m| m.len() >= len) {
-            return Ok(self.staging_free.swap_remove(i));
-        }
-        RegMem::new(&self.pd, len)
-    }
-
-    fn give_staging(&mut self, mem: RegMem) {
-        // Keep a few, the largest ones.
-        self.staging_free.push(mem);
-        if self.staging_free.len() > 4 {
-            self.staging_free
-                .sort_by_key(|m| std::cmp::Reverse(m.len()));
-            self.staging_free.truncate(4);
-        }
-    }
-
-    /// Queues or posts one SEND made of `ctrl` and `body`.
-    fn send_message(&mut self, ctrl: Ctrl, body: &[&[u8]]) -> Result<(), RdmaError> {
-        if self.pending.is_empty() && self.can_post_send(ctrl.kind) {
-            return self.post_send_now(ctrl, body);
-        }
-        let mut bytes = Vec::with_capacity(body.iter().map(|s| s.len()).sum());
-        for s in body {
-            bytes.extend_from_slice(s);
-        }
-        self.pending.push_back(Out::Send { ctrl, body: bytes });
-        Ok(())
-    }
-
-    fn can_post_send(&self, kind: u32) -> bool {
-        self.credits.allows(Ctrl::costs_credit(kind))
-            && !self.send_free.is_empty()
-            && self.sq_used < MAX_SEND_WR
-    }
-
-    fn post_send_now(&mut self, ctrl: Ctrl, body: &[&[u8]]) -> Result<(), RdmaError> {
-        let Some(slot) = self.send_free.pop() else {
-            return Err(RdmaError::Protocol("no send buffer (internal)".into()));
-        };
-        if Ctrl::costs_credit(ctrl.kind) {
-            self.credits.spend();
-        }
-        let start = slot as usize * SLOT;
-        let total = {
-            let buf = &mut self.send_mem.bytes_mut()[start..start + SLOT];
-            ctrl.encode(&mut buf[..CTRL_LEN]);
-            let mut off = CTRL_LEN;
-            for s in body {
-                buf[off..off + s.len()].copy_from_slice(s);
-                off += s.len();
-            }
-            off
-        };
-        let imm = self.credits.take_owed();
-        let lkey = self.send_mem.lkey();
-        let addr = self.send_mem.addr() + start as u64;
-        let inline = total <= self.max_inline as usize;
-        let flags = if inline {
-            WorkRequestFlags::Signaled | WorkRequestFlags::Inline
-        } else {
-            WorkRequestFlags::Signaled
-        };
-        let mut guard = self.qp.start_post_send();
-        let wr = guard
-            .construct_wr(SEND_BIT | OP_SLOT | slot as u64, flags)
-            .setup_send_imm(imm);
-        if inline {
-            wr.setup_inline_data(&self.send_mem.bytes()[start..start + total]);
-        } else {
-            // SAFETY: the bytes lie in send_mem (registered, owned by this connection); the slot
-            // stays out of the free list until the send completes.
-            unsafe { wr.setup_sge(lkey, addr, total as u32) };
-        }
-        guard
-            .post()
-            .map_err(|e| RdmaError::verbs("ibv_post_send", e))?;
-        self.sq_used += 1;
-        Ok(())
-    }
-
-    fn post_write(
-        &mut self,
-        wr_id: u64,
-        stage: &RegMem,
-        len: usize,
-        addr: u64,
-        rkey: u32,
-        imm: Option<u32>,
-    ) -> Result<(), RdmaError> {
-        let mut guard = self.qp.start_post_send();
-        let handle = guard.construct_wr(SEND_BIT | wr_id, WorkRequestFlags::Signaled);
-        let wr = match imm {
-            Some(imm) => handle.setup_write_imm(rkey, addr, imm),
-            None => handle.setup_write(rkey, addr),
-        };
-        // SAFETY: the staging buffer is registered and kept (in bulk_out or direct) until the
-        // write completes.
-        unsafe { wr.setup_sge(stage.lkey(), stage.addr(), len as u32) };
-        guard
-            .post()
-            .map_err(|e| RdmaError::verbs("ibv_post_send", e))?;
-        self.sq_used += 1;
-        Ok(())
-    }
-
-    /// A WRITE_WITH_IMM gathering `sges` (at most [`MAX_SGE`]).
-    fn post_write_sges(
-        &mut self,
-        wr_id: u64,
-        sges: &[rdma_mummy_sys::ibv_sge],
-        addr: u64,
-        rkey: u32,
-        imm: u32,
-    ) -> Result<(), RdmaError> {
-        let mut guard = self.qp.start_post_send();
-        let wr = guard
-            .construct_wr(SEND_BIT | wr_id, WorkRequestFlags::Signaled)
-            .setup_write_imm(rkey, addr, imm);
-        // SAFETY: every entry names registered memory kept alive until the write completes
-        // (the staging buffer and the values' region are held in bulk_out).
-        unsafe { wr.setup_sge_list(sges) };
-        guard
-            .post()
-            .map_err(|e| RdmaError::verbs("ibv_post_send", e))?;
-        self.sq_used += 1;
-        Ok(())
-    }
-
-    fn wait_sq_room(&mut self) -> Result<(), RdmaError> {
-        while self.sq_used >= MAX_SEND_WR {
-            self.poll_cq()?;
-        }
-        Ok(())
-    }
-
-    /// Posts queued messages as credits and send buffers allow.
-    fn flush_pending(&mut self) -> Result<(), RdmaError> {
-        while let Some(out) = self.pending.front() {
-            match out {
-                Out::Send { ctrl, .. } => {
-                    if !self.can_post_send(ctrl.kind) {
-                        break;
-                    }
-                    let Some(Out::Send { ctrl, body }) = self.pending.pop_front() else {
-                        break;
-                    };
-                    self.post_send_now(ctrl, &[&body])?;
-                }
-                Out::Write { .. } => {
-                    if !self.credits.allows(true) || self.sq_used >= MAX_SEND_WR {
-                        break;
-                    }
-                    let Some(Out::Write { token, addr, rkey }) = self.pending.pop_front() else {
-                        break;
-                    };
-                    let Some(bulk) = self.bulk_out.get(&token) else {
-                        continue;
-                    };
-                    let sges = bulk.sges();
-                    self.credits.spend();
-                    self.post_write_sges(OP_WRITE | token, &sges, addr, rkey, token as u32)?;
-                }
-            }
-        }
-        // Credits the peer is waiting for, when nothing else carries them.
-        if self.credits.return_due() && self.pending.is_empty() && self.can_post_send(KIND_CREDIT) {
-            self.post_send_now(
-                Ctrl {
-                    kind: KIND_CREDIT,
-                    ..Ctrl::default()
-                },
-                &[],
-            )?;
-        }
-        Ok(())
-    }
-
     fn recv_done(
         &mut self,
         slot: u32,
@@ -802,45 +520,6 @@ impl RdmaConn {
     fn protocol(&mut self, why: String) -> Result<(), RdmaError> {
         self.failed = Some(why.clone());
         Err(RdmaError::Protocol(why))
-    }
-
-    /// Answers waiting requests to send with a registered buffer, as long as not too many bulk
-    /// frames wait for the application.
-    fn invite_bulk(&mut self) -> Result<(), RdmaError> {
-        while self.ready_bulk + self.bulk_in.len() < MAX_READY_BULK {
-            let Some((token, header)) = self.deferred_rts.pop_front() else {
-                break;
-            };
-            if let Err(e) = header.validate(&self.limits) {
-                self.failed = Some(e.to_string());
-                return Err(e.into());
-            }
-            let len = header.payload_len() as usize;
-            let mut buf = self.pool.take(len);
-            let mr = register(
-                &self.pd,
-                buf.as_bytes_mut().as_mut_ptr() as usize,
-                len.max(1),
-                AccessFlags::LocalWrite | AccessFlags::RemoteWrite,
-            )?;
-            let ctrl = Ctrl {
-                kind: KIND_CTS,
-                rkey: mr.rkey(),
-                token,
-                addr: mr.get_ptr() as u64,
-                len: len as u64,
-            };
-            self.bulk_in.insert(
-                token as u32 as u64,
-                BulkIn {
-                    header,
-                    _mr: mr,
-                    buf,
-                },
-            );
-            self.send_message(ctrl, &[])?;
-        }
-        Ok(())
     }
 
     fn metrics_received(&self, header: &Header) {
