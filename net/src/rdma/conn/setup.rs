@@ -61,7 +61,7 @@ fn expect_event(channel: &Arc<EventChannel>, want: EventType) -> Result<(), Stri
 }
 
 impl RdmaConn {
-    /// Connects to an [`RdmaListener`] at `addr`.
+    /// Connects to an [`RdmaListener`](super::RdmaListener) at `addr`.
     pub fn connect(addr: SocketAddr) -> Result<RdmaConn, RdmaError> {
         Self::connect_with(
             addr,
