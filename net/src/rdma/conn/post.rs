@@ -15,10 +15,15 @@ use super::{RdmaConn, MAX_SEND_WR, RECV_SLOTS, SLOT};
 use crate::rdma::mem::RegMem;
 use crate::rdma::RdmaError;
 
+/// Set in the id of every send-queue work request (receives carry their slot number only).
 pub(super) const SEND_BIT: u64 = 1 << 63;
+/// A SEND from send buffer slot `low`.
 pub(super) const OP_SLOT: u64 = 0;
+/// The WRITE_WITH_IMM of bulk transfer `low` (its staging goes back when it completes).
 pub(super) const OP_WRITE: u64 = 1 << 32;
+/// The WRITE of a direct pull reply's staged values, transfer `low`.
 pub(super) const OP_DIRECT: u64 = 2 << 32;
+/// A WRITE of values read in place from a stable registration (nothing to release).
 pub(super) const OP_STABLE: u64 = 3 << 32;
 
 /// A message waiting for a credit, a send buffer or room in the send queue.

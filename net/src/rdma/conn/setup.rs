@@ -26,8 +26,10 @@ use crate::rdma::mem::RegMem;
 use crate::rdma::RdmaError;
 use crate::{BufferPool, FrameLimits, Metrics};
 
+/// Inline data asked of the queue pair (SENDs up to this size skip the DMA read); without
+/// it where the device refuses.
 const INLINE_WANTED: u32 = 256;
-
+/// How long an rdma_cm step (resolution, connect, accept) may take.
 pub(super) const CM_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub(super) fn wait_cm_event(
