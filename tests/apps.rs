@@ -7,9 +7,9 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use ferrops::apps::{reference, trace};
-use ferrops::data::gen::{self, GenSpec};
-use ferrops::data::{read_part, DataError, Rows};
+use ferrops::internal::data::gen::{self, GenSpec};
+use ferrops::internal::data::{read_part, DataError, Rows};
+use ferrops::internal::{reference, trace};
 
 fn ferrops() -> Command {
     Command::new(env!("CARGO_BIN_EXE_ferrops"))
@@ -377,7 +377,7 @@ fn picture(w: u32, h: u32) -> image::RgbImage {
 
 #[test]
 fn patches_read_png_and_jpeg() {
-    use ferrops::data::patches;
+    use ferrops::internal::data::patches;
     let dir = scratch("images");
     let img = picture(48, 40);
     let (png, jpg) = (dir.join("a.png"), dir.join("b.jpg"));

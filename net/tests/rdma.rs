@@ -7,7 +7,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ferrops_net::rdma::{self, floor, RdmaConn, RdmaError, RdmaListener, RemoteBuf, CREDITS};
+use ferrops_net::rdma::{self, RdmaConn, RdmaError, RdmaListener, RemoteBuf, CREDITS};
 use ferrops_net::{FrameParts, Header, Opcode};
 
 /// The address of the RDMA device's interface, or None after printing the skip marker.
@@ -337,7 +337,7 @@ fn ping_pong(ip: IpAddr, port: u16, busy_poll: Duration) -> (f64, f64) {
 }
 
 #[test]
-fn ping_pong_latency_against_perftest() {
+fn ping_pong_latency() {
     let Some(ip) = rdma_ip() else { return };
     for (port, spin) in [
         (18607, Duration::ZERO),
@@ -351,19 +351,6 @@ fn ping_pong_latency_against_perftest() {
             median / 2.0
         );
     }
-    let dev = rdma::available().unwrap();
-    let IpAddr::V4(v4) = ip else { return };
-    for tool in [floor::PerftestTool::SendLat, floor::PerftestTool::WriteLat] {
-        match floor::run_perftest(tool, &dev.name, v4, 18620, 8, 1000) {
-            Ok(lat) => println!(
-                "perftest {} on {} (8 bytes, one-way): min {:.2} us, typical {:.2} us, avg {:.2} us",
-                tool.program(),
-                dev.name,
-                lat.min_us,
-                lat.typical_us,
-                lat.avg_us
-            ),
-            Err(e) => println!("perftest {} failed: {e}", tool.program()),
-        }
-    }
+    // perftest's figures on the same device are the floor of `ferrops bench push-pull --floor`
+    // (tools/src/bench/perftest.rs), which reports this round trip against them.
 }

@@ -9,12 +9,35 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 
-use crate::apps::train::{self, TrainSpec};
-use crate::cli::DemoArgs;
+use crate::apps::train::{self, L1lrRun};
 use crate::data::gen::{self, GenSpec};
+use crate::jobs::l1lr::L1lrSettings;
+
+/// What the demo runs.
+#[derive(Clone, Debug)]
+pub struct DemoOptions {
+    /// Servers in the demo cluster.
+    pub servers: usize,
+    /// Workers in the demo cluster.
+    pub workers: usize,
+    /// Iterations (passes over all feature blocks).
+    pub epochs: usize,
+    /// Feature-space size (number of model weights).
+    pub features: u64,
+    /// Synthetic training examples (rows).
+    pub examples: usize,
+    /// Seed of the synthetic data set (random when `None`).
+    pub seed: Option<u64>,
+    /// L1 penalty λ.
+    pub lambda: f32,
+    /// Maximal delay τ in blocks.
+    pub tau: u32,
+    /// Where to write the plot of objective against seconds.
+    pub plot: std::path::PathBuf,
+}
 
 /// Runs the demo; fails if any process of the job fails.
-pub fn run(args: &DemoArgs) -> Result<()> {
+pub fn run(args: &DemoOptions) -> Result<()> {
     let seed = args.seed.unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -32,7 +55,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     result
 }
 
-fn run_in(args: &DemoArgs, seed: u64, dir: &std::path::Path) -> Result<()> {
+fn run_in(args: &DemoOptions, seed: u64, dir: &std::path::Path) -> Result<()> {
     let data = dir.join("train.svm");
     let started = Instant::now();
     let spec = GenSpec {
@@ -51,17 +74,19 @@ fn run_in(args: &DemoArgs, seed: u64, dir: &std::path::Path) -> Result<()> {
         nnz,
         started.elapsed().as_secs_f64()
     );
-    let records = train::l1lr(&TrainSpec {
-        data,
-        lambda: args.lambda,
-        tau: args.tau,
+    let records = train::l1lr(&L1lrRun {
+        settings: L1lrSettings {
+            data,
+            lambda: args.lambda,
+            tau: args.tau,
+            blocks: 8,
+            iters: args.epochs,
+            delta: 1.0,
+            window: None,
+            kkt: false,
+        },
         servers: args.servers,
         workers: args.workers,
-        blocks: 8,
-        iters: args.epochs,
-        delta: 1.0,
-        window: None,
-        kkt: false,
         trace: None,
         plot: Some(args.plot.clone()),
     })?;

@@ -1,5 +1,14 @@
-//! The `ferrops` package: the `ferrops` binary's modules (roles, local launcher, benchmarks,
-//! built-in worker jobs, demo) and the worker API facade that applications link against:
+//! The `ferrops` package: the worker API that applications link against, and the `ferrops`
+//! binary (`src/main.rs`) built on top of it.
+//!
+//! The library is the facade: [`Worker`], [`WorkerConfig`], [`TableSpec`], [`Consistency`],
+//! [`Rule`], [`Ticket`], [`Completed`], [`EngineError`] and [`worker_config_from_env`], plus
+//! [`config`], which resolves role configurations from overrides, `FERROPS_*` variables and a
+//! TOML file. Everything else belongs to the binary and is declared from `main.rs`: a new
+//! built-in worker job is a module in `jobs/` with its `clap` arguments struct and one variant
+//! of `jobs::Job`; a new subcommand is a clap type in `cli/` and one arm in `main.rs`, which
+//! hands plain options to the module that does the work; a new benchmark is a module in
+//! `bench/`. [`internal`] is not API: what the binary and the integration tests share.
 //!
 //! ```no_run
 //! use ferrops::{Consistency, Rule, TableSpec, Worker, WorkerConfig};
@@ -12,30 +21,19 @@
 //! # Ok(()) }
 //! ```
 
-pub mod bench_kernels;
-pub mod bench_push_pull;
-pub mod bench_reducers;
-pub mod cli;
 pub mod config;
-pub mod demo;
-pub mod floor;
-pub mod job_args;
-pub mod jobs;
-pub mod launch;
-pub mod roles;
-pub mod synth;
+#[doc(hidden)]
+pub mod internal;
 
 pub use ferrops_engine::config::{ClusterConfig, WorkerConfig};
+pub use ferrops_engine::{
+    Completed, Consistency, EngineError, TableId, TableSpec, Ticket, Worker, WorkerInfo,
+};
+pub use ferrops_kernels::Rule;
 
 /// The configuration of a worker process started by `ferrops local` or an HPC launcher: the
 /// `FERROPS_*` environment variables (`FERROPS_SCHEDULER`, `FERROPS_NUM_SERVERS`,
 /// `FERROPS_NUM_WORKERS`, ...) and the file named by `FERROPS_CONFIG`.
 pub fn worker_config_from_env() -> anyhow::Result<WorkerConfig> {
-    config::ConfigInput::gather(&cli::ClusterFlags::default())?.worker()
+    config::ConfigInput::gather(&config::Overrides::default())?.worker()
 }
-pub use ferrops_engine::{
-    Completed, Consistency, EngineError, TableId, TableSpec, Ticket, Worker, WorkerInfo,
-};
-pub use ferrops_kernels::Rule;
-pub mod apps;
-pub mod data;

@@ -1,6 +1,10 @@
 //! The `ferrops` binary: parses the command line, sets up role-prefixed logging, resolves the
 //! configuration and dispatches to the roles, the local launcher, the benchmarks and the demo.
 //!
+//! The command line sits at the roof: only this file uses [`cli`], turning its flags into
+//! [`Overrides`] for the configuration and into the plain options each module below takes
+//! ([`roles`], [`launch`], [`jobs`], [`bench`], [`apps`], [`demo`]).
+//!
 //! Exit codes: 0 on success, 1 for errors (printed as `error: ...` with their causes), 2 for usage
 //! errors (from clap); `ferrops local` exits with its failed child's code.
 
@@ -9,16 +13,26 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
+mod apps;
+mod bench;
+mod cli;
+mod demo;
+mod jobs;
+mod launch;
+mod roles;
+
 use anyhow::{anyhow, Context, Result};
 use clap::{CommandFactory, Parser};
-use ferrops::cli::{
-    BenchCommand, Cli, ClusterFlags, Command, DataCommand, GenArgs, KernelsArgs, L1lrArgs,
-    LocalArgs, PatchesArgs, PlotArgs, ServerArgs, TrainCommand, WorkerArgs,
-};
-use ferrops::config::{self, ConfigInput, Role};
-use ferrops::launch::{self, LocalSpec, ANNOUNCE_PREFIX};
-use ferrops::roles;
+use ferrops::config::{self, ConfigInput, Overrides, Role};
+// The library's internals, under the names the binary's modules use (`crate::data`, ...).
+use ferrops::internal::{data, logistic, synth, trace};
 use ferrops_engine::memory::SegmentOptions;
+
+use cli::{
+    BenchCommand, Cli, Command, DataCommand, GenArgs, KernelsArgs, LocalArgs, PatchesArgs,
+    PlotArgs, ServerArgs, TrainCommand, WorkerArgs,
+};
+use launch::{LocalSpec, ANNOUNCE_PREFIX};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
@@ -43,27 +57,30 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli, env: &config::EnvMap) -> Result<i32> {
     match cli.command {
-        Some(Command::Scheduler(args)) => run_scheduler(&args.cluster),
+        Some(Command::Scheduler(args)) => run_scheduler(&args.cluster.overrides()),
         Some(Command::Server(args)) => run_server(&args),
         Some(Command::Worker(args)) => run_worker(&args),
         Some(Command::Local(args)) => launch::run_local(&local_spec(args)?),
         Some(Command::Bench(BenchCommand::PushPull(args))) => {
-            ferrops::bench_push_pull::run(&args).map(|()| 0)
+            bench::push_pull::run(&args.options()).map(|()| 0)
         }
         Some(Command::Bench(BenchCommand::Kernels(args))) => run_bench_kernels(&args),
         Some(Command::Bench(BenchCommand::Reducers(args))) => {
-            ferrops::bench_reducers::run(&args).map(|()| 0)
+            bench::reducers::run(&args.options()).map(|()| 0)
         }
-        Some(Command::Demo(args)) => ferrops::demo::run(&args).map(|()| 0),
+        Some(Command::Demo(args)) => demo::run(&args.options()).map(|()| 0),
         Some(Command::Data(DataCommand::Gen(args))) => run_data_gen(&args),
         Some(Command::Data(DataCommand::Info(args))) => {
-            println!("{}", ferrops::data::info::summarize(&args.file)?);
+            println!("{}", data::info::summarize(&args.file)?);
             Ok(0)
         }
-        Some(Command::Train(TrainCommand::L1lr(args))) => run_train_l1lr(&args),
+        Some(Command::Train(TrainCommand::L1lr(args))) => {
+            apps::train::l1lr(&args.run())?;
+            Ok(0)
+        }
         Some(Command::Data(DataCommand::Patches(args))) => run_data_patches(&args),
         Some(Command::Train(TrainCommand::Rica(args))) => {
-            ferrops::apps::train::rica(&args)?;
+            apps::train::rica(&args.run())?;
             Ok(0)
         }
         Some(Command::Plot(args)) => run_plot(&args),
@@ -73,13 +90,9 @@ fn run(cli: Cli, env: &config::EnvMap) -> Result<i32> {
 
 /// A bare `ferrops`: run the role named by FERROPS_ROLE, like ps-lite's DMLC_ROLE.
 fn run_role_from_env(env: &config::EnvMap) -> Result<i32> {
-    let flags = ClusterFlags::default();
     match config::role_from_env(env)? {
-        Some(Role::Scheduler) => run_scheduler(&flags),
-        Some(Role::Server) => run_server(&ServerArgs {
-            cluster: flags,
-            print_topology: false,
-        }),
+        Some(Role::Scheduler) => run_scheduler(&Overrides::default()),
+        Some(Role::Server) => run_server(&ServerArgs::default()),
         Some(Role::Worker) => {
             let job = env
                 .get("FERROPS_JOB")
@@ -91,9 +104,8 @@ fn run_role_from_env(env: &config::EnvMap) -> Result<i32> {
                     )
                 })?;
             run_worker(&WorkerArgs {
-                cluster: flags,
                 job: job.clone(),
-                job_args: Vec::new(),
+                ..WorkerArgs::default()
             })
         }
         None => Cli::command()
@@ -105,8 +117,8 @@ fn run_role_from_env(env: &config::EnvMap) -> Result<i32> {
     }
 }
 
-fn run_scheduler(flags: &ClusterFlags) -> Result<i32> {
-    let cfg = ConfigInput::gather(flags)?
+fn run_scheduler(overrides: &Overrides) -> Result<i32> {
+    let cfg = ConfigInput::gather(overrides)?
         .scheduler()
         .context("configuring the scheduler")?;
     roles::run_scheduler(cfg, announce_scheduler)?;
@@ -126,7 +138,7 @@ fn run_server(args: &ServerArgs) -> Result<i32> {
     if args.print_topology {
         return Ok(print_topology());
     }
-    let cfg = ConfigInput::gather(&args.cluster)?
+    let cfg = ConfigInput::gather(&args.cluster.overrides())?
         .server()
         .context("configuring the server")?;
     roles::run_server(cfg)?;
@@ -146,22 +158,16 @@ fn print_topology() -> i32 {
 }
 
 fn run_worker(args: &WorkerArgs) -> Result<i32> {
-    let cfg = ConfigInput::gather(&args.cluster)?
+    let cfg = ConfigInput::gather(&args.cluster.overrides())?
         .worker()
         .context("configuring the worker")?;
-    let result = match args.job.as_str() {
-        "l1lr" => ferrops::apps::l1lr::L1lrOptions::parse(&args.job_args)
-            .and_then(|o| ferrops::apps::l1lr::run(&cfg, &o)),
-        "rica" => ferrops::apps::rica::RicaOptions::parse(&args.job_args)
-            .and_then(|o| ferrops::apps::rica::run(&cfg, &o)),
-        _ => roles::run_worker_job(cfg, &args.job, &args.job_args),
-    };
-    result.with_context(|| format!("worker job `{}`", args.job))?;
+    roles::run_worker_job(&cfg, &args.job, &args.job_args)
+        .with_context(|| format!("worker job `{}`", args.job))?;
     Ok(0)
 }
 
 fn run_data_gen(args: &GenArgs) -> Result<i32> {
-    let spec = ferrops::data::gen::GenSpec {
+    let spec = data::gen::GenSpec {
         rows: args.rows,
         features: args.features,
         nnz_per_row: args.nnz_per_row,
@@ -171,7 +177,7 @@ fn run_data_gen(args: &GenArgs) -> Result<i32> {
     let file = std::fs::File::create(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let mut out = io::BufWriter::with_capacity(1 << 20, file);
-    let nnz = ferrops::data::gen::write(&spec, &mut out)
+    let nnz = data::gen::write(&spec, &mut out)
         .with_context(|| format!("writing {}", args.out.display()))?;
     let secs = started.elapsed().as_secs_f64();
     println!(
@@ -186,7 +192,7 @@ fn run_data_gen(args: &GenArgs) -> Result<i32> {
 }
 
 fn run_data_patches(args: &PatchesArgs) -> Result<i32> {
-    use ferrops::data::patches;
+    use data::patches;
     let images = args
         .images
         .iter()
@@ -213,43 +219,24 @@ fn run_data_patches(args: &PatchesArgs) -> Result<i32> {
     Ok(0)
 }
 
-fn run_train_l1lr(args: &L1lrArgs) -> Result<i32> {
-    let spec = ferrops::apps::train::TrainSpec {
-        data: args.data.clone(),
-        lambda: args.lambda,
-        tau: args.tau,
-        servers: args.servers,
-        workers: args.workers,
-        blocks: args.blocks,
-        iters: args.iters,
-        delta: args.delta,
-        window: args.window,
-        kkt: args.kkt,
-        trace: args.json.clone(),
-        plot: args.plot.clone(),
-    };
-    ferrops::apps::train::l1lr(&spec)?;
-    Ok(0)
-}
-
 fn run_plot(args: &PlotArgs) -> Result<i32> {
     let traces = args
         .traces
         .iter()
         .map(|p| {
             let label = p.file_stem().unwrap_or(p.as_os_str()).to_string_lossy();
-            ferrops::apps::trace::read(p)
+            trace::read(p)
                 .map(|t| (label.into_owned(), t))
                 .with_context(|| format!("reading {}", p.display()))
         })
         .collect::<Result<Vec<_>>>()?;
-    ferrops::apps::train::plot_objective(&args.out, &traces)?;
+    apps::train::plot_objective(&args.out, &traces)?;
     println!("wrote {}", args.out.display());
     Ok(0)
 }
 
 fn run_bench_kernels(args: &KernelsArgs) -> Result<i32> {
-    ferrops::bench_kernels::run(args.elements, args.json)?;
+    bench::kernels::run(args.elements, args.json)?;
     Ok(0)
 }
 

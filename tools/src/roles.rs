@@ -1,4 +1,4 @@
-//! Runs one role (scheduler, server, worker job) in this process.
+//! Runs one role (scheduler, server, built-in worker job) in this process.
 
 use std::net::SocketAddr;
 
@@ -26,7 +26,7 @@ pub fn run_server(cfg: ServerConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs a built-in worker job (`name`) with its arguments.
-pub fn run_worker_job(cfg: WorkerConfig, name: &str, args: &[String]) -> anyhow::Result<()> {
-    crate::jobs::run(name, &cfg, args)
+/// Runs the built-in worker job `name` with its arguments.
+pub fn run_worker_job(cfg: &WorkerConfig, name: &str, args: &[String]) -> anyhow::Result<()> {
+    crate::jobs::Job::parse(name, args)?.run(cfg)
 }

@@ -67,7 +67,6 @@
 
 mod conn;
 mod device;
-pub mod floor;
 mod mem;
 
 use std::io;

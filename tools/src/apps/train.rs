@@ -14,38 +14,46 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::l1lr::{self, L1lrOptions};
 use super::plot::{self, LinePlot, Outcome, Series};
-use super::trace::{self, Record};
 use crate::data::{info, patches};
+use crate::jobs::l1lr::{self, L1lrArgs, L1lrSettings};
+use crate::jobs::rica::{self, RicaArgs, RicaSettings};
+use crate::jobs::Job;
 use crate::launch::run_job_locally;
+use crate::trace::{self, Record};
 
-/// What to train and where.
+/// An L1-LR run on a local cluster: what the `l1lr` job trains, the cluster, and the outputs.
 #[derive(Clone, Debug)]
-pub struct TrainSpec {
-    pub data: PathBuf,
-    pub lambda: f32,
-    pub tau: u32,
+pub struct L1lrRun {
+    pub settings: L1lrSettings,
     pub servers: usize,
     pub workers: usize,
-    pub blocks: usize,
-    pub iters: usize,
-    pub delta: f32,
-    /// Blocks the curvature bound covers (default τ + 1).
-    pub window: Option<usize>,
-    /// Skip gradients the KKT filter predicts cannot move a zero weight.
-    pub kkt: bool,
     /// Keep the JSON-lines trace here (otherwise a temporary file is used and removed).
     pub trace: Option<PathBuf>,
     /// Plot objective against time here.
     pub plot: Option<PathBuf>,
 }
 
+/// A RICA run on a local cluster: what the `rica` job trains, the cluster, and the outputs.
+#[derive(Clone, Debug)]
+pub struct RicaRun {
+    pub settings: RicaSettings,
+    pub servers: usize,
+    pub workers: usize,
+    /// Save the learned filters here.
+    pub save: Option<PathBuf>,
+    /// Draw the filters as a grid of tiles here (PNG).
+    pub plot: Option<PathBuf>,
+    /// Pixels per filter value in the grid.
+    pub zoom: usize,
+}
+
 /// Trains and returns the trace (the last record is the exact final evaluation).
-pub fn l1lr(spec: &TrainSpec) -> Result<Vec<Record>> {
-    let summary = info::summarize(&spec.data)?;
+pub fn l1lr(spec: &L1lrRun) -> Result<Vec<Record>> {
+    let settings = &spec.settings;
+    let summary = info::summarize(&settings.data)?;
     if summary.rows == 0 || summary.dim == 0 {
-        bail!("{}: no training rows", spec.data.display());
+        bail!("{}: no training rows", settings.data.display());
     }
     println!(
         "data: {} rows, {} features, {} nonzeros ({} positive)",
@@ -58,23 +66,19 @@ pub fn l1lr(spec: &TrainSpec) -> Result<Vec<Record>> {
     };
     let trace_path = absolute(&trace_path)?;
     let bar = std::io::stderr().is_terminal();
-    let options = L1lrOptions {
-        data: absolute(&spec.data)?,
+    let job = Job::L1lr(L1lrArgs {
+        settings: L1lrSettings {
+            data: absolute(&settings.data)?,
+            ..settings.clone()
+        },
         dim: summary.dim as usize,
-        lambda: spec.lambda,
-        tau: spec.tau,
-        blocks: spec.blocks,
-        iters: spec.iters,
-        delta: spec.delta,
-        window: spec.window,
         trace: Some(trace_path.clone()),
-        kkt: spec.kkt,
         lines: !bar,
-    };
+    });
     // A trace left by an earlier run must not feed the progress bar.
     let _ = std::fs::remove_file(&trace_path);
-    let follower = bar.then(|| Follower::start(&trace_path, spec.iters, summary.nnz as f64));
-    let code = run_job_locally(spec.servers, spec.workers, "l1lr", &options.to_args());
+    let follower = bar.then(|| Follower::start(&trace_path, settings.iters, summary.nnz as f64));
+    let code = run_job_locally(spec.servers, spec.workers, &job.name(), &job.args());
     if let Some(f) = follower {
         f.stop();
     }
@@ -93,7 +97,7 @@ pub fn l1lr(spec: &TrainSpec) -> Result<Vec<Record>> {
             println!("{}", l1lr::final_line(last, summary.dim as usize));
         }
     }
-    if spec.kkt && bar {
+    if settings.kkt && bar {
         // Without the bar worker 0 has printed its own, more detailed, KKT line.
         if let Some(last) = records.last() {
             println!(
@@ -105,7 +109,7 @@ pub fn l1lr(spec: &TrainSpec) -> Result<Vec<Record>> {
         }
     }
     if let Some(png) = &spec.plot {
-        let label = format!("τ = {}", spec.tau);
+        let label = format!("τ = {}", settings.tau);
         plot_objective(png, &[(label, records.clone())])?;
         let steps: Vec<&Record> = records.iter().filter(|r| !r.last).collect();
         if let (Some(first), Some(last)) = (steps.first(), steps.last()) {
@@ -213,7 +217,7 @@ fn absolute(p: &Path) -> Result<PathBuf> {
 
 /// `ferrops train rica`: runs the `rica` job on a local cluster; worker 0 prints the objective
 /// per epoch and saves the filters, which are drawn as a grid with `--plot`.
-pub fn rica(args: &crate::cli::RicaArgs) -> Result<()> {
+pub fn rica(args: &RicaRun) -> Result<()> {
     let temporary = args.save.is_none() && args.plot.is_some();
     let save = match (&args.save, &args.plot) {
         (Some(p), _) => Some(absolute(p)?),
@@ -222,19 +226,16 @@ pub fn rica(args: &crate::cli::RicaArgs) -> Result<()> {
         }
         (None, None) => None,
     };
-    let options = super::rica::RicaOptions {
-        data: absolute(&args.data)?,
-        filters: args.filters,
-        lambda: args.lambda,
-        lr: args.lr,
-        batch: args.batch,
-        epochs: args.epochs,
-        tau: args.tau,
-        init: args.init,
+    let job = Job::Rica(RicaArgs {
+        settings: RicaSettings {
+            data: absolute(&args.settings.data)?,
+            ..args.settings.clone()
+        },
+        epsilon: rica::EPSILON,
+        seed: rica::SEED,
         save: save.clone(),
-        ..super::rica::RicaOptions::default()
-    };
-    let code = run_job_locally(args.servers, args.workers, "rica", &options.to_args())?;
+    });
+    let code = run_job_locally(args.servers, args.workers, &job.name(), &job.args())?;
     let filters = save.as_ref().map(|p| {
         let f = patches::read(p);
         if temporary {

@@ -9,8 +9,39 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::cli::ReducersArgs;
-use crate::jobs::{LogRegOptions, Reducers};
+use crate::jobs::logreg::{LogRegArgs, Reducers};
+use crate::jobs::Job;
+
+/// What to compare.
+#[derive(Clone, Debug)]
+pub struct ReducersOptions {
+    /// Feature-space size (power-law frequencies).
+    pub features: u64,
+    /// Training examples.
+    pub examples: usize,
+    /// Passes over the data (the same in every configuration).
+    pub epochs: usize,
+    /// L1 penalty λ (proximal SGD on the servers).
+    pub l1: f32,
+    /// Significantly-modified filter threshold θ of the runs that enable it.
+    pub theta: f32,
+    /// Changed-only pull threshold θ of the runs that enable it.
+    pub changed_theta: f32,
+    /// KKT filter: skip only when |g| ≤ λ·(1 − margin).
+    pub kkt_margin: f32,
+    /// KKT filter: push every key every this many batches.
+    pub kkt_recheck: u64,
+    /// Value codec of the run with all reducers (raw, fp16, bf16, lz4).
+    pub values: String,
+    /// Also run bf16 and lz4 values alone (fp16 always runs).
+    pub every_codec: bool,
+    /// Servers of each run's local cluster.
+    pub servers: usize,
+    /// Workers of each run's local cluster.
+    pub workers: usize,
+    /// Print one JSON object as the last line.
+    pub json: bool,
+}
 
 /// One configuration and what it measured.
 #[derive(Debug, Serialize)]
@@ -29,7 +60,7 @@ struct Run {
 
 /// The configurations: none, each reducer alone (values as fp16, and with `--every-codec` also
 /// bf16 and lz4), all (with the value codec `--values`).
-fn configurations(args: &ReducersArgs) -> Vec<(&'static str, Reducers)> {
+fn configurations(args: &ReducersOptions) -> Vec<(&'static str, Reducers)> {
     let none = Reducers {
         keys: false,
         values: "raw".into(),
@@ -72,7 +103,7 @@ fn configurations(args: &ReducersArgs) -> Vec<(&'static str, Reducers)> {
 }
 
 /// Runs every configuration and prints the table (and JSON with `--json`).
-pub fn run(args: &ReducersArgs) -> Result<()> {
+pub fn run(args: &ReducersOptions) -> Result<()> {
     let exe = std::env::current_exe().context("finding the ferrops executable")?;
     let configurations = configurations(args);
     for (_, r) in &configurations {
@@ -85,7 +116,7 @@ pub fn run(args: &ReducersArgs) -> Result<()> {
     );
     let mut runs: Vec<Run> = Vec::new();
     for (name, reducers) in configurations {
-        let options = LogRegOptions {
+        let options = LogRegArgs {
             features: args.features,
             examples: args.examples,
             epochs: args.epochs,
@@ -93,9 +124,10 @@ pub fn run(args: &ReducersArgs) -> Result<()> {
             tau: 1,
             l1: args.l1,
             reducers,
-            ..LogRegOptions::default()
+            ..LogRegArgs::default()
         };
-        let result = run_one(&exe, args, &options).with_context(|| format!("run `{name}`"))?;
+        let result =
+            run_one(&exe, args, &Job::Logreg(options)).with_context(|| format!("run `{name}`"))?;
         let number = |k: &str| result[k].as_f64().unwrap_or(f64::NAN);
         let (sent, received) = (number("bytes_sent") as u64, number("bytes_received") as u64);
         let objective = number("objective");
@@ -148,14 +180,16 @@ pub fn run(args: &ReducersArgs) -> Result<()> {
 }
 
 /// Trains once on a fresh local cluster and returns the job's `RESULT` object.
-fn run_one(exe: &std::path::Path, args: &ReducersArgs, options: &LogRegOptions) -> Result<Value> {
+fn run_one(exe: &std::path::Path, args: &ReducersOptions, job: &Job) -> Result<Value> {
     let output = Command::new(exe)
         .args(["local", "--no-prefix", "--servers"])
         .arg(args.servers.to_string())
         .arg("--workers")
         .arg(args.workers.to_string())
-        .args(["--", "ferrops", "worker", "--job", "logreg", "--"])
-        .args(options.to_args())
+        .args(["--", "ferrops", "worker", "--job"])
+        .arg(job.name())
+        .arg("--")
+        .args(job.args())
         .env("FERROPS_LOG", "warn")
         .output()
         .context("starting the local cluster")?;

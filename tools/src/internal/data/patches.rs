@@ -6,7 +6,7 @@
 use std::io::{self, Write};
 use std::path::Path;
 
-use crate::synth::Rng;
+use crate::internal::synth::Rng;
 
 /// A greyscale image with values in [0, 1].
 #[derive(Clone, Debug, PartialEq)]

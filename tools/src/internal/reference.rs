@@ -3,7 +3,7 @@
 //! Newton step of its one-dimensional problem with backtracking until the objective falls
 //! (monotone by construction), in f64.
 
-use crate::data::Rows;
+use super::data::Rows;
 
 use super::logistic;
 
@@ -108,7 +108,7 @@ fn soft(x: f64, t: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::gen::{self, GenSpec};
+    use crate::internal::data::gen::{self, GenSpec};
 
     #[test]
     fn coordinate_descent_lowers_the_objective_and_is_sparse() {
@@ -124,7 +124,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("d.svm");
         std::fs::write(&path, &text).unwrap();
-        let rows = crate::data::read_part(&path, 0, 1).unwrap();
+        let rows = crate::internal::data::read_part(&path, 0, 1).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
         let dim = rows.dim();
         let lambda = 2.0;

@@ -37,7 +37,7 @@
 //! a progress line per iteration and writes the trace. At the end every worker pulls the final
 //! weights, recomputes its margins from scratch, and the final record is the exact objective.
 //!
-//! # The KKT filter (`--kkt true`)
+//! # The KKT filter (`--kkt`)
 //!
 //! A weight that is zero stays zero under the proximal step exactly when the summed gradient
 //! satisfies |g| ≤ λ, so its gradient need not be pushed. Only worker 0 sees the summed
@@ -53,20 +53,25 @@
 //! mask from step s − B, and cannot see a newer one, because worker 0 writes the next only after
 //! every worker's push of step s. With τ ≥ B that wait is stricter than the weights' one.
 
+mod blocks;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use ferrops_engine::config::WorkerConfig;
 use ferrops_engine::filter::KktFilter;
 use ferrops_engine::{Consistency, TableId, TableSpec, Worker};
 use ferrops_kernels::Rule;
+use serde::Serialize;
 
-use super::blocks::Shard;
-use super::logistic::scaled_prox_l1;
-use super::trace::{self, Record};
+use blocks::Shard;
+
+use super::positive_count;
 use crate::data::read_part;
+use crate::logistic::scaled_prox_l1;
 use crate::synth::feature_key;
+use crate::trace::{self, Record};
 
 /// The KKT filter's safety margin: a zero weight is skipped only if |g| ≤ λ(1 − margin).
 pub const KKT_MARGIN: f32 = 0.1;
@@ -75,102 +80,79 @@ pub const KKT_RECHECK: u64 = 5;
 /// Keys per float of a KKT mask (integers below 2¹⁶ are exact in f32).
 const MASK_BITS: usize = 16;
 
-/// Options of the `l1lr` job.
-#[derive(Clone, Debug, PartialEq)]
-pub struct L1lrOptions {
+/// The model and schedule of an L1-LR run: the options `ferrops train l1lr` takes and hands
+/// on to the `l1lr` job unchanged.
+#[derive(Clone, Debug, PartialEq, clap::Args, Serialize)]
+pub struct L1lrSettings {
+    /// Training data (LIBSVM/svmlight).
+    #[arg(long, value_name = "FILE")]
     pub data: PathBuf,
-    /// Number of features (largest index + 1); every worker must agree.
-    pub dim: usize,
+
+    /// L1 penalty λ.
+    #[arg(long, value_name = "λ", default_value_t = 1.0)]
     pub lambda: f32,
+
+    /// Maximal delay τ in blocks (0: sequential block updates).
+    #[arg(long, value_name = "τ", default_value_t = 0)]
     pub tau: u32,
+
+    /// Feature blocks.
+    #[arg(long, value_name = "B", value_parser = positive_count, default_value_t = 8)]
     pub blocks: usize,
+
+    /// Iterations (passes over all blocks).
+    #[arg(long, value_name = "T", default_value_t = 20)]
     pub iters: usize,
+
+    /// Damping δ added to the curvature on the servers.
+    #[arg(long, value_name = "δ", default_value_t = 1.0)]
     pub delta: f32,
-    /// How many consecutive blocks the curvature bound covers (default τ + 1, see the module
-    /// docs); 1 ignores the delay.
+
+    /// Consecutive blocks the curvature bound covers [default: τ + 1, which keeps delayed steps
+    /// majorised]; 1 ignores the delay (larger steps, no guarantee).
+    #[arg(long, value_name = "N", value_parser = positive_count)]
     pub window: Option<usize>,
-    /// Where worker 0 writes the JSON-lines trace.
-    pub trace: Option<PathBuf>,
-    /// Skip the gradients of zero weights the KKT filter predicts will stay zero.
+
+    /// KKT filter: workers skip the gradients of zero weights predicted to stay zero (|g| well
+    /// inside λ at the previous update), with every key pushed every few iterations.
+    #[arg(long)]
     pub kkt: bool,
+}
+
+/// Arguments of the `l1lr` job: the run's settings and what the driver works out for the
+/// workers (the data's dimension, where the trace goes, whether worker 0 prints lines).
+#[derive(Clone, Debug, PartialEq, clap::Args, Serialize)]
+pub struct L1lrArgs {
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub settings: L1lrSettings,
+
+    /// Number of features (largest index + 1); every worker must agree.
+    #[arg(long)]
+    pub dim: usize,
+
+    /// Where worker 0 writes the JSON-lines trace.
+    #[arg(long)]
+    pub trace: Option<PathBuf>,
+
     /// Worker 0 prints a line per iteration and the final line (off when the driver draws a
     /// progress bar from the trace instead).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub lines: bool,
 }
 
-impl Default for L1lrOptions {
-    fn default() -> Self {
-        L1lrOptions {
-            data: PathBuf::new(),
-            dim: 0,
-            lambda: 1.0,
-            tau: 0,
-            blocks: 8,
-            iters: 20,
-            delta: 1.0,
-            window: None,
-            trace: None,
-            kkt: false,
-            lines: true,
-        }
-    }
-}
-
-impl L1lrOptions {
-    /// Parses `--name value` pairs; unknown names and bad values are errors.
-    pub fn parse(args: &[String]) -> Result<L1lrOptions> {
-        let mut o = L1lrOptions::default();
-        for (flag, value) in crate::job_args::pairs(args)? {
-            match flag {
-                "--data" => o.data = value.into(),
-                "--dim" => o.dim = crate::job_args::value(flag, value)?,
-                "--lambda" => o.lambda = crate::job_args::value(flag, value)?,
-                "--tau" => o.tau = crate::job_args::value(flag, value)?,
-                "--blocks" => o.blocks = crate::job_args::value(flag, value)?,
-                "--iters" => o.iters = crate::job_args::value(flag, value)?,
-                "--delta" => o.delta = crate::job_args::value(flag, value)?,
-                "--window" => o.window = Some(crate::job_args::value(flag, value)?),
-                "--trace" => o.trace = Some(value.into()),
-                "--kkt" => o.kkt = crate::job_args::value(flag, value)?,
-                "--lines" => o.lines = crate::job_args::value(flag, value)?,
-                _ => bail!("unknown l1lr option {flag}"),
-            }
-        }
-        ensure!(!o.data.as_os_str().is_empty(), "--data is required");
-        ensure!(o.dim > 0, "--dim must be positive");
-        ensure!(o.blocks > 0, "--blocks must be positive");
+impl L1lrArgs {
+    /// What the command line cannot check on its own.
+    pub fn validate(&self) -> Result<()> {
+        let o = &self.settings;
+        ensure!(self.dim > 0, "--dim must be positive");
         ensure!(o.lambda >= 0.0, "--lambda must not be negative");
         ensure!(o.delta > 0.0, "--delta must be positive");
-        ensure!(o.window != Some(0), "--window must be positive");
         ensure!(
             !o.kkt || o.lambda > 0.0,
             "the KKT filter needs an L1 penalty (--lambda > 0)"
         );
-        Ok(o)
-    }
-
-    /// The options as arguments for [`L1lrOptions::parse`].
-    pub fn to_args(&self) -> Vec<String> {
-        let mut args: Vec<(&str, String)> = vec![
-            ("--data", self.data.display().to_string()),
-            ("--dim", self.dim.to_string()),
-            ("--lambda", self.lambda.to_string()),
-            ("--tau", self.tau.to_string()),
-            ("--blocks", self.blocks.to_string()),
-            ("--iters", self.iters.to_string()),
-            ("--delta", self.delta.to_string()),
-            ("--kkt", self.kkt.to_string()),
-            ("--lines", self.lines.to_string()),
-        ];
-        if let Some(n) = self.window {
-            args.push(("--window", n.to_string()));
-        }
-        if let Some(t) = &self.trace {
-            args.push(("--trace", t.display().to_string()));
-        }
-        args.into_iter()
-            .flat_map(|(k, v)| [k.to_string(), v])
-            .collect()
+        Ok(())
     }
 }
 
@@ -209,27 +191,29 @@ fn push_stats(
 }
 
 /// Runs the job in this worker process.
-pub fn run(cfg: &WorkerConfig, o: &L1lrOptions) -> Result<()> {
+pub fn run(cfg: &WorkerConfig, args: &L1lrArgs) -> Result<()> {
+    args.validate()?;
+    let o = &args.settings;
     let w = Worker::connect(cfg).context("connecting to the job")?;
     let (rank, workers) = (w.rank(), w.num_workers());
     let rows = read_part(&o.data, rank, workers)?;
     ensure!(
-        rows.dim() <= o.dim,
+        rows.dim() <= args.dim,
         "{}: feature index {} is beyond --dim {}",
         o.data.display(),
         rows.dim() - 1,
-        o.dim
+        args.dim
     );
     let local_nnz = rows.idx.len() as f32;
     let window = o.window.unwrap_or(o.tau as usize + 1);
-    let mut shard = Shard::new(&rows, o.dim, o.blocks.min(o.dim), window);
+    let mut shard = Shard::new(&rows, args.dim, o.blocks.min(args.dim), window);
     drop(rows);
     let nb = shard.blocks.len();
     ensure!(
         shard.blocks.iter().all(|b| !b.keys.is_empty()),
         "--blocks {} is more than the {} features",
         o.blocks,
-        o.dim
+        args.dim
     );
     let weights = w.declare_table(
         TableSpec::new("l1lr.w", 1)
@@ -260,17 +244,17 @@ pub fn run(cfg: &WorkerConfig, o: &L1lrOptions) -> Result<()> {
     } else {
         None
     };
-    let mut out = match (&o.trace, rank) {
+    let mut out = match (&args.trace, rank) {
         (Some(path), 0) => Some(
             trace::Writer::create(path)
                 .with_context(|| format!("creating the trace {}", path.display()))?,
         ),
         _ => None,
     };
-    if rank == 0 && o.lines {
+    if rank == 0 && args.lines {
         println!(
             "l1lr: {} features in {nb} blocks, {workers} workers, λ = {}, τ = {}, δ = {}{}",
-            o.dim,
+            args.dim,
             o.lambda,
             o.tau,
             o.delta,
@@ -350,8 +334,8 @@ pub fn run(cfg: &WorkerConfig, o: &L1lrOptions) -> Result<()> {
                     if let Some(k) = &kkt {
                         (record.kkt_offered, record.kkt_skipped) = k.totals(workers);
                     }
-                    if o.lines {
-                        progress(&record, o.dim, f64::from(f[6]));
+                    if args.lines {
+                        progress(&record, args.dim, f64::from(f[6]));
                     }
                     if let Some(out) = &mut out {
                         out.write(&record)?;
@@ -394,8 +378,8 @@ pub fn run(cfg: &WorkerConfig, o: &L1lrOptions) -> Result<()> {
         if let Some(k) = &kkt {
             (record.kkt_offered, record.kkt_skipped) = k.totals(workers);
         }
-        if o.lines {
-            println!("{}", final_line(&record, o.dim));
+        if args.lines {
+            println!("{}", final_line(&record, args.dim));
             if let Some(k) = &kkt {
                 println!("{}", k.report(workers));
             }
@@ -675,17 +659,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn options_round_trip_and_reject_bad_flags() {
-        let o = L1lrOptions {
-            data: "x.svm".into(),
+    fn arguments_round_trip_and_reject_bad_flags() {
+        let args = L1lrArgs {
+            settings: L1lrSettings {
+                data: "x.svm".into(),
+                lambda: 1.0,
+                tau: 3,
+                blocks: 8,
+                iters: 20,
+                delta: 1.0,
+                window: Some(2),
+                kkt: true,
+            },
             dim: 10,
-            tau: 3,
-            window: Some(2),
             trace: Some("t.jsonl".into()),
-            ..L1lrOptions::default()
+            lines: false,
         };
-        assert_eq!(L1lrOptions::parse(&o.to_args()).unwrap(), o);
-        assert!(L1lrOptions::parse(&["--bogus".into(), "1".into()]).is_err());
-        assert!(L1lrOptions::parse(&["--data".into(), "x".into()]).is_err()); // no --dim
+        let job = crate::jobs::Job::L1lr(args.clone());
+        let parsed = crate::jobs::Job::parse("l1lr", &job.args()).unwrap();
+        assert_eq!(parsed, job);
+        let parse = |a: &[&str]| {
+            let a: Vec<String> = a.iter().map(|s| s.to_string()).collect();
+            crate::jobs::Job::parse("l1lr", &a)
+        };
+        assert!(parse(&["--data", "x", "--dim", "3", "--bogus", "1"]).is_err());
+        assert!(parse(&["--data", "x"]).is_err()); // no --dim
+        let Ok(crate::jobs::Job::L1lr(defaults)) = parse(&["--data", "x", "--dim", "3"]) else {
+            panic!("l1lr parses")
+        };
+        assert_eq!((defaults.settings.blocks, defaults.lines), (8, true));
     }
 }

@@ -1,72 +1,75 @@
-//! Built-in worker jobs, run by `ferrops worker --job NAME [-- ARGS]` (usually under
-//! `ferrops local`): `logreg` trains sparse logistic regression on generated data (the demo's
-//! workload), `check` verifies push/pull sums and sequential consistency across processes.
+//! Worker job `logreg`: sparse logistic regression on generated power-law data (the workload
+//! of `bench reducers`), trained by minibatch AdaGrad or, with an L1 penalty, proximal SGD,
+//! with any mix of the bandwidth reducers.
 
 use anyhow::{bail, ensure, Context, Result};
+use clap::ArgAction;
 use ferrops_engine::config::WorkerConfig;
 use ferrops_engine::filter::{KktFilter, SigFilter};
 use ferrops_engine::{Consistency, TableSpec, Worker};
 use ferrops_kernels::Rule;
 use ferrops_net::codec::ValueCodec;
+use serde::Serialize;
 
 use crate::synth::{self, Example, SynthSpec};
 
-/// Runs job `name`.
-pub fn run(name: &str, cfg: &WorkerConfig, args: &[String]) -> Result<()> {
-    match name {
-        "logreg" => logreg(cfg, &LogRegOptions::parse(args)?),
-        "check" => check(cfg),
-        other => bail!("unknown worker job `{other}` (known: logreg, check, l1lr, rica)"),
-    }
-}
-
-/// Options of the `logreg` job.
-#[derive(Clone, Debug, PartialEq)]
-pub struct LogRegOptions {
+/// Arguments of the `logreg` job.
+#[derive(Clone, Debug, PartialEq, clap::Args, Serialize)]
+pub struct LogRegArgs {
+    /// Feature-space size (power-law frequencies).
+    #[arg(long, default_value_t = 100_000)]
     pub features: u64,
+    /// Training examples, dealt to the workers.
+    #[arg(long, default_value_t = 200_000)]
     pub examples: usize,
+    /// Passes over the data.
+    #[arg(long, default_value_t = 10)]
     pub epochs: usize,
+    /// Examples per minibatch (one clock each).
+    #[arg(long, default_value_t = 1000)]
     pub batch: usize,
+    /// Bounded delay τ in minibatches.
+    #[arg(long, default_value_t = 2)]
     pub tau: u32,
+    /// Learning rate.
+    #[arg(long, default_value_t = 0.1)]
     pub lr: f32,
+    /// Seed of the generated data.
+    #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// L1 penalty λ: with λ > 0 the servers apply proximal SGD (`prox_l1`) instead of AdaGrad.
+    #[arg(long, default_value_t = 0.0)]
     pub l1: f32,
     /// Bandwidth reducers (see [`Reducers`]).
+    #[command(flatten)]
+    #[serde(flatten)]
     pub reducers: Reducers,
 }
 
 /// Which bandwidth reducers a training run uses.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, clap::Args, Serialize)]
 pub struct Reducers {
     /// Key caching and key packing.
+    #[arg(long, default_value_t = true, action = ArgAction::Set)]
     pub keys: bool,
     /// Value codec name: raw, fp16, bf16 or lz4.
+    #[arg(long, default_value = "raw")]
     pub values: String,
     /// Significantly-modified filter threshold θ (0: off).
+    #[arg(long, default_value_t = 0.0)]
     pub significant: f32,
     /// KKT filter (L1 only): skip zero weights whose gradient cannot move them.
+    #[arg(long, default_value_t = false, action = ArgAction::Set)]
     pub kkt: bool,
     /// KKT safety margin in [0, 1]: skip only when |g| ≤ λ·(1 − margin).
+    #[arg(long, default_value_t = 0.1)]
     pub kkt_margin: f32,
     /// KKT recheck period: every this many batches the worker pushes every key.
+    #[arg(long, default_value_t = 8)]
     pub kkt_recheck: u64,
     /// Changed-only pulls with threshold θ (0: off): servers send only rows that moved.
+    #[arg(long, default_value_t = 0.0)]
     pub changed: f32,
-}
-
-impl Default for Reducers {
-    fn default() -> Self {
-        Reducers {
-            keys: true,
-            values: "raw".into(),
-            significant: 0.0,
-            kkt: false,
-            kkt_margin: 0.1,
-            kkt_recheck: 8,
-            changed: 0.0,
-        }
-    }
 }
 
 impl Reducers {
@@ -82,80 +85,29 @@ impl Reducers {
     }
 }
 
-impl Default for LogRegOptions {
+impl Default for LogRegArgs {
+    /// The defaults of the command line.
     fn default() -> Self {
-        LogRegOptions {
-            features: 100_000,
-            examples: 200_000,
-            epochs: 10,
-            batch: 1000,
-            tau: 2,
-            lr: 0.1,
-            seed: 1,
-            l1: 0.0,
-            reducers: Reducers::default(),
+        match crate::jobs::Job::parse("logreg", &[]) {
+            Ok(crate::jobs::Job::Logreg(args)) => args,
+            other => unreachable!("the logreg job's defaults parse: {other:?}"),
         }
     }
 }
 
-impl LogRegOptions {
-    /// Parses `--name value` pairs; unknown names and bad values are errors.
-    pub fn parse(args: &[String]) -> Result<LogRegOptions> {
-        let mut o = LogRegOptions::default();
-        for (flag, value) in crate::job_args::pairs(args)? {
-            match flag {
-                "--features" => o.features = crate::job_args::value(flag, value)?,
-                "--examples" => o.examples = crate::job_args::value(flag, value)?,
-                "--epochs" => o.epochs = crate::job_args::value(flag, value)?,
-                "--batch" => o.batch = crate::job_args::value(flag, value)?,
-                "--tau" => o.tau = crate::job_args::value(flag, value)?,
-                "--lr" => o.lr = crate::job_args::value(flag, value)?,
-                "--seed" => o.seed = crate::job_args::value(flag, value)?,
-                "--l1" => o.l1 = crate::job_args::value(flag, value)?,
-                "--keys" => o.reducers.keys = crate::job_args::value(flag, value)?,
-                "--values" => o.reducers.values = value.to_string(),
-                "--significant" => o.reducers.significant = crate::job_args::value(flag, value)?,
-                "--kkt" => o.reducers.kkt = crate::job_args::value(flag, value)?,
-                "--kkt-margin" => o.reducers.kkt_margin = crate::job_args::value(flag, value)?,
-                "--kkt-recheck" => o.reducers.kkt_recheck = crate::job_args::value(flag, value)?,
-                "--changed" => o.reducers.changed = crate::job_args::value(flag, value)?,
-                _ => bail!("unknown logreg option {flag}"),
-            }
-        }
+impl LogRegArgs {
+    /// What the command line cannot check on its own.
+    pub fn validate(&self) -> Result<()> {
         ensure!(
-            o.features > 0 && o.examples > 0 && o.batch > 0,
+            self.features > 0 && self.examples > 0 && self.batch > 0,
             "sizes must be positive"
         );
-        o.reducers.value_codec()?;
+        self.reducers.value_codec()?;
         ensure!(
-            !o.reducers.kkt || o.l1 > 0.0,
+            !self.reducers.kkt || self.l1 > 0.0,
             "the KKT filter needs an L1 penalty (--l1)"
         );
-        Ok(o)
-    }
-
-    /// The options as arguments for `parse` (to hand to worker processes).
-    pub fn to_args(&self) -> Vec<String> {
-        [
-            ("--features", self.features.to_string()),
-            ("--examples", self.examples.to_string()),
-            ("--epochs", self.epochs.to_string()),
-            ("--batch", self.batch.to_string()),
-            ("--tau", self.tau.to_string()),
-            ("--lr", self.lr.to_string()),
-            ("--seed", self.seed.to_string()),
-            ("--l1", self.l1.to_string()),
-            ("--keys", self.reducers.keys.to_string()),
-            ("--values", self.reducers.values.clone()),
-            ("--significant", self.reducers.significant.to_string()),
-            ("--kkt", self.reducers.kkt.to_string()),
-            ("--kkt-margin", self.reducers.kkt_margin.to_string()),
-            ("--kkt-recheck", self.reducers.kkt_recheck.to_string()),
-            ("--changed", self.reducers.changed.to_string()),
-        ]
-        .into_iter()
-        .flat_map(|(k, v)| [k.to_string(), v])
-        .collect()
+        Ok(())
     }
 }
 
@@ -213,7 +165,8 @@ fn batch_gradient(batch: &[Example], keys: &[u64], weights: &[f32], grad: &mut [
 /// through the servers; one clock per batch, bounded delay τ between workers. Rank 0 prints the
 /// cluster-wide loss after every epoch and, at the end, one `RESULT {json}` line with the final
 /// objective, the bytes all workers sent and received, and what the reducers saved.
-pub fn logreg(cfg: &WorkerConfig, o: &LogRegOptions) -> Result<()> {
+pub fn run(cfg: &WorkerConfig, o: &LogRegArgs) -> Result<()> {
+    o.validate()?;
     let mut cfg = cfg.clone();
     if !o.reducers.keys {
         cfg.cluster.key_cache_keys = 0;
@@ -426,7 +379,7 @@ fn report_final(
     w: &Worker,
     weights: ferrops_engine::TableId,
     progress: ferrops_engine::TableId,
-    o: &LogRegOptions,
+    o: &LogRegArgs,
     data: &[Example],
     seconds: f64,
     significant: &mut Option<SigFilter>,
@@ -472,45 +425,6 @@ fn report_final(
         "rank0_kkt": kkt.as_ref().map(KktFilter::counts),
     });
     println!("RESULT {result}");
-    Ok(())
-}
-
-/// Checks, across processes, that pushes are summed exactly and that sequential pulls see
-/// every push of the previous clock. Exits with an error on the first mismatch.
-pub fn check(cfg: &WorkerConfig) -> Result<()> {
-    const CLOCKS: u32 = 4;
-    let w = Worker::connect(cfg)?;
-    let n = w.num_workers() as f32;
-    let t = w.declare_table(TableSpec::new("check", 2).consistency(Consistency::Sequential))?;
-    let keys: Vec<u64> = (0..2000u64).map(|i| i * (u64::MAX / 2000)).collect();
-    let ones = vec![1.0f32; keys.len() * 2];
-    for clock in 0..CLOCKS {
-        let got = w.pull(t, &keys)?;
-        let (lo, hi) = (clock as f32 * n, (clock + 1) as f32 * n - 1.0);
-        if let Some(bad) = got.iter().find(|v| !(lo..=hi).contains(*v)) {
-            bail!(
-                "worker {}: pull at clock {clock} saw {bad}, expected within [{lo}, {hi}]",
-                w.rank()
-            );
-        }
-        w.push(t, &keys, &ones)?;
-        w.clock()?;
-    }
-    w.barrier()?;
-    let total = w.pull(t, &keys)?;
-    let expected = CLOCKS as f32 * n;
-    ensure!(
-        total.iter().all(|&v| v == expected),
-        "worker {}: final sum {:?}, expected {expected}",
-        w.rank(),
-        &total[..4]
-    );
-    println!(
-        "check passed: worker {} saw {expected} on all {} keys",
-        w.rank(),
-        keys.len()
-    );
-    w.finish()?;
     Ok(())
 }
 
@@ -561,20 +475,26 @@ mod tests {
     }
 
     #[test]
-    fn logreg_options_round_trip_and_reject_unknown_flags() {
-        let o = LogRegOptions {
+    fn logreg_arguments_round_trip_and_reject_unknown_flags() {
+        let o = LogRegArgs {
             epochs: 3,
             tau: 0,
-            ..LogRegOptions::default()
+            ..LogRegArgs::default()
         };
-        assert_eq!(LogRegOptions::parse(&o.to_args()).unwrap(), o);
-        assert!(LogRegOptions::parse(&["--bogus".into(), "1".into()]).is_err());
-        assert!(LogRegOptions::parse(&["--epochs".into(), "x".into()]).is_err());
-        assert!(LogRegOptions::parse(&["--values".into(), "fp8".into()]).is_err());
-        assert!(
-            LogRegOptions::parse(&["--kkt".into(), "true".into()]).is_err(),
-            "needs --l1"
-        );
+        let job = crate::jobs::Job::Logreg(o);
+        assert_eq!(crate::jobs::Job::parse("logreg", &job.args()).unwrap(), job);
+        let run_checks = |a: &[&str]| {
+            let a: Vec<String> = a.iter().map(|s| s.to_string()).collect();
+            crate::jobs::Job::parse("logreg", &a).and_then(|j| match j {
+                crate::jobs::Job::Logreg(o) => o.validate(),
+                _ => unreachable!("parsed as logreg"),
+            })
+        };
+        assert!(run_checks(&["--bogus", "1"]).is_err());
+        assert!(run_checks(&["--epochs", "x"]).is_err());
+        assert!(run_checks(&["--values", "fp8"]).is_err());
+        assert!(run_checks(&["--kkt", "true"]).is_err(), "needs --l1");
+        assert!(run_checks(&["--kkt", "true", "--l1", "0.1", "--keys", "false"]).is_ok());
     }
 
     #[test]

@@ -16,9 +16,33 @@ use ferrops_engine::{TableSpec, Worker, SIGNED_MIN_KEYS};
 use ferrops_net::{MetricsSnapshot, HEADER_LEN};
 use serde::Serialize;
 
-use crate::cli::{PushPullArgs, Transport};
-use crate::floor::{self, LatencyStats, ThroughputStats};
+use ferrops_net::TransportMode;
+
+use super::floor::{self, LatencyStats, ThroughputStats};
 use crate::launch::{LocalCluster, LocalSpec};
+
+/// What to measure.
+#[derive(Clone, Debug)]
+pub struct PushPullOptions {
+    /// Keys pushed and pulled per iteration.
+    pub keys: u64,
+    /// Measured iterations.
+    pub iters: usize,
+    /// Values per key (f32 each).
+    pub val_len: usize,
+    /// Servers in the benchmark cluster.
+    pub servers: usize,
+    /// Workers in the benchmark cluster.
+    pub workers: usize,
+    /// Transport between workers and servers.
+    pub transport: TransportMode,
+    /// Also measure the floor (raw TCP, and perftest over RDMA) and report ratios against it.
+    pub floor: bool,
+    /// Print one JSON object instead of a table.
+    pub json: bool,
+    /// Unmeasured warm-up iterations.
+    pub warmup: usize,
+}
 
 /// Keys spread evenly over the u64 space (so every server gets its share).
 pub fn spread_keys(n: usize) -> Vec<u64> {
@@ -100,7 +124,7 @@ struct Report {
 /// a worker of an existing job (`FERROPS_SCHEDULER` is set, e.g. under `ferrops local` or a
 /// batch launcher), it joins that job as one worker and reports what this worker measured;
 /// otherwise it starts its own cluster.
-pub fn run(args: &PushPullArgs) -> Result<()> {
+pub fn run(args: &PushPullOptions) -> Result<()> {
     if std::env::var_os(crate::config::ENV_SCHEDULER).is_some() {
         return run_joined(args);
     }
@@ -108,7 +132,7 @@ pub fn run(args: &PushPullArgs) -> Result<()> {
     let keys = Arc::new(spread_keys(args.keys as usize));
     let mut spec = LocalSpec::new(args.servers, args.workers)?;
     spec.shutdown_grace = Duration::from_secs(30);
-    spec.transport = Some(args.transport.mode());
+    spec.transport = Some(args.transport);
     let cluster = LocalCluster::start(&spec).context("starting the benchmark cluster")?;
     let cfg = cluster.worker_config();
     let handles: Vec<_> = (0..args.workers)
@@ -140,11 +164,11 @@ pub fn run(args: &PushPullArgs) -> Result<()> {
     Ok(())
 }
 
-fn run_joined(args: &PushPullArgs) -> Result<()> {
+fn run_joined(args: &PushPullOptions) -> Result<()> {
     check_args(args)?;
-    let mut cfg = crate::worker_config_from_env().context("joining the job")?;
-    if args.transport != Transport::Auto {
-        cfg.cluster.transport = args.transport.mode();
+    let mut cfg = ferrops::worker_config_from_env().context("joining the job")?;
+    if args.transport != TransportMode::Auto {
+        cfg.cluster.transport = args.transport;
     }
     let mut args = args.clone();
     args.servers = cfg.cluster.num_servers;
@@ -159,9 +183,9 @@ fn run_joined(args: &PushPullArgs) -> Result<()> {
     Ok(())
 }
 
-fn check_args(args: &PushPullArgs) -> Result<()> {
+fn check_args(args: &PushPullOptions) -> Result<()> {
     // Fail before starting anything when RDMA is demanded but unavailable.
-    ferrops_net::transport::resolve(args.transport.mode())?;
+    ferrops_net::transport::resolve(args.transport)?;
     ensure!(
         args.keys > 0 && args.iters > 0 && args.val_len > 0,
         "keys, iters and val-len must be positive"
@@ -186,7 +210,7 @@ fn add_metrics(total: &mut MetricsSnapshot, m: &MetricsSnapshot) {
 fn worker_loop(
     cfg: &ferrops_engine::config::WorkerConfig,
     keys: &[u64],
-    args: &PushPullArgs,
+    args: &PushPullOptions,
 ) -> Result<Samples> {
     let w = Worker::connect(cfg)?;
     let table = w.declare_table(TableSpec::new("bench", args.val_len as u32))?;
@@ -220,7 +244,7 @@ fn worker_loop(
     Ok(s)
 }
 
-fn build_report(args: &PushPullArgs, all: &mut Samples) -> Result<Report> {
+fn build_report(args: &PushPullOptions, all: &mut Samples) -> Result<Report> {
     let n = args.keys as usize;
     let value_bytes = n * args.val_len * 4;
     // What a steady-state request really carries: lists of SIGNED_MIN_KEYS keys or more are
@@ -354,13 +378,13 @@ const FLOOR_RUNS: usize = 2;
 /// size. A failure to run perftest fails the benchmark when `--transport rdma` was asked for
 /// (the floor is part of what was asked) and is reported otherwise.
 fn perftest_floor(
-    args: &PushPullArgs,
+    args: &PushPullOptions,
     size: usize,
     push: &LatencyStats,
     pull: &LatencyStats,
 ) -> Result<Option<PerftestFloor>> {
-    use ferrops_net::rdma::floor::{run_perftest, PerftestTool};
-    let Some(dev) = ferrops_net::transport::resolve(args.transport.mode())? else {
+    use super::perftest::{run_perftest, PerftestTool};
+    let Some(dev) = ferrops_net::transport::resolve(args.transport)? else {
         return Ok(None);
     };
     let Some(ip) = dev.ipv4 else {
@@ -374,7 +398,7 @@ fn perftest_floor(
     let iterations = if size > 64 << 10 { 20 } else { 1000 };
     let run = |tool| match run_perftest(tool, &dev.device, ip, port, size, iterations) {
         Ok(lat) => Ok(Some(2.0 * lat.typical_us)),
-        Err(e) if args.transport == Transport::Rdma => bail!("perftest floor: {e}"),
+        Err(e) if args.transport == TransportMode::Rdma => bail!("perftest floor: {e}"),
         Err(e) => {
             eprintln!("perftest floor skipped: {e}");
             Ok(None)

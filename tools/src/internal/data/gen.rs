@@ -6,7 +6,7 @@
 
 use std::io::{self, Write};
 
-use crate::synth::Rng;
+use crate::internal::synth::Rng;
 
 /// The shape of a generated set.
 #[derive(Clone, Copy, Debug, PartialEq)]

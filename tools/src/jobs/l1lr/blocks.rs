@@ -7,7 +7,7 @@
 use crate::data::Rows;
 use crate::synth::feature_key;
 
-use super::logistic;
+use crate::logistic;
 
 /// One block: its features in key order and their columns over this shard's rows.
 #[derive(Clone, Debug, Default)]

@@ -7,97 +7,85 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use ferrops_engine::config::WorkerConfig;
 use ferrops_engine::{Consistency, TableSpec, Worker};
 use ferrops_kernels::Rule;
+use serde::Serialize;
 
+use super::positive_count;
 use crate::data::patches;
 use crate::synth::Rng;
 
-/// Options of the `rica` job.
-#[derive(Clone, Debug, PartialEq)]
-pub struct RicaOptions {
+/// The default ε of the smoothed L1 penalty.
+pub const EPSILON: f32 = 1e-2;
+/// The default seed of the random start.
+pub const SEED: u64 = 1;
+
+/// The options `ferrops train rica` takes and hands on to the `rica` job unchanged.
+#[derive(Clone, Debug, PartialEq, clap::Args, Serialize)]
+pub struct RicaSettings {
+    /// Patches written by `ferrops data patches`.
+    #[arg(long, value_name = "FILE")]
     pub data: PathBuf,
+
+    /// Filters (rows of W); more than the patch size makes the bank overcomplete.
+    #[arg(long, value_name = "K", default_value_t = 128, value_parser = positive_count)]
     pub filters: usize,
+
+    /// Sparsity weight λ.
+    #[arg(long, default_value_t = 0.1)]
     pub lambda: f32,
-    pub epsilon: f32,
+
+    /// AdaGrad learning rate.
+    #[arg(long, default_value_t = 0.05)]
     pub lr: f32,
+
+    /// Patches per minibatch.
+    #[arg(long, default_value_t = 100, value_parser = positive_count)]
     pub batch: usize,
+
+    /// Passes over the patches.
+    #[arg(long, default_value_t = 10)]
     pub epochs: usize,
+
+    /// Bounded delay τ in minibatches.
+    #[arg(long, default_value_t = 1)]
     pub tau: u32,
-    pub seed: u64,
-    /// Standard deviation of the random start W₀, times √d.
+
+    /// Scale of the random starting filters: their values have standard deviation INIT/√d, d
+    /// being the values per patch.
+    #[arg(long, default_value_t = 1.0)]
     pub init: f32,
+}
+
+/// Arguments of the `rica` job: the run's settings, the smoothing ε, the seed of the random
+/// start, and where worker 0 saves the learned filters.
+#[derive(Clone, Debug, PartialEq, clap::Args, Serialize)]
+pub struct RicaArgs {
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub settings: RicaSettings,
+
+    /// ε of the smoothed L1 penalty √((Wx)² + ε).
+    #[arg(long, default_value_t = EPSILON)]
+    pub epsilon: f32,
+
+    /// Seed of the random start W₀ (every worker must agree).
+    #[arg(long, default_value_t = SEED)]
+    pub seed: u64,
+
     /// Where worker 0 writes the learned filters W = W₀ + Δ, one per line.
+    #[arg(long)]
     pub save: Option<PathBuf>,
 }
 
-impl Default for RicaOptions {
-    fn default() -> Self {
-        RicaOptions {
-            data: PathBuf::new(),
-            filters: 128,
-            lambda: 0.1,
-            epsilon: 1e-2,
-            lr: 0.05,
-            batch: 100,
-            epochs: 10,
-            tau: 1,
-            seed: 1,
-            init: 1.0,
-            save: None,
-        }
-    }
-}
-
-impl RicaOptions {
-    /// Parses `--name value` pairs; unknown names and bad values are errors.
-    pub fn parse(args: &[String]) -> Result<RicaOptions> {
-        let mut o = RicaOptions::default();
-        for (flag, value) in crate::job_args::pairs(args)? {
-            match flag {
-                "--data" => o.data = value.into(),
-                "--filters" => o.filters = crate::job_args::value(flag, value)?,
-                "--lambda" => o.lambda = crate::job_args::value(flag, value)?,
-                "--epsilon" => o.epsilon = crate::job_args::value(flag, value)?,
-                "--lr" => o.lr = crate::job_args::value(flag, value)?,
-                "--batch" => o.batch = crate::job_args::value(flag, value)?,
-                "--epochs" => o.epochs = crate::job_args::value(flag, value)?,
-                "--tau" => o.tau = crate::job_args::value(flag, value)?,
-                "--seed" => o.seed = crate::job_args::value(flag, value)?,
-                "--save" => o.save = Some(value.into()),
-                "--init" => o.init = crate::job_args::value(flag, value)?,
-                _ => bail!("unknown rica option {flag}"),
-            }
-        }
-        ensure!(!o.data.as_os_str().is_empty(), "--data is required");
-        ensure!(o.filters > 0 && o.batch > 0, "sizes must be positive");
-        ensure!(o.epsilon > 0.0, "--epsilon must be positive");
-        ensure!(o.init > 0.0, "--init must be positive");
-        Ok(o)
-    }
-
-    /// The options as arguments for [`RicaOptions::parse`].
-    pub fn to_args(&self) -> Vec<String> {
-        let mut args = vec![
-            ("--data", self.data.display().to_string()),
-            ("--filters", self.filters.to_string()),
-            ("--lambda", self.lambda.to_string()),
-            ("--epsilon", self.epsilon.to_string()),
-            ("--lr", self.lr.to_string()),
-            ("--batch", self.batch.to_string()),
-            ("--epochs", self.epochs.to_string()),
-            ("--tau", self.tau.to_string()),
-            ("--seed", self.seed.to_string()),
-            ("--init", self.init.to_string()),
-        ];
-        if let Some(p) = &self.save {
-            args.push(("--save", p.display().to_string()));
-        }
-        args.into_iter()
-            .flat_map(|(k, v)| [k.to_string(), v])
-            .collect()
+impl RicaArgs {
+    /// What the command line cannot check on its own.
+    pub fn validate(&self) -> Result<()> {
+        ensure!(self.epsilon > 0.0, "--epsilon must be positive");
+        ensure!(self.settings.init > 0.0, "--init must be positive");
+        Ok(())
     }
 }
 
@@ -146,7 +134,9 @@ pub fn objective_and_gradient(
 }
 
 /// Runs the job in this worker process.
-pub fn run(cfg: &WorkerConfig, o: &RicaOptions) -> Result<()> {
+pub fn run(cfg: &WorkerConfig, args: &RicaArgs) -> Result<()> {
+    args.validate()?;
+    let o = &args.settings;
     let w = Worker::connect(cfg).context("connecting to the job")?;
     let (rank, workers) = (w.rank(), w.num_workers());
     let all = patches::read(&o.data)?;
@@ -159,7 +149,7 @@ pub fn run(cfg: &WorkerConfig, o: &RicaOptions) -> Result<()> {
         .map(Vec::as_slice)
         .collect();
     let k = o.filters;
-    let mut rng = Rng::new(o.seed);
+    let mut rng = Rng::new(args.seed);
     let w0: Vec<f32> = (0..k * d)
         .map(|_| (rng.normal() * f64::from(o.init) / (d as f64).sqrt()) as f32)
         .collect();
@@ -193,7 +183,7 @@ pub fn run(cfg: &WorkerConfig, o: &RicaOptions) -> Result<()> {
             for ((x, a), b) in weights.iter_mut().zip(&w0).zip(&delta) {
                 *x = a + b;
             }
-            sum += objective_and_gradient(&weights, k, batch, o.lambda, o.epsilon, &mut grad);
+            sum += objective_and_gradient(&weights, k, batch, o.lambda, args.epsilon, &mut grad);
             w.push(table, &keys, &grad)?;
             w.clock()?;
         }
@@ -210,7 +200,7 @@ pub fn run(cfg: &WorkerConfig, o: &RicaOptions) -> Result<()> {
             );
         }
     }
-    if let (0, Some(path)) = (rank, &o.save) {
+    if let (0, Some(path)) = (rank, &args.save) {
         // Every worker's last push is in: they all passed the last epoch's barrier after it.
         w.pull_into(table, &keys, &mut delta)?;
         let filters: Vec<Vec<f32>> = w0
@@ -260,15 +250,23 @@ mod tests {
     }
 
     #[test]
-    fn options_round_trip() {
-        let o = RicaOptions {
-            data: "p.txt".into(),
-            filters: 32,
-            init: 0.25,
-            save: Some("f.txt".into()),
-            ..RicaOptions::default()
+    fn arguments_round_trip() {
+        let to_strings = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let Ok(crate::jobs::Job::Rica(mut args)) =
+            crate::jobs::Job::parse("rica", &to_strings(&["--data", "p.txt"]))
+        else {
+            panic!("rica parses")
         };
-        assert_eq!(RicaOptions::parse(&o.to_args()).unwrap(), o);
-        assert!(RicaOptions::parse(&["--nope".into(), "1".into()]).is_err());
+        assert_eq!(
+            (args.settings.filters, args.epsilon, args.seed),
+            (128, 1e-2, 1)
+        );
+        args.settings.filters = 32;
+        args.settings.init = 0.25;
+        args.save = Some("f.txt".into());
+        let job = crate::jobs::Job::Rica(args);
+        assert_eq!(crate::jobs::Job::parse("rica", &job.args()).unwrap(), job);
+        let bad = to_strings(&["--data", "p.txt", "--nope", "1"]);
+        assert!(crate::jobs::Job::parse("rica", &bad).is_err());
     }
 }

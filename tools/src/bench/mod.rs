@@ -1,0 +1,16 @@
+//! The benchmarks behind `ferrops bench`, and the floors they are reported against.
+//!
+//! * [`kernels`]: update-kernel throughput of every compiled-in instruction set.
+//! * [`push_pull`]: push/pull latency and throughput through a local cluster.
+//! * [`reducers`]: bytes on the wire of L1 logistic regression with each bandwidth reducer.
+//! * [`floor`]: raw TCP over loopback, measured in the same run as a benchmark.
+//! * [`perftest`]: the RDMA device's own floor, perftest's `ib_send_lat` / `ib_write_lat`.
+//!
+//! A new benchmark is one module here, a subcommand in the command line's `bench` group and a
+//! line in `main.rs` handing it its options.
+
+pub mod floor;
+pub mod kernels;
+pub mod perftest;
+pub mod push_pull;
+pub mod reducers;

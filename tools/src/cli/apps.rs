@@ -1,0 +1,255 @@
+//! Flags of the application subcommands: `demo`, `data gen|info|patches`, `train l1lr|rica`
+//! and `plot`. The training flags shared with the worker jobs are the jobs' own structs,
+//! flattened in.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+use crate::jobs::l1lr::L1lrSettings;
+use crate::jobs::positive_count;
+use crate::jobs::rica::RicaSettings;
+
+/// `ferrops data` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DataCommand {
+    /// Write a synthetic sparse binary classification set (LIBSVM format, 1-based indices):
+    /// power-law feature frequencies, labels from a planted sparse weight vector plus noise.
+    Gen(GenArgs),
+
+    /// Print rows, features (largest index + 1, and distinct), nonzeros and label balance.
+    Info(InfoArgs),
+
+    /// Cut random square patches from PNG, JPEG or binary PGM/PPM images (colour averaged to
+    /// grey), remove each patch's mean, ZCA-whiten the set and write one patch per line (input
+    /// of `train rica`).
+    Patches(PatchesArgs),
+}
+
+/// Flags of `ferrops data patches`.
+#[derive(Debug, Clone, Args)]
+pub struct PatchesArgs {
+    /// Output file.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+
+    /// Patch side in pixels.
+    #[arg(long, value_name = "P", default_value_t = 8, value_parser = positive_count)]
+    pub size: usize,
+
+    /// Number of patches.
+    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = positive_count)]
+    pub count: usize,
+
+    /// Random seed.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+
+    /// Shrink each image by this factor first (averaging F×F blocks): patches of a shrunk
+    /// photograph hold more structure and less sensor noise.
+    #[arg(long, value_name = "F", default_value_t = 1, value_parser = positive_count)]
+    pub downscale: usize,
+
+    /// ZCA regulariser ε added to the covariance eigenvalues (larger: smoother whitening).
+    #[arg(long, value_name = "ε", default_value_t = 1e-2)]
+    pub epsilon: f64,
+
+    /// Images: PNG, JPEG, or binary PGM `P5` / PPM `P6` (8-bit).
+    #[arg(required = true, value_name = "IMAGE")]
+    pub images: Vec<PathBuf>,
+}
+
+/// Flags of `ferrops data gen`.
+#[derive(Debug, Clone, Args)]
+pub struct GenArgs {
+    /// Output file.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+
+    /// Rows to write.
+    #[arg(long, value_name = "N")]
+    pub rows: u64,
+
+    /// Feature indices are 1..=F.
+    #[arg(long, value_name = "F", value_parser = clap::value_parser!(u64).range(1..))]
+    pub features: u64,
+
+    /// Feature draws per row (duplicates are merged, so rows have at most K nonzeros).
+    #[arg(long, value_name = "K", default_value_t = 20)]
+    pub nnz_per_row: usize,
+
+    /// Random seed.
+    #[arg(long, value_name = "S", default_value_t = 1)]
+    pub seed: u64,
+}
+
+/// Flags of `ferrops data info`.
+#[derive(Debug, Clone, Args)]
+pub struct InfoArgs {
+    /// A LIBSVM/svmlight file.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+}
+
+/// `ferrops train` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum TrainCommand {
+    /// L1-regularised logistic regression, min Σ log(1+exp(−y·wᵀx)) + λ‖w‖₁, by delayed block
+    /// proximal gradient with bounded delay τ, on a local cluster of S servers and W workers
+    /// (worker r reads the r-th byte range of the file).
+    L1lr(L1lrArgs),
+
+    /// Reconstruction ICA: an overcomplete filter bank W minimising λ Σ √((Wx)²+ε) +
+    /// ½‖WᵀWx − x‖² over whitened patches (`data patches`), workers pushing minibatch gradients,
+    /// servers applying AdaGrad.
+    Rica(RicaArgs),
+}
+
+/// Flags of `ferrops train rica`.
+#[derive(Debug, Clone, Args)]
+pub struct RicaArgs {
+    /// What the `rica` job trains, and how.
+    #[command(flatten)]
+    pub settings: RicaSettings,
+
+    /// Servers.
+    #[arg(long, value_name = "S", value_parser = positive_count, default_value_t = 2)]
+    pub servers: usize,
+
+    /// Worker processes.
+    #[arg(long, value_name = "W", value_parser = positive_count, default_value_t = 2)]
+    pub workers: usize,
+
+    /// Save the learned filters, one per line.
+    #[arg(long, value_name = "FILE")]
+    pub save: Option<PathBuf>,
+
+    /// Draw the learned filters as a grid of tiles (PNG; each filter scaled on its own, zero is
+    /// mid grey).
+    #[arg(long, value_name = "FILE.png")]
+    pub plot: Option<PathBuf>,
+
+    /// Pixels per filter value in the grid.
+    #[arg(long, value_name = "Z", value_parser = positive_count, default_value_t = 4)]
+    pub zoom: usize,
+}
+
+impl RicaArgs {
+    /// The run these flags ask for.
+    pub fn run(&self) -> crate::apps::train::RicaRun {
+        crate::apps::train::RicaRun {
+            settings: self.settings.clone(),
+            servers: self.servers,
+            workers: self.workers,
+            save: self.save.clone(),
+            plot: self.plot.clone(),
+            zoom: self.zoom,
+        }
+    }
+}
+
+/// Flags of `ferrops train l1lr`.
+#[derive(Debug, Clone, Args)]
+pub struct L1lrArgs {
+    /// What the `l1lr` job trains, and how.
+    #[command(flatten)]
+    pub settings: L1lrSettings,
+
+    /// Servers.
+    #[arg(long, value_name = "S", value_parser = positive_count, default_value_t = 2)]
+    pub servers: usize,
+
+    /// Worker processes.
+    #[arg(long, value_name = "W", value_parser = positive_count, default_value_t = 2)]
+    pub workers: usize,
+
+    /// Write the trace as JSON lines (time, iteration, objective, nnz, bytes, idle time).
+    #[arg(long, value_name = "TRACE.jsonl")]
+    pub json: Option<PathBuf>,
+
+    /// Plot objective against seconds as PNG (axes, tick labels, titles).
+    #[arg(long, value_name = "FILE.png")]
+    pub plot: Option<PathBuf>,
+}
+
+impl L1lrArgs {
+    /// The run these flags ask for.
+    pub fn run(&self) -> crate::apps::train::L1lrRun {
+        crate::apps::train::L1lrRun {
+            settings: self.settings.clone(),
+            servers: self.servers,
+            workers: self.workers,
+            trace: self.json.clone(),
+            plot: self.plot.clone(),
+        }
+    }
+}
+
+/// Flags of `ferrops plot`.
+#[derive(Debug, Clone, Args)]
+pub struct PlotArgs {
+    /// Output PNG.
+    #[arg(long, value_name = "FILE.png")]
+    pub out: PathBuf,
+
+    /// Traces written by `ferrops train l1lr --json`.
+    #[arg(required = true, value_name = "TRACE.jsonl")]
+    pub traces: Vec<PathBuf>,
+}
+
+/// Flags of `ferrops demo`.
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Servers in the demo cluster.
+    #[arg(long, value_parser = positive_count, default_value_t = 2)]
+    pub servers: usize,
+
+    /// Workers in the demo cluster.
+    #[arg(long, value_parser = positive_count, default_value_t = 2)]
+    pub workers: usize,
+
+    /// Iterations (passes over all feature blocks).
+    #[arg(long, default_value_t = 25)]
+    pub epochs: usize,
+
+    /// Feature-space size (number of model weights).
+    #[arg(long, default_value_t = 100_000)]
+    pub features: u64,
+
+    /// Synthetic training examples (rows).
+    #[arg(long, default_value_t = 200_000)]
+    pub examples: usize,
+
+    /// Seed of the synthetic data set (random when omitted).
+    #[arg(long)]
+    pub seed: Option<u64>,
+
+    /// L1 penalty λ.
+    #[arg(long, value_name = "λ", default_value_t = 4.0)]
+    pub lambda: f32,
+
+    /// Maximal delay τ in blocks.
+    #[arg(long, value_name = "τ", default_value_t = 2)]
+    pub tau: u32,
+
+    /// Where to write the plot of objective against seconds.
+    #[arg(long, value_name = "FILE.png", default_value = "ferrops-demo.png")]
+    pub plot: PathBuf,
+}
+
+impl DemoArgs {
+    /// The demo these flags ask for.
+    pub fn options(&self) -> crate::demo::DemoOptions {
+        crate::demo::DemoOptions {
+            servers: self.servers,
+            workers: self.workers,
+            epochs: self.epochs,
+            features: self.features,
+            examples: self.examples,
+            seed: self.seed,
+            lambda: self.lambda,
+            tau: self.tau,
+            plot: self.plot.clone(),
+        }
+    }
+}

@@ -1,0 +1,318 @@
+//! The layers under a configuration: each setting's names in every source (flag, environment
+//! variable, file key), the TOML file's schema, and the lookup that takes a setting from the
+//! highest-precedence source and names that source in errors.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use ferrops_engine::config::ClusterConfig;
+use ferrops_net::{FrameLimits, TransportMode};
+use serde::Deserialize;
+
+use super::values::{env_value, parse_address, parse_count, parse_positive, parse_secret};
+use super::{
+    ConfigFile, EnvMap, Overrides, DEFAULT_CONNECT_TIMEOUT, ENV_BIND, ENV_CONNECT_TIMEOUT_MS,
+    ENV_NUM_SERVERS, ENV_NUM_WORKERS, ENV_SCHEDULER, ENV_SECRET, ENV_SERVER_SHARDS, ENV_TRANSPORT,
+};
+
+/// Every setting after layering, before the role decides which are required.
+#[derive(Debug)]
+pub(super) struct Settings {
+    pub(super) scheduler: Option<SocketAddr>,
+    pub(super) num_servers: Option<usize>,
+    pub(super) num_workers: Option<usize>,
+    pub(super) bind: Option<SocketAddr>,
+    pub(super) secret: Option<String>,
+    pub(super) connect_timeout: Duration,
+    pub(super) limits: FrameLimits,
+    pub(super) server_shards: Option<usize>,
+    pub(super) transport: TransportMode,
+}
+
+impl Settings {
+    pub(super) fn require_scheduler(&self) -> Result<SocketAddr> {
+        self.scheduler.ok_or_else(|| {
+            anyhow!(
+                "the scheduler address is not set: pass --scheduler, set {ENV_SCHEDULER}, \
+                 or set `scheduler` in the config file"
+            )
+        })
+    }
+
+    pub(super) fn cluster(&self, scheduler: SocketAddr) -> Result<ClusterConfig> {
+        let num_servers = self.num_servers.ok_or_else(|| {
+            anyhow!(
+                "the number of servers is not set: pass --num-servers, set {ENV_NUM_SERVERS}, \
+                 or set `num_servers` in the config file"
+            )
+        })?;
+        let num_workers = self.num_workers.ok_or_else(|| {
+            anyhow!(
+                "the number of workers is not set: pass --num-workers, set {ENV_NUM_WORKERS}, \
+                 or set `num_workers` in the config file"
+            )
+        })?;
+        let mut cluster = ClusterConfig::new(scheduler, num_servers, num_workers);
+        cluster.limits = self.limits;
+        cluster.secret = self.secret.clone();
+        cluster.connect_timeout = self.connect_timeout;
+        cluster.server_shards = self.server_shards.unwrap_or(1);
+        cluster.transport = self.transport;
+        Ok(cluster)
+    }
+}
+
+/// A setting's names in each source, and how to read its flag.
+struct Setting {
+    flag: &'static str,
+    flag_value: fn(&Overrides) -> Option<&String>,
+    env: &'static str,
+    key: &'static str,
+}
+
+const SCHEDULER: Setting = Setting {
+    flag: "--scheduler",
+    flag_value: |o| o.scheduler.as_ref(),
+    env: ENV_SCHEDULER,
+    key: "scheduler",
+};
+const NUM_SERVERS: Setting = Setting {
+    flag: "--num-servers",
+    flag_value: |o| o.num_servers.as_ref(),
+    env: ENV_NUM_SERVERS,
+    key: "num_servers",
+};
+const NUM_WORKERS: Setting = Setting {
+    flag: "--num-workers",
+    flag_value: |o| o.num_workers.as_ref(),
+    env: ENV_NUM_WORKERS,
+    key: "num_workers",
+};
+const BIND: Setting = Setting {
+    flag: "--bind",
+    flag_value: |o| o.bind.as_ref(),
+    env: ENV_BIND,
+    key: "bind",
+};
+/// No flag on purpose: a secret on the command line is visible to every user through `ps`.
+const SECRET: Setting = Setting {
+    flag: "",
+    flag_value: |_| None,
+    env: ENV_SECRET,
+    key: "secret",
+};
+const SERVER_SHARDS: Setting = Setting {
+    flag: "--server-shards",
+    flag_value: |o| o.server_shards.as_ref(),
+    env: ENV_SERVER_SHARDS,
+    key: "server_shards",
+};
+const TRANSPORT: Setting = Setting {
+    flag: "--transport",
+    flag_value: |o| o.transport.as_ref(),
+    env: ENV_TRANSPORT,
+    key: "transport",
+};
+const CONNECT_TIMEOUT_MS: Setting = Setting {
+    flag: "--connect-timeout-ms",
+    flag_value: |o| o.connect_timeout_ms.as_ref(),
+    env: ENV_CONNECT_TIMEOUT_MS,
+    key: "connect_timeout_ms",
+};
+
+/// Where a value came from, for error messages.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Source {
+    Flag(&'static str),
+    Env(&'static str),
+    File { origin: String, key: &'static str },
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Flag(flag) => write!(f, "flag {flag}"),
+            Source::Env(var) => write!(f, "environment variable {var}"),
+            Source::File { origin, key } => write!(f, "key `{key}` in config file {origin}"),
+        }
+    }
+}
+
+/// The TOML file's schema.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    scheduler: Option<String>,
+    num_servers: Option<u64>,
+    num_workers: Option<u64>,
+    bind: Option<String>,
+    secret: Option<String>,
+    connect_timeout_ms: Option<u64>,
+    server_shards: Option<u64>,
+    transport: Option<String>,
+    limits: Option<FileLimits>,
+}
+
+/// The `[limits]` table: overrides of individual [`FrameLimits`] fields.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLimits {
+    max_keys_bytes: Option<u64>,
+    max_values_bytes: Option<u64>,
+    max_extra_bytes: Option<u64>,
+}
+
+/// The parsed file, with every scalar as text so all sources share one parser per setting.
+struct FileLayer {
+    origin: String,
+    values: HashMap<&'static str, String>,
+    limits: FileLimits,
+}
+
+impl FileLayer {
+    fn empty() -> Self {
+        Self {
+            origin: String::new(),
+            values: HashMap::new(),
+            limits: FileLimits::default(),
+        }
+    }
+
+    fn parse(file: &ConfigFile) -> Result<Self> {
+        let parsed: FileSettings = toml::from_str(&file.text)
+            .with_context(|| format!("invalid config file {}", file.origin))?;
+        let scalars = [
+            ("scheduler", parsed.scheduler),
+            ("num_servers", parsed.num_servers.map(|n| n.to_string())),
+            ("num_workers", parsed.num_workers.map(|n| n.to_string())),
+            ("bind", parsed.bind),
+            ("secret", parsed.secret),
+            (
+                "connect_timeout_ms",
+                parsed.connect_timeout_ms.map(|n| n.to_string()),
+            ),
+            ("server_shards", parsed.server_shards.map(|n| n.to_string())),
+            ("transport", parsed.transport),
+        ];
+        Ok(Self {
+            origin: file.origin.clone(),
+            values: scalars
+                .into_iter()
+                .filter_map(|(key, value)| Some((key, value?)))
+                .collect(),
+            limits: parsed.limits.unwrap_or_default(),
+        })
+    }
+}
+
+/// The three layers below defaults.
+struct Layers<'a> {
+    overrides: &'a Overrides,
+    env: &'a EnvMap,
+    file: FileLayer,
+}
+
+impl Layers<'_> {
+    /// The highest-precedence value of `setting`, with its source.
+    fn lookup(&self, setting: &Setting) -> Option<(Source, String)> {
+        if let Some(value) = (setting.flag_value)(self.overrides) {
+            return Some((Source::Flag(setting.flag), value.clone()));
+        }
+        if let Some(value) = env_value(self.env, setting.env) {
+            return Some((Source::Env(setting.env), value.to_string()));
+        }
+        let value = self.file.values.get(setting.key)?;
+        let source = Source::File {
+            origin: self.file.origin.clone(),
+            key: setting.key,
+        };
+        Some((source, value.clone()))
+    }
+
+    /// The value of `setting` parsed by `parse`; errors name the source and the value.
+    fn get<T>(
+        &self,
+        setting: &Setting,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<Option<T>> {
+        let Some((source, text)) = self.lookup(setting) else {
+            return Ok(None);
+        };
+        let shown = if setting.key == "secret" {
+            "<hidden>".to_string()
+        } else {
+            text.clone()
+        };
+        parse(&text)
+            .map(Some)
+            .map_err(|why| anyhow!("invalid value `{shown}` from {source}: {why}"))
+    }
+
+    /// The defaults with the file's `[limits]` overrides applied.
+    fn limits(&self) -> Result<FrameLimits> {
+        let mut limits = FrameLimits::default();
+        let file = &self.file.limits;
+        let overrides = [
+            (
+                "max_keys_bytes",
+                file.max_keys_bytes,
+                &mut limits.max_keys_bytes,
+            ),
+            (
+                "max_values_bytes",
+                file.max_values_bytes,
+                &mut limits.max_values_bytes,
+            ),
+            (
+                "max_extra_bytes",
+                file.max_extra_bytes,
+                &mut limits.max_extra_bytes,
+            ),
+        ];
+        for (key, value, field) in overrides {
+            let Some(value) = value else { continue };
+            if value == 0 {
+                bail!(
+                    "invalid value `0` from key `limits.{key}` in config file {}: \
+                     must be at least 1",
+                    self.file.origin
+                );
+            }
+            *field = value;
+        }
+        Ok(limits)
+    }
+}
+
+/// Every setting, each from its highest-precedence source.
+pub(super) fn resolve_settings(
+    overrides: &Overrides,
+    env: &EnvMap,
+    file: Option<&ConfigFile>,
+) -> Result<Settings> {
+    let layers = Layers {
+        overrides,
+        env,
+        file: file
+            .map(FileLayer::parse)
+            .transpose()?
+            .unwrap_or_else(FileLayer::empty),
+    };
+    let timeout_ms = layers.get(&CONNECT_TIMEOUT_MS, parse_positive)?;
+    Ok(Settings {
+        scheduler: layers.get(&SCHEDULER, parse_address)?,
+        num_servers: layers.get(&NUM_SERVERS, parse_count)?,
+        num_workers: layers.get(&NUM_WORKERS, parse_count)?,
+        bind: layers.get(&BIND, parse_address)?,
+        secret: layers.get(&SECRET, parse_secret)?,
+        connect_timeout: timeout_ms.map_or(DEFAULT_CONNECT_TIMEOUT, Duration::from_millis),
+        limits: layers.limits()?,
+        server_shards: layers.get(&SERVER_SHARDS, parse_count)?,
+        transport: layers
+            .get(&TRANSPORT, |t| t.parse::<TransportMode>())?
+            .unwrap_or_default(),
+    })
+}

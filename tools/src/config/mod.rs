@@ -1,0 +1,240 @@
+//! Resolves role configurations from overrides (the command line's flags), environment
+//! variables and a TOML file.
+//!
+//! Precedence, highest first: overrides > environment > file > defaults. The overrides are a
+//! plain [`Overrides`] struct that the binary fills from its flags; a program linking ferrops
+//! passes `Overrides::default()` (see `worker_config_from_env`). Every function here is pure
+//! over an explicit environment map and the file's text, so tests never touch the process
+//! environment; [`ConfigInput::gather`] is the one place that reads the real environment and the
+//! file from disk.
+//!
+//! Errors name where the offending value came from (flag, environment variable, or key in a named
+//! file) and the value itself.
+
+mod layers;
+#[cfg(test)]
+mod tests;
+mod values;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use ferrops_engine::config::{SchedulerConfig, ServerConfig, WorkerConfig};
+
+use layers::resolve_settings;
+use values::env_value;
+
+/// Environment variables as a plain map, so resolution can be tested without touching the process.
+pub type EnvMap = HashMap<String, String>;
+
+/// Environment variable naming the role a bare `ferrops` runs.
+pub const ENV_ROLE: &str = "FERROPS_ROLE";
+/// Environment variable naming the TOML configuration file.
+pub const ENV_CONFIG: &str = "FERROPS_CONFIG";
+/// Environment variable with the scheduler address.
+pub const ENV_SCHEDULER: &str = "FERROPS_SCHEDULER";
+/// Environment variable with the number of servers.
+pub const ENV_NUM_SERVERS: &str = "FERROPS_NUM_SERVERS";
+/// Shards (threads, each with its own key range) per server process.
+pub const ENV_SERVER_SHARDS: &str = "FERROPS_SERVER_SHARDS";
+/// Environment variable with the number of workers.
+pub const ENV_NUM_WORKERS: &str = "FERROPS_NUM_WORKERS";
+/// Environment variable with the address a node listens on.
+pub const ENV_BIND: &str = "FERROPS_BIND";
+/// Environment variable with the cluster secret.
+pub const ENV_SECRET: &str = "FERROPS_SECRET";
+/// Environment variable with the connect timeout in milliseconds.
+pub const ENV_CONNECT_TIMEOUT_MS: &str = "FERROPS_CONNECT_TIMEOUT_MS";
+/// Worker↔server transport: `auto`, `rdma` or `tcp`.
+pub const ENV_TRANSPORT: &str = "FERROPS_TRANSPORT";
+
+/// How long a node waits for the scheduler unless configured otherwise.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The process environment (variables that are not valid UTF-8 are skipped).
+pub fn process_env() -> EnvMap {
+    std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect()
+}
+
+/// A role of a ferrops process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Scheduler,
+    Server,
+    Worker,
+}
+
+impl Role {
+    /// The role's name as used by `FERROPS_ROLE` and the subcommands.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Scheduler => "scheduler",
+            Role::Server => "server",
+            Role::Worker => "worker",
+        }
+    }
+}
+
+/// The role named by `FERROPS_ROLE`, if set (an empty value counts as unset).
+pub fn role_from_env(env: &EnvMap) -> Result<Option<Role>> {
+    let Some(value) = env_value(env, ENV_ROLE) else {
+        return Ok(None);
+    };
+    match value.to_ascii_lowercase().as_str() {
+        "scheduler" => Ok(Some(Role::Scheduler)),
+        "server" => Ok(Some(Role::Server)),
+        "worker" => Ok(Some(Role::Worker)),
+        _ => bail!(
+            "invalid value `{value}` from environment variable {ENV_ROLE}: \
+             expected scheduler, server or worker"
+        ),
+    }
+}
+
+/// Settings given by the caller, the highest-precedence layer: the `ferrops` binary fills them
+/// from its flags (`--scheduler`, `--num-servers`, ...). Values stay text, as typed, so they are
+/// parsed and checked by the same code as every other source and errors name the flag.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    /// The TOML file (`--config`); else `FERROPS_CONFIG`.
+    pub config: Option<PathBuf>,
+    /// `--scheduler`: the scheduler address.
+    pub scheduler: Option<String>,
+    /// `--num-servers`.
+    pub num_servers: Option<String>,
+    /// `--server-shards`: shards per server process.
+    pub server_shards: Option<String>,
+    /// `--num-workers`.
+    pub num_workers: Option<String>,
+    /// `--bind`: the address this node listens on.
+    pub bind: Option<String>,
+    /// `--transport`: `auto`, `rdma` or `tcp`.
+    pub transport: Option<String>,
+    /// `--connect-timeout-ms`.
+    pub connect_timeout_ms: Option<String>,
+}
+
+/// A configuration file's name (for messages) and text.
+#[derive(Clone, Debug)]
+pub struct ConfigFile {
+    pub origin: String,
+    pub text: String,
+}
+
+/// Everything configuration is resolved from: overrides, environment and the optional file.
+#[derive(Clone, Debug, Default)]
+pub struct ConfigInput {
+    pub overrides: Overrides,
+    pub env: EnvMap,
+    pub file: Option<ConfigFile>,
+}
+
+impl ConfigInput {
+    /// Reads the process environment and the file named by `--config` or `FERROPS_CONFIG`.
+    pub fn gather(overrides: &Overrides) -> Result<Self> {
+        let env = process_env();
+        let file = read_config_file(overrides, &env)?;
+        Ok(Self {
+            overrides: overrides.clone(),
+            env,
+            file,
+        })
+    }
+
+    /// The scheduler's configuration.
+    pub fn scheduler(&self) -> Result<SchedulerConfig> {
+        scheduler_config(&self.overrides, &self.env, self.file.as_ref())
+    }
+
+    /// A server's configuration.
+    pub fn server(&self) -> Result<ServerConfig> {
+        server_config(&self.overrides, &self.env, self.file.as_ref())
+    }
+
+    /// A worker's configuration.
+    pub fn worker(&self) -> Result<WorkerConfig> {
+        worker_config(&self.overrides, &self.env, self.file.as_ref())
+    }
+}
+
+/// Reads the file named by `--config` (or else `FERROPS_CONFIG`), if any.
+pub fn read_config_file(overrides: &Overrides, env: &EnvMap) -> Result<Option<ConfigFile>> {
+    let (path, source) = match (&overrides.config, env_value(env, ENV_CONFIG)) {
+        (Some(path), _) => (path.clone(), "flag --config".to_string()),
+        (None, Some(path)) => (
+            PathBuf::from(path),
+            format!("environment variable {ENV_CONFIG}"),
+        ),
+        (None, None) => return Ok(None),
+    };
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading config file {} (from {source})", path.display()))?;
+    Ok(Some(ConfigFile {
+        origin: path.display().to_string(),
+        text,
+    }))
+}
+
+/// The scheduler's configuration. It listens on the bind address, or else on the scheduler
+/// address itself (ps-lite style: every node is given the same `FERROPS_SCHEDULER`).
+pub fn scheduler_config(
+    overrides: &Overrides,
+    env: &EnvMap,
+    file: Option<&ConfigFile>,
+) -> Result<SchedulerConfig> {
+    let settings = resolve_settings(overrides, env, file)?;
+    let bind = settings.bind.or(settings.scheduler).ok_or_else(|| {
+        anyhow!(
+            "the scheduler has no address to listen on: pass --bind or --scheduler, \
+             set {ENV_BIND} or {ENV_SCHEDULER}, or set `bind` in the config file"
+        )
+    })?;
+    let scheduler = settings.scheduler.unwrap_or(bind);
+    Ok(SchedulerConfig {
+        cluster: settings.cluster(scheduler)?,
+        bind,
+    })
+}
+
+/// A server's configuration. Without a bind address it listens on an ephemeral port of the
+/// loopback interface when the scheduler is on loopback, and of every interface otherwise.
+pub fn server_config(
+    overrides: &Overrides,
+    env: &EnvMap,
+    file: Option<&ConfigFile>,
+) -> Result<ServerConfig> {
+    let settings = resolve_settings(overrides, env, file)?;
+    let scheduler = settings.require_scheduler()?;
+    let bind = settings
+        .bind
+        .unwrap_or_else(|| default_server_bind(scheduler));
+    Ok(ServerConfig::new(settings.cluster(scheduler)?, bind))
+}
+
+/// A worker's configuration.
+pub fn worker_config(
+    overrides: &Overrides,
+    env: &EnvMap,
+    file: Option<&ConfigFile>,
+) -> Result<WorkerConfig> {
+    let settings = resolve_settings(overrides, env, file)?;
+    let scheduler = settings.require_scheduler()?;
+    Ok(WorkerConfig {
+        cluster: settings.cluster(scheduler)?,
+    })
+}
+
+fn default_server_bind(scheduler: SocketAddr) -> SocketAddr {
+    let ip = match scheduler.ip() {
+        IpAddr::V4(ip) if ip.is_loopback() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_loopback() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    };
+    SocketAddr::new(ip, 0)
+}

@@ -1,0 +1,59 @@
+//! Parsers of setting values, shared by every source: counts, addresses (resolving host names),
+//! secrets, and the rule that an empty environment variable counts as unset.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+
+use super::EnvMap;
+
+/// An environment variable's value; empty counts as unset (launch scripts often export empties).
+pub(super) fn env_value<'a>(env: &'a EnvMap, name: &str) -> Option<&'a str> {
+    env.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
+}
+
+pub(super) fn parse_positive(text: &str) -> Result<u64, String> {
+    let n: u64 = text
+        .trim()
+        .parse()
+        .map_err(|_| "not a whole number".to_string())?;
+    if n == 0 {
+        return Err("must be at least 1".to_string());
+    }
+    Ok(n)
+}
+
+pub(super) fn parse_count(text: &str) -> Result<usize, String> {
+    let n = parse_positive(text)?;
+    usize::try_from(n).map_err(|_| "too large".to_string())
+}
+
+/// `IP:PORT`, `[IPv6]:PORT` or `HOST:PORT` (resolved now; an IPv4 address is preferred, as
+/// `localhost` often resolves to `::1` first while services listen on 127.0.0.1).
+pub(super) fn parse_address(text: &str) -> Result<SocketAddr, String> {
+    let text = text.trim();
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let (host, port) = text
+        .rsplit_once(':')
+        .ok_or_else(|| "expected HOST:PORT".to_string())?;
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err("expected HOST:PORT".to_string());
+    }
+    let addrs: Vec<SocketAddr> = text
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve host `{host}`: {e}"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
+        .ok_or_else(|| format!("host `{host}` has no address"))
+}
+
+pub(super) fn parse_secret(text: &str) -> Result<String, String> {
+    if text.is_empty() {
+        return Err("must not be empty".to_string());
+    }
+    Ok(text.to_string())
+}

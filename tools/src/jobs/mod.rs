@@ -1,0 +1,182 @@
+//! The built-in worker jobs, run by `ferrops worker --job NAME [-- ARGS]` (usually under
+//! `ferrops local`, or started by `train`, `demo` and `bench reducers`).
+//!
+//! [`Job`] is the one list of them: each variant holds the job's arguments, a `clap` struct
+//! that the worker parses from the arguments after `--` ([`Job::parse`]) and that a driver turns
+//! back into those arguments ([`Job::args`]), so a job's options exist once. [`Job::run`] is the
+//! one place a job is chosen. A new job is a module here with its arguments struct and `run`,
+//! and a variant of [`Job`].
+//!
+//! * `check`: push/pull sums and sequential consistency across processes;
+//! * `logreg`: sparse logistic regression on generated data, with the bandwidth reducers;
+//! * `l1lr`: L1-regularised logistic regression by delayed block proximal gradient;
+//! * `rica`: reconstruction ICA on image patches.
+
+pub mod check;
+pub mod l1lr;
+pub mod logreg;
+pub mod rica;
+
+use anyhow::{anyhow, bail, Result};
+use clap::{ArgAction, CommandFactory, Parser, Subcommand};
+use ferrops_engine::config::WorkerConfig;
+use serde::Serialize;
+use serde_json::Value;
+
+/// A built-in worker job with its arguments.
+#[derive(Clone, Debug, PartialEq, Subcommand, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Job {
+    /// Sparse logistic regression on generated data.
+    #[command(name = "logreg", disable_help_flag = true)]
+    Logreg(logreg::LogRegArgs),
+    /// Checks push/pull sums and sequential consistency.
+    #[command(name = "check", disable_help_flag = true)]
+    Check,
+    /// L1-regularised logistic regression by delayed block proximal gradient.
+    #[command(name = "l1lr", disable_help_flag = true)]
+    L1lr(l1lr::L1lrArgs),
+    /// Reconstruction ICA.
+    #[command(name = "rica", disable_help_flag = true)]
+    Rica(rica::RicaArgs),
+}
+
+/// A job's name followed by its arguments, as `ferrops worker` receives them.
+#[derive(Debug, Parser)]
+#[command(
+    name = "worker job",
+    no_binary_name = true,
+    disable_help_flag = true,
+    disable_help_subcommand = true
+)]
+struct JobLine {
+    #[command(subcommand)]
+    job: Job,
+}
+
+impl Job {
+    /// The job `name` with its arguments `args`; unknown jobs and bad arguments are errors.
+    pub fn parse(name: &str, args: &[String]) -> Result<Job> {
+        let line = JobLine::command();
+        if line.find_subcommand(name).is_none() {
+            let known: Vec<&str> = line.get_subcommands().map(|c| c.get_name()).collect();
+            bail!("unknown worker job `{name}` (known: {})", known.join(", "));
+        }
+        let words = std::iter::once(name).chain(args.iter().map(String::as_str));
+        let line = JobLine::try_parse_from(words).map_err(|e| {
+            let text = e.to_string();
+            anyhow!("{}", text.trim().trim_start_matches("error: "))
+        })?;
+        Ok(line.job)
+    }
+
+    /// Runs the job in this worker process.
+    pub fn run(&self, cfg: &WorkerConfig) -> Result<()> {
+        match self {
+            Job::Logreg(args) => logreg::run(cfg, args),
+            Job::Check => check::run(cfg),
+            Job::L1lr(args) => l1lr::run(cfg, args),
+            Job::Rica(args) => rica::run(cfg, args),
+        }
+    }
+
+    /// The job's name, as `--job` takes it.
+    pub fn name(&self) -> String {
+        self.encoded().0
+    }
+
+    /// The job's arguments as [`Job::parse`] reads them back: `--flag value` for every option
+    /// that has a value, `--flag` for a switch that is on.
+    pub fn args(&self) -> Vec<String> {
+        let (name, values) = self.encoded();
+        let line = JobLine::command();
+        let Some(job) = line.find_subcommand(&name) else {
+            unreachable!("every job is a subcommand of the job line")
+        };
+        let mut args = Vec::new();
+        for arg in job.get_arguments() {
+            let (Some(long), Some(value)) = (arg.get_long(), values.get(arg.get_id().as_str()))
+            else {
+                continue;
+            };
+            let flag = format!("--{long}");
+            match (arg.get_action(), value) {
+                (_, Value::Null) => {}
+                (ArgAction::SetTrue, Value::Bool(on)) => {
+                    if *on {
+                        args.push(flag);
+                    }
+                }
+                (_, Value::String(text)) => args.extend([flag, text.clone()]),
+                (_, Value::Number(n)) => args.extend([flag, n.to_string()]),
+                (_, Value::Bool(b)) => args.extend([flag, b.to_string()]),
+                (_, other) => unreachable!("job option --{long} is not a scalar: {other}"),
+            }
+        }
+        args
+    }
+
+    /// The job's name and its options by field name. Through JSON text, so an `f32` keeps its
+    /// shortest spelling (`0.1`, not the `f64` widening `0.10000000149011612`).
+    fn encoded(&self) -> (String, serde_json::Map<String, Value>) {
+        let text = serde_json::to_string(self).expect("job arguments serialize");
+        match serde_json::from_str(&text).expect("job arguments are JSON") {
+            Value::String(name) => (name, serde_json::Map::new()),
+            Value::Object(job) => {
+                let Some((name, Value::Object(values))) = job.into_iter().next() else {
+                    unreachable!("a job with arguments serializes as {{name: {{...}}}}")
+                };
+                (name, values)
+            }
+            other => unreachable!("a job serializes as a name or a map: {other}"),
+        }
+    }
+}
+
+/// Parses a count that must be at least 1 (a `clap` value parser for the jobs' options and the
+/// command line's).
+pub fn positive_count(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_string()),
+        Ok(n) => Ok(n),
+        Err(error) => Err(error.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_line_definition_is_consistent() {
+        JobLine::command().debug_assert();
+    }
+
+    #[test]
+    fn unknown_jobs_are_named_with_the_known_ones() {
+        let err = Job::parse("sgd", &[]).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "unknown worker job `sgd` (known: logreg, check, l1lr, rica)"
+        );
+    }
+
+    #[test]
+    fn check_takes_no_arguments_and_round_trips() {
+        let job = Job::parse("check", &[]).unwrap();
+        assert_eq!((job.name().as_str(), job.args()), ("check", vec![]));
+        assert!(Job::parse("check", &["--x".into(), "1".into()]).is_err());
+    }
+
+    #[test]
+    fn floats_keep_their_short_spelling() {
+        let job = Job::Logreg(logreg::LogRegArgs {
+            lr: 0.1,
+            ..logreg::LogRegArgs::default()
+        });
+        let args = job.args();
+        let at = args.iter().position(|a| a == "--lr").unwrap();
+        assert_eq!(args[at + 1], "0.1");
+        assert_eq!(Job::parse("logreg", &args).unwrap(), job);
+    }
+}

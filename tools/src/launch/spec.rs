@@ -1,0 +1,118 @@
+//! What to start: the [`LocalSpec`] of a local cluster, and the command line and environment of
+//! its scheduler, servers and worker processes.
+
+use std::ffi::{OsStr, OsString};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use ferrops_net::TransportMode;
+
+use crate::config::{
+    ENV_BIND, ENV_NUM_SERVERS, ENV_NUM_WORKERS, ENV_ROLE, ENV_SCHEDULER, ENV_TRANSPORT,
+};
+
+/// What to launch.
+#[derive(Clone, Debug)]
+pub struct LocalSpec {
+    /// Number of servers.
+    pub servers: usize,
+    /// Number of workers (processes running `command` for [`run_local`]; for [`LocalCluster`]
+    /// only the count the cluster is configured with).
+    pub workers: usize,
+    /// Worker command and arguments (unused by [`LocalCluster::start`]). A program named
+    /// `ferrops` is replaced by `node_exe`.
+    pub command: Vec<OsString>,
+    /// The ferrops binary that runs the scheduler and servers.
+    pub node_exe: PathBuf,
+    /// How long the scheduler has to announce its address.
+    pub startup_timeout: Duration,
+    /// How long the scheduler and servers get to exit by themselves once the workers are done,
+    /// and how long any child gets between the first signal and SIGKILL.
+    pub shutdown_grace: Duration,
+    /// Prefix every line of the children's output with `[server 0]`, `[worker 1]`, ...
+    pub prefix_output: bool,
+    /// Worker↔server transport of every node; `None` leaves it to each child's environment
+    /// (`FERROPS_TRANSPORT`, default auto).
+    pub transport: Option<TransportMode>,
+}
+
+impl LocalSpec {
+    /// A spec with `servers` and `workers`, the running executable as the node binary, no worker
+    /// command, a 30 s startup timeout, a 10 s shutdown grace, and prefixed output.
+    pub fn new(servers: usize, workers: usize) -> Result<Self> {
+        let node_exe = std::env::current_exe().context("finding the ferrops executable")?;
+        Ok(Self {
+            servers,
+            workers,
+            command: Vec::new(),
+            node_exe,
+            startup_timeout: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(10),
+            prefix_output: true,
+            transport: None,
+        })
+    }
+
+    pub(super) fn validate(&self) -> Result<()> {
+        ensure!(
+            self.servers >= 1,
+            "a local cluster needs at least one server"
+        );
+        ensure!(
+            self.workers >= 1,
+            "a local cluster needs at least one worker"
+        );
+        Ok(())
+    }
+}
+
+pub(super) fn scheduler_command(spec: &LocalSpec) -> Command {
+    let mut command = Command::new(&spec.node_exe);
+    command
+        .arg("scheduler")
+        .env(ENV_ROLE, "scheduler")
+        .env(ENV_BIND, "127.0.0.1:0")
+        .env_remove(ENV_SCHEDULER);
+    set_counts(&mut command, spec);
+    command
+}
+
+pub(super) fn server_command(spec: &LocalSpec, scheduler: SocketAddr) -> Command {
+    let mut command = Command::new(&spec.node_exe);
+    command
+        .arg("server")
+        .env(ENV_ROLE, "server")
+        .env(ENV_BIND, "127.0.0.1:0")
+        .env(ENV_SCHEDULER, scheduler.to_string());
+    set_counts(&mut command, spec);
+    command
+}
+
+pub(super) fn worker_command(spec: &LocalSpec, scheduler: SocketAddr) -> Command {
+    let (program, args) = spec.command.split_first().expect("validated non-empty");
+    let program = if program == OsStr::new("ferrops") {
+        spec.node_exe.as_os_str()
+    } else {
+        program.as_os_str()
+    };
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .env(ENV_ROLE, "worker")
+        .env(ENV_SCHEDULER, scheduler.to_string())
+        .env_remove(ENV_BIND);
+    set_counts(&mut command, spec);
+    command
+}
+
+pub(super) fn set_counts(command: &mut Command, spec: &LocalSpec) {
+    command
+        .env(ENV_NUM_SERVERS, spec.servers.to_string())
+        .env(ENV_NUM_WORKERS, spec.workers.to_string());
+    if let Some(t) = spec.transport {
+        command.env(ENV_TRANSPORT, t.to_string());
+    }
+}
