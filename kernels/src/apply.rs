@@ -1,10 +1,11 @@
 //! `apply_dense` / `apply_sparse` and the k-way sum: validation of everything a peer could get
 //! wrong, then one dispatch to the chosen tier.
 
+use crate::error::KernelError;
+use crate::generic::{run_scalar, run_sparse_scalar, Streams};
 use crate::isa::{active_isa, Isa};
 use crate::ops::{with_op, Op};
-use crate::simd::{run_scalar, run_sparse_scalar, Streams};
-use crate::{KernelError, Rule, State};
+use crate::rule::{Rule, State};
 
 fn check_len(what: &'static str, got: usize, expected: usize) -> Result<(), KernelError> {
     if got == expected {
@@ -146,7 +147,7 @@ impl Isa {
 }
 
 /// # Safety
-/// As `simd::run_dense`, and `isa` must be supported.
+/// As `generic::run_dense`, and `isa` must be supported.
 #[inline(always)]
 unsafe fn dense_on<O: Op>(isa: Isa, op: O, n: usize, s: Streams) {
     // SAFETY: forwarded contract.
@@ -162,7 +163,7 @@ unsafe fn dense_on<O: Op>(isa: Isa, op: O, n: usize, s: Streams) {
 }
 
 /// # Safety
-/// As `simd::run_sparse`, and `isa` must be supported.
+/// As `generic::run_sparse`, and `isa` must be supported.
 #[inline(always)]
 unsafe fn sparse_on<O: Op>(isa: Isa, op: O, slots: &[u32], dim: usize, s: Streams) {
     // SAFETY: forwarded contract.

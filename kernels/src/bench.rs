@@ -10,7 +10,8 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use crate::{Isa, Rule, State};
+use crate::isa::Isa;
+use crate::rule::{Rule, State};
 
 /// What to measure.
 #[derive(Clone, Debug)]
@@ -35,7 +36,7 @@ impl BenchOptions {
             in_cache_elements: 16 * 1024,
             passes: 3,
             in_cache_time: Duration::from_millis(25),
-            isa: crate::active_isa(),
+            isa: crate::isa::active_isa(),
         }
     }
 }

@@ -1,8 +1,8 @@
 //! Value compression: f32 <-> IEEE fp16 and f32 <-> bfloat16, round-to-nearest-even, every tier
 //! bit-identical to the scalar reference (`scalar::f32_to_f16_bits` and friends).
 
+use crate::error::KernelError;
 use crate::isa::{active_isa, Isa};
-use crate::KernelError;
 
 fn check(src: usize, dst: usize) -> Result<(), KernelError> {
     if src == dst {

@@ -85,8 +85,10 @@ pub mod bench;
 pub mod convert;
 mod error;
 pub mod filter;
-mod isa;
 // The vector bodies and loops are only instantiated by the x86 tiers.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+mod generic;
+mod isa;
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 mod ops;
 mod rule;

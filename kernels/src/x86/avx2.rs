@@ -3,8 +3,9 @@
 
 use std::arch::x86_64::*;
 
+use crate::generic::{self, Streams};
 use crate::ops::Op;
-use crate::simd::{self, Simd, Streams};
+use crate::simd::Simd;
 
 #[derive(Clone, Copy)]
 pub(crate) struct V8(__m256);
@@ -163,19 +164,19 @@ const fn compress_table() -> [[u32; 8]; 256] {
 }
 
 /// # Safety
-/// AVX2 present; streams as `simd::run_dense`.
+/// AVX2 present; streams as `generic::run_dense`.
 #[target_feature(enable = "avx2,f16c")]
 pub(crate) unsafe fn dense<O: Op>(op: O, n: usize, s: Streams) {
     // SAFETY: forwarded contract; this function enables the features `V8` needs.
-    unsafe { simd::run_dense::<V8, O>(op, n, s) }
+    unsafe { generic::run_dense::<V8, O>(op, n, s) }
 }
 
 /// # Safety
-/// AVX2 present; as `simd::run_sparse`.
+/// AVX2 present; as `generic::run_sparse`.
 #[target_feature(enable = "avx2,f16c")]
 pub(crate) unsafe fn sparse<O: Op>(op: O, slots: &[u32], dim: usize, s: Streams) {
     // SAFETY: forwarded contract.
-    unsafe { simd::run_sparse::<V8, O>(op, slots, dim, s) }
+    unsafe { generic::run_sparse::<V8, O>(op, slots, dim, s) }
 }
 
 /// # Safety
@@ -183,7 +184,7 @@ pub(crate) unsafe fn sparse<O: Op>(op: O, slots: &[u32], dim: usize, s: Streams)
 #[target_feature(enable = "avx2,f16c")]
 pub(crate) unsafe fn sum_k(out: &mut [f32], bufs: &[&[f32]]) {
     // SAFETY: forwarded contract.
-    unsafe { simd::sum_k::<V8>(out, bufs) }
+    unsafe { generic::sum_k::<V8>(out, bufs) }
 }
 
 /// # Safety
@@ -197,7 +198,7 @@ pub(crate) unsafe fn significant(
     out: &mut Vec<u32>,
 ) {
     // SAFETY: forwarded contract.
-    unsafe { crate::filter::significant_simd::<V8>(delta, w, theta, eps, out) }
+    unsafe { generic::significant_simd::<V8>(delta, w, theta, eps, out) }
 }
 
 /// # Safety
@@ -205,7 +206,7 @@ pub(crate) unsafe fn significant(
 #[target_feature(enable = "avx2,f16c")]
 pub(crate) unsafe fn kkt_active(w: &[f32], g: &[f32], l1: f32, margin: f32, out: &mut Vec<u32>) {
     // SAFETY: forwarded contract.
-    unsafe { crate::filter::kkt_active_simd::<V8>(w, g, l1, margin, out) }
+    unsafe { generic::kkt_active_simd::<V8>(w, g, l1, margin, out) }
 }
 
 /// # Safety
