@@ -1,4 +1,6 @@
-//! Filter masks that decide which coordinates a push or pull can skip, returned as index lists.
+//! Filter masks that decide which coordinates a push or pull can skip, returned as index lists:
+//! the public entries (on the active tier), and per filter one `*_on` function that validates
+//! the lengths and makes one dispatch to the given tier.
 
 use crate::error::KernelError;
 use crate::isa::{active_isa, Isa};
@@ -17,57 +19,55 @@ fn check(a: usize, b: usize, what: &'static str) -> Result<(), KernelError> {
     Ok(())
 }
 
-impl Isa {
-    /// [`significant_indices`] on this tier.
-    pub fn significant_indices(
-        self,
-        delta: &[f32],
-        w: &[f32],
-        theta: f32,
-        eps: f32,
-        out: &mut Vec<u32>,
-    ) -> Result<usize, KernelError> {
-        self.check()?;
-        check(delta.len(), w.len(), "w")?;
-        out.clear();
-        // Room for every index plus one whole vector of scratch lanes (see `push_bits`).
-        out.reserve(delta.len() + 16);
-        match self {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: equal lengths checked, tier checked.
-            Isa::Avx2 => unsafe { crate::x86::avx2::significant(delta, w, theta, eps, out) },
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: equal lengths checked, tier checked.
-            Isa::Avx512 => unsafe { crate::x86::avx512::significant(delta, w, theta, eps, out) },
-            _ => crate::scalar::significant_ref(delta, w, theta, eps, out),
-        }
-        Ok(out.len())
+/// [`significant_indices`] on `isa` (error if the CPU lacks it).
+pub(crate) fn significant_indices_on(
+    isa: Isa,
+    delta: &[f32],
+    w: &[f32],
+    theta: f32,
+    eps: f32,
+    out: &mut Vec<u32>,
+) -> Result<usize, KernelError> {
+    isa.check()?;
+    check(delta.len(), w.len(), "w")?;
+    out.clear();
+    // Room for every index plus one whole vector of scratch lanes (see `push_bits`).
+    out.reserve(delta.len() + 16);
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: equal lengths checked, tier checked.
+        Isa::Avx2 => unsafe { crate::x86::avx2::significant(delta, w, theta, eps, out) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: equal lengths checked, tier checked.
+        Isa::Avx512 => unsafe { crate::x86::avx512::significant(delta, w, theta, eps, out) },
+        _ => crate::scalar::significant_ref(delta, w, theta, eps, out),
     }
+    Ok(out.len())
+}
 
-    /// [`kkt_active_indices`] on this tier.
-    pub fn kkt_active_indices(
-        self,
-        w: &[f32],
-        g: &[f32],
-        l1: f32,
-        margin: f32,
-        out: &mut Vec<u32>,
-    ) -> Result<usize, KernelError> {
-        self.check()?;
-        check(w.len(), g.len(), "g")?;
-        out.clear();
-        out.reserve(w.len() + 16);
-        match self {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: equal lengths checked, tier checked.
-            Isa::Avx2 => unsafe { crate::x86::avx2::kkt_active(w, g, l1, margin, out) },
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: equal lengths checked, tier checked.
-            Isa::Avx512 => unsafe { crate::x86::avx512::kkt_active(w, g, l1, margin, out) },
-            _ => crate::scalar::kkt_active_ref(w, g, l1, margin, out),
-        }
-        Ok(out.len())
+/// [`kkt_active_indices`] on `isa` (error if the CPU lacks it).
+pub(crate) fn kkt_active_indices_on(
+    isa: Isa,
+    w: &[f32],
+    g: &[f32],
+    l1: f32,
+    margin: f32,
+    out: &mut Vec<u32>,
+) -> Result<usize, KernelError> {
+    isa.check()?;
+    check(w.len(), g.len(), "g")?;
+    out.clear();
+    out.reserve(w.len() + 16);
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: equal lengths checked, tier checked.
+        Isa::Avx2 => unsafe { crate::x86::avx2::kkt_active(w, g, l1, margin, out) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: equal lengths checked, tier checked.
+        Isa::Avx512 => unsafe { crate::x86::avx512::kkt_active(w, g, l1, margin, out) },
+        _ => crate::scalar::kkt_active_ref(w, g, l1, margin, out),
     }
+    Ok(out.len())
 }
 
 /// Significantly-modified filter: clears `out`, then lists (ascending) every `i` with
@@ -81,7 +81,7 @@ pub fn significant_indices(
     eps: f32,
     out: &mut Vec<u32>,
 ) -> Result<usize, KernelError> {
-    active_isa().significant_indices(delta, w, theta, eps, out)
+    significant_indices_on(active_isa(), delta, w, theta, eps, out)
 }
 
 /// KKT filter for L1: clears `out`, then lists every `i` that may NOT be skipped, where skippable
@@ -94,5 +94,5 @@ pub fn kkt_active_indices(
     margin: f32,
     out: &mut Vec<u32>,
 ) -> Result<usize, KernelError> {
-    active_isa().kkt_active_indices(w, g, l1, margin, out)
+    kkt_active_indices_on(active_isa(), w, g, l1, margin, out)
 }

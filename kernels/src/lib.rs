@@ -101,5 +101,5 @@ mod x86;
 pub use apply::{apply_dense, apply_sparse, sum_k};
 pub use error::KernelError;
 pub use filter::{kkt_active_indices, significant_indices};
-pub use isa::{active_isa, detected_isa, force_isa, force_scalar, Isa};
+pub use isa::{active_isa, detected_isa, force_isa, force_scalar, with_isa, Isa};
 pub use rule::{Rule, State};
