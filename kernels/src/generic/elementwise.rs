@@ -6,9 +6,8 @@
 // The stream loops index parallel arrays (`x[k]` with `s.rw[k]`) over a const count.
 #![allow(clippy::needless_range_loop)]
 
-use super::STREAM_BYTES;
 use crate::ops::Op;
-use crate::simd::Simd;
+use crate::simd::{Simd, STREAM_BYTES};
 
 /// Pointers to the streams of one element-wise call: up to three read-write arrays (w and the
 /// state arrays) and up to two read-only inputs.

@@ -14,8 +14,3 @@ mod sum;
 pub(crate) use elementwise::{run_dense, run_scalar, run_sparse, run_sparse_scalar, Streams};
 pub(crate) use filter::{kkt_active_simd, significant_simd};
 pub(crate) use sum::sum_k;
-
-/// Output arrays at least this large (bytes) are written with non-temporal stores: they cannot
-/// stay in the last-level cache anyway, and skipping the read-for-ownership saves a third of
-/// the traffic of a write-only stream.
-pub(crate) const STREAM_BYTES: usize = 16 << 20;

@@ -1,8 +1,7 @@
 //! The k-way sum `out = ((bufs[0] + bufs[1]) + ...)`, generic over [`Simd`], adding left to
 //! right like the scalar reference so every tier rounds identically.
 
-use super::STREAM_BYTES;
-use crate::simd::Simd;
+use crate::simd::{Simd, STREAM_BYTES};
 
 /// `out = ((bufs[0] + bufs[1]) + ...)`, left to right, zeros for no buffer.
 ///

@@ -80,7 +80,7 @@ pub(crate) mod avx512;
 /// with scalar code so that `dst + head` is aligned to `align` bytes for non-temporal stores.
 pub(crate) fn stream_head<T>(dst: *const T, align: usize, n: usize) -> Option<usize> {
     let size = std::mem::size_of::<T>();
-    if n * size < crate::generic::STREAM_BYTES {
+    if n * size < crate::simd::STREAM_BYTES {
         return None;
     }
     Some(((dst as usize).wrapping_neg() % align / size).min(n))
