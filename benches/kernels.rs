@@ -8,7 +8,10 @@
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use ferrops_kernels::{active_isa, Isa, Rule, State};
+use ferrops_kernels::{
+    active_isa, apply_dense, apply_sparse, convert, kkt_active_indices, significant_indices, sum_k,
+    with_isa, Isa, Rule, State,
+};
 
 const N: usize = 4096;
 
@@ -79,8 +82,10 @@ fn dense(c: &mut Criterion) {
                         1 => State::one(&mut s0),
                         _ => State::two(&mut s0, &mut s1),
                     };
-                    isa.apply_dense(rule, &mut w, state, &inputs[..N * rule.inputs()])
-                        .unwrap()
+                    with_isa(isa, || {
+                        apply_dense(rule, &mut w, state, &inputs[..N * rule.inputs()])
+                    })
+                    .unwrap()
                 })
             });
         }
@@ -101,8 +106,10 @@ fn sparse(c: &mut Criterion) {
             group.bench_function(id, |b| {
                 b.iter(|| {
                     let rule = Rule::ProxL1 { lr: 0.01, l1: 1e-4 };
-                    isa.apply_sparse(rule, &mut w, State::none(), &slots, dim, &g)
-                        .unwrap()
+                    with_isa(isa, || {
+                        apply_sparse(rule, &mut w, State::none(), &slots, dim, &g)
+                    })
+                    .unwrap()
                 })
             });
         }
@@ -125,30 +132,31 @@ fn misc(c: &mut Criterion) {
         .collect();
     for isa in tiers() {
         group.bench_function(BenchmarkId::new("sum_k4", isa), |b| {
-            b.iter(|| isa.sum_k(&mut out, &refs).unwrap())
+            b.iter(|| with_isa(isa, || sum_k(&mut out, &refs)).unwrap())
         });
         group.bench_function(BenchmarkId::new("f32_to_f16", isa), |b| {
-            b.iter(|| isa.f32_to_f16(&bufs[0], &mut half).unwrap())
+            b.iter(|| with_isa(isa, || convert::f32_to_f16(&bufs[0], &mut half)).unwrap())
         });
         group.bench_function(BenchmarkId::new("f16_to_f32", isa), |b| {
-            b.iter(|| isa.f16_to_f32(&half, &mut out).unwrap())
+            b.iter(|| with_isa(isa, || convert::f16_to_f32(&half, &mut out)).unwrap())
         });
         group.bench_function(BenchmarkId::new("f32_to_bf16", isa), |b| {
-            b.iter(|| isa.f32_to_bf16(&bufs[0], &mut half).unwrap())
+            b.iter(|| with_isa(isa, || convert::f32_to_bf16(&bufs[0], &mut half)).unwrap())
         });
         group.bench_function(BenchmarkId::new("bf16_to_f32", isa), |b| {
-            b.iter(|| isa.bf16_to_f32(&half, &mut out).unwrap())
+            b.iter(|| with_isa(isa, || convert::bf16_to_f32(&half, &mut out)).unwrap())
         });
         group.bench_function(BenchmarkId::new("significant", isa), |b| {
             b.iter(|| {
-                isa.significant_indices(&bufs[0], &w, 0.5, 1e-3, &mut idx)
-                    .unwrap()
+                with_isa(isa, || {
+                    significant_indices(&bufs[0], &w, 0.5, 1e-3, &mut idx)
+                })
+                .unwrap()
             })
         });
         group.bench_function(BenchmarkId::new("kkt_active", isa), |b| {
             b.iter(|| {
-                isa.kkt_active_indices(&w, &bufs[0], 1.0, 0.1, &mut idx)
-                    .unwrap()
+                with_isa(isa, || kkt_active_indices(&w, &bufs[0], 1.0, 0.1, &mut idx)).unwrap()
             })
         });
     }

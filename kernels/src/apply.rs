@@ -1,10 +1,13 @@
-//! `apply_dense` / `apply_sparse` and the k-way sum: validation of everything a peer could get
-//! wrong, then one dispatch to the chosen tier.
+//! Dispatch of the element-wise kernels: [`apply_dense`], [`apply_sparse`] and [`sum_k`] are
+//! the public entries (on the active tier); each `*_on` function validates everything a peer
+//! could get wrong, then makes one dispatch to the given tier (the bench harness calls those
+//! directly to compare tiers).
 
+use crate::error::KernelError;
+use crate::generic::{run_scalar, run_sparse_scalar, Streams};
 use crate::isa::{active_isa, Isa};
 use crate::ops::{with_op, Op};
-use crate::simd::{run_scalar, run_sparse_scalar, Streams};
-use crate::{KernelError, Rule, State};
+use crate::rule::{Rule, State};
 
 fn check_len(what: &'static str, got: usize, expected: usize) -> Result<(), KernelError> {
     if got == expected {
@@ -63,90 +66,88 @@ fn streams(
     Ok(s)
 }
 
-impl Isa {
-    /// [`apply_dense`] on this tier (error if the CPU lacks it).
-    pub fn apply_dense(
-        self,
-        rule: Rule,
-        w: &mut [f32],
-        state: State<'_>,
-        inputs: &[f32],
-    ) -> Result<(), KernelError> {
-        self.check()?;
-        let n = w.len();
-        let s = streams(rule, w, state, inputs, n)?;
-        with_op!(rule, op => {
-            // SAFETY: `streams` checked every used array against `n` (w, states: n; inputs:
-            // rule.inputs()*n), the borrows guarantee no overlap, and `check` the tier.
-            unsafe { dense_on(self, op, n, s) }
-        });
-        Ok(())
-    }
+/// [`apply_dense`] on `isa` (error if the CPU lacks it).
+pub(crate) fn apply_dense_on(
+    isa: Isa,
+    rule: Rule,
+    w: &mut [f32],
+    state: State<'_>,
+    inputs: &[f32],
+) -> Result<(), KernelError> {
+    isa.check()?;
+    let n = w.len();
+    let s = streams(rule, w, state, inputs, n)?;
+    with_op!(rule, op => {
+        // SAFETY: `streams` checked every used array against `n` (w, states: n; inputs:
+        // rule.inputs()*n), the borrows guarantee no overlap, and `check` the tier.
+        unsafe { dense_on(isa, op, n, s) }
+    });
+    Ok(())
+}
 
-    /// [`apply_sparse`] on this tier (error if the CPU lacks it).
-    pub fn apply_sparse(
-        self,
-        rule: Rule,
-        w: &mut [f32],
-        state: State<'_>,
-        slots: &[u32],
-        dim: usize,
-        inputs: &[f32],
-    ) -> Result<(), KernelError> {
-        self.check()?;
-        if dim == 0 {
-            return Err(KernelError::ZeroDim);
-        }
-        let rows = w.len() / dim;
-        for (index, &slot) in slots.iter().enumerate() {
-            if slot as usize >= rows {
-                return Err(KernelError::SlotOutOfRange {
-                    index,
-                    slot,
-                    rows,
-                    dim,
-                });
-            }
-        }
-        let per_input = slots.len().checked_mul(dim).ok_or(KernelError::Length {
-            what: "inputs",
-            got: inputs.len(),
-            expected: usize::MAX,
-        })?;
-        let s = streams(rule, w, state, inputs, per_input)?;
-        with_op!(rule, op => {
-            // SAFETY: every slot addresses a whole row inside w (and so inside each state array,
-            // checked to have w's length), inputs hold rule.inputs()*slots.len()*dim values.
-            unsafe { sparse_on(self, op, slots, dim, s) }
-        });
-        Ok(())
+/// [`apply_sparse`] on `isa` (error if the CPU lacks it).
+pub(crate) fn apply_sparse_on(
+    isa: Isa,
+    rule: Rule,
+    w: &mut [f32],
+    state: State<'_>,
+    slots: &[u32],
+    dim: usize,
+    inputs: &[f32],
+) -> Result<(), KernelError> {
+    isa.check()?;
+    if dim == 0 {
+        return Err(KernelError::ZeroDim);
     }
+    let rows = w.len() / dim;
+    for (index, &slot) in slots.iter().enumerate() {
+        if slot as usize >= rows {
+            return Err(KernelError::SlotOutOfRange {
+                index,
+                slot,
+                rows,
+                dim,
+            });
+        }
+    }
+    let per_input = slots.len().checked_mul(dim).ok_or(KernelError::Length {
+        what: "inputs",
+        got: inputs.len(),
+        expected: usize::MAX,
+    })?;
+    let s = streams(rule, w, state, inputs, per_input)?;
+    with_op!(rule, op => {
+        // SAFETY: every slot addresses a whole row inside w (and so inside each state array,
+        // checked to have w's length), inputs hold rule.inputs()*slots.len()*dim values.
+        unsafe { sparse_on(isa, op, slots, dim, s) }
+    });
+    Ok(())
+}
 
-    /// [`sum_k`] on this tier (error if the CPU lacks it).
-    pub fn sum_k(self, out: &mut [f32], bufs: &[&[f32]]) -> Result<(), KernelError> {
-        self.check()?;
-        for b in bufs {
-            check_len("sum_k input", b.len(), out.len())?;
-        }
-        match self {
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => {
-                // SAFETY: lengths checked above, tier checked by `check`.
-                unsafe { crate::x86::avx2::sum_k(out, bufs) }
-            }
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => {
-                // SAFETY: lengths checked above, tier checked by `check`.
-                unsafe { crate::x86::avx512::sum_k(out, bufs) }
-            }
-            _ => crate::scalar::sum_k_ref(out, bufs),
-        }
-        Ok(())
+/// [`sum_k`] on `isa` (error if the CPU lacks it).
+pub(crate) fn sum_k_on(isa: Isa, out: &mut [f32], bufs: &[&[f32]]) -> Result<(), KernelError> {
+    isa.check()?;
+    for b in bufs {
+        check_len("sum_k input", b.len(), out.len())?;
     }
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => {
+            // SAFETY: lengths checked above, tier checked by `check`.
+            unsafe { crate::x86::avx2::sum_k(out, bufs) }
+        }
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => {
+            // SAFETY: lengths checked above, tier checked by `check`.
+            unsafe { crate::x86::avx512::sum_k(out, bufs) }
+        }
+        _ => crate::scalar::sum_k_ref(out, bufs),
+    }
+    Ok(())
 }
 
 /// # Safety
-/// As `simd::run_dense`, and `isa` must be supported.
+/// As `generic::run_dense`, and `isa` must be supported.
 #[inline(always)]
 unsafe fn dense_on<O: Op>(isa: Isa, op: O, n: usize, s: Streams) {
     // SAFETY: forwarded contract.
@@ -162,7 +163,7 @@ unsafe fn dense_on<O: Op>(isa: Isa, op: O, n: usize, s: Streams) {
 }
 
 /// # Safety
-/// As `simd::run_sparse`, and `isa` must be supported.
+/// As `generic::run_sparse`, and `isa` must be supported.
 #[inline(always)]
 unsafe fn sparse_on<O: Op>(isa: Isa, op: O, slots: &[u32], dim: usize, s: Streams) {
     // SAFETY: forwarded contract.
@@ -186,7 +187,7 @@ pub fn apply_dense(
     state: State<'_>,
     inputs: &[f32],
 ) -> Result<(), KernelError> {
-    active_isa().apply_dense(rule, w, state, inputs)
+    apply_dense_on(active_isa(), rule, w, state, inputs)
 }
 
 /// Applies `rule` to rows `slots[j]` of `w` (rows `dim` wide; a trailing partial row is never addressed), the
@@ -201,12 +202,12 @@ pub fn apply_sparse(
     dim: usize,
     inputs: &[f32],
 ) -> Result<(), KernelError> {
-    active_isa().apply_sparse(rule, w, state, slots, dim, inputs)
+    apply_sparse_on(active_isa(), rule, w, state, slots, dim, inputs)
 }
 
 /// Aggregation of several pushes: `out[i] = ((bufs[0][i] + bufs[1][i]) + ...) + bufs[k-1][i]`,
 /// summed left to right (so every tier rounds identically); `out` is overwritten (zeros for
 /// `k = 0`). Every buffer must have `out`'s length.
 pub fn sum_k(out: &mut [f32], bufs: &[&[f32]]) -> Result<(), KernelError> {
-    active_isa().sum_k(out, bufs)
+    sum_k_on(active_isa(), out, bufs)
 }

@@ -10,7 +10,11 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use crate::{Isa, Rule, State};
+use crate::apply::{apply_dense_on, sum_k_on};
+use crate::convert;
+use crate::filter::{kkt_active_indices_on, significant_indices_on};
+use crate::isa::Isa;
+use crate::rule::{Rule, State};
 
 /// What to measure.
 #[derive(Clone, Debug)]
@@ -35,7 +39,7 @@ impl BenchOptions {
             in_cache_elements: 16 * 1024,
             passes: 3,
             in_cache_time: Duration::from_millis(25),
-            isa: crate::active_isa(),
+            isa: crate::isa::active_isa(),
         }
     }
 }
@@ -228,24 +232,24 @@ fn run_once(kernel: &str, isa: Isa, b: &mut Bufs, n: usize) -> usize {
         };
         // Arrays are sized by construction; an error here is a harness bug, and the result
         // would show as absurd figures rather than a crash.
-        let _ = isa.apply_dense(rule, w, state, inputs);
+        let _ = apply_dense_on(isa, rule, w, state, inputs);
         return 0;
     }
     let (g, h) = b.inp.split_at(b.inp.len() / 2);
     let _ = match kernel {
-        "sum_k4" => isa.sum_k(w, &[&s0[..], &s1[..], &g[..n], &h[..n]]),
-        "f32_to_f16" => isa.f32_to_f16(w, &mut b.half[..n]),
-        "f16_to_f32" => isa.f16_to_f32(&b.half[..n], w),
-        "f32_to_bf16" => isa.f32_to_bf16(w, &mut b.half[..n]),
-        "bf16_to_f32" => isa.bf16_to_f32(&b.half[..n], s1),
+        "sum_k4" => sum_k_on(isa, w, &[&s0[..], &s1[..], &g[..n], &h[..n]]),
+        "f32_to_f16" => convert::f32_to_f16_on(isa, w, &mut b.half[..n]),
+        "f16_to_f32" => convert::f16_to_f32_on(isa, &b.half[..n], w),
+        "f32_to_bf16" => convert::f32_to_bf16_on(isa, w, &mut b.half[..n]),
+        "bf16_to_f32" => convert::bf16_to_f32_on(isa, &b.half[..n], s1),
         // |g| <= 5e-4: about 10% of the zero weights are significant (|g| > 0.5 * 9e-4).
-        "significant" => isa
-            .significant_indices(&g[..n], &b.fw[..n], 0.5, 9e-4, &mut b.idx)
-            .map(|_| ()),
+        "significant" => {
+            significant_indices_on(isa, &g[..n], &b.fw[..n], 0.5, 9e-4, &mut b.idx).map(|_| ())
+        }
         // Zero weights with |g| <= 9e-4 are skippable: only the 1 in 16 non-zero stay.
-        "kkt_active" => isa
-            .kkt_active_indices(&b.fw[..n], &g[..n], 1e-3, 0.1, &mut b.idx)
-            .map(|_| ()),
+        "kkt_active" => {
+            kkt_active_indices_on(isa, &b.fw[..n], &g[..n], 1e-3, 0.1, &mut b.idx).map(|_| ())
+        }
         _ => Ok(()),
     };
     if kernel == "significant" || kernel == "kkt_active" {

@@ -38,7 +38,7 @@ pub enum KernelError {
     /// An index list would not fit the u32 indices the filters return.
     #[error("{len} elements exceed the u32 index range of the filters")]
     TooLong { len: usize },
-    /// `Isa::…` was asked to run on a CPU that lacks it.
+    /// A tier was forced or pinned (`force_isa`, `with_isa`) on a CPU that lacks it.
     #[error("instruction set {0} is not supported by this CPU")]
     Unsupported(&'static str),
 }

@@ -1,9 +1,11 @@
 //! Which instruction set the dispatched kernels use: detected once, overridable for tests and
-//! benchmarks.
+//! benchmarks (process-wide with [`force_isa`], or for one closure on one thread with
+//! [`with_isa`]).
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use crate::KernelError;
+use crate::error::KernelError;
 
 /// An instruction-set tier of the fast paths, ordered from slowest to fastest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -72,6 +74,11 @@ static DETECTED: AtomicU8 = AtomicU8::new(0);
 /// 0 = no override, else `Isa::to_u8` of the forced tier.
 static FORCED: AtomicU8 = AtomicU8::new(0);
 
+thread_local! {
+    /// 0 = no pin on this thread, else `Isa::to_u8` of the tier set by [`with_isa`].
+    static PINNED: Cell<u8> = const { Cell::new(0) };
+}
+
 /// The best tier this CPU supports (detected on first use, then cached).
 pub fn detected_isa() -> Isa {
     if let Some(isa) = Isa::from_u8(DETECTED.load(Ordering::Relaxed)) {
@@ -100,16 +107,36 @@ fn detect() -> Isa {
     Isa::Scalar
 }
 
-/// The tier the dispatched functions use now: the forced one if set, else the detected one.
+/// The tier the dispatched functions use now: the one pinned on this thread by [`with_isa`] if
+/// any, else the one forced by [`force_isa`] if set, else the detected one.
 #[inline]
 pub fn active_isa() -> Isa {
-    Isa::from_u8(FORCED.load(Ordering::Relaxed)).unwrap_or_else(detected_isa)
+    Isa::from_u8(PINNED.with(Cell::get))
+        .or_else(|| Isa::from_u8(FORCED.load(Ordering::Relaxed)))
+        .unwrap_or_else(detected_isa)
+}
+
+/// Runs `f` with every kernel it calls on this thread dispatched to `isa`, then restores the
+/// previous choice (also when `f` panics). Fails with [`KernelError::Unsupported`], without
+/// running `f`, if the CPU lacks the tier. This is how tests and benchmarks run a kernel on a
+/// given tier (`with_isa(Isa::Scalar, || apply_dense(..))` is the scalar reference) without
+/// affecting other threads.
+pub fn with_isa<T>(isa: Isa, f: impl FnOnce() -> Result<T, KernelError>) -> Result<T, KernelError> {
+    /// Puts the previous pin back when dropped.
+    struct Restore(u8);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            PINNED.with(|p| p.set(self.0));
+        }
+    }
+    isa.check()?;
+    let _restore = Restore(PINNED.with(|p| p.replace(isa.to_u8())));
+    f()
 }
 
 /// Process-wide override of the dispatched tier (`None` goes back to detection). Fails with
 /// [`KernelError::Unsupported`] if the CPU lacks the tier. Meant for benchmarks and tests;
-/// to run one call on a given tier without global effect use the `Isa` methods instead
-/// (`Isa::Scalar.apply_dense(..)`).
+/// to run calls on a given tier without global effect use [`with_isa`] instead.
 pub fn force_isa(isa: Option<Isa>) -> Result<(), KernelError> {
     match isa {
         Some(i) => {

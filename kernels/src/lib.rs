@@ -3,16 +3,45 @@
 //! prox_l1, elastic net, scaled prox_l1) with its hyper-parameters; [`apply_dense`] and
 //! [`apply_sparse`] run it over contiguous parameters or over rows picked by slot; [`sum_k`]
 //! aggregates several workers' pushes; the [`filter`] functions list the coordinates worth
-//! sending; [`convert`] compresses values to fp16/bf16. Every kernel has a plain scalar reference
-//! in [`scalar`] and a fast path for AVX2 and AVX-512 chosen once at run time ([`active_isa`]);
-//! [`force_isa`] / the methods on [`Isa`] pick a tier explicitly. [`mod@bench`] measures them. The
-//! crate does no I/O and allocates nothing in its loops.
+//! sending; [`convert`] compresses values to fp16/bf16. Each of these is the one public entry of
+//! its kernel: it validates its arguments and runs on the tier chosen once at run time
+//! ([`active_isa`]: AVX-512, AVX2 or the scalar reference). [`with_isa`] pins a tier for a
+//! closure on one thread (tests and benchmarks compare tiers this way; `Isa::Scalar` is the
+//! reference), [`force_isa`] for the whole process. [`mod@bench`] measures them. The crate does
+//! no I/O and allocates nothing in its loops.
 //!
-//! # Layout
-//! `rule.rs` (Rule, State) · `apply.rs` (validation and dispatch) · `ops.rs` (each rule as a
-//! scalar and a vector body) · `simd.rs` (the vector abstraction and loops) · `x86/` (AVX2 and
-//! AVX-512 instantiations) · `scalar/` (the reference) · `filter.rs` · `convert.rs` · `isa.rs`
-//! (detection) · `bench.rs` (measurement harness, no printing).
+//! # Where things live, and where new code goes
+//! Modules depend only on modules listed before them (no import loops):
+//!
+//! 1. `error.rs` ([`KernelError`]), `rule.rs` ([`Rule`], [`State`]), `isa.rs` ([`Isa`],
+//!    detection, [`force_isa`], [`with_isa`]).
+//! 2. `scalar/`: the reference, with no crate dependencies: per-element formulas
+//!    ([`scalar::elem`]), fp16/bf16 bit conversions, the filter and k-way-sum loops.
+//! 3. `simd.rs`: the `Simd` trait, one vector of f32 lanes, with no crate dependencies.
+//! 4. `ops.rs`: one `Op` per rule, its element update written twice (scalar, calling
+//!    `scalar::elem`, and generic over `Simd`), and `with_op!`, which maps a [`Rule`] to its op.
+//! 5. `generic/`: every loop written once over `Op` and `Simd` (dense, sparse, the scalar loop
+//!    that is the reference tier, k-way sum, filters). Unchecked: callers validate first.
+//! 6. `x86/`: per tier (`avx2.rs`, `avx512.rs`) the `Simd` implementation, the
+//!    `#[target_feature]` entry points into `generic/` (written by one macro,
+//!    `generic_entry_points!` in `x86/mod.rs`) and the hand-written conversions.
+//! 7. Dispatch: `apply.rs` (apply_dense, apply_sparse, sum_k), `filter.rs`, `convert.rs`. Per
+//!    kernel a crate-private `*_on(isa, ..)` validates everything and makes the one `match` on
+//!    the tier; the public entry calls it with [`active_isa`].
+//! 8. `bench.rs`: the measurement harness (calls the `*_on` functions; no printing).
+//!
+//! **A new update rule** needs: a [`Rule`] variant (with `state_len`, `inputs`, `name`), its
+//! formula in `scalar/elem.rs`, an `Op` in `ops.rs` whose vector body performs the same IEEE
+//! operations in the same order, an arm in `with_op!`, a hand case in `tests/hand.rs` and a
+//! strategy arm in `tests/props.rs` (which compares every tier bit for bit with the reference).
+//! Dispatch and every tier pick it up through `with_op!`. **A new kind of kernel** needs: the
+//! scalar reference in `scalar/`, a body generic over `Simd` in `generic/`, an entry point in
+//! `generic_entry_points!`, a `*_on` dispatcher plus public entry in a dispatch module
+//! (re-exported here), and a property test against `with_isa(Isa::Scalar, ..)`. **A new
+//! instruction-set tier** needs: an [`Isa`] variant (`ALL`, `name`, the `u8` codes, `detect`),
+//! a module beside `x86/avx2.rs` with a `Simd` implementation, one `generic_entry_points!`
+//! invocation and the conversions, and one arm in each `match isa` of the dispatch modules.
+//! The property tests then cover it on any CPU that has it.
 //!
 //! # Formulas
 //! `S(x, t) = 0 if |x| <= t, else x - copysign(t, x)` is soft-thresholding. Per element, with
@@ -82,8 +111,10 @@ pub mod bench;
 pub mod convert;
 mod error;
 pub mod filter;
-mod isa;
 // The vector bodies and loops are only instantiated by the x86 tiers.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+mod generic;
+mod isa;
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 mod ops;
 mod rule;
@@ -96,5 +127,5 @@ mod x86;
 pub use apply::{apply_dense, apply_sparse, sum_k};
 pub use error::KernelError;
 pub use filter::{kkt_active_indices, significant_indices};
-pub use isa::{active_isa, detected_isa, force_isa, force_scalar, Isa};
+pub use isa::{active_isa, detected_isa, force_isa, force_scalar, with_isa, Isa};
 pub use rule::{Rule, State};

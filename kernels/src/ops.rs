@@ -261,27 +261,27 @@ macro_rules! with_op {
     ($rule:expr, $op:ident => $body:expr) => {{
         use $crate::ops::*;
         match $rule {
-            $crate::Rule::Assign => {
+            $crate::rule::Rule::Assign => {
                 let $op = Assign;
                 $body
             }
-            $crate::Rule::Sum => {
+            $crate::rule::Rule::Sum => {
                 let $op = Sum;
                 $body
             }
-            $crate::Rule::Sgd { lr } => {
+            $crate::rule::Rule::Sgd { lr } => {
                 let $op = Sgd { lr };
                 $body
             }
-            $crate::Rule::Momentum { lr, mu } => {
+            $crate::rule::Rule::Momentum { lr, mu } => {
                 let $op = Momentum { lr, mu };
                 $body
             }
-            $crate::Rule::AdaGrad { lr, eps } => {
+            $crate::rule::Rule::AdaGrad { lr, eps } => {
                 let $op = AdaGrad { lr, eps };
                 $body
             }
-            $crate::Rule::Adam {
+            $crate::rule::Rule::Adam {
                 lr,
                 beta1,
                 beta2,
@@ -291,7 +291,7 @@ macro_rules! with_op {
                 let $op = adam_op(lr, beta1, beta2, eps, step);
                 $body
             }
-            $crate::Rule::Ftrl {
+            $crate::rule::Rule::Ftrl {
                 alpha,
                 beta,
                 l1,
@@ -305,11 +305,11 @@ macro_rules! with_op {
                 };
                 $body
             }
-            $crate::Rule::ProxL1 { lr, l1 } => {
+            $crate::rule::Rule::ProxL1 { lr, l1 } => {
                 let $op = ProxL1 { lr, t: lr * l1 };
                 $body
             }
-            $crate::Rule::ElasticNet { lr, l1, l2 } => {
+            $crate::rule::Rule::ElasticNet { lr, l1, l2 } => {
                 let $op = ElasticNet {
                     lr,
                     t: lr * l1,
@@ -317,7 +317,7 @@ macro_rules! with_op {
                 };
                 $body
             }
-            $crate::Rule::ScaledProxL1 { l1, delta } => {
+            $crate::rule::Rule::ScaledProxL1 { l1, delta } => {
                 let $op = ScaledProxL1 { l1, delta };
                 $body
             }

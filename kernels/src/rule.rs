@@ -1,7 +1,7 @@
 //! `Rule` (which update to apply, with its hyper-parameters) and `State` (the per-parameter state
 //! arrays a rule keeps beside the weights).
 
-use crate::KernelError;
+use crate::error::KernelError;
 
 /// An update rule and its hyper-parameters. See the crate docs for the exact formula of each.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -1,7 +1,7 @@
 //! Conversions against hand-worked encodings and against the `half` crate (a reference written
 //! independently), exhaustively for 16-bit inputs and on a sweep of f32 bit patterns.
 
-use ferrops_kernels::{scalar, Isa};
+use ferrops_kernels::{convert, scalar, with_isa, Isa};
 
 #[test]
 fn f16_hand_cases() {
@@ -24,7 +24,7 @@ fn f16_hand_cases() {
     for isa in Isa::supported() {
         let src: Vec<f32> = cases.iter().map(|c| c.0).cycle().take(14 * 3).collect();
         let mut dst = vec![0u16; src.len()];
-        isa.f32_to_f16(&src, &mut dst).unwrap();
+        with_isa(isa, || convert::f32_to_f16(&src, &mut dst)).unwrap();
         for (i, d) in dst.iter().enumerate() {
             assert_eq!(*d, cases[i % 14].1, "{isa} f32->f16 of {:e}", src[i]);
         }
@@ -50,7 +50,7 @@ fn bf16_hand_cases() {
             .take(7 * 5)
             .collect();
         let mut dst = vec![0u16; src.len()];
-        isa.f32_to_bf16(&src, &mut dst).unwrap();
+        with_isa(isa, || convert::f32_to_bf16(&src, &mut dst)).unwrap();
         for (i, d) in dst.iter().enumerate() {
             assert_eq!(
                 *d,
@@ -67,9 +67,9 @@ fn all_16_bit_patterns_widen_like_half() {
     let src: Vec<u16> = (0..=u16::MAX).collect();
     for isa in Isa::supported() {
         let mut f = vec![0f32; src.len()];
-        isa.f16_to_f32(&src, &mut f).unwrap();
+        with_isa(isa, || convert::f16_to_f32(&src, &mut f)).unwrap();
         let mut b = vec![0f32; src.len()];
-        isa.bf16_to_f32(&src, &mut b).unwrap();
+        with_isa(isa, || convert::bf16_to_f32(&src, &mut b)).unwrap();
         for (i, h) in src.iter().enumerate() {
             let want = half::f16::from_bits(*h).to_f32();
             assert!(
@@ -104,8 +104,8 @@ fn f32_sweep_narrows_like_half() {
     for isa in Isa::supported() {
         let mut h = vec![0u16; src.len()];
         let mut b = vec![0u16; src.len()];
-        isa.f32_to_f16(&src, &mut h).unwrap();
-        isa.f32_to_bf16(&src, &mut b).unwrap();
+        with_isa(isa, || convert::f32_to_f16(&src, &mut h)).unwrap();
+        with_isa(isa, || convert::f32_to_bf16(&src, &mut b)).unwrap();
         for (i, x) in src.iter().enumerate() {
             let wh = half::f16::from_f32(*x);
             let wb = half::bf16::from_f32(*x);
@@ -155,21 +155,21 @@ fn large_conversions_take_the_streaming_path_correctly() {
     let mut want16 = vec![0u16; n];
     let mut want32 = vec![0f32; n];
     for isa in Isa::supported() {
-        type To16 = fn(Isa, &[f32], &mut [u16]) -> Result<(), ferrops_kernels::KernelError>;
-        type To32 = fn(Isa, &[u16], &mut [f32]) -> Result<(), ferrops_kernels::KernelError>;
+        type To16 = fn(&[f32], &mut [u16]) -> Result<(), ferrops_kernels::KernelError>;
+        type To32 = fn(&[u16], &mut [f32]) -> Result<(), ferrops_kernels::KernelError>;
         let pairs: [(To16, To32); 2] = [
-            (Isa::f32_to_f16, Isa::f16_to_f32),
-            (Isa::f32_to_bf16, Isa::bf16_to_f32),
+            (convert::f32_to_f16, convert::f16_to_f32),
+            (convert::f32_to_bf16, convert::bf16_to_f32),
         ];
         for (to16, to32) in pairs {
-            to16(Isa::Scalar, &src[1..], &mut want16).unwrap();
-            to32(Isa::Scalar, &halves[1..], &mut want32).unwrap();
+            with_isa(Isa::Scalar, || to16(&src[1..], &mut want16)).unwrap();
+            with_isa(Isa::Scalar, || to32(&halves[1..], &mut want32)).unwrap();
             let mut got16 = vec![7u16; n + 1];
-            to16(isa, &src[1..], &mut got16[1..]).unwrap();
+            with_isa(isa, || to16(&src[1..], &mut got16[1..])).unwrap();
             assert_eq!(got16[0], 7);
             assert!(got16[1..] == want16[..], "{isa} narrow");
             let mut got32 = vec![7f32; n + 1];
-            to32(isa, &halves[1..], &mut got32[1..]).unwrap();
+            with_isa(isa, || to32(&halves[1..], &mut got32[1..])).unwrap();
             assert_eq!(got32[0], 7.0);
             let same = got32[1..]
                 .iter()

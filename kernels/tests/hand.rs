@@ -1,7 +1,7 @@
 //! Small hand-computed cases (independent of the scalar reference), run on every tier the CPU
 //! supports, plus the validation errors.
 
-use ferrops_kernels::{Isa, KernelError, Rule, State};
+use ferrops_kernels::{apply_dense, apply_sparse, sum_k, with_isa, Isa, KernelError, Rule, State};
 
 fn tiers() -> Vec<Isa> {
     Isa::supported().collect()
@@ -27,14 +27,14 @@ fn sgd_sum_assign() {
     for isa in tiers() {
         let mut w = rep(&[1.0, -2.0, 0.5, 0.0]);
         let g = rep(&[2.0, 4.0, -1.0, 8.0]);
-        isa.apply_dense(Rule::Sgd { lr: 0.5 }, &mut w, State::none(), &g)
-            .unwrap();
+        with_isa(isa, || {
+            apply_dense(Rule::Sgd { lr: 0.5 }, &mut w, State::none(), &g)
+        })
+        .unwrap();
         check(isa, &w, &[0.0, -4.0, 1.0, -4.0], "sgd");
-        isa.apply_dense(Rule::Sum, &mut w, State::none(), &g)
-            .unwrap();
+        with_isa(isa, || apply_dense(Rule::Sum, &mut w, State::none(), &g)).unwrap();
         check(isa, &w, &[2.0, 0.0, 0.0, 4.0], "sum");
-        isa.apply_dense(Rule::Assign, &mut w, State::none(), &g)
-            .unwrap();
+        with_isa(isa, || apply_dense(Rule::Assign, &mut w, State::none(), &g)).unwrap();
         check(isa, &w, &[2.0, 4.0, -1.0, 8.0], "assign");
     }
 }
@@ -46,8 +46,7 @@ fn momentum_and_adagrad() {
         let mut v = rep(&[2.0, -2.0]);
         let g = rep(&[1.0, 1.0]);
         let rule = Rule::Momentum { lr: 0.25, mu: 0.5 };
-        isa.apply_dense(rule, &mut w, State::one(&mut v), &g)
-            .unwrap();
+        with_isa(isa, || apply_dense(rule, &mut w, State::one(&mut v), &g)).unwrap();
         // v = 0.5*2+1 = 2, 0.5*-2+1 = 0; w = 1 - 0.25*2 = 0.5, 1 - 0 = 1
         check(isa, &v, &[2.0, 0.0], "momentum v");
         check(isa, &w, &[0.5, 1.0], "momentum w");
@@ -56,8 +55,7 @@ fn momentum_and_adagrad() {
         let mut n = rep(&[12.0, 0.0]);
         let g = rep(&[2.0, 3.0]);
         let rule = Rule::AdaGrad { lr: 1.0, eps: 0.0 };
-        isa.apply_dense(rule, &mut w, State::one(&mut n), &g)
-            .unwrap();
+        with_isa(isa, || apply_dense(rule, &mut w, State::one(&mut n), &g)).unwrap();
         // n = 16, 9; w = 1 - 2/4 = 0.5, 0 - 3/3 = -1
         check(isa, &n, &[16.0, 9.0], "adagrad n");
         check(isa, &w, &[0.5, -1.0], "adagrad w");
@@ -78,8 +76,10 @@ fn adam_first_step_moves_by_lr() {
             eps: 0.0,
             step: 1,
         };
-        isa.apply_dense(rule, &mut w, State::two(&mut m, &mut v), &g)
-            .unwrap();
+        with_isa(isa, || {
+            apply_dense(rule, &mut w, State::two(&mut m, &mut v), &g)
+        })
+        .unwrap();
         check(isa, &m, &[0.25, -2.0], "adam m");
         check(isa, &v, &[0.0625, 4.0], "adam v");
         check(isa, &w, &[0.75, 1.25], "adam w");
@@ -101,8 +101,10 @@ fn ftrl_hand_case() {
             l1: 1.0,
             l2: 0.0,
         };
-        isa.apply_dense(rule, &mut w, State::two(&mut z, &mut n), &g)
-            .unwrap();
+        with_isa(isa, || {
+            apply_dense(rule, &mut w, State::two(&mut z, &mut n), &g)
+        })
+        .unwrap();
         check(isa, &z, &[3.0, 0.5], "ftrl z");
         check(isa, &n, &[9.0, 0.25], "ftrl n");
         check(isa, &w, &[-1.0, 0.0], "ftrl w");
@@ -116,7 +118,7 @@ fn proximal_rules() {
         let mut w = rep(&[4.0, -4.0, 1.0, 0.0]);
         let g = rep(&[2.0, -2.0, 1.0, 1.0]);
         let rule = Rule::ProxL1 { lr: 0.5, l1: 2.0 };
-        isa.apply_dense(rule, &mut w, State::none(), &g).unwrap();
+        with_isa(isa, || apply_dense(rule, &mut w, State::none(), &g)).unwrap();
         check(isa, &w, &[2.0, -2.0, 0.0, 0.0], "prox_l1");
 
         let mut w = rep(&[4.0, -4.0, 1.0, 0.0]);
@@ -125,7 +127,7 @@ fn proximal_rules() {
             l1: 2.0,
             l2: 2.0,
         };
-        isa.apply_dense(rule, &mut w, State::none(), &g).unwrap();
+        with_isa(isa, || apply_dense(rule, &mut w, State::none(), &g)).unwrap();
         check(isa, &w, &[1.0, -1.0, 0.0, 0.0], "elastic_net");
 
         // d = h + delta = 2: y = w - g/2, t = l1/2 = 1.
@@ -136,7 +138,7 @@ fn proximal_rules() {
             l1: 2.0,
             delta: 0.5,
         };
-        isa.apply_dense(rule, &mut w, State::none(), &gh).unwrap();
+        with_isa(isa, || apply_dense(rule, &mut w, State::none(), &gh)).unwrap();
         check(isa, &w, &[2.0, -2.0, 0.0, 0.0], "scaled_prox_l1");
     }
 }
@@ -149,8 +151,10 @@ fn sparse_rows_in_request_order() {
         // Slot 2 twice (sequential), slot 0 once; row 1 and 3 untouched.
         let slots = [2u32, 0, 2];
         let g: Vec<f32> = (0..3 * dim).map(|i| (i / dim) as f32 + 1.0).collect();
-        isa.apply_sparse(Rule::Sum, &mut w, State::none(), &slots, dim, &g)
-            .unwrap();
+        with_isa(isa, || {
+            apply_sparse(Rule::Sum, &mut w, State::none(), &slots, dim, &g)
+        })
+        .unwrap();
         for (i, x) in w.iter().enumerate() {
             let want = match i / dim {
                 0 => 3.0,
@@ -169,10 +173,10 @@ fn sum_k_left_to_right() {
         let b = rep(&[2.0, 1.0, -0.0]);
         let c = rep(&[3.0, -1e8, -0.0]);
         let mut out = vec![9.0; a.len()];
-        isa.sum_k(&mut out, &[&a, &b, &c]).unwrap();
+        with_isa(isa, || sum_k(&mut out, &[&a, &b, &c])).unwrap();
         // (1e8 + 1) rounds back to 1e8 in f32, then - 1e8 = 0. -0 + -0 = -0.
         check(isa, &out, &[6.0, 0.0, -0.0], "sum_k");
-        isa.sum_k(&mut out, &[]).unwrap();
+        with_isa(isa, || sum_k(&mut out, &[])).unwrap();
         check(isa, &out, &[0.0, 0.0, 0.0], "sum_k empty");
     }
 }
@@ -182,31 +186,31 @@ fn errors_are_typed_and_leave_data_alone() {
     for isa in tiers() {
         let mut w = vec![1.0f32; 8];
         let g = vec![1.0f32; 7];
-        let err = isa
-            .apply_dense(Rule::Sum, &mut w, State::none(), &g)
-            .unwrap_err();
+        let err = with_isa(isa, || apply_dense(Rule::Sum, &mut w, State::none(), &g)).unwrap_err();
         assert!(matches!(err, KernelError::Length { .. }), "{err}");
 
         let g = vec![1.0f32; 8];
-        let err = isa
-            .apply_dense(
+        let err = with_isa(isa, || {
+            apply_dense(
                 Rule::Momentum { lr: 1.0, mu: 0.0 },
                 &mut w,
                 State::none(),
                 &g,
             )
-            .unwrap_err();
+        })
+        .unwrap_err();
         assert!(matches!(err, KernelError::StateCount { expected: 1, .. }));
 
         let mut short = vec![0.0f32; 3];
-        let err = isa
-            .apply_dense(
+        let err = with_isa(isa, || {
+            apply_dense(
                 Rule::AdaGrad { lr: 1.0, eps: 1.0 },
                 &mut w,
                 State::one(&mut short),
                 &g,
             )
-            .unwrap_err();
+        })
+        .unwrap_err();
         assert!(matches!(err, KernelError::Length { .. }));
 
         let rule = Rule::Adam {
@@ -217,16 +221,18 @@ fn errors_are_typed_and_leave_data_alone() {
             step: 0,
         };
         let (mut m, mut v) = (vec![0.0; 8], vec![0.0; 8]);
-        let err = isa
-            .apply_dense(rule, &mut w, State::two(&mut m, &mut v), &g)
-            .unwrap_err();
+        let err = with_isa(isa, || {
+            apply_dense(rule, &mut w, State::two(&mut m, &mut v), &g)
+        })
+        .unwrap_err();
         assert!(matches!(err, KernelError::InvalidRule { .. }));
 
         // Sparse: slot out of range (4 rows of 2), dim 0, short inputs; nothing modified.
         let g4 = vec![5.0f32; 4];
-        let err = isa
-            .apply_sparse(Rule::Sum, &mut w, State::none(), &[0, 4], 2, &g4)
-            .unwrap_err();
+        let err = with_isa(isa, || {
+            apply_sparse(Rule::Sum, &mut w, State::none(), &[0, 4], 2, &g4)
+        })
+        .unwrap_err();
         assert!(matches!(
             err,
             KernelError::SlotOutOfRange {
@@ -235,22 +241,25 @@ fn errors_are_typed_and_leave_data_alone() {
                 ..
             }
         ));
-        let err = isa
-            .apply_sparse(Rule::Sum, &mut w, State::none(), &[0], 0, &[])
-            .unwrap_err();
+        let err = with_isa(isa, || {
+            apply_sparse(Rule::Sum, &mut w, State::none(), &[0], 0, &[])
+        })
+        .unwrap_err();
         assert_eq!(err, KernelError::ZeroDim);
-        let err = isa
-            .apply_sparse(Rule::Sum, &mut w, State::none(), &[0, 1], 2, &g4[..3])
-            .unwrap_err();
+        let err = with_isa(isa, || {
+            apply_sparse(Rule::Sum, &mut w, State::none(), &[0, 1], 2, &g4[..3])
+        })
+        .unwrap_err();
         assert!(matches!(err, KernelError::Length { .. }));
-        let err = isa
-            .apply_sparse(Rule::Sum, &mut w, State::none(), &[u32::MAX], 2, &g4[..2])
-            .unwrap_err();
+        let err = with_isa(isa, || {
+            apply_sparse(Rule::Sum, &mut w, State::none(), &[u32::MAX], 2, &g4[..2])
+        })
+        .unwrap_err();
         assert!(matches!(err, KernelError::SlotOutOfRange { .. }));
         assert!(w.iter().all(|&x| x == 1.0));
 
         let mut out = vec![0.0f32; 8];
-        let err = isa.sum_k(&mut out, &[&g, &g4]).unwrap_err();
+        let err = with_isa(isa, || sum_k(&mut out, &[&g, &g4])).unwrap_err();
         assert!(matches!(err, KernelError::Length { .. }));
     }
 }
@@ -289,14 +298,16 @@ fn large_outputs_take_the_streaming_path_correctly() {
     let h: Vec<f32> = (0..n + 1).map(|i| (i % 7) as f32 * 0.5).collect();
     for isa in tiers() {
         let mut w = vec![1.0f32; n + 1];
-        isa.apply_dense(Rule::Assign, &mut w[1..], State::none(), &g[1..])
-            .unwrap();
+        with_isa(isa, || {
+            apply_dense(Rule::Assign, &mut w[1..], State::none(), &g[1..])
+        })
+        .unwrap();
         assert_eq!(w[0], 1.0);
         assert!(
             w[1..].iter().zip(&g[1..]).all(|(a, b)| a == b),
             "{isa} assign"
         );
-        isa.sum_k(&mut w[1..], &[&g[1..], &h[1..]]).unwrap();
+        with_isa(isa, || sum_k(&mut w[1..], &[&g[1..], &h[1..]])).unwrap();
         assert_eq!(w[0], 1.0);
         for i in 1..=n {
             assert_eq!(w[i], g[i] + h[i], "{isa} sum_k[{i}]");

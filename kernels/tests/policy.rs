@@ -1,6 +1,8 @@
 //! The NaN/Inf policy of the crate docs, the filters on hand cases, and the serde form of Rule.
 
-use ferrops_kernels::{Isa, Rule, State};
+use ferrops_kernels::{
+    apply_dense, kkt_active_indices, significant_indices, with_isa, Isa, Rule, State,
+};
 
 fn rules() -> Vec<Rule> {
     vec![
@@ -51,7 +53,7 @@ fn nan_gradient_propagates_to_w_for_every_rule() {
                 1 => State::one(&mut a),
                 _ => State::two(&mut a, &mut b),
             };
-            isa.apply_dense(rule, &mut w, state, &g).unwrap();
+            with_isa(isa, || apply_dense(rule, &mut w, state, &g)).unwrap();
             assert!(w[3].is_nan() && w[20].is_nan(), "{isa} {}", rule.name());
             assert!(!w[4].is_nan() && !w[21].is_nan(), "{isa} {}", rule.name());
         }
@@ -75,7 +77,7 @@ fn nan_weight_is_never_cleaned() {
                 1 => State::one(&mut a),
                 _ => State::two(&mut a, &mut b),
             };
-            isa.apply_dense(rule, &mut w, state, &g).unwrap();
+            with_isa(isa, || apply_dense(rule, &mut w, state, &g)).unwrap();
             let ftrl = matches!(rule, Rule::Ftrl { .. });
             // FTRL recomputes w from z and n; the NaN moves into z (sigma*w with sigma = 0
             // gives 0*NaN = NaN) and from there into w.
@@ -93,18 +95,21 @@ fn infinities_follow_ieee() {
         let mut w = vec![1.0f32; 17];
         let mut g = vec![0.0f32; 17];
         g[16] = f32::INFINITY;
-        isa.apply_dense(Rule::Sgd { lr: 0.5 }, &mut w, State::none(), &g)
-            .unwrap();
+        with_isa(isa, || {
+            apply_dense(Rule::Sgd { lr: 0.5 }, &mut w, State::none(), &g)
+        })
+        .unwrap();
         assert_eq!(w[16], f32::NEG_INFINITY);
         // inf - inf = NaN, not cleaned.
-        isa.apply_dense(Rule::Sum, &mut w, State::none(), &g)
-            .unwrap();
+        with_isa(isa, || apply_dense(Rule::Sum, &mut w, State::none(), &g)).unwrap();
         assert!(w[16].is_nan());
         // Soft-thresholding keeps an infinite value infinite.
         let mut w = vec![f32::INFINITY; 17];
         let g = vec![0.0f32; 17];
-        isa.apply_dense(Rule::ProxL1 { lr: 1.0, l1: 1.0 }, &mut w, State::none(), &g)
-            .unwrap();
+        with_isa(isa, || {
+            apply_dense(Rule::ProxL1 { lr: 1.0, l1: 1.0 }, &mut w, State::none(), &g)
+        })
+        .unwrap();
         assert!(w.iter().all(|x| *x == f32::INFINITY));
     }
 }
@@ -116,9 +121,7 @@ fn filters_hand_cases() {
         let delta = [0.05f32, 0.2, -0.2, 5.0, f32::NAN, 0.0, 0.1, 1.0].repeat(3);
         let w = [0.0f32, 0.0, 0.0, 100.0, 1.0, f32::NAN, 1.0, 9.0].repeat(3);
         let mut out = Vec::new();
-        let count = isa
-            .significant_indices(&delta, &w, 0.1, 1.0, &mut out)
-            .unwrap();
+        let count = with_isa(isa, || significant_indices(&delta, &w, 0.1, 1.0, &mut out)).unwrap();
         let base = [1u32, 2, 4, 5, 7];
         let want: Vec<u32> = (0..3)
             .flat_map(|r| base.iter().map(move |b| b + 8 * r))
@@ -129,16 +132,14 @@ fn filters_hand_cases() {
         // KKT: l1 = 1, margin = 0.1 → skippable iff w == 0 and |g| <= 0.9.
         let w = [0.0f32, -0.0, 0.0, 0.5, 0.0, 0.0, 0.0, 0.0, 0.0].repeat(2);
         let g = [0.5f32, -0.9, 0.95, 0.0, f32::NAN, 0.0, -2.0, 0.1, 0.9].repeat(2);
-        isa.kkt_active_indices(&w, &g, 1.0, 0.1, &mut out).unwrap();
+        with_isa(isa, || kkt_active_indices(&w, &g, 1.0, 0.1, &mut out)).unwrap();
         let base = [2u32, 3, 4, 6];
         let want: Vec<u32> = (0..2)
             .flat_map(|r| base.iter().map(move |b| b + 9 * r))
             .collect();
         assert_eq!(out, want, "{isa}");
 
-        assert!(isa
-            .kkt_active_indices(&w, &g[1..], 1.0, 0.1, &mut out)
-            .is_err());
+        assert!(with_isa(isa, || kkt_active_indices(&w, &g[1..], 1.0, 0.1, &mut out)).is_err());
     }
 }
 

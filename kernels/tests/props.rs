@@ -3,7 +3,10 @@
 //! and 17, sub-slices starting 0..3 elements into an allocation, and values that include ±0,
 //! subnormals, huge magnitudes, infinities and NaN.
 
-use ferrops_kernels::{scalar, Isa, Rule, State};
+use ferrops_kernels::{
+    apply_dense, apply_sparse, convert, kkt_active_indices, significant_indices, sum_k, with_isa,
+    Isa, Rule, State,
+};
 use proptest::prelude::*;
 
 fn same(a: f32, b: f32) -> bool {
@@ -150,8 +153,10 @@ fn run_dense(isa: Isa, c: &Case) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
         1 => State::one(&mut s0[o..]),
         _ => State::two(&mut s0[o..], &mut s1[o..]),
     };
-    isa.apply_dense(c.rule, &mut w[o..], state, &c.inputs[o..])
-        .unwrap();
+    with_isa(isa, || {
+        apply_dense(c.rule, &mut w[o..], state, &c.inputs[o..])
+    })
+    .unwrap();
     (w, s0, s1)
 }
 
@@ -202,7 +207,7 @@ proptest! {
                 1 => State::one(&mut s0),
                 _ => State::two(&mut s0, &mut s1),
             };
-            isa.apply_sparse(rule, &mut w, state, &slots, dim, &inputs).unwrap();
+            with_isa(isa, || apply_sparse(rule, &mut w, state, &slots, dim, &inputs)).unwrap();
             (w, s0, s1)
         };
         let want = run(Isa::Scalar);
@@ -253,7 +258,7 @@ proptest! {
                 1 => State::one(&mut s0[r.clone()]),
                 _ => State::two(&mut s0[r.clone()], &mut s1[r.clone()]),
             };
-            scalar::apply_dense(rule, &mut w[r], state, &inp).unwrap();
+            with_isa(Isa::Scalar, || apply_dense(rule, &mut w[r], state, &inp)).unwrap();
         }
         assert_same(Isa::Scalar, "w", &ws, &w)?;
         assert_same(Isa::Scalar, "s0", &s0s, &s0)?;
@@ -269,10 +274,10 @@ proptest! {
     ) {
         let bufs: Vec<&[f32]> = (0..k).map(|j| &seed[j * 203 + off..j * 203 + off + n]).collect();
         let mut want = vec![1.0f32; n];
-        scalar::sum_k(&mut want, &bufs).unwrap();
+        with_isa(Isa::Scalar, || sum_k(&mut want, &bufs)).unwrap();
         for isa in fast_tiers() {
             let mut got = vec![1.0f32; n + off];
-            isa.sum_k(&mut got[off..], &bufs).unwrap();
+            with_isa(isa, || sum_k(&mut got[off..], &bufs)).unwrap();
             assert_same(isa, "sum_k", &got[off..], &want)?;
         }
     }
@@ -291,14 +296,14 @@ proptest! {
         let (d, w) = (&a[off..off + n], &w[off..off + n]);
         let mut want = Vec::new();
         let mut got = Vec::new();
-        Isa::Scalar.significant_indices(d, w, theta, eps, &mut want).unwrap();
+        with_isa(Isa::Scalar, || significant_indices(d, w, theta, eps, &mut want)).unwrap();
         for isa in fast_tiers() {
-            isa.significant_indices(d, w, theta, eps, &mut got).unwrap();
+            with_isa(isa, || significant_indices(d, w, theta, eps, &mut got)).unwrap();
             prop_assert_eq!(&got, &want, "{} significant", isa);
         }
-        Isa::Scalar.kkt_active_indices(w, d, theta, eps.min(1.0), &mut want).unwrap();
+        with_isa(Isa::Scalar, || kkt_active_indices(w, d, theta, eps.min(1.0), &mut want)).unwrap();
         for isa in fast_tiers() {
-            isa.kkt_active_indices(w, d, theta, eps.min(1.0), &mut got).unwrap();
+            with_isa(isa, || kkt_active_indices(w, d, theta, eps.min(1.0), &mut got)).unwrap();
             prop_assert_eq!(&got, &want, "{} kkt", isa);
         }
     }
@@ -321,19 +326,19 @@ proptest! {
         let mut want32 = vec![0f32; n];
         let mut got16 = vec![0u16; n];
         let mut got32 = vec![0f32; n];
-        type To16 = fn(Isa, &[f32], &mut [u16]) -> Result<(), ferrops_kernels::KernelError>;
-        type To32 = fn(Isa, &[u16], &mut [f32]) -> Result<(), ferrops_kernels::KernelError>;
+        type To16 = fn(&[f32], &mut [u16]) -> Result<(), ferrops_kernels::KernelError>;
+        type To32 = fn(&[u16], &mut [f32]) -> Result<(), ferrops_kernels::KernelError>;
         let pairs: [(&str, To16, To32); 2] = [
-            ("f16", Isa::f32_to_f16, Isa::f16_to_f32),
-            ("bf16", Isa::f32_to_bf16, Isa::bf16_to_f32),
+            ("f16", convert::f32_to_f16, convert::f16_to_f32),
+            ("bf16", convert::f32_to_bf16, convert::bf16_to_f32),
         ];
         for (name, to16, to32) in pairs {
-            to16(Isa::Scalar, src, &mut want16).unwrap();
-            to32(Isa::Scalar, halves, &mut want32).unwrap();
+            with_isa(Isa::Scalar, || to16(src, &mut want16)).unwrap();
+            with_isa(Isa::Scalar, || to32(halves, &mut want32)).unwrap();
             for isa in fast_tiers() {
-                to16(isa, src, &mut got16).unwrap();
+                with_isa(isa, || to16(src, &mut got16)).unwrap();
                 prop_assert_eq!(&got16, &want16, "{} f32 -> {}", isa, name);
-                to32(isa, halves, &mut got32).unwrap();
+                with_isa(isa, || to32(halves, &mut got32)).unwrap();
                 // Conversions are exact bit operations: NaN payloads must match too.
                 let g: Vec<u32> = got32.iter().map(|x| x.to_bits()).collect();
                 let w: Vec<u32> = want32.iter().map(|x| x.to_bits()).collect();

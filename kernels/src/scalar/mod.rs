@@ -1,6 +1,11 @@
-//! The scalar reference of every kernel: plain loops over the formulas in [`elem`], compiled
-//! without target features. The dispatched paths must match these (bit for bit, see the crate
-//! docs); tests and benchmarks call them directly.
+//! The scalar reference: the one-element formulas of every rule ([`elem`]), the fp16 / bf16
+//! bit conversions, and the plain loops of the k-way sum and the filters, compiled without
+//! target features. Every fast tier must match them bit for bit (see the crate docs).
+//!
+//! The reference of a whole kernel is the `Isa::Scalar` tier, which runs these formulas (the
+//! element-wise rules through `ops.rs`): tests and benchmarks call it through the one public
+//! entry with the tier pinned, `with_isa(Isa::Scalar, || apply_dense(..))`. This module
+//! depends on nothing else in the crate.
 
 pub mod elem;
 
@@ -9,35 +14,6 @@ mod filter;
 
 pub use convert::{bf16_bits_to_f32, f16_bits_to_f32, f32_to_bf16_bits, f32_to_f16_bits};
 pub(crate) use filter::{kkt_active_ref, significant_ref};
-
-use crate::{Isa, KernelError, Rule, State};
-
-/// Scalar reference of [`crate::apply_dense`].
-pub fn apply_dense(
-    rule: Rule,
-    w: &mut [f32],
-    state: State<'_>,
-    inputs: &[f32],
-) -> Result<(), KernelError> {
-    Isa::Scalar.apply_dense(rule, w, state, inputs)
-}
-
-/// Scalar reference of [`crate::apply_sparse`].
-pub fn apply_sparse(
-    rule: Rule,
-    w: &mut [f32],
-    state: State<'_>,
-    slots: &[u32],
-    dim: usize,
-    inputs: &[f32],
-) -> Result<(), KernelError> {
-    Isa::Scalar.apply_sparse(rule, w, state, slots, dim, inputs)
-}
-
-/// Scalar reference of [`crate::sum_k`].
-pub fn sum_k(out: &mut [f32], bufs: &[&[f32]]) -> Result<(), KernelError> {
-    Isa::Scalar.sum_k(out, bufs)
-}
 
 /// Lengths already checked.
 pub(crate) fn sum_k_ref(out: &mut [f32], bufs: &[&[f32]]) {

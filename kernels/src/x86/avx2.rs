@@ -3,8 +3,7 @@
 
 use std::arch::x86_64::*;
 
-use crate::ops::Op;
-use crate::simd::{self, Simd, Streams};
+use crate::simd::Simd;
 
 #[derive(Clone, Copy)]
 pub(crate) struct V8(__m256);
@@ -162,51 +161,7 @@ const fn compress_table() -> [[u32; 8]; 256] {
     t
 }
 
-/// # Safety
-/// AVX2 present; streams as `simd::run_dense`.
-#[target_feature(enable = "avx2,f16c")]
-pub(crate) unsafe fn dense<O: Op>(op: O, n: usize, s: Streams) {
-    // SAFETY: forwarded contract; this function enables the features `V8` needs.
-    unsafe { simd::run_dense::<V8, O>(op, n, s) }
-}
-
-/// # Safety
-/// AVX2 present; as `simd::run_sparse`.
-#[target_feature(enable = "avx2,f16c")]
-pub(crate) unsafe fn sparse<O: Op>(op: O, slots: &[u32], dim: usize, s: Streams) {
-    // SAFETY: forwarded contract.
-    unsafe { simd::run_sparse::<V8, O>(op, slots, dim, s) }
-}
-
-/// # Safety
-/// AVX2 present; every buffer as long as `out`.
-#[target_feature(enable = "avx2,f16c")]
-pub(crate) unsafe fn sum_k(out: &mut [f32], bufs: &[&[f32]]) {
-    // SAFETY: forwarded contract.
-    unsafe { simd::sum_k::<V8>(out, bufs) }
-}
-
-/// # Safety
-/// AVX2 present; equal lengths.
-#[target_feature(enable = "avx2,f16c")]
-pub(crate) unsafe fn significant(
-    delta: &[f32],
-    w: &[f32],
-    theta: f32,
-    eps: f32,
-    out: &mut Vec<u32>,
-) {
-    // SAFETY: forwarded contract.
-    unsafe { crate::filter::significant_simd::<V8>(delta, w, theta, eps, out) }
-}
-
-/// # Safety
-/// AVX2 present; equal lengths.
-#[target_feature(enable = "avx2,f16c")]
-pub(crate) unsafe fn kkt_active(w: &[f32], g: &[f32], l1: f32, margin: f32, out: &mut Vec<u32>) {
-    // SAFETY: forwarded contract.
-    unsafe { crate::filter::kkt_active_simd::<V8>(w, g, l1, margin, out) }
-}
+generic_entry_points!(V8, "avx2,f16c");
 
 /// # Safety
 /// AVX2 and F16C present; equal lengths.

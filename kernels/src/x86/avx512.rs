@@ -4,8 +4,7 @@
 
 use std::arch::x86_64::*;
 
-use crate::ops::Op;
-use crate::simd::{self, Simd, Streams};
+use crate::simd::Simd;
 
 #[derive(Clone, Copy)]
 pub(crate) struct V16(__m512);
@@ -132,51 +131,7 @@ impl Simd for V16 {
     }
 }
 
-/// # Safety
-/// AVX-512F present; streams as `simd::run_dense`.
-#[target_feature(enable = "avx512f,avx2,f16c")]
-pub(crate) unsafe fn dense<O: Op>(op: O, n: usize, s: Streams) {
-    // SAFETY: forwarded contract; this function enables the features `V16` needs.
-    unsafe { simd::run_dense::<V16, O>(op, n, s) }
-}
-
-/// # Safety
-/// AVX-512F present; as `simd::run_sparse`.
-#[target_feature(enable = "avx512f,avx2,f16c")]
-pub(crate) unsafe fn sparse<O: Op>(op: O, slots: &[u32], dim: usize, s: Streams) {
-    // SAFETY: forwarded contract.
-    unsafe { simd::run_sparse::<V16, O>(op, slots, dim, s) }
-}
-
-/// # Safety
-/// AVX-512F present; every buffer as long as `out`.
-#[target_feature(enable = "avx512f,avx2,f16c")]
-pub(crate) unsafe fn sum_k(out: &mut [f32], bufs: &[&[f32]]) {
-    // SAFETY: forwarded contract.
-    unsafe { simd::sum_k::<V16>(out, bufs) }
-}
-
-/// # Safety
-/// AVX-512F present; equal lengths.
-#[target_feature(enable = "avx512f,avx2,f16c")]
-pub(crate) unsafe fn significant(
-    delta: &[f32],
-    w: &[f32],
-    theta: f32,
-    eps: f32,
-    out: &mut Vec<u32>,
-) {
-    // SAFETY: forwarded contract.
-    unsafe { crate::filter::significant_simd::<V16>(delta, w, theta, eps, out) }
-}
-
-/// # Safety
-/// AVX-512F present; equal lengths.
-#[target_feature(enable = "avx512f,avx2,f16c")]
-pub(crate) unsafe fn kkt_active(w: &[f32], g: &[f32], l1: f32, margin: f32, out: &mut Vec<u32>) {
-    // SAFETY: forwarded contract.
-    unsafe { crate::filter::kkt_active_simd::<V16>(w, g, l1, margin, out) }
-}
+generic_entry_points!(V16, "avx512f,avx2,f16c");
 
 /// # Safety
 /// AVX-512F present; equal lengths.
