@@ -17,6 +17,7 @@ pub mod key_list;
 pub mod key_list_cache;
 pub mod memory;
 pub mod netdev;
+pub mod role;
 pub mod routing;
 pub mod scheduler;
 pub mod server;
@@ -26,5 +27,6 @@ mod transport;
 pub mod worker;
 
 pub use error::EngineError;
+pub use role::Role;
 pub use table::{Consistency, KeyLayout, TableId, TableSpec};
 pub use worker::{Completed, Ticket, Worker, WorkerInfo, SIGNED_MIN_KEYS};

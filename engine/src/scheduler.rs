@@ -163,6 +163,11 @@ impl Scheduler {
                 self.workers.push(peer);
                 self.live_workers.insert(peer);
             }
+            (Role::Scheduler, _) => {
+                let reason = "a scheduler cannot register with a scheduler".to_string();
+                reply_control(io, peer, &Control::Refused { reason });
+                return;
+            }
             (Role::Server, None) => {
                 let reason = "a server must give its address".to_string();
                 reply_control(io, peer, &Control::Refused { reason });
@@ -420,7 +425,7 @@ impl Handler for Scheduler {
                 self.nodes.remove(&peer);
                 self.retire_worker(peer, io);
             }
-            Role::Worker => {
+            Role::Worker | Role::Scheduler => {
                 self.nodes.remove(&peer);
             }
         }

@@ -9,15 +9,9 @@ pub(crate) use send::{reply_control, send_control};
 use ferrops_net::{Header, Opcode};
 use serde::{Deserialize, Serialize};
 
+pub use crate::role::Role;
 use crate::routing::RoutingTable;
 use crate::table::{TableId, TableSpec};
-
-/// The role a node registers as.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Role {
-    Server,
-    Worker,
-}
 
 /// Every control message of the protocol.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

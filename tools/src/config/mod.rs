@@ -61,35 +61,16 @@ pub fn process_env() -> EnvMap {
         .collect()
 }
 
-/// A role of a ferrops process.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
-    Scheduler,
-    Server,
-    Worker,
-}
-
-impl Role {
-    /// The role's name as used by `FERROPS_ROLE` and the subcommands.
-    pub fn name(self) -> &'static str {
-        match self {
-            Role::Scheduler => "scheduler",
-            Role::Server => "server",
-            Role::Worker => "worker",
-        }
-    }
-}
+pub use ferrops_engine::Role;
 
 /// The role named by `FERROPS_ROLE`, if set (an empty value counts as unset).
 pub fn role_from_env(env: &EnvMap) -> Result<Option<Role>> {
     let Some(value) = env_value(env, ENV_ROLE) else {
         return Ok(None);
     };
-    match value.to_ascii_lowercase().as_str() {
-        "scheduler" => Ok(Some(Role::Scheduler)),
-        "server" => Ok(Some(Role::Server)),
-        "worker" => Ok(Some(Role::Worker)),
-        _ => bail!(
+    match Role::from_name(value) {
+        Some(role) => Ok(Some(role)),
+        None => bail!(
             "invalid value `{value}` from environment variable {ENV_ROLE}: \
              expected scheduler, server or worker"
         ),

@@ -1,0 +1,68 @@
+//! The roles of a ferrops job — one name for the idea across the engine, the launcher and the
+//! command line. A node says its role when it registers with the scheduler (`Control::Register`),
+//! the launcher labels its children by it, and `FERROPS_ROLE` names it.
+
+use serde::{Deserialize, Serialize};
+
+/// What a ferrops process does in a job.
+///
+/// The variant order is part of the wire format (postcard encodes the index in
+/// `Control::Register`): new roles go at the end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Role {
+    /// Holds a range of the parameters and applies pushes to it.
+    Server,
+    /// Computes on its data, pushes updates and pulls parameters.
+    Worker,
+    /// Admits nodes, publishes the routing table, runs barriers. It never registers itself.
+    Scheduler,
+}
+
+impl Role {
+    /// Every role, in the order a job starts them.
+    pub const ALL: [Role; 3] = [Role::Scheduler, Role::Server, Role::Worker];
+
+    /// The role's name as used by `FERROPS_ROLE`, the subcommands and log labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Scheduler => "scheduler",
+            Role::Server => "server",
+            Role::Worker => "worker",
+        }
+    }
+
+    /// The role named `name` (ASCII case ignored), if any.
+    pub fn from_name(name: &str) -> Option<Role> {
+        Role::ALL
+            .into_iter()
+            .find(|role| role.name().eq_ignore_ascii_case(name))
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_ignore_case() {
+        for role in Role::ALL {
+            assert_eq!(Role::from_name(role.name()), Some(role));
+            assert_eq!(Role::from_name(&role.name().to_uppercase()), Some(role));
+        }
+        assert_eq!(Role::from_name("client"), None);
+    }
+
+    #[test]
+    fn wire_indices_of_the_registering_roles_are_unchanged() {
+        // Server and Worker were encoded as 0 and 1 before the scheduler joined the enum.
+        assert_eq!(postcard::to_stdvec(&Role::Server).unwrap(), [0]);
+        assert_eq!(postcard::to_stdvec(&Role::Worker).unwrap(), [1]);
+        assert_eq!(postcard::to_stdvec(&Role::Scheduler).unwrap(), [2]);
+    }
+}
