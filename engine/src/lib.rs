@@ -3,7 +3,11 @@
 //! ([`clock`], [`table::Consistency`]), who owns which keys ([`routing`]), the messages between
 //! nodes ([`control`]), and the three roles — [`server::run_server`],
 //! [`scheduler::run_scheduler`] and the worker API [`worker::Worker`]. Frames travel through
-//! `ferrops-net`; updates are computed by `ferrops-kernels`.
+//! `ferrops-net`, which owns every connection, poller and wait: the servers' and scheduler's
+//! event loop, the worker's client driver (the worker keeps only its requests and what to do
+//! with the replies), dialing, and interface discovery ([`netdev`] re-exports it). Memory the
+//! peer may write is registered through `ferrops_net::Link` without naming a transport. Updates
+//! are computed by `ferrops-kernels`.
 
 pub mod clock;
 pub mod config;
