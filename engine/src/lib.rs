@@ -5,7 +5,11 @@
 //! ([`clock`], [`table::Consistency`]), who owns which keys ([`routing`]), the messages between
 //! nodes and how they are sent ([`control`]), and the three roles — [`server::run_server`],
 //! [`scheduler::run_scheduler`] and the worker API [`worker::Worker`]. Frames travel through
-//! `ferrops-net`; updates are computed by `ferrops-kernels`.
+//! `ferrops-net`, which owns every connection, poller and wait: the servers' and scheduler's
+//! event loop, the worker's client driver (the worker keeps only its requests and what to do
+//! with the replies), dialing, and interface discovery. Memory the
+//! peer may write is registered through `ferrops_net::Link` without naming a transport. Updates
+//! are computed by `ferrops-kernels`.
 
 pub mod clock;
 pub mod config;
@@ -16,7 +20,6 @@ pub mod filter;
 pub mod key_list;
 pub mod key_list_cache;
 pub mod memory;
-pub mod netdev;
 pub mod role;
 pub mod routing;
 pub mod scheduler;

@@ -94,12 +94,11 @@ impl Io<'_> {
 
     /// Sends `frame` with its values RDMA-written into `dest`, the buffer the peer named in
     /// its request (the zero-copy pull reply). Only RDMA connections can.
-    #[cfg(feature = "rdma")]
     pub fn send_values_to(
         &mut self,
         peer: PeerId,
         frame: &mut FrameParts<'_>,
-        dest: crate::rdma::RemoteBuf,
+        dest: crate::RemoteRegion,
     ) -> Result<(), NetError> {
         // The values skip the frame, so they are not covered by its payload checksum.
         frame.finish(false);
@@ -112,12 +111,11 @@ impl Io<'_> {
     /// # Safety
     /// `region` must stay mapped at its address for as long as the connection lives (it is
     /// registered once and reused).
-    #[cfg(feature = "rdma")]
     pub unsafe fn send_values_from_region_to(
         &mut self,
         peer: PeerId,
         frame: &mut FrameParts<'_>,
-        dest: crate::rdma::RemoteBuf,
+        dest: crate::RemoteRegion,
         region: &[u8],
     ) -> Result<(), NetError> {
         frame.finish(false);

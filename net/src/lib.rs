@@ -1,33 +1,46 @@
 //! `ferrops-net` moves frames between ferrops nodes and knows nothing about tables or
-//! consistency. A frame is a fixed 80-byte little-endian [`Header`] followed by up to three
-//! sections (keys, values, extra), each padded to 8 bytes so that keys and values can be read in
-//! place. [`FrameReader`] decodes frames incrementally from a non-blocking socket into pooled,
-//! aligned buffers ([`BufferPool`]), checking every length against [`FrameLimits`] before it
-//! allocates; [`OutQueue`] writes frames with vectored writes straight from the caller's slices.
-//! [`EventLoop`] drives many connections with mio and hands decoded frames to a [`Handler`] —
-//! the server and scheduler in `ferrops-engine` are such handlers. Connections are [`Link`]s:
-//! TCP ([`Peer`]) or RDMA verbs ([`rdma`], feature `rdma`), chosen per process by
-//! [`transport::resolve`] from `auto|rdma|tcp`. [`Metrics`] counts bytes per section and the
-//! value bytes copied on the way. Key-list signatures ([`key_signature`]) live here because they
-//! are part of the wire.
+//! consistency; it owns every socket, verb and event loop of the system. A frame is a fixed
+//! 80-byte little-endian [`Header`] followed by up to three sections (keys, values, extra), each
+//! padded to 8 bytes so that keys and values can be read in place. [`FrameReader`] decodes frames
+//! incrementally from a non-blocking socket into pooled, aligned buffers ([`BufferPool`]),
+//! checking every length against [`FrameLimits`] before it allocates; [`OutQueue`] writes frames
+//! with vectored writes straight from the caller's slices.
+//!
+//! Connections are [`Link`]s: TCP ([`Peer`]) or RDMA verbs ([`rdma`], feature `rdma`), chosen
+//! per process by [`transport::resolve`] from `auto|rdma|tcp`. [`Link`]'s documentation lists
+//! the whole transport contract: send a frame, read frames into a [`FrameSink`], flush,
+//! addresses, and transport-neutral memory registration ([`Registration`], named to the peer
+//! as a 16-byte [`RemoteRegion`]), so that no caller needs to know which transport it talks to.
+//! Two drivers move them: [`EventLoop`] drives many connections with mio on its own thread and
+//! hands decoded frames to a [`Handler`] — the server and scheduler in `ferrops-engine` are
+//! such handlers — and [`ClientDriver`] ([`client`]) drives one client's links to its servers
+//! and scheduler on the caller's thread, spinning on RDMA links before it sleeps, handing what
+//! arrives to a [`ClientHandler`]; [`client::Dialer`] sets those links up. [`netdev`] says which
+//! network interface carries an address. [`Metrics`] counts bytes per section and the value
+//! bytes copied on the way. Key-list signatures ([`key_signature`]) live here because they are
+//! part of the wire.
 
 mod buffer;
+pub mod client;
 pub mod codec;
 mod error;
 mod event_loop;
 mod limits;
 mod link;
 mod metrics;
+pub mod netdev;
 mod peer;
 #[cfg(feature = "rdma")]
 pub mod rdma;
 mod reader;
+mod region;
 mod signature;
 pub mod transport;
 mod wire;
 mod writer;
 
 pub use buffer::{BufferPool, PooledBuf};
+pub use client::{ClientDriver, ClientHandler};
 pub use error::{NetError, WireError};
 pub use event_loop::{CloseReason, EventLoop, Handler, Io, PeerId};
 pub use limits::FrameLimits;
@@ -35,6 +48,7 @@ pub use link::Link;
 pub use metrics::{Metrics, MetricsSnapshot};
 pub use peer::Peer;
 pub use reader::{FrameReader, FrameSink, NoDirectValues, ReadOutcome};
+pub use region::{Registration, RemoteRegion};
 pub use signature::key_signature;
 pub use transport::TransportMode;
 pub use wire::{

@@ -1,24 +1,38 @@
-//! One connection of either transport behind one interface: the event loop and the worker
-//! client hold [`Link`]s and do not care whether frames travel over TCP or RDMA.
+//! One connection of either transport behind one interface: the event loop and the client
+//! driver hold [`Link`]s, and callers above them do not care whether frames travel over TCP or
+//! RDMA.
 //!
-//! Both deliver whole, validated [`Frame`]s whose payload is a pooled buffer, and both take the
-//! same [`FrameParts`] to send. The differences that remain visible are deliberate:
-//! * readiness: a TCP link is a socket (readable / writable); an RDMA link is the fd of its
-//!   completion channel, readable when a completion may be waiting (edge-triggered: call
-//!   [`Link::read_frame`] until it would block, which also re-arms the notification);
-//! * an RDMA link never blocks on send: what cannot be posted waits inside the connection and
-//!   goes out as completions return credits, so it has no writable interest;
-//! * zero-copy pull replies ([`Link::send_values_to`]) exist only on RDMA.
+//! # The transport contract
+//!
+//! What every transport provides, and all a caller may rely on:
+//! * **frames out**: [`Link::send`] takes a finished [`FrameParts`] and never blocks (TCP
+//!   queues what the socket does not take, RDMA what it cannot post yet); [`Link::flush`] moves
+//!   queued output along and says when nothing waits;
+//! * **frames in**: [`Link::read_frame`] returns the next whole, validated [`crate::Frame`]
+//!   (its payload a pooled buffer) or says it would block; a [`FrameSink`] may take the values
+//!   straight into a caller's buffer;
+//! * **memory the peer may reach**: [`Link::register_region`] registers local memory when the
+//!   transport can use it (`None` otherwise, e.g. on TCP), [`Link::send_registered`] sends a
+//!   frame whose values lie in such memory, and [`Link::send_values_to`] answers a request that
+//!   named a [`RemoteRegion`] by writing the values there; every transport accepts these calls,
+//!   and one without direct memory access falls back to plain frames or refuses with an error;
+//! * **addresses**: [`Link::addr`], [`Link::local_addr`] where the transport has them.
+//!
+//! Readiness stays inside this crate (the event loop and the client driver register links
+//! with their poller): a TCP link is a socket (readable / writable); an RDMA link is the fd of
+//! its completion channel, readable when a completion may be waiting (edge-triggered: read
+//! until it would block, which also re-arms it; call `prepare_sleep` before sleeping on it).
+//! An RDMA link never blocks on send, so it has no writable interest.
 
 use std::io;
 use std::net::SocketAddr;
 
 use mio::{Interest, Registry, Token};
 
-use crate::{FrameParts, FrameSink, NetError, Peer, ReadOutcome};
+use crate::{FrameParts, FrameSink, NetError, Peer, ReadOutcome, Registration, RemoteRegion};
 
 #[cfg(feature = "rdma")]
-use crate::rdma::{RdmaConn, RdmaError, RemoteBuf};
+use crate::rdma::{RdmaConn, RdmaError};
 
 /// A connection over TCP or RDMA.
 #[derive(Debug)]
@@ -59,7 +73,7 @@ impl Link {
     }
 
     /// The TCP connection, if this is one.
-    pub fn as_tcp_mut(&mut self) -> Option<&mut Peer> {
+    pub(crate) fn as_tcp_mut(&mut self) -> Option<&mut Peer> {
         match self {
             Link::Tcp(p) => Some(p),
             #[cfg(feature = "rdma")]
@@ -68,7 +82,7 @@ impl Link {
     }
 
     /// Registers with a poller. RDMA links are always registered readable only.
-    pub fn register(
+    pub(crate) fn register(
         &mut self,
         registry: &Registry,
         token: Token,
@@ -86,7 +100,7 @@ impl Link {
     }
 
     /// Changes the interest of a TCP link (RDMA links: nothing to change).
-    pub fn reregister(
+    pub(crate) fn reregister(
         &mut self,
         registry: &Registry,
         token: Token,
@@ -100,7 +114,7 @@ impl Link {
     }
 
     /// Removes from a poller.
-    pub fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+    pub(crate) fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
         match self {
             Link::Tcp(p) => registry.deregister(p.stream_mut()),
             #[cfg(feature = "rdma")]
@@ -138,38 +152,41 @@ impl Link {
         }
     }
 
-    /// Sends a finished frame whose values are RDMA-written into `dest`, a buffer the peer
-    /// registered and named in its request (see [`RdmaConn::send_frame_values_to`]).
-    #[cfg(feature = "rdma")]
+    /// Sends a finished frame whose values are written straight into `dest`, memory the peer
+    /// registered and named in its request (the zero-copy pull reply). Only RDMA links can;
+    /// TCP refuses with an error.
     pub fn send_values_to(
         &mut self,
         frame: &FrameParts<'_>,
-        dest: RemoteBuf,
+        dest: RemoteRegion,
     ) -> Result<(), NetError> {
         match self {
-            Link::Tcp(_) => Err(NetError::Rdma(
-                "a direct-values reply needs an RDMA connection".into(),
-            )),
+            Link::Tcp(_) => {
+                let _ = (frame, dest);
+                Err(no_direct_values())
+            }
+            #[cfg(feature = "rdma")]
             Link::Rdma(c) => Ok(c.send_frame_values_to(frame, dest)?),
         }
     }
 
     /// [`Link::send_values_to`] with the values read by the device straight from `region`
-    /// (see [`RdmaConn::send_frame_values_from_region_to`]).
+    /// (see `RdmaConn::send_frame_values_from_region_to`).
     ///
     /// # Safety
     /// `region` stays mapped at its address for as long as this link lives.
-    #[cfg(feature = "rdma")]
     pub unsafe fn send_values_from_region_to(
         &mut self,
         frame: &FrameParts<'_>,
-        dest: RemoteBuf,
+        dest: RemoteRegion,
         region: &[u8],
     ) -> Result<(), NetError> {
         match self {
-            Link::Tcp(_) => Err(NetError::Rdma(
-                "a direct-values reply needs an RDMA connection".into(),
-            )),
+            Link::Tcp(_) => {
+                let _ = (frame, dest, region);
+                Err(no_direct_values())
+            }
+            #[cfg(feature = "rdma")]
             Link::Rdma(c) => {
                 // SAFETY: forwarded from the caller.
                 Ok(unsafe { c.send_frame_values_from_region_to(frame, dest, region) }?)
@@ -177,25 +194,28 @@ impl Link {
         }
     }
 
-    /// [`Link::send`] for a frame whose values lie in `values`, registered with this RDMA link:
-    /// a bulk frame's values are then read in place (see
-    /// [`RdmaConn::send_frame_values_registered`]). The values must stay unchanged until the
+    /// [`Link::send`] for a frame whose values lie in `values`, memory registered with this
+    /// link ([`Link::register_region`]): a bulk frame's values are then read in place (see
+    /// `RdmaConn::send_frame_values_registered`). The values must stay unchanged until the
     /// peer has answered.
-    #[cfg(feature = "rdma")]
-    pub fn send_values_registered(
+    pub fn send_registered(
         &mut self,
         frame: &FrameParts<'_>,
-        values: &crate::rdma::Registration<'_>,
+        values: &Registration,
     ) -> Result<(), NetError> {
         match self {
-            Link::Tcp(p) => p.send(frame),
-            Link::Rdma(c) => Ok(c.send_frame_values_registered(frame, values)?),
+            Link::Tcp(p) => {
+                let _ = values;
+                p.send(frame)
+            }
+            #[cfg(feature = "rdma")]
+            Link::Rdma(c) => Ok(c.send_frame_values_registered(frame, &values.rdma)?),
         }
     }
 
     /// Before the caller sleeps on this link's fd: `Ok(true)` when it must not, because a frame
     /// (or the peer's goodbye) is already there. TCP links never have one hidden.
-    pub fn prepare_sleep(&mut self) -> Result<bool, NetError> {
+    pub(crate) fn prepare_sleep(&mut self) -> Result<bool, NetError> {
         match self {
             Link::Tcp(_) => Ok(false),
             #[cfg(feature = "rdma")]
@@ -203,22 +223,32 @@ impl Link {
         }
     }
 
-    /// Registers `len` bytes at `ptr` for the peer's writes when this is an RDMA link
-    /// (`Ok(None)` on TCP); see [`RdmaConn::register_raw`].
+    /// Registers `len` bytes at `ptr` with this link's transport, for the peer's writes into
+    /// them ([`Registration::remote`] names them in a request) or the device's reads from them
+    /// ([`Link::send_registered`]). `Ok(None)` where a registration would not pay: on TCP, and
+    /// for regions small enough to travel inside one small frame (copying them costs less).
     ///
     /// # Safety
-    /// As [`RdmaConn::register_raw`]: the memory stays alive and in place, and unread, for as
-    /// long as the registration lives.
-    #[cfg(feature = "rdma")]
-    pub unsafe fn register_for_peer_writes(
+    /// The memory stays alive and in place, and unread by the caller, for as long as the
+    /// registration lives.
+    pub unsafe fn register_region(
         &self,
         ptr: *mut u8,
         len: usize,
-    ) -> Result<Option<crate::rdma::Registration<'static>>, NetError> {
+    ) -> Result<Option<Registration>, NetError> {
         match self {
-            Link::Tcp(_) => Ok(None),
-            // SAFETY: forwarded from the caller.
-            Link::Rdma(c) => Ok(Some(unsafe { c.register_raw(ptr, len) }?)),
+            Link::Tcp(_) => {
+                let _ = (ptr, len);
+                Ok(None)
+            }
+            #[cfg(feature = "rdma")]
+            Link::Rdma(_) if len < crate::rdma::SMALL_FRAME_MAX => Ok(None),
+            #[cfg(feature = "rdma")]
+            Link::Rdma(c) => {
+                // SAFETY: forwarded from the caller.
+                let rdma = unsafe { c.register_raw(ptr, len) }?;
+                Ok(Some(Registration { rdma }))
+            }
         }
     }
 
@@ -235,7 +265,7 @@ impl Link {
     }
 
     /// Bytes a TCP link holds for the socket (RDMA links count their own credits instead).
-    pub fn queued_bytes(&self) -> usize {
+    pub(crate) fn queued_bytes(&self) -> usize {
         match self {
             Link::Tcp(p) => p.queued_bytes(),
             #[cfg(feature = "rdma")]
@@ -260,4 +290,9 @@ impl Link {
             Link::Rdma(_) => None,
         }
     }
+}
+
+/// A direct-values reply asked of a link whose transport cannot write into the peer's memory.
+fn no_direct_values() -> NetError {
+    NetError::Rdma("a direct-values reply needs an RDMA connection".into())
 }

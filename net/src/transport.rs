@@ -101,6 +101,23 @@ fn probe() -> Result<RdmaEndpoint, String> {
     Err("this build has no RDMA support (feature `rdma` is off)".into())
 }
 
+/// Starts `ev`'s RDMA listener on `addr` and returns the address it listens on; an error in a
+/// build without RDMA support.
+pub fn listen_rdma(
+    ev: &mut crate::EventLoop,
+    addr: std::net::SocketAddr,
+) -> Result<std::net::SocketAddr, crate::NetError> {
+    #[cfg(feature = "rdma")]
+    {
+        ev.listen_rdma(addr)
+    }
+    #[cfg(not(feature = "rdma"))]
+    {
+        let _ = (ev, addr);
+        Err(crate::NetError::Rdma("built without RDMA support".into()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

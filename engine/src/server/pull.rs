@@ -193,9 +193,8 @@ fn send_raw_pull_reply(
     frame: &mut FrameParts<'_>,
     region: Option<&[u8]>,
 ) -> Result<Result<(), ferrops_net::NetError>, Refusal> {
-    #[cfg(feature = "rdma")]
     if request.header.flags & flags::VALUES_TO_REMOTE != 0 && io.is_rdma(peer) {
-        let Some(dest) = ferrops_net::rdma::RemoteBuf::from_bytes(request.extra()) else {
+        let Some(dest) = ferrops_net::RemoteRegion::from_bytes(request.extra()) else {
             return Err(Refusal::new(
                 Status::BadFrame,
                 "a direct pull must name its buffer in 16 bytes of extra",
@@ -218,7 +217,5 @@ fn send_raw_pull_reply(
             None => io.send_values_to(peer, frame, dest),
         });
     }
-    #[cfg(not(feature = "rdma"))]
-    let _ = (request, region);
     Ok(io.send(peer, frame))
 }

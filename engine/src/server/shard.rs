@@ -66,7 +66,7 @@ pub fn run_server(cfg: &ServerConfig) -> Result<ServerReport, EngineError> {
 /// The NUMA node nearest the NIC that carries `ip`, when the machine has more than one node
 /// and the address names one NIC (not a wildcard or loopback).
 fn nic_node(ip: std::net::IpAddr) -> Option<usize> {
-    let nic = crate::netdev::interface_of(ip)?;
+    let nic = ferrops_net::netdev::interface_of(ip)?;
     match crate::memory::node_of_netdev(&nic) {
         Ok(Some(node)) => {
             tracing::info!("serving on {nic}: memory and shards go to its NUMA node {node}");

@@ -10,38 +10,9 @@ use sideway::ibverbs::AccessFlags;
 
 use super::RdmaError;
 
-/// A registered buffer of the peer, as named in a request: the values of the reply are
-/// RDMA-written to `addr..addr + len` with `rkey`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RemoteBuf {
-    pub addr: u64,
-    pub rkey: u32,
-    pub len: u32,
-}
-
-impl RemoteBuf {
-    /// Encoded size ([`RemoteBuf::to_bytes`]).
-    pub const ENCODED_LEN: usize = 16;
-
-    /// Little-endian encoding, for carrying it in a frame (e.g. a pull's extra section).
-    pub fn to_bytes(&self) -> [u8; 16] {
-        let mut out = [0u8; 16];
-        out[..8].copy_from_slice(&self.addr.to_le_bytes());
-        out[8..12].copy_from_slice(&self.rkey.to_le_bytes());
-        out[12..].copy_from_slice(&self.len.to_le_bytes());
-        out
-    }
-
-    /// Decodes [`RemoteBuf::to_bytes`]; `None` if `b` is too short.
-    pub fn from_bytes(b: &[u8]) -> Option<RemoteBuf> {
-        let b: &[u8; 16] = b.get(..16)?.try_into().ok()?;
-        Some(RemoteBuf {
-            addr: u64::from_le_bytes(b[..8].try_into().ok()?),
-            rkey: u32::from_le_bytes(b[8..12].try_into().ok()?),
-            len: u32::from_le_bytes(b[12..].try_into().ok()?),
-        })
-    }
-}
+/// A registered buffer of the peer, as named in a request: the transport-neutral
+/// [`crate::RemoteRegion`], under the name the RDMA connection has always used.
+pub type RemoteBuf = crate::RemoteRegion;
 
 /// A caller's buffer registered for remote writes, for as long as the borrow lasts.
 #[derive(Debug)]

@@ -1,0 +1,165 @@
+//! The planning that pushes and pulls share: check a request's keys (sorted, unique, inside a
+//! dense table), slice them by routing range with binary search (keys are never copied), sign
+//! each server's part when the table caches key lists, and build each part's frame with the
+//! key encoding that connection's key cache and packing switch call for.
+
+use std::ops::Range;
+
+use ferrops_net::codec::keys::encode_keys;
+use ferrops_net::codec::{choose_key_codec, KeyCodec};
+use ferrops_net::{flags, FrameParts, Header};
+use zerocopy::IntoBytes;
+
+use super::io::ClientIo;
+use super::SIGNED_MIN_KEYS;
+use crate::filter::ReducerStats;
+use crate::key_list::{check_and_sign, check_sorted_unique, KeyListError};
+use crate::routing::RoutingTable;
+use crate::table::{KeyLayout, TableSpec};
+use crate::EngineError;
+
+/// A request's keys sliced by server: which routing range each part falls in, the part's key
+/// indices, and its signature (0: unsigned).
+pub(super) struct Plan {
+    parts: Vec<(usize, Range<usize>)>,
+    signatures: Vec<u64>,
+}
+
+/// One server's share of a request.
+pub(super) struct Part {
+    pub server: u32,
+    /// The indices of the part's keys in the request's key list.
+    pub idx: Range<usize>,
+    pub signature: u64,
+}
+
+impl Plan {
+    /// Checks `keys` against the table's layout, slices them by `routing` and checks and signs
+    /// every part. Nothing is sent before this succeeds.
+    pub fn new(
+        routing: &RoutingTable,
+        spec: &TableSpec,
+        keys: &[u64],
+    ) -> Result<Plan, EngineError> {
+        check_layout(spec.layout, keys)?;
+        let parts = routing.slice_for(spec.layout, keys);
+        let signatures = sign_if_caching(spec.key_caching, check_and_sign_parts(keys, &parts)?);
+        Ok(Plan { parts, signatures })
+    }
+
+    /// The parts, in key order, with the server each goes to.
+    pub fn parts<'a>(&'a self, routing: &'a RoutingTable) -> impl Iterator<Item = Part> + 'a {
+        self.parts
+            .iter()
+            .zip(&self.signatures)
+            .map(|((range, idx), &signature)| Part {
+                server: routing.ranges[*range].server,
+                idx: idx.clone(),
+                signature,
+            })
+    }
+}
+
+/// A dense table's keys must lie in `0..keys` (sortedness is checked with the signature).
+fn check_layout(layout: KeyLayout, keys: &[u64]) -> Result<(), EngineError> {
+    if let (KeyLayout::Dense { keys: n }, Some(&last)) = (layout, keys.last()) {
+        if last >= n {
+            let first = keys.first().copied().unwrap_or(last);
+            return Err(KeyListError::OutOfRange {
+                first,
+                last,
+                begin: 0,
+                end: n,
+            }
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// Checks that the whole list is sorted and unique (each server's part, and the boundaries
+/// between parts) and signs each part long enough to be worth caching (0: unsigned), reading
+/// every key once. Nothing is sent before this succeeds.
+fn check_and_sign_parts(
+    keys: &[u64],
+    parts: &[(usize, Range<usize>)],
+) -> Result<Vec<u64>, EngineError> {
+    let signed = keys.len() >= SIGNED_MIN_KEYS;
+    let mut signatures = Vec::with_capacity(parts.len());
+    for (_, idx) in parts {
+        let part = &keys[idx.clone()];
+        if idx.start > 0 && keys[idx.start - 1] >= keys[idx.start] {
+            check_sorted_unique(&keys[idx.start - 1..=idx.start])
+                .map_err(|e| e.shifted(idx.start - 1))?;
+        }
+        let signature = if signed {
+            check_and_sign(part).map_err(|e| e.shifted(idx.start))?
+        } else {
+            check_sorted_unique(part).map_err(|e| e.shifted(idx.start))?;
+            0
+        };
+        signatures.push(signature);
+    }
+    Ok(signatures)
+}
+
+/// The frame of one server's share of a request. A signed list the key cache of the
+/// connection to `server` says that server holds travels as its signature alone; other lists
+/// are delta + bit packed into `key_buf` when that pays (and both the connection and the
+/// table, `table_packing`, allow it), raw otherwise.
+pub(super) fn part_frame<'a>(
+    mut header: Header,
+    request: u64,
+    keys: &'a [u64],
+    signature: u64,
+    (io, server, table_packing): (&mut ClientIo, u32, bool),
+    key_buf: &'a mut Vec<u8>,
+    stats: &mut ReducerStats,
+) -> Result<FrameParts<'a>, EngineError> {
+    let packing = io.key_packing && table_packing;
+    let cache = &mut io.inbound.key_caches[server as usize];
+    header.request_id = request.into();
+    header.key_count = (keys.len() as u32).into();
+    header.key_signature = signature.into();
+    if signature != 0 && !keys.is_empty() {
+        let id = (header.table.get(), signature);
+        if cache.access(id, keys.len() as u64, || ()).is_some() {
+            header.flags |= flags::KEYS_BY_SIGNATURE;
+            stats.key_cached.record(keys.len() * 8, 0);
+            return Ok(FrameParts::header_only(header));
+        }
+    }
+    let codec = if packing {
+        choose_key_codec(keys)
+    } else {
+        KeyCodec::Raw
+    };
+    let wire_keys: &[u8] = if codec == KeyCodec::Raw {
+        keys.as_bytes()
+    } else {
+        key_buf.clear();
+        encode_keys(codec, keys, key_buf).map_err(codec_error)?;
+        header.key_codec = codec.id();
+        key_buf
+    };
+    stats.record_keys(codec, keys.len() * 8, wire_keys.len());
+    Ok(FrameParts {
+        header,
+        keys: wire_keys,
+        values: &[],
+        extra: &[],
+    })
+}
+
+/// A table without key caching sends every list whole: no part carries a signature (the
+/// server caches only signed lists).
+fn sign_if_caching(caching: bool, mut signatures: Vec<u64>) -> Vec<u64> {
+    if !caching {
+        signatures.iter_mut().for_each(|s| *s = 0);
+    }
+    signatures
+}
+
+pub(super) fn codec_error(e: ferrops_net::codec::CodecError) -> EngineError {
+    EngineError::Config(format!("cannot encode: {e}"))
+}

@@ -1,0 +1,125 @@
+//! Dialing a server: over RDMA when both ends can, over TCP otherwise.
+//!
+//! A server that can use RDMA listens on both transports and advertises both addresses. A
+//! client dials the RDMA address when it may use RDMA itself ([`TransportMode`], resolved once
+//! per [`Dialer`]) and the server offers one, and the TCP address otherwise: so a job may mix
+//! nodes with and without RDMA. `TransportMode::Rdma` turns every fallback into an error.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::transport::{resolve, RdmaRequired};
+use crate::{BufferPool, FrameLimits, Link, Metrics, NetError, Peer, TransportMode};
+
+/// Where one server listens, as the routing table names it.
+#[derive(Clone, Copy, Debug)]
+pub struct ServerAddrs<'a> {
+    /// The server's rank (for messages).
+    pub server: u32,
+    /// Its TCP address, `ip:port`.
+    pub tcp: &'a str,
+    /// Its RDMA (rdma_cm) address, when it offers one.
+    pub rdma: Option<&'a str>,
+}
+
+/// How connections are set up.
+#[derive(Clone, Copy, Debug)]
+pub struct DialOptions {
+    /// How long a TCP connect may take.
+    pub connect_timeout: Duration,
+    /// The frame limits of the new connection.
+    pub limits: FrameLimits,
+    /// How long an RDMA connection polls its completion queue before it sleeps.
+    pub rdma_busy_poll: Duration,
+}
+
+/// Why a server could not be dialed.
+#[derive(Debug, thiserror::Error)]
+pub enum DialError {
+    /// The addresses or the transport setting do not allow a connection.
+    #[error("{0}")]
+    Config(String),
+    /// The transport failed.
+    #[error(transparent)]
+    Net(#[from] NetError),
+}
+
+/// What a client uses to reach its servers: whether it may use RDMA at all (decided once).
+#[derive(Clone, Copy, Debug)]
+pub struct Dialer {
+    mode: TransportMode,
+    rdma: bool,
+}
+
+impl Dialer {
+    /// Resolves `mode` on this machine (see [`resolve`]).
+    pub fn new(mode: TransportMode) -> Result<Dialer, RdmaRequired> {
+        let rdma = resolve(mode)?.is_some();
+        Ok(Dialer { mode, rdma })
+    }
+
+    /// Connects to `to`: over RDMA when both ends can, otherwise TCP.
+    pub fn connect(
+        &self,
+        to: ServerAddrs<'_>,
+        options: &DialOptions,
+        pool: BufferPool,
+        metrics: Metrics,
+    ) -> Result<Link, DialError> {
+        let parse = |text: &str| -> Result<SocketAddr, DialError> {
+            text.parse().map_err(|e| {
+                DialError::Config(format!(
+                    "server {} has a bad address {text}: {e}",
+                    to.server
+                ))
+            })
+        };
+        if self.rdma {
+            match to.rdma {
+                Some(rdma) => {
+                    let addr = parse(rdma)?;
+                    match dial_rdma(addr, options, pool.clone(), metrics.clone()) {
+                        Ok(link) => return Ok(link),
+                        Err(e) if self.mode == TransportMode::Rdma => return Err(e),
+                        Err(e) => tracing::warn!(
+                            "server {}: RDMA connection to {addr} failed ({e}); using TCP",
+                            to.server
+                        ),
+                    }
+                }
+                None if self.mode == TransportMode::Rdma => {
+                    return Err(DialError::Config(format!(
+                        "--transport rdma was asked for, but server {} offers no RDMA address \
+                         (it runs without an RDMA device or with --transport tcp)",
+                        to.server
+                    )))
+                }
+                None => tracing::info!(
+                    "server {} offers no RDMA address: using TCP to it",
+                    to.server
+                ),
+            }
+        }
+        let addr = parse(to.tcp)?;
+        let peer = Peer::connect(addr, options.connect_timeout, options.limits, pool, metrics)?;
+        Ok(Link::Tcp(peer))
+    }
+}
+
+#[cfg(feature = "rdma")]
+fn dial_rdma(
+    addr: SocketAddr,
+    options: &DialOptions,
+    pool: BufferPool,
+    metrics: Metrics,
+) -> Result<Link, DialError> {
+    let mut conn = crate::rdma::RdmaConn::connect_with(addr, options.limits, pool, metrics)
+        .map_err(NetError::from)?;
+    conn.set_busy_poll(options.rdma_busy_poll);
+    Ok(conn.into())
+}
+
+#[cfg(not(feature = "rdma"))]
+fn dial_rdma(_: SocketAddr, _: &DialOptions, _: BufferPool, _: Metrics) -> Result<Link, DialError> {
+    Err(DialError::Config("built without RDMA support".into()))
+}
