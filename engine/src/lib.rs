@@ -10,6 +10,14 @@
 //! with the replies), dialing, and interface discovery. Memory the
 //! peer may write is registered through `ferrops_net::Link` without naming a transport. Updates
 //! are computed by `ferrops-kernels`.
+//!
+//! Where things go: each role is a folder or file of its own that only meets the others
+//! through [`control`] messages and frames — `server/` (shards, admission, request admission
+//! and ownership, push, pull, report), `worker/` (one request planner shared by push and pull,
+//! the pending requests, what to do with what arrives) and `scheduler.rs`; a new role is a new
+//! [`Role`] variant (at the end: its index is on the wire) and a module beside them. A new
+//! control message is a [`control::Control`] variant; a new request-level check of a push or
+//! pull goes in `server/request.rs` (for both) or `server/push.rs` / `server/pull.rs`.
 
 pub mod clock;
 pub mod config;

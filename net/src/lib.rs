@@ -19,6 +19,12 @@
 //! network interface carries an address. [`Metrics`] counts bytes per section and the value
 //! bytes copied on the way. Key-list signatures ([`key_signature`]) live here because they are
 //! part of the wire.
+//!
+//! Where things go: a new transport (shared memory, say) is a module beside [`rdma`] that
+//! provides what [`Link`]'s contract lists, a variant of [`Link`] forwarding to it, a case in
+//! [`transport::resolve`] and in [`client::Dialer`], and a listener the [`EventLoop`] adopts
+//! connections from; nothing above this crate changes. A new opcode or header flag goes in
+//! `wire.rs`; a new codec in [`codec`].
 
 mod buffer;
 pub mod client;
