@@ -19,6 +19,9 @@
 //! control message is a [`control::Control`] variant; a new request-level check of a push or
 //! pull goes in `server/request.rs` (for both) or `server/push.rs` / `server/pull.rs`.
 
+// Unsafe code only in the modules marked `#[allow(unsafe_code)]` below, each saying why.
+#![deny(unsafe_code)]
+
 pub mod clock;
 pub mod config;
 mod connect;
@@ -27,6 +30,7 @@ mod error;
 pub mod filter;
 pub mod key_list;
 pub mod key_list_cache;
+#[allow(unsafe_code)] // mmap, mlock, mbind of parameter segments
 pub mod memory;
 pub mod role;
 pub mod routing;

@@ -26,17 +26,24 @@
 //! connections from; nothing above this crate changes. A new opcode or header flag goes in
 //! `wire.rs`; a new codec in [`codec`].
 
+// Unsafe code only in the modules marked `#[allow(unsafe_code)]` below, each saying why.
+#![deny(unsafe_code)]
+
 mod buffer;
 pub mod client;
 pub mod codec;
 mod error;
+#[allow(unsafe_code)] // forwards direct RDMA writes from registered regions
 mod event_loop;
 mod limits;
+#[allow(unsafe_code)] // forwards registrations and direct writes to the RDMA connection
 mod link;
 mod metrics;
+#[allow(unsafe_code)] // getifaddrs
 pub mod netdev;
 mod peer;
 #[cfg(feature = "rdma")]
+#[allow(unsafe_code)] // verbs: registrations, posting, completions
 pub mod rdma;
 mod reader;
 mod region;

@@ -21,6 +21,8 @@
 //! # Ok(()) }
 //! ```
 
+#![forbid(unsafe_code)]
+
 pub mod config;
 #[doc(hidden)]
 pub mod internal;

@@ -8,6 +8,9 @@
 //! Exit codes: 0 on success, 1 for errors (printed as `error: ...` with their causes), 2 for usage
 //! errors (from clap); `ferrops local` exits with its failed child's code.
 
+// Unsafe code only in the modules marked `#[allow(unsafe_code)]` below, each saying why.
+#![deny(unsafe_code)]
+
 use std::io::{self, IsTerminal, Write};
 use std::net::SocketAddr;
 use std::process::ExitCode;

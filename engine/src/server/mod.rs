@@ -26,6 +26,7 @@ use crate::store::{SharedKeys, StoreError, StoreOptions, TableStore};
 use crate::EngineError;
 
 mod admission;
+#[allow(unsafe_code)] // RDMA-writes pull values from the table's segment
 mod pull;
 mod push;
 mod report;

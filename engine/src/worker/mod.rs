@@ -8,12 +8,15 @@
 //! `ferrops_net::ClientDriver`'s ([`io`]); what arrives is handled by [`inbound`], and the
 //! requests still waiting for answers are kept in [`pending`].
 
+#[allow(unsafe_code)] // registers a caller's slice for the peer's direct access
 mod direct;
 mod inbound;
 mod io;
 mod pending;
 mod plan;
+#[allow(unsafe_code)] // lends slices of the caller's buffer to registrations
 mod pull;
+#[allow(unsafe_code)] // lends the caller's values to registrations
 mod push;
 
 use std::collections::HashMap;

@@ -18,6 +18,7 @@
 
 mod fleet;
 mod output;
+#[allow(unsafe_code)] // pre_exec (parent-death signal) and kill of a process group
 mod process;
 mod spec;
 #[cfg(test)]
