@@ -292,6 +292,63 @@ fn distributed_l1lr_matches_the_single_process_solver() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Trains with `--step <step>` (τ = 0, 2 workers, 1 server) and returns the trace.
+fn train_step(data: &Path, dir: &Path, step: &str, iters: usize) -> Vec<trace::Record> {
+    let json = dir.join(format!("trace-{step}.jsonl"));
+    let out = run_ok(
+        ferrops()
+            .args(["train", "l1lr", "--servers", "1", "--workers", "2"])
+            .args(["--blocks", "4", "--lambda", "2", "--step", step])
+            .args(["--iters", &iters.to_string(), "--data"])
+            .arg(data)
+            .arg("--json")
+            .arg(&json)
+            .env("FERROPS_LOG", "warn"),
+    );
+    assert!(out.contains("final: objective"), "{out}");
+    trace::read(&json).unwrap()
+}
+
+#[test]
+fn line_search_steps_descend_and_beat_the_bound_steps() {
+    let dir = scratch("l1lr-line");
+    let data = dir.join("train.svm");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&data).unwrap());
+    gen::write(
+        &GenSpec {
+            rows: 2000,
+            features: 400,
+            nnz_per_row: 12,
+            seed: 5,
+        },
+        &mut out,
+    )
+    .unwrap();
+    drop(out);
+    let rows = read_part(&data, 0, 1).unwrap();
+    let dim = rows.dim();
+    let best = reference::objective(&rows, &reference::solve(&rows, dim, 2.0, 200), 2.0);
+    let line = train_step(&data, &dir, "line", 10);
+    let bound = train_step(&data, &dir, "bound", 10);
+    let (l, b) = (line.last().unwrap(), bound.last().unwrap());
+    eprintln!(
+        "after 10 iterations: line {} bound {} optimum {best}",
+        l.objective, b.objective
+    );
+    assert!(l.objective <= b.objective, "line {l:?} bound {b:?}");
+    // Every accepted step lowers the objective (the per-iteration records sum the shards'
+    // losses in f32: allow for that rounding).
+    assert!(line
+        .windows(2)
+        .all(|p| p[1].objective <= p[0].objective * (1.0 + 1e-6)));
+    let gap = (l.objective - best) / best;
+    assert!(
+        gap.abs() < 1e-2,
+        "line search after 10 iterations: gap {gap}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn rica_on_whitened_patches_lowers_its_objective() {
     let dir = scratch("rica");

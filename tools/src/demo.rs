@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 
 use crate::apps::train::{self, L1lrRun};
 use crate::data::gen::{self, GenSpec};
-use crate::jobs::l1lr::L1lrSettings;
+use crate::jobs::l1lr::{L1lrSettings, Step};
 
 /// What the demo runs.
 #[derive(Clone, Debug)]
@@ -84,6 +84,7 @@ fn run_in(args: &DemoOptions, seed: u64, dir: &std::path::Path) -> Result<()> {
             delta: 1.0,
             window: None,
             kkt: false,
+            step: Step::Auto,
         },
         servers: args.servers,
         workers: args.workers,

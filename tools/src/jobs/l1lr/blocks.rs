@@ -3,6 +3,11 @@
 //! of a power-law set over every block), each block keeps its features in key order (the order
 //! pulls and pushes need) and its columns in compressed sparse column form, and the shard keeps
 //! the margins `m_i = wᵀx_i` of its rows up to date as block weights change.
+//!
+//! A block also lists the features *present* in this shard (columns with at least one entry):
+//! only their gradients can be nonzero and only their weights move this shard's margins, so a
+//! worker pushes and pulls just those keys. The logistic derivatives are computed once per row
+//! and step, not once per nonzero.
 
 use crate::data::Rows;
 use crate::synth::feature_key;
@@ -24,6 +29,10 @@ pub struct Block {
     /// blocks updated concurrently with it (see [`Shard::new`]): with it the diagonal curvature
     /// bounds the Hessian of all those blocks together (Cauchy–Schwarz over the row).
     pub curv: Vec<f32>,
+    /// Columns (indices into `keys`) with at least one entry in this shard, ascending.
+    pub present: Vec<u32>,
+    /// Their keys (sorted, as `keys` is).
+    pub present_keys: Vec<u64>,
 }
 
 /// The shard: labels, margins and the blocks, plus the weights the margins reflect.
@@ -34,6 +43,12 @@ pub struct Shard {
     pub blocks: Vec<Block>,
     /// Per block, the weights (in the block's key order) the margins currently include.
     pub weights: Vec<Vec<f32>>,
+    /// Scratch: per row, the loss's first and second derivative at the margin.
+    d1: Vec<f64>,
+    d2: Vec<f64>,
+    /// Scratch of a line search: the margin change of a proposed step, and the rows it moves.
+    dm: Vec<f64>,
+    touched: Vec<u32>,
 }
 
 /// Gradient and curvature of one block, key-major (`[g0, h0, g1, h1, ...]`), as pushed to the
@@ -45,6 +60,7 @@ impl Shard {
     /// consecutive blocks may be updated from the same stale margins (τ + 1 under delay τ); the
     /// curvature of a block then counts a row's nonzeros in the block and the `window − 1`
     /// blocks before it, so that the delayed steps together still take a majorised step.
+    /// `window` 0 gives the exact diagonal of the Hessian (for steps checked by a line search).
     pub fn new(rows: &Rows, dim: usize, blocks: usize, window: usize) -> Shard {
         let blocks_n = blocks.max(1);
         // Count each feature's entries, then lay out columns block by block in key order.
@@ -72,6 +88,8 @@ impl Shard {
                     rows: vec![0; nnz],
                     vals: vec![0.0; nnz],
                     curv: vec![0.0; nnz],
+                    present: Vec::new(),
+                    present_keys: Vec::new(),
                 }
             })
             .collect();
@@ -91,9 +109,13 @@ impl Shard {
             }
             for (&j, &x) in idx.iter().zip(val) {
                 let b = j as usize % blocks_n;
-                let together: u32 = (0..window.clamp(1, blocks_n))
-                    .map(|k| per_block[(b + blocks_n - k) % blocks_n])
-                    .sum();
+                let together: u32 = if window == 0 {
+                    1
+                } else {
+                    (0..window.min(blocks_n))
+                        .map(|k| per_block[(b + blocks_n - k) % blocks_n])
+                        .sum()
+                };
                 let at = next[j as usize];
                 next[j as usize] += 1;
                 let block = &mut out[b];
@@ -102,12 +124,93 @@ impl Shard {
                 block.curv[at] = together as f32 * x * x;
             }
         }
+        for block in &mut out {
+            block.present = (0..block.keys.len())
+                .filter(|&c| block.col_ptr[c + 1] > block.col_ptr[c])
+                .map(|c| c as u32)
+                .collect();
+            block.present_keys = block
+                .present
+                .iter()
+                .map(|&c| block.keys[c as usize])
+                .collect();
+        }
         let weights = out.iter().map(|b| vec![0.0; b.keys.len()]).collect();
         Shard {
             labels: rows.labels.clone(),
             margins: vec![0.0; rows.len()],
             blocks: out,
             weights,
+            d1: Vec::new(),
+            d2: Vec::new(),
+            dm: vec![0.0; rows.len()],
+            touched: Vec::new(),
+        }
+    }
+
+    /// Moves block `b`'s present features to `new` (one value per entry of `present`).
+    pub fn set_present_weights(&mut self, b: usize, new: &[f32]) {
+        let block = &self.blocks[b];
+        let old = &mut self.weights[b];
+        for (&c, &n) in block.present.iter().zip(new) {
+            let c = c as usize;
+            if n != old[c] {
+                let d = f64::from(n) - f64::from(old[c]);
+                for e in block.col_ptr[c]..block.col_ptr[c + 1] {
+                    self.margins[block.rows[e] as usize] += d * f64::from(block.vals[e]);
+                }
+                old[c] = n;
+            }
+        }
+    }
+
+    /// The loss change on this shard of moving block `b`'s present features by `alpha · d`
+    /// (`d` per entry of `present`), for each of `alphas`: Σ_i loss(m_i + α·Δm_i) − loss(m_i)
+    /// over the rows the step moves. Keeps `Δm` for [`Shard::take_step`].
+    pub fn probe_step(&mut self, b: usize, d: &[f32], alphas: &[f32]) -> Vec<f64> {
+        let block = &self.blocks[b];
+        for &i in &self.touched {
+            self.dm[i as usize] = 0.0;
+        }
+        self.touched.clear();
+        for (&c, &dc) in block.present.iter().zip(d) {
+            if dc == 0.0 {
+                continue;
+            }
+            let c = c as usize;
+            for e in block.col_ptr[c]..block.col_ptr[c + 1] {
+                let i = block.rows[e] as usize;
+                if self.dm[i] == 0.0 {
+                    self.touched.push(i as u32);
+                }
+                self.dm[i] += f64::from(dc) * f64::from(block.vals[e]);
+            }
+        }
+        let mut out = vec![0.0; alphas.len()];
+        for &i in &self.touched {
+            let i = i as usize;
+            let (y, m, dm) = (self.labels[i], self.margins[i], self.dm[i]);
+            let base = logistic::loss(y, m);
+            for (o, &a) in out.iter_mut().zip(alphas) {
+                *o += logistic::loss(y, m + f64::from(a) * dm) - base;
+            }
+        }
+        out
+    }
+
+    /// Takes the step probed last: block `b`'s present weights become `w + alpha · d` (in f32,
+    /// as worker 0 computes them) and the margins move by `alpha · Δm`.
+    pub fn take_step(&mut self, b: usize, d: &[f32], alpha: f32) {
+        if alpha == 0.0 {
+            return;
+        }
+        let block = &self.blocks[b];
+        let w = &mut self.weights[b];
+        for (&c, &dc) in block.present.iter().zip(d) {
+            w[c as usize] = step(w[c as usize], dc, alpha);
+        }
+        for &i in &self.touched {
+            self.margins[i as usize] += f64::from(alpha) * self.dm[i as usize];
         }
     }
 
@@ -127,19 +230,26 @@ impl Shard {
         }
     }
 
-    /// Gradient and curvature of block `b` over this shard at the current margins, into `out`
-    /// (key-major pairs).
-    pub fn grad_curv(&self, b: usize, out: &mut GradCurv) {
+    /// Gradient and curvature of block `b`'s present features over this shard at the current
+    /// margins, into `out` (key-major pairs, one per entry of `present`).
+    pub fn grad_curv(&mut self, b: usize, out: &mut GradCurv) {
+        self.d1.clear();
+        self.d2.clear();
+        for (&y, &m) in self.labels.iter().zip(&self.margins) {
+            let (d1, d2) = logistic::derivatives(y, m);
+            self.d1.push(d1);
+            self.d2.push(d2);
+        }
         let block = &self.blocks[b];
         out.clear();
-        out.reserve(2 * block.keys.len());
-        for c in 0..block.keys.len() {
+        out.reserve(2 * block.present.len());
+        for &c in &block.present {
+            let c = c as usize;
             let (mut g, mut h) = (0.0f64, 0.0f64);
             for e in block.col_ptr[c]..block.col_ptr[c + 1] {
                 let i = block.rows[e] as usize;
-                let (d1, d2) = logistic::derivatives(self.labels[i], self.margins[i]);
-                g += d1 * f64::from(block.vals[e]);
-                h += d2 * f64::from(block.curv[e]);
+                g += self.d1[i] * f64::from(block.vals[e]);
+                h += self.d2[i] * f64::from(block.curv[e]);
             }
             out.push(g as f32);
             out.push(h as f32);
@@ -162,6 +272,16 @@ impl Shard {
             .filter(|(&y, &m)| f64::from(y) * m > 0.0)
             .count();
         (loss, correct)
+    }
+}
+
+/// One weight moved by `alpha` along `d`, in f32: the one formula worker 0 and every worker use,
+/// so that their copies of the weights stay equal bit for bit.
+pub fn step(w: f32, d: f32, alpha: f32) -> f32 {
+    if alpha == 1.0 {
+        w + d
+    } else {
+        w + alpha * d
     }
 }
 
@@ -236,6 +356,47 @@ mod tests {
                 );
                 assert!(gc[2 * c + 1] >= 0.0);
             }
+        }
+    }
+
+    #[test]
+    fn present_features_are_exactly_the_columns_with_entries() {
+        let rows = rows();
+        // Features 0..8 in 3 blocks; this shard has 0, 1, 2, 3, 4 only.
+        let shard = Shard::new(&rows, 9, 3, 1);
+        let mut seen = Vec::new();
+        for block in &shard.blocks {
+            for (&c, &k) in block.present.iter().zip(&block.present_keys) {
+                assert_eq!(block.keys[c as usize], k);
+                assert!(block.col_ptr[c as usize + 1] > block.col_ptr[c as usize]);
+                seen.push(block.features[c as usize]);
+            }
+            assert!(block.present_keys.windows(2).all(|k| k[0] < k[1]));
+        }
+        seen.sort_unstable();
+        assert_eq!(seen, vec![0, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn a_probed_step_matches_the_loss_after_taking_it() {
+        let rows = rows();
+        let mut shard = Shard::new(&rows, 5, 2, 0);
+        let mut gc = Vec::new();
+        shard.grad_curv(1, &mut gc);
+        let d: Vec<f32> = (0..shard.blocks[1].present.len())
+            .map(|p| -gc[2 * p] / (gc[2 * p + 1] + 1.0))
+            .collect();
+        let before = shard.loss_and_correct().0;
+        let change = shard.probe_step(1, &d, &[1.0, 0.5]);
+        shard.take_step(1, &d, 0.5);
+        let after = shard.loss_and_correct().0;
+        assert!((after - before - change[1]).abs() < 1e-9);
+        // The margins equal those of the new weights set from scratch.
+        let mut fresh = Shard::new(&rows, 5, 2, 0);
+        let w = shard.weights[1].clone();
+        fresh.set_weights(1, &w);
+        for (a, b) in shard.margins.iter().zip(&fresh.margins) {
+            assert!((a - b).abs() < 1e-6);
         }
     }
 }

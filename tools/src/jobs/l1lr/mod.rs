@@ -54,23 +54,24 @@
 //! every worker's push of step s. With τ ≥ B that wait is stricter than the weights' one.
 
 mod blocks;
+mod kkt;
+mod line;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use ferrops_engine::config::WorkerConfig;
-use ferrops_engine::filter::KktFilter;
 use ferrops_engine::{Consistency, TableId, TableSpec, Worker};
 use ferrops_kernels::Rule;
 use serde::Serialize;
 
-use blocks::Shard;
+use blocks::{Block, Shard};
+use kkt::Kkt;
 
 use super::positive_count;
 use crate::data::read_part;
 use crate::logistic::scaled_prox_l1;
-use crate::synth::feature_key;
 use crate::trace::{self, Record};
 
 /// The KKT filter's safety margin: a zero weight is skipped only if |g| ≤ λ(1 − margin).
@@ -79,6 +80,20 @@ pub const KKT_MARGIN: f32 = 0.1;
 pub const KKT_RECHECK: u64 = 5;
 /// Keys per float of a KKT mask (integers below 2¹⁶ are exact in f32).
 const MASK_BITS: usize = 16;
+
+/// How a block's step is sized.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Step {
+    /// `line` at τ = 0 without the KKT filter, `bound` otherwise.
+    Auto,
+    /// The proximal step with the curvature bound of `--window` blocks, applied on the
+    /// servers: a majorised step, so it converges under delay τ.
+    Bound,
+    /// The proximal step with the exact diagonal curvature, shortened by a backtracking line
+    /// search on the block's objective (τ = 0 only).
+    Line,
+}
 
 /// The model and schedule of an L1-LR run: the options `ferrops train l1lr` takes and hands
 /// on to the `l1lr` job unchanged.
@@ -117,6 +132,22 @@ pub struct L1lrSettings {
     /// inside λ at the previous update), with every key pushed every few iterations.
     #[arg(long)]
     pub kkt: bool,
+
+    /// Step rule: `bound` (majorised, any τ), `line` (exact diagonal curvature and a line
+    /// search; τ = 0), `auto` (line where it applies).
+    #[arg(long, value_enum, default_value_t = Step::Auto)]
+    pub step: Step,
+}
+
+impl L1lrSettings {
+    /// The step rule `auto` resolves to.
+    pub fn resolved_step(&self) -> Step {
+        match self.step {
+            Step::Auto if self.tau == 0 && !self.kkt => Step::Line,
+            Step::Auto => Step::Bound,
+            other => other,
+        }
+    }
 }
 
 /// Arguments of the `l1lr` job: the run's settings and what the driver works out for the
@@ -151,6 +182,10 @@ impl L1lrArgs {
         ensure!(
             !o.kkt || o.lambda > 0.0,
             "the KKT filter needs an L1 penalty (--lambda > 0)"
+        );
+        ensure!(
+            o.step != Step::Line || (o.tau == 0 && !o.kkt),
+            "--step line needs --tau 0 and no KKT filter"
         );
         Ok(())
     }
@@ -205,7 +240,12 @@ pub fn run(cfg: &WorkerConfig, args: &L1lrArgs) -> Result<()> {
         args.dim
     );
     let local_nnz = rows.idx.len() as f32;
-    let window = o.window.unwrap_or(o.tau as usize + 1);
+    let step = o.resolved_step();
+    let window = match (step, o.window) {
+        (_, Some(n)) => n,
+        (Step::Line, None) => 0, // the exact diagonal: the line search keeps the step safe
+        _ => o.tau as usize + 1,
+    };
     let mut shard = Shard::new(&rows, args.dim, o.blocks.min(args.dim), window);
     drop(rows);
     let nb = shard.blocks.len();
@@ -215,14 +255,18 @@ pub fn run(cfg: &WorkerConfig, args: &L1lrArgs) -> Result<()> {
         o.blocks,
         args.dim
     );
-    let weights = w.declare_table(
-        TableSpec::new("l1lr.w", 1)
+    let weights = w.declare_table(match step {
+        // The line search's weights are worker 0's, assigned once chosen.
+        Step::Line => TableSpec::new("l1lr.w", 1)
+            .rule(Rule::Assign)
+            .consistency(Consistency::Sequential),
+        _ => TableSpec::new("l1lr.w", 1)
             .rule(Rule::ScaledProxL1 {
                 l1: o.lambda,
                 delta: o.delta,
             })
             .consistency(Consistency::BoundedDelay(o.tau.saturating_mul(2))),
-    )?;
+    })?;
     // τ + 2 slots make reuse safe (module docs); a run of fewer steps never reuses one.
     let slots = (o.tau as usize + 2).min(o.iters * nb + 1);
     let acc = (0..slots)
@@ -239,12 +283,16 @@ pub fn run(cfg: &WorkerConfig, args: &L1lrArgs) -> Result<()> {
             .rule(Rule::Sum)
             .consistency(Consistency::Sequential),
     )?;
+    let line_tables = match step {
+        Step::Line => Some(line::Tables::declare(&w)?),
+        _ => None,
+    };
     let mut kkt = if o.kkt {
         Some(Kkt::new(&w, &shard, o.lambda, rank == 0)?)
     } else {
         None
     };
-    let mut out = match (&args.trace, rank) {
+    let out = match (&args.trace, rank) {
         (Some(path), 0) => Some(
             trace::Writer::create(path)
                 .with_context(|| format!("creating the trace {}", path.display()))?,
@@ -253,11 +301,15 @@ pub fn run(cfg: &WorkerConfig, args: &L1lrArgs) -> Result<()> {
     };
     if rank == 0 && args.lines {
         println!(
-            "l1lr: {} features in {nb} blocks, {workers} workers, λ = {}, τ = {}, δ = {}{}",
+            "l1lr: {} features in {nb} blocks, {workers} workers, λ = {}, τ = {}, δ = {}, {} step{}",
             args.dim,
             o.lambda,
             o.tau,
             o.delta,
+            match step {
+                Step::Line => "line-search",
+                _ => "bound",
+            },
             if o.kkt { ", KKT filter" } else { "" }
         );
     }
@@ -266,83 +318,102 @@ pub fn run(cfg: &WorkerConfig, args: &L1lrArgs) -> Result<()> {
     let mut idle = Duration::ZERO;
     // Worker 0's exact copy of the weights, per block in key order.
     let mut exact: Vec<Vec<f32>> = shard.weights.clone();
-    let (mut buf, mut gc, mut sums, mut planar, mut neg) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for t in 0..o.iters {
-        for b in 0..nb {
-            let s = t * nb + b;
-            if let Some(done) = s.checked_sub(o.tau as usize + 1) {
-                // Step `done` is the newest one this step is guaranteed to see: bring the
-                // margins up to date with its block.
-                let d = done % nb;
-                let keys = &shard.blocks[d].keys;
-                buf.resize(keys.len(), 0.0);
-                let t0 = Instant::now();
-                w.pull_into(weights, keys, &mut buf)?;
-                idle += t0.elapsed();
-                shard.set_weights(d, &buf);
-            }
-            shard.grad_curv(b, &mut gc);
-            let keys = &shard.blocks[b].keys;
-            // The keys to push: all of them unless the KKT filter says otherwise.
-            let chosen = match &mut kkt {
-                Some(k) => {
-                    // The mask pull blocks like the weights' pulls: count it as idle time.
+    let mut progress = Progress {
+        stats,
+        started,
+        workers,
+        lambda: o.lambda,
+        dim: args.dim,
+        lines: args.lines,
+        out,
+    };
+    if step == Step::Line {
+        let run = line::Run {
+            w: &w,
+            settings: o,
+            tables: line_tables.context("line-search tables")?,
+            weights,
+            acc: [acc[0], acc[slots.min(2) - 1]],
+            stats,
+            local_nnz,
+        };
+        run.train(&mut shard, &mut exact, &mut idle, &mut progress)?;
+    } else {
+        let (mut buf, mut gc, mut sums) = (Vec::new(), Vec::new(), Vec::new());
+        let mut scratch = Scratch::default();
+        for t in 0..o.iters {
+            for b in 0..nb {
+                let s = t * nb + b;
+                if let Some(done) = s.checked_sub(o.tau as usize + 1) {
+                    // Step `done` is the newest one this step is guaranteed to see: bring the
+                    // margins up to date with its block (the features this shard has).
+                    let d = done % nb;
+                    let keys = &shard.blocks[d].present_keys;
+                    buf.resize(keys.len(), 0.0);
                     let t0 = Instant::now();
-                    let chosen = k.chosen(&w, t, b, keys.len())?;
+                    if !keys.is_empty() {
+                        w.pull_into(weights, keys, &mut buf)?;
+                    }
                     idle += t0.elapsed();
-                    chosen
+                    shard.set_present_weights(d, &buf);
                 }
-                None => None,
-            };
-            push_chosen(&w, acc[s % slots], keys, chosen.as_deref(), &gc, &mut neg)?;
-            let last_step = b == nb - 1;
-            if last_step {
-                push_stats(&w, stats, t, &shard, idle, local_nnz)?;
-            }
-            w.clock()?;
-            if rank == 0 {
-                // Apply step s: every worker's share is in once all have completed clock 2s+1.
-                let t0 = Instant::now();
-                sums.resize(2 * keys.len(), 0.0);
-                w.pull_into(acc[s % slots], keys, &mut sums)?;
-                idle += t0.elapsed();
-                push_planar(&w, weights, keys, &sums, &mut planar)?;
-                // Zero the slot: keys nobody pushed are zero already.
-                gc.clear();
-                gc.extend(sums.iter().map(|v| -v));
-                push_chosen(&w, acc[s % slots], keys, chosen.as_deref(), &gc, &mut neg)?;
-                for (c, x) in exact[b].iter_mut().enumerate() {
-                    *x = scaled_prox_l1(*x, sums[2 * c], sums[2 * c + 1], o.lambda, o.delta);
-                }
-                if let Some(k) = &mut kkt {
-                    if t + 1 < o.iters {
-                        k.publish(&w, t, b, keys, &exact[b], &sums)?;
+                shard.grad_curv(b, &mut gc);
+                let block = &shard.blocks[b];
+                // The keys to push: all present ones unless the KKT filter says otherwise.
+                let chosen = match &mut kkt {
+                    Some(k) => {
+                        // The mask pull blocks like the weights' pulls: count it as idle time.
+                        let t0 = Instant::now();
+                        let chosen = k.chosen(&w, t, b, block.keys.len())?;
+                        idle += t0.elapsed();
+                        chosen
                     }
-                }
+                    None => None,
+                };
+                push_present(
+                    &w,
+                    acc[s % slots],
+                    block,
+                    chosen.as_deref(),
+                    &gc,
+                    &mut scratch,
+                )?;
+                let last_step = b == nb - 1;
                 if last_step {
-                    let f = w.pull(stats, &stat_keys(t))?;
-                    let mut record = summarize(
-                        &f,
-                        &exact,
-                        o.lambda,
-                        t + 1,
-                        started.elapsed(),
-                        workers,
-                        false,
-                    );
-                    if let Some(k) = &kkt {
-                        (record.kkt_offered, record.kkt_skipped) = k.totals(workers);
+                    push_stats(&w, stats, t, &shard, idle, local_nnz)?;
+                }
+                w.clock()?;
+                if rank == 0 {
+                    // Apply step s: every worker's share is in once all have completed clock
+                    // 2s+1.
+                    let keys = &block.keys;
+                    let t0 = Instant::now();
+                    sums.resize(2 * keys.len(), 0.0);
+                    w.pull_into(acc[s % slots], keys, &mut sums)?;
+                    idle += t0.elapsed();
+                    apply_sums(
+                        &w,
+                        weights,
+                        acc[s % slots],
+                        keys,
+                        &sums,
+                        &exact[b],
+                        &mut scratch,
+                    )?;
+                    for (c, x) in exact[b].iter_mut().enumerate() {
+                        *x = scaled_prox_l1(*x, sums[2 * c], sums[2 * c + 1], o.lambda, o.delta);
                     }
-                    if args.lines {
-                        progress(&record, args.dim, f64::from(f[6]));
+                    if let Some(k) = &mut kkt {
+                        if t + 1 < o.iters {
+                            k.publish(&w, t, b, keys, &exact[b], &sums)?;
+                        }
                     }
-                    if let Some(out) = &mut out {
-                        out.write(&record)?;
+                    if last_step {
+                        progress.record(&w, t, &exact, kkt.as_ref())?;
                     }
                 }
+                w.clock()?;
             }
-            w.clock()?;
         }
     }
     // Exact final evaluation: everyone pulls the final weights and recomputes its margins.
@@ -384,7 +455,7 @@ pub fn run(cfg: &WorkerConfig, args: &L1lrArgs) -> Result<()> {
                 println!("{}", k.report(workers));
             }
         }
-        if let Some(out) = &mut out {
+        if let Some(out) = &mut progress.out {
             out.write(&record)?;
         }
     }
@@ -464,180 +535,133 @@ pub fn final_line(r: &Record, dim: usize) -> String {
     )
 }
 
-/// Pushes `(g, h)` pairs (key-major) for all `keys`, or only for those at the indices `chosen`
-/// (nothing at all when `chosen` is empty). `picked` is scratch.
-fn push_chosen(
+/// Worker 0's per-iteration report: a trace record and a progress line.
+struct Progress {
+    stats: TableId,
+    started: Instant,
+    workers: usize,
+    lambda: f32,
+    dim: usize,
+    lines: bool,
+    out: Option<trace::Writer>,
+}
+
+impl Progress {
+    /// Records iteration `t` (0-based) from the summed stats and worker 0's weights.
+    fn record(
+        &mut self,
+        w: &Worker,
+        t: usize,
+        exact: &[Vec<f32>],
+        kkt: Option<&Kkt>,
+    ) -> Result<()> {
+        let f = w.pull(self.stats, &stat_keys(t))?;
+        let mut record = summarize(
+            &f,
+            exact,
+            self.lambda,
+            t + 1,
+            self.started.elapsed(),
+            self.workers,
+            false,
+        );
+        if let Some(k) = kkt {
+            (record.kkt_offered, record.kkt_skipped) = k.totals(self.workers);
+        }
+        if self.lines {
+            progress(&record, self.dim, f64::from(f[6]));
+        }
+        if let Some(out) = &mut self.out {
+            out.write(&record)?;
+        }
+        Ok(())
+    }
+}
+
+/// Reused buffers of the pushes.
+#[derive(Default)]
+struct Scratch {
+    keys: Vec<u64>,
+    at: Vec<u32>,
+    values: Vec<f32>,
+    planar: Vec<f32>,
+}
+
+/// Pushes this worker's `(g, h)` pairs of `block` (`pairs` holds one per present feature): all
+/// present features, or those of them at the indices `chosen` of the block's keys.
+fn push_present(
     w: &Worker,
     table: TableId,
-    keys: &[u64],
+    block: &Block,
     chosen: Option<&[u32]>,
     pairs: &[f32],
-    picked: &mut Vec<f32>,
+    scratch: &mut Scratch,
 ) -> Result<()> {
-    match chosen {
-        None => w.push(table, keys, pairs)?,
-        Some([]) => {}
-        Some(at) => {
-            picked.clear();
-            picked.extend(
-                at.iter()
-                    .flat_map(|&i| [pairs[2 * i as usize], pairs[2 * i as usize + 1]]),
-            );
-            w.push_selected(table, keys, at, picked)?;
+    let Some(chosen) = chosen else {
+        if !block.present_keys.is_empty() {
+            w.push(table, &block.present_keys, pairs)?;
         }
+        return Ok(());
+    };
+    // Both lists ascend: merge them.
+    scratch.at.clear();
+    scratch.values.clear();
+    let mut next = chosen.iter().peekable();
+    for (p, &c) in block.present.iter().enumerate() {
+        while next.next_if(|&&k| k < c).is_some() {}
+        if next.next_if_eq(&&c).is_some() {
+            scratch.at.push(c);
+            scratch.values.extend_from_slice(&pairs[2 * p..2 * p + 2]);
+        }
+    }
+    if !scratch.at.is_empty() {
+        w.push_selected(table, &block.keys, &scratch.at, &scratch.values)?;
     }
     Ok(())
 }
 
-/// The KKT filter's state on one worker (module docs): the mask table and its keys, and on
-/// worker 0 one [`KktFilter`] per block.
-struct Kkt {
-    table: TableId,
-    /// Per block, the keys of its mask floats (sorted; float `c` holds the block's keys
-    /// `16c..16c + 16`).
-    mask_keys: Vec<Vec<u64>>,
-    /// Worker 0 only.
-    filters: Vec<KktFilter>,
-    mask: Vec<f32>,
-    grads: Vec<f32>,
-    /// This worker's coordinates offered and skipped, and mask floats pulled and pushed.
-    offered: u64,
-    skipped: u64,
-    mask_pulled: u64,
-    mask_pushed: u64,
-}
-
-impl Kkt {
-    fn new(w: &Worker, shard: &Shard, lambda: f32, applier: bool) -> Result<Kkt> {
-        let nb = shard.blocks.len();
-        let table = w.declare_table(
-            TableSpec::new("l1lr.kkt", 1)
-                .rule(Rule::Assign)
-                .consistency(Consistency::BoundedDelay(2 * nb as u32 - 2)),
+/// Worker 0's apply phase of a bound step: the summed pairs `sums` (key-major, for all `keys`)
+/// go once to the weights table, for the keys with a nonzero sum or weight (the others stay
+/// zero under the step), and the accumulator slot is zeroed by pushing the negated nonzero sums
+/// (x + (−x) = 0 exactly; a zero sum is a zero slot already).
+fn apply_sums(
+    w: &Worker,
+    weights: TableId,
+    acc: TableId,
+    keys: &[u64],
+    sums: &[f32],
+    current: &[f32],
+    scratch: &mut Scratch,
+) -> Result<()> {
+    scratch.keys.clear();
+    scratch.values.clear();
+    for (c, &k) in keys.iter().enumerate() {
+        if sums[2 * c] != 0.0 || sums[2 * c + 1] != 0.0 || current[c] != 0.0 {
+            scratch.keys.push(k);
+            scratch.values.extend_from_slice(&sums[2 * c..2 * c + 2]);
+        }
+    }
+    if !scratch.keys.is_empty() {
+        push_planar(
+            w,
+            weights,
+            &scratch.keys,
+            &scratch.values,
+            &mut scratch.planar,
         )?;
-        let mut next = 0u64;
-        let mask_keys = shard
-            .blocks
-            .iter()
-            .map(|block| {
-                let n = block.keys.len().div_ceil(MASK_BITS) as u64;
-                let mut keys: Vec<u64> = (next..next + n).map(feature_key).collect();
-                keys.sort_unstable();
-                next += n;
-                keys
-            })
-            .collect();
-        let filters = if applier {
-            (0..nb)
-                .map(|_| KktFilter::new(1, lambda, KKT_MARGIN, KKT_RECHECK))
-                .collect::<Result<_, _>>()?
-        } else {
-            Vec::new()
-        };
-        Ok(Kkt {
-            table,
-            mask_keys,
-            filters,
-            mask: Vec::new(),
-            grads: Vec::new(),
-            offered: 0,
-            skipped: 0,
-            mask_pulled: 0,
-            mask_pushed: 0,
-        })
     }
-
-    /// Whether iteration `t` pushes every key: the first, and the one after each of the
-    /// filter's recheck rounds (round r is run in iteration r and decides iteration r + 1).
-    fn full(t: usize) -> bool {
-        t == 0 || (t as u64 - 1).is_multiple_of(KKT_RECHECK)
-    }
-
-    /// The keys of block `b` to push in iteration `t` (`None`: all), from worker 0's mask.
-    fn chosen(&mut self, w: &Worker, t: usize, b: usize, n: usize) -> Result<Option<Vec<u32>>> {
-        self.offered += n as u64;
-        if Kkt::full(t) {
-            return Ok(None);
+    scratch.keys.clear();
+    scratch.values.clear();
+    for (c, &k) in keys.iter().enumerate() {
+        if sums[2 * c] != 0.0 || sums[2 * c + 1] != 0.0 {
+            scratch.keys.push(k);
+            scratch.values.extend([-sums[2 * c], -sums[2 * c + 1]]);
         }
-        let keys = &self.mask_keys[b];
-        self.mask.resize(keys.len(), 0.0);
-        w.pull_into(self.table, keys, &mut self.mask)?;
-        self.mask_pulled += keys.len() as u64;
-        let mut out = Vec::new();
-        for (c, &v) in self.mask.iter().enumerate() {
-            ensure!(
-                (0.0..65_536.0).contains(&v) && v.fract() == 0.0,
-                "KKT mask float {v} is not a 16-bit integer"
-            );
-            let bits = v as u32;
-            for i in 0..MASK_BITS {
-                let at = c * MASK_BITS + i;
-                if bits >> i & 1 == 1 && at < n {
-                    out.push(at as u32);
-                }
-            }
-        }
-        self.skipped += (n - out.len()) as u64;
-        Ok(Some(out))
     }
-
-    /// Worker 0, after applying block `b` in iteration `t`: runs the block's filter on the new
-    /// weights and the summed gradients (`sums` holds key-major `(g, h)`), and publishes the
-    /// keys to push next time unless that is a full iteration anyway.
-    fn publish(
-        &mut self,
-        w: &Worker,
-        t: usize,
-        b: usize,
-        keys: &[u64],
-        weights: &[f32],
-        sums: &[f32],
-    ) -> Result<()> {
-        let filter = &mut self.filters[b];
-        ensure!(
-            filter.next_is_recheck() == Kkt::full(t + 1),
-            "KKT filter rounds out of step with iterations"
-        );
-        self.grads.clear();
-        self.grads.extend(sums.iter().step_by(2));
-        let keep = filter.select(keys, weights, &self.grads)?;
-        if Kkt::full(t + 1) {
-            return Ok(());
-        }
-        self.mask.clear();
-        self.mask.resize(self.mask_keys[b].len(), 0.0);
-        let mut bits = vec![0u32; self.mask.len()];
-        for &i in &keep {
-            bits[i as usize / MASK_BITS] |= 1 << (i as usize % MASK_BITS);
-        }
-        for (m, v) in self.mask.iter_mut().zip(bits) {
-            *m = v as f32;
-        }
-        w.push(self.table, &self.mask_keys[b], &self.mask)?;
-        self.mask_pushed += self.mask.len() as u64;
-        Ok(())
+    if !scratch.keys.is_empty() {
+        w.push(acc, &scratch.keys, &scratch.values)?;
     }
-
-    /// Coordinates offered and skipped, summed over the workers (they all skip the same keys).
-    fn totals(&self, workers: usize) -> (f64, f64) {
-        let w = workers as f64;
-        (self.offered as f64 * w, self.skipped as f64 * w)
-    }
-
-    /// Worker 0's report: what was skipped, the value bytes that did not travel and what the
-    /// masks cost.
-    fn report(&self, workers: usize) -> String {
-        let (offered, skipped) = self.totals(workers);
-        // Each skipped key saves a (g, h) pair in every worker's push and in worker 0's zeroing.
-        let saved = skipped * 8.0 + self.skipped as f64 * 8.0;
-        let cost = (self.mask_pulled as f64 * workers as f64 + self.mask_pushed as f64) * 4.0;
-        format!(
-            "kkt: skipped {skipped:.0} of {offered:.0} gradient coordinates ({:.1}%): {:.2} MB of values not sent, masks {:.2} MB",
-            100.0 * skipped / offered.max(1.0),
-            saved / 1e6,
-            cost / 1e6
-        )
-    }
+    Ok(())
 }
 
 /// Prints worker 0's progress line for an iteration.
@@ -670,6 +694,7 @@ mod tests {
                 delta: 1.0,
                 window: Some(2),
                 kkt: true,
+                step: Step::Bound,
             },
             dim: 10,
             trace: Some("t.jsonl".into()),

@@ -1,0 +1,243 @@
+//! The line-search step of the `l1lr` job (`--step line`, τ = 0): each block takes the
+//! proximal step of a quadratic model with the *exact* diagonal of the Hessian, shortened by a
+//! backtracking (Armijo) line search on the block's true objective — the block coordinate
+//! gradient descent of Tseng and Yun (2009), which also underlies newGLMNET.
+//!
+//! A step `s` on block `b` takes three clocks. (A) Every worker pushes the gradient and exact
+//! diagonal curvature of its present features to a `Sum` accumulator. (B) Every worker pulls
+//! the sums of its present features (worker 0: of all the block's features), computes the
+//! proximal direction `d = S_{λ/(h+δ)}(w − g/(h+δ)) − w` itself — the same f32 arithmetic on
+//! the same floats, so all agree — and pushes its shard's loss change at each trial length
+//! `α ∈ {1, 1/2, …, 1/128}`. (C) Worker 0 adds the L1 change, picks the longest `α` with
+//! `ΔF(α) ≤ σ·α·Δ` (Δ = gᵀd + λ(‖w + d‖₁ − ‖w‖₁) < 0, σ = 0.01), or 0 if none, publishes it,
+//! assigns the new weights on the servers and zeroes the accumulator slot; every worker then
+//! moves its margins by `α·Xd`.
+//!
+//! Why it converges: `d` is a descent direction for the composite objective (Δ ≤ −dᵀ(H + δ)d),
+//! every accepted step decreases the objective by at least σ·α·|Δ|, and the blocks are visited
+//! cyclically; these are the conditions of Tseng and Yun's convergence theorem for the
+//! L1-regularised smooth objective. The line search needs the margins at the current weights,
+//! so it is for τ = 0; under delay the `bound` step (a majoriser covering the τ + 1 blocks that
+//! share stale margins) keeps the guarantee.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use ferrops_engine::{Consistency, TableId, TableSpec, Worker};
+use ferrops_kernels::Rule;
+
+use super::blocks::{step, Shard};
+use super::{push_stats, L1lrSettings, Progress};
+use crate::logistic::scaled_prox_l1;
+
+/// Trial step lengths, longest first.
+pub const ALPHAS: [f32; 8] = [1.0, 0.5, 0.25, 0.125, 0.0625, 0.03125, 0.015625, 0.0078125];
+/// The sufficient-decrease fraction σ of the Armijo rule.
+const ARMIJO: f64 = 0.01;
+
+/// The tables only the line search uses: the summed loss changes per trial length, and the
+/// chosen lengths (one key per step each).
+pub struct Tables {
+    pub losses: TableId,
+    pub alphas: TableId,
+}
+
+impl Tables {
+    /// Declares them (every worker, before training starts).
+    pub fn declare(w: &Worker) -> Result<Tables> {
+        let seq = |name: &str, rule| {
+            w.declare_table(
+                TableSpec::new(name, 1)
+                    .rule(rule)
+                    .consistency(Consistency::Sequential),
+            )
+        };
+        Ok(Tables {
+            losses: seq("l1lr.ls", Rule::Sum)?,
+            alphas: seq("l1lr.alpha", Rule::Assign)?,
+        })
+    }
+}
+
+/// One worker's line-search training run.
+pub struct Run<'a> {
+    pub w: &'a Worker,
+    pub settings: &'a L1lrSettings,
+    pub tables: Tables,
+    pub weights: TableId,
+    /// Two accumulator slots, used alternately.
+    pub acc: [TableId; 2],
+    pub stats: TableId,
+    pub local_nnz: f32,
+}
+
+/// The loss-table keys of step `s`.
+fn loss_keys(s: usize) -> Vec<u64> {
+    let base = (s * ALPHAS.len()) as u64;
+    (base..base + ALPHAS.len() as u64).collect()
+}
+
+impl Run<'_> {
+    /// Runs every iteration; worker 0 keeps `exact` (the weights, per block in key order) and
+    /// reports each iteration through `progress`.
+    pub fn train(
+        &self,
+        shard: &mut Shard,
+        exact: &mut [Vec<f32>],
+        idle: &mut Duration,
+        progress: &mut Progress,
+    ) -> Result<()> {
+        let (w, o) = (self.w, self.settings);
+        let rank = w.rank();
+        let nb = shard.blocks.len();
+        let (mut gc, mut sums, mut d, mut all) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for t in 0..o.iters {
+            for b in 0..nb {
+                let s = t * nb + b;
+                let slot = self.acc[s % 2];
+                // (A) this shard's gradient and curvature.
+                shard.grad_curv(b, &mut gc);
+                if !shard.blocks[b].present_keys.is_empty() {
+                    w.push(slot, &shard.blocks[b].present_keys, &gc)?;
+                }
+                let last_step = b == nb - 1;
+                if last_step {
+                    push_stats(w, self.stats, t, shard, *idle, self.local_nnz)?;
+                }
+                w.clock()?;
+                // (B) the sums, the direction on this shard's features, the trial losses.
+                let block = &shard.blocks[b];
+                let keys = if rank == 0 {
+                    &block.keys
+                } else {
+                    &block.present_keys
+                };
+                sums.resize(2 * keys.len(), 0.0);
+                let t0 = Instant::now();
+                if !keys.is_empty() {
+                    w.pull_into(slot, keys, &mut sums)?;
+                }
+                *idle += t0.elapsed();
+                d.clear();
+                for (p, &c) in block.present.iter().enumerate() {
+                    let q = if rank == 0 { c as usize } else { p };
+                    let x = shard.weights[b][c as usize];
+                    d.push(scaled_prox_l1(x, sums[2 * q], sums[2 * q + 1], o.lambda, o.delta) - x);
+                }
+                let change: Vec<f32> = shard
+                    .probe_step(b, &d, &ALPHAS)
+                    .into_iter()
+                    .map(|v| v as f32)
+                    .collect();
+                w.push(self.tables.losses, &loss_keys(s), &change)?;
+                w.clock()?;
+                // (C) worker 0 chooses the length and applies it on the servers.
+                if rank == 0 {
+                    let t0 = Instant::now();
+                    let total = w.pull(self.tables.losses, &loss_keys(s))?;
+                    *idle += t0.elapsed();
+                    let x = &mut exact[b];
+                    all.clear();
+                    all.extend(x.iter().enumerate().map(|(c, &v)| {
+                        scaled_prox_l1(v, sums[2 * c], sums[2 * c + 1], o.lambda, o.delta) - v
+                    }));
+                    let alpha = choose(x, &all, &sums, &total, o.lambda);
+                    w.push(self.tables.alphas, &[s as u64], &[alpha])?;
+                    self.apply(&shard.blocks[b].keys, x, &all, &sums, alpha, slot)?;
+                    if last_step {
+                        progress.record(w, t, exact, None)?;
+                    }
+                }
+                w.clock()?;
+                let t0 = Instant::now();
+                let alpha = w.pull(self.tables.alphas, &[s as u64])?[0];
+                *idle += t0.elapsed();
+                shard.take_step(b, &d, alpha);
+            }
+        }
+        Ok(())
+    }
+
+    /// Worker 0: moves `x` by `alpha · d`, assigns the weights that changed on the servers,
+    /// and zeroes the accumulator slot (negated nonzero sums; a zero sum is a zero slot).
+    fn apply(
+        &self,
+        keys: &[u64],
+        x: &mut [f32],
+        d: &[f32],
+        sums: &[f32],
+        alpha: f32,
+        slot: TableId,
+    ) -> Result<()> {
+        let (mut ks, mut vs) = (Vec::new(), Vec::new());
+        for (c, &k) in keys.iter().enumerate() {
+            let new = step(x[c], d[c], alpha);
+            if new != x[c] {
+                x[c] = new;
+                ks.push(k);
+                vs.push(new);
+            }
+        }
+        if !ks.is_empty() {
+            self.w.push(self.weights, &ks, &vs)?;
+        }
+        ks.clear();
+        vs.clear();
+        for (c, &k) in keys.iter().enumerate() {
+            if sums[2 * c] != 0.0 || sums[2 * c + 1] != 0.0 {
+                ks.push(k);
+                vs.extend([-sums[2 * c], -sums[2 * c + 1]]);
+            }
+        }
+        if !ks.is_empty() {
+            self.w.push(slot, &ks, &vs)?;
+        }
+        Ok(())
+    }
+}
+
+/// The longest trial length that satisfies the Armijo rule, or 0: `x` the block's weights, `d`
+/// the direction, `sums` the summed `(g, h)` pairs, `loss_change` the summed loss change per
+/// trial length.
+pub fn choose(x: &[f32], d: &[f32], sums: &[f32], loss_change: &[f32], lambda: f32) -> f32 {
+    let moved: Vec<usize> = (0..x.len()).filter(|&c| d[c] != 0.0).collect();
+    if moved.is_empty() {
+        return 0.0;
+    }
+    let l1_change = |a: f32| -> f64 {
+        moved
+            .iter()
+            .map(|&c| f64::from(step(x[c], d[c], a).abs()) - f64::from(x[c].abs()))
+            .sum()
+    };
+    let lambda = f64::from(lambda);
+    let slope: f64 = moved
+        .iter()
+        .map(|&c| f64::from(sums[2 * c]) * f64::from(d[c]))
+        .sum::<f64>()
+        + lambda * l1_change(1.0);
+    for (&a, &loss) in ALPHAS.iter().zip(loss_change) {
+        if f64::from(loss) + lambda * l1_change(a) <= ARMIJO * f64::from(a) * slope {
+            return a;
+        }
+    }
+    0.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn choose_takes_the_longest_length_with_sufficient_decrease() {
+        let (x, d, sums) = ([0.0f32, 1.0], [1.0f32, -0.5], [-2.0f32, 1.0, 1.0, 1.0]);
+        // Slope: g·d = −2 − 0.5 = −2.5; λ = 0.1, L1 change at α = 1: 1 + 0.5 − 1 = 0.5.
+        let mut change = [0.0f32; ALPHAS.len()];
+        change[0] = 1.0; // α = 1 increases the loss: rejected
+        change[1] = -1.0; // α = 1/2 decreases it enough
+        assert_eq!(choose(&x, &d, &sums, &change, 0.1), 0.5);
+        let none = [1.0f32; ALPHAS.len()];
+        assert_eq!(choose(&x, &d, &sums, &none, 0.1), 0.0);
+        assert_eq!(choose(&x, &[0.0, 0.0], &sums, &change, 0.1), 0.0);
+    }
+}
