@@ -77,11 +77,7 @@ fn dense(c: &mut Criterion) {
         for isa in tiers() {
             group.bench_function(BenchmarkId::new(rule.name(), isa), |b| {
                 b.iter(|| {
-                    let state = match rule.state_len() {
-                        0 => State::none(),
-                        1 => State::one(&mut s0),
-                        _ => State::two(&mut s0, &mut s1),
-                    };
+                    let state = State::for_rule(rule, &mut s0, &mut s1);
                     with_isa(isa, || {
                         apply_dense(rule, &mut w, state, &inputs[..N * rule.inputs()])
                     })

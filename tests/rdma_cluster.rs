@@ -5,15 +5,7 @@
 
 use std::process::Command;
 
-fn have_rdma(test: &str) -> bool {
-    match ferrops_net::rdma::available() {
-        Ok(_) => true,
-        Err(e) => {
-            println!("SKIPPED: {test}: {e}");
-            false
-        }
-    }
-}
+use ferrops_net::rdma::available_or_skip;
 
 fn ferrops() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_ferrops"));
@@ -39,7 +31,7 @@ fn run_ok(c: &mut Command) -> (String, String) {
 
 #[test]
 fn check_job_on_two_servers_and_two_workers_over_rdma() {
-    if !have_rdma("check_job_on_two_servers_and_two_workers_over_rdma") {
+    if !available_or_skip("check_job_on_two_servers_and_two_workers_over_rdma") {
         return;
     }
     let (out, err) = run_ok(ferrops().args([
@@ -62,7 +54,7 @@ fn check_job_on_two_servers_and_two_workers_over_rdma() {
 
 #[test]
 fn bench_over_rdma_reports_perftest_floor() {
-    if !have_rdma("bench_over_rdma_reports_perftest_floor") {
+    if !available_or_skip("bench_over_rdma_reports_perftest_floor") {
         return;
     }
     let (out, _) = run_ok(ferrops().env("FERROPS_LOG", "warn").args([

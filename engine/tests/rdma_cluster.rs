@@ -6,17 +6,8 @@ mod common;
 
 use common::Job;
 use ferrops_engine::TableSpec;
+use ferrops_net::rdma::available_or_skip;
 use ferrops_net::TransportMode;
-
-fn have_rdma(test: &str) -> bool {
-    match ferrops_net::rdma::available() {
-        Ok(_) => true,
-        Err(e) => {
-            println!("SKIPPED: {test}: {e}");
-            false
-        }
-    }
-}
 
 /// A job whose servers use the given transports (one per server); workers use `workers_mode`.
 fn start(server_modes: &[TransportMode], workers: usize, workers_mode: TransportMode) -> Job {
@@ -72,7 +63,7 @@ fn push_pull_everything(job: &Job, workers: usize, rounds: usize) -> Vec<usize> 
 
 #[test]
 fn two_servers_two_workers_over_rdma_small_and_bulk() {
-    if !have_rdma("two_servers_two_workers_over_rdma_small_and_bulk") {
+    if !available_or_skip("two_servers_two_workers_over_rdma_small_and_bulk") {
         return;
     }
     let job = start(
@@ -91,7 +82,7 @@ fn two_servers_two_workers_over_rdma_small_and_bulk() {
 
 #[test]
 fn mixed_cluster_uses_rdma_where_both_ends_can() {
-    if !have_rdma("mixed_cluster_uses_rdma_where_both_ends_can") {
+    if !available_or_skip("mixed_cluster_uses_rdma_where_both_ends_can") {
         return;
     }
     // Server 0 runs without RDMA; server 1 and the workers pick it up on their own.
@@ -107,7 +98,7 @@ fn mixed_cluster_uses_rdma_where_both_ends_can() {
 
 #[test]
 fn forced_rdma_refuses_a_server_without_it() {
-    if !have_rdma("forced_rdma_refuses_a_server_without_it") {
+    if !available_or_skip("forced_rdma_refuses_a_server_without_it") {
         return;
     }
     let job = start(&[TransportMode::Tcp], 1, TransportMode::Rdma);
@@ -125,7 +116,7 @@ fn forced_rdma_refuses_a_server_without_it() {
 
 #[test]
 fn bulk_push_and_pull_into_over_rdma_copy_no_value() {
-    if !have_rdma("bulk_push_and_pull_into_over_rdma_copy_no_value") {
+    if !available_or_skip("bulk_push_and_pull_into_over_rdma_copy_no_value") {
         return;
     }
     const N: u64 = 500_000; // 2 MB of values: bulk transfers to both servers

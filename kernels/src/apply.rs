@@ -3,23 +3,11 @@
 //! could get wrong, then makes one dispatch to the given tier (the bench harness calls those
 //! directly to compare tiers).
 
-use crate::error::KernelError;
+use crate::error::{check_len, KernelError};
 use crate::generic::{run_scalar, run_sparse_scalar, Streams};
-use crate::isa::{active_isa, Isa};
+use crate::isa::{on_active_isa, on_tier, Isa};
 use crate::ops::{with_op, Op};
 use crate::rule::{Rule, State};
-
-fn check_len(what: &'static str, got: usize, expected: usize) -> Result<(), KernelError> {
-    if got == expected {
-        Ok(())
-    } else {
-        Err(KernelError::Length {
-            what,
-            got,
-            expected,
-        })
-    }
-}
 
 /// Checks the state arrays against the rule and `w_len`, and builds the streams (inputs planar,
 /// each `per_input` long).
@@ -130,19 +118,8 @@ pub(crate) fn sum_k_on(isa: Isa, out: &mut [f32], bufs: &[&[f32]]) -> Result<(),
     for b in bufs {
         check_len("sum_k input", b.len(), out.len())?;
     }
-    match isa {
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => {
-            // SAFETY: lengths checked above, tier checked by `check`.
-            unsafe { crate::x86::avx2::sum_k(out, bufs) }
-        }
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => {
-            // SAFETY: lengths checked above, tier checked by `check`.
-            unsafe { crate::x86::avx512::sum_k(out, bufs) }
-        }
-        _ => crate::scalar::sum_k_ref(out, bufs),
-    }
+    // SAFETY: lengths checked above, tier checked by `check`.
+    unsafe { on_tier!(isa, sum_k(out, bufs), scalar: crate::scalar::sum_k_ref(out, bufs)) }
     Ok(())
 }
 
@@ -151,15 +128,7 @@ pub(crate) fn sum_k_on(isa: Isa, out: &mut [f32], bufs: &[&[f32]]) -> Result<(),
 #[inline(always)]
 unsafe fn dense_on<O: Op>(isa: Isa, op: O, n: usize, s: Streams) {
     // SAFETY: forwarded contract.
-    unsafe {
-        match isa {
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => crate::x86::avx2::dense(op, n, s),
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => crate::x86::avx512::dense(op, n, s),
-            _ => run_scalar(op, 0, n, s),
-        }
-    }
+    unsafe { on_tier!(isa, dense(op, n, s), scalar: run_scalar(op, 0, n, s)) }
 }
 
 /// # Safety
@@ -168,46 +137,36 @@ unsafe fn dense_on<O: Op>(isa: Isa, op: O, n: usize, s: Streams) {
 unsafe fn sparse_on<O: Op>(isa: Isa, op: O, slots: &[u32], dim: usize, s: Streams) {
     // SAFETY: forwarded contract.
     unsafe {
-        match isa {
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => crate::x86::avx2::sparse(op, slots, dim, s),
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => crate::x86::avx512::sparse(op, slots, dim, s),
-            _ => run_sparse_scalar(op, slots, dim, s),
-        }
+        on_tier!(isa, sparse(op, slots, dim, s), scalar: run_sparse_scalar(op, slots, dim, s))
     }
 }
 
-/// Applies `rule` to every element: `w[i]` (and `state.*[i]`) updated from `inputs[i]` (and, for
-/// two-input rules, `inputs[n + i]`). Needs `w`, each state array and each input of equal length;
-/// anything else is a [`KernelError`] and nothing is modified.
-pub fn apply_dense(
-    rule: Rule,
-    w: &mut [f32],
-    state: State<'_>,
-    inputs: &[f32],
-) -> Result<(), KernelError> {
-    apply_dense_on(active_isa(), rule, w, state, inputs)
-}
+on_active_isa! {
+    /// Applies `rule` to every element: `w[i]` (and `state.*[i]`) updated from `inputs[i]` (and, for
+    /// two-input rules, `inputs[n + i]`). Needs `w`, each state array and each input of equal length;
+    /// anything else is a [`KernelError`] and nothing is modified.
+    pub fn apply_dense(
+        rule: Rule,
+        w: &mut [f32],
+        state: State<'_>,
+        inputs: &[f32],
+    ) -> Result<(), KernelError> => apply_dense_on;
 
-/// Applies `rule` to rows `slots[j]` of `w` (rows `dim` wide; a trailing partial row is never addressed), the
-/// same rows of each state array, with inputs `j*dim ..(j+1)*dim` (per input array; arrays planar,
-/// each `slots.len()*dim` long). Rows are processed in request order, so a repeated slot sees the
-/// previous update. Everything is validated before any element is touched.
-pub fn apply_sparse(
-    rule: Rule,
-    w: &mut [f32],
-    state: State<'_>,
-    slots: &[u32],
-    dim: usize,
-    inputs: &[f32],
-) -> Result<(), KernelError> {
-    apply_sparse_on(active_isa(), rule, w, state, slots, dim, inputs)
-}
+    /// Applies `rule` to rows `slots[j]` of `w` (rows `dim` wide; a trailing partial row is never addressed), the
+    /// same rows of each state array, with inputs `j*dim ..(j+1)*dim` (per input array; arrays planar,
+    /// each `slots.len()*dim` long). Rows are processed in request order, so a repeated slot sees the
+    /// previous update. Everything is validated before any element is touched.
+    pub fn apply_sparse(
+        rule: Rule,
+        w: &mut [f32],
+        state: State<'_>,
+        slots: &[u32],
+        dim: usize,
+        inputs: &[f32],
+    ) -> Result<(), KernelError> => apply_sparse_on;
 
-/// Aggregation of several pushes: `out[i] = ((bufs[0][i] + bufs[1][i]) + ...) + bufs[k-1][i]`,
-/// summed left to right (so every tier rounds identically); `out` is overwritten (zeros for
-/// `k = 0`). Every buffer must have `out`'s length.
-pub fn sum_k(out: &mut [f32], bufs: &[&[f32]]) -> Result<(), KernelError> {
-    sum_k_on(active_isa(), out, bufs)
+    /// Aggregation of several pushes: `out[i] = ((bufs[0][i] + bufs[1][i]) + ...) + bufs[k-1][i]`,
+    /// summed left to right (so every tier rounds identically); `out` is overwritten (zeros for
+    /// `k = 0`). Every buffer must have `out`'s length.
+    pub fn sum_k(out: &mut [f32], bufs: &[&[f32]]) -> Result<(), KernelError> => sum_k_on;
 }

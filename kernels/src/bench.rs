@@ -42,6 +42,17 @@ impl BenchOptions {
             isa: crate::isa::active_isa(),
         }
     }
+
+    /// A smoke run for tests: `elements` out of cache, 256 in cache timed for `in_cache_time`,
+    /// one pass.
+    pub fn smoke(elements: usize, in_cache_time: Duration) -> Self {
+        BenchOptions {
+            in_cache_elements: 256,
+            passes: 1,
+            in_cache_time,
+            ..BenchOptions::new(elements)
+        }
+    }
 }
 
 /// Which working-set size a result is for.
@@ -76,6 +87,33 @@ pub struct KernelResult {
     pub of_triad: f64,
     /// In-cache only: time of the scalar reference over time of the fast path.
     pub speedup_vs_scalar: Option<f64>,
+}
+
+impl KernelResult {
+    /// `elements` run in `secs`, moving `bytes_per_element` each plus `extra` bytes in all;
+    /// `of_triad` and `speedup_vs_scalar` left for the caller.
+    fn timed(
+        kernel: &'static str,
+        isa: Isa,
+        size: Size,
+        elements: usize,
+        bytes_per_element: f64,
+        extra: usize,
+        secs: f64,
+    ) -> Self {
+        let total = bytes_per_element * elements as f64 + extra as f64;
+        KernelResult {
+            kernel,
+            isa,
+            size,
+            elements,
+            bytes_per_element: total / elements as f64,
+            gb_per_s: total / secs / 1e9,
+            gelem_per_s: elements as f64 / secs / 1e9,
+            of_triad: 0.0,
+            speedup_vs_scalar: None,
+        }
+    }
 }
 
 /// Everything one run measured.
@@ -221,11 +259,7 @@ fn traffic(kernel: &str) -> f64 {
 fn run_once(kernel: &str, isa: Isa, b: &mut Bufs, n: usize) -> usize {
     let (w, s0, s1) = (&mut b.w[..n], &mut b.s0[..n], &mut b.s1[..n]);
     if let Some(rule) = rule_of(kernel) {
-        let state = match rule.state_len() {
-            0 => State::none(),
-            1 => State::one(s0),
-            _ => State::two(s0, s1),
-        };
+        let state = State::for_rule(rule, s0, s1);
         let inputs = match rule.inputs() {
             1 => &b.inp[..n],
             _ => &b.inp[..2 * n],
@@ -327,19 +361,16 @@ pub fn run(opts: &BenchOptions) -> BenchReport {
             extra = run_once(kernel, isa, &mut b, n);
             black_box(&b.w);
         });
-        let total = bytes * n as f64 + extra as f64;
-        let gb = total / secs / 1e9;
-        results.push(KernelResult {
+        // `of_triad` is set once the triad floor is final.
+        results.push(KernelResult::timed(
             kernel,
             isa,
-            size: Size::OutOfCache,
-            elements: n,
-            bytes_per_element: total / n as f64,
-            gb_per_s: gb,
-            gelem_per_s: n as f64 / secs / 1e9,
-            of_triad: 0.0, // set once the triad floor is final
-            speedup_vs_scalar: None,
-        });
+            Size::OutOfCache,
+            n,
+            bytes,
+            extra,
+            secs,
+        ));
 
         let fast = per_call(opts.in_cache_time, || {
             extra = run_once(kernel, isa, &mut b, m);
@@ -349,19 +380,10 @@ pub fn run(opts: &BenchOptions) -> BenchReport {
             run_once(kernel, Isa::Scalar, &mut b, m);
             black_box(&b.w);
         });
-        let total = bytes * m as f64 + extra as f64;
-        let gb = total / fast / 1e9;
-        results.push(KernelResult {
-            kernel,
-            isa,
-            size: Size::InCache,
-            elements: m,
-            bytes_per_element: total / m as f64,
-            gb_per_s: gb,
-            gelem_per_s: m as f64 / fast / 1e9,
-            of_triad: gb / triad_small_gb,
-            speedup_vs_scalar: Some(scalar / fast),
-        });
+        let mut in_cache = KernelResult::timed(kernel, isa, Size::InCache, m, bytes, extra, fast);
+        in_cache.of_triad = in_cache.gb_per_s / triad_small_gb;
+        in_cache.speedup_vs_scalar = Some(scalar / fast);
+        results.push(in_cache);
     }
     triad_secs = triad_secs.min(triad_big(&mut b));
     let triad_gb = triad_rate(n, triad_secs);
@@ -384,11 +406,7 @@ mod tests {
 
     #[test]
     fn small_run_reports_every_kernel_at_both_sizes() {
-        let mut opts = BenchOptions::new(4096);
-        opts.in_cache_elements = 256;
-        opts.passes = 1;
-        opts.in_cache_time = Duration::from_micros(200);
-        let r = run(&opts);
+        let r = run(&BenchOptions::smoke(4096, Duration::from_micros(200)));
         assert_eq!(r.results.len(), 2 * KERNELS.len());
         for k in &r.results {
             assert!(k.gb_per_s.is_finite() && k.gb_per_s > 0.0, "{k:?}");

@@ -3,20 +3,8 @@
 //! conversion is a public entry (on the active tier) and a `*_on` function that checks the
 //! lengths and makes one dispatch to the given tier.
 
-use crate::error::KernelError;
-use crate::isa::{active_isa, Isa};
-
-fn check(src: usize, dst: usize) -> Result<(), KernelError> {
-    if src == dst {
-        Ok(())
-    } else {
-        Err(KernelError::Length {
-            what: "conversion dst",
-            got: dst,
-            expected: src,
-        })
-    }
-}
+use crate::error::{check_len, KernelError};
+use crate::isa::{on_active_isa, on_tier, Isa};
 
 macro_rules! conversion {
     ($(#[$doc:meta])* $name:ident / $name_on:ident, $src:ty, $dst:ty, $scalar:path) => {
@@ -27,26 +15,21 @@ macro_rules! conversion {
             dst: &mut [$dst],
         ) -> Result<(), KernelError> {
             isa.check()?;
-            check(src.len(), dst.len())?;
-            match isa {
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: equal lengths checked, tier checked.
-                Isa::Avx2 => unsafe { crate::x86::avx2::$name(src, dst) },
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: equal lengths checked, tier checked.
-                Isa::Avx512 => unsafe { crate::x86::avx512::$name(src, dst) },
-                _ => {
+            check_len("conversion dst", dst.len(), src.len())?;
+            // SAFETY: equal lengths checked, tier checked.
+            unsafe {
+                on_tier!(isa, $name(src, dst), scalar: {
                     for (d, s) in dst.iter_mut().zip(src) {
                         *d = $scalar(*s);
                     }
-                }
+                })
             }
             Ok(())
         }
 
-        $(#[$doc])*
-        pub fn $name(src: &[$src], dst: &mut [$dst]) -> Result<(), KernelError> {
-            $name_on(active_isa(), src, dst)
+        on_active_isa! {
+            $(#[$doc])*
+            pub fn $name(src: &[$src], dst: &mut [$dst]) -> Result<(), KernelError> => $name_on;
         }
     };
 }

@@ -42,3 +42,20 @@ pub enum KernelError {
     #[error("instruction set {0} is not supported by this CPU")]
     Unsupported(&'static str),
 }
+
+/// `Ok` when array `what` has the `expected` length, else [`KernelError::Length`].
+pub(crate) fn check_len(
+    what: &'static str,
+    got: usize,
+    expected: usize,
+) -> Result<(), KernelError> {
+    if got == expected {
+        Ok(())
+    } else {
+        Err(KernelError::Length {
+            what,
+            got,
+            expected,
+        })
+    }
+}

@@ -153,3 +153,34 @@ pub fn force_scalar(on: bool) {
     // Scalar is always supported, so this cannot fail.
     let _ = force_isa(on.then_some(Isa::Scalar));
 }
+
+/// One dispatch to a tier: `$f(args)` from the tier's `x86` module on the x86 tiers, `$scalar`
+/// on the scalar tier (and on every other target). The x86 entry points are `unsafe`: the caller
+/// wraps the dispatch in `unsafe` with the contract it checked.
+macro_rules! on_tier {
+    ($isa:expr, $f:ident($($arg:expr),*), scalar: $scalar:expr) => {
+        match $isa {
+            #[cfg(target_arch = "x86_64")]
+            $crate::isa::Isa::Avx2 => $crate::x86::avx2::$f($($arg),*),
+            #[cfg(target_arch = "x86_64")]
+            $crate::isa::Isa::Avx512 => $crate::x86::avx512::$f($($arg),*),
+            _ => $scalar,
+        }
+    };
+}
+pub(crate) use on_tier;
+
+/// Writes public entries that run their `*_on` function on the active tier: each
+/// `pub fn name(args) -> R => name_on;` becomes `name_on(active_isa(), args)`.
+macro_rules! on_active_isa {
+    ($(
+        $(#[$doc:meta])*
+        pub fn $name:ident($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty => $on:ident;
+    )*) => {$(
+        $(#[$doc])*
+        pub fn $name($($arg: $ty),*) -> $ret {
+            $on($crate::isa::active_isa(), $($arg),*)
+        }
+    )*};
+}
+pub(crate) use on_active_isa;

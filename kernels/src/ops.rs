@@ -18,240 +18,173 @@ pub(crate) trait Op: Copy {
     unsafe fn vector<V: Simd>(self, x: &mut [V; 3], g: [V; 2]);
 }
 
-#[derive(Clone, Copy)]
-pub(crate) struct Assign;
-impl Op for Assign {
-    const RW: usize = 1;
-    const RO: usize = 1;
-    const READS_W: bool = false;
-    #[inline(always)]
-    fn scalar(self, x: &mut [f32; 3], g: [f32; 2]) {
+/// Declares one op: its struct (the f32 hyper-parameters as public fields), how many read-write
+/// and read-only streams it uses (and `reads_w false` when it never reads `w`), its scalar body
+/// and its vector body (run inside `unsafe`: the `Simd` methods need the CPU feature the
+/// caller guarantees), written in the same IEEE order. `x` is the read-write streams (`w`, then
+/// the state arrays; the scalar body may destructure them), `g` the inputs.
+macro_rules! op {
+    (
+        $name:ident $({ $($field:ident),* })?: rw $rw:literal, ro $ro:literal
+            $(, reads_w $reads_w:literal)?;
+        fn scalar($ss:tt, $sx:pat, $sg:ident) $scalar:block
+        unsafe fn vector($vs:tt, $vx:ident, $vg:ident) { $($vector:tt)* }
+    ) => {
+        op!(@struct $name $($($field)*)?);
+        impl Op for $name {
+            const RW: usize = $rw;
+            const RO: usize = $ro;
+            $(const READS_W: bool = $reads_w;)?
+            #[inline(always)]
+            fn scalar($ss, $sx: &mut [f32; 3], $sg: [f32; 2]) $scalar
+            #[inline(always)]
+            #[allow(unused_unsafe)] // `Assign` calls no vector method.
+            unsafe fn vector<V: Simd>($vs, $vx: &mut [V; 3], $vg: [V; 2]) {
+                // SAFETY: forwarded caller contract (feature present).
+                unsafe {
+                    $($vector)*
+                }
+            }
+        }
+    };
+    (@struct $name:ident) => {
+        #[derive(Clone, Copy)]
+        pub(crate) struct $name;
+    };
+    (@struct $name:ident $($field:ident)+) => {
+        #[derive(Clone, Copy)]
+        pub(crate) struct $name {
+            $(pub $field: f32),+
+        }
+    };
+}
+
+op! {
+    Assign: rw 1, ro 1, reads_w false;
+    fn scalar(self, x, g) {
         x[0] = g[0];
     }
-    #[inline(always)]
-    unsafe fn vector<V: Simd>(self, x: &mut [V; 3], g: [V; 2]) {
+    unsafe fn vector(self, x, g) {
         x[0] = g[0];
     }
 }
 
-#[derive(Clone, Copy)]
-pub(crate) struct Sum;
-impl Op for Sum {
-    const RW: usize = 1;
-    const RO: usize = 1;
-    #[inline(always)]
-    fn scalar(self, x: &mut [f32; 3], g: [f32; 2]) {
+op! {
+    Sum: rw 1, ro 1;
+    fn scalar(self, x, g) {
         x[0] += g[0];
     }
-    #[inline(always)]
-    unsafe fn vector<V: Simd>(self, x: &mut [V; 3], g: [V; 2]) {
-        // SAFETY: forwarded caller contract (feature present).
-        x[0] = unsafe { x[0].add(g[0]) };
+    unsafe fn vector(self, x, g) {
+        x[0] = x[0].add(g[0]);
     }
 }
 
-#[derive(Clone, Copy)]
-pub(crate) struct Sgd {
-    pub lr: f32,
-}
-impl Op for Sgd {
-    const RW: usize = 1;
-    const RO: usize = 1;
-    #[inline(always)]
-    fn scalar(self, x: &mut [f32; 3], g: [f32; 2]) {
+op! {
+    Sgd { lr }: rw 1, ro 1;
+    fn scalar(self, x, g) {
         x[0] = elem::sgd(x[0], g[0], self.lr);
     }
-    #[inline(always)]
-    unsafe fn vector<V: Simd>(self, x: &mut [V; 3], g: [V; 2]) {
-        // SAFETY: forwarded caller contract (feature present).
-        x[0] = unsafe { x[0].sub(V::splat(self.lr).mul(g[0])) };
+    unsafe fn vector(self, x, g) {
+        x[0] = x[0].sub(V::splat(self.lr).mul(g[0]));
     }
 }
 
-#[derive(Clone, Copy)]
-pub(crate) struct Momentum {
-    pub lr: f32,
-    pub mu: f32,
-}
-impl Op for Momentum {
-    const RW: usize = 2;
-    const RO: usize = 1;
-    #[inline(always)]
-    fn scalar(self, x: &mut [f32; 3], g: [f32; 2]) {
-        let [w, v, _] = x;
+op! {
+    Momentum { lr, mu }: rw 2, ro 1;
+    fn scalar(self, [w, v, _], g) {
         elem::momentum(w, v, g[0], self.lr, self.mu);
     }
-    #[inline(always)]
-    unsafe fn vector<V: Simd>(self, x: &mut [V; 3], g: [V; 2]) {
-        // SAFETY: forwarded caller contract (feature present).
-        unsafe {
-            x[1] = V::splat(self.mu).mul(x[1]).add(g[0]);
-            x[0] = x[0].sub(V::splat(self.lr).mul(x[1]));
-        }
+    unsafe fn vector(self, x, g) {
+        x[1] = V::splat(self.mu).mul(x[1]).add(g[0]);
+        x[0] = x[0].sub(V::splat(self.lr).mul(x[1]));
     }
 }
 
-#[derive(Clone, Copy)]
-pub(crate) struct AdaGrad {
-    pub lr: f32,
-    pub eps: f32,
-}
-impl Op for AdaGrad {
-    const RW: usize = 2;
-    const RO: usize = 1;
-    #[inline(always)]
-    fn scalar(self, x: &mut [f32; 3], g: [f32; 2]) {
-        let [w, n, _] = x;
+op! {
+    AdaGrad { lr, eps }: rw 2, ro 1;
+    fn scalar(self, [w, n, _], g) {
         elem::adagrad(w, n, g[0], self.lr, self.eps);
     }
-    #[inline(always)]
-    unsafe fn vector<V: Simd>(self, x: &mut [V; 3], g: [V; 2]) {
-        // SAFETY: forwarded caller contract (feature present).
-        unsafe {
-            x[1] = x[1].add(g[0].mul(g[0]));
-            let step = V::splat(self.lr).mul(g[0]);
-            x[0] = x[0].sub(step.div(x[1].sqrt().add(V::splat(self.eps))));
-        }
+    unsafe fn vector(self, x, g) {
+        x[1] = x[1].add(g[0].mul(g[0]));
+        let step = V::splat(self.lr).mul(g[0]);
+        x[0] = x[0].sub(step.div(x[1].sqrt().add(V::splat(self.eps))));
     }
 }
 
-#[derive(Clone, Copy)]
-pub(crate) struct Adam {
-    pub b1: f32,
-    pub c1: f32,
-    pub b2: f32,
-    pub c2: f32,
-    pub lr_t: f32,
-    pub eps: f32,
-}
-impl Op for Adam {
-    const RW: usize = 3;
-    const RO: usize = 1;
-    #[inline(always)]
-    fn scalar(self, x: &mut [f32; 3], g: [f32; 2]) {
-        let [w, m, v] = x;
+op! {
+    Adam { b1, c1, b2, c2, lr_t, eps }: rw 3, ro 1;
+    fn scalar(self, [w, m, v], g) {
         elem::adam(
             w, m, v, g[0], self.b1, self.c1, self.b2, self.c2, self.lr_t, self.eps,
         );
     }
-    #[inline(always)]
-    unsafe fn vector<V: Simd>(self, x: &mut [V; 3], g: [V; 2]) {
-        // SAFETY: forwarded caller contract (feature present).
-        unsafe {
-            let g = g[0];
-            x[1] = V::splat(self.b1).mul(x[1]).add(V::splat(self.c1).mul(g));
-            x[2] = V::splat(self.b2)
-                .mul(x[2])
-                .add(V::splat(self.c2).mul(g.mul(g)));
-            let num = V::splat(self.lr_t).mul(x[1]);
-            x[0] = x[0].sub(num.div(x[2].sqrt().add(V::splat(self.eps))));
-        }
+    unsafe fn vector(self, x, g) {
+        let g = g[0];
+        x[1] = V::splat(self.b1).mul(x[1]).add(V::splat(self.c1).mul(g));
+        x[2] = V::splat(self.b2)
+            .mul(x[2])
+            .add(V::splat(self.c2).mul(g.mul(g)));
+        let num = V::splat(self.lr_t).mul(x[1]);
+        x[0] = x[0].sub(num.div(x[2].sqrt().add(V::splat(self.eps))));
     }
 }
 
-#[derive(Clone, Copy)]
-pub(crate) struct Ftrl {
-    pub inv_alpha: f32,
-    pub beta: f32,
-    pub l1: f32,
-    pub l2: f32,
-}
-impl Op for Ftrl {
-    const RW: usize = 3;
-    const RO: usize = 1;
-    #[inline(always)]
-    fn scalar(self, x: &mut [f32; 3], g: [f32; 2]) {
-        let [w, z, n] = x;
+op! {
+    Ftrl { inv_alpha, beta, l1, l2 }: rw 3, ro 1;
+    fn scalar(self, [w, z, n], g) {
         elem::ftrl(w, z, n, g[0], self.inv_alpha, self.beta, self.l1, self.l2);
     }
-    #[inline(always)]
-    unsafe fn vector<V: Simd>(self, x: &mut [V; 3], g: [V; 2]) {
-        // SAFETY: forwarded caller contract (feature present).
-        unsafe {
-            let g = g[0];
-            let inv_alpha = V::splat(self.inv_alpha);
-            let l1 = V::splat(self.l1);
-            let n_new = x[2].add(g.mul(g));
-            let sq_new = n_new.sqrt();
-            let sigma = sq_new.sub(x[2].sqrt()).mul(inv_alpha);
-            x[1] = x[1].add(g.sub(sigma.mul(x[0])));
-            x[2] = n_new;
-            let z = x[1];
-            let denom = V::splat(self.beta)
-                .add(sq_new)
-                .mul(inv_alpha)
-                .add(V::splat(self.l2));
-            let w = l1.copysign(z).sub(z).div(denom);
-            x[0] = V::select(z.abs().le(l1), V::splat(0.0), w);
-        }
+    unsafe fn vector(self, x, g) {
+        let g = g[0];
+        let inv_alpha = V::splat(self.inv_alpha);
+        let l1 = V::splat(self.l1);
+        let n_new = x[2].add(g.mul(g));
+        let sq_new = n_new.sqrt();
+        let sigma = sq_new.sub(x[2].sqrt()).mul(inv_alpha);
+        x[1] = x[1].add(g.sub(sigma.mul(x[0])));
+        x[2] = n_new;
+        let z = x[1];
+        let denom = V::splat(self.beta)
+            .add(sq_new)
+            .mul(inv_alpha)
+            .add(V::splat(self.l2));
+        let w = l1.copysign(z).sub(z).div(denom);
+        x[0] = V::select(z.abs().le(l1), V::splat(0.0), w);
     }
 }
 
-#[derive(Clone, Copy)]
-pub(crate) struct ProxL1 {
-    pub lr: f32,
-    pub t: f32,
-}
-impl Op for ProxL1 {
-    const RW: usize = 1;
-    const RO: usize = 1;
-    #[inline(always)]
-    fn scalar(self, x: &mut [f32; 3], g: [f32; 2]) {
+op! {
+    ProxL1 { lr, t }: rw 1, ro 1;
+    fn scalar(self, x, g) {
         x[0] = elem::prox_l1(x[0], g[0], self.lr, self.t);
     }
-    #[inline(always)]
-    unsafe fn vector<V: Simd>(self, x: &mut [V; 3], g: [V; 2]) {
-        // SAFETY: forwarded caller contract (feature present).
-        unsafe {
-            let y = x[0].sub(V::splat(self.lr).mul(g[0]));
-            x[0] = soft_threshold(y, V::splat(self.t));
-        }
+    unsafe fn vector(self, x, g) {
+        let y = x[0].sub(V::splat(self.lr).mul(g[0]));
+        x[0] = soft_threshold(y, V::splat(self.t));
     }
 }
 
-#[derive(Clone, Copy)]
-pub(crate) struct ElasticNet {
-    pub lr: f32,
-    pub t: f32,
-    pub inv_k: f32,
-}
-impl Op for ElasticNet {
-    const RW: usize = 1;
-    const RO: usize = 1;
-    #[inline(always)]
-    fn scalar(self, x: &mut [f32; 3], g: [f32; 2]) {
+op! {
+    ElasticNet { lr, t, inv_k }: rw 1, ro 1;
+    fn scalar(self, x, g) {
         x[0] = elem::elastic_net(x[0], g[0], self.lr, self.t, self.inv_k);
     }
-    #[inline(always)]
-    unsafe fn vector<V: Simd>(self, x: &mut [V; 3], g: [V; 2]) {
-        // SAFETY: forwarded caller contract (feature present).
-        unsafe {
-            let y = x[0].sub(V::splat(self.lr).mul(g[0]));
-            x[0] = soft_threshold(y, V::splat(self.t)).mul(V::splat(self.inv_k));
-        }
+    unsafe fn vector(self, x, g) {
+        let y = x[0].sub(V::splat(self.lr).mul(g[0]));
+        x[0] = soft_threshold(y, V::splat(self.t)).mul(V::splat(self.inv_k));
     }
 }
 
-#[derive(Clone, Copy)]
-pub(crate) struct ScaledProxL1 {
-    pub l1: f32,
-    pub delta: f32,
-}
-impl Op for ScaledProxL1 {
-    const RW: usize = 1;
-    const RO: usize = 2;
-    #[inline(always)]
-    fn scalar(self, x: &mut [f32; 3], g: [f32; 2]) {
+op! {
+    ScaledProxL1 { l1, delta }: rw 1, ro 2;
+    fn scalar(self, x, g) {
         x[0] = elem::scaled_prox_l1(x[0], g[0], g[1], self.l1, self.delta);
     }
-    #[inline(always)]
-    unsafe fn vector<V: Simd>(self, x: &mut [V; 3], g: [V; 2]) {
-        // SAFETY: forwarded caller contract (feature present).
-        unsafe {
-            let r = V::splat(1.0).div(g[1].add(V::splat(self.delta)));
-            let y = x[0].sub(g[0].mul(r));
-            x[0] = soft_threshold(y, V::splat(self.l1).mul(r));
-        }
+    unsafe fn vector(self, x, g) {
+        let r = V::splat(1.0).div(g[1].add(V::splat(self.delta)));
+        let y = x[0].sub(g[0].mul(r));
+        x[0] = soft_threshold(y, V::splat(self.l1).mul(r));
     }
 }
 

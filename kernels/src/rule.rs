@@ -118,6 +118,14 @@ impl<'a> State<'a> {
             b: Some(b),
         }
     }
+    /// The arrays `rule` uses, taken in order from `a` and `b` (none, `a`, or both).
+    pub fn for_rule(rule: Rule, a: &'a mut [f32], b: &'a mut [f32]) -> Self {
+        match rule.state_len() {
+            0 => State::none(),
+            1 => State::one(a),
+            _ => State::two(a, b),
+        }
+    }
     /// Number of arrays held.
     pub fn len(&self) -> usize {
         self.a.is_some() as usize + self.b.is_some() as usize

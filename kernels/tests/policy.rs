@@ -48,11 +48,7 @@ fn nan_gradient_propagates_to_w_for_every_rule() {
             g[3] = f32::NAN;
             g[20] = f32::NAN;
             let (mut a, mut b) = (vec![0.0f32; n], vec![0.0f32; n]);
-            let state = match rule.state_len() {
-                0 => State::none(),
-                1 => State::one(&mut a),
-                _ => State::two(&mut a, &mut b),
-            };
+            let state = State::for_rule(rule, &mut a, &mut b);
             with_isa(isa, || apply_dense(rule, &mut w, state, &g)).unwrap();
             assert!(w[3].is_nan() && w[20].is_nan(), "{isa} {}", rule.name());
             assert!(!w[4].is_nan() && !w[21].is_nan(), "{isa} {}", rule.name());
@@ -72,11 +68,7 @@ fn nan_weight_is_never_cleaned() {
             w[17] = f32::NAN;
             let g = vec![0.0f32; n * rule.inputs()];
             let (mut a, mut b) = (vec![0.0f32; n], vec![0.0f32; n]);
-            let state = match rule.state_len() {
-                0 => State::none(),
-                1 => State::one(&mut a),
-                _ => State::two(&mut a, &mut b),
-            };
+            let state = State::for_rule(rule, &mut a, &mut b);
             with_isa(isa, || apply_dense(rule, &mut w, state, &g)).unwrap();
             let ftrl = matches!(rule, Rule::Ftrl { .. });
             // FTRL recomputes w from z and n; the NaN moves into z (sigma*w with sigma = 0

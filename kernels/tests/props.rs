@@ -148,11 +148,7 @@ fn dense_case() -> impl Strategy<Value = Case> {
 fn run_dense(isa: Isa, c: &Case) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let (mut w, mut s0, mut s1) = (c.w.clone(), c.s0.clone(), c.s1.clone());
     let o = c.off;
-    let state = match c.rule.state_len() {
-        0 => State::none(),
-        1 => State::one(&mut s0[o..]),
-        _ => State::two(&mut s0[o..], &mut s1[o..]),
-    };
+    let state = State::for_rule(c.rule, &mut s0[o..], &mut s1[o..]);
     with_isa(isa, || {
         apply_dense(c.rule, &mut w[o..], state, &c.inputs[o..])
     })
@@ -169,11 +165,7 @@ proptest! {
         // The top-level dispatched function too.
         let (mut w, mut s0, mut s1) = (c.w.clone(), c.s0.clone(), c.s1.clone());
         let o = c.off;
-        let state = match c.rule.state_len() {
-            0 => State::none(),
-            1 => State::one(&mut s0[o..]),
-            _ => State::two(&mut s0[o..], &mut s1[o..]),
-        };
+        let state = State::for_rule(c.rule, &mut s0[o..], &mut s1[o..]);
         ferrops_kernels::apply_dense(c.rule, &mut w[o..], state, &c.inputs[o..]).unwrap();
         assert_same(ferrops_kernels::active_isa(), "w", &w, &want.0)?;
         assert_same(ferrops_kernels::active_isa(), "s0", &s0, &want.1)?;
@@ -202,11 +194,7 @@ proptest! {
         let inputs = seed[3 * n..3 * n + m].to_vec();
         let run = |isa: Isa| {
             let (mut w, mut s0, mut s1) = (w0.clone(), s00.clone(), s10.clone());
-            let state = match rule.state_len() {
-                0 => State::none(),
-                1 => State::one(&mut s0),
-                _ => State::two(&mut s0, &mut s1),
-            };
+            let state = State::for_rule(rule, &mut s0, &mut s1);
             with_isa(isa, || apply_sparse(rule, &mut w, state, &slots, dim, &inputs)).unwrap();
             (w, s0, s1)
         };
@@ -241,11 +229,7 @@ proptest! {
         let mut s0 = seed[n..2 * n].to_vec();
         let mut s1 = seed[2 * n..3 * n].to_vec();
         let (mut ws, mut s0s, mut s1s) = (w.clone(), s0.clone(), s1.clone());
-        let state = match rule.state_len() {
-            0 => State::none(),
-            1 => State::one(&mut s0s),
-            _ => State::two(&mut s0s, &mut s1s),
-        };
+        let state = State::for_rule(rule, &mut s0s, &mut s1s);
         ferrops_kernels::apply_sparse(rule, &mut ws, state, &slots, dim, &inputs).unwrap();
         for (j, &s) in slots.iter().enumerate() {
             let r = s as usize * dim..(s as usize + 1) * dim;
@@ -253,11 +237,7 @@ proptest! {
             if rule.inputs() == 2 {
                 inp.extend_from_slice(&inputs[m + j * dim..m + (j + 1) * dim]);
             }
-            let state = match rule.state_len() {
-                0 => State::none(),
-                1 => State::one(&mut s0[r.clone()]),
-                _ => State::two(&mut s0[r.clone()], &mut s1[r.clone()]),
-            };
+            let state = State::for_rule(rule, &mut s0[r.clone()], &mut s1[r.clone()]);
             with_isa(Isa::Scalar, || apply_dense(rule, &mut w[r], state, &inp)).unwrap();
         }
         assert_same(Isa::Scalar, "w", &ws, &w)?;

@@ -9,39 +9,46 @@ pub struct Metrics {
     inner: Arc<Counters>,
 }
 
-#[derive(Debug, Default)]
-struct Counters {
-    frames_sent: AtomicU64,
-    frames_received: AtomicU64,
-    header_bytes_sent: AtomicU64,
-    key_bytes_sent: AtomicU64,
-    value_bytes_sent: AtomicU64,
-    extra_bytes_sent: AtomicU64,
-    header_bytes_received: AtomicU64,
-    key_bytes_received: AtomicU64,
-    value_bytes_received: AtomicU64,
-    extra_bytes_received: AtomicU64,
-    value_bytes_copied: AtomicU64,
-    rejected_frames: AtomicU64,
+/// Declares the counters once: the atomic `Counters` behind [`Metrics`], the plain
+/// [`MetricsSnapshot`] with the same fields, and `Counters::snapshot`, which copies each field.
+macro_rules! counters {
+    ($($(#[$doc:meta])* $field:ident,)*) => {
+        #[derive(Debug, Default)]
+        struct Counters {
+            $($field: AtomicU64,)*
+        }
+
+        /// A point-in-time copy of [`Metrics`].
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        pub struct MetricsSnapshot {
+            $($(#[$doc])* pub $field: u64,)*
+        }
+
+        impl Counters {
+            fn snapshot(&self) -> MetricsSnapshot {
+                MetricsSnapshot {
+                    $($field: self.$field.load(Ordering::Relaxed),)*
+                }
+            }
+        }
+    };
 }
 
-/// A point-in-time copy of [`Metrics`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct MetricsSnapshot {
-    pub frames_sent: u64,
-    pub frames_received: u64,
-    pub header_bytes_sent: u64,
-    pub key_bytes_sent: u64,
-    pub value_bytes_sent: u64,
-    pub extra_bytes_sent: u64,
-    pub header_bytes_received: u64,
-    pub key_bytes_received: u64,
-    pub value_bytes_received: u64,
-    pub extra_bytes_received: u64,
+counters! {
+    frames_sent,
+    frames_received,
+    header_bytes_sent,
+    key_bytes_sent,
+    value_bytes_sent,
+    extra_bytes_sent,
+    header_bytes_received,
+    key_bytes_received,
+    value_bytes_received,
+    extra_bytes_received,
     /// Value bytes that were copied on a send or receive path (the zero-copy paths add nothing).
-    pub value_bytes_copied: u64,
+    value_bytes_copied,
     /// Frames rejected for breaking the wire format.
-    pub rejected_frames: u64,
+    rejected_frames,
 }
 
 impl MetricsSnapshot {
@@ -98,21 +105,6 @@ impl Metrics {
 
     /// The current values.
     pub fn snapshot(&self) -> MetricsSnapshot {
-        let c = &self.inner;
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        MetricsSnapshot {
-            frames_sent: get(&c.frames_sent),
-            frames_received: get(&c.frames_received),
-            header_bytes_sent: get(&c.header_bytes_sent),
-            key_bytes_sent: get(&c.key_bytes_sent),
-            value_bytes_sent: get(&c.value_bytes_sent),
-            extra_bytes_sent: get(&c.extra_bytes_sent),
-            header_bytes_received: get(&c.header_bytes_received),
-            key_bytes_received: get(&c.key_bytes_received),
-            value_bytes_received: get(&c.value_bytes_received),
-            extra_bytes_received: get(&c.extra_bytes_received),
-            value_bytes_copied: get(&c.value_bytes_copied),
-            rejected_frames: get(&c.rejected_frames),
-        }
+        self.inner.snapshot()
     }
 }

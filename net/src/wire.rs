@@ -37,88 +37,94 @@ pub mod flags {
     pub const VALUES_TO_REMOTE: u8 = 16;
 }
 
-/// What a frame asks for or answers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum Opcode {
-    /// Values for keys, to be applied with the table's update rule.
-    Push = 1,
-    /// Acknowledges a push (no payload, or an error status).
-    PushAck = 2,
-    /// Asks for the values of keys.
-    Pull = 3,
-    /// Answers a pull with values in key order.
-    PullReply = 4,
-    /// A worker finished a clock (`clock` = number of clocks it has completed).
-    Clock = 5,
-    /// A control message of the engine, encoded in the extra section.
-    Control = 6,
-    /// A rejected request or frame; `status` says why and extra carries a UTF-8 message.
-    Error = 7,
+/// Declares a `#[repr($repr)]` wire enum with its values, and `decode`, which maps a value back
+/// to its variant (`None` for a value that names none), so that each value is written once.
+macro_rules! wire_enum {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident: $repr:ty {
+            $($(#[$vmeta:meta])* $variant:ident = $value:expr,)*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        #[repr($repr)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant = $value,)*
+        }
+
+        impl $name {
+            /// The variant whose value is `v`, if any.
+            fn decode(v: $repr) -> Option<$name> {
+                $(if v == $name::$variant as $repr {
+                    return Some($name::$variant);
+                })*
+                None
+            }
+        }
+    };
+}
+
+wire_enum! {
+    /// What a frame asks for or answers.
+    pub enum Opcode: u8 {
+        /// Values for keys, to be applied with the table's update rule.
+        Push = 1,
+        /// Acknowledges a push (no payload, or an error status).
+        PushAck = 2,
+        /// Asks for the values of keys.
+        Pull = 3,
+        /// Answers a pull with values in key order.
+        PullReply = 4,
+        /// A worker finished a clock (`clock` = number of clocks it has completed).
+        Clock = 5,
+        /// A control message of the engine, encoded in the extra section.
+        Control = 6,
+        /// A rejected request or frame; `status` says why and extra carries a UTF-8 message.
+        Error = 7,
+    }
 }
 
 impl Opcode {
     /// Decodes an opcode byte.
     pub fn from_u8(v: u8) -> Option<Opcode> {
-        Some(match v {
-            1 => Opcode::Push,
-            2 => Opcode::PushAck,
-            3 => Opcode::Pull,
-            4 => Opcode::PullReply,
-            5 => Opcode::Clock,
-            6 => Opcode::Control,
-            7 => Opcode::Error,
-            _ => return None,
-        })
+        Opcode::decode(v)
     }
 }
 
-/// Why a request failed, carried in [`Header::status`] of replies.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[repr(u16)]
-pub enum Status {
-    Ok = 0,
-    /// The frame broke the wire format; the connection is closed after this reply.
-    BadFrame = 1,
-    /// The table id is not declared on this server.
-    UnknownTable = 2,
-    /// The keys are not sorted and unique, or not a whole number of u64.
-    BadKeys = 3,
-    /// The values section does not match keys × dim (× inputs of the rule).
-    BadValues = 4,
-    /// This server does not own (all of) the keys at the sender's routing version.
-    NotOwner = 5,
-    /// A key of the pull has never been pushed and the table has no default.
-    UnknownKey = 6,
-    /// The request is not valid in the current state (e.g. before registration).
-    BadRequest = 7,
-    /// The server is shutting down.
-    ShuttingDown = 8,
-    /// The request named its keys by a signature the server does not hold.
-    KeysUnknown = 9,
-    /// The server cannot hold more parameters (table capacity or memory exhausted).
-    OutOfMemory = 10,
-    /// A status this build does not know.
-    Unknown = u16::MAX,
+wire_enum! {
+    /// Why a request failed, carried in [`Header::status`] of replies.
+    pub enum Status: u16 {
+        Ok = 0,
+        /// The frame broke the wire format; the connection is closed after this reply.
+        BadFrame = 1,
+        /// The table id is not declared on this server.
+        UnknownTable = 2,
+        /// The keys are not sorted and unique, or not a whole number of u64.
+        BadKeys = 3,
+        /// The values section does not match keys × dim (× inputs of the rule).
+        BadValues = 4,
+        /// This server does not own (all of) the keys at the sender's routing version.
+        NotOwner = 5,
+        /// A key of the pull has never been pushed and the table has no default.
+        UnknownKey = 6,
+        /// The request is not valid in the current state (e.g. before registration).
+        BadRequest = 7,
+        /// The server is shutting down.
+        ShuttingDown = 8,
+        /// The request named its keys by a signature the server does not hold.
+        KeysUnknown = 9,
+        /// The server cannot hold more parameters (table capacity or memory exhausted).
+        OutOfMemory = 10,
+        /// A status this build does not know.
+        Unknown = u16::MAX,
+    }
 }
 
 impl Status {
     /// Decodes a status code; unknown values map to [`Status::Unknown`].
     pub fn from_u16(v: u16) -> Status {
-        match v {
-            0 => Status::Ok,
-            1 => Status::BadFrame,
-            2 => Status::UnknownTable,
-            3 => Status::BadKeys,
-            4 => Status::BadValues,
-            5 => Status::NotOwner,
-            6 => Status::UnknownKey,
-            7 => Status::BadRequest,
-            8 => Status::ShuttingDown,
-            9 => Status::KeysUnknown,
-            10 => Status::OutOfMemory,
-            _ => Status::Unknown,
-        }
+        Status::decode(v).unwrap_or(Status::Unknown)
     }
 }
 

@@ -18,6 +18,16 @@ unsafe fn push_bits<V: Simd>(out: &mut Vec<u32>, base: usize, bits: u32) {
     }
 }
 
+/// The mask with one set bit per lane of `V`.
+#[inline(always)]
+fn all_lanes<V: Simd>() -> u32 {
+    if V::LANES == 32 {
+        u32::MAX
+    } else {
+        (1u32 << V::LANES) - 1
+    }
+}
+
 /// # Safety
 /// `V` supported; `delta.len() == w.len()`; `out` has spare capacity for `delta.len() + 16`.
 #[inline(always)]
@@ -29,11 +39,7 @@ pub(crate) unsafe fn significant_simd<V: Simd>(
     out: &mut Vec<u32>,
 ) {
     let n = delta.len();
-    let full = if V::LANES == 32 {
-        u32::MAX
-    } else {
-        (1u32 << V::LANES) - 1
-    };
+    let full = all_lanes::<V>();
     let mut i = 0;
     // SAFETY: `i + LANES <= n` bounds both loads; feature and spare capacity (at most `i`
     // indices written so far, capacity for `n + 16`) guaranteed by the caller.
@@ -69,11 +75,7 @@ pub(crate) unsafe fn kkt_active_simd<V: Simd>(
     out: &mut Vec<u32>,
 ) {
     let n = w.len();
-    let full = if V::LANES == 32 {
-        u32::MAX
-    } else {
-        (1u32 << V::LANES) - 1
-    };
+    let full = all_lanes::<V>();
     let bound = l1 * (1.0 - margin);
     let mut i = 0;
     // SAFETY: `i + LANES <= n` bounds both loads; feature and spare capacity (at most `i`

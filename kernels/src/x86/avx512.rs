@@ -14,26 +14,17 @@ pub(crate) struct V16(__m512);
 impl Simd for V16 {
     const LANES: usize = 16;
     type Mask = __mmask16;
-    #[inline(always)]
-    unsafe fn splat(x: f32) -> Self {
-        // SAFETY: see the impl comment.
-        unsafe { V16(_mm512_set1_ps(x)) }
-    }
-    #[inline(always)]
-    unsafe fn load(p: *const f32) -> Self {
-        // SAFETY: see the impl comment.
-        unsafe { V16(_mm512_loadu_ps(p)) }
-    }
-    #[inline(always)]
-    unsafe fn store(self, p: *mut f32) {
-        // SAFETY: see the impl comment.
-        unsafe { _mm512_storeu_ps(p, self.0) }
-    }
-    #[inline(always)]
-    unsafe fn stream(self, p: *mut f32) {
-        // SAFETY: see the impl comment; the caller guarantees 64-byte alignment.
-        unsafe { _mm512_stream_ps(p, self.0) }
-    }
+    simd_one_intrinsic_methods!(V16 {
+        splat: _mm512_set1_ps,
+        load: _mm512_loadu_ps,
+        store: _mm512_storeu_ps,
+        stream: _mm512_stream_ps,
+        sqrt: _mm512_sqrt_ps,
+        add: _mm512_add_ps,
+        sub: _mm512_sub_ps,
+        mul: _mm512_mul_ps,
+        div: _mm512_div_ps
+    });
     const MASKED_TAIL: bool = true;
     #[inline(always)]
     unsafe fn load_first(p: *const f32, len: usize) -> Self {
@@ -45,41 +36,6 @@ impl Simd for V16 {
     unsafe fn store_first(self, p: *mut f32, len: usize) {
         // SAFETY: see the impl comment; only the `len` unmasked lanes are written.
         unsafe { _mm512_mask_storeu_ps(p, ((1u32 << len) - 1) as __mmask16, self.0) }
-    }
-    #[inline(always)]
-    unsafe fn prefetch(p: *const f32) {
-        // SAFETY: see the impl comment; a prefetch never faults, whatever the address.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(p as *const i8) }
-    }
-    #[inline(always)]
-    unsafe fn fence() {
-        // SAFETY: see the impl comment (SSE, implied by the tier).
-        unsafe { _mm_sfence() }
-    }
-    #[inline(always)]
-    unsafe fn add(self, b: Self) -> Self {
-        // SAFETY: see the impl comment.
-        unsafe { V16(_mm512_add_ps(self.0, b.0)) }
-    }
-    #[inline(always)]
-    unsafe fn sub(self, b: Self) -> Self {
-        // SAFETY: see the impl comment.
-        unsafe { V16(_mm512_sub_ps(self.0, b.0)) }
-    }
-    #[inline(always)]
-    unsafe fn mul(self, b: Self) -> Self {
-        // SAFETY: see the impl comment.
-        unsafe { V16(_mm512_mul_ps(self.0, b.0)) }
-    }
-    #[inline(always)]
-    unsafe fn div(self, b: Self) -> Self {
-        // SAFETY: see the impl comment.
-        unsafe { V16(_mm512_div_ps(self.0, b.0)) }
-    }
-    #[inline(always)]
-    unsafe fn sqrt(self) -> Self {
-        // SAFETY: see the impl comment.
-        unsafe { V16(_mm512_sqrt_ps(self.0)) }
     }
     #[inline(always)]
     unsafe fn abs(self) -> Self {
@@ -133,144 +89,62 @@ impl Simd for V16 {
 
 generic_entry_points!(V16, "avx512f,avx2,f16c");
 
-/// # Safety
-/// AVX-512F present; equal lengths.
-#[target_feature(enable = "avx512f,avx2,f16c")]
-pub(crate) unsafe fn f32_to_f16(src: &[f32], dst: &mut [u16]) {
-    let n = src.len();
-    let stream = super::stream_head(dst.as_ptr(), 32, n);
-    let head = stream.unwrap_or(0);
-    for j in 0..head {
-        dst[j] = crate::scalar::f32_to_f16_bits(src[j]);
-    }
-    let mut i = head;
-    // SAFETY: (streaming: `dst + head` is 32-byte aligned and steps keep it so; the
-    // fence follows the loop.) `i + 16 <= n` bounds the 16-element load and the 16-u16 (32-byte) store.
-    unsafe {
-        while i + 16 <= n {
-            let v = _mm512_loadu_ps(src.as_ptr().add(i));
-            let h = _mm512_cvtps_ph::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(v);
-            let d = dst.as_mut_ptr().add(i) as *mut __m256i;
-            if stream.is_some() {
-                _mm256_stream_si256(d, h);
-            } else {
-                _mm256_storeu_si256(d, h);
-            }
-            i += 16;
-        }
-        if stream.is_some() {
-            _mm_sfence();
-        }
-    }
-    for j in i..n {
-        dst[j] = crate::scalar::f32_to_f16_bits(src[j]);
-    }
+stream_conversion! {
+    /// # Safety
+    /// AVX-512F present; equal lengths.
+    #[target_feature(enable = "avx512f,avx2,f16c")]
+    fn f32_to_f16(f32 => u16) via crate::scalar::f32_to_f16_bits;
+    lanes 16, align 32;
+    |s, d: *mut __m256i| {
+        _mm512_cvtps_ph::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm512_loadu_ps(s))
+    };
+    store _mm256_storeu_si256, stream _mm256_stream_si256
 }
 
-/// # Safety
-/// AVX-512F present; equal lengths.
-#[target_feature(enable = "avx512f,avx2,f16c")]
-pub(crate) unsafe fn f16_to_f32(src: &[u16], dst: &mut [f32]) {
-    let n = src.len();
-    let stream = super::stream_head(dst.as_ptr(), 64, n);
-    let head = stream.unwrap_or(0);
-    for j in 0..head {
-        dst[j] = crate::scalar::f16_bits_to_f32(src[j]);
-    }
-    let mut i = head;
-    // SAFETY: (streaming: `dst + head` is 64-byte aligned and steps keep it so; the
-    // fence follows the loop.) `i + 16 <= n` bounds the 32-byte load and the 16-element store.
-    unsafe {
-        while i + 16 <= n {
-            let h = _mm256_loadu_si256(src.as_ptr().add(i) as *const __m256i);
-            let f = _mm512_cvtph_ps(h);
-            if stream.is_some() {
-                _mm512_stream_ps(dst.as_mut_ptr().add(i), f);
-            } else {
-                _mm512_storeu_ps(dst.as_mut_ptr().add(i), f);
-            }
-            i += 16;
-        }
-        if stream.is_some() {
-            _mm_sfence();
-        }
-    }
-    for j in i..n {
-        dst[j] = crate::scalar::f16_bits_to_f32(src[j]);
-    }
+stream_conversion! {
+    /// # Safety
+    /// AVX-512F present; equal lengths.
+    #[target_feature(enable = "avx512f,avx2,f16c")]
+    fn f16_to_f32(u16 => f32) via crate::scalar::f16_bits_to_f32;
+    lanes 16, align 64;
+    |s, d: *mut f32| _mm512_cvtph_ps(_mm256_loadu_si256(s as *const __m256i));
+    store _mm512_storeu_ps, stream _mm512_stream_ps
 }
 
-/// # Safety
-/// AVX-512F present; equal lengths.
-#[target_feature(enable = "avx512f,avx2,f16c")]
-pub(crate) unsafe fn f32_to_bf16(src: &[f32], dst: &mut [u16]) {
-    let n = src.len();
-    let stream = super::stream_head(dst.as_ptr(), 32, n);
-    let head = stream.unwrap_or(0);
-    for j in 0..head {
-        dst[j] = crate::scalar::f32_to_bf16_bits(src[j]);
-    }
-    let mut i = head;
-    // SAFETY: (streaming: `dst + head` is 32-byte aligned and steps keep it so; the
-    // fence follows the loop.) `i + 16 <= n` bounds the 16-element load and the 32-byte store.
-    unsafe {
+stream_conversion! {
+    /// # Safety
+    /// AVX-512F present; equal lengths.
+    #[target_feature(enable = "avx512f,avx2,f16c")]
+    fn f32_to_bf16(f32 => u16) via crate::scalar::f32_to_bf16_bits;
+    lanes 16, align 32;
+    setup {
         let one = _mm512_set1_epi32(1);
         let round = _mm512_set1_epi32(0x7fff);
         let quiet = _mm512_set1_epi32(0x40);
-        while i + 16 <= n {
-            let v = _mm512_loadu_ps(src.as_ptr().add(i));
-            let x = _mm512_castps_si512(v);
-            let hi = _mm512_srli_epi32::<16>(x);
-            let lsb = _mm512_and_si512(hi, one);
-            let r = _mm512_srli_epi32::<16>(_mm512_add_epi32(_mm512_add_epi32(x, round), lsb));
-            let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
-            let res = _mm512_mask_blend_epi32(nan, r, _mm512_or_si512(hi, quiet));
-            let d = dst.as_mut_ptr().add(i) as *mut __m256i;
-            if stream.is_some() {
-                _mm256_stream_si256(d, _mm512_cvtepi32_epi16(res));
-            } else {
-                _mm256_storeu_si256(d, _mm512_cvtepi32_epi16(res));
-            }
-            i += 16;
-        }
-        if stream.is_some() {
-            _mm_sfence();
-        }
     }
-    for j in i..n {
-        dst[j] = crate::scalar::f32_to_bf16_bits(src[j]);
-    }
+    |s, d: *mut __m256i| {
+        let v = _mm512_loadu_ps(s);
+        let x = _mm512_castps_si512(v);
+        let hi = _mm512_srli_epi32::<16>(x);
+        let lsb = _mm512_and_si512(hi, one);
+        let r = _mm512_srli_epi32::<16>(_mm512_add_epi32(_mm512_add_epi32(x, round), lsb));
+        let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
+        let res = _mm512_mask_blend_epi32(nan, r, _mm512_or_si512(hi, quiet));
+        _mm512_cvtepi32_epi16(res)
+    };
+    store _mm256_storeu_si256, stream _mm256_stream_si256
 }
 
-/// # Safety
-/// AVX-512F present; equal lengths.
-#[target_feature(enable = "avx512f,avx2,f16c")]
-pub(crate) unsafe fn bf16_to_f32(src: &[u16], dst: &mut [f32]) {
-    let n = src.len();
-    let stream = super::stream_head(dst.as_ptr(), 64, n);
-    let head = stream.unwrap_or(0);
-    for j in 0..head {
-        dst[j] = crate::scalar::bf16_bits_to_f32(src[j]);
-    }
-    let mut i = head;
-    // SAFETY: (streaming: `dst + head` is 64-byte aligned and steps keep it so; the
-    // fence follows the loop.) `i + 16 <= n` bounds the 32-byte load and the 16-element store.
-    unsafe {
-        while i + 16 <= n {
-            let h = _mm256_loadu_si256(src.as_ptr().add(i) as *const __m256i);
-            let x = _mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h));
-            if stream.is_some() {
-                _mm512_stream_ps(dst.as_mut_ptr().add(i), _mm512_castsi512_ps(x));
-            } else {
-                _mm512_storeu_ps(dst.as_mut_ptr().add(i), _mm512_castsi512_ps(x));
-            }
-            i += 16;
-        }
-        if stream.is_some() {
-            _mm_sfence();
-        }
-    }
-    for j in i..n {
-        dst[j] = crate::scalar::bf16_bits_to_f32(src[j]);
-    }
+stream_conversion! {
+    /// # Safety
+    /// AVX-512F present; equal lengths.
+    #[target_feature(enable = "avx512f,avx2,f16c")]
+    fn bf16_to_f32(u16 => f32) via crate::scalar::bf16_bits_to_f32;
+    lanes 16, align 64;
+    |s, d: *mut f32| {
+        let h = _mm256_loadu_si256(s as *const __m256i);
+        let x = _mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h));
+        _mm512_castsi512_ps(x)
+    };
+    store _mm512_storeu_ps, stream _mm512_stream_ps
 }

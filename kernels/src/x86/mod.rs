@@ -1,6 +1,7 @@
 //! x86-64 fast paths: a [`crate::simd::Simd`] implementation per tier, the
 //! `#[target_feature]` entry points that instantiate the generic kernel bodies (written once,
-//! by `generic_entry_points!`, for every tier) and the hand-written conversions.
+//! by `generic_entry_points!`, for every tier) and the hand-written conversions (their vector
+//! step written per tier, the scalar head and tail and the store choice by `stream_conversion!`).
 
 /// Writes the `#[target_feature]` entry points of one tier into the module that invokes it:
 /// `dense`, `sparse`, `sum_k`, `significant` and `kkt_active`, each compiling the generic body
@@ -42,32 +43,133 @@ macro_rules! generic_entry_points {
             unsafe { $crate::generic::sum_k::<$v>(out, bufs) }
         }
 
-        /// # Safety
-        /// The tier's features present; equal lengths.
-        #[target_feature(enable = $features)]
-        pub(crate) unsafe fn significant(
-            delta: &[f32],
-            w: &[f32],
-            theta: f32,
-            eps: f32,
-            out: &mut Vec<u32>,
-        ) {
-            // SAFETY: forwarded contract.
-            unsafe { $crate::generic::significant_simd::<$v>(delta, w, theta, eps, out) }
-        }
+        filter_entry_point!($v, $features, significant(delta, w, theta, eps) => significant_simd);
+        filter_entry_point!($v, $features, kkt_active(w, g, l1, margin) => kkt_active_simd);
+    };
+}
 
+/// Writes one `#[target_feature]` conversion of `src` into `dst` (equal lengths): the scalar
+/// head that aligns `dst` for non-temporal stores (when the output is large enough to stream,
+/// see [`stream_head`]), the vector loop `lanes` elements a step, the fence after streaming
+/// stores, and the scalar tail. The tier writes only the vector step: `|s, d| convert` turns the
+/// `lanes` source elements at `s` into one register that is then stored at `d` (`dst + i` cast
+/// to the store's pointer type) with `$store`, or with `$stream` when streaming. `setup` holds
+/// constants hoisted out of the loop.
+macro_rules! stream_conversion {
+    (
+        $(#[$attr:meta])*
+        fn $name:ident($src:ty => $dst:ty) via $scalar:path;
+        lanes $lanes:literal, align $align:literal;
+        $(setup { $($setup:stmt;)* })?
+        |$s:ident, $d:ident: $dptr:ty| $convert:expr;
+        store $store:ident, stream $stream:ident
+    ) => {
+        $(#[$attr])*
+        pub(crate) unsafe fn $name(src: &[$src], dst: &mut [$dst]) {
+            let n = src.len();
+            let stream = super::stream_head(dst.as_ptr(), $align, n);
+            let head = stream.unwrap_or(0);
+            for j in 0..head {
+                dst[j] = $scalar(src[j]);
+            }
+            let mut i = head;
+            // SAFETY: (streaming: `dst + head` is `align`-byte aligned and steps keep it so; the
+            // fence follows the loop.) `i + lanes <= n` bounds the `lanes`-element load and store.
+            unsafe {
+                $($($setup)*)?
+                while i + $lanes <= n {
+                    let $s = src.as_ptr().add(i);
+                    let $d = dst.as_mut_ptr().add(i) as $dptr;
+                    let converted = $convert;
+                    if stream.is_some() {
+                        $stream($d, converted);
+                    } else {
+                        $store($d, converted);
+                    }
+                    i += $lanes;
+                }
+                if stream.is_some() {
+                    _mm_sfence();
+                }
+            }
+            for j in i..n {
+                dst[j] = $scalar(src[j]);
+            }
+        }
+    };
+}
+
+/// Writes, inside a tier's `impl Simd`, the methods that are one intrinsic each (`splat`, the
+/// plain and streaming loads and stores, `sqrt`, and each binary `$op` that applies `$intrinsic`
+/// lane by lane) for the tier's vector type `$v`, and `prefetch` and `fence`, which are the same
+/// SSE instructions on every tier.
+macro_rules! simd_one_intrinsic_methods {
+    (
+        $v:ident {
+            splat: $splat:ident, load: $load:ident,
+            store: $store:ident, stream: $stream:ident,
+            sqrt: $sqrt:ident,
+            $($op:ident: $intrinsic:ident),*
+        }
+    ) => {
+        #[inline(always)]
+        unsafe fn splat(x: f32) -> Self {
+            // SAFETY: see the impl comment.
+            unsafe { $v($splat(x)) }
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            // SAFETY: see the impl comment.
+            unsafe { $v($load(p)) }
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32) {
+            // SAFETY: see the impl comment.
+            unsafe { $store(p, self.0) }
+        }
+        #[inline(always)]
+        unsafe fn stream(self, p: *mut f32) {
+            // SAFETY: see the impl comment; the caller guarantees alignment to the vector size.
+            unsafe { $stream(p, self.0) }
+        }
+        #[inline(always)]
+        unsafe fn prefetch(p: *const f32) {
+            // SAFETY: see the impl comment; a prefetch never faults, whatever the address.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(p as *const i8) }
+        }
+        #[inline(always)]
+        unsafe fn fence() {
+            // SAFETY: see the impl comment (SSE, implied by the tier).
+            unsafe { _mm_sfence() }
+        }
+        $(
+            #[inline(always)]
+            unsafe fn $op(self, b: Self) -> Self {
+                // SAFETY: see the impl comment.
+                unsafe { $v($intrinsic(self.0, b.0)) }
+            }
+        )*
+        #[inline(always)]
+        unsafe fn sqrt(self) -> Self {
+            // SAFETY: see the impl comment.
+            unsafe { $v($sqrt(self.0)) }
+        }
+    };
+}
+
+/// One filter entry point of `generic_entry_points!`: two equal-length streams and two
+/// thresholds in, the indices it selects appended to `out`.
+macro_rules! filter_entry_point {
+    (
+        $v:ty, $features:literal,
+        $name:ident($a:ident, $b:ident, $x:ident, $y:ident) => $body:ident
+    ) => {
         /// # Safety
         /// The tier's features present; equal lengths.
         #[target_feature(enable = $features)]
-        pub(crate) unsafe fn kkt_active(
-            w: &[f32],
-            g: &[f32],
-            l1: f32,
-            margin: f32,
-            out: &mut Vec<u32>,
-        ) {
+        pub(crate) unsafe fn $name($a: &[f32], $b: &[f32], $x: f32, $y: f32, out: &mut Vec<u32>) {
             // SAFETY: forwarded contract.
-            unsafe { $crate::generic::kkt_active_simd::<$v>(w, g, l1, margin, out) }
+            unsafe { $crate::generic::$body::<$v>($a, $b, $x, $y, out) }
         }
     };
 }

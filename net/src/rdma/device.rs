@@ -106,6 +106,18 @@ pub fn devices() -> Vec<DeviceInfo> {
     })
 }
 
+/// For tests that need a device: true when [`available`] finds one, else prints
+/// `SKIPPED: <test>: <why>` (the form the CI logs look for) and returns false.
+pub fn available_or_skip(test: &str) -> bool {
+    match available() {
+        Ok(_) => true,
+        Err(e) => {
+            println!("SKIPPED: {test}: {e}");
+            false
+        }
+    }
+}
+
 /// The device `--transport auto` would use: the first one with an active port. `Err` says why
 /// RDMA is unavailable (no rdma-core, no device, no active port), in words for the log.
 pub fn available() -> Result<DeviceInfo, Unavailable> {

@@ -72,7 +72,7 @@ mod mem;
 use std::io;
 
 pub use conn::{RdmaConn, RdmaListener, CREDITS, SMALL_FRAME_MAX};
-pub use device::{available, devices, DeviceInfo, PortInfo};
+pub use device::{available, available_or_skip, devices, DeviceInfo, PortInfo};
 pub use mem::{device_ipv4, Registration, RemoteBuf};
 
 use crate::WireError;

@@ -94,10 +94,7 @@ mod tests {
 
     #[test]
     fn json_is_one_line_with_the_contract_fields() {
-        let mut opts = BenchOptions::new(2048);
-        opts.in_cache_elements = 256;
-        opts.passes = 1;
-        opts.in_cache_time = std::time::Duration::from_micros(100);
+        let opts = BenchOptions::smoke(2048, std::time::Duration::from_micros(100));
         let r = bench::run(&opts);
         let line = to_json(&r);
         assert!(!line.contains('\n'));

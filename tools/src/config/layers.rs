@@ -73,30 +73,23 @@ struct Setting {
     key: &'static str,
 }
 
-const SCHEDULER: Setting = Setting {
-    flag: "--scheduler",
-    flag_value: |o| o.scheduler.as_ref(),
-    env: ENV_SCHEDULER,
-    key: "scheduler",
-};
-const NUM_SERVERS: Setting = Setting {
-    flag: "--num-servers",
-    flag_value: |o| o.num_servers.as_ref(),
-    env: ENV_NUM_SERVERS,
-    key: "num_servers",
-};
-const NUM_WORKERS: Setting = Setting {
-    flag: "--num-workers",
-    flag_value: |o| o.num_workers.as_ref(),
-    env: ENV_NUM_WORKERS,
-    key: "num_workers",
-};
-const BIND: Setting = Setting {
-    flag: "--bind",
-    flag_value: |o| o.bind.as_ref(),
-    env: ENV_BIND,
-    key: "bind",
-};
+/// A setting with a flag: `$flag`, the [`Overrides`] field `$field` (also its config file key)
+/// and the environment variable `$env`.
+macro_rules! setting {
+    ($name:ident: $flag:literal, $field:ident, $env:ident) => {
+        const $name: Setting = Setting {
+            flag: $flag,
+            flag_value: |o| o.$field.as_ref(),
+            env: $env,
+            key: stringify!($field),
+        };
+    };
+}
+
+setting!(SCHEDULER: "--scheduler", scheduler, ENV_SCHEDULER);
+setting!(NUM_SERVERS: "--num-servers", num_servers, ENV_NUM_SERVERS);
+setting!(NUM_WORKERS: "--num-workers", num_workers, ENV_NUM_WORKERS);
+setting!(BIND: "--bind", bind, ENV_BIND);
 /// No flag on purpose: a secret on the command line is visible to every user through `ps`.
 const SECRET: Setting = Setting {
     flag: "",
@@ -104,24 +97,9 @@ const SECRET: Setting = Setting {
     env: ENV_SECRET,
     key: "secret",
 };
-const SERVER_SHARDS: Setting = Setting {
-    flag: "--server-shards",
-    flag_value: |o| o.server_shards.as_ref(),
-    env: ENV_SERVER_SHARDS,
-    key: "server_shards",
-};
-const TRANSPORT: Setting = Setting {
-    flag: "--transport",
-    flag_value: |o| o.transport.as_ref(),
-    env: ENV_TRANSPORT,
-    key: "transport",
-};
-const CONNECT_TIMEOUT_MS: Setting = Setting {
-    flag: "--connect-timeout-ms",
-    flag_value: |o| o.connect_timeout_ms.as_ref(),
-    env: ENV_CONNECT_TIMEOUT_MS,
-    key: "connect_timeout_ms",
-};
+setting!(SERVER_SHARDS: "--server-shards", server_shards, ENV_SERVER_SHARDS);
+setting!(TRANSPORT: "--transport", transport, ENV_TRANSPORT);
+setting!(CONNECT_TIMEOUT_MS: "--connect-timeout-ms", connect_timeout_ms, ENV_CONNECT_TIMEOUT_MS);
 
 /// Where a value came from, for error messages.
 #[derive(Clone, Debug, PartialEq, Eq)]

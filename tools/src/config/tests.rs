@@ -25,6 +25,20 @@ fn error_text(result: Result<impl fmt::Debug>) -> String {
     format!("{:#}", result.expect_err("expected an error"))
 }
 
+/// Asserts that a worker configuration from no flags, the environment `pairs` and (when given)
+/// the config file job.toml holding `file_text` fails with an error that names each of `wanted`.
+fn assert_worker_error(pairs: &[(&str, &str)], file_text: Option<&str>, wanted: &[&str]) {
+    let config = file_text.map(file);
+    let err = error_text(worker_config(
+        &Overrides::default(),
+        &env(pairs),
+        config.as_ref(),
+    ));
+    for w in wanted {
+        assert!(err.contains(w), "{err}");
+    }
+}
+
 const FULL_FILE: &str = r#"
     scheduler = "10.0.0.1:9000"
     num_servers = 4
@@ -191,25 +205,15 @@ fn empty_environment_variable_counts_as_unset() {
 
 #[test]
 fn unknown_file_key_is_named_with_the_file() {
-    let err = error_text(worker_config(
-        &Overrides::default(),
-        &env(&[]),
-        Some(&file("num_server = 2\n")),
-    ));
-    assert!(err.contains("job.toml"), "{err}");
-    assert!(err.contains("num_server"), "{err}");
+    assert_worker_error(&[], Some("num_server = 2\n"), &["job.toml", "num_server"]);
 }
 
 #[test]
 fn unknown_limits_key_is_an_error() {
-    let err = error_text(worker_config(
-        &Overrides::default(),
-        &env(&[]),
-        Some(&file("[limits]\nmax_key_bytes = 2\n")),
-    ));
-    assert!(
-        err.contains("job.toml") && err.contains("max_key_bytes"),
-        "{err}"
+    assert_worker_error(
+        &[],
+        Some("[limits]\nmax_key_bytes = 2\n"),
+        &["job.toml", "max_key_bytes"],
     );
 }
 
@@ -225,39 +229,26 @@ fn zero_servers_from_each_source_names_that_source() {
         "{err}"
     );
 
-    let err = error_text(worker_config(
-        &Overrides::default(),
-        &env(&[(ENV_NUM_SERVERS, "0")]),
+    assert_worker_error(
+        &[(ENV_NUM_SERVERS, "0")],
         None,
-    ));
-    assert!(
-        err.contains("environment variable FERROPS_NUM_SERVERS"),
-        "{err}"
+        &["environment variable FERROPS_NUM_SERVERS"],
     );
 
-    let err = error_text(worker_config(
-        &Overrides::default(),
-        &env(&[]),
-        Some(&file("num_servers = 0")),
-    ));
-    assert!(
-        err.contains("key `num_servers` in config file job.toml"),
-        "{err}"
+    assert_worker_error(
+        &[],
+        Some("num_servers = 0"),
+        &["key `num_servers` in config file job.toml"],
     );
 }
 
 #[test]
 fn unparseable_address_names_source_and_value() {
-    let err = error_text(worker_config(
-        &Overrides::default(),
-        &env(&[(ENV_SCHEDULER, "not-an-address")]),
+    assert_worker_error(
+        &[(ENV_SCHEDULER, "not-an-address")],
         None,
-    ));
-    assert!(
-        err.contains("environment variable FERROPS_SCHEDULER"),
-        "{err}"
+        &["environment variable FERROPS_SCHEDULER", "`not-an-address`"],
     );
-    assert!(err.contains("`not-an-address`"), "{err}");
 
     let flags = Overrides {
         bind: Some("1.2.3.4:99999".into()),
@@ -284,57 +275,40 @@ fn host_names_are_resolved_preferring_ipv4() {
 
 #[test]
 fn non_numeric_count_names_source() {
-    let err = error_text(worker_config(
-        &Overrides::default(),
-        &env(&[(ENV_NUM_WORKERS, "four")]),
+    assert_worker_error(
+        &[(ENV_NUM_WORKERS, "four")],
         None,
-    ));
-    assert!(
-        err.contains("FERROPS_NUM_WORKERS") && err.contains("`four`"),
-        "{err}"
+        &["FERROPS_NUM_WORKERS", "`four`"],
     );
 }
 
 #[test]
 fn wrong_type_in_file_names_the_file() {
-    let err = error_text(worker_config(
-        &Overrides::default(),
-        &env(&[]),
-        Some(&file("num_workers = \"four\"")),
-    ));
-    assert!(
-        err.contains("job.toml") && err.contains("num_workers"),
-        "{err}"
+    assert_worker_error(
+        &[],
+        Some("num_workers = \"four\""),
+        &["job.toml", "num_workers"],
     );
 }
 
 #[test]
 fn zero_limit_is_an_error() {
-    let err = error_text(worker_config(
-        &Overrides::default(),
-        &env(&[]),
-        Some(&file("[limits]\nmax_values_bytes = 0")),
-    ));
-    assert!(
-        err.contains("limits.max_values_bytes") && err.contains("job.toml"),
-        "{err}"
+    assert_worker_error(
+        &[],
+        Some("[limits]\nmax_values_bytes = 0"),
+        &["limits.max_values_bytes", "job.toml"],
     );
 }
 
 #[test]
 fn missing_settings_say_how_to_set_them() {
-    let err = error_text(worker_config(&Overrides::default(), &env(&[]), None));
-    assert!(
-        err.contains("--scheduler") && err.contains(ENV_SCHEDULER),
-        "{err}"
-    );
+    assert_worker_error(&[], None, &["--scheduler", ENV_SCHEDULER]);
 
-    let err = error_text(worker_config(
-        &Overrides::default(),
-        &env(&[(ENV_SCHEDULER, "127.0.0.1:1"), (ENV_NUM_SERVERS, "1")]),
+    assert_worker_error(
+        &[(ENV_SCHEDULER, "127.0.0.1:1"), (ENV_NUM_SERVERS, "1")],
         None,
-    ));
-    assert!(err.contains("number of workers"), "{err}");
+        &["number of workers"],
+    );
 
     let err = error_text(scheduler_config(
         &Overrides::default(),
@@ -346,12 +320,7 @@ fn missing_settings_say_how_to_set_them() {
 
 #[test]
 fn secret_value_is_not_echoed_in_errors() {
-    let err = error_text(worker_config(
-        &Overrides::default(),
-        &env(&[]),
-        Some(&file("secret = \"\"")),
-    ));
-    assert!(err.contains("<hidden>") && err.contains("secret"), "{err}");
+    assert_worker_error(&[], Some("secret = \"\""), &["<hidden>", "secret"]);
 }
 
 #[test]
