@@ -6,11 +6,12 @@
 //! `SKIPPED:`. On a one-node machine every test prints `SKIPPED: one NUMA node` and passes.
 //!
 //! The checks read the kernel directly (get_mempolicy, sched_getaffinity, sysfs), not through
-//! the code under test.
+//! the placement code under test; page nodes come from `numa::node_of_address`, a bare
+//! get_mempolicy wrapper that the placement code itself never calls.
 
 use std::fs;
 
-use ferrops_engine::memory::numa::NumaTopology;
+use ferrops_engine::memory::numa::{node_of_address, NumaTopology};
 use ferrops_engine::memory::{
     node_of_netdev, pin_current_thread_to_node, HugePolicy, LockPolicy, Segment, SegmentOptions,
 };
@@ -34,33 +35,13 @@ fn target_node() -> Option<usize> {
     Some(node)
 }
 
-/// The node holding the page at `addr`, as the kernel reports it.
-fn kernel_node_of(addr: *const u8) -> usize {
-    const MPOL_F_NODE: libc::c_ulong = 1;
-    const MPOL_F_ADDR: libc::c_ulong = 2;
-    let mut node: libc::c_int = -1;
-    // SAFETY: get_mempolicy writes one int; a null mask with maxnode 0 is allowed.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_get_mempolicy,
-            &mut node as *mut libc::c_int,
-            std::ptr::null_mut::<libc::c_ulong>(),
-            0 as libc::c_ulong,
-            addr,
-            MPOL_F_NODE | MPOL_F_ADDR,
-        )
-    };
-    assert_eq!(rc, 0, "get_mempolicy: {}", std::io::Error::last_os_error());
-    node as usize
-}
-
 /// Asserts every page of `[start, start + len)` sits on `node`; returns how many were checked.
 fn assert_pages_on(start: *const u8, len: usize, page: usize, node: usize) -> usize {
     let mut checked = 0;
     for offset in (0..len).step_by(page) {
         // SAFETY: offset < len, inside the committed part of the segment.
         let addr = unsafe { start.add(offset) };
-        let found = kernel_node_of(addr);
+        let found = node_of_address(addr).expect("get_mempolicy");
         assert_eq!(found, node, "page at offset {offset} is on node {found}");
         checked += 1;
     }
