@@ -3,6 +3,8 @@
 //! images), `ferrops train l1lr` on a real multi-process cluster against the single-process
 //! reference solver, with and without the KKT filter, the objective plot and RICA's filter grid.
 
+mod common;
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -10,6 +12,8 @@ use std::process::Command;
 use ferrops::internal::data::gen::{self, GenSpec};
 use ferrops::internal::data::{read_part, DataError, Rows};
 use ferrops::internal::{reference, trace};
+
+use common::run_ok;
 
 fn ferrops() -> Command {
     Command::new(env!("CARGO_BIN_EXE_ferrops"))
@@ -21,18 +25,6 @@ fn scratch(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-fn run_ok(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("running ferrops");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}\nstdout:\n{stdout}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
 }
 
 /// Rows back to LIBSVM text, as the generator formats them.

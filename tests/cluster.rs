@@ -1,9 +1,13 @@
 //! Real clusters as separate processes on loopback: the scheduler, servers and workers are each
 //! a `ferrops` process, started by `ferrops local` or by hand the way an HPC launcher would.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
+
+use common::run_ok;
 
 fn ferrops() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_ferrops"));
@@ -13,32 +17,18 @@ fn ferrops() -> Command {
     c
 }
 
-fn run_ok(c: &mut Command) -> String {
-    let out = c.output().expect("ferrops runs");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+/// `ferrops local` with `servers` servers and `workers` workers; the caller appends the
+/// launcher's other options, `--` and the worker command.
+fn local(servers: usize, workers: usize) -> Command {
+    let mut c = ferrops();
+    c.args(["local", "--servers", &servers.to_string()])
+        .args(["--workers", &workers.to_string()]);
+    c
 }
 
 #[test]
 fn check_job_passes_on_every_worker_of_a_local_cluster() {
-    let out = run_ok(ferrops().args([
-        "local",
-        "--servers",
-        "2",
-        "--workers",
-        "3",
-        "--",
-        "ferrops",
-        "worker",
-        "--job",
-        "check",
-    ]));
+    let out = run_ok(local(2, 3).args(["--", "ferrops", "worker", "--job", "check"]));
     assert_eq!(out.matches("check passed").count(), 3, "{out}");
 }
 
@@ -143,18 +133,8 @@ fn a_killed_worker_fails_the_job_without_hanging_the_others() {
     // its job shortly after, the other trains on until the launcher stops it.
     let script = "\"$0\" worker --job logreg -- --epochs 500 --examples 20000 & pid=$!; \
                   if mkdir \"$1\" 2>/dev/null; then sleep 0.5; kill -9 $pid; fi; wait $pid";
-    let killed = ferrops()
-        .args([
-            "local",
-            "--servers",
-            "1",
-            "--workers",
-            "2",
-            "--",
-            "sh",
-            "-c",
-            script,
-        ])
+    let killed = local(1, 2)
+        .args(["--", "sh", "-c", script])
         .arg(env!("CARGO_BIN_EXE_ferrops"))
         .arg(&lock)
         .output()
@@ -211,23 +191,11 @@ fn bench_reports_json_with_a_floor_after_checking_the_sums() {
 
 #[test]
 fn bench_joins_a_job_started_by_the_launcher() {
-    let out = run_ok(ferrops().args([
-        "local",
-        "--servers",
-        "1",
-        "--workers",
-        "2",
-        "--no-prefix",
-        "--",
-        "ferrops",
-        "bench",
-        "push-pull",
-        "--keys",
-        "500",
-        "--iters",
-        "5",
-        "--json",
-    ]));
+    let out = run_ok(
+        local(1, 2)
+            .args(["--no-prefix", "--", "ferrops", "bench", "push-pull"])
+            .args(["--keys", "500", "--iters", "5", "--json"]),
+    );
     let reports: Vec<serde_json::Value> = out
         .lines()
         .filter(|l| l.starts_with('{'))
