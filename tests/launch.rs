@@ -48,6 +48,13 @@ impl Scratch {
         self.dir.display().to_string()
     }
 
+    /// Fails unless every process in `pids`, and every process carrying this test's marker,
+    /// is gone within a few seconds.
+    fn assert_nothing_left(&self, pids: &[i32]) {
+        assert_all_gone(pids);
+        assert_no_marked_processes(&self.marker());
+    }
+
     fn pids_file(&self) -> PathBuf {
         self.dir.join("pids")
     }
@@ -103,13 +110,23 @@ fn local_with_fake_nodes_running(
     grace: &str,
     worker: &[&OsStr],
 ) -> Command {
+    let mut command = local_in(scratch, workers, grace);
+    command
+        .arg("--node-exe")
+        .arg(scratch.fake_node())
+        .arg("--")
+        .args(worker);
+    command
+}
+
+/// `ferrops local` with 2 servers, `workers` workers and a shutdown grace of `grace` seconds,
+/// whose processes see `$PIDS`, `$SCRATCH` and this test's marker and no config file; the
+/// caller appends further options, `--` and the worker command.
+fn local_in(scratch: &Scratch, workers: usize, grace: &str) -> Command {
     let mut command = ferrops();
     command
         .args(["local", "--servers", "2", "--workers", &workers.to_string()])
-        .args(["--shutdown-grace", grace, "--node-exe"])
-        .arg(scratch.fake_node())
-        .arg("--")
-        .args(worker)
+        .args(["--shutdown-grace", grace])
         .env("PIDS", scratch.pids_file())
         .env("SCRATCH", &scratch.dir)
         .env("FERROPS_TEST_MARKER", scratch.marker())
@@ -188,6 +205,14 @@ fn stderr_of(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// Runs `command` to completion, fails unless it exits with code 1, and returns its stderr.
+fn stderr_of_exit_1(command: &mut Command) -> String {
+    let output = command.output().unwrap();
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    stderr
+}
+
 /// How a launcher run ended, with what it printed.
 struct Finished {
     code: Option<i32>,
@@ -251,6 +276,28 @@ fn send_signal(pid: u32, signal: &str) {
     assert!(status.success());
 }
 
+/// Sends `signal` to the launcher and waits for it to finish.
+fn signal_and_finish(launcher: Child, scratch: &Scratch, signal: &str) -> Finished {
+    send_signal(launcher.id(), signal);
+    finish(launcher, scratch)
+}
+
+/// Starts `command`, waits until `processes` pids are recorded, sends the launcher `signal`,
+/// and fails unless it exits with `code` and leaves no process behind.
+fn assert_signal_stops_everything(
+    scratch: &Scratch,
+    command: &mut Command,
+    processes: usize,
+    signal: &str,
+    code: i32,
+) {
+    let launcher = start(command, scratch);
+    let pids = scratch.wait_for_pids(processes);
+    let run = signal_and_finish(launcher, scratch, signal);
+    assert_eq!(run.code, Some(code), "{}", run.stderr);
+    scratch.assert_nothing_left(&pids);
+}
+
 /// The first worker to create `$SCRATCH/first` waits until `processes` pids are recorded (every
 /// node and worker is up), then runs `action`; the other workers sleep until killed.
 fn one_worker_does(processes: usize, action: &str) -> String {
@@ -262,45 +309,42 @@ fn one_worker_does(processes: usize, action: &str) -> String {
     )
 }
 
+/// Runs the stand-in nodes with `workers` workers, one of which runs `action` once the
+/// scheduler, both servers and every worker are up.
+fn run_with_one_worker_doing(scratch: &Scratch, workers: usize, action: &str) -> Finished {
+    let worker = one_worker_does(1 + 2 + workers, action);
+    run(
+        &mut local_with_fake_nodes(scratch, workers, &worker),
+        scratch,
+    )
+}
+
 #[test]
 fn failed_worker_exit_code_is_propagated_and_nothing_remains() {
     let scratch = Scratch::new("exit3");
-    let run = run(
-        &mut local_with_fake_nodes(&scratch, 3, &one_worker_does(1 + 2 + 3, "exit 3")),
-        &scratch,
-    );
+    let run = run_with_one_worker_doing(&scratch, 3, "exit 3");
     assert_eq!(run.code, Some(3), "{}", run.stderr);
     assert!(run.stderr.contains("failed: exit code 3"), "{}", run.stderr);
     let pids = scratch.pids();
     assert_eq!(pids.len(), 1 + 2 + 3, "{pids:?}");
-    assert_all_gone(&pids);
-    assert_no_marked_processes(&scratch.marker());
+    scratch.assert_nothing_left(&pids);
 }
 
 #[test]
 fn worker_killed_by_signal_exits_128_plus_signal() {
     let scratch = Scratch::new("sigkill");
-    let run = run(
-        &mut local_with_fake_nodes(&scratch, 2, &one_worker_does(1 + 2 + 2, "kill -KILL $$")),
-        &scratch,
-    );
+    let run = run_with_one_worker_doing(&scratch, 2, "kill -KILL $$");
     assert_eq!(run.code, Some(128 + 9), "{}", run.stderr);
     assert!(run.stderr.contains("SIGKILL"), "{}", run.stderr);
-    assert_all_gone(&scratch.pids());
-    assert_no_marked_processes(&scratch.marker());
+    scratch.assert_nothing_left(&scratch.pids());
 }
 
 #[test]
 fn ctrl_c_is_forwarded_and_grandchildren_are_stopped_too() {
     let scratch = Scratch::new("sigint");
     let worker = "echo $$ >> \"$PIDS\"; sleep 600 & echo $! >> \"$PIDS\"; wait";
-    let launcher = start(&mut local_with_fake_nodes(&scratch, 2, worker), &scratch);
-    let pids = scratch.wait_for_pids(1 + 2 + 2 * 2);
-    send_signal(launcher.id(), "INT");
-    let run = finish(launcher, &scratch);
-    assert_eq!(run.code, Some(128 + 2), "{}", run.stderr);
-    assert_all_gone(&pids);
-    assert_no_marked_processes(&scratch.marker());
+    let command = &mut local_with_fake_nodes(&scratch, 2, worker);
+    assert_signal_stops_everything(&scratch, command, 1 + 2 + 2 * 2, "INT", 128 + 2);
 }
 
 #[test]
@@ -314,8 +358,7 @@ fn second_ctrl_c_kills_without_waiting_out_the_grace_period() {
     let started = Instant::now();
     send_signal(launcher.id(), "INT");
     wait_for_output(&scratch, "launcher.err", "stopping the cluster");
-    send_signal(launcher.id(), "INT");
-    let run = finish(launcher, &scratch);
+    let run = signal_and_finish(launcher, &scratch, "INT");
     assert_eq!(run.code, Some(128 + 2), "{}", run.stderr);
     assert!(
         started.elapsed() < Duration::from_secs(20),
@@ -323,21 +366,15 @@ fn second_ctrl_c_kills_without_waiting_out_the_grace_period() {
         run.stderr
     );
     assert!(run.stderr.contains("second signal"), "{}", run.stderr);
-    assert_all_gone(&pids);
-    assert_no_marked_processes(&scratch.marker());
+    scratch.assert_nothing_left(&pids);
 }
 
 #[test]
 fn sigterm_is_forwarded() {
     let scratch = Scratch::new("sigterm");
     let worker = "echo $$ >> \"$PIDS\"; exec sleep 600";
-    let launcher = start(&mut local_with_fake_nodes(&scratch, 1, worker), &scratch);
-    let pids = scratch.wait_for_pids(1 + 2 + 1);
-    send_signal(launcher.id(), "TERM");
-    let run = finish(launcher, &scratch);
-    assert_eq!(run.code, Some(128 + 15), "{}", run.stderr);
-    assert_all_gone(&pids);
-    assert_no_marked_processes(&scratch.marker());
+    let command = &mut local_with_fake_nodes(&scratch, 1, worker);
+    assert_signal_stops_everything(&scratch, command, 1 + 2 + 1, "TERM", 128 + 15);
 }
 
 #[test]
@@ -351,8 +388,7 @@ fn children_die_with_a_killed_launcher() {
     let pids = scratch.wait_for_pids(1 + 2 + 2);
     launcher.kill().unwrap();
     launcher.wait().unwrap();
-    assert_all_gone(&pids);
-    assert_no_marked_processes(&scratch.marker());
+    scratch.assert_nothing_left(&pids);
 }
 
 #[test]
@@ -364,27 +400,16 @@ fn success_waits_out_lingering_nodes_and_prefixes_output() {
     assert!(run.stdout.contains("[worker 0] hello"), "{}", run.stdout);
     assert!(run.stdout.contains("[worker 1] hello"), "{}", run.stdout);
     assert!(run.stderr.contains("still running"), "{}", run.stderr);
-    assert_all_gone(&scratch.pids());
-    assert_no_marked_processes(&scratch.marker());
+    scratch.assert_nothing_left(&scratch.pids());
 }
 
 #[test]
 fn scheduler_dying_before_announcing_is_an_error() {
-    let output = ferrops()
-        .args([
-            "local",
-            "--servers",
-            "1",
-            "--workers",
-            "1",
-            "--node-exe",
-            "false",
-        ])
-        .args(["--", "true"])
-        .output()
-        .unwrap();
-    let stderr = stderr_of(&output);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let stderr = stderr_of_exit_1(
+        ferrops()
+            .args(["local", "--servers", "1", "--workers", "1"])
+            .args(["--node-exe", "false", "--", "true"]),
+    );
     assert!(
         stderr.contains("error:") && stderr.contains("before announcing"),
         "{stderr}"
@@ -400,8 +425,7 @@ fn missing_worker_program_is_an_error_and_stops_the_nodes() {
     let run = run(&mut command, &scratch);
     assert_eq!(run.code, Some(1), "{}", run.stderr);
     assert!(run.stderr.contains("starting worker 0"), "{}", run.stderr);
-    assert_all_gone(&scratch.pids());
-    assert_no_marked_processes(&scratch.marker());
+    scratch.assert_nothing_left(&scratch.pids());
 }
 
 #[test]
@@ -417,16 +441,14 @@ fn usage_errors_exit_2() {
 
 #[test]
 fn bad_environment_value_is_reported_with_its_source() {
-    let output = ferrops()
-        .env("FERROPS_ROLE", "server")
-        .env("FERROPS_SCHEDULER", "127.0.0.1:9")
-        .env("FERROPS_NUM_SERVERS", "0")
-        .env("FERROPS_NUM_WORKERS", "1")
-        .env_remove("FERROPS_CONFIG")
-        .output()
-        .unwrap();
-    let stderr = stderr_of(&output);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let stderr = stderr_of_exit_1(
+        ferrops()
+            .env("FERROPS_ROLE", "server")
+            .env("FERROPS_SCHEDULER", "127.0.0.1:9")
+            .env("FERROPS_NUM_SERVERS", "0")
+            .env("FERROPS_NUM_WORKERS", "1")
+            .env_remove("FERROPS_CONFIG"),
+    );
     assert!(stderr.contains("error: configuring the server"), "{stderr}");
     assert!(
         stderr.contains("caused by:") && stderr.contains("FERROPS_NUM_SERVERS"),
@@ -439,16 +461,11 @@ fn unknown_config_file_key_is_reported_with_the_file() {
     let scratch = Scratch::new("config");
     let file = scratch.dir.join("job.toml");
     fs::write(&file, "num_servers = 1\nnum_workerz = 2\n").unwrap();
-    let output = ferrops()
-        .arg("worker")
-        .arg("--job")
-        .arg("x")
-        .arg("--config")
-        .arg(&file)
-        .output()
-        .unwrap();
-    let stderr = stderr_of(&output);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let stderr = stderr_of_exit_1(
+        ferrops()
+            .args(["worker", "--job", "x", "--config"])
+            .arg(&file),
+    );
     assert!(
         stderr.contains("job.toml") && stderr.contains("num_workerz"),
         "{stderr}"
@@ -458,15 +475,10 @@ fn unknown_config_file_key_is_reported_with_the_file() {
 // ---- with the real scheduler and server roles ----
 
 fn local_with_real_nodes(scratch: &Scratch, workers: usize, worker_shell: &str) -> Command {
-    let mut command = ferrops();
+    let mut command = local_in(scratch, workers, "5");
     command
-        .args(["local", "--servers", "2", "--workers", &workers.to_string()])
-        .args(["--shutdown-grace", "5", "--startup-timeout", "20"])
-        .args(["--", "sh", "-c", worker_shell])
-        .env("PIDS", scratch.pids_file())
-        .env("SCRATCH", &scratch.dir)
-        .env("FERROPS_TEST_MARKER", scratch.marker())
-        .env_remove("FERROPS_CONFIG");
+        .args(["--startup-timeout", "20"])
+        .args(["--", "sh", "-c", worker_shell]);
     command
 }
 
@@ -482,45 +494,45 @@ fn children_of(pid: u32) -> Vec<i32> {
         .collect()
 }
 
+/// Starts real nodes with 2 workers running `worker_shell`, each of which records its pid; once
+/// both have, returns the launcher and the pids of the workers and of the launcher's children.
+fn start_real_cluster(scratch: &Scratch, worker_shell: &str) -> (Child, Vec<i32>) {
+    let launcher = start(
+        &mut local_with_real_nodes(scratch, 2, worker_shell),
+        scratch,
+    );
+    let mut pids = scratch.wait_for_pids(2);
+    pids.extend(children_of(launcher.id()));
+    (launcher, pids)
+}
+
 #[test]
 fn real_cluster_failed_worker_stops_everything() {
     let scratch = Scratch::new("real-exit3");
     let go = "until [ -e \"$SCRATCH/go\" ]; do sleep 0.02; done; exit 3";
     let worker = one_worker_does(2, go);
-    let launcher = start(&mut local_with_real_nodes(&scratch, 2, &worker), &scratch);
-    let mut pids = scratch.wait_for_pids(2);
-    pids.extend(children_of(launcher.id()));
+    let (launcher, pids) = start_real_cluster(&scratch, &worker);
     fs::write(scratch.dir.join("go"), "").unwrap();
     let run = finish(launcher, &scratch);
     assert_eq!(run.code, Some(3), "{}", run.stderr);
     assert!(pids.len() >= 1 + 2 + 2, "{pids:?}");
-    assert_all_gone(&pids);
-    assert_no_marked_processes(&scratch.marker());
+    scratch.assert_nothing_left(&pids);
 }
 
 #[test]
 fn real_cluster_ctrl_c_stops_everything() {
     let scratch = Scratch::new("real-sigint");
     let worker = "echo $$ >> \"$PIDS\"; exec sleep 600";
-    let launcher = start(&mut local_with_real_nodes(&scratch, 2, worker), &scratch);
-    let mut pids = scratch.wait_for_pids(2);
-    pids.extend(children_of(launcher.id()));
-    send_signal(launcher.id(), "INT");
-    let run = finish(launcher, &scratch);
+    let (launcher, pids) = start_real_cluster(&scratch, worker);
+    let run = signal_and_finish(launcher, &scratch, "INT");
     assert_eq!(run.code, Some(130), "{}", run.stderr);
-    assert_all_gone(&pids);
-    assert_no_marked_processes(&scratch.marker());
+    scratch.assert_nothing_left(&pids);
 }
 
 /// Runs a real job to completion: the scheduler and servers must exit by themselves.
 fn assert_real_job_succeeds(scratch: &Scratch, worker: &[&str]) {
-    let mut command = ferrops();
-    command
-        .args(["local", "--servers", "2", "--workers", "2"])
-        .args(["--shutdown-grace", "10", "--"])
-        .args(worker)
-        .env("FERROPS_TEST_MARKER", scratch.marker())
-        .env_remove("FERROPS_CONFIG");
+    let mut command = local_in(scratch, 2, "10");
+    command.arg("--").args(worker);
     let launcher = start(&mut command, scratch);
     thread::sleep(Duration::from_millis(300));
     let pids = children_of(launcher.id());
@@ -531,8 +543,7 @@ fn assert_real_job_succeeds(scratch: &Scratch, worker: &[&str]) {
         "nodes had to be killed: {}",
         run.stderr
     );
-    assert_all_gone(&pids);
-    assert_no_marked_processes(&scratch.marker());
+    scratch.assert_nothing_left(&pids);
 }
 
 #[test]
