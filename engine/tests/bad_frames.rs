@@ -61,8 +61,7 @@ fn send_and_read_error(server: &str, bytes: &[u8], close: bool) -> (Status, Stri
 
 #[test]
 fn each_malformed_frame_gets_a_clear_error_and_the_server_keeps_serving() {
-    let job = common::start(1, 1);
-    job.run_workers(1, |w| {
+    common::with_one_worker(1, |w| {
         let t = w.declare_table(TableSpec::new("t", 1)).unwrap();
         let server = w.routing().ranges[0].addr.clone();
         let mut cases: Vec<(&str, Vec<u8>, bool, &str)> = Vec::new();
@@ -125,15 +124,12 @@ fn each_malformed_frame_gets_a_clear_error_and_the_server_keeps_serving() {
             w.push(t, &[7], &[1.0]).unwrap();
         }
         assert_eq!(w.pull(t, &[7]).unwrap(), vec![7.0]);
-        w.finish().unwrap();
     });
-    job.join();
 }
 
 #[test]
 fn a_signature_the_server_does_not_hold_is_refused_not_guessed() {
-    let job = common::start(1, 1);
-    job.run_workers(1, |w| {
+    common::with_one_worker(1, |w| {
         let t = w.declare_table(TableSpec::new("t", 1)).unwrap();
         let server = w.routing().ranges[0].addr.clone();
         let values = [1.0f32; 3];
@@ -164,7 +160,5 @@ fn a_signature_the_server_does_not_hold_is_refused_not_guessed() {
         );
         w.push(t, &[5], &[2.0]).unwrap();
         assert_eq!(w.pull(t, &[5]).unwrap(), vec![2.0]);
-        w.finish().unwrap();
     });
-    job.join();
 }

@@ -26,6 +26,18 @@ pub fn start(servers: usize, workers: usize) -> Job {
     start_sharded(servers, 1, workers)
 }
 
+/// Runs `body` as the only worker of a job with `servers` servers, then finishes that worker
+/// and waits for the scheduler and servers to end cleanly.
+#[allow(dead_code)] // not every test binary uses every helper
+pub fn with_one_worker(servers: usize, body: impl Fn(&Worker) + Send + Sync + Clone + 'static) {
+    let job = start(servers, 1);
+    job.run_workers(1, move |w| {
+        body(&w);
+        w.finish().expect("worker finishes");
+    });
+    job.join();
+}
+
 /// Like [`start`], with `shards` shards per server.
 pub fn start_sharded(servers: usize, shards: usize, workers: usize) -> Job {
     start_configured(

@@ -43,8 +43,7 @@ fn pushes_from_every_worker_are_summed_across_servers() {
 
 #[test]
 fn async_and_zero_copy_forms_agree_with_blocking_ones() {
-    let job = common::start(2, 1);
-    job.run_workers(1, |w| {
+    common::with_one_worker(2, |w| {
         let t = w
             .declare_table(TableSpec::new("sgd", 1).rule(Rule::Sgd { lr: 0.5 }))
             .unwrap();
@@ -62,15 +61,12 @@ fn async_and_zero_copy_forms_agree_with_blocking_ones() {
         let buf = Vec::with_capacity(300);
         let ticket = w.pull_async_into(t, &keys[..10], buf).unwrap();
         assert_eq!(w.wait_pull(ticket).unwrap(), vec![-3.0; 10]);
-        w.finish().unwrap();
     });
-    job.join();
 }
 
 #[test]
 fn bad_requests_are_typed_errors_and_the_server_keeps_serving() {
-    let job = common::start(1, 1);
-    job.run_workers(1, |w| {
+    common::with_one_worker(1, |w| {
         let t = w.declare_table(TableSpec::new("t", 2)).unwrap();
         assert!(matches!(
             w.push(t, &[3, 1], &[0.0; 4]),
@@ -93,9 +89,7 @@ fn bad_requests_are_typed_errors_and_the_server_keeps_serving() {
         assert!(matches!(clash, Err(EngineError::Refused(_))), "{clash:?}");
         w.push(t, &[1, 2], &[1.0, 2.0, 3.0, 4.0]).unwrap();
         assert_eq!(w.pull(t, &[2]).unwrap(), vec![3.0, 4.0]);
-        w.finish().unwrap();
     });
-    job.join();
     let _ = Status::Ok;
 }
 
@@ -141,8 +135,7 @@ fn sequential_pulls_see_every_push_of_the_previous_clock() {
 
 #[test]
 fn a_key_list_sent_before_travels_as_its_signature() {
-    let job = common::start(2, 1);
-    job.run_workers(1, |w| {
+    common::with_one_worker(2, |w| {
         let t = w.declare_table(TableSpec::new("cached", 1)).unwrap();
         let keys = spread_keys(5000);
         let ones = vec![1.0f32; 5000];
@@ -174,9 +167,7 @@ fn a_key_list_sent_before_travels_as_its_signature() {
         w.push(t, &other, &ones).unwrap();
         assert_eq!(w.metrics().key_bytes_sent, 2 * after_first);
         assert_eq!(w.pull(t, &other).unwrap(), vec![2.0; 5000]);
-        w.finish().unwrap();
     });
-    job.join();
 }
 
 #[test]
@@ -253,8 +244,7 @@ fn dense_tables_spread_over_every_shard_and_reject_keys_past_their_end() {
 #[test]
 fn compressed_keys_and_values_arrive_intact_in_fewer_bytes() {
     use ferrops_net::codec::ValueCodec;
-    let job = common::start(2, 1);
-    job.run_workers(1, |w| {
+    common::with_one_worker(2, |w| {
         // Keys close together (a window of a feature space) pack well; fp16 halves values.
         let keys: Vec<u64> = (0..4000u64).map(|i| 1_000_000 + 3 * i).collect();
         let values: Vec<f32> = (0..4000).map(|i| (i % 100) as f32 * 0.25).collect();
@@ -281,15 +271,12 @@ fn compressed_keys_and_values_arrive_intact_in_fewer_bytes() {
         let noisy: Vec<f32> = (0..4000).map(|i| (i as f32).sin() * 1e-3 + 1.0).collect();
         w.push(lz4, &keys, &noisy).unwrap();
         assert_eq!(w.pull(lz4, &keys).unwrap(), noisy, "lz4 is lossless");
-        w.finish().unwrap();
     });
-    job.join();
 }
 
 #[test]
 fn planar_inputs_are_split_per_array_across_servers() {
-    let job = common::start(2, 1);
-    job.run_workers(1, |w| {
+    common::with_one_worker(2, |w| {
         // w ← S_{λ/(h+δ)}(w − g/(h+δ)) with λ = 0, δ = 0: w = −g/h per coordinate.
         let rule = Rule::ScaledProxL1 {
             l1: 0.0,
@@ -309,15 +296,12 @@ fn planar_inputs_are_split_per_array_across_servers() {
             expected,
             "each server got its g and its h"
         );
-        w.finish().unwrap();
     });
-    job.join();
 }
 
 #[test]
 fn selected_pushes_change_only_the_chosen_keys_and_keep_the_list_cached() {
-    let job = common::start(2, 1);
-    job.run_workers(1, |w| {
+    common::with_one_worker(2, |w| {
         let t = w.declare_table(TableSpec::new("masked", 2)).unwrap();
         let keys = spread_keys(1000);
         // Every third key, across both servers; values for those only.
@@ -342,27 +326,23 @@ fn selected_pushes_change_only_the_chosen_keys_and_keep_the_list_cached() {
             };
             assert_eq!(&got[2 * i..2 * i + 2], &expected, "key {i}");
         }
-        assert!(
-            w.push_selected(t, &keys, &[5, 3], &[0.0; 4]).is_err(),
-            "not ascending"
-        );
-        assert!(
-            w.push_selected(t, &keys, &[1000], &[0.0; 2]).is_err(),
-            "out of range"
-        );
-        assert!(
-            w.push_selected(t, &keys, &[1, 2], &[0.0; 2]).is_err(),
-            "value count"
-        );
-        w.finish().unwrap();
+        let refused: [(&[u32], &[f32], &str); 3] = [
+            (&[5, 3], &[0.0; 4], "not ascending"),
+            (&[1000], &[0.0; 2], "out of range"),
+            (&[1, 2], &[0.0; 2], "value count"),
+        ];
+        for (selection, values, why) in refused {
+            assert!(
+                w.push_selected(t, &keys, selection, values).is_err(),
+                "{why}"
+            );
+        }
     });
-    job.join();
 }
 
 #[test]
 fn changed_only_pulls_send_the_rows_that_moved() {
-    let job = common::start(2, 1);
-    job.run_workers(1, |w| {
+    common::with_one_worker(2, |w| {
         let t = w.declare_table(TableSpec::new("changed", 2)).unwrap();
         let keys = spread_keys(1000);
         w.push(t, &keys, &vec![1.0; 2000]).unwrap();
@@ -399,7 +379,5 @@ fn changed_only_pulls_send_the_rows_that_moved() {
         // Three changed-only pulls of 1000 rows: all, none, then one.
         let c = w.reducer_stats().changed_since;
         assert_eq!((c.offered, c.sent, c.delayed), (3000, 1001, 1999), "{c:?}");
-        w.finish().unwrap();
     });
-    job.join();
 }
