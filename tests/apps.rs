@@ -27,6 +27,17 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
+/// A fresh directory for one test holding the data set `spec` describes as `train.svm`;
+/// returns the directory and the data file's path.
+fn scratch_with_data(name: &str, spec: GenSpec) -> (PathBuf, PathBuf) {
+    let dir = scratch(name);
+    let data = dir.join("train.svm");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&data).unwrap());
+    gen::write(&spec, &mut out).unwrap();
+    out.into_inner().expect("the data set is written out");
+    (dir, data)
+}
+
 /// Rows back to LIBSVM text, as the generator formats them.
 fn to_text(rows: &Rows) -> String {
     let mut s = String::new();
@@ -220,21 +231,16 @@ fn assert_plot(png: &Path, colours: &[[u8; 3]]) {
 
 #[test]
 fn distributed_l1lr_matches_the_single_process_solver() {
-    let dir = scratch("l1lr");
-    let data = dir.join("train.svm");
     let features = 600;
-    let mut out = std::io::BufWriter::new(std::fs::File::create(&data).unwrap());
-    gen::write(
-        &GenSpec {
+    let (dir, data) = scratch_with_data(
+        "l1lr",
+        GenSpec {
             rows: 3000,
             features,
             nnz_per_row: 10,
             seed: 11,
         },
-        &mut out,
-    )
-    .unwrap();
-    drop(out);
+    );
     let lambda = 2.0;
     let rows = read_part(&data, 0, 1).unwrap();
     let dim = rows.dim();
@@ -303,20 +309,15 @@ fn train_step(data: &Path, dir: &Path, step: &str, iters: usize) -> Vec<trace::R
 
 #[test]
 fn line_search_steps_descend_and_beat_the_bound_steps() {
-    let dir = scratch("l1lr-line");
-    let data = dir.join("train.svm");
-    let mut out = std::io::BufWriter::new(std::fs::File::create(&data).unwrap());
-    gen::write(
-        &GenSpec {
+    let (dir, data) = scratch_with_data(
+        "l1lr-line",
+        GenSpec {
             rows: 2000,
             features: 400,
             nnz_per_row: 12,
             seed: 5,
         },
-        &mut out,
-    )
-    .unwrap();
-    drop(out);
+    );
     let rows = read_part(&data, 0, 1).unwrap();
     let dim = rows.dim();
     let best = reference::objective(&rows, &reference::solve(&rows, dim, 2.0, 200), 2.0);
@@ -582,20 +583,15 @@ fn train_kkt(data: &Path, dir: &Path, kkt: bool, tau: u32) -> Vec<trace::Record>
 
 #[test]
 fn kkt_filter_skips_coordinates_and_reaches_the_same_objective() {
-    let dir = scratch("kkt");
-    let data = dir.join("train.svm");
-    let mut out = std::io::BufWriter::new(std::fs::File::create(&data).unwrap());
-    gen::write(
-        &GenSpec {
+    let (dir, data) = scratch_with_data(
+        "kkt",
+        GenSpec {
             rows: 4000,
             features: 3000,
             nnz_per_row: 10,
             seed: 21,
         },
-        &mut out,
-    )
-    .unwrap();
-    drop(out);
+    );
     let dim = read_part(&data, 0, 1).unwrap().dim();
     for tau in [0, 2] {
         let off = train_kkt(&data, &dir, false, tau);
