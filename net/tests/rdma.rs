@@ -75,6 +75,23 @@ fn pattern(len: usize, seed: u64) -> Vec<u8> {
 
 const T: Duration = Duration::from_secs(60);
 
+/// The client's ending: hangs up, and returns what the serving thread returned.
+fn hang_up<T>(client: RdmaConn, server: thread::JoinHandle<T>) -> T {
+    drop(client);
+    server.join().unwrap()
+}
+
+/// The serving side's ending: delivers what it sent, then takes frames until the client hangs
+/// up (or stays quiet for `T`), so the connection is not torn down under the client.
+fn flush_and_wait_for_hang_up(conn: &mut RdmaConn) {
+    conn.flush(T).expect("flush");
+    while conn
+        .recv_frame_timeout(T)
+        .map(|f| f.is_some())
+        .unwrap_or(false)
+    {}
+}
+
 #[test]
 fn device_discovery_never_panics() {
     let devices = rdma::devices();
@@ -94,13 +111,7 @@ fn small_frames_round_trip() {
             let id = f.header.request_id.get();
             send(&mut conn, id, f.values_bytes()).expect("echo");
         }
-        conn.flush(T).expect("flush");
-        // Wait for the client to hang up.
-        while conn
-            .recv_frame_timeout(T)
-            .map(|f| f.is_some())
-            .unwrap_or(false)
-        {}
+        flush_and_wait_for_hang_up(&mut conn);
     });
     for i in 0..200u64 {
         let v = pattern((i as usize * 37) % 4000, i);
@@ -110,8 +121,7 @@ fn small_frames_round_trip() {
         assert_eq!(f.values_bytes(), &v[..]);
         assert_eq!(f.extra(), b"x");
     }
-    drop(client);
-    server.join().unwrap();
+    hang_up(client, server);
 }
 
 #[test]
@@ -122,12 +132,7 @@ fn bulk_frame_of_64_mib() {
         let f = conn.recv_frame().expect("bulk recv");
         let ok = f.values_bytes() == &pattern(len, 7)[..];
         send(&mut conn, 1, &[ok as u8]).expect("ack");
-        conn.flush(T).expect("flush");
-        while conn
-            .recv_frame_timeout(T)
-            .map(|f| f.is_some())
-            .unwrap_or(false)
-        {}
+        flush_and_wait_for_hang_up(&mut conn);
         ok
     });
     let v = pattern(len, 7);
@@ -139,8 +144,7 @@ fn bulk_frame_of_64_mib() {
         start.elapsed()
     );
     assert_eq!(ack.values_bytes(), &[1]);
-    drop(client);
-    assert!(server.join().unwrap(), "server saw different bytes");
+    assert!(hang_up(client, server), "server saw different bytes");
 }
 
 #[test]
@@ -159,12 +163,7 @@ fn many_frames_beyond_the_credit_window_with_a_slow_receiver() {
             }
         }
         send(&mut conn, n, b"done").unwrap();
-        conn.flush(T).expect("flush");
-        while conn
-            .recv_frame_timeout(T)
-            .map(|f| f.is_some())
-            .unwrap_or(false)
-        {}
+        flush_and_wait_for_hang_up(&mut conn);
     });
     let mut max_pending = 0;
     for i in 0..n {
@@ -176,8 +175,7 @@ fn many_frames_beyond_the_credit_window_with_a_slow_receiver() {
     assert!(max_pending > 0, "the credit window never filled");
     let f = client.recv_frame().unwrap();
     assert_eq!(f.values_bytes(), b"done");
-    drop(client);
-    server.join().unwrap();
+    hang_up(client, server);
 }
 
 #[test]
@@ -190,19 +188,13 @@ fn several_bulk_frames_in_flight() {
             assert_eq!(f.values_bytes(), &pattern(300_000 + i as usize, i)[..]);
         }
         send(&mut conn, 0, b"ok").unwrap();
-        conn.flush(T).unwrap();
-        while conn
-            .recv_frame_timeout(T)
-            .map(|f| f.is_some())
-            .unwrap_or(false)
-        {}
+        flush_and_wait_for_hang_up(&mut conn);
     });
     for i in 0..12u64 {
         send(&mut client, i, &pattern(300_000 + i as usize, i)).unwrap();
     }
     assert_eq!(client.recv_frame().unwrap().values_bytes(), b"ok");
-    drop(client);
-    server.join().unwrap();
+    hang_up(client, server);
 }
 
 #[test]
@@ -267,12 +259,7 @@ fn pull_reply_values_written_into_the_requesters_buffer() {
         parts.finish(true);
         conn.send_frame_values_to(&parts, dest)
             .expect("direct reply");
-        conn.flush(T).unwrap();
-        while conn
-            .recv_frame_timeout(T)
-            .map(|f| f.is_some())
-            .unwrap_or(false)
-        {}
+        flush_and_wait_for_hang_up(&mut conn);
     });
     let mut dest = vec![0u8; 1 << 20];
     {
@@ -293,8 +280,7 @@ fn pull_reply_values_written_into_the_requesters_buffer() {
         dest == pattern(1 << 20, 3),
         "values did not land in the buffer"
     );
-    drop(client);
-    server.join().unwrap();
+    hang_up(client, server);
 }
 
 fn ping_pong(ip: IpAddr, port: u16, busy_poll: Duration) -> (f64, f64) {
@@ -307,12 +293,7 @@ fn ping_pong(ip: IpAddr, port: u16, busy_poll: Duration) -> (f64, f64) {
             parts.finish(false);
             conn.send_frame(&parts).unwrap();
         }
-        conn.flush(T).unwrap();
-        while conn
-            .recv_frame_timeout(T)
-            .map(|f| f.is_some())
-            .unwrap_or(false)
-        {}
+        flush_and_wait_for_hang_up(&mut conn);
     });
     client.set_busy_poll(busy_poll);
     let mut samples = Vec::with_capacity(rounds);
@@ -326,8 +307,7 @@ fn ping_pong(ip: IpAddr, port: u16, busy_poll: Duration) -> (f64, f64) {
             samples.push(t.elapsed());
         }
     }
-    drop(client);
-    server.join().unwrap();
+    hang_up(client, server);
     samples.sort();
     let us = |d: Duration| d.as_secs_f64() * 1e6;
     (
