@@ -7,7 +7,7 @@ mod common;
 use common::Job;
 use ferrops_engine::TableSpec;
 use ferrops_net::rdma::available_or_skip;
-use ferrops_net::TransportMode;
+use ferrops_net::TransportMode::{self, Auto, Rdma, Tcp};
 
 /// A job whose servers use the given transports (one per server); workers use `workers_mode`.
 fn start(server_modes: &[TransportMode], workers: usize, workers_mode: TransportMode) -> Job {
@@ -66,11 +66,7 @@ fn two_servers_two_workers_over_rdma_small_and_bulk() {
     if !available_or_skip("two_servers_two_workers_over_rdma_small_and_bulk") {
         return;
     }
-    let job = start(
-        &[TransportMode::Rdma, TransportMode::Rdma],
-        2,
-        TransportMode::Rdma,
-    );
+    let job = start(&[Rdma, Rdma], 2, Rdma);
     let rdma = push_pull_everything(&job, 2, 3);
     assert_eq!(rdma, vec![2, 2], "every worker↔server connection is RDMA");
     let (_, reports) = job.join();
@@ -86,11 +82,7 @@ fn mixed_cluster_uses_rdma_where_both_ends_can() {
         return;
     }
     // Server 0 runs without RDMA; server 1 and the workers pick it up on their own.
-    let job = start(
-        &[TransportMode::Tcp, TransportMode::Auto],
-        2,
-        TransportMode::Auto,
-    );
+    let job = start(&[Tcp, Auto], 2, Auto);
     let rdma = push_pull_everything(&job, 2, 2);
     assert_eq!(rdma, vec![1, 1], "RDMA to server 1 only");
     job.join();
@@ -101,7 +93,7 @@ fn forced_rdma_refuses_a_server_without_it() {
     if !available_or_skip("forced_rdma_refuses_a_server_without_it") {
         return;
     }
-    let job = start(&[TransportMode::Tcp], 1, TransportMode::Rdma);
+    let job = start(&[Tcp], 1, Rdma);
     let cfg = ferrops_engine::config::WorkerConfig {
         cluster: job.cluster.clone(),
     };
@@ -120,11 +112,7 @@ fn bulk_push_and_pull_into_over_rdma_copy_no_value() {
         return;
     }
     const N: u64 = 500_000; // 2 MB of values: bulk transfers to both servers
-    let job = start(
-        &[TransportMode::Rdma, TransportMode::Rdma],
-        1,
-        TransportMode::Rdma,
-    );
+    let job = start(&[Rdma, Rdma], 1, Rdma);
     let copied = job.run_workers(1, |w| {
         let table = w.declare_table(TableSpec::new("t", 1)).unwrap();
         let keys = spread(N);
