@@ -61,8 +61,7 @@ fn send_and_read_error(server: &str, bytes: &[u8], close: bool) -> (Status, Stri
 
 #[test]
 fn each_malformed_frame_gets_a_clear_error_and_the_server_keeps_serving() {
-    common::with_one_worker(1, |w| {
-        let t = w.declare_table(TableSpec::new("t", 1)).unwrap();
+    common::with_one_worker_and_table(1, TableSpec::new("t", 1), |w, t| {
         let server = w.routing().ranges[0].addr.clone();
         let mut cases: Vec<(&str, Vec<u8>, bool, &str)> = Vec::new();
 
@@ -129,8 +128,7 @@ fn each_malformed_frame_gets_a_clear_error_and_the_server_keeps_serving() {
 
 #[test]
 fn a_signature_the_server_does_not_hold_is_refused_not_guessed() {
-    common::with_one_worker(1, |w| {
-        let t = w.declare_table(TableSpec::new("t", 1)).unwrap();
+    common::with_one_worker_and_table(1, TableSpec::new("t", 1), |w, t| {
         let server = w.routing().ranges[0].addr.clone();
         let values = [1.0f32; 3];
         let vals = [values.as_bytes()];

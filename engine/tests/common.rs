@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 use ferrops_engine::config::{ClusterConfig, SchedulerConfig, ServerConfig, WorkerConfig};
 use ferrops_engine::scheduler::{run_scheduler, JobSummary};
 use ferrops_engine::server::{run_server, ServerReport};
-use ferrops_engine::{EngineError, Worker};
+use ferrops_engine::{EngineError, TableId, TableSpec, Worker};
 
 pub struct Job {
     pub scheduler: JoinHandle<Result<JobSummary, EngineError>>,
@@ -36,6 +36,19 @@ pub fn with_one_worker(servers: usize, body: impl Fn(&Worker) + Send + Sync + Cl
         w.finish().expect("worker finishes");
     });
     job.join();
+}
+
+/// [`with_one_worker`] for a body that works on one table, declared from `spec` first.
+#[allow(dead_code)] // not every test binary uses every helper
+pub fn with_one_worker_and_table(
+    servers: usize,
+    spec: TableSpec,
+    body: impl Fn(&Worker, TableId) + Send + Sync + Clone + 'static,
+) {
+    with_one_worker(servers, move |w| {
+        let table = w.declare_table(spec.clone()).expect("table declared");
+        body(w, table);
+    });
 }
 
 /// Like [`start`], with `shards` shards per server.

@@ -43,10 +43,8 @@ fn pushes_from_every_worker_are_summed_across_servers() {
 
 #[test]
 fn async_and_zero_copy_forms_agree_with_blocking_ones() {
-    common::with_one_worker(2, |w| {
-        let t = w
-            .declare_table(TableSpec::new("sgd", 1).rule(Rule::Sgd { lr: 0.5 }))
-            .unwrap();
+    let sgd = TableSpec::new("sgd", 1).rule(Rule::Sgd { lr: 0.5 });
+    common::with_one_worker_and_table(2, sgd, |w, t| {
         let keys = spread_keys(300);
         let grads = vec![2.0f32; 300];
         let tickets: Vec<_> = (0..3)
@@ -66,8 +64,7 @@ fn async_and_zero_copy_forms_agree_with_blocking_ones() {
 
 #[test]
 fn bad_requests_are_typed_errors_and_the_server_keeps_serving() {
-    common::with_one_worker(1, |w| {
-        let t = w.declare_table(TableSpec::new("t", 2)).unwrap();
+    common::with_one_worker_and_table(1, TableSpec::new("t", 2), |w, t| {
         assert!(matches!(
             w.push(t, &[3, 1], &[0.0; 4]),
             Err(EngineError::Keys(_))
@@ -135,8 +132,7 @@ fn sequential_pulls_see_every_push_of_the_previous_clock() {
 
 #[test]
 fn a_key_list_sent_before_travels_as_its_signature() {
-    common::with_one_worker(2, |w| {
-        let t = w.declare_table(TableSpec::new("cached", 1)).unwrap();
+    common::with_one_worker_and_table(2, TableSpec::new("cached", 1), |w, t| {
         let keys = spread_keys(5000);
         let ones = vec![1.0f32; 5000];
         w.push(t, &keys, &ones).unwrap();
@@ -276,15 +272,12 @@ fn compressed_keys_and_values_arrive_intact_in_fewer_bytes() {
 
 #[test]
 fn planar_inputs_are_split_per_array_across_servers() {
-    common::with_one_worker(2, |w| {
-        // w ← S_{λ/(h+δ)}(w − g/(h+δ)) with λ = 0, δ = 0: w = −g/h per coordinate.
-        let rule = Rule::ScaledProxL1 {
-            l1: 0.0,
-            delta: 0.0,
-        };
-        let t = w
-            .declare_table(TableSpec::new("prox", 1).rule(rule))
-            .unwrap();
+    // w ← S_{λ/(h+δ)}(w − g/(h+δ)) with λ = 0, δ = 0: w = −g/h per coordinate.
+    let rule = Rule::ScaledProxL1 {
+        l1: 0.0,
+        delta: 0.0,
+    };
+    common::with_one_worker_and_table(2, TableSpec::new("prox", 1).rule(rule), |w, t| {
         let keys = spread_keys(10);
         let g: Vec<f32> = (1..=10).map(|i| i as f32).collect();
         let h = vec![2.0f32; 10];
@@ -301,8 +294,7 @@ fn planar_inputs_are_split_per_array_across_servers() {
 
 #[test]
 fn selected_pushes_change_only_the_chosen_keys_and_keep_the_list_cached() {
-    common::with_one_worker(2, |w| {
-        let t = w.declare_table(TableSpec::new("masked", 2)).unwrap();
+    common::with_one_worker_and_table(2, TableSpec::new("masked", 2), |w, t| {
         let keys = spread_keys(1000);
         // Every third key, across both servers; values for those only.
         let pick: Vec<u32> = (0..1000).step_by(3).collect();
@@ -342,8 +334,7 @@ fn selected_pushes_change_only_the_chosen_keys_and_keep_the_list_cached() {
 
 #[test]
 fn changed_only_pulls_send_the_rows_that_moved() {
-    common::with_one_worker(2, |w| {
-        let t = w.declare_table(TableSpec::new("changed", 2)).unwrap();
+    common::with_one_worker_and_table(2, TableSpec::new("changed", 2), |w, t| {
         let keys = spread_keys(1000);
         w.push(t, &keys, &vec![1.0; 2000]).unwrap();
         let mut view = vec![0.0f32; 2000];
