@@ -38,6 +38,18 @@ fn scratch_with_data(name: &str, spec: GenSpec) -> (PathBuf, PathBuf) {
     (dir, data)
 }
 
+/// `ferrops train l1lr` on `data` with 4 blocks, tracing to `json` and logging only warnings;
+/// the caller adds the cluster and solver options.
+fn train_l1lr(data: &Path, json: &Path) -> Command {
+    let mut cmd = ferrops();
+    cmd.args(["train", "l1lr", "--blocks", "4", "--data"])
+        .arg(data)
+        .arg("--json")
+        .arg(json)
+        .env("FERROPS_LOG", "warn");
+    cmd
+}
+
 /// Rows back to LIBSVM text, as the generator formats them.
 fn to_text(rows: &Rows) -> String {
     let mut s = String::new();
@@ -196,17 +208,11 @@ fn train(
     let json = dir.join(format!("trace-{workers}-{tau}.jsonl"));
     let png = dir.join(format!("plot-{workers}-{tau}.png"));
     let out = run_ok(
-        ferrops()
-            .args(["train", "l1lr", "--servers", "2", "--blocks", "4"])
-            .args(["--workers", &workers.to_string()])
+        train_l1lr(data, &json)
+            .args(["--servers", "2", "--workers", &workers.to_string()])
             .args(["--tau", &tau.to_string(), "--lambda", &lambda.to_string()])
-            .args(["--iters", &iters.to_string(), "--data"])
-            .arg(data)
-            .arg("--json")
-            .arg(&json)
-            .arg("--plot")
-            .arg(&png)
-            .env("FERROPS_LOG", "warn"),
+            .args(["--iters", &iters.to_string(), "--plot"])
+            .arg(&png),
     );
     assert!(out.contains("final: objective"), "{out}");
     assert_plot(&png, &[[31, 119, 180]]);
@@ -294,14 +300,18 @@ fn distributed_l1lr_matches_the_single_process_solver() {
 fn train_step(data: &Path, dir: &Path, step: &str, iters: usize) -> Vec<trace::Record> {
     let json = dir.join(format!("trace-{step}.jsonl"));
     let out = run_ok(
-        ferrops()
-            .args(["train", "l1lr", "--servers", "1", "--workers", "2"])
-            .args(["--blocks", "4", "--lambda", "2", "--step", step])
-            .args(["--iters", &iters.to_string(), "--data"])
-            .arg(data)
-            .arg("--json")
-            .arg(&json)
-            .env("FERROPS_LOG", "warn"),
+        train_l1lr(data, &json)
+            .args([
+                "--servers",
+                "1",
+                "--workers",
+                "2",
+                "--lambda",
+                "2",
+                "--step",
+                step,
+            ])
+            .args(["--iters", &iters.to_string()]),
     );
     assert!(out.contains("final: objective"), "{out}");
     trace::read(&json).unwrap()
@@ -565,14 +575,18 @@ fn corrupt_images_are_clear_errors() {
 /// Trains L1-LR once, with or without the KKT filter, and returns the trace.
 fn train_kkt(data: &Path, dir: &Path, kkt: bool, tau: u32) -> Vec<trace::Record> {
     let json = dir.join(format!("kkt-{kkt}-{tau}.jsonl"));
-    let mut cmd = ferrops();
-    cmd.args(["train", "l1lr", "--servers", "2", "--workers", "2"])
-        .args(["--blocks", "4", "--iters", "30", "--lambda", "2"])
-        .args(["--tau", &tau.to_string(), "--data"])
-        .arg(data)
-        .arg("--json")
-        .arg(&json)
-        .env("FERROPS_LOG", "warn");
+    let mut cmd = train_l1lr(data, &json);
+    cmd.args([
+        "--servers",
+        "2",
+        "--workers",
+        "2",
+        "--iters",
+        "30",
+        "--lambda",
+        "2",
+    ])
+    .args(["--tau", &tau.to_string()]);
     if kkt {
         cmd.arg("--kkt");
     }
