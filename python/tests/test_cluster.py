@@ -1,5 +1,7 @@
 """The binding against real local clusters (scheduler, servers and workers as processes)."""
 
+from conftest import TESTS
+
 
 def test_sums_from_two_workers_are_exact(cluster):
     out = cluster.run("sums.py", servers=2, workers=2).stdout
@@ -39,3 +41,10 @@ def test_a_failing_worker_fails_the_job(cluster):
 def test_the_gil_is_released_while_waiting(cluster):
     out = cluster.run("gil.py", servers=1, workers=2).stdout
     assert "while another thread counted" in out
+
+
+def test_mlp_example_trains_through_server_side_adam(cluster):
+    example = TESTS.parent / "examples" / "mlp_numpy.py"
+    out = cluster.run(str(example), "--epochs", "10", "--min-accuracy", "0.85",
+                      servers=2, workers=2).stdout
+    assert "test accuracy" in out
