@@ -13,8 +13,7 @@ DIM = 3
 with ferrops.Worker.from_env() as w:
     assert 0 <= w.rank < w.num_workers
     t = w.declare_table("sums", dim=DIM, rule="sum", consistency="sequential")
-    keys = np.linspace(0, np.iinfo(np.uint64).max - 1, N, dtype=np.uint64)
-    keys = np.unique(keys)
+    keys = np.arange(N, dtype=np.uint64) * np.uint64((2**64 - 1) // N)
     n = keys.size
     rows = np.arange(n, dtype=np.float32)[:, None]
     cols = np.arange(DIM, dtype=np.float32)[None, :]
