@@ -1,0 +1,176 @@
+//! Table declarations from Python arguments: the rule by name with its hyper-parameters as
+//! keyword arguments, the consistency as a name or an integer τ, and the value codec by name.
+//! Unknown names and keywords are refused with the list of what is accepted.
+
+use std::collections::HashMap;
+
+use ferrops_engine::{Consistency, KeyLayout, TableSpec};
+use ferrops_kernels::Rule;
+use ferrops_net::codec::ValueCodec;
+use pyo3::prelude::*;
+
+use crate::errors::argument;
+
+/// The rule names `declare_table` accepts, with each rule's hyper-parameters and defaults.
+pub const RULES: &[(&str, &[(&str, f32)])] = &[
+    ("assign", &[]),
+    ("sum", &[]),
+    ("sgd", &[("lr", 0.01)]),
+    ("momentum", &[("lr", 0.01), ("mu", 0.9)]),
+    ("adagrad", &[("lr", 0.01), ("eps", 1e-8)]),
+    (
+        "adam",
+        &[
+            ("lr", 0.001),
+            ("beta1", 0.9),
+            ("beta2", 0.999),
+            ("eps", 1e-8),
+        ],
+    ),
+    (
+        "ftrl",
+        &[("alpha", 0.1), ("beta", 1.0), ("l1", 0.0), ("l2", 0.0)],
+    ),
+    ("prox_l1", &[("lr", 0.01), ("l1", 0.0)]),
+    ("elastic_net", &[("lr", 0.01), ("l1", 0.0), ("l2", 0.0)]),
+    ("scaled_prox_l1", &[("l1", 0.0), ("delta", 1.0)]),
+];
+
+/// Builds the rule `name` from `kwargs`, refusing unknown rules and hyper-parameters.
+pub fn rule(name: &str, kwargs: &HashMap<String, f32>) -> PyResult<Rule> {
+    let Some((_, params)) = RULES.iter().find(|(n, _)| *n == name) else {
+        let names: Vec<&str> = RULES.iter().map(|(n, _)| *n).collect();
+        return Err(argument(format!(
+            "unknown rule `{name}` (rules: {})",
+            names.join(", ")
+        )));
+    };
+    if let Some(bad) = kwargs.keys().find(|k| !params.iter().any(|(p, _)| p == k)) {
+        let accepted: Vec<&str> = params.iter().map(|(p, _)| *p).collect();
+        return Err(argument(if accepted.is_empty() {
+            format!("rule `{name}` takes no hyper-parameters, got `{bad}`")
+        } else {
+            format!(
+                "rule `{name}` has no hyper-parameter `{bad}` (it takes {})",
+                accepted.join(", ")
+            )
+        }));
+    }
+    let get = |p: &str| {
+        kwargs.get(p).copied().unwrap_or_else(|| {
+            params
+                .iter()
+                .find(|(n, _)| *n == p)
+                .map_or(0.0, |(_, d)| *d)
+        })
+    };
+    Ok(match name {
+        "assign" => Rule::Assign,
+        "sum" => Rule::Sum,
+        "sgd" => Rule::Sgd { lr: get("lr") },
+        "momentum" => Rule::Momentum {
+            lr: get("lr"),
+            mu: get("mu"),
+        },
+        "adagrad" => Rule::AdaGrad {
+            lr: get("lr"),
+            eps: get("eps"),
+        },
+        "adam" => Rule::Adam {
+            lr: get("lr"),
+            beta1: get("beta1"),
+            beta2: get("beta2"),
+            eps: get("eps"),
+            // The server counts the steps; 1 is where it starts.
+            step: 1,
+        },
+        "ftrl" => Rule::Ftrl {
+            alpha: get("alpha"),
+            beta: get("beta"),
+            l1: get("l1"),
+            l2: get("l2"),
+        },
+        "prox_l1" => Rule::ProxL1 {
+            lr: get("lr"),
+            l1: get("l1"),
+        },
+        "elastic_net" => Rule::ElasticNet {
+            lr: get("lr"),
+            l1: get("l1"),
+            l2: get("l2"),
+        },
+        _ => Rule::ScaledProxL1 {
+            l1: get("l1"),
+            delta: get("delta"),
+        },
+    })
+}
+
+/// `"sequential"`, `"eventual"`, or a non-negative integer τ (bounded delay).
+pub fn consistency(value: &Bound<'_, PyAny>) -> PyResult<Consistency> {
+    const EXPECTED: &str = "consistency must be \"sequential\", \"eventual\" or an int τ >= 0 \
+                            (bounded delay)";
+    if let Ok(name) = value.extract::<String>() {
+        return match name.as_str() {
+            "sequential" | "bsp" => Ok(Consistency::Sequential),
+            "eventual" | "async" => Ok(Consistency::Eventual),
+            other => Err(argument(format!("{EXPECTED}, got \"{other}\""))),
+        };
+    }
+    if value.is_instance_of::<pyo3::types::PyBool>() {
+        return Err(argument(format!("{EXPECTED}, got a bool")));
+    }
+    match value.extract::<i64>() {
+        Ok(tau) if (0..=i64::from(u32::MAX)).contains(&tau) => {
+            Ok(Consistency::BoundedDelay(tau as u32))
+        }
+        Ok(tau) => Err(argument(format!("{EXPECTED}, got {tau}"))),
+        Err(_) => Err(argument(format!("{EXPECTED}, got {value}"))),
+    }
+}
+
+/// The value codec named `name`.
+pub fn codec(name: &str) -> PyResult<ValueCodec> {
+    match name {
+        "raw" => Ok(ValueCodec::Raw),
+        "fp16" => Ok(ValueCodec::Fp16),
+        "bf16" => Ok(ValueCodec::Bf16),
+        "lz4" => Ok(ValueCodec::Lz4),
+        other => Err(argument(format!(
+            "unknown value codec `{other}` (raw, fp16, bf16, lz4)"
+        ))),
+    }
+}
+
+/// Everything `declare_table` was given, turned into a spec.
+pub struct Declaration<'a> {
+    pub name: String,
+    pub dim: i64,
+    pub rule: &'a str,
+    pub rule_kwargs: HashMap<String, f32>,
+    pub consistency: &'a Bound<'a, PyAny>,
+    pub dense_keys: Option<u64>,
+    pub codec: &'a str,
+    pub key_caching: bool,
+}
+
+impl Declaration<'_> {
+    /// The engine's table spec.
+    pub fn spec(&self) -> PyResult<TableSpec> {
+        let dim = u32::try_from(self.dim)
+            .ok()
+            .filter(|d| *d > 0)
+            .ok_or_else(|| argument(format!("dim must be a positive int, got {}", self.dim)))?;
+        let mut spec = match self.dense_keys {
+            Some(keys) => TableSpec::dense(self.name.clone(), dim, keys),
+            None => TableSpec::new(self.name.clone(), dim),
+        };
+        spec = spec
+            .rule(rule(self.rule, &self.rule_kwargs)?)
+            .consistency(consistency(self.consistency)?)
+            .value_codec(codec(self.codec)?)
+            .key_caching(self.key_caching);
+        debug_assert!(self.dense_keys.is_some() == matches!(spec.layout, KeyLayout::Dense { .. }));
+        Ok(spec)
+    }
+}
