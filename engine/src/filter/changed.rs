@@ -14,7 +14,7 @@
 
 use super::rows::RowStore;
 use super::stats::FilterCounts;
-use super::{check_rows, FilterError};
+use super::{check_rows, too_long_for_u32, FilterError};
 
 /// The rows (indices into the `dim`-wide rows of `current`) whose value moved away from `last`
 /// by more than `θ·max(|current|, ε)` in some coordinate, ascending, into `out` (cleared first).
@@ -111,11 +111,7 @@ impl ChangedSince {
     ) -> Result<(), FilterError> {
         check_rows(keys, self.dim, &[("current", current.len())])?;
         if current.len() > u32::MAX as usize {
-            return Err(FilterError::Length {
-                what: "current",
-                got: current.len(),
-                expected: u32::MAX as usize,
-            });
+            return Err(too_long_for_u32("current", current.len()));
         }
         let dim = self.dim;
         // Never-seen keys get a NaN delta, which the kernel always lists.

@@ -10,7 +10,7 @@
 //! or `|g| > λ`.
 
 use super::stats::FilterCounts;
-use super::{check_rows, for_each_row, FilterError};
+use super::{check_rows, for_each_row, too_long_for_u32, FilterError};
 
 /// One KKT filter, for one table (one `dim`).
 pub struct KktFilter {
@@ -94,11 +94,7 @@ impl KktFilter {
             &[("weights", weights.len()), ("grads", grads.len())],
         )?;
         if keys.len() > u32::MAX as usize || weights.len() > u32::MAX as usize {
-            return Err(FilterError::Length {
-                what: "weights",
-                got: weights.len(),
-                expected: u32::MAX as usize,
-            });
+            return Err(too_long_for_u32("weights", weights.len()));
         }
         out.clear();
         if self.next_is_recheck() {

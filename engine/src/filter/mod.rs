@@ -73,6 +73,15 @@ pub(crate) fn check_rows(
     Ok(())
 }
 
+/// The error for an array `what` of `got` entries whose indices a filter cannot name in `u32`.
+pub(crate) fn too_long_for_u32(what: &'static str, got: usize) -> FilterError {
+    FilterError::Length {
+        what,
+        got,
+        expected: u32::MAX as usize,
+    }
+}
+
 /// Calls `f(row)` once for every row that holds at least one of the ascending coordinate
 /// indices `idx` (rows of `dim` coordinates), in ascending order.
 pub(crate) fn for_each_row(idx: &[u32], dim: usize, mut f: impl FnMut(usize)) {

@@ -18,7 +18,7 @@
 
 use super::rows::RowStore;
 use super::stats::FilterCounts;
-use super::{check_rows, for_each_row, FilterError};
+use super::{check_rows, for_each_row, too_long_for_u32, FilterError};
 
 /// One significantly-modified filter, for one table (one `dim`).
 pub struct SigFilter {
@@ -111,11 +111,7 @@ impl SigFilter {
             &[("updates", updates.len()), ("weights", weights.len())],
         )?;
         if keys.len() * self.dim > u32::MAX as usize {
-            return Err(FilterError::Length {
-                what: "updates",
-                got: updates.len(),
-                expected: u32::MAX as usize,
-            });
+            return Err(too_long_for_u32("updates", updates.len()));
         }
         send_keys.clear();
         send_values.clear();

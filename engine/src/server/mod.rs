@@ -124,24 +124,19 @@ impl Server {
                 }) => self.accept_worker(peer, node_id, key_cache_keys),
                 other => {
                     let msg = format!("servers do not accept {other:?} from workers");
-                    self.refuse(
-                        io,
-                        peer,
-                        &frame.header,
-                        &Refusal::new(Status::BadRequest, msg),
-                    );
+                    self.refuse_bad_request(io, peer, &frame.header, msg);
                 }
             },
             op => {
                 let msg = format!("servers do not accept {op:?} frames");
-                self.refuse(
-                    io,
-                    peer,
-                    &frame.header,
-                    &Refusal::new(Status::BadRequest, msg),
-                );
+                self.refuse_bad_request(io, peer, &frame.header, msg);
             }
         }
+    }
+
+    /// Refuses a frame the server does not take from workers, saying why.
+    fn refuse_bad_request(&mut self, io: &mut Io<'_>, peer: PeerId, header: &Header, msg: String) {
+        self.refuse(io, peer, header, &Refusal::new(Status::BadRequest, msg));
     }
 
     /// Refuses a request: the peer is told why; its connection stays.

@@ -16,7 +16,7 @@
 //!   become ±inf. Subnormals keep f32's absolute error of at most `2^-134`. NaN stays NaN.
 //! - **Raw** and **Lz4** are exact (bit for bit, NaN payloads included).
 
-use zerocopy::{FromBytes, IntoBytes};
+use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 use super::CodecError;
 use ferrops_kernels::convert;
@@ -151,11 +151,20 @@ fn expect_len(what: &'static str, got: usize, expected: usize) -> Result<(), Cod
 }
 
 fn push_raw(values: &[f32], out: &mut Vec<u8>) {
+    push_le(values, out, f32::to_le_bytes);
+}
+
+/// Appends `items` as little-endian bytes: one copy on little-endian targets, `to_le` per
+/// item elsewhere.
+fn push_le<T, const N: usize>(items: &[T], out: &mut Vec<u8>, to_le: fn(T) -> [u8; N])
+where
+    T: IntoBytes + Immutable + Copy,
+{
     if cfg!(target_endian = "little") {
-        out.extend_from_slice(values.as_bytes());
+        out.extend_from_slice(items.as_bytes());
     } else {
-        for v in values {
-            out.extend_from_slice(&v.to_le_bytes());
+        for &item in items {
+            out.extend_from_slice(&to_le(item));
         }
     }
 }
@@ -204,13 +213,7 @@ fn encode_16(values: &[f32], out: &mut Vec<u8>, to_half: ToHalf) -> Result<(), C
 }
 
 fn push_u16(half: &[u16], out: &mut Vec<u8>) {
-    if cfg!(target_endian = "little") {
-        out.extend_from_slice(half.as_bytes());
-    } else {
-        for h in half {
-            out.extend_from_slice(&h.to_le_bytes());
-        }
-    }
+    push_le(half, out, u16::to_le_bytes);
 }
 
 fn decode_16(

@@ -105,13 +105,9 @@ pub enum TrainCommand {
     Rica(RicaArgs),
 }
 
-/// Flags of `ferrops train rica`.
+/// The local cluster a `ferrops train` job runs on.
 #[derive(Debug, Clone, Args)]
-pub struct RicaArgs {
-    /// What the `rica` job trains, and how.
-    #[command(flatten)]
-    pub settings: RicaSettings,
-
+pub struct LocalClusterArgs {
     /// Servers.
     #[arg(long, value_name = "S", value_parser = positive_count, default_value_t = 2)]
     pub servers: usize,
@@ -119,6 +115,18 @@ pub struct RicaArgs {
     /// Worker processes.
     #[arg(long, value_name = "W", value_parser = positive_count, default_value_t = 2)]
     pub workers: usize,
+}
+
+/// Flags of `ferrops train rica`.
+#[derive(Debug, Clone, Args)]
+pub struct RicaArgs {
+    /// What the `rica` job trains, and how.
+    #[command(flatten)]
+    pub settings: RicaSettings,
+
+    /// The local cluster to train on.
+    #[command(flatten)]
+    pub cluster: LocalClusterArgs,
 
     /// Save the learned filters, one per line.
     #[arg(long, value_name = "FILE")]
@@ -139,8 +147,8 @@ impl RicaArgs {
     pub fn run(&self) -> crate::apps::train::RicaRun {
         crate::apps::train::RicaRun {
             settings: self.settings.clone(),
-            servers: self.servers,
-            workers: self.workers,
+            servers: self.cluster.servers,
+            workers: self.cluster.workers,
             save: self.save.clone(),
             plot: self.plot.clone(),
             zoom: self.zoom,
@@ -155,13 +163,9 @@ pub struct L1lrArgs {
     #[command(flatten)]
     pub settings: L1lrSettings,
 
-    /// Servers.
-    #[arg(long, value_name = "S", value_parser = positive_count, default_value_t = 2)]
-    pub servers: usize,
-
-    /// Worker processes.
-    #[arg(long, value_name = "W", value_parser = positive_count, default_value_t = 2)]
-    pub workers: usize,
+    /// The local cluster to train on.
+    #[command(flatten)]
+    pub cluster: LocalClusterArgs,
 
     /// Write the trace as JSON lines (time, iteration, objective, nnz, bytes, idle time).
     #[arg(long, value_name = "TRACE.jsonl")]
@@ -177,8 +181,8 @@ impl L1lrArgs {
     pub fn run(&self) -> crate::apps::train::L1lrRun {
         crate::apps::train::L1lrRun {
             settings: self.settings.clone(),
-            servers: self.servers,
-            workers: self.workers,
+            servers: self.cluster.servers,
+            workers: self.cluster.workers,
             trace: self.json.clone(),
             plot: self.plot.clone(),
         }

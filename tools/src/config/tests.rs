@@ -14,6 +14,16 @@ fn env(pairs: &[(&str, &str)]) -> EnvMap {
         .collect()
 }
 
+/// The environment of a job whose scheduler is at `scheduler`, with `servers` servers and
+/// `workers` workers.
+fn cluster_env(scheduler: &str, servers: &str, workers: &str) -> EnvMap {
+    env(&[
+        (ENV_SCHEDULER, scheduler),
+        (ENV_NUM_SERVERS, servers),
+        (ENV_NUM_WORKERS, workers),
+    ])
+}
+
 fn file(text: &str) -> ConfigFile {
     ConfigFile {
         origin: "job.toml".to_string(),
@@ -34,6 +44,19 @@ fn assert_worker_error(pairs: &[(&str, &str)], file_text: Option<&str>, wanted: 
         &env(pairs),
         config.as_ref(),
     ));
+    for w in wanted {
+        assert!(err.contains(w), "{err}");
+    }
+}
+
+/// Asserts that resolving with `flags` alone (no environment, no file) through `config` fails
+/// with an error that names each of `wanted`.
+fn assert_flags_error<T: fmt::Debug>(
+    config: fn(&Overrides, &EnvMap, Option<&ConfigFile>) -> Result<T>,
+    flags: &Overrides,
+    wanted: &[&str],
+) {
+    let err = error_text(config(flags, &env(&[]), None));
     for w in wanted {
         assert!(err.contains(w), "{err}");
     }
@@ -83,11 +106,7 @@ fn environment_beats_file() {
 
 #[test]
 fn server_shards_come_from_env_or_file_and_default_to_one() {
-    let base = env(&[
-        (ENV_NUM_SERVERS, "1"),
-        (ENV_NUM_WORKERS, "2"),
-        (ENV_SCHEDULER, "127.0.0.1:7000"),
-    ]);
+    let base = cluster_env("127.0.0.1:7000", "1", "2");
     let cfg = worker_config(&Overrides::default(), &base, None).unwrap();
     assert_eq!(cfg.cluster.server_shards, 1);
     let mut with_env = base.clone();
@@ -107,11 +126,7 @@ fn server_shards_come_from_env_or_file_and_default_to_one() {
 
 #[test]
 fn transport_layers_like_every_setting_and_rejects_unknown_names() {
-    let base = env(&[
-        (ENV_NUM_SERVERS, "1"),
-        (ENV_NUM_WORKERS, "2"),
-        (ENV_SCHEDULER, "127.0.0.1:7000"),
-    ]);
+    let base = cluster_env("127.0.0.1:7000", "1", "2");
     let cfg = worker_config(&Overrides::default(), &base, None).unwrap();
     assert_eq!(cfg.cluster.transport, TransportMode::Auto);
     let from_file = Some(file("transport = \"tcp\""));
@@ -154,11 +169,7 @@ fn flags_beat_environment_and_file() {
 
 #[test]
 fn defaults_apply_without_file() {
-    let env = env(&[
-        (ENV_SCHEDULER, "127.0.0.1:7000"),
-        (ENV_NUM_SERVERS, "1"),
-        (ENV_NUM_WORKERS, "1"),
-    ]);
+    let env = cluster_env("127.0.0.1:7000", "1", "1");
     let cfg = server_config(&Overrides::default(), &env, None).unwrap();
     assert_eq!(cfg.bind, "127.0.0.1:0".parse().unwrap());
     assert_eq!(cfg.cluster.connect_timeout, DEFAULT_CONNECT_TIMEOUT);
@@ -169,22 +180,14 @@ fn defaults_apply_without_file() {
 
 #[test]
 fn server_on_a_remote_scheduler_listens_everywhere() {
-    let env = env(&[
-        (ENV_SCHEDULER, "10.1.2.3:7000"),
-        (ENV_NUM_SERVERS, "1"),
-        (ENV_NUM_WORKERS, "1"),
-    ]);
+    let env = cluster_env("10.1.2.3:7000", "1", "1");
     let cfg = server_config(&Overrides::default(), &env, None).unwrap();
     assert_eq!(cfg.bind, "0.0.0.0:0".parse().unwrap());
 }
 
 #[test]
 fn scheduler_binds_its_own_address_or_the_bind_flag() {
-    let env = env(&[
-        (ENV_SCHEDULER, "127.0.0.1:7000"),
-        (ENV_NUM_SERVERS, "1"),
-        (ENV_NUM_WORKERS, "1"),
-    ]);
+    let env = cluster_env("127.0.0.1:7000", "1", "1");
     let cfg = scheduler_config(&Overrides::default(), &env, None).unwrap();
     assert_eq!(cfg.bind, "127.0.0.1:7000".parse().unwrap());
     let flags = Overrides {
@@ -203,18 +206,30 @@ fn empty_environment_variable_counts_as_unset() {
     assert_eq!(cfg.cluster.num_servers, 4);
 }
 
-#[test]
-fn unknown_file_key_is_named_with_the_file() {
-    assert_worker_error(&[], Some("num_server = 2\n"), &["job.toml", "num_server"]);
+/// Worker configurations that fail, each with the words its error must hold: a test each,
+/// `name: environment, config file text => wanted`.
+macro_rules! worker_error_tests {
+    ($($name:ident: $env:expr, $file:expr => $wanted:expr;)*) => {$(
+        #[test]
+        fn $name() {
+            assert_worker_error($env, $file, $wanted);
+        }
+    )*};
 }
 
-#[test]
-fn unknown_limits_key_is_an_error() {
-    assert_worker_error(
-        &[],
-        Some("[limits]\nmax_key_bytes = 2\n"),
-        &["job.toml", "max_key_bytes"],
-    );
+worker_error_tests! {
+    unknown_file_key_is_named_with_the_file:
+        &[], Some("num_server = 2\n") => &["job.toml", "num_server"];
+    unknown_limits_key_is_an_error:
+        &[], Some("[limits]\nmax_key_bytes = 2\n") => &["job.toml", "max_key_bytes"];
+    non_numeric_count_names_source:
+        &[(ENV_NUM_WORKERS, "four")], None => &["FERROPS_NUM_WORKERS", "`four`"];
+    wrong_type_in_file_names_the_file:
+        &[], Some("num_workers = \"four\"") => &["job.toml", "num_workers"];
+    zero_limit_is_an_error:
+        &[], Some("[limits]\nmax_values_bytes = 0") => &["limits.max_values_bytes", "job.toml"];
+    secret_value_is_not_echoed_in_errors:
+        &[], Some("secret = \"\"") => &["<hidden>", "secret"];
 }
 
 #[test]
@@ -223,11 +238,7 @@ fn zero_servers_from_each_source_names_that_source() {
         num_servers: Some("0".into()),
         ..Default::default()
     };
-    let err = error_text(worker_config(&flags, &env(&[]), None));
-    assert!(
-        err.contains("flag --num-servers") && err.contains("`0`"),
-        "{err}"
-    );
+    assert_flags_error(worker_config, &flags, &["flag --num-servers", "`0`"]);
 
     assert_worker_error(
         &[(ENV_NUM_SERVERS, "0")],
@@ -254,50 +265,15 @@ fn unparseable_address_names_source_and_value() {
         bind: Some("1.2.3.4:99999".into()),
         ..Default::default()
     };
-    let err = error_text(server_config(&flags, &env(&[]), None));
-    assert!(
-        err.contains("flag --bind") && err.contains("1.2.3.4:99999"),
-        "{err}"
-    );
+    assert_flags_error(server_config, &flags, &["flag --bind", "1.2.3.4:99999"]);
 }
 
 #[test]
 fn host_names_are_resolved_preferring_ipv4() {
-    let env = env(&[
-        (ENV_SCHEDULER, "localhost:7000"),
-        (ENV_NUM_SERVERS, "1"),
-        (ENV_NUM_WORKERS, "1"),
-    ]);
+    let env = cluster_env("localhost:7000", "1", "1");
     let cfg = worker_config(&Overrides::default(), &env, None).unwrap();
     assert!(cfg.cluster.scheduler.ip().is_loopback());
     assert_eq!(cfg.cluster.scheduler.port(), 7000);
-}
-
-#[test]
-fn non_numeric_count_names_source() {
-    assert_worker_error(
-        &[(ENV_NUM_WORKERS, "four")],
-        None,
-        &["FERROPS_NUM_WORKERS", "`four`"],
-    );
-}
-
-#[test]
-fn wrong_type_in_file_names_the_file() {
-    assert_worker_error(
-        &[],
-        Some("num_workers = \"four\""),
-        &["job.toml", "num_workers"],
-    );
-}
-
-#[test]
-fn zero_limit_is_an_error() {
-    assert_worker_error(
-        &[],
-        Some("[limits]\nmax_values_bytes = 0"),
-        &["limits.max_values_bytes", "job.toml"],
-    );
 }
 
 #[test]
@@ -316,11 +292,6 @@ fn missing_settings_say_how_to_set_them() {
         None,
     ));
     assert!(err.contains("--bind"), "{err}");
-}
-
-#[test]
-fn secret_value_is_not_echoed_in_errors() {
-    assert_worker_error(&[], Some("secret = \"\""), &["<hidden>", "secret"]);
 }
 
 #[test]

@@ -160,14 +160,8 @@ pub fn node_of_netdev(name: &str) -> Result<Option<usize>, MemoryError> {
 /// does nothing (and says so once in the log).
 pub fn pin_current_thread_to_node(node: usize) -> Result<(), MemoryError> {
     let topology = NumaTopology::get()?;
-    if topology.is_single_node() {
-        static SAID: Once = Once::new();
-        SAID.call_once(|| {
-            tracing::info!(
-                node,
-                "one NUMA node on this machine: thread pinning to a node is a no-op"
-            )
-        });
+    static SAID: Once = Once::new();
+    if single_node_said_once(topology, &SAID, node, "thread pinning to a node is a no-op") {
         return Ok(());
     }
     let target = topology.require_node(node)?;
@@ -195,18 +189,31 @@ pub(crate) fn placement_for(requested: Option<usize>) -> Result<Option<usize>, M
         return Ok(None);
     };
     let topology = NumaTopology::get()?;
-    if topology.is_single_node() {
-        static SAID: Once = Once::new();
-        SAID.call_once(|| {
-            tracing::info!(
-                node,
-                "one NUMA node on this machine: segment memory is not bound to a node"
-            )
-        });
+    static SAID: Once = Once::new();
+    if single_node_said_once(
+        topology,
+        &SAID,
+        node,
+        "segment memory is not bound to a node",
+    ) {
         return Ok(None);
     }
     topology.require_node(node)?;
     Ok(Some(node))
+}
+
+/// Whether this is a one-node machine; if so, logs (once per `said`) that `what` follows.
+fn single_node_said_once(
+    topology: &NumaTopology,
+    said: &'static Once,
+    node: usize,
+    what: &str,
+) -> bool {
+    let single = topology.is_single_node();
+    if single {
+        said.call_once(|| tracing::info!(node, "one NUMA node on this machine: {what}"));
+    }
+    single
 }
 
 /// "0-3,8,10-11".

@@ -6,8 +6,7 @@
 //! send queue, the operation bits say which kind of buffer the low 32 bits name.
 
 use sideway::ibverbs::queue_pair::{
-    PostSendGuard as _, QueuePair as _, SetInlineData as _, SetScatterGatherEntry as _,
-    WorkRequestFlags,
+    PostSendGuard, QueuePair as _, SetInlineData as _, SetScatterGatherEntry as _, WorkRequestFlags,
 };
 
 use super::ctrl::{Ctrl, CTRL_LEN, KIND_CREDIT};
@@ -113,11 +112,7 @@ impl RdmaConn {
             // stays out of the free list until the send completes.
             unsafe { wr.setup_sge(lkey, addr, total as u32) };
         }
-        guard
-            .post()
-            .map_err(|e| RdmaError::verbs("ibv_post_send", e))?;
-        self.sq_used += 1;
-        Ok(())
+        post_counted(guard, &mut self.sq_used)
     }
 
     pub(super) fn post_write(
@@ -138,11 +133,7 @@ impl RdmaConn {
         // SAFETY: the staging buffer is registered and kept (in bulk_out or direct) until the
         // write completes.
         unsafe { wr.setup_sge(stage.lkey(), stage.addr(), len as u32) };
-        guard
-            .post()
-            .map_err(|e| RdmaError::verbs("ibv_post_send", e))?;
-        self.sq_used += 1;
-        Ok(())
+        post_counted(guard, &mut self.sq_used)
     }
 
     /// A WRITE_WITH_IMM gathering `sges` (at most [`MAX_SGE`]).
@@ -161,11 +152,7 @@ impl RdmaConn {
         // SAFETY: every entry names registered memory kept alive until the write completes
         // (the staging buffer and the values' region are held in bulk_out).
         unsafe { wr.setup_sge_list(sges) };
-        guard
-            .post()
-            .map_err(|e| RdmaError::verbs("ibv_post_send", e))?;
-        self.sq_used += 1;
-        Ok(())
+        post_counted(guard, &mut self.sq_used)
     }
 
     pub(super) fn wait_sq_room(&mut self) -> Result<(), RdmaError> {
@@ -216,4 +203,14 @@ impl RdmaConn {
         }
         Ok(())
     }
+}
+
+/// Posts the work request `guard` holds and counts it in `sq_used`, the send queue's entries
+/// in flight.
+fn post_counted(guard: impl PostSendGuard, sq_used: &mut u32) -> Result<(), RdmaError> {
+    guard
+        .post()
+        .map_err(|e| RdmaError::verbs("ibv_post_send", e))?;
+    *sq_used += 1;
+    Ok(())
 }

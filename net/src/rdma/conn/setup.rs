@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use sideway::ibverbs::completion::{CompletionChannel, CompletionQueueBuilder};
 use sideway::ibverbs::device_context::DeviceContext;
-use sideway::ibverbs::queue_pair::{QueuePair as _, QueuePairState};
+use sideway::ibverbs::queue_pair::{QueuePair as _, QueuePairAttribute, QueuePairState};
 use sideway::ibverbs::AccessFlags;
 use sideway::rdmacm::communication_manager::{
     ConnectionParameter, Event, EventChannel, EventType, Identifier, PortSpace,
@@ -209,38 +209,53 @@ impl RdmaConn {
     /// Passive side: the queue pair all the way to ready-to-send, receives posted, before
     /// the accept goes out.
     pub(super) fn bring_up_passive(&mut self) -> Result<(), RdmaError> {
-        let mut attr = self
-            .id
-            .get_qp_attr(QueuePairState::Init)
-            .map_err(|e| RdmaError::cm("get_qp_attr(init)", e))?;
-        attr.setup_access_flags(remote_access());
-        self.qp
-            .modify(&attr)
-            .map_err(|e| RdmaError::verbs("modify_qp(init)", e))?;
+        self.modify_qp_to(
+            QueuePairState::Init,
+            ("get_qp_attr(init)", "modify_qp(init)"),
+            |attr| {
+                attr.setup_access_flags(remote_access());
+            },
+        )?;
         self.post_all_recvs()?;
         self.modify_rtr_rts()
     }
 
     fn modify_rtr_rts(&mut self) -> Result<(), RdmaError> {
+        self.modify_qp_to(
+            QueuePairState::ReadyToReceive,
+            ("get_qp_attr(rtr)", "modify_qp(rtr)"),
+            |attr| {
+                // rdma_cm grants remote writes only on the passive side; both sides need them
+                // (bulk payloads and direct values go either way).
+                attr.setup_access_flags(remote_access());
+            },
+        )?;
+        self.modify_qp_to(
+            QueuePairState::ReadyToSend,
+            ("get_qp_attr(rts)", "modify_qp(rts)"),
+            |attr| {
+                // Transport retries for lost packets; receiver-not-ready cannot happen (credits)
+                // but retrying costs nothing if it ever did.
+                attr.setup_retry_cnt(7).setup_rnr_retry(7);
+            },
+        )
+    }
+
+    /// Moves the queue pair to `state` with the attributes rdma_cm gives for it, after
+    /// `adjust`; `ops` names the two calls in errors.
+    fn modify_qp_to(
+        &mut self,
+        state: QueuePairState,
+        (get_op, modify_op): (&'static str, &'static str),
+        adjust: impl FnOnce(&mut QueuePairAttribute),
+    ) -> Result<(), RdmaError> {
         let mut attr = self
             .id
-            .get_qp_attr(QueuePairState::ReadyToReceive)
-            .map_err(|e| RdmaError::cm("get_qp_attr(rtr)", e))?;
-        // rdma_cm grants remote writes only on the passive side; both sides need them (bulk
-        // payloads and direct values go either way).
-        attr.setup_access_flags(remote_access());
+            .get_qp_attr(state)
+            .map_err(|e| RdmaError::cm(get_op, e))?;
+        adjust(&mut attr);
         self.qp
             .modify(&attr)
-            .map_err(|e| RdmaError::verbs("modify_qp(rtr)", e))?;
-        let mut attr = self
-            .id
-            .get_qp_attr(QueuePairState::ReadyToSend)
-            .map_err(|e| RdmaError::cm("get_qp_attr(rts)", e))?;
-        // Transport retries for lost packets; receiver-not-ready cannot happen (credits) but
-        // retrying costs nothing if it ever did.
-        attr.setup_retry_cnt(7).setup_rnr_retry(7);
-        self.qp
-            .modify(&attr)
-            .map_err(|e| RdmaError::verbs("modify_qp(rts)", e))
+            .map_err(|e| RdmaError::verbs(modify_op, e))
     }
 }

@@ -31,26 +31,23 @@ pub enum ImageError {
 
 /// Reads a binary PGM (`P5`) or PPM (`P6`) file with 8-bit samples.
 pub fn read_pnm(path: &Path) -> Result<Grey, ImageError> {
-    let name = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| ImageError::Io {
-        path: name.clone(),
-        source,
-    })?;
-    parse_pnm(&bytes).map_err(|message| ImageError::Format {
-        path: name,
-        message,
-    })
+    read_with(path, parse_pnm)
 }
 
 /// Reads an image as grey: binary PGM/PPM by our own parser, PNG and JPEG through the `image`
 /// crate (recognised by their contents, not the file name). Colour is averaged to grey.
 pub fn read_image(path: &Path) -> Result<Grey, ImageError> {
+    read_with(path, decode_image)
+}
+
+/// Reads the file at `path` and decodes its bytes with `decode`; errors name the file.
+fn read_with(path: &Path, decode: fn(&[u8]) -> Result<Grey, String>) -> Result<Grey, ImageError> {
     let name = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|source| ImageError::Io {
         path: name.clone(),
         source,
     })?;
-    decode_image(&bytes).map_err(|message| ImageError::Format {
+    decode(&bytes).map_err(|message| ImageError::Format {
         path: name,
         message,
     })
