@@ -108,6 +108,45 @@ impl Worker {
         }
     }
 
+    /// Checks a push's arrays against `table` and runs `send` on their slices without the GIL.
+    fn with_push_arrays<T: Send>(
+        &self,
+        py: Python<'_>,
+        table: &Table,
+        keys: &Bound<'_, PyAny>,
+        values: &Bound<'_, PyAny>,
+        send: impl FnOnce(&ferrops_engine::Worker, &[u64], &[f32]) -> Result<T, EngineError> + Send,
+    ) -> PyResult<T> {
+        let keys = arrays::keys(keys)?;
+        let values = arrays::values(values, "values")?;
+        arrays::check_size(
+            "values",
+            values.shape(),
+            keys.len(),
+            table.push_floats_per_key(),
+        )?;
+        let (k, v) = (keys.as_slice()?, values.as_slice()?);
+        without_gil(py, || self.with(|w| send(w, k, v)))
+    }
+
+    /// Checks a pull's keys and caller-owned `out` against `table` and runs `receive` on their
+    /// slices without the GIL.
+    fn with_pull_arrays(
+        &self,
+        py: Python<'_>,
+        table: &Table,
+        keys: &Bound<'_, PyAny>,
+        out: &Bound<'_, PyAny>,
+        receive: impl FnOnce(&ferrops_engine::Worker, &[u64], &mut [f32]) -> Result<(), EngineError>
+            + Send,
+    ) -> PyResult<()> {
+        let keys = arrays::keys(keys)?;
+        let mut out = arrays::out(out)?;
+        arrays::check_size("out", out.shape(), keys.len(), table.dim)?;
+        let (k, o) = (keys.as_slice()?, out.as_slice_mut()?);
+        without_gil(py, || self.with(|w| receive(w, k, o)))
+    }
+
     fn ticket(&self, ticket: ferrops_engine::Ticket, kind: TicketKind) -> Ticket {
         Ticket {
             id: ticket.id(),
@@ -250,16 +289,7 @@ impl Worker {
         keys: &Bound<'_, PyAny>,
         values: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
-        let keys = arrays::keys(keys)?;
-        let values = arrays::values(values, "values")?;
-        arrays::check_size(
-            "values",
-            values.shape(),
-            keys.len(),
-            table.push_floats_per_key(),
-        )?;
-        let (k, v) = (keys.as_slice()?, values.as_slice()?);
-        without_gil(py, || self.with(|w| w.push(table.id, k, v)))
+        self.with_push_arrays(py, table, keys, values, |w, k, v| w.push(table.id, k, v))
     }
 
     /// Sends a push and returns a `Ticket` at once. The arrays may be reused as soon as this
@@ -271,16 +301,9 @@ impl Worker {
         keys: &Bound<'_, PyAny>,
         values: &Bound<'_, PyAny>,
     ) -> PyResult<Ticket> {
-        let keys = arrays::keys(keys)?;
-        let values = arrays::values(values, "values")?;
-        arrays::check_size(
-            "values",
-            values.shape(),
-            keys.len(),
-            table.push_floats_per_key(),
-        )?;
-        let (k, v) = (keys.as_slice()?, values.as_slice()?);
-        let ticket = without_gil(py, || self.with(|w| w.push_async(table.id, k, v)))?;
+        let ticket = self.with_push_arrays(py, table, keys, values, |w, k, v| {
+            w.push_async(table.id, k, v)
+        })?;
         Ok(self.ticket(ticket, TicketKind::Push))
     }
 
@@ -311,11 +334,7 @@ impl Worker {
         keys: &Bound<'_, PyAny>,
         out: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
-        let keys = arrays::keys(keys)?;
-        let mut out = arrays::out(out)?;
-        arrays::check_size("out", out.shape(), keys.len(), table.dim)?;
-        let (k, o) = (keys.as_slice()?, out.as_slice_mut()?);
-        without_gil(py, || self.with(|w| w.pull_into(table.id, k, o)))
+        self.with_pull_arrays(py, table, keys, out, |w, k, o| w.pull_into(table.id, k, o))
     }
 
     /// Pulls into `out` only the rows that changed on the servers by more than
@@ -329,12 +348,8 @@ impl Worker {
         out: &Bound<'_, PyAny>,
         theta: f32,
     ) -> PyResult<()> {
-        let keys = arrays::keys(keys)?;
-        let mut out = arrays::out(out)?;
-        arrays::check_size("out", out.shape(), keys.len(), table.dim)?;
-        let (k, o) = (keys.as_slice()?, out.as_slice_mut()?);
-        without_gil(py, || {
-            self.with(|w| w.pull_changed_into(table.id, k, o, theta))
+        self.with_pull_arrays(py, table, keys, out, |w, k, o| {
+            w.pull_changed_into(table.id, k, o, theta)
         })
     }
 
