@@ -15,40 +15,9 @@ use ferrops_kernels::{
 
 const N: usize = 4096;
 
+/// Every rule with `ferrops bench kernels`' hyper-parameters.
 fn rules() -> Vec<Rule> {
-    vec![
-        Rule::Assign,
-        Rule::Sum,
-        Rule::Sgd { lr: 0.01 },
-        Rule::Momentum { lr: 0.01, mu: 0.9 },
-        Rule::AdaGrad {
-            lr: 0.01,
-            eps: 1e-8,
-        },
-        Rule::Adam {
-            lr: 1e-3,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            step: 10,
-        },
-        Rule::Ftrl {
-            alpha: 0.1,
-            beta: 1.0,
-            l1: 1e-3,
-            l2: 1e-4,
-        },
-        Rule::ProxL1 { lr: 0.01, l1: 1e-4 },
-        Rule::ElasticNet {
-            lr: 0.01,
-            l1: 1e-4,
-            l2: 1e-4,
-        },
-        Rule::ScaledProxL1 {
-            l1: 1e-4,
-            delta: 1.0,
-        },
-    ]
+    ferrops_kernels::bench::rules().collect()
 }
 
 fn values(n: usize, scale: f32) -> Vec<f32> {

@@ -76,6 +76,19 @@ pub struct TableSpec {
     pub key_packing: bool,
 }
 
+/// `name(value)` builder methods of [`TableSpec`] that set the field of the same name.
+macro_rules! builder_setters {
+    ($($(#[$doc:meta])* $field:ident: $ty:ty,)*) => {
+        $(
+            $(#[$doc])*
+            pub fn $field(mut self, $field: $ty) -> TableSpec {
+                self.$field = $field;
+                self
+            }
+        )*
+    };
+}
+
 impl TableSpec {
     /// A table of `dim` values per key, summing pushes, eventually consistent.
     pub fn new(name: impl Into<String>, dim: u32) -> TableSpec {
@@ -89,18 +102,6 @@ impl TableSpec {
             key_caching: true,
             key_packing: true,
         }
-    }
-
-    /// Turns key caching for this table on or off.
-    pub fn key_caching(mut self, on: bool) -> TableSpec {
-        self.key_caching = on;
-        self
-    }
-
-    /// Turns key packing (delta + bit packing) for this table on or off.
-    pub fn key_packing(mut self, on: bool) -> TableSpec {
-        self.key_packing = on;
-        self
     }
 
     /// Sets how values travel on the wire.
@@ -123,16 +124,15 @@ impl TableSpec {
         }
     }
 
-    /// Sets the update rule.
-    pub fn rule(mut self, rule: Rule) -> TableSpec {
-        self.rule = rule;
-        self
-    }
-
-    /// Sets the consistency model.
-    pub fn consistency(mut self, consistency: Consistency) -> TableSpec {
-        self.consistency = consistency;
-        self
+    builder_setters! {
+        /// Sets the update rule.
+        rule: Rule,
+        /// Sets the consistency model.
+        consistency: Consistency,
+        /// Turns key caching for this table on or off.
+        key_caching: bool,
+        /// Turns key packing (delta + bit packing) for this table on or off.
+        key_packing: bool,
     }
 
     /// Floats a push carries per key (dim × the rule's input arrays).

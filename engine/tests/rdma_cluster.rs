@@ -10,7 +10,16 @@ use ferrops_net::rdma::available_or_skip;
 use ferrops_net::TransportMode::{self, Auto, Rdma, Tcp};
 
 /// A job whose servers use the given transports (one per server); workers use `workers_mode`.
-fn start(server_modes: &[TransportMode], workers: usize, workers_mode: TransportMode) -> Job {
+/// `None` (after printing the skip marker, naming the job) where no RDMA device is up.
+fn start_or_skip(
+    server_modes: &[TransportMode],
+    workers: usize,
+    workers_mode: TransportMode,
+) -> Option<Job> {
+    let job = format!("servers {server_modes:?} with {workers} {workers_mode} workers");
+    if !available_or_skip(&job) {
+        return None;
+    }
     let modes = server_modes.to_vec();
     let mut job = common::start_configured(
         modes.len(),
@@ -19,7 +28,7 @@ fn start(server_modes: &[TransportMode], workers: usize, workers_mode: Transport
         move |i, cfg| cfg.cluster.transport = modes[i],
     );
     job.cluster.transport = workers_mode;
-    job
+    Some(job)
 }
 
 /// Keys spread over the whole key space, so every server gets its share.
@@ -63,10 +72,9 @@ fn push_pull_everything(job: &Job, workers: usize, rounds: usize) -> Vec<usize> 
 
 #[test]
 fn two_servers_two_workers_over_rdma_small_and_bulk() {
-    if !available_or_skip("two_servers_two_workers_over_rdma_small_and_bulk") {
+    let Some(job) = start_or_skip(&[Rdma, Rdma], 2, Rdma) else {
         return;
-    }
-    let job = start(&[Rdma, Rdma], 2, Rdma);
+    };
     let rdma = push_pull_everything(&job, 2, 3);
     assert_eq!(rdma, vec![2, 2], "every worker↔server connection is RDMA");
     let (_, reports) = job.join();
@@ -78,11 +86,10 @@ fn two_servers_two_workers_over_rdma_small_and_bulk() {
 
 #[test]
 fn mixed_cluster_uses_rdma_where_both_ends_can() {
-    if !available_or_skip("mixed_cluster_uses_rdma_where_both_ends_can") {
-        return;
-    }
     // Server 0 runs without RDMA; server 1 and the workers pick it up on their own.
-    let job = start(&[Tcp, Auto], 2, Auto);
+    let Some(job) = start_or_skip(&[Tcp, Auto], 2, Auto) else {
+        return;
+    };
     let rdma = push_pull_everything(&job, 2, 2);
     assert_eq!(rdma, vec![1, 1], "RDMA to server 1 only");
     job.join();
@@ -90,10 +97,9 @@ fn mixed_cluster_uses_rdma_where_both_ends_can() {
 
 #[test]
 fn forced_rdma_refuses_a_server_without_it() {
-    if !available_or_skip("forced_rdma_refuses_a_server_without_it") {
+    let Some(job) = start_or_skip(&[Tcp], 1, Rdma) else {
         return;
-    }
-    let job = start(&[Tcp], 1, Rdma);
+    };
     let cfg = ferrops_engine::config::WorkerConfig {
         cluster: job.cluster.clone(),
     };
@@ -108,11 +114,10 @@ fn forced_rdma_refuses_a_server_without_it() {
 
 #[test]
 fn bulk_push_and_pull_into_over_rdma_copy_no_value() {
-    if !available_or_skip("bulk_push_and_pull_into_over_rdma_copy_no_value") {
-        return;
-    }
     const N: u64 = 500_000; // 2 MB of values: bulk transfers to both servers
-    let job = start(&[Rdma, Rdma], 1, Rdma);
+    let Some(job) = start_or_skip(&[Rdma, Rdma], 1, Rdma) else {
+        return;
+    };
     let copied = job.run_workers(1, |w| {
         let table = w.declare_table(TableSpec::new("t", 1)).unwrap();
         let keys = spread(N);

@@ -203,6 +203,12 @@ impl Bufs {
     }
 }
 
+/// Every update rule with the hyper-parameters the benchmarks run it with, in [`KERNELS`] order
+/// (the criterion benchmarks use the same settings).
+pub fn rules() -> impl Iterator<Item = Rule> {
+    KERNELS.into_iter().filter_map(rule_of)
+}
+
 fn rule_of(kernel: &str) -> Option<Rule> {
     Some(match kernel {
         "assign" => Rule::Assign,

@@ -27,6 +27,7 @@
 use std::io;
 use std::net::SocketAddr;
 
+use mio::event::Source;
 use mio::{Interest, Registry, Token};
 
 use crate::{FrameParts, FrameSink, NetError, Peer, ReadOutcome, Registration, RemoteRegion};
@@ -81,6 +82,24 @@ impl Link {
         }
     }
 
+    /// Runs `op` on what a poller watches for this link, with the interest it may watch it for:
+    /// a TCP link's socket with `interest`, an RDMA link's completion channel readable only.
+    fn with_poll_source<R>(
+        &mut self,
+        interest: Interest,
+        op: impl FnOnce(&mut dyn Source, Interest) -> R,
+    ) -> R {
+        match self {
+            Link::Tcp(p) => op(p.stream_mut(), interest),
+            #[cfg(feature = "rdma")]
+            Link::Rdma(c) => {
+                use std::os::fd::AsRawFd;
+                let fd = c.as_raw_fd();
+                op(&mut mio::unix::SourceFd(&fd), Interest::READABLE)
+            }
+        }
+    }
+
     /// Registers with a poller. RDMA links are always registered readable only.
     pub(crate) fn register(
         &mut self,
@@ -88,15 +107,9 @@ impl Link {
         token: Token,
         interest: Interest,
     ) -> io::Result<()> {
-        match self {
-            Link::Tcp(p) => registry.register(p.stream_mut(), token, interest),
-            #[cfg(feature = "rdma")]
-            Link::Rdma(c) => {
-                use std::os::fd::AsRawFd;
-                let fd = c.as_raw_fd();
-                registry.register(&mut mio::unix::SourceFd(&fd), token, Interest::READABLE)
-            }
-        }
+        self.with_poll_source(interest, |source, interest| {
+            registry.register(source, token, interest)
+        })
     }
 
     /// Changes the interest of a TCP link (RDMA links: nothing to change).
@@ -106,24 +119,17 @@ impl Link {
         token: Token,
         interest: Interest,
     ) -> io::Result<()> {
-        match self {
-            Link::Tcp(p) => registry.reregister(p.stream_mut(), token, interest),
-            #[cfg(feature = "rdma")]
-            Link::Rdma(_) => Ok(()),
+        if self.is_rdma() {
+            return Ok(());
         }
+        self.with_poll_source(interest, |source, interest| {
+            registry.reregister(source, token, interest)
+        })
     }
 
     /// Removes from a poller.
     pub(crate) fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
-        match self {
-            Link::Tcp(p) => registry.deregister(p.stream_mut()),
-            #[cfg(feature = "rdma")]
-            Link::Rdma(c) => {
-                use std::os::fd::AsRawFd;
-                let fd = c.as_raw_fd();
-                registry.deregister(&mut mio::unix::SourceFd(&fd))
-            }
-        }
+        self.with_poll_source(Interest::READABLE, |source, _| registry.deregister(source))
     }
 
     /// Reads the next whole frame if one is there. `sink` can take the values of a TCP frame
