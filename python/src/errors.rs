@@ -2,6 +2,8 @@
 //! Python as a `ferrops.Error` subclass carrying the engine's own message; nothing panics
 //! across the FFI boundary.
 
+use std::sync::{LockResult, PoisonError};
+
 use ferrops_engine::key_list::KeyListError;
 use ferrops_engine::EngineError;
 use pyo3::create_exception;
@@ -79,4 +81,10 @@ pub fn engine_error(e: EngineError) -> PyErr {
 /// Shorthand for an [`ArgumentError`].
 pub fn argument(message: impl Into<String>) -> PyErr {
     ArgumentError::new_err(message.into())
+}
+
+/// The guard of a lock, also when a thread panicked while holding it: a poisoned lock must not
+/// become a panic across the FFI boundary.
+pub fn unpoisoned<G>(lock: LockResult<G>) -> G {
+    lock.unwrap_or_else(PoisonError::into_inner)
 }

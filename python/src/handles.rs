@@ -6,6 +6,8 @@ use std::sync::Mutex;
 use ferrops_engine::{Consistency, TableId};
 use pyo3::prelude::*;
 
+use crate::errors::unpoisoned;
+
 /// A declared table: what `Worker.declare_table` returns and push/pull take.
 #[pyclass(module = "ferrops", name = "Table", frozen)]
 pub struct Table {
@@ -117,10 +119,7 @@ impl Ticket {
     /// Whether `wait` has already been called on this ticket.
     #[getter]
     fn waited(&self) -> bool {
-        self.inner
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_none()
+        unpoisoned(self.inner.lock()).is_none()
     }
 
     fn __repr__(&self) -> String {

@@ -18,7 +18,7 @@ fn ferrops_py(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<handles::Table>()?;
     m.add_class::<handles::Ticket>()?;
     errors::register(m)?;
-    let rules: Vec<&str> = spec::RULES.iter().map(|(name, _)| *name).collect();
+    let rules: Vec<&str> = spec::RULES.iter().map(|(name, _, _)| *name).collect();
     m.add("RULES", rules)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

@@ -11,13 +11,27 @@ use pyo3::prelude::*;
 
 use crate::errors::argument;
 
-/// The rule names `declare_table` accepts, with each rule's hyper-parameters and defaults.
-pub const RULES: &[(&str, &[(&str, f32)])] = &[
-    ("assign", &[]),
-    ("sum", &[]),
-    ("sgd", &[("lr", 0.01)]),
-    ("momentum", &[("lr", 0.01), ("mu", 0.9)]),
-    ("adagrad", &[("lr", 0.01), ("eps", 1e-8)]),
+/// A rule's hyper-parameters with their defaults.
+type HyperParams = &'static [(&'static str, f32)];
+
+/// How a rule is built from its hyper-parameters' values, given in the order of its table row.
+type BuildRule = fn(&[f32]) -> Rule;
+
+/// The rule names `declare_table` accepts, with each rule's hyper-parameters and defaults, and
+/// how the rule is built from their values.
+pub const RULES: &[(&str, HyperParams, BuildRule)] = &[
+    ("assign", &[], |_| Rule::Assign),
+    ("sum", &[], |_| Rule::Sum),
+    ("sgd", &[("lr", 0.01)], |v| Rule::Sgd { lr: v[0] }),
+    ("momentum", &[("lr", 0.01), ("mu", 0.9)], |v| {
+        Rule::Momentum { lr: v[0], mu: v[1] }
+    }),
+    ("adagrad", &[("lr", 0.01), ("eps", 1e-8)], |v| {
+        Rule::AdaGrad {
+            lr: v[0],
+            eps: v[1],
+        }
+    }),
     (
         "adam",
         &[
@@ -26,20 +40,50 @@ pub const RULES: &[(&str, &[(&str, f32)])] = &[
             ("beta2", 0.999),
             ("eps", 1e-8),
         ],
+        |v| Rule::Adam {
+            lr: v[0],
+            beta1: v[1],
+            beta2: v[2],
+            eps: v[3],
+            // The server counts the steps; 1 is where it starts.
+            step: 1,
+        },
     ),
     (
         "ftrl",
         &[("alpha", 0.1), ("beta", 1.0), ("l1", 0.0), ("l2", 0.0)],
+        |v| Rule::Ftrl {
+            alpha: v[0],
+            beta: v[1],
+            l1: v[2],
+            l2: v[3],
+        },
     ),
-    ("prox_l1", &[("lr", 0.01), ("l1", 0.0)]),
-    ("elastic_net", &[("lr", 0.01), ("l1", 0.0), ("l2", 0.0)]),
-    ("scaled_prox_l1", &[("l1", 0.0), ("delta", 1.0)]),
+    ("prox_l1", &[("lr", 0.01), ("l1", 0.0)], |v| Rule::ProxL1 {
+        lr: v[0],
+        l1: v[1],
+    }),
+    (
+        "elastic_net",
+        &[("lr", 0.01), ("l1", 0.0), ("l2", 0.0)],
+        |v| Rule::ElasticNet {
+            lr: v[0],
+            l1: v[1],
+            l2: v[2],
+        },
+    ),
+    ("scaled_prox_l1", &[("l1", 0.0), ("delta", 1.0)], |v| {
+        Rule::ScaledProxL1 {
+            l1: v[0],
+            delta: v[1],
+        }
+    }),
 ];
 
 /// Builds the rule `name` from `kwargs`, refusing unknown rules and hyper-parameters.
 pub fn rule(name: &str, kwargs: &HashMap<String, f32>) -> PyResult<Rule> {
-    let Some((_, params)) = RULES.iter().find(|(n, _)| *n == name) else {
-        let names: Vec<&str> = RULES.iter().map(|(n, _)| *n).collect();
+    let Some((_, params, build)) = RULES.iter().find(|(n, _, _)| *n == name) else {
+        let names: Vec<&str> = RULES.iter().map(|(n, _, _)| *n).collect();
         return Err(argument(format!(
             "unknown rule `{name}` (rules: {})",
             names.join(", ")
@@ -56,54 +100,11 @@ pub fn rule(name: &str, kwargs: &HashMap<String, f32>) -> PyResult<Rule> {
             )
         }));
     }
-    let get = |p: &str| {
-        kwargs.get(p).copied().unwrap_or_else(|| {
-            params
-                .iter()
-                .find(|(n, _)| *n == p)
-                .map_or(0.0, |(_, d)| *d)
-        })
-    };
-    Ok(match name {
-        "assign" => Rule::Assign,
-        "sum" => Rule::Sum,
-        "sgd" => Rule::Sgd { lr: get("lr") },
-        "momentum" => Rule::Momentum {
-            lr: get("lr"),
-            mu: get("mu"),
-        },
-        "adagrad" => Rule::AdaGrad {
-            lr: get("lr"),
-            eps: get("eps"),
-        },
-        "adam" => Rule::Adam {
-            lr: get("lr"),
-            beta1: get("beta1"),
-            beta2: get("beta2"),
-            eps: get("eps"),
-            // The server counts the steps; 1 is where it starts.
-            step: 1,
-        },
-        "ftrl" => Rule::Ftrl {
-            alpha: get("alpha"),
-            beta: get("beta"),
-            l1: get("l1"),
-            l2: get("l2"),
-        },
-        "prox_l1" => Rule::ProxL1 {
-            lr: get("lr"),
-            l1: get("l1"),
-        },
-        "elastic_net" => Rule::ElasticNet {
-            lr: get("lr"),
-            l1: get("l1"),
-            l2: get("l2"),
-        },
-        _ => Rule::ScaledProxL1 {
-            l1: get("l1"),
-            delta: get("delta"),
-        },
-    })
+    let values: Vec<f32> = params
+        .iter()
+        .map(|(p, default)| kwargs.get(*p).copied().unwrap_or(*default))
+        .collect();
+    Ok(build(&values))
 }
 
 /// `"sequential"`, `"eventual"`, or a non-negative integer τ (bounded delay).

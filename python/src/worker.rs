@@ -16,7 +16,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyDictMethods};
 
 use crate::arrays;
-use crate::errors::{argument, engine_error, ClosedError, ConfigError, Error};
+use crate::errors::{argument, engine_error, unpoisoned, ClosedError, ConfigError, Error};
 use crate::handles::{Table, Ticket, TicketKind};
 use crate::spec::Declaration;
 
@@ -94,14 +94,14 @@ impl Worker {
         &self,
         f: impl FnOnce(&ferrops_engine::Worker) -> Result<T, EngineError>,
     ) -> Result<T, Failure> {
-        let guard = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        let guard = unpoisoned(self.inner.read());
         let worker = guard.as_ref().ok_or(Failure::Closed)?;
         Ok(f(worker)?)
     }
 
     /// Waits for every outstanding request and leaves the job; later calls do nothing.
     fn finish_inner(&self) -> Result<(), Failure> {
-        let taken = self.inner.write().unwrap_or_else(|p| p.into_inner()).take();
+        let taken = unpoisoned(self.inner.write()).take();
         match taken {
             Some(worker) => Ok(worker.finish()?),
             None => Ok(()),
@@ -216,10 +216,7 @@ impl Worker {
     /// Whether `finish` has been called.
     #[getter]
     fn finished(&self) -> bool {
-        self.inner
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_none()
+        unpoisoned(self.inner.read()).is_none()
     }
 
     /// The clock this worker is in (how many times it called `clock`).
@@ -378,10 +375,7 @@ impl Worker {
         if ticket.worker != self.id {
             return Err(argument("this ticket was issued by another Worker"));
         }
-        let engine_ticket = ticket
-            .inner
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        let engine_ticket = unpoisoned(ticket.inner.lock())
             .take()
             .ok_or_else(|| argument(format!("ticket {} was already waited on", ticket.id)))?;
         let done = without_gil(py, || self.with(|w| w.wait(engine_ticket)))?;
@@ -401,7 +395,7 @@ impl Worker {
         if ticket.worker != self.id {
             return Err(argument("this ticket was issued by another Worker"));
         }
-        let guard = ticket.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let guard = unpoisoned(ticket.inner.lock());
         let Some(engine_ticket) = guard.as_ref() else {
             return Ok(true);
         };

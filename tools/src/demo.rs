@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 
-use crate::apps::train::{self, L1lrRun};
+use crate::apps::train::{self, ClusterSize, L1lrRun};
 use crate::data::gen::{self, GenSpec};
 use crate::jobs::l1lr::{L1lrSettings, Step};
 
@@ -86,8 +86,10 @@ fn run_in(args: &DemoOptions, seed: u64, dir: &std::path::Path) -> Result<()> {
             kkt: false,
             step: Step::Auto,
         },
-        servers: args.servers,
-        workers: args.workers,
+        cluster: ClusterSize {
+            servers: args.servers,
+            workers: args.workers,
+        },
         trace: None,
         plot: Some(args.plot.clone()),
     })?;

@@ -22,12 +22,25 @@ use crate::jobs::Job;
 use crate::launch::run_job_locally;
 use crate::trace::{self, Record};
 
+/// The local cluster a training run starts: how many servers and worker processes.
+#[derive(Clone, Copy, Debug)]
+pub struct ClusterSize {
+    pub servers: usize,
+    pub workers: usize,
+}
+
+impl ClusterSize {
+    /// Starts the cluster, runs `job` on its workers and returns the launcher's exit code.
+    fn run(&self, job: &Job) -> Result<i32> {
+        run_job_locally(self.servers, self.workers, &job.name(), &job.args())
+    }
+}
+
 /// An L1-LR run on a local cluster: what the `l1lr` job trains, the cluster, and the outputs.
 #[derive(Clone, Debug)]
 pub struct L1lrRun {
     pub settings: L1lrSettings,
-    pub servers: usize,
-    pub workers: usize,
+    pub cluster: ClusterSize,
     /// Keep the JSON-lines trace here (otherwise a temporary file is used and removed).
     pub trace: Option<PathBuf>,
     /// Plot objective against time here.
@@ -38,8 +51,7 @@ pub struct L1lrRun {
 #[derive(Clone, Debug)]
 pub struct RicaRun {
     pub settings: RicaSettings,
-    pub servers: usize,
-    pub workers: usize,
+    pub cluster: ClusterSize,
     /// Save the learned filters here.
     pub save: Option<PathBuf>,
     /// Draw the filters as a grid of tiles here (PNG).
@@ -78,7 +90,7 @@ pub fn l1lr(spec: &L1lrRun) -> Result<Vec<Record>> {
     // A trace left by an earlier run must not feed the progress bar.
     let _ = std::fs::remove_file(&trace_path);
     let follower = bar.then(|| Follower::start(&trace_path, settings.iters, summary.nnz as f64));
-    let code = run_job_locally(spec.servers, spec.workers, &job.name(), &job.args());
+    let code = spec.cluster.run(&job);
     if let Some(f) = follower {
         f.stop();
     }
@@ -235,7 +247,7 @@ pub fn rica(args: &RicaRun) -> Result<()> {
         seed: rica::SEED,
         save: save.clone(),
     });
-    let code = run_job_locally(args.servers, args.workers, &job.name(), &job.args())?;
+    let code = args.cluster.run(&job)?;
     let filters = save.as_ref().map(|p| {
         let f = patches::read(p);
         if temporary {

@@ -117,6 +117,16 @@ pub struct LocalClusterArgs {
     pub workers: usize,
 }
 
+impl LocalClusterArgs {
+    /// The cluster these flags ask for.
+    pub fn size(&self) -> crate::apps::train::ClusterSize {
+        crate::apps::train::ClusterSize {
+            servers: self.servers,
+            workers: self.workers,
+        }
+    }
+}
+
 /// Flags of `ferrops train rica`.
 #[derive(Debug, Clone, Args)]
 pub struct RicaArgs {
@@ -147,8 +157,7 @@ impl RicaArgs {
     pub fn run(&self) -> crate::apps::train::RicaRun {
         crate::apps::train::RicaRun {
             settings: self.settings.clone(),
-            servers: self.cluster.servers,
-            workers: self.cluster.workers,
+            cluster: self.cluster.size(),
             save: self.save.clone(),
             plot: self.plot.clone(),
             zoom: self.zoom,
@@ -181,8 +190,7 @@ impl L1lrArgs {
     pub fn run(&self) -> crate::apps::train::L1lrRun {
         crate::apps::train::L1lrRun {
             settings: self.settings.clone(),
-            servers: self.cluster.servers,
-            workers: self.cluster.workers,
+            cluster: self.cluster.size(),
             trace: self.json.clone(),
             plot: self.plot.clone(),
         }
