@@ -14,7 +14,7 @@
 
 use super::rows::RowStore;
 use super::stats::FilterCounts;
-use super::{check_rows, too_long_for_u32, FilterError};
+use super::{check_rows, FilterError};
 
 /// The rows (indices into the `dim`-wide rows of `current`) whose value moved away from `last`
 /// by more than `θ·max(|current|, ε)` in some coordinate, ascending, into `out` (cleared first).
@@ -110,9 +110,6 @@ impl ChangedSince {
         out: &mut Vec<u32>,
     ) -> Result<(), FilterError> {
         check_rows(keys, self.dim, &[("current", current.len())])?;
-        if current.len() > u32::MAX as usize {
-            return Err(too_long_for_u32("current", current.len()));
-        }
         let dim = self.dim;
         // Never-seen keys get a NaN delta, which the kernel always lists.
         self.delta.clear();

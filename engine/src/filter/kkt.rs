@@ -10,7 +10,7 @@
 //! or `|g| > λ`.
 
 use super::stats::FilterCounts;
-use super::{check_rows, for_each_row, too_long_for_u32, FilterError};
+use super::{check_rows, for_each_row, FilterError};
 
 /// One KKT filter, for one table (one `dim`).
 pub struct KktFilter {
@@ -93,9 +93,6 @@ impl KktFilter {
             self.dim,
             &[("weights", weights.len()), ("grads", grads.len())],
         )?;
-        if keys.len() > u32::MAX as usize || weights.len() > u32::MAX as usize {
-            return Err(too_long_for_u32("weights", weights.len()));
-        }
         out.clear();
         if self.next_is_recheck() {
             out.extend(0..keys.len() as u32);

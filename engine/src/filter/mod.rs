@@ -51,7 +51,9 @@ pub enum FilterError {
     Kernel(#[from] KernelError),
 }
 
-/// Checks strict ascent and the row-major lengths of the arrays in `arrays`.
+/// Checks strict ascent and the row-major lengths of the arrays in `arrays` (`keys × dim`
+/// entries each), and that their entries can be named by the kernels' `u32` indices (every
+/// filter has `dim ≥ 1`, so this bounds the keys too).
 pub(crate) fn check_rows(
     keys: &[u64],
     dim: usize,
@@ -70,11 +72,16 @@ pub(crate) fn check_rows(
             });
         }
     }
+    if let Some(&(what, got)) = arrays.first() {
+        if got > u32::MAX as usize {
+            return Err(too_long_for_u32(what, got));
+        }
+    }
     Ok(())
 }
 
 /// The error for an array `what` of `got` entries whose indices a filter cannot name in `u32`.
-pub(crate) fn too_long_for_u32(what: &'static str, got: usize) -> FilterError {
+fn too_long_for_u32(what: &'static str, got: usize) -> FilterError {
     FilterError::Length {
         what,
         got,

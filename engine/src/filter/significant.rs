@@ -18,7 +18,7 @@
 
 use super::rows::RowStore;
 use super::stats::FilterCounts;
-use super::{check_rows, for_each_row, too_long_for_u32, FilterError};
+use super::{check_rows, for_each_row, FilterError};
 
 /// One significantly-modified filter, for one table (one `dim`).
 pub struct SigFilter {
@@ -110,9 +110,6 @@ impl SigFilter {
             self.dim,
             &[("updates", updates.len()), ("weights", weights.len())],
         )?;
-        if keys.len() * self.dim > u32::MAX as usize {
-            return Err(too_long_for_u32("updates", updates.len()));
-        }
         send_keys.clear();
         send_values.clear();
         let dim = self.dim;
