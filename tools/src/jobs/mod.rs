@@ -143,9 +143,86 @@ pub fn positive_count(text: &str) -> Result<usize, String> {
     }
 }
 
+/// Parses a finite number that is not negative (a `clap` value parser: clap names the flag in
+/// its error, before any work starts).
+pub fn non_negative_number(text: &str) -> Result<f32, String> {
+    let x = finite_number(text)?;
+    if x < 0.0 {
+        return Err("must not be negative".to_string());
+    }
+    Ok(x)
+}
+
+/// Parses a finite number greater than zero (a `clap` value parser).
+pub fn positive_number(text: &str) -> Result<f32, String> {
+    let x = finite_number(text)?;
+    if x <= 0.0 {
+        return Err("must be greater than 0".to_string());
+    }
+    Ok(x)
+}
+
+fn finite_number(text: &str) -> Result<f32, String> {
+    let x: f32 = text.parse().map_err(|_| "not a number".to_string())?;
+    if !x.is_finite() {
+        return Err(format!("must be a finite number, not {x}"));
+    }
+    Ok(x)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_must_be_finite_and_in_range() {
+        assert_eq!(non_negative_number("0"), Ok(0.0));
+        assert_eq!(non_negative_number("2.5"), Ok(2.5));
+        assert_eq!(positive_number("1e-3"), Ok(1e-3));
+        for bad in ["nan", "NaN", "inf", "-inf", "1e39"] {
+            let err = non_negative_number(bad).unwrap_err();
+            assert!(err.contains("finite"), "{bad}: {err}");
+            assert!(positive_number(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            non_negative_number("-1").unwrap_err(),
+            "must not be negative"
+        );
+        assert_eq!(positive_number("0").unwrap_err(), "must be greater than 0");
+        assert_eq!(positive_number("x").unwrap_err(), "not a number");
+    }
+
+    #[test]
+    fn l1lr_flags_out_of_range_are_refused_naming_the_flag() {
+        use clap::Parser;
+        #[derive(Parser, Debug)]
+        struct Flags {
+            #[command(flatten)]
+            settings: l1lr::L1lrSettings,
+        }
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["l1lr", "--data", "x.svm"];
+            argv.extend_from_slice(extra);
+            Flags::try_parse_from(argv).map(|f| f.settings)
+        };
+        assert!(parse(&["--lambda", "0.5", "--delta", "2"]).is_ok());
+        for (flag, value) in [
+            ("--lambda", "nan"),
+            ("--lambda", "inf"),
+            ("--lambda", "-1"),
+            ("--delta", "0"),
+            ("--delta", "nan"),
+            ("--delta", "-2"),
+        ] {
+            let err = parse(&[flag, value]).unwrap_err();
+            assert_eq!(
+                err.kind(),
+                clap::error::ErrorKind::ValueValidation,
+                "{flag} {value}"
+            );
+            assert!(err.to_string().contains(flag), "{flag} {value}: {err}");
+        }
+    }
 
     #[test]
     fn job_line_definition_is_consistent() {

@@ -69,7 +69,7 @@ use serde::Serialize;
 use blocks::{Block, Shard};
 use kkt::Kkt;
 
-use super::positive_count;
+use super::{non_negative_number, positive_count, positive_number};
 use crate::data::read_part;
 use crate::logistic::scaled_prox_l1;
 use crate::trace::{self, Record};
@@ -104,7 +104,8 @@ pub struct L1lrSettings {
     pub data: PathBuf,
 
     /// L1 penalty λ.
-    #[arg(long, value_name = "λ", default_value_t = 1.0)]
+    #[arg(long, value_name = "λ", value_parser = non_negative_number, allow_hyphen_values = true,
+        default_value_t = 1.0)]
     pub lambda: f32,
 
     /// Maximal delay τ in blocks (0: sequential block updates).
@@ -120,7 +121,8 @@ pub struct L1lrSettings {
     pub iters: usize,
 
     /// Damping δ added to the curvature on the servers.
-    #[arg(long, value_name = "δ", default_value_t = 1.0)]
+    #[arg(long, value_name = "δ", value_parser = positive_number, allow_hyphen_values = true,
+        default_value_t = 1.0)]
     pub delta: f32,
 
     /// Consecutive blocks the curvature bound covers [default: τ + 1, which keeps delayed steps
@@ -679,39 +681,4 @@ fn progress(r: &Record, dim: usize, total_nnz: f64) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn arguments_round_trip_and_reject_bad_flags() {
-        let args = L1lrArgs {
-            settings: L1lrSettings {
-                data: "x.svm".into(),
-                lambda: 1.0,
-                tau: 3,
-                blocks: 8,
-                iters: 20,
-                delta: 1.0,
-                window: Some(2),
-                kkt: true,
-                step: Step::Bound,
-            },
-            dim: 10,
-            trace: Some("t.jsonl".into()),
-            lines: false,
-        };
-        let job = crate::jobs::Job::L1lr(args.clone());
-        let parsed = crate::jobs::Job::parse("l1lr", &job.args()).unwrap();
-        assert_eq!(parsed, job);
-        let parse = |a: &[&str]| {
-            let a: Vec<String> = a.iter().map(|s| s.to_string()).collect();
-            crate::jobs::Job::parse("l1lr", &a)
-        };
-        assert!(parse(&["--data", "x", "--dim", "3", "--bogus", "1"]).is_err());
-        assert!(parse(&["--data", "x"]).is_err()); // no --dim
-        let Ok(crate::jobs::Job::L1lr(defaults)) = parse(&["--data", "x", "--dim", "3"]) else {
-            panic!("l1lr parses")
-        };
-        assert_eq!((defaults.settings.blocks, defaults.lines), (8, true));
-    }
-}
+mod tests;

@@ -1,0 +1,36 @@
+//! Tests of the l1lr job's arguments.
+
+use super::*;
+
+#[test]
+fn arguments_round_trip_and_reject_bad_flags() {
+    let args = L1lrArgs {
+        settings: L1lrSettings {
+            data: "x.svm".into(),
+            lambda: 1.0,
+            tau: 3,
+            blocks: 8,
+            iters: 20,
+            delta: 1.0,
+            window: Some(2),
+            kkt: true,
+            step: Step::Bound,
+        },
+        dim: 10,
+        trace: Some("t.jsonl".into()),
+        lines: false,
+    };
+    let job = crate::jobs::Job::L1lr(args.clone());
+    let parsed = crate::jobs::Job::parse("l1lr", &job.args()).unwrap();
+    assert_eq!(parsed, job);
+    let parse = |a: &[&str]| {
+        let a: Vec<String> = a.iter().map(|s| s.to_string()).collect();
+        crate::jobs::Job::parse("l1lr", &a)
+    };
+    assert!(parse(&["--data", "x", "--dim", "3", "--bogus", "1"]).is_err());
+    assert!(parse(&["--data", "x"]).is_err()); // no --dim
+    let Ok(crate::jobs::Job::L1lr(defaults)) = parse(&["--data", "x", "--dim", "3"]) else {
+        panic!("l1lr parses")
+    };
+    assert_eq!((defaults.settings.blocks, defaults.lines), (8, true));
+}
