@@ -3,7 +3,7 @@
 //! [`with_isa`]).
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
 use crate::error::KernelError;
 
@@ -79,6 +79,10 @@ thread_local! {
     static PINNED: Cell<u8> = const { Cell::new(0) };
 }
 
+/// How many [`with_isa`] calls are running on any thread: while none is, dispatch skips the
+/// thread-local lookup (every kernel call on the servers' apply path asks [`active_isa`]).
+static PINS: AtomicUsize = AtomicUsize::new(0);
+
 /// The best tier this CPU supports (detected on first use, then cached).
 pub fn detected_isa() -> Isa {
     if let Some(isa) = Isa::from_u8(DETECTED.load(Ordering::Relaxed)) {
@@ -111,7 +115,12 @@ fn detect() -> Isa {
 /// any, else the one forced by [`force_isa`] if set, else the detected one.
 #[inline]
 pub fn active_isa() -> Isa {
-    Isa::from_u8(PINNED.with(Cell::get))
+    let pinned = if PINS.load(Ordering::Relaxed) == 0 {
+        None
+    } else {
+        Isa::from_u8(PINNED.with(Cell::get))
+    };
+    pinned
         .or_else(|| Isa::from_u8(FORCED.load(Ordering::Relaxed)))
         .unwrap_or_else(detected_isa)
 }
@@ -127,9 +136,11 @@ pub fn with_isa<T>(isa: Isa, f: impl FnOnce() -> Result<T, KernelError>) -> Resu
     impl Drop for Restore {
         fn drop(&mut self) {
             PINNED.with(|p| p.set(self.0));
+            PINS.fetch_sub(1, Ordering::Relaxed);
         }
     }
     isa.check()?;
+    PINS.fetch_add(1, Ordering::Relaxed);
     let _restore = Restore(PINNED.with(|p| p.replace(isa.to_u8())));
     f()
 }
@@ -184,3 +195,21 @@ macro_rules! on_active_isa {
     )*};
 }
 pub(crate) use on_active_isa;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pin_holds_inside_with_isa_only_and_on_its_thread_only() {
+        let outside = active_isa();
+        let inside = with_isa(Isa::Scalar, || {
+            let other_thread = std::thread::spawn(active_isa).join().unwrap();
+            Ok((active_isa(), other_thread))
+        })
+        .unwrap();
+        assert_eq!(inside, (Isa::Scalar, outside));
+        assert_eq!(active_isa(), outside);
+        assert_eq!(PINS.load(Ordering::Relaxed), 0);
+    }
+}
