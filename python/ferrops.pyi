@@ -89,9 +89,11 @@ class Worker:
         Raises :class:`ConfigError` for a missing or invalid setting."""
     @staticmethod
     def connect_to(scheduler: str, num_servers: int, num_workers: int, *,
-                   secret: Optional[str] = None) -> Worker:
-        """Joins the job whose scheduler listens at ``scheduler`` ("host:port"); every other
-        setting takes its default."""
+                   secret: Optional[str] = None, insecure: bool = False) -> Worker:
+        """Joins the job whose scheduler listens at ``scheduler`` ("host:port") with its
+        cluster secret (``secret``, else ``FERROPS_SECRET``; ``insecure=True`` for a job run
+        without one); every other setting takes its default. Raises :class:`ConfigError`
+        without a secret."""
     @property
     def rank(self) -> int:
         """0-based rank among the workers."""

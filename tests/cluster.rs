@@ -13,6 +13,9 @@ fn ferrops() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_ferrops"));
     c.env_remove("FERROPS_ROLE")
         .env_remove("FERROPS_SCHEDULER")
+        .env_remove("FERROPS_SECRET")
+        .env_remove("FERROPS_SECRET_FILE")
+        .env_remove("FERROPS_INSECURE")
         .env("FERROPS_LOG", "warn");
     c
 }
@@ -70,6 +73,7 @@ fn demo_trains_and_its_loss_falls() {
 fn roles_configured_by_environment_variables_form_a_job() {
     let mut scheduler = ferrops()
         .env("FERROPS_ROLE", "scheduler")
+        .env("FERROPS_SECRET", "env-launch-secret")
         .env("FERROPS_NUM_SERVERS", "1")
         .env("FERROPS_NUM_WORKERS", "2")
         .env("FERROPS_BIND", "127.0.0.1:0")
@@ -87,6 +91,7 @@ fn roles_configured_by_environment_variables_form_a_job() {
         .to_string();
     let env = |c: &mut Command, role: &str| {
         c.env("FERROPS_ROLE", role)
+            .env("FERROPS_SECRET", "env-launch-secret")
             .env("FERROPS_SCHEDULER", &addr)
             .env("FERROPS_NUM_SERVERS", "1")
             .env("FERROPS_NUM_WORKERS", "2")
@@ -248,4 +253,112 @@ fn bench_reducers_reports_every_configuration_against_none() {
     for run in runs {
         assert!(run["objective"].as_f64().unwrap().is_finite());
     }
+}
+
+/// Starts a scheduler for 1 server and 1 worker with `secret`; returns it (stderr piped) and
+/// its address.
+fn scheduler_with_secret(secret: &str) -> (std::process::Child, String) {
+    let mut scheduler = ferrops()
+        .args([
+            "scheduler",
+            "--bind",
+            "127.0.0.1:0",
+            "--num-servers",
+            "1",
+            "--num-workers",
+            "1",
+        ])
+        .env("FERROPS_SECRET", secret)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(scheduler.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("FERROPS_SCHEDULER=")
+        .expect("announce line")
+        .to_string();
+    (scheduler, addr)
+}
+
+#[test]
+fn a_node_with_a_wrong_secret_is_refused_with_one_clear_line_on_both_sides() {
+    let (mut scheduler, addr) = scheduler_with_secret("the-job-secret");
+    let out = ferrops()
+        .args([
+            "worker",
+            "--scheduler",
+            &addr,
+            "--num-servers",
+            "1",
+            "--num-workers",
+            "1",
+        ])
+        .args(["--job", "check"])
+        .env("FERROPS_SECRET", "another-secret")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let worker_err = String::from_utf8_lossy(&out.stderr);
+    assert!(worker_err.contains("different secrets"), "{worker_err}");
+    assert!(!worker_err.contains("the-job-secret") && !worker_err.contains("another-secret"));
+    scheduler.kill().unwrap();
+    let sched_out = scheduler.wait_with_output().unwrap();
+    let sched_err = String::from_utf8_lossy(&sched_out.stderr);
+    assert!(
+        sched_err.contains("authentication failed") && sched_err.contains("different secrets"),
+        "{sched_err}"
+    );
+}
+
+#[test]
+fn a_role_without_a_secret_refuses_to_start_unless_told_insecure() {
+    let out = ferrops()
+        .args([
+            "scheduler",
+            "--bind",
+            "0.0.0.0:0",
+            "--num-servers",
+            "1",
+            "--num-workers",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no cluster secret") && err.contains("--insecure"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty(), "it never announced an address");
+
+    // With --insecure it starts, and says loudly what that means.
+    let mut insecure = ferrops()
+        .args([
+            "scheduler",
+            "--bind",
+            "127.0.0.1:0",
+            "--num-servers",
+            "1",
+            "--num-workers",
+            "1",
+        ])
+        .arg("--insecure")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(insecure.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("FERROPS_SCHEDULER="), "{line}");
+    insecure.kill().unwrap();
+    let err = String::from_utf8_lossy(&insecure.wait_with_output().unwrap().stderr).into_owned();
+    assert!(err.contains("without a cluster secret"), "{err}");
 }

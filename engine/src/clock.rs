@@ -15,12 +15,22 @@ impl ClockTracker {
         self.live = workers.iter().copied().collect();
     }
 
-    /// Records that `worker` has completed `completed` clocks (never goes backwards). Returns
-    /// whether the worker is live (so that waiting requests may now be released).
-    pub fn record(&mut self, worker: u32, completed: u32) -> bool {
+    /// Records that `worker` has completed `completed` clocks. A worker's clocks arrive one at
+    /// a time, so a record may advance its count by one at most: a larger step (a peer's bug
+    /// or a forged frame, which would release every parked pull) is refused and changes
+    /// nothing; an old count is ignored. Returns whether the worker is live (so that waiting
+    /// requests may now be released).
+    pub fn record(&mut self, worker: u32, completed: u32) -> Result<bool, ClockJump> {
         let c = self.completed.entry(worker).or_insert(0);
+        if completed > c.saturating_add(1) {
+            return Err(ClockJump {
+                worker,
+                from: *c,
+                to: completed,
+            });
+        }
         *c = (*c).max(completed);
-        self.live.contains(&worker)
+        Ok(self.live.contains(&worker))
     }
 
     /// The fewest clocks any live worker has completed (`u32::MAX` when none is live, so that
@@ -32,6 +42,15 @@ impl ClockTracker {
             .min()
             .unwrap_or(u32::MAX)
     }
+}
+
+/// A clock record that skips clocks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("worker {worker} jumped from {from} to {to} completed clocks; clocks advance by one")]
+pub struct ClockJump {
+    pub worker: u32,
+    pub from: u32,
+    pub to: u32,
 }
 
 /// Requests waiting for `min_completed` to reach their requirement, answered in arrival order.
@@ -91,27 +110,61 @@ impl<T> Parked<T> {
 mod tests {
     use super::*;
 
+    /// Records `worker`'s clocks one by one up to `to`; whether the worker is live.
+    fn advance(t: &mut ClockTracker, worker: u32, to: u32) -> bool {
+        let mut live = false;
+        for c in 1..=to {
+            live = t
+                .record(worker, c)
+                .expect("one clock at a time is accepted");
+        }
+        live
+    }
+
     #[test]
     fn slowest_live_worker_sets_the_pace_and_dead_ones_do_not() {
         let mut t = ClockTracker::default();
         t.set_live(&[1, 2, 3]);
-        t.record(1, 5);
-        t.record(2, 3);
+        advance(&mut t, 1, 5);
+        advance(&mut t, 2, 3);
         assert_eq!(t.min_completed(), 0, "worker 3 has completed nothing");
-        t.record(3, 4);
+        advance(&mut t, 3, 4);
         assert_eq!(t.min_completed(), 3);
-        t.record(2, 1);
+        t.record(2, 1).unwrap();
         assert_eq!(t.min_completed(), 3, "clocks never go backwards");
         t.set_live(&[1, 3]);
         assert_eq!(t.min_completed(), 4, "the dead worker no longer counts");
-        assert!(!t.record(2, 9), "records of dead workers release nothing");
-        t.record(7, 2);
+        assert!(
+            !advance(&mut t, 2, 9),
+            "records of dead workers release nothing"
+        );
+        advance(&mut t, 7, 2);
         t.set_live(&[1, 3, 7]);
         assert_eq!(
             t.min_completed(),
             2,
             "a clock recorded before the worker was live counts"
         );
+    }
+
+    #[test]
+    fn a_clock_that_skips_ahead_is_refused_and_changes_nothing() {
+        // A forged `Clock{clock = u32::MAX}` would otherwise mark the worker as far ahead
+        // forever and release every sequential pull early.
+        let mut t = ClockTracker::default();
+        t.set_live(&[1]);
+        assert_eq!(
+            t.record(1, u32::MAX),
+            Err(ClockJump {
+                worker: 1,
+                from: 0,
+                to: u32::MAX
+            })
+        );
+        assert_eq!(t.min_completed(), 0);
+        assert_eq!(t.record(1, 1), Ok(true));
+        assert!(t.record(1, 3).is_err());
+        assert_eq!(t.min_completed(), 1);
     }
 
     #[test]

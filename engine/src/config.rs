@@ -4,7 +4,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use ferrops_net::auth::{ClusterKey, Credentials, Identity};
 use ferrops_net::{FrameLimits, TransportMode};
+
+use crate::Role;
 
 use crate::memory::{HugePolicy, LockPolicy, SegmentOptions};
 
@@ -19,8 +22,12 @@ pub struct ClusterConfig {
     pub num_workers: usize,
     /// Largest frame sections a node accepts from a peer.
     pub limits: FrameLimits,
-    /// Cluster secret for the connect-time challenge; `None` is only accepted on loopback.
-    pub secret: Option<String>,
+    /// What every connection of the job is authenticated with: the cluster secret all its
+    /// nodes share, or `Insecure` (a node with a secret refuses one without). See
+    /// `docs/security.md`.
+    pub key: ClusterKey,
+    /// How long a connection may take to authenticate.
+    pub handshake_timeout: Duration,
     /// How long a node waits for the scheduler before giving up.
     pub connect_timeout: Duration,
     /// Keys of resolved key lists each worker→server connection caches at both ends, so that a
@@ -44,6 +51,28 @@ pub struct ClusterConfig {
 }
 
 impl ClusterConfig {
+    /// What a node of `role` (node id `node`, once it has one) presents and checks on every
+    /// connection.
+    pub fn credentials(&self, role: Role, node: Option<u32>) -> Credentials {
+        Credentials {
+            key: self.key.clone(),
+            me: Identity {
+                role: role.wire_index(),
+                node: node.unwrap_or(Identity::UNASSIGNED),
+            },
+        }
+    }
+
+    /// Warns, once per role, when this node runs without authentication.
+    pub(crate) fn warn_if_insecure(&self, role: Role) {
+        if self.key.is_insecure() {
+            tracing::warn!(
+                "{role} running without a cluster secret (--insecure): any process that can \
+                 reach this node's ports can join the job, read the model and change it"
+            );
+        }
+    }
+
     /// Key ranges in the job: one per shard of every server.
     pub fn total_shards(&self) -> usize {
         self.num_servers * self.server_shards.max(1)
@@ -51,14 +80,19 @@ impl ClusterConfig {
 }
 
 impl ClusterConfig {
-    /// A configuration for a cluster whose scheduler listens at `scheduler`.
+    /// A configuration for a cluster whose scheduler listens at `scheduler`, with a freshly
+    /// generated secret: every node configured from a clone of it belongs to the same job.
+    ///
+    /// # Panics
+    /// If the operating system's random source fails.
     pub fn new(scheduler: SocketAddr, num_servers: usize, num_workers: usize) -> Self {
         Self {
             scheduler,
             num_servers,
             num_workers,
             limits: FrameLimits::default(),
-            secret: None,
+            key: ClusterKey::generate().expect("the system's random source works"),
+            handshake_timeout: ferrops_net::auth::DEFAULT_HANDSHAKE_TIMEOUT,
             connect_timeout: Duration::from_secs(30),
             key_cache_keys: 1 << 24,
             payload_checksum: true,

@@ -2,18 +2,23 @@
 
 use std::time::{Duration, Instant};
 
-use ferrops_net::{BufferPool, Metrics, Peer};
+use ferrops_net::auth::{self, Identity};
+use ferrops_net::{BufferPool, Metrics, NetError, Peer};
 
 use crate::config::ClusterConfig;
-use crate::EngineError;
+use crate::{EngineError, Role};
 
-/// Dials the scheduler every 50 ms until it answers or `cluster.connect_timeout` passes.
+/// Dials the scheduler every 50 ms until it answers or `cluster.connect_timeout` passes, and
+/// authenticates the connection as a node of `role`: returns it with the scheduler's identity.
+/// A refused authentication is final (a wrong secret does not get better by retrying).
 pub(crate) fn connect_scheduler(
     cluster: &ClusterConfig,
+    role: Role,
     pool: BufferPool,
     metrics: Metrics,
-) -> Result<Peer, EngineError> {
+) -> Result<(Peer, Identity), EngineError> {
     let started = Instant::now();
+    let creds = cluster.credentials(role, None);
     loop {
         let attempt = Peer::connect(
             cluster.scheduler,
@@ -21,9 +26,21 @@ pub(crate) fn connect_scheduler(
             cluster.limits,
             pool.clone(),
             metrics.clone(),
-        );
+        )
+        .and_then(|mut peer| {
+            let id = auth::authenticate(&mut peer, &creds, cluster.handshake_timeout)?;
+            Ok((peer, id))
+        });
         match attempt {
-            Ok(peer) => return Ok(peer),
+            Ok((peer, id)) if id.role == Role::Scheduler.wire_index() => return Ok((peer, id)),
+            Ok((_, id)) => {
+                return Err(EngineError::Config(format!(
+                    "{} answered as {:?}, not as the scheduler",
+                    cluster.scheduler,
+                    Role::from_wire_index(id.role)
+                )))
+            }
+            Err(e @ NetError::Auth { .. }) if !transient(&e) => return Err(EngineError::Net(e)),
             Err(e) if started.elapsed() >= cluster.connect_timeout => {
                 return Err(EngineError::SchedulerUnreachable {
                     addr: cluster.scheduler.to_string(),
@@ -33,5 +50,19 @@ pub(crate) fn connect_scheduler(
             }
             Err(_) => std::thread::sleep(Duration::from_millis(50)),
         }
+    }
+}
+
+/// Whether a failed attempt may succeed when repeated (the scheduler was not ready or the
+/// connection broke), as opposed to a refusal.
+fn transient(e: &NetError) -> bool {
+    match e {
+        NetError::Auth { source, .. } => {
+            matches!(
+                source,
+                auth::AuthError::Closed | auth::AuthError::Timeout(_)
+            )
+        }
+        _ => true,
     }
 }

@@ -31,6 +31,20 @@ impl Role {
         }
     }
 
+    /// The role's index on the wire (in `Control::Register` and the handshake's identity).
+    pub fn wire_index(self) -> u8 {
+        match self {
+            Role::Server => 0,
+            Role::Worker => 1,
+            Role::Scheduler => 2,
+        }
+    }
+
+    /// The role whose wire index is `index`, if any.
+    pub fn from_wire_index(index: u8) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.wire_index() == index)
+    }
+
     /// The role named `name` (ASCII case ignored), if any.
     pub fn from_name(name: &str) -> Option<Role> {
         Role::ALL
@@ -64,5 +78,9 @@ mod tests {
         assert_eq!(postcard::to_stdvec(&Role::Server).unwrap(), [0]);
         assert_eq!(postcard::to_stdvec(&Role::Worker).unwrap(), [1]);
         assert_eq!(postcard::to_stdvec(&Role::Scheduler).unwrap(), [2]);
+        for role in Role::ALL {
+            assert_eq!(postcard::to_stdvec(&role).unwrap(), [role.wire_index()]);
+            assert_eq!(Role::from_wire_index(role.wire_index()), Some(role));
+        }
     }
 }

@@ -72,7 +72,10 @@ pub fn run_scheduler(
             cfg.cluster.num_servers, cfg.cluster.num_workers
         )));
     }
-    let mut ev = EventLoop::new(Some(cfg.bind), cfg.cluster.limits, Metrics::new())?;
+    cfg.cluster.warn_if_insecure(Role::Scheduler);
+    let creds = cfg.cluster.credentials(Role::Scheduler, Some(0));
+    let mut ev = EventLoop::new(Some(cfg.bind), cfg.cluster.limits, Metrics::new(), creds)?;
+    ev.set_handshake_timeout(cfg.cluster.handshake_timeout);
     let addr = ev
         .local_addr()
         .ok_or_else(|| EngineError::Config("scheduler has no listen address".into()))?;
@@ -123,6 +126,18 @@ impl Scheduler {
         rdma_addr: Option<String>,
         io: &mut Io<'_>,
     ) {
+        let proved = io
+            .identity(peer)
+            .and_then(|id| Role::from_wire_index(id.role));
+        if proved != Some(role) {
+            let reason = format!(
+                "this connection authenticated as {}, it cannot register as a {role}",
+                proved.map_or("nothing", Role::name)
+            );
+            tracing::warn!("refusing registration of peer {peer}: {reason}");
+            reply_control(io, peer, &Control::Refused { reason });
+            return;
+        }
         if self.phase != Phase::Registering || self.nodes.contains_key(&peer) {
             let reason = "registration is closed (the job is already complete)".to_string();
             reply_control(io, peer, &Control::Refused { reason });

@@ -14,7 +14,7 @@ use ferrops_net::transport::resolve;
 use ferrops_net::{EventLoop, TransportMode};
 
 use crate::config::ClusterConfig;
-use crate::EngineError;
+use crate::{EngineError, Role};
 
 /// Starts the RDMA listener of a server shard when the transport calls for it; returns the
 /// address to advertise. The listener uses the TCP listener's port number (rdma_cm ports are
@@ -59,9 +59,11 @@ pub(crate) fn dialer(cluster: &ClusterConfig) -> Result<Dialer, EngineError> {
     Dialer::new(cluster.transport).map_err(|e| EngineError::Config(e.to_string()))
 }
 
-/// How a worker's connections to its servers are set up.
-pub(crate) fn dial_options(cluster: &ClusterConfig) -> DialOptions {
+/// How the connections of worker `node` to its servers are set up.
+pub(crate) fn dial_options(cluster: &ClusterConfig, node: u32) -> DialOptions {
     DialOptions {
+        credentials: cluster.credentials(Role::Worker, Some(node)),
+        server_role: Role::Server.wire_index(),
         connect_timeout: cluster.connect_timeout,
         limits: cluster.limits,
         rdma_busy_poll: cluster.rdma_busy_poll,

@@ -4,10 +4,11 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::Shutdown;
 use std::time::Duration;
 
 use ferrops_engine::TableSpec;
+use ferrops_net::auth::ClusterKey;
 use ferrops_net::{FrameParts, Header, Opcode, Status, HEADER_LEN};
 use zerocopy::{FromBytes, IntoBytes};
 
@@ -38,8 +39,14 @@ fn reseal(bytes: &mut [u8], edit: impl FnOnce(&mut Header)) {
 
 /// Sends `bytes` (then half-closes if `close`), and returns the error frame the server answers
 /// with: its status and message. Also checks that the server then closes the connection.
-fn send_and_read_error(server: &str, bytes: &[u8], close: bool) -> (Status, String) {
-    let mut s = TcpStream::connect(server).unwrap();
+fn send_and_read_error(
+    server: &str,
+    key: &ClusterKey,
+    bytes: &[u8],
+    close: bool,
+) -> (Status, String) {
+    // A peer with the secret (frames of anonymous peers never reach the parser's later checks).
+    let mut s = common::authenticated_stream(server, key, 900);
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s.write_all(bytes).unwrap();
     if close {
@@ -61,7 +68,7 @@ fn send_and_read_error(server: &str, bytes: &[u8], close: bool) -> (Status, Stri
 
 #[test]
 fn each_malformed_frame_gets_a_clear_error_and_the_server_keeps_serving() {
-    common::with_one_worker_and_table(1, TableSpec::new("t", 1), |w, t| {
+    common::with_one_worker_table_and_key(1, TableSpec::new("t", 1), |w, t, key| {
         let server = w.routing().ranges[0].addr.clone();
         let mut cases: Vec<(&str, Vec<u8>, bool, &str)> = Vec::new();
 
@@ -113,7 +120,7 @@ fn each_malformed_frame_gets_a_clear_error_and_the_server_keeps_serving() {
         cases.push(("truncated", truncated, true, "truncated"));
 
         for (name, bytes, close, expected) in cases {
-            let (status, text) = send_and_read_error(&server, &bytes, close);
+            let (status, text) = send_and_read_error(&server, key, &bytes, close);
             assert_eq!(status, Status::BadFrame, "{name}: {text}");
             assert!(
                 text.contains(expected),
@@ -128,12 +135,13 @@ fn each_malformed_frame_gets_a_clear_error_and_the_server_keeps_serving() {
 
 #[test]
 fn a_signature_the_server_does_not_hold_is_refused_not_guessed() {
-    common::with_one_worker_and_table(1, TableSpec::new("t", 1), |w, t| {
+    common::with_one_worker_table_and_key(1, TableSpec::new("t", 1), |w, t, key| {
         let server = w.routing().ranges[0].addr.clone();
         let values = [1.0f32; 3];
         let vals = [values.as_bytes()];
         let mut header = Header::new(Opcode::Push);
         header.table = t.0.into();
+        header.sender = 900.into();
         header.key_count = 3.into();
         header.key_signature = 0x1234.into();
         header.flags = ferrops_net::flags::KEYS_BY_SIGNATURE;
@@ -147,7 +155,7 @@ fn a_signature_the_server_does_not_hold_is_refused_not_guessed() {
         let mut bytes = frame.header.as_bytes().to_vec();
         bytes.extend_from_slice(values.as_bytes());
         bytes.extend_from_slice(&[0; 4]);
-        let mut s = TcpStream::connect(&server).unwrap();
+        let mut s = common::authenticated_stream(&server, key, 900);
         s.write_all(&bytes).unwrap();
         let mut reply = [0u8; HEADER_LEN];
         s.read_exact(&mut reply).unwrap();

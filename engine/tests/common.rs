@@ -1,14 +1,17 @@
 //! Starts a whole job inside the test process: scheduler and servers on threads, workers on
 //! threads running the test's closure.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use ferrops_net::auth::{ClusterKey, Credentials, Identity};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
 use ferrops_engine::config::{ClusterConfig, SchedulerConfig, ServerConfig, WorkerConfig};
 use ferrops_engine::scheduler::{run_scheduler, JobSummary};
 use ferrops_engine::server::{run_server, ServerReport};
-use ferrops_engine::{EngineError, TableId, TableSpec, Worker};
+use ferrops_engine::{EngineError, Role, TableId, TableSpec, Worker};
 
 pub struct Job {
     pub scheduler: JoinHandle<Result<JobSummary, EngineError>>,
@@ -51,6 +54,41 @@ pub fn with_one_worker_and_table(
     });
 }
 
+/// [`with_one_worker_and_table`] whose body also gets the job's cluster key (to play a peer
+/// that holds the secret, or one that does not).
+#[allow(dead_code)] // not every test binary uses every helper
+pub fn with_one_worker_table_and_key(
+    servers: usize,
+    spec: TableSpec,
+    body: impl Fn(&Worker, TableId, &ClusterKey) + Send + Sync + Clone + 'static,
+) -> (JobSummary, Vec<ServerReport>) {
+    let job = start(servers, 1);
+    let key = job.cluster.key.clone();
+    job.run_workers(1, move |w| {
+        let table = w.declare_table(spec.clone()).expect("table declared");
+        body(&w, table, &key);
+        w.finish().expect("worker finishes");
+    });
+    job.join()
+}
+
+/// A raw connection to `server` that has passed the handshake as worker node `node` with
+/// `key`: for tests that write frames by hand.
+#[allow(dead_code)] // not every test binary uses every helper
+pub fn authenticated_stream(server: &str, key: &ClusterKey, node: u32) -> TcpStream {
+    let mut s = TcpStream::connect(server).unwrap();
+    let creds = Credentials {
+        key: key.clone(),
+        me: Identity {
+            role: Role::Worker.wire_index(),
+            node,
+        },
+    };
+    ferrops_net::auth::authenticate_stream(&mut s, &creds, Duration::from_secs(10))
+        .expect("the handshake passes with the job's key");
+    s
+}
+
 /// Like [`start`], with `shards` shards per server.
 pub fn start_sharded(servers: usize, shards: usize, workers: usize) -> Job {
     start_configured(
@@ -72,13 +110,16 @@ pub fn start_configured(
     let (tx, rx) = mpsc::channel();
     let mut settings = ClusterConfig::new(loopback(), servers, workers);
     cluster(&mut settings);
+    let scheduler_key = settings.key.clone();
     let cfg = SchedulerConfig {
         cluster: settings,
         bind: loopback(),
     };
     let scheduler = std::thread::spawn(move || run_scheduler(&cfg, |addr| tx.send(addr).unwrap()));
     let addr = rx.recv().expect("scheduler announces its address");
+    // Every node of the job shares the scheduler's secret.
     let mut settings = ClusterConfig::new(addr, servers, workers);
+    settings.key = scheduler_key;
     cluster(&mut settings);
     let servers = (0..servers)
         .map(|i| {

@@ -50,6 +50,11 @@ pub enum NetError {
     Connect { addr: String, source: io::Error },
     #[error("peer closed the connection")]
     Closed,
+    #[error("authentication with {addr} failed: {source}")]
+    Auth {
+        addr: String,
+        source: crate::auth::AuthError,
+    },
     #[error("RDMA transport: {0}")]
     Rdma(String),
     #[error("send queue to peer {peer} holds {queued} bytes, over the limit of {limit}")]

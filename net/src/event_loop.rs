@@ -4,6 +4,12 @@
 //! replies are written from the handler's slices straight to the socket. A peer that breaks the
 //! wire format is sent an error frame and dropped; every other peer is unaffected.
 //!
+//! Every accepted connection first runs the accepting side of the authentication handshake
+//! ([`crate::auth`]) under tight frame limits and a deadline; the handler hears of it
+//! ([`Handler::on_accept`]) only once the peer has proved it holds the cluster secret, and
+//! [`Io::identity`] then names the peer. Connections the loop dials are authenticated before
+//! they are added. A peer that fails is told why and dropped; the handler never sees it.
+//!
 //! Connections are [`Link`]s: TCP, or RDMA once [`EventLoop::listen_rdma`] has started an
 //! RDMA listener (its accepts happen on a helper thread, rdma_cm having no non-blocking
 //! accept, and reach the loop through a channel and a waker). While RDMA connections are
@@ -21,6 +27,7 @@ use std::time::{Duration, Instant};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Registry, Token};
 
+use crate::auth::{self, AuthError, Credentials, Identity, ServerHandshake, ServerStep};
 use crate::{
     BufferPool, Frame, FrameLimits, FrameParts, Header, Link, Metrics, NetError, NoDirectValues,
     Opcode, Peer, ReadOutcome,
@@ -53,7 +60,7 @@ pub enum CloseReason {
 
 /// Reacts to connection events. All calls happen on the loop's thread.
 pub trait Handler {
-    /// A peer connected to the listener.
+    /// A peer connected to the listener and authenticated ([`Io::identity`] names it).
     fn on_accept(&mut self, _peer: PeerId, _addr: SocketAddr, _io: &mut Io<'_>) {}
     /// A whole, validated frame arrived.
     fn on_frame(&mut self, peer: PeerId, frame: Frame, io: &mut Io<'_>);
@@ -68,6 +75,7 @@ pub trait Handler {
 /// What a handler can do with connections.
 pub struct Io<'a> {
     peers: &'a mut Vec<Option<Link>>,
+    auth: &'a mut Vec<AuthState>,
     registry: &'a Registry,
     settings: &'a Settings,
     closed: &'a mut Vec<(PeerId, CloseReason)>,
@@ -80,6 +88,24 @@ struct Settings {
     metrics: Metrics,
     payload_crc: bool,
     max_backlog: usize,
+    credentials: Credentials,
+    handshake_timeout: Duration,
+}
+
+/// Where a connection stands with the handshake.
+#[derive(Debug, Default)]
+enum AuthState {
+    /// No connection in this slot.
+    #[default]
+    Vacant,
+    /// Accepted; the peer has until `deadline` to authenticate.
+    Pending {
+        handshake: ServerHandshake,
+        addr: SocketAddr,
+        deadline: Instant,
+    },
+    /// Authenticated as `Identity` (the handler knows it).
+    Ready(Identity),
 }
 
 impl Io<'_> {
@@ -188,15 +214,31 @@ impl Io<'_> {
         if let Some(mut p) = self.peers.get_mut(peer).and_then(Option::take) {
             let _ = p.flush();
             let _ = p.deregister(self.registry);
-            self.closed.push((peer, reason));
+            // The handler only hears of connections it was told about.
+            if let AuthState::Ready(_) = std::mem::take(&mut self.auth[peer]) {
+                self.closed.push((peer, reason));
+            }
         }
     }
 
-    /// Opens a connection to `addr` and adds it to the loop.
+    /// Who `peer` proved to be in the handshake (`None` for no such connection).
+    pub fn identity(&self, peer: PeerId) -> Option<Identity> {
+        match self.auth.get(peer) {
+            Some(AuthState::Ready(id)) => Some(*id),
+            _ => None,
+        }
+    }
+
+    /// Opens a connection to `addr`, authenticates it and adds it to the loop.
     pub fn connect(&mut self, addr: SocketAddr, timeout: Duration) -> Result<PeerId, NetError> {
-        let s = self.settings;
-        let peer = Peer::connect(addr, timeout, s.limits, s.pool.clone(), s.metrics.clone())?;
-        add_peer(self.peers, self.registry, peer.into())
+        let (link, identity) = dial(self.settings, addr, timeout)?;
+        add_peer(
+            self.peers,
+            self.auth,
+            self.registry,
+            link,
+            AuthState::Ready(identity),
+        )
     }
 
     /// The remote address of `peer`.
@@ -213,10 +255,19 @@ impl Io<'_> {
     }
 }
 
+/// Dials `addr` over TCP and runs the client side of the handshake.
+fn dial(s: &Settings, addr: SocketAddr, timeout: Duration) -> Result<(Link, Identity), NetError> {
+    let mut peer = Peer::connect(addr, timeout, s.limits, s.pool.clone(), s.metrics.clone())?;
+    let identity = auth::authenticate(&mut peer, &s.credentials, s.handshake_timeout)?;
+    Ok((peer.into(), identity))
+}
+
 fn add_peer(
     peers: &mut Vec<Option<Link>>,
+    auth: &mut Vec<AuthState>,
     registry: &Registry,
     mut peer: Link,
+    state: AuthState,
 ) -> Result<PeerId, NetError> {
     let id = match peers.iter().position(Option::is_none) {
         Some(i) => i,
@@ -225,9 +276,23 @@ fn add_peer(
             peers.len() - 1
         }
     };
+    if auth.len() < peers.len() {
+        auth.resize_with(peers.len(), AuthState::default);
+    }
     peer.register(registry, Token(id), Interest::READABLE)?;
     peers[id] = Some(peer);
+    auth[id] = state;
     Ok(id)
+}
+
+/// A freshly accepted connection: tight limits until it authenticates.
+fn pending(link: &mut Link, addr: SocketAddr, timeout: Duration) -> AuthState {
+    link.replace_limits(auth::HANDSHAKE_LIMITS);
+    AuthState::Pending {
+        handshake: ServerHandshake::default(),
+        addr,
+        deadline: Instant::now() + timeout,
+    }
 }
 
 /// Owns a listener (optional) and connections, and runs a [`Handler`] over them.
@@ -236,6 +301,7 @@ pub struct EventLoop {
     listener: Option<TcpListener>,
     rdma: Option<RdmaAcceptor>,
     peers: Vec<Option<Link>>,
+    auth: Vec<AuthState>,
     settings: Settings,
     tick: Duration,
 }
@@ -260,11 +326,12 @@ impl Drop for RdmaAcceptor {
 
 impl EventLoop {
     /// A loop listening on `bind` (port 0 picks a free port) or, with `None`, only making
-    /// outgoing connections.
+    /// outgoing connections; every connection is authenticated with `credentials`.
     pub fn new(
         bind: Option<SocketAddr>,
         limits: FrameLimits,
         metrics: Metrics,
+        credentials: Credentials,
     ) -> Result<EventLoop, NetError> {
         let poll = Poll::new()?;
         let listener = match bind {
@@ -284,12 +351,15 @@ impl EventLoop {
             listener,
             rdma: None,
             peers: Vec::new(),
+            auth: Vec::new(),
             settings: Settings {
                 limits,
                 pool: BufferPool::new(),
                 metrics,
                 payload_crc: true,
                 max_backlog: 4 << 30,
+                credentials,
+                handshake_timeout: auth::DEFAULT_HANDSHAKE_TIMEOUT,
             },
             tick: Duration::from_millis(100),
         })
@@ -298,6 +368,11 @@ impl EventLoop {
     /// Whether outgoing frames carry a payload checksum (on by default).
     pub fn set_payload_crc(&mut self, on: bool) {
         self.settings.payload_crc = on;
+    }
+
+    /// How long an accepted peer has to authenticate, and a dialed one to answer.
+    pub fn set_handshake_timeout(&mut self, timeout: Duration) {
+        self.settings.handshake_timeout = timeout;
     }
 
     /// How often [`Handler::on_tick`] runs at the least.
@@ -315,16 +390,35 @@ impl EventLoop {
         &self.settings.metrics
     }
 
-    /// Opens a connection before the loop runs.
+    /// Opens and authenticates a connection before the loop runs.
     pub fn connect(&mut self, addr: SocketAddr, timeout: Duration) -> Result<PeerId, NetError> {
-        let s = &self.settings;
-        let peer = Peer::connect(addr, timeout, s.limits, s.pool.clone(), s.metrics.clone())?;
-        self.adopt(peer)
+        let (link, identity) = dial(&self.settings, addr, timeout)?;
+        self.adopt(link, identity)
     }
 
-    /// Adds a connection made elsewhere to the loop.
-    pub fn adopt(&mut self, peer: impl Into<Link>) -> Result<PeerId, NetError> {
-        add_peer(&mut self.peers, self.poll.registry(), peer.into())
+    /// Adds a connection made and authenticated elsewhere (see [`auth::authenticate`]) to the
+    /// loop; `identity` is who the peer proved to be.
+    pub fn adopt(&mut self, peer: impl Into<Link>, identity: Identity) -> Result<PeerId, NetError> {
+        add_peer(
+            &mut self.peers,
+            &mut self.auth,
+            self.poll.registry(),
+            peer.into(),
+            AuthState::Ready(identity),
+        )
+    }
+
+    /// Who the peer of connection `peer` proved to be.
+    pub fn identity(&self, peer: PeerId) -> Option<Identity> {
+        match self.auth.get(peer) {
+            Some(AuthState::Ready(id)) => Some(*id),
+            _ => None,
+        }
+    }
+
+    /// The credentials this loop presents and checks.
+    pub fn credentials(&self) -> &Credentials {
+        &self.settings.credentials
     }
 
     /// Also accepts RDMA connections on `addr` (an address of the RDMA device's interface;
@@ -458,7 +552,7 @@ impl EventLoop {
             }
             for &(token, readable, writable) in &ready {
                 if token == LISTENER {
-                    self.accept_all(handler, &mut closed)?;
+                    self.accept_all()?;
                     continue;
                 }
                 if token == RDMA_ACCEPTED {
@@ -487,6 +581,7 @@ impl EventLoop {
             }
             if check_clock && last_tick.elapsed() >= self.tick {
                 last_tick = Instant::now();
+                self.expire_handshakes(&mut closed);
                 let mut io = self.io(&mut closed);
                 handler.on_tick(&mut io);
                 self.report_closed(handler, &mut closed);
@@ -498,6 +593,7 @@ impl EventLoop {
     fn io<'a>(&'a mut self, closed: &'a mut Vec<(PeerId, CloseReason)>) -> Io<'a> {
         Io {
             peers: &mut self.peers,
+            auth: &mut self.auth,
             registry: self.poll.registry(),
             settings: &self.settings,
             closed,
@@ -517,11 +613,8 @@ impl EventLoop {
         }
     }
 
-    fn accept_all(
-        &mut self,
-        handler: &mut impl Handler,
-        closed: &mut Vec<(PeerId, CloseReason)>,
-    ) -> Result<(), NetError> {
+    /// Accepts every waiting connection; each starts with the handshake.
+    fn accept_all(&mut self) -> Result<(), NetError> {
         loop {
             let Some(listener) = self.listener.as_ref() else {
                 return Ok(());
@@ -530,9 +623,15 @@ impl EventLoop {
                 Ok((stream, addr)) => {
                     let s = &self.settings;
                     let peer = Peer::new(stream, s.limits, s.pool.clone(), s.metrics.clone())?;
-                    let id = add_peer(&mut self.peers, self.poll.registry(), peer.into())?;
-                    let mut io = self.io(closed);
-                    handler.on_accept(id, addr, &mut io);
+                    let mut link = Link::from(peer);
+                    let state = pending(&mut link, addr, s.handshake_timeout);
+                    add_peer(
+                        &mut self.peers,
+                        &mut self.auth,
+                        self.poll.registry(),
+                        link,
+                        state,
+                    )?;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -578,9 +677,15 @@ impl EventLoop {
                 .rdma
                 .as_ref()
                 .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |r| r.addr);
-            let id = add_peer(&mut self.peers, self.poll.registry(), conn.into())?;
-            let mut io = self.io(closed);
-            handler.on_accept(id, addr, &mut io);
+            let mut link = Link::from(conn);
+            let state = pending(&mut link, addr, self.settings.handshake_timeout);
+            let id = add_peer(
+                &mut self.peers,
+                &mut self.auth,
+                self.poll.registry(),
+                link,
+                state,
+            )?;
             // Frames may have arrived before the fd was registered (edge-triggered).
             let (_, _) = self.read_peer(id, handler, closed);
         }
@@ -603,6 +708,70 @@ impl EventLoop {
         }
     }
 
+    /// Takes the next handshake message of a connection that has not authenticated yet:
+    /// answers it, admits the peer (and tells the handler), or refuses and drops it.
+    fn handshake_step(
+        &mut self,
+        peer: PeerId,
+        frame: &Frame,
+        handler: &mut impl Handler,
+        closed: &mut Vec<(PeerId, CloseReason)>,
+    ) {
+        let AuthState::Pending {
+            handshake, addr, ..
+        } = &mut self.auth[peer]
+        else {
+            return;
+        };
+        let addr = *addr;
+        let step = auth::message_of(frame)
+            .and_then(|msg| handshake.on_message(&self.settings.credentials, &msg));
+        let mut io = self.io(closed);
+        match step {
+            Ok(ServerStep::Reply(msg)) => {
+                if let Err(e) = io.send(peer, &mut auth::auth_frame(&msg)) {
+                    io.close(peer, CloseReason::Error(e.to_string()));
+                }
+            }
+            Ok(ServerStep::Admit(msg, identity)) => {
+                if let Err(e) = io.send(peer, &mut auth::auth_frame(&msg)) {
+                    io.close(peer, CloseReason::Error(e.to_string()));
+                    return;
+                }
+                if let Some(link) = io.peers[peer].as_mut() {
+                    link.replace_limits(io.settings.limits);
+                }
+                io.auth[peer] = AuthState::Ready(identity);
+                tracing::debug!("peer {peer} ({addr}) authenticated as {identity:?}");
+                handler.on_accept(peer, addr, &mut io);
+            }
+            Err(e) => {
+                tracing::warn!("connection from {addr}: authentication failed: {e}");
+                if !matches!(e, AuthError::Refused(_)) {
+                    io.send_error(peer, None, crate::Status::Unauthorized, &e.for_peer());
+                }
+                io.close(peer, CloseReason::Error(e.to_string()));
+            }
+        }
+    }
+
+    /// Drops connections that did not authenticate in time.
+    fn expire_handshakes(&mut self, closed: &mut Vec<(PeerId, CloseReason)>) {
+        let now = Instant::now();
+        for peer in 0..self.auth.len() {
+            if let AuthState::Pending { addr, deadline, .. } = &self.auth[peer] {
+                if *deadline <= now {
+                    let why = format!(
+                        "no authentication within {:?}",
+                        self.settings.handshake_timeout
+                    );
+                    tracing::warn!("dropping connection from {addr}: {why}");
+                    self.io(closed).close(peer, CloseReason::Error(why));
+                }
+            }
+        }
+    }
+
     /// Handles up to [`FRAMES_PER_TURN`] frames; returns how many, and whether the peer may
     /// have more.
     fn read_peer(
@@ -617,8 +786,12 @@ impl EventLoop {
             };
             match p.read_frame(&mut NoDirectValues) {
                 Ok(ReadOutcome::Frame(frame)) => {
-                    let mut io = self.io(closed);
-                    handler.on_frame(peer, frame, &mut io);
+                    if matches!(self.auth[peer], AuthState::Ready(_)) {
+                        let mut io = self.io(closed);
+                        handler.on_frame(peer, frame, &mut io);
+                    } else {
+                        self.handshake_step(peer, &frame, handler, closed);
+                    }
                 }
                 Ok(ReadOutcome::WouldBlock) => return (n, false),
                 Ok(ReadOutcome::Closed) => {
@@ -627,8 +800,16 @@ impl EventLoop {
                 }
                 Err(NetError::Wire(e)) => {
                     tracing::warn!("dropping peer {peer} ({:?}): {e}", p.addr());
+                    let (status, text) = match self.auth[peer] {
+                        AuthState::Ready(_) => (e.status(), e.to_string()),
+                        // Most likely a peer that skipped the handshake: say so.
+                        _ => (
+                            crate::Status::Unauthorized,
+                            format!("a frame before the handshake finished: {e}"),
+                        ),
+                    };
                     let mut io = self.io(closed);
-                    io.send_error(peer, None, e.status(), &e.to_string());
+                    io.send_error(peer, None, status, &text);
                     io.close(peer, CloseReason::Error(e.to_string()));
                     return (n, false);
                 }

@@ -6,6 +6,9 @@
 //! checking every length against [`FrameLimits`] before it allocates; [`OutQueue`] writes frames
 //! with vectored writes straight from the caller's slices.
 //!
+//! Every connection opens with the authentication handshake ([`auth`]): both sides prove they
+//! hold the cluster secret and learn each other's identity before any other frame is read.
+//!
 //! Connections are [`Link`]s: TCP ([`Peer`]) or RDMA verbs ([`rdma`], feature `rdma`), chosen
 //! per process by [`transport::resolve`] from `auto|rdma|tcp`. [`Link`]'s documentation lists
 //! the whole transport contract: send a frame, read frames into a [`FrameSink`], flush,
@@ -29,6 +32,7 @@
 // Unsafe code only in the modules marked `#[allow(unsafe_code)]` below, each saying why.
 #![deny(unsafe_code)]
 
+pub mod auth;
 mod buffer;
 pub mod client;
 pub mod codec;

@@ -10,7 +10,8 @@
 //!   queued output along and says when nothing waits;
 //! * **frames in**: [`Link::read_frame`] returns the next whole, validated [`crate::Frame`]
 //!   (its payload a pooled buffer) or says it would block; a [`FrameSink`] may take the values
-//!   straight into a caller's buffer;
+//!   straight into a caller's buffer; [`Link::replace_limits`] bounds what a frame may carry
+//!   (tight until the peer has authenticated);
 //! * **memory the peer may reach**: [`Link::register_region`] registers local memory when the
 //!   transport can use it (`None` otherwise, e.g. on TCP), [`Link::send_registered`] sends a
 //!   frame whose values lie in such memory, and [`Link::send_values_to`] answers a request that
@@ -145,6 +146,17 @@ impl Link {
                 Err(RdmaError::Closed) => Ok(ReadOutcome::Closed),
                 Err(e) => Err(e.into()),
             },
+        }
+    }
+
+    /// Sets the limits incoming frames are checked against (until a connection is
+    /// authenticated, the handshake's: see [`crate::auth::HANDSHAKE_LIMITS`]); returns the
+    /// old ones.
+    pub fn replace_limits(&mut self, limits: crate::FrameLimits) -> crate::FrameLimits {
+        match self {
+            Link::Tcp(p) => p.replace_limits(limits),
+            #[cfg(feature = "rdma")]
+            Link::Rdma(c) => c.replace_limits(limits),
         }
     }
 

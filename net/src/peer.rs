@@ -62,6 +62,11 @@ impl Peer {
         )?)
     }
 
+    /// Sets the limits frames read from now on are checked against; returns the old ones.
+    pub fn replace_limits(&mut self, limits: FrameLimits) -> FrameLimits {
+        self.reader.replace_limits(limits)
+    }
+
     /// The remote address, if known.
     pub fn addr(&self) -> Option<SocketAddr> {
         self.addr

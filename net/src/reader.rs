@@ -94,6 +94,11 @@ impl FrameReader {
         }
     }
 
+    /// Sets the limits frames read from now on are checked against; returns the old ones.
+    pub fn replace_limits(&mut self, limits: FrameLimits) -> FrameLimits {
+        std::mem::replace(&mut self.limits, limits)
+    }
+
     /// Whether a frame is partly read.
     pub fn in_frame(&self) -> bool {
         matches!(self.stage, Stage::Payload(_)) || self.end > self.start

@@ -15,7 +15,8 @@ use crate::{FrameLimits, PooledBuf, WireError};
 /// The first four bytes of every frame: "FRPS".
 pub const MAGIC: u32 = u32::from_le_bytes(*b"FRPS");
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// (2: connections open with the authentication handshake, [`Opcode::Auth`].)
+pub const PROTOCOL_VERSION: u16 = 2;
 /// Size of [`Header`] on the wire.
 pub const HEADER_LEN: usize = 80;
 
@@ -82,6 +83,9 @@ wire_enum! {
         Control = 6,
         /// A rejected request or frame; `status` says why and extra carries a UTF-8 message.
         Error = 7,
+        /// A step of the authentication handshake (`crate::auth`), the only frames a
+        /// connection carries before it is authenticated.
+        Auth = 8,
     }
 }
 
@@ -116,6 +120,8 @@ wire_enum! {
         KeysUnknown = 9,
         /// The server cannot hold more parameters (table capacity or memory exhausted).
         OutOfMemory = 10,
+        /// The peer failed authentication, or sent a frame its identity may not send.
+        Unauthorized = 11,
         /// A status this build does not know.
         Unknown = u16::MAX,
     }

@@ -10,6 +10,7 @@ use std::sync::{Mutex, RwLock};
 
 use ferrops_engine::config::{ClusterConfig, WorkerConfig};
 use ferrops_engine::{Completed, EngineError, WorkerInfo};
+use ferrops_net::auth::{ClusterKey, Secret};
 use numpy::ndarray::Array2;
 use numpy::{PyArray2, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::prelude::*;
@@ -171,15 +172,17 @@ impl Worker {
     }
 
     /// Joins the job whose scheduler listens at `scheduler` ("host:port"), with the job's size
-    /// and, off loopback, its shared secret; every other setting takes its default.
+    /// and its cluster secret (`secret`, else `FERROPS_SECRET`; or `insecure=True` for a job
+    /// that runs without one); every other setting takes its default.
     #[staticmethod]
-    #[pyo3(signature = (scheduler, num_servers, num_workers, *, secret = None))]
+    #[pyo3(signature = (scheduler, num_servers, num_workers, *, secret = None, insecure = false))]
     fn connect_to(
         py: Python<'_>,
         scheduler: &str,
         num_servers: usize,
         num_workers: usize,
         secret: Option<String>,
+        insecure: bool,
     ) -> PyResult<Worker> {
         let addr: SocketAddr = scheduler
             .to_socket_addrs()
@@ -190,8 +193,26 @@ impl Worker {
                     "scheduler address `{scheduler}` is not host:port or does not resolve"
                 ))
             })?;
+        let secret = secret.or_else(|| std::env::var("FERROPS_SECRET").ok());
+        let key = match (secret, insecure) {
+            (Some(_), true) => {
+                return Err(ConfigError::new_err(
+                    "insecure=True and a cluster secret are both given: keep one",
+                ))
+            }
+            (Some(text), false) => ClusterKey::Secret(Secret::new(&text).map_err(|e| {
+                ConfigError::new_err(format!("invalid cluster secret: {e}"))
+            })?),
+            (None, true) => ClusterKey::Insecure,
+            (None, false) => {
+                return Err(ConfigError::new_err(
+                    "no cluster secret: pass secret=... or set FERROPS_SECRET (or insecure=True \
+                     for a job that runs without one)",
+                ))
+            }
+        };
         let mut cluster = ClusterConfig::new(addr, num_servers, num_workers);
-        cluster.secret = secret;
+        cluster.key = key;
         Worker::connect(py, WorkerConfig { cluster })
     }
 

@@ -4,7 +4,8 @@
 
 use std::net::SocketAddr;
 
-use ferrops_net::{EventLoop, Frame, Io, PeerId};
+use ferrops_net::auth::Identity;
+use ferrops_net::{EventLoop, Frame, Io, Opcode, PeerId};
 
 use super::Server;
 use crate::control::{reply_control, send_control, Control, Role};
@@ -117,6 +118,30 @@ impl Server {
         }
     }
 
+    /// Admits an authenticated connection: only workers the scheduler numbered, one connection
+    /// each.
+    pub(super) fn admit_connection(
+        &mut self,
+        peer: PeerId,
+        identity: Option<Identity>,
+    ) -> Result<(), String> {
+        let Some(id) = identity else {
+            return Err("connection without an identity".into());
+        };
+        if Role::from_wire_index(id.role) != Some(Role::Worker) || id.node == Identity::UNASSIGNED {
+            return Err(format!(
+                "servers take connections from admitted workers only, not from {} node {}",
+                Role::from_wire_index(id.role).map_or("an unknown role", Role::name),
+                id.node
+            ));
+        }
+        if self.workers.values().any(|&node| node == id.node) {
+            return Err(format!("worker node {} is already connected", id.node));
+        }
+        self.workers.insert(peer, id.node);
+        Ok(())
+    }
+
     /// A worker connection's `Hello`: it gets a key-list cache of the capacity the worker asked
     /// for (capped by the configuration).
     pub(super) fn accept_worker(&mut self, peer: PeerId, node_id: u32, key_cache_keys: u64) {
@@ -125,5 +150,26 @@ impl Server {
             .key_cache_cap_keys
             .map_or(key_cache_keys, |cap| cap.min(key_cache_keys));
         self.key_caches.insert(peer, KeyListCache::new(keys));
+    }
+}
+
+/// Checks that a worker's frame names the node its connection authenticated as: pushes, pulls
+/// and clocks in their header, its `Hello` in the message.
+pub(super) fn check_sender(node: u32, frame: &Frame) -> Result<(), String> {
+    let claimed = match frame.opcode() {
+        Opcode::Push | Opcode::Pull | Opcode::Clock => frame.header.sender.get(),
+        Opcode::Control => match Control::decode(frame.extra()) {
+            Ok(Control::Hello { node_id, .. }) => node_id,
+            _ => return Ok(()),
+        },
+        _ => return Ok(()),
+    };
+    if claimed == node {
+        Ok(())
+    } else {
+        Err(format!(
+            "a {:?} frame claims to come from node {claimed}, but this connection authenticated as worker node {node}",
+            frame.opcode()
+        ))
     }
 }

@@ -51,6 +51,8 @@ pub struct Server {
     tables: HashMap<u32, TableStore>,
     clocks: ClockTracker,
     parked: Parked<Request>,
+    /// The worker node each admitted connection authenticated as.
+    workers: HashMap<PeerId, u32>,
     /// Each worker connection's key-list cache (the lists it may name by signature).
     key_caches: HashMap<PeerId, KeyListCache<SharedKeys>>,
     /// What each worker holds of each table, for changed-only pulls.
@@ -77,6 +79,7 @@ impl Server {
             tables: HashMap::new(),
             clocks: ClockTracker::default(),
             parked: Parked::default(),
+            workers: HashMap::new(),
             key_caches: HashMap::new(),
             changed: HashMap::new(),
             store_options: StoreOptions {
@@ -93,8 +96,23 @@ impl Server {
         }
     }
 
-    /// Routes a worker's frame: pushes and pulls once admitted, clocks, its `Hello`.
+    /// Routes a worker's frame: pushes and pulls once admitted, clocks, its `Hello`. Every
+    /// frame must come from the worker the connection authenticated as.
     fn on_request(&mut self, peer: PeerId, frame: Frame, io: &mut Io<'_>) {
+        let Some(&node) = self.workers.get(&peer) else {
+            return; // refused when it connected, and closed
+        };
+        if let Err(msg) = admission::check_sender(node, &frame) {
+            tracing::warn!("closing peer {peer}: {msg}");
+            self.refuse(
+                io,
+                peer,
+                &frame.header,
+                &Refusal::new(Status::Unauthorized, msg),
+            );
+            io.close(peer, CloseReason::Error("spoofed sender".into()));
+            return;
+        }
         match frame.opcode() {
             op @ (Opcode::Push | Opcode::Pull) => {
                 let request = match self.admit(peer, frame) {
@@ -113,8 +131,13 @@ impl Server {
             }
             Opcode::Clock => {
                 let (worker, completed) = (frame.header.sender.get(), frame.header.clock.get());
-                if self.clocks.record(worker, completed) {
-                    self.release_parked(io);
+                match self.clocks.record(worker, completed) {
+                    Ok(true) => self.release_parked(io),
+                    Ok(false) => {}
+                    Err(jump) => {
+                        self.report.rejected_requests += 1;
+                        tracing::warn!("ignoring a clock of peer {peer}: {jump}");
+                    }
                 }
             }
             Opcode::Control => match Control::decode(frame.extra()) {
@@ -190,7 +213,16 @@ impl Handler for Server {
         self.on_request(peer, frame, io);
     }
 
+    fn on_accept(&mut self, peer: PeerId, addr: std::net::SocketAddr, io: &mut Io<'_>) {
+        if let Err(msg) = self.admit_connection(peer, io.identity(peer)) {
+            tracing::warn!("refusing connection from {addr}: {msg}");
+            io.send_error(peer, None, Status::Unauthorized, &msg);
+            io.close(peer, CloseReason::Error(msg));
+        }
+    }
+
     fn on_close(&mut self, peer: PeerId, reason: &CloseReason, _io: &mut Io<'_>) {
+        self.workers.remove(&peer);
         self.parked.forget(|r| r.peer == peer);
         self.key_caches.remove(&peer);
         self.changed.retain(|(p, _), _| *p != peer);

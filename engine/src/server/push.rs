@@ -10,12 +10,28 @@ use super::request::Request;
 use super::{Refusal, Server};
 use crate::key_list::check_value_count;
 
+/// How far past a worker's last applied push a sequence number may be. A worker numbers all
+/// its pushes with one counter, so a server sees gaps (pushes that went to other servers);
+/// 2^40 pushes is more than any job makes, and a forged or corrupt number beyond it is refused.
+pub(super) const SEQ_WINDOW: u64 = 1 << 40;
+
 impl Server {
     /// Applies a push unless it is a resend of one already applied, and acknowledges it.
     pub(super) fn push(&mut self, request: &Request, io: &mut Io<'_>) -> Result<(), Refusal> {
         let h = request.frame.header;
         let worker = h.sender.get();
         let seq = h.seq.get();
+        let last = self.last_seq.get(&worker).copied().unwrap_or(0);
+        if seq > last.saturating_add(SEQ_WINDOW) {
+            // Accepting it would make every later real push of this worker look like a resend.
+            return Err(Refusal::new(
+                Status::BadRequest,
+                format!(
+                    "push sequence number {seq} of worker node {worker} jumps more than \
+                     {SEQ_WINDOW} past its last ({last})"
+                ),
+            ));
+        }
         let duplicate = seq != 0 && self.last_seq.get(&worker).is_some_and(|&last| seq <= last);
         if duplicate {
             self.report.duplicate_pushes += 1;

@@ -11,7 +11,7 @@ use super::report::{log_report, ServerReport};
 use super::Server;
 use crate::config::ServerConfig;
 use crate::connect::connect_scheduler;
-use crate::EngineError;
+use crate::{EngineError, Role};
 
 /// Runs a server until the scheduler shuts the job down (Ok) or is lost (Err): one shard per
 /// `cfg.cluster.server_shards`, each a run-to-completion event loop on its own thread with its
@@ -19,6 +19,7 @@ use crate::EngineError;
 /// thread that reads a frame and the one that owns its keys), pinned to the configured NUMA
 /// node. With a fixed listen port, shard i listens on port + i.
 pub fn run_server(cfg: &ServerConfig) -> Result<ServerReport, EngineError> {
+    cfg.cluster.warn_if_insecure(Role::Server);
     let mut cfg = cfg.clone();
     if cfg.memory.numa_node.is_none() {
         cfg.memory.numa_node = nic_node(cfg.bind.ip());
@@ -91,10 +92,17 @@ fn pin_to_node(node: Option<usize>) -> Result<(), EngineError> {
 /// Runs one shard: an event loop serving its own key range.
 fn run_shard(cfg: &ServerConfig) -> Result<ServerReport, EngineError> {
     let metrics = Metrics::new();
-    let mut ev = EventLoop::new(Some(cfg.bind), cfg.cluster.limits, metrics.clone())?;
+    let creds = cfg.cluster.credentials(Role::Server, None);
+    let mut ev = EventLoop::new(Some(cfg.bind), cfg.cluster.limits, metrics.clone(), creds)?;
     ev.set_payload_crc(cfg.cluster.payload_checksum);
-    let peer = connect_scheduler(&cfg.cluster, ev.pool().clone(), metrics.clone())?;
-    let scheduler = ev.adopt(peer)?;
+    ev.set_handshake_timeout(cfg.cluster.handshake_timeout);
+    let (peer, identity) = connect_scheduler(
+        &cfg.cluster,
+        Role::Server,
+        ev.pool().clone(),
+        metrics.clone(),
+    )?;
+    let scheduler = ev.adopt(peer, identity)?;
     let listen = ev
         .local_addr()
         .ok_or_else(|| EngineError::Config("no listen address".into()))?;

@@ -74,9 +74,11 @@ impl Worker {
     /// server.
     pub fn connect(cfg: &WorkerConfig) -> Result<Worker, EngineError> {
         let cluster = &cfg.cluster;
+        cluster.warn_if_insecure(Role::Worker);
         let metrics = Metrics::new();
         let pool = BufferPool::new();
-        let scheduler = connect_scheduler(cluster, pool.clone(), metrics.clone())?;
+        let (scheduler, _) =
+            connect_scheduler(cluster, Role::Worker, pool.clone(), metrics.clone())?;
         let mut io = ClientIo::new(scheduler, metrics, cluster.rdma_busy_poll)?;
         io.send_control(&Control::Register {
             role: Role::Worker,
@@ -112,7 +114,7 @@ impl Worker {
         io.payload_crc = cluster.payload_checksum;
         io.key_packing = cluster.key_packing;
         let dialer = crate::transport::dialer(cluster)?;
-        let options = crate::transport::dial_options(cluster);
+        let options = crate::transport::dial_options(cluster, info.node_id);
         for range in &routing.ranges {
             io.add_server(range, &options, &dialer, pool.clone(), &hello)?;
         }

@@ -8,6 +8,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::auth::{self, Credentials};
 use crate::transport::{resolve, RdmaRequired};
 use crate::{BufferPool, FrameLimits, Link, Metrics, NetError, Peer, TransportMode};
 
@@ -23,8 +24,12 @@ pub struct ServerAddrs<'a> {
 }
 
 /// How connections are set up.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct DialOptions {
+    /// What this client proves and checks in the handshake.
+    pub credentials: Credentials,
+    /// The role (its wire index) a server must prove it has.
+    pub server_role: u8,
     /// How long a TCP connect may take.
     pub connect_timeout: Duration,
     /// The frame limits of the new connection.
@@ -58,8 +63,32 @@ impl Dialer {
         Ok(Dialer { mode, rdma })
     }
 
-    /// Connects to `to`: over RDMA when both ends can, otherwise TCP.
+    /// Connects to `to` (over RDMA when both ends can, otherwise TCP) and authenticates the
+    /// connection: the server must prove it holds the cluster secret and is a server.
     pub fn connect(
+        &self,
+        to: ServerAddrs<'_>,
+        options: &DialOptions,
+        pool: BufferPool,
+        metrics: Metrics,
+    ) -> Result<Link, DialError> {
+        let mut link = self.open(to, options, pool, metrics)?;
+        let identity = auth::authenticate(
+            &mut link,
+            &options.credentials,
+            auth::DEFAULT_HANDSHAKE_TIMEOUT,
+        )?;
+        if identity.role != options.server_role {
+            return Err(DialError::Config(format!(
+                "server {} at {} authenticated as role {} (node {}), not as a server",
+                to.server, to.tcp, identity.role, identity.node
+            )));
+        }
+        Ok(link)
+    }
+
+    /// Opens a connection to `to` without authenticating it.
+    fn open(
         &self,
         to: ServerAddrs<'_>,
         options: &DialOptions,

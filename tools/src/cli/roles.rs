@@ -51,6 +51,19 @@ pub struct ClusterFlags {
     /// [file: connect_timeout_ms] [default: 30000]
     #[arg(long, value_name = "MS")]
     pub connect_timeout_ms: Option<String>,
+
+    /// File holding the cluster secret, readable by its owner only (the secret itself is
+    /// never a flag: `ps` shows flags to every user) [env: FERROPS_SECRET_FILE] [file:
+    /// secret_file]; or FERROPS_SECRET / `secret` with the secret itself. Every connection is
+    /// authenticated with it; see docs/security.md
+    #[arg(long, value_name = "FILE")]
+    pub secret_file: Option<String>,
+
+    /// Run without a cluster secret: any process that can reach this node's ports can join
+    /// the job, read and change the model. Only for a single-user machine or a trusted
+    /// network [env: FERROPS_INSECURE=1] [file: insecure = true]
+    #[arg(long)]
+    pub insecure: bool,
 }
 
 impl ClusterFlags {
@@ -65,6 +78,8 @@ impl ClusterFlags {
             bind: self.bind.clone(),
             transport: self.transport.clone(),
             connect_timeout_ms: self.connect_timeout_ms.clone(),
+            secret_file: self.secret_file.clone(),
+            insecure: self.insecure.then(|| "true".to_string()),
         }
     }
 }

@@ -9,13 +9,18 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use ferrops_engine::config::ClusterConfig;
+use ferrops_net::auth::ClusterKey;
 use ferrops_net::{FrameLimits, TransportMode};
 use serde::Deserialize;
 
-use super::values::{env_value, parse_address, parse_count, parse_positive, parse_secret};
+use super::values::{
+    env_value, parse_address, parse_bool, parse_count, parse_positive, parse_secret,
+    read_secret_file,
+};
 use super::{
     ConfigFile, EnvMap, Overrides, DEFAULT_CONNECT_TIMEOUT, ENV_BIND, ENV_CONNECT_TIMEOUT_MS,
-    ENV_NUM_SERVERS, ENV_NUM_WORKERS, ENV_SCHEDULER, ENV_SECRET, ENV_SERVER_SHARDS, ENV_TRANSPORT,
+    ENV_INSECURE, ENV_NUM_SERVERS, ENV_NUM_WORKERS, ENV_SCHEDULER, ENV_SECRET, ENV_SECRET_FILE,
+    ENV_SERVER_SHARDS, ENV_TRANSPORT,
 };
 
 /// Every setting after layering, before the role decides which are required.
@@ -25,7 +30,7 @@ pub(super) struct Settings {
     pub(super) num_servers: Option<usize>,
     pub(super) num_workers: Option<usize>,
     pub(super) bind: Option<SocketAddr>,
-    pub(super) secret: Option<String>,
+    pub(super) key: ClusterKey,
     pub(super) connect_timeout: Duration,
     pub(super) limits: FrameLimits,
     pub(super) server_shards: Option<usize>,
@@ -57,7 +62,7 @@ impl Settings {
         })?;
         let mut cluster = ClusterConfig::new(scheduler, num_servers, num_workers);
         cluster.limits = self.limits;
-        cluster.secret = self.secret.clone();
+        cluster.key = self.key.clone();
         cluster.connect_timeout = self.connect_timeout;
         cluster.server_shards = self.server_shards.unwrap_or(1);
         cluster.transport = self.transport;
@@ -97,6 +102,8 @@ const SECRET: Setting = Setting {
     env: ENV_SECRET,
     key: "secret",
 };
+setting!(SECRET_FILE: "--secret-file", secret_file, ENV_SECRET_FILE);
+setting!(INSECURE: "--insecure", insecure, ENV_INSECURE);
 setting!(SERVER_SHARDS: "--server-shards", server_shards, ENV_SERVER_SHARDS);
 setting!(TRANSPORT: "--transport", transport, ENV_TRANSPORT);
 setting!(CONNECT_TIMEOUT_MS: "--connect-timeout-ms", connect_timeout_ms, ENV_CONNECT_TIMEOUT_MS);
@@ -128,6 +135,8 @@ struct FileSettings {
     num_workers: Option<u64>,
     bind: Option<String>,
     secret: Option<String>,
+    secret_file: Option<String>,
+    insecure: Option<bool>,
     connect_timeout_ms: Option<u64>,
     server_shards: Option<u64>,
     transport: Option<String>,
@@ -168,6 +177,8 @@ impl FileLayer {
             ("num_workers", parsed.num_workers.map(|n| n.to_string())),
             ("bind", parsed.bind),
             ("secret", parsed.secret),
+            ("secret_file", parsed.secret_file),
+            ("insecure", parsed.insecure.map(|b| b.to_string())),
             (
                 "connect_timeout_ms",
                 parsed.connect_timeout_ms.map(|n| n.to_string()),
@@ -265,6 +276,31 @@ impl Layers<'_> {
     }
 }
 
+/// The cluster secret from exactly one of its sources, or `--insecure`; neither is an error.
+fn cluster_key(layers: &Layers<'_>) -> Result<ClusterKey> {
+    let insecure = layers.get(&INSECURE, parse_bool)?.unwrap_or(false);
+    let secret = layers.get(&SECRET, parse_secret)?;
+    let file = layers.get(&SECRET_FILE, read_secret_file)?;
+    match (secret, file, insecure) {
+        (Some(_), Some(_), _) => bail!(
+            "both a cluster secret ({ENV_SECRET} or `secret`) and a secret file \
+             (--secret-file, {ENV_SECRET_FILE} or `secret_file`) are set: keep one"
+        ),
+        (Some(_), None, true) | (None, Some(_), true) => bail!(
+            "--insecure ({ENV_INSECURE}, `insecure`) and a cluster secret are both set: \
+             a node either authenticates its peers or does not"
+        ),
+        (Some(secret), None, false) | (None, Some(secret), false) => Ok(ClusterKey::Secret(secret)),
+        (None, None, true) => Ok(ClusterKey::Insecure),
+        (None, None, false) => bail!(
+            "no cluster secret: set {ENV_SECRET}, or name a file holding it with --secret-file \
+             ({ENV_SECRET_FILE}, `secret_file`); `ferrops local` makes one for its job. \
+             Pass --insecure to run without authentication (any local process could then \
+             join the job and change the model)"
+        ),
+    }
+}
+
 /// Every setting, each from its highest-precedence source.
 pub(super) fn resolve_settings(
     overrides: &Overrides,
@@ -285,7 +321,7 @@ pub(super) fn resolve_settings(
         num_servers: layers.get(&NUM_SERVERS, parse_count)?,
         num_workers: layers.get(&NUM_WORKERS, parse_count)?,
         bind: layers.get(&BIND, parse_address)?,
-        secret: layers.get(&SECRET, parse_secret)?,
+        key: cluster_key(&layers)?,
         connect_timeout: timeout_ms.map_or(DEFAULT_CONNECT_TIMEOUT, Duration::from_millis),
         limits: layers.limits()?,
         server_shards: layers.get(&SERVER_SHARDS, parse_count)?,

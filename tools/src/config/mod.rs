@@ -46,6 +46,11 @@ pub const ENV_NUM_WORKERS: &str = "FERROPS_NUM_WORKERS";
 pub const ENV_BIND: &str = "FERROPS_BIND";
 /// Environment variable with the cluster secret.
 pub const ENV_SECRET: &str = "FERROPS_SECRET";
+/// Environment variable naming a file that holds the cluster secret (refused when others can
+/// read it).
+pub const ENV_SECRET_FILE: &str = "FERROPS_SECRET_FILE";
+/// Environment variable that, set to `1`/`true`, runs without a cluster secret.
+pub const ENV_INSECURE: &str = "FERROPS_INSECURE";
 /// Environment variable with the connect timeout in milliseconds.
 pub const ENV_CONNECT_TIMEOUT_MS: &str = "FERROPS_CONNECT_TIMEOUT_MS";
 /// Worker↔server transport: `auto`, `rdma` or `tcp`.
@@ -98,6 +103,10 @@ pub struct Overrides {
     pub transport: Option<String>,
     /// `--connect-timeout-ms`.
     pub connect_timeout_ms: Option<String>,
+    /// `--secret-file`: a file holding the cluster secret.
+    pub secret_file: Option<String>,
+    /// `--insecure` (as `"true"`): run without a cluster secret.
+    pub insecure: Option<String>,
 }
 
 /// A configuration file's name (for messages) and text.

@@ -7,7 +7,20 @@ use ferrops_net::{FrameLimits, TransportMode};
 
 use super::*;
 
+/// An environment of `pairs`, with a cluster secret unless `pairs` says how to authenticate.
 fn env(pairs: &[(&str, &str)]) -> EnvMap {
+    let mut map = bare_env(pairs);
+    if ![ENV_SECRET, ENV_SECRET_FILE, ENV_INSECURE]
+        .iter()
+        .any(|k| map.contains_key(*k))
+    {
+        map.insert(ENV_SECRET.into(), "test-secret".into());
+    }
+    map
+}
+
+/// An environment of exactly `pairs`.
+fn bare_env(pairs: &[(&str, &str)]) -> EnvMap {
     pairs
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -22,6 +35,10 @@ fn cluster_env(scheduler: &str, servers: &str, workers: &str) -> EnvMap {
         (ENV_NUM_SERVERS, servers),
         (ENV_NUM_WORKERS, workers),
     ])
+}
+
+fn secret(text: &str) -> ferrops_net::auth::ClusterKey {
+    ferrops_net::auth::ClusterKey::Secret(ferrops_net::auth::Secret::new(text).unwrap())
 }
 
 fn file(text: &str) -> ConfigFile {
@@ -75,11 +92,16 @@ const FULL_FILE: &str = r#"
 
 #[test]
 fn file_alone_fills_every_setting() {
-    let cfg = scheduler_config(&Overrides::default(), &env(&[]), Some(&file(FULL_FILE))).unwrap();
+    let cfg = scheduler_config(
+        &Overrides::default(),
+        &bare_env(&[]),
+        Some(&file(FULL_FILE)),
+    )
+    .unwrap();
     assert_eq!(cfg.bind, "10.0.0.1:9000".parse().unwrap());
     assert_eq!(cfg.cluster.scheduler, "10.0.0.1:9000".parse().unwrap());
     assert_eq!((cfg.cluster.num_servers, cfg.cluster.num_workers), (4, 8));
-    assert_eq!(cfg.cluster.secret.as_deref(), Some("s3cret"));
+    assert_eq!(cfg.cluster.key, secret("s3cret"));
     assert_eq!(cfg.cluster.connect_timeout, Duration::from_millis(5000));
     assert_eq!(cfg.cluster.limits.max_keys_bytes, 1024);
     let defaults = FrameLimits::default();
@@ -101,7 +123,7 @@ fn environment_beats_file() {
     assert_eq!(cfg.cluster.num_servers, 2);
     assert_eq!(cfg.cluster.num_workers, 8);
     assert_eq!(cfg.cluster.scheduler, "127.0.0.1:7000".parse().unwrap());
-    assert_eq!(cfg.cluster.secret.as_deref(), Some("from-env"));
+    assert_eq!(cfg.cluster.key, secret("from-env"));
 }
 
 #[test]
@@ -173,7 +195,6 @@ fn defaults_apply_without_file() {
     let cfg = server_config(&Overrides::default(), &env, None).unwrap();
     assert_eq!(cfg.bind, "127.0.0.1:0".parse().unwrap());
     assert_eq!(cfg.cluster.connect_timeout, DEFAULT_CONNECT_TIMEOUT);
-    assert_eq!(cfg.cluster.secret, None);
     let defaults = FrameLimits::default();
     assert_eq!(cfg.cluster.limits.max_keys_bytes, defaults.max_keys_bytes);
 }
@@ -229,7 +250,7 @@ worker_error_tests! {
     zero_limit_is_an_error:
         &[], Some("[limits]\nmax_values_bytes = 0") => &["limits.max_values_bytes", "job.toml"];
     secret_value_is_not_echoed_in_errors:
-        &[], Some("secret = \"\"") => &["<hidden>", "secret"];
+        &[(ENV_SECRET, "")], Some("secret = \"\"") => &["<hidden>", "secret"];
 }
 
 #[test]
@@ -317,4 +338,110 @@ fn config_file_comes_from_flag_then_environment() {
     assert!(read_config_file(&Overrides::default(), &EnvMap::new())
         .unwrap()
         .is_none());
+}
+
+/// A file holding `text` with permission bits `mode`, in a fresh temporary folder.
+fn secret_file(text: &str, mode: u32) -> (tempfile::TempDir, String) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("secret");
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    let path = path.to_str().unwrap().to_string();
+    (dir, path)
+}
+
+#[test]
+fn a_role_without_a_secret_refuses_to_start_and_says_how_to_give_one() {
+    let env = bare_env(&[
+        (ENV_SCHEDULER, "0.0.0.0:7000"),
+        (ENV_NUM_SERVERS, "1"),
+        (ENV_NUM_WORKERS, "1"),
+    ]);
+    for err in [
+        error_text(scheduler_config(&Overrides::default(), &env, None)),
+        error_text(server_config(&Overrides::default(), &env, None)),
+        error_text(worker_config(&Overrides::default(), &env, None)),
+    ] {
+        for wanted in [
+            "no cluster secret",
+            ENV_SECRET,
+            "--secret-file",
+            "--insecure",
+        ] {
+            assert!(err.contains(wanted), "{err}");
+        }
+    }
+}
+
+#[test]
+fn insecure_is_explicit_from_any_source() {
+    let base = [
+        (ENV_SCHEDULER, "127.0.0.1:7000"),
+        (ENV_NUM_SERVERS, "1"),
+        (ENV_NUM_WORKERS, "1"),
+    ];
+    let flags = Overrides {
+        insecure: Some("true".into()),
+        ..Default::default()
+    };
+    let cfg = worker_config(&flags, &bare_env(&base), None).unwrap();
+    assert!(cfg.cluster.key.is_insecure());
+    let mut with_env = base.to_vec();
+    with_env.push((ENV_INSECURE, "1"));
+    let cfg = worker_config(&Overrides::default(), &bare_env(&with_env), None).unwrap();
+    assert!(cfg.cluster.key.is_insecure());
+    let cfg = worker_config(
+        &Overrides::default(),
+        &bare_env(&base),
+        Some(&file("insecure = true")),
+    )
+    .unwrap();
+    assert!(cfg.cluster.key.is_insecure());
+    // Insecure together with a secret is a contradiction, not a choice.
+    let err = error_text(worker_config(&flags, &env(&base), None));
+    assert!(err.contains("--insecure") && err.contains("both"), "{err}");
+}
+
+#[test]
+fn a_secret_file_is_read_and_trimmed_when_only_its_owner_can_read_it() {
+    let (_dir, path) = secret_file("file-secret\n", 0o600);
+    let flags = Overrides {
+        secret_file: Some(path.clone()),
+        ..Default::default()
+    };
+    let base = bare_env(&[
+        (ENV_SCHEDULER, "127.0.0.1:7000"),
+        (ENV_NUM_SERVERS, "1"),
+        (ENV_NUM_WORKERS, "1"),
+    ]);
+    let cfg = worker_config(&flags, &base, None).unwrap();
+    assert_eq!(cfg.cluster.key, secret("file-secret"));
+    let mut both = base.clone();
+    both.insert(ENV_SECRET.into(), "other".into());
+    let err = error_text(worker_config(&flags, &both, None));
+    assert!(err.contains("keep one"), "{err}");
+}
+
+#[test]
+fn a_secret_file_others_can_read_is_refused_like_ssh_refuses_a_key() {
+    let (_dir, path) = secret_file("s", 0o644);
+    let flags = Overrides {
+        secret_file: Some(path.clone()),
+        ..Default::default()
+    };
+    let env = bare_env(&[
+        (ENV_SCHEDULER, "127.0.0.1:7000"),
+        (ENV_NUM_SERVERS, "1"),
+        (ENV_NUM_WORKERS, "1"),
+    ]);
+    let err = error_text(worker_config(&flags, &env, None));
+    assert!(
+        err.contains(&path) && err.contains("644") && err.contains("chmod 600"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("s\n"),
+        "the file's contents are not echoed: {err}"
+    );
 }

@@ -3,6 +3,8 @@
 
 use std::net::{SocketAddr, ToSocketAddrs};
 
+use ferrops_net::auth::Secret;
+
 use super::EnvMap;
 
 /// An environment variable's value; empty counts as unset (launch scripts often export empties).
@@ -51,9 +53,30 @@ pub(super) fn parse_address(text: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("host `{host}` has no address"))
 }
 
-pub(super) fn parse_secret(text: &str) -> Result<String, String> {
-    if text.is_empty() {
-        return Err("must not be empty".to_string());
+pub(super) fn parse_secret(text: &str) -> Result<Secret, String> {
+    Secret::new(text).map_err(|_| "must not be empty".to_string())
+}
+
+pub(super) fn parse_bool(text: &str) -> Result<bool, String> {
+    match text.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err("expected true or false".to_string()),
     }
-    Ok(text.to_string())
+}
+
+/// Reads the cluster secret from the file at `path`, refusing a file that others can read or
+/// write (as ssh refuses a private key): the secret is the job's only protection.
+pub(super) fn read_secret_file(path: &str) -> Result<Secret, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "{path} has mode {mode:03o}: others could read the cluster secret; \
+             `chmod 600 {path}` first"
+        ));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    Secret::new(&text).map_err(|_| format!("{path} holds no secret (it is empty)"))
 }

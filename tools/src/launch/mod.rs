@@ -105,6 +105,7 @@ pub struct LocalCluster {
     servers: usize,
     workers: usize,
     transport: Option<TransportMode>,
+    secret: ferrops_net::auth::Secret,
 }
 
 impl LocalCluster {
@@ -124,6 +125,7 @@ impl LocalCluster {
     /// Cluster settings for a node of this cluster.
     pub fn cluster_config(&self) -> ClusterConfig {
         let mut cfg = ClusterConfig::new(self.scheduler_addr(), self.servers, self.workers);
+        cfg.key = ferrops_net::auth::ClusterKey::Secret(self.secret.clone());
         if let Some(t) = self.transport {
             cfg.transport = t;
         }
@@ -179,6 +181,7 @@ impl LocalCluster {
             servers: spec.servers,
             workers: spec.workers,
             transport: spec.transport,
+            secret: spec.secret.clone(),
         };
         let Some(scheduler) = scheduler else {
             return Ok(cluster);

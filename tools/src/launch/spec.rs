@@ -8,10 +8,12 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
+use ferrops_net::auth::Secret;
 use ferrops_net::TransportMode;
 
 use crate::config::{
-    ENV_BIND, ENV_NUM_SERVERS, ENV_NUM_WORKERS, ENV_ROLE, ENV_SCHEDULER, ENV_TRANSPORT,
+    ENV_BIND, ENV_INSECURE, ENV_NUM_SERVERS, ENV_NUM_WORKERS, ENV_ROLE, ENV_SCHEDULER, ENV_SECRET,
+    ENV_SECRET_FILE, ENV_TRANSPORT,
 };
 
 /// What to launch.
@@ -37,6 +39,10 @@ pub struct LocalSpec {
     /// Worker↔server transport of every node; `None` leaves it to each child's environment
     /// (`FERROPS_TRANSPORT`, default auto).
     pub transport: Option<TransportMode>,
+    /// The job's cluster secret, handed to every child in `FERROPS_SECRET`: the one in this
+    /// process's environment when set (so that nodes started by hand can join), else a fresh
+    /// random one.
+    pub secret: Secret,
 }
 
 impl LocalSpec {
@@ -44,6 +50,12 @@ impl LocalSpec {
     /// command, a 30 s startup timeout, a 10 s shutdown grace, and prefixed output.
     pub fn new(servers: usize, workers: usize) -> Result<Self> {
         let node_exe = std::env::current_exe().context("finding the ferrops executable")?;
+        let secret = match std::env::var(ENV_SECRET) {
+            Ok(text) if !text.is_empty() => {
+                Secret::new(&text).with_context(|| format!("environment variable {ENV_SECRET}"))?
+            }
+            _ => Secret::generate().context("generating the job's secret")?,
+        };
         Ok(Self {
             servers,
             workers,
@@ -53,6 +65,7 @@ impl LocalSpec {
             shutdown_grace: Duration::from_secs(10),
             prefix_output: true,
             transport: None,
+            secret,
         })
     }
 
@@ -108,10 +121,14 @@ pub(super) fn worker_command(spec: &LocalSpec, scheduler: SocketAddr) -> Command
     command
 }
 
+/// What every child of the job shares: its size, its secret, its transport.
 pub(super) fn set_counts(command: &mut Command, spec: &LocalSpec) {
     command
         .env(ENV_NUM_SERVERS, spec.servers.to_string())
-        .env(ENV_NUM_WORKERS, spec.workers.to_string());
+        .env(ENV_NUM_WORKERS, spec.workers.to_string())
+        .env(ENV_SECRET, spec.secret.expose())
+        .env_remove(ENV_SECRET_FILE)
+        .env_remove(ENV_INSECURE);
     if let Some(t) = spec.transport {
         command.env(ENV_TRANSPORT, t.to_string());
     }

@@ -149,6 +149,11 @@ impl RdmaConn {
         Registration::new(&self.pd, buf)
     }
 
+    /// Sets the limits incoming frames are checked against; returns the old ones.
+    pub fn replace_limits(&mut self, limits: FrameLimits) -> FrameLimits {
+        std::mem::replace(&mut self.limits, limits)
+    }
+
     /// How long waiting calls ([`RdmaConn::recv_frame`], [`RdmaConn::flush`]) poll the
     /// completion queue before sleeping on the completion channel (default 50 µs). Longer
     /// polls trade a core for latency.
