@@ -38,16 +38,26 @@ fn scratch_with_data(name: &str, spec: GenSpec) -> (PathBuf, PathBuf) {
     (dir, data)
 }
 
-/// `ferrops train l1lr` on `data` with 4 blocks, tracing to `json` and logging only warnings;
-/// the caller adds the cluster and solver options.
-fn train_l1lr(data: &Path, json: &Path) -> Command {
+/// Runs `ferrops train l1lr` on `data` with 4 blocks and the cluster and solver options
+/// `options` (flags and values separated by spaces), tracing to `json`, plotting to `plot` if
+/// given and logging only warnings; returns its output and the trace.
+fn train_l1lr(
+    data: &Path,
+    json: &Path,
+    plot: Option<&Path>,
+    options: &str,
+) -> (String, Vec<trace::Record>) {
     let mut cmd = ferrops();
     cmd.args(["train", "l1lr", "--blocks", "4", "--data"])
         .arg(data)
         .arg("--json")
         .arg(json)
+        .args(options.split_whitespace())
         .env("FERROPS_LOG", "warn");
-    cmd
+    if let Some(png) = plot {
+        cmd.arg("--plot").arg(png);
+    }
+    (run_ok(&mut cmd), trace::read(json).unwrap())
 }
 
 /// Rows back to LIBSVM text, as the generator formats them.
@@ -207,16 +217,12 @@ fn train(
 ) -> Vec<trace::Record> {
     let json = dir.join(format!("trace-{workers}-{tau}.jsonl"));
     let png = dir.join(format!("plot-{workers}-{tau}.png"));
-    let out = run_ok(
-        train_l1lr(data, &json)
-            .args(["--servers", "2", "--workers", &workers.to_string()])
-            .args(["--tau", &tau.to_string(), "--lambda", &lambda.to_string()])
-            .args(["--iters", &iters.to_string(), "--plot"])
-            .arg(&png),
-    );
+    let options =
+        format!("--servers 2 --workers {workers} --tau {tau} --lambda {lambda} --iters {iters}");
+    let (out, records) = train_l1lr(data, &json, Some(&png), &options);
     assert!(out.contains("final: objective"), "{out}");
     assert_plot(&png, &[[31, 119, 180]]);
-    trace::read(&json).unwrap()
+    records
 }
 
 /// The file is an 800 × 500 PNG on which every one of `colours` (the series') is drawn, along
@@ -299,22 +305,10 @@ fn distributed_l1lr_matches_the_single_process_solver() {
 /// Trains with `--step <step>` (τ = 0, 2 workers, 1 server) and returns the trace.
 fn train_step(data: &Path, dir: &Path, step: &str, iters: usize) -> Vec<trace::Record> {
     let json = dir.join(format!("trace-{step}.jsonl"));
-    let out = run_ok(
-        train_l1lr(data, &json)
-            .args([
-                "--servers",
-                "1",
-                "--workers",
-                "2",
-                "--lambda",
-                "2",
-                "--step",
-                step,
-            ])
-            .args(["--iters", &iters.to_string()]),
-    );
+    let options = format!("--servers 1 --workers 2 --lambda 2 --step {step} --iters {iters}");
+    let (out, records) = train_l1lr(data, &json, None, &options);
     assert!(out.contains("final: objective"), "{out}");
-    trace::read(&json).unwrap()
+    records
 }
 
 #[test]
@@ -575,24 +569,11 @@ fn corrupt_images_are_clear_errors() {
 /// Trains L1-LR once, with or without the KKT filter, and returns the trace.
 fn train_kkt(data: &Path, dir: &Path, kkt: bool, tau: u32) -> Vec<trace::Record> {
     let json = dir.join(format!("kkt-{kkt}-{tau}.jsonl"));
-    let mut cmd = train_l1lr(data, &json);
-    cmd.args([
-        "--servers",
-        "2",
-        "--workers",
-        "2",
-        "--iters",
-        "30",
-        "--lambda",
-        "2",
-    ])
-    .args(["--tau", &tau.to_string()]);
-    if kkt {
-        cmd.arg("--kkt");
-    }
-    let out = run_ok(&mut cmd);
+    let filter = if kkt { "--kkt" } else { "" };
+    let options = format!("--servers 2 --workers 2 --iters 30 --lambda 2 --tau {tau} {filter}");
+    let (out, records) = train_l1lr(data, &json, None, &options);
     assert_eq!(out.contains("kkt: skipped"), kkt, "{out}");
-    trace::read(&json).unwrap()
+    records
 }
 
 #[test]

@@ -70,13 +70,29 @@ fn push_pull_everything(job: &Job, workers: usize, rounds: usize) -> Vec<usize> 
     })
 }
 
+/// Starts a job of servers in `server_modes` and one worker in `workers_mode` per entry of
+/// `rdma`, runs [`push_pull_everything`] for `rounds` rounds and checks that worker `i` made
+/// `rdma[i]` RDMA connections (`why` says where RDMA is expected). `None` where the job was
+/// skipped (no RDMA device).
+fn push_pull_over(
+    server_modes: &[TransportMode],
+    workers_mode: TransportMode,
+    rounds: usize,
+    rdma: &[usize],
+    why: &str,
+) -> Option<Job> {
+    let workers = rdma.len();
+    let job = start_or_skip(server_modes, workers, workers_mode)?;
+    assert_eq!(push_pull_everything(&job, workers, rounds), rdma, "{why}");
+    Some(job)
+}
+
 #[test]
 fn two_servers_two_workers_over_rdma_small_and_bulk() {
-    let Some(job) = start_or_skip(&[Rdma, Rdma], 2, Rdma) else {
+    let why = "every worker↔server connection is RDMA";
+    let Some(job) = push_pull_over(&[Rdma, Rdma], Rdma, 3, &[2, 2], why) else {
         return;
     };
-    let rdma = push_pull_everything(&job, 2, 3);
-    assert_eq!(rdma, vec![2, 2], "every worker↔server connection is RDMA");
     let (_, reports) = job.join();
     let pushes: u64 = reports.iter().map(|r| r.pushes).sum();
     // 2 workers × 3 sizes × 3 rounds, each push split over the 2 servers (the 1-key list
@@ -87,12 +103,9 @@ fn two_servers_two_workers_over_rdma_small_and_bulk() {
 #[test]
 fn mixed_cluster_uses_rdma_where_both_ends_can() {
     // Server 0 runs without RDMA; server 1 and the workers pick it up on their own.
-    let Some(job) = start_or_skip(&[Tcp, Auto], 2, Auto) else {
-        return;
-    };
-    let rdma = push_pull_everything(&job, 2, 2);
-    assert_eq!(rdma, vec![1, 1], "RDMA to server 1 only");
-    job.join();
+    if let Some(job) = push_pull_over(&[Tcp, Auto], Auto, 2, &[1, 1], "RDMA to server 1 only") {
+        job.join();
+    }
 }
 
 #[test]

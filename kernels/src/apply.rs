@@ -5,7 +5,7 @@
 
 use crate::error::{check_len, KernelError};
 use crate::generic::{run_scalar, run_sparse_scalar, Streams};
-use crate::isa::{on_active_isa, on_tier, Isa};
+use crate::isa::{active_isa, on_active_isa, on_tier, Isa};
 use crate::ops::{with_op, Op};
 use crate::rule::{Rule, State};
 
@@ -28,11 +28,7 @@ fn streams(
     }
     let expected_inputs = per_input
         .checked_mul(rule.inputs())
-        .ok_or(KernelError::Length {
-            what: "inputs",
-            got: inputs.len(),
-            expected: usize::MAX,
-        })?;
+        .ok_or_else(|| inputs_overflow(inputs.len()))?;
     check_len("inputs", inputs.len(), expected_inputs)?;
     let n = w.len();
     let mut s = Streams {
@@ -54,60 +50,71 @@ fn streams(
     Ok(s)
 }
 
-/// [`apply_dense`] on `isa` (error if the CPU lacks it).
-pub(crate) fn apply_dense_on(
-    isa: Isa,
-    rule: Rule,
-    w: &mut [f32],
-    state: State<'_>,
-    inputs: &[f32],
-) -> Result<(), KernelError> {
-    isa.check()?;
-    let n = w.len();
-    let s = streams(rule, w, state, inputs, n)?;
-    with_op!(rule, op => {
-        // SAFETY: `streams` checked every used array against `n` (w, states: n; inputs:
-        // rule.inputs()*n), the borrows guarantee no overlap, and `check` the tier.
-        unsafe { dense_on(isa, op, n, s) }
-    });
-    Ok(())
+/// Which elements of `w` an update touches.
+#[derive(Clone, Copy)]
+pub(crate) enum Rows<'a> {
+    /// Every element: `w[i]` from `inputs[i]` ([`apply_dense`]).
+    All,
+    /// Rows `slots[j]` of `dim` elements, from inputs `j*dim ..(j+1)*dim` ([`apply_sparse`]).
+    Slots { slots: &'a [u32], dim: usize },
 }
 
-/// [`apply_sparse`] on `isa` (error if the CPU lacks it).
-pub(crate) fn apply_sparse_on(
+impl Rows<'_> {
+    /// Checks the rows against `w`'s length and returns how many values each input array of the
+    /// update holds.
+    fn per_input(self, w_len: usize, inputs_len: usize) -> Result<usize, KernelError> {
+        let Rows::Slots { slots, dim } = self else {
+            return Ok(w_len);
+        };
+        if dim == 0 {
+            return Err(KernelError::ZeroDim);
+        }
+        let rows = w_len / dim;
+        for (index, &slot) in slots.iter().enumerate() {
+            if slot as usize >= rows {
+                return Err(KernelError::SlotOutOfRange {
+                    index,
+                    slot,
+                    rows,
+                    dim,
+                });
+            }
+        }
+        slots
+            .len()
+            .checked_mul(dim)
+            .ok_or_else(|| inputs_overflow(inputs_len))
+    }
+}
+
+/// The error for inputs whose expected length does not fit in `usize`.
+fn inputs_overflow(got: usize) -> KernelError {
+    KernelError::Length {
+        what: "inputs",
+        got,
+        expected: usize::MAX,
+    }
+}
+
+/// [`apply_dense`] (`rows`: [`Rows::All`]) or [`apply_sparse`] on `isa` (error if the CPU lacks
+/// it): one validation, then one dispatch to the tier's dense or sparse loop.
+pub(crate) fn apply_on(
     isa: Isa,
     rule: Rule,
     w: &mut [f32],
     state: State<'_>,
-    slots: &[u32],
-    dim: usize,
+    rows: Rows<'_>,
     inputs: &[f32],
 ) -> Result<(), KernelError> {
     isa.check()?;
-    if dim == 0 {
-        return Err(KernelError::ZeroDim);
-    }
-    let rows = w.len() / dim;
-    for (index, &slot) in slots.iter().enumerate() {
-        if slot as usize >= rows {
-            return Err(KernelError::SlotOutOfRange {
-                index,
-                slot,
-                rows,
-                dim,
-            });
-        }
-    }
-    let per_input = slots.len().checked_mul(dim).ok_or(KernelError::Length {
-        what: "inputs",
-        got: inputs.len(),
-        expected: usize::MAX,
-    })?;
+    let per_input = rows.per_input(w.len(), inputs.len())?;
     let s = streams(rule, w, state, inputs, per_input)?;
     with_op!(rule, op => {
-        // SAFETY: every slot addresses a whole row inside w (and so inside each state array,
-        // checked to have w's length), inputs hold rule.inputs()*slots.len()*dim values.
-        unsafe { sparse_on(isa, op, slots, dim, s) }
+        // SAFETY: `streams` checked every used array (w, states: w's length; inputs:
+        // rule.inputs()*per_input), `per_input` that every slot addresses a whole row inside w
+        // (and so inside each state array), the borrows guarantee no overlap, and `check` the
+        // tier.
+        unsafe { rows_on(isa, op, rows, per_input, s) }
     });
     Ok(())
 }
@@ -124,47 +131,58 @@ pub(crate) fn sum_k_on(isa: Isa, out: &mut [f32], bufs: &[&[f32]]) -> Result<(),
 }
 
 /// # Safety
-/// As `generic::run_dense`, and `isa` must be supported.
+/// As `generic::run_dense` over `n` elements ([`Rows::All`]) or `generic::run_sparse`, and `isa`
+/// must be supported.
 #[inline(always)]
-unsafe fn dense_on<O: Op>(isa: Isa, op: O, n: usize, s: Streams) {
-    // SAFETY: forwarded contract.
-    unsafe { on_tier!(isa, dense(op, n, s), scalar: run_scalar(op, 0, n, s)) }
-}
-
-/// # Safety
-/// As `generic::run_sparse`, and `isa` must be supported.
-#[inline(always)]
-unsafe fn sparse_on<O: Op>(isa: Isa, op: O, slots: &[u32], dim: usize, s: Streams) {
+unsafe fn rows_on<O: Op>(isa: Isa, op: O, rows: Rows<'_>, n: usize, s: Streams) {
     // SAFETY: forwarded contract.
     unsafe {
-        on_tier!(isa, sparse(op, slots, dim, s), scalar: run_sparse_scalar(op, slots, dim, s))
+        match rows {
+            Rows::All => on_tier!(isa, dense(op, n, s), scalar: run_scalar(op, 0, n, s)),
+            Rows::Slots { slots, dim } => on_tier!(
+                isa,
+                sparse(op, slots, dim, s),
+                scalar: run_sparse_scalar(op, slots, dim, s)
+            ),
+        }
     }
 }
 
+/// Applies `rule` to every element: `w[i]` (and `state.*[i]`) updated from `inputs[i]` (and, for
+/// two-input rules, `inputs[n + i]`). Needs `w`, each state array and each input of equal length;
+/// anything else is a [`KernelError`] and nothing is modified.
+pub fn apply_dense(
+    rule: Rule,
+    w: &mut [f32],
+    state: State<'_>,
+    inputs: &[f32],
+) -> Result<(), KernelError> {
+    apply_on(active_isa(), rule, w, state, Rows::All, inputs)
+}
+
+/// Applies `rule` to rows `slots[j]` of `w` (rows `dim` wide; a trailing partial row is never addressed), the
+/// same rows of each state array, with inputs `j*dim ..(j+1)*dim` (per input array; arrays planar,
+/// each `slots.len()*dim` long). Rows are processed in request order, so a repeated slot sees the
+/// previous update. Everything is validated before any element is touched.
+pub fn apply_sparse(
+    rule: Rule,
+    w: &mut [f32],
+    state: State<'_>,
+    slots: &[u32],
+    dim: usize,
+    inputs: &[f32],
+) -> Result<(), KernelError> {
+    apply_on(
+        active_isa(),
+        rule,
+        w,
+        state,
+        Rows::Slots { slots, dim },
+        inputs,
+    )
+}
+
 on_active_isa! {
-    /// Applies `rule` to every element: `w[i]` (and `state.*[i]`) updated from `inputs[i]` (and, for
-    /// two-input rules, `inputs[n + i]`). Needs `w`, each state array and each input of equal length;
-    /// anything else is a [`KernelError`] and nothing is modified.
-    pub fn apply_dense(
-        rule: Rule,
-        w: &mut [f32],
-        state: State<'_>,
-        inputs: &[f32],
-    ) -> Result<(), KernelError> => apply_dense_on;
-
-    /// Applies `rule` to rows `slots[j]` of `w` (rows `dim` wide; a trailing partial row is never addressed), the
-    /// same rows of each state array, with inputs `j*dim ..(j+1)*dim` (per input array; arrays planar,
-    /// each `slots.len()*dim` long). Rows are processed in request order, so a repeated slot sees the
-    /// previous update. Everything is validated before any element is touched.
-    pub fn apply_sparse(
-        rule: Rule,
-        w: &mut [f32],
-        state: State<'_>,
-        slots: &[u32],
-        dim: usize,
-        inputs: &[f32],
-    ) -> Result<(), KernelError> => apply_sparse_on;
-
     /// Aggregation of several pushes: `out[i] = ((bufs[0][i] + bufs[1][i]) + ...) + bufs[k-1][i]`,
     /// summed left to right (so every tier rounds identically); `out` is overwritten (zeros for
     /// `k = 0`). Every buffer must have `out`'s length.

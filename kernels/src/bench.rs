@@ -10,7 +10,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use crate::apply::{apply_dense_on, sum_k_on};
+use crate::apply::{apply_on, sum_k_on, Rows};
 use crate::convert;
 use crate::filter::{kkt_active_indices_on, significant_indices_on};
 use crate::isa::Isa;
@@ -272,7 +272,7 @@ fn run_once(kernel: &str, isa: Isa, b: &mut Bufs, n: usize) -> usize {
         };
         // Arrays are sized by construction; an error here is a harness bug, and the result
         // would show as absurd figures rather than a crash.
-        let _ = apply_dense_on(isa, rule, w, state, inputs);
+        let _ = apply_on(isa, rule, w, state, Rows::All, inputs);
         return 0;
     }
     let (g, h) = b.inp.split_at(b.inp.len() / 2);

@@ -27,7 +27,8 @@
 //!    `generic_entry_points!` in `x86/mod.rs`) and the hand-written conversions.
 //! 7. Dispatch: `apply.rs` (apply_dense, apply_sparse, sum_k), `filter.rs`, `convert.rs`. Per
 //!    kernel a crate-private `*_on(isa, ..)` validates everything and makes the one `match` on
-//!    the tier; the public entry calls it with [`active_isa`].
+//!    the tier (the dense and sparse updates share one, `apply_on`, told the rows by a `Rows`
+//!    value); the public entry calls it with [`active_isa`].
 //! 8. `bench.rs`: the measurement harness (calls the `*_on` functions; no printing).
 //!
 //! **A new update rule** needs: a [`Rule`] variant (with `state_len`, `inputs`, `name`), its
@@ -35,7 +36,8 @@
 //! operations in the same order, an arm in `with_op!`, a hand case in `tests/hand.rs` and a
 //! strategy arm in `tests/props.rs` (which compares every tier bit for bit with the reference).
 //! Dispatch and every tier pick it up through `with_op!`. **A new kind of kernel** needs: the
-//! scalar reference in `scalar/`, a body generic over `Simd` in `generic/`, an entry point in
+//! scalar reference in `scalar/`, a body generic over `Simd` in `generic/` (a filter is only its
+//! per-element test, a `Keep`, run by the one filter loop `select_simd`), an entry point in
 //! `generic_entry_points!`, a `*_on` dispatcher plus public entry in a dispatch module
 //! (re-exported here), and a property test against `with_isa(Isa::Scalar, ..)`. **A new
 //! instruction-set tier** needs: an [`Isa`] variant (`ALL`, `name`, the `u8` codes, `detect`),

@@ -78,12 +78,12 @@ fn run(cli: Cli, env: &config::EnvMap) -> Result<i32> {
             Ok(0)
         }
         Some(Command::Train(TrainCommand::L1lr(args))) => {
-            apps::train::l1lr(&args.run())?;
+            apps::train::l1lr(&args)?;
             Ok(0)
         }
         Some(Command::Data(DataCommand::Patches(args))) => run_data_patches(&args),
         Some(Command::Train(TrainCommand::Rica(args))) => {
-            apps::train::rica(&args.run())?;
+            apps::train::rica(&args)?;
             Ok(0)
         }
         Some(Command::Plot(args)) => run_plot(&args),

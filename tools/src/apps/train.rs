@@ -12,20 +12,27 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::plot::{self, LinePlot, Outcome, Series};
 use crate::data::{info, patches};
 use crate::jobs::l1lr::{self, L1lrArgs, L1lrSettings};
 use crate::jobs::rica::{self, RicaArgs, RicaSettings};
-use crate::jobs::Job;
+use crate::jobs::{positive_count, Job};
 use crate::launch::run_job_locally;
 use crate::trace::{self, Record};
 
-/// The local cluster a training run starts: how many servers and worker processes.
-#[derive(Clone, Copy, Debug)]
+/// The local cluster a training run starts: how many servers and worker processes. As flags of
+/// `ferrops train`, `--servers` and `--workers`.
+#[derive(Clone, Copy, Debug, Args)]
 pub struct ClusterSize {
+    /// Servers.
+    #[arg(long, value_name = "S", value_parser = positive_count, default_value_t = 2)]
     pub servers: usize,
+
+    /// Worker processes.
+    #[arg(long, value_name = "W", value_parser = positive_count, default_value_t = 2)]
     pub workers: usize,
 }
 
@@ -36,31 +43,55 @@ impl ClusterSize {
     }
 }
 
-/// An L1-LR run on a local cluster: what the `l1lr` job trains, the cluster, and the outputs.
-#[derive(Clone, Debug)]
+/// An L1-LR run on a local cluster: what the `l1lr` job trains, the cluster, and the outputs;
+/// the flags of `ferrops train l1lr`.
+#[derive(Clone, Debug, Args)]
 pub struct L1lrRun {
+    /// What the `l1lr` job trains, and how.
+    #[command(flatten)]
     pub settings: L1lrSettings,
+
+    /// The local cluster to train on.
+    #[command(flatten)]
     pub cluster: ClusterSize,
-    /// Keep the JSON-lines trace here (otherwise a temporary file is used and removed).
+
+    /// Write the trace as JSON lines (time, iteration, objective, nnz, bytes, idle time).
+    #[arg(long = "json", value_name = "TRACE.jsonl")]
     pub trace: Option<PathBuf>,
-    /// Plot objective against time here.
+
+    /// Plot objective against seconds as PNG (axes, tick labels, titles).
+    #[arg(long, value_name = "FILE.png")]
     pub plot: Option<PathBuf>,
 }
 
-/// A RICA run on a local cluster: what the `rica` job trains, the cluster, and the outputs.
-#[derive(Clone, Debug)]
+/// A RICA run on a local cluster: what the `rica` job trains, the cluster, and the outputs; the
+/// flags of `ferrops train rica`.
+#[derive(Clone, Debug, Args)]
 pub struct RicaRun {
+    /// What the `rica` job trains, and how.
+    #[command(flatten)]
     pub settings: RicaSettings,
+
+    /// The local cluster to train on.
+    #[command(flatten)]
     pub cluster: ClusterSize,
-    /// Save the learned filters here.
+
+    /// Save the learned filters, one per line.
+    #[arg(long, value_name = "FILE")]
     pub save: Option<PathBuf>,
-    /// Draw the filters as a grid of tiles here (PNG).
+
+    /// Draw the learned filters as a grid of tiles (PNG; each filter scaled on its own, zero is
+    /// mid grey).
+    #[arg(long, value_name = "FILE.png")]
     pub plot: Option<PathBuf>,
+
     /// Pixels per filter value in the grid.
+    #[arg(long, value_name = "Z", value_parser = positive_count, default_value_t = 4)]
     pub zoom: usize,
 }
 
-/// Trains and returns the trace (the last record is the exact final evaluation).
+/// Trains and returns the trace (the last record is the exact final evaluation). Without
+/// `trace`, the trace goes to a temporary file that is removed afterwards.
 pub fn l1lr(spec: &L1lrRun) -> Result<Vec<Record>> {
     let settings = &spec.settings;
     let summary = info::summarize(&settings.data)?;

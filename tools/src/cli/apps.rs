@@ -1,14 +1,13 @@
 //! Flags of the application subcommands: `demo`, `data gen|info|patches`, `train l1lr|rica`
-//! and `plot`. The training flags shared with the worker jobs are the jobs' own structs,
-//! flattened in.
+//! and `plot`. `train l1lr|rica` parse straight into the runs `apps::train` takes, which
+//! flatten in the training flags shared with the worker jobs (the jobs' own structs).
 
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-use crate::jobs::l1lr::L1lrSettings;
+use crate::apps::train::{L1lrRun, RicaRun};
 use crate::jobs::positive_count;
-use crate::jobs::rica::RicaSettings;
 
 /// `ferrops data` subcommands.
 #[derive(Debug, Subcommand)]
@@ -97,104 +96,12 @@ pub enum TrainCommand {
     /// L1-regularised logistic regression, min Σ log(1+exp(−y·wᵀx)) + λ‖w‖₁, by delayed block
     /// proximal gradient with bounded delay τ, on a local cluster of S servers and W workers
     /// (worker r reads the r-th byte range of the file).
-    L1lr(L1lrArgs),
+    L1lr(L1lrRun),
 
     /// Reconstruction ICA: an overcomplete filter bank W minimising λ Σ √((Wx)²+ε) +
     /// ½‖WᵀWx − x‖² over whitened patches (`data patches`), workers pushing minibatch gradients,
     /// servers applying AdaGrad.
-    Rica(RicaArgs),
-}
-
-/// The local cluster a `ferrops train` job runs on.
-#[derive(Debug, Clone, Args)]
-pub struct LocalClusterArgs {
-    /// Servers.
-    #[arg(long, value_name = "S", value_parser = positive_count, default_value_t = 2)]
-    pub servers: usize,
-
-    /// Worker processes.
-    #[arg(long, value_name = "W", value_parser = positive_count, default_value_t = 2)]
-    pub workers: usize,
-}
-
-impl LocalClusterArgs {
-    /// The cluster these flags ask for.
-    pub fn size(&self) -> crate::apps::train::ClusterSize {
-        crate::apps::train::ClusterSize {
-            servers: self.servers,
-            workers: self.workers,
-        }
-    }
-}
-
-/// Flags of `ferrops train rica`.
-#[derive(Debug, Clone, Args)]
-pub struct RicaArgs {
-    /// What the `rica` job trains, and how.
-    #[command(flatten)]
-    pub settings: RicaSettings,
-
-    /// The local cluster to train on.
-    #[command(flatten)]
-    pub cluster: LocalClusterArgs,
-
-    /// Save the learned filters, one per line.
-    #[arg(long, value_name = "FILE")]
-    pub save: Option<PathBuf>,
-
-    /// Draw the learned filters as a grid of tiles (PNG; each filter scaled on its own, zero is
-    /// mid grey).
-    #[arg(long, value_name = "FILE.png")]
-    pub plot: Option<PathBuf>,
-
-    /// Pixels per filter value in the grid.
-    #[arg(long, value_name = "Z", value_parser = positive_count, default_value_t = 4)]
-    pub zoom: usize,
-}
-
-impl RicaArgs {
-    /// The run these flags ask for.
-    pub fn run(&self) -> crate::apps::train::RicaRun {
-        crate::apps::train::RicaRun {
-            settings: self.settings.clone(),
-            cluster: self.cluster.size(),
-            save: self.save.clone(),
-            plot: self.plot.clone(),
-            zoom: self.zoom,
-        }
-    }
-}
-
-/// Flags of `ferrops train l1lr`.
-#[derive(Debug, Clone, Args)]
-pub struct L1lrArgs {
-    /// What the `l1lr` job trains, and how.
-    #[command(flatten)]
-    pub settings: L1lrSettings,
-
-    /// The local cluster to train on.
-    #[command(flatten)]
-    pub cluster: LocalClusterArgs,
-
-    /// Write the trace as JSON lines (time, iteration, objective, nnz, bytes, idle time).
-    #[arg(long, value_name = "TRACE.jsonl")]
-    pub json: Option<PathBuf>,
-
-    /// Plot objective against seconds as PNG (axes, tick labels, titles).
-    #[arg(long, value_name = "FILE.png")]
-    pub plot: Option<PathBuf>,
-}
-
-impl L1lrArgs {
-    /// The run these flags ask for.
-    pub fn run(&self) -> crate::apps::train::L1lrRun {
-        crate::apps::train::L1lrRun {
-            settings: self.settings.clone(),
-            cluster: self.cluster.size(),
-            trace: self.json.clone(),
-            plot: self.plot.clone(),
-        }
-    }
+    Rica(RicaRun),
 }
 
 /// Flags of `ferrops plot`.

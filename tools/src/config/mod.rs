@@ -3,10 +3,11 @@
 //!
 //! Precedence, highest first: overrides > environment > file > defaults. The overrides are a
 //! plain [`Overrides`] struct that the binary fills from its flags; a program linking ferrops
-//! passes `Overrides::default()` (see `worker_config_from_env`). Every function here is pure
-//! over an explicit environment map and the file's text, so tests never touch the process
-//! environment; [`ConfigInput::gather`] is the one place that reads the real environment and the
-//! file from disk.
+//! passes `Overrides::default()` (see `worker_config_from_env`). A [`ConfigInput`] holds all three
+//! sources; its role methods (`scheduler`, `server`, `worker`) resolve the settings once, the
+//! same way for every role, and are pure over an explicit environment map and the file's text,
+//! so tests never touch the process environment; [`ConfigInput::gather`] is the one place that
+//! reads the real environment and the file from disk.
 //!
 //! Errors name where the offending value came from (flag, environment variable, or key in a named
 //! file) and the value itself.
@@ -24,7 +25,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use ferrops_engine::config::{SchedulerConfig, ServerConfig, WorkerConfig};
 
-use layers::resolve_settings;
+use layers::{resolve_settings, Settings};
 use values::env_value;
 
 /// Environment variables as a plain map, so resolution can be tested without touching the process.
@@ -136,19 +137,46 @@ impl ConfigInput {
         })
     }
 
-    /// The scheduler's configuration.
-    pub fn scheduler(&self) -> Result<SchedulerConfig> {
-        scheduler_config(&self.overrides, &self.env, self.file.as_ref())
+    /// Every setting, each from its highest-precedence source.
+    fn settings(&self) -> Result<Settings> {
+        resolve_settings(&self.overrides, &self.env, self.file.as_ref())
     }
 
-    /// A server's configuration.
+    /// The scheduler's configuration. It listens on the bind address, or else on the scheduler
+    /// address itself (ps-lite style: every node is given the same `FERROPS_SCHEDULER`).
+    pub fn scheduler(&self) -> Result<SchedulerConfig> {
+        let settings = self.settings()?;
+        let bind = settings.bind.or(settings.scheduler).ok_or_else(|| {
+            anyhow!(
+                "the scheduler has no address to listen on: pass --bind or --scheduler, \
+                 set {ENV_BIND} or {ENV_SCHEDULER}, or set `bind` in the config file"
+            )
+        })?;
+        let scheduler = settings.scheduler.unwrap_or(bind);
+        Ok(SchedulerConfig {
+            cluster: settings.cluster(scheduler)?,
+            bind,
+        })
+    }
+
+    /// A server's configuration. Without a bind address it listens on an ephemeral port of the
+    /// loopback interface when the scheduler is on loopback, and of every interface otherwise.
     pub fn server(&self) -> Result<ServerConfig> {
-        server_config(&self.overrides, &self.env, self.file.as_ref())
+        let settings = self.settings()?;
+        let scheduler = settings.require_scheduler()?;
+        let bind = settings
+            .bind
+            .unwrap_or_else(|| default_server_bind(scheduler));
+        Ok(ServerConfig::new(settings.cluster(scheduler)?, bind))
     }
 
     /// A worker's configuration.
     pub fn worker(&self) -> Result<WorkerConfig> {
-        worker_config(&self.overrides, &self.env, self.file.as_ref())
+        let settings = self.settings()?;
+        let scheduler = settings.require_scheduler()?;
+        Ok(WorkerConfig {
+            cluster: settings.cluster(scheduler)?,
+        })
     }
 }
 
@@ -168,55 +196,6 @@ pub fn read_config_file(overrides: &Overrides, env: &EnvMap) -> Result<Option<Co
         origin: path.display().to_string(),
         text,
     }))
-}
-
-/// The scheduler's configuration. It listens on the bind address, or else on the scheduler
-/// address itself (ps-lite style: every node is given the same `FERROPS_SCHEDULER`).
-pub fn scheduler_config(
-    overrides: &Overrides,
-    env: &EnvMap,
-    file: Option<&ConfigFile>,
-) -> Result<SchedulerConfig> {
-    let settings = resolve_settings(overrides, env, file)?;
-    let bind = settings.bind.or(settings.scheduler).ok_or_else(|| {
-        anyhow!(
-            "the scheduler has no address to listen on: pass --bind or --scheduler, \
-             set {ENV_BIND} or {ENV_SCHEDULER}, or set `bind` in the config file"
-        )
-    })?;
-    let scheduler = settings.scheduler.unwrap_or(bind);
-    Ok(SchedulerConfig {
-        cluster: settings.cluster(scheduler)?,
-        bind,
-    })
-}
-
-/// A server's configuration. Without a bind address it listens on an ephemeral port of the
-/// loopback interface when the scheduler is on loopback, and of every interface otherwise.
-pub fn server_config(
-    overrides: &Overrides,
-    env: &EnvMap,
-    file: Option<&ConfigFile>,
-) -> Result<ServerConfig> {
-    let settings = resolve_settings(overrides, env, file)?;
-    let scheduler = settings.require_scheduler()?;
-    let bind = settings
-        .bind
-        .unwrap_or_else(|| default_server_bind(scheduler));
-    Ok(ServerConfig::new(settings.cluster(scheduler)?, bind))
-}
-
-/// A worker's configuration.
-pub fn worker_config(
-    overrides: &Overrides,
-    env: &EnvMap,
-    file: Option<&ConfigFile>,
-) -> Result<WorkerConfig> {
-    let settings = resolve_settings(overrides, env, file)?;
-    let scheduler = settings.require_scheduler()?;
-    Ok(WorkerConfig {
-        cluster: settings.cluster(scheduler)?,
-    })
 }
 
 fn default_server_bind(scheduler: SocketAddr) -> SocketAddr {

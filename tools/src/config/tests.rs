@@ -48,6 +48,15 @@ fn file(text: &str) -> ConfigFile {
     }
 }
 
+/// What a role's configuration is resolved from: `overrides`, the environment `env` and `file`.
+fn input(overrides: &Overrides, env: &EnvMap, file: Option<&ConfigFile>) -> ConfigInput {
+    ConfigInput {
+        overrides: overrides.clone(),
+        env: env.clone(),
+        file: file.cloned(),
+    }
+}
+
 fn error_text(result: Result<impl fmt::Debug>) -> String {
     format!("{:#}", result.expect_err("expected an error"))
 }
@@ -56,11 +65,7 @@ fn error_text(result: Result<impl fmt::Debug>) -> String {
 /// the config file job.toml holding `file_text` fails with an error that names each of `wanted`.
 fn assert_worker_error(pairs: &[(&str, &str)], file_text: Option<&str>, wanted: &[&str]) {
     let config = file_text.map(file);
-    let err = error_text(worker_config(
-        &Overrides::default(),
-        &env(pairs),
-        config.as_ref(),
-    ));
+    let err = error_text(input(&Overrides::default(), &env(pairs), config.as_ref()).worker());
     for w in wanted {
         assert!(err.contains(w), "{err}");
     }
@@ -69,11 +74,11 @@ fn assert_worker_error(pairs: &[(&str, &str)], file_text: Option<&str>, wanted: 
 /// Asserts that resolving with `flags` alone (no environment, no file) through `config` fails
 /// with an error that names each of `wanted`.
 fn assert_flags_error<T: fmt::Debug>(
-    config: fn(&Overrides, &EnvMap, Option<&ConfigFile>) -> Result<T>,
+    config: fn(&ConfigInput) -> Result<T>,
     flags: &Overrides,
     wanted: &[&str],
 ) {
-    let err = error_text(config(flags, &env(&[]), None));
+    let err = error_text(config(&input(flags, &env(&[]), None)));
     for w in wanted {
         assert!(err.contains(w), "{err}");
     }
@@ -92,11 +97,12 @@ const FULL_FILE: &str = r#"
 
 #[test]
 fn file_alone_fills_every_setting() {
-    let cfg = scheduler_config(
+    let cfg = input(
         &Overrides::default(),
         &bare_env(&[]),
         Some(&file(FULL_FILE)),
     )
+    .scheduler()
     .unwrap();
     assert_eq!(cfg.bind, "10.0.0.1:9000".parse().unwrap());
     assert_eq!(cfg.cluster.scheduler, "10.0.0.1:9000".parse().unwrap());
@@ -119,7 +125,9 @@ fn environment_beats_file() {
         (ENV_SCHEDULER, "127.0.0.1:7000"),
         (ENV_SECRET, "from-env"),
     ]);
-    let cfg = worker_config(&Overrides::default(), &env, Some(&file(FULL_FILE))).unwrap();
+    let cfg = input(&Overrides::default(), &env, Some(&file(FULL_FILE)))
+        .worker()
+        .unwrap();
     assert_eq!(cfg.cluster.num_servers, 2);
     assert_eq!(cfg.cluster.num_workers, 8);
     assert_eq!(cfg.cluster.scheduler, "127.0.0.1:7000".parse().unwrap());
@@ -129,43 +137,53 @@ fn environment_beats_file() {
 #[test]
 fn server_shards_come_from_env_or_file_and_default_to_one() {
     let base = cluster_env("127.0.0.1:7000", "1", "2");
-    let cfg = worker_config(&Overrides::default(), &base, None).unwrap();
+    let cfg = input(&Overrides::default(), &base, None).worker().unwrap();
     assert_eq!(cfg.cluster.server_shards, 1);
     let mut with_env = base.clone();
     with_env.insert(ENV_SERVER_SHARDS.into(), "4".into());
-    let cfg = worker_config(&Overrides::default(), &with_env, None).unwrap();
+    let cfg = input(&Overrides::default(), &with_env, None)
+        .worker()
+        .unwrap();
     assert_eq!(cfg.cluster.server_shards, 4);
-    let cfg = worker_config(
+    let cfg = input(
         &Overrides::default(),
         &base,
         Some(&file("server_shards = 3")),
     )
+    .worker()
     .unwrap();
     assert_eq!(cfg.cluster.server_shards, 3);
     with_env.insert(ENV_SERVER_SHARDS.into(), "0".into());
-    assert!(worker_config(&Overrides::default(), &with_env, None).is_err());
+    assert!(input(&Overrides::default(), &with_env, None)
+        .worker()
+        .is_err());
 }
 
 #[test]
 fn transport_layers_like_every_setting_and_rejects_unknown_names() {
     let base = cluster_env("127.0.0.1:7000", "1", "2");
-    let cfg = worker_config(&Overrides::default(), &base, None).unwrap();
+    let cfg = input(&Overrides::default(), &base, None).worker().unwrap();
     assert_eq!(cfg.cluster.transport, TransportMode::Auto);
     let from_file = Some(file("transport = \"tcp\""));
-    let cfg = worker_config(&Overrides::default(), &base, from_file.as_ref()).unwrap();
+    let cfg = input(&Overrides::default(), &base, from_file.as_ref())
+        .worker()
+        .unwrap();
     assert_eq!(cfg.cluster.transport, TransportMode::Tcp);
     let mut with_env = base.clone();
     with_env.insert(ENV_TRANSPORT.into(), "rdma".into());
-    let cfg = worker_config(&Overrides::default(), &with_env, from_file.as_ref()).unwrap();
+    let cfg = input(&Overrides::default(), &with_env, from_file.as_ref())
+        .worker()
+        .unwrap();
     assert_eq!(cfg.cluster.transport, TransportMode::Rdma);
     let flags = Overrides {
         transport: Some("tcp".into()),
         ..Default::default()
     };
-    let cfg = worker_config(&flags, &with_env, None).unwrap();
+    let cfg = input(&flags, &with_env, None).worker().unwrap();
     assert_eq!(cfg.cluster.transport, TransportMode::Tcp);
     with_env.insert(ENV_TRANSPORT.into(), "infiniband".into());
-    let err = worker_config(&Overrides::default(), &with_env, None)
+    let err = input(&Overrides::default(), &with_env, None)
+        .worker()
         .unwrap_err()
         .to_string();
     assert!(
@@ -183,7 +201,9 @@ fn flags_beat_environment_and_file() {
         ..Default::default()
     };
     let env = env(&[(ENV_NUM_SERVERS, "2"), (ENV_SCHEDULER, "127.0.0.1:7000")]);
-    let cfg = worker_config(&flags, &env, Some(&file(FULL_FILE))).unwrap();
+    let cfg = input(&flags, &env, Some(&file(FULL_FILE)))
+        .worker()
+        .unwrap();
     assert_eq!(cfg.cluster.num_servers, 3);
     assert_eq!(cfg.cluster.scheduler, "127.0.0.1:6000".parse().unwrap());
     assert_eq!(cfg.cluster.connect_timeout, Duration::from_millis(250));
@@ -192,7 +212,7 @@ fn flags_beat_environment_and_file() {
 #[test]
 fn defaults_apply_without_file() {
     let env = cluster_env("127.0.0.1:7000", "1", "1");
-    let cfg = server_config(&Overrides::default(), &env, None).unwrap();
+    let cfg = input(&Overrides::default(), &env, None).server().unwrap();
     assert_eq!(cfg.bind, "127.0.0.1:0".parse().unwrap());
     assert_eq!(cfg.cluster.connect_timeout, DEFAULT_CONNECT_TIMEOUT);
     let defaults = FrameLimits::default();
@@ -202,20 +222,22 @@ fn defaults_apply_without_file() {
 #[test]
 fn server_on_a_remote_scheduler_listens_everywhere() {
     let env = cluster_env("10.1.2.3:7000", "1", "1");
-    let cfg = server_config(&Overrides::default(), &env, None).unwrap();
+    let cfg = input(&Overrides::default(), &env, None).server().unwrap();
     assert_eq!(cfg.bind, "0.0.0.0:0".parse().unwrap());
 }
 
 #[test]
 fn scheduler_binds_its_own_address_or_the_bind_flag() {
     let env = cluster_env("127.0.0.1:7000", "1", "1");
-    let cfg = scheduler_config(&Overrides::default(), &env, None).unwrap();
+    let cfg = input(&Overrides::default(), &env, None)
+        .scheduler()
+        .unwrap();
     assert_eq!(cfg.bind, "127.0.0.1:7000".parse().unwrap());
     let flags = Overrides {
         bind: Some("127.0.0.1:0".into()),
         ..Default::default()
     };
-    let cfg = scheduler_config(&flags, &env, None).unwrap();
+    let cfg = input(&flags, &env, None).scheduler().unwrap();
     assert_eq!(cfg.bind, "127.0.0.1:0".parse().unwrap());
     assert_eq!(cfg.cluster.scheduler, "127.0.0.1:7000".parse().unwrap());
 }
@@ -223,7 +245,9 @@ fn scheduler_binds_its_own_address_or_the_bind_flag() {
 #[test]
 fn empty_environment_variable_counts_as_unset() {
     let env = env(&[(ENV_NUM_SERVERS, ""), (ENV_SCHEDULER, "127.0.0.1:1")]);
-    let cfg = worker_config(&Overrides::default(), &env, Some(&file(FULL_FILE))).unwrap();
+    let cfg = input(&Overrides::default(), &env, Some(&file(FULL_FILE)))
+        .worker()
+        .unwrap();
     assert_eq!(cfg.cluster.num_servers, 4);
 }
 
@@ -259,7 +283,7 @@ fn zero_servers_from_each_source_names_that_source() {
         num_servers: Some("0".into()),
         ..Default::default()
     };
-    assert_flags_error(worker_config, &flags, &["flag --num-servers", "`0`"]);
+    assert_flags_error(ConfigInput::worker, &flags, &["flag --num-servers", "`0`"]);
 
     assert_worker_error(
         &[(ENV_NUM_SERVERS, "0")],
@@ -286,13 +310,17 @@ fn unparseable_address_names_source_and_value() {
         bind: Some("1.2.3.4:99999".into()),
         ..Default::default()
     };
-    assert_flags_error(server_config, &flags, &["flag --bind", "1.2.3.4:99999"]);
+    assert_flags_error(
+        ConfigInput::server,
+        &flags,
+        &["flag --bind", "1.2.3.4:99999"],
+    );
 }
 
 #[test]
 fn host_names_are_resolved_preferring_ipv4() {
     let env = cluster_env("localhost:7000", "1", "1");
-    let cfg = worker_config(&Overrides::default(), &env, None).unwrap();
+    let cfg = input(&Overrides::default(), &env, None).worker().unwrap();
     assert!(cfg.cluster.scheduler.ip().is_loopback());
     assert_eq!(cfg.cluster.scheduler.port(), 7000);
 }
@@ -307,11 +335,14 @@ fn missing_settings_say_how_to_set_them() {
         &["number of workers"],
     );
 
-    let err = error_text(scheduler_config(
-        &Overrides::default(),
-        &env(&[(ENV_NUM_SERVERS, "1"), (ENV_NUM_WORKERS, "1")]),
-        None,
-    ));
+    let err = error_text(
+        input(
+            &Overrides::default(),
+            &env(&[(ENV_NUM_SERVERS, "1"), (ENV_NUM_WORKERS, "1")]),
+            None,
+        )
+        .scheduler(),
+    );
     assert!(err.contains("--bind"), "{err}");
 }
 
@@ -359,9 +390,9 @@ fn a_role_without_a_secret_refuses_to_start_and_says_how_to_give_one() {
         (ENV_NUM_WORKERS, "1"),
     ]);
     for err in [
-        error_text(scheduler_config(&Overrides::default(), &env, None)),
-        error_text(server_config(&Overrides::default(), &env, None)),
-        error_text(worker_config(&Overrides::default(), &env, None)),
+        error_text(input(&Overrides::default(), &env, None).scheduler()),
+        error_text(input(&Overrides::default(), &env, None).server()),
+        error_text(input(&Overrides::default(), &env, None).worker()),
     ] {
         for wanted in [
             "no cluster secret",
@@ -385,21 +416,24 @@ fn insecure_is_explicit_from_any_source() {
         insecure: Some("true".into()),
         ..Default::default()
     };
-    let cfg = worker_config(&flags, &bare_env(&base), None).unwrap();
+    let cfg = input(&flags, &bare_env(&base), None).worker().unwrap();
     assert!(cfg.cluster.key.is_insecure());
     let mut with_env = base.to_vec();
     with_env.push((ENV_INSECURE, "1"));
-    let cfg = worker_config(&Overrides::default(), &bare_env(&with_env), None).unwrap();
+    let cfg = input(&Overrides::default(), &bare_env(&with_env), None)
+        .worker()
+        .unwrap();
     assert!(cfg.cluster.key.is_insecure());
-    let cfg = worker_config(
+    let cfg = input(
         &Overrides::default(),
         &bare_env(&base),
         Some(&file("insecure = true")),
     )
+    .worker()
     .unwrap();
     assert!(cfg.cluster.key.is_insecure());
     // Insecure together with a secret is a contradiction, not a choice.
-    let err = error_text(worker_config(&flags, &env(&base), None));
+    let err = error_text(input(&flags, &env(&base), None).worker());
     assert!(err.contains("--insecure") && err.contains("both"), "{err}");
 }
 
@@ -415,11 +449,11 @@ fn a_secret_file_is_read_and_trimmed_when_only_its_owner_can_read_it() {
         (ENV_NUM_SERVERS, "1"),
         (ENV_NUM_WORKERS, "1"),
     ]);
-    let cfg = worker_config(&flags, &base, None).unwrap();
+    let cfg = input(&flags, &base, None).worker().unwrap();
     assert_eq!(cfg.cluster.key, secret("file-secret"));
     let mut both = base.clone();
     both.insert(ENV_SECRET.into(), "other".into());
-    let err = error_text(worker_config(&flags, &both, None));
+    let err = error_text(input(&flags, &both, None).worker());
     assert!(err.contains("keep one"), "{err}");
 }
 
@@ -435,7 +469,7 @@ fn a_secret_file_others_can_read_is_refused_like_ssh_refuses_a_key() {
         (ENV_NUM_SERVERS, "1"),
         (ENV_NUM_WORKERS, "1"),
     ]);
-    let err = error_text(worker_config(&flags, &env, None));
+    let err = error_text(input(&flags, &env, None).worker());
     assert!(
         err.contains(&path) && err.contains("644") && err.contains("chmod 600"),
         "{err}"
