@@ -80,15 +80,7 @@ fn roles_configured_by_environment_variables_form_a_job() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(scheduler.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("FERROPS_SCHEDULER=")
-        .expect("announce line")
-        .to_string();
+    let addr = announced_address(&mut scheduler);
     let env = |c: &mut Command, role: &str| {
         c.env("FERROPS_ROLE", role)
             .env("FERROPS_SECRET", "env-launch-secret")
@@ -255,33 +247,40 @@ fn bench_reducers_reports_every_configuration_against_none() {
     }
 }
 
+/// The address a scheduler started with piped stdout announces on its first line.
+fn announced_address(scheduler: &mut std::process::Child) -> String {
+    let mut line = String::new();
+    BufReader::new(scheduler.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    line.trim()
+        .strip_prefix("FERROPS_SCHEDULER=")
+        .unwrap_or_else(|| panic!("announce line, got `{line}`"))
+        .to_string()
+}
+
+/// `ferrops scheduler` on loopback for 1 server and 1 worker.
+fn small_scheduler() -> Command {
+    let mut c = ferrops();
+    c.args(["scheduler", "--bind", "127.0.0.1:0"]).args([
+        "--num-servers",
+        "1",
+        "--num-workers",
+        "1",
+    ]);
+    c
+}
+
 /// Starts a scheduler for 1 server and 1 worker with `secret`; returns it (stderr piped) and
 /// its address.
 fn scheduler_with_secret(secret: &str) -> (std::process::Child, String) {
-    let mut scheduler = ferrops()
-        .args([
-            "scheduler",
-            "--bind",
-            "127.0.0.1:0",
-            "--num-servers",
-            "1",
-            "--num-workers",
-            "1",
-        ])
+    let mut scheduler = small_scheduler()
         .env("FERROPS_SECRET", secret)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(scheduler.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("FERROPS_SCHEDULER=")
-        .expect("announce line")
-        .to_string();
+    let addr = announced_address(&mut scheduler);
     (scheduler, addr)
 }
 
@@ -338,26 +337,13 @@ fn a_role_without_a_secret_refuses_to_start_unless_told_insecure() {
     assert!(out.stdout.is_empty(), "it never announced an address");
 
     // With --insecure it starts, and says loudly what that means.
-    let mut insecure = ferrops()
-        .args([
-            "scheduler",
-            "--bind",
-            "127.0.0.1:0",
-            "--num-servers",
-            "1",
-            "--num-workers",
-            "1",
-        ])
+    let mut insecure = small_scheduler()
         .arg("--insecure")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(insecure.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert!(line.starts_with("FERROPS_SCHEDULER="), "{line}");
+    announced_address(&mut insecure);
     insecure.kill().unwrap();
     let err = String::from_utf8_lossy(&insecure.wait_with_output().unwrap().stderr).into_owned();
     assert!(err.contains("without a cluster secret"), "{err}");

@@ -223,10 +223,7 @@ impl Io<'_> {
 
     /// Who `peer` proved to be in the handshake (`None` for no such connection).
     pub fn identity(&self, peer: PeerId) -> Option<Identity> {
-        match self.auth.get(peer) {
-            Some(AuthState::Ready(id)) => Some(*id),
-            _ => None,
-        }
+        proved_identity(self.auth, peer)
     }
 
     /// Opens a connection to `addr`, authenticates it and adds it to the loop.
@@ -285,13 +282,11 @@ fn add_peer(
     Ok(id)
 }
 
-/// A freshly accepted connection: tight limits until it authenticates.
-fn pending(link: &mut Link, addr: SocketAddr, timeout: Duration) -> AuthState {
-    link.replace_limits(auth::HANDSHAKE_LIMITS);
-    AuthState::Pending {
-        handshake: ServerHandshake::default(),
-        addr,
-        deadline: Instant::now() + timeout,
+/// The identity connection `peer` proved, once it has.
+fn proved_identity(auth: &[AuthState], peer: PeerId) -> Option<Identity> {
+    match auth.get(peer) {
+        Some(AuthState::Ready(id)) => Some(*id),
+        _ => None,
     }
 }
 
@@ -410,10 +405,7 @@ impl EventLoop {
 
     /// Who the peer of connection `peer` proved to be.
     pub fn identity(&self, peer: PeerId) -> Option<Identity> {
-        match self.auth.get(peer) {
-            Some(AuthState::Ready(id)) => Some(*id),
-            _ => None,
-        }
+        proved_identity(&self.auth, peer)
     }
 
     /// The credentials this loop presents and checks.
@@ -613,6 +605,28 @@ impl EventLoop {
         }
     }
 
+    /// Adds a freshly accepted connection from `addr`: it may carry nothing but the handshake
+    /// (tight limits) and has until the handshake timeout to finish it.
+    fn add_unauthenticated(
+        &mut self,
+        mut link: Link,
+        addr: SocketAddr,
+    ) -> Result<PeerId, NetError> {
+        link.replace_limits(auth::HANDSHAKE_LIMITS);
+        let state = AuthState::Pending {
+            handshake: ServerHandshake::default(),
+            addr,
+            deadline: Instant::now() + self.settings.handshake_timeout,
+        };
+        add_peer(
+            &mut self.peers,
+            &mut self.auth,
+            self.poll.registry(),
+            link,
+            state,
+        )
+    }
+
     /// Accepts every waiting connection; each starts with the handshake.
     fn accept_all(&mut self) -> Result<(), NetError> {
         loop {
@@ -623,15 +637,7 @@ impl EventLoop {
                 Ok((stream, addr)) => {
                     let s = &self.settings;
                     let peer = Peer::new(stream, s.limits, s.pool.clone(), s.metrics.clone())?;
-                    let mut link = Link::from(peer);
-                    let state = pending(&mut link, addr, s.handshake_timeout);
-                    add_peer(
-                        &mut self.peers,
-                        &mut self.auth,
-                        self.poll.registry(),
-                        link,
-                        state,
-                    )?;
+                    self.add_unauthenticated(peer.into(), addr)?;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -677,15 +683,7 @@ impl EventLoop {
                 .rdma
                 .as_ref()
                 .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |r| r.addr);
-            let mut link = Link::from(conn);
-            let state = pending(&mut link, addr, self.settings.handshake_timeout);
-            let id = add_peer(
-                &mut self.peers,
-                &mut self.auth,
-                self.poll.registry(),
-                link,
-                state,
-            )?;
+            let id = self.add_unauthenticated(conn.into(), addr)?;
             // Frames may have arrived before the fd was registered (edge-triggered).
             let (_, _) = self.read_peer(id, handler, closed);
         }

@@ -60,41 +60,30 @@ pub trait Dialed {
     fn remote(&self) -> Option<std::net::SocketAddr>;
 }
 
-impl Dialed for Link {
-    fn send_frame(&mut self, frame: &FrameParts<'_>) -> Result<(), NetError> {
-        self.send(frame)
-    }
-    fn flush_out(&mut self) -> Result<bool, NetError> {
-        self.flush()
-    }
-    fn next_frame(&mut self) -> Result<ReadOutcome, NetError> {
-        self.read_frame(&mut NoDirectValues)
-    }
-    fn set_limits(&mut self, limits: FrameLimits) -> FrameLimits {
-        self.replace_limits(limits)
-    }
-    fn remote(&self) -> Option<std::net::SocketAddr> {
-        self.addr()
-    }
+/// `Dialed` for connection types whose own methods already have these meanings.
+macro_rules! dialed_by_forwarding {
+    ($($conn:ty),*) => {$(
+        impl Dialed for $conn {
+            fn send_frame(&mut self, frame: &FrameParts<'_>) -> Result<(), NetError> {
+                self.send(frame)
+            }
+            fn flush_out(&mut self) -> Result<bool, NetError> {
+                self.flush()
+            }
+            fn next_frame(&mut self) -> Result<ReadOutcome, NetError> {
+                self.read_frame(&mut NoDirectValues)
+            }
+            fn set_limits(&mut self, limits: FrameLimits) -> FrameLimits {
+                self.replace_limits(limits)
+            }
+            fn remote(&self) -> Option<std::net::SocketAddr> {
+                self.addr()
+            }
+        }
+    )*};
 }
 
-impl Dialed for Peer {
-    fn send_frame(&mut self, frame: &FrameParts<'_>) -> Result<(), NetError> {
-        self.send(frame)
-    }
-    fn flush_out(&mut self) -> Result<bool, NetError> {
-        self.flush()
-    }
-    fn next_frame(&mut self) -> Result<ReadOutcome, NetError> {
-        self.read_frame(&mut NoDirectValues)
-    }
-    fn set_limits(&mut self, limits: FrameLimits) -> FrameLimits {
-        self.replace_limits(limits)
-    }
-    fn remote(&self) -> Option<std::net::SocketAddr> {
-        self.addr()
-    }
-}
+dialed_by_forwarding!(Link, Peer);
 
 /// Authenticates a connection this node dialed: runs the client side of the handshake and
 /// returns the identity the peer proved. Frames other than the handshake's are refused until

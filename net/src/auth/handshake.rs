@@ -387,6 +387,15 @@ mod tests {
         }
     }
 
+    /// A server side of `server` that has answered `hello`, and its challenge.
+    fn challenged(server: &Credentials, hello: &AuthMessage) -> (ServerHandshake, AuthMessage) {
+        let mut s = ServerHandshake::default();
+        let ServerStep::Reply(challenge) = s.on_message(server, hello).unwrap() else {
+            panic!("a hello is answered by a challenge")
+        };
+        (s, challenge)
+    }
+
     /// Runs a whole handshake in memory; the client's or the server's error, whichever came.
     fn run(client: &Credentials, server: &Credentials) -> Result<(Identity, Identity), AuthError> {
         let (mut c, hello) = ClientHandshake::start(client);
@@ -412,11 +421,7 @@ mod tests {
     fn a_wrong_secret_is_caught_by_the_client_first() {
         // The server proves itself first, so a node with the wrong secret never sends a proof.
         let (mut c, hello) = ClientHandshake::start(&creds(Some("wrong"), 1, 7));
-        let mut s = ServerHandshake::default();
-        let ServerStep::Reply(challenge) = s.on_message(&creds(Some("k"), 0, 2), &hello).unwrap()
-        else {
-            panic!()
-        };
+        let (_, challenge) = challenged(&creds(Some("k"), 0, 2), &hello);
         assert_eq!(
             c.on_challenge(&challenge).unwrap_err(),
             AuthError::WrongSecret
@@ -427,8 +432,7 @@ mod tests {
     fn a_forged_client_proof_is_refused_by_the_server() {
         let server = creds(Some("k"), 0, 2);
         let (_, hello) = ClientHandshake::start(&creds(Some("k"), 1, 7));
-        let mut s = ServerHandshake::default();
-        s.on_message(&server, &hello).unwrap();
+        let (mut s, _) = challenged(&server, &hello);
         let mut proof = AuthMessage::new(Phase::Proof, &server.key, Identity::unassigned(1));
         proof.mac = [0xAA; MAC_LEN];
         assert_eq!(
@@ -443,13 +447,9 @@ mod tests {
         // the server's new nonce makes the old proof worthless.
         let (client, server) = (creds(Some("k"), 1, 7), creds(Some("k"), 0, 2));
         let (mut c, hello) = ClientHandshake::start(&client);
-        let mut s = ServerHandshake::default();
-        let ServerStep::Reply(challenge) = s.on_message(&server, &hello).unwrap() else {
-            panic!()
-        };
+        let (_, challenge) = challenged(&server, &hello);
         let recorded_proof = c.on_challenge(&challenge).unwrap();
-        let mut replayed = ServerHandshake::default();
-        replayed.on_message(&server, &hello).unwrap();
+        let (mut replayed, _) = challenged(&server, &hello);
         assert_eq!(
             replayed.on_message(&server, &recorded_proof).unwrap_err(),
             AuthError::WrongSecret
@@ -463,10 +463,7 @@ mod tests {
         let (client, server) = (creds(Some("k"), 1, 7), creds(Some("k"), 0, 2));
         let (mut c, mut hello) = ClientHandshake::start(&client);
         hello.node = 3.into();
-        let mut s = ServerHandshake::default();
-        let ServerStep::Reply(challenge) = s.on_message(&server, &hello).unwrap() else {
-            panic!()
-        };
+        let (_, challenge) = challenged(&server, &hello);
         assert_eq!(
             c.on_challenge(&challenge).unwrap_err(),
             AuthError::WrongSecret
@@ -490,10 +487,7 @@ mod tests {
     fn steps_out_of_order_are_refused() {
         let server = creds(Some("k"), 0, 2);
         let (c, hello) = ClientHandshake::start(&creds(Some("k"), 1, 7));
-        let mut s = ServerHandshake::default();
-        let ServerStep::Reply(challenge) = s.on_message(&server, &hello).unwrap() else {
-            panic!()
-        };
+        let (mut s, challenge) = challenged(&server, &hello);
         // A second hello where the proof is due.
         assert!(matches!(
             s.on_message(&server, &hello),

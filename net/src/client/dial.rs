@@ -72,29 +72,6 @@ impl Dialer {
         pool: BufferPool,
         metrics: Metrics,
     ) -> Result<Link, DialError> {
-        let mut link = self.open(to, options, pool, metrics)?;
-        let identity = auth::authenticate(
-            &mut link,
-            &options.credentials,
-            auth::DEFAULT_HANDSHAKE_TIMEOUT,
-        )?;
-        if identity.role != options.server_role {
-            return Err(DialError::Config(format!(
-                "server {} at {} authenticated as role {} (node {}), not as a server",
-                to.server, to.tcp, identity.role, identity.node
-            )));
-        }
-        Ok(link)
-    }
-
-    /// Opens a connection to `to` without authenticating it.
-    fn open(
-        &self,
-        to: ServerAddrs<'_>,
-        options: &DialOptions,
-        pool: BufferPool,
-        metrics: Metrics,
-    ) -> Result<Link, DialError> {
         let parse = |text: &str| -> Result<SocketAddr, DialError> {
             text.parse().map_err(|e| {
                 DialError::Config(format!(
@@ -108,7 +85,7 @@ impl Dialer {
                 Some(rdma) => {
                     let addr = parse(rdma)?;
                     match dial_rdma(addr, options, pool.clone(), metrics.clone()) {
-                        Ok(link) => return Ok(link),
+                        Ok(link) => return authenticated(link, to, options),
                         Err(e) if self.mode == TransportMode::Rdma => return Err(e),
                         Err(e) => tracing::warn!(
                             "server {}: RDMA connection to {addr} failed ({e}); using TCP",
@@ -131,8 +108,29 @@ impl Dialer {
         }
         let addr = parse(to.tcp)?;
         let peer = Peer::connect(addr, options.connect_timeout, options.limits, pool, metrics)?;
-        Ok(Link::Tcp(peer))
+        authenticated(Link::Tcp(peer), to, options)
     }
+}
+
+/// `link` once the server at its other end has proved it holds the cluster secret and is a
+/// server (an authentication failure is final: it does not fall back to another transport).
+fn authenticated(
+    mut link: Link,
+    to: ServerAddrs<'_>,
+    options: &DialOptions,
+) -> Result<Link, DialError> {
+    let identity = auth::authenticate(
+        &mut link,
+        &options.credentials,
+        auth::DEFAULT_HANDSHAKE_TIMEOUT,
+    )?;
+    if identity.role != options.server_role {
+        return Err(DialError::Config(format!(
+            "server {} at {} authenticated as role {} (node {}), not as a server",
+            to.server, to.tcp, identity.role, identity.node
+        )));
+    }
+    Ok(link)
 }
 
 #[cfg(feature = "rdma")]

@@ -371,15 +371,29 @@ fn config_file_comes_from_flag_then_environment() {
         .is_none());
 }
 
-/// A file holding `text` with permission bits `mode`, in a fresh temporary folder.
-fn secret_file(text: &str, mode: u32) -> (tempfile::TempDir, String) {
+/// A job's environment with no word about authentication.
+fn job_env_without_secret() -> EnvMap {
+    bare_env(&[
+        (ENV_SCHEDULER, "127.0.0.1:7000"),
+        (ENV_NUM_SERVERS, "1"),
+        (ENV_NUM_WORKERS, "1"),
+    ])
+}
+
+/// `--secret-file` naming a file that holds `text` with permission bits `mode`, in a fresh
+/// temporary folder (kept while the first value lives); also the file's path.
+fn secret_file_flag(text: &str, mode: u32) -> (tempfile::TempDir, String, Overrides) {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("secret");
     std::fs::write(&path, text).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
     let path = path.to_str().unwrap().to_string();
-    (dir, path)
+    let flags = Overrides {
+        secret_file: Some(path.clone()),
+        ..Default::default()
+    };
+    (dir, path, flags)
 }
 
 #[test]
@@ -439,16 +453,8 @@ fn insecure_is_explicit_from_any_source() {
 
 #[test]
 fn a_secret_file_is_read_and_trimmed_when_only_its_owner_can_read_it() {
-    let (_dir, path) = secret_file("file-secret\n", 0o600);
-    let flags = Overrides {
-        secret_file: Some(path.clone()),
-        ..Default::default()
-    };
-    let base = bare_env(&[
-        (ENV_SCHEDULER, "127.0.0.1:7000"),
-        (ENV_NUM_SERVERS, "1"),
-        (ENV_NUM_WORKERS, "1"),
-    ]);
+    let (_dir, _, flags) = secret_file_flag("file-secret\n", 0o600);
+    let base = job_env_without_secret();
     let cfg = input(&flags, &base, None).worker().unwrap();
     assert_eq!(cfg.cluster.key, secret("file-secret"));
     let mut both = base.clone();
@@ -459,16 +465,8 @@ fn a_secret_file_is_read_and_trimmed_when_only_its_owner_can_read_it() {
 
 #[test]
 fn a_secret_file_others_can_read_is_refused_like_ssh_refuses_a_key() {
-    let (_dir, path) = secret_file("s", 0o644);
-    let flags = Overrides {
-        secret_file: Some(path.clone()),
-        ..Default::default()
-    };
-    let env = bare_env(&[
-        (ENV_SCHEDULER, "127.0.0.1:7000"),
-        (ENV_NUM_SERVERS, "1"),
-        (ENV_NUM_WORKERS, "1"),
-    ]);
+    let (_dir, path, flags) = secret_file_flag("s", 0o644);
+    let env = job_env_without_secret();
     let err = error_text(input(&flags, &env, None).worker());
     assert!(
         err.contains(&path) && err.contains("644") && err.contains("chmod 600"),
