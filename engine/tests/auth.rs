@@ -9,7 +9,8 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use ferrops_engine::config::WorkerConfig;
-use ferrops_engine::{TableId, TableSpec, Worker};
+use ferrops_engine::control::Control;
+use ferrops_engine::{Role, TableId, TableSpec, Worker};
 use ferrops_net::auth::{ClusterKey, Secret};
 use ferrops_net::{pad8, FrameParts, Header, Opcode, Status, HEADER_LEN};
 use zerocopy::{FromBytes, IntoBytes};
@@ -48,6 +49,12 @@ fn push(w: &Worker, t: TableId, sender: u32, seq: u64, keys: &[u64], values: &[f
 
 /// The next frame's header and its extra section as text.
 fn read_reply(s: &mut TcpStream) -> (Header, String) {
+    let (h, extra) = read_frame(s);
+    (h, String::from_utf8_lossy(&extra).into_owned())
+}
+
+/// The next frame's header and its extra section.
+fn read_frame(s: &mut TcpStream) -> (Header, Vec<u8>) {
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut head = [0u8; HEADER_LEN];
     s.read_exact(&mut head).expect("a reply");
@@ -55,8 +62,10 @@ fn read_reply(s: &mut TcpStream) -> (Header, String) {
     let mut payload = vec![0u8; h.payload_len() as usize];
     s.read_exact(&mut payload).unwrap();
     let extra_at = pad8(h.keys_len.get() as usize) + pad8(h.values_len.get() as usize);
-    let text = &payload[extra_at..extra_at + h.extra_len.get() as usize];
-    (h, String::from_utf8_lossy(text).into_owned())
+    (
+        h,
+        payload[extra_at..extra_at + h.extra_len.get() as usize].to_vec(),
+    )
 }
 
 /// Whether the server has closed `s` (reads end).
@@ -175,4 +184,68 @@ fn a_peer_with_the_secret_cannot_jump_its_own_sequence_number_out_of_the_window(
         );
         assert_eq!(w.pull(t, &[9]).unwrap(), vec![2.0]);
     });
+}
+
+#[test]
+fn a_connection_that_never_authenticates_is_dropped_after_the_handshake_timeout() {
+    let job = common::start_configured(
+        1,
+        1,
+        |c| c.handshake_timeout = Duration::from_millis(300),
+        |_, _| {},
+    );
+    let mut idle = TcpStream::connect(job.cluster.scheduler).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut rest = Vec::new();
+    idle.read_to_end(&mut rest)
+        .expect("the scheduler closes a silent connection");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "closed after {:?}",
+        started.elapsed()
+    );
+    job.run_workers(1, |w| w.finish().unwrap());
+    job.join();
+}
+
+#[test]
+fn the_scheduler_takes_a_registration_only_in_the_role_the_connection_proved() {
+    // Finding 5: a worker (with the secret) registering as a server would have received half
+    // the pushes and chosen what workers read.
+    let job = common::start(1, 1);
+    let mut s = TcpStream::connect(job.cluster.scheduler).unwrap();
+    let creds = job.cluster.credentials(Role::Worker, None);
+    ferrops_net::auth::authenticate_stream(&mut s, &creds, Duration::from_secs(10)).unwrap();
+    let (header, extra) = Control::Register {
+        role: Role::Server,
+        addr: Some("127.0.0.1:9".into()),
+        rdma_addr: None,
+    }
+    .frame();
+    let mut frame = FrameParts::with_extra(header, &extra);
+    frame.finish(true);
+    let mut bytes = frame.header.as_bytes().to_vec();
+    bytes.extend_from_slice(&extra);
+    bytes.resize(HEADER_LEN + pad8(extra.len()), 0);
+    s.write_all(&bytes).unwrap();
+    let (h, extra) = read_frame(&mut s);
+    assert_eq!(h.opcode(), Some(Opcode::Control));
+    match Control::decode(&extra).unwrap() {
+        Control::Refused { reason } => assert!(
+            reason.contains("authenticated as worker, it cannot register as a server"),
+            "{reason}"
+        ),
+        other => panic!("registered as a server: {other:?}"),
+    }
+    drop(s);
+    // The job's real server and worker still form the job.
+    job.run_workers(1, |w| {
+        let t = w.declare_table(TableSpec::new("t", 1)).unwrap();
+        w.push(t, &[3], &[1.0]).unwrap();
+        assert_eq!(w.pull(t, &[3]).unwrap(), vec![1.0]);
+        w.finish().unwrap();
+    });
+    job.join();
 }
