@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use ferrops_net::{FrameLimits, TransportMode};
+use ferrops_net::{Budgets, FrameLimits, TransportMode};
 
 use crate::memory::{HugePolicy, LockPolicy, SegmentOptions};
 
@@ -19,6 +19,9 @@ pub struct ClusterConfig {
     pub num_workers: usize,
     /// Largest frame sections a node accepts from a peer.
     pub limits: FrameLimits,
+    /// What peers can make a scheduler or server process hold: queued replies per connection
+    /// and in all (backpressure), large incoming frames, connections per listener.
+    pub budgets: Budgets,
     /// Cluster secret for the connect-time challenge; `None` is only accepted on loopback.
     pub secret: Option<String>,
     /// How long a node waits for the scheduler before giving up.
@@ -58,6 +61,7 @@ impl ClusterConfig {
             num_servers,
             num_workers,
             limits: FrameLimits::default(),
+            budgets: Budgets::default(),
             secret: None,
             connect_timeout: Duration::from_secs(30),
             key_cache_keys: 1 << 24,

@@ -21,9 +21,10 @@ use std::time::{Duration, Instant};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Registry, Token};
 
+use crate::budget::{Admission, HeldReads};
 use crate::{
-    BufferPool, Frame, FrameLimits, FrameParts, Header, Link, Metrics, NetError, NoDirectValues,
-    Opcode, Peer, ReadOutcome,
+    Budget, BufferPool, Frame, FrameLimits, FrameParts, Header, Link, Metrics, NetError,
+    NoDirectValues, Opcode, Peer, ReadOutcome,
 };
 
 /// Identifies a connection within one [`EventLoop`].
@@ -80,6 +81,7 @@ struct Settings {
     metrics: Metrics,
     payload_crc: bool,
     max_backlog: usize,
+    budget: Budget,
 }
 
 impl Io<'_> {
@@ -87,9 +89,11 @@ impl Io<'_> {
     pub fn send(&mut self, peer: PeerId, frame: &mut FrameParts<'_>) -> Result<(), NetError> {
         frame.finish(self.settings.payload_crc);
         let p = self.link_mut(peer)?;
-        let was_empty = p.queued_bytes() == 0;
+        let before = p.queued_bytes();
         p.send(frame)?;
-        self.after_send(peer, was_empty)
+        let after = p.queued_bytes();
+        self.settings.budget.replies_changed(before, after);
+        self.after_send(peer, before == 0)
     }
 
     /// Sends `frame` with its values RDMA-written into `dest`, the buffer the peer named in
@@ -187,6 +191,8 @@ impl Io<'_> {
     pub fn close(&mut self, peer: PeerId, reason: CloseReason) {
         if let Some(mut p) = self.peers.get_mut(peer).and_then(Option::take) {
             let _ = p.flush();
+            // What it never wrote is dropped with it.
+            self.settings.budget.replies_changed(p.queued_bytes(), 0);
             let _ = p.deregister(self.registry);
             self.closed.push((peer, reason));
         }
@@ -238,6 +244,9 @@ pub struct EventLoop {
     peers: Vec<Option<Link>>,
     settings: Settings,
     tick: Duration,
+    /// Connections not read until their queued replies drain.
+    held: HeldReads,
+    admission: Admission,
 }
 
 /// The thread that accepts RDMA connections for a loop, and how they reach it.
@@ -260,11 +269,22 @@ impl Drop for RdmaAcceptor {
 
 impl EventLoop {
     /// A loop listening on `bind` (port 0 picks a free port) or, with `None`, only making
-    /// outgoing connections.
+    /// outgoing connections, with the default [`Budget`] of its own.
     pub fn new(
         bind: Option<SocketAddr>,
         limits: FrameLimits,
         metrics: Metrics,
+    ) -> Result<EventLoop, NetError> {
+        EventLoop::with_budget(bind, limits, metrics, Budget::default())
+    }
+
+    /// [`EventLoop::new`] charging replies, large frames and connections to `budget` (which
+    /// other loops of the process may share).
+    pub fn with_budget(
+        bind: Option<SocketAddr>,
+        limits: FrameLimits,
+        metrics: Metrics,
+        budget: Budget,
     ) -> Result<EventLoop, NetError> {
         let poll = Poll::new()?;
         let listener = match bind {
@@ -286,12 +306,15 @@ impl EventLoop {
             peers: Vec::new(),
             settings: Settings {
                 limits,
-                pool: BufferPool::new(),
+                pool: BufferPool::with_budget(budget.clone()),
                 metrics,
                 payload_crc: true,
                 max_backlog: 4 << 30,
+                budget,
             },
             tick: Duration::from_millis(100),
+            held: HeldReads::default(),
+            admission: Admission::default(),
         })
     }
 
@@ -313,6 +336,11 @@ impl EventLoop {
     /// The node's counters.
     pub fn metrics(&self) -> &Metrics {
         &self.settings.metrics
+    }
+
+    /// What replies, large frames and connections are charged to.
+    pub fn budget(&self) -> &Budget {
+        &self.settings.budget
     }
 
     /// Opens a connection before the loop runs.
@@ -485,8 +513,12 @@ impl EventLoop {
                 }
                 self.report_closed(handler, &mut closed);
             }
+            self.release_held(&mut backlog);
             if check_clock && last_tick.elapsed() >= self.tick {
                 last_tick = Instant::now();
+                if std::mem::take(&mut self.admission.retry) {
+                    self.accept_all(handler, &mut closed)?;
+                }
                 let mut io = self.io(&mut closed);
                 handler.on_tick(&mut io);
                 self.report_closed(handler, &mut closed);
@@ -522,26 +554,65 @@ impl EventLoop {
         handler: &mut impl Handler,
         closed: &mut Vec<(PeerId, CloseReason)>,
     ) -> Result<(), NetError> {
+        self.admission.open = self.peers.iter().filter(|p| p.is_some()).count();
         loop {
             let Some(listener) = self.listener.as_ref() else {
                 return Ok(());
             };
             match listener.accept() {
                 Ok((stream, addr)) => {
-                    let s = &self.settings;
-                    let peer = Peer::new(stream, s.limits, s.pool.clone(), s.metrics.clone())?;
-                    let id = add_peer(&mut self.peers, self.poll.registry(), peer.into())?;
+                    let limits = self.settings.budget.limits();
+                    if self.admission.full(limits) {
+                        let limit = limits.max_connections;
+                        self.admission.refuse(stream, addr, limit);
+                        continue;
+                    }
+                    let Some(id) = self.add_accepted(stream, addr) else {
+                        continue;
+                    };
+                    self.admission.open += 1;
                     let mut io = self.io(closed);
                     handler.on_accept(id, addr, &mut io);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    tracing::warn!("accept failed: {e}");
+                    self.admission.accept_failed(&e);
                     return Ok(());
                 }
             }
         }
+    }
+
+    /// Adds an accepted connection; one that fails to set up (gone already) is logged and
+    /// dropped, never fatal to the loop.
+    fn add_accepted(&mut self, stream: mio::net::TcpStream, addr: SocketAddr) -> Option<PeerId> {
+        let s = &self.settings;
+        let added = Peer::new(stream, s.limits, s.pool.clone(), s.metrics.clone())
+            .map_err(NetError::from)
+            .and_then(|peer| add_peer(&mut self.peers, self.poll.registry(), peer.into()));
+        match added {
+            Ok(id) => Some(id),
+            Err(e) => {
+                tracing::warn!("dropping connection from {addr}: {e}");
+                None
+            }
+        }
+    }
+
+    /// Queues for reading the held connections whose replies have drained under budget.
+    fn release_held(&mut self, backlog: &mut Vec<PeerId>) {
+        let peers = &self.peers;
+        self.held.release(
+            &self.settings.budget,
+            |p| {
+                peers
+                    .get(p)
+                    .and_then(Option::as_ref)
+                    .map(Link::queued_bytes)
+            },
+            backlog,
+        );
     }
 
     /// Re-arms every RDMA connection's fd before a sleep; those with a frame already waiting go
@@ -592,7 +663,12 @@ impl EventLoop {
         let Some(p) = self.peers.get_mut(peer).and_then(Option::as_mut) else {
             return;
         };
-        match p.flush() {
+        let before = p.queued_bytes();
+        let flushed = p.flush();
+        self.settings
+            .budget
+            .replies_changed(before, p.queued_bytes());
+        match flushed {
             Ok(true) => {
                 let _ = p.reregister(self.poll.registry(), Token(peer), Interest::READABLE);
             }
@@ -615,6 +691,10 @@ impl EventLoop {
             let Some(p) = self.peers.get_mut(peer).and_then(Option::as_mut) else {
                 return (n, false);
             };
+            if self.settings.budget.holds_reads(p.queued_bytes()) {
+                self.held.hold(peer);
+                return (n, false);
+            }
             match p.read_frame(&mut NoDirectValues) {
                 Ok(ReadOutcome::Frame(frame)) => {
                     let mut io = self.io(closed);

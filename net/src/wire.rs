@@ -116,6 +116,8 @@ wire_enum! {
         KeysUnknown = 9,
         /// The server cannot hold more parameters (table capacity or memory exhausted).
         OutOfMemory = 10,
+        /// The node is at a limit (connections); try again later.
+        Busy = 11,
         /// A status this build does not know.
         Unknown = u16::MAX,
     }

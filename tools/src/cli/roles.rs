@@ -51,6 +51,30 @@ pub struct ClusterFlags {
     /// [file: connect_timeout_ms] [default: 30000]
     #[arg(long, value_name = "MS")]
     pub connect_timeout_ms: Option<String>,
+
+    /// Connections one listener (server shard, scheduler) holds at most; one more is refused
+    /// with an error naming the limit [env: FERROPS_MAX_CONNECTIONS] [file: max_connections]
+    /// [default: the open-files limit less 64]
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<String>,
+
+    /// Reply bytes queued for one connection above which its requests are not read until it
+    /// reads its replies [env: FERROPS_REPLY_BUDGET_BYTES] [file: reply_budget_bytes]
+    /// [default: 67108864 (64 MiB)]
+    #[arg(long, value_name = "BYTES")]
+    pub reply_budget_bytes: Option<String>,
+
+    /// Reply bytes queued for all connections of the process above which connections with
+    /// queued replies are not read [env: FERROPS_REPLY_BUDGET_TOTAL_BYTES] [file:
+    /// reply_budget_total_bytes] [default: 1073741824 (1 GiB)]
+    #[arg(long, value_name = "BYTES")]
+    pub reply_budget_total_bytes: Option<String>,
+
+    /// Bytes of large incoming frames (over 1 MiB, grown as their bytes arrive) the process
+    /// holds at most; a frame that would pass it is refused and its connection closed [env:
+    /// FERROPS_FRAME_BUDGET_BYTES] [file: frame_budget_bytes] [default: 4294967296 (4 GiB)]
+    #[arg(long, value_name = "BYTES")]
+    pub frame_budget_bytes: Option<String>,
 }
 
 impl ClusterFlags {
@@ -65,6 +89,10 @@ impl ClusterFlags {
             bind: self.bind.clone(),
             transport: self.transport.clone(),
             connect_timeout_ms: self.connect_timeout_ms.clone(),
+            max_connections: self.max_connections.clone(),
+            reply_budget_bytes: self.reply_budget_bytes.clone(),
+            reply_budget_total_bytes: self.reply_budget_total_bytes.clone(),
+            frame_budget_bytes: self.frame_budget_bytes.clone(),
         }
     }
 }
