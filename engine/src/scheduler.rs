@@ -25,6 +25,8 @@ struct TableState {
     spec: TableSpec,
     created_on: usize,
     waiting: Vec<PeerId>,
+    /// Why a server could not create it; declaring it again gets the same answer.
+    refused: Option<String>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -72,7 +74,9 @@ pub fn run_scheduler(
             cfg.cluster.num_servers, cfg.cluster.num_workers
         )));
     }
-    let mut ev = EventLoop::new(Some(cfg.bind), cfg.cluster.limits, Metrics::new())?;
+    let budget = ferrops_net::Budget::new(cfg.cluster.budgets);
+    let mut ev =
+        EventLoop::with_budget(Some(cfg.bind), cfg.cluster.limits, Metrics::new(), budget)?;
     let addr = ev
         .local_addr()
         .ok_or_else(|| EngineError::Config("scheduler has no listen address".into()))?;
@@ -232,7 +236,10 @@ impl Scheduler {
         }
         if let Some(id) = self.tables.iter().position(|t| t.spec.name == spec.name) {
             let table = &mut self.tables[id];
-            if table.spec != spec {
+            if let Some(reason) = &table.refused {
+                let reason = reason.clone();
+                reply_control(io, peer, &Control::Refused { reason });
+            } else if table.spec != spec {
                 let reason = format!(
                     "table `{}` was declared as {:?}, not {:?}",
                     spec.name, table.spec, spec
@@ -264,7 +271,34 @@ impl Scheduler {
             spec,
             created_on: 0,
             waiting: vec![peer],
+            refused: None,
         });
+    }
+
+    /// A server cannot hold a table: whoever declared it is told why, and the servers that
+    /// created it drop it. The job goes on.
+    fn table_refused(&mut self, id: TableId, reason: String, io: &mut Io<'_>) {
+        let Some(table) = self.tables.get_mut(id.0 as usize) else {
+            return;
+        };
+        if table.refused.is_some() {
+            return;
+        }
+        let reason = format!("table `{}` cannot be created: {reason}", table.spec.name);
+        tracing::warn!("{reason}");
+        table.refused = Some(reason.clone());
+        for peer in std::mem::take(&mut table.waiting) {
+            reply_control(
+                io,
+                peer,
+                &Control::Refused {
+                    reason: reason.clone(),
+                },
+            );
+        }
+        for (server, _) in self.servers.clone() {
+            reply_control(io, server, &Control::DropTable { id });
+        }
     }
 
     fn table_created(&mut self, id: TableId, io: &mut Io<'_>) {
@@ -272,7 +306,7 @@ impl Scheduler {
             return;
         };
         table.created_on += 1;
-        if table.created_on == self.num_servers {
+        if table.created_on == self.num_servers && table.refused.is_none() {
             let ready = Control::TableReady {
                 id,
                 spec: table.spec.clone(),
@@ -387,6 +421,9 @@ impl Handler for Scheduler {
             ) => self.register(peer, role, addr, rdma_addr, io),
             (Control::Ready, Some(Role::Server)) => self.server_ready(io),
             (Control::TableCreated { id }, Some(Role::Server)) => self.table_created(id, io),
+            (Control::TableRefused { id, reason }, Some(Role::Server)) => {
+                self.table_refused(id, reason, io)
+            }
             (Control::DeclareTable { spec }, Some(Role::Worker)) => {
                 self.declare_table(peer, spec, io)
             }
