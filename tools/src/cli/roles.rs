@@ -51,7 +51,29 @@ pub struct ClusterFlags {
     /// [file: connect_timeout_ms] [default: 30000]
     #[arg(long, value_name = "MS")]
     pub connect_timeout_ms: Option<String>,
+}
 
+impl ClusterFlags {
+    /// The flags as the configuration's highest-precedence layer.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            config: self.config.clone(),
+            scheduler: self.scheduler.clone(),
+            num_servers: self.num_servers.clone(),
+            server_shards: self.server_shards.clone(),
+            num_workers: self.num_workers.clone(),
+            bind: self.bind.clone(),
+            transport: self.transport.clone(),
+            connect_timeout_ms: self.connect_timeout_ms.clone(),
+            ..Overrides::default()
+        }
+    }
+}
+
+/// What peers can make a scheduler or server hold (workers serve no peers, so they have none of
+/// these flags).
+#[derive(Debug, Clone, Default, Args)]
+pub struct BudgetFlags {
     /// Connections one listener (server shard, scheduler) holds at most; one more is refused
     /// with an error naming the limit [env: FERROPS_MAX_CONNECTIONS] [file: max_connections]
     /// [default: the open-files limit less 64]
@@ -77,23 +99,13 @@ pub struct ClusterFlags {
     pub frame_budget_bytes: Option<String>,
 }
 
-impl ClusterFlags {
-    /// The flags as the configuration's highest-precedence layer.
-    pub fn overrides(&self) -> Overrides {
-        Overrides {
-            config: self.config.clone(),
-            scheduler: self.scheduler.clone(),
-            num_servers: self.num_servers.clone(),
-            server_shards: self.server_shards.clone(),
-            num_workers: self.num_workers.clone(),
-            bind: self.bind.clone(),
-            transport: self.transport.clone(),
-            connect_timeout_ms: self.connect_timeout_ms.clone(),
-            max_connections: self.max_connections.clone(),
-            reply_budget_bytes: self.reply_budget_bytes.clone(),
-            reply_budget_total_bytes: self.reply_budget_total_bytes.clone(),
-            frame_budget_bytes: self.frame_budget_bytes.clone(),
-        }
+impl BudgetFlags {
+    /// Adds these flags to the configuration's highest-precedence layer.
+    fn apply(&self, overrides: &mut Overrides) {
+        overrides.max_connections = self.max_connections.clone();
+        overrides.reply_budget_bytes = self.reply_budget_bytes.clone();
+        overrides.reply_budget_total_bytes = self.reply_budget_total_bytes.clone();
+        overrides.frame_budget_bytes = self.frame_budget_bytes.clone();
     }
 }
 
@@ -102,6 +114,18 @@ impl ClusterFlags {
 pub struct RoleArgs {
     #[command(flatten)]
     pub cluster: ClusterFlags,
+
+    #[command(flatten)]
+    pub budgets: BudgetFlags,
+}
+
+impl RoleArgs {
+    /// The cluster and budget flags as the configuration's highest-precedence layer.
+    pub fn overrides(&self) -> Overrides {
+        let mut overrides = self.cluster.overrides();
+        self.budgets.apply(&mut overrides);
+        overrides
+    }
 }
 
 /// Flags of `ferrops server`.
@@ -110,10 +134,22 @@ pub struct ServerArgs {
     #[command(flatten)]
     pub cluster: ClusterFlags,
 
+    #[command(flatten)]
+    pub budgets: BudgetFlags,
+
     /// Print the memory/NUMA preflight report (memlock limit, hugepage pool, NUMA layout, with
     /// fixes for what will not work) and exit; exit code 1 if it found problems.
     #[arg(long)]
     pub print_topology: bool,
+}
+
+impl ServerArgs {
+    /// The cluster and budget flags as the configuration's highest-precedence layer.
+    pub fn overrides(&self) -> Overrides {
+        let mut overrides = self.cluster.overrides();
+        self.budgets.apply(&mut overrides);
+        overrides
+    }
 }
 
 /// Flags of `ferrops worker`.
