@@ -17,7 +17,7 @@
 //!   the next tick: mio is edge-triggered, and connections already queued would otherwise never
 //!   be announced again.
 
-use std::io::Write;
+use std::io::{ErrorKind, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -239,14 +239,32 @@ pub(crate) struct Admission {
 const WARN_EVERY: Duration = Duration::from_secs(1);
 
 impl Admission {
-    /// Whether the listener is full.
-    pub(crate) fn full(&self, budgets: &Budgets) -> bool {
-        self.open >= budgets.max_connections
+    /// The next connection to add from `listener`: those over the limit are refused on the
+    /// way; `None` once none is waiting or accepting failed (then retried at the next tick).
+    pub(crate) fn next(
+        &mut self,
+        listener: &mio::net::TcpListener,
+        budgets: &Budgets,
+    ) -> Option<(mio::net::TcpStream, std::net::SocketAddr)> {
+        loop {
+            match listener.accept() {
+                Ok((stream, addr)) if self.open >= budgets.max_connections => {
+                    self.refuse(stream, addr, budgets.max_connections);
+                }
+                Ok(accepted) => return Some(accepted),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return None,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.accept_failed(&e);
+                    return None;
+                }
+            }
+        }
     }
 
     /// Tells a connection over the limit why it is closed (an error frame, best effort: the
     /// socket is new and takes it) and closes it.
-    pub(crate) fn refuse(
+    fn refuse(
         &mut self,
         mut stream: mio::net::TcpStream,
         addr: std::net::SocketAddr,
@@ -271,7 +289,7 @@ impl Admission {
     }
 
     /// An accept failed: say so once per episode and retry at the next tick.
-    pub(crate) fn accept_failed(&mut self, e: &std::io::Error) {
+    fn accept_failed(&mut self, e: &std::io::Error) {
         if !self.retry {
             tracing::warn!(
                 "accept failed: {e}; retrying every tick ({} connections open)",

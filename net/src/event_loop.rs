@@ -513,7 +513,15 @@ impl EventLoop {
                 }
                 self.report_closed(handler, &mut closed);
             }
-            self.release_held(&mut backlog);
+            let peers = &self.peers;
+            let queued = |p: PeerId| {
+                peers
+                    .get(p)
+                    .and_then(Option::as_ref)
+                    .map(Link::queued_bytes)
+            };
+            self.held
+                .release(&self.settings.budget, queued, &mut backlog);
             if check_clock && last_tick.elapsed() >= self.tick {
                 last_tick = Instant::now();
                 if std::mem::take(&mut self.admission.retry) {
@@ -555,64 +563,28 @@ impl EventLoop {
         closed: &mut Vec<(PeerId, CloseReason)>,
     ) -> Result<(), NetError> {
         self.admission.open = self.peers.iter().filter(|p| p.is_some()).count();
-        loop {
-            let Some(listener) = self.listener.as_ref() else {
-                return Ok(());
-            };
-            match listener.accept() {
-                Ok((stream, addr)) => {
-                    let limits = self.settings.budget.limits();
-                    if self.admission.full(limits) {
-                        let limit = limits.max_connections;
-                        self.admission.refuse(stream, addr, limit);
-                        continue;
-                    }
-                    let Some(id) = self.add_accepted(stream, addr) else {
-                        continue;
-                    };
-                    self.admission.open += 1;
-                    let mut io = self.io(closed);
-                    handler.on_accept(id, addr, &mut io);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+        let limits = *self.settings.budget.limits();
+        while let Some((stream, addr)) = self
+            .listener
+            .as_ref()
+            .and_then(|l| self.admission.next(l, &limits))
+        {
+            let s = &self.settings;
+            // One that fails to set up (gone already) is dropped, never fatal to the loop.
+            let added = Peer::new(stream, s.limits, s.pool.clone(), s.metrics.clone())
+                .map_err(NetError::from)
+                .and_then(|peer| add_peer(&mut self.peers, self.poll.registry(), peer.into()));
+            let id = match added {
+                Ok(id) => id,
                 Err(e) => {
-                    self.admission.accept_failed(&e);
-                    return Ok(());
+                    tracing::warn!("dropping connection from {addr}: {e}");
+                    continue;
                 }
-            }
+            };
+            self.admission.open += 1;
+            handler.on_accept(id, addr, &mut self.io(closed));
         }
-    }
-
-    /// Adds an accepted connection; one that fails to set up (gone already) is logged and
-    /// dropped, never fatal to the loop.
-    fn add_accepted(&mut self, stream: mio::net::TcpStream, addr: SocketAddr) -> Option<PeerId> {
-        let s = &self.settings;
-        let added = Peer::new(stream, s.limits, s.pool.clone(), s.metrics.clone())
-            .map_err(NetError::from)
-            .and_then(|peer| add_peer(&mut self.peers, self.poll.registry(), peer.into()));
-        match added {
-            Ok(id) => Some(id),
-            Err(e) => {
-                tracing::warn!("dropping connection from {addr}: {e}");
-                None
-            }
-        }
-    }
-
-    /// Queues for reading the held connections whose replies have drained under budget.
-    fn release_held(&mut self, backlog: &mut Vec<PeerId>) {
-        let peers = &self.peers;
-        self.held.release(
-            &self.settings.budget,
-            |p| {
-                peers
-                    .get(p)
-                    .and_then(Option::as_ref)
-                    .map(Link::queued_bytes)
-            },
-            backlog,
-        );
+        Ok(())
     }
 
     /// Re-arms every RDMA connection's fd before a sleep; those with a frame already waiting go
