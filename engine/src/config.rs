@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use ferrops_net::auth::{ClusterKey, Credentials, Identity};
-use ferrops_net::{FrameLimits, TransportMode};
+use ferrops_net::{Budgets, FrameLimits, TransportMode};
 
 use crate::Role;
 
@@ -28,6 +28,9 @@ pub struct ClusterConfig {
     pub key: ClusterKey,
     /// How long a connection may take to authenticate.
     pub handshake_timeout: Duration,
+    /// What peers can make a scheduler or server process hold: queued replies per connection
+    /// and in all (backpressure), large incoming frames, connections per listener.
+    pub budgets: Budgets,
     /// How long a node waits for the scheduler before giving up.
     pub connect_timeout: Duration,
     /// Keys of resolved key lists each worker→server connection caches at both ends, so that a
@@ -93,6 +96,7 @@ impl ClusterConfig {
             limits: FrameLimits::default(),
             key: ClusterKey::generate().expect("the system's random source works"),
             handshake_timeout: ferrops_net::auth::DEFAULT_HANDSHAKE_TIMEOUT,
+            budgets: Budgets::default(),
             connect_timeout: Duration::from_secs(30),
             key_cache_keys: 1 << 24,
             payload_checksum: true,

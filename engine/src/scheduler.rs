@@ -25,6 +25,8 @@ struct TableState {
     spec: TableSpec,
     created_on: usize,
     waiting: Vec<PeerId>,
+    /// Why a server could not create it; declaring it again gets the same answer.
+    refused: Option<String>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -74,7 +76,9 @@ pub fn run_scheduler(
     }
     cfg.cluster.warn_if_insecure(Role::Scheduler);
     let creds = cfg.cluster.credentials(Role::Scheduler, Some(0));
-    let mut ev = EventLoop::new(Some(cfg.bind), cfg.cluster.limits, Metrics::new(), creds)?;
+    let budget = ferrops_net::Budget::new(cfg.cluster.budgets);
+    let (bind, limits) = (Some(cfg.bind), cfg.cluster.limits);
+    let mut ev = EventLoop::with_budget(bind, limits, Metrics::new(), creds, budget)?;
     ev.set_handshake_timeout(cfg.cluster.handshake_timeout);
     let addr = ev
         .local_addr()
@@ -247,7 +251,10 @@ impl Scheduler {
         }
         if let Some(id) = self.tables.iter().position(|t| t.spec.name == spec.name) {
             let table = &mut self.tables[id];
-            if table.spec != spec {
+            if let Some(reason) = &table.refused {
+                let reason = reason.clone();
+                reply_control(io, peer, &Control::Refused { reason });
+            } else if table.spec != spec {
                 let reason = format!(
                     "table `{}` was declared as {:?}, not {:?}",
                     spec.name, table.spec, spec
@@ -279,7 +286,34 @@ impl Scheduler {
             spec,
             created_on: 0,
             waiting: vec![peer],
+            refused: None,
         });
+    }
+
+    /// A server cannot hold a table: whoever declared it is told why, and the servers that
+    /// created it drop it. The job goes on.
+    fn table_refused(&mut self, id: TableId, reason: String, io: &mut Io<'_>) {
+        let Some(table) = self.tables.get_mut(id.0 as usize) else {
+            return;
+        };
+        if table.refused.is_some() {
+            return;
+        }
+        let reason = format!("table `{}` cannot be created: {reason}", table.spec.name);
+        tracing::warn!("{reason}");
+        table.refused = Some(reason.clone());
+        for peer in std::mem::take(&mut table.waiting) {
+            reply_control(
+                io,
+                peer,
+                &Control::Refused {
+                    reason: reason.clone(),
+                },
+            );
+        }
+        for (server, _) in self.servers.clone() {
+            reply_control(io, server, &Control::DropTable { id });
+        }
     }
 
     fn table_created(&mut self, id: TableId, io: &mut Io<'_>) {
@@ -287,7 +321,7 @@ impl Scheduler {
             return;
         };
         table.created_on += 1;
-        if table.created_on == self.num_servers {
+        if table.created_on == self.num_servers && table.refused.is_none() {
             let ready = Control::TableReady {
                 id,
                 spec: table.spec.clone(),
@@ -402,6 +436,9 @@ impl Handler for Scheduler {
             ) => self.register(peer, role, addr, rdma_addr, io),
             (Control::Ready, Some(Role::Server)) => self.server_ready(io),
             (Control::TableCreated { id }, Some(Role::Server)) => self.table_created(id, io),
+            (Control::TableRefused { id, reason }, Some(Role::Server)) => {
+                self.table_refused(id, reason, io)
+            }
             (Control::DeclareTable { spec }, Some(Role::Worker)) => {
                 self.declare_table(peer, spec, io)
             }

@@ -2,12 +2,19 @@
 //!
 //! Large frames (a 10M-key push is 120 MB) would otherwise cost a fresh mmap and a page fault per
 //! 4 KiB page on every request. Buffers come back to the pool when dropped and are handed out
-//! again by size class (powers of two). The RDMA transport will hand out registered buffers
-//! through the same type.
+//! again by size class (powers of two); the pool keeps at most [`MAX_CACHED_BYTES`] in all, so a
+//! peer that sent one huge frame and left does not leave its memory behind. The RDMA transport
+//! will hand out registered buffers through the same type.
+//!
+//! Allocation can fail without aborting ([`BufferPool::try_take`], [`PooledBuf::try_grow`]),
+//! and a buffer can grow as a frame's bytes arrive, its large part charged to a [`Budget`].
 
 use std::sync::{Arc, Mutex};
 
 use zerocopy::IntoBytes;
+
+use crate::budget::{Budget, Charge};
+use crate::WireError;
 
 /// Smallest class: 2^6 words = 512 bytes.
 const MIN_CLASS: u32 = 6;
@@ -15,6 +22,8 @@ const MIN_CLASS: u32 = 6;
 const CLASSES: usize = 31;
 /// Buffers kept per class.
 const PER_CLASS: usize = 4;
+/// Bytes of buffers the pool keeps in all; a buffer that would pass it is freed instead.
+pub const MAX_CACHED_BYTES: usize = 256 << 20;
 
 /// A pool of aligned byte buffers, cheap to clone (shared).
 #[derive(Clone, Debug)]
@@ -24,7 +33,18 @@ pub struct BufferPool {
 
 #[derive(Debug)]
 struct PoolInner {
-    free: Mutex<Vec<Vec<Vec<u64>>>>,
+    free: Mutex<Free>,
+    /// What buffers that grow past their first allocation are charged to.
+    budget: Option<Budget>,
+    /// Bytes of buffers kept at most ([`MAX_CACHED_BYTES`] but in tests).
+    max_cached: usize,
+}
+
+#[derive(Debug)]
+struct Free {
+    classes: Vec<Vec<Vec<u64>>>,
+    /// Capacity in bytes of every cached buffer.
+    bytes: usize,
 }
 
 impl Default for BufferPool {
@@ -34,31 +54,66 @@ impl Default for BufferPool {
 }
 
 impl BufferPool {
-    /// An empty pool.
+    /// An empty pool whose buffers are charged to no budget.
     pub fn new() -> BufferPool {
+        BufferPool::build(None, MAX_CACHED_BYTES)
+    }
+
+    /// An empty pool whose growing buffers are charged to `budget`'s frame bytes.
+    pub fn with_budget(budget: Budget) -> BufferPool {
+        BufferPool::build(Some(budget), MAX_CACHED_BYTES)
+    }
+
+    fn build(budget: Option<Budget>, max_cached: usize) -> BufferPool {
         BufferPool {
             inner: Arc::new(PoolInner {
-                free: Mutex::new(vec![Vec::new(); CLASSES]),
+                free: Mutex::new(Free {
+                    classes: vec![Vec::new(); CLASSES],
+                    bytes: 0,
+                }),
+                budget,
+                max_cached,
             }),
         }
     }
 
     /// A buffer of exactly `len` visible bytes (contents unspecified: the caller overwrites them).
+    /// Aborts like any allocation when memory is exhausted; frames from peers use
+    /// [`BufferPool::try_take`].
     pub fn take(&self, len: usize) -> PooledBuf {
+        match self.try_take(len, len) {
+            Ok(buf) => buf,
+            Err(_) => std::alloc::handle_alloc_error(
+                std::alloc::Layout::array::<u64>(len.div_ceil(8))
+                    .unwrap_or(std::alloc::Layout::new::<u64>()),
+            ),
+        }
+    }
+
+    /// A buffer of `len` visible bytes that may later grow to `until` ([`PooledBuf::try_grow`]):
+    /// a cached buffer large enough for `until` is taken when there is one, so that growing it
+    /// allocates nothing. Fails instead of aborting when memory cannot be had.
+    pub fn try_take(&self, len: usize, until: usize) -> Result<PooledBuf, WireError> {
         let words = len.div_ceil(8).max(1);
-        let class = class_of(words);
-        let reused = self
-            .inner
-            .free
-            .lock()
-            .ok()
-            .and_then(|mut free| free.get_mut(class).and_then(Vec::pop));
-        let data = reused.unwrap_or_else(|| vec![0u64; class_words(class)]);
-        PooledBuf {
+        let reused = self.inner.free.lock().ok().and_then(|mut free| {
+            let class = class_of(until.div_ceil(8).max(words));
+            let data = free.classes.get_mut(class).and_then(Vec::pop)?;
+            free.bytes -= data.capacity() * 8;
+            Some(data)
+        });
+        let mut data = match reused {
+            Some(data) => data,
+            None => alloc_words(class_words(class_of(words)))?,
+        };
+        if data.len() < words {
+            data.resize(words, 0);
+        }
+        Ok(PooledBuf {
             data,
             len,
             pool: Some(self.inner.clone()),
-        }
+            charge: Charge::default(),
+        })
     }
 
     /// How many buffers are cached (for tests and metrics).
@@ -66,9 +121,22 @@ impl BufferPool {
         self.inner
             .free
             .lock()
-            .map(|free| free.iter().map(Vec::len).sum())
+            .map(|free| free.classes.iter().map(Vec::len).sum())
             .unwrap_or(0)
     }
+
+    /// Bytes of the buffers cached (for tests and metrics).
+    pub fn cached_bytes(&self) -> usize {
+        self.inner.free.lock().map(|free| free.bytes).unwrap_or(0)
+    }
+}
+
+/// An empty vector with room for exactly `words` words, or an error instead of an abort.
+fn alloc_words(words: usize) -> Result<Vec<u64>, WireError> {
+    let mut data = Vec::new();
+    data.try_reserve_exact(words)
+        .map_err(|_| WireError::NoMemory(words as u64 * 8))?;
+    Ok(data)
 }
 
 fn class_of(words: usize) -> usize {
@@ -83,9 +151,11 @@ fn class_words(class: usize) -> usize {
 /// A buffer from a [`BufferPool`], returned to it on drop.
 #[derive(Debug)]
 pub struct PooledBuf {
+    /// Capacity a power of two words for pooled buffers; `len` bytes of it initialised.
     data: Vec<u64>,
     len: usize,
     pool: Option<Arc<PoolInner>>,
+    charge: Charge,
 }
 
 impl PooledBuf {
@@ -95,6 +165,7 @@ impl PooledBuf {
             data: vec![0u64; len.div_ceil(8).max(1)],
             len,
             pool: None,
+            charge: Charge::default(),
         }
     }
 
@@ -117,6 +188,33 @@ impl PooledBuf {
     pub fn as_bytes_mut(&mut self) -> &mut [u8] {
         &mut self.data.as_mut_bytes()[..self.len]
     }
+
+    /// Makes `len` bytes visible (keeping the visible ones), growing the allocation by size
+    /// class when needed and charging the whole buffer to the pool's budget once it is larger
+    /// than `free_below` bytes. Fails, leaving the buffer as it was, when the budget or the
+    /// memory says no.
+    pub(crate) fn try_grow(&mut self, len: usize, free_below: usize) -> Result<(), WireError> {
+        if len <= self.len {
+            return Ok(());
+        }
+        if len > free_below {
+            if let Some(budget) = self.pool.as_ref().and_then(|p| p.budget.as_ref()) {
+                self.charge.grow_to(budget, len)?;
+            }
+        }
+        let words = len.div_ceil(8);
+        if words > self.data.capacity() {
+            let target = class_words(class_of(words)).max(words);
+            self.data
+                .try_reserve_exact(target - self.data.len())
+                .map_err(|_| WireError::NoMemory(target as u64 * 8))?;
+        }
+        if words > self.data.len() {
+            self.data.resize(words, 0);
+        }
+        self.len = len;
+        Ok(())
+    }
 }
 
 impl Drop for PooledBuf {
@@ -124,16 +222,19 @@ impl Drop for PooledBuf {
         let Some(pool) = self.pool.take() else {
             return;
         };
-        let words = self.data.len();
+        let words = self.data.capacity();
         if !words.is_power_of_two() {
             return;
         }
+        let bytes = words * 8;
         let class = class_of(words);
         let data = std::mem::take(&mut self.data);
         if let Ok(mut free) = pool.free.lock() {
-            if let Some(list) = free.get_mut(class) {
-                if list.len() < PER_CLASS {
+            let room = free.bytes + bytes <= pool.max_cached;
+            if let Some(list) = free.classes.get_mut(class).filter(|l| l.len() < PER_CLASS) {
+                if room {
                     list.push(data);
+                    free.bytes += bytes;
                 }
             }
         };
@@ -156,6 +257,50 @@ mod tests {
         assert_eq!(b.as_bytes().as_ptr(), ptr, "same class reuses the buffer");
         let c = pool.take(5000);
         assert_ne!(c.as_bytes().as_ptr(), ptr);
+    }
+
+    #[test]
+    fn the_pool_keeps_a_bounded_number_of_bytes() {
+        let cap = 1 << 20;
+        let pool = BufferPool::build(None, cap);
+        drop(pool.take(cap + 1));
+        assert_eq!(pool.cached(), 0, "a buffer over the cap is freed, not kept");
+        let bufs: Vec<_> = [cap / 2, cap / 2, cap / 4].map(|n| pool.take(n)).into();
+        drop(bufs);
+        assert_eq!(pool.cached(), 2, "the third would pass the cap");
+        assert_eq!(pool.cached_bytes(), cap);
+    }
+
+    #[test]
+    fn growing_keeps_the_bytes_and_charges_the_budget() {
+        let budget = Budget::new(crate::Budgets {
+            frame_bytes_total: 1 << 20,
+            ..crate::Budgets::default()
+        });
+        let pool = BufferPool::with_budget(budget.clone());
+        let mut b = pool.try_take(1000, 900_000).unwrap();
+        b.as_bytes_mut()[..4].copy_from_slice(b"abcd");
+        b.try_grow(4000, 2000).unwrap();
+        assert_eq!(&b.as_bytes()[..4], b"abcd");
+        assert_eq!(b.len(), 4000);
+        assert_eq!(budget.frame_bytes(), 4000);
+        let err = b.try_grow(2 << 20, 2000).unwrap_err();
+        assert!(matches!(err, WireError::OverBudget { .. }), "{err}");
+        assert_eq!(
+            b.len(),
+            4000,
+            "a refused growth leaves the buffer as it was"
+        );
+        drop(b);
+        assert_eq!(budget.frame_bytes(), 0);
+    }
+
+    #[test]
+    fn an_impossible_allocation_is_an_error_not_an_abort() {
+        let pool = BufferPool::new();
+        let mut b = pool.try_take(8, 8).unwrap();
+        let err = b.try_grow(usize::MAX / 2, usize::MAX).unwrap_err();
+        assert!(matches!(err, WireError::NoMemory(_)), "{err}");
     }
 
     #[test]

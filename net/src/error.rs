@@ -28,12 +28,22 @@ pub enum WireError {
     DestinationSize { dest: usize, frame: usize },
     #[error("malformed section: {0}")]
     Malformed(String),
+    #[error(
+        "frame needs {needed} more bytes but large frames already hold {held} of this node's \
+         budget of {limit} bytes (frame_bytes_total)"
+    )]
+    OverBudget { needed: u64, held: u64, limit: u64 },
+    #[error("cannot allocate {0} bytes for a frame")]
+    NoMemory(u64),
 }
 
 impl WireError {
     /// The status code sent to the peer when its frame is rejected.
     pub fn status(&self) -> crate::Status {
-        crate::Status::BadFrame
+        match self {
+            WireError::OverBudget { .. } | WireError::NoMemory(_) => crate::Status::OutOfMemory,
+            _ => crate::Status::BadFrame,
+        }
     }
 }
 

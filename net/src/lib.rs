@@ -4,7 +4,8 @@
 //! padded to 8 bytes so that keys and values can be read in place. [`FrameReader`] decodes frames
 //! incrementally from a non-blocking socket into pooled, aligned buffers ([`BufferPool`]),
 //! checking every length against [`FrameLimits`] before it allocates; [`OutQueue`] writes frames
-//! with vectored writes straight from the caller's slices.
+//! with vectored writes straight from the caller's slices. [`Budget`] bounds what peers can make
+//! a process hold: queued replies (backpressure), large incoming frames, connections.
 //!
 //! Every connection opens with the authentication handshake ([`auth`]): both sides prove they
 //! hold the cluster secret and learn each other's identity before any other frame is read.
@@ -33,6 +34,8 @@
 #![deny(unsafe_code)]
 
 pub mod auth;
+#[allow(unsafe_code)] // getrlimit, for the default connection limit
+mod budget;
 mod buffer;
 pub mod client;
 pub mod codec;
@@ -56,7 +59,8 @@ pub mod transport;
 mod wire;
 mod writer;
 
-pub use buffer::{BufferPool, PooledBuf};
+pub use budget::{default_max_connections, Budget, Budgets};
+pub use buffer::{BufferPool, PooledBuf, MAX_CACHED_BYTES};
 pub use client::{ClientDriver, ClientHandler};
 pub use error::{NetError, WireError};
 pub use event_loop::{CloseReason, EventLoop, Handler, Io, PeerId};

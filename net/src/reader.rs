@@ -12,6 +12,10 @@ use crate::wire::{flags, pad8};
 use crate::{BufferPool, Frame, FrameLimits, Header, Metrics, NetError, PooledBuf, WireError};
 
 const STAGING: usize = 64 * 1024;
+/// Payload buffers up to this size are allocated whole when the header arrives; larger ones
+/// grow (doubling) as their bytes arrive, charged to the pool's budget, so a header announcing
+/// gigabytes reserves nothing until the gigabytes come.
+const EAGER_PAYLOAD: usize = 1 << 20;
 /// Regions at least this large are read straight into their destination.
 const DIRECT_READ_MIN: usize = 16 * 1024;
 
@@ -174,9 +178,12 @@ impl FrameReader {
         } else {
             header.payload_len() as usize
         };
+        let buf = self
+            .pool
+            .try_take(pooled_len.min(EAGER_PAYLOAD), pooled_len)?;
         self.stage = Stage::Payload(Box::new(PayloadState {
             header,
-            buf: self.pool.take(pooled_len),
+            buf,
             pos: 0,
             direct,
             crc: 0,
@@ -200,6 +207,7 @@ impl FrameReader {
         let mut scratch = [0u8; 8];
         let (dest, copies_values): (&mut [u8], bool) = match target {
             Target::Pooled(at, len) => {
+                let len = grow_for(&mut state.buf, at, len)?;
                 let in_values = !state.direct
                     && at >= state.header.values_offset()
                     && at < state.header.extra_offset();
@@ -279,6 +287,16 @@ impl FrameReader {
         self.metrics.frame_received(&header);
         Ok(Frame::new(header, buf, direct))
     }
+}
+
+/// Grows `buf` when byte `at` lies past its visible end (doubling, up to `at + len`); returns
+/// how many of the `len` bytes from `at` fit now.
+fn grow_for(buf: &mut PooledBuf, at: usize, len: usize) -> Result<usize, NetError> {
+    if at >= buf.len() {
+        let want = (buf.len() * 2).max(at + 1).min(at + len);
+        buf.try_grow(want, EAGER_PAYLOAD)?;
+    }
+    Ok(len.min(buf.len() - at))
 }
 
 /// The destination of the payload byte at `state.pos` and how many bytes may go there.

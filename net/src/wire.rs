@@ -122,6 +122,8 @@ wire_enum! {
         OutOfMemory = 10,
         /// The peer failed authentication, or sent a frame its identity may not send.
         Unauthorized = 11,
+        /// The node is at a limit (connections); try again later.
+        Busy = 12,
         /// A status this build does not know.
         Unknown = u16::MAX,
     }

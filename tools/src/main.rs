@@ -60,7 +60,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli, env: &config::EnvMap) -> Result<i32> {
     match cli.command {
-        Some(Command::Scheduler(args)) => run_scheduler(&args.cluster.overrides()),
+        Some(Command::Scheduler(args)) => run_scheduler(&args.overrides()),
         Some(Command::Server(args)) => run_server(&args),
         Some(Command::Worker(args)) => run_worker(&args),
         Some(Command::Local(args)) => launch::run_local(&local_spec(args)?),
@@ -141,7 +141,7 @@ fn run_server(args: &ServerArgs) -> Result<i32> {
     if args.print_topology {
         return Ok(print_topology());
     }
-    let cfg = ConfigInput::gather(&args.cluster.overrides())?
+    let cfg = ConfigInput::gather(&args.overrides())?
         .server()
         .context("configuring the server")?;
     roles::run_server(cfg)?;

@@ -56,6 +56,11 @@ pub enum Control {
     Shutdown { ok: bool, reason: String },
     /// Reply to a request that failed.
     Refused { reason: String },
+    /// Server → scheduler: this server cannot hold the table (the reason says why); the
+    /// server goes on serving.
+    TableRefused { id: TableId, reason: String },
+    /// Scheduler → servers: forget a table some server refused.
+    DropTable { id: TableId },
 }
 
 impl Control {

@@ -75,6 +75,7 @@ impl Server {
                     spec.consistency
                 );
                 if !self.tables.contains_key(&id.0) {
+                    let name = spec.name.clone();
                     let created = match (
                         spec.layout,
                         self.rank.and_then(|r| self.routing.index_of(r)),
@@ -90,17 +91,22 @@ impl Server {
                             self.tables.insert(id.0, store);
                         }
                         Err(e) => {
-                            // Without its table this server cannot serve the job: say why and stop.
-                            tracing::error!("cannot create table {}: {e}", id.0);
-                            self.stop = Some(Err(EngineError::Config(format!(
-                                "cannot create table {}: {e}",
-                                id.0
-                            ))));
+                            // Refused, not fatal: the scheduler tells whoever declared it.
+                            let rank = self.rank.unwrap_or(u32::MAX);
+                            let reason = format!("server {rank} cannot hold it: {e}");
+                            tracing::warn!("table {} `{name}` refused: {reason}", id.0);
+                            let refused = Control::TableRefused { id, reason };
+                            reply_control(io, self.scheduler, &refused);
                             return;
                         }
                     }
                 }
                 reply_control(io, self.scheduler, &Control::TableCreated { id });
+            }
+            Control::DropTable { id } => {
+                if self.tables.remove(&id.0).is_some() {
+                    tracing::info!("table {} dropped: another server refused it", id.0);
+                }
             }
             Control::LiveWorkers { workers } => {
                 self.clocks.set_live(&workers);

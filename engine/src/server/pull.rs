@@ -10,6 +10,7 @@ use ferrops_net::{flags, CloseReason, Frame, FrameParts, Header, Io, Opcode, Pee
 use super::request::Request;
 use super::{Refusal, Server};
 use crate::filter::ChangedSince;
+use crate::store::Access;
 
 /// Slot runs above this count are gathered into one buffer instead of one iovec each.
 const MAX_RUNS_PER_REPLY: usize = 64;
@@ -41,7 +42,7 @@ impl Server {
         let h = request.frame.header;
         let peer = request.peer;
         let mut gather = std::mem::take(&mut self.gather);
-        let (store, keys, resolved) = self.resolve(request)?;
+        let (store, keys, resolved) = self.resolve(request, Access::Read)?;
         let mut reply = Header::new(Opcode::PullReply);
         reply.request_id = h.request_id;
         reply.table = h.table;
@@ -125,7 +126,7 @@ impl Server {
                 )
             })?;
         let mut gather = std::mem::take(&mut self.gather);
-        let (store, keys, resolved) = self.resolve(request)?;
+        let (store, keys, resolved) = self.resolve(request, Access::Read)?;
         let (dim, codec) = (store.spec().dim as usize, store.spec().codec());
         store.gather(&resolved.slots, &mut gather);
         let tracker = match self.changed.entry((request.peer, h.table.get())) {

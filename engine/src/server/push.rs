@@ -9,6 +9,7 @@ use ferrops_net::{flags, CloseReason, Frame, FrameParts, Header, Io, Opcode, Sta
 use super::request::Request;
 use super::{Refusal, Server};
 use crate::key_list::check_value_count;
+use crate::store::Access;
 
 /// How far past a worker's last applied push a sequence number may be. A worker numbers all
 /// its pushes with one counter, so a server sees gaps (pushes that went to other servers);
@@ -58,7 +59,7 @@ impl Server {
     /// Resolves a push's keys and applies its values (decoded into `scratch` when encoded) to
     /// all of them, or to those its value mask selects.
     fn apply_push(&mut self, request: &Request, scratch: &mut Vec<f32>) -> Result<(), Refusal> {
-        let (store, keys, resolved) = self.resolve(request)?;
+        let (store, keys, resolved) = self.resolve(request, Access::Write)?;
         let per_key = store.spec().push_floats_per_key();
         let masked = request.frame.header.flags & flags::VALUES_MASKED != 0;
         let subset = selected_slots(masked, request.frame.extra(), &resolved.slots)?;

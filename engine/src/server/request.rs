@@ -9,7 +9,7 @@ use ferrops_net::codec::KeyCodec;
 use ferrops_net::{flags, Frame, Header, PeerId, Status};
 
 use super::{Refusal, Server};
-use crate::store::{Resolved, SharedKeys, TableStore};
+use crate::store::{Access, Resolved, SharedKeys, TableStore};
 use crate::table::KeyLayout;
 
 /// A push or pull admitted for processing, with its keys from the frame or the key cache (a
@@ -134,13 +134,15 @@ impl Server {
         Ok(())
     }
 
-    /// The request's table, keys (ownership checked) and their slots. A list from the
+    /// The request's table, keys (ownership checked) and their slots (for reading: keys never
+    /// pushed get none of their own, see `TableStore::resolve_for_read`). A list from the
     /// connection's key cache is resolved by its shared allocation; when the table's resolution
     /// cache holds an equal list under another allocation (another connection sent it first),
     /// the key cache takes that one, so its later hits are recognised without comparing keys.
     pub(super) fn resolve<'r>(
         &mut self,
         request: &'r Request,
+        access: Access,
     ) -> Result<(&mut TableStore, &'r [u64], Arc<Resolved>), Refusal> {
         let keys = request.keys()?;
         let h = request.frame.header;
@@ -159,10 +161,13 @@ impl Server {
         })?;
         let signature = h.key_signature.get();
         let Some(shared) = &request.keys else {
-            let resolved = store.resolve(signature, keys)?;
+            let resolved = match access {
+                Access::Write => store.resolve(signature, keys)?,
+                Access::Read => store.resolve_for_read(signature, keys)?,
+            };
             return Ok((store, keys, resolved));
         };
-        let (resolved, held) = store.resolve_shared(signature, shared)?;
+        let (resolved, held) = store.resolve_shared(signature, shared, access)?;
         if let Some(held) = held.filter(|held| !Arc::ptr_eq(held, shared)) {
             let cached = self
                 .key_caches

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 
-use ferrops_net::{EventLoop, Metrics};
+use ferrops_net::{Budget, EventLoop, Metrics};
 
 use super::admission::register;
 use super::report::{log_report, ServerReport};
@@ -25,14 +25,17 @@ pub fn run_server(cfg: &ServerConfig) -> Result<ServerReport, EngineError> {
         cfg.memory.numa_node = nic_node(cfg.bind.ip());
     }
     let cfg = &cfg;
+    // One budget for the process: every shard's connections count against it.
+    let budget = Budget::new(cfg.cluster.budgets);
     let shards = cfg.cluster.server_shards.max(1);
     if shards == 1 {
         pin_to_node(cfg.memory.numa_node)?;
-        return run_shard(cfg);
+        return run_shard(cfg, budget);
     }
     let handles: Vec<_> = (0..shards)
         .map(|i| {
             let mut shard = cfg.clone();
+            let budget = budget.clone();
             if shard.bind.port() != 0 {
                 shard.bind.set_port(shard.bind.port() + i as u16);
             }
@@ -40,7 +43,7 @@ pub fn run_server(cfg: &ServerConfig) -> Result<ServerReport, EngineError> {
                 .name(format!("shard-{i}"))
                 .spawn(move || {
                     pin_to_node(shard.memory.numa_node)?;
-                    run_shard(&shard)
+                    run_shard(&shard, budget)
                 })
                 .map_err(|e| EngineError::Config(format!("cannot start shard {i}: {e}")))
         })
@@ -90,10 +93,11 @@ fn pin_to_node(node: Option<usize>) -> Result<(), EngineError> {
 }
 
 /// Runs one shard: an event loop serving its own key range.
-fn run_shard(cfg: &ServerConfig) -> Result<ServerReport, EngineError> {
+fn run_shard(cfg: &ServerConfig, budget: Budget) -> Result<ServerReport, EngineError> {
     let metrics = Metrics::new();
     let creds = cfg.cluster.credentials(Role::Server, None);
-    let mut ev = EventLoop::new(Some(cfg.bind), cfg.cluster.limits, metrics.clone(), creds)?;
+    let limits = cfg.cluster.limits;
+    let mut ev = EventLoop::with_budget(Some(cfg.bind), limits, metrics.clone(), creds, budget)?;
     ev.set_payload_crc(cfg.cluster.payload_checksum);
     ev.set_handshake_timeout(cfg.cluster.handshake_timeout);
     let (peer, identity) = connect_scheduler(

@@ -55,6 +55,13 @@ pub enum StoreError {
 }
 
 /// Where a table's arrays live and how large they may grow.
+/// Whether a key list is resolved to be written (new keys get slots) or read (they do not).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Write,
+    Read,
+}
+
 #[derive(Clone, Copy, Debug)]
 pub struct StoreOptions {
     pub segment: SegmentOptions,
@@ -103,6 +110,9 @@ pub struct TableStore {
     adam_step: u32,
     /// For a dense table, the keys `[begin, end)` this store holds: key k is slot k − begin.
     dense: Option<(u64, u64)>,
+    /// A slot no key owns and nothing writes (so it holds the initial value, zero): what a
+    /// pull of a key never pushed reads. Taken the first time such a pull comes.
+    unset_slot: Option<u32>,
 }
 
 impl TableStore {
@@ -150,6 +160,7 @@ impl TableStore {
             resolutions: ResolutionCache::new(opts.cache_bytes),
             adam_step: 0,
             dense,
+            unset_slot: None,
         })
     }
 
@@ -194,7 +205,19 @@ impl TableStore {
     /// `signature` is the list's signature (0 if the sender did not compute one); a signed list
     /// is resolved once and then found in the table's resolution cache.
     pub fn resolve(&mut self, signature: u64, keys: &[u64]) -> Result<Arc<Resolved>, StoreError> {
-        self.resolve_with(signature, keys, || Arc::new(keys.to_vec()))
+        self.resolve_with(signature, keys, Access::Write, || Arc::new(keys.to_vec()))
+            .map(|(resolved, _)| resolved)
+    }
+
+    /// Resolves a key list for reading: keys never pushed get no storage of their own but a
+    /// slot that holds the initial value (zero) and that nothing writes. Such a resolution is
+    /// not cached (a later push may create those keys).
+    pub fn resolve_for_read(
+        &mut self,
+        signature: u64,
+        keys: &[u64],
+    ) -> Result<Arc<Resolved>, StoreError> {
+        self.resolve_with(signature, keys, Access::Read, || Arc::new(keys.to_vec()))
             .map(|(resolved, _)| resolved)
     }
 
@@ -207,14 +230,16 @@ impl TableStore {
         &mut self,
         signature: u64,
         keys: &SharedKeys,
+        access: Access,
     ) -> Result<(Arc<Resolved>, Option<SharedKeys>), StoreError> {
-        self.resolve_with(signature, keys, || keys.clone())
+        self.resolve_with(signature, keys, access, || keys.clone())
     }
 
     fn resolve_with(
         &mut self,
         signature: u64,
         keys: &[u64],
+        access: Access,
         shared: impl FnOnce() -> SharedKeys,
     ) -> Result<(Arc<Resolved>, Option<SharedKeys>), StoreError> {
         if signature != 0 {
@@ -222,9 +247,13 @@ impl TableStore {
                 return Ok((resolved.clone(), Some(held.clone())));
             }
         }
-        let resolved = Arc::new(match self.dense {
-            Some((begin, end)) => resolve_dense(begin, end, keys)?,
-            None => self.resolve_sparse(keys)?,
+        let resolved = Arc::new(match (self.dense, access) {
+            (Some((begin, end)), _) => resolve_dense(begin, end, keys)?,
+            (None, Access::Write) => self.resolve_sparse(keys)?,
+            (None, Access::Read) => match self.lookup_sparse(keys)? {
+                Some(resolved) => resolved,
+                None => return Ok((Arc::new(self.resolve_unset(keys)?), None)),
+            },
         });
         if signature == 0 {
             return Ok((resolved, None));
@@ -250,6 +279,34 @@ impl TableStore {
             slots.push(slot);
         }
         self.grow_storage()?;
+        Ok(Resolved::new(slots))
+    }
+
+    /// Slots of a sparse table's keys when every key has one (`None` otherwise); assigns none.
+    fn lookup_sparse(&self, keys: &[u64]) -> Result<Option<Resolved>, StoreError> {
+        check_sorted_unique(keys)?;
+        let slots: Option<Vec<u32>> = keys.iter().map(|&k| self.map.get(k)).collect();
+        Ok(slots.map(Resolved::new))
+    }
+
+    /// Slots of a sparse table's keys, the unset slot standing for each key without one.
+    fn resolve_unset(&mut self, keys: &[u64]) -> Result<Resolved, StoreError> {
+        let unset = match self.unset_slot {
+            Some(slot) => slot,
+            None => {
+                let slot = self.slots_used;
+                self.slots_used = slot
+                    .checked_add(1)
+                    .ok_or(StoreError::Full(u32::MAX as usize))?;
+                self.grow_storage()?;
+                self.unset_slot = Some(slot);
+                slot
+            }
+        };
+        let slots = keys
+            .iter()
+            .map(|&k| self.map.get(k).unwrap_or(unset))
+            .collect();
         Ok(Resolved::new(slots))
     }
 

@@ -80,7 +80,47 @@ impl ClusterFlags {
             connect_timeout_ms: self.connect_timeout_ms.clone(),
             secret_file: self.secret_file.clone(),
             insecure: self.insecure.then(|| "true".to_string()),
+            ..Overrides::default()
         }
+    }
+}
+
+/// What peers can make a scheduler or server hold (workers serve no peers, so they have none of
+/// these flags).
+#[derive(Debug, Clone, Default, Args)]
+pub struct BudgetFlags {
+    /// Connections one listener (server shard, scheduler) holds at most; one more is refused
+    /// with an error naming the limit [env: FERROPS_MAX_CONNECTIONS] [file: max_connections]
+    /// [default: the open-files limit less 64]
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<String>,
+
+    /// Reply bytes queued for one connection above which its requests are not read until it
+    /// reads its replies [env: FERROPS_REPLY_BUDGET_BYTES] [file: reply_budget_bytes]
+    /// [default: 67108864 (64 MiB)]
+    #[arg(long, value_name = "BYTES")]
+    pub reply_budget_bytes: Option<String>,
+
+    /// Reply bytes queued for all connections of the process above which connections with
+    /// queued replies are not read [env: FERROPS_REPLY_BUDGET_TOTAL_BYTES] [file:
+    /// reply_budget_total_bytes] [default: 1073741824 (1 GiB)]
+    #[arg(long, value_name = "BYTES")]
+    pub reply_budget_total_bytes: Option<String>,
+
+    /// Bytes of large incoming frames (over 1 MiB, grown as their bytes arrive) the process
+    /// holds at most; a frame that would pass it is refused and its connection closed [env:
+    /// FERROPS_FRAME_BUDGET_BYTES] [file: frame_budget_bytes] [default: 4294967296 (4 GiB)]
+    #[arg(long, value_name = "BYTES")]
+    pub frame_budget_bytes: Option<String>,
+}
+
+impl BudgetFlags {
+    /// Adds these flags to the configuration's highest-precedence layer.
+    fn apply(&self, overrides: &mut Overrides) {
+        overrides.max_connections = self.max_connections.clone();
+        overrides.reply_budget_bytes = self.reply_budget_bytes.clone();
+        overrides.reply_budget_total_bytes = self.reply_budget_total_bytes.clone();
+        overrides.frame_budget_bytes = self.frame_budget_bytes.clone();
     }
 }
 
@@ -89,6 +129,18 @@ impl ClusterFlags {
 pub struct RoleArgs {
     #[command(flatten)]
     pub cluster: ClusterFlags,
+
+    #[command(flatten)]
+    pub budgets: BudgetFlags,
+}
+
+impl RoleArgs {
+    /// The cluster and budget flags as the configuration's highest-precedence layer.
+    pub fn overrides(&self) -> Overrides {
+        let mut overrides = self.cluster.overrides();
+        self.budgets.apply(&mut overrides);
+        overrides
+    }
 }
 
 /// Flags of `ferrops server`.
@@ -97,10 +149,22 @@ pub struct ServerArgs {
     #[command(flatten)]
     pub cluster: ClusterFlags,
 
+    #[command(flatten)]
+    pub budgets: BudgetFlags,
+
     /// Print the memory/NUMA preflight report (memlock limit, hugepage pool, NUMA layout, with
     /// fixes for what will not work) and exit; exit code 1 if it found problems.
     #[arg(long)]
     pub print_topology: bool,
+}
+
+impl ServerArgs {
+    /// The cluster and budget flags as the configuration's highest-precedence layer.
+    pub fn overrides(&self) -> Overrides {
+        let mut overrides = self.cluster.overrides();
+        self.budgets.apply(&mut overrides);
+        overrides
+    }
 }
 
 /// Flags of `ferrops worker`.

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use ferrops_engine::config::ClusterConfig;
 use ferrops_net::auth::ClusterKey;
-use ferrops_net::{FrameLimits, TransportMode};
+use ferrops_net::{Budgets, FrameLimits, TransportMode};
 use serde::Deserialize;
 
 use super::values::{
@@ -19,8 +19,9 @@ use super::values::{
 };
 use super::{
     ConfigFile, EnvMap, Overrides, DEFAULT_CONNECT_TIMEOUT, ENV_BIND, ENV_CONNECT_TIMEOUT_MS,
-    ENV_INSECURE, ENV_NUM_SERVERS, ENV_NUM_WORKERS, ENV_SCHEDULER, ENV_SECRET, ENV_SECRET_FILE,
-    ENV_SERVER_SHARDS, ENV_TRANSPORT,
+    ENV_FRAME_BUDGET_BYTES, ENV_INSECURE, ENV_MAX_CONNECTIONS, ENV_NUM_SERVERS, ENV_NUM_WORKERS,
+    ENV_REPLY_BUDGET_BYTES, ENV_REPLY_BUDGET_TOTAL_BYTES, ENV_SCHEDULER, ENV_SECRET,
+    ENV_SECRET_FILE, ENV_SERVER_SHARDS, ENV_TRANSPORT,
 };
 
 /// Every setting after layering, before the role decides which are required.
@@ -33,6 +34,7 @@ pub(super) struct Settings {
     pub(super) key: ClusterKey,
     pub(super) connect_timeout: Duration,
     pub(super) limits: FrameLimits,
+    pub(super) budgets: Budgets,
     pub(super) server_shards: Option<usize>,
     pub(super) transport: TransportMode,
 }
@@ -63,6 +65,7 @@ impl Settings {
         let mut cluster = ClusterConfig::new(scheduler, num_servers, num_workers);
         cluster.limits = self.limits;
         cluster.key = self.key.clone();
+        cluster.budgets = self.budgets;
         cluster.connect_timeout = self.connect_timeout;
         cluster.server_shards = self.server_shards.unwrap_or(1);
         cluster.transport = self.transport;
@@ -107,6 +110,14 @@ setting!(INSECURE: "--insecure", insecure, ENV_INSECURE);
 setting!(SERVER_SHARDS: "--server-shards", server_shards, ENV_SERVER_SHARDS);
 setting!(TRANSPORT: "--transport", transport, ENV_TRANSPORT);
 setting!(CONNECT_TIMEOUT_MS: "--connect-timeout-ms", connect_timeout_ms, ENV_CONNECT_TIMEOUT_MS);
+setting!(MAX_CONNECTIONS: "--max-connections", max_connections, ENV_MAX_CONNECTIONS);
+setting!(REPLY_BUDGET: "--reply-budget-bytes", reply_budget_bytes, ENV_REPLY_BUDGET_BYTES);
+setting!(
+    REPLY_BUDGET_TOTAL: "--reply-budget-total-bytes",
+    reply_budget_total_bytes,
+    ENV_REPLY_BUDGET_TOTAL_BYTES
+);
+setting!(FRAME_BUDGET: "--frame-budget-bytes", frame_budget_bytes, ENV_FRAME_BUDGET_BYTES);
 
 /// Where a value came from, for error messages.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -140,6 +151,10 @@ struct FileSettings {
     connect_timeout_ms: Option<u64>,
     server_shards: Option<u64>,
     transport: Option<String>,
+    max_connections: Option<u64>,
+    reply_budget_bytes: Option<u64>,
+    reply_budget_total_bytes: Option<u64>,
+    frame_budget_bytes: Option<u64>,
     limits: Option<FileLimits>,
 }
 
@@ -185,6 +200,22 @@ impl FileLayer {
             ),
             ("server_shards", parsed.server_shards.map(|n| n.to_string())),
             ("transport", parsed.transport),
+            (
+                "max_connections",
+                parsed.max_connections.map(|n| n.to_string()),
+            ),
+            (
+                "reply_budget_bytes",
+                parsed.reply_budget_bytes.map(|n| n.to_string()),
+            ),
+            (
+                "reply_budget_total_bytes",
+                parsed.reply_budget_total_bytes.map(|n| n.to_string()),
+            ),
+            (
+                "frame_budget_bytes",
+                parsed.frame_budget_bytes.map(|n| n.to_string()),
+            ),
         ];
         Ok(Self {
             origin: file.origin.clone(),
@@ -238,6 +269,23 @@ impl Layers<'_> {
         parse(&text)
             .map(Some)
             .map_err(|why| anyhow!("invalid value `{shown}` from {source}: {why}"))
+    }
+
+    /// The default budgets with each one set by its highest-precedence source.
+    fn budgets(&self) -> Result<Budgets> {
+        let mut budgets = Budgets::default();
+        let fields = [
+            (&MAX_CONNECTIONS, &mut budgets.max_connections),
+            (&REPLY_BUDGET, &mut budgets.reply_bytes_per_connection),
+            (&REPLY_BUDGET_TOTAL, &mut budgets.reply_bytes_total),
+            (&FRAME_BUDGET, &mut budgets.frame_bytes_total),
+        ];
+        for (setting, field) in fields {
+            if let Some(value) = self.get(setting, parse_count)? {
+                *field = value;
+            }
+        }
+        Ok(budgets)
     }
 
     /// The defaults with the file's `[limits]` overrides applied.
@@ -324,6 +372,7 @@ pub(super) fn resolve_settings(
         key: cluster_key(&layers)?,
         connect_timeout: timeout_ms.map_or(DEFAULT_CONNECT_TIMEOUT, Duration::from_millis),
         limits: layers.limits()?,
+        budgets: layers.budgets()?,
         server_shards: layers.get(&SERVER_SHARDS, parse_count)?,
         transport: layers
             .get(&TRANSPORT, |t| t.parse::<TransportMode>())?

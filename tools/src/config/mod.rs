@@ -57,6 +57,15 @@ pub const ENV_CONNECT_TIMEOUT_MS: &str = "FERROPS_CONNECT_TIMEOUT_MS";
 /// Worker↔server transport: `auto`, `rdma` or `tcp`.
 pub const ENV_TRANSPORT: &str = "FERROPS_TRANSPORT";
 
+/// Connections one listener holds at most.
+pub const ENV_MAX_CONNECTIONS: &str = "FERROPS_MAX_CONNECTIONS";
+/// Queued reply bytes above which a connection's requests wait.
+pub const ENV_REPLY_BUDGET_BYTES: &str = "FERROPS_REPLY_BUDGET_BYTES";
+/// Queued reply bytes of the whole process above which connections with queued replies wait.
+pub const ENV_REPLY_BUDGET_TOTAL_BYTES: &str = "FERROPS_REPLY_BUDGET_TOTAL_BYTES";
+/// Bytes of large incoming frames the process holds at most.
+pub const ENV_FRAME_BUDGET_BYTES: &str = "FERROPS_FRAME_BUDGET_BYTES";
+
 /// How long a node waits for the scheduler unless configured otherwise.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -108,6 +117,14 @@ pub struct Overrides {
     pub secret_file: Option<String>,
     /// `--insecure` (as `"true"`): run without a cluster secret.
     pub insecure: Option<String>,
+    /// `--max-connections`: connections per listener.
+    pub max_connections: Option<String>,
+    /// `--reply-budget-bytes`: queued reply bytes per connection before its requests wait.
+    pub reply_budget_bytes: Option<String>,
+    /// `--reply-budget-total-bytes`: queued reply bytes of the process.
+    pub reply_budget_total_bytes: Option<String>,
+    /// `--frame-budget-bytes`: bytes of large incoming frames of the process.
+    pub frame_budget_bytes: Option<String>,
 }
 
 /// A configuration file's name (for messages) and text.

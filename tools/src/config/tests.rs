@@ -477,3 +477,50 @@ fn a_secret_file_others_can_read_is_refused_like_ssh_refuses_a_key() {
         "the file's contents are not echoed: {err}"
     );
 }
+
+#[test]
+fn budgets_come_from_flags_environment_or_file_and_zero_is_refused() {
+    let base = cluster_env("127.0.0.1:7000", "1", "1");
+    let cfg = input(&Overrides::default(), &base, None).server().unwrap();
+    assert_eq!(cfg.cluster.budgets, ferrops_net::Budgets::default());
+    let text = "max_connections = 10\nreply_budget_bytes = 1000\n\
+                reply_budget_total_bytes = 5000\nframe_budget_bytes = 7000";
+    let cfg = input(&Overrides::default(), &base, Some(&file(text)))
+        .server()
+        .unwrap();
+    let b = cfg.cluster.budgets;
+    assert_eq!(
+        (
+            b.max_connections,
+            b.reply_bytes_per_connection,
+            b.reply_bytes_total,
+            b.frame_bytes_total
+        ),
+        (10, 1000, 5000, 7000)
+    );
+    let mut with_env = base.clone();
+    with_env.insert(ENV_REPLY_BUDGET_BYTES.into(), "2000".into());
+    with_env.insert(ENV_MAX_CONNECTIONS.into(), "20".into());
+    let flags = Overrides {
+        max_connections: Some("30".into()),
+        frame_budget_bytes: Some("9000".into()),
+        ..Default::default()
+    };
+    let cfg = input(&flags, &with_env, Some(&file(text)))
+        .server()
+        .unwrap();
+    let b = cfg.cluster.budgets;
+    assert_eq!(b.max_connections, 30, "the flag wins");
+    assert_eq!(
+        b.reply_bytes_per_connection, 2000,
+        "the environment beats the file"
+    );
+    assert_eq!(b.reply_bytes_total, 5000, "the file beats the default");
+    assert_eq!(b.frame_bytes_total, 9000);
+    with_env.insert(ENV_REPLY_BUDGET_TOTAL_BYTES.into(), "0".into());
+    let err = error_text(input(&Overrides::default(), &with_env, None).server());
+    assert!(
+        err.contains(ENV_REPLY_BUDGET_TOTAL_BYTES) && err.contains("at least 1"),
+        "{err}"
+    );
+}

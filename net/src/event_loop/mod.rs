@@ -27,10 +27,16 @@ use std::time::{Duration, Instant};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Registry, Token};
 
-use crate::auth::{self, AuthError, Credentials, Identity, ServerHandshake, ServerStep};
+use crate::auth::{self, Credentials, Identity, ServerHandshake};
+use crate::budget::{Admission, HeldReads};
+mod handle;
+mod handshake;
+
+use handle::{add_peer, dial, proved_identity};
+
 use crate::{
-    BufferPool, Frame, FrameLimits, FrameParts, Header, Link, Metrics, NetError, NoDirectValues,
-    Opcode, Peer, ReadOutcome,
+    Budget, BufferPool, Frame, FrameLimits, FrameParts, Link, Metrics, NetError, NoDirectValues,
+    Peer, ReadOutcome,
 };
 
 /// Identifies a connection within one [`EventLoop`].
@@ -90,6 +96,7 @@ struct Settings {
     max_backlog: usize,
     credentials: Credentials,
     handshake_timeout: Duration,
+    budget: Budget,
 }
 
 /// Where a connection stands with the handshake.
@@ -108,188 +115,6 @@ enum AuthState {
     Ready(Identity),
 }
 
-impl Io<'_> {
-    /// Finishes `frame` (lengths, checksums) and sends it to `peer`.
-    pub fn send(&mut self, peer: PeerId, frame: &mut FrameParts<'_>) -> Result<(), NetError> {
-        frame.finish(self.settings.payload_crc);
-        let p = self.link_mut(peer)?;
-        let was_empty = p.queued_bytes() == 0;
-        p.send(frame)?;
-        self.after_send(peer, was_empty)
-    }
-
-    /// Sends `frame` with its values RDMA-written into `dest`, the buffer the peer named in
-    /// its request (the zero-copy pull reply). Only RDMA connections can.
-    pub fn send_values_to(
-        &mut self,
-        peer: PeerId,
-        frame: &mut FrameParts<'_>,
-        dest: crate::RemoteRegion,
-    ) -> Result<(), NetError> {
-        // The values skip the frame, so they are not covered by its payload checksum.
-        frame.finish(false);
-        self.link_mut(peer)?.send_values_to(frame, dest)
-    }
-
-    /// [`Io::send_values_to`] with the values read by the device straight from `region`, which
-    /// holds them all (a parameter segment): no copy on this side.
-    ///
-    /// # Safety
-    /// `region` must stay mapped at its address for as long as the connection lives (it is
-    /// registered once and reused).
-    pub unsafe fn send_values_from_region_to(
-        &mut self,
-        peer: PeerId,
-        frame: &mut FrameParts<'_>,
-        dest: crate::RemoteRegion,
-        region: &[u8],
-    ) -> Result<(), NetError> {
-        frame.finish(false);
-        let link = self.link_mut(peer)?;
-        // SAFETY: forwarded from the caller.
-        unsafe { link.send_values_from_region_to(frame, dest, region) }
-    }
-
-    fn link_mut(&mut self, peer: PeerId) -> Result<&mut Link, NetError> {
-        self.peers
-            .get_mut(peer)
-            .and_then(Option::as_mut)
-            .ok_or(NetError::UnknownPeer(peer))
-    }
-
-    /// Whether the connection to `peer` is RDMA.
-    pub fn is_rdma(&self, peer: PeerId) -> bool {
-        self.peers
-            .get(peer)
-            .and_then(Option::as_ref)
-            .is_some_and(Link::is_rdma)
-    }
-
-    fn after_send(&mut self, peer: PeerId, was_empty: bool) -> Result<(), NetError> {
-        let Some(p) = self.peers.get_mut(peer).and_then(Option::as_mut) else {
-            return Ok(());
-        };
-        let queued = p.queued_bytes();
-        if queued > self.settings.max_backlog {
-            return Err(NetError::Backlog {
-                peer,
-                queued,
-                limit: self.settings.max_backlog,
-            });
-        }
-        if was_empty && queued > 0 {
-            p.reregister(
-                self.registry,
-                Token(peer),
-                Interest::READABLE | Interest::WRITABLE,
-            )?;
-        }
-        Ok(())
-    }
-
-    /// Sends an error frame with `message` (best effort).
-    pub fn send_error(
-        &mut self,
-        peer: PeerId,
-        request: Option<&Header>,
-        status: crate::Status,
-        message: &str,
-    ) {
-        let mut header = Header::new(Opcode::Error);
-        if let Some(req) = request {
-            header.request_id = req.request_id;
-            header.table = req.table;
-            // Which key list a refusal is about (a signature the server does not hold).
-            header.key_signature = req.key_signature;
-        }
-        header.status = (status as u16).into();
-        let mut frame = FrameParts::with_extra(header, message.as_bytes());
-        if let Err(e) = self.send(peer, &mut frame) {
-            tracing::debug!("could not send error to peer {peer}: {e}");
-        }
-    }
-
-    /// Closes the connection to `peer` after trying to flush what is queued.
-    pub fn close(&mut self, peer: PeerId, reason: CloseReason) {
-        if let Some(mut p) = self.peers.get_mut(peer).and_then(Option::take) {
-            let _ = p.flush();
-            let _ = p.deregister(self.registry);
-            // The handler only hears of connections it was told about.
-            if let AuthState::Ready(_) = std::mem::take(&mut self.auth[peer]) {
-                self.closed.push((peer, reason));
-            }
-        }
-    }
-
-    /// Who `peer` proved to be in the handshake (`None` for no such connection).
-    pub fn identity(&self, peer: PeerId) -> Option<Identity> {
-        proved_identity(self.auth, peer)
-    }
-
-    /// Opens a connection to `addr`, authenticates it and adds it to the loop.
-    pub fn connect(&mut self, addr: SocketAddr, timeout: Duration) -> Result<PeerId, NetError> {
-        let (link, identity) = dial(self.settings, addr, timeout)?;
-        add_peer(
-            self.peers,
-            self.auth,
-            self.registry,
-            link,
-            AuthState::Ready(identity),
-        )
-    }
-
-    /// The remote address of `peer`.
-    pub fn peer_addr(&self, peer: PeerId) -> Option<SocketAddr> {
-        self.peers
-            .get(peer)
-            .and_then(Option::as_ref)
-            .and_then(Link::addr)
-    }
-
-    /// The node's counters.
-    pub fn metrics(&self) -> &Metrics {
-        &self.settings.metrics
-    }
-}
-
-/// Dials `addr` over TCP and runs the client side of the handshake.
-fn dial(s: &Settings, addr: SocketAddr, timeout: Duration) -> Result<(Link, Identity), NetError> {
-    let mut peer = Peer::connect(addr, timeout, s.limits, s.pool.clone(), s.metrics.clone())?;
-    let identity = auth::authenticate(&mut peer, &s.credentials, s.handshake_timeout)?;
-    Ok((peer.into(), identity))
-}
-
-fn add_peer(
-    peers: &mut Vec<Option<Link>>,
-    auth: &mut Vec<AuthState>,
-    registry: &Registry,
-    mut peer: Link,
-    state: AuthState,
-) -> Result<PeerId, NetError> {
-    let id = match peers.iter().position(Option::is_none) {
-        Some(i) => i,
-        None => {
-            peers.push(None);
-            peers.len() - 1
-        }
-    };
-    if auth.len() < peers.len() {
-        auth.resize_with(peers.len(), AuthState::default);
-    }
-    peer.register(registry, Token(id), Interest::READABLE)?;
-    peers[id] = Some(peer);
-    auth[id] = state;
-    Ok(id)
-}
-
-/// The identity connection `peer` proved, once it has.
-fn proved_identity(auth: &[AuthState], peer: PeerId) -> Option<Identity> {
-    match auth.get(peer) {
-        Some(AuthState::Ready(id)) => Some(*id),
-        _ => None,
-    }
-}
-
 /// Owns a listener (optional) and connections, and runs a [`Handler`] over them.
 pub struct EventLoop {
     poll: Poll,
@@ -299,6 +124,9 @@ pub struct EventLoop {
     auth: Vec<AuthState>,
     settings: Settings,
     tick: Duration,
+    /// Connections not read until their queued replies drain.
+    held: HeldReads,
+    admission: Admission,
 }
 
 /// The thread that accepts RDMA connections for a loop, and how they reach it.
@@ -321,12 +149,25 @@ impl Drop for RdmaAcceptor {
 
 impl EventLoop {
     /// A loop listening on `bind` (port 0 picks a free port) or, with `None`, only making
-    /// outgoing connections; every connection is authenticated with `credentials`.
+    /// outgoing connections; every connection is authenticated with `credentials`. It has the
+    /// default [`Budget`] of its own.
     pub fn new(
         bind: Option<SocketAddr>,
         limits: FrameLimits,
         metrics: Metrics,
         credentials: Credentials,
+    ) -> Result<EventLoop, NetError> {
+        EventLoop::with_budget(bind, limits, metrics, credentials, Budget::default())
+    }
+
+    /// [`EventLoop::new`] charging replies, large frames and connections to `budget` (which
+    /// other loops of the process may share).
+    pub fn with_budget(
+        bind: Option<SocketAddr>,
+        limits: FrameLimits,
+        metrics: Metrics,
+        credentials: Credentials,
+        budget: Budget,
     ) -> Result<EventLoop, NetError> {
         let poll = Poll::new()?;
         let listener = match bind {
@@ -349,14 +190,17 @@ impl EventLoop {
             auth: Vec::new(),
             settings: Settings {
                 limits,
-                pool: BufferPool::new(),
+                pool: BufferPool::with_budget(budget.clone()),
                 metrics,
                 payload_crc: true,
                 max_backlog: 4 << 30,
                 credentials,
                 handshake_timeout: auth::DEFAULT_HANDSHAKE_TIMEOUT,
+                budget,
             },
             tick: Duration::from_millis(100),
+            held: HeldReads::default(),
+            admission: Admission::default(),
         })
     }
 
@@ -383,6 +227,11 @@ impl EventLoop {
     /// The node's counters.
     pub fn metrics(&self) -> &Metrics {
         &self.settings.metrics
+    }
+
+    /// What replies, large frames and connections are charged to.
+    pub fn budget(&self) -> &Budget {
+        &self.settings.budget
     }
 
     /// Opens and authenticates a connection before the loop runs.
@@ -544,7 +393,7 @@ impl EventLoop {
             }
             for &(token, readable, writable) in &ready {
                 if token == LISTENER {
-                    self.accept_all()?;
+                    self.accept_all();
                     continue;
                 }
                 if token == RDMA_ACCEPTED {
@@ -571,9 +420,21 @@ impl EventLoop {
                 }
                 self.report_closed(handler, &mut closed);
             }
+            let peers = &self.peers;
+            let queued = |p: PeerId| {
+                peers
+                    .get(p)
+                    .and_then(Option::as_ref)
+                    .map(Link::queued_bytes)
+            };
+            self.held
+                .release(&self.settings.budget, queued, &mut backlog);
             if check_clock && last_tick.elapsed() >= self.tick {
                 last_tick = Instant::now();
                 self.expire_handshakes(&mut closed);
+                if std::mem::take(&mut self.admission.retry) {
+                    self.accept_all();
+                }
                 let mut io = self.io(&mut closed);
                 handler.on_tick(&mut io);
                 self.report_closed(handler, &mut closed);
@@ -605,46 +466,23 @@ impl EventLoop {
         }
     }
 
-    /// Adds a freshly accepted connection from `addr`: it may carry nothing but the handshake
-    /// (tight limits) and has until the handshake timeout to finish it.
-    fn add_unauthenticated(
-        &mut self,
-        mut link: Link,
-        addr: SocketAddr,
-    ) -> Result<PeerId, NetError> {
-        link.replace_limits(auth::HANDSHAKE_LIMITS);
-        let state = AuthState::Pending {
-            handshake: ServerHandshake::default(),
-            addr,
-            deadline: Instant::now() + self.settings.handshake_timeout,
-        };
-        add_peer(
-            &mut self.peers,
-            &mut self.auth,
-            self.poll.registry(),
-            link,
-            state,
-        )
-    }
-
     /// Accepts every waiting connection; each starts with the handshake.
-    fn accept_all(&mut self) -> Result<(), NetError> {
-        loop {
-            let Some(listener) = self.listener.as_ref() else {
-                return Ok(());
-            };
-            match listener.accept() {
-                Ok((stream, addr)) => {
-                    let s = &self.settings;
-                    let peer = Peer::new(stream, s.limits, s.pool.clone(), s.metrics.clone())?;
-                    self.add_unauthenticated(peer.into(), addr)?;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    tracing::warn!("accept failed: {e}");
-                    return Ok(());
-                }
+    fn accept_all(&mut self) {
+        self.admission.open = self.peers.iter().filter(|p| p.is_some()).count();
+        let limits = *self.settings.budget.limits();
+        while let Some((stream, addr)) = self
+            .listener
+            .as_ref()
+            .and_then(|l| self.admission.next(l, &limits))
+        {
+            let s = &self.settings;
+            // One that fails to set up (gone already) is dropped, never fatal to the loop.
+            let added = Peer::new(stream, s.limits, s.pool.clone(), s.metrics.clone())
+                .map_err(NetError::from)
+                .and_then(|peer| self.add_unauthenticated(peer.into(), addr));
+            match added {
+                Ok(_) => self.admission.open += 1,
+                Err(e) => tracing::warn!("dropping connection from {addr}: {e}"),
             }
         }
     }
@@ -695,7 +533,12 @@ impl EventLoop {
         let Some(p) = self.peers.get_mut(peer).and_then(Option::as_mut) else {
             return;
         };
-        match p.flush() {
+        let before = p.queued_bytes();
+        let flushed = p.flush();
+        self.settings
+            .budget
+            .replies_changed(before, p.queued_bytes());
+        match flushed {
             Ok(true) => {
                 let _ = p.reregister(self.poll.registry(), Token(peer), Interest::READABLE);
             }
@@ -703,70 +546,6 @@ impl EventLoop {
             Err(e) => self
                 .io(closed)
                 .close(peer, CloseReason::Error(e.to_string())),
-        }
-    }
-
-    /// Takes the next handshake message of a connection that has not authenticated yet:
-    /// answers it, admits the peer (and tells the handler), or refuses and drops it.
-    fn handshake_step(
-        &mut self,
-        peer: PeerId,
-        frame: &Frame,
-        handler: &mut impl Handler,
-        closed: &mut Vec<(PeerId, CloseReason)>,
-    ) {
-        let AuthState::Pending {
-            handshake, addr, ..
-        } = &mut self.auth[peer]
-        else {
-            return;
-        };
-        let addr = *addr;
-        let step = auth::message_of(frame)
-            .and_then(|msg| handshake.on_message(&self.settings.credentials, &msg));
-        let mut io = self.io(closed);
-        match step {
-            Ok(ServerStep::Reply(msg)) => {
-                if let Err(e) = io.send(peer, &mut auth::auth_frame(&msg)) {
-                    io.close(peer, CloseReason::Error(e.to_string()));
-                }
-            }
-            Ok(ServerStep::Admit(msg, identity)) => {
-                if let Err(e) = io.send(peer, &mut auth::auth_frame(&msg)) {
-                    io.close(peer, CloseReason::Error(e.to_string()));
-                    return;
-                }
-                if let Some(link) = io.peers[peer].as_mut() {
-                    link.replace_limits(io.settings.limits);
-                }
-                io.auth[peer] = AuthState::Ready(identity);
-                tracing::debug!("peer {peer} ({addr}) authenticated as {identity:?}");
-                handler.on_accept(peer, addr, &mut io);
-            }
-            Err(e) => {
-                tracing::warn!("connection from {addr}: authentication failed: {e}");
-                if !matches!(e, AuthError::Refused(_)) {
-                    io.send_error(peer, None, crate::Status::Unauthorized, &e.for_peer());
-                }
-                io.close(peer, CloseReason::Error(e.to_string()));
-            }
-        }
-    }
-
-    /// Drops connections that did not authenticate in time.
-    fn expire_handshakes(&mut self, closed: &mut Vec<(PeerId, CloseReason)>) {
-        let now = Instant::now();
-        for peer in 0..self.auth.len() {
-            if let AuthState::Pending { addr, deadline, .. } = &self.auth[peer] {
-                if *deadline <= now {
-                    let why = format!(
-                        "no authentication within {:?}",
-                        self.settings.handshake_timeout
-                    );
-                    tracing::warn!("dropping connection from {addr}: {why}");
-                    self.io(closed).close(peer, CloseReason::Error(why));
-                }
-            }
         }
     }
 
@@ -782,6 +561,10 @@ impl EventLoop {
             let Some(p) = self.peers.get_mut(peer).and_then(Option::as_mut) else {
                 return (n, false);
             };
+            if self.settings.budget.holds_reads(p.queued_bytes()) {
+                self.held.hold(peer);
+                return (n, false);
+            }
             match p.read_frame(&mut NoDirectValues) {
                 Ok(ReadOutcome::Frame(frame)) => {
                     if matches!(self.auth[peer], AuthState::Ready(_)) {
