@@ -1,8 +1,9 @@
 //! Which network interface carries an IP address, so that a server can place its memory and
-//! threads on the NUMA node nearest the NIC it serves on.
+//! threads on the NUMA node nearest the NIC it serves on; and which local address routes to a
+//! peer, so that a server listens on that interface only.
 
 use std::ffi::CStr;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 /// The name of the interface that has `ip` assigned (e.g. `eth0`, `ib0`), if any. Wildcard and
 /// loopback addresses have no single NIC and give `None`.
@@ -33,6 +34,21 @@ pub fn interface_of(ip: IpAddr) -> Option<String> {
     // SAFETY: `list` came from getifaddrs and is freed once.
     unsafe { libc::freeifaddrs(list) };
     found
+}
+
+/// The local address the kernel would send from to reach `to` (the address of the interface
+/// that routes there), found without sending anything: a UDP socket's `connect` only looks up
+/// the route. `None` when there is no route.
+pub fn source_address_towards(to: SocketAddr) -> Option<IpAddr> {
+    let any: SocketAddr = if to.is_ipv4() {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let probe = std::net::UdpSocket::bind(any).ok()?;
+    probe.connect(to).ok()?;
+    let ip = probe.local_addr().ok()?.ip();
+    (!ip.is_unspecified()).then_some(ip)
 }
 
 /// The IP address in a sockaddr, for IPv4 and IPv6.

@@ -200,9 +200,10 @@ impl Worker {
                     "insecure=True and a cluster secret are both given: keep one",
                 ))
             }
-            (Some(text), false) => ClusterKey::Secret(Secret::new(&text).map_err(|e| {
-                ConfigError::new_err(format!("invalid cluster secret: {e}"))
-            })?),
+            (Some(text), false) => ClusterKey::Secret(
+                Secret::new(&text)
+                    .map_err(|e| ConfigError::new_err(format!("invalid cluster secret: {e}")))?,
+            ),
             (None, true) => ClusterKey::Insecure,
             (None, false) => {
                 return Err(ConfigError::new_err(

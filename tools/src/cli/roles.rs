@@ -37,7 +37,7 @@ pub struct ClusterFlags {
 
     /// Address this node listens on; port 0 picks a free port [env: FERROPS_BIND] [file: bind]
     /// [default: scheduler: the scheduler address; server: 127.0.0.1:0 on a loopback cluster,
-    /// otherwise 0.0.0.0:0]
+    /// otherwise port 0 on the address of the interface that routes to the scheduler]
     #[arg(long, value_name = "IP:PORT")]
     pub bind: Option<String>,
 

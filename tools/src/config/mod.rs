@@ -215,12 +215,17 @@ pub fn read_config_file(overrides: &Overrides, env: &EnvMap) -> Result<Option<Co
     }))
 }
 
+/// Where a server listens when not told: on loopback for a loopback scheduler; otherwise on
+/// the address of the interface that routes to the scheduler (the network the job shares),
+/// not on every interface of the host; on every interface only when no route is known.
 fn default_server_bind(scheduler: SocketAddr) -> SocketAddr {
     let ip = match scheduler.ip() {
         IpAddr::V4(ip) if ip.is_loopback() => IpAddr::V4(Ipv4Addr::LOCALHOST),
         IpAddr::V6(ip) if ip.is_loopback() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        remote => ferrops_net::netdev::source_address_towards(scheduler).unwrap_or(match remote {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        }),
     };
     SocketAddr::new(ip, 0)
 }

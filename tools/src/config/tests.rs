@@ -220,10 +220,19 @@ fn defaults_apply_without_file() {
 }
 
 #[test]
-fn server_on_a_remote_scheduler_listens_everywhere() {
-    let env = cluster_env("10.1.2.3:7000", "1", "1");
+fn server_on_a_remote_scheduler_listens_on_the_interface_towards_it_not_everywhere() {
+    let scheduler: std::net::SocketAddr = "10.1.2.3:7000".parse().unwrap();
+    let env = cluster_env(&scheduler.to_string(), "1", "1");
     let cfg = input(&Overrides::default(), &env, None).server().unwrap();
-    assert_eq!(cfg.bind, "0.0.0.0:0".parse().unwrap());
+    match ferrops_net::netdev::source_address_towards(scheduler) {
+        // A host with a route there: the address of that interface, never the wildcard.
+        Some(ip) => {
+            assert_eq!(cfg.bind, std::net::SocketAddr::new(ip, 0));
+            assert!(!cfg.bind.ip().is_unspecified());
+        }
+        // No route at all: nothing better to choose than every interface.
+        None => assert_eq!(cfg.bind, "0.0.0.0:0".parse().unwrap()),
+    }
 }
 
 #[test]
