@@ -24,8 +24,8 @@ if [ "$(id -u)" -ne 0 ]; then
   echo "SKIPPED: slurmd must run as root and this is uid $(id -u)"
   exit 0
 fi
-# procps: ps and pgrep, which a minimal Debian image lacks.
-if ! command -v slurmd >/dev/null || ! command -v munged >/dev/null || ! command -v pgrep >/dev/null
+# procps: ps, which a minimal Debian image lacks.
+if ! command -v slurmd >/dev/null || ! command -v munged >/dev/null || ! command -v ps >/dev/null
 then
   say "installing slurm-wlm, munge and procps"
   DEBIAN_FRONTEND=noninteractive apt-get update -qq
@@ -56,20 +56,35 @@ cleanup() {
     done
   fi
   scontrol shutdown >/dev/null 2>&1 || true
-  for _ in $(seq 1 50); do
-    pgrep -F "$dir/slurmctld.pid" >/dev/null 2>&1 || pgrep -F "$dir/slurmd.pid" >/dev/null 2>&1 || break
-    sleep 0.2
-  done
+  wait_gone 10 slurmd.pid slurmctld.pid
   for pidfile in slurmd.pid slurmctld.pid munged.pid; do
     [ -s "$dir/$pidfile" ] && kill "$(cat "$dir/$pidfile")" 2>/dev/null || true
   done
+  wait_gone 10 slurmd.pid slurmctld.pid munged.pid
   if [ "$status" -ne 0 ]; then
     for log in slurmctld.log slurmd.log; do
       say "--- last lines of $log"
       tail -n 40 "$dir/$log" 2>/dev/null || true
     done
   fi
-  rm -rf "$dir"
+  rm -rf "$dir" || say "could not remove $dir"
+}
+# True while process $1 runs (a zombie, which nobody may reap in a container, counts as gone).
+alive() { [ -r "/proc/$1/stat" ] && ! grep -q '^[0-9]* (.*) Z ' "/proc/$1/stat"; }
+# wait_gone SECONDS PIDFILE...: waits up to SECONDS for the daemons of the pid files to exit.
+wait_gone() {
+  local seconds=$1 pidfile pid
+  shift
+  for _ in $(seq 1 $((seconds * 5))); do
+    local running=0
+    for pidfile in "$@"; do
+      pid=$(cat "$dir/$pidfile" 2>/dev/null || true)
+      [ -n "$pid" ] && alive "$pid" && running=1
+    done
+    [ "$running" -eq 0 ] && return 0
+    sleep 0.2
+  done
+  return 0
 }
 trap cleanup EXIT
 
