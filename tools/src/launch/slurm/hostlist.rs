@@ -61,11 +61,6 @@ pub fn expand(list: &str) -> Result<Vec<String>, HostListError> {
     Ok(hosts)
 }
 
-/// The first host of a list (where task 0 of a block-distributed step runs).
-pub fn first_host(list: &str) -> Result<String, HostListError> {
-    expand(list).map(|hosts| hosts.into_iter().next().expect("expand never returns none"))
-}
-
 /// Splits at commas outside brackets; each piece with its byte offset.
 fn split_top_level(list: &str) -> Result<Vec<(usize, &str)>, HostListError> {
     let mut pieces = Vec::new();
@@ -230,7 +225,7 @@ mod tests {
             ["rack1-n1", "rack1-n3", "rack2-n1", "rack2-n3"]
         );
         assert_eq!(hosts("x,n[1-2]y,z"), ["x", "n1y", "n2y", "z"]);
-        assert_eq!(first_host("login,c[5-9]").unwrap(), "login");
+        assert_eq!(hosts("login,c[5-9]")[0], "login");
     }
 
     #[test]

@@ -65,6 +65,7 @@ pub fn run_slurm(opts: &SlurmOptions) -> Result<i32> {
     let env = process_env();
     let plan = plan_from_env(&env, opts.servers, opts.port)?;
     let scheduler = resolve(&plan.scheduler_host, plan.scheduler_port)?;
+    plan.check_scheduler_ip(scheduler.ip())?;
     let settings = child_settings(&plan, scheduler, opts)?;
     check_config(&plan, &env, &settings)?;
     let command = child_command(&plan, opts, &settings);
@@ -277,6 +278,7 @@ mod tests {
             servers: 1,
             workers: 2,
             scheduler_host: "n1".into(),
+            hosts: 1,
             scheduler_port: 20_008,
         }
     }

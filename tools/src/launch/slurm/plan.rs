@@ -6,6 +6,8 @@
 //! `SLURM_STEP_NODELIST` (else `SLURM_JOB_NODELIST`), where Slurm's default block distribution
 //! puts task 0.
 
+use std::net::IpAddr;
+
 use anyhow::{anyhow, bail, Context, Result};
 
 use super::hostlist;
@@ -31,6 +33,8 @@ pub struct TaskPlan {
     pub workers: usize,
     /// The host the scheduler runs on, as Slurm names it.
     pub scheduler_host: String,
+    /// How many hosts the step spans.
+    pub hosts: usize,
     pub scheduler_port: u16,
 }
 
@@ -41,6 +45,24 @@ impl TaskPlan {
             Role::Scheduler => "scheduler".to_string(),
             role => format!("{} {}", role.name(), self.index),
         }
+    }
+
+    /// Refuses a loopback scheduler address for a server of a step spanning several hosts: the
+    /// server would advertise the loopback address it reaches the scheduler from, which workers
+    /// on the other hosts cannot dial (Debian maps a host's own name to 127.0.1.1).
+    pub fn check_scheduler_ip(&self, ip: IpAddr) -> Result<()> {
+        if self.role == Role::Server && self.hosts > 1 && ip.is_loopback() {
+            bail!(
+                "{} of a {}-host step: the scheduler's host {} resolves to the loopback address \
+                 {ip} here, so this server would advertise an address the other hosts cannot \
+                 reach; make {} resolve to its network address on this host (/etc/hosts)",
+                self.label(),
+                self.hosts,
+                self.scheduler_host,
+                self.scheduler_host
+            );
+        }
+        Ok(())
     }
 }
 
@@ -89,8 +111,9 @@ pub fn plan_from_env(env: &EnvMap, servers: usize, port: Option<u16>) -> Result<
                  run `ferrops slurm` as the tasks of an srun step"
             )
         })?;
-    let scheduler_host =
-        hostlist::first_host(list).with_context(|| format!("environment variable {variable}"))?;
+    let hosts =
+        hostlist::expand(list).with_context(|| format!("environment variable {variable}"))?;
+    let scheduler_host = hosts[0].clone();
     if role == Role::Scheduler {
         if let Some(here) = env.get("SLURMD_NODENAME").filter(|n| !n.is_empty()) {
             if *here != scheduler_host {
@@ -121,6 +144,7 @@ pub fn plan_from_env(env: &EnvMap, servers: usize, port: Option<u16>) -> Result<
         servers,
         workers: ntasks - servers - 1,
         scheduler_host,
+        hosts: hosts.len(),
         scheduler_port,
     })
 }
@@ -243,6 +267,35 @@ mod tests {
             err.contains("SLURM_PROCID") && err.contains("srun"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_server_refuses_a_loopback_scheduler_address_in_a_multi_node_step() {
+        let mut e = env(&[
+            ("SLURM_PROCID", "1"),
+            ("SLURM_NTASKS", "4"),
+            ("SLURM_STEP_NODELIST", "n[1-2]"),
+            ("SLURM_JOB_ID", "7"),
+        ]);
+        let plan = plan_from_env(&e, 1, None).unwrap();
+        assert_eq!(plan.hosts, 2);
+        let loopback = "127.0.1.1".parse().unwrap();
+        let err = plan.check_scheduler_ip(loopback).unwrap_err().to_string();
+        assert!(err.contains("n1") && err.contains("127.0.1.1"), "{err}");
+        plan.check_scheduler_ip("10.1.2.3".parse().unwrap())
+            .unwrap();
+        // Workers only dial out, and on one node loopback is all anyone needs.
+        e.insert("SLURM_PROCID".into(), "3".into());
+        plan_from_env(&e, 1, None)
+            .unwrap()
+            .check_scheduler_ip(loopback)
+            .unwrap();
+        e.insert("SLURM_PROCID".into(), "1".into());
+        e.insert("SLURM_STEP_NODELIST".into(), "n1".into());
+        plan_from_env(&e, 1, None)
+            .unwrap()
+            .check_scheduler_ip(loopback)
+            .unwrap();
     }
 
     #[test]
