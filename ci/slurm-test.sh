@@ -9,7 +9,8 @@
 #      2 workers; exact push/pull sums on both workers;
 #   2. a short logistic-regression training under srun: it finishes and its loss falls;
 #   3. `scancel` of a long training job started by sbatch (secret from a 0600 file): every task
-#      logs that it got SIGTERM and exits 143, the job ends CANCELLED, no process is left.
+#      logs that it got SIGTERM and exits 143, the job ends CANCELLED, no process is left;
+#   4. the same job with a 1-minute time limit: the same clean stop, the job ends TIMEOUT.
 # The daemons are stopped at the end, whatever happened. Needs root (slurmd runs as root);
 # installs slurm-wlm, munge and procps with apt when missing. Prints "SKIPPED: why" and exits 0
 # only when this machine cannot run slurmd at all (not root, or `slurmd -C` cannot probe it).
@@ -171,52 +172,75 @@ awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < a) }' \
   || fail "the loss did not fall: epoch 1 $first, epoch 3 $last"
 say "loss fell from $first to $last"
 
-# --- 3. scancel mid-run -------------------------------------------------------------------
-say "3. sbatch a long training job, scancel it mid-run"
+# --- 3. and 4. a long job stopped by scancel and by its time limit ------------------------
 secret_file=$dir/secret
 (umask 077 && head -c 32 /dev/urandom | base64 > "$secret_file")
-cat > "$dir/long.sbatch" <<JOB
+
+# long_job NAME MINUTES: submits a 4-task training job far longer than MINUTES (secret from a
+# 0600 file, each task's output in $dir/NAME-taskN.out) and prints its id.
+long_job() {
+  local name=$1 minutes=$2
+  cat > "$dir/$name.sbatch" <<JOB
 #!/bin/bash
 #SBATCH --ntasks=4
 #SBATCH --overcommit
-#SBATCH --time=10
-#SBATCH --output=$dir/long-batch.out
+#SBATCH --time=$minutes
+#SBATCH --output=$dir/$name-batch.out
 unset FERROPS_SECRET
-srun --output=$dir/long-task%t.out "$exe" slurm --servers 1 --secret-file $secret_file -- \
+srun --output=$dir/$name-task%t.out "$exe" slurm --servers 1 --secret-file $secret_file -- \
   "$exe" worker --job logreg -- --examples 20000 --features 5000 --epochs 100000 --batch 500
 JOB
-job=$(sbatch --parsable "$dir/long.sbatch")
-say "submitted job $job; waiting for its second epoch"
-# Worker ranks come from the scheduler, so either worker task may be the one printing epochs.
-second_epoch() { grep -qs '^epoch *2 ' "$dir"/long-task*.out; }
-for _ in $(seq 1 180); do
-  second_epoch && break
-  sleep 1
-done
-second_epoch || {
-  cat "$dir"/long-*.out 2>/dev/null || true
+  sbatch --parsable "$dir/$name.sbatch"
+}
+
+# wait_training NAME JOB: waits for the job's second epoch (worker ranks come from the
+# scheduler, so either worker task may be the one printing epochs).
+wait_training() {
+  local name=$1 job=$2
+  for _ in $(seq 1 180); do
+    grep -qs '^epoch *2 ' "$dir/$name"-task*.out && return 0
+    sleep 1
+  done
+  cat "$dir/$name"-*.out 2>/dev/null || true
   fail "job $job trained no second epoch within 180 s"
 }
+
+# check_stopped NAME JOB STATE SECONDS: the job leaves the queue within SECONDS, ends in STATE,
+# every task logged the SIGTERM and its exit status 143, and no ferrops process is left.
+check_stopped() {
+  local name=$1 job=$2 want=$3 seconds=$4 task state leftovers
+  for _ in $(seq 1 "$seconds"); do
+    squeue -h -j "$job" 2>/dev/null | grep -q . || break
+    sleep 1
+  done
+  squeue -h -j "$job" 2>/dev/null | grep -q . && fail "job $job still queued after $seconds s"
+  for task in 0 1 2 3; do
+    say "--- task $task"
+    grep -v '^epoch' "$dir/$name-task$task.out" || true
+    grep -q "task $task (.*): received SIGTERM" "$dir/$name-task$task.out" \
+      || fail "task $task did not log the SIGTERM it got"
+    grep -q "task $task (.*): stopped by SIGTERM (signal 15); exit status 143" \
+      "$dir/$name-task$task.out" || fail "task $task did not log its clean stop"
+  done
+  state=$(scontrol -o show job "$job" | sed -n 's/.*JobState=\([A-Z_]*\).*/\1/p')
+  [ "$state" = "$want" ] || fail "job $job ended $state, not $want"
+  leftovers=$(ps -eo pid=,args= | awk -v exe="$exe" '$2 == exe')
+  [ -z "$leftovers" ] || fail "processes left after job $job: $leftovers"
+  say "job $job: every task stopped on SIGTERM with status 143, state $state, nothing left"
+}
+
+say "3. sbatch a long training job, scancel it mid-run"
+job=$(long_job cancel 10)
+wait_training cancel "$job"
 say "scancel $job"
 scancel "$job"
-for _ in $(seq 1 120); do
-  squeue -h -j "$job" 2>/dev/null | grep -q . || break
-  sleep 1
-done
-squeue -h -j "$job" 2>/dev/null | grep -q . && fail "job $job still queued 120 s after scancel"
-for task in 0 1 2 3; do
-  say "--- task $task"
-  cat "$dir/long-task$task.out"
-  grep -q "task $task (.*): received SIGTERM" "$dir/long-task$task.out" \
-    || fail "task $task did not log the SIGTERM it got"
-  grep -q "task $task (.*): stopped by SIGTERM (signal 15); exit status 143" \
-    "$dir/long-task$task.out" || fail "task $task did not log its clean stop"
-done
-state=$(scontrol -o show job "$job" | sed -n 's/.*JobState=\([A-Z_]*\).*/\1/p')
-[ "$state" = CANCELLED ] || fail "job $job ended $state, not CANCELLED"
-leftovers=$(ps -eo pid=,args= | awk -v exe="$exe" '$2 == exe')
-if [ -n "$leftovers" ]; then
-  fail "processes left after the job: $leftovers"
-fi
-say "job $job: every task stopped on SIGTERM with status 143, state $state, nothing left"
+check_stopped cancel "$job" CANCELLED 120
+
+# Slurm checks time limits about every 30 s, so a 1-minute job ends within about 2 minutes.
+say "4. sbatch a long training job with a 1-minute limit and let it run out"
+job=$(long_job limit 1)
+wait_training limit "$job"
+check_stopped limit "$job" TIMEOUT 240
+grep -q 'CANCELLED .* DUE TO TIME LIMIT' "$dir/limit-task0.out" "$dir/limit-batch.out" \
+  || fail "Slurm did not say job $job hit its time limit"
 say "all Slurm checks passed"
