@@ -33,7 +33,7 @@ use ferrops_engine::memory::SegmentOptions;
 
 use cli::{
     BenchCommand, Cli, Command, DataCommand, GenArgs, KernelsArgs, LocalArgs, PatchesArgs,
-    PlotArgs, ServerArgs, TrainCommand, WorkerArgs,
+    PlotArgs, ServerArgs, SlurmArgs, TrainCommand, WorkerArgs,
 };
 use launch::{LocalSpec, ANNOUNCE_PREFIX};
 use tracing_subscriber::fmt::format::Writer;
@@ -64,6 +64,7 @@ fn run(cli: Cli, env: &config::EnvMap) -> Result<i32> {
         Some(Command::Server(args)) => run_server(&args),
         Some(Command::Worker(args)) => run_worker(&args),
         Some(Command::Local(args)) => launch::run_local(&local_spec(args)?),
+        Some(Command::Slurm(args)) => launch::slurm::run_slurm(&slurm_options(args)?),
         Some(Command::Bench(BenchCommand::PushPull(args))) => {
             bench::push_pull::run(&args.options()).map(|()| 0)
         }
@@ -255,6 +256,21 @@ fn local_spec(args: LocalArgs) -> Result<LocalSpec> {
     Ok(spec)
 }
 
+fn slurm_options(args: SlurmArgs) -> Result<launch::slurm::SlurmOptions> {
+    let node_exe = match args.node_exe {
+        Some(exe) => exe,
+        None => std::env::current_exe().context("finding the ferrops executable")?,
+    };
+    Ok(launch::slurm::SlurmOptions {
+        servers: args.servers,
+        port: args.port,
+        secret_file: args.secret_file,
+        shutdown_grace: seconds(args.shutdown_grace, "--shutdown-grace")?,
+        command: args.command,
+        node_exe,
+    })
+}
+
 fn seconds(value: f64, flag: &str) -> Result<Duration> {
     Duration::try_from_secs_f64(value)
         .map_err(|_| anyhow!("invalid value `{value}` for {flag}: expected seconds >= 0"))
@@ -267,6 +283,7 @@ fn log_label(cli: &Cli, env: &config::EnvMap) -> &'static str {
         Some(Command::Server(_)) => "server",
         Some(Command::Worker(_)) => "worker",
         Some(Command::Local(_)) => "local",
+        Some(Command::Slurm(_)) => "slurm",
         Some(Command::Bench(_)) => "bench",
         Some(Command::Demo(_)) => "demo",
         Some(Command::Data(_)) => "data",

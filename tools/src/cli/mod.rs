@@ -6,6 +6,7 @@
 mod apps;
 mod bench;
 mod roles;
+mod slurm;
 
 use clap::{Parser, Subcommand};
 
@@ -14,6 +15,7 @@ pub use apps::{DataCommand, GenArgs, PatchesArgs, PlotArgs, TrainCommand};
 pub use bench::{BenchCommand, KernelsArgs};
 use roles::RoleArgs;
 pub use roles::{LocalArgs, ServerArgs, WorkerArgs};
+pub use slurm::SlurmArgs;
 
 /// Where cluster settings come from; shown in the long help of every role.
 macro_rules! precedence_help {
@@ -105,6 +107,19 @@ pub enum Command {
         after_long_help = "Example:\n  ferrops local --servers 2 --workers 4 -- ferrops worker --job sgd -- --epochs 3"
     )]
     Local(LocalArgs),
+
+    /// Run one task of a Slurm step: `srun --ntasks N ferrops slurm --servers S -- COMMAND...`.
+    ///
+    /// Task 0 (SLURM_PROCID) runs the scheduler on the first host of SLURM_STEP_NODELIST (else
+    /// SLURM_JOB_NODELIST), tasks 1..=S the servers, and the other N-S-1 tasks run COMMAND as
+    /// workers with FERROPS_ROLE, FERROPS_SCHEDULER, FERROPS_NUM_SERVERS and FERROPS_NUM_WORKERS
+    /// set. Every task needs the job's secret (FERROPS_SECRET, exported before srun, or
+    /// --secret-file). A task exits with its role's exit code; on SIGTERM (scancel, time limit),
+    /// SIGINT or SIGHUP it stops its role and exits 128+signal. See docs/slurm.md.
+    #[command(
+        after_long_help = "Example:\n  export FERROPS_SECRET=$(head -c 32 /dev/urandom | base64)\n  srun --ntasks 6 --kill-on-bad-exit=1 ferrops slurm --servers 2 -- ferrops worker --job check"
+    )]
+    Slurm(SlurmArgs),
 
     /// Benchmarks, reported next to the raw network floor measured in the same run.
     #[command(subcommand)]
