@@ -1,14 +1,22 @@
 //! The scheduler role: admits servers and workers, hands out ranks and the routing table,
 //! creates tables on every server, runs barriers, tracks which workers are live, and shuts the
 //! job down when the workers are done.
+//!
+//! Beside it: `liveness` (heartbeat answers, what a node's death means, slots freed before the
+//! start) and `startup` (the deadline for the job to assemble).
+
+mod liveness;
+mod startup;
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
+use std::time::Instant;
 
 use ferrops_net::{CloseReason, EventLoop, Frame, Handler, Io, Metrics, Opcode, PeerId};
 
-use crate::config::SchedulerConfig;
+use crate::config::{LivenessConfig, SchedulerConfig};
 use crate::control::{reply_control, Control, Role};
+use crate::liveness::Detector;
 use crate::routing::RoutingTable;
 use crate::table::{TableId, TableSpec};
 use crate::EngineError;
@@ -51,7 +59,8 @@ struct Scheduler {
     server_rdma_addrs: Vec<Option<String>>,
     workers: Vec<PeerId>,
     nodes: HashMap<PeerId, Node>,
-    ready_servers: usize,
+    /// Servers that answered their welcome with `Ready`.
+    ready: BTreeSet<PeerId>,
     routing: RoutingTable,
     tables: Vec<TableState>,
     barrier: BTreeSet<PeerId>,
@@ -59,6 +68,11 @@ struct Scheduler {
     live_workers: BTreeSet<PeerId>,
     summary: JobSummary,
     stop: Option<Result<(), EngineError>>,
+    liveness: LivenessConfig,
+    /// Which registered nodes are silent or gone.
+    detector: Detector<PeerId>,
+    /// When the scheduler started listening: the start-up deadline counts from here.
+    started: Instant,
 }
 
 /// Runs the scheduler; `announce` is called once with the address it listens on.
@@ -72,7 +86,10 @@ pub fn run_scheduler(
             cfg.cluster.num_servers, cfg.cluster.num_workers
         )));
     }
+    let liveness = cfg.cluster.liveness;
+    liveness.validate().map_err(EngineError::Config)?;
     let mut ev = EventLoop::new(Some(cfg.bind), cfg.cluster.limits, Metrics::new())?;
+    ev.set_tick(crate::liveness::tick(&liveness));
     let addr = ev
         .local_addr()
         .ok_or_else(|| EngineError::Config("scheduler has no listen address".into()))?;
@@ -83,6 +100,7 @@ pub fn run_scheduler(
         cfg.cluster.num_workers
     );
     announce(addr);
+    let now = Instant::now();
     let mut s = Scheduler {
         num_servers: cfg.cluster.total_shards(),
         num_workers: cfg.cluster.num_workers,
@@ -91,7 +109,7 @@ pub fn run_scheduler(
         server_rdma_addrs: Vec::new(),
         workers: Vec::new(),
         nodes: HashMap::new(),
-        ready_servers: 0,
+        ready: BTreeSet::new(),
         routing: RoutingTable::default(),
         tables: Vec::new(),
         barrier: BTreeSet::new(),
@@ -99,6 +117,9 @@ pub fn run_scheduler(
         live_workers: BTreeSet::new(),
         summary: JobSummary::default(),
         stop: None,
+        liveness,
+        detector: Detector::new(&liveness, now),
+        started: now,
     };
     ev.run(&mut s)?;
     s.summary.tables = s.tables.len();
@@ -179,6 +200,7 @@ impl Scheduler {
                 return;
             }
         }
+        self.detector.watch(peer, Instant::now());
         if self.servers.len() == self.num_servers && self.workers.len() == self.num_workers {
             self.welcome_servers(io);
         }
@@ -207,9 +229,9 @@ impl Scheduler {
         }
     }
 
-    fn server_ready(&mut self, io: &mut Io<'_>) {
-        self.ready_servers += 1;
-        if self.ready_servers < self.num_servers || self.phase != Phase::WelcomingServers {
+    fn server_ready(&mut self, peer: PeerId, io: &mut Io<'_>) {
+        self.ready.insert(peer);
+        if self.ready.len() < self.num_servers || self.phase != Phase::WelcomingServers {
             return;
         }
         self.phase = Phase::Running;
@@ -301,7 +323,7 @@ impl Scheduler {
         }
     }
 
-    /// A worker is done or gone: it stops counting for barriers and consistency.
+    /// A worker is done: it stops counting for barriers and consistency.
     fn retire_worker(&mut self, peer: PeerId, io: &mut Io<'_>) {
         if !self.live_workers.remove(&peer) {
             return;
@@ -376,7 +398,11 @@ impl Handler for Scheduler {
             }
         };
         let role = self.nodes.get(&peer).map(|n| n.role);
+        self.detector.heard(peer, Instant::now());
         match (msg, role) {
+            // Only registered nodes are watched, and answered.
+            (Control::Heartbeat, Some(_)) => reply_control(io, peer, &Control::HeartbeatAck),
+            (Control::Heartbeat, None) => {}
             (
                 Control::Register {
                     role,
@@ -385,7 +411,7 @@ impl Handler for Scheduler {
                 },
                 _,
             ) => self.register(peer, role, addr, rdma_addr, io),
-            (Control::Ready, Some(Role::Server)) => self.server_ready(io),
+            (Control::Ready, Some(Role::Server)) => self.server_ready(peer, io),
             (Control::TableCreated { id }, Some(Role::Server)) => self.table_created(id, io),
             (Control::DeclareTable { spec }, Some(Role::Worker)) => {
                 self.declare_table(peer, spec, io)
@@ -393,6 +419,8 @@ impl Handler for Scheduler {
             (Control::Barrier { epoch }, Some(Role::Worker)) => self.enter_barrier(peer, epoch, io),
             (Control::Done, Some(Role::Worker)) => {
                 self.summary.workers_done += 1;
+                // A worker that is done may linger or stop: it is no longer watched.
+                self.detector.forget(peer);
                 self.retire_worker(peer, io);
             }
             (other, role) => {
@@ -406,28 +434,31 @@ impl Handler for Scheduler {
         if self.stop.is_some() {
             return;
         }
-        let Some(node) = self.nodes.get(&peer).cloned() else {
-            return;
+        let how = match reason {
+            CloseReason::PeerClosed => "closed".to_string(),
+            CloseReason::Local => "was closed by the scheduler".to_string(),
+            CloseReason::Error(e) => format!("failed: {e}"),
         };
-        match node.role {
-            Role::Server => {
-                let why = format!("server {} disconnected ({reason:?})", node.rank);
-                tracing::error!("{why}");
-                self.nodes.remove(&peer);
-                self.shutdown(false, why, io);
-            }
-            Role::Worker if self.live_workers.contains(&peer) => {
-                tracing::warn!(
-                    "worker {} lost ({reason:?}); it no longer counts",
-                    node.rank
-                );
-                self.summary.workers_lost += 1;
-                self.nodes.remove(&peer);
-                self.retire_worker(peer, io);
-            }
-            Role::Worker | Role::Scheduler => {
+        match self.detector.disconnected(peer, how) {
+            Some(death) => self.on_death(death, io),
+            // Not watched: never registered, or a worker that was done.
+            None => {
                 self.nodes.remove(&peer);
             }
+        }
+    }
+
+    /// Ends the start-up that missed its deadline, and acts on nodes that went silent.
+    fn on_tick(&mut self, io: &mut Io<'_>) {
+        if self.stop.is_some() {
+            return;
+        }
+        self.check_startup(io);
+        for death in self.detector.look(Instant::now()) {
+            if self.stop.is_some() {
+                return;
+            }
+            self.on_death(death, io);
         }
     }
 

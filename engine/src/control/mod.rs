@@ -56,6 +56,10 @@ pub enum Control {
     Shutdown { ok: bool, reason: String },
     /// Reply to a request that failed.
     Refused { reason: String },
+    /// Node → scheduler, every heartbeat interval, from the node's heartbeat thread.
+    Heartbeat,
+    /// Scheduler → node: the answer to each `Heartbeat`.
+    HeartbeatAck,
 }
 
 impl Control {

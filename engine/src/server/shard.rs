@@ -11,6 +11,7 @@ use super::report::{log_report, ServerReport};
 use super::Server;
 use crate::config::ServerConfig;
 use crate::connect::connect_scheduler;
+use crate::liveness::Heartbeat;
 use crate::EngineError;
 
 /// Runs a server until the scheduler shuts the job down (Ok) or is lost (Err): one shard per
@@ -93,7 +94,10 @@ fn run_shard(cfg: &ServerConfig) -> Result<ServerReport, EngineError> {
     let metrics = Metrics::new();
     let mut ev = EventLoop::new(Some(cfg.bind), cfg.cluster.limits, metrics.clone())?;
     ev.set_payload_crc(cfg.cluster.payload_checksum);
-    let peer = connect_scheduler(&cfg.cluster, ev.pool().clone(), metrics.clone())?;
+    let liveness = &cfg.cluster.liveness;
+    ev.set_tick(crate::liveness::tick(liveness));
+    let mut peer = connect_scheduler(&cfg.cluster, ev.pool().clone(), metrics.clone())?;
+    let to_scheduler = peer.share_writes(liveness.heartbeat_timeout)?;
     let scheduler = ev.adopt(peer)?;
     let listen = ev
         .local_addr()
@@ -101,10 +105,16 @@ fn run_shard(cfg: &ServerConfig) -> Result<ServerReport, EngineError> {
     let advertised = advertised_addr(listen, ev.local_addr_of(scheduler));
     let rdma_addr = crate::transport::listen_rdma(&mut ev, &cfg.cluster, cfg.bind, listen)?;
     register(&mut ev, scheduler, advertised, rdma_addr)?;
+    let heartbeat = Heartbeat::start(
+        to_scheduler,
+        liveness.heartbeat_interval,
+        cfg.cluster.payload_checksum,
+    )?;
     let mut server = Server::new(cfg, scheduler);
     let ran = ev.run(&mut server);
     // Connections first: RDMA ones hold registrations of the tables' segments.
     drop(ev);
+    drop(heartbeat);
     ran?;
     server.report.net = metrics.snapshot();
     server.report.tables = server

@@ -51,6 +51,23 @@ pub struct ClusterFlags {
     /// [file: connect_timeout_ms] [default: 30000]
     #[arg(long, value_name = "MS")]
     pub connect_timeout_ms: Option<String>,
+
+    /// How often every node sends the scheduler a heartbeat, in milliseconds [env:
+    /// FERROPS_HEARTBEAT_INTERVAL_MS] [file: heartbeat_interval_ms] [default: 500]
+    #[arg(long, value_name = "MS")]
+    pub heartbeat_interval_ms: Option<String>,
+
+    /// Silence after which the scheduler declares a node dead (and a node the scheduler), in
+    /// milliseconds; at least twice the interval [env: FERROPS_HEARTBEAT_TIMEOUT_MS] [file:
+    /// heartbeat_timeout_ms] [default: 5000]
+    #[arg(long, value_name = "MS")]
+    pub heartbeat_timeout_ms: Option<String>,
+
+    /// How long the scheduler waits for every node to register and every server to be ready
+    /// before it ends the job naming who never arrived, in milliseconds [env:
+    /// FERROPS_STARTUP_DEADLINE_MS] [file: startup_deadline_ms] [default: 120000]
+    #[arg(long, value_name = "MS")]
+    pub startup_deadline_ms: Option<String>,
 }
 
 impl ClusterFlags {
@@ -65,6 +82,9 @@ impl ClusterFlags {
             bind: self.bind.clone(),
             transport: self.transport.clone(),
             connect_timeout_ms: self.connect_timeout_ms.clone(),
+            heartbeat_interval_ms: self.heartbeat_interval_ms.clone(),
+            heartbeat_timeout_ms: self.heartbeat_timeout_ms.clone(),
+            startup_deadline_ms: self.startup_deadline_ms.clone(),
         }
     }
 }

@@ -8,14 +8,15 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use ferrops_engine::config::ClusterConfig;
+use ferrops_engine::config::{ClusterConfig, LivenessConfig};
 use ferrops_net::{FrameLimits, TransportMode};
 use serde::Deserialize;
 
 use super::values::{env_value, parse_address, parse_count, parse_positive, parse_secret};
 use super::{
     ConfigFile, EnvMap, Overrides, DEFAULT_CONNECT_TIMEOUT, ENV_BIND, ENV_CONNECT_TIMEOUT_MS,
-    ENV_NUM_SERVERS, ENV_NUM_WORKERS, ENV_SCHEDULER, ENV_SECRET, ENV_SERVER_SHARDS, ENV_TRANSPORT,
+    ENV_HEARTBEAT_INTERVAL_MS, ENV_HEARTBEAT_TIMEOUT_MS, ENV_NUM_SERVERS, ENV_NUM_WORKERS,
+    ENV_SCHEDULER, ENV_SECRET, ENV_SERVER_SHARDS, ENV_STARTUP_DEADLINE_MS, ENV_TRANSPORT,
 };
 
 /// Every setting after layering, before the role decides which are required.
@@ -30,6 +31,7 @@ pub(super) struct Settings {
     pub(super) limits: FrameLimits,
     pub(super) server_shards: Option<usize>,
     pub(super) transport: TransportMode,
+    pub(super) liveness: LivenessConfig,
 }
 
 impl Settings {
@@ -61,6 +63,7 @@ impl Settings {
         cluster.connect_timeout = self.connect_timeout;
         cluster.server_shards = self.server_shards.unwrap_or(1);
         cluster.transport = self.transport;
+        cluster.liveness = self.liveness;
         Ok(cluster)
     }
 }
@@ -100,6 +103,9 @@ const SECRET: Setting = Setting {
 setting!(SERVER_SHARDS: "--server-shards", server_shards, ENV_SERVER_SHARDS);
 setting!(TRANSPORT: "--transport", transport, ENV_TRANSPORT);
 setting!(CONNECT_TIMEOUT_MS: "--connect-timeout-ms", connect_timeout_ms, ENV_CONNECT_TIMEOUT_MS);
+setting!(HEARTBEAT_INTERVAL_MS: "--heartbeat-interval-ms", heartbeat_interval_ms, ENV_HEARTBEAT_INTERVAL_MS);
+setting!(HEARTBEAT_TIMEOUT_MS: "--heartbeat-timeout-ms", heartbeat_timeout_ms, ENV_HEARTBEAT_TIMEOUT_MS);
+setting!(STARTUP_DEADLINE_MS: "--startup-deadline-ms", startup_deadline_ms, ENV_STARTUP_DEADLINE_MS);
 
 /// Where a value came from, for error messages.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -131,6 +137,9 @@ struct FileSettings {
     connect_timeout_ms: Option<u64>,
     server_shards: Option<u64>,
     transport: Option<String>,
+    heartbeat_interval_ms: Option<u64>,
+    heartbeat_timeout_ms: Option<u64>,
+    startup_deadline_ms: Option<u64>,
     limits: Option<FileLimits>,
 }
 
@@ -174,6 +183,18 @@ impl FileLayer {
             ),
             ("server_shards", parsed.server_shards.map(|n| n.to_string())),
             ("transport", parsed.transport),
+            (
+                "heartbeat_interval_ms",
+                parsed.heartbeat_interval_ms.map(|n| n.to_string()),
+            ),
+            (
+                "heartbeat_timeout_ms",
+                parsed.heartbeat_timeout_ms.map(|n| n.to_string()),
+            ),
+            (
+                "startup_deadline_ms",
+                parsed.startup_deadline_ms.map(|n| n.to_string()),
+            ),
         ];
         Ok(Self {
             origin: file.origin.clone(),
@@ -227,6 +248,33 @@ impl Layers<'_> {
         parse(&text)
             .map(Some)
             .map_err(|why| anyhow!("invalid value `{shown}` from {source}: {why}"))
+    }
+
+    /// Heartbeat and start-up settings, each from its source or the default; a timeout shorter
+    /// than two intervals is refused naming where both came from.
+    fn liveness(&self) -> Result<LivenessConfig> {
+        let defaults = LivenessConfig::default();
+        let ms = |setting: &Setting, default: Duration| -> Result<Duration> {
+            let value = self.get(setting, parse_positive)?;
+            Ok(value.map_or(default, Duration::from_millis))
+        };
+        let cfg = LivenessConfig {
+            heartbeat_interval: ms(&HEARTBEAT_INTERVAL_MS, defaults.heartbeat_interval)?,
+            heartbeat_timeout: ms(&HEARTBEAT_TIMEOUT_MS, defaults.heartbeat_timeout)?,
+            startup_deadline: ms(&STARTUP_DEADLINE_MS, defaults.startup_deadline)?,
+        };
+        cfg.validate().map_err(|why| {
+            let from = |setting: &Setting| {
+                self.lookup(setting)
+                    .map_or("the default".to_string(), |(source, _)| source.to_string())
+            };
+            anyhow!(
+                "{why} (the interval from {}, the timeout from {})",
+                from(&HEARTBEAT_INTERVAL_MS),
+                from(&HEARTBEAT_TIMEOUT_MS)
+            )
+        })?;
+        Ok(cfg)
     }
 
     /// The defaults with the file's `[limits]` overrides applied.
@@ -292,5 +340,6 @@ pub(super) fn resolve_settings(
         transport: layers
             .get(&TRANSPORT, |t| t.parse::<TransportMode>())?
             .unwrap_or_default(),
+        liveness: layers.liveness()?,
     })
 }
