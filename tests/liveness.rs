@@ -1,5 +1,5 @@
-//! Liveness over real processes: heartbeats between the scheduler and every node, and the
-//! start-up deadline.
+//! Liveness over real processes: heartbeats between the scheduler and every node, the start-up
+//! deadline, and the slot a node frees when it leaves before the job starts.
 //!
 //! Every process runs with short heartbeat settings (200 ms interval, 1.5 s timeout) and logs
 //! to a file of its own in a scratch directory, so that a test can check what each one said.
@@ -311,6 +311,46 @@ fn a_missing_worker_ends_the_start_up_with_a_message_naming_it() {
     job.scheduler.fails_saying(deadline, &said);
     server.fails_saying(deadline, &said);
     worker.fails_saying(deadline, &said);
+}
+
+/// A node of `role` registers, is killed before the job starts, and a replacement takes its
+/// slot: the job then runs to success.
+fn a_node_that_leaves_before_the_start_frees_its_slot(role: &str) {
+    let scratch = Scratch::new(&format!("leave-{role}"));
+    let mut job = HandJob::start(&scratch, 1, 2, &[]);
+    let check = ["worker", "--job", "check"];
+    let mut early = match role {
+        "server" => job.server(&scratch, "early"),
+        _ => job.node(&scratch, "early", &check),
+    };
+    job.scheduler_said(&format!("{role} 0 registered"));
+    early.signal("KILL");
+    early.exit_by(Instant::now() + ENDS_WITHIN);
+    let mut nodes = [
+        job.server(&scratch, "server"),
+        job.node(&scratch, "worker0", &check),
+        job.node(&scratch, "worker1", &check),
+    ];
+    let deadline = Instant::now() + ENDS_WITHIN;
+    for node in &mut nodes {
+        let status = node.exit_by(deadline);
+        assert!(status.success(), "{} failed:\n{}", node.name, node.log());
+    }
+    for worker in &nodes[1..3] {
+        assert!(worker.log().contains("check passed"), "{}", worker.log());
+    }
+    let status = job.scheduler.exit_by(deadline);
+    assert!(status.success(), "scheduler:\n{}", job.scheduler.log());
+}
+
+#[test]
+fn a_worker_that_leaves_before_the_start_frees_its_slot() {
+    a_node_that_leaves_before_the_start_frees_its_slot("worker");
+}
+
+#[test]
+fn a_server_that_leaves_before_the_start_frees_its_slot() {
+    a_node_that_leaves_before_the_start_frees_its_slot("server");
 }
 
 // ---- under `ferrops local` ----
