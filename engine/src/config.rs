@@ -51,6 +51,61 @@ pub struct ClusterConfig {
     /// How long a waiting worker keeps polling its RDMA connections before it sleeps on their
     /// completion channels: latency against a core.
     pub rdma_busy_poll: Duration,
+    /// Heartbeats between the scheduler and every node, and the start-up deadline.
+    pub liveness: LivenessConfig,
+}
+
+/// How the scheduler and the nodes watch each other (`crate::liveness`).
+///
+/// The defaults: a heartbeat every 500 ms (a 88-byte frame each way, sent by a thread of its own
+/// so that a shard busy applying a large push or a worker computing never delays it), and death
+/// declared after 5 s of silence, ten missed heartbeats: enough for a loaded machine that
+/// leaves a thread unscheduled for a second or two, short enough that a stopped or partitioned
+/// node ends the job in seconds rather than hanging it (a killed node is noticed at once, by its
+/// closed connection). The job has 2 minutes to assemble: a batch system starting processes on
+/// many hosts needs seconds to a minute, and a missing node is then named instead of waited for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LivenessConfig {
+    /// How often every node sends the scheduler a heartbeat (the scheduler answers each).
+    pub heartbeat_interval: Duration,
+    /// Silence after which the scheduler declares a node dead, and a node the scheduler.
+    pub heartbeat_timeout: Duration,
+    /// How long the scheduler waits for every node to register and every server to be ready
+    /// before it ends the job, naming who never arrived.
+    pub startup_deadline: Duration,
+}
+
+impl Default for LivenessConfig {
+    fn default() -> Self {
+        LivenessConfig {
+            heartbeat_interval: Duration::from_millis(500),
+            heartbeat_timeout: Duration::from_secs(5),
+            startup_deadline: Duration::from_secs(120),
+        }
+    }
+}
+
+impl LivenessConfig {
+    /// Checks the settings: positive, and a timeout of at least two intervals (one late
+    /// heartbeat must never kill a node).
+    pub fn validate(&self) -> Result<(), String> {
+        let ms = |d: Duration| d.as_millis();
+        if self.heartbeat_interval.is_zero() {
+            return Err("the heartbeat interval must be at least 1 ms".into());
+        }
+        if self.startup_deadline.is_zero() {
+            return Err("the start-up deadline must be at least 1 ms".into());
+        }
+        if self.heartbeat_timeout < 2 * self.heartbeat_interval {
+            return Err(format!(
+                "the heartbeat timeout ({} ms) must be at least twice the heartbeat interval \
+                 ({} ms), or one late heartbeat would declare a live node dead",
+                ms(self.heartbeat_timeout),
+                ms(self.heartbeat_interval)
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl ClusterConfig {
@@ -104,6 +159,7 @@ impl ClusterConfig {
             server_shards: 1,
             transport: TransportMode::Auto,
             rdma_busy_poll: Duration::from_micros(500),
+            liveness: LivenessConfig::default(),
         }
     }
 }

@@ -19,6 +19,16 @@ pub enum EngineError {
     },
     #[error("lost the connection to the scheduler")]
     SchedulerLost,
+    #[error(
+        "the scheduler has not answered heartbeats for {} (timeout {}): it is stopped, hung or \
+         cut off; giving up",
+        crate::liveness::secs(*silent_for),
+        crate::liveness::secs(*timeout)
+    )]
+    SchedulerSilent {
+        silent_for: std::time::Duration,
+        timeout: std::time::Duration,
+    },
     #[error("lost the connection to server {0}")]
     ServerLost(u32),
     #[error("the scheduler refused: {0}")]

@@ -30,6 +30,7 @@ mod error;
 pub mod filter;
 pub mod key_list;
 pub mod key_list_cache;
+pub mod liveness;
 #[allow(unsafe_code)] // mmap, mlock, mbind of parameter segments
 pub mod memory;
 pub mod role;

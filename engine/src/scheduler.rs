@@ -1,14 +1,22 @@
 //! The scheduler role: admits servers and workers, hands out ranks and the routing table,
 //! creates tables on every server, runs barriers, tracks which workers are live, and shuts the
 //! job down when the workers are done.
+//!
+//! Beside it: `liveness` (heartbeat answers, what a node's death means, slots freed before the
+//! start) and `startup` (the deadline for the job to assemble).
+
+mod liveness;
+mod startup;
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
+use std::time::Instant;
 
 use ferrops_net::{CloseReason, EventLoop, Frame, Handler, Io, Metrics, Opcode, PeerId};
 
-use crate::config::SchedulerConfig;
+use crate::config::{LivenessConfig, SchedulerConfig};
 use crate::control::{reply_control, Control, Role};
+use crate::liveness::Detector;
 use crate::routing::RoutingTable;
 use crate::table::{TableId, TableSpec};
 use crate::EngineError;
@@ -53,7 +61,8 @@ struct Scheduler {
     server_rdma_addrs: Vec<Option<String>>,
     workers: Vec<PeerId>,
     nodes: HashMap<PeerId, Node>,
-    ready_servers: usize,
+    /// Servers that answered their welcome with `Ready`.
+    ready: BTreeSet<PeerId>,
     routing: RoutingTable,
     tables: Vec<TableState>,
     barrier: BTreeSet<PeerId>,
@@ -61,6 +70,11 @@ struct Scheduler {
     live_workers: BTreeSet<PeerId>,
     summary: JobSummary,
     stop: Option<Result<(), EngineError>>,
+    liveness: LivenessConfig,
+    /// Which registered nodes are silent or gone.
+    detector: Detector<PeerId>,
+    /// When the scheduler started listening: the start-up deadline counts from here.
+    started: Instant,
 }
 
 /// Runs the scheduler; `announce` is called once with the address it listens on.
@@ -74,12 +88,15 @@ pub fn run_scheduler(
             cfg.cluster.num_servers, cfg.cluster.num_workers
         )));
     }
+    let liveness = cfg.cluster.liveness;
+    liveness.validate().map_err(EngineError::Config)?;
     cfg.cluster.warn_if_insecure(Role::Scheduler);
     let creds = cfg.cluster.credentials(Role::Scheduler, Some(0));
     let budget = ferrops_net::Budget::new(cfg.cluster.budgets);
     let (bind, limits) = (Some(cfg.bind), cfg.cluster.limits);
     let mut ev = EventLoop::with_budget(bind, limits, Metrics::new(), creds, budget)?;
     ev.set_handshake_timeout(cfg.cluster.handshake_timeout);
+    ev.set_tick(crate::liveness::tick(&liveness));
     let addr = ev
         .local_addr()
         .ok_or_else(|| EngineError::Config("scheduler has no listen address".into()))?;
@@ -90,6 +107,7 @@ pub fn run_scheduler(
         cfg.cluster.num_workers
     );
     announce(addr);
+    let now = Instant::now();
     let mut s = Scheduler {
         num_servers: cfg.cluster.total_shards(),
         num_workers: cfg.cluster.num_workers,
@@ -98,7 +116,7 @@ pub fn run_scheduler(
         server_rdma_addrs: Vec::new(),
         workers: Vec::new(),
         nodes: HashMap::new(),
-        ready_servers: 0,
+        ready: BTreeSet::new(),
         routing: RoutingTable::default(),
         tables: Vec::new(),
         barrier: BTreeSet::new(),
@@ -106,6 +124,9 @@ pub fn run_scheduler(
         live_workers: BTreeSet::new(),
         summary: JobSummary::default(),
         stop: None,
+        liveness,
+        detector: Detector::new(&liveness, now),
+        started: now,
     };
     ev.run(&mut s)?;
     s.summary.tables = s.tables.len();
@@ -198,6 +219,7 @@ impl Scheduler {
                 return;
             }
         }
+        self.detector.watch(peer, Instant::now());
         if self.servers.len() == self.num_servers && self.workers.len() == self.num_workers {
             self.welcome_servers(io);
         }
@@ -226,9 +248,9 @@ impl Scheduler {
         }
     }
 
-    fn server_ready(&mut self, io: &mut Io<'_>) {
-        self.ready_servers += 1;
-        if self.ready_servers < self.num_servers || self.phase != Phase::WelcomingServers {
+    fn server_ready(&mut self, peer: PeerId, io: &mut Io<'_>) {
+        self.ready.insert(peer);
+        if self.ready.len() < self.num_servers || self.phase != Phase::WelcomingServers {
             return;
         }
         self.phase = Phase::Running;
@@ -350,7 +372,7 @@ impl Scheduler {
         }
     }
 
-    /// A worker is done or gone: it stops counting for barriers and consistency.
+    /// A worker is done: it stops counting for barriers and consistency.
     fn retire_worker(&mut self, peer: PeerId, io: &mut Io<'_>) {
         if !self.live_workers.remove(&peer) {
             return;
@@ -425,7 +447,11 @@ impl Handler for Scheduler {
             }
         };
         let role = self.nodes.get(&peer).map(|n| n.role);
+        self.detector.heard(peer, Instant::now());
         match (msg, role) {
+            // Only registered nodes are watched, and answered.
+            (Control::Heartbeat, Some(_)) => reply_control(io, peer, &Control::HeartbeatAck),
+            (Control::Heartbeat, None) => {}
             (
                 Control::Register {
                     role,
@@ -434,7 +460,7 @@ impl Handler for Scheduler {
                 },
                 _,
             ) => self.register(peer, role, addr, rdma_addr, io),
-            (Control::Ready, Some(Role::Server)) => self.server_ready(io),
+            (Control::Ready, Some(Role::Server)) => self.server_ready(peer, io),
             (Control::TableCreated { id }, Some(Role::Server)) => self.table_created(id, io),
             (Control::TableRefused { id, reason }, Some(Role::Server)) => {
                 self.table_refused(id, reason, io)
@@ -445,6 +471,8 @@ impl Handler for Scheduler {
             (Control::Barrier { epoch }, Some(Role::Worker)) => self.enter_barrier(peer, epoch, io),
             (Control::Done, Some(Role::Worker)) => {
                 self.summary.workers_done += 1;
+                // A worker that is done may linger or stop: it is no longer watched.
+                self.detector.forget(peer);
                 self.retire_worker(peer, io);
             }
             (other, role) => {
@@ -458,28 +486,31 @@ impl Handler for Scheduler {
         if self.stop.is_some() {
             return;
         }
-        let Some(node) = self.nodes.get(&peer).cloned() else {
-            return;
+        let how = match reason {
+            CloseReason::PeerClosed => "closed".to_string(),
+            CloseReason::Local => "was closed by the scheduler".to_string(),
+            CloseReason::Error(e) => format!("failed: {e}"),
         };
-        match node.role {
-            Role::Server => {
-                let why = format!("server {} disconnected ({reason:?})", node.rank);
-                tracing::error!("{why}");
-                self.nodes.remove(&peer);
-                self.shutdown(false, why, io);
-            }
-            Role::Worker if self.live_workers.contains(&peer) => {
-                tracing::warn!(
-                    "worker {} lost ({reason:?}); it no longer counts",
-                    node.rank
-                );
-                self.summary.workers_lost += 1;
-                self.nodes.remove(&peer);
-                self.retire_worker(peer, io);
-            }
-            Role::Worker | Role::Scheduler => {
+        match self.detector.disconnected(peer, how) {
+            Some(death) => self.on_death(death, io),
+            // Not watched: never registered, or a worker that was done.
+            None => {
                 self.nodes.remove(&peer);
             }
+        }
+    }
+
+    /// Ends the start-up that missed its deadline, and acts on nodes that went silent.
+    fn on_tick(&mut self, io: &mut Io<'_>) {
+        if self.stop.is_some() {
+            return;
+        }
+        self.check_startup(io);
+        for death in self.detector.look(Instant::now()) {
+            if self.stop.is_some() {
+                return;
+            }
+            self.on_death(death, io);
         }
     }
 

@@ -54,6 +54,7 @@ mod peer;
 pub mod rdma;
 mod reader;
 mod region;
+mod shared;
 mod signature;
 pub mod transport;
 mod wire;
@@ -70,6 +71,7 @@ pub use metrics::{Metrics, MetricsSnapshot};
 pub use peer::Peer;
 pub use reader::{FrameReader, FrameSink, NoDirectValues, ReadOutcome};
 pub use region::{Registration, RemoteRegion};
+pub use shared::SharedWriter;
 pub use signature::key_signature;
 pub use transport::TransportMode;
 pub use wire::{

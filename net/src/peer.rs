@@ -2,12 +2,14 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
+use std::time::Duration;
 
 use mio::net::TcpStream;
 
 use crate::{
     BufferPool, FrameLimits, FrameParts, FrameReader, FrameSink, Metrics, NetError, OutQueue,
-    ReadOutcome,
+    ReadOutcome, SharedWriter,
 };
 
 /// A connected peer.
@@ -18,6 +20,8 @@ pub struct Peer {
     out: OutQueue,
     addr: Option<SocketAddr>,
     metrics: Metrics,
+    /// Set once the write side is shared ([`Peer::share_writes`]): every send goes through it.
+    shared: Option<SharedWriter>,
 }
 
 impl Peer {
@@ -36,6 +40,7 @@ impl Peer {
             out: OutQueue::new(),
             addr,
             metrics,
+            shared: None,
         })
     }
 
@@ -87,8 +92,32 @@ impl Peer {
         self.reader.read_frame(&mut self.stream, sink)
     }
 
-    /// Sends a finished frame (see [`OutQueue::send`]).
+    /// Shares this connection's write side with other threads (see [`SharedWriter`]): from now
+    /// on every frame, this peer's own included, is written whole under one lock, waiting while
+    /// the socket is full for at most `stall_limit`. Meant for connections of small control
+    /// frames (a node's connection to the scheduler); reads stay here. Dropping the peer shuts
+    /// the connection down for every writer.
+    pub fn share_writes(&mut self, stall_limit: Duration) -> Result<SharedWriter, NetError> {
+        if let Some(shared) = &self.shared {
+            return Ok(shared.clone());
+        }
+        if !self.out.is_empty() {
+            return Err(NetError::Io(io::Error::other(
+                "cannot share a connection's writes while frames are queued on it",
+            )));
+        }
+        let fd = self.stream.as_fd().try_clone_to_owned()?;
+        let shared = SharedWriter::new(fd.into(), self.metrics.clone(), stall_limit);
+        self.shared = Some(shared.clone());
+        Ok(shared)
+    }
+
+    /// Sends a finished frame (see [`OutQueue::send`]; whole, under the lock, once the writes
+    /// are shared).
     pub fn send(&mut self, frame: &FrameParts<'_>) -> Result<(), NetError> {
+        if let Some(shared) = &self.shared {
+            return shared.send(frame);
+        }
         self.out.send(&mut self.stream, frame, &self.metrics)?;
         Ok(())
     }
@@ -102,6 +131,10 @@ impl Peer {
         frame: &FrameParts<'_>,
         offset: usize,
     ) -> Result<usize, NetError> {
+        if let Some(shared) = self.shared.as_ref().filter(|_| offset == 0) {
+            shared.send(frame)?;
+            return Ok(frame.wire_len());
+        }
         if offset == 0 {
             crate::writer::count_sent(frame, &self.metrics);
         }
@@ -118,5 +151,13 @@ impl Peer {
     /// Bytes accepted but not yet written.
     pub fn queued_bytes(&self) -> usize {
         self.out.queued_bytes()
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        if let Some(shared) = &self.shared {
+            shared.shutdown();
+        }
     }
 }

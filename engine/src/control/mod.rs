@@ -61,6 +61,10 @@ pub enum Control {
     TableRefused { id: TableId, reason: String },
     /// Scheduler → servers: forget a table some server refused.
     DropTable { id: TableId },
+    /// Node → scheduler, every heartbeat interval, from the node's heartbeat thread.
+    Heartbeat,
+    /// Scheduler → node: the answer to each `Heartbeat`.
+    HeartbeatAck,
 }
 
 impl Control {

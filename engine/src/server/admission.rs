@@ -120,6 +120,8 @@ impl Server {
                     Err(EngineError::Shutdown(reason))
                 });
             }
+            // Its arrival was the point (`Server::on_frame` counted it).
+            Control::HeartbeatAck => {}
             other => tracing::warn!("unexpected control message {other:?}"),
         }
     }

@@ -13,6 +13,7 @@
 //! - `report`: what the server did and holds, when it stops.
 
 use std::collections::HashMap;
+use std::time::Instant;
 
 use ferrops_net::{CloseReason, Frame, Handler, Header, Io, Opcode, PeerId, Status};
 
@@ -21,6 +22,7 @@ use crate::config::ServerConfig;
 use crate::control::Control;
 use crate::filter::ChangedSince;
 use crate::key_list_cache::KeyListCache;
+use crate::liveness::{Silence, StallGuard};
 use crate::routing::RoutingTable;
 use crate::store::{SharedKeys, StoreError, StoreOptions, TableStore};
 use crate::EngineError;
@@ -65,11 +67,17 @@ pub struct Server {
     encoded: Vec<u8>,
     stop: Option<Result<(), EngineError>>,
     report: ServerReport,
+    /// How long the scheduler has said nothing (its heartbeat answers included).
+    scheduler_silence: Silence,
+    /// Whether the loop has been reading lately enough to judge that silence.
+    stall: StallGuard,
 }
 
 impl Server {
     /// A shard's server before the scheduler has welcomed it.
     fn new(cfg: &ServerConfig, scheduler: PeerId) -> Server {
+        let liveness = &cfg.cluster.liveness;
+        let now = Instant::now();
         Server {
             key_cache_cap_keys: cfg.key_cache_cap_keys,
             scheduler,
@@ -93,6 +101,8 @@ impl Server {
             encoded: Vec::new(),
             stop: None,
             report: ServerReport::default(),
+            scheduler_silence: Silence::new(liveness.heartbeat_timeout, now),
+            stall: StallGuard::new(liveness.heartbeat_interval, now),
         }
     }
 
@@ -205,6 +215,7 @@ impl From<StoreError> for Refusal {
 impl Handler for Server {
     fn on_frame(&mut self, peer: PeerId, frame: Frame, io: &mut Io<'_>) {
         if peer == self.scheduler {
+            self.scheduler_silence.heard(Instant::now());
             if frame.opcode() == Opcode::Control {
                 self.on_control(&frame, io);
             }
@@ -229,6 +240,22 @@ impl Handler for Server {
         if peer == self.scheduler && self.stop.is_none() {
             tracing::error!("scheduler connection closed: {reason:?}");
             self.stop = Some(Err(EngineError::SchedulerLost));
+        }
+    }
+
+    /// Ends the server when the scheduler has been silent past the heartbeat timeout.
+    fn on_tick(&mut self, _io: &mut Io<'_>) {
+        let now = Instant::now();
+        if !self.stall.fresh(now) || self.stop.is_some() {
+            return;
+        }
+        if let Some(silent_for) = self.scheduler_silence.exceeded(now) {
+            let e = EngineError::SchedulerSilent {
+                silent_for,
+                timeout: self.scheduler_silence.timeout(),
+            };
+            tracing::error!("{e}");
+            self.stop = Some(Err(e));
         }
     }
 

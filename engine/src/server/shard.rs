@@ -11,6 +11,7 @@ use super::report::{log_report, ServerReport};
 use super::Server;
 use crate::config::ServerConfig;
 use crate::connect::connect_scheduler;
+use crate::liveness::Heartbeat;
 use crate::{EngineError, Role};
 
 /// Runs a server until the scheduler shuts the job down (Ok) or is lost (Err): one shard per
@@ -100,12 +101,15 @@ fn run_shard(cfg: &ServerConfig, budget: Budget) -> Result<ServerReport, EngineE
     let mut ev = EventLoop::with_budget(Some(cfg.bind), limits, metrics.clone(), creds, budget)?;
     ev.set_payload_crc(cfg.cluster.payload_checksum);
     ev.set_handshake_timeout(cfg.cluster.handshake_timeout);
-    let (peer, identity) = connect_scheduler(
+    let liveness = &cfg.cluster.liveness;
+    ev.set_tick(crate::liveness::tick(liveness));
+    let (mut peer, identity) = connect_scheduler(
         &cfg.cluster,
         Role::Server,
         ev.pool().clone(),
         metrics.clone(),
     )?;
+    let to_scheduler = peer.share_writes(liveness.heartbeat_timeout)?;
     let scheduler = ev.adopt(peer, identity)?;
     let listen = ev
         .local_addr()
@@ -113,10 +117,16 @@ fn run_shard(cfg: &ServerConfig, budget: Budget) -> Result<ServerReport, EngineE
     let advertised = advertised_addr(listen, ev.local_addr_of(scheduler));
     let rdma_addr = crate::transport::listen_rdma(&mut ev, &cfg.cluster, cfg.bind, listen)?;
     register(&mut ev, scheduler, advertised, rdma_addr)?;
+    let heartbeat = Heartbeat::start(
+        to_scheduler,
+        liveness.heartbeat_interval,
+        cfg.cluster.payload_checksum,
+    )?;
     let mut server = Server::new(cfg, scheduler);
     let ran = ev.run(&mut server);
     // Connections first: RDMA ones hold registrations of the tables' segments.
     drop(ev);
+    drop(heartbeat);
     ran?;
     server.report.net = metrics.snapshot();
     server.report.tables = server

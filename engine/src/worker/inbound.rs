@@ -4,6 +4,7 @@
 //! whoever waits on them. `ferrops_net::ClientDriver` reads the frames and calls in here.
 
 use std::collections::VecDeque;
+use std::time::Instant;
 
 use ferrops_net::codec::values::decode_values;
 use ferrops_net::codec::ValueCodec;
@@ -13,6 +14,7 @@ use zerocopy::IntoBytes;
 use super::pending::{Kind, Outstanding, PullInto};
 use crate::control::Control;
 use crate::key_list_cache::KeyListCache;
+use crate::liveness::Silence;
 use crate::EngineError;
 
 /// A caller's slice lent to one blocking pull: values of `ticket` go straight into it.
@@ -32,11 +34,15 @@ pub(crate) struct Inbound {
     /// Rows of changed-only pulls: offered (asked for), sent (changed), delayed (unchanged,
     /// left as the worker held them).
     pub changed_since: crate::filter::FilterCounts,
+    /// How long the scheduler has said nothing (its heartbeat answers included).
+    pub scheduler_silence: Silence,
 }
 
 impl Inbound {
-    pub fn new(metrics: Metrics) -> Inbound {
+    /// `heartbeat_timeout`: how long the scheduler may stay silent.
+    pub fn new(metrics: Metrics, heartbeat_timeout: std::time::Duration) -> Inbound {
         Inbound {
+            scheduler_silence: Silence::new(heartbeat_timeout, Instant::now()),
             outstanding: Outstanding::default(),
             inbox: VecDeque::new(),
             shutdown: None,
@@ -88,11 +94,17 @@ impl ClientHandler for Receiver<'_, '_> {
     }
 
     fn server_lost(&mut self, server: u32) -> Result<(), EngineError> {
-        self.inbound.outstanding.fail_server(server);
-        if self.inbound.shutdown.is_none() {
-            return Err(EngineError::ServerLost(server));
+        // A server the scheduler stopped: its requests fail with the scheduler's reason.
+        let shutdown = self.inbound.shutdown.clone();
+        let why = || match &shutdown {
+            Some(reason) => EngineError::Shutdown(reason.clone()),
+            None => EngineError::ServerLost(server),
+        };
+        self.inbound.outstanding.fail_server(server, why);
+        match shutdown {
+            Some(_) => Ok(()),
+            None => Err(EngineError::ServerLost(server)),
         }
-        Ok(())
     }
 
     fn scheduler_frame(&mut self, frame: Frame) {
@@ -198,6 +210,7 @@ impl Receiver<'_, '_> {
 
     fn on_scheduler_frame(&mut self, frame: &Frame) {
         let inbound = &mut *self.inbound;
+        inbound.scheduler_silence.heard(Instant::now());
         if frame.opcode() == Opcode::Error {
             let text = String::from_utf8_lossy(frame.extra()).into_owned();
             inbound.inbox.push_back(Control::Refused { reason: text });
@@ -207,6 +220,8 @@ impl Receiver<'_, '_> {
             Ok(Control::Shutdown { reason, .. }) => {
                 inbound.shutdown.get_or_insert(reason);
             }
+            // Its arrival was the point (counted above).
+            Ok(Control::HeartbeatAck) => {}
             Ok(msg) => inbound.inbox.push_back(msg),
             Err(e) => tracing::error!("undecodable message from the scheduler: {e}"),
         }

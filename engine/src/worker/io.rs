@@ -13,6 +13,9 @@ use crate::control::Control;
 use crate::key_list_cache::KeyListCache;
 use crate::EngineError;
 
+/// How long a request that lost a connection waits for the scheduler's word on why.
+const EXPLANATION_WAIT: Duration = Duration::from_millis(500);
+
 pub(crate) struct ClientIo {
     net: ClientDriver,
     pub inbound: Inbound,
@@ -22,14 +25,16 @@ pub(crate) struct ClientIo {
 }
 
 impl ClientIo {
+    /// `heartbeat_timeout`: how long the scheduler may stay silent before a wait gives up.
     pub fn new(
         scheduler: Peer,
         metrics: Metrics,
         rdma_busy_poll: Duration,
+        heartbeat_timeout: Duration,
     ) -> Result<ClientIo, EngineError> {
         Ok(ClientIo {
             net: ClientDriver::new(scheduler, rdma_busy_poll)?,
-            inbound: Inbound::new(metrics),
+            inbound: Inbound::new(metrics, heartbeat_timeout),
             payload_crc: true,
             key_packing: true,
         })
@@ -88,7 +93,8 @@ impl ClientIo {
             inbound: &mut self.inbound,
             lent: &mut None,
         };
-        self.net.send_to_scheduler(&frame, &mut receiver)
+        let sent = self.net.send_to_scheduler(&frame, &mut receiver);
+        self.explained(sent)
     }
 
     /// Writes a whole frame to server `server`, straight from the frame's slices; while the
@@ -107,7 +113,8 @@ impl ClientIo {
             inbound: &mut self.inbound,
             lent,
         };
-        self.net.send_to_server(server, frame, &mut receiver)
+        let sent = self.net.send_to_server(server, frame, &mut receiver);
+        self.explained(sent)
     }
 
     /// Sends a frame to server `server` whose values lie in `values`, registered with that
@@ -122,8 +129,8 @@ impl ClientIo {
         if server as usize >= self.net.num_servers() {
             return Err(EngineError::ServerLost(server));
         }
-        self.net.send_registered(server, frame, values)?;
-        Ok(())
+        let sent = self.net.send_registered(server, frame, values);
+        self.explained(sent.map_err(EngineError::from))
     }
 
     /// Waits up to `timeout` for any connection, then handles every frame available.
@@ -136,7 +143,33 @@ impl ClientIo {
             inbound: &mut self.inbound,
             lent,
         };
-        self.net.progress(timeout, &mut receiver)
+        let progressed = self.net.progress(timeout, &mut receiver);
+        self.explained(progressed)
+    }
+
+    /// `result`, unless it failed because a connection broke and the scheduler has ended the
+    /// job: then the scheduler's reason, which says why (servers it stopped vanish, and may do
+    /// so a moment before its message is read). Waits a little for that message.
+    fn explained<T>(&mut self, result: Result<T, EngineError>) -> Result<T, EngineError> {
+        let error = match result {
+            Err(e @ (EngineError::ServerLost(_) | EngineError::Net(_))) => e,
+            other => return other,
+        };
+        let deadline = Instant::now() + EXPLANATION_WAIT;
+        loop {
+            let mut receiver = Receiver {
+                inbound: &mut self.inbound,
+                lent: &mut None,
+            };
+            self.net.read_scheduler(&mut receiver);
+            if let Some(reason) = &self.inbound.shutdown {
+                return Err(EngineError::Shutdown(reason.clone()));
+            }
+            if Instant::now() >= deadline {
+                return Err(error);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// Drives progress until `done` says so, the job shuts down, or `deadline` passes.
@@ -164,6 +197,13 @@ impl ClientIo {
                 None => Duration::from_millis(200),
             };
             self.progress(Some(timeout), lent)?;
+            let silence = &self.inbound.scheduler_silence;
+            if let Some(silent_for) = silence.exceeded(Instant::now()) {
+                return Err(EngineError::SchedulerSilent {
+                    silent_for,
+                    timeout: silence.timeout(),
+                });
+            }
         }
     }
 

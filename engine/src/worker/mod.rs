@@ -31,6 +31,7 @@ use crate::config::WorkerConfig;
 use crate::connect::connect_scheduler;
 use crate::control::{Control, Role};
 use crate::filter::ReducerStats;
+use crate::liveness::Heartbeat;
 use crate::routing::RoutingTable;
 use crate::table::{TableId, TableSpec};
 use crate::EngineError;
@@ -66,6 +67,8 @@ struct State {
 /// threads; each call holds the worker's lock while it sends or waits.
 pub struct Worker {
     info: WorkerInfo,
+    /// Sends the scheduler a heartbeat every interval while the worker lives.
+    _heartbeat: Heartbeat,
     state: Mutex<State>,
 }
 
@@ -77,14 +80,26 @@ impl Worker {
         cluster.warn_if_insecure(Role::Worker);
         let metrics = Metrics::new();
         let pool = BufferPool::new();
-        let (scheduler, _) =
+        let liveness = &cluster.liveness;
+        let (mut scheduler, _) =
             connect_scheduler(cluster, Role::Worker, pool.clone(), metrics.clone())?;
-        let mut io = ClientIo::new(scheduler, metrics, cluster.rdma_busy_poll)?;
+        let to_scheduler = scheduler.share_writes(liveness.heartbeat_timeout)?;
+        let mut io = ClientIo::new(
+            scheduler,
+            metrics,
+            cluster.rdma_busy_poll,
+            liveness.heartbeat_timeout,
+        )?;
         io.send_control(&Control::Register {
             role: Role::Worker,
             addr: None,
             rdma_addr: None,
         })?;
+        let heartbeat = Heartbeat::start(
+            to_scheduler,
+            liveness.heartbeat_interval,
+            cluster.payload_checksum,
+        )?;
         let (info, routing) = io.await_control(
             |msg| match msg {
                 Control::Welcome {
@@ -125,6 +140,7 @@ impl Worker {
         );
         Ok(Worker {
             info,
+            _heartbeat: heartbeat,
             state: Mutex::new(State {
                 io,
                 routing,

@@ -119,8 +119,8 @@ impl Outstanding {
         Some(sub)
     }
 
-    /// Fails every sub-request sent to `server` (its connection is gone).
-    pub fn fail_server(&mut self, server: u32) {
+    /// Fails every sub-request sent to `server` (its connection is gone) with `why()`.
+    pub fn fail_server(&mut self, server: u32, why: impl Fn() -> EngineError) {
         let lost: Vec<u64> = self
             .requests
             .iter()
@@ -128,7 +128,7 @@ impl Outstanding {
             .map(|(id, _)| *id)
             .collect();
         for id in lost {
-            self.complete(id, Some(EngineError::ServerLost(server)));
+            self.complete(id, Some(why()));
         }
     }
 

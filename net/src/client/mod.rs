@@ -281,25 +281,32 @@ impl ClientDriver {
         }
     }
 
-    /// Reads every frame the links hold now; true if any frame was handled.
+    /// Reads every frame the links hold now; true if any frame was handled. The scheduler comes
+    /// first: when it ends the job, its reason is known before the servers it stopped vanish.
     fn read_available<H: ClientHandler>(&mut self, handler: &mut H) -> Result<bool, H::Error> {
-        let mut any = false;
+        let mut any = self.read_scheduler(handler);
         for s in 0..self.servers.len() {
             any |= self.read_server(s, handler)?;
         }
+        Ok(any)
+    }
+
+    /// Reads every frame the scheduler's connection holds now, without waiting and without
+    /// touching the servers' links; true if any frame was handled.
+    pub fn read_scheduler<H: ClientHandler>(&mut self, handler: &mut H) -> bool {
+        let mut any = false;
         loop {
             match self.scheduler.read_frame(&mut NoDirectValues) {
                 Ok(ReadOutcome::Frame(frame)) => {
                     any = true;
                     handler.scheduler_frame(frame);
                 }
-                Ok(ReadOutcome::WouldBlock) => break,
+                Ok(ReadOutcome::WouldBlock) => return any,
                 Ok(ReadOutcome::Closed) | Err(_) => {
                     handler.scheduler_lost();
-                    break;
+                    return any;
                 }
             }
         }
-        Ok(any)
     }
 }

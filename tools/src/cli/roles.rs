@@ -64,6 +64,23 @@ pub struct ClusterFlags {
     /// network [env: FERROPS_INSECURE=1] [file: insecure = true]
     #[arg(long)]
     pub insecure: bool,
+
+    /// How often every node sends the scheduler a heartbeat, in milliseconds [env:
+    /// FERROPS_HEARTBEAT_INTERVAL_MS] [file: heartbeat_interval_ms] [default: 500]
+    #[arg(long, value_name = "MS")]
+    pub heartbeat_interval_ms: Option<String>,
+
+    /// Silence after which the scheduler declares a node dead (and a node the scheduler), in
+    /// milliseconds; at least twice the interval [env: FERROPS_HEARTBEAT_TIMEOUT_MS] [file:
+    /// heartbeat_timeout_ms] [default: 5000]
+    #[arg(long, value_name = "MS")]
+    pub heartbeat_timeout_ms: Option<String>,
+
+    /// How long the scheduler waits for every node to register and every server to be ready
+    /// before it ends the job naming who never arrived, in milliseconds [env:
+    /// FERROPS_STARTUP_DEADLINE_MS] [file: startup_deadline_ms] [default: 120000]
+    #[arg(long, value_name = "MS")]
+    pub startup_deadline_ms: Option<String>,
 }
 
 impl ClusterFlags {
@@ -80,6 +97,9 @@ impl ClusterFlags {
             connect_timeout_ms: self.connect_timeout_ms.clone(),
             secret_file: self.secret_file.clone(),
             insecure: self.insecure.then(|| "true".to_string()),
+            heartbeat_interval_ms: self.heartbeat_interval_ms.clone(),
+            heartbeat_timeout_ms: self.heartbeat_timeout_ms.clone(),
+            startup_deadline_ms: self.startup_deadline_ms.clone(),
             ..Overrides::default()
         }
     }

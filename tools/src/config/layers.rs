@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use ferrops_engine::config::ClusterConfig;
+use ferrops_engine::config::{ClusterConfig, LivenessConfig};
 use ferrops_net::auth::ClusterKey;
 use ferrops_net::{Budgets, FrameLimits, TransportMode};
 use serde::Deserialize;
@@ -19,9 +19,10 @@ use super::values::{
 };
 use super::{
     ConfigFile, EnvMap, Overrides, DEFAULT_CONNECT_TIMEOUT, ENV_BIND, ENV_CONNECT_TIMEOUT_MS,
-    ENV_FRAME_BUDGET_BYTES, ENV_INSECURE, ENV_MAX_CONNECTIONS, ENV_NUM_SERVERS, ENV_NUM_WORKERS,
-    ENV_REPLY_BUDGET_BYTES, ENV_REPLY_BUDGET_TOTAL_BYTES, ENV_SCHEDULER, ENV_SECRET,
-    ENV_SECRET_FILE, ENV_SERVER_SHARDS, ENV_TRANSPORT,
+    ENV_FRAME_BUDGET_BYTES, ENV_HEARTBEAT_INTERVAL_MS, ENV_HEARTBEAT_TIMEOUT_MS, ENV_INSECURE,
+    ENV_MAX_CONNECTIONS, ENV_NUM_SERVERS, ENV_NUM_WORKERS, ENV_REPLY_BUDGET_BYTES,
+    ENV_REPLY_BUDGET_TOTAL_BYTES, ENV_SCHEDULER, ENV_SECRET, ENV_SECRET_FILE, ENV_SERVER_SHARDS,
+    ENV_STARTUP_DEADLINE_MS, ENV_TRANSPORT,
 };
 
 /// Every setting after layering, before the role decides which are required.
@@ -37,6 +38,7 @@ pub(super) struct Settings {
     pub(super) budgets: Budgets,
     pub(super) server_shards: Option<usize>,
     pub(super) transport: TransportMode,
+    pub(super) liveness: LivenessConfig,
 }
 
 impl Settings {
@@ -69,6 +71,7 @@ impl Settings {
         cluster.connect_timeout = self.connect_timeout;
         cluster.server_shards = self.server_shards.unwrap_or(1);
         cluster.transport = self.transport;
+        cluster.liveness = self.liveness;
         Ok(cluster)
     }
 }
@@ -118,6 +121,9 @@ setting!(
     ENV_REPLY_BUDGET_TOTAL_BYTES
 );
 setting!(FRAME_BUDGET: "--frame-budget-bytes", frame_budget_bytes, ENV_FRAME_BUDGET_BYTES);
+setting!(HEARTBEAT_INTERVAL_MS: "--heartbeat-interval-ms", heartbeat_interval_ms, ENV_HEARTBEAT_INTERVAL_MS);
+setting!(HEARTBEAT_TIMEOUT_MS: "--heartbeat-timeout-ms", heartbeat_timeout_ms, ENV_HEARTBEAT_TIMEOUT_MS);
+setting!(STARTUP_DEADLINE_MS: "--startup-deadline-ms", startup_deadline_ms, ENV_STARTUP_DEADLINE_MS);
 
 /// Where a value came from, for error messages.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -155,6 +161,9 @@ struct FileSettings {
     reply_budget_bytes: Option<u64>,
     reply_budget_total_bytes: Option<u64>,
     frame_budget_bytes: Option<u64>,
+    heartbeat_interval_ms: Option<u64>,
+    heartbeat_timeout_ms: Option<u64>,
+    startup_deadline_ms: Option<u64>,
     limits: Option<FileLimits>,
 }
 
@@ -215,6 +224,18 @@ impl FileLayer {
             (
                 "frame_budget_bytes",
                 parsed.frame_budget_bytes.map(|n| n.to_string()),
+            ),
+            (
+                "heartbeat_interval_ms",
+                parsed.heartbeat_interval_ms.map(|n| n.to_string()),
+            ),
+            (
+                "heartbeat_timeout_ms",
+                parsed.heartbeat_timeout_ms.map(|n| n.to_string()),
+            ),
+            (
+                "startup_deadline_ms",
+                parsed.startup_deadline_ms.map(|n| n.to_string()),
             ),
         ];
         Ok(Self {
@@ -286,6 +307,33 @@ impl Layers<'_> {
             }
         }
         Ok(budgets)
+    }
+
+    /// Heartbeat and start-up settings, each from its source or the default; a timeout shorter
+    /// than two intervals is refused naming where both came from.
+    fn liveness(&self) -> Result<LivenessConfig> {
+        let defaults = LivenessConfig::default();
+        let ms = |setting: &Setting, default: Duration| -> Result<Duration> {
+            let value = self.get(setting, parse_positive)?;
+            Ok(value.map_or(default, Duration::from_millis))
+        };
+        let cfg = LivenessConfig {
+            heartbeat_interval: ms(&HEARTBEAT_INTERVAL_MS, defaults.heartbeat_interval)?,
+            heartbeat_timeout: ms(&HEARTBEAT_TIMEOUT_MS, defaults.heartbeat_timeout)?,
+            startup_deadline: ms(&STARTUP_DEADLINE_MS, defaults.startup_deadline)?,
+        };
+        cfg.validate().map_err(|why| {
+            let from = |setting: &Setting| {
+                self.lookup(setting)
+                    .map_or("the default".to_string(), |(source, _)| source.to_string())
+            };
+            anyhow!(
+                "{why} (the interval from {}, the timeout from {})",
+                from(&HEARTBEAT_INTERVAL_MS),
+                from(&HEARTBEAT_TIMEOUT_MS)
+            )
+        })?;
+        Ok(cfg)
     }
 
     /// The defaults with the file's `[limits]` overrides applied.
@@ -377,5 +425,6 @@ pub(super) fn resolve_settings(
         transport: layers
             .get(&TRANSPORT, |t| t.parse::<TransportMode>())?
             .unwrap_or_default(),
+        liveness: layers.liveness()?,
     })
 }

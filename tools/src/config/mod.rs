@@ -56,6 +56,12 @@ pub const ENV_INSECURE: &str = "FERROPS_INSECURE";
 pub const ENV_CONNECT_TIMEOUT_MS: &str = "FERROPS_CONNECT_TIMEOUT_MS";
 /// Worker↔server transport: `auto`, `rdma` or `tcp`.
 pub const ENV_TRANSPORT: &str = "FERROPS_TRANSPORT";
+/// How often every node sends the scheduler a heartbeat, in milliseconds.
+pub const ENV_HEARTBEAT_INTERVAL_MS: &str = "FERROPS_HEARTBEAT_INTERVAL_MS";
+/// Silence after which a node (or the scheduler) is declared dead, in milliseconds.
+pub const ENV_HEARTBEAT_TIMEOUT_MS: &str = "FERROPS_HEARTBEAT_TIMEOUT_MS";
+/// How long the scheduler waits for the whole job to assemble, in milliseconds.
+pub const ENV_STARTUP_DEADLINE_MS: &str = "FERROPS_STARTUP_DEADLINE_MS";
 
 /// Connections one listener holds at most.
 pub const ENV_MAX_CONNECTIONS: &str = "FERROPS_MAX_CONNECTIONS";
@@ -125,6 +131,12 @@ pub struct Overrides {
     pub reply_budget_total_bytes: Option<String>,
     /// `--frame-budget-bytes`: bytes of large incoming frames of the process.
     pub frame_budget_bytes: Option<String>,
+    /// `--heartbeat-interval-ms`.
+    pub heartbeat_interval_ms: Option<String>,
+    /// `--heartbeat-timeout-ms`.
+    pub heartbeat_timeout_ms: Option<String>,
+    /// `--startup-deadline-ms`.
+    pub startup_deadline_ms: Option<String>,
 }
 
 /// A configuration file's name (for messages) and text.

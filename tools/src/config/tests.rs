@@ -533,3 +533,72 @@ fn budgets_come_from_flags_environment_or_file_and_zero_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn liveness_settings_layer_like_every_setting_with_documented_defaults() {
+    use ferrops_engine::config::LivenessConfig;
+    let base = cluster_env("127.0.0.1:7000", "1", "2");
+    let cfg = input(&Overrides::default(), &base, None).worker().unwrap();
+    assert_eq!(cfg.cluster.liveness, LivenessConfig::default());
+    let from_file =
+        file("heartbeat_interval_ms = 100\nheartbeat_timeout_ms = 900\nstartup_deadline_ms = 4000");
+    let mut with_env = base.clone();
+    with_env.insert(ENV_HEARTBEAT_TIMEOUT_MS.into(), "800".into());
+    let flags = Overrides {
+        startup_deadline_ms: Some("3000".into()),
+        ..Overrides::default()
+    };
+    let cfg = input(&flags, &with_env, Some(&from_file))
+        .scheduler()
+        .unwrap();
+    let ms = Duration::from_millis;
+    assert_eq!(
+        cfg.cluster.liveness,
+        LivenessConfig {
+            heartbeat_interval: ms(100),
+            heartbeat_timeout: ms(800),
+            startup_deadline: ms(3000),
+        },
+        "interval from the file, timeout from the environment, deadline from the flag"
+    );
+}
+
+#[test]
+fn bad_liveness_settings_are_refused_naming_their_sources() {
+    assert_worker_error(
+        &[
+            (ENV_SCHEDULER, "127.0.0.1:7000"),
+            (ENV_NUM_SERVERS, "1"),
+            (ENV_NUM_WORKERS, "1"),
+            (ENV_HEARTBEAT_INTERVAL_MS, "0"),
+        ],
+        None,
+        &["FERROPS_HEARTBEAT_INTERVAL_MS", "at least 1"],
+    );
+    assert_worker_error(
+        &[
+            (ENV_SCHEDULER, "127.0.0.1:7000"),
+            (ENV_NUM_SERVERS, "1"),
+            (ENV_NUM_WORKERS, "1"),
+            (ENV_HEARTBEAT_TIMEOUT_MS, "1500"),
+        ],
+        Some("heartbeat_interval_ms = 1000"),
+        &[
+            "heartbeat timeout (1500 ms)",
+            "twice the heartbeat interval (1000 ms)",
+            "key `heartbeat_interval_ms` in config file job.toml",
+            "environment variable FERROPS_HEARTBEAT_TIMEOUT_MS",
+        ],
+    );
+    assert_flags_error(
+        ConfigInput::scheduler,
+        &Overrides {
+            bind: Some("127.0.0.1:0".into()),
+            num_servers: Some("1".into()),
+            num_workers: Some("1".into()),
+            startup_deadline_ms: Some("soon".into()),
+            ..Overrides::default()
+        },
+        &["--startup-deadline-ms", "`soon`"],
+    );
+}

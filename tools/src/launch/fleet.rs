@@ -40,9 +40,25 @@ impl Node {
 /// A child that exited unsuccessfully.
 #[derive(Debug)]
 pub(super) struct Failure {
+    pub(super) kind: Role,
     pub(super) label: String,
     pub(super) status: ExitStatus,
     pub(super) exit_code: i32,
+}
+
+impl Failure {
+    /// How likely this failure is the cause of the others, most likely first. A ferrops process
+    /// exits 1 when the job is shut down around it (the scheduler ends the job when a node
+    /// dies), so a death by a signal (itself, or 128+N as a shell reports a child's) comes
+    /// first, then any other exit code, then a node's 1, then the scheduler's.
+    fn rank(&self) -> u8 {
+        match (self.exit_code, self.kind) {
+            (code, _) if code > 128 => 0,
+            (code, _) if code != 1 => 1,
+            (_, Role::Scheduler) => 3,
+            _ => 2,
+        }
+    }
 }
 
 impl std::fmt::Display for Failure {
@@ -151,24 +167,58 @@ impl Fleet {
         Ok(())
     }
 
-    /// Reaps children that exited; returns the first unsuccessful one.
+    /// Reaps children that exited; returns the failure to report among those that failed now,
+    /// the likeliest cause of the others (see [`Failure::rank`]).
     pub(super) fn poll(&mut self) -> io::Result<Option<Failure>> {
-        let mut first_failure = None;
+        Ok(self.reap()?.into_iter().min_by_key(Failure::rank))
+    }
+
+    /// The failure that explains `first`: when that is an exit 1 (how ferrops processes end
+    /// when the job is shut down around them), a death by a signal or another exit code that
+    /// shows within `window` is the likelier cause; a shell around a killed node, for one,
+    /// reports it only once its own wait returns, after the others reacted.
+    pub(super) fn cause_of(&mut self, first: Failure, window: Duration) -> Failure {
+        if first.rank() <= 1 {
+            return first;
+        }
+        let deadline = Instant::now() + window;
+        while Instant::now() < deadline && !self.all_exited() {
+            thread::sleep(POLL_INTERVAL);
+            match self.reap() {
+                Ok(failures) => {
+                    if let Some(cause) = failures
+                        .into_iter()
+                        .filter(|f| f.rank() <= 1)
+                        .min_by_key(Failure::rank)
+                    {
+                        return cause;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        first
+    }
+
+    /// Reaps the children that exited since the last call; returns those that failed.
+    fn reap(&mut self) -> io::Result<Vec<Failure>> {
+        let mut failures = Vec::new();
         for node in self.nodes.iter_mut().filter(|n| n.exited.is_none()) {
             let Some(status) = node.child.try_wait()? else {
                 continue;
             };
             node.exited = Some(status);
             tracing::debug!("{} exited: {}", node.label, describe_status(status));
-            if !status.success() && first_failure.is_none() {
-                first_failure = Some(Failure {
+            if !status.success() {
+                failures.push(Failure {
+                    kind: node.kind,
                     label: node.label.clone(),
                     status,
                     exit_code: exit_code(status),
                 });
             }
         }
-        Ok(first_failure)
+        Ok(failures)
     }
 
     pub(super) fn workers_succeeded(&self) -> bool {

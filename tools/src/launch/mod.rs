@@ -50,6 +50,10 @@ pub const ENV_LOG_LABEL: &str = "FERROPS_LOG_LABEL";
 /// How often the supervisor checks its children.
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
 
+/// How long an exit 1 (a process ended by the job's shutdown) waits for the failure that
+/// explains it to show.
+const CAUSE_WINDOW: Duration = Duration::from_secs(1);
+
 /// Runs a whole cluster until the job ends and returns the exit code for the launcher: 0 when all
 /// workers exited 0, otherwise the first failed child's code (128+N for signal N), or 128+N when
 /// the launcher itself got SIGINT/SIGTERM/SIGHUP (which it forwards to every child).
@@ -143,7 +147,7 @@ impl LocalCluster {
     /// Fails if the scheduler or a server has exited with a failure.
     pub fn check(&mut self) -> Result<()> {
         match self.fleet.poll()? {
-            Some(failure) => bail!("{failure}"),
+            Some(failure) => bail!("{}", self.fleet.cause_of(failure, CAUSE_WINDOW)),
             None => Ok(()),
         }
     }
@@ -231,6 +235,7 @@ impl LocalCluster {
             }
             match self.fleet.poll() {
                 Ok(Some(failure)) => {
+                    let failure = self.fleet.cause_of(failure, CAUSE_WINDOW);
                     tracing::error!("{failure}; stopping the cluster");
                     self.fleet.terminate(libc::SIGTERM);
                     return Some(failure.exit_code);

@@ -128,6 +128,48 @@ fn cluster_wait_reports_a_failed_server() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// Polls `cluster.check()` until it reports a failure (within 10 s).
+fn first_failure(cluster: &mut LocalCluster) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Err(e) = cluster.check() {
+            return format!("{e:#}");
+        }
+        assert!(Instant::now() < deadline, "no failure reported");
+        thread::sleep(POLL_INTERVAL);
+    }
+}
+
+#[test]
+fn a_node_killed_by_a_signal_explains_the_failure_of_the_scheduler() {
+    // The scheduler fails first (it ends the job when a node dies); the killed server shows up
+    // a moment later, as it does when a shell wraps it.
+    let body = "[ \"$1\" = scheduler ] && { sleep 0.3; exit 1; }; sleep 0.6; kill -KILL $$";
+    let (spec, dir) = fake_node_spec("cause", body);
+    let mut cluster = LocalCluster::start(&spec).unwrap();
+    let error = first_failure(&mut cluster);
+    assert!(
+        error.contains("server") && error.contains("SIGKILL"),
+        "{error}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_node_failing_with_the_scheduler_is_reported_before_it() {
+    let body = "[ \"$1\" = scheduler ] && exit 1; exit 5";
+    let (spec, dir) = fake_node_spec("same-round", body);
+    let mut cluster = LocalCluster::start(&spec).unwrap();
+    // Both have exited before the first look.
+    thread::sleep(Duration::from_millis(500));
+    let error = first_failure(&mut cluster);
+    assert!(
+        error.contains("server") && error.contains("exit code 5"),
+        "{error}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[test]
 fn spec_rejects_empty_clusters() {
     let spec = LocalSpec::new(0, 1).unwrap();

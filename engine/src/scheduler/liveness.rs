@@ -1,0 +1,82 @@
+//! What the scheduler does when the detector (`crate::liveness::Detector`) reports a dead node:
+//! the one place the policy lives, so that failover can replace it.
+//!
+//! - Before the job starts (still registering), a node that leaves or goes silent frees its
+//!   slot: the nodes that registered after it move up a rank, and a replacement takes the free
+//!   one. A silent one's connection is closed, so it cannot come back as a ghost.
+//! - Once the job has started, the death of any node that was not done ends the job, naming
+//!   the node by role and rank; every node is told why (`Shutdown`), and exits non-zero.
+
+use ferrops_net::{CloseReason, Io, PeerId};
+
+use super::{Phase, Scheduler};
+use crate::control::Role;
+use crate::liveness::Death;
+
+impl Scheduler {
+    pub(super) fn on_death(&mut self, death: Death<PeerId>, io: &mut Io<'_>) {
+        let Some(node) = self.nodes.get(&death.node).cloned() else {
+            return;
+        };
+        let name = self.name_of(death.node);
+        if self.phase == Phase::Registering {
+            tracing::warn!(
+                "{name} left before the job started ({}); its slot is free for another",
+                death.cause
+            );
+            io.close(death.node, CloseReason::Local);
+            self.free_slot(death.node);
+            return;
+        }
+        if node.role == Role::Worker {
+            self.summary.workers_lost += 1;
+        }
+        let why = format!("{name} is dead: {}", death.cause);
+        tracing::error!("{why}");
+        self.shutdown(false, why, io);
+    }
+
+    /// The scheduler's name for a registered node: `server 1 at 10.0.0.2:7000`, `worker 3`.
+    pub(super) fn name_of(&self, peer: PeerId) -> String {
+        let Some(node) = self.nodes.get(&peer) else {
+            return format!("connection {peer}");
+        };
+        let addr = self
+            .servers
+            .iter()
+            .find(|(p, _)| *p == peer)
+            .map(|(_, addr)| format!(" at {addr}"));
+        format!("{} {}{}", node.role, node.rank, addr.unwrap_or_default())
+    }
+
+    /// Forgets a node that registered but left before the job started; the ranks after it move
+    /// up so that the slots stay dense and the next node to register takes the last one.
+    fn free_slot(&mut self, peer: PeerId) {
+        if let Some(i) = self.servers.iter().position(|(p, _)| *p == peer) {
+            self.servers.remove(i);
+            self.server_rdma_addrs.remove(i);
+        }
+        self.workers.retain(|&p| p != peer);
+        self.live_workers.remove(&peer);
+        self.nodes.remove(&peer);
+        let num_servers = self.num_servers as u32;
+        let ranks = self
+            .servers
+            .iter()
+            .map(|(p, _)| *p)
+            .enumerate()
+            .map(|(rank, p)| (p, rank as u32, 1 + rank as u32))
+            .chain(
+                self.workers
+                    .iter()
+                    .enumerate()
+                    .map(|(rank, &p)| (p, rank as u32, 1 + num_servers + rank as u32)),
+            );
+        for (p, rank, node_id) in ranks.collect::<Vec<_>>() {
+            if let Some(node) = self.nodes.get_mut(&p) {
+                node.rank = rank;
+                node.node_id = node_id;
+            }
+        }
+    }
+}
