@@ -14,7 +14,6 @@
 use std::io::{self, IsTerminal, Write};
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::time::Duration;
 
 mod apps;
 mod bench;
@@ -74,7 +73,10 @@ fn run(cli: Cli, env: &config::EnvMap) -> Result<i32> {
         Some(Command::Demo(args)) => demo::run(&args.options()).map(|()| 0),
         Some(Command::Data(DataCommand::Gen(args))) => run_data_gen(&args),
         Some(Command::Data(DataCommand::Info(args))) => {
-            println!("{}", data::info::summarize(&args.file)?);
+            println!(
+                "{}",
+                data::info::summarize(&args.file, args.max_dim.bound())?
+            );
             Ok(0)
         }
         Some(Command::Train(TrainCommand::L1lr(args))) => {
@@ -199,7 +201,9 @@ fn run_data_patches(args: &PatchesArgs) -> Result<i32> {
     let images = args
         .images
         .iter()
-        .map(|p| patches::read_image(p).map(|g| patches::downscale(&g, args.downscale)))
+        .map(|p| {
+            patches::read_image(p, args.max_pixels).map(|g| patches::downscale(&g, args.downscale))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let mut cut = patches::cut(&images, args.size, args.count, args.seed);
     anyhow::ensure!(
@@ -247,17 +251,12 @@ fn local_spec(args: LocalArgs) -> Result<LocalSpec> {
     let mut spec = LocalSpec::new(args.servers, args.workers)?;
     spec.command = args.command;
     spec.prefix_output = !args.no_prefix;
-    spec.startup_timeout = seconds(args.startup_timeout, "--startup-timeout")?;
-    spec.shutdown_grace = seconds(args.shutdown_grace, "--shutdown-grace")?;
+    spec.startup_timeout = args.startup_timeout;
+    spec.shutdown_grace = args.shutdown_grace;
     if let Some(exe) = args.node_exe {
         spec.node_exe = exe;
     }
     Ok(spec)
-}
-
-fn seconds(value: f64, flag: &str) -> Result<Duration> {
-    Duration::try_from_secs_f64(value)
-        .map_err(|_| anyhow!("invalid value `{value}` for {flag}: expected seconds >= 0"))
 }
 
 /// What log lines are prefixed with: the role (or subcommand) this process runs.

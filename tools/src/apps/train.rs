@@ -15,7 +15,7 @@ use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::plot::{self, LinePlot, Outcome, Series};
-use crate::data::{info, patches};
+use crate::data::{info, patches, DimBound};
 use crate::jobs::l1lr::{self, L1lrArgs, L1lrSettings};
 use crate::jobs::rica::{self, RicaArgs, RicaSettings};
 use crate::jobs::Job;
@@ -41,6 +41,8 @@ impl ClusterSize {
 pub struct L1lrRun {
     pub settings: L1lrSettings,
     pub cluster: ClusterSize,
+    /// How wide the data may be; with [`DimBound::Dim`] the model has that many weights.
+    pub bound: DimBound,
     /// Keep the JSON-lines trace here (otherwise a temporary file is used and removed).
     pub trace: Option<PathBuf>,
     /// Plot objective against time here.
@@ -63,7 +65,7 @@ pub struct RicaRun {
 /// Trains and returns the trace (the last record is the exact final evaluation).
 pub fn l1lr(spec: &L1lrRun) -> Result<Vec<Record>> {
     let settings = &spec.settings;
-    let summary = info::summarize(&settings.data)?;
+    let summary = info::summarize(&settings.data, spec.bound)?;
     if summary.rows == 0 || summary.dim == 0 {
         bail!("{}: no training rows", settings.data.display());
     }
@@ -71,6 +73,10 @@ pub fn l1lr(spec: &L1lrRun) -> Result<Vec<Record>> {
         "data: {} rows, {} features, {} nonzeros ({} positive)",
         summary.rows, summary.dim, summary.nnz, summary.positives
     );
+    let dim = match spec.bound {
+        DimBound::Dim(d) => d,
+        DimBound::Max(_) => summary.dim,
+    };
     let temporary = spec.trace.is_none();
     let trace_path = match &spec.trace {
         Some(p) => p.clone(),
@@ -83,7 +89,7 @@ pub fn l1lr(spec: &L1lrRun) -> Result<Vec<Record>> {
             data: absolute(&settings.data)?,
             ..settings.clone()
         },
-        dim: summary.dim as usize,
+        dim: dim as usize,
         trace: Some(trace_path.clone()),
         lines: !bar,
     });
@@ -106,7 +112,7 @@ pub fn l1lr(spec: &L1lrRun) -> Result<Vec<Record>> {
     let records = records?;
     if bar {
         if let Some(last) = records.last().filter(|r| r.last) {
-            println!("{}", l1lr::final_line(last, summary.dim as usize));
+            println!("{}", l1lr::final_line(last, dim as usize));
         }
     }
     if settings.kkt && bar {

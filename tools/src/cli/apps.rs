@@ -6,9 +6,11 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
+use crate::data::patches::DEFAULT_MAX_PIXELS;
+use crate::data::{DimBound, DEFAULT_MAX_DIM};
 use crate::jobs::l1lr::L1lrSettings;
-use crate::jobs::positive_count;
 use crate::jobs::rica::RicaSettings;
+use crate::jobs::{delay, non_negative_number, positive_count, positive_number};
 
 /// `ferrops data` subcommands.
 #[derive(Debug, Subcommand)]
@@ -51,8 +53,15 @@ pub struct PatchesArgs {
     pub downscale: usize,
 
     /// ZCA regulariser ε added to the covariance eigenvalues (larger: smoother whitening).
-    #[arg(long, value_name = "ε", default_value_t = 1e-2)]
+    #[arg(long, value_name = "ε", value_parser = positive_number::<f64>, allow_hyphen_values = true,
+        default_value_t = 1e-2)]
     pub epsilon: f64,
+
+    /// Refuse an image of more pixels than this, before decoding it (decoding takes up to
+    /// about 24 bytes per pixel).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_PIXELS,
+        value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_pixels: u64,
 
     /// Images: PNG, JPEG, or binary PGM `P5` / PPM `P6` (8-bit).
     #[arg(required = true, value_name = "IMAGE")]
@@ -75,7 +84,7 @@ pub struct GenArgs {
     pub features: u64,
 
     /// Feature draws per row (duplicates are merged, so rows have at most K nonzeros).
-    #[arg(long, value_name = "K", default_value_t = 20)]
+    #[arg(long, value_name = "K", value_parser = positive_count, default_value_t = 20)]
     pub nnz_per_row: usize,
 
     /// Random seed.
@@ -89,6 +98,27 @@ pub struct InfoArgs {
     /// A LIBSVM/svmlight file.
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
+
+    /// How wide the data may be.
+    #[command(flatten)]
+    pub max_dim: MaxDimArg,
+}
+
+/// `--max-dim`: the widest LIBSVM data a command reads when it is not told the dimension.
+#[derive(Debug, Clone, Args)]
+pub struct MaxDimArg {
+    /// Refuse data with a feature index at or above this (every worker sizes its arrays by the
+    /// largest index).
+    #[arg(long = "max-dim", value_name = "D", default_value_t = DEFAULT_MAX_DIM,
+        value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit: u64,
+}
+
+impl MaxDimArg {
+    /// The bound for data of unknown dimension.
+    pub fn bound(&self) -> DimBound {
+        DimBound::Max(self.limit)
+    }
 }
 
 /// `ferrops train` subcommands.
@@ -176,6 +206,14 @@ pub struct L1lrArgs {
     #[command(flatten)]
     pub cluster: LocalClusterArgs,
 
+    /// Number of features: every index must be below it (default: the largest index + 1,
+    /// within --max-dim).
+    #[arg(long, value_name = "D", value_parser = clap::value_parser!(u64).range(1..))]
+    pub dim: Option<u64>,
+
+    #[command(flatten)]
+    pub max_dim: MaxDimArg,
+
     /// Write the trace as JSON lines (time, iteration, objective, nnz, bytes, idle time).
     #[arg(long, value_name = "TRACE.jsonl")]
     pub json: Option<PathBuf>,
@@ -191,6 +229,7 @@ impl L1lrArgs {
         crate::apps::train::L1lrRun {
             settings: self.settings.clone(),
             cluster: self.cluster.size(),
+            bound: self.dim.map_or(self.max_dim.bound(), DimBound::Dim),
             trace: self.json.clone(),
             plot: self.plot.clone(),
         }
@@ -221,15 +260,16 @@ pub struct DemoArgs {
     pub workers: usize,
 
     /// Iterations (passes over all feature blocks).
-    #[arg(long, default_value_t = 25)]
+    #[arg(long, value_parser = positive_count, default_value_t = 25)]
     pub epochs: usize,
 
-    /// Feature-space size (number of model weights).
-    #[arg(long, default_value_t = 100_000)]
+    /// Feature-space size (number of model weights, below --max-dim's default).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..DEFAULT_MAX_DIM),
+        default_value_t = 100_000)]
     pub features: u64,
 
     /// Synthetic training examples (rows).
-    #[arg(long, default_value_t = 200_000)]
+    #[arg(long, value_parser = positive_count, default_value_t = 200_000)]
     pub examples: usize,
 
     /// Seed of the synthetic data set (random when omitted).
@@ -237,11 +277,12 @@ pub struct DemoArgs {
     pub seed: Option<u64>,
 
     /// L1 penalty λ.
-    #[arg(long, value_name = "λ", default_value_t = 4.0)]
+    #[arg(long, value_name = "λ", value_parser = non_negative_number::<f32>,
+        allow_hyphen_values = true, default_value_t = 4.0)]
     pub lambda: f32,
 
     /// Maximal delay τ in blocks.
-    #[arg(long, value_name = "τ", default_value_t = 2)]
+    #[arg(long, value_name = "τ", value_parser = delay, default_value_t = 2)]
     pub tau: u32,
 
     /// Where to write the plot of objective against seconds.
