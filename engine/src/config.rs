@@ -41,6 +41,10 @@ pub struct ClusterConfig {
     /// How long a waiting worker keeps polling its RDMA connections before it sleeps on their
     /// completion channels: latency against a core.
     pub rdma_busy_poll: Duration,
+    /// The rank this node asks the scheduler for (`None`: the lowest free one). A launcher
+    /// numbering its processes sets it so that its names and the scheduler's agree; shard i of
+    /// a server asking for rank r gets rank `r × server_shards + i`.
+    pub rank: Option<u32>,
 }
 
 impl ClusterConfig {
@@ -66,6 +70,7 @@ impl ClusterConfig {
             server_shards: 1,
             transport: TransportMode::Auto,
             rdma_busy_poll: Duration::from_micros(500),
+            rank: None,
         }
     }
 }

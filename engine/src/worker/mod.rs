@@ -82,6 +82,7 @@ impl Worker {
             role: Role::Worker,
             addr: None,
             rdma_addr: None,
+            rank: cluster.rank,
         })?;
         let (info, routing) = io.await_control(
             |msg| match msg {
