@@ -6,7 +6,9 @@
 //! ([`roles`], [`launch`], [`jobs`], [`bench`], [`apps`], [`demo`]).
 //!
 //! Exit codes: 0 on success, 1 for errors (printed as `error: ...` with their causes), 2 for usage
-//! errors (from clap); `ferrops local` exits with its failed child's code.
+//! errors (from clap), 3 ([`launch::EXIT_SHUT_DOWN`]) for a node that stopped because the
+//! scheduler shut the job down after another node failed; `ferrops local` exits with the code of
+//! the child that failed first.
 
 // Unsafe code only in the modules marked `#[allow(unsafe_code)]` below, each saying why.
 #![deny(unsafe_code)]
@@ -52,7 +54,11 @@ fn main() -> ExitCode {
         Ok(code) => exit_code(code),
         Err(error) => {
             report(&error);
-            ExitCode::FAILURE
+            if shut_down_by_the_job(&error) {
+                exit_code(launch::EXIT_SHUT_DOWN)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
@@ -329,6 +335,16 @@ fn report(error: &anyhow::Error) {
     for cause in error.chain().skip(1) {
         let _ = writeln!(stderr, "  caused by: {cause}");
     }
+}
+
+/// Whether `error` is the scheduler's shutdown of a failed job (which names the node that failed).
+fn shut_down_by_the_job(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<ferrops_engine::EngineError>(),
+            Some(ferrops_engine::EngineError::Shutdown(_))
+        )
+    })
 }
 
 fn exit_code(code: i32) -> ExitCode {

@@ -12,10 +12,13 @@ use ferrops_engine::config::ClusterConfig;
 use ferrops_net::{FrameLimits, TransportMode};
 use serde::Deserialize;
 
-use super::values::{env_value, parse_address, parse_count, parse_positive, parse_secret};
+use super::values::{
+    env_value, parse_address, parse_count, parse_positive, parse_rank, parse_secret,
+};
 use super::{
     ConfigFile, EnvMap, Overrides, DEFAULT_CONNECT_TIMEOUT, ENV_BIND, ENV_CONNECT_TIMEOUT_MS,
-    ENV_NUM_SERVERS, ENV_NUM_WORKERS, ENV_SCHEDULER, ENV_SECRET, ENV_SERVER_SHARDS, ENV_TRANSPORT,
+    ENV_NUM_SERVERS, ENV_NUM_WORKERS, ENV_RANK, ENV_SCHEDULER, ENV_SECRET, ENV_SERVER_SHARDS,
+    ENV_TRANSPORT,
 };
 
 /// Every setting after layering, before the role decides which are required.
@@ -30,6 +33,7 @@ pub(super) struct Settings {
     pub(super) limits: FrameLimits,
     pub(super) server_shards: Option<usize>,
     pub(super) transport: TransportMode,
+    pub(super) rank: Option<u32>,
 }
 
 impl Settings {
@@ -61,6 +65,7 @@ impl Settings {
         cluster.connect_timeout = self.connect_timeout;
         cluster.server_shards = self.server_shards.unwrap_or(1);
         cluster.transport = self.transport;
+        cluster.rank = self.rank;
         Ok(cluster)
     }
 }
@@ -96,6 +101,13 @@ const SECRET: Setting = Setting {
     flag_value: |_| None,
     env: ENV_SECRET,
     key: "secret",
+};
+/// Environment only: a rank belongs to one process, not to a file the job's nodes share.
+const RANK: Setting = Setting {
+    flag: "",
+    flag_value: |_| None,
+    env: ENV_RANK,
+    key: "",
 };
 setting!(SERVER_SHARDS: "--server-shards", server_shards, ENV_SERVER_SHARDS);
 setting!(TRANSPORT: "--transport", transport, ENV_TRANSPORT);
@@ -292,5 +304,6 @@ pub(super) fn resolve_settings(
         transport: layers
             .get(&TRANSPORT, |t| t.parse::<TransportMode>())?
             .unwrap_or_default(),
+        rank: layers.get(&RANK, parse_rank)?,
     })
 }

@@ -50,6 +50,9 @@ pub const ENV_SECRET: &str = "FERROPS_SECRET";
 pub const ENV_CONNECT_TIMEOUT_MS: &str = "FERROPS_CONNECT_TIMEOUT_MS";
 /// Worker↔server transport: `auto`, `rdma` or `tcp`.
 pub const ENV_TRANSPORT: &str = "FERROPS_TRANSPORT";
+/// The rank a server or worker asks the scheduler for (`ferrops local` numbers its children
+/// with it, so that its names and the scheduler's agree).
+pub const ENV_RANK: &str = "FERROPS_RANK";
 
 /// How long a node waits for the scheduler unless configured otherwise.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);

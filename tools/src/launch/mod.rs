@@ -46,6 +46,10 @@ pub const ANNOUNCE_PREFIX: &str = "FERROPS_SCHEDULER=";
 /// sets it empty for children whose lines it prefixes itself.
 pub const ENV_LOG_LABEL: &str = "FERROPS_LOG_LABEL";
 
+/// The exit code of a node that stopped because the scheduler shut the job down after another
+/// node failed: the launcher reports such a node only when no other failure shows up.
+pub const EXIT_SHUT_DOWN: i32 = 3;
+
 /// How often the supervisor checks its children.
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
 
@@ -64,7 +68,7 @@ pub fn run_local(spec: &LocalSpec) -> Result<i32> {
         return Ok(cluster.stop_on_signal(&signals));
     };
     for index in 0..spec.workers {
-        let command = worker_command(spec, scheduler);
+        let command = worker_command(spec, scheduler, index);
         cluster.fleet.spawn(Role::Worker, index, command)?;
     }
     tracing::info!(
@@ -139,7 +143,7 @@ impl LocalCluster {
 
     /// Fails if the scheduler or a server has exited with a failure.
     pub fn check(&mut self) -> Result<()> {
-        match self.fleet.poll()? {
+        match self.fleet.poll() {
             Some(failure) => bail!("{failure}"),
             None => Ok(()),
         }
@@ -185,7 +189,7 @@ impl LocalCluster {
         };
         tracing::info!("scheduler listening on {scheduler}");
         for index in 0..spec.servers {
-            let command = server_command(spec, scheduler);
+            let command = server_command(spec, scheduler, index);
             cluster.fleet.spawn(Role::Server, index, command)?;
         }
         Ok(cluster)
@@ -225,18 +229,10 @@ impl LocalCluster {
             if signals.peek().is_some() {
                 return Some(self.stop_on_signal(signals));
             }
-            match self.fleet.poll() {
-                Ok(Some(failure)) => {
-                    tracing::error!("{failure}; stopping the cluster");
-                    self.fleet.terminate(libc::SIGTERM);
-                    return Some(failure.exit_code);
-                }
-                Ok(None) => {}
-                Err(error) => {
-                    tracing::error!("cannot check the children: {error}; stopping the cluster");
-                    self.fleet.terminate(libc::SIGTERM);
-                    return Some(1);
-                }
+            if let Some(failure) = self.fleet.poll() {
+                tracing::error!("{failure}; stopping the cluster");
+                self.fleet.terminate(libc::SIGTERM);
+                return Some(failure.exit_code);
             }
             if done(&self.fleet) || deadline.is_some_and(|d| Instant::now() >= d) {
                 return None;
@@ -276,9 +272,9 @@ fn await_announcement(
         if signals.is_some_and(|s| s.peek().is_some()) {
             return Ok(None);
         }
-        let scheduler = &mut fleet.nodes[0];
-        if let Some(status) = scheduler.child.try_wait()? {
-            scheduler.exited = Some(status);
+        // Only the scheduler runs yet.
+        let _ = fleet.poll();
+        if let Some(status) = fleet.nodes[0].exited {
             bail!(
                 "the scheduler exited ({}) before announcing its address",
                 describe_status(status)

@@ -6,7 +6,7 @@ use std::process::{Command, ExitStatus};
 
 use super::process::exit_code;
 use super::*;
-use crate::config::{ENV_NUM_WORKERS, ENV_ROLE, ENV_SCHEDULER};
+use crate::config::{ENV_NUM_WORKERS, ENV_RANK, ENV_ROLE, ENV_SCHEDULER};
 
 fn status_of(shell: &str) -> ExitStatus {
     Command::new("sh").arg("-c").arg(shell).status().unwrap()
@@ -34,12 +34,13 @@ fn worker_command_named_ferrops_runs_the_node_binary() {
     let mut spec = LocalSpec::new(1, 1).unwrap();
     spec.node_exe = PathBuf::from("/opt/ferrops/bin/ferrops");
     spec.command = vec!["ferrops".into(), "worker".into()];
-    let command = worker_command(&spec, "127.0.0.1:5".parse().unwrap());
+    let command = worker_command(&spec, "127.0.0.1:5".parse().unwrap(), 3);
     assert_eq!(command.get_program(), spec.node_exe.as_os_str());
     let envs: Vec<_> = command.get_envs().collect();
     assert!(envs.contains(&(OsStr::new(ENV_ROLE), Some(OsStr::new("worker")))));
     assert!(envs.contains(&(OsStr::new(ENV_SCHEDULER), Some(OsStr::new("127.0.0.1:5")))));
     assert!(envs.contains(&(OsStr::new(ENV_NUM_WORKERS), Some(OsStr::new("1")))));
+    assert!(envs.contains(&(OsStr::new(ENV_RANK), Some(OsStr::new("3")))));
 }
 
 #[test]
@@ -124,6 +125,31 @@ fn cluster_wait_reports_a_failed_server() {
     assert!(
         error.contains("server") && error.contains("exit code 4"),
         "{error}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_failure_caused_by_another_waits_for_that_one() {
+    // The scheduler stops at once as if shut down by a failed node; server 1 (by its rank)
+    // fails half a second later: that server is the failure to report.
+    let body = format!(
+        "[ \"$1\" = scheduler ] && exit {EXIT_SHUT_DOWN}\n\
+         [ \"$FERROPS_RANK\" = 1 ] && {{ sleep 0.5; exit 6; }}\nexec sleep 600"
+    );
+    let (spec, dir) = fake_node_spec("settle", &body);
+    let cluster = LocalCluster::start(&spec).unwrap();
+    let error = format!("{:#}", cluster.wait(Duration::from_secs(30)).unwrap_err());
+    assert_eq!(error, "server 1 failed: exit code 6");
+    let _ = std::fs::remove_dir_all(dir);
+    // With nothing else failing, the held failure is reported after all.
+    let body = format!("[ \"$1\" = scheduler ] && exit {EXIT_SHUT_DOWN}\nexec sleep 600");
+    let (spec, dir) = fake_node_spec("settle-alone", &body);
+    let cluster = LocalCluster::start(&spec).unwrap();
+    let error = format!("{:#}", cluster.wait(Duration::from_secs(30)).unwrap_err());
+    assert_eq!(
+        error,
+        format!("scheduler failed: exit code {EXIT_SHUT_DOWN}")
     );
     let _ = std::fs::remove_dir_all(dir);
 }
