@@ -10,7 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use ferrops::internal::data::gen::{self, GenSpec};
-use ferrops::internal::data::{read_part, DataError, Rows};
+use ferrops::internal::data::{read_part, DataError, DimBound, Rows, DEFAULT_MAX_DIM};
+
+/// The bound of every read here: the data sets are generated well within it.
+const ANY_DIM: DimBound = DimBound::Max(DEFAULT_MAX_DIM);
 use ferrops::internal::{reference, trace};
 
 use common::run_ok;
@@ -84,7 +87,7 @@ fn generated_data_reads_back_exactly() {
             .args(["--nnz-per-row", "12", "--seed", "5", "--out"])
             .arg(&path),
     );
-    let rows = read_part(&path, 0, 1).unwrap();
+    let rows = read_part(&path, 0, 1, ANY_DIM).unwrap();
     assert_eq!(rows.len(), 700);
     assert_eq!(to_text(&rows), std::fs::read_to_string(&path).unwrap());
     assert!(rows.idx.iter().all(|&j| (1..=900).contains(&j)));
@@ -142,12 +145,12 @@ fn byte_range_parts_read_every_line_exactly_once() {
     }
     text.pop();
     std::fs::write(&path, &text).unwrap();
-    let whole = read_part(&path, 0, 1).unwrap();
+    let whole = read_part(&path, 0, 1, ANY_DIM).unwrap();
     assert_eq!(whole.len(), 37);
     for parts in 1..=5 {
         let mut seen = Vec::new();
         for part in 0..parts {
-            let rows = read_part(&path, part, parts).unwrap();
+            let rows = read_part(&path, part, parts, ANY_DIM).unwrap();
             for i in 0..rows.len() {
                 seen.push(rows.row(i).0[0] - 1);
             }
@@ -155,7 +158,7 @@ fn byte_range_parts_read_every_line_exactly_once() {
         assert_eq!(seen, (0..37).collect::<Vec<u32>>(), "{parts} parts");
     }
     assert!(matches!(
-        read_part(&path, 5, 5),
+        read_part(&path, 5, 5, ANY_DIM),
         Err(DataError::BadPart { .. })
     ));
     std::fs::remove_dir_all(&dir).unwrap();
@@ -184,7 +187,7 @@ fn bad_lines_are_reported_with_file_and_line() {
         std::fs::write(&path, &text).unwrap();
         for parts in [1, 3] {
             let errors: Vec<String> = (0..parts)
-                .filter_map(|p| read_part(&path, p, parts).err())
+                .filter_map(|p| read_part(&path, p, parts, ANY_DIM).err())
                 .map(|e| e.to_string())
                 .collect();
             assert_eq!(errors.len(), 1, "{bad}: {errors:?}");
@@ -254,7 +257,7 @@ fn distributed_l1lr_matches_the_single_process_solver() {
         },
     );
     let lambda = 2.0;
-    let rows = read_part(&data, 0, 1).unwrap();
+    let rows = read_part(&data, 0, 1, ANY_DIM).unwrap();
     let dim = rows.dim();
     let w = reference::solve(&rows, dim, f64::from(lambda), 200);
     let best = reference::objective(&rows, &w, f64::from(lambda));
@@ -322,7 +325,7 @@ fn line_search_steps_descend_and_beat_the_bound_steps() {
             seed: 5,
         },
     );
-    let rows = read_part(&data, 0, 1).unwrap();
+    let rows = read_part(&data, 0, 1, ANY_DIM).unwrap();
     let dim = rows.dim();
     let best = reference::objective(&rows, &reference::solve(&rows, dim, 2.0, 200), 2.0);
     let line = train_step(&data, &dir, "line", 10);
@@ -448,14 +451,14 @@ fn patches_read_png_and_jpeg() {
         .unwrap();
 
     // PNG is lossless: every pixel is the mean of its three channels.
-    let g = patches::read_image(&png).unwrap();
+    let g = patches::read_image(&png, patches::DEFAULT_MAX_PIXELS).unwrap();
     assert_eq!((g.width, g.height), (48, 40));
     for (i, p) in img.pixels().enumerate() {
         let want = p.0.iter().map(|&c| f32::from(c)).sum::<f32>() / 3.0 / 255.0;
         assert!((g.pixels[i] - want).abs() < 1e-5, "pixel {i}");
     }
     // JPEG is lossy, but a smooth picture survives closely.
-    let j = patches::read_image(&jpg).unwrap();
+    let j = patches::read_image(&jpg, patches::DEFAULT_MAX_PIXELS).unwrap();
     assert_eq!((j.width, j.height), (48, 40));
     let worst = g
         .pixels
@@ -464,7 +467,7 @@ fn patches_read_png_and_jpeg() {
         .map(|(a, b)| (a - b).abs())
         .fold(0f32, f32::max);
     assert!(worst < 0.08, "JPEG differs from PNG by up to {worst}");
-    let o = patches::read_image(&odd).unwrap();
+    let o = patches::read_image(&odd, patches::DEFAULT_MAX_PIXELS).unwrap();
     assert_eq!((o.width, o.height), (20, 10));
     assert!((o.pixels[19] - 19.0 * 3000.0 / 65535.0).abs() < 1e-4);
 
@@ -587,7 +590,7 @@ fn kkt_filter_skips_coordinates_and_reaches_the_same_objective() {
             seed: 21,
         },
     );
-    let dim = read_part(&data, 0, 1).unwrap().dim();
+    let dim = read_part(&data, 0, 1, ANY_DIM).unwrap().dim();
     for tau in [0, 2] {
         let off = train_kkt(&data, &dir, false, tau);
         let on = train_kkt(&data, &dir, true, tau);

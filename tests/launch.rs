@@ -552,3 +552,75 @@ fn real_cluster_job_succeeds_and_leaves_nothing_behind() {
     let job = std::env::var("FERROPS_TEST_JOB").unwrap_or_else(|_| "check".to_string());
     assert_real_job_succeeds(&scratch, &["ferrops", "worker", "--job", &job]);
 }
+
+/// The pid the launcher logged for `label` ("started server 1 (pid 1234)").
+fn started_pid(log: &str, label: &str) -> u32 {
+    let marker = format!("started {label} (pid ");
+    let at = log
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no `{marker}` in:\n{log}"));
+    let rest = &log[at + marker.len()..];
+    rest[..rest.find(')').unwrap()].parse().unwrap()
+}
+
+/// The address the process labelled `label` by the launcher says it listens on.
+fn listening_addr(log: &str, label: &str) -> String {
+    let prefix = format!("[{label}] ");
+    let line = log
+        .lines()
+        .find(|l| l.starts_with(&prefix) && l.contains("server listening on "))
+        .unwrap_or_else(|| panic!("{label} never said where it listens:\n{log}"));
+    let addr = line.split("server listening on ").nth(1).unwrap();
+    addr.split_whitespace().next().unwrap().to_string()
+}
+
+/// A server killed with SIGKILL is what the launcher reports, under the name the scheduler gives
+/// it, with its signal and exit code 137; not the scheduler, which exits (code 1) because it
+/// lost that server.
+#[test]
+fn real_cluster_killed_server_is_named_as_the_scheduler_names_it() {
+    let scratch = Scratch::new("real-kill-server");
+    let mut command = ferrops();
+    command
+        .args([
+            "local",
+            "--servers",
+            "4",
+            "--workers",
+            "1",
+            "--shutdown-grace",
+            "5",
+        ])
+        .args(["--startup-timeout", "20"])
+        .env("PIDS", scratch.pids_file())
+        .env("FERROPS_TEST_MARKER", scratch.marker())
+        .env_remove("FERROPS_CONFIG")
+        .args(["--", "sh", "-c", "echo $$ >> \"$PIDS\"; exec sleep 600"])
+        .env("FERROPS_LOG", "debug");
+    let launcher = start(&mut command, &scratch);
+    for rank in 0..4 {
+        wait_for_output(
+            &scratch,
+            "launcher.err",
+            &format!("server {rank} registered at"),
+        );
+    }
+    let pids = children_of(launcher.id());
+    let log = read(&scratch, "launcher.err");
+    for rank in 0..4 {
+        let label = format!("server {rank}");
+        let addr = listening_addr(&log, &label);
+        let registered = format!("{label} registered at {addr}");
+        assert!(log.contains(&registered), "no `{registered}` in:\n{log}");
+    }
+    send_signal(started_pid(&log, "server 2"), "KILL");
+    let run = finish(launcher, &scratch);
+    assert_eq!(run.code, Some(137), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("server 2 failed: killed by SIGKILL"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("scheduler failed"), "{}", run.stderr);
+    scratch.assert_nothing_left(&pids);
+}

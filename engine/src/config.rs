@@ -53,6 +53,10 @@ pub struct ClusterConfig {
     pub rdma_busy_poll: Duration,
     /// Heartbeats between the scheduler and every node, and the start-up deadline.
     pub liveness: LivenessConfig,
+    /// The rank this node asks the scheduler for (`None`: the lowest free one). A launcher
+    /// numbering its processes sets it so that its names and the scheduler's agree; shard i of
+    /// a server asking for rank r gets rank `r × server_shards + i`.
+    pub rank: Option<u32>,
 }
 
 /// How the scheduler and the nodes watch each other (`crate::liveness`).
@@ -160,6 +164,7 @@ impl ClusterConfig {
             transport: TransportMode::Auto,
             rdma_busy_poll: Duration::from_micros(500),
             liveness: LivenessConfig::default(),
+            rank: None,
         }
     }
 }

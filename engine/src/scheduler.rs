@@ -143,12 +143,38 @@ impl Scheduler {
             .collect()
     }
 
+    /// The rank a registering `role` gets: the one it asks for, or the lowest free one.
+    fn rank_for(&self, role: Role, asked: Option<u32>) -> Result<u32, String> {
+        let count = match role {
+            Role::Server => self.num_servers,
+            Role::Worker => self.num_workers,
+            Role::Scheduler => return Err("a scheduler cannot register with a scheduler".into()),
+        };
+        let taken = |rank: u32| {
+            self.nodes
+                .values()
+                .any(|n| n.role == role && n.rank == rank)
+        };
+        let name = role.name();
+        match asked {
+            Some(rank) if rank as usize >= count => Err(format!(
+                "there is no {name} {rank}: the job has {count} {name}s"
+            )),
+            Some(rank) if taken(rank) => Err(format!("{name} {rank} has already registered")),
+            Some(rank) => Ok(rank),
+            None => (0..count as u32)
+                .find(|&rank| !taken(rank))
+                .ok_or_else(|| format!("the job already has all its {count} {name}s")),
+        }
+    }
+
     fn register(
         &mut self,
         peer: PeerId,
         role: Role,
         addr: Option<String>,
         rdma_addr: Option<String>,
+        asked: Option<u32>,
         io: &mut Io<'_>,
     ) {
         let proved = io
@@ -168,17 +194,32 @@ impl Scheduler {
             reply_control(io, peer, &Control::Refused { reason });
             return;
         }
+        if role == Role::Server && addr.is_none() {
+            let reason = "a server must give its address".to_string();
+            reply_control(io, peer, &Control::Refused { reason });
+            return;
+        }
+        let rank = match self.rank_for(role, asked) {
+            Ok(rank) => rank,
+            Err(reason) => {
+                reply_control(io, peer, &Control::Refused { reason });
+                return;
+            }
+        };
+        let node_id = match role {
+            Role::Server => 1 + rank,
+            _ => 1 + self.num_servers as u32 + rank,
+        };
+        self.nodes.insert(
+            peer,
+            Node {
+                role,
+                node_id,
+                rank,
+            },
+        );
         match (role, addr) {
-            (Role::Server, Some(addr)) if self.servers.len() < self.num_servers => {
-                let rank = self.servers.len() as u32;
-                self.nodes.insert(
-                    peer,
-                    Node {
-                        role,
-                        node_id: 1 + rank,
-                        rank,
-                    },
-                );
+            (Role::Server, Some(addr)) => {
                 match &rdma_addr {
                     Some(rdma) => {
                         tracing::info!("server {rank} registered at {addr} (RDMA {rdma})")
@@ -188,35 +229,10 @@ impl Scheduler {
                 self.servers.push((peer, addr));
                 self.server_rdma_addrs.push(rdma_addr);
             }
-            (Role::Worker, _) if self.workers.len() < self.num_workers => {
-                let rank = self.workers.len() as u32;
-                let node_id = 1 + self.num_servers as u32 + rank;
-                self.nodes.insert(
-                    peer,
-                    Node {
-                        role,
-                        node_id,
-                        rank,
-                    },
-                );
+            _ => {
                 tracing::info!("worker {rank} registered");
                 self.workers.push(peer);
                 self.live_workers.insert(peer);
-            }
-            (Role::Scheduler, _) => {
-                let reason = "a scheduler cannot register with a scheduler".to_string();
-                reply_control(io, peer, &Control::Refused { reason });
-                return;
-            }
-            (Role::Server, None) => {
-                let reason = "a server must give its address".to_string();
-                reply_control(io, peer, &Control::Refused { reason });
-                return;
-            }
-            (role, _) => {
-                let reason = format!("the job already has all its {role:?}s");
-                reply_control(io, peer, &Control::Refused { reason });
-                return;
             }
         }
         self.detector.watch(peer, Instant::now());
@@ -225,7 +241,24 @@ impl Scheduler {
         }
     }
 
+    /// Puts the servers (with their RDMA addresses) and the workers in rank order: they
+    /// registered in any order, the routing table gives range i to server rank i.
+    fn order_by_rank(&mut self) {
+        let rank = |peer: &PeerId| self.nodes[peer].rank;
+        let mut servers: Vec<_> = self
+            .servers
+            .drain(..)
+            .zip(self.server_rdma_addrs.drain(..))
+            .collect();
+        servers.sort_by_key(|((peer, _), _)| rank(peer));
+        (self.servers, self.server_rdma_addrs) = servers.into_iter().unzip();
+        let mut workers = std::mem::take(&mut self.workers);
+        workers.sort_by_key(rank);
+        self.workers = workers;
+    }
+
     fn welcome_servers(&mut self, io: &mut Io<'_>) {
+        self.order_by_rank();
         let addrs: Vec<String> = self.servers.iter().map(|(_, a)| a.clone()).collect();
         self.routing = RoutingTable::even(1, &addrs).with_rdma_addrs(&self.server_rdma_addrs);
         let workers = self.worker_ids(self.workers.iter().copied());
@@ -457,9 +490,10 @@ impl Handler for Scheduler {
                     role,
                     addr,
                     rdma_addr,
+                    rank,
                 },
                 _,
-            ) => self.register(peer, role, addr, rdma_addr, io),
+            ) => self.register(peer, role, addr, rdma_addr, rank, io),
             (Control::Ready, Some(Role::Server)) => self.server_ready(peer, io),
             (Control::TableCreated { id }, Some(Role::Server)) => self.table_created(id, io),
             (Control::TableRefused { id, reason }, Some(Role::Server)) => {

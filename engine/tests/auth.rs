@@ -222,6 +222,7 @@ fn the_scheduler_takes_a_registration_only_in_the_role_the_connection_proved() {
         role: Role::Server,
         addr: Some("127.0.0.1:9".into()),
         rdma_addr: None,
+        rank: None,
     }
     .frame();
     let mut frame = FrameParts::with_extra(header, &extra);

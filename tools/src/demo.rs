@@ -11,6 +11,7 @@ use anyhow::{Context, Result};
 
 use crate::apps::train::{self, ClusterSize, L1lrRun};
 use crate::data::gen::{self, GenSpec};
+use crate::data::DataWidth;
 use crate::jobs::l1lr::{L1lrSettings, Step};
 
 /// What the demo runs.
@@ -90,6 +91,8 @@ fn run_in(args: &DemoOptions, seed: u64, dir: &std::path::Path) -> Result<()> {
             servers: args.servers,
             workers: args.workers,
         },
+        // The generator writes indices 1..=features.
+        width: DataWidth::exactly(args.features + 1),
         trace: None,
         plot: Some(args.plot.clone()),
     })?;

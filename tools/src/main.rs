@@ -6,7 +6,9 @@
 //! ([`roles`], [`launch`], [`jobs`], [`bench`], [`apps`], [`demo`]).
 //!
 //! Exit codes: 0 on success, 1 for errors (printed as `error: ...` with their causes), 2 for usage
-//! errors (from clap); `ferrops local` exits with its failed child's code.
+//! errors (from clap), 3 ([`launch::EXIT_SHUT_DOWN`]) for a node that stopped because the
+//! scheduler shut the job down after another node failed; `ferrops local` exits with the code of
+//! the child that failed first.
 
 // Unsafe code only in the modules marked `#[allow(unsafe_code)]` below, each saying why.
 #![deny(unsafe_code)]
@@ -53,7 +55,11 @@ fn main() -> ExitCode {
         Ok(code) => exit_code(code),
         Err(error) => {
             report(&error);
-            ExitCode::FAILURE
+            if shut_down_by_the_job(&error) {
+                exit_code(launch::EXIT_SHUT_DOWN)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
@@ -75,7 +81,10 @@ fn run(cli: Cli, env: &config::EnvMap) -> Result<i32> {
         Some(Command::Demo(args)) => demo::run(&args.options()).map(|()| 0),
         Some(Command::Data(DataCommand::Gen(args))) => run_data_gen(&args),
         Some(Command::Data(DataCommand::Info(args))) => {
-            println!("{}", data::info::summarize(&args.file)?);
+            println!(
+                "{}",
+                data::info::summarize(&args.file, args.max_dim.bound())?
+            );
             Ok(0)
         }
         Some(Command::Train(TrainCommand::L1lr(args))) => {
@@ -200,7 +209,9 @@ fn run_data_patches(args: &PatchesArgs) -> Result<i32> {
     let images = args
         .images
         .iter()
-        .map(|p| patches::read_image(p).map(|g| patches::downscale(&g, args.downscale)))
+        .map(|p| {
+            patches::read_image(p, args.max_pixels).map(|g| patches::downscale(&g, args.downscale))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let mut cut = patches::cut(&images, args.size, args.count, args.seed);
     anyhow::ensure!(
@@ -248,8 +259,8 @@ fn local_spec(args: LocalArgs) -> Result<LocalSpec> {
     let mut spec = LocalSpec::new(args.servers, args.workers)?;
     spec.command = args.command;
     spec.prefix_output = !args.no_prefix;
-    spec.startup_timeout = seconds(args.startup_timeout, "--startup-timeout")?;
-    spec.shutdown_grace = seconds(args.shutdown_grace, "--shutdown-grace")?;
+    spec.startup_timeout = args.startup_timeout;
+    spec.shutdown_grace = args.shutdown_grace;
     if let Some(exe) = args.node_exe {
         spec.node_exe = exe;
     }
@@ -347,6 +358,16 @@ fn report(error: &anyhow::Error) {
     for cause in error.chain().skip(1) {
         let _ = writeln!(stderr, "  caused by: {cause}");
     }
+}
+
+/// Whether `error` is the scheduler's shutdown of a failed job (which names the node that failed).
+fn shut_down_by_the_job(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<ferrops_engine::EngineError>(),
+            Some(ferrops_engine::EngineError::Shutdown(_))
+        )
+    })
 }
 
 fn exit_code(code: i32) -> ExitCode {

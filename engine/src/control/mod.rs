@@ -17,11 +17,14 @@ use crate::table::{TableId, TableSpec};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Control {
     /// Node → scheduler: join the job. Servers give the address workers should use, and the
-    /// address of their RDMA listener when they have one.
+    /// address of their RDMA listener when they have one. `rank` is the rank the node asks
+    /// for (a launcher that numbers its processes, so that both use the same names); `None`
+    /// takes the lowest free one.
     Register {
         role: Role,
         addr: Option<String>,
         rdma_addr: Option<String>,
+        rank: Option<u32>,
     },
     /// Worker → server, first on each connection: who is calling and how many keys of key lists
     /// this connection caches (both ends keep the same cache, see `key_list_cache`).
@@ -95,6 +98,7 @@ mod tests {
             role: Role::Server,
             addr: Some("127.0.0.1:1".into()),
             rdma_addr: Some("10.0.2.15:1".into()),
+            rank: Some(3),
         };
         assert_eq!(Control::decode(&msg.encode()).unwrap(), msg);
         assert!(Control::decode(&[0xff, 0xff, 0xff]).is_err());

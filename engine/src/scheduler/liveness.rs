@@ -49,8 +49,9 @@ impl Scheduler {
         format!("{} {}{}", node.role, node.rank, addr.unwrap_or_default())
     }
 
-    /// Forgets a node that registered but left before the job started; the ranks after it move
-    /// up so that the slots stay dense and the next node to register takes the last one.
+    /// Forgets a node that registered but left before the job started: its rank is free again
+    /// (the next node of its role to register without asking for a rank takes the lowest free
+    /// one, a node that asks for it gets it).
     fn free_slot(&mut self, peer: PeerId) {
         if let Some(i) = self.servers.iter().position(|(p, _)| *p == peer) {
             self.servers.remove(i);
@@ -59,24 +60,5 @@ impl Scheduler {
         self.workers.retain(|&p| p != peer);
         self.live_workers.remove(&peer);
         self.nodes.remove(&peer);
-        let num_servers = self.num_servers as u32;
-        let ranks = self
-            .servers
-            .iter()
-            .map(|(p, _)| *p)
-            .enumerate()
-            .map(|(rank, p)| (p, rank as u32, 1 + rank as u32))
-            .chain(
-                self.workers
-                    .iter()
-                    .enumerate()
-                    .map(|(rank, &p)| (p, rank as u32, 1 + num_servers + rank as u32)),
-            );
-        for (p, rank, node_id) in ranks.collect::<Vec<_>>() {
-            if let Some(node) = self.nodes.get_mut(&p) {
-                node.rank = rank;
-                node.node_id = node_id;
-            }
-        }
     }
 }

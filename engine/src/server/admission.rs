@@ -14,13 +14,14 @@ use crate::store::TableStore;
 use crate::table::KeyLayout;
 use crate::EngineError;
 
-/// Registers a shard with the scheduler: the address workers should dial, and its RDMA
-/// listener's when it has one.
+/// Registers a shard with the scheduler: the address workers should dial, its RDMA listener's
+/// when it has one, and the rank it asks for.
 pub(super) fn register(
     ev: &mut EventLoop,
     scheduler: PeerId,
     advertised: SocketAddr,
     rdma_addr: Option<SocketAddr>,
+    rank: Option<u32>,
 ) -> Result<(), EngineError> {
     send_control(
         ev,
@@ -29,6 +30,7 @@ pub(super) fn register(
             role: Role::Server,
             addr: Some(advertised.to_string()),
             rdma_addr: rdma_addr.map(|a| a.to_string()),
+            rank,
         },
     )?;
     match rdma_addr {

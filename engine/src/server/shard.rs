@@ -40,6 +40,7 @@ pub fn run_server(cfg: &ServerConfig) -> Result<ServerReport, EngineError> {
             if shard.bind.port() != 0 {
                 shard.bind.set_port(shard.bind.port() + i as u16);
             }
+            shard.cluster.rank = cfg.cluster.rank.map(|r| r * shards as u32 + i as u32);
             std::thread::Builder::new()
                 .name(format!("shard-{i}"))
                 .spawn(move || {
@@ -116,7 +117,7 @@ fn run_shard(cfg: &ServerConfig, budget: Budget) -> Result<ServerReport, EngineE
         .ok_or_else(|| EngineError::Config("no listen address".into()))?;
     let advertised = advertised_addr(listen, ev.local_addr_of(scheduler));
     let rdma_addr = crate::transport::listen_rdma(&mut ev, &cfg.cluster, cfg.bind, listen)?;
-    register(&mut ev, scheduler, advertised, rdma_addr)?;
+    register(&mut ev, scheduler, advertised, rdma_addr, cfg.cluster.rank)?;
     let heartbeat = Heartbeat::start(
         to_scheduler,
         liveness.heartbeat_interval,

@@ -94,6 +94,7 @@ impl Worker {
             role: Role::Worker,
             addr: None,
             rdma_addr: None,
+            rank: cluster.rank,
         })?;
         let heartbeat = Heartbeat::start(
             to_scheduler,

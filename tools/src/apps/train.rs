@@ -16,7 +16,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::plot::{self, LinePlot, Outcome, Series};
-use crate::data::{info, patches};
+use crate::data::{info, patches, DataWidth, DimBound};
 use crate::jobs::l1lr::{self, L1lrArgs, L1lrSettings};
 use crate::jobs::rica::{self, RicaArgs, RicaSettings};
 use crate::jobs::{positive_count, Job};
@@ -54,6 +54,10 @@ pub struct L1lrRun {
     /// The local cluster to train on.
     #[command(flatten)]
     pub cluster: ClusterSize,
+
+    /// How wide the data may be; with `--dim` the model has that many weights.
+    #[command(flatten)]
+    pub width: DataWidth,
 
     /// Write the trace as JSON lines (time, iteration, objective, nnz, bytes, idle time).
     #[arg(long = "json", value_name = "TRACE.jsonl")]
@@ -94,7 +98,7 @@ pub struct RicaRun {
 /// `trace`, the trace goes to a temporary file that is removed afterwards.
 pub fn l1lr(spec: &L1lrRun) -> Result<Vec<Record>> {
     let settings = &spec.settings;
-    let summary = info::summarize(&settings.data)?;
+    let summary = info::summarize(&settings.data, spec.width.bound())?;
     if summary.rows == 0 || summary.dim == 0 {
         bail!("{}: no training rows", settings.data.display());
     }
@@ -102,6 +106,10 @@ pub fn l1lr(spec: &L1lrRun) -> Result<Vec<Record>> {
         "data: {} rows, {} features, {} nonzeros ({} positive)",
         summary.rows, summary.dim, summary.nnz, summary.positives
     );
+    let dim = match spec.width.bound() {
+        DimBound::Dim(d) => d,
+        DimBound::Max(_) => summary.dim,
+    };
     let temporary = spec.trace.is_none();
     let trace_path = match &spec.trace {
         Some(p) => p.clone(),
@@ -114,7 +122,7 @@ pub fn l1lr(spec: &L1lrRun) -> Result<Vec<Record>> {
             data: absolute(&settings.data)?,
             ..settings.clone()
         },
-        dim: summary.dim as usize,
+        dim: dim as usize,
         trace: Some(trace_path.clone()),
         lines: !bar,
     });
@@ -137,7 +145,7 @@ pub fn l1lr(spec: &L1lrRun) -> Result<Vec<Record>> {
     let records = records?;
     if bar {
         if let Some(last) = records.last().filter(|r| r.last) {
-            println!("{}", l1lr::final_line(last, summary.dim as usize));
+            println!("{}", l1lr::final_line(last, dim as usize));
         }
     }
     if settings.kkt && bar {

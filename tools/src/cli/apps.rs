@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 
 use crate::apps::train::{L1lrRun, RicaRun};
-use crate::jobs::positive_count;
+use crate::data::patches::DEFAULT_MAX_PIXELS;
+use crate::data::{MaxDimArg, DEFAULT_MAX_DIM};
+use crate::jobs::{delay, non_negative_number, positive_count, positive_number};
 
 /// `ferrops data` subcommands.
 #[derive(Debug, Subcommand)]
@@ -50,8 +52,15 @@ pub struct PatchesArgs {
     pub downscale: usize,
 
     /// ZCA regulariser ε added to the covariance eigenvalues (larger: smoother whitening).
-    #[arg(long, value_name = "ε", default_value_t = 1e-2)]
+    #[arg(long, value_name = "ε", value_parser = positive_number::<f64>, allow_hyphen_values = true,
+        default_value_t = 1e-2)]
     pub epsilon: f64,
+
+    /// Refuse an image of more pixels than this, before decoding it (decoding takes up to
+    /// about 24 bytes per pixel).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_PIXELS,
+        value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_pixels: u64,
 
     /// Images: PNG, JPEG, or binary PGM `P5` / PPM `P6` (8-bit).
     #[arg(required = true, value_name = "IMAGE")]
@@ -74,7 +83,7 @@ pub struct GenArgs {
     pub features: u64,
 
     /// Feature draws per row (duplicates are merged, so rows have at most K nonzeros).
-    #[arg(long, value_name = "K", default_value_t = 20)]
+    #[arg(long, value_name = "K", value_parser = positive_count, default_value_t = 20)]
     pub nnz_per_row: usize,
 
     /// Random seed.
@@ -88,6 +97,10 @@ pub struct InfoArgs {
     /// A LIBSVM/svmlight file.
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
+
+    /// How wide the data may be.
+    #[command(flatten)]
+    pub max_dim: MaxDimArg,
 }
 
 /// `ferrops train` subcommands.
@@ -128,15 +141,16 @@ pub struct DemoArgs {
     pub workers: usize,
 
     /// Iterations (passes over all feature blocks).
-    #[arg(long, default_value_t = 25)]
+    #[arg(long, value_parser = positive_count, default_value_t = 25)]
     pub epochs: usize,
 
-    /// Feature-space size (number of model weights).
-    #[arg(long, default_value_t = 100_000)]
+    /// Feature-space size (number of model weights, below --max-dim's default).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..DEFAULT_MAX_DIM),
+        default_value_t = 100_000)]
     pub features: u64,
 
     /// Synthetic training examples (rows).
-    #[arg(long, default_value_t = 200_000)]
+    #[arg(long, value_parser = positive_count, default_value_t = 200_000)]
     pub examples: usize,
 
     /// Seed of the synthetic data set (random when omitted).
@@ -144,11 +158,12 @@ pub struct DemoArgs {
     pub seed: Option<u64>,
 
     /// L1 penalty λ.
-    #[arg(long, value_name = "λ", default_value_t = 4.0)]
+    #[arg(long, value_name = "λ", value_parser = non_negative_number::<f32>,
+        allow_hyphen_values = true, default_value_t = 4.0)]
     pub lambda: f32,
 
     /// Maximal delay τ in blocks.
-    #[arg(long, value_name = "τ", default_value_t = 2)]
+    #[arg(long, value_name = "τ", value_parser = delay, default_value_t = 2)]
     pub tau: u32,
 
     /// Where to write the plot of objective against seconds.

@@ -4,7 +4,7 @@ use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, Subcommand};
 use ferrops_net::TransportMode;
 
-use crate::jobs::positive_count;
+use crate::jobs::{fraction, non_negative_number, positive_count};
 
 /// `ferrops bench` subcommands.
 #[derive(Debug, Subcommand)]
@@ -24,28 +24,31 @@ pub enum BenchCommand {
 #[derive(Debug, Clone, Args)]
 pub struct ReducersArgs {
     /// Feature-space size (power-law frequencies).
-    #[arg(long, default_value_t = 1_000_000)]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..), default_value_t = 1_000_000)]
     pub features: u64,
     /// Training examples.
-    #[arg(long, default_value_t = 200_000)]
+    #[arg(long, value_parser = positive_count, default_value_t = 200_000)]
     pub examples: usize,
     /// Passes over the data (the same in every configuration).
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, value_parser = positive_count, default_value_t = 10)]
     pub epochs: usize,
     /// L1 penalty λ (proximal SGD on the servers).
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, value_parser = non_negative_number::<f32>, allow_hyphen_values = true,
+        default_value_t = 1e-3)]
     pub l1: f32,
     /// Significantly-modified filter threshold θ used by the runs that enable it.
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(long, value_parser = non_negative_number::<f32>, allow_hyphen_values = true,
+        default_value_t = 0.05)]
     pub theta: f32,
     /// Changed-only pull threshold θ used by the runs that enable it.
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, value_parser = non_negative_number::<f32>, allow_hyphen_values = true,
+        default_value_t = 0.01)]
     pub changed_theta: f32,
     /// KKT filter: skip only when |g| ≤ λ·(1 − margin).
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, value_parser = fraction, allow_hyphen_values = true, default_value_t = 0.1)]
     pub kkt_margin: f32,
     /// KKT filter: push every key every this many batches.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..), default_value_t = 8)]
     pub kkt_recheck: u64,
     /// Value codec of the run with all reducers (raw, fp16, bf16, lz4).
     #[arg(long, default_value = "fp16")]
@@ -83,15 +86,15 @@ fn transport_mode() -> impl TypedValueParser<Value = TransportMode> {
 #[derive(Debug, Clone, Args)]
 pub struct PushPullArgs {
     /// Number of keys pushed and pulled per iteration.
-    #[arg(long, default_value_t = 10_000_000)]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..), default_value_t = 10_000_000)]
     pub keys: u64,
 
     /// Measured iterations.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, value_parser = positive_count, default_value_t = 10)]
     pub iters: usize,
 
     /// Values per key (f32 each).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, value_parser = positive_count, default_value_t = 1)]
     pub val_len: usize,
 
     /// Servers in the benchmark cluster.
@@ -125,7 +128,7 @@ pub struct PushPullArgs {
 #[derive(Debug, Clone, Args)]
 pub struct KernelsArgs {
     /// Elements per kernel call.
-    #[arg(long, default_value_t = 64 << 20)]
+    #[arg(long, value_parser = positive_count, default_value_t = 64 << 20)]
     pub elements: usize,
 
     /// Print one JSON object instead of a table.

@@ -3,11 +3,12 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Args;
 use ferrops::config::Overrides;
 
-use crate::jobs::positive_count;
+use crate::jobs::{positive_count, seconds};
 
 /// Cluster settings shared by every role. Each has an environment variable and a config-file key;
 /// see `ferrops help scheduler` for the precedence.
@@ -214,13 +215,15 @@ pub struct LocalArgs {
     pub workers: usize,
 
     /// Seconds the scheduler has to announce its address.
-    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
-    pub startup_timeout: f64,
+    #[arg(long, value_name = "SECS", value_parser = seconds, allow_hyphen_values = true,
+        default_value = "30")]
+    pub startup_timeout: Duration,
 
     /// Seconds the scheduler and servers get to exit by themselves after the workers finish,
     /// and that any process gets between SIGTERM and SIGKILL.
-    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
-    pub shutdown_grace: f64,
+    #[arg(long, value_name = "SECS", value_parser = seconds, allow_hyphen_values = true,
+        default_value = "10")]
+    pub shutdown_grace: Duration,
 
     /// Pass children's output through unchanged instead of prefixing lines with `[worker 1]`.
     #[arg(long)]

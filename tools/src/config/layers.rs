@@ -14,13 +14,13 @@ use ferrops_net::{Budgets, FrameLimits, TransportMode};
 use serde::Deserialize;
 
 use super::values::{
-    env_value, parse_address, parse_bool, parse_count, parse_positive, parse_secret,
+    env_value, parse_address, parse_bool, parse_count, parse_positive, parse_rank, parse_secret,
     read_secret_file,
 };
 use super::{
     ConfigFile, EnvMap, Overrides, DEFAULT_CONNECT_TIMEOUT, ENV_BIND, ENV_CONNECT_TIMEOUT_MS,
     ENV_FRAME_BUDGET_BYTES, ENV_HEARTBEAT_INTERVAL_MS, ENV_HEARTBEAT_TIMEOUT_MS, ENV_INSECURE,
-    ENV_MAX_CONNECTIONS, ENV_NUM_SERVERS, ENV_NUM_WORKERS, ENV_REPLY_BUDGET_BYTES,
+    ENV_MAX_CONNECTIONS, ENV_NUM_SERVERS, ENV_NUM_WORKERS, ENV_RANK, ENV_REPLY_BUDGET_BYTES,
     ENV_REPLY_BUDGET_TOTAL_BYTES, ENV_SCHEDULER, ENV_SECRET, ENV_SECRET_FILE, ENV_SERVER_SHARDS,
     ENV_STARTUP_DEADLINE_MS, ENV_TRANSPORT,
 };
@@ -39,6 +39,7 @@ pub(super) struct Settings {
     pub(super) server_shards: Option<usize>,
     pub(super) transport: TransportMode,
     pub(super) liveness: LivenessConfig,
+    pub(super) rank: Option<u32>,
 }
 
 impl Settings {
@@ -72,6 +73,7 @@ impl Settings {
         cluster.server_shards = self.server_shards.unwrap_or(1);
         cluster.transport = self.transport;
         cluster.liveness = self.liveness;
+        cluster.rank = self.rank;
         Ok(cluster)
     }
 }
@@ -110,6 +112,13 @@ const SECRET: Setting = Setting {
 };
 setting!(SECRET_FILE: "--secret-file", secret_file, ENV_SECRET_FILE);
 setting!(INSECURE: "--insecure", insecure, ENV_INSECURE);
+/// Environment only: a rank belongs to one process, not to a file the job's nodes share.
+const RANK: Setting = Setting {
+    flag: "",
+    flag_value: |_| None,
+    env: ENV_RANK,
+    key: "",
+};
 setting!(SERVER_SHARDS: "--server-shards", server_shards, ENV_SERVER_SHARDS);
 setting!(TRANSPORT: "--transport", transport, ENV_TRANSPORT);
 setting!(CONNECT_TIMEOUT_MS: "--connect-timeout-ms", connect_timeout_ms, ENV_CONNECT_TIMEOUT_MS);
@@ -426,5 +435,6 @@ pub(super) fn resolve_settings(
             .get(&TRANSPORT, |t| t.parse::<TransportMode>())?
             .unwrap_or_default(),
         liveness: layers.liveness()?,
+        rank: layers.get(&RANK, parse_rank)?,
     })
 }

@@ -72,6 +72,10 @@ pub const ENV_REPLY_BUDGET_TOTAL_BYTES: &str = "FERROPS_REPLY_BUDGET_TOTAL_BYTES
 /// Bytes of large incoming frames the process holds at most.
 pub const ENV_FRAME_BUDGET_BYTES: &str = "FERROPS_FRAME_BUDGET_BYTES";
 
+/// The rank a server or worker asks the scheduler for (`ferrops local` numbers its children
+/// with it, so that its names and the scheduler's agree).
+pub const ENV_RANK: &str = "FERROPS_RANK";
+
 /// How long a node waits for the scheduler unless configured otherwise.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 

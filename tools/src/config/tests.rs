@@ -160,6 +160,25 @@ fn server_shards_come_from_env_or_file_and_default_to_one() {
 }
 
 #[test]
+fn rank_comes_from_the_environment_only() {
+    let base = cluster_env("127.0.0.1:7000", "1", "2");
+    let cfg = input(&Overrides::default(), &base, None).worker().unwrap();
+    assert_eq!(cfg.cluster.rank, None);
+    let mut with_env = base.clone();
+    with_env.insert(ENV_RANK.into(), "1".into());
+    let cfg = input(&Overrides::default(), &with_env, None)
+        .worker()
+        .unwrap();
+    assert_eq!(cfg.cluster.rank, Some(1));
+    with_env.insert(ENV_RANK.into(), "-1".into());
+    let err = error_text(input(&Overrides::default(), &with_env, None).worker());
+    assert!(err.contains(ENV_RANK) && err.contains("-1"), "{err}");
+    assert!(input(&Overrides::default(), &base, Some(&file("rank = 1")))
+        .worker()
+        .is_err());
+}
+
+#[test]
 fn transport_layers_like_every_setting_and_rejects_unknown_names() {
     let base = cluster_env("127.0.0.1:7000", "1", "2");
     let cfg = input(&Overrides::default(), &base, None).worker().unwrap();

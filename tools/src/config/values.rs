@@ -23,6 +23,13 @@ pub(super) fn parse_positive(text: &str) -> Result<u64, String> {
     Ok(n)
 }
 
+/// A rank: a whole number from 0.
+pub(super) fn parse_rank(text: &str) -> Result<u32, String> {
+    text.trim()
+        .parse()
+        .map_err(|_| "not a whole number from 0 to 4294967295".to_string())
+}
+
 pub(super) fn parse_count(text: &str) -> Result<usize, String> {
     let n = parse_positive(text)?;
     usize::try_from(n).map_err(|_| "too large".to_string())

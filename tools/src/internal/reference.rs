@@ -124,7 +124,13 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("d.svm");
         std::fs::write(&path, &text).unwrap();
-        let rows = crate::internal::data::read_part(&path, 0, 1).unwrap();
+        let rows = crate::internal::data::read_part(
+            &path,
+            0,
+            1,
+            crate::internal::data::DimBound::Max(crate::internal::data::DEFAULT_MAX_DIM),
+        )
+        .unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
         let dim = rows.dim();
         let lambda = 2.0;

@@ -11,34 +11,37 @@ use ferrops_kernels::Rule;
 use ferrops_net::codec::ValueCodec;
 use serde::Serialize;
 
+use super::{delay, fraction, non_negative_number, positive_count, positive_number};
 use crate::synth::{self, Example, SynthSpec};
 
 /// Arguments of the `logreg` job.
 #[derive(Clone, Debug, PartialEq, clap::Args, Serialize)]
 pub struct LogRegArgs {
     /// Feature-space size (power-law frequencies).
-    #[arg(long, default_value_t = 100_000)]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..), default_value_t = 100_000)]
     pub features: u64,
     /// Training examples, dealt to the workers.
-    #[arg(long, default_value_t = 200_000)]
+    #[arg(long, value_parser = positive_count, default_value_t = 200_000)]
     pub examples: usize,
     /// Passes over the data.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, value_parser = positive_count, default_value_t = 10)]
     pub epochs: usize,
     /// Examples per minibatch (one clock each).
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, value_parser = positive_count, default_value_t = 1000)]
     pub batch: usize,
     /// Bounded delay τ in minibatches.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, value_parser = delay, default_value_t = 2)]
     pub tau: u32,
     /// Learning rate.
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, value_parser = positive_number::<f32>, allow_hyphen_values = true,
+        default_value_t = 0.1)]
     pub lr: f32,
     /// Seed of the generated data.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// L1 penalty λ: with λ > 0 the servers apply proximal SGD (`prox_l1`) instead of AdaGrad.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, value_parser = non_negative_number::<f32>, allow_hyphen_values = true,
+        default_value_t = 0.0)]
     pub l1: f32,
     /// Bandwidth reducers (see [`Reducers`]).
     #[command(flatten)]
@@ -56,19 +59,21 @@ pub struct Reducers {
     #[arg(long, default_value = "raw")]
     pub values: String,
     /// Significantly-modified filter threshold θ (0: off).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, value_parser = non_negative_number::<f32>, allow_hyphen_values = true,
+        default_value_t = 0.0)]
     pub significant: f32,
     /// KKT filter (L1 only): skip zero weights whose gradient cannot move them.
     #[arg(long, default_value_t = false, action = ArgAction::Set)]
     pub kkt: bool,
     /// KKT safety margin in [0, 1]: skip only when |g| ≤ λ·(1 − margin).
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, value_parser = fraction, allow_hyphen_values = true, default_value_t = 0.1)]
     pub kkt_margin: f32,
     /// KKT recheck period: every this many batches the worker pushes every key.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..), default_value_t = 8)]
     pub kkt_recheck: u64,
     /// Changed-only pulls with threshold θ (0: off): servers send only rows that moved.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, value_parser = non_negative_number::<f32>, allow_hyphen_values = true,
+        default_value_t = 0.0)]
     pub changed: f32,
 }
 
@@ -98,10 +103,6 @@ impl Default for LogRegArgs {
 impl LogRegArgs {
     /// What the command line cannot check on its own.
     pub fn validate(&self) -> Result<()> {
-        ensure!(
-            self.features > 0 && self.examples > 0 && self.batch > 0,
-            "sizes must be positive"
-        );
         self.reducers.value_codec()?;
         ensure!(
             !self.reducers.kkt || self.l1 > 0.0,

@@ -16,6 +16,9 @@ pub mod check;
 pub mod l1lr;
 pub mod logreg;
 pub mod rica;
+mod values;
+
+pub use values::{delay, fraction, non_negative_number, positive_count, positive_number, seconds};
 
 use anyhow::{anyhow, bail, Result};
 use clap::{ArgAction, CommandFactory, Parser, Subcommand};
@@ -133,64 +136,9 @@ impl Job {
     }
 }
 
-/// Parses a count that must be at least 1 (a `clap` value parser for the jobs' options and the
-/// command line's).
-pub fn positive_count(text: &str) -> Result<usize, String> {
-    match text.parse::<usize>() {
-        Ok(0) => Err("must be at least 1".to_string()),
-        Ok(n) => Ok(n),
-        Err(error) => Err(error.to_string()),
-    }
-}
-
-/// Parses a finite number that is not negative (a `clap` value parser: clap names the flag in
-/// its error, before any work starts).
-pub fn non_negative_number(text: &str) -> Result<f32, String> {
-    let x = finite_number(text)?;
-    if x < 0.0 {
-        return Err("must not be negative".to_string());
-    }
-    Ok(x)
-}
-
-/// Parses a finite number greater than zero (a `clap` value parser).
-pub fn positive_number(text: &str) -> Result<f32, String> {
-    let x = finite_number(text)?;
-    if x <= 0.0 {
-        return Err("must be greater than 0".to_string());
-    }
-    Ok(x)
-}
-
-fn finite_number(text: &str) -> Result<f32, String> {
-    let x: f32 = text.parse().map_err(|_| "not a number".to_string())?;
-    if !x.is_finite() {
-        return Err(format!("must be a finite number, not {x}"));
-    }
-    Ok(x)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn numbers_must_be_finite_and_in_range() {
-        assert_eq!(non_negative_number("0"), Ok(0.0));
-        assert_eq!(non_negative_number("2.5"), Ok(2.5));
-        assert_eq!(positive_number("1e-3"), Ok(1e-3));
-        for bad in ["nan", "NaN", "inf", "-inf", "1e39"] {
-            let err = non_negative_number(bad).unwrap_err();
-            assert!(err.contains("finite"), "{bad}: {err}");
-            assert!(positive_number(bad).is_err(), "{bad}");
-        }
-        assert_eq!(
-            non_negative_number("-1").unwrap_err(),
-            "must not be negative"
-        );
-        assert_eq!(positive_number("0").unwrap_err(), "must be greater than 0");
-        assert_eq!(positive_number("x").unwrap_err(), "not a number");
-    }
 
     #[test]
     fn l1lr_flags_out_of_range_are_refused_naming_the_flag() {

@@ -13,7 +13,7 @@ use ferrops_engine::{Consistency, TableSpec, Worker};
 use ferrops_kernels::Rule;
 use serde::Serialize;
 
-use super::positive_count;
+use super::{delay, non_negative_number, positive_count, positive_number};
 use crate::data::patches;
 use crate::synth::Rng;
 
@@ -34,11 +34,13 @@ pub struct RicaSettings {
     pub filters: usize,
 
     /// Sparsity weight λ.
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, value_parser = non_negative_number::<f32>, allow_hyphen_values = true,
+        default_value_t = 0.1)]
     pub lambda: f32,
 
     /// AdaGrad learning rate.
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(long, value_parser = positive_number::<f32>, allow_hyphen_values = true,
+        default_value_t = 0.05)]
     pub lr: f32,
 
     /// Patches per minibatch.
@@ -46,16 +48,17 @@ pub struct RicaSettings {
     pub batch: usize,
 
     /// Passes over the patches.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, value_parser = positive_count, default_value_t = 10)]
     pub epochs: usize,
 
     /// Bounded delay τ in minibatches.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, value_parser = delay, default_value_t = 1)]
     pub tau: u32,
 
     /// Scale of the random starting filters: their values have standard deviation INIT/√d, d
     /// being the values per patch.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, value_parser = positive_number::<f32>, allow_hyphen_values = true,
+        default_value_t = 1.0)]
     pub init: f32,
 }
 
@@ -68,7 +71,8 @@ pub struct RicaArgs {
     pub settings: RicaSettings,
 
     /// ε of the smoothed L1 penalty √((Wx)² + ε).
-    #[arg(long, default_value_t = EPSILON)]
+    #[arg(long, value_parser = positive_number::<f32>, allow_hyphen_values = true,
+        default_value_t = EPSILON)]
     pub epsilon: f32,
 
     /// Seed of the random start W₀ (every worker must agree).
@@ -83,8 +87,6 @@ pub struct RicaArgs {
 impl RicaArgs {
     /// What the command line cannot check on its own.
     pub fn validate(&self) -> Result<()> {
-        ensure!(self.epsilon > 0.0, "--epsilon must be positive");
-        ensure!(self.settings.init > 0.0, "--init must be positive");
         Ok(())
     }
 }

@@ -1,10 +1,18 @@
 //! Fleet supervision: every child of a cluster with its role and label, reaping them as they
 //! exit, finding the first failure, and stopping them all (a signal to each process group, a
 //! grace period, then SIGKILL).
+//!
+//! Each child has a thread blocked in `wait` that reports its exit with the time it saw it, so
+//! the first failure is the child that died first, not the first in spawn order among those
+//! that died since the last poll: a killed server, not the scheduler that exits a moment later
+//! because it lost that server. And a node that exits with [`EXIT_SHUT_DOWN`] (it stopped
+//! because the job was shut down after another node failed) is held back for up to
+//! [`SETTLE`]: the node that failed first then gets reported even when the launcher itself was
+//! too starved for its waiter thread to run first.
 
 use std::io::{self, Read};
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -16,49 +24,43 @@ use super::process::{
     command_line, describe_status, die_with_parent, display_command, exit_code, signal_group,
     SignalFlag,
 };
-use super::{ENV_LOG_LABEL, POLL_INTERVAL};
+use super::{ENV_LOG_LABEL, EXIT_SHUT_DOWN, POLL_INTERVAL};
 use crate::config::Role;
 
 /// How long output forwarders get to flush after the children are gone.
 const OUTPUT_DRAIN: Duration = Duration::from_secs(1);
 
+/// How long a failure caused by another one waits for that other one to be seen.
+const SETTLE: Duration = Duration::from_secs(2);
+
+/// How long the launcher waits for SIGKILLed children to be reaped before it gives up on them.
+const REAP_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// One child process and its exit status once reaped.
 pub(super) struct Node {
     pub(super) kind: Role,
     pub(super) label: String,
-    pub(super) child: Child,
+    pub(super) pid: u32,
     pub(super) exited: Option<ExitStatus>,
 }
 
 impl Node {
     /// The child's process group (it leads its own).
     pub(super) fn group(&self) -> libc::pid_t {
-        self.child.id() as libc::pid_t
+        self.pid as libc::pid_t
     }
 }
+
+/// A child's exit as its waiter thread saw it: the node's index, its status (or why waiting
+/// failed) and when.
+type Exit = (usize, io::Result<ExitStatus>, Instant);
 
 /// A child that exited unsuccessfully.
 #[derive(Debug)]
 pub(super) struct Failure {
-    pub(super) kind: Role,
     pub(super) label: String,
     pub(super) status: ExitStatus,
     pub(super) exit_code: i32,
-}
-
-impl Failure {
-    /// How likely this failure is the cause of the others, most likely first. A ferrops process
-    /// exits 1 when the job is shut down around it (the scheduler ends the job when a node
-    /// dies), so a death by a signal (itself, or 128+N as a shell reports a child's) comes
-    /// first, then any other exit code, then a node's 1, then the scheduler's.
-    fn rank(&self) -> u8 {
-        match (self.exit_code, self.kind) {
-            (code, _) if code > 128 => 0,
-            (code, _) if code != 1 => 1,
-            (_, Role::Scheduler) => 3,
-            _ => 2,
-        }
-    }
 }
 
 impl std::fmt::Display for Failure {
@@ -70,6 +72,11 @@ impl std::fmt::Display for Failure {
 /// Every child of a cluster plus the threads forwarding their output.
 pub(super) struct Fleet {
     pub(super) nodes: Vec<Node>,
+    exits: mpsc::Receiver<Exit>,
+    exit_sender: mpsc::Sender<Exit>,
+    /// The earliest failure seen with [`EXIT_SHUT_DOWN`], while the one that caused it may
+    /// still be on its way.
+    held: Option<(Instant, Failure)>,
     pub(super) forwarders: Vec<JoinHandle<()>>,
     pub(super) grace: Duration,
     pub(super) prefix_output: bool,
@@ -79,8 +86,12 @@ pub(super) struct Fleet {
 
 impl Fleet {
     pub(super) fn new(grace: Duration, prefix_output: bool) -> Self {
+        let (exit_sender, exits) = mpsc::channel();
         Self {
             nodes: Vec::new(),
+            exits,
+            exit_sender,
+            held: None,
             forwarders: Vec::new(),
             grace,
             prefix_output,
@@ -95,8 +106,9 @@ impl Fleet {
     ) -> Result<mpsc::Receiver<String>> {
         command.stdout(Stdio::piped());
         let label = Role::Scheduler.name().to_string();
-        let node = self.spawn_node(Role::Scheduler, label.clone(), command)?;
-        let stdout = node.child.stdout.take().expect("scheduler stdout is piped");
+        let stdout = self
+            .spawn_node(Role::Scheduler, label.clone(), command)?
+            .expect("scheduler stdout is piped");
         let (sender, receiver) = mpsc::channel();
         let prefix = self.prefix_output.then(|| label.clone());
         self.forwarders.push(
@@ -114,12 +126,14 @@ impl Fleet {
         Ok(())
     }
 
+    /// Starts a child and its waiter thread; returns the scheduler's stdout (the others' is
+    /// forwarded here).
     pub(super) fn spawn_node(
         &mut self,
         kind: Role,
         label: String,
         mut command: Command,
-    ) -> Result<&mut Node> {
+    ) -> Result<Option<ChildStdout>> {
         command.stdin(Stdio::null()).process_group(0);
         if self.prefix_output {
             command.env(ENV_LOG_LABEL, "").stderr(Stdio::piped());
@@ -134,22 +148,37 @@ impl Fleet {
                 display_command(command_line(&command))
             )
         })?;
+        let mut stdout = child.stdout.take();
         if kind != Role::Scheduler {
-            if let Some(stdout) = child.stdout.take() {
+            if let Some(stdout) = stdout.take() {
                 self.forward(stdout, &label, Stream::Stdout)?;
             }
         }
         if let Some(stderr) = child.stderr.take() {
             self.forward(stderr, &label, Stream::Stderr)?;
         }
-        tracing::debug!("started {label} (pid {})", child.id());
+        let pid = child.id();
+        tracing::info!("started {label} (pid {pid})");
+        let index = self.nodes.len();
+        let exits = self.exit_sender.clone();
+        let waiter = thread::Builder::new()
+            .name(format!("{label} waiter"))
+            .spawn(move || {
+                let status = child.wait();
+                let _ = exits.send((index, status, Instant::now()));
+            });
+        if let Err(error) = waiter {
+            // The child is already gone with the closure; make sure it does not outlive us.
+            signal_group(pid as libc::pid_t, libc::SIGKILL);
+            return Err(error).context("starting a waiter thread");
+        }
         self.nodes.push(Node {
             kind,
             label,
-            child,
+            pid,
             exited: None,
         });
-        Ok(self.nodes.last_mut().expect("just pushed"))
+        Ok(stdout)
     }
 
     pub(super) fn forward(
@@ -167,58 +196,54 @@ impl Fleet {
         Ok(())
     }
 
-    /// Reaps children that exited; returns the failure to report among those that failed now,
-    /// the likeliest cause of the others (see [`Failure::rank`]).
-    pub(super) fn poll(&mut self) -> io::Result<Option<Failure>> {
-        Ok(self.reap()?.into_iter().min_by_key(Failure::rank))
-    }
-
-    /// The failure that explains `first`: when that is an exit 1 (how ferrops processes end
-    /// when the job is shut down around them), a death by a signal or another exit code that
-    /// shows within `window` is the likelier cause; a shell around a killed node, for one,
-    /// reports it only once its own wait returns, after the others reacted.
-    pub(super) fn cause_of(&mut self, first: Failure, window: Duration) -> Failure {
-        if first.rank() <= 1 {
-            return first;
-        }
-        let deadline = Instant::now() + window;
-        while Instant::now() < deadline && !self.all_exited() {
-            thread::sleep(POLL_INTERVAL);
-            match self.reap() {
-                Ok(failures) => {
-                    if let Some(cause) = failures
-                        .into_iter()
-                        .filter(|f| f.rank() <= 1)
-                        .min_by_key(Failure::rank)
-                    {
-                        return cause;
-                    }
-                }
-                Err(_) => break,
-            }
-        }
-        first
-    }
-
-    /// Reaps the children that exited since the last call; returns those that failed.
-    fn reap(&mut self) -> io::Result<Vec<Failure>> {
-        let mut failures = Vec::new();
-        for node in self.nodes.iter_mut().filter(|n| n.exited.is_none()) {
-            let Some(status) = node.child.try_wait()? else {
+    /// Takes in the exits the waiter threads reported; returns the unsuccessful one seen first,
+    /// except that one caused by another failure is held back (see the module docs).
+    pub(super) fn poll(&mut self) -> Option<Failure> {
+        let mut first: Option<(Instant, Failure)> = None;
+        while let Ok(exit) = self.exits.try_recv() {
+            let Some((at, failure)) = self.record(exit) else {
                 continue;
             };
-            node.exited = Some(status);
-            tracing::debug!("{} exited: {}", node.label, describe_status(status));
-            if !status.success() {
-                failures.push(Failure {
-                    kind: node.kind,
-                    label: node.label.clone(),
-                    status,
-                    exit_code: exit_code(status),
-                });
+            let slot = match failure.exit_code {
+                EXIT_SHUT_DOWN => &mut self.held,
+                _ => &mut first,
+            };
+            if slot.as_ref().is_none_or(|(earliest, _)| at < *earliest) {
+                *slot = Some((at, failure));
             }
         }
-        Ok(failures)
+        if let Some((_, failure)) = first {
+            self.held = None;
+            return Some(failure);
+        }
+        let settled = match &self.held {
+            Some((at, _)) => at.elapsed() >= SETTLE || self.all_exited(),
+            None => false,
+        };
+        if settled {
+            return self.held.take().map(|(_, failure)| failure);
+        }
+        None
+    }
+
+    /// Marks a node exited; a failure comes back with the time it was seen.
+    fn record(&mut self, (index, status, at): Exit) -> Option<(Instant, Failure)> {
+        let node = &mut self.nodes[index];
+        let status = status.unwrap_or_else(|error| {
+            tracing::warn!("cannot wait for {}: {error}", node.label);
+            ExitStatus::from_raw(1 << 8) // counts as exit code 1
+        });
+        node.exited = Some(status);
+        tracing::debug!("{} exited: {}", node.label, describe_status(status));
+        if status.success() {
+            return None;
+        }
+        let failure = Failure {
+            label: node.label.clone(),
+            status,
+            exit_code: exit_code(status),
+        };
+        Some((at, failure))
     }
 
     pub(super) fn workers_succeeded(&self) -> bool {
@@ -251,19 +276,28 @@ impl Fleet {
         }
         let deadline = Instant::now() + self.grace;
         while !self.all_exited() && Instant::now() < deadline && !self.escalated() {
-            if let Err(error) = self.poll() {
-                tracing::warn!("cannot check the children: {error}");
-                break;
-            }
+            // Failures while stopping are expected: the cluster is being stopped.
+            let _ = self.poll();
             thread::sleep(POLL_INTERVAL);
         }
         if self.escalated() {
             tracing::warn!("second signal: killing the cluster now");
         }
-        for node in &mut self.nodes {
+        for node in &self.nodes {
             signal_group(node.group(), libc::SIGKILL);
-            if node.exited.is_none() {
-                node.exited = node.child.wait().ok();
+        }
+        let deadline = Instant::now() + REAP_TIMEOUT;
+        while !self.all_exited() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.exits.recv_timeout(left) {
+                Ok(exit) => {
+                    self.record(exit);
+                }
+                Err(_) => {
+                    let stuck = self.live_labels().join(", ");
+                    tracing::warn!("{stuck} not reaped {REAP_TIMEOUT:?} after SIGKILL");
+                    break;
+                }
             }
         }
         self.drain_output();

@@ -47,12 +47,12 @@ pub const ANNOUNCE_PREFIX: &str = "FERROPS_SCHEDULER=";
 /// sets it empty for children whose lines it prefixes itself.
 pub const ENV_LOG_LABEL: &str = "FERROPS_LOG_LABEL";
 
+/// The exit code of a node that stopped because the scheduler shut the job down after another
+/// node failed: the launcher reports such a node only when no other failure shows up.
+pub const EXIT_SHUT_DOWN: i32 = 3;
+
 /// How often the supervisor checks its children.
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
-
-/// How long an exit 1 (a process ended by the job's shutdown) waits for the failure that
-/// explains it to show.
-const CAUSE_WINDOW: Duration = Duration::from_secs(1);
 
 /// Runs a whole cluster until the job ends and returns the exit code for the launcher: 0 when all
 /// workers exited 0, otherwise the first failed child's code (128+N for signal N), or 128+N when
@@ -69,7 +69,7 @@ pub fn run_local(spec: &LocalSpec) -> Result<i32> {
         return Ok(cluster.stop_on_signal(&signals));
     };
     for index in 0..spec.workers {
-        let command = worker_command(spec, scheduler);
+        let command = worker_command(spec, scheduler, index);
         cluster.fleet.spawn(Role::Worker, index, command)?;
     }
     tracing::info!(
@@ -146,8 +146,8 @@ impl LocalCluster {
 
     /// Fails if the scheduler or a server has exited with a failure.
     pub fn check(&mut self) -> Result<()> {
-        match self.fleet.poll()? {
-            Some(failure) => bail!("{}", self.fleet.cause_of(failure, CAUSE_WINDOW)),
+        match self.fleet.poll() {
+            Some(failure) => bail!("{failure}"),
             None => Ok(()),
         }
     }
@@ -193,7 +193,7 @@ impl LocalCluster {
         };
         tracing::info!("scheduler listening on {scheduler}");
         for index in 0..spec.servers {
-            let command = server_command(spec, scheduler);
+            let command = server_command(spec, scheduler, index);
             cluster.fleet.spawn(Role::Server, index, command)?;
         }
         Ok(cluster)
@@ -233,19 +233,10 @@ impl LocalCluster {
             if signals.peek().is_some() {
                 return Some(self.stop_on_signal(signals));
             }
-            match self.fleet.poll() {
-                Ok(Some(failure)) => {
-                    let failure = self.fleet.cause_of(failure, CAUSE_WINDOW);
-                    tracing::error!("{failure}; stopping the cluster");
-                    self.fleet.terminate(libc::SIGTERM);
-                    return Some(failure.exit_code);
-                }
-                Ok(None) => {}
-                Err(error) => {
-                    tracing::error!("cannot check the children: {error}; stopping the cluster");
-                    self.fleet.terminate(libc::SIGTERM);
-                    return Some(1);
-                }
+            if let Some(failure) = self.fleet.poll() {
+                tracing::error!("{failure}; stopping the cluster");
+                self.fleet.terminate(libc::SIGTERM);
+                return Some(failure.exit_code);
             }
             if done(&self.fleet) || deadline.is_some_and(|d| Instant::now() >= d) {
                 return None;
@@ -285,9 +276,9 @@ fn await_announcement(
         if signals.is_some_and(|s| s.peek().is_some()) {
             return Ok(None);
         }
-        let scheduler = &mut fleet.nodes[0];
-        if let Some(status) = scheduler.child.try_wait()? {
-            scheduler.exited = Some(status);
+        // Only the scheduler runs yet.
+        let _ = fleet.poll();
+        if let Some(status) = fleet.nodes[0].exited {
             bail!(
                 "the scheduler exited ({}) before announcing its address",
                 describe_status(status)

@@ -1,5 +1,8 @@
 //! What to start: the [`LocalSpec`] of a local cluster, and the command line and environment of
-//! its scheduler, servers and worker processes.
+//! its scheduler, servers and worker processes. Server i and worker i are started with
+//! `FERROPS_RANK=i`, so the scheduler gives them rank i and calls them what the launcher does
+//! (`server 1`, `worker 0`); with several shards per server, the shards of server i have ranks
+//! `i × shards` onwards.
 
 use std::ffi::{OsStr, OsString};
 use std::net::SocketAddr;
@@ -12,8 +15,8 @@ use ferrops_net::auth::Secret;
 use ferrops_net::TransportMode;
 
 use crate::config::{
-    ENV_BIND, ENV_INSECURE, ENV_NUM_SERVERS, ENV_NUM_WORKERS, ENV_ROLE, ENV_SCHEDULER, ENV_SECRET,
-    ENV_SECRET_FILE, ENV_TRANSPORT,
+    ENV_BIND, ENV_INSECURE, ENV_NUM_SERVERS, ENV_NUM_WORKERS, ENV_RANK, ENV_ROLE, ENV_SCHEDULER,
+    ENV_SECRET, ENV_SECRET_FILE, ENV_TRANSPORT,
 };
 
 /// What to launch.
@@ -88,23 +91,25 @@ pub(super) fn scheduler_command(spec: &LocalSpec) -> Command {
         .arg("scheduler")
         .env(ENV_ROLE, "scheduler")
         .env(ENV_BIND, "127.0.0.1:0")
-        .env_remove(ENV_SCHEDULER);
+        .env_remove(ENV_SCHEDULER)
+        .env_remove(ENV_RANK);
     set_counts(&mut command, spec);
     command
 }
 
-pub(super) fn server_command(spec: &LocalSpec, scheduler: SocketAddr) -> Command {
+pub(super) fn server_command(spec: &LocalSpec, scheduler: SocketAddr, index: usize) -> Command {
     let mut command = Command::new(&spec.node_exe);
     command
         .arg("server")
         .env(ENV_ROLE, "server")
+        .env(ENV_RANK, index.to_string())
         .env(ENV_BIND, "127.0.0.1:0")
         .env(ENV_SCHEDULER, scheduler.to_string());
     set_counts(&mut command, spec);
     command
 }
 
-pub(super) fn worker_command(spec: &LocalSpec, scheduler: SocketAddr) -> Command {
+pub(super) fn worker_command(spec: &LocalSpec, scheduler: SocketAddr, index: usize) -> Command {
     let (program, args) = spec.command.split_first().expect("validated non-empty");
     let program = if program == OsStr::new("ferrops") {
         spec.node_exe.as_os_str()
@@ -115,6 +120,7 @@ pub(super) fn worker_command(spec: &LocalSpec, scheduler: SocketAddr) -> Command
     command
         .args(args)
         .env(ENV_ROLE, "worker")
+        .env(ENV_RANK, index.to_string())
         .env(ENV_SCHEDULER, scheduler.to_string())
         .env_remove(ENV_BIND);
     set_counts(&mut command, spec);

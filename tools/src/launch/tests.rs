@@ -6,7 +6,7 @@ use std::process::{Command, ExitStatus};
 
 use super::process::exit_code;
 use super::*;
-use crate::config::{ENV_NUM_WORKERS, ENV_ROLE, ENV_SCHEDULER};
+use crate::config::{ENV_NUM_WORKERS, ENV_RANK, ENV_ROLE, ENV_SCHEDULER};
 
 fn status_of(shell: &str) -> ExitStatus {
     Command::new("sh").arg("-c").arg(shell).status().unwrap()
@@ -34,12 +34,13 @@ fn worker_command_named_ferrops_runs_the_node_binary() {
     let mut spec = LocalSpec::new(1, 1).unwrap();
     spec.node_exe = PathBuf::from("/opt/ferrops/bin/ferrops");
     spec.command = vec!["ferrops".into(), "worker".into()];
-    let command = worker_command(&spec, "127.0.0.1:5".parse().unwrap());
+    let command = worker_command(&spec, "127.0.0.1:5".parse().unwrap(), 3);
     assert_eq!(command.get_program(), spec.node_exe.as_os_str());
     let envs: Vec<_> = command.get_envs().collect();
     assert!(envs.contains(&(OsStr::new(ENV_ROLE), Some(OsStr::new("worker")))));
     assert!(envs.contains(&(OsStr::new(ENV_SCHEDULER), Some(OsStr::new("127.0.0.1:5")))));
     assert!(envs.contains(&(OsStr::new(ENV_NUM_WORKERS), Some(OsStr::new("1")))));
+    assert!(envs.contains(&(OsStr::new(ENV_RANK), Some(OsStr::new("3")))));
 }
 
 #[test]
@@ -128,44 +129,27 @@ fn cluster_wait_reports_a_failed_server() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// Polls `cluster.check()` until it reports a failure (within 10 s).
-fn first_failure(cluster: &mut LocalCluster) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Err(e) = cluster.check() {
-            return format!("{e:#}");
-        }
-        assert!(Instant::now() < deadline, "no failure reported");
-        thread::sleep(POLL_INTERVAL);
-    }
-}
-
 #[test]
-fn a_node_killed_by_a_signal_explains_the_failure_of_the_scheduler() {
-    // The scheduler fails first (it ends the job when a node dies); the killed server shows up
-    // a moment later, as it does when a shell wraps it.
-    let body = "[ \"$1\" = scheduler ] && { sleep 0.3; exit 1; }; sleep 0.6; kill -KILL $$";
-    let (spec, dir) = fake_node_spec("cause", body);
-    let mut cluster = LocalCluster::start(&spec).unwrap();
-    let error = first_failure(&mut cluster);
-    assert!(
-        error.contains("server") && error.contains("SIGKILL"),
-        "{error}"
+fn a_failure_caused_by_another_waits_for_that_one() {
+    // The scheduler stops at once as if shut down by a failed node; server 1 (by its rank)
+    // fails half a second later: that server is the failure to report.
+    let body = format!(
+        "[ \"$1\" = scheduler ] && exit {EXIT_SHUT_DOWN}\n\
+         [ \"$FERROPS_RANK\" = 1 ] && {{ sleep 0.5; exit 6; }}\nexec sleep 600"
     );
+    let (spec, dir) = fake_node_spec("settle", &body);
+    let cluster = LocalCluster::start(&spec).unwrap();
+    let error = format!("{:#}", cluster.wait(Duration::from_secs(30)).unwrap_err());
+    assert_eq!(error, "server 1 failed: exit code 6");
     let _ = std::fs::remove_dir_all(dir);
-}
-
-#[test]
-fn a_node_failing_with_the_scheduler_is_reported_before_it() {
-    let body = "[ \"$1\" = scheduler ] && exit 1; exit 5";
-    let (spec, dir) = fake_node_spec("same-round", body);
-    let mut cluster = LocalCluster::start(&spec).unwrap();
-    // Both have exited before the first look.
-    thread::sleep(Duration::from_millis(500));
-    let error = first_failure(&mut cluster);
-    assert!(
-        error.contains("server") && error.contains("exit code 5"),
-        "{error}"
+    // With nothing else failing, the held failure is reported after all.
+    let body = format!("[ \"$1\" = scheduler ] && exit {EXIT_SHUT_DOWN}\nexec sleep 600");
+    let (spec, dir) = fake_node_spec("settle-alone", &body);
+    let cluster = LocalCluster::start(&spec).unwrap();
+    let error = format!("{:#}", cluster.wait(Duration::from_secs(30)).unwrap_err());
+    assert_eq!(
+        error,
+        format!("scheduler failed: exit code {EXIT_SHUT_DOWN}")
     );
     let _ = std::fs::remove_dir_all(dir);
 }

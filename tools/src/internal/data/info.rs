@@ -4,7 +4,7 @@
 use std::fmt;
 use std::path::Path;
 
-use super::libsvm::{for_each_row, DataError};
+use super::libsvm::{for_each_row, DataError, DimBound};
 
 /// What `ferrops data info` prints.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -17,11 +17,11 @@ pub struct Summary {
     pub positives: u64,
 }
 
-/// Summarises the whole file.
-pub fn summarize(path: &Path) -> Result<Summary, DataError> {
+/// Summarises the whole file; an index at or beyond `bound` is an error.
+pub fn summarize(path: &Path, bound: DimBound) -> Result<Summary, DataError> {
     let mut s = Summary::default();
     let mut seen: Vec<u64> = Vec::new(); // bitset over indices
-    for_each_row(path, 0, 1, |label, idx, _| {
+    for_each_row(path, 0, 1, bound, |label, idx, _| {
         s.rows += 1;
         s.nnz += idx.len() as u64;
         s.positives += u64::from(label > 0.0);

@@ -3,11 +3,15 @@
 //! indices. A file can be split by byte ranges: part `r` of `parts` reads exactly the lines that
 //! start in `[r·size/parts, (r+1)·size/parts)`, so the parts together read every line once.
 //!
-//! Bad data is never a panic: it is a [`DataError::Parse`] that prints as `file:line: message`.
+//! Bad data is never a panic: it is a [`DataError::Parse`] that prints as `file:line: message`,
+//! echoing at most the start of a bad token. Every read is bounded by a [`DimBound`], so one
+//! huge feature index cannot make a caller size its arrays by it.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+
+use super::echo;
 
 /// What can go wrong reading a data file.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +33,38 @@ pub enum DataError {
     /// A part number outside `0..parts`.
     #[error("part {part} of {parts} does not exist")]
     BadPart { part: usize, parts: usize },
+}
+
+/// The largest dimension readers accept when the caller does not know the data's dimension:
+/// 2^26 features (64 Mi; a worker's arrays over them take a few hundred MB).
+pub const DEFAULT_MAX_DIM: u64 = 1 << 26;
+
+/// How wide the data may be: every feature index must be below [`DimBound::limit`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DimBound {
+    /// The dimension the caller was given (`--dim`).
+    Dim(u64),
+    /// The dimension is not known: at most this many features (`--max-dim`).
+    Max(u64),
+}
+
+impl DimBound {
+    /// One past the largest index accepted.
+    pub fn limit(self) -> u64 {
+        match self {
+            DimBound::Dim(n) | DimBound::Max(n) => n,
+        }
+    }
+
+    fn refuse(self, index: u32) -> String {
+        match self {
+            DimBound::Dim(n) => format!("feature index {index} is not below --dim {n}"),
+            DimBound::Max(n) => format!(
+                "feature index {index} is not below the largest dimension accepted, \
+                 --max-dim {n} (raise it if the data really is that wide)"
+            ),
+        }
+    }
 }
 
 /// Rows in compressed sparse row form: row `i` has indices `idx[ptr[i]..ptr[i+1]]` (strictly
@@ -73,7 +109,12 @@ impl Rows {
 }
 
 /// One parsed line: its label and its nonzeros appended to caller-owned vectors.
-fn parse_line(text: &[u8], idx: &mut Vec<u32>, val: &mut Vec<f32>) -> Result<Option<f32>, String> {
+fn parse_line(
+    text: &[u8],
+    bound: DimBound,
+    idx: &mut Vec<u32>,
+    val: &mut Vec<f32>,
+) -> Result<Option<f32>, String> {
     let text = match text.iter().position(|&b| b == b'#') {
         Some(hash) => &text[..hash],
         None => text,
@@ -83,7 +124,7 @@ fn parse_line(text: &[u8], idx: &mut Vec<u32>, val: &mut Vec<f32>) -> Result<Opt
     let Some(label) = tokens.next() else {
         return Ok(None); // blank or comment-only line
     };
-    let bad_label = || format!("bad label `{label}` (expected +1, -1, 1 or 0)");
+    let bad_label = || format!("bad label {} (expected +1, -1, 1 or 0)", echo(label));
     let value: f32 = label.parse().map_err(|_| bad_label())?;
     let label = if value == 1.0 {
         1.0
@@ -98,16 +139,19 @@ fn parse_line(text: &[u8], idx: &mut Vec<u32>, val: &mut Vec<f32>) -> Result<Opt
             continue;
         }
         let Some((i, v)) = token.split_once(':') else {
-            return Err(format!("bad feature `{token}` (expected idx:val)"));
+            return Err(format!("bad feature {} (expected idx:val)", echo(token)));
         };
         let i: u32 = i
             .parse()
-            .map_err(|_| format!("bad feature index in `{token}`"))?;
+            .map_err(|_| format!("bad feature index in {}", echo(token)))?;
+        if u64::from(i) >= bound.limit() {
+            return Err(bound.refuse(i));
+        }
         let v: f32 = v
             .parse()
             .ok()
             .filter(|v: &f32| v.is_finite())
-            .ok_or_else(|| format!("bad feature value in `{token}`"))?;
+            .ok_or_else(|| format!("bad feature value in {}", echo(token)))?;
         if let Some(prev) = last {
             if i <= prev {
                 return Err(format!(
@@ -129,11 +173,12 @@ pub fn part_range(size: u64, part: usize, parts: usize) -> (u64, u64) {
 }
 
 /// Streams the lines starting in part `part` of `parts` of `path`, calling `row` with each
-/// row's label, indices and values.
+/// row's label, indices and values; an index at or beyond `bound` is an error.
 pub fn for_each_row(
     path: &Path,
     part: usize,
     parts: usize,
+    bound: DimBound,
     mut row: impl FnMut(f32, &[u32], &[f32]),
 ) -> Result<(), DataError> {
     if parts == 0 || part >= parts {
@@ -169,7 +214,7 @@ pub fn for_each_row(
         pos += n as u64;
         idx.clear();
         val.clear();
-        match parse_line(&line, &mut idx, &mut val) {
+        match parse_line(&line, bound, &mut idx, &mut val) {
             Ok(Some(label)) => row(label, &idx, &val),
             Ok(None) => {}
             Err(message) => {
@@ -199,10 +244,16 @@ fn line_number(path: &Path, offset: u64) -> io::Result<u64> {
     }
 }
 
-/// Reads part `part` of `parts` of `path` into memory.
-pub fn read_part(path: &Path, part: usize, parts: usize) -> Result<Rows, DataError> {
+/// Reads part `part` of `parts` of `path` into memory; an index at or beyond `bound` is an
+/// error.
+pub fn read_part(
+    path: &Path,
+    part: usize,
+    parts: usize,
+    bound: DimBound,
+) -> Result<Rows, DataError> {
     let mut rows = Rows::new();
-    for_each_row(path, part, parts, |label, idx, val| {
+    for_each_row(path, part, parts, bound, |label, idx, val| {
         rows.labels.push(label);
         rows.idx.extend_from_slice(idx);
         rows.val.extend_from_slice(val);
@@ -219,7 +270,8 @@ mod tests {
 
     fn parse(text: &str) -> Result<Parsed, String> {
         let (mut i, mut v) = (Vec::new(), Vec::new());
-        Ok(parse_line(text.as_bytes(), &mut i, &mut v)?.map(|l| (l, i, v)))
+        let bound = DimBound::Max(DEFAULT_MAX_DIM);
+        Ok(parse_line(text.as_bytes(), bound, &mut i, &mut v)?.map(|l| (l, i, v)))
     }
 
     #[test]
@@ -248,6 +300,23 @@ mod tests {
         ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn indices_are_bounded_and_long_tokens_echoed_in_part() {
+        let (mut i, mut v) = (Vec::new(), Vec::new());
+        let mut at = |bound, text: &str| parse_line(text.as_bytes(), bound, &mut i, &mut v);
+        assert!(at(DimBound::Dim(8), "1 7:1").is_ok());
+        let err = at(DimBound::Dim(8), "1 8:1").unwrap_err();
+        assert_eq!(err, "feature index 8 is not below --dim 8");
+        let err = at(DimBound::Max(DEFAULT_MAX_DIM), "1 4294967295:1").unwrap_err();
+        assert!(
+            err.contains("4294967295") && err.contains("--max-dim"),
+            "{err}"
+        );
+        let long = format!("{} 1:1", "9".repeat(100_000));
+        let err = at(DimBound::Dim(8), &long).unwrap_err();
+        assert!(err.len() < 200 && err.contains("100000 bytes"), "{err}");
     }
 
     #[test]

@@ -2,11 +2,19 @@
 //! `image` crate, and binary PGM `P5` / PPM `P6`; colour is averaged to grey), removes each
 //! patch's mean, ZCA-whitens the set, and writes one patch per line as space-separated numbers,
 //! the input of `ferrops train rica`.
+//!
+//! An image's size is read from its header and held to a pixel budget before any pixel is
+//! decoded: a few hundred KB of compressed PNG can claim gigabytes of pixels.
 
-use std::io::{self, Write};
+use std::io::{self, Cursor, Write};
 use std::path::Path;
 
+use super::echo;
 use crate::internal::synth::Rng;
+
+/// The default pixel budget per image (32 Mi pixels; decoding takes up to about 24 bytes per
+/// pixel).
+pub const DEFAULT_MAX_PIXELS: u64 = 1 << 25;
 
 /// A greyscale image with values in [0, 1].
 #[derive(Clone, Debug, PartialEq)]
@@ -29,34 +37,51 @@ pub enum ImageError {
     Format { path: String, message: String },
 }
 
-/// Reads a binary PGM (`P5`) or PPM (`P6`) file with 8-bit samples.
-pub fn read_pnm(path: &Path) -> Result<Grey, ImageError> {
-    read_with(path, parse_pnm)
+/// Reads a binary PGM (`P5`) or PPM (`P6`) file with 8-bit samples, of at most `max_pixels`.
+pub fn read_pnm(path: &Path, max_pixels: u64) -> Result<Grey, ImageError> {
+    read_with(path, max_pixels, parse_pnm)
 }
 
-/// Reads an image as grey: binary PGM/PPM by our own parser, PNG and JPEG through the `image`
-/// crate (recognised by their contents, not the file name). Colour is averaged to grey.
-pub fn read_image(path: &Path) -> Result<Grey, ImageError> {
-    read_with(path, decode_image)
+/// Reads an image of at most `max_pixels` as grey: binary PGM/PPM by our own parser, PNG and
+/// JPEG through the `image` crate (recognised by their contents, not the file name). Colour is
+/// averaged to grey.
+pub fn read_image(path: &Path, max_pixels: u64) -> Result<Grey, ImageError> {
+    read_with(path, max_pixels, decode_image)
 }
 
 /// Reads the file at `path` and decodes its bytes with `decode`; errors name the file.
-fn read_with(path: &Path, decode: fn(&[u8]) -> Result<Grey, String>) -> Result<Grey, ImageError> {
+fn read_with(
+    path: &Path,
+    max_pixels: u64,
+    decode: fn(&[u8], u64) -> Result<Grey, String>,
+) -> Result<Grey, ImageError> {
     let name = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|source| ImageError::Io {
         path: name.clone(),
         source,
     })?;
-    decode(&bytes).map_err(|message| ImageError::Format {
+    decode(&bytes, max_pixels).map_err(|message| ImageError::Format {
         path: name,
         message,
     })
 }
 
-/// Decodes image bytes (PGM/PPM, PNG or JPEG) to grey.
-pub fn decode_image(bytes: &[u8]) -> Result<Grey, String> {
+/// Refuses an image of `width` × `height` above the budget.
+fn check_pixels(width: u64, height: u64, max_pixels: u64) -> Result<(), String> {
+    let pixels = u128::from(width) * u128::from(height);
+    if pixels > u128::from(max_pixels) {
+        return Err(format!(
+            "the image is {width} × {height} = {pixels} pixels, more than --max-pixels \
+             {max_pixels}"
+        ));
+    }
+    Ok(())
+}
+
+/// Decodes image bytes (PGM/PPM, PNG or JPEG) of at most `max_pixels` to grey.
+pub fn decode_image(bytes: &[u8], max_pixels: u64) -> Result<Grey, String> {
     if bytes.starts_with(b"P5") || bytes.starts_with(b"P6") {
-        return parse_pnm(bytes);
+        return parse_pnm(bytes, max_pixels);
     }
     let format = image::guess_format(bytes)
         .map_err(|_| "not a PNG, JPEG or binary PGM/PPM image".to_string())?;
@@ -70,7 +95,18 @@ pub fn decode_image(bytes: &[u8]) -> Result<Grey, String> {
     } else {
         "JPEG"
     };
-    let decoded = image::load_from_memory_with_format(bytes, format)
+    let reader = || image::ImageReader::with_format(Cursor::new(bytes), format);
+    let (width, height) = reader()
+        .into_dimensions()
+        .map_err(|e| format!("cannot read the {name} image's size: {e}"))?;
+    check_pixels(width.into(), height.into(), max_pixels)?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(width);
+    limits.max_image_height = Some(height);
+    let mut decoder = reader();
+    decoder.limits(limits);
+    let decoded = decoder
+        .decode()
         .map_err(|e| format!("cannot decode the {name} image: {e}"))?;
     let (width, height) = (decoded.width() as usize, decoded.height() as usize);
     if width == 0 || height == 0 {
@@ -88,8 +124,8 @@ pub fn decode_image(bytes: &[u8]) -> Result<Grey, String> {
     })
 }
 
-/// Parses PGM/PPM bytes.
-pub fn parse_pnm(bytes: &[u8]) -> Result<Grey, String> {
+/// Parses PGM/PPM bytes of at most `max_pixels`.
+pub fn parse_pnm(bytes: &[u8], max_pixels: u64) -> Result<Grey, String> {
     let mut at = 0;
     let mut fields = Vec::new();
     while fields.len() < 4 {
@@ -115,12 +151,15 @@ pub fn parse_pnm(bytes: &[u8]) -> Result<Grey, String> {
     let channels = match fields[0].as_str() {
         "P5" => 1,
         "P6" => 3,
-        other => return Err(format!("not a binary PGM/PPM file (magic `{other}`)")),
+        other => {
+            let magic = echo(other);
+            return Err(format!("not a binary PGM/PPM file (magic {magic})"));
+        }
     };
     let number = |i: usize, what: &str| -> Result<usize, String> {
         fields[i]
             .parse()
-            .map_err(|_| format!("bad {what} `{}`", fields[i]))
+            .map_err(|_| format!("bad {what} {}", echo(&fields[i])))
     };
     let (width, height, max) = (
         number(1, "width")?,
@@ -130,8 +169,13 @@ pub fn parse_pnm(bytes: &[u8]) -> Result<Grey, String> {
     if max == 0 || max > 255 {
         return Err(format!("maxval {max} is not 1..=255 (only 8-bit images)"));
     }
-    let need = width * height * channels;
-    let data = bytes.get(at..at + need).ok_or("truncated pixel data")?;
+    check_pixels(width as u64, height as u64, max_pixels)?;
+    let need = (width.checked_mul(height))
+        .and_then(|pixels| pixels.checked_mul(channels))
+        .ok_or("the image is too large to address")?;
+    let data = bytes
+        .get(at..at.saturating_add(need))
+        .ok_or("truncated pixel data")?;
     let pixels = data
         .chunks(channels)
         .map(|px| px.iter().map(|&v| f32::from(v)).sum::<f32>() / (channels * max) as f32)
@@ -319,14 +363,14 @@ mod tests {
     fn reads_pgm_and_ppm_and_rejects_others() {
         let mut pgm = b"P5\n# c\n3 2\n255\n".to_vec();
         pgm.extend_from_slice(&[0, 255, 51, 102, 153, 204]);
-        let g = parse_pnm(&pgm).unwrap();
+        let g = parse_pnm(&pgm, DEFAULT_MAX_PIXELS).unwrap();
         assert_eq!((g.width, g.height), (3, 2));
         assert!((g.pixels[1] - 1.0).abs() < 1e-6 && (g.pixels[2] - 0.2).abs() < 1e-6);
         let mut ppm = b"P6 1 1 255\n".to_vec();
         ppm.extend_from_slice(&[255, 0, 0]);
-        assert!((parse_pnm(&ppm).unwrap().pixels[0] - 1.0 / 3.0).abs() < 1e-6);
-        assert!(parse_pnm(b"P2 1 1 255\n0").is_err());
-        assert!(parse_pnm(b"P5 4 4 255\n\x00").is_err());
+        assert!((parse_pnm(&ppm, DEFAULT_MAX_PIXELS).unwrap().pixels[0] - 1.0 / 3.0).abs() < 1e-6);
+        assert!(parse_pnm(b"P2 1 1 255\n0", DEFAULT_MAX_PIXELS).is_err());
+        assert!(parse_pnm(b"P5 4 4 255\n\x00", DEFAULT_MAX_PIXELS).is_err());
     }
 
     #[test]

@@ -69,8 +69,8 @@ use serde::Serialize;
 use blocks::{Block, Shard};
 use kkt::Kkt;
 
-use super::{non_negative_number, positive_count, positive_number};
-use crate::data::read_part;
+use super::{delay, non_negative_number, positive_count, positive_number};
+use crate::data::{read_part, DimBound};
 use crate::logistic::scaled_prox_l1;
 use crate::trace::{self, Record};
 
@@ -104,12 +104,12 @@ pub struct L1lrSettings {
     pub data: PathBuf,
 
     /// L1 penalty λ.
-    #[arg(long, value_name = "λ", value_parser = non_negative_number, allow_hyphen_values = true,
+    #[arg(long, value_name = "λ", value_parser = non_negative_number::<f32>, allow_hyphen_values = true,
         default_value_t = 1.0)]
     pub lambda: f32,
 
     /// Maximal delay τ in blocks (0: sequential block updates).
-    #[arg(long, value_name = "τ", default_value_t = 0)]
+    #[arg(long, value_name = "τ", value_parser = delay, default_value_t = 0)]
     pub tau: u32,
 
     /// Feature blocks.
@@ -117,11 +117,11 @@ pub struct L1lrSettings {
     pub blocks: usize,
 
     /// Iterations (passes over all blocks).
-    #[arg(long, value_name = "T", default_value_t = 20)]
+    #[arg(long, value_name = "T", value_parser = positive_count, default_value_t = 20)]
     pub iters: usize,
 
     /// Damping δ added to the curvature on the servers.
-    #[arg(long, value_name = "δ", value_parser = positive_number, allow_hyphen_values = true,
+    #[arg(long, value_name = "δ", value_parser = positive_number::<f32>, allow_hyphen_values = true,
         default_value_t = 1.0)]
     pub delta: f32,
 
@@ -161,7 +161,7 @@ pub struct L1lrArgs {
     pub settings: L1lrSettings,
 
     /// Number of features (largest index + 1); every worker must agree.
-    #[arg(long)]
+    #[arg(long, value_parser = positive_count)]
     pub dim: usize,
 
     /// Where worker 0 writes the JSON-lines trace.
@@ -178,9 +178,6 @@ impl L1lrArgs {
     /// What the command line cannot check on its own.
     pub fn validate(&self) -> Result<()> {
         let o = &self.settings;
-        ensure!(self.dim > 0, "--dim must be positive");
-        ensure!(o.lambda >= 0.0, "--lambda must not be negative");
-        ensure!(o.delta > 0.0, "--delta must be positive");
         ensure!(
             !o.kkt || o.lambda > 0.0,
             "the KKT filter needs an L1 penalty (--lambda > 0)"
@@ -233,14 +230,7 @@ pub fn run(cfg: &WorkerConfig, args: &L1lrArgs) -> Result<()> {
     let o = &args.settings;
     let w = Worker::connect(cfg).context("connecting to the job")?;
     let (rank, workers) = (w.rank(), w.num_workers());
-    let rows = read_part(&o.data, rank, workers)?;
-    ensure!(
-        rows.dim() <= args.dim,
-        "{}: feature index {} is beyond --dim {}",
-        o.data.display(),
-        rows.dim() - 1,
-        args.dim
-    );
+    let rows = read_part(&o.data, rank, workers, DimBound::Dim(args.dim as u64))?;
     let local_nnz = rows.idx.len() as f32;
     let step = o.resolved_step();
     let window = match (step, o.window) {

@@ -95,7 +95,7 @@ fn supervise(fleet: &mut Fleet, signals: &SignalFlag, task: &str) -> i32 {
             return stop_on_signal(fleet, signals, task);
         }
         match fleet.poll() {
-            Ok(Some(failure)) => {
+            Some(failure) => {
                 if is_stop_signal(failure.exit_code - 128) {
                     thread::sleep(SIGNAL_SETTLE);
                     if signals.peek().is_some() {
@@ -105,12 +105,7 @@ fn supervise(fleet: &mut Fleet, signals: &SignalFlag, task: &str) -> i32 {
                 tracing::error!("{task}: {failure}");
                 return failure.exit_code;
             }
-            Ok(None) => {}
-            Err(error) => {
-                tracing::error!("{task}: cannot check the child: {error}; stopping it");
-                fleet.terminate(libc::SIGTERM);
-                return 1;
-            }
+            None => {}
         }
         if fleet.all_exited() {
             tracing::info!("{task} finished");
