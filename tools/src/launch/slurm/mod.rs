@@ -94,18 +94,15 @@ fn supervise(fleet: &mut Fleet, signals: &SignalFlag, task: &str) -> i32 {
         if signals.peek().is_some() {
             return stop_on_signal(fleet, signals, task);
         }
-        match fleet.poll() {
-            Some(failure) => {
-                if is_stop_signal(failure.exit_code - 128) {
-                    thread::sleep(SIGNAL_SETTLE);
-                    if signals.peek().is_some() {
-                        return stop_on_signal(fleet, signals, task);
-                    }
+        if let Some(failure) = fleet.poll() {
+            if is_stop_signal(failure.exit_code - 128) {
+                thread::sleep(SIGNAL_SETTLE);
+                if signals.peek().is_some() {
+                    return stop_on_signal(fleet, signals, task);
                 }
-                tracing::error!("{task}: {failure}");
-                return failure.exit_code;
             }
-            None => {}
+            tracing::error!("{task}: {failure}");
+            return failure.exit_code;
         }
         if fleet.all_exited() {
             tracing::info!("{task} finished");
