@@ -28,6 +28,8 @@ mod connect;
 pub mod control;
 mod error;
 pub mod filter;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod key_list;
 pub mod key_list_cache;
 pub mod liveness;

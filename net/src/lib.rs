@@ -42,6 +42,8 @@ pub mod codec;
 mod error;
 #[allow(unsafe_code)] // forwards direct RDMA writes from registered regions
 mod event_loop;
+#[doc(hidden)]
+pub mod fuzzing;
 mod limits;
 #[allow(unsafe_code)] // forwards registrations and direct writes to the RDMA connection
 mod link;

@@ -10,6 +10,7 @@
 
 #[allow(unsafe_code)] // registers a caller's slice for the peer's direct access
 mod direct;
+pub(crate) mod fuzzing;
 mod inbound;
 mod io;
 mod pending;

@@ -108,8 +108,10 @@ impl Rows {
     }
 }
 
-/// One parsed line: its label and its nonzeros appended to caller-owned vectors.
-fn parse_line(
+/// Parses one line: its label (`None` for a blank or comment-only line), its nonzeros appended
+/// to caller-owned vectors; an index at or beyond `bound` is an error (public for the `libsvm`
+/// fuzz target, `crate::internal::fuzzing`).
+pub fn parse_line(
     text: &[u8],
     bound: DimBound,
     idx: &mut Vec<u32>,
