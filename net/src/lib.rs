@@ -54,6 +54,7 @@ mod peer;
 pub mod rdma;
 mod reader;
 mod region;
+mod scrape;
 mod signature;
 pub mod transport;
 mod wire;
@@ -70,6 +71,7 @@ pub use metrics::{Metrics, MetricsSnapshot};
 pub use peer::Peer;
 pub use reader::{FrameReader, FrameSink, NoDirectValues, ReadOutcome};
 pub use region::{Registration, RemoteRegion};
+pub use scrape::{RenderMetrics, ScrapeEndpoint, MAX_REQUEST_BYTES, SCRAPE_TIMEOUT};
 pub use signature::key_signature;
 pub use transport::TransportMode;
 pub use wire::{
