@@ -51,6 +51,9 @@ pub struct ClusterConfig {
     /// How long a waiting worker keeps polling its RDMA connections before it sleeps on their
     /// completion channels: latency against a core.
     pub rdma_busy_poll: Duration,
+    /// Where this node serves its metrics in Prometheus text format (`GET /metrics`; port 0
+    /// picks one); `None`: no endpoint. Node-local: every node of a job has its own.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl ClusterConfig {
@@ -104,6 +107,7 @@ impl ClusterConfig {
             server_shards: 1,
             transport: TransportMode::Auto,
             rdma_busy_poll: Duration::from_micros(500),
+            metrics_addr: None,
         }
     }
 }

@@ -32,6 +32,7 @@ pub mod key_list;
 pub mod key_list_cache;
 #[allow(unsafe_code)] // mmap, mlock, mbind of parameter segments
 pub mod memory;
+pub mod metrics;
 pub mod role;
 pub mod routing;
 pub mod scheduler;

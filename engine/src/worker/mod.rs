@@ -12,6 +12,7 @@
 mod direct;
 mod inbound;
 mod io;
+mod meter;
 mod pending;
 mod plan;
 #[allow(unsafe_code)] // lends slices of the caller's buffer to registrations
@@ -23,7 +24,9 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use ferrops_net::{BufferPool, FrameParts, Header, Metrics, MetricsSnapshot, Opcode};
+use ferrops_net::{
+    BufferPool, FrameParts, Header, Metrics, MetricsSnapshot, Opcode, ScrapeEndpoint,
+};
 
 pub use pending::{Completed, Ticket};
 
@@ -31,6 +34,7 @@ use crate::config::WorkerConfig;
 use crate::connect::connect_scheduler;
 use crate::control::{Control, Role};
 use crate::filter::ReducerStats;
+use crate::metrics::NodeMetrics;
 use crate::routing::RoutingTable;
 use crate::table::{TableId, TableSpec};
 use crate::EngineError;
@@ -67,6 +71,9 @@ struct State {
 pub struct Worker {
     info: WorkerInfo,
     state: Mutex<State>,
+    metrics: NodeMetrics,
+    /// Serves `metrics` while the worker lives (when `metrics_addr` is set).
+    _endpoint: Option<ScrapeEndpoint>,
 }
 
 impl Worker {
@@ -76,10 +83,14 @@ impl Worker {
         let cluster = &cfg.cluster;
         cluster.warn_if_insecure(Role::Worker);
         let metrics = Metrics::new();
+        let node_metrics = NodeMetrics::new(Role::Worker);
+        node_metrics.track_net(&metrics);
+        let endpoint = node_metrics.serve_if(cluster.metrics_addr)?;
         let pool = BufferPool::new();
         let (scheduler, _) =
             connect_scheduler(cluster, Role::Worker, pool.clone(), metrics.clone())?;
         let mut io = ClientIo::new(scheduler, metrics, cluster.rdma_busy_poll)?;
+        io.inbound.outstanding.meters = meter::WorkerMeters::new(node_metrics.families().clone());
         io.send_control(&Control::Register {
             role: Role::Worker,
             addr: None,
@@ -135,7 +146,14 @@ impl Worker {
                 finished: false,
                 reducers: ReducerStats::default(),
             }),
+            metrics: node_metrics,
+            _endpoint: endpoint,
         })
+    }
+
+    /// This worker's metric families (what its endpoint serves, when it has one).
+    pub fn node_metrics(&self) -> &NodeMetrics {
+        &self.metrics
     }
 
     /// This worker's rank and the job's size.
