@@ -247,6 +247,7 @@ fn local_spec(args: LocalArgs) -> Result<LocalSpec> {
     let mut spec = LocalSpec::new(args.servers, args.workers)?;
     spec.command = args.command;
     spec.prefix_output = !args.no_prefix;
+    spec.metrics = args.metrics;
     spec.startup_timeout = seconds(args.startup_timeout, "--startup-timeout")?;
     spec.shutdown_grace = seconds(args.shutdown_grace, "--shutdown-grace")?;
     if let Some(exe) = args.node_exe {

@@ -73,7 +73,7 @@ pub struct Worker {
     state: Mutex<State>,
     metrics: NodeMetrics,
     /// Serves `metrics` while the worker lives (when `metrics_addr` is set).
-    _endpoint: Option<ScrapeEndpoint>,
+    endpoint: Option<ScrapeEndpoint>,
 }
 
 impl Worker {
@@ -147,8 +147,13 @@ impl Worker {
                 reducers: ReducerStats::default(),
             }),
             metrics: node_metrics,
-            _endpoint: endpoint,
+            endpoint,
         })
+    }
+
+    /// Where this worker serves its metrics (`metrics_addr`, with the port picked for 0).
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.endpoint.as_ref().map(ScrapeEndpoint::local_addr)
     }
 
     /// This worker's metric families (what its endpoint serves, when it has one).

@@ -64,6 +64,12 @@ pub struct ClusterFlags {
     /// network [env: FERROPS_INSECURE=1] [file: insecure = true]
     #[arg(long)]
     pub insecure: bool,
+
+    /// Serve this node's metrics in Prometheus text format on http://IP:PORT/metrics; port 0
+    /// picks one (the address is logged). Unset: no endpoint [env: FERROPS_METRICS_ADDR]
+    /// [file: metrics_addr]
+    #[arg(long, value_name = "IP:PORT")]
+    pub metrics_addr: Option<String>,
 }
 
 impl ClusterFlags {
@@ -80,6 +86,7 @@ impl ClusterFlags {
             connect_timeout_ms: self.connect_timeout_ms.clone(),
             secret_file: self.secret_file.clone(),
             insecure: self.insecure.then(|| "true".to_string()),
+            metrics_addr: self.metrics_addr.clone(),
             ..Overrides::default()
         }
     }
@@ -205,6 +212,11 @@ pub struct LocalArgs {
     /// Pass children's output through unchanged instead of prefixing lines with `[worker 1]`.
     #[arg(long)]
     pub no_prefix: bool,
+
+    /// Give every child (scheduler, servers, workers) its own metrics endpoint on 127.0.0.1
+    /// with a port it picks (FERROPS_METRICS_ADDR=127.0.0.1:0); each logs its address.
+    #[arg(long)]
+    pub metrics: bool,
 
     /// Run the scheduler and servers from this ferrops binary instead of the running one.
     #[arg(long, value_name = "PATH")]

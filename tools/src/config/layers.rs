@@ -19,9 +19,9 @@ use super::values::{
 };
 use super::{
     ConfigFile, EnvMap, Overrides, DEFAULT_CONNECT_TIMEOUT, ENV_BIND, ENV_CONNECT_TIMEOUT_MS,
-    ENV_FRAME_BUDGET_BYTES, ENV_INSECURE, ENV_MAX_CONNECTIONS, ENV_NUM_SERVERS, ENV_NUM_WORKERS,
-    ENV_REPLY_BUDGET_BYTES, ENV_REPLY_BUDGET_TOTAL_BYTES, ENV_SCHEDULER, ENV_SECRET,
-    ENV_SECRET_FILE, ENV_SERVER_SHARDS, ENV_TRANSPORT,
+    ENV_FRAME_BUDGET_BYTES, ENV_INSECURE, ENV_MAX_CONNECTIONS, ENV_METRICS_ADDR, ENV_NUM_SERVERS,
+    ENV_NUM_WORKERS, ENV_REPLY_BUDGET_BYTES, ENV_REPLY_BUDGET_TOTAL_BYTES, ENV_SCHEDULER,
+    ENV_SECRET, ENV_SECRET_FILE, ENV_SERVER_SHARDS, ENV_TRANSPORT,
 };
 
 /// Every setting after layering, before the role decides which are required.
@@ -37,6 +37,7 @@ pub(super) struct Settings {
     pub(super) budgets: Budgets,
     pub(super) server_shards: Option<usize>,
     pub(super) transport: TransportMode,
+    pub(super) metrics_addr: Option<SocketAddr>,
 }
 
 impl Settings {
@@ -69,6 +70,7 @@ impl Settings {
         cluster.connect_timeout = self.connect_timeout;
         cluster.server_shards = self.server_shards.unwrap_or(1);
         cluster.transport = self.transport;
+        cluster.metrics_addr = self.metrics_addr;
         Ok(cluster)
     }
 }
@@ -110,6 +112,7 @@ setting!(INSECURE: "--insecure", insecure, ENV_INSECURE);
 setting!(SERVER_SHARDS: "--server-shards", server_shards, ENV_SERVER_SHARDS);
 setting!(TRANSPORT: "--transport", transport, ENV_TRANSPORT);
 setting!(CONNECT_TIMEOUT_MS: "--connect-timeout-ms", connect_timeout_ms, ENV_CONNECT_TIMEOUT_MS);
+setting!(METRICS_ADDR: "--metrics-addr", metrics_addr, ENV_METRICS_ADDR);
 setting!(MAX_CONNECTIONS: "--max-connections", max_connections, ENV_MAX_CONNECTIONS);
 setting!(REPLY_BUDGET: "--reply-budget-bytes", reply_budget_bytes, ENV_REPLY_BUDGET_BYTES);
 setting!(
@@ -151,6 +154,7 @@ struct FileSettings {
     connect_timeout_ms: Option<u64>,
     server_shards: Option<u64>,
     transport: Option<String>,
+    metrics_addr: Option<String>,
     max_connections: Option<u64>,
     reply_budget_bytes: Option<u64>,
     reply_budget_total_bytes: Option<u64>,
@@ -200,6 +204,7 @@ impl FileLayer {
             ),
             ("server_shards", parsed.server_shards.map(|n| n.to_string())),
             ("transport", parsed.transport),
+            ("metrics_addr", parsed.metrics_addr),
             (
                 "max_connections",
                 parsed.max_connections.map(|n| n.to_string()),
@@ -377,5 +382,6 @@ pub(super) fn resolve_settings(
         transport: layers
             .get(&TRANSPORT, |t| t.parse::<TransportMode>())?
             .unwrap_or_default(),
+        metrics_addr: layers.get(&METRICS_ADDR, parse_address)?,
     })
 }

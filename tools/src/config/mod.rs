@@ -57,6 +57,9 @@ pub const ENV_CONNECT_TIMEOUT_MS: &str = "FERROPS_CONNECT_TIMEOUT_MS";
 /// Worker↔server transport: `auto`, `rdma` or `tcp`.
 pub const ENV_TRANSPORT: &str = "FERROPS_TRANSPORT";
 
+/// Where a node serves its metrics (`IP:PORT`, port 0 picks one; unset: no endpoint).
+pub const ENV_METRICS_ADDR: &str = "FERROPS_METRICS_ADDR";
+
 /// Connections one listener holds at most.
 pub const ENV_MAX_CONNECTIONS: &str = "FERROPS_MAX_CONNECTIONS";
 /// Queued reply bytes above which a connection's requests wait.
@@ -117,6 +120,8 @@ pub struct Overrides {
     pub secret_file: Option<String>,
     /// `--insecure` (as `"true"`): run without a cluster secret.
     pub insecure: Option<String>,
+    /// `--metrics-addr`: where this node serves Prometheus metrics.
+    pub metrics_addr: Option<String>,
     /// `--max-connections`: connections per listener.
     pub max_connections: Option<String>,
     /// `--reply-budget-bytes`: queued reply bytes per connection before its requests wait.
