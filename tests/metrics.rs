@@ -148,11 +148,29 @@ fn every_role_serves_metrics_that_move_with_the_work() {
             worker.pull(table, &keys).unwrap();
         }
     };
+    // The server counts a request after answering it: wait for the last count (the latency
+    // histogram's, updated last) before reading the others.
+    let handled = |op: &str| format!("ferrops_request_seconds_count{{table=\"emb\",op=\"{op}\"}}");
+    let settled = |rounds: f64| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let body = scrape(server_metrics);
+            if value(&body, &handled("push")) >= rounds && value(&body, &handled("pull")) >= rounds
+            {
+                return body;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server never counted {rounds} rounds: {body}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
     work(3);
-    let s1 = scrape(server_metrics);
+    let s1 = settled(3.0);
     let w1 = scrape(worker_metrics);
     work(5);
-    let s2 = scrape(server_metrics);
+    let s2 = settled(8.0);
     let w2 = scrape(worker_metrics);
 
     let at_server = "{peer=\"worker-0\",table=\"emb\"}";
@@ -165,8 +183,11 @@ fn every_role_serves_metrics_that_move_with_the_work() {
     assert_eq!(value(&s2, &bytes) - value(&s1, &bytes), 5.0 * value_bytes);
     let bytes = format!("ferrops_pull_bytes_total{at_server}");
     assert_eq!(value(&s2, &bytes) - value(&s1, &bytes), 5.0 * value_bytes);
-    let handled = "ferrops_request_seconds_count{table=\"emb\",op=\"push\"}";
-    assert_eq!(value(&s2, handled) - value(&s1, handled), 5.0, "{s2}");
+    assert_eq!(
+        value(&s2, &handled("push")) - value(&s1, &handled("push")),
+        5.0,
+        "{s2}"
+    );
     assert!(
         wait_for_memory_gauge(server_metrics),
         "each table's memory is a gauge"
@@ -211,11 +232,63 @@ fn every_role_serves_metrics_that_move_with_the_work() {
         "{sched}"
     );
     assert!(value(&sched, "ferrops_connections_open") >= 2.0, "{sched}");
+    // A changed-only pull goes through the server's `changed_since` filter.
+    let mut out = vec![0.0f32; values.len()];
+    worker
+        .pull_changed_into(table, &keys, &mut out, 0.5)
+        .unwrap();
+    let filtered = "ferrops_filter_coordinates_total{filter=\"changed_since\",outcome=\"offered\"}";
+    let s3 = settled(8.0);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut s3 = s3;
+    while value(&s3, filtered) < keys.len() as f64 {
+        assert!(
+            Instant::now() < deadline,
+            "the filter's rows were never counted: {s3}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+        s3 = scrape(server_metrics);
+    }
+    let all = format!("{s3}{w2}{sched}");
+    for name in dashboard_series() {
+        let base = name
+            .strip_suffix("_total")
+            .or_else(|| name.strip_suffix("_bucket"))
+            .unwrap_or(&name);
+        let declared = format!("# TYPE {base} ");
+        assert!(
+            all.contains(&declared),
+            "the dashboard's {name} is served by no role"
+        );
+    }
     let (status, _) = get(server_metrics, "/nothing");
     assert!(status.starts_with("HTTP/1.0 404"), "{status}");
 
     worker.finish().unwrap();
     drop((scheduler, server));
+}
+
+/// Every `ferrops_*` series the Grafana dashboard queries.
+fn dashboard_series() -> Vec<String> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/grafana-dashboard.json"
+    );
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut names: Vec<String> = text
+        .match_indices("ferrops_")
+        .map(|(i, _)| {
+            let rest = &text[i..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            rest[..end].to_string()
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    assert!(names.len() > 10, "{names:?}");
+    names
 }
 
 /// The memory gauges are set on the server's tick: waits for one to be set.
