@@ -104,6 +104,10 @@ class Worker:
     @property
     def finished(self) -> bool: ...
     @property
+    def metrics_addr(self) -> Optional[str]:
+        """Where this worker serves its Prometheus metrics ("ip:port"; set by
+        ``FERROPS_METRICS_ADDR``, the port picked when it asked for 0), or None."""
+    @property
     def current_clock(self) -> int:
         """How many times this worker called :meth:`clock`."""
     def declare_table(self, name: str, dim: int, rule: str = "sum",

@@ -33,6 +33,17 @@ impl ClockTracker {
         Ok(self.live.contains(&worker))
     }
 
+    /// Clocks between the live worker that completed the most and the one that completed the
+    /// fewest (0 with fewer than two live workers).
+    pub fn lag(&self) -> u32 {
+        let done = self
+            .live
+            .iter()
+            .map(|w| self.completed.get(w).copied().unwrap_or(0));
+        let (min, max) = done.fold((u32::MAX, 0), |(lo, hi), c| (lo.min(c), hi.max(c)));
+        max.saturating_sub(min)
+    }
+
     /// The fewest clocks any live worker has completed (`u32::MAX` when none is live, so that
     /// nothing waits on an empty set).
     pub fn min_completed(&self) -> u32 {
@@ -119,6 +130,18 @@ mod tests {
                 .expect("one clock at a time is accepted");
         }
         live
+    }
+
+    #[test]
+    fn lag_is_the_spread_of_live_workers_clocks() {
+        let mut t = ClockTracker::default();
+        assert_eq!(t.lag(), 0, "no live worker");
+        t.set_live(&[1, 2]);
+        advance(&mut t, 1, 5);
+        advance(&mut t, 2, 2);
+        assert_eq!(t.lag(), 3);
+        advance(&mut t, 9, 20);
+        assert_eq!(t.lag(), 3, "a dead worker's clocks do not count");
     }
 
     #[test]

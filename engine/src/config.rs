@@ -57,6 +57,9 @@ pub struct ClusterConfig {
     /// numbering its processes sets it so that its names and the scheduler's agree; shard i of
     /// a server asking for rank r gets rank `r × server_shards + i`.
     pub rank: Option<u32>,
+    /// Where this node serves its metrics in Prometheus text format (`GET /metrics`; port 0
+    /// picks one); `None`: no endpoint. Node-local: every node of a job has its own.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// How the scheduler and the nodes watch each other (`crate::liveness`).
@@ -165,6 +168,7 @@ impl ClusterConfig {
             rdma_busy_poll: Duration::from_micros(500),
             liveness: LivenessConfig::default(),
             rank: None,
+            metrics_addr: None,
         }
     }
 }

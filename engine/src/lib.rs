@@ -35,6 +35,7 @@ pub mod key_list_cache;
 pub mod liveness;
 #[allow(unsafe_code)] // mmap, mlock, mbind of parameter segments
 pub mod memory;
+pub mod metrics;
 pub mod role;
 pub mod routing;
 pub mod scheduler;

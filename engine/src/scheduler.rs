@@ -94,9 +94,14 @@ pub fn run_scheduler(
     let creds = cfg.cluster.credentials(Role::Scheduler, Some(0));
     let budget = ferrops_net::Budget::new(cfg.cluster.budgets);
     let (bind, limits) = (Some(cfg.bind), cfg.cluster.limits);
-    let mut ev = EventLoop::with_budget(bind, limits, Metrics::new(), creds, budget)?;
+    let net = Metrics::new();
+    let mut ev = EventLoop::with_budget(bind, limits, net.clone(), creds, budget)?;
     ev.set_handshake_timeout(cfg.cluster.handshake_timeout);
     ev.set_tick(crate::liveness::tick(&liveness));
+    // Connections only: the scheduler sees no pushes or pulls.
+    let metrics = crate::metrics::NodeMetrics::new(Role::Scheduler);
+    metrics.track_net(&net);
+    let _endpoint = metrics.serve_if(cfg.cluster.metrics_addr)?;
     let addr = ev
         .local_addr()
         .ok_or_else(|| EngineError::Config("scheduler has no listen address".into()))?;

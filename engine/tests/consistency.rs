@@ -112,15 +112,22 @@ fn a_dead_worker_ends_the_job_naming_it() {
                 let _w = w;
                 panic!("worker 1 dies");
             }));
-            return outcome.is_err().then(String::new);
+            return (1, outcome.is_err().then(String::new));
         }
         w.clock().unwrap();
         // Waits for worker 1's clock, which never comes.
-        w.pull(t, &[1]).err().map(|e| e.to_string())
+        (0, w.pull(t, &[1]).err().map(|e| e.to_string()))
     });
+    // Ranks follow registration, not thread order: find each by the rank it reported.
+    let by_rank = |rank| {
+        results
+            .iter()
+            .find(|(r, _)| *r == rank)
+            .map(|(_, said)| said.clone())
+    };
     let said = "worker 1 is dead: its connection closed";
-    assert_eq!(results[1..], [Some(String::new())], "worker 1 died");
-    let survivor = results[0].clone().unwrap_or_default();
+    assert_eq!(by_rank(1), Some(Some(String::new())), "worker 1 died");
+    let survivor = by_rank(0).flatten().unwrap_or_default();
     assert!(
         survivor.contains(said),
         "worker 0's pull failed with: {survivor}"

@@ -245,10 +245,12 @@ impl Admission {
         &mut self,
         listener: &mio::net::TcpListener,
         budgets: &Budgets,
+        metrics: &crate::Metrics,
     ) -> Option<(mio::net::TcpStream, std::net::SocketAddr)> {
         loop {
             match listener.accept() {
                 Ok((stream, addr)) if self.open >= budgets.max_connections => {
+                    metrics.connection_refused();
                     self.refuse(stream, addr, budgets.max_connections);
                 }
                 Ok(accepted) => return Some(accepted),

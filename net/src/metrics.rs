@@ -49,6 +49,14 @@ counters! {
     value_bytes_copied,
     /// Frames rejected for breaking the wire format.
     rejected_frames,
+    /// Connections added to an event loop (accepted or dialed) and removed from one: their
+    /// difference is the connections open now.
+    connections_opened,
+    connections_closed,
+    /// Connections a listener refused for its connection limit.
+    connections_refused,
+    /// Connections dropped because their handshake failed (wrong or missing secret, bad role).
+    auth_failures,
 }
 
 impl MetricsSnapshot {
@@ -97,6 +105,22 @@ impl Metrics {
     /// Records `n` value bytes copied (gathered for sending or moved between buffers).
     pub fn values_copied(&self, n: usize) {
         add(&self.inner.value_bytes_copied, n as u64);
+    }
+
+    pub(crate) fn connection_opened(&self) {
+        add(&self.inner.connections_opened, 1);
+    }
+
+    pub(crate) fn connection_closed(&self) {
+        add(&self.inner.connections_closed, 1);
+    }
+
+    pub(crate) fn connection_refused(&self) {
+        add(&self.inner.connections_refused, 1);
+    }
+
+    pub(crate) fn auth_failed(&self) {
+        add(&self.inner.auth_failures, 1);
     }
 
     pub(crate) fn frame_rejected(&self) {

@@ -43,11 +43,19 @@ impl Handler for Replier {
 
 /// A loop with `budgets` on its own thread; returns its address, budget and stop flag.
 fn serve(budgets: Budgets) -> (std::net::SocketAddr, Budget, Arc<AtomicBool>) {
+    serve_counted(budgets, Metrics::new())
+}
+
+/// [`serve`], counting into `metrics`.
+fn serve_counted(
+    budgets: Budgets,
+    metrics: Metrics,
+) -> (std::net::SocketAddr, Budget, Arc<AtomicBool>) {
     let budget = Budget::new(budgets);
     let mut ev = EventLoop::with_budget(
         Some("127.0.0.1:0".parse().unwrap()),
         FrameLimits::default(),
-        Metrics::new(),
+        metrics,
         credentials(0),
         budget.clone(),
     )
@@ -180,5 +188,61 @@ fn a_frame_past_the_frame_budget_is_refused_and_the_loop_serves_on() {
     let mut other = connect(addr);
     other.write_all(&request(5)).unwrap();
     assert_eq!(read_reply(&mut other).request_id.get(), 5);
+    stop.store(true, Ordering::Relaxed);
+}
+
+/// Waits until `done` holds for the loop's counters.
+fn wait_for(metrics: &Metrics, what: &str, done: impl Fn(&ferrops_net::MetricsSnapshot) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done(&metrics.snapshot()) {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: {:?}",
+            metrics.snapshot()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn connections_are_counted_opened_closed_refused_and_failing_authentication() {
+    let metrics = Metrics::new();
+    let budgets = Budgets {
+        max_connections: 2,
+        ..Budgets::default()
+    };
+    let (addr, _budget, stop) = serve_counted(budgets, metrics.clone());
+    let first = connect(addr);
+    wait_for(&metrics, "one open", |m| m.connections_opened == 1);
+
+    let mut stranger = TcpStream::connect(addr).unwrap();
+    let wrong = Credentials {
+        key: ClusterKey::Secret(Secret::new("not-the-secret").unwrap()),
+        me: Identity::unassigned(1),
+    };
+    assert!(authenticate_stream(&mut stranger, &wrong, Duration::from_secs(10)).is_err());
+    wait_for(&metrics, "the wrong secret is counted", |m| {
+        m.auth_failures == 1
+    });
+    wait_for(&metrics, "and its connection closed", |m| {
+        m.connections_closed == 1
+    });
+
+    let second = connect(addr);
+    let mut third = TcpStream::connect(addr).unwrap();
+    wait_for(&metrics, "the third is refused", |m| {
+        m.connections_refused == 1
+    });
+    let mut refusal = Vec::new();
+    third
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let _ = third.read_to_end(&mut refusal);
+    assert!(String::from_utf8_lossy(&refusal).contains("connection limit of 2"));
+
+    drop((first, second));
+    wait_for(&metrics, "every connection closed", |m| {
+        m.connections_closed == m.connections_opened && m.connections_opened == 3
+    });
     stop.store(true, Ordering::Relaxed);
 }

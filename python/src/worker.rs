@@ -241,6 +241,15 @@ impl Worker {
         unpoisoned(self.inner.read()).is_none()
     }
 
+    /// Where this worker serves its Prometheus metrics ("ip:port", the port picked when
+    /// FERROPS_METRICS_ADDR asked for 0), or None without FERROPS_METRICS_ADDR.
+    #[getter]
+    fn metrics_addr(&self, py: Python<'_>) -> PyResult<Option<String>> {
+        without_gil(py, || {
+            self.with(|w| Ok(w.metrics_addr().map(|a| a.to_string())))
+        })
+    }
+
     /// The clock this worker is in (how many times it called `clock`).
     #[getter]
     fn current_clock(&self, py: Python<'_>) -> PyResult<u32> {

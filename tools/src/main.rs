@@ -259,6 +259,7 @@ fn local_spec(args: LocalArgs) -> Result<LocalSpec> {
     let mut spec = LocalSpec::new(args.servers, args.workers)?;
     spec.command = args.command;
     spec.prefix_output = !args.no_prefix;
+    spec.metrics = args.metrics;
     spec.startup_timeout = args.startup_timeout;
     spec.shutdown_grace = args.shutdown_grace;
     if let Some(exe) = args.node_exe {

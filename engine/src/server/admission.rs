@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use ferrops_net::auth::Identity;
 use ferrops_net::{EventLoop, Frame, Io, Opcode, PeerId};
 
-use super::Server;
+use super::{Admitted, Server};
 use crate::control::{reply_control, send_control, Control, Role};
 use crate::key_list_cache::KeyListCache;
 use crate::store::TableStore;
@@ -145,10 +145,11 @@ impl Server {
                 id.node
             ));
         }
-        if self.workers.values().any(|&node| node == id.node) {
+        if self.workers.values().any(|a| a.node == id.node) {
             return Err(format!("worker node {} is already connected", id.node));
         }
-        self.workers.insert(peer, id.node);
+        self.workers
+            .insert(peer, Admitted::new(id.node, self.total_shards));
         Ok(())
     }
 

@@ -28,6 +28,7 @@ use crate::store::{SharedKeys, StoreError, StoreOptions, TableStore};
 use crate::EngineError;
 
 mod admission;
+mod meter;
 #[allow(unsafe_code)] // RDMA-writes pull values from the table's segment
 mod pull;
 mod push;
@@ -38,6 +39,7 @@ mod shard;
 pub use report::ServerReport;
 pub use shard::run_server;
 
+use meter::{Admitted, Measured, ServerMeters};
 use request::Request;
 
 /// Bytes of resolved key lists each table may cache.
@@ -53,8 +55,10 @@ pub struct Server {
     tables: HashMap<u32, TableStore>,
     clocks: ClockTracker,
     parked: Parked<Request>,
-    /// The worker node each admitted connection authenticated as.
-    workers: HashMap<PeerId, u32>,
+    /// The worker node each admitted connection authenticated as, with its metric handles.
+    workers: HashMap<PeerId, Admitted>,
+    meters: ServerMeters,
+    total_shards: usize,
     /// Each worker connection's key-list cache (the lists it may name by signature).
     key_caches: HashMap<PeerId, KeyListCache<SharedKeys>>,
     /// What each worker holds of each table, for changed-only pulls.
@@ -75,10 +79,12 @@ pub struct Server {
 
 impl Server {
     /// A shard's server before the scheduler has welcomed it.
-    fn new(cfg: &ServerConfig, scheduler: PeerId) -> Server {
+    fn new(cfg: &ServerConfig, scheduler: PeerId, meters: ServerMeters) -> Server {
         let liveness = &cfg.cluster.liveness;
         let now = Instant::now();
         Server {
+            meters,
+            total_shards: cfg.cluster.total_shards(),
             key_cache_cap_keys: cfg.key_cache_cap_keys,
             scheduler,
             node_id: None,
@@ -109,7 +115,7 @@ impl Server {
     /// Routes a worker's frame: pushes and pulls once admitted, clocks, its `Hello`. Every
     /// frame must come from the worker the connection authenticated as.
     fn on_request(&mut self, peer: PeerId, frame: Frame, io: &mut Io<'_>) {
-        let Some(&node) = self.workers.get(&peer) else {
+        let Some(node) = self.workers.get(&peer).map(|a| a.node) else {
             return; // refused when it connected, and closed
         };
         if let Err(msg) = admission::check_sender(node, &frame) {
@@ -125,6 +131,14 @@ impl Server {
         }
         match frame.opcode() {
             op @ (Opcode::Push | Opcode::Pull) => {
+                let h = &frame.header;
+                let measured = Measured {
+                    started: Instant::now(),
+                    op,
+                    table: h.table.get(),
+                    keys: h.key_count.get(),
+                    value_bytes: h.values_len.get(),
+                };
                 let request = match self.admit(peer, frame) {
                     Ok(r) => r,
                     Err((header, refusal)) => return self.refuse(io, peer, &header, &refusal),
@@ -135,8 +149,9 @@ impl Server {
                 } else {
                     self.pull_or_park(request, io)
                 };
-                if let Err(refusal) = result {
-                    self.refuse(io, peer, &header, &refusal);
+                match result {
+                    Ok(()) => self.measure(peer, &measured),
+                    Err(refusal) => self.refuse(io, peer, &header, &refusal),
                 }
             }
             Opcode::Clock => {
@@ -243,8 +258,8 @@ impl Handler for Server {
         }
     }
 
-    /// Ends the server when the scheduler has been silent past the heartbeat timeout.
     fn on_tick(&mut self, _io: &mut Io<'_>) {
+        self.refresh_meters();
         let now = Instant::now();
         if !self.stall.fresh(now) || self.stop.is_some() {
             return;

@@ -29,6 +29,7 @@ impl Server {
         let required = table.spec().consistency.required_completed(h.clock.get());
         if self.clocks.min_completed() < required {
             self.report.parked_pulls += 1;
+            self.meters.parked();
             self.parked.park(required, request);
             return Ok(());
         }
@@ -139,6 +140,10 @@ impl Server {
         let rows = tracker
             .select(keys, &gather)
             .map_err(|e| Refusal::new(Status::BadValues, e.to_string()))?;
+        let [offered, sent, dropped] = &self.meters.changed;
+        offered.inc_by(keys.len() as u64);
+        sent.inc_by(rows.len() as u64);
+        dropped.inc_by((keys.len() - rows.len()) as u64);
         let mut mask = vec![0u8; keys.len().div_ceil(8)];
         let mut values = Vec::with_capacity(rows.len() * dim);
         for &r in &rows {

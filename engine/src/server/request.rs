@@ -46,7 +46,9 @@ impl Server {
         let count = u64::from(h.key_count.get());
         let cache = self.key_caches.get_mut(&peer);
         if h.flags & flags::KEYS_BY_SIGNATURE != 0 {
-            let Some(cached) = cache.and_then(|c| c.hit(id, count)) else {
+            let cached = cache.and_then(|c| c.hit(id, count));
+            self.meters.key_cache(cached.is_some());
+            let Some(cached) = cached else {
                 let msg = format!(
                     "key list {:#018x} ({count} keys) is not cached on this connection",
                     id.1

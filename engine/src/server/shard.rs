@@ -12,6 +12,7 @@ use super::Server;
 use crate::config::ServerConfig;
 use crate::connect::connect_scheduler;
 use crate::liveness::Heartbeat;
+use crate::metrics::NodeMetrics;
 use crate::{EngineError, Role};
 
 /// Runs a server until the scheduler shuts the job down (Ok) or is lost (Err): one shard per
@@ -28,15 +29,19 @@ pub fn run_server(cfg: &ServerConfig) -> Result<ServerReport, EngineError> {
     let cfg = &cfg;
     // One budget for the process: every shard's connections count against it.
     let budget = Budget::new(cfg.cluster.budgets);
+    // One set of metrics for the process: shards add to the same series (or label theirs).
+    let metrics = NodeMetrics::new(Role::Server);
+    let _endpoint = metrics.serve_if(cfg.cluster.metrics_addr)?;
     let shards = cfg.cluster.server_shards.max(1);
     if shards == 1 {
         pin_to_node(cfg.memory.numa_node)?;
-        return run_shard(cfg, budget);
+        return run_shard(cfg, budget, &metrics, 0);
     }
     let handles: Vec<_> = (0..shards)
         .map(|i| {
             let mut shard = cfg.clone();
             let budget = budget.clone();
+            let metrics = metrics.clone();
             if shard.bind.port() != 0 {
                 shard.bind.set_port(shard.bind.port() + i as u16);
             }
@@ -45,7 +50,7 @@ pub fn run_server(cfg: &ServerConfig) -> Result<ServerReport, EngineError> {
                 .name(format!("shard-{i}"))
                 .spawn(move || {
                     pin_to_node(shard.memory.numa_node)?;
-                    run_shard(&shard, budget)
+                    run_shard(&shard, budget, &metrics, i)
                 })
                 .map_err(|e| EngineError::Config(format!("cannot start shard {i}: {e}")))
         })
@@ -95,8 +100,14 @@ fn pin_to_node(node: Option<usize>) -> Result<(), EngineError> {
 }
 
 /// Runs one shard: an event loop serving its own key range.
-fn run_shard(cfg: &ServerConfig, budget: Budget) -> Result<ServerReport, EngineError> {
+fn run_shard(
+    cfg: &ServerConfig,
+    budget: Budget,
+    node_metrics: &NodeMetrics,
+    shard: usize,
+) -> Result<ServerReport, EngineError> {
     let metrics = Metrics::new();
+    node_metrics.track_net(&metrics);
     let creds = cfg.cluster.credentials(Role::Server, None);
     let limits = cfg.cluster.limits;
     let mut ev = EventLoop::with_budget(Some(cfg.bind), limits, metrics.clone(), creds, budget)?;
@@ -123,7 +134,8 @@ fn run_shard(cfg: &ServerConfig, budget: Budget) -> Result<ServerReport, EngineE
         liveness.heartbeat_interval,
         cfg.cluster.payload_checksum,
     )?;
-    let mut server = Server::new(cfg, scheduler);
+    let meters = super::ServerMeters::new(node_metrics, shard);
+    let mut server = Server::new(cfg, scheduler, meters);
     let ran = ev.run(&mut server);
     // Connections first: RDMA ones hold registrations of the tables' segments.
     drop(ev);

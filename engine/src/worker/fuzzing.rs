@@ -22,14 +22,14 @@ pub fn replies(server: u32, lent_len: usize, stream: &mut impl Read) {
     inbound.key_caches = (0..2).map(|_| KeyListCache::new(1 << 10)).collect();
     let o = &mut inbound.outstanding;
     let push = o.open(Kind::Push);
-    o.add_request(push, 0, 0..0);
-    o.add_request(push, 1, 0..0);
+    o.add_request(push, 0, 0..0, None);
+    o.add_request(push, 1, 0..0, None);
     let pull = o.open(Kind::Pull(PullInto::Owned(vec![0.0; 8])));
-    o.add_request(pull, 0, 0..4);
-    o.add_request(pull, 1, 4..8);
+    o.add_request(pull, 0, 0..4, None);
+    o.add_request(pull, 1, 4..8, None);
     let lent_ticket = o.open(Kind::Pull(PullInto::Borrowed));
     let lent_len = lent_len.min(16);
-    o.add_request(lent_ticket, server, 0..lent_len);
+    o.add_request(lent_ticket, server, 0..lent_len, None);
     let mut slice = vec![0.0f32; lent_len];
     let mut lent = Some(Lent {
         ticket: lent_ticket,

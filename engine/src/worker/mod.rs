@@ -13,6 +13,7 @@ mod direct;
 pub(crate) mod fuzzing;
 mod inbound;
 mod io;
+mod meter;
 mod pending;
 mod plan;
 #[allow(unsafe_code)] // lends slices of the caller's buffer to registrations
@@ -24,7 +25,9 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use ferrops_net::{BufferPool, FrameParts, Header, Metrics, MetricsSnapshot, Opcode};
+use ferrops_net::{
+    BufferPool, FrameParts, Header, Metrics, MetricsSnapshot, Opcode, ScrapeEndpoint,
+};
 
 pub use pending::{Completed, Ticket};
 
@@ -33,6 +36,7 @@ use crate::connect::connect_scheduler;
 use crate::control::{Control, Role};
 use crate::filter::ReducerStats;
 use crate::liveness::Heartbeat;
+use crate::metrics::NodeMetrics;
 use crate::routing::RoutingTable;
 use crate::table::{TableId, TableSpec};
 use crate::EngineError;
@@ -71,6 +75,9 @@ pub struct Worker {
     /// Sends the scheduler a heartbeat every interval while the worker lives.
     _heartbeat: Heartbeat,
     state: Mutex<State>,
+    metrics: NodeMetrics,
+    /// Serves `metrics` while the worker lives (when `metrics_addr` is set).
+    endpoint: Option<ScrapeEndpoint>,
 }
 
 impl Worker {
@@ -80,6 +87,9 @@ impl Worker {
         let cluster = &cfg.cluster;
         cluster.warn_if_insecure(Role::Worker);
         let metrics = Metrics::new();
+        let node_metrics = NodeMetrics::new(Role::Worker);
+        node_metrics.track_net(&metrics);
+        let endpoint = node_metrics.serve_if(cluster.metrics_addr)?;
         let pool = BufferPool::new();
         let liveness = &cluster.liveness;
         let (mut scheduler, _) =
@@ -91,6 +101,7 @@ impl Worker {
             cluster.rdma_busy_poll,
             liveness.heartbeat_timeout,
         )?;
+        io.inbound.outstanding.meters = meter::WorkerMeters::new(node_metrics.families().clone());
         io.send_control(&Control::Register {
             role: Role::Worker,
             addr: None,
@@ -153,7 +164,19 @@ impl Worker {
                 finished: false,
                 reducers: ReducerStats::default(),
             }),
+            metrics: node_metrics,
+            endpoint,
         })
+    }
+
+    /// Where this worker serves its metrics (`metrics_addr`, with the port picked for 0).
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.endpoint.as_ref().map(ScrapeEndpoint::local_addr)
+    }
+
+    /// This worker's metric families (what its endpoint serves, when it has one).
+    pub fn node_metrics(&self) -> &NodeMetrics {
+        &self.metrics
     }
 
     /// This worker's rank and the job's size.

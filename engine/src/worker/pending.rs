@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::ops::Range;
 
+use super::meter::{Metered, WorkerMeters};
 use crate::EngineError;
 
 /// A handle to an asynchronous push or pull; give it back to `Worker::wait`.
@@ -56,6 +57,8 @@ pub(crate) struct SubRequest {
     pub server: u32,
     /// Which floats of the ticket's value buffer this request's reply fills.
     pub values: Range<usize>,
+    /// What the metrics count it on, and when it was sent.
+    pub metered: Option<Metered>,
 }
 
 /// The table of outstanding tickets and sub-requests.
@@ -63,6 +66,7 @@ pub(crate) struct SubRequest {
 pub(crate) struct Outstanding {
     pub tickets: HashMap<u64, Pending>,
     pub requests: HashMap<u64, SubRequest>,
+    pub meters: WorkerMeters,
     next_ticket: u64,
     next_request: u64,
 }
@@ -81,7 +85,13 @@ impl Outstanding {
         self.next_ticket
     }
 
-    pub fn add_request(&mut self, ticket: u64, server: u32, values: Range<usize>) -> u64 {
+    pub fn add_request(
+        &mut self,
+        ticket: u64,
+        server: u32,
+        values: Range<usize>,
+        metered: Option<Metered>,
+    ) -> u64 {
         self.next_request += 1;
         self.requests.insert(
             self.next_request,
@@ -89,6 +99,7 @@ impl Outstanding {
                 ticket,
                 server,
                 values,
+                metered,
             },
         );
         if let Some(p) = self.tickets.get_mut(&ticket) {
@@ -100,6 +111,9 @@ impl Outstanding {
     /// Marks a sub-request answered (with an error, if it failed) and returns it.
     pub fn complete(&mut self, request: u64, error: Option<EngineError>) -> Option<SubRequest> {
         let sub = self.requests.remove(&request)?;
+        if let (Some(m), None) = (&sub.metered, &error) {
+            self.meters.completed(sub.server, m, sub.values.len() * 4);
+        }
         if let Some(p) = self.tickets.get_mut(&sub.ticket) {
             p.parts_left = p.parts_left.saturating_sub(1);
             p.error = match (p.error.take(), error) {

@@ -135,14 +135,18 @@ impl Worker {
             io,
             routing,
             reducers,
+            tables,
             ..
         } = st;
+        let name = tables.get(&table.0).map_or("", |s| s.name.as_str());
         let ticket = io.inbound.outstanding.open(Kind::Pull(into));
         let mut key_buf = Vec::new();
         for part in plan.parts(routing) {
             let (server, idx) = (part.server, part.idx);
             let values = idx.start * dim..idx.end * dim;
-            let request = io.inbound.outstanding.add_request(ticket, server, values);
+            let outstanding = &mut io.inbound.outstanding;
+            let metered = outstanding.meters.sent((server, table.0, name), false, 0);
+            let request = outstanding.add_request(ticket, server, values, metered);
             let mut frame = part_frame(
                 header,
                 request,

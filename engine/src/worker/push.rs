@@ -99,8 +99,10 @@ impl Worker {
             io,
             routing,
             reducers,
+            tables,
             ..
         } = &mut *st;
+        let name = tables.get(&table.0).map_or("", |s| s.name.as_str());
         let ticket = io.inbound.outstanding.open(Kind::Push);
         let (mut key_buf, mut value_buf, mut planes) = (Vec::new(), Vec::new(), Vec::new());
         let mut mask = Vec::new();
@@ -122,7 +124,12 @@ impl Worker {
                 None => idx.clone(),
             };
             let part_values = part_inputs(values, carried, dim, inputs, carried_here, &mut planes);
-            let request = io.inbound.outstanding.add_request(ticket, server, 0..0);
+            let outstanding = &mut io.inbound.outstanding;
+            let bytes = part_values.len() * 4;
+            let metered = outstanding
+                .meters
+                .sent((server, table.0, name), true, bytes);
+            let request = outstanding.add_request(ticket, server, 0..0, metered);
             let mut frame = part_frame(
                 header,
                 request,

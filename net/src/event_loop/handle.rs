@@ -119,6 +119,7 @@ impl Io<'_> {
             // What it never wrote is dropped with it.
             self.settings.budget.replies_changed(p.queued_bytes(), 0);
             let _ = p.deregister(self.registry);
+            self.settings.metrics.connection_closed();
             // The handler only hears of connections it was told about.
             if let AuthState::Ready(_) = std::mem::take(&mut self.auth[peer]) {
                 self.closed.push((peer, reason));
@@ -135,9 +136,9 @@ impl Io<'_> {
     pub fn connect(&mut self, addr: SocketAddr, timeout: Duration) -> Result<PeerId, NetError> {
         let (link, identity) = dial(self.settings, addr, timeout)?;
         add_peer(
-            self.peers,
-            self.auth,
+            (self.peers, self.auth),
             self.registry,
+            &self.settings.metrics,
             link,
             AuthState::Ready(identity),
         )
@@ -169,9 +170,9 @@ pub(super) fn dial(
 }
 
 pub(super) fn add_peer(
-    peers: &mut Vec<Option<Link>>,
-    auth: &mut Vec<AuthState>,
+    (peers, auth): (&mut Vec<Option<Link>>, &mut Vec<AuthState>),
     registry: &Registry,
+    metrics: &Metrics,
     mut peer: Link,
     state: AuthState,
 ) -> Result<PeerId, NetError> {
@@ -188,6 +189,7 @@ pub(super) fn add_peer(
     peer.register(registry, Token(id), Interest::READABLE)?;
     peers[id] = Some(peer);
     auth[id] = state;
+    metrics.connection_opened();
     Ok(id)
 }
 

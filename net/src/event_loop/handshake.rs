@@ -24,9 +24,9 @@ impl EventLoop {
             deadline: Instant::now() + self.settings.handshake_timeout,
         };
         add_peer(
-            &mut self.peers,
-            &mut self.auth,
+            (&mut self.peers, &mut self.auth),
             self.poll.registry(),
+            &self.settings.metrics,
             link,
             state,
         )
@@ -71,6 +71,7 @@ impl EventLoop {
             }
             Err(e) => {
                 tracing::warn!("connection from {addr}: authentication failed: {e}");
+                io.settings.metrics.auth_failed();
                 if !matches!(e, AuthError::Refused(_)) {
                     io.send_error(peer, None, crate::Status::Unauthorized, &e.for_peer());
                 }
@@ -90,6 +91,7 @@ impl EventLoop {
                         self.settings.handshake_timeout
                     );
                     tracing::warn!("dropping connection from {addr}: {why}");
+                    self.settings.metrics.auth_failed();
                     self.io(closed).close(peer, CloseReason::Error(why));
                 }
             }

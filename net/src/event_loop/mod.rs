@@ -244,9 +244,9 @@ impl EventLoop {
     /// loop; `identity` is who the peer proved to be.
     pub fn adopt(&mut self, peer: impl Into<Link>, identity: Identity) -> Result<PeerId, NetError> {
         add_peer(
-            &mut self.peers,
-            &mut self.auth,
+            (&mut self.peers, &mut self.auth),
             self.poll.registry(),
+            &self.settings.metrics,
             peer.into(),
             AuthState::Ready(identity),
         )
@@ -473,7 +473,7 @@ impl EventLoop {
         while let Some((stream, addr)) = self
             .listener
             .as_ref()
-            .and_then(|l| self.admission.next(l, &limits))
+            .and_then(|l| self.admission.next(l, &limits, &self.settings.metrics))
         {
             let s = &self.settings;
             // One that fails to set up (gone already) is dropped, never fatal to the loop.

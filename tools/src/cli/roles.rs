@@ -82,6 +82,12 @@ pub struct ClusterFlags {
     /// FERROPS_STARTUP_DEADLINE_MS] [file: startup_deadline_ms] [default: 120000]
     #[arg(long, value_name = "MS")]
     pub startup_deadline_ms: Option<String>,
+
+    /// Serve this node's metrics in Prometheus text format on http://IP:PORT/metrics; port 0
+    /// picks one (the address is logged). Unset: no endpoint [env: FERROPS_METRICS_ADDR]
+    /// [file: metrics_addr]
+    #[arg(long, value_name = "IP:PORT")]
+    pub metrics_addr: Option<String>,
 }
 
 impl ClusterFlags {
@@ -101,6 +107,7 @@ impl ClusterFlags {
             heartbeat_interval_ms: self.heartbeat_interval_ms.clone(),
             heartbeat_timeout_ms: self.heartbeat_timeout_ms.clone(),
             startup_deadline_ms: self.startup_deadline_ms.clone(),
+            metrics_addr: self.metrics_addr.clone(),
             ..Overrides::default()
         }
     }
@@ -228,6 +235,11 @@ pub struct LocalArgs {
     /// Pass children's output through unchanged instead of prefixing lines with `[worker 1]`.
     #[arg(long)]
     pub no_prefix: bool,
+
+    /// Give every child (scheduler, servers, workers) its own metrics endpoint on 127.0.0.1
+    /// with a port it picks (FERROPS_METRICS_ADDR=127.0.0.1:0); each logs its address.
+    #[arg(long)]
+    pub metrics: bool,
 
     /// Run the scheduler and servers from this ferrops binary instead of the running one.
     #[arg(long, value_name = "PATH")]

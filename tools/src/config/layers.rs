@@ -20,9 +20,9 @@ use super::values::{
 use super::{
     ConfigFile, EnvMap, Overrides, DEFAULT_CONNECT_TIMEOUT, ENV_BIND, ENV_CONNECT_TIMEOUT_MS,
     ENV_FRAME_BUDGET_BYTES, ENV_HEARTBEAT_INTERVAL_MS, ENV_HEARTBEAT_TIMEOUT_MS, ENV_INSECURE,
-    ENV_MAX_CONNECTIONS, ENV_NUM_SERVERS, ENV_NUM_WORKERS, ENV_RANK, ENV_REPLY_BUDGET_BYTES,
-    ENV_REPLY_BUDGET_TOTAL_BYTES, ENV_SCHEDULER, ENV_SECRET, ENV_SECRET_FILE, ENV_SERVER_SHARDS,
-    ENV_STARTUP_DEADLINE_MS, ENV_TRANSPORT,
+    ENV_MAX_CONNECTIONS, ENV_METRICS_ADDR, ENV_NUM_SERVERS, ENV_NUM_WORKERS, ENV_RANK,
+    ENV_REPLY_BUDGET_BYTES, ENV_REPLY_BUDGET_TOTAL_BYTES, ENV_SCHEDULER, ENV_SECRET,
+    ENV_SECRET_FILE, ENV_SERVER_SHARDS, ENV_STARTUP_DEADLINE_MS, ENV_TRANSPORT,
 };
 
 /// Every setting after layering, before the role decides which are required.
@@ -40,6 +40,7 @@ pub(super) struct Settings {
     pub(super) transport: TransportMode,
     pub(super) liveness: LivenessConfig,
     pub(super) rank: Option<u32>,
+    pub(super) metrics_addr: Option<SocketAddr>,
 }
 
 impl Settings {
@@ -74,6 +75,7 @@ impl Settings {
         cluster.transport = self.transport;
         cluster.liveness = self.liveness;
         cluster.rank = self.rank;
+        cluster.metrics_addr = self.metrics_addr;
         Ok(cluster)
     }
 }
@@ -122,6 +124,7 @@ const RANK: Setting = Setting {
 setting!(SERVER_SHARDS: "--server-shards", server_shards, ENV_SERVER_SHARDS);
 setting!(TRANSPORT: "--transport", transport, ENV_TRANSPORT);
 setting!(CONNECT_TIMEOUT_MS: "--connect-timeout-ms", connect_timeout_ms, ENV_CONNECT_TIMEOUT_MS);
+setting!(METRICS_ADDR: "--metrics-addr", metrics_addr, ENV_METRICS_ADDR);
 setting!(MAX_CONNECTIONS: "--max-connections", max_connections, ENV_MAX_CONNECTIONS);
 setting!(REPLY_BUDGET: "--reply-budget-bytes", reply_budget_bytes, ENV_REPLY_BUDGET_BYTES);
 setting!(
@@ -166,6 +169,7 @@ struct FileSettings {
     connect_timeout_ms: Option<u64>,
     server_shards: Option<u64>,
     transport: Option<String>,
+    metrics_addr: Option<String>,
     max_connections: Option<u64>,
     reply_budget_bytes: Option<u64>,
     reply_budget_total_bytes: Option<u64>,
@@ -218,6 +222,7 @@ impl FileLayer {
             ),
             ("server_shards", parsed.server_shards.map(|n| n.to_string())),
             ("transport", parsed.transport),
+            ("metrics_addr", parsed.metrics_addr),
             (
                 "max_connections",
                 parsed.max_connections.map(|n| n.to_string()),
@@ -436,5 +441,6 @@ pub(super) fn resolve_settings(
             .unwrap_or_default(),
         liveness: layers.liveness()?,
         rank: layers.get(&RANK, parse_rank)?,
+        metrics_addr: layers.get(&METRICS_ADDR, parse_address)?,
     })
 }

@@ -63,6 +63,9 @@ pub const ENV_HEARTBEAT_TIMEOUT_MS: &str = "FERROPS_HEARTBEAT_TIMEOUT_MS";
 /// How long the scheduler waits for the whole job to assemble, in milliseconds.
 pub const ENV_STARTUP_DEADLINE_MS: &str = "FERROPS_STARTUP_DEADLINE_MS";
 
+/// Where a node serves its metrics (`IP:PORT`, port 0 picks one; unset: no endpoint).
+pub const ENV_METRICS_ADDR: &str = "FERROPS_METRICS_ADDR";
+
 /// Connections one listener holds at most.
 pub const ENV_MAX_CONNECTIONS: &str = "FERROPS_MAX_CONNECTIONS";
 /// Queued reply bytes above which a connection's requests wait.
@@ -127,6 +130,8 @@ pub struct Overrides {
     pub secret_file: Option<String>,
     /// `--insecure` (as `"true"`): run without a cluster secret.
     pub insecure: Option<String>,
+    /// `--metrics-addr`: where this node serves Prometheus metrics.
+    pub metrics_addr: Option<String>,
     /// `--max-connections`: connections per listener.
     pub max_connections: Option<String>,
     /// `--reply-budget-bytes`: queued reply bytes per connection before its requests wait.

@@ -621,3 +621,46 @@ fn bad_liveness_settings_are_refused_naming_their_sources() {
         &["--startup-deadline-ms", "`soon`"],
     );
 }
+
+#[test]
+fn the_metrics_address_comes_from_flag_env_or_file_and_every_role_gets_it() {
+    let base = cluster_env("127.0.0.1:7000", "1", "1");
+    let none = input(&Overrides::default(), &base, None);
+    assert_eq!(
+        none.worker().unwrap().cluster.metrics_addr,
+        None,
+        "no endpoint by default"
+    );
+    let text = "metrics_addr = \"127.0.0.1:9100\"";
+    let from_file = input(&Overrides::default(), &base, Some(&file(text)));
+    let want: std::net::SocketAddr = "127.0.0.1:9100".parse().unwrap();
+    assert_eq!(from_file.server().unwrap().cluster.metrics_addr, Some(want));
+    assert_eq!(
+        from_file.scheduler().unwrap().cluster.metrics_addr,
+        Some(want)
+    );
+    let mut with_env = base.clone();
+    with_env.insert(ENV_METRICS_ADDR.into(), "127.0.0.1:0".into());
+    let cfg = input(&Overrides::default(), &with_env, Some(&file(text)));
+    let port0: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    assert_eq!(
+        cfg.worker().unwrap().cluster.metrics_addr,
+        Some(port0),
+        "env beats file"
+    );
+    let flags = Overrides {
+        metrics_addr: Some("127.0.0.1:9200".into()),
+        ..Default::default()
+    };
+    let cfg = input(&flags, &with_env, None).worker().unwrap();
+    assert_eq!(
+        cfg.cluster.metrics_addr,
+        Some("127.0.0.1:9200".parse().unwrap())
+    );
+    with_env.insert(ENV_METRICS_ADDR.into(), "nowhere".into());
+    let err = error_text(input(&Overrides::default(), &with_env, None).server());
+    assert!(
+        err.contains(ENV_METRICS_ADDR) && err.contains("nowhere"),
+        "{err}"
+    );
+}

@@ -15,8 +15,8 @@ use ferrops_net::auth::Secret;
 use ferrops_net::TransportMode;
 
 use crate::config::{
-    ENV_BIND, ENV_INSECURE, ENV_NUM_SERVERS, ENV_NUM_WORKERS, ENV_RANK, ENV_ROLE, ENV_SCHEDULER,
-    ENV_SECRET, ENV_SECRET_FILE, ENV_TRANSPORT,
+    ENV_BIND, ENV_INSECURE, ENV_METRICS_ADDR, ENV_NUM_SERVERS, ENV_NUM_WORKERS, ENV_RANK, ENV_ROLE,
+    ENV_SCHEDULER, ENV_SECRET, ENV_SECRET_FILE, ENV_TRANSPORT,
 };
 
 /// What to launch.
@@ -46,6 +46,9 @@ pub struct LocalSpec {
     /// process's environment when set (so that nodes started by hand can join), else a fresh
     /// random one.
     pub secret: Secret,
+    /// Give every child its own metrics endpoint (`127.0.0.1:0`); otherwise none has one (one
+    /// fixed address cannot serve several children).
+    pub metrics: bool,
 }
 
 impl LocalSpec {
@@ -69,6 +72,7 @@ impl LocalSpec {
             prefix_output: true,
             transport: None,
             secret,
+            metrics: false,
         })
     }
 
@@ -138,4 +142,8 @@ pub(super) fn set_counts(command: &mut Command, spec: &LocalSpec) {
     if let Some(t) = spec.transport {
         command.env(ENV_TRANSPORT, t.to_string());
     }
+    match spec.metrics {
+        true => command.env(ENV_METRICS_ADDR, "127.0.0.1:0"),
+        false => command.env_remove(ENV_METRICS_ADDR),
+    };
 }

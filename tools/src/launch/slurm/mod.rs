@@ -28,7 +28,7 @@ use anyhow::{anyhow, ensure, Context, Result};
 
 use super::fleet::Fleet;
 use super::process::{display_command, signal_name, SignalFlag};
-use super::{ENV_LOG_LABEL, POLL_INTERVAL};
+use super::{ENV_LOG_LABEL, EXIT_SHUT_DOWN, POLL_INTERVAL};
 use crate::config::{
     process_env, read_config_file, ConfigInput, EnvMap, Overrides, Role, ENV_BIND, ENV_NUM_SERVERS,
     ENV_NUM_WORKERS, ENV_ROLE, ENV_SCHEDULER, ENV_SECRET_FILE,
@@ -95,7 +95,10 @@ fn supervise(fleet: &mut Fleet, signals: &SignalFlag, task: &str) -> i32 {
             return stop_on_signal(fleet, signals, task);
         }
         if let Some(failure) = fleet.poll() {
-            if is_stop_signal(failure.exit_code - 128) {
+            // srun signals every task at once: a child may end first because of another task's
+            // stop (killed by the signal, or shut down when the scheduler's task stopped).
+            // Such an end belongs to the stop this task is about to receive.
+            if is_stop_signal(failure.exit_code - 128) || failure.exit_code == EXIT_SHUT_DOWN {
                 thread::sleep(SIGNAL_SETTLE);
                 if signals.peek().is_some() {
                     return stop_on_signal(fleet, signals, task);
