@@ -87,7 +87,8 @@ struct Setting {
 }
 
 /// A setting with a flag: `$flag`, the [`Overrides`] field `$field` (also its config file key)
-/// and the environment variable `$env`.
+/// and the environment variable `$env`; or one without a flag, with the config file key `$key`
+/// (empty for none) and the environment variable `$env`.
 macro_rules! setting {
     ($name:ident: $flag:literal, $field:ident, $env:ident) => {
         const $name: Setting = Setting {
@@ -97,28 +98,26 @@ macro_rules! setting {
             key: stringify!($field),
         };
     };
+    ($name:ident: no flag, $key:literal, $env:ident) => {
+        const $name: Setting = Setting {
+            flag: "",
+            flag_value: |_| None,
+            env: $env,
+            key: $key,
+        };
+    };
 }
 
 setting!(SCHEDULER: "--scheduler", scheduler, ENV_SCHEDULER);
 setting!(NUM_SERVERS: "--num-servers", num_servers, ENV_NUM_SERVERS);
 setting!(NUM_WORKERS: "--num-workers", num_workers, ENV_NUM_WORKERS);
 setting!(BIND: "--bind", bind, ENV_BIND);
-/// No flag on purpose: a secret on the command line is visible to every user through `ps`.
-const SECRET: Setting = Setting {
-    flag: "",
-    flag_value: |_| None,
-    env: ENV_SECRET,
-    key: "secret",
-};
+// No flag on purpose: a secret on the command line is visible to every user through `ps`.
+setting!(SECRET: no flag, "secret", ENV_SECRET);
 setting!(SECRET_FILE: "--secret-file", secret_file, ENV_SECRET_FILE);
 setting!(INSECURE: "--insecure", insecure, ENV_INSECURE);
-/// Environment only: a rank belongs to one process, not to a file the job's nodes share.
-const RANK: Setting = Setting {
-    flag: "",
-    flag_value: |_| None,
-    env: ENV_RANK,
-    key: "",
-};
+// Environment only: a rank belongs to one process, not to a file the job's nodes share.
+setting!(RANK: no flag, "", ENV_RANK);
 setting!(SERVER_SHARDS: "--server-shards", server_shards, ENV_SERVER_SHARDS);
 setting!(TRANSPORT: "--transport", transport, ENV_TRANSPORT);
 setting!(CONNECT_TIMEOUT_MS: "--connect-timeout-ms", connect_timeout_ms, ENV_CONNECT_TIMEOUT_MS);
