@@ -14,7 +14,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{is_gone, poll, send_signal, Scratch};
+use common::{is_gone, poll, processes_marked, send_signal, Scratch};
 
 /// The scratch directory is where children record their pids.
 impl Scratch {
@@ -137,26 +137,6 @@ fn assert_all_gone(pids: &[i32]) {
         }
         thread::sleep(Duration::from_millis(50));
     }
-}
-
-/// Live processes whose environment holds `FERROPS_TEST_MARKER=<marker>`: every process a
-/// launcher started with that marker, however deep, inherits it.
-fn processes_marked(marker: &str) -> Vec<i32> {
-    let needle = format!("FERROPS_TEST_MARKER={marker}");
-    let Ok(entries) = fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&pid| pid != std::process::id() as i32 && !is_gone(pid))
-        .filter(|pid| {
-            fs::read(format!("/proc/{pid}/environ")).is_ok_and(|environ| {
-                environ
-                    .split(|&b| b == 0)
-                    .any(|var| var == needle.as_bytes())
-            })
-        })
-        .collect()
 }
 
 /// Fails unless no process carrying `marker` is left within a few seconds.

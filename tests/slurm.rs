@@ -8,12 +8,12 @@ mod common;
 
 use std::fs;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::Scratch;
+use common::{poll, processes_marked, Scratch};
 
 const TASKS: usize = 4;
 /// Generous: a loaded 2-core machine runs four debug processes per job.
@@ -86,35 +86,15 @@ fn wait_all(tasks: &mut [Child], timeout: Duration) -> Vec<ExitStatus> {
     statuses.into_iter().map(Option::unwrap).collect()
 }
 
-/// Processes whose environment carries `marker` (the tasks' children inherit it).
-fn processes_marked(marker: &Path) -> Vec<String> {
-    let needle = format!("FERROPS_TEST_MARKER={}", marker.display());
-    let mut found = Vec::new();
-    for entry in fs::read_dir("/proc").unwrap().flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if !name.bytes().all(|b| b.is_ascii_digit()) {
-            continue;
-        }
-        let Ok(environ) = fs::read(entry.path().join("environ")) else {
-            continue;
-        };
-        if environ.split(|b| *b == 0).any(|v| v == needle.as_bytes()) {
-            found.push(name);
-        }
-    }
-    found
-}
-
 fn assert_nothing_left(scratch: &Scratch) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let left = processes_marked(&scratch.dir);
-        if left.is_empty() {
-            return;
-        }
-        assert!(Instant::now() < deadline, "processes left: {left:?}");
-        thread::sleep(Duration::from_millis(50));
-    }
+    // The tasks' children inherit the marker.
+    let marker = scratch.dir.display().to_string();
+    poll(Duration::from_secs(10), || {
+        let left = processes_marked(&marker);
+        left.is_empty()
+            .then_some(())
+            .ok_or_else(|| format!("processes left: {left:?}"))
+    });
 }
 
 #[test]

@@ -111,3 +111,23 @@ pub fn send_signal(pid: u32, signal: &str) {
         .unwrap();
     assert!(status.success(), "kill -{signal} {pid}");
 }
+
+/// Live processes whose environment holds `FERROPS_TEST_MARKER=<marker>`: every process a
+/// launcher started with that marker, however deep, inherits it.
+pub fn processes_marked(marker: &str) -> Vec<i32> {
+    let needle = format!("FERROPS_TEST_MARKER={marker}");
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| pid != std::process::id() as i32 && !is_gone(pid))
+        .filter(|pid| {
+            fs::read(format!("/proc/{pid}/environ")).is_ok_and(|environ| {
+                environ
+                    .split(|&b| b == 0)
+                    .any(|var| var == needle.as_bytes())
+            })
+        })
+        .collect()
+}
