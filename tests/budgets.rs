@@ -7,6 +7,8 @@
 //! - connections past the descriptor limit never wedge the listener: once they close, a
 //!   worker gets in.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -18,6 +20,8 @@ use ferrops_engine::control::Control;
 use ferrops_net::auth::{authenticate_stream, ClusterKey, Credentials, Identity, Secret};
 use ferrops_net::{flags, key_signature, FrameParts, Header, Opcode, HEADER_LEN};
 use zerocopy::{FromBytes, IntoBytes};
+
+use common::announced_address;
 
 /// The job's cluster secret (every process gets it in `FERROPS_SECRET`).
 const SECRET: &str = "budgets-test-secret";
@@ -64,16 +68,7 @@ impl Cluster {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let mut line = String::new();
-        BufReader::new(scheduler.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let scheduler_addr: SocketAddr = line
-            .trim()
-            .strip_prefix("FERROPS_SCHEDULER=")
-            .unwrap_or_else(|| panic!("scheduler announces its address, got {line:?}"))
-            .parse()
-            .unwrap();
+        let scheduler_addr: SocketAddr = announced_address(&mut scheduler).parse().unwrap();
         let mut server = Command::new("sh")
             .args(["-c", &format!("{server_shell} exec \"$0\" \"$@\"")])
             .arg(env!("CARGO_BIN_EXE_ferrops"))

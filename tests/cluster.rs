@@ -7,16 +7,11 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::run_ok;
+use common::{announced_address, ferrops_without_cluster_env, run_ok};
 
 fn ferrops() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_ferrops"));
-    c.env_remove("FERROPS_ROLE")
-        .env_remove("FERROPS_SCHEDULER")
-        .env_remove("FERROPS_SECRET")
-        .env_remove("FERROPS_SECRET_FILE")
-        .env_remove("FERROPS_INSECURE")
-        .env("FERROPS_LOG", "warn");
+    let mut c = ferrops_without_cluster_env();
+    c.env("FERROPS_LOG", "warn");
     c
 }
 
@@ -245,18 +240,6 @@ fn bench_reducers_reports_every_configuration_against_none() {
     for run in runs {
         assert!(run["objective"].as_f64().unwrap().is_finite());
     }
-}
-
-/// The address a scheduler started with piped stdout announces on its first line.
-fn announced_address(scheduler: &mut std::process::Child) -> String {
-    let mut line = String::new();
-    BufReader::new(scheduler.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    line.trim()
-        .strip_prefix("FERROPS_SCHEDULER=")
-        .unwrap_or_else(|| panic!("announce line, got `{line}`"))
-        .to_string()
 }
 
 /// `ferrops scheduler` on loopback for 1 server and 1 worker.

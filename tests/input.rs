@@ -36,65 +36,79 @@ fn assert_refused(args: &[&str], flag: &str) {
     assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
 }
 
+/// Fails unless `command` followed by each `(flag, value)` is refused naming the flag.
+fn assert_each_refused(command: &[&str], cases: &[(&str, &str)]) {
+    for &(flag, value) in cases {
+        let mut args = command.to_vec();
+        args.extend([flag, value]);
+        assert_refused(&args, flag);
+    }
+}
+
 const MISSING: &str = "/nonexistent/ferrops-flags-test";
 
 #[test]
 fn train_l1lr_refuses_bad_numbers() {
-    for (flag, value) in [
-        ("--tau", "4294967295"),
-        ("--lambda", "inf"),
-        ("--lambda", "nan"),
-        ("--delta", "-1"),
-        ("--iters", "0"),
-        ("--max-dim", "0"),
-        ("--dim", "0"),
-    ] {
-        assert_refused(&["train", "l1lr", "--data", MISSING, flag, value], flag);
-    }
+    assert_each_refused(
+        &["train", "l1lr", "--data", MISSING],
+        &[
+            ("--tau", "4294967295"),
+            ("--lambda", "inf"),
+            ("--lambda", "nan"),
+            ("--delta", "-1"),
+            ("--iters", "0"),
+            ("--max-dim", "0"),
+            ("--dim", "0"),
+        ],
+    );
 }
 
 #[test]
 fn train_rica_refuses_bad_numbers() {
-    for (flag, value) in [
-        ("--tau", "4294967295"),
-        ("--lambda", "-1"),
-        ("--lr", "nan"),
-        ("--lr", "0"),
-        ("--init", "inf"),
-        ("--epochs", "0"),
-    ] {
-        assert_refused(&["train", "rica", "--data", MISSING, flag, value], flag);
-    }
+    assert_each_refused(
+        &["train", "rica", "--data", MISSING],
+        &[
+            ("--tau", "4294967295"),
+            ("--lambda", "-1"),
+            ("--lr", "nan"),
+            ("--lr", "0"),
+            ("--init", "inf"),
+            ("--epochs", "0"),
+        ],
+    );
 }
 
 #[test]
 fn demo_refuses_bad_numbers() {
-    for (flag, value) in [
-        ("--tau", "4294967295"),
-        ("--lambda", "nan"),
-        ("--epochs", "0"),
-        ("--features", "0"),
-        ("--examples", "0"),
-    ] {
-        assert_refused(&["demo", flag, value], flag);
-    }
+    assert_each_refused(
+        &["demo"],
+        &[
+            ("--tau", "4294967295"),
+            ("--lambda", "nan"),
+            ("--epochs", "0"),
+            ("--features", "0"),
+            ("--examples", "0"),
+        ],
+    );
 }
 
 #[test]
 fn bench_refuses_bad_numbers() {
-    for (flag, value) in [
-        ("--l1", "nan"),
-        ("--theta", "-1"),
-        ("--changed-theta", "inf"),
-        ("--kkt-margin", "2"),
-        ("--kkt-recheck", "0"),
-        ("--epochs", "0"),
-    ] {
-        assert_refused(&["bench", "reducers", flag, value], flag);
-    }
-    for (flag, value) in [("--keys", "0"), ("--iters", "0"), ("--val-len", "0")] {
-        assert_refused(&["bench", "push-pull", flag, value], flag);
-    }
+    assert_each_refused(
+        &["bench", "reducers"],
+        &[
+            ("--l1", "nan"),
+            ("--theta", "-1"),
+            ("--changed-theta", "inf"),
+            ("--kkt-margin", "2"),
+            ("--kkt-recheck", "0"),
+            ("--epochs", "0"),
+        ],
+    );
+    assert_each_refused(
+        &["bench", "push-pull"],
+        &[("--keys", "0"), ("--iters", "0"), ("--val-len", "0")],
+    );
     assert_refused(&["bench", "kernels", "--elements", "0"], "--elements");
 }
 

@@ -5,6 +5,8 @@
 //! fake address and sleeps, so the launcher is tested on its own; the `real_cluster_*` tests run
 //! the real scheduler and server roles.
 
+mod common;
+
 use std::ffi::OsStr;
 use std::fs;
 use std::path::PathBuf;
@@ -12,20 +14,10 @@ use std::process::{Child, Command, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// A scratch directory where children record their pids, removed at the end of the test.
-struct Scratch {
-    dir: PathBuf,
-}
+use common::{is_gone, poll, processes_marked, send_signal, Scratch};
 
+/// The scratch directory is where children record their pids.
 impl Scratch {
-    fn new(test: &str) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("ferrops-launch-test-{}-{test}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        Self { dir }
-    }
-
     /// A stand-in for the ferrops binary's scheduler and server roles: records its pid, the
     /// scheduler announces an address, then both sleep until killed.
     fn fake_node(&self) -> PathBuf {
@@ -69,25 +61,16 @@ impl Scratch {
 
     /// Waits until `count` pids have been recorded.
     fn wait_for_pids(&self, count: usize) -> Vec<i32> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
+        poll(Duration::from_secs(20), || {
             let pids = self.pids();
             if pids.len() >= count {
-                return pids;
+                return Ok(pids);
             }
-            assert!(
-                Instant::now() < deadline,
+            Err(format!(
                 "only {} of {count} processes started: {pids:?}",
                 pids.len()
-            );
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.dir);
+            ))
+        })
     }
 }
 
@@ -134,16 +117,6 @@ fn local_in(scratch: &Scratch, workers: usize, grace: &str) -> Command {
     command
 }
 
-/// A process is gone once it no longer exists or is a zombie awaiting its new parent.
-fn is_gone(pid: i32) -> bool {
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
-    }
-}
-
 /// Fails unless every process in `pids` is gone within a few seconds; kills survivors first so a
 /// failing test does not leave them behind either.
 fn assert_all_gone(pids: &[i32]) {
@@ -164,26 +137,6 @@ fn assert_all_gone(pids: &[i32]) {
         }
         thread::sleep(Duration::from_millis(50));
     }
-}
-
-/// Live processes whose environment holds `FERROPS_TEST_MARKER=<marker>`: every process a
-/// launcher started with that marker, however deep, inherits it.
-fn processes_marked(marker: &str) -> Vec<i32> {
-    let needle = format!("FERROPS_TEST_MARKER={marker}");
-    let Ok(entries) = fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&pid| pid != std::process::id() as i32 && !is_gone(pid))
-        .filter(|pid| {
-            fs::read(format!("/proc/{pid}/environ")).is_ok_and(|environ| {
-                environ
-                    .split(|&b| b == 0)
-                    .any(|var| var == needle.as_bytes())
-            })
-        })
-        .collect()
 }
 
 /// Fails unless no process carrying `marker` is left within a few seconds.
@@ -256,24 +209,16 @@ fn run(command: &mut Command, scratch: &Scratch) -> Finished {
 
 /// Waits until the scratch file `name` contains `text`.
 fn wait_for_output(scratch: &Scratch, name: &str, text: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !read(scratch, name).contains(text) {
-        assert!(Instant::now() < deadline, "no `{text}` in {name}");
-        thread::sleep(Duration::from_millis(20));
-    }
+    poll(Duration::from_secs(20), || {
+        read(scratch, name)
+            .contains(text)
+            .then_some(())
+            .ok_or_else(|| format!("no `{text}` in {name}"))
+    });
 }
 
 fn read(scratch: &Scratch, name: &str) -> String {
     fs::read_to_string(scratch.dir.join(name)).unwrap_or_default()
-}
-
-fn send_signal(pid: u32, signal: &str) {
-    let status = Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg(pid.to_string())
-        .status()
-        .unwrap();
-    assert!(status.success());
 }
 
 /// Sends `signal` to the launcher and waits for it to finish.
@@ -321,7 +266,7 @@ fn run_with_one_worker_doing(scratch: &Scratch, workers: usize, action: &str) ->
 
 #[test]
 fn failed_worker_exit_code_is_propagated_and_nothing_remains() {
-    let scratch = Scratch::new("exit3");
+    let scratch = Scratch::new("launch", "exit3");
     let run = run_with_one_worker_doing(&scratch, 3, "exit 3");
     assert_eq!(run.code, Some(3), "{}", run.stderr);
     assert!(run.stderr.contains("failed: exit code 3"), "{}", run.stderr);
@@ -332,7 +277,7 @@ fn failed_worker_exit_code_is_propagated_and_nothing_remains() {
 
 #[test]
 fn worker_killed_by_signal_exits_128_plus_signal() {
-    let scratch = Scratch::new("sigkill");
+    let scratch = Scratch::new("launch", "sigkill");
     let run = run_with_one_worker_doing(&scratch, 2, "kill -KILL $$");
     assert_eq!(run.code, Some(128 + 9), "{}", run.stderr);
     assert!(run.stderr.contains("SIGKILL"), "{}", run.stderr);
@@ -341,7 +286,7 @@ fn worker_killed_by_signal_exits_128_plus_signal() {
 
 #[test]
 fn ctrl_c_is_forwarded_and_grandchildren_are_stopped_too() {
-    let scratch = Scratch::new("sigint");
+    let scratch = Scratch::new("launch", "sigint");
     let worker = "echo $$ >> \"$PIDS\"; sleep 600 & echo $! >> \"$PIDS\"; wait";
     let command = &mut local_with_fake_nodes(&scratch, 2, worker);
     assert_signal_stops_everything(&scratch, command, 1 + 2 + 2 * 2, "INT", 128 + 2);
@@ -349,7 +294,7 @@ fn ctrl_c_is_forwarded_and_grandchildren_are_stopped_too() {
 
 #[test]
 fn second_ctrl_c_kills_without_waiting_out_the_grace_period() {
-    let scratch = Scratch::new("second-sigint");
+    let scratch = Scratch::new("launch", "second-sigint");
     let worker = "trap '' INT TERM; echo $$ >> \"$PIDS\"; while :; do sleep 1; done";
     let worker: [&OsStr; 3] = ["sh".as_ref(), "-c".as_ref(), worker.as_ref()];
     let mut command = local_with_fake_nodes_running(&scratch, 1, "60", &worker);
@@ -371,7 +316,7 @@ fn second_ctrl_c_kills_without_waiting_out_the_grace_period() {
 
 #[test]
 fn sigterm_is_forwarded() {
-    let scratch = Scratch::new("sigterm");
+    let scratch = Scratch::new("launch", "sigterm");
     let worker = "echo $$ >> \"$PIDS\"; exec sleep 600";
     let command = &mut local_with_fake_nodes(&scratch, 1, worker);
     assert_signal_stops_everything(&scratch, command, 1 + 2 + 1, "TERM", 128 + 15);
@@ -379,7 +324,7 @@ fn sigterm_is_forwarded() {
 
 #[test]
 fn children_die_with_a_killed_launcher() {
-    let scratch = Scratch::new("launcher-killed");
+    let scratch = Scratch::new("launch", "launcher-killed");
     let mut launcher = local_with_fake_nodes(&scratch, 2, "echo $$ >> \"$PIDS\"; exec sleep 600")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -393,7 +338,7 @@ fn children_die_with_a_killed_launcher() {
 
 #[test]
 fn success_waits_out_lingering_nodes_and_prefixes_output() {
-    let scratch = Scratch::new("success");
+    let scratch = Scratch::new("launch", "success");
     let worker = "echo $$ >> \"$PIDS\"; echo hello";
     let run = run(&mut local_with_fake_nodes(&scratch, 2, worker), &scratch);
     assert_eq!(run.code, Some(0), "{}", run.stderr);
@@ -419,7 +364,7 @@ fn scheduler_dying_before_announcing_is_an_error() {
 
 #[test]
 fn missing_worker_program_is_an_error_and_stops_the_nodes() {
-    let scratch = Scratch::new("no-program");
+    let scratch = Scratch::new("launch", "no-program");
     let missing = scratch.dir.join("no-such-program");
     let mut command = local_with_fake_nodes_running(&scratch, 1, "1", &[missing.as_os_str()]);
     let run = run(&mut command, &scratch);
@@ -458,7 +403,7 @@ fn bad_environment_value_is_reported_with_its_source() {
 
 #[test]
 fn unknown_config_file_key_is_reported_with_the_file() {
-    let scratch = Scratch::new("config");
+    let scratch = Scratch::new("launch", "config");
     let file = scratch.dir.join("job.toml");
     fs::write(&file, "num_servers = 1\nnum_workerz = 2\n").unwrap();
     let stderr = stderr_of_exit_1(
@@ -508,7 +453,7 @@ fn start_real_cluster(scratch: &Scratch, worker_shell: &str) -> (Child, Vec<i32>
 
 #[test]
 fn real_cluster_failed_worker_stops_everything() {
-    let scratch = Scratch::new("real-exit3");
+    let scratch = Scratch::new("launch", "real-exit3");
     let go = "until [ -e \"$SCRATCH/go\" ]; do sleep 0.02; done; exit 3";
     let worker = one_worker_does(2, go);
     let (launcher, pids) = start_real_cluster(&scratch, &worker);
@@ -521,7 +466,7 @@ fn real_cluster_failed_worker_stops_everything() {
 
 #[test]
 fn real_cluster_ctrl_c_stops_everything() {
-    let scratch = Scratch::new("real-sigint");
+    let scratch = Scratch::new("launch", "real-sigint");
     let worker = "echo $$ >> \"$PIDS\"; exec sleep 600";
     let (launcher, pids) = start_real_cluster(&scratch, worker);
     let run = signal_and_finish(launcher, &scratch, "INT");
@@ -548,7 +493,7 @@ fn assert_real_job_succeeds(scratch: &Scratch, worker: &[&str]) {
 
 #[test]
 fn real_cluster_job_succeeds_and_leaves_nothing_behind() {
-    let scratch = Scratch::new("real-success");
+    let scratch = Scratch::new("launch", "real-success");
     let job = std::env::var("FERROPS_TEST_JOB").unwrap_or_else(|_| "check".to_string());
     assert_real_job_succeeds(&scratch, &["ferrops", "worker", "--job", &job]);
 }
@@ -579,7 +524,7 @@ fn listening_addr(log: &str, label: &str) -> String {
 /// lost that server.
 #[test]
 fn real_cluster_killed_server_is_named_as_the_scheduler_names_it() {
-    let scratch = Scratch::new("real-kill-server");
+    let scratch = Scratch::new("launch", "real-kill-server");
     let mut command = ferrops();
     command
         .args([

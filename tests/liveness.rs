@@ -5,12 +5,15 @@
 //! to a file of its own in a scratch directory, so that a test can check what each one said.
 //! Margins are generous: a test only fails on a hang (no end within 60 s) or a wrong message.
 
+mod common;
+
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use common::{announced_address, ferrops_without_cluster_env, is_gone, poll, send_signal, Scratch};
 
 /// Heartbeat settings of every process in these tests.
 const LIVENESS_ENV: [(&str, &str); 2] = [
@@ -34,38 +37,10 @@ const LONG_JOB: [&str; 8] = [
     "20000",
 ];
 
-/// A scratch directory for one test's logs, removed at the end.
-struct Scratch {
-    dir: PathBuf,
-}
-
-impl Scratch {
-    fn new(test: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!(
-            "ferrops-liveness-test-{}-{test}",
-            std::process::id()
-        ));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        Scratch { dir }
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.dir);
-    }
-}
-
 fn ferrops() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_ferrops"));
-    c.env_remove("FERROPS_ROLE")
-        .env_remove("FERROPS_SCHEDULER")
-        .env_remove("FERROPS_CONFIG")
-        .env_remove("FERROPS_SECRET_FILE")
-        .env_remove("FERROPS_INSECURE")
-        // Every process of these hand-started jobs shares one secret.
-        .env("FERROPS_SECRET", "liveness-test-secret")
+    let mut c = ferrops_without_cluster_env();
+    // Every process of these hand-started jobs shares one secret.
+    c.env("FERROPS_SECRET", "liveness-test-secret")
         .env("FERROPS_LOG", "info")
         .envs(LIVENESS_ENV);
     c
@@ -100,7 +75,7 @@ impl Proc {
     }
 
     fn signal(&self, signal: &str) {
-        signal_pid(self.child.id(), signal);
+        send_signal(self.child.id(), signal);
     }
 
     /// Waits until the process exits, at the latest `deadline`; kills it and fails the test if it
@@ -143,29 +118,15 @@ impl Drop for Proc {
     }
 }
 
-fn signal_pid(pid: u32, signal: &str) {
-    let status = Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg(pid.to_string())
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill -{signal} {pid}");
-}
-
 /// Polls `read` until it contains `text`, failing after a minute.
 fn wait_until_said(what: &str, read: impl Fn() -> String, text: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    poll(Duration::from_secs(60), || {
         let log = read();
         if log.contains(text) {
-            return;
+            return Ok(());
         }
-        assert!(
-            Instant::now() < deadline,
-            "{what} never said `{text}`; its log:\n{log}"
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
+        Err(format!("{what} never said `{text}`; its log:\n{log}"))
+    })
 }
 
 /// A job started by hand, one process per role as a batch system would, on loopback.
@@ -194,15 +155,7 @@ impl HandJob {
             .stderr(fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("FERROPS_SCHEDULER=")
-            .unwrap_or_else(|| panic!("no announcement: `{line}`"))
-            .to_string();
+        let addr = announced_address(&mut child);
         HandJob {
             scheduler: Proc {
                 name: "scheduler".into(),
@@ -250,29 +203,29 @@ fn running_job(scratch: &Scratch) -> (HandJob, Proc, [Proc; 2]) {
     (job, server, [first, second])
 }
 
-#[test]
-fn a_killed_worker_ends_the_job_on_every_node_naming_it() {
-    let scratch = Scratch::new("kill-worker");
-    let (mut job, mut server, [mut survivor, killed]) = running_job(&scratch);
-    killed.signal("KILL");
+/// Sends `signal` to worker 1 of a running job; every other node must fail naming it, the
+/// scheduler also saying each of `scheduler_says`.
+fn worker_fault_ends_the_job(test: &str, signal: &str, scheduler_says: &[&str]) {
+    let scratch = Scratch::new("liveness", test);
+    let (mut job, mut server, [mut survivor, faulty]) = running_job(&scratch);
+    faulty.signal(signal);
     let deadline = Instant::now() + ENDS_WITHIN;
     let named = ["worker 1"];
-    job.scheduler.fails_saying(deadline, &named);
+    let scheduler_texts: Vec<&str> = named.iter().chain(scheduler_says).copied().collect();
+    job.scheduler.fails_saying(deadline, &scheduler_texts);
     server.fails_saying(deadline, &named);
     survivor.fails_saying(deadline, &named);
+    // `faulty` is killed when dropped: a stopped process cannot exit by itself.
+}
+
+#[test]
+fn a_killed_worker_ends_the_job_on_every_node_naming_it() {
+    worker_fault_ends_the_job("kill-worker", "KILL", &[]);
 }
 
 #[test]
 fn a_stopped_worker_is_declared_dead_and_ends_the_job_naming_it() {
-    let scratch = Scratch::new("stop-worker");
-    let (mut job, mut server, [mut survivor, stopped]) = running_job(&scratch);
-    stopped.signal("STOP");
-    let deadline = Instant::now() + ENDS_WITHIN;
-    job.scheduler
-        .fails_saying(deadline, &["worker 1", "no heartbeat"]);
-    server.fails_saying(deadline, &["worker 1"]);
-    survivor.fails_saying(deadline, &["worker 1"]);
-    // `stopped` is killed when dropped: a stopped process cannot exit by itself.
+    worker_fault_ends_the_job("stop-worker", "STOP", &["no heartbeat"]);
 }
 
 /// What a node says when the scheduler stops answering its heartbeats.
@@ -280,7 +233,7 @@ const SCHEDULER_SILENT: &str = "the scheduler has not answered";
 
 #[test]
 fn a_stopped_scheduler_ends_a_running_job() {
-    let scratch = Scratch::new("stop-scheduler");
+    let scratch = Scratch::new("liveness", "stop-scheduler");
     let (job, mut server, [mut first, mut second]) = running_job(&scratch);
     job.scheduler.signal("STOP");
     let deadline = Instant::now() + ENDS_WITHIN;
@@ -292,7 +245,7 @@ fn a_stopped_scheduler_ends_a_running_job() {
 
 #[test]
 fn a_stopped_scheduler_makes_the_nodes_waiting_for_the_start_exit_saying_so() {
-    let scratch = Scratch::new("stop-scheduler-start");
+    let scratch = Scratch::new("liveness", "stop-scheduler-start");
     let job = HandJob::start(&scratch, 1, 2, &[]);
     let mut server = job.server(&scratch, "server");
     let mut worker = job.node(&scratch, "worker", &["worker", "--job", "check"]);
@@ -306,7 +259,7 @@ fn a_stopped_scheduler_makes_the_nodes_waiting_for_the_start_exit_saying_so() {
 
 #[test]
 fn a_missing_worker_ends_the_start_up_with_a_message_naming_it() {
-    let scratch = Scratch::new("missing-worker");
+    let scratch = Scratch::new("liveness", "missing-worker");
     let mut job = HandJob::start(&scratch, 1, 2, &[("FERROPS_STARTUP_DEADLINE_MS", "2000")]);
     let mut server = job.server(&scratch, "server");
     let mut worker = job.node(&scratch, "worker", &["worker", "--job", "check"]);
@@ -320,7 +273,7 @@ fn a_missing_worker_ends_the_start_up_with_a_message_naming_it() {
 /// A node of `role` registers, is killed before the job starts, and a replacement takes its
 /// slot: the job then runs to success.
 fn a_node_that_leaves_before_the_start_frees_its_slot(role: &str) {
-    let scratch = Scratch::new(&format!("leave-{role}"));
+    let scratch = Scratch::new("liveness", &format!("leave-{role}"));
     let mut job = HandJob::start(&scratch, 1, 2, &[]);
     let check = ["worker", "--job", "check"];
     let mut early = match role {
@@ -392,18 +345,9 @@ fn welcomed_rank(log: &str) -> Option<u32> {
     rest.split(' ').next()?.parse().ok()
 }
 
-fn is_gone(pid: u32) -> bool {
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
-    }
-}
-
 #[test]
 fn a_stopped_server_ends_a_local_job_naming_it() {
-    let scratch = Scratch::new("local-stop-server");
+    let scratch = Scratch::new("liveness", "local-stop-server");
     let mut command = ferrops();
     command
         .args(["local", "--servers", "2", "--workers", "2"])
@@ -415,26 +359,23 @@ fn a_stopped_server_ends_a_local_job_naming_it() {
         .arg("ferrops")
         .args(LONG_JOB);
     let mut launcher = Proc::spawn(&scratch, "launcher", &mut command);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let servers = loop {
+    let servers = poll(Duration::from_secs(60), || {
         let servers: Vec<(u32, u32)> = logs_of(&scratch.dir, "server")
             .into_iter()
             .filter_map(|(pid, log)| Some((pid, welcomed_rank(&log)?)))
             .collect();
         if servers.len() == 2 {
-            break servers;
+            return Ok(servers);
         }
-        assert!(
-            Instant::now() < deadline,
+        Err(format!(
             "the servers were never welcomed:\n{}",
             launcher.log()
-        );
-        thread::sleep(Duration::from_millis(20));
-    };
+        ))
+    });
     // Let the workers reach their training loops, then stop the server of rank 1.
     thread::sleep(Duration::from_millis(500));
     let (pid, rank) = servers.into_iter().find(|&(_, r)| r == 1).unwrap();
-    signal_pid(pid, "STOP");
+    send_signal(pid, "STOP");
     let status = launcher.exit_by(Instant::now() + ENDS_WITHIN);
     assert!(!status.success(), "{}", launcher.log());
     let scheduler = logs_of(&scratch.dir, "scheduler")
@@ -444,12 +385,9 @@ fn a_stopped_server_ends_a_local_job_naming_it() {
     for text in [format!("server {rank} "), "no heartbeat".to_string()] {
         assert!(scheduler.contains(&text), "`{text}` not in:\n{scheduler}");
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !is_gone(pid) {
-        assert!(
-            Instant::now() < deadline,
-            "the stopped server was left behind"
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
+    poll(Duration::from_secs(10), || {
+        is_gone(pid as i32)
+            .then_some(())
+            .ok_or_else(|| "the stopped server was left behind".to_string())
+    });
 }

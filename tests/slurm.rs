@@ -4,41 +4,29 @@
 //! and a log line saying so, and nothing is left; a task without the job's secret refuses to
 //! start. The CI stage `slurm` runs the same under real slurmctld/slurmd.
 
+mod common;
+
 use std::fs;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use common::{poll, processes_marked, Scratch};
 
 const TASKS: usize = 4;
 /// Generous: a loaded 2-core machine runs four debug processes per job.
 const JOB_TIMEOUT: Duration = Duration::from_secs(180);
 
-/// A scratch directory for the tasks' output, removed at the end.
-struct Scratch(PathBuf);
-
+/// The scratch directory holds the tasks' output.
 impl Scratch {
-    fn new(test: &str) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("ferrops-slurm-test-{}-{test}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-
     fn out(&self, task: usize, stream: &str) -> PathBuf {
-        self.0.join(format!("task{task}.{stream}"))
+        self.dir.join(format!("task{task}.{stream}"))
     }
 
     fn read(&self, task: usize, stream: &str) -> String {
         fs::read_to_string(self.out(task, stream)).unwrap_or_default()
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
     }
 }
 
@@ -62,7 +50,7 @@ fn start_task(scratch: &Scratch, procid: usize, port: u16, worker: &[&str]) -> C
         .env("SLURM_JOB_ID", "1")
         .env("FERROPS_SECRET", "slurm-test-secret-0123456789abcdef")
         .env("FERROPS_LOG", "info")
-        .env("FERROPS_TEST_MARKER", &scratch.0)
+        .env("FERROPS_TEST_MARKER", &scratch.dir)
         .env_remove("FERROPS_SECRET_FILE")
         .stdin(Stdio::null())
         .stdout(fs::File::create(scratch.out(procid, "out")).unwrap())
@@ -98,40 +86,20 @@ fn wait_all(tasks: &mut [Child], timeout: Duration) -> Vec<ExitStatus> {
     statuses.into_iter().map(Option::unwrap).collect()
 }
 
-/// Processes whose environment carries `marker` (the tasks' children inherit it).
-fn processes_marked(marker: &Path) -> Vec<String> {
-    let needle = format!("FERROPS_TEST_MARKER={}", marker.display());
-    let mut found = Vec::new();
-    for entry in fs::read_dir("/proc").unwrap().flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if !name.bytes().all(|b| b.is_ascii_digit()) {
-            continue;
-        }
-        let Ok(environ) = fs::read(entry.path().join("environ")) else {
-            continue;
-        };
-        if environ.split(|b| *b == 0).any(|v| v == needle.as_bytes()) {
-            found.push(name);
-        }
-    }
-    found
-}
-
 fn assert_nothing_left(scratch: &Scratch) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let left = processes_marked(&scratch.0);
-        if left.is_empty() {
-            return;
-        }
-        assert!(Instant::now() < deadline, "processes left: {left:?}");
-        thread::sleep(Duration::from_millis(50));
-    }
+    // The tasks' children inherit the marker.
+    let marker = scratch.dir.display().to_string();
+    poll(Duration::from_secs(10), || {
+        let left = processes_marked(&marker);
+        left.is_empty()
+            .then_some(())
+            .ok_or_else(|| format!("processes left: {left:?}"))
+    });
 }
 
 #[test]
 fn four_tasks_become_scheduler_server_and_two_workers_that_pass_the_check() {
-    let scratch = Scratch::new("check");
+    let scratch = Scratch::new("slurm", "check");
     let mut tasks = start_step(&scratch, &["ferrops", "worker", "--job", "check"]);
     let statuses = wait_all(&mut tasks, JOB_TIMEOUT);
     let report = (0..TASKS)
@@ -170,7 +138,7 @@ fn four_tasks_become_scheduler_server_and_two_workers_that_pass_the_check() {
 
 #[test]
 fn sigterm_stops_every_task_with_status_143_and_says_why() {
-    let scratch = Scratch::new("sigterm");
+    let scratch = Scratch::new("slurm", "sigterm");
     let training = [
         "ferrops",
         "worker",
@@ -226,7 +194,7 @@ fn sigterm_stops_every_task_with_status_143_and_says_why() {
 
 #[test]
 fn a_task_without_the_secret_refuses_to_start() {
-    let scratch = Scratch::new("secret");
+    let scratch = Scratch::new("slurm", "secret");
     let output = Command::new(env!("CARGO_BIN_EXE_ferrops"))
         .args([
             "slurm",
@@ -242,7 +210,7 @@ fn a_task_without_the_secret_refuses_to_start() {
         .env("SLURM_NTASKS", "4")
         .env("SLURM_STEP_NODELIST", "localhost")
         .env("SLURM_JOB_ID", "1")
-        .env("FERROPS_TEST_MARKER", &scratch.0)
+        .env("FERROPS_TEST_MARKER", &scratch.dir)
         .env_remove("FERROPS_SECRET")
         .env_remove("FERROPS_SECRET_FILE")
         .env_remove("FERROPS_INSECURE")

@@ -121,13 +121,7 @@ fn a_node_with_another_secret_is_refused_and_told_why() {
         .to_string();
     assert!(err.contains("--insecure"), "{err}");
     // The refused nodes took no slot: the real worker joins and the job ends cleanly.
-    job.run_workers(1, |w| {
-        let t = w.declare_table(TableSpec::new("t", 1)).unwrap();
-        w.push(t, &[1], &[1.0]).unwrap();
-        assert_eq!(w.pull(t, &[1]).unwrap(), vec![1.0]);
-        w.finish().unwrap();
-    });
-    job.join();
+    job.finish_after_a_round_trip(1);
 }
 
 #[test]
@@ -242,11 +236,5 @@ fn the_scheduler_takes_a_registration_only_in_the_role_the_connection_proved() {
     }
     drop(s);
     // The job's real server and worker still form the job.
-    job.run_workers(1, |w| {
-        let t = w.declare_table(TableSpec::new("t", 1)).unwrap();
-        w.push(t, &[3], &[1.0]).unwrap();
-        assert_eq!(w.pull(t, &[3]).unwrap(), vec![1.0]);
-        w.finish().unwrap();
-    });
-    job.join();
+    job.finish_after_a_round_trip(3);
 }

@@ -158,6 +158,19 @@ impl Job {
             .collect()
     }
 
+    /// Has one worker push `key` once and read it back, then finish, and waits for the job to
+    /// end: the job is still whole after whatever the test did to it.
+    #[allow(dead_code)] // not every test binary uses every helper
+    pub fn finish_after_a_round_trip(self, key: u64) {
+        self.run_workers(1, move |w| {
+            let t = w.declare_table(TableSpec::new("t", 1)).unwrap();
+            w.push(t, &[key], &[1.0]).unwrap();
+            assert_eq!(w.pull(t, &[key]).unwrap(), vec![1.0]);
+            w.finish().unwrap();
+        });
+        self.join();
+    }
+
     /// Waits for the scheduler and servers to exit and returns the servers' reports.
     pub fn join(self) -> (JobSummary, Vec<ServerReport>) {
         let summary = self

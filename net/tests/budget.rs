@@ -93,6 +93,16 @@ fn request(id: u64) -> Vec<u8> {
     frame.header.as_bytes().to_vec()
 }
 
+/// `bytes` once it reads 0, or after 10 s: the loop counts what it wrote (or dropped) just after
+/// the write (or the close) returns, so the count may lag the bytes a test has already seen.
+fn settled(bytes: impl Fn() -> usize) -> usize {
+    let until = Instant::now() + Duration::from_secs(10);
+    while bytes() > 0 && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    bytes()
+}
+
 fn read_reply(s: &mut TcpStream) -> Header {
     let mut header = [0u8; HEADER_LEN];
     s.read_exact(&mut header).unwrap();
@@ -142,12 +152,8 @@ fn replies_are_held_back_for_the_whole_process_and_every_one_arrives_once_read()
         }
     }
     // The loop counts what it wrote just after the write returns.
-    let until = Instant::now() + Duration::from_secs(10);
-    while budget.queued_reply_bytes() > 0 && Instant::now() < until {
-        std::thread::sleep(Duration::from_millis(5));
-    }
     assert_eq!(
-        budget.queued_reply_bytes(),
+        settled(|| budget.queued_reply_bytes()),
         0,
         "every queued byte is accounted for"
     );
@@ -176,12 +182,8 @@ fn a_frame_past_the_frame_budget_is_refused_and_the_loop_serves_on() {
     let text = String::from_utf8_lossy(&reply[HEADER_LEN..]);
     assert!(text.contains("frame_bytes_total"), "{text}");
     // The connection's socket closes just before its reader (and the frame) is dropped.
-    let until = Instant::now() + Duration::from_secs(10);
-    while budget.frame_bytes() > 0 && Instant::now() < until {
-        std::thread::sleep(Duration::from_millis(5));
-    }
     assert_eq!(
-        budget.frame_bytes(),
+        settled(|| budget.frame_bytes()),
         0,
         "the refused frame's memory is given back"
     );

@@ -1,7 +1,16 @@
 //! Helpers shared by the end-to-end test crates in this folder (each includes it with
-//! `mod common;`): running the real `ferrops` binary and insisting that it succeeds.
+//! `mod common;`): running the real `ferrops` binary and insisting that it succeeds, scratch
+//! directories, reading the scheduler's announce line and polling until something happens.
 
-use std::process::Command;
+// Each test crate uses only some of these helpers.
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::thread;
+use std::time::{Duration, Instant};
 
 /// Runs `cmd` to completion, fails the test with its status, stdout and stderr unless it
 /// exits successfully, and returns its stdout.
@@ -15,4 +24,110 @@ pub fn run_ok(cmd: &mut Command) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     stdout
+}
+
+/// The `ferrops` binary, seeing none of the caller's role, scheduler, config file or secret
+/// settings.
+pub fn ferrops_without_cluster_env() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ferrops"));
+    for name in [
+        "FERROPS_ROLE",
+        "FERROPS_SCHEDULER",
+        "FERROPS_CONFIG",
+        "FERROPS_SECRET",
+        "FERROPS_SECRET_FILE",
+        "FERROPS_INSECURE",
+    ] {
+        c.env_remove(name);
+    }
+    c
+}
+
+/// A fresh directory for one test of `suite`, removed at the end.
+pub struct Scratch {
+    pub dir: PathBuf,
+}
+
+impl Scratch {
+    pub fn new(suite: &str, test: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!(
+            "ferrops-{suite}-test-{}-{test}",
+            std::process::id()
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        Scratch { dir }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The address a scheduler started with piped stdout announces on its first line
+/// (`FERROPS_SCHEDULER=HOST:PORT`).
+pub fn announced_address(scheduler: &mut Child) -> String {
+    let mut line = String::new();
+    BufReader::new(scheduler.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    line.trim()
+        .strip_prefix("FERROPS_SCHEDULER=")
+        .unwrap_or_else(|| panic!("no announce line, got `{line}`"))
+        .to_string()
+}
+
+/// Calls `check` every 20 ms until it returns `Ok`; fails the test with the last `Err` once
+/// `within` has passed.
+pub fn poll<T>(within: Duration, mut check: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        match check() {
+            Ok(value) => return value,
+            Err(why) => assert!(Instant::now() < deadline, "{why}"),
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A process is gone once it no longer exists or is a zombie awaiting its new parent.
+pub fn is_gone(pid: i32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+    }
+}
+
+/// Sends `signal` (a name such as `TERM`) to `pid` with kill(1), failing the test if it fails.
+pub fn send_signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{signal} {pid}");
+}
+
+/// Live processes whose environment holds `FERROPS_TEST_MARKER=<marker>`: every process a
+/// launcher started with that marker, however deep, inherits it.
+pub fn processes_marked(marker: &str) -> Vec<i32> {
+    let needle = format!("FERROPS_TEST_MARKER={marker}");
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| pid != std::process::id() as i32 && !is_gone(pid))
+        .filter(|pid| {
+            fs::read(format!("/proc/{pid}/environ")).is_ok_and(|environ| {
+                environ
+                    .split(|&b| b == 0)
+                    .any(|var| var == needle.as_bytes())
+            })
+        })
+        .collect()
 }

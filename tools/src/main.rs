@@ -257,19 +257,19 @@ fn run_bench_kernels(args: &KernelsArgs) -> Result<i32> {
 
 fn local_spec(args: LocalArgs) -> Result<LocalSpec> {
     let mut spec = LocalSpec::new(args.servers, args.workers)?;
-    spec.command = args.command;
+    spec.command = args.run.command;
     spec.prefix_output = !args.no_prefix;
     spec.metrics = args.metrics;
     spec.startup_timeout = args.startup_timeout;
     spec.shutdown_grace = args.shutdown_grace;
-    if let Some(exe) = args.node_exe {
+    if let Some(exe) = args.run.node_exe {
         spec.node_exe = exe;
     }
     Ok(spec)
 }
 
 fn slurm_options(args: SlurmArgs) -> Result<launch::slurm::SlurmOptions> {
-    let node_exe = match args.node_exe {
+    let node_exe = match args.run.node_exe {
         Some(exe) => exe,
         None => std::env::current_exe().context("finding the ferrops executable")?,
     };
@@ -278,7 +278,7 @@ fn slurm_options(args: SlurmArgs) -> Result<launch::slurm::SlurmOptions> {
         port: args.port,
         secret_file: args.secret_file,
         shutdown_grace: seconds(args.shutdown_grace, "--shutdown-grace")?,
-        command: args.command,
+        command: args.run.command,
         node_exe,
     })
 }

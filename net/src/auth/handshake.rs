@@ -410,6 +410,11 @@ mod tests {
         Ok((bound, c.on_welcome(&welcome)?))
     }
 
+    /// Fails unless `step` failed because the peers' secrets differ (or a MAC was forged).
+    fn refused_for_wrong_secret<T: std::fmt::Debug>(step: Result<T, AuthError>) {
+        assert_eq!(step.unwrap_err(), AuthError::WrongSecret);
+    }
+
     #[test]
     fn same_secret_admits_and_binds_both_identities() {
         let (bound, server) = run(&creds(Some("k"), 1, 7), &creds(Some("k"), 0, 2)).unwrap();
@@ -422,10 +427,7 @@ mod tests {
         // The server proves itself first, so a node with the wrong secret never sends a proof.
         let (mut c, hello) = ClientHandshake::start(&creds(Some("wrong"), 1, 7));
         let (_, challenge) = challenged(&creds(Some("k"), 0, 2), &hello);
-        assert_eq!(
-            c.on_challenge(&challenge).unwrap_err(),
-            AuthError::WrongSecret
-        );
+        refused_for_wrong_secret(c.on_challenge(&challenge));
     }
 
     #[test]
@@ -435,10 +437,7 @@ mod tests {
         let (mut s, _) = challenged(&server, &hello);
         let mut proof = AuthMessage::new(Phase::Proof, &server.key, Identity::unassigned(1));
         proof.mac = [0xAA; MAC_LEN];
-        assert_eq!(
-            s.on_message(&server, &proof).unwrap_err(),
-            AuthError::WrongSecret
-        );
+        refused_for_wrong_secret(s.on_message(&server, &proof));
     }
 
     #[test]
@@ -450,10 +449,7 @@ mod tests {
         let (_, challenge) = challenged(&server, &hello);
         let recorded_proof = c.on_challenge(&challenge).unwrap();
         let (mut replayed, _) = challenged(&server, &hello);
-        assert_eq!(
-            replayed.on_message(&server, &recorded_proof).unwrap_err(),
-            AuthError::WrongSecret
-        );
+        refused_for_wrong_secret(replayed.on_message(&server, &recorded_proof));
     }
 
     #[test]
@@ -464,10 +460,7 @@ mod tests {
         let (mut c, mut hello) = ClientHandshake::start(&client);
         hello.node = 3.into();
         let (_, challenge) = challenged(&server, &hello);
-        assert_eq!(
-            c.on_challenge(&challenge).unwrap_err(),
-            AuthError::WrongSecret
-        );
+        refused_for_wrong_secret(c.on_challenge(&challenge));
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod apps;
 mod bench;
 mod roles;
 mod slurm;
+mod worker_command;
 
 use clap::{Parser, Subcommand};
 
@@ -181,7 +182,7 @@ mod tests {
             panic!("not local")
         };
         assert_eq!((local.servers, local.workers), (2, 3));
-        assert_eq!(local.command, ["ferrops", "worker", "--job", "x"]);
+        assert_eq!(local.run.command, ["ferrops", "worker", "--job", "x"]);
     }
 
     #[test]

@@ -1,13 +1,13 @@
 //! Flags of the role subcommands (`scheduler`, `server`, `worker`) and of `ferrops local`; the
 //! cluster flags become the configuration's [`Overrides`].
 
-use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
 use ferrops::config::Overrides;
 
+use super::worker_command::WorkerCommand;
 use crate::jobs::{positive_count, seconds};
 
 /// Cluster settings shared by every role. Each has an environment variable and a config-file key;
@@ -241,16 +241,6 @@ pub struct LocalArgs {
     #[arg(long)]
     pub metrics: bool,
 
-    /// Run the scheduler and servers from this ferrops binary instead of the running one.
-    #[arg(long, value_name = "PATH")]
-    pub node_exe: Option<PathBuf>,
-
-    /// Worker command and its arguments.
-    #[arg(
-        required = true,
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "COMMAND"
-    )]
-    pub command: Vec<OsString>,
+    #[command(flatten)]
+    pub run: WorkerCommand,
 }

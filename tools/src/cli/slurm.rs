@@ -1,10 +1,10 @@
 //! Flags of `ferrops slurm`.
 
-use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::Args;
 
+use super::worker_command::WorkerCommand;
 use crate::jobs::positive_count;
 
 /// Flags of `ferrops slurm`.
@@ -29,16 +29,6 @@ pub struct SlurmArgs {
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     pub shutdown_grace: f64,
 
-    /// Run the scheduler and servers from this ferrops binary instead of the running one.
-    #[arg(long, value_name = "PATH")]
-    pub node_exe: Option<PathBuf>,
-
-    /// Worker command and its arguments (a program named `ferrops` is this binary).
-    #[arg(
-        required = true,
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "COMMAND"
-    )]
-    pub command: Vec<OsString>,
+    #[command(flatten)]
+    pub run: WorkerCommand,
 }

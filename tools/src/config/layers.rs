@@ -89,7 +89,8 @@ struct Setting {
 }
 
 /// A setting with a flag: `$flag`, the [`Overrides`] field `$field` (also its config file key)
-/// and the environment variable `$env`.
+/// and the environment variable `$env`; or one without a flag, with the config file key `$key`
+/// (empty for none) and the environment variable `$env`.
 macro_rules! setting {
     ($name:ident: $flag:literal, $field:ident, $env:ident) => {
         const $name: Setting = Setting {
@@ -99,28 +100,26 @@ macro_rules! setting {
             key: stringify!($field),
         };
     };
+    ($name:ident: no flag, $key:literal, $env:ident) => {
+        const $name: Setting = Setting {
+            flag: "",
+            flag_value: |_| None,
+            env: $env,
+            key: $key,
+        };
+    };
 }
 
 setting!(SCHEDULER: "--scheduler", scheduler, ENV_SCHEDULER);
 setting!(NUM_SERVERS: "--num-servers", num_servers, ENV_NUM_SERVERS);
 setting!(NUM_WORKERS: "--num-workers", num_workers, ENV_NUM_WORKERS);
 setting!(BIND: "--bind", bind, ENV_BIND);
-/// No flag on purpose: a secret on the command line is visible to every user through `ps`.
-const SECRET: Setting = Setting {
-    flag: "",
-    flag_value: |_| None,
-    env: ENV_SECRET,
-    key: "secret",
-};
+// No flag on purpose: a secret on the command line is visible to every user through `ps`.
+setting!(SECRET: no flag, "secret", ENV_SECRET);
 setting!(SECRET_FILE: "--secret-file", secret_file, ENV_SECRET_FILE);
 setting!(INSECURE: "--insecure", insecure, ENV_INSECURE);
-/// Environment only: a rank belongs to one process, not to a file the job's nodes share.
-const RANK: Setting = Setting {
-    flag: "",
-    flag_value: |_| None,
-    env: ENV_RANK,
-    key: "",
-};
+// Environment only: a rank belongs to one process, not to a file the job's nodes share.
+setting!(RANK: no flag, "", ENV_RANK);
 setting!(SERVER_SHARDS: "--server-shards", server_shards, ENV_SERVER_SHARDS);
 setting!(TRANSPORT: "--transport", transport, ENV_TRANSPORT);
 setting!(CONNECT_TIMEOUT_MS: "--connect-timeout-ms", connect_timeout_ms, ENV_CONNECT_TIMEOUT_MS);
@@ -155,29 +154,53 @@ impl fmt::Display for Source {
     }
 }
 
-/// The TOML file's schema.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileSettings {
-    scheduler: Option<String>,
-    num_servers: Option<u64>,
-    num_workers: Option<u64>,
-    bind: Option<String>,
-    secret: Option<String>,
-    secret_file: Option<String>,
-    insecure: Option<bool>,
-    connect_timeout_ms: Option<u64>,
-    server_shards: Option<u64>,
-    transport: Option<String>,
-    metrics_addr: Option<String>,
-    max_connections: Option<u64>,
-    reply_budget_bytes: Option<u64>,
-    reply_budget_total_bytes: Option<u64>,
-    frame_budget_bytes: Option<u64>,
-    heartbeat_interval_ms: Option<u64>,
-    heartbeat_timeout_ms: Option<u64>,
-    startup_deadline_ms: Option<u64>,
-    limits: Option<FileLimits>,
+/// Declares the TOML file's schema, [`FileSettings`], from its scalar keys and their types, and
+/// [`FileSettings::scalars`], which gives each one that is set as text so all sources share one
+/// parser per setting.
+macro_rules! file_settings {
+    ($($key:ident: $ty:ty),* $(,)?) => {
+        /// The TOML file's schema.
+        #[derive(Debug, Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct FileSettings {
+            $($key: Option<$ty>,)*
+            limits: Option<FileLimits>,
+        }
+
+        impl FileSettings {
+            /// Each scalar the file sets, as text, by its key.
+            fn scalars(&self) -> HashMap<&'static str, String> {
+                let mut values = HashMap::new();
+                $(
+                    if let Some(value) = &self.$key {
+                        values.insert(stringify!($key), value.to_string());
+                    }
+                )*
+                values
+            }
+        }
+    };
+}
+
+file_settings! {
+    scheduler: String,
+    num_servers: u64,
+    num_workers: u64,
+    bind: String,
+    secret: String,
+    secret_file: String,
+    insecure: bool,
+    connect_timeout_ms: u64,
+    server_shards: u64,
+    transport: String,
+    metrics_addr: String,
+    max_connections: u64,
+    reply_budget_bytes: u64,
+    reply_budget_total_bytes: u64,
+    frame_budget_bytes: u64,
+    heartbeat_interval_ms: u64,
+    heartbeat_timeout_ms: u64,
+    startup_deadline_ms: u64,
 }
 
 /// The `[limits]` table: overrides of individual [`FrameLimits`] fields.
@@ -208,56 +231,9 @@ impl FileLayer {
     fn parse(file: &ConfigFile) -> Result<Self> {
         let parsed: FileSettings = toml::from_str(&file.text)
             .with_context(|| format!("invalid config file {}", file.origin))?;
-        let scalars = [
-            ("scheduler", parsed.scheduler),
-            ("num_servers", parsed.num_servers.map(|n| n.to_string())),
-            ("num_workers", parsed.num_workers.map(|n| n.to_string())),
-            ("bind", parsed.bind),
-            ("secret", parsed.secret),
-            ("secret_file", parsed.secret_file),
-            ("insecure", parsed.insecure.map(|b| b.to_string())),
-            (
-                "connect_timeout_ms",
-                parsed.connect_timeout_ms.map(|n| n.to_string()),
-            ),
-            ("server_shards", parsed.server_shards.map(|n| n.to_string())),
-            ("transport", parsed.transport),
-            ("metrics_addr", parsed.metrics_addr),
-            (
-                "max_connections",
-                parsed.max_connections.map(|n| n.to_string()),
-            ),
-            (
-                "reply_budget_bytes",
-                parsed.reply_budget_bytes.map(|n| n.to_string()),
-            ),
-            (
-                "reply_budget_total_bytes",
-                parsed.reply_budget_total_bytes.map(|n| n.to_string()),
-            ),
-            (
-                "frame_budget_bytes",
-                parsed.frame_budget_bytes.map(|n| n.to_string()),
-            ),
-            (
-                "heartbeat_interval_ms",
-                parsed.heartbeat_interval_ms.map(|n| n.to_string()),
-            ),
-            (
-                "heartbeat_timeout_ms",
-                parsed.heartbeat_timeout_ms.map(|n| n.to_string()),
-            ),
-            (
-                "startup_deadline_ms",
-                parsed.startup_deadline_ms.map(|n| n.to_string()),
-            ),
-        ];
         Ok(Self {
             origin: file.origin.clone(),
-            values: scalars
-                .into_iter()
-                .filter_map(|(key, value)| Some((key, value?)))
-                .collect(),
+            values: parsed.scalars(),
             limits: parsed.limits.unwrap_or_default(),
         })
     }

@@ -57,6 +57,11 @@ fn input(overrides: &Overrides, env: &EnvMap, file: Option<&ConfigFile>) -> Conf
     }
 }
 
+/// The worker configuration from no flags, the environment `env` and `file`.
+fn worker(env: &EnvMap, file: Option<&ConfigFile>) -> Result<WorkerConfig> {
+    input(&Overrides::default(), env, file).worker()
+}
+
 fn error_text(result: Result<impl fmt::Debug>) -> String {
     format!("{:#}", result.expect_err("expected an error"))
 }
@@ -65,7 +70,7 @@ fn error_text(result: Result<impl fmt::Debug>) -> String {
 /// the config file job.toml holding `file_text` fails with an error that names each of `wanted`.
 fn assert_worker_error(pairs: &[(&str, &str)], file_text: Option<&str>, wanted: &[&str]) {
     let config = file_text.map(file);
-    let err = error_text(input(&Overrides::default(), &env(pairs), config.as_ref()).worker());
+    let err = error_text(worker(&env(pairs), config.as_ref()));
     for w in wanted {
         assert!(err.contains(w), "{err}");
     }
@@ -125,9 +130,7 @@ fn environment_beats_file() {
         (ENV_SCHEDULER, "127.0.0.1:7000"),
         (ENV_SECRET, "from-env"),
     ]);
-    let cfg = input(&Overrides::default(), &env, Some(&file(FULL_FILE)))
-        .worker()
-        .unwrap();
+    let cfg = worker(&env, Some(&file(FULL_FILE))).unwrap();
     assert_eq!(cfg.cluster.num_servers, 2);
     assert_eq!(cfg.cluster.num_workers, 8);
     assert_eq!(cfg.cluster.scheduler, "127.0.0.1:7000".parse().unwrap());
@@ -137,62 +140,44 @@ fn environment_beats_file() {
 #[test]
 fn server_shards_come_from_env_or_file_and_default_to_one() {
     let base = cluster_env("127.0.0.1:7000", "1", "2");
-    let cfg = input(&Overrides::default(), &base, None).worker().unwrap();
+    let cfg = worker(&base, None).unwrap();
     assert_eq!(cfg.cluster.server_shards, 1);
     let mut with_env = base.clone();
     with_env.insert(ENV_SERVER_SHARDS.into(), "4".into());
-    let cfg = input(&Overrides::default(), &with_env, None)
-        .worker()
-        .unwrap();
+    let cfg = worker(&with_env, None).unwrap();
     assert_eq!(cfg.cluster.server_shards, 4);
-    let cfg = input(
-        &Overrides::default(),
-        &base,
-        Some(&file("server_shards = 3")),
-    )
-    .worker()
-    .unwrap();
+    let cfg = worker(&base, Some(&file("server_shards = 3"))).unwrap();
     assert_eq!(cfg.cluster.server_shards, 3);
     with_env.insert(ENV_SERVER_SHARDS.into(), "0".into());
-    assert!(input(&Overrides::default(), &with_env, None)
-        .worker()
-        .is_err());
+    assert!(worker(&with_env, None).is_err());
 }
 
 #[test]
 fn rank_comes_from_the_environment_only() {
     let base = cluster_env("127.0.0.1:7000", "1", "2");
-    let cfg = input(&Overrides::default(), &base, None).worker().unwrap();
+    let cfg = worker(&base, None).unwrap();
     assert_eq!(cfg.cluster.rank, None);
     let mut with_env = base.clone();
     with_env.insert(ENV_RANK.into(), "1".into());
-    let cfg = input(&Overrides::default(), &with_env, None)
-        .worker()
-        .unwrap();
+    let cfg = worker(&with_env, None).unwrap();
     assert_eq!(cfg.cluster.rank, Some(1));
     with_env.insert(ENV_RANK.into(), "-1".into());
-    let err = error_text(input(&Overrides::default(), &with_env, None).worker());
+    let err = error_text(worker(&with_env, None));
     assert!(err.contains(ENV_RANK) && err.contains("-1"), "{err}");
-    assert!(input(&Overrides::default(), &base, Some(&file("rank = 1")))
-        .worker()
-        .is_err());
+    assert!(worker(&base, Some(&file("rank = 1"))).is_err());
 }
 
 #[test]
 fn transport_layers_like_every_setting_and_rejects_unknown_names() {
     let base = cluster_env("127.0.0.1:7000", "1", "2");
-    let cfg = input(&Overrides::default(), &base, None).worker().unwrap();
+    let cfg = worker(&base, None).unwrap();
     assert_eq!(cfg.cluster.transport, TransportMode::Auto);
     let from_file = Some(file("transport = \"tcp\""));
-    let cfg = input(&Overrides::default(), &base, from_file.as_ref())
-        .worker()
-        .unwrap();
+    let cfg = worker(&base, from_file.as_ref()).unwrap();
     assert_eq!(cfg.cluster.transport, TransportMode::Tcp);
     let mut with_env = base.clone();
     with_env.insert(ENV_TRANSPORT.into(), "rdma".into());
-    let cfg = input(&Overrides::default(), &with_env, from_file.as_ref())
-        .worker()
-        .unwrap();
+    let cfg = worker(&with_env, from_file.as_ref()).unwrap();
     assert_eq!(cfg.cluster.transport, TransportMode::Rdma);
     let flags = Overrides {
         transport: Some("tcp".into()),
@@ -201,10 +186,7 @@ fn transport_layers_like_every_setting_and_rejects_unknown_names() {
     let cfg = input(&flags, &with_env, None).worker().unwrap();
     assert_eq!(cfg.cluster.transport, TransportMode::Tcp);
     with_env.insert(ENV_TRANSPORT.into(), "infiniband".into());
-    let err = input(&Overrides::default(), &with_env, None)
-        .worker()
-        .unwrap_err()
-        .to_string();
+    let err = worker(&with_env, None).unwrap_err().to_string();
     assert!(
         err.contains("infiniband") && err.contains(ENV_TRANSPORT),
         "{err}"
@@ -273,9 +255,7 @@ fn scheduler_binds_its_own_address_or_the_bind_flag() {
 #[test]
 fn empty_environment_variable_counts_as_unset() {
     let env = env(&[(ENV_NUM_SERVERS, ""), (ENV_SCHEDULER, "127.0.0.1:1")]);
-    let cfg = input(&Overrides::default(), &env, Some(&file(FULL_FILE)))
-        .worker()
-        .unwrap();
+    let cfg = worker(&env, Some(&file(FULL_FILE))).unwrap();
     assert_eq!(cfg.cluster.num_servers, 4);
 }
 
@@ -348,7 +328,7 @@ fn unparseable_address_names_source_and_value() {
 #[test]
 fn host_names_are_resolved_preferring_ipv4() {
     let env = cluster_env("localhost:7000", "1", "1");
-    let cfg = input(&Overrides::default(), &env, None).worker().unwrap();
+    let cfg = worker(&env, None).unwrap();
     assert!(cfg.cluster.scheduler.ip().is_loopback());
     assert_eq!(cfg.cluster.scheduler.port(), 7000);
 }
@@ -434,7 +414,7 @@ fn a_role_without_a_secret_refuses_to_start_and_says_how_to_give_one() {
     for err in [
         error_text(input(&Overrides::default(), &env, None).scheduler()),
         error_text(input(&Overrides::default(), &env, None).server()),
-        error_text(input(&Overrides::default(), &env, None).worker()),
+        error_text(worker(&env, None)),
     ] {
         for wanted in [
             "no cluster secret",
@@ -462,17 +442,9 @@ fn insecure_is_explicit_from_any_source() {
     assert!(cfg.cluster.key.is_insecure());
     let mut with_env = base.to_vec();
     with_env.push((ENV_INSECURE, "1"));
-    let cfg = input(&Overrides::default(), &bare_env(&with_env), None)
-        .worker()
-        .unwrap();
+    let cfg = worker(&bare_env(&with_env), None).unwrap();
     assert!(cfg.cluster.key.is_insecure());
-    let cfg = input(
-        &Overrides::default(),
-        &bare_env(&base),
-        Some(&file("insecure = true")),
-    )
-    .worker()
-    .unwrap();
+    let cfg = worker(&bare_env(&base), Some(&file("insecure = true"))).unwrap();
     assert!(cfg.cluster.key.is_insecure());
     // Insecure together with a secret is a contradiction, not a choice.
     let err = error_text(input(&flags, &env(&base), None).worker());
@@ -557,7 +529,7 @@ fn budgets_come_from_flags_environment_or_file_and_zero_is_refused() {
 fn liveness_settings_layer_like_every_setting_with_documented_defaults() {
     use ferrops_engine::config::LivenessConfig;
     let base = cluster_env("127.0.0.1:7000", "1", "2");
-    let cfg = input(&Overrides::default(), &base, None).worker().unwrap();
+    let cfg = worker(&base, None).unwrap();
     assert_eq!(cfg.cluster.liveness, LivenessConfig::default());
     let from_file =
         file("heartbeat_interval_ms = 100\nheartbeat_timeout_ms = 900\nstartup_deadline_ms = 4000");
