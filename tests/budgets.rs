@@ -9,11 +9,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ferrops::{ClusterConfig, TableSpec, Worker, WorkerConfig};
 use ferrops_engine::control::Control;
@@ -51,7 +50,7 @@ struct Cluster {
     server: Child,
     scheduler_addr: SocketAddr,
     server_addr: SocketAddr,
-    server_log: mpsc::Receiver<String>,
+    server_log: common::LineLog,
 }
 
 impl Cluster {
@@ -79,13 +78,7 @@ impl Cluster {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let (tx, server_log) = mpsc::channel();
-        let stderr = server.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
+        let server_log = common::LineLog::follow(server.stderr.take().unwrap());
         let mut cluster = Cluster {
             scheduler,
             server,
@@ -100,15 +93,7 @@ impl Cluster {
     }
 
     fn wait_for_log(&self, text: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.server_log.recv_timeout(left) {
-                Ok(line) if line.contains(text) => return line,
-                Ok(_) => {}
-                Err(_) => panic!("the server never logged `{text}`"),
-            }
-        }
+        self.server_log.wait_for(text, Duration::from_secs(60))
     }
 
     fn worker(&self) -> Worker {

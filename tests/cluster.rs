@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -290,23 +289,8 @@ fn a_node_with_a_wrong_secret_is_refused_with_one_clear_line_on_both_sides() {
     assert!(!worker_err.contains("the-job-secret") && !worker_err.contains("another-secret"));
     // The scheduler logs the refusal as it reads it (it may still be reading when the worker
     // has exited): wait for the line, then stop it.
-    let lines = BufReader::new(scheduler.stderr.take().unwrap());
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in lines.lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let mut seen = Vec::new();
-    let refusal = loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) if line.contains("authentication failed") => break line,
-            Ok(line) => seen.push(line),
-            Err(_) => panic!("the scheduler never logged the refusal: {seen:?}"),
-        }
-    };
+    let log = common::LineLog::follow(scheduler.stderr.take().unwrap());
+    let refusal = log.wait_for("authentication failed", Duration::from_secs(30));
     assert!(refusal.contains("different secrets"), "{refusal}");
     scheduler.kill().unwrap();
     scheduler.wait().unwrap();

@@ -5,10 +5,11 @@
 //! latency histograms by one observation per request; connections and refused handshakes are
 //! counted too. `ferrops local --metrics` gives every child its own endpoint.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use ferrops::{ClusterConfig, TableSpec, Worker, WorkerConfig};
@@ -19,7 +20,7 @@ const SECRET: &str = "metrics-test-secret";
 /// A child whose stderr lines arrive on a channel.
 struct Role {
     child: Child,
-    log: mpsc::Receiver<String>,
+    log: common::LineLog,
 }
 
 impl Role {
@@ -30,26 +31,12 @@ impl Role {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let (tx, log) = mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
+        let log = common::LineLog::follow(child.stderr.take().unwrap());
         Role { child, log }
     }
 
     fn wait_for_log(&self, text: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.log.recv_timeout(left) {
-                Ok(line) if line.contains(text) => return line,
-                Ok(_) => {}
-                Err(_) => panic!("never logged `{text}`"),
-            }
-        }
+        self.log.wait_for(text, Duration::from_secs(120))
     }
 
     /// The address of the `metrics on http://IP:PORT/metrics` line.

@@ -34,16 +34,7 @@ pub fn worker_replies(data: &[u8]) {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
-    use ferrops_net::fuzzing::replay_corpus;
-
     use super::*;
 
-    #[test]
-    fn corpora_replay_cleanly() {
-        let root = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
-        assert!(replay_corpus(root, "control", control) > 0);
-        assert!(replay_corpus(root, "worker_replies", worker_replies) > 0);
-    }
+    ferrops_net::corpus_replay_test!("control" => control, "worker_replies" => worker_replies);
 }

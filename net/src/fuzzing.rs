@@ -243,6 +243,26 @@ pub fn value_codec(data: &[u8]) {
     }
 }
 
+/// Declares the test that replays the committed corpus of each named target through its body:
+/// `corpus_replay_test!("control" => control, ...)` in a crate's `fuzzing` tests (the
+/// repository root is found from the calling crate's manifest directory).
+#[macro_export]
+macro_rules! corpus_replay_test {
+    ($($name:literal => $target:path),* $(,)?) => {
+        #[test]
+        fn corpora_replay_cleanly() {
+            let root = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+            $(
+                assert!(
+                    $crate::fuzzing::replay_corpus(root, $name, $target) > 0,
+                    "the corpus of {} is empty",
+                    $name
+                );
+            )*
+        }
+    };
+}
+
 /// Runs `target` on every file of `fuzz/corpus/<name>` (the committed corpus, which holds the
 /// inputs of every crash found too), for the crates' tests; returns how many it ran (none for a
 /// missing directory).
@@ -339,17 +359,12 @@ fn frame_bytes(frame: &FrameParts<'_>) -> Vec<u8> {
 mod tests {
     use super::*;
 
-    fn repo_root() -> &'static Path {
-        Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-    }
-
-    #[test]
-    fn corpora_replay_cleanly() {
-        assert!(replay_corpus(repo_root(), "frame_reader", frame_reader) > 0);
-        assert!(replay_corpus(repo_root(), "key_codec", key_codec) > 0);
-        assert!(replay_corpus(repo_root(), "value_codec", value_codec) > 0);
-        assert!(replay_corpus(repo_root(), "handshake", handshake) > 0);
-    }
+    crate::corpus_replay_test!(
+        "frame_reader" => frame_reader,
+        "key_codec" => key_codec,
+        "value_codec" => value_codec,
+        "handshake" => handshake,
+    );
 
     #[test]
     fn handshake_seeds_reach_the_state_machines() {

@@ -131,3 +131,33 @@ pub fn processes_marked(marker: &str) -> Vec<i32> {
         })
         .collect()
 }
+
+/// The lines a child writes to a pipe (its stderr, say), as they come, read on a thread.
+pub struct LineLog(std::sync::mpsc::Receiver<String>);
+
+impl LineLog {
+    /// Follows `pipe` until it closes.
+    pub fn follow(pipe: impl std::io::Read + Send + 'static) -> LineLog {
+        let (tx, rx) = std::sync::mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        LineLog(rx)
+    }
+
+    /// The first line from now on that contains `text`; panics when none comes `within`.
+    pub fn wait_for(&self, text: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.0.recv_timeout(left) {
+                Ok(line) if line.contains(text) => return line,
+                Ok(line) => seen.push(line),
+                Err(_) => panic!("never logged `{text}`; logged: {seen:#?}"),
+            }
+        }
+    }
+}

@@ -37,15 +37,7 @@ pub fn libsvm_line(data: &[u8]) {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
-    use ferrops_net::fuzzing::replay_corpus;
-
     use super::*;
 
-    #[test]
-    fn corpus_replays_cleanly() {
-        let root = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
-        assert!(replay_corpus(root, "libsvm", libsvm_line) > 0);
-    }
+    ferrops_net::corpus_replay_test!("libsvm" => libsvm_line);
 }
