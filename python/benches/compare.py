@@ -18,9 +18,11 @@ HERE = Path(__file__).resolve().parent
 
 
 def last_json(text: str) -> dict:
+    """The last JSON object printed (`ferrops local` may prefix lines with `[worker 0] `)."""
     for line in reversed(text.splitlines()):
-        if line.startswith("{"):
-            return json.loads(line)
+        at = line.find("{")
+        if at >= 0 and line.rstrip().endswith("}"):
+            return json.loads(line[at:])
     raise SystemExit(f"no JSON line in:\n{text}")
 
 
