@@ -40,7 +40,7 @@ pub(crate) fn connect_scheduler(
                     Role::from_wire_index(id.role)
                 )))
             }
-            Err(e @ NetError::Auth { .. }) if !transient(&e) => return Err(EngineError::Net(e)),
+            Err(e) if refused(&e) => return Err(EngineError::Net(e)),
             Err(e) if started.elapsed() >= cluster.connect_timeout => {
                 return Err(EngineError::SchedulerUnreachable {
                     addr: cluster.scheduler.to_string(),
@@ -53,16 +53,12 @@ pub(crate) fn connect_scheduler(
     }
 }
 
-/// Whether a failed attempt may succeed when repeated (the scheduler was not ready or the
-/// connection broke), as opposed to a refusal.
-fn transient(e: &NetError) -> bool {
-    match e {
-        NetError::Auth { source, .. } => {
-            matches!(
-                source,
-                auth::AuthError::Closed | auth::AuthError::Timeout(_)
-            )
-        }
-        _ => true,
-    }
+/// Whether the scheduler refused this node (a wrong secret, say): retrying cannot help, unlike
+/// a scheduler that was not ready or a connection that broke.
+fn refused(e: &NetError) -> bool {
+    matches!(
+        e,
+        NetError::Auth { source, .. }
+            if !matches!(source, auth::AuthError::Closed | auth::AuthError::Timeout(_))
+    )
 }

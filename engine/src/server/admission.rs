@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 
 use ferrops_net::auth::Identity;
-use ferrops_net::{EventLoop, Frame, Io, Opcode, PeerId};
+use ferrops_net::{EventLoop, Frame, Io, PeerId};
 
 use super::{Admitted, Server};
 use crate::control::{reply_control, send_control, Control, Role};
@@ -161,26 +161,5 @@ impl Server {
             .key_cache_cap_keys
             .map_or(key_cache_keys, |cap| cap.min(key_cache_keys));
         self.key_caches.insert(peer, KeyListCache::new(keys));
-    }
-}
-
-/// Checks that a worker's frame names the node its connection authenticated as: pushes, pulls
-/// and clocks in their header, its `Hello` in the message.
-pub(super) fn check_sender(node: u32, frame: &Frame) -> Result<(), String> {
-    let claimed = match frame.opcode() {
-        Opcode::Push | Opcode::Pull | Opcode::Clock => frame.header.sender.get(),
-        Opcode::Control => match Control::decode(frame.extra()) {
-            Ok(Control::Hello { node_id, .. }) => node_id,
-            _ => return Ok(()),
-        },
-        _ => return Ok(()),
-    };
-    if claimed == node {
-        Ok(())
-    } else {
-        Err(format!(
-            "a {:?} frame claims to come from node {claimed}, but this connection authenticated as worker node {node}",
-            frame.opcode()
-        ))
     }
 }

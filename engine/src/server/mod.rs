@@ -118,18 +118,13 @@ impl Server {
         let Some(node) = self.workers.get(&peer).map(|a| a.node) else {
             return; // refused when it connected, and closed
         };
-        if let Err(msg) = admission::check_sender(node, &frame) {
-            tracing::warn!("closing peer {peer}: {msg}");
-            self.refuse(
-                io,
-                peer,
-                &frame.header,
-                &Refusal::new(Status::Unauthorized, msg),
-            );
-            io.close(peer, CloseReason::Error("spoofed sender".into()));
+        let op = frame.opcode();
+        if matches!(op, Opcode::Push | Opcode::Pull | Opcode::Clock)
+            && !self.sender_is(node, frame.header.sender.get(), op, peer, &frame.header, io)
+        {
             return;
         }
-        match frame.opcode() {
+        match op {
             op @ (Opcode::Push | Opcode::Pull) => {
                 let h = &frame.header;
                 let measured = Measured {
@@ -169,7 +164,11 @@ impl Server {
                 Ok(Control::Hello {
                     node_id,
                     key_cache_keys,
-                }) => self.accept_worker(peer, node_id, key_cache_keys),
+                }) => {
+                    if self.sender_is(node, node_id, op, peer, &frame.header, io) {
+                        self.accept_worker(peer, node_id, key_cache_keys);
+                    }
+                }
                 other => {
                     let msg = format!("servers do not accept {other:?} from workers");
                     self.refuse_bad_request(io, peer, &frame.header, msg);
@@ -180,6 +179,30 @@ impl Server {
                 self.refuse_bad_request(io, peer, &frame.header, msg);
             }
         }
+    }
+
+    /// Whether a worker's frame names (`claimed`) the node its connection authenticated as;
+    /// if not, the frame is refused and the connection closed.
+    fn sender_is(
+        &mut self,
+        node: u32,
+        claimed: u32,
+        op: Opcode,
+        peer: PeerId,
+        header: &Header,
+        io: &mut Io<'_>,
+    ) -> bool {
+        if claimed == node {
+            return true;
+        }
+        let msg = format!(
+            "a {op:?} frame claims to come from node {claimed}, but this connection \
+             authenticated as worker node {node}"
+        );
+        tracing::warn!("closing peer {peer}: {msg}");
+        self.refuse(io, peer, header, &Refusal::new(Status::Unauthorized, msg));
+        io.close(peer, CloseReason::Error("spoofed sender".into()));
+        false
     }
 
     /// Refuses a frame the server does not take from workers, saying why.
