@@ -187,11 +187,7 @@ fn run_data_gen(args: &GenArgs) -> Result<i32> {
         seed: args.seed,
     };
     let started = std::time::Instant::now();
-    let file = std::fs::File::create(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
-    let mut out = io::BufWriter::with_capacity(1 << 20, file);
-    let nnz = data::gen::write(&spec, &mut out)
-        .with_context(|| format!("writing {}", args.out.display()))?;
+    let nnz = write_file(&args.out, |out| data::gen::write(&spec, out))?;
     let secs = started.elapsed().as_secs_f64();
     println!(
         "wrote {}: {} rows, {} nonzeros in {:.2} s ({:.1} M nonzeros/s)",
@@ -202,6 +198,19 @@ fn run_data_gen(args: &GenArgs) -> Result<i32> {
         nnz as f64 / secs.max(1e-9) / 1e6
     );
     Ok(0)
+}
+
+/// Creates `path` and fills it through a buffered writer, flushed before returning; errors
+/// name the file and whether creating or writing it failed.
+fn write_file<T>(
+    path: &std::path::Path,
+    fill: impl FnOnce(&mut io::BufWriter<std::fs::File>) -> io::Result<T>,
+) -> Result<T> {
+    let file =
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut out = io::BufWriter::with_capacity(1 << 20, file);
+    let filled = fill(&mut out).and_then(|t| out.flush().map(|()| t));
+    filled.with_context(|| format!("writing {}", path.display()))
 }
 
 fn run_data_patches(args: &PatchesArgs) -> Result<i32> {
@@ -220,10 +229,7 @@ fn run_data_patches(args: &PatchesArgs) -> Result<i32> {
         args.size
     );
     patches::zca_whiten(&mut cut, args.epsilon);
-    let file = std::fs::File::create(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
-    patches::write(&cut, &mut io::BufWriter::new(file))
-        .with_context(|| format!("writing {}", args.out.display()))?;
+    write_file(&args.out, |out| patches::write(&cut, out))?;
     println!(
         "wrote {}: {} whitened {}×{} patches",
         args.out.display(),
