@@ -2,7 +2,11 @@
 //! as a benchmark so its results can be reported as ratios against it.
 //!
 //! * [`tcp_ping_pong`]: request/response latency between this thread and an echo thread, with
-//!   blocking sockets, `TCP_NODELAY` on both ends and fixed message sizes (no framing at all).
+//!   `TCP_NODELAY` on both ends and fixed message sizes (no framing at all), either with
+//!   blocking sockets ([`Wait::Block`]: each side sleeps in `recv` until its message arrives)
+//!   or with both ends busy-polling non-blocking sockets ([`Wait::Spin`]: no system call that
+//!   sleeps, the fastest way the bytes can go back and forth, and so the floor a polling
+//!   transport is measured against).
 //! * [`tcp_stream`]: one-way bulk transfer throughput.
 //!
 //! [`LatencyStats::from_samples`] and [`percentile`] are the percentile helpers the benchmarks
@@ -89,28 +93,41 @@ impl ThroughputStats {
     }
 }
 
+/// How the two ends of a ping-pong wait for the other's message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wait {
+    /// Blocking sockets: a `recv` that sleeps until data arrives.
+    Block,
+    /// Non-blocking sockets read in a loop until the message is whole: no sleeping system call.
+    Spin,
+}
+
 /// Round-trip latency of a `request_bytes` request answered by a `response_bytes` response over
-/// loopback TCP: `warmup` unmeasured round trips, then `iters` measured ones.
+/// loopback TCP, both ends waiting as `wait` says: `warmup` unmeasured round trips, then `iters`
+/// measured ones.
 pub fn tcp_ping_pong(
     request_bytes: usize,
     response_bytes: usize,
     iters: usize,
     warmup: usize,
+    wait: Wait,
 ) -> io::Result<LatencyStats> {
     if request_bytes == 0 || response_bytes == 0 {
         return Err(invalid_input("ping-pong messages need at least one byte"));
     }
     let (listener, mut client) = loopback_pair()?;
+    client.set_nonblocking(wait == Wait::Spin)?;
     let rounds = warmup + iters;
-    let echo = thread::spawn(move || echo_server(listener, request_bytes, response_bytes, rounds));
+    let echo =
+        thread::spawn(move || echo_server(listener, request_bytes, response_bytes, rounds, wait));
 
     let request = vec![0x5a_u8; request_bytes];
     let mut response = vec![0_u8; response_bytes];
     let mut samples_us = Vec::with_capacity(iters);
     let exchanged = (0..rounds).try_for_each(|round| {
         let start = Instant::now();
-        client.write_all(&request)?;
-        client.read_exact(&mut response)?;
+        spin_write_all(&mut client, &request)?;
+        spin_read_exact(&mut client, &mut response)?;
         if round >= warmup {
             samples_us.push(start.elapsed().as_secs_f64() * 1e6);
         }
@@ -165,13 +182,44 @@ fn echo_server(
     request_bytes: usize,
     response_bytes: usize,
     rounds: usize,
+    wait: Wait,
 ) -> io::Result<()> {
     let mut stream = accept_one(&listener)?;
+    stream.set_nonblocking(wait == Wait::Spin)?;
     let mut request = vec![0_u8; request_bytes];
     let response = vec![0xa5_u8; response_bytes];
     for _ in 0..rounds {
-        stream.read_exact(&mut request)?;
-        stream.write_all(&response)?;
+        spin_read_exact(&mut stream, &mut request)?;
+        spin_write_all(&mut stream, &response)?;
+    }
+    Ok(())
+}
+
+/// `read_exact` that, on a non-blocking socket, retries at once instead of sleeping (on a
+/// blocking one it is `read_exact`).
+fn spin_read_exact(stream: &mut TcpStream, mut buf: &mut [u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        match stream.read(buf) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => buf = &mut buf[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::hint::spin_loop(),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// `write_all` that, on a non-blocking socket, retries at once while the socket is full.
+fn spin_write_all(stream: &mut TcpStream, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        match stream.write(buf) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => buf = &buf[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::hint::spin_loop(),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
     Ok(())
 }
@@ -256,12 +304,17 @@ mod tests {
 
     #[test]
     fn ping_pong_floor_is_sane() {
-        let stats = tcp_ping_pong(64, 4096, 200, 20).unwrap();
-        assert_eq!(stats.samples, 200);
-        assert!(stats.min_us > 0.0);
-        assert!(stats.min_us <= stats.p50_us && stats.p50_us <= stats.p99_us);
-        assert!(stats.p99_us <= stats.max_us);
-        assert!(stats.p50_us < 100_000.0, "loopback round trip {stats:?}");
+        for wait in [Wait::Block, Wait::Spin] {
+            let stats = tcp_ping_pong(64, 4096, 200, 20, wait).unwrap();
+            assert_eq!(stats.samples, 200);
+            assert!(stats.min_us > 0.0);
+            assert!(stats.min_us <= stats.p50_us && stats.p50_us <= stats.p99_us);
+            assert!(stats.p99_us <= stats.max_us);
+            assert!(
+                stats.p50_us < 100_000.0,
+                "{wait:?} loopback round trip {stats:?}"
+            );
+        }
     }
 
     #[test]
@@ -278,7 +331,7 @@ mod tests {
         let stats = tcp_stream(1_000_003, 4096).unwrap();
         assert_eq!(stats.bytes, 1_000_003);
         assert!(tcp_stream(10, 0).is_err());
-        assert!(tcp_ping_pong(0, 1, 1, 0).is_err());
+        assert!(tcp_ping_pong(0, 1, 1, 0, Wait::Spin).is_err());
     }
 
     #[test]

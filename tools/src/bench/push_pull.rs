@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use ferrops_net::TransportMode;
 
-use super::floor::{self, LatencyStats, ThroughputStats};
+use super::floor::{self, LatencyStats, ThroughputStats, Wait};
 use crate::launch::{LocalCluster, LocalSpec};
 
 /// What to measure.
@@ -72,11 +72,22 @@ struct Sections {
 
 #[derive(Debug, Serialize)]
 struct Floor {
+    /// Raw TCP ping-pongs of the push's and the pull's bytes, blocking sockets.
     push_round_trip: LatencyStats,
     pull_round_trip: LatencyStats,
+    /// The same ping-pongs with both ends busy-polling non-blocking sockets: the real floor.
+    push_round_trip_spin: LatencyStats,
+    pull_round_trip_spin: LatencyStats,
+    /// A raw one-way stream of the push request's bytes.
     stream: ThroughputStats,
+    /// Our p50 over the blocking ping-pong's.
     push_p50_ratio: f64,
     pull_p50_ratio: f64,
+    /// Our p50 over the busy-polling ping-pong's.
+    push_p50_ratio_spin: f64,
+    pull_p50_ratio_spin: f64,
+    /// Our push p50 over the time the raw stream took to move the same bytes.
+    push_stream_ratio: f64,
     /// perftest on the RDMA device (RDMA runs only).
     perftest: Option<PerftestFloor>,
 }
@@ -268,8 +279,13 @@ fn build_report(args: &PushPullOptions, all: &mut Samples) -> Result<Report> {
         } else {
             args.iters.max(100)
         };
-        let push_rt = floor::tcp_ping_pong(push_req, HEADER_LEN, iters, args.warmup.max(1))?;
-        let pull_rt = floor::tcp_ping_pong(pull_req, pull_resp, iters, args.warmup.max(1))?;
+        let warmup = args.warmup.max(1);
+        let ping_pong =
+            |request, response, wait| floor::tcp_ping_pong(request, response, iters, warmup, wait);
+        let push_rt = ping_pong(push_req, HEADER_LEN, Wait::Block)?;
+        let pull_rt = ping_pong(pull_req, pull_resp, Wait::Block)?;
+        let push_spin = ping_pong(push_req, HEADER_LEN, Wait::Spin)?;
+        let pull_spin = ping_pong(pull_req, pull_resp, Wait::Spin)?;
         let stream = floor::tcp_stream(push_req, 1 << 20)?;
         let perftest = if all.rdma_connections > 0 {
             perftest_floor(args, push_req, &push, &pull)?
@@ -279,8 +295,13 @@ fn build_report(args: &PushPullOptions, all: &mut Samples) -> Result<Report> {
         Some(Floor {
             push_p50_ratio: push.p50_us / push_rt.p50_us,
             pull_p50_ratio: pull.p50_us / pull_rt.p50_us,
+            push_p50_ratio_spin: push.p50_us / push_spin.p50_us,
+            pull_p50_ratio_spin: pull.p50_us / pull_spin.p50_us,
+            push_stream_ratio: push.p50_us / (stream.elapsed_s * 1e6),
             push_round_trip: push_rt,
             pull_round_trip: pull_rt,
+            push_round_trip_spin: push_spin,
+            pull_round_trip_spin: pull_spin,
             stream,
             perftest,
         })
@@ -324,7 +345,7 @@ fn print_human(r: &Report) {
     );
     let row = |name: &str, s: &LatencyStats| {
         println!(
-            "  {name:<5} p50 {:>10.1} µs   p99 {:>10.1} µs   min {:>10.1} µs",
+            "  {name:<18} p50 {:>10.1} µs   p99 {:>10.1} µs   min {:>10.1} µs",
             s.p50_us, s.p99_us, s.min_us
         )
     };
@@ -337,12 +358,18 @@ fn print_human(r: &Report) {
         r.value_bytes_copied
     );
     if let Some(f) = &r.floor {
-        row("tcp↔push", &f.push_round_trip);
-        row("tcp↔pull", &f.pull_round_trip);
-        println!("  tcp stream {:.2} GB/s", f.stream.gb_per_s);
+        row("tcp↔push blocking", &f.push_round_trip);
+        row("tcp↔pull blocking", &f.pull_round_trip);
+        row("tcp↔push spinning", &f.push_round_trip_spin);
+        row("tcp↔pull spinning", &f.pull_round_trip_spin);
         println!(
-            "  ratio to raw TCP (p50): push {:.2}×, pull {:.2}×",
-            f.push_p50_ratio, f.pull_p50_ratio
+            "  tcp stream {:.2} GB/s; push p50 {:.2}× the stream of its bytes",
+            f.stream.gb_per_s, f.push_stream_ratio
+        );
+        println!(
+            "  ratio to raw TCP (p50): push {:.2}× spinning, {:.2}× blocking; \
+             pull {:.2}× spinning, {:.2}× blocking",
+            f.push_p50_ratio_spin, f.push_p50_ratio, f.pull_p50_ratio_spin, f.pull_p50_ratio
         );
         if let Some(p) = &f.perftest {
             let runs = |r: &[f64]| {
