@@ -48,9 +48,11 @@ pub struct ClusterConfig {
     /// elsewhere; nodes of one job may differ, a worker uses RDMA with the servers that offer
     /// it). The scheduler is always reached over TCP.
     pub transport: TransportMode,
-    /// How long a waiting worker keeps polling its RDMA connections before it sleeps on their
-    /// completion channels: latency against a core.
-    pub rdma_busy_poll: Duration,
+    /// How long a waiting worker, and a server after each request it handled, keep polling
+    /// their connections before they sleep (TCP by non-blocking reads, RDMA by polling the
+    /// completion queues): latency against a core. Zero sleeps at once. The scheduler never
+    /// spins.
+    pub busy_poll: Duration,
     /// Heartbeats between the scheduler and every node, and the start-up deadline.
     pub liveness: LivenessConfig,
     /// The rank this node asks the scheduler for (`None`: the lowest free one). A launcher
@@ -165,7 +167,7 @@ impl ClusterConfig {
             key_packing: true,
             server_shards: 1,
             transport: TransportMode::Auto,
-            rdma_busy_poll: Duration::from_micros(500),
+            busy_poll: ferrops_net::DEFAULT_BUSY_POLL,
             liveness: LivenessConfig::default(),
             rank: None,
             metrics_addr: None,

@@ -98,6 +98,8 @@ pub fn run_scheduler(
     let mut ev = EventLoop::with_budget(bind, limits, net.clone(), creds, budget)?;
     ev.set_handshake_timeout(cfg.cluster.handshake_timeout);
     ev.set_tick(crate::liveness::tick(&liveness));
+    // Membership, clocks and barriers are not worth a core: the scheduler sleeps at once.
+    ev.set_busy_poll(std::time::Duration::ZERO);
     // Connections only: the scheduler sees no pushes or pulls.
     let metrics = crate::metrics::NodeMetrics::new(Role::Scheduler);
     metrics.track_net(&net);

@@ -66,7 +66,7 @@ pub(crate) fn dial_options(cluster: &ClusterConfig, node: u32) -> DialOptions {
         server_role: Role::Server.wire_index(),
         connect_timeout: cluster.connect_timeout,
         limits: cluster.limits,
-        rdma_busy_poll: cluster.rdma_busy_poll,
+        rdma_busy_poll: cluster.busy_poll,
     }
 }
 

@@ -67,7 +67,7 @@ pub use budget::{default_max_connections, Budget, Budgets};
 pub use buffer::{BufferPool, PooledBuf, MAX_CACHED_BYTES};
 pub use client::{ClientDriver, ClientHandler};
 pub use error::{NetError, WireError};
-pub use event_loop::{CloseReason, EventLoop, Handler, Io, PeerId};
+pub use event_loop::{CloseReason, EventLoop, Handler, Io, PeerId, DEFAULT_BUSY_POLL};
 pub use limits::FrameLimits;
 pub use link::Link;
 pub use metrics::{Metrics, MetricsSnapshot};

@@ -112,6 +112,7 @@ fn run_shard(
     let limits = cfg.cluster.limits;
     let mut ev = EventLoop::with_budget(Some(cfg.bind), limits, metrics.clone(), creds, budget)?;
     ev.set_payload_crc(cfg.cluster.payload_checksum);
+    ev.set_busy_poll(cfg.cluster.busy_poll);
     ev.set_handshake_timeout(cfg.cluster.handshake_timeout);
     let liveness = &cfg.cluster.liveness;
     ev.set_tick(crate::liveness::tick(liveness));

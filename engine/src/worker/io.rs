@@ -29,11 +29,11 @@ impl ClientIo {
     pub fn new(
         scheduler: Peer,
         metrics: Metrics,
-        rdma_busy_poll: Duration,
+        busy_poll: Duration,
         heartbeat_timeout: Duration,
     ) -> Result<ClientIo, EngineError> {
         Ok(ClientIo {
-            net: ClientDriver::new(scheduler, rdma_busy_poll)?,
+            net: ClientDriver::new(scheduler, busy_poll)?,
             inbound: Inbound::new(metrics, heartbeat_timeout),
             payload_crc: true,
             key_packing: true,

@@ -98,7 +98,7 @@ impl Worker {
         let mut io = ClientIo::new(
             scheduler,
             metrics,
-            cluster.rdma_busy_poll,
+            cluster.busy_poll,
             liveness.heartbeat_timeout,
         )?;
         io.inbound.outstanding.meters = meter::WorkerMeters::new(node_metrics.families().clone());

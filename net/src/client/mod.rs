@@ -5,8 +5,11 @@
 //! ([`ClientDriver::send_to_server`]) and, while it waits, calls [`ClientDriver::progress`],
 //! which reads whatever arrived and hands it to a [`ClientHandler`] (whose [`FrameSink`] may
 //! take a reply's values straight into the caller's buffer). A small request therefore costs
-//! one write and one read, like a raw ping-pong. While RDMA links are waited on, they are
-//! polled for the busy-poll time before the thread sleeps on their completion channels.
+//! one write and one read, like a raw ping-pong. A wait first busy-polls every link for the
+//! busy-poll time — RDMA completion queues without a system call, TCP sockets with
+//! non-blocking reads that never sleep, yielding the core between rounds — and only then
+//! sleeps in epoll (and, for RDMA, on the completion channels). A reply that comes back within
+//! that time is seen at busy-poll latency; a node that waits longer burns no core.
 //!
 //! [`Dialer`] sets up the links to servers ([`dial`]).
 
@@ -44,16 +47,14 @@ pub struct ClientDriver {
     events: Events,
     scheduler: Peer,
     servers: Vec<Link>,
-    /// How long an RDMA link polls before the thread sleeps (given at construction).
-    rdma_busy_poll: Duration,
-    /// How long a wait polls RDMA links before sleeping (zero: no RDMA link).
+    /// How long a wait polls the links before the thread sleeps (zero: sleep at once).
     busy_poll: Duration,
 }
 
 impl ClientDriver {
-    /// Starts with the connection to the scheduler; RDMA links added later are polled for
-    /// `rdma_busy_poll` before each sleep.
-    pub fn new(mut scheduler: Peer, rdma_busy_poll: Duration) -> Result<ClientDriver, NetError> {
+    /// Starts with the connection to the scheduler; every wait polls the links for
+    /// `busy_poll` before it sleeps.
+    pub fn new(mut scheduler: Peer, busy_poll: Duration) -> Result<ClientDriver, NetError> {
         let poll = Poll::new()?;
         poll.registry()
             .register(scheduler.stream_mut(), SCHEDULER, Interest::READABLE)?;
@@ -62,8 +63,7 @@ impl ClientDriver {
             events: Events::with_capacity(64),
             scheduler,
             servers: Vec::new(),
-            rdma_busy_poll,
-            busy_poll: Duration::ZERO,
+            busy_poll,
         })
     }
 
@@ -85,9 +85,6 @@ impl ClientDriver {
     pub fn add_server(&mut self, mut link: Link) -> Result<u32, NetError> {
         let token = Token(self.servers.len());
         link.register(self.poll.registry(), token, Interest::READABLE)?;
-        if link.is_rdma() {
-            self.busy_poll = self.rdma_busy_poll;
-        }
         self.servers.push(link);
         Ok(self.servers.len() as u32 - 1)
     }
@@ -204,8 +201,8 @@ impl ClientDriver {
     }
 
     /// Waits up to `timeout` for any link, then hands every frame available to `handler`.
-    /// With RDMA links, the wait first polls them for the busy-poll time (reading the clock
-    /// only every 64 rounds), then re-arms their completion channels and sleeps.
+    /// The wait first polls the links for the busy-poll time (see the module's page), then
+    /// re-arms the RDMA completion channels and sleeps in epoll.
     pub fn progress<H: ClientHandler>(
         &mut self,
         timeout: Option<Duration>,
@@ -214,18 +211,31 @@ impl ClientDriver {
         if !self.read_available(handler)? {
             if !self.busy_poll.is_zero() {
                 let until = Instant::now() + self.busy_poll.min(timeout.unwrap_or(Duration::MAX));
-                // The clock is read every few rounds only: where it is not in the vDSO (a VM
-                // without a stable TSC) each read is a system call.
+                // TCP sockets are polled with a non-blocking read each (a system call that
+                // never sleeps), and the core is offered to any other runnable thread between
+                // rounds, so an oversubscribed node does not starve the peer it waits for.
+                // RDMA alone needs no system call: the clock is read every few rounds only
+                // (where it is not in the vDSO each read is a system call).
+                let tcp = self.servers.iter().any(|l| !l.is_rdma());
                 let mut round = 0u32;
                 loop {
-                    if self.read_rdma_available(handler)? {
+                    let got = if tcp {
+                        self.read_available(handler)?
+                    } else {
+                        self.read_rdma_available(handler)?
+                    };
+                    if got {
                         return Ok(());
                     }
                     round = round.wrapping_add(1);
-                    if round.is_multiple_of(64) && Instant::now() >= until {
+                    if (tcp || round.is_multiple_of(64)) && Instant::now() >= until {
                         break;
                     }
-                    std::hint::spin_loop();
+                    if tcp {
+                        std::thread::yield_now();
+                    } else {
+                        std::hint::spin_loop();
+                    }
                 }
                 // RDMA fds must be re-armed before the sleep; a frame found meanwhile is read
                 // instead.
@@ -308,5 +318,107 @@ impl ClientDriver {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{TcpListener, TcpStream};
+    use std::thread;
+
+    use super::*;
+    use crate::{BufferPool, FrameLimits, Header, Metrics, Opcode};
+
+    /// Counts the servers' frames.
+    struct Count(usize);
+
+    impl FrameSink for Count {
+        fn direct_values(&mut self, _header: &Header) -> Option<&mut [u8]> {
+            None
+        }
+    }
+
+    impl ClientHandler for Count {
+        type Error = NetError;
+        fn server_frame(&mut self, _server: u32, _frame: Frame) {
+            self.0 += 1;
+        }
+        fn server_lost(&mut self, server: u32) -> Result<(), NetError> {
+            Err(NetError::UnknownPeer(server as usize))
+        }
+        fn scheduler_frame(&mut self, _frame: Frame) {}
+        fn scheduler_lost(&mut self) {}
+    }
+
+    fn peer(stream: TcpStream) -> Peer {
+        stream.set_nonblocking(true).unwrap();
+        let stream = mio::net::TcpStream::from_std(stream);
+        let limits = FrameLimits::default();
+        Peer::new(stream, limits, BufferPool::new(), Metrics::new()).unwrap()
+    }
+
+    /// Both ends of a loopback connection.
+    fn connected() -> (Peer, Peer) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let near = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (far, _) = listener.accept().unwrap();
+        (peer(near), peer(far))
+    }
+
+    /// How often the calling thread has gone to sleep so far (`voluntary_ctxt_switches`).
+    fn sleeps_so_far() -> u64 {
+        let status = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("voluntary_ctxt_switches in /proc/thread-self/status")
+    }
+
+    /// Waits for one frame a server sends 20 ms from now; returns how often the waiting
+    /// thread slept meanwhile, how many frames it got and how long the wait took.
+    fn wait_for_a_late_reply(busy_poll: Duration) -> (u64, usize, Duration) {
+        let (scheduler, _scheduler_end) = connected();
+        let (server, mut server_end) = connected();
+        let mut driver = ClientDriver::new(scheduler, busy_poll).unwrap();
+        driver.add_server(server.into()).unwrap();
+        let replier = thread::spawn(move || {
+            thread::sleep(Duration::from_millis(20));
+            let mut ack = FrameParts::header_only(Header::new(Opcode::PushAck));
+            ack.finish(true);
+            server_end.send(&ack).unwrap();
+            while !server_end.flush().unwrap() {}
+            server_end
+        });
+        let mut got = Count(0);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let before = sleeps_so_far();
+        let started = Instant::now();
+        while got.0 == 0 && Instant::now() < deadline {
+            driver
+                .progress(Some(Duration::from_secs(10)), &mut got)
+                .unwrap();
+        }
+        let (slept, took) = (sleeps_so_far() - before, started.elapsed());
+        let _server_end = replier.join().unwrap();
+        (slept, got.0, took)
+    }
+
+    #[test]
+    fn a_wait_polls_tcp_without_sleeping_for_the_busy_poll_time_and_sleeps_without_one() {
+        let spin = Duration::from_secs(5);
+        let (slept, got, took) = wait_for_a_late_reply(spin);
+        assert_eq!(got, 1);
+        assert_eq!(
+            slept, 0,
+            "a reply within the busy-poll time must be found without sleeping"
+        );
+        assert!(
+            took < spin,
+            "the reply was found by the polling, not after it ({took:?})"
+        );
+        let (slept, got, _) = wait_for_a_late_reply(Duration::ZERO);
+        assert_eq!(got, 1);
+        assert!(slept >= 1, "without busy polling the wait sleeps in epoll");
     }
 }

@@ -12,9 +12,13 @@
 //!
 //! Connections are [`Link`]s: TCP, or RDMA once [`EventLoop::listen_rdma`] has started an
 //! RDMA listener (its accepts happen on a helper thread, rdma_cm having no non-blocking
-//! accept, and reach the loop through a channel and a waker). While RDMA connections are
-//! busy the loop polls them for a short spin before it sleeps in epoll, so a request that
-//! arrives right after a reply is seen without a wake-up; idle, it sleeps like a TCP loop.
+//! accept, and reach the loop through a channel and a waker).
+//!
+//! After each round that handled a frame the loop busy-polls for the busy-poll time
+//! ([`EventLoop::set_busy_poll`]) before it sleeps in epoll, so a request that arrives right
+//! after a reply is seen without a wake-up: RDMA connections are polled directly (epoll only
+//! every few rounds, for new connections), TCP ones by asking epoll without a timeout, which
+//! never sleeps, yielding the core between rounds. Idle, the loop sleeps and burns no core.
 
 use std::io;
 use std::net::SocketAddr;
@@ -44,8 +48,9 @@ pub type PeerId = usize;
 
 const LISTENER: Token = Token(usize::MAX);
 const RDMA_ACCEPTED: Token = Token(usize::MAX - 1);
-/// How long the loop keeps polling RDMA connections after the last frame before it sleeps.
-const RDMA_SPIN: Duration = Duration::from_micros(500);
+/// How long a loop keeps polling after the last frame before it sleeps, unless
+/// [`EventLoop::set_busy_poll`] says otherwise.
+pub const DEFAULT_BUSY_POLL: Duration = Duration::from_micros(500);
 /// While spinning, rounds between two reads of the clock.
 const CLOCK_EVERY: u32 = 64;
 /// While spinning, rounds between two looks at epoll.
@@ -97,6 +102,7 @@ struct Settings {
     credentials: Credentials,
     handshake_timeout: Duration,
     budget: Budget,
+    busy_poll: Duration,
 }
 
 /// Where a connection stands with the handshake.
@@ -197,6 +203,7 @@ impl EventLoop {
                 credentials,
                 handshake_timeout: auth::DEFAULT_HANDSHAKE_TIMEOUT,
                 budget,
+                busy_poll: DEFAULT_BUSY_POLL,
             },
             tick: Duration::from_millis(100),
             held: HeldReads::default(),
@@ -210,6 +217,12 @@ impl EventLoop {
     }
 
     /// How long an accepted peer has to authenticate, and a dialed one to answer.
+    /// How long the loop keeps polling after a round that handled a frame before it sleeps
+    /// in epoll (zero: it sleeps at once).
+    pub fn set_busy_poll(&mut self, spin: Duration) {
+        self.settings.busy_poll = spin;
+    }
+
     pub fn set_handshake_timeout(&mut self, timeout: Duration) {
         self.settings.handshake_timeout = timeout;
     }
@@ -339,20 +352,26 @@ impl EventLoop {
         let mut closed: Vec<(PeerId, CloseReason)> = Vec::new();
         let mut last_tick = Instant::now();
         let mut spin_until: Option<Instant> = None;
+        // Whether the spin was started by a TCP frame: then epoll is asked every round.
+        let mut spin_tcp = false;
         let mut round = 0u32;
         while !handler.should_stop() {
             round = round.wrapping_add(1);
-            // While spinning, read the clock only every few rounds: where it is not in the vDSO
-            // (a VM without a stable TSC) each read is a system call.
-            let check_clock = spin_until.is_none() || round.is_multiple_of(CLOCK_EVERY);
+            // While spinning on RDMA, read the clock only every few rounds: where it is not in
+            // the vDSO (a VM without a stable TSC) each read is a system call. A TCP spin makes
+            // system calls every round anyway.
+            let check_clock = spin_until.is_none() || spin_tcp || round.is_multiple_of(CLOCK_EVERY);
             if check_clock && spin_until.is_some_and(|t| Instant::now() >= t) {
                 spin_until = None;
+                spin_tcp = false;
             }
             let spinning = spin_until.is_some();
             if backlog.is_empty() && !spinning {
                 // About to sleep: RDMA fds must be re-armed, and anything already there read.
                 self.prepare_rdma_sleep(&mut backlog, &mut closed);
                 self.report_closed(handler, &mut closed);
+            } else if spinning && spin_tcp {
+                std::thread::yield_now();
             } else if spinning {
                 std::hint::spin_loop();
             }
@@ -361,9 +380,9 @@ impl EventLoop {
             } else {
                 Duration::ZERO
             };
-            // While spinning on RDMA connections, ask epoll (a system call) only now and then:
-            // it is there for TCP peers and new connections, which can wait a few rounds.
-            if spinning && !round.is_multiple_of(EPOLL_EVERY) {
+            // While spinning on RDMA connections only, ask epoll (a system call) only now and
+            // then: it is there for TCP peers and new connections, which can wait a few rounds.
+            if spinning && !spin_tcp && !round.is_multiple_of(EPOLL_EVERY) {
                 events.clear();
             } else {
                 match self.poll.poll(&mut events, Some(timeout)) {
@@ -414,8 +433,9 @@ impl EventLoop {
                     if more {
                         backlog.push(peer);
                     }
-                    if rdma && frames > 0 {
-                        spin_until = Some(Instant::now() + RDMA_SPIN);
+                    if frames > 0 && !self.settings.busy_poll.is_zero() {
+                        spin_until = Some(Instant::now() + self.settings.busy_poll);
+                        spin_tcp |= !rdma;
                     }
                 }
                 self.report_closed(handler, &mut closed);

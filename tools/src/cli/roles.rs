@@ -53,6 +53,12 @@ pub struct ClusterFlags {
     #[arg(long, value_name = "MS")]
     pub connect_timeout_ms: Option<String>,
 
+    /// How long a waiting worker, and a server after each request, keep polling their
+    /// connections before they sleep, in microseconds: latency against a core (0 sleeps at
+    /// once) [env: FERROPS_BUSY_POLL_US] [file: busy_poll_us] [default: 500]
+    #[arg(long, value_name = "US")]
+    pub busy_poll_us: Option<String>,
+
     /// File holding the cluster secret, readable by its owner only (the secret itself is
     /// never a flag: `ps` shows flags to every user) [env: FERROPS_SECRET_FILE] [file:
     /// secret_file]; or FERROPS_SECRET / `secret` with the secret itself. Every connection is
@@ -102,6 +108,7 @@ impl ClusterFlags {
             bind: self.bind.clone(),
             transport: self.transport.clone(),
             connect_timeout_ms: self.connect_timeout_ms.clone(),
+            busy_poll_us: self.busy_poll_us.clone(),
             secret_file: self.secret_file.clone(),
             insecure: self.insecure.then(|| "true".to_string()),
             heartbeat_interval_ms: self.heartbeat_interval_ms.clone(),

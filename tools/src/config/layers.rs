@@ -14,15 +14,15 @@ use ferrops_net::{Budgets, FrameLimits, TransportMode};
 use serde::Deserialize;
 
 use super::values::{
-    env_value, parse_address, parse_bool, parse_count, parse_positive, parse_rank, parse_secret,
-    read_secret_file,
+    env_value, parse_address, parse_bool, parse_busy_poll_us, parse_count, parse_positive,
+    parse_rank, parse_secret, read_secret_file,
 };
 use super::{
-    ConfigFile, EnvMap, Overrides, DEFAULT_CONNECT_TIMEOUT, ENV_BIND, ENV_CONNECT_TIMEOUT_MS,
-    ENV_FRAME_BUDGET_BYTES, ENV_HEARTBEAT_INTERVAL_MS, ENV_HEARTBEAT_TIMEOUT_MS, ENV_INSECURE,
-    ENV_MAX_CONNECTIONS, ENV_METRICS_ADDR, ENV_NUM_SERVERS, ENV_NUM_WORKERS, ENV_RANK,
-    ENV_REPLY_BUDGET_BYTES, ENV_REPLY_BUDGET_TOTAL_BYTES, ENV_SCHEDULER, ENV_SECRET,
-    ENV_SECRET_FILE, ENV_SERVER_SHARDS, ENV_STARTUP_DEADLINE_MS, ENV_TRANSPORT,
+    ConfigFile, EnvMap, Overrides, DEFAULT_CONNECT_TIMEOUT, ENV_BIND, ENV_BUSY_POLL_US,
+    ENV_CONNECT_TIMEOUT_MS, ENV_FRAME_BUDGET_BYTES, ENV_HEARTBEAT_INTERVAL_MS,
+    ENV_HEARTBEAT_TIMEOUT_MS, ENV_INSECURE, ENV_MAX_CONNECTIONS, ENV_METRICS_ADDR, ENV_NUM_SERVERS,
+    ENV_NUM_WORKERS, ENV_RANK, ENV_REPLY_BUDGET_BYTES, ENV_REPLY_BUDGET_TOTAL_BYTES, ENV_SCHEDULER,
+    ENV_SECRET, ENV_SECRET_FILE, ENV_SERVER_SHARDS, ENV_STARTUP_DEADLINE_MS, ENV_TRANSPORT,
 };
 
 /// Every setting after layering, before the role decides which are required.
@@ -34,6 +34,7 @@ pub(super) struct Settings {
     pub(super) bind: Option<SocketAddr>,
     pub(super) key: ClusterKey,
     pub(super) connect_timeout: Duration,
+    pub(super) busy_poll: Option<Duration>,
     pub(super) limits: FrameLimits,
     pub(super) budgets: Budgets,
     pub(super) server_shards: Option<usize>,
@@ -71,6 +72,9 @@ impl Settings {
         cluster.key = self.key.clone();
         cluster.budgets = self.budgets;
         cluster.connect_timeout = self.connect_timeout;
+        if let Some(spin) = self.busy_poll {
+            cluster.busy_poll = spin;
+        }
         cluster.server_shards = self.server_shards.unwrap_or(1);
         cluster.transport = self.transport;
         cluster.liveness = self.liveness;
@@ -123,6 +127,7 @@ setting!(RANK: no flag, "", ENV_RANK);
 setting!(SERVER_SHARDS: "--server-shards", server_shards, ENV_SERVER_SHARDS);
 setting!(TRANSPORT: "--transport", transport, ENV_TRANSPORT);
 setting!(CONNECT_TIMEOUT_MS: "--connect-timeout-ms", connect_timeout_ms, ENV_CONNECT_TIMEOUT_MS);
+setting!(BUSY_POLL_US: "--busy-poll-us", busy_poll_us, ENV_BUSY_POLL_US);
 setting!(METRICS_ADDR: "--metrics-addr", metrics_addr, ENV_METRICS_ADDR);
 setting!(MAX_CONNECTIONS: "--max-connections", max_connections, ENV_MAX_CONNECTIONS);
 setting!(REPLY_BUDGET: "--reply-budget-bytes", reply_budget_bytes, ENV_REPLY_BUDGET_BYTES);
@@ -191,6 +196,7 @@ file_settings! {
     secret_file: String,
     insecure: bool,
     connect_timeout_ms: u64,
+    busy_poll_us: u64,
     server_shards: u64,
     transport: String,
     metrics_addr: String,
@@ -409,6 +415,9 @@ pub(super) fn resolve_settings(
         bind: layers.get(&BIND, parse_address)?,
         key: cluster_key(&layers)?,
         connect_timeout: timeout_ms.map_or(DEFAULT_CONNECT_TIMEOUT, Duration::from_millis),
+        busy_poll: layers
+            .get(&BUSY_POLL_US, parse_busy_poll_us)?
+            .map(Duration::from_micros),
         limits: layers.limits()?,
         budgets: layers.budgets()?,
         server_shards: layers.get(&SERVER_SHARDS, parse_count)?,

@@ -65,6 +65,8 @@ pub const ENV_STARTUP_DEADLINE_MS: &str = "FERROPS_STARTUP_DEADLINE_MS";
 
 /// Where a node serves its metrics (`IP:PORT`, port 0 picks one; unset: no endpoint).
 pub const ENV_METRICS_ADDR: &str = "FERROPS_METRICS_ADDR";
+/// How long a worker's wait and a server's loop busy-poll before they sleep, in microseconds.
+pub const ENV_BUSY_POLL_US: &str = "FERROPS_BUSY_POLL_US";
 
 /// Connections one listener holds at most.
 pub const ENV_MAX_CONNECTIONS: &str = "FERROPS_MAX_CONNECTIONS";
@@ -126,6 +128,8 @@ pub struct Overrides {
     pub transport: Option<String>,
     /// `--connect-timeout-ms`.
     pub connect_timeout_ms: Option<String>,
+    /// `--busy-poll-us`.
+    pub busy_poll_us: Option<String>,
     /// `--secret-file`: a file holding the cluster secret.
     pub secret_file: Option<String>,
     /// `--insecure` (as `"true"`): run without a cluster secret.

@@ -23,6 +23,19 @@ pub(super) fn parse_positive(text: &str) -> Result<u64, String> {
     Ok(n)
 }
 
+/// A busy-poll time in microseconds: 0 (sleep at once) to 1,000,000 (a second of spinning per
+/// wait is already a core given away; more is a typo).
+pub(super) fn parse_busy_poll_us(text: &str) -> Result<u64, String> {
+    let n: u64 = text
+        .trim()
+        .parse()
+        .map_err(|_| "not a whole number of microseconds".to_string())?;
+    if n > 1_000_000 {
+        return Err("must be at most 1000000 (one second)".to_string());
+    }
+    Ok(n)
+}
+
 /// A rank: a whole number from 0.
 pub(super) fn parse_rank(text: &str) -> Result<u32, String> {
     text.trim()
