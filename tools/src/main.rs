@@ -30,12 +30,12 @@ use anyhow::{anyhow, Context, Result};
 use clap::{CommandFactory, Parser};
 use ferrops::config::{self, ConfigInput, Overrides, Role};
 // The library's internals, under the names the binary's modules use (`crate::data`, ...).
-use ferrops::internal::{data, logistic, synth, trace};
+use ferrops::internal::{data, lda, logistic, synth, trace};
 use ferrops_engine::memory::SegmentOptions;
 
 use cli::{
-    BenchCommand, Cli, Command, DataCommand, GenArgs, KernelsArgs, LocalArgs, PatchesArgs,
-    PlotArgs, ServerArgs, SlurmArgs, TrainCommand, WorkerArgs,
+    BenchCommand, Cli, Command, DataCommand, GenArgs, KernelsArgs, LdaCorpusArgs, LocalArgs,
+    PatchesArgs, PlotArgs, ServerArgs, SlurmArgs, TrainCommand, WorkerArgs,
 };
 use launch::{LocalSpec, ANNOUNCE_PREFIX};
 use tracing_subscriber::fmt::format::Writer;
@@ -92,6 +92,11 @@ fn run(cli: Cli, env: &config::EnvMap) -> Result<i32> {
             Ok(0)
         }
         Some(Command::Data(DataCommand::Patches(args))) => run_data_patches(&args),
+        Some(Command::Data(DataCommand::LdaCorpus(args))) => run_data_lda_corpus(&args),
+        Some(Command::Train(TrainCommand::Lda(args))) => {
+            apps::lda::lda(&args)?;
+            Ok(0)
+        }
         Some(Command::Train(TrainCommand::Rica(args))) => {
             apps::train::rica(&args)?;
             Ok(0)
@@ -236,6 +241,46 @@ fn run_data_patches(args: &PatchesArgs) -> Result<i32> {
         cut.len(),
         args.size,
         args.size
+    );
+    Ok(0)
+}
+
+fn run_data_lda_corpus(args: &LdaCorpusArgs) -> Result<i32> {
+    use lda::corpus;
+    let mut docs = Vec::new();
+    for path in &args.files {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        docs.extend(corpus::paragraphs(
+            &String::from_utf8_lossy(&bytes),
+            args.min_chars,
+        ));
+    }
+    let opts = corpus::TextOptions {
+        min_docs: args.min_docs,
+        min_doc_tokens: args.min_doc_tokens,
+        ..corpus::TextOptions::default()
+    };
+    let made = corpus::from_text(&docs, &opts);
+    anyhow::ensure!(
+        !made.docs.is_empty() && !made.vocab.is_empty(),
+        "no document kept: {} paragraphs, none with {} tokens of words in {} documents or more",
+        docs.len(),
+        args.min_doc_tokens,
+        args.min_docs
+    );
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let vocab_path = args.out.join("vocab.txt");
+    write_file(&args.out.join("docword.txt"), |docword| {
+        let mut vocab = io::BufWriter::new(std::fs::File::create(&vocab_path)?);
+        corpus::write_uci(&made, docword, &mut vocab)
+    })?;
+    println!(
+        "wrote {}: {} documents, {} words, {} tokens",
+        args.out.display(),
+        made.docs.len(),
+        made.vocab.len(),
+        made.tokens()
     );
     Ok(0)
 }

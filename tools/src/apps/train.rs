@@ -38,7 +38,7 @@ pub struct ClusterSize {
 
 impl ClusterSize {
     /// Starts the cluster, runs `job` on its workers and returns the launcher's exit code.
-    fn run(&self, job: &Job) -> Result<i32> {
+    pub(crate) fn run(&self, job: &Job) -> Result<i32> {
         run_job_locally(self.servers, self.workers, &job.name(), &job.args())
     }
 }
@@ -258,7 +258,7 @@ pub fn plot_objective(png: &Path, traces: &[(String, Vec<Record>)]) -> Result<()
     Ok(())
 }
 
-fn absolute(p: &Path) -> Result<PathBuf> {
+pub(crate) fn absolute(p: &Path) -> Result<PathBuf> {
     if p.is_absolute() {
         Ok(p.to_path_buf())
     } else {

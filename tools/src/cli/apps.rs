@@ -1,11 +1,13 @@
-//! Flags of the application subcommands: `demo`, `data gen|info|patches`, `train l1lr|rica`
-//! and `plot`. `train l1lr|rica` parse straight into the runs `apps::train` takes, which
+//! Flags of the application subcommands: `demo`, `data gen|info|patches|lda-corpus`,
+//! `train l1lr|rica|lda` and `plot`. `train` subcommands parse straight into the runs `apps`
+//! takes, which
 //! flatten in the training flags shared with the worker jobs (the jobs' own structs).
 
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
+use crate::apps::lda::LdaRun;
 use crate::apps::train::{L1lrRun, RicaRun};
 use crate::data::patches::DEFAULT_MAX_PIXELS;
 use crate::data::{MaxDimArg, DEFAULT_MAX_DIM};
@@ -25,6 +27,35 @@ pub enum DataCommand {
     /// grey), remove each patch's mean, ZCA-whiten the set and write one patch per line (input
     /// of `train rica`).
     Patches(PatchesArgs),
+
+    /// Turn plain-text files into a UCI bag-of-words corpus for `train lda`: each paragraph a
+    /// document, lower-cased words of three letters or more, stop words and words in fewer
+    /// than `--min-docs` documents or more than half of them dropped.
+    LdaCorpus(LdaCorpusArgs),
+}
+
+/// Flags of `ferrops data lda-corpus`.
+#[derive(Debug, Clone, Args)]
+pub struct LdaCorpusArgs {
+    /// Where to write `docword.txt` and `vocab.txt` (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+
+    /// Paragraphs shorter than this many characters are joined to the next.
+    #[arg(long, value_name = "N", default_value_t = 400, value_parser = positive_count)]
+    pub min_chars: usize,
+
+    /// Words in fewer documents than this are dropped.
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = positive_count)]
+    pub min_docs: usize,
+
+    /// Documents with fewer tokens than this, after dropping words, are dropped.
+    #[arg(long, value_name = "N", default_value_t = 20, value_parser = positive_count)]
+    pub min_doc_tokens: usize,
+
+    /// Plain-text files (UTF-8; other bytes are replaced).
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
 }
 
 /// Flags of `ferrops data patches`.
@@ -115,6 +146,12 @@ pub enum TrainCommand {
     /// ½‖WᵀWx − x‖² over whitened patches (`data patches`), workers pushing minibatch gradients,
     /// servers applying AdaGrad.
     Rica(RicaRun),
+
+    /// Latent Dirichlet allocation by distributed collapsed Gibbs sampling on a UCI
+    /// bag-of-words corpus (`data lda-corpus` makes one from text): workers own documents,
+    /// servers hold the word–topic counts; prints the log-likelihood per token, the held-out
+    /// perplexity and each topic's top words.
+    Lda(LdaRun),
 }
 
 /// Flags of `ferrops plot`.

@@ -12,7 +12,7 @@ mod worker_command;
 use clap::{Parser, Subcommand};
 
 use apps::DemoArgs;
-pub use apps::{DataCommand, GenArgs, PatchesArgs, PlotArgs, TrainCommand};
+pub use apps::{DataCommand, GenArgs, LdaCorpusArgs, PatchesArgs, PlotArgs, TrainCommand};
 pub use bench::{BenchCommand, KernelsArgs};
 use roles::RoleArgs;
 pub use roles::{LocalArgs, ServerArgs, WorkerArgs};

@@ -10,10 +10,12 @@
 //! * `check`: push/pull sums and sequential consistency across processes;
 //! * `logreg`: sparse logistic regression on generated data, with the bandwidth reducers;
 //! * `l1lr`: L1-regularised logistic regression by delayed block proximal gradient;
-//! * `rica`: reconstruction ICA on image patches.
+//! * `rica`: reconstruction ICA on image patches;
+//! * `lda`: latent Dirichlet allocation by distributed collapsed Gibbs sampling.
 
 pub mod check;
 pub mod l1lr;
+pub mod lda;
 pub mod logreg;
 pub mod rica;
 mod values;
@@ -42,6 +44,9 @@ pub enum Job {
     /// Reconstruction ICA.
     #[command(name = "rica", disable_help_flag = true)]
     Rica(rica::RicaArgs),
+    /// Latent Dirichlet allocation by distributed collapsed Gibbs sampling.
+    #[command(name = "lda", disable_help_flag = true)]
+    Lda(lda::LdaArgs),
 }
 
 /// A job's name followed by its arguments, as `ferrops worker` receives them.
@@ -80,6 +85,7 @@ impl Job {
             Job::Check => check::run(cfg),
             Job::L1lr(args) => l1lr::run(cfg, args),
             Job::Rica(args) => rica::run(cfg, args),
+            Job::Lda(args) => lda::run(cfg, args),
         }
     }
 
@@ -182,7 +188,7 @@ mod tests {
         let err = Job::parse("sgd", &[]).unwrap_err().to_string();
         assert_eq!(
             err,
-            "unknown worker job `sgd` (known: logreg, check, l1lr, rica)"
+            "unknown worker job `sgd` (known: logreg, check, l1lr, rica, lda)"
         );
     }
 
