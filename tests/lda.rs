@@ -131,11 +131,11 @@ fn two_workers_reach_the_likelihood_of_the_single_process_reference_sampler() {
         .collect();
     let mut rng = Rng::new(3);
     let mut shard = Shard::new(&docs, TOPICS, &mut rng);
-    let (mut rows, mut totals) = shard.word_counts();
-    let (mut dr, mut dt) = (rows.clone(), totals.clone());
+    let mut c = shard.counts();
     for _ in 0..ITERS {
-        shard.sweep_dense(&h, &mut rows, &mut totals, &mut dr, &mut dt, &mut rng);
+        shard.sweep_dense(&h, &mut c, &mut rng);
     }
+    let (rows, totals) = (c.rows, c.totals);
     let mut full = vec![0f32; h.vocab * TOPICS];
     for (i, &w) in shard.words().iter().enumerate() {
         let w = w as usize;

@@ -173,11 +173,11 @@ pub fn run(cfg: &WorkerConfig, args: &LdaArgs) -> Result<()> {
         );
     }
     // Every worker's starting counts are in before anyone samples against them.
-    let (mut rows, mut totals) = shard.word_counts();
+    let mut c = shard.counts();
     if !keys.is_empty() {
-        w.push(tables.words, &keys, &rows)?;
+        w.push(tables.words, &keys, &c.rows)?;
     }
-    w.push(tables.topics, &[0], &totals)?;
+    w.push(tables.topics, &[0], &c.totals)?;
     w.barrier()?;
     let mut trace = match (rank, &args.trace) {
         (0, Some(path)) => Some(std::io::BufWriter::new(
@@ -186,29 +186,21 @@ pub fn run(cfg: &WorkerConfig, args: &LdaArgs) -> Result<()> {
         _ => None,
     };
     let heldout: Vec<Vec<(u32, u32)>> = heldout.into_iter().map(|(_, d)| d.clone()).collect();
-    let (mut delta_rows, mut delta_totals) = (rows.clone(), totals.clone());
     let (mut changed_keys, mut changed_values) = (Vec::new(), Vec::new());
     let started = Instant::now();
     let (mut sampling, mut sampled) = (0.0f64, 0u64);
     for iteration in 1..=args.iters {
         if !keys.is_empty() {
-            w.pull_into(tables.words, &keys, &mut rows)?;
+            w.pull_into(tables.words, &keys, &mut c.rows)?;
         }
-        w.pull_into(tables.topics, &[0], &mut totals)?;
+        w.pull_into(tables.topics, &[0], &mut c.totals)?;
         let t = Instant::now();
-        shard.sweep(
-            &h,
-            &mut rows,
-            &mut totals,
-            &mut delta_rows,
-            &mut delta_totals,
-            &mut rng,
-        );
+        shard.sweep(&h, &mut c, &mut rng);
         sampling += t.elapsed().as_secs_f64();
         sampled += shard.tokens() as u64;
         changed_keys.clear();
         changed_values.clear();
-        for (i, delta) in delta_rows.chunks(h.topics).enumerate() {
+        for (i, delta) in c.delta_rows.chunks(h.topics).enumerate() {
             if delta.iter().any(|&d| d != 0.0) {
                 changed_keys.push(keys[i]);
                 changed_values.extend_from_slice(delta);
@@ -217,7 +209,7 @@ pub fn run(cfg: &WorkerConfig, args: &LdaArgs) -> Result<()> {
         if !changed_keys.is_empty() {
             w.push(tables.words, &changed_keys, &changed_values)?;
         }
-        w.push(tables.topics, &[0], &delta_totals)?;
+        w.push(tables.topics, &[0], &c.delta_totals)?;
         w.clock()?;
         if iteration % args.eval_every == 0 || iteration == args.iters {
             let (ndk, lens) = shard.doc_counts();

@@ -11,6 +11,7 @@ use std::fmt;
 use std::io::{self, BufRead, Write};
 use std::path::{Path, PathBuf};
 
+use super::sampler::draw_from;
 use crate::internal::synth::Rng;
 
 /// Topic counts travel as f32 sums on the servers, exact only below 2^24: a corpus whose
@@ -327,8 +328,8 @@ pub fn synthetic(phi: &[Vec<f64>], docs: usize, doc_len: usize, alpha: f64, seed
         let theta = dirichlet(&mut rng, phi.len(), alpha);
         let mut counts = vec![0u32; v];
         for _ in 0..doc_len {
-            let k = draw(&mut rng, &theta);
-            counts[draw(&mut rng, &phi[k])] += 1;
+            let k = draw_from(&mut rng, &theta);
+            counts[draw_from(&mut rng, &phi[k])] += 1;
         }
         let bag = counts
             .iter()
@@ -384,19 +385,6 @@ fn gamma(rng: &mut Rng, shape: f64) -> f64 {
             return d * v;
         }
     }
-}
-
-/// An index drawn with probability proportional to `weights`.
-fn draw(rng: &mut Rng, weights: &[f64]) -> usize {
-    let total: f64 = weights.iter().sum();
-    let mut u = rng.unit() * total;
-    for (i, &w) in weights.iter().enumerate() {
-        if u < w {
-            return i;
-        }
-        u -= w;
-    }
-    weights.len() - 1
 }
 
 #[cfg(test)]

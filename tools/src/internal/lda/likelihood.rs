@@ -37,38 +37,48 @@ pub fn ln_gamma(x: f64) -> f64 {
     0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + a.ln()
 }
 
-/// The words' part of log p(w, z): Σ_k [ln Γ(Vβ) − ln Γ(Vβ + n_k)] + Σ_k Σ_w [ln Γ(β + n_wk) −
-/// ln Γ(β)], from every word's row of counts (`rows`: V × K) and the topic totals.
-pub fn words_part(h: &Hyper, rows: &[f32], totals: &[f32]) -> f64 {
-    let vb = h.vocab as f64 * h.beta;
-    let lg_b = ln_gamma(h.beta);
-    let topics: f64 = totals
-        .iter()
-        .map(|&n| ln_gamma(vb) - ln_gamma(vb + f64::from(n.max(0.0))))
+/// One Dirichlet–multinomial (Pólya) factor of log p(w, z): for groups of `size` outcomes under
+/// a symmetric Dirichlet(`prior`), Σ_groups [ln Γ(size·prior) − ln Γ(size·prior + n_group)] +
+/// Σ_counts [ln Γ(prior + n) − ln Γ(prior)], from the groups' totals and every count.
+fn polya(
+    prior: f64,
+    size: usize,
+    totals: impl Iterator<Item = f64>,
+    counts: impl Iterator<Item = f64>,
+) -> f64 {
+    let (whole, lg_prior) = (size as f64 * prior, ln_gamma(prior));
+    let groups: f64 = totals
+        .map(|n| ln_gamma(whole) - ln_gamma(whole + n.max(0.0)))
         .sum();
-    let words: f64 = rows
-        .iter()
-        .filter(|&&n| n > 0.0)
-        .map(|&n| ln_gamma(h.beta + f64::from(n)) - lg_b)
+    let cells: f64 = counts
+        .filter(|&n| n > 0.0)
+        .map(|n| ln_gamma(prior + n) - lg_prior)
         .sum();
-    topics + words
+    groups + cells
 }
 
-/// The documents' part of log p(w, z) for documents with topic counts `ndk` (docs × K) and
-/// lengths `lens`: Σ_d [ln Γ(Kα) − ln Γ(Kα + n_d)] + Σ_d Σ_k [ln Γ(α + n_dk) − ln Γ(α)].
+/// The words' part of log p(w, z) (each topic a group over the V words), from every word's
+/// row of counts (`rows`: V × K) and the topic totals.
+pub fn words_part(h: &Hyper, rows: &[f32], totals: &[f32]) -> f64 {
+    let wide = |v: &[f32]| {
+        v.iter()
+            .map(|&n| f64::from(n))
+            .collect::<Vec<_>>()
+            .into_iter()
+    };
+    polya(h.beta, h.vocab, wide(totals), wide(rows))
+}
+
+/// The documents' part of log p(w, z) (each document a group over the K topics) for documents
+/// with topic counts `ndk` (docs × K) and lengths `lens`.
 pub fn docs_part(h: &Hyper, ndk: &[u32], lens: &[u32]) -> f64 {
-    let ka = h.topics as f64 * h.alpha;
-    let lg_a = ln_gamma(h.alpha);
-    let docs: f64 = lens
-        .iter()
-        .map(|&n| ln_gamma(ka) - ln_gamma(ka + f64::from(n)))
-        .sum();
-    let counts: f64 = ndk
-        .iter()
-        .filter(|&&n| n > 0)
-        .map(|&n| ln_gamma(h.alpha + f64::from(n)) - lg_a)
-        .sum();
-    docs + counts
+    let wide = |v: &[u32]| {
+        v.iter()
+            .map(|&n| f64::from(n))
+            .collect::<Vec<_>>()
+            .into_iter()
+    };
+    polya(h.alpha, h.topics, wide(lens), wide(ndk))
 }
 
 /// φ: each topic's distribution over words, from the counts (`rows`: V × K, `totals`: K), as

@@ -14,13 +14,34 @@
 //! so a draw costs the topics its document and its word have, not K: s is kept up to date as
 //! the totals change, r and q are summed over the non-zero topics only, and most draws land in
 //! q. [`Shard::sweep_dense`] is the plain O(K) sampler, the reference the tests compare with.
-//! Word–topic counts come from the servers: the caller passes the rows of the shard's words and
-//! the topic totals, and gets back, in them, the counts after the sweep and, in `delta`, what
-//! changed (to push).
+//! Word–topic counts come from the servers: the caller passes them in [`Counts`] (the rows of
+//! the shard's words and the topic totals) and gets back, in the same, the counts after the
+//! sweep and what changed (to push).
 
 use crate::internal::synth::Rng;
 
 use super::Hyper;
+
+/// The word–topic counts a shard samples against — a row of K per word of [`Shard::words`] and
+/// the K topic totals, which include the shard's own tokens and follow them as they move — and
+/// what the last sweep changed in them (the same shapes; what a worker pushes).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Counts {
+    pub rows: Vec<f32>,
+    pub totals: Vec<f32>,
+    pub delta_rows: Vec<f32>,
+    pub delta_totals: Vec<f32>,
+}
+
+impl Counts {
+    /// A token of word row `i` moved from topic `old` to `new`.
+    fn moved(&mut self, k: usize, i: usize, old: usize, new: usize) {
+        self.delta_rows[i * k + old] -= 1.0;
+        self.delta_rows[i * k + new] += 1.0;
+        self.delta_totals[old] -= 1.0;
+        self.delta_totals[new] += 1.0;
+    }
+}
 
 /// One worker's tokens, their topics, and its documents' topic counts.
 #[derive(Clone, Debug)]
@@ -107,6 +128,17 @@ impl Shard {
         (&self.ndk, &self.lens)
     }
 
+    /// The shard's own counts (no changes yet).
+    pub fn counts(&self) -> Counts {
+        let (rows, totals) = self.word_counts();
+        Counts {
+            delta_rows: vec![0.0; rows.len()],
+            delta_totals: vec![0.0; totals.len()],
+            rows,
+            totals,
+        }
+    }
+
     /// The shard's own counts: per word of [`Shard::words`] a row of K, and the K totals.
     pub fn word_counts(&self) -> (Vec<f32>, Vec<f32>) {
         let k = self.topics;
@@ -121,26 +153,14 @@ impl Shard {
         (rows, totals)
     }
 
-    /// Resamples every token by SparseLDA. `rows` (one row of K per word of
-    /// [`Shard::words`]) and `totals` are the word–topic counts and topic totals to sample
-    /// against, which include this shard's own tokens; they are updated as tokens move, and
-    /// `delta_rows`/`delta_totals` (same shapes, zeroed here) receive the changes.
-    pub fn sweep(
-        &mut self,
-        h: &Hyper,
-        rows: &mut [f32],
-        totals: &mut [f32],
-        delta_rows: &mut [f32],
-        delta_totals: &mut [f32],
-        rng: &mut Rng,
-    ) {
-        let k = self.topics;
-        self.check_shapes(rows, totals, delta_rows, delta_totals);
-        delta_rows.fill(0.0);
-        delta_totals.fill(0.0);
+    /// Resamples every token by SparseLDA against `c`, which follows the tokens and records
+    /// what moved.
+    pub fn sweep(&mut self, h: &Hyper, c: &mut Counts, rng: &mut Rng) {
+        let k = self.start_sweep(c);
         let (alpha, beta, vb) = (h.alpha, h.beta, h.vocab as f64 * h.beta);
         // 1/(Vβ + n_k) per topic, and s = Σ αβ/(Vβ + n_k), kept up to date as totals move.
-        let mut inv: Vec<f64> = totals
+        let mut inv: Vec<f64> = c
+            .totals
             .iter()
             .map(|&n| 1.0 / (vb + f64::from(n.max(0.0))))
             .collect();
@@ -150,11 +170,9 @@ impl Shard {
         let mut word_topics: Vec<u16> = Vec::with_capacity(k);
         let mut listed = vec![false; k];
         for i in 0..self.words.len() {
-            let row = &mut rows[i * k..(i + 1) * k];
-            let delta = &mut delta_rows[i * k..(i + 1) * k];
             word_topics.iter().for_each(|&t| listed[t as usize] = false);
             word_topics.clear();
-            for t in (0..k).filter(|&t| row[t] > 0.0) {
+            for t in (0..k).filter(|&t| c.rows[i * k + t] > 0.0) {
                 word_topics.push(t as u16);
                 listed[t] = true;
             }
@@ -172,9 +190,9 @@ impl Shard {
                         topics.swap_remove(p);
                     }
                 }
-                row[old] -= 1.0;
-                totals[old] -= 1.0;
-                let fresh = 1.0 / (vb + f64::from(totals[old].max(0.0)));
+                c.rows[i * k + old] -= 1.0;
+                c.totals[old] -= 1.0;
+                let fresh = 1.0 / (vb + f64::from(c.totals[old].max(0.0)));
                 s += alpha * beta * (fresh - inv[old]);
                 inv[old] = fresh;
                 // The r and q buckets over the non-zero topics of the document and the word.
@@ -185,7 +203,7 @@ impl Shard {
                 q_terms.clear();
                 let mut q = 0.0;
                 for &t in &word_topics {
-                    let n = f64::from(row[t as usize].max(0.0));
+                    let n = f64::from(c.rows[i * k + t as usize].max(0.0));
                     if n > 0.0 {
                         let mass = (alpha + f64::from(ndk[t as usize])) * n * inv[t as usize];
                         q += mass;
@@ -217,16 +235,13 @@ impl Shard {
                     word_topics.push(new as u16);
                     listed[new] = true;
                 }
-                row[new] += 1.0;
-                totals[new] += 1.0;
-                let fresh = 1.0 / (vb + f64::from(totals[new].max(0.0)));
+                c.rows[i * k + new] += 1.0;
+                c.totals[new] += 1.0;
+                let fresh = 1.0 / (vb + f64::from(c.totals[new].max(0.0)));
                 s += alpha * beta * (fresh - inv[new]);
                 inv[new] = fresh;
                 if new != old {
-                    delta[old] -= 1.0;
-                    delta[new] += 1.0;
-                    delta_totals[old] -= 1.0;
-                    delta_totals[new] += 1.0;
+                    c.moved(k, i, old, new);
                 }
                 self.z[tok] = new as u16;
             }
@@ -234,19 +249,8 @@ impl Shard {
     }
 
     /// [`Shard::sweep`] with the plain sampler: all K probabilities per token.
-    pub fn sweep_dense(
-        &mut self,
-        h: &Hyper,
-        rows: &mut [f32],
-        totals: &mut [f32],
-        delta_rows: &mut [f32],
-        delta_totals: &mut [f32],
-        rng: &mut Rng,
-    ) {
-        let k = self.topics;
-        self.check_shapes(rows, totals, delta_rows, delta_totals);
-        delta_rows.fill(0.0);
-        delta_totals.fill(0.0);
+    pub fn sweep_dense(&mut self, h: &Hyper, c: &mut Counts, rng: &mut Rng) {
+        let k = self.start_sweep(c);
         let vb = h.vocab as f64 * h.beta;
         let mut p = vec![0.0; k];
         for i in 0..self.words.len() {
@@ -254,21 +258,18 @@ impl Shard {
                 let d = self.token_doc[tok] as usize;
                 let old = self.z[tok] as usize;
                 self.ndk[d * k + old] -= 1;
-                rows[i * k + old] -= 1.0;
-                totals[old] -= 1.0;
+                c.rows[i * k + old] -= 1.0;
+                c.totals[old] -= 1.0;
                 for (t, pt) in p.iter_mut().enumerate() {
                     *pt = (h.alpha + f64::from(self.ndk[d * k + t]))
-                        * (h.beta + f64::from(rows[i * k + t].max(0.0)))
-                        / (vb + f64::from(totals[t].max(0.0)));
+                        * (h.beta + f64::from(c.rows[i * k + t].max(0.0)))
+                        / (vb + f64::from(c.totals[t].max(0.0)));
                 }
                 let new = draw_from(rng, &p);
                 self.ndk[d * k + new] += 1;
-                rows[i * k + new] += 1.0;
-                totals[new] += 1.0;
-                delta_rows[i * k + old] -= 1.0;
-                delta_rows[i * k + new] += 1.0;
-                delta_totals[old] -= 1.0;
-                delta_totals[new] += 1.0;
+                c.rows[i * k + new] += 1.0;
+                c.totals[new] += 1.0;
+                c.moved(k, i, old, new);
                 self.z[tok] = new as u16;
             }
         }
@@ -278,15 +279,17 @@ impl Shard {
         }
     }
 
-    fn check_shapes(&self, rows: &[f32], totals: &[f32], delta_rows: &[f32], delta_totals: &[f32]) {
+    /// Checks `c` fits the shard and clears its changes; returns K.
+    fn start_sweep(&self, c: &mut Counts) -> usize {
         let (k, n) = (self.topics, self.words.len() * self.topics);
         assert!(
-            rows.len() == n
-                && delta_rows.len() == n
-                && totals.len() == k
-                && delta_totals.len() == k,
-            "rows must be words × topics and totals one per topic"
+            c.rows.len() == n && c.delta_rows.len() == n,
+            "a row of K counts per word of the shard"
         );
+        assert!(c.totals.len() == k && c.delta_totals.len() == k, "K totals");
+        c.delta_rows.fill(0.0);
+        c.delta_totals.fill(0.0);
+        k
     }
 }
 
@@ -343,20 +346,20 @@ mod tests {
         let h = hyper(8, 16);
         let mut rng = Rng::new(seed);
         let mut shard = Shard::new(&docs, h.topics, &mut rng);
-        let (mut rows, mut totals) = shard.word_counts();
-        let (mut dr, mut dt) = (rows.clone(), totals.clone());
+        let mut c = shard.counts();
         for _ in 0..sweeps {
             if dense {
-                shard.sweep_dense(&h, &mut rows, &mut totals, &mut dr, &mut dt, &mut rng);
+                shard.sweep_dense(&h, &mut c, &mut rng);
             } else {
-                shard.sweep(&h, &mut rows, &mut totals, &mut dr, &mut dt, &mut rng);
+                shard.sweep(&h, &mut c, &mut rng);
             }
         }
         assert_eq!(
-            (rows.clone(), totals.clone()),
+            (c.rows.clone(), c.totals.clone()),
             shard.word_counts(),
             "the counts passed in follow the tokens"
         );
+        let (rows, totals) = (c.rows, c.totals);
         let (ndk, lens) = shard.doc_counts();
         let mut full = vec![0f32; 16 * 8];
         for (i, &w) in shard.words().iter().enumerate() {
@@ -389,20 +392,20 @@ mod tests {
         let h = hyper(6, 9);
         let mut rng = Rng::new(4);
         let mut shard = Shard::new(&docs, h.topics, &mut rng);
-        let (mut rows, mut totals) = shard.word_counts();
-        let (before_rows, before_totals) = (rows.clone(), totals.clone());
-        let (mut dr, mut dt) = (rows.clone(), totals.clone());
-        shard.sweep(&h, &mut rows, &mut totals, &mut dr, &mut dt, &mut rng);
-        for i in 0..rows.len() {
-            assert_eq!(before_rows[i] + dr[i], rows[i]);
+        let mut c = shard.counts();
+        let before = c.clone();
+        shard.sweep(&h, &mut c, &mut rng);
+        for i in 0..c.rows.len() {
+            assert_eq!(before.rows[i] + c.delta_rows[i], c.rows[i]);
         }
-        for t in 0..totals.len() {
-            assert_eq!(before_totals[t] + dt[t], totals[t]);
+        for t in 0..c.totals.len() {
+            assert_eq!(before.totals[t] + c.delta_totals[t], c.totals[t]);
         }
-        assert_eq!(
-            dt.iter().sum::<f32>(),
-            0.0,
-            "tokens move, none appear or vanish"
+        assert!(
+            c.delta_rows.iter().any(|&d| d != 0.0),
+            "a sweep moves tokens"
         );
+        let moved: f32 = c.delta_totals.iter().sum();
+        assert_eq!(moved, 0.0, "tokens move, none appear or vanish");
     }
 }
