@@ -135,7 +135,7 @@ fn two_workers_reach_the_likelihood_of_the_single_process_reference_sampler() {
     for _ in 0..ITERS {
         shard.sweep_dense(&h, &mut c, &mut rng);
     }
-    let (rows, totals) = (c.rows, c.totals);
+    let (rows, totals) = (c.now.rows, c.now.totals);
     let mut full = vec![0f32; h.vocab * TOPICS];
     for (i, &w) in shard.words().iter().enumerate() {
         let w = w as usize;

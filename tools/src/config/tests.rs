@@ -640,43 +640,25 @@ fn the_metrics_address_comes_from_flag_env_or_file_and_every_role_gets_it() {
 #[test]
 fn busy_poll_layers_like_every_setting_reaches_every_role_and_refuses_nonsense() {
     let base = cluster_env("127.0.0.1:7000", "1", "1");
-    let none = input(&Overrides::default(), &base, None);
-    assert_eq!(
-        none.worker().unwrap().cluster.busy_poll,
-        ferrops_net::DEFAULT_BUSY_POLL,
-        "the documented default"
-    );
-    let from_file = input(
-        &Overrides::default(),
-        &base,
-        Some(&file("busy_poll_us = 0")),
-    );
-    assert_eq!(
-        from_file.server().unwrap().cluster.busy_poll,
-        Duration::ZERO
-    );
-    assert_eq!(
-        from_file.worker().unwrap().cluster.busy_poll,
-        Duration::ZERO
-    );
     let mut with_env = base.clone();
     with_env.insert(ENV_BUSY_POLL_US.into(), "75".into());
-    let cfg = input(
-        &Overrides::default(),
-        &with_env,
-        Some(&file("busy_poll_us = 0")),
-    );
-    assert_eq!(
-        cfg.worker().unwrap().cluster.busy_poll,
-        Duration::from_micros(75),
-        "env beats file"
-    );
-    let flags = Overrides {
+    let flag = Overrides {
         busy_poll_us: Some("20".into()),
         ..Default::default()
     };
-    let cfg = input(&flags, &with_env, None).server().unwrap();
-    assert_eq!(cfg.cluster.busy_poll, Duration::from_micros(20));
+    let (none, zero_file) = (Overrides::default(), file("busy_poll_us = 0"));
+    let us = Duration::from_micros;
+    // (flags, environment, file) → what the worker and the server get.
+    for (flags, env, file, want) in [
+        (&none, &base, None, ferrops_net::DEFAULT_BUSY_POLL),
+        (&none, &base, Some(&zero_file), Duration::ZERO),
+        (&none, &with_env, Some(&zero_file), us(75)),
+        (&flag, &with_env, Some(&zero_file), us(20)),
+    ] {
+        let cfg = input(flags, env, file);
+        assert_eq!(cfg.worker().unwrap().cluster.busy_poll, want);
+        assert_eq!(cfg.server().unwrap().cluster.busy_poll, want);
+    }
     for (bad, why) in [("-1", "whole number"), ("2000000", "at most 1000000")] {
         with_env.insert(ENV_BUSY_POLL_US.into(), bad.into());
         let err = error_text(input(&Overrides::default(), &with_env, None).worker());

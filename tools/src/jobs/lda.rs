@@ -44,14 +44,15 @@ pub struct LdaArgs {
     #[arg(long, value_name = "K", value_parser = positive_count, default_value_t = 20)]
     pub topics: usize,
 
-    /// Dirichlet prior α on each document's topic mixture.
-    #[arg(long, value_parser = positive_number::<f64>, allow_hyphen_values = true,
-        default_value_t = 0.1)]
+    /// Dirichlet prior α on each document's topic mixture (smaller: documents of fewer
+    /// topics).
+    #[arg(long, default_value_t = 0.1, allow_hyphen_values = true,
+        value_parser = positive_number::<f64>)]
     pub alpha: f64,
 
-    /// Dirichlet prior β on each topic's word distribution.
-    #[arg(long, value_parser = positive_number::<f64>, allow_hyphen_values = true,
-        default_value_t = 0.01)]
+    /// Dirichlet prior β on each topic's word distribution (smaller: topics of fewer words).
+    #[arg(long, default_value_t = 0.01, allow_hyphen_values = true,
+        value_parser = positive_number::<f64>)]
     pub beta: f64,
 
     /// Gibbs sweeps over every training token.
@@ -175,9 +176,9 @@ pub fn run(cfg: &WorkerConfig, args: &LdaArgs) -> Result<()> {
     // Every worker's starting counts are in before anyone samples against them.
     let mut c = shard.counts();
     if !keys.is_empty() {
-        w.push(tables.words, &keys, &c.rows)?;
+        w.push(tables.words, &keys, &c.now.rows)?;
     }
-    w.push(tables.topics, &[0], &c.totals)?;
+    w.push(tables.topics, &[0], &c.now.totals)?;
     w.barrier()?;
     let mut trace = match (rank, &args.trace) {
         (0, Some(path)) => Some(std::io::BufWriter::new(
@@ -191,16 +192,16 @@ pub fn run(cfg: &WorkerConfig, args: &LdaArgs) -> Result<()> {
     let (mut sampling, mut sampled) = (0.0f64, 0u64);
     for iteration in 1..=args.iters {
         if !keys.is_empty() {
-            w.pull_into(tables.words, &keys, &mut c.rows)?;
+            w.pull_into(tables.words, &keys, &mut c.now.rows)?;
         }
-        w.pull_into(tables.topics, &[0], &mut c.totals)?;
+        w.pull_into(tables.topics, &[0], &mut c.now.totals)?;
         let t = Instant::now();
         shard.sweep(&h, &mut c, &mut rng);
         sampling += t.elapsed().as_secs_f64();
         sampled += shard.tokens() as u64;
         changed_keys.clear();
         changed_values.clear();
-        for (i, delta) in c.delta_rows.chunks(h.topics).enumerate() {
+        for (i, delta) in c.moved.rows.chunks(h.topics).enumerate() {
             if delta.iter().any(|&d| d != 0.0) {
                 changed_keys.push(keys[i]);
                 changed_values.extend_from_slice(delta);
@@ -209,7 +210,7 @@ pub fn run(cfg: &WorkerConfig, args: &LdaArgs) -> Result<()> {
         if !changed_keys.is_empty() {
             w.push(tables.words, &changed_keys, &changed_values)?;
         }
-        w.push(tables.topics, &[0], &c.delta_totals)?;
+        w.push(tables.topics, &[0], &c.moved.totals)?;
         w.clock()?;
         if iteration % args.eval_every == 0 || iteration == args.iters {
             let (ndk, lens) = shard.doc_counts();

@@ -416,27 +416,33 @@ mod tests {
     #[test]
     fn malformed_files_are_refused_naming_file_and_line() {
         let dir = tempfile::tempdir().unwrap();
+        // A docword file over the vocabulary a, b, c, and what its error must say.
         let cases = [
-            ("2\n3\n1\n1 4 1\n", "line 4", "word id 4 is not in 1..=3"),
-            ("2\n3\n1\n3 1 1\n", "line 4", "document id 3"),
-            ("2\n3\n1\n1 1 0\n", "line 4", "a count of 0"),
-            ("2\n3\n2\n1 1 1\n", "docword.txt", "promises 2 entries"),
-            ("2\n4\n1\n1 1 1\n", "line 2", "does not match 3 words"),
-            ("2\nthree\n1\n", "line 2", "must be a whole number"),
-            ("2\n3\n1\n1 1\n", "line 4", "expected `docID wordID count`"),
+            ("2\n3\n1\n1 4 1\n", "line 4: word id 4 is not in 1..=3"),
+            ("2\n3\n1\n3 1 1\n", "line 4: document id 3"),
+            ("2\n3\n1\n1 1 0\n", "line 4: a count of 0"),
+            (
+                "2\n3\n2\n1 1 1\n",
+                "docword.txt: the header promises 2 entries",
+            ),
+            (
+                "2\n4\n1\n1 1 1\n",
+                "line 2: the vocabulary size 4 does not match 3 words",
+            ),
+            (
+                "2\nthree\n1\n",
+                "line 2: the vocabulary size must be a whole number",
+            ),
+            ("2\n3\n1\n1 1\n", "line 4: expected `docID wordID count`"),
             (
                 "2\n3\n2\n1 1 1\n1 1 2\n",
-                "docword.txt",
-                "lists word 1 twice",
+                "docword.txt: document 1 lists word 1 twice",
             ),
         ];
-        for (docword, place, why) in cases {
+        for (docword, says) in cases {
             let (d, v) = write_files(dir.path(), docword, "a\nb\nc\n");
             let err = read_uci(&d, &v).unwrap_err().to_string();
-            assert!(
-                err.contains(place) && err.contains(why),
-                "{docword:?}: {err}"
-            );
+            assert!(err.contains(says), "{docword:?}: {err}");
         }
         let (d, v) = write_files(dir.path(), "1\n2\n1\n1 1 1\n", "a\n\n");
         let err = read_uci(&d, &v).unwrap_err().to_string();

@@ -40,45 +40,29 @@ pub fn ln_gamma(x: f64) -> f64 {
 /// One Dirichlet–multinomial (Pólya) factor of log p(w, z): for groups of `size` outcomes under
 /// a symmetric Dirichlet(`prior`), Σ_groups [ln Γ(size·prior) − ln Γ(size·prior + n_group)] +
 /// Σ_counts [ln Γ(prior + n) − ln Γ(prior)], from the groups' totals and every count.
-fn polya(
-    prior: f64,
-    size: usize,
-    totals: impl Iterator<Item = f64>,
-    counts: impl Iterator<Item = f64>,
-) -> f64 {
+fn polya<T: Copy + Into<f64>>(prior: f64, size: usize, totals: &[T], counts: &[T]) -> f64 {
     let (whole, lg_prior) = (size as f64 * prior, ln_gamma(prior));
-    let groups: f64 = totals
-        .map(|n| ln_gamma(whole) - ln_gamma(whole + n.max(0.0)))
-        .sum();
-    let cells: f64 = counts
-        .filter(|&n| n > 0.0)
-        .map(|n| ln_gamma(prior + n) - lg_prior)
-        .sum();
-    groups + cells
+    let group = |n: &T| ln_gamma(whole) - ln_gamma(whole + (*n).into().max(0.0));
+    let cell = |n: f64| {
+        if n > 0.0 {
+            ln_gamma(prior + n) - lg_prior
+        } else {
+            0.0
+        }
+    };
+    totals.iter().map(group).sum::<f64>() + counts.iter().map(|&n| cell(n.into())).sum::<f64>()
 }
 
-/// The words' part of log p(w, z) (each topic a group over the V words), from every word's
-/// row of counts (`rows`: V × K) and the topic totals.
+/// The words' part of log p(w, z), each topic a group over the V words: from every word's row
+/// of counts (`rows`: V × K) and the topic totals.
 pub fn words_part(h: &Hyper, rows: &[f32], totals: &[f32]) -> f64 {
-    let wide = |v: &[f32]| {
-        v.iter()
-            .map(|&n| f64::from(n))
-            .collect::<Vec<_>>()
-            .into_iter()
-    };
-    polya(h.beta, h.vocab, wide(totals), wide(rows))
+    polya(h.beta, h.vocab, totals, rows)
 }
 
-/// The documents' part of log p(w, z) (each document a group over the K topics) for documents
-/// with topic counts `ndk` (docs × K) and lengths `lens`.
+/// The documents' part, each document a group over the K topics: from their topic counts
+/// (`ndk`: docs × K) and lengths.
 pub fn docs_part(h: &Hyper, ndk: &[u32], lens: &[u32]) -> f64 {
-    let wide = |v: &[u32]| {
-        v.iter()
-            .map(|&n| f64::from(n))
-            .collect::<Vec<_>>()
-            .into_iter()
-    };
-    polya(h.alpha, h.topics, wide(lens), wide(ndk))
+    polya(h.alpha, h.topics, lens, ndk)
 }
 
 /// φ: each topic's distribution over words, from the counts (`rows`: V × K, `totals`: K), as

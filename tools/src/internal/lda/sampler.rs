@@ -22,24 +22,29 @@ use crate::internal::synth::Rng;
 
 use super::Hyper;
 
-/// The word–topic counts a shard samples against — a row of K per word of [`Shard::words`] and
-/// the K topic totals, which include the shard's own tokens and follow them as they move — and
-/// what the last sweep changed in them (the same shapes; what a worker pushes).
+/// Word–topic counts: a row of K per word of [`Shard::words`], and the K topic totals.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Counts {
+pub struct WordTopic {
     pub rows: Vec<f32>,
     pub totals: Vec<f32>,
-    pub delta_rows: Vec<f32>,
-    pub delta_totals: Vec<f32>,
+}
+
+/// The counts a shard samples against (`now`: they include the shard's own tokens and follow
+/// them as they move) and what the last sweep changed in them (`moved`: what a worker pushes).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Counts {
+    pub now: WordTopic,
+    pub moved: WordTopic,
 }
 
 impl Counts {
     /// A token of word row `i` moved from topic `old` to `new`.
-    fn moved(&mut self, k: usize, i: usize, old: usize, new: usize) {
-        self.delta_rows[i * k + old] -= 1.0;
-        self.delta_rows[i * k + new] += 1.0;
-        self.delta_totals[old] -= 1.0;
-        self.delta_totals[new] += 1.0;
+    fn token_moved(&mut self, k: usize, i: usize, old: usize, new: usize) {
+        let m = &mut self.moved;
+        for (cells, step) in [([i * k + old, old], -1.0), ([i * k + new, new], 1.0)] {
+            m.rows[cells[0]] += step;
+            m.totals[cells[1]] += step;
+        }
     }
 }
 
@@ -131,12 +136,12 @@ impl Shard {
     /// The shard's own counts (no changes yet).
     pub fn counts(&self) -> Counts {
         let (rows, totals) = self.word_counts();
-        Counts {
-            delta_rows: vec![0.0; rows.len()],
-            delta_totals: vec![0.0; totals.len()],
-            rows,
-            totals,
-        }
+        let moved = WordTopic {
+            rows: vec![0.0; rows.len()],
+            totals: vec![0.0; totals.len()],
+        };
+        let now = WordTopic { rows, totals };
+        Counts { now, moved }
     }
 
     /// The shard's own counts: per word of [`Shard::words`] a row of K, and the K totals.
@@ -160,6 +165,7 @@ impl Shard {
         let (alpha, beta, vb) = (h.alpha, h.beta, h.vocab as f64 * h.beta);
         // 1/(Vβ + n_k) per topic, and s = Σ αβ/(Vβ + n_k), kept up to date as totals move.
         let mut inv: Vec<f64> = c
+            .now
             .totals
             .iter()
             .map(|&n| 1.0 / (vb + f64::from(n.max(0.0))))
@@ -172,7 +178,7 @@ impl Shard {
         for i in 0..self.words.len() {
             word_topics.iter().for_each(|&t| listed[t as usize] = false);
             word_topics.clear();
-            for t in (0..k).filter(|&t| c.rows[i * k + t] > 0.0) {
+            for t in (0..k).filter(|&t| c.now.rows[i * k + t] > 0.0) {
                 word_topics.push(t as u16);
                 listed[t] = true;
             }
@@ -190,9 +196,9 @@ impl Shard {
                         topics.swap_remove(p);
                     }
                 }
-                c.rows[i * k + old] -= 1.0;
-                c.totals[old] -= 1.0;
-                let fresh = 1.0 / (vb + f64::from(c.totals[old].max(0.0)));
+                c.now.rows[i * k + old] -= 1.0;
+                c.now.totals[old] -= 1.0;
+                let fresh = 1.0 / (vb + f64::from(c.now.totals[old].max(0.0)));
                 s += alpha * beta * (fresh - inv[old]);
                 inv[old] = fresh;
                 // The r and q buckets over the non-zero topics of the document and the word.
@@ -203,7 +209,7 @@ impl Shard {
                 q_terms.clear();
                 let mut q = 0.0;
                 for &t in &word_topics {
-                    let n = f64::from(c.rows[i * k + t as usize].max(0.0));
+                    let n = f64::from(c.now.rows[i * k + t as usize].max(0.0));
                     if n > 0.0 {
                         let mass = (alpha + f64::from(ndk[t as usize])) * n * inv[t as usize];
                         q += mass;
@@ -235,13 +241,13 @@ impl Shard {
                     word_topics.push(new as u16);
                     listed[new] = true;
                 }
-                c.rows[i * k + new] += 1.0;
-                c.totals[new] += 1.0;
-                let fresh = 1.0 / (vb + f64::from(c.totals[new].max(0.0)));
+                c.now.rows[i * k + new] += 1.0;
+                c.now.totals[new] += 1.0;
+                let fresh = 1.0 / (vb + f64::from(c.now.totals[new].max(0.0)));
                 s += alpha * beta * (fresh - inv[new]);
                 inv[new] = fresh;
                 if new != old {
-                    c.moved(k, i, old, new);
+                    c.token_moved(k, i, old, new);
                 }
                 self.z[tok] = new as u16;
             }
@@ -258,18 +264,18 @@ impl Shard {
                 let d = self.token_doc[tok] as usize;
                 let old = self.z[tok] as usize;
                 self.ndk[d * k + old] -= 1;
-                c.rows[i * k + old] -= 1.0;
-                c.totals[old] -= 1.0;
+                c.now.rows[i * k + old] -= 1.0;
+                c.now.totals[old] -= 1.0;
                 for (t, pt) in p.iter_mut().enumerate() {
                     *pt = (h.alpha + f64::from(self.ndk[d * k + t]))
-                        * (h.beta + f64::from(c.rows[i * k + t].max(0.0)))
-                        / (vb + f64::from(c.totals[t].max(0.0)));
+                        * (h.beta + f64::from(c.now.rows[i * k + t].max(0.0)))
+                        / (vb + f64::from(c.now.totals[t].max(0.0)));
                 }
                 let new = draw_from(rng, &p);
                 self.ndk[d * k + new] += 1;
-                c.rows[i * k + new] += 1.0;
-                c.totals[new] += 1.0;
-                c.moved(k, i, old, new);
+                c.now.rows[i * k + new] += 1.0;
+                c.now.totals[new] += 1.0;
+                c.token_moved(k, i, old, new);
                 self.z[tok] = new as u16;
             }
         }
@@ -282,13 +288,12 @@ impl Shard {
     /// Checks `c` fits the shard and clears its changes; returns K.
     fn start_sweep(&self, c: &mut Counts) -> usize {
         let (k, n) = (self.topics, self.words.len() * self.topics);
-        assert!(
-            c.rows.len() == n && c.delta_rows.len() == n,
-            "a row of K counts per word of the shard"
-        );
-        assert!(c.totals.len() == k && c.delta_totals.len() == k, "K totals");
-        c.delta_rows.fill(0.0);
-        c.delta_totals.fill(0.0);
+        for t in [&c.now, &c.moved] {
+            assert!(t.rows.len() == n, "a row of K counts per word of the shard");
+            assert!(t.totals.len() == k, "K topic totals");
+        }
+        c.moved.rows.fill(0.0);
+        c.moved.totals.fill(0.0);
         k
     }
 }
@@ -355,11 +360,11 @@ mod tests {
             }
         }
         assert_eq!(
-            (c.rows.clone(), c.totals.clone()),
+            (c.now.rows.clone(), c.now.totals.clone()),
             shard.word_counts(),
             "the counts passed in follow the tokens"
         );
-        let (rows, totals) = (c.rows, c.totals);
+        let WordTopic { rows, totals } = c.now;
         let (ndk, lens) = shard.doc_counts();
         let mut full = vec![0f32; 16 * 8];
         for (i, &w) in shard.words().iter().enumerate() {
@@ -395,17 +400,17 @@ mod tests {
         let mut c = shard.counts();
         let before = c.clone();
         shard.sweep(&h, &mut c, &mut rng);
-        for i in 0..c.rows.len() {
-            assert_eq!(before.rows[i] + c.delta_rows[i], c.rows[i]);
+        for i in 0..c.now.rows.len() {
+            assert_eq!(before.now.rows[i] + c.moved.rows[i], c.now.rows[i]);
         }
-        for t in 0..c.totals.len() {
-            assert_eq!(before.totals[t] + c.delta_totals[t], c.totals[t]);
+        for t in 0..c.now.totals.len() {
+            assert_eq!(before.now.totals[t] + c.moved.totals[t], c.now.totals[t]);
         }
         assert!(
-            c.delta_rows.iter().any(|&d| d != 0.0),
+            c.moved.rows.iter().any(|&d| d != 0.0),
             "a sweep moves tokens"
         );
-        let moved: f32 = c.delta_totals.iter().sum();
+        let moved: f32 = c.moved.totals.iter().sum();
         assert_eq!(moved, 0.0, "tokens move, none appear or vanish");
     }
 }
