@@ -49,13 +49,10 @@ pub(crate) fn check_len(
     got: usize,
     expected: usize,
 ) -> Result<(), KernelError> {
-    if got == expected {
-        Ok(())
-    } else {
-        Err(KernelError::Length {
-            what,
-            got,
-            expected,
-        })
-    }
+    let wrong = KernelError::Length {
+        what,
+        got,
+        expected,
+    };
+    (got == expected).then_some(()).ok_or(wrong)
 }
