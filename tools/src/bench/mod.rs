@@ -3,6 +3,8 @@
 //! * [`kernels`]: update-kernel throughput of every compiled-in instruction set.
 //! * [`push_pull`]: push/pull latency and throughput through a local cluster.
 //! * [`reducers`]: bytes on the wire of L1 logistic regression with each bandwidth reducer.
+//! * [`sim`]: a deterministic simulation of training on W workers and S servers, fed with
+//!   costs measured here, predicting time per iteration beyond this machine.
 //! * [`floor`]: raw TCP over loopback, measured in the same run as a benchmark.
 //! * [`perftest`]: the RDMA device's own floor, perftest's `ib_send_lat` / `ib_write_lat`.
 //!
@@ -14,3 +16,4 @@ pub mod kernels;
 pub mod perftest;
 pub mod push_pull;
 pub mod reducers;
+pub mod sim;

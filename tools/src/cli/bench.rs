@@ -1,10 +1,10 @@
-//! Flags of `ferrops bench push-pull|kernels|reducers`.
+//! Flags of `ferrops bench push-pull|kernels|reducers|sim`.
 
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, Subcommand};
 use ferrops_net::TransportMode;
 
-use crate::jobs::{fraction, non_negative_number, positive_count};
+use crate::jobs::{delay, fraction, non_negative_number, positive_count, positive_number};
 
 /// `ferrops bench` subcommands.
 #[derive(Debug, Subcommand)]
@@ -18,6 +18,93 @@ pub enum BenchCommand {
     /// Bytes on the wire, time and final objective of sparse L1 logistic regression with each
     /// bandwidth reducer alone and all together, against none.
     Reducers(ReducersArgs),
+
+    /// Predict time per iteration and idle time for many workers and servers by a
+    /// deterministic simulation fed with costs (measured here with --measure).
+    Sim(SimArgs),
+}
+
+/// Flags of `ferrops bench sim`.
+#[derive(Debug, Clone, Args)]
+pub struct SimArgs {
+    /// Worker counts to predict (comma-separated).
+    #[arg(long, value_delimiter = ',', value_parser = positive_count,
+        default_value = "1,2,4,8,16,32,64,128,256,512,1000")]
+    pub workers: Vec<usize>,
+    /// Server counts to predict (comma-separated).
+    #[arg(long, value_delimiter = ',', value_parser = positive_count, default_value = "1,10,100")]
+    pub servers: Vec<usize>,
+    /// Bounded delays τ to predict (comma-separated).
+    #[arg(long, value_delimiter = ',', value_parser = delay, default_value = "0")]
+    pub tau: Vec<u32>,
+    /// Iterations simulated per prediction.
+    #[arg(long, value_parser = positive_count, default_value_t = 50)]
+    pub iters: usize,
+    /// Weak scaling: each worker computes `--compute-ms` on its own data (default: strong
+    /// scaling, the work split across the workers).
+    #[arg(long)]
+    pub weak: bool,
+    /// Measure the wire rate, latency and apply rate on this machine first (overrides
+    /// --wire-gbps, --latency-us and --apply-gbps).
+    #[arg(long)]
+    pub measure: bool,
+    /// Milliseconds of computation per iteration on one worker holding all the data.
+    #[arg(long, value_parser = positive_number::<f64>, default_value_t = 100.0)]
+    pub compute_ms: f64,
+    /// Megabytes (10^6) each worker pulls per iteration.
+    #[arg(long, value_parser = non_negative_number::<f64>, default_value_t = 4.0)]
+    pub pull_mb: f64,
+    /// Megabytes each worker pushes per iteration.
+    #[arg(long, value_parser = non_negative_number::<f64>, default_value_t = 4.0)]
+    pub push_mb: f64,
+    /// Link rate in GB/s, each direction.
+    #[arg(long, value_parser = positive_number::<f64>, default_value_t = 5.0)]
+    pub wire_gbps: f64,
+    /// Rate at which a server applies pushed values, GB/s.
+    #[arg(long, value_parser = positive_number::<f64>, default_value_t = 5.0)]
+    pub apply_gbps: f64,
+    /// Fixed cost per request (round trip), microseconds.
+    #[arg(long, value_parser = non_negative_number::<f64>, default_value_t = 20.0)]
+    pub latency_us: f64,
+    /// Fraction of (worker, iteration) pairs that straggle.
+    #[arg(long, value_parser = fraction, default_value_t = 0.0)]
+    pub straggler_p: f32,
+    /// How many times slower a straggler computes.
+    #[arg(long, value_parser = positive_number::<f64>, default_value_t = 1.0)]
+    pub straggler_k: f64,
+    /// Seed of the straggler draws.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Print one JSON object as the last line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl SimArgs {
+    /// The simulation's options.
+    pub fn options(&self) -> crate::bench::sim::SimOptions {
+        use crate::bench::sim::{Costs, SimOptions};
+        SimOptions {
+            costs: Costs {
+                wire_bytes_per_s: self.wire_gbps * 1e9,
+                apply_bytes_per_s: self.apply_gbps * 1e9,
+                latency_s: self.latency_us * 1e-6,
+                compute_s: self.compute_ms * 1e-3,
+                pull_bytes: self.pull_mb * 1e6,
+                push_bytes: self.push_mb * 1e6,
+                straggler_p: f64::from(self.straggler_p),
+                straggler_k: self.straggler_k,
+            },
+            workers: self.workers.clone(),
+            servers: self.servers.clone(),
+            taus: self.tau.clone(),
+            iters: self.iters as u32,
+            weak: self.weak,
+            measure: self.measure,
+            seed: self.seed,
+            json: self.json,
+        }
+    }
 }
 
 /// Flags of `ferrops bench reducers`.
