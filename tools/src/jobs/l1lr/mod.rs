@@ -56,6 +56,7 @@
 mod blocks;
 mod kkt;
 mod line;
+mod report;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -68,11 +69,14 @@ use serde::Serialize;
 
 use blocks::{Block, Shard};
 use kkt::Kkt;
+use report::{push_stats, stat_keys, summarize, Progress};
+
+pub use report::final_line;
 
 use super::{delay, non_negative_number, positive_count, positive_number};
 use crate::data::{read_part, DimBound};
 use crate::logistic::scaled_prox_l1;
-use crate::trace::{self, Record};
+use crate::trace;
 
 /// The KKT filter's safety margin: a zero weight is skipped only if |g| ≤ λ(1 − margin).
 pub const KKT_MARGIN: f32 = 0.1;
@@ -188,40 +192,6 @@ impl L1lrArgs {
         );
         Ok(())
     }
-}
-
-/// Per-iteration figures each worker adds to the stats table.
-const STATS: u64 = 7;
-
-/// The stats-table keys of iteration `t`.
-fn stat_keys(t: usize) -> Vec<u64> {
-    let base = t as u64 * STATS;
-    (base..base + STATS).collect()
-}
-
-/// Adds this worker's figures of iteration `t` to the stats table: loss and correct predictions
-/// on its shard, its rows, idle seconds, bytes sent and received, and its nonzeros.
-fn push_stats(
-    w: &Worker,
-    stats: TableId,
-    t: usize,
-    shard: &Shard,
-    idle: Duration,
-    local_nnz: f32,
-) -> Result<()> {
-    let (loss, correct) = shard.loss_and_correct();
-    let m = w.metrics();
-    let figures = [
-        loss as f32,
-        correct as f32,
-        shard.labels.len() as f32,
-        idle.as_secs_f32(),
-        m.bytes_sent() as f32,
-        m.bytes_received() as f32,
-        local_nnz,
-    ];
-    w.push(stats, &stat_keys(t), &figures)?;
-    Ok(())
 }
 
 /// Runs the job in this worker process.
@@ -481,95 +451,6 @@ fn push_planar(
     Ok(())
 }
 
-/// A trace record from the summed stats `f` and worker 0's weights.
-fn summarize(
-    f: &[f32],
-    w: &[Vec<f32>],
-    lambda: f32,
-    iteration: usize,
-    elapsed: Duration,
-    workers: usize,
-    last: bool,
-) -> Record {
-    let l1: f64 = w.iter().flatten().map(|v| f64::from(v.abs())).sum();
-    let nnz = w.iter().flatten().filter(|v| **v != 0.0).count();
-    let loss = f64::from(f[0]);
-    let time = elapsed.as_secs_f64();
-    Record {
-        time,
-        iteration,
-        objective: loss + f64::from(lambda) * l1,
-        loss,
-        nnz,
-        accuracy: f64::from(f[1]) / f64::from(f[2]).max(1.0),
-        bytes_sent: f64::from(f[4]),
-        bytes_received: f64::from(f[5]),
-        idle_seconds: f64::from(f[3]),
-        idle_fraction: f64::from(f[3]) / (workers as f64 * time).max(1e-9),
-        last,
-        kkt_offered: 0.0,
-        kkt_skipped: 0.0,
-    }
-}
-
-/// The summary line of the final record.
-pub fn final_line(r: &Record, dim: usize) -> String {
-    format!(
-        "final: objective {:.6e}  loss {:.6e}  nnz {} / {} ({:.2}%)  accuracy {:.2}%  {:.2} s  idle {:.1}%",
-        r.objective,
-        r.loss,
-        r.nnz,
-        dim,
-        100.0 * r.nnz as f64 / dim.max(1) as f64,
-        100.0 * r.accuracy,
-        r.time,
-        100.0 * r.idle_fraction
-    )
-}
-
-/// Worker 0's per-iteration report: a trace record and a progress line.
-struct Progress {
-    stats: TableId,
-    started: Instant,
-    workers: usize,
-    lambda: f32,
-    dim: usize,
-    lines: bool,
-    out: Option<trace::Writer>,
-}
-
-impl Progress {
-    /// Records iteration `t` (0-based) from the summed stats and worker 0's weights.
-    fn record(
-        &mut self,
-        w: &Worker,
-        t: usize,
-        exact: &[Vec<f32>],
-        kkt: Option<&Kkt>,
-    ) -> Result<()> {
-        let f = w.pull(self.stats, &stat_keys(t))?;
-        let mut record = summarize(
-            &f,
-            exact,
-            self.lambda,
-            t + 1,
-            self.started.elapsed(),
-            self.workers,
-            false,
-        );
-        if let Some(k) = kkt {
-            (record.kkt_offered, record.kkt_skipped) = k.totals(self.workers);
-        }
-        if self.lines {
-            progress(&record, self.dim, f64::from(f[6]));
-        }
-        if let Some(out) = &mut self.out {
-            out.write(&record)?;
-        }
-        Ok(())
-    }
-}
-
 /// Reused buffers of the pushes.
 #[derive(Default)]
 struct Scratch {
@@ -654,20 +535,6 @@ fn apply_sums(
         w.push(acc, &scratch.keys, &scratch.values)?;
     }
     Ok(())
-}
-
-/// Prints worker 0's progress line for an iteration.
-fn progress(r: &Record, dim: usize, total_nnz: f64) {
-    println!(
-        "iter {:>3}  objective {:.6e}  nnz {:>8} / {dim}  accuracy {:5.2}%  idle {:4.1}%  {:6.2} s  {:.1} M nonzeros/s",
-        r.iteration,
-        r.objective,
-        r.nnz,
-        100.0 * r.accuracy,
-        100.0 * r.idle_fraction,
-        r.time,
-        total_nnz * r.iteration as f64 / r.time.max(1e-9) / 1e6
-    );
 }
 
 #[cfg(test)]
