@@ -57,6 +57,7 @@ mod blocks;
 mod kkt;
 mod line;
 mod report;
+mod stopping;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -70,9 +71,11 @@ use serde::Serialize;
 use blocks::{Block, Shard};
 use kkt::Kkt;
 use report::{push_stats, stat_keys, summarize, Progress};
+use stopping::Stopping;
 
 pub use report::final_line;
 
+use super::stop::StopArgs;
 use super::{delay, non_negative_number, positive_count, positive_number};
 use crate::data::{read_part, DimBound};
 use crate::logistic::scaled_prox_l1;
@@ -120,9 +123,15 @@ pub struct L1lrSettings {
     #[arg(long, value_name = "B", value_parser = positive_count, default_value_t = 8)]
     pub blocks: usize,
 
-    /// Iterations (passes over all blocks).
+    /// Iterations (passes over all blocks); at most this many with `--tol` or `--max-seconds`.
     #[arg(long, value_name = "T", value_parser = positive_count, default_value_t = 20)]
     pub iters: usize,
+
+    /// When to stop before `--iters`: the KKT violation relative to the first iteration's
+    /// below `--tol`, or `--max-seconds` of training.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub stop: StopArgs,
 
     /// Damping δ added to the curvature on the servers.
     #[arg(long, value_name = "δ", value_parser = positive_number::<f32>, allow_hyphen_values = true,
@@ -254,6 +263,8 @@ pub fn run(cfg: &WorkerConfig, args: &L1lrArgs) -> Result<()> {
     } else {
         None
     };
+    let clocks_per_step = if step == Step::Line { 3 } else { 2 };
+    let mut stopping = Stopping::declare(&w, &o.stop, o.tau, clocks_per_step, nb)?;
     let out = match (&args.trace, rank) {
         (Some(path), 0) => Some(
             trace::Writer::create(path)
@@ -289,7 +300,8 @@ pub fn run(cfg: &WorkerConfig, args: &L1lrArgs) -> Result<()> {
         lines: args.lines,
         out,
     };
-    if step == Step::Line {
+    // The iterations completed and, when training ended before `--iters`, why.
+    let stopped = if step == Step::Line {
         let run = line::Run {
             w: &w,
             settings: o,
@@ -299,11 +311,22 @@ pub fn run(cfg: &WorkerConfig, args: &L1lrArgs) -> Result<()> {
             stats,
             local_nnz,
         };
-        run.train(&mut shard, &mut exact, &mut idle, &mut progress)?;
+        run.train(
+            &mut shard,
+            &mut exact,
+            &mut idle,
+            &mut progress,
+            &mut stopping,
+        )?
     } else {
         let (mut buf, mut gc, mut sums) = (Vec::new(), Vec::new(), Vec::new());
         let mut scratch = Scratch::default();
+        let mut stopped = None;
         for t in 0..o.iters {
+            if let Some(stop) = stopping.read(&w, t)? {
+                stopped = Some((t, stop));
+                break;
+            }
             for b in 0..nb {
                 let s = t * nb + b;
                 if let Some(done) = s.checked_sub(o.tau as usize + 1) {
@@ -353,6 +376,7 @@ pub fn run(cfg: &WorkerConfig, args: &L1lrArgs) -> Result<()> {
                     sums.resize(2 * keys.len(), 0.0);
                     w.pull_into(acc[s % slots], keys, &mut sums)?;
                     idle += t0.elapsed();
+                    stopping.add_block(&exact[b], &sums, o.lambda);
                     apply_sums(
                         &w,
                         weights,
@@ -372,11 +396,21 @@ pub fn run(cfg: &WorkerConfig, args: &L1lrArgs) -> Result<()> {
                     }
                     if last_step {
                         progress.record(&w, t, &exact, kkt.as_ref())?;
+                        stopping.decide(&w, t, started.elapsed().as_secs_f64())?;
                     }
                 }
                 w.clock()?;
             }
         }
+        stopped
+    };
+    let done = stopped.map_or(o.iters, |(t, _)| t);
+    let stopped = stopped.map(|(t, stop)| stopping.describe(&stop, t));
+    if let (true, Some(why)) = (args.lines, &stopped) {
+        if rank == 0 {
+            println!("{why}");
+        }
+        println!("worker {rank}: stopped after iteration {done}");
     }
     // Exact final evaluation: everyone pulls the final weights and recomputes its margins.
     w.barrier()?;
@@ -403,11 +437,12 @@ pub fn run(cfg: &WorkerConfig, args: &L1lrArgs) -> Result<()> {
             "the servers' weights differ from worker 0's mirror of the updates"
         );
     }
-    push_stats(&w, stats, o.iters, &fresh, idle, local_nnz)?;
+    push_stats(&w, stats, done, &fresh, idle, local_nnz)?;
     w.barrier()?;
     if rank == 0 {
-        let f = w.pull(stats, &stat_keys(o.iters))?;
-        let mut record = summarize(&f, &final_w, o.lambda, o.iters, elapsed, workers, true);
+        let f = w.pull(stats, &stat_keys(done))?;
+        let mut record = summarize(&f, &final_w, o.lambda, done, elapsed, workers, true);
+        record.stopped = stopped;
         if let Some(k) = &kkt {
             (record.kkt_offered, record.kkt_skipped) = k.totals(workers);
         }

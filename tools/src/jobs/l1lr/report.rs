@@ -72,6 +72,7 @@ pub(super) fn summarize(
         last,
         kkt_offered: 0.0,
         kkt_skipped: 0.0,
+        stopped: None,
     }
 }
 
