@@ -23,12 +23,14 @@ use super::{positive_number, positive_seconds};
 pub struct StopArgs {
     /// Stop once the convergence measure falls below ε (l1lr: the KKT violation relative to
     /// the first iteration's; rica and logreg: the relative decrease of the epoch objective);
-    /// every worker stops after the same iteration.
+    /// every worker stops after that iteration (l1lr under delay τ with B blocks: ⌈τ/B⌉
+    /// iterations later, all together).
     #[arg(long, value_name = "ε", value_parser = positive_number::<f64>, allow_hyphen_values = true)]
     pub tol: Option<f64>,
 
     /// Stop after the first iteration that ends S seconds or more after training started (the
-    /// clock of worker 0); every worker stops after the same iteration.
+    /// clock of worker 0); every worker stops after that iteration (l1lr under delay τ with B
+    /// blocks: ⌈τ/B⌉ iterations later, all together).
     #[arg(long, value_name = "S", value_parser = positive_seconds, allow_hyphen_values = true)]
     pub max_seconds: Option<f64>,
 }

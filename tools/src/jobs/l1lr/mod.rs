@@ -52,6 +52,12 @@
 //! The mask table has bounded delay 2B − 2 clocks: a pull in step s is guaranteed worker 0's
 //! mask from step s − B, and cannot see a newer one, because worker 0 writes the next only after
 //! every worker's push of step s. With τ ≥ B that wait is stricter than the weights' one.
+//!
+//! # Stopping (`--tol`, `--max-seconds`)
+//!
+//! Worker 0 measures the KKT violation of each iteration from the summed gradients it applies,
+//! decides, and publishes the decision; every worker reads it ⌈τ/B⌉ iterations later at the
+//! same step, so all stop after the same iteration (`stopping.rs` has the clock argument).
 
 mod blocks;
 mod kkt;
