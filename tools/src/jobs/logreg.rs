@@ -283,19 +283,19 @@ pub fn run(cfg: &WorkerConfig, o: &LogRegArgs) -> Result<()> {
         }
         // Worker 0 adds its seconds too: the one clock every worker's decision reads.
         let base = epoch as u64 * 4;
-        let keys = [base, base + 1, base + 2, base + 3];
+        let at = [base, base + 1, base + 2, base + 3];
         let totals = [
             stats.loss as f32,
             stats.correct as f32,
             stats.seen as f32,
             started.elapsed().as_secs_f32(),
         ];
-        let mine = if rank == 0 { 4 } else { 3 };
-        w.push(progress, &keys[..mine], &totals[..mine])?;
+        let count = if rank == 0 { 4 } else { 3 };
+        w.push(progress, &at[..count], &totals[..count])?;
         w.barrier()?;
         if rank == 0 || o.stop.any() {
             // After the barrier every push is in: every worker reads the same sums.
-            let t = w.pull(progress, &keys)?;
+            let t = w.pull(progress, &at)?;
             let loss = f64::from(t[0]) / f64::from(t[2]);
             if rank == 0 {
                 println!(

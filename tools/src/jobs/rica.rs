@@ -206,18 +206,18 @@ pub fn run(cfg: &WorkerConfig, args: &RicaArgs) -> Result<()> {
         }
         // Worker 0 adds its seconds too: the one clock every worker's decision reads.
         let base = epoch as u64 * 3;
-        let keys = [base, base + 1, base + 2];
+        let at = [base, base + 1, base + 2];
         let figures = [
             sum as f32,
             mine.len() as f32,
             started.elapsed().as_secs_f32(),
         ];
-        let mine_only = if rank == 0 { 3 } else { 2 };
-        w.push(stats, &keys[..mine_only], &figures[..mine_only])?;
+        let count = if rank == 0 { 3 } else { 2 };
+        w.push(stats, &at[..count], &figures[..count])?;
         w.barrier()?;
         if rank == 0 || o.stop.any() {
             // After the barrier every push is in: every worker reads the same sums.
-            let t = w.pull(stats, &keys)?;
+            let t = w.pull(stats, &at)?;
             let objective = f64::from(t[0]) / f64::from(t[1]);
             if rank == 0 {
                 println!(
