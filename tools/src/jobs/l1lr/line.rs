@@ -96,7 +96,11 @@ impl Run<'_> {
         let nb = shard.blocks.len();
         let (mut gc, mut sums, mut d, mut all) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for t in 0..o.iters {
-            if let Some(stop) = stopping.read(w, t)? {
+            // The read needs only what the last step's α pull waited for; timed as idle anyway.
+            let t0 = Instant::now();
+            let decision = stopping.read(w, t)?;
+            *idle += t0.elapsed();
+            if let Some(stop) = decision {
                 return Ok(Some((t, stop)));
             }
             for b in 0..nb {

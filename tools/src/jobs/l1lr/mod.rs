@@ -329,7 +329,11 @@ pub fn run(cfg: &WorkerConfig, args: &L1lrArgs) -> Result<()> {
         let mut scratch = Scratch::default();
         let mut stopped = None;
         for t in 0..o.iters {
-            if let Some(stop) = stopping.read(&w, t)? {
+            // The read waits where this step's weights pull would: count it as idle time.
+            let t0 = Instant::now();
+            let decision = stopping.read(&w, t)?;
+            idle += t0.elapsed();
+            if let Some(stop) = decision {
                 stopped = Some((t, stop));
                 break;
             }
