@@ -1,7 +1,7 @@
 //! Stopping rules end to end (`--tol`, `--max-seconds`): on real multi-process clusters every
 //! worker of `train l1lr` (bound steps under delay, including τ ≥ blocks, and line-search
 //! steps), `train rica` and the `logreg` job stops after the same iteration and the run exits 0;
-//! the trace's final record says why.
+//! the trace's final record says why; the demo says when it ran out of iterations instead.
 
 mod common;
 
@@ -196,4 +196,29 @@ fn strip_labels(out: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+#[test]
+fn demo_says_when_its_iterations_ran_out_before_the_tolerance() {
+    let scratch = Scratch::new("stopping", "demo-cap");
+    let out = run_ok(
+        ferrops()
+            .args(["demo", "--epochs", "2", "--examples", "4000"])
+            .args([
+                "--features",
+                "2000",
+                "--seed",
+                "5",
+                "--tol",
+                "1e-6",
+                "--plot",
+            ])
+            .arg(scratch.dir.join("demo.png")),
+    );
+    assert!(
+        out.contains("stopped: all 2 iterations run (--epochs) before the stopping rule fired"),
+        "{out}"
+    );
+    assert!(!out.contains("converged"), "{out}");
+    assert!(!out.contains("stopped after iteration"), "{out}");
 }
