@@ -650,6 +650,7 @@ fn plot_command_draws_one_coloured_series_per_trace() {
                 last: false,
                 kkt_offered: 0.0,
                 kkt_skipped: 0.0,
+                stopped: None,
             };
             text.push_str(&serde_json::to_string(&r).unwrap());
             text.push('\n');

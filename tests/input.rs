@@ -56,6 +56,10 @@ fn train_l1lr_refuses_bad_numbers() {
             ("--lambda", "inf"),
             ("--lambda", "nan"),
             ("--delta", "-1"),
+            ("--tol", "0"),
+            ("--tol", "nan"),
+            ("--max-seconds", "0"),
+            ("--max-seconds", "-1"),
             ("--iters", "0"),
             ("--max-dim", "0"),
             ("--dim", "0"),
@@ -74,6 +78,9 @@ fn train_rica_refuses_bad_numbers() {
             ("--lr", "0"),
             ("--init", "inf"),
             ("--epochs", "0"),
+            ("--tol", "-1e-3"),
+            ("--tol", "inf"),
+            ("--max-seconds", "nan"),
         ],
     );
 }
@@ -88,6 +95,8 @@ fn demo_refuses_bad_numbers() {
             ("--epochs", "0"),
             ("--features", "0"),
             ("--examples", "0"),
+            ("--tol", "0"),
+            ("--max-seconds", "0"),
         ],
     );
 }

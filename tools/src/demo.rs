@@ -1,7 +1,9 @@
 //! `ferrops demo`: generates a sparse binary classification set (in a temporary directory),
 //! trains L1-regularised logistic regression on it by delayed block proximal gradient on a
-//! local cluster (scheduler, servers and workers as separate processes), and prints the
-//! objective falling, the final objective, sparsity and accuracy, and writes the plot.
+//! local cluster (scheduler, servers and workers as separate processes) until the KKT violation
+//! falls below `--tol` relative to the first iteration's (or `--epochs` or `--max-seconds` run
+//! out), and prints the objective falling, why it stopped, the final objective, sparsity and
+//! accuracy, and writes the plot.
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -13,6 +15,7 @@ use crate::apps::train::{self, ClusterSize, L1lrRun};
 use crate::data::gen::{self, GenSpec};
 use crate::data::DataWidth;
 use crate::jobs::l1lr::{L1lrSettings, Step};
+use crate::jobs::stop::StopArgs;
 
 /// What the demo runs.
 #[derive(Clone, Debug)]
@@ -21,8 +24,10 @@ pub struct DemoOptions {
     pub servers: usize,
     /// Workers in the demo cluster.
     pub workers: usize,
-    /// Iterations (passes over all feature blocks).
+    /// Iterations (passes over all feature blocks) at most.
     pub epochs: usize,
+    /// When to stop earlier (`--tol`, `--max-seconds`).
+    pub stop: StopArgs,
     /// Feature-space size (number of model weights).
     pub features: u64,
     /// Synthetic training examples (rows).
@@ -86,6 +91,7 @@ fn run_in(args: &DemoOptions, seed: u64, dir: &std::path::Path) -> Result<()> {
             window: None,
             kkt: false,
             step: Step::Auto,
+            stop: args.stop.clone(),
         },
         cluster: ClusterSize {
             servers: args.servers,
@@ -97,6 +103,14 @@ fn run_in(args: &DemoOptions, seed: u64, dir: &std::path::Path) -> Result<()> {
         plot: Some(args.plot.clone()),
     })?;
     let last = records.last().context("the job wrote no trace")?;
+    // Why training stopped early is printed with the final line (by worker 0, or by the
+    // driver under a progress bar); running out of iterations is said here.
+    if last.stopped.is_none() {
+        println!(
+            "stopped: all {} iterations run (--epochs) before the stopping rule fired",
+            args.epochs
+        );
+    }
     println!(
         "\nresult: objective {:.6e}, {} of {} weights nonzero (sparsity {:.2}%), training accuracy {:.2}%, {:.2} s of training",
         last.objective,

@@ -145,6 +145,9 @@ pub fn l1lr(spec: &L1lrRun) -> Result<Vec<Record>> {
     let records = records?;
     if bar {
         if let Some(last) = records.last().filter(|r| r.last) {
+            if let Some(why) = &last.stopped {
+                println!("{why}");
+            }
             println!("{}", l1lr::final_line(last, dim as usize));
         }
     }

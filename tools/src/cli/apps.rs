@@ -11,7 +11,8 @@ use crate::apps::lda::LdaRun;
 use crate::apps::train::{L1lrRun, RicaRun};
 use crate::data::patches::DEFAULT_MAX_PIXELS;
 use crate::data::{MaxDimArg, DEFAULT_MAX_DIM};
-use crate::jobs::{delay, non_negative_number, positive_count, positive_number};
+use crate::jobs::stop::StopArgs;
+use crate::jobs::{delay, non_negative_number, positive_count, positive_number, positive_seconds};
 
 /// `ferrops data` subcommands.
 #[derive(Debug, Subcommand)]
@@ -177,9 +178,19 @@ pub struct DemoArgs {
     #[arg(long, value_parser = positive_count, default_value_t = 2)]
     pub workers: usize,
 
-    /// Iterations (passes over all feature blocks).
-    #[arg(long, value_parser = positive_count, default_value_t = 25)]
+    /// Iterations (passes over all feature blocks) at most; the run normally ends earlier, by
+    /// --tol.
+    #[arg(long, value_parser = positive_count, default_value_t = 100)]
     pub epochs: usize,
+
+    /// Stop once the KKT violation, relative to the first iteration's, falls below ε.
+    #[arg(long, value_name = "ε", value_parser = positive_number::<f64>, allow_hyphen_values = true,
+        default_value_t = 0.1)]
+    pub tol: f64,
+
+    /// Stop after the first iteration that ends S seconds or more into training.
+    #[arg(long, value_name = "S", value_parser = positive_seconds, allow_hyphen_values = true)]
+    pub max_seconds: Option<f64>,
 
     /// Feature-space size (number of model weights, below --max-dim's default).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..DEFAULT_MAX_DIM),
@@ -215,6 +226,10 @@ impl DemoArgs {
             servers: self.servers,
             workers: self.workers,
             epochs: self.epochs,
+            stop: StopArgs {
+                tol: Some(self.tol),
+                max_seconds: self.max_seconds,
+            },
             features: self.features,
             examples: self.examples,
             seed: self.seed,

@@ -39,6 +39,10 @@ pub struct Record {
     pub kkt_offered: f64,
     #[serde(default)]
     pub kkt_skipped: f64,
+    /// Why training ended before its last iteration (`--tol`, `--max-seconds`), in the final
+    /// record only; `None` when it ran every iteration.
+    #[serde(default)]
+    pub stopped: Option<String>,
 }
 
 /// Appends records as JSON lines.

@@ -1,6 +1,12 @@
 //! Worker job `logreg`: sparse logistic regression on generated power-law data (the workload
 //! of `bench reducers`), trained by minibatch AdaGrad or, with an L1 penalty, proximal SGD,
 //! with any mix of the bandwidth reducers.
+//!
+//! `--tol` and `--max-seconds` are checked after each epoch's barrier, as in `rica`: every
+//! worker pulls the same summed figures (the epoch's loss and example count, worker 0's
+//! seconds) and decides from them with the same [`Stopper`], so all leave after the same epoch.
+//! The measure is the relative decrease of the epoch's mean training loss (summed over the
+//! minibatches as they were trained; without the L1 term, which only the whole model gives).
 
 use anyhow::{bail, ensure, Context, Result};
 use clap::ArgAction;
@@ -11,6 +17,7 @@ use ferrops_kernels::Rule;
 use ferrops_net::codec::ValueCodec;
 use serde::Serialize;
 
+use super::stop::{Measure, StopArgs, Stopper};
 use super::{delay, fraction, non_negative_number, positive_count, positive_number};
 use crate::synth::{self, Example, SynthSpec};
 
@@ -23,9 +30,14 @@ pub struct LogRegArgs {
     /// Training examples, dealt to the workers.
     #[arg(long, value_parser = positive_count, default_value_t = 200_000)]
     pub examples: usize,
-    /// Passes over the data.
+    /// Passes over the data; at most this many with `--tol` or `--max-seconds`.
     #[arg(long, value_parser = positive_count, default_value_t = 10)]
     pub epochs: usize,
+    /// When to stop before `--epochs`: the relative decrease of the epoch's mean loss below
+    /// `--tol`, or `--max-seconds` of training.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub stop: StopArgs,
     /// Examples per minibatch (one clock each).
     #[arg(long, value_parser = positive_count, default_value_t = 1000)]
     pub batch: usize,
@@ -227,6 +239,7 @@ pub fn run(cfg: &WorkerConfig, o: &LogRegArgs) -> Result<()> {
     } else {
         Vec::new()
     };
+    let mut stopper = Stopper::new(&o.stop, Measure::RelativeDecrease);
     let started = std::time::Instant::now();
     let (mut grad, mut values) = (Vec::new(), Vec::new());
     for epoch in 0..o.epochs {
@@ -268,19 +281,37 @@ pub fn run(cfg: &WorkerConfig, o: &LogRegArgs) -> Result<()> {
             }
             w.clock()?;
         }
-        let base = epoch as u64 * 3;
-        let totals = [stats.loss as f32, stats.correct as f32, stats.seen as f32];
-        w.push(progress, &[base, base + 1, base + 2], &totals)?;
+        // Worker 0 adds its seconds too: the one clock every worker's decision reads.
+        let base = epoch as u64 * 4;
+        let at = [base, base + 1, base + 2, base + 3];
+        let totals = [
+            stats.loss as f32,
+            stats.correct as f32,
+            stats.seen as f32,
+            started.elapsed().as_secs_f32(),
+        ];
+        let count = if rank == 0 { 4 } else { 3 };
+        w.push(progress, &at[..count], &totals[..count])?;
         w.barrier()?;
-        if rank == 0 {
-            let t = w.pull(progress, &[base, base + 1, base + 2])?;
-            println!(
-                "epoch {:>3}  loss {:.4}  accuracy {:5.1}%  ({:.1} s)",
-                epoch + 1,
-                t[0] / t[2],
-                100.0 * t[1] / t[2],
-                started.elapsed().as_secs_f64()
-            );
+        if rank == 0 || o.stop.any() {
+            // After the barrier every push is in: every worker reads the same sums.
+            let t = w.pull(progress, &at)?;
+            let loss = f64::from(t[0]) / f64::from(t[2]);
+            if rank == 0 {
+                println!(
+                    "epoch {:>3}  loss {loss:.4}  accuracy {:5.1}%  ({:.1} s)",
+                    epoch + 1,
+                    100.0 * t[1] / t[2],
+                    t[3]
+                );
+            }
+            if let Some(stop) = stopper.observe(epoch + 1, loss, f64::from(t[3])) {
+                if rank == 0 {
+                    println!("{stop}");
+                }
+                println!("worker {rank}: stopped after iteration {}", epoch + 1);
+                break;
+            }
         }
     }
     if let Some(f) = significant.as_mut() {

@@ -18,9 +18,13 @@ pub mod l1lr;
 pub mod lda;
 pub mod logreg;
 pub mod rica;
+pub mod stop;
 mod values;
 
-pub use values::{delay, fraction, non_negative_number, positive_count, positive_number, seconds};
+pub use values::{
+    delay, fraction, non_negative_number, positive_count, positive_number, positive_seconds,
+    seconds,
+};
 
 use anyhow::{anyhow, bail, Result};
 use clap::{ArgAction, CommandFactory, Parser, Subcommand};

@@ -3,6 +3,13 @@
 //! minibatch gradients on their patches (patch i goes to worker i mod W) and push them; the
 //! servers apply AdaGrad. A rule cannot set initial values, so the servers hold the change Δ
 //! from a random start W₀ that every worker generates from the same seed (W = W₀ + Δ).
+//!
+//! `--tol` and `--max-seconds` are checked after each epoch's barrier: every worker pulls the
+//! same summed figures (the epoch's objective, its patch count, worker 0's seconds) and decides
+//! from them with the same [`Stopper`], so all leave after the same epoch without a message
+//! passing between them. The measure is the relative decrease of the epoch's objective per
+//! patch (summed over the minibatches as they were trained): AdaGrad is a stochastic method
+//! whose only objective figure is that running sum.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -13,6 +20,7 @@ use ferrops_engine::{Consistency, TableSpec, Worker};
 use ferrops_kernels::Rule;
 use serde::Serialize;
 
+use super::stop::{Measure, StopArgs, Stopper};
 use super::{delay, non_negative_number, positive_count, positive_number};
 use crate::data::patches;
 use crate::synth::Rng;
@@ -47,9 +55,15 @@ pub struct RicaSettings {
     #[arg(long, default_value_t = 100, value_parser = positive_count)]
     pub batch: usize,
 
-    /// Passes over the patches.
+    /// Passes over the patches; at most this many with `--tol` or `--max-seconds`.
     #[arg(long, value_parser = positive_count, default_value_t = 10)]
     pub epochs: usize,
+
+    /// When to stop before `--epochs`: the relative decrease of the epoch's objective below
+    /// `--tol`, or `--max-seconds` of training.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub stop: StopArgs,
 
     /// Bounded delay τ in minibatches.
     #[arg(long, value_parser = delay, default_value_t = 1)]
@@ -175,6 +189,7 @@ pub fn run(cfg: &WorkerConfig, args: &RicaArgs) -> Result<()> {
             o.tau
         );
     }
+    let mut stopper = Stopper::new(&o.stop, Measure::RelativeDecrease);
     let started = Instant::now();
     let (mut delta, mut weights, mut grad) =
         (vec![0f32; k * d], vec![0f32; k * d], vec![0f32; k * d]);
@@ -189,17 +204,35 @@ pub fn run(cfg: &WorkerConfig, args: &RicaArgs) -> Result<()> {
             w.push(table, &keys, &grad)?;
             w.clock()?;
         }
-        let base = epoch as u64 * 2;
-        w.push(stats, &[base, base + 1], &[sum as f32, mine.len() as f32])?;
+        // Worker 0 adds its seconds too: the one clock every worker's decision reads.
+        let base = epoch as u64 * 3;
+        let at = [base, base + 1, base + 2];
+        let figures = [
+            sum as f32,
+            mine.len() as f32,
+            started.elapsed().as_secs_f32(),
+        ];
+        let count = if rank == 0 { 3 } else { 2 };
+        w.push(stats, &at[..count], &figures[..count])?;
         w.barrier()?;
-        if rank == 0 {
-            let t = w.pull(stats, &[base, base + 1])?;
-            println!(
-                "epoch {:>3}  objective per patch {:.5}  ({:.2} s)",
-                epoch + 1,
-                t[0] / t[1],
-                started.elapsed().as_secs_f64()
-            );
+        if rank == 0 || o.stop.any() {
+            // After the barrier every push is in: every worker reads the same sums.
+            let t = w.pull(stats, &at)?;
+            let objective = f64::from(t[0]) / f64::from(t[1]);
+            if rank == 0 {
+                println!(
+                    "epoch {:>3}  objective per patch {objective:.5}  ({:.2} s)",
+                    epoch + 1,
+                    t[2]
+                );
+            }
+            if let Some(stop) = stopper.observe(epoch + 1, objective, f64::from(t[2])) {
+                if rank == 0 {
+                    println!("{stop}");
+                }
+                println!("worker {rank}: stopped after iteration {}", epoch + 1);
+                break;
+            }
         }
     }
     if let (0, Some(path)) = (rank, &args.save) {

@@ -1,7 +1,7 @@
 //! `clap` value parsers for the numeric flags of every command and job, one per kind of value:
-//! counts, non-negative and positive numbers, fractions, delays and seconds. Each refuses NaN,
-//! infinities and values outside its range with a short reason; clap adds the flag's name, so a
-//! bad flag is a usage error before any work starts.
+//! counts, non-negative and positive numbers, fractions, delays and seconds (any, or positive).
+//! Each refuses NaN, infinities and values outside its range with a short reason; clap adds the
+//! flag's name, so a bad flag is a usage error before any work starts.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -69,6 +69,14 @@ pub fn seconds(text: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(secs).map_err(|_| "too many seconds".to_string())
 }
 
+/// Parses a finite number of seconds greater than zero (kept as `f64` seconds, so that a job's
+/// arguments serialize as one number).
+pub fn positive_seconds(text: &str) -> Result<f64, String> {
+    let secs = positive_number::<f64>(text)?;
+    Duration::try_from_secs_f64(secs).map_err(|_| "too many seconds".to_string())?;
+    Ok(secs)
+}
+
 fn finite_number<T: Real>(text: &str) -> Result<T, String> {
     let x: T = text.parse().map_err(|_| "not a number".to_string())?;
     let wide: f64 = x.into();
@@ -121,5 +129,9 @@ mod tests {
             assert!(seconds(bad).is_err(), "{bad}");
         }
         assert_eq!(positive_count("0").unwrap_err(), "must be at least 1");
+        assert_eq!(positive_seconds("0.25"), Ok(0.25));
+        for bad in ["0", "-1", "nan", "inf", "1e300", "x"] {
+            assert!(positive_seconds(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -27,7 +27,9 @@ use ferrops_engine::{Consistency, TableId, TableSpec, Worker};
 use ferrops_kernels::Rule;
 
 use super::blocks::{step, Shard};
+use super::stopping::Stopping;
 use super::{push_stats, L1lrSettings, Progress};
+use crate::jobs::stop::Stop;
 use crate::logistic::scaled_prox_l1;
 
 /// Trial step lengths, longest first.
@@ -78,7 +80,8 @@ fn loss_keys(s: usize) -> Vec<u64> {
 }
 
 impl Run<'_> {
-    /// Runs every iteration; worker 0 keeps `exact` (the weights, per block in key order) and
+    /// Runs every iteration, or until `stopping` ends training (then returns the iterations
+    /// completed and why); worker 0 keeps `exact` (the weights, per block in key order) and
     /// reports each iteration through `progress`.
     pub fn train(
         &self,
@@ -86,12 +89,20 @@ impl Run<'_> {
         exact: &mut [Vec<f32>],
         idle: &mut Duration,
         progress: &mut Progress,
-    ) -> Result<()> {
+        stopping: &mut Stopping,
+    ) -> Result<Option<(usize, Stop)>> {
         let (w, o) = (self.w, self.settings);
         let rank = w.rank();
         let nb = shard.blocks.len();
         let (mut gc, mut sums, mut d, mut all) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for t in 0..o.iters {
+            // The read needs only what the last step's α pull waited for; timed as idle anyway.
+            let t0 = Instant::now();
+            let decision = stopping.read(w, t)?;
+            *idle += t0.elapsed();
+            if let Some(stop) = decision {
+                return Ok(Some((t, stop)));
+            }
             for b in 0..nb {
                 let s = t * nb + b;
                 let slot = self.acc[s % 2];
@@ -137,6 +148,7 @@ impl Run<'_> {
                     let total = w.pull(self.tables.losses, &loss_keys(s))?;
                     *idle += t0.elapsed();
                     let x = &mut exact[b];
+                    stopping.add_block(x, &sums, o.lambda);
                     all.clear();
                     all.extend(x.iter().enumerate().map(|(c, &v)| {
                         scaled_prox_l1(v, sums[2 * c], sums[2 * c + 1], o.lambda, o.delta) - v
@@ -146,6 +158,7 @@ impl Run<'_> {
                     self.apply(&shard.blocks[b].keys, x, &all, &sums, alpha, slot)?;
                     if last_step {
                         progress.record(w, t, exact, None)?;
+                        stopping.decide(w, t, progress.started.elapsed().as_secs_f64())?;
                     }
                 }
                 w.clock()?;
@@ -155,7 +168,7 @@ impl Run<'_> {
                 shard.take_step(b, &d, alpha);
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Worker 0: moves `x` by `alpha · d`, assigns the weights that changed on the servers,

@@ -52,10 +52,18 @@
 //! The mask table has bounded delay 2B − 2 clocks: a pull in step s is guaranteed worker 0's
 //! mask from step s − B, and cannot see a newer one, because worker 0 writes the next only after
 //! every worker's push of step s. With τ ≥ B that wait is stricter than the weights' one.
+//!
+//! # Stopping (`--tol`, `--max-seconds`)
+//!
+//! Worker 0 measures the KKT violation of each iteration from the summed gradients it applies,
+//! decides, and publishes the decision; every worker reads it ⌈τ/B⌉ iterations later at the
+//! same step, so all stop after the same iteration (`stopping.rs` has the clock argument).
 
 mod blocks;
 mod kkt;
 mod line;
+mod report;
+mod stopping;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -68,11 +76,16 @@ use serde::Serialize;
 
 use blocks::{Block, Shard};
 use kkt::Kkt;
+use report::{push_stats, stat_keys, summarize, Progress};
+use stopping::Stopping;
 
+pub use report::final_line;
+
+use super::stop::StopArgs;
 use super::{delay, non_negative_number, positive_count, positive_number};
 use crate::data::{read_part, DimBound};
 use crate::logistic::scaled_prox_l1;
-use crate::trace::{self, Record};
+use crate::trace;
 
 /// The KKT filter's safety margin: a zero weight is skipped only if |g| ≤ λ(1 − margin).
 pub const KKT_MARGIN: f32 = 0.1;
@@ -116,9 +129,15 @@ pub struct L1lrSettings {
     #[arg(long, value_name = "B", value_parser = positive_count, default_value_t = 8)]
     pub blocks: usize,
 
-    /// Iterations (passes over all blocks).
+    /// Iterations (passes over all blocks); at most this many with `--tol` or `--max-seconds`.
     #[arg(long, value_name = "T", value_parser = positive_count, default_value_t = 20)]
     pub iters: usize,
+
+    /// When to stop before `--iters`: the KKT violation relative to the first iteration's
+    /// below `--tol`, or `--max-seconds` of training.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub stop: StopArgs,
 
     /// Damping δ added to the curvature on the servers.
     #[arg(long, value_name = "δ", value_parser = positive_number::<f32>, allow_hyphen_values = true,
@@ -190,40 +209,6 @@ impl L1lrArgs {
     }
 }
 
-/// Per-iteration figures each worker adds to the stats table.
-const STATS: u64 = 7;
-
-/// The stats-table keys of iteration `t`.
-fn stat_keys(t: usize) -> Vec<u64> {
-    let base = t as u64 * STATS;
-    (base..base + STATS).collect()
-}
-
-/// Adds this worker's figures of iteration `t` to the stats table: loss and correct predictions
-/// on its shard, its rows, idle seconds, bytes sent and received, and its nonzeros.
-fn push_stats(
-    w: &Worker,
-    stats: TableId,
-    t: usize,
-    shard: &Shard,
-    idle: Duration,
-    local_nnz: f32,
-) -> Result<()> {
-    let (loss, correct) = shard.loss_and_correct();
-    let m = w.metrics();
-    let figures = [
-        loss as f32,
-        correct as f32,
-        shard.labels.len() as f32,
-        idle.as_secs_f32(),
-        m.bytes_sent() as f32,
-        m.bytes_received() as f32,
-        local_nnz,
-    ];
-    w.push(stats, &stat_keys(t), &figures)?;
-    Ok(())
-}
-
 /// Runs the job in this worker process.
 pub fn run(cfg: &WorkerConfig, args: &L1lrArgs) -> Result<()> {
     args.validate()?;
@@ -284,6 +269,8 @@ pub fn run(cfg: &WorkerConfig, args: &L1lrArgs) -> Result<()> {
     } else {
         None
     };
+    let clocks_per_step = if step == Step::Line { 3 } else { 2 };
+    let mut stopping = Stopping::declare(&w, &o.stop, o.tau, clocks_per_step, nb)?;
     let out = match (&args.trace, rank) {
         (Some(path), 0) => Some(
             trace::Writer::create(path)
@@ -319,7 +306,8 @@ pub fn run(cfg: &WorkerConfig, args: &L1lrArgs) -> Result<()> {
         lines: args.lines,
         out,
     };
-    if step == Step::Line {
+    // The iterations completed and, when training ended before `--iters`, why.
+    let stopped = if step == Step::Line {
         let run = line::Run {
             w: &w,
             settings: o,
@@ -329,11 +317,26 @@ pub fn run(cfg: &WorkerConfig, args: &L1lrArgs) -> Result<()> {
             stats,
             local_nnz,
         };
-        run.train(&mut shard, &mut exact, &mut idle, &mut progress)?;
+        run.train(
+            &mut shard,
+            &mut exact,
+            &mut idle,
+            &mut progress,
+            &mut stopping,
+        )?
     } else {
         let (mut buf, mut gc, mut sums) = (Vec::new(), Vec::new(), Vec::new());
         let mut scratch = Scratch::default();
+        let mut stopped = None;
         for t in 0..o.iters {
+            // The read waits where this step's weights pull would: count it as idle time.
+            let t0 = Instant::now();
+            let decision = stopping.read(&w, t)?;
+            idle += t0.elapsed();
+            if let Some(stop) = decision {
+                stopped = Some((t, stop));
+                break;
+            }
             for b in 0..nb {
                 let s = t * nb + b;
                 if let Some(done) = s.checked_sub(o.tau as usize + 1) {
@@ -383,6 +386,7 @@ pub fn run(cfg: &WorkerConfig, args: &L1lrArgs) -> Result<()> {
                     sums.resize(2 * keys.len(), 0.0);
                     w.pull_into(acc[s % slots], keys, &mut sums)?;
                     idle += t0.elapsed();
+                    stopping.add_block(&exact[b], &sums, o.lambda);
                     apply_sums(
                         &w,
                         weights,
@@ -402,11 +406,21 @@ pub fn run(cfg: &WorkerConfig, args: &L1lrArgs) -> Result<()> {
                     }
                     if last_step {
                         progress.record(&w, t, &exact, kkt.as_ref())?;
+                        stopping.decide(&w, t, started.elapsed().as_secs_f64())?;
                     }
                 }
                 w.clock()?;
             }
         }
+        stopped
+    };
+    let done = stopped.map_or(o.iters, |(t, _)| t);
+    let stopped = stopped.map(|(t, stop)| stopping.describe(&stop, t));
+    if let (true, Some(why)) = (args.lines, &stopped) {
+        if rank == 0 {
+            println!("{why}");
+        }
+        println!("worker {rank}: stopped after iteration {done}");
     }
     // Exact final evaluation: everyone pulls the final weights and recomputes its margins.
     w.barrier()?;
@@ -433,11 +447,12 @@ pub fn run(cfg: &WorkerConfig, args: &L1lrArgs) -> Result<()> {
             "the servers' weights differ from worker 0's mirror of the updates"
         );
     }
-    push_stats(&w, stats, o.iters, &fresh, idle, local_nnz)?;
+    push_stats(&w, stats, done, &fresh, idle, local_nnz)?;
     w.barrier()?;
     if rank == 0 {
-        let f = w.pull(stats, &stat_keys(o.iters))?;
-        let mut record = summarize(&f, &final_w, o.lambda, o.iters, elapsed, workers, true);
+        let f = w.pull(stats, &stat_keys(done))?;
+        let mut record = summarize(&f, &final_w, o.lambda, done, elapsed, workers, true);
+        record.stopped = stopped;
         if let Some(k) = &kkt {
             (record.kkt_offered, record.kkt_skipped) = k.totals(workers);
         }
@@ -479,95 +494,6 @@ fn push_planar(
         w.wait(t)?;
     }
     Ok(())
-}
-
-/// A trace record from the summed stats `f` and worker 0's weights.
-fn summarize(
-    f: &[f32],
-    w: &[Vec<f32>],
-    lambda: f32,
-    iteration: usize,
-    elapsed: Duration,
-    workers: usize,
-    last: bool,
-) -> Record {
-    let l1: f64 = w.iter().flatten().map(|v| f64::from(v.abs())).sum();
-    let nnz = w.iter().flatten().filter(|v| **v != 0.0).count();
-    let loss = f64::from(f[0]);
-    let time = elapsed.as_secs_f64();
-    Record {
-        time,
-        iteration,
-        objective: loss + f64::from(lambda) * l1,
-        loss,
-        nnz,
-        accuracy: f64::from(f[1]) / f64::from(f[2]).max(1.0),
-        bytes_sent: f64::from(f[4]),
-        bytes_received: f64::from(f[5]),
-        idle_seconds: f64::from(f[3]),
-        idle_fraction: f64::from(f[3]) / (workers as f64 * time).max(1e-9),
-        last,
-        kkt_offered: 0.0,
-        kkt_skipped: 0.0,
-    }
-}
-
-/// The summary line of the final record.
-pub fn final_line(r: &Record, dim: usize) -> String {
-    format!(
-        "final: objective {:.6e}  loss {:.6e}  nnz {} / {} ({:.2}%)  accuracy {:.2}%  {:.2} s  idle {:.1}%",
-        r.objective,
-        r.loss,
-        r.nnz,
-        dim,
-        100.0 * r.nnz as f64 / dim.max(1) as f64,
-        100.0 * r.accuracy,
-        r.time,
-        100.0 * r.idle_fraction
-    )
-}
-
-/// Worker 0's per-iteration report: a trace record and a progress line.
-struct Progress {
-    stats: TableId,
-    started: Instant,
-    workers: usize,
-    lambda: f32,
-    dim: usize,
-    lines: bool,
-    out: Option<trace::Writer>,
-}
-
-impl Progress {
-    /// Records iteration `t` (0-based) from the summed stats and worker 0's weights.
-    fn record(
-        &mut self,
-        w: &Worker,
-        t: usize,
-        exact: &[Vec<f32>],
-        kkt: Option<&Kkt>,
-    ) -> Result<()> {
-        let f = w.pull(self.stats, &stat_keys(t))?;
-        let mut record = summarize(
-            &f,
-            exact,
-            self.lambda,
-            t + 1,
-            self.started.elapsed(),
-            self.workers,
-            false,
-        );
-        if let Some(k) = kkt {
-            (record.kkt_offered, record.kkt_skipped) = k.totals(self.workers);
-        }
-        if self.lines {
-            progress(&record, self.dim, f64::from(f[6]));
-        }
-        if let Some(out) = &mut self.out {
-            out.write(&record)?;
-        }
-        Ok(())
-    }
 }
 
 /// Reused buffers of the pushes.
@@ -654,20 +580,6 @@ fn apply_sums(
         w.push(acc, &scratch.keys, &scratch.values)?;
     }
     Ok(())
-}
-
-/// Prints worker 0's progress line for an iteration.
-fn progress(r: &Record, dim: usize, total_nnz: f64) {
-    println!(
-        "iter {:>3}  objective {:.6e}  nnz {:>8} / {dim}  accuracy {:5.2}%  idle {:4.1}%  {:6.2} s  {:.1} M nonzeros/s",
-        r.iteration,
-        r.objective,
-        r.nnz,
-        100.0 * r.accuracy,
-        100.0 * r.idle_fraction,
-        r.time,
-        total_nnz * r.iteration as f64 / r.time.max(1e-9) / 1e6
-    );
 }
 
 #[cfg(test)]
