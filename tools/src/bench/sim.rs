@@ -306,7 +306,10 @@ mod tests {
         // 64 workers on one server: each direction of its link carries 64 × 4 MB per
         // iteration (pulls out, pushes in, at the same time).
         let one = t(64, 1);
-        assert!(one > 64.0 * 4e-3 * 0.95 && one < 64.0 * 8e-3, "one server's link bounds it");
+        assert!(
+            one > 64.0 * 4e-3 * 0.95 && one < 64.0 * 8e-3,
+            "one server's link bounds it"
+        );
         assert!(
             t(64, 16) < t(64, 1) / 8.0,
             "sixteen servers share that traffic"

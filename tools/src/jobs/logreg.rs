@@ -17,7 +17,7 @@ use ferrops_kernels::Rule;
 use ferrops_net::codec::ValueCodec;
 use serde::Serialize;
 
-use super::stop::{Measure, StopArgs, Stopper};
+use super::stop::{epoch_sums, Measure, StopArgs, Stopper};
 use super::{delay, fraction, non_negative_number, positive_count, positive_number};
 use crate::synth::{self, Example, SynthSpec};
 
@@ -281,35 +281,13 @@ pub fn run(cfg: &WorkerConfig, o: &LogRegArgs) -> Result<()> {
             }
             w.clock()?;
         }
-        // Worker 0 adds its seconds too: the one clock every worker's decision reads.
-        let base = epoch as u64 * 4;
-        let at = [base, base + 1, base + 2, base + 3];
-        let totals = [
-            stats.loss as f32,
-            stats.correct as f32,
-            stats.seen as f32,
-            started.elapsed().as_secs_f32(),
-        ];
-        let count = if rank == 0 { 4 } else { 3 };
-        w.push(progress, &at[..count], &totals[..count])?;
-        w.barrier()?;
-        if rank == 0 || o.stop.any() {
-            // After the barrier every push is in: every worker reads the same sums.
-            let t = w.pull(progress, &at)?;
-            let loss = f64::from(t[0]) / f64::from(t[2]);
-            if rank == 0 {
-                println!(
-                    "epoch {:>3}  loss {loss:.4}  accuracy {:5.1}%  ({:.1} s)",
-                    epoch + 1,
-                    100.0 * t[1] / t[2],
-                    t[3]
-                );
-            }
-            if let Some(stop) = stopper.observe(epoch + 1, loss, f64::from(t[3])) {
-                if rank == 0 {
-                    println!("{stop}");
-                }
-                println!("worker {rank}: stopped after iteration {}", epoch + 1);
+        let figures = [stats.loss as f32, stats.correct as f32, stats.seen as f32];
+        if let Some(t) = epoch_sums(&w, progress, epoch, &figures, started, &o.stop)? {
+            let (e, loss, secs) = (epoch + 1, f64::from(t[0]) / f64::from(t[2]), t[3]);
+            let accuracy = 100.0 * t[1] / t[2];
+            let line =
+                format!("epoch {e:>3}  loss {loss:.4}  accuracy {accuracy:5.1}%  ({secs:.1} s)");
+            if stopper.end_epoch(rank, e, loss, secs, &line) {
                 break;
             }
         }

@@ -20,7 +20,7 @@ use ferrops_engine::{Consistency, TableSpec, Worker};
 use ferrops_kernels::Rule;
 use serde::Serialize;
 
-use super::stop::{Measure, StopArgs, Stopper};
+use super::stop::{epoch_sums, Measure, StopArgs, Stopper};
 use super::{delay, non_negative_number, positive_count, positive_number};
 use crate::data::patches;
 use crate::synth::Rng;
@@ -204,33 +204,11 @@ pub fn run(cfg: &WorkerConfig, args: &RicaArgs) -> Result<()> {
             w.push(table, &keys, &grad)?;
             w.clock()?;
         }
-        // Worker 0 adds its seconds too: the one clock every worker's decision reads.
-        let base = epoch as u64 * 3;
-        let at = [base, base + 1, base + 2];
-        let figures = [
-            sum as f32,
-            mine.len() as f32,
-            started.elapsed().as_secs_f32(),
-        ];
-        let count = if rank == 0 { 3 } else { 2 };
-        w.push(stats, &at[..count], &figures[..count])?;
-        w.barrier()?;
-        if rank == 0 || o.stop.any() {
-            // After the barrier every push is in: every worker reads the same sums.
-            let t = w.pull(stats, &at)?;
-            let objective = f64::from(t[0]) / f64::from(t[1]);
-            if rank == 0 {
-                println!(
-                    "epoch {:>3}  objective per patch {objective:.5}  ({:.2} s)",
-                    epoch + 1,
-                    t[2]
-                );
-            }
-            if let Some(stop) = stopper.observe(epoch + 1, objective, f64::from(t[2])) {
-                if rank == 0 {
-                    println!("{stop}");
-                }
-                println!("worker {rank}: stopped after iteration {}", epoch + 1);
+        let figures = [sum as f32, mine.len() as f32];
+        if let Some(t) = epoch_sums(&w, stats, epoch, &figures, started, &o.stop)? {
+            let (e, objective, secs) = (epoch + 1, f64::from(t[0]) / f64::from(t[1]), t[2]);
+            let line = format!("epoch {e:>3}  objective per patch {objective:.5}  ({secs:.2} s)");
+            if stopper.end_epoch(rank, e, objective, secs, &line) {
                 break;
             }
         }

@@ -14,6 +14,7 @@
 
 use std::fmt;
 
+use ferrops_engine::{EngineError, TableId, Worker};
 use serde::Serialize;
 
 use super::{positive_number, positive_seconds};
@@ -112,6 +113,16 @@ impl Stop {
     }
 }
 
+impl Stop {
+    /// Says, on every worker, after which iteration it stops (and, on worker 0, why).
+    pub fn announce(&self, rank: usize, done: usize) {
+        if rank == 0 {
+            println!("{self}");
+        }
+        println!("worker {rank}: stopped after iteration {done}");
+    }
+}
+
 impl fmt::Display for Stop {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let at = self.iteration;
@@ -155,6 +166,24 @@ impl Stopper {
             measure,
             reference: None,
         }
+    }
+
+    /// The end of epoch `epoch` (1-based) of a stochastic job: worker 0 prints `line`, and
+    /// every worker takes the epoch's `figure` and seconds and, if that stops the run, says so
+    /// ([`Stop::announce`]); true means stop now.
+    pub fn end_epoch(
+        &mut self,
+        rank: usize,
+        epoch: usize,
+        figure: f64,
+        seconds: f32,
+        line: &str,
+    ) -> bool {
+        if rank == 0 {
+            println!("{line}");
+        }
+        let stop = self.observe(epoch, figure, f64::from(seconds));
+        stop.inspect(|s| s.announce(rank, epoch)).is_some()
     }
 
     /// Takes iteration `iteration`'s figure (the violation or the objective, as the measure
@@ -204,6 +233,36 @@ pub fn kkt_violation(w: f32, g: f32, lambda: f32) -> f64 {
     } else {
         (g.abs() - lambda).max(0.0)
     }
+}
+
+/// The end of an epoch of a stochastic job (rica, logreg): every worker adds its `figures` to
+/// `table` under this epoch's keys, worker 0 its seconds since `started` as one more (the one clock
+/// every decision reads), and all meet at a barrier. The sums, seconds last, go to worker 0 and
+/// — when a stopping rule is set — to every worker: after the barrier every push is in, so
+/// they all read the same values and decide alike.
+pub fn epoch_sums(
+    w: &Worker,
+    table: TableId,
+    epoch: usize,
+    figures: &[f32],
+    started: std::time::Instant,
+    stop: &StopArgs,
+) -> Result<Option<Vec<f32>>, EngineError> {
+    let n = figures.len() as u64 + 1;
+    let keys: Vec<u64> = (epoch as u64 * n..(epoch as u64 + 1) * n).collect();
+    let seconds = started.elapsed().as_secs_f32();
+    let values: Vec<f32> = figures.iter().copied().chain([seconds]).collect();
+    let mine = if w.rank() == 0 {
+        values.len()
+    } else {
+        figures.len()
+    };
+    w.push(table, &keys[..mine], &values[..mine])?;
+    w.barrier()?;
+    if w.rank() == 0 || stop.any() {
+        return Ok(Some(w.pull(table, &keys)?));
+    }
+    Ok(None)
 }
 
 #[cfg(test)]
