@@ -689,3 +689,59 @@ fn plot_command_draws_one_coloured_series_per_trace() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn injected_stragglers_slow_steps_but_not_the_arithmetic() {
+    let (dir, data) = scratch_with_data(
+        "straggler",
+        GenSpec {
+            rows: 3000,
+            features: 2000,
+            nnz_per_row: 10,
+            seed: 5,
+        },
+    );
+    let base = "--servers 1 --workers 2 --iters 6 --lambda 2 --tau 0 --step bound";
+    let (_, plain) = train_l1lr(&data, &dir.join("plain.jsonl"), None, base);
+    let slowed = format!("{base} --straggler 0.5,3");
+    let (out, records) = train_l1lr(&data, &dir.join("slow.jsonl"), None, &slowed);
+    // 6 iterations × 4 blocks per worker; about half of them slowed.
+    for rank in 0..2 {
+        let line = out
+            .lines()
+            .find(|l| l.contains(&format!("worker {rank}: straggled in")))
+            .unwrap_or_else(|| panic!("worker {rank} reports its straggling:\n{out}"));
+        let slowed: u32 = line
+            .split("straggled in ")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(slowed > 0 && slowed < 24, "{line}");
+        assert!(line.contains("of 24 block steps"), "{line}");
+    }
+    // τ = 0 is deterministic: a straggler changes when steps happen, not what they compute.
+    let (a, b) = (plain.last().unwrap(), records.last().unwrap());
+    assert_eq!(a.objective, b.objective);
+    let refused = ferrops()
+        .args([
+            "train",
+            "l1lr",
+            "--step",
+            "line",
+            "--straggler",
+            "0.5,3",
+            "--data",
+        ])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && err.contains("--straggler applies to the bound step"),
+        "{err}"
+    );
+}

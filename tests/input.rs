@@ -63,6 +63,10 @@ fn train_l1lr_refuses_bad_numbers() {
             ("--iters", "0"),
             ("--max-dim", "0"),
             ("--dim", "0"),
+            ("--straggler", "0.5"),
+            ("--straggler", "0,4"),
+            ("--straggler", "0.5,0.5"),
+            ("--straggler", "nan,2"),
         ],
     );
 }

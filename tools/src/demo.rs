@@ -91,6 +91,7 @@ fn run_in(args: &DemoOptions, seed: u64, dir: &std::path::Path) -> Result<()> {
             window: None,
             kkt: false,
             step: Step::Auto,
+            straggler: None,
             stop: args.stop.clone(),
         },
         cluster: ClusterSize {

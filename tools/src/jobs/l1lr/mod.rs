@@ -64,6 +64,7 @@ mod kkt;
 mod line;
 mod report;
 mod stopping;
+mod straggler;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -78,6 +79,7 @@ use blocks::{Block, Shard};
 use kkt::Kkt;
 use report::{push_stats, stat_keys, summarize, Progress};
 use stopping::Stopping;
+use straggler::Straggler;
 
 pub use report::final_line;
 
@@ -158,6 +160,12 @@ pub struct L1lrSettings {
     /// search; τ = 0), `auto` (line where it applies).
     #[arg(long, value_enum, default_value_t = Step::Auto)]
     pub step: Step,
+
+    /// Inject a straggler: in a fraction P of its block steps each worker takes K times as long
+    /// to compute (it sleeps (K − 1) × its compute time, as if on a slower machine), as `P,K`,
+    /// e.g. `0.25,4`; the bound step only.
+    #[arg(long, value_name = "P,K", value_parser = straggler::parse)]
+    pub straggler: Option<String>,
 }
 
 impl L1lrSettings {
@@ -204,6 +212,10 @@ impl L1lrArgs {
         ensure!(
             o.step != Step::Line || (o.tau == 0 && !o.kkt),
             "--step line needs --tau 0 and no KKT filter"
+        );
+        ensure!(
+            o.straggler.is_none() || o.resolved_step() == Step::Bound,
+            "--straggler applies to the bound step: add --step bound (or --tau above 0)"
         );
         Ok(())
     }
@@ -328,6 +340,8 @@ pub fn run(cfg: &WorkerConfig, args: &L1lrArgs) -> Result<()> {
         let (mut buf, mut gc, mut sums) = (Vec::new(), Vec::new(), Vec::new());
         let mut scratch = Scratch::default();
         let mut stopped = None;
+        let seed = 0x5752_4147 ^ rank as u64;
+        let mut straggler = o.straggler.as_deref().map(|s| Straggler::new(s, seed));
         for t in 0..o.iters {
             // The read waits where this step's weights pull would: count it as idle time.
             let t0 = Instant::now();
@@ -352,7 +366,12 @@ pub fn run(cfg: &WorkerConfig, args: &L1lrArgs) -> Result<()> {
                     idle += t0.elapsed();
                     shard.set_present_weights(d, &buf);
                 }
+                let computing = Instant::now();
                 shard.grad_curv(b, &mut gc);
+                if let Some(s) = straggler.as_mut() {
+                    // Sleep rather than spin: a slow machine does not take the others' cores.
+                    std::thread::sleep(s.extra(computing.elapsed()));
+                }
                 let block = &shard.blocks[b];
                 // The keys to push: all present ones unless the KKT filter says otherwise.
                 let chosen = match &mut kkt {
@@ -411,6 +430,9 @@ pub fn run(cfg: &WorkerConfig, args: &L1lrArgs) -> Result<()> {
                 }
                 w.clock()?;
             }
+        }
+        if let Some(s) = &straggler {
+            println!("{}", s.summary(rank));
         }
         stopped
     };

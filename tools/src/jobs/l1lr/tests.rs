@@ -15,6 +15,7 @@ fn arguments_round_trip_and_reject_bad_flags() {
             window: Some(2),
             kkt: true,
             step: Step::Bound,
+            straggler: None,
             stop: crate::jobs::stop::StopArgs {
                 tol: Some(0.05),
                 max_seconds: Some(2.5),
