@@ -1,6 +1,19 @@
 """The binding against real local clusters (scheduler, servers and workers as processes)."""
 
+import importlib
+
+import pytest
+
 from conftest import TESTS
+
+
+def torch_or_skip():
+    """Skips the calling test, saying why, unless torch imports in this interpreter (the one
+    the workers run); CI's default virtual environment has numpy only."""
+    try:
+        importlib.import_module("torch")
+    except ImportError as error:
+        pytest.skip(f"torch is not importable ({error}); docs/python.md says how to install it")
 
 
 def test_sums_from_two_workers_are_exact(cluster):
@@ -48,3 +61,22 @@ def test_mlp_example_trains_through_server_side_adam(cluster):
     out = cluster.run(str(example), "--epochs", "10", "--min-accuracy", "0.85",
                       servers=2, workers=2).stdout
     assert "test accuracy" in out
+
+
+def test_torch_example_trains_a_cnn_through_server_side_adam(cluster):
+    torch_or_skip()
+    example = TESTS.parent / "examples" / "torch_digits.py"
+    out = cluster.run(str(example), "--epochs", "10", "--min-accuracy", "0.85",
+                      servers=2, workers=2).stdout
+    assert "server-side adam): test accuracy" in out
+    assert "stayed views of the pulled and pushed buffers" in out
+    assert "one process, torch.optim.Adam: test accuracy" in out
+
+
+def test_torch_example_with_server_side_adagrad(cluster):
+    torch_or_skip()
+    example = TESTS.parent / "examples" / "torch_digits.py"
+    out = cluster.run(str(example), "--model", "mlp", "--rule", "adagrad", "--epochs", "10",
+                      "--lr", "0.05", "--min-accuracy", "0.85", servers=1, workers=2).stdout
+    assert "server-side adagrad): test accuracy" in out
+    assert "one process, torch.optim.Adagrad: test accuracy" in out
