@@ -9,7 +9,8 @@
 //! in the order requests reach it:
 //!
 //! - every node's link sends and receives at the wire rate, each direction on its own;
-//! - every server applies pushed values at the apply rate, one push at a time;
+//! - every server's thread handles values at the apply rate, one request at a time: it applies
+//!   a push's values, and reads a pull's before its link sends them;
 //! - every request costs the per-request latency once (half on the way, half back).
 //!
 //! A worker's compute takes the compute time (divided by W in strong scaling, where the data
@@ -31,7 +32,8 @@ use crate::synth::Rng;
 pub struct Costs {
     /// Bytes per second one link moves in one direction.
     pub wire_bytes_per_s: f64,
-    /// Bytes of pushed values per second a server applies.
+    /// Bytes of values per second a server's thread handles: applies a push's, reads a pull's.
+    /// The `sum` kernel's rate is its floor; a push-pull run's own server time calibrates it.
     pub apply_bytes_per_s: f64,
     /// Seconds of fixed cost per request (a round trip's overhead).
     pub latency_s: f64,
@@ -116,13 +118,16 @@ pub fn simulate(c: &Costs, s: &Shape, seed: u64) -> Prediction {
                     parked.push((w, t, now));
                     continue;
                 }
-                // The pull: each server sends its share when its link is free.
+                // The pull: each server's thread reads its share of the values, then its link
+                // sends them, each when free.
                 let share = ns(per_server(c.pull_bytes));
+                let read = ns(c.pull_bytes / s_n as f64 / c.apply_bytes_per_s);
                 let mut done = now + ns(c.latency_s);
-                for tx in srv_tx.iter_mut() {
-                    let start = (*tx).max(now + ns(c.latency_s / 2.0));
-                    *tx = start + share;
-                    done = done.max(*tx + ns(c.latency_s / 2.0));
+                for srv in 0..s_n {
+                    let arrive = now + ns(c.latency_s / 2.0);
+                    srv_cpu[srv] = srv_cpu[srv].max(arrive) + read;
+                    srv_tx[srv] = srv_tx[srv].max(srv_cpu[srv]) + share;
+                    done = done.max(srv_tx[srv] + ns(c.latency_s / 2.0));
                 }
                 // The worker's own link takes every share in turn.
                 done = done.max(now + ns(c.latency_s + c.pull_bytes / c.wire_bytes_per_s));
@@ -196,7 +201,7 @@ pub fn measure(c: &mut Costs) -> anyhow::Result<()> {
     let sum = report
         .results
         .iter()
-        .find(|k| k.kernel == "sum" && k.size.name() == "out-of-cache")
+        .find(|k| k.kernel == "sum" && k.size.name() == "out_of_cache")
         .ok_or_else(|| anyhow::anyhow!("the kernel benchmark measured no out-of-cache sum"))?;
     c.apply_bytes_per_s = sum.gelem_per_s * 1e9 * 4.0;
     Ok(())
@@ -288,9 +293,9 @@ mod tests {
     fn one_worker_one_server_adds_up_by_hand() {
         let c = costs();
         let p = simulate(&c, &shape(1, 1, 0), 1);
-        // pull: latency + 4 MB at 1 GB/s; compute 0.1 s; push: latency + 4 MB on the wire and
-        // 4 MB applied at 4 GB/s.
-        let by_hand = (20e-6 + 4e-3) + 0.1 + (20e-6 + 4e-3 + 1e-3);
+        // pull: latency + 4 MB read at 4 GB/s + 4 MB at 1 GB/s on the wire; compute 0.1 s;
+        // push: latency + 4 MB on the wire + 4 MB applied at 4 GB/s.
+        let by_hand = (20e-6 + 1e-3 + 4e-3) + 0.1 + (20e-6 + 4e-3 + 1e-3);
         assert!(
             (p.seconds_per_iter - by_hand).abs() < 1e-6,
             "{p:?} vs {by_hand}"

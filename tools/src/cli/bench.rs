@@ -48,8 +48,9 @@ pub struct SimArgs {
     /// --wire-gbps, --latency-us and --apply-gbps).
     #[arg(long)]
     pub measure: bool,
-    /// Milliseconds of computation per iteration on one worker holding all the data.
-    #[arg(long, value_parser = positive_number::<f64>, default_value_t = 100.0)]
+    /// Milliseconds of computation per iteration on one worker holding all the data (0: the
+    /// communication alone, what `bench push-pull` measures).
+    #[arg(long, value_parser = non_negative_number::<f64>, default_value_t = 100.0)]
     pub compute_ms: f64,
     /// Megabytes (10^6) each worker pulls per iteration.
     #[arg(long, value_parser = non_negative_number::<f64>, default_value_t = 4.0)]
