@@ -107,6 +107,24 @@ def adam_in_one_process(model, w0, x, y, args) -> np.ndarray:
     return w0 + d
 
 
+def push_after(w, pending, table, keys, values):
+    """Waits for the push still in flight (`pending`, a ticket or None), then sends this step's
+    push asynchronously and returns its ticket: one push in flight at a time, overlapping the
+    next step's pull and gradient."""
+    if pending is not None:
+        w.wait(pending)
+    return w.push_async(table, keys, values)
+
+
+def compare_with_baseline(what, base_acc, rate, cpu_rate, acc, min_accuracy):
+    """Prints the one-process baseline's test accuracy and speed, and ends the run with an
+    error when the job's own test accuracy `acc` is below `min_accuracy`."""
+    print(f"one process, {what}: test accuracy {base_acc:.4f} at {rate:.0f} samples/s "
+          f"({cpu_rate:.0f} per CPU-second)")
+    if acc < min_accuracy:
+        raise SystemExit(f"test accuracy {acc:.4f} < {min_accuracy}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=30)
@@ -138,9 +156,7 @@ def main():
                 batch = order[s * args.batch:(s + 1) * args.batch]
                 w.pull_into(table, keys, d)  # straight into d: no copy
                 g = model.gradient(w0 + d, x[batch], y[batch])
-                if pending is not None:
-                    w.wait(pending)
-                pending = w.push_async(table, keys, g)
+                pending = push_after(w, pending, table, keys, g)
                 w.clock()
         w.wait(pending)
         seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
@@ -162,11 +178,8 @@ def main():
             seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
             base_acc = model.accuracy(baseline, x_test, y_test)
             base_samples = args.epochs * (y_train.size // args.batch) * args.batch
-            print(f"one process, same model and Adam: test accuracy {base_acc:.4f} "
-                  f"at {base_samples / seconds:.0f} samples/s "
-                  f"({base_samples / cpu:.0f} per CPU-second)")
-            if acc < args.min_accuracy:
-                raise SystemExit(f"test accuracy {acc:.4f} < {args.min_accuracy}")
+            compare_with_baseline("same model and Adam", base_acc, base_samples / seconds,
+                                  base_samples / cpu, acc, args.min_accuracy)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 import ferrops
-from mlp_numpy import load
+from mlp_numpy import compare_with_baseline, load, push_after
 
 
 def make_model(kind: str) -> nn.Module:
@@ -162,9 +162,7 @@ def main():
                 weights += w0
                 grads.fill(0.0)
                 loss_fn(model(x[batch]), y[batch]).backward()  # into `grads`
-                if pending is not None:
-                    w.wait(pending)
-                pending = w.push_async(table, keys, grads)
+                pending = push_after(w, pending, table, keys, grads)
                 w.clock()
         w.wait(pending)
         seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
@@ -186,11 +184,9 @@ def main():
             print("parameters and gradients stayed views of the pulled and pushed buffers")
             baseline, base_rate, base_cpu_rate = train_in_one_process(args, x_train, y_train)
             base_acc = accuracy(baseline, x_test, y_test)
-            print(f"one process, torch.optim.{'Adam' if args.rule == 'adam' else 'Adagrad'}: "
-                  f"test accuracy {base_acc:.4f} at {base_rate:.0f} samples/s "
-                  f"({base_cpu_rate:.0f} per CPU-second)")
-            if acc < args.min_accuracy:
-                raise SystemExit(f"test accuracy {acc:.4f} < {args.min_accuracy}")
+            optimizer = "torch.optim." + ("Adam" if args.rule == "adam" else "Adagrad")
+            compare_with_baseline(optimizer, base_acc, base_rate, base_cpu_rate, acc,
+                                  args.min_accuracy)
 
 
 if __name__ == "__main__":
