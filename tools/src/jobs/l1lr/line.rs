@@ -158,7 +158,7 @@ impl Run<'_> {
                     self.apply(&shard.blocks[b].keys, x, &all, &sums, alpha, slot)?;
                     if last_step {
                         progress.record(w, t, exact, None)?;
-                        stopping.decide(w, t, progress.started.elapsed().as_secs_f64())?;
+                        stopping.decide(w, t, progress.seconds())?;
                     }
                 }
                 w.clock()?;

@@ -309,15 +309,7 @@ pub fn run(cfg: &WorkerConfig, args: &L1lrArgs) -> Result<()> {
     let mut idle = Duration::ZERO;
     // Worker 0's exact copy of the weights, per block in key order.
     let mut exact: Vec<Vec<f32>> = shard.weights.clone();
-    let mut progress = Progress {
-        stats,
-        started,
-        workers,
-        lambda: o.lambda,
-        dim: args.dim,
-        lines: args.lines,
-        out,
-    };
+    let mut progress = Progress::new(args, workers, stats, started, out);
     // The iterations completed and, when training ended before `--iters`, why.
     let stopped = if step == Step::Line {
         let run = line::Run {
@@ -484,7 +476,7 @@ pub fn run(cfg: &WorkerConfig, args: &L1lrArgs) -> Result<()> {
                 println!("{}", k.report(workers));
             }
         }
-        if let Some(out) = &mut progress.out {
+        if let Some(out) = progress.trace() {
             out.write(&record)?;
         }
     }

@@ -93,16 +93,46 @@ pub fn final_line(r: &Record, dim: usize) -> String {
 
 /// Worker 0's per-iteration report: a trace record and a progress line.
 pub(super) struct Progress {
-    pub(super) stats: TableId,
-    pub(super) started: Instant,
-    pub(super) workers: usize,
-    pub(super) lambda: f32,
-    pub(super) dim: usize,
-    pub(super) lines: bool,
-    pub(super) out: Option<trace::Writer>,
+    stats: TableId,
+    started: Instant,
+    workers: usize,
+    lambda: f32,
+    dim: usize,
+    lines: bool,
+    out: Option<trace::Writer>,
 }
 
 impl Progress {
+    /// The report of a run of `args` on `workers` workers, reading the summed stats from
+    /// `stats`, timed from `started`, writing the trace to `out` if any.
+    pub(super) fn new(
+        args: &super::L1lrArgs,
+        workers: usize,
+        stats: TableId,
+        started: Instant,
+        out: Option<trace::Writer>,
+    ) -> Progress {
+        Progress {
+            stats,
+            started,
+            workers,
+            lambda: args.settings.lambda,
+            dim: args.dim,
+            lines: args.lines,
+            out,
+        }
+    }
+
+    /// Seconds since training started.
+    pub(super) fn seconds(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+
+    /// The trace being written, if any.
+    pub(super) fn trace(&mut self) -> Option<&mut trace::Writer> {
+        self.out.as_mut()
+    }
+
     /// Records iteration `t` (0-based) from the summed stats and worker 0's weights.
     pub(super) fn record(
         &mut self,
