@@ -88,11 +88,8 @@ impl KktFilter {
         grads: &[f32],
         out: &mut Vec<u32>,
     ) -> Result<(), FilterError> {
-        check_rows(
-            keys,
-            self.dim,
-            &[("weights", weights.len()), ("grads", grads.len())],
-        )?;
+        let lens = [("weights", weights.len()), ("grads", grads.len())];
+        check_rows(keys, self.dim, &lens)?;
         out.clear();
         if self.next_is_recheck() {
             out.extend(0..keys.len() as u32);

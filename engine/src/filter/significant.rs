@@ -105,11 +105,8 @@ impl SigFilter {
         send_keys: &mut Vec<u64>,
         send_values: &mut Vec<f32>,
     ) -> Result<(), FilterError> {
-        check_rows(
-            keys,
-            self.dim,
-            &[("updates", updates.len()), ("weights", weights.len())],
-        )?;
+        let lens = [("updates", updates.len()), ("weights", weights.len())];
+        check_rows(keys, self.dim, &lens)?;
         send_keys.clear();
         send_values.clear();
         let dim = self.dim;
