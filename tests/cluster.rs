@@ -31,9 +31,11 @@ fn check_job_passes_on_every_worker_of_a_local_cluster() {
 
 #[test]
 fn check_job_flags_set_its_clocks_and_keys_and_it_reports_its_longest_stall() {
-    let out = run_ok(local(2, 2).args(["--", "ferrops", "worker", "--job", "check"]).args([
-        "--", "--clocks", "6", "--keys", "50",
-    ]));
+    let out = run_ok(
+        local(2, 2)
+            .args(["--", "ferrops", "worker", "--job", "check"])
+            .args(["--", "--clocks", "6", "--keys", "50"]),
+    );
     // 2 workers × 6 clocks of +1 on each of 50 keys.
     assert_eq!(
         out.matches("saw 12 on all 50 keys after 6 clocks max_stall_ms=")

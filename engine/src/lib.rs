@@ -22,6 +22,7 @@
 // Unsafe code only in the modules marked `#[allow(unsafe_code)]` below, each saying why.
 #![deny(unsafe_code)]
 
+pub mod checkpoint;
 pub mod clock;
 pub mod config;
 mod connect;

@@ -54,6 +54,15 @@ impl SlotMap {
         self.keys.len() * 12
     }
 
+    /// Every (key, slot) pair, in the map's internal order.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, u32)> + '_ {
+        self.keys
+            .iter()
+            .zip(&self.slots)
+            .filter(|(_, &s)| s != EMPTY)
+            .map(|(&k, &s)| (k, s))
+    }
+
     /// The slot of `key`, if present.
     pub fn get(&self, key: u64) -> Option<u32> {
         let mut b = bucket_of(key, self.mask);
@@ -135,5 +144,10 @@ mod tests {
             assert_eq!(map.get(*k), Some(*s));
         }
         assert_eq!(map.get(7), None);
+        let mut pairs: Vec<(u64, u32)> = map.iter().collect();
+        pairs.sort_unstable();
+        let mut expected: Vec<(u64, u32)> = reference.into_iter().collect();
+        expected.sort_unstable();
+        assert_eq!(pairs, expected);
     }
 }

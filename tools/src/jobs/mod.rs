@@ -210,7 +210,9 @@ mod tests {
             ("--keys", "1.5"),
             ("--keys", "99999999999"),
         ] {
-            let err = Job::parse("check", &words(&[flag, bad])).unwrap_err().to_string();
+            let err = Job::parse("check", &words(&[flag, bad]))
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(flag), "{flag} {bad}: {err}");
         }
     }
