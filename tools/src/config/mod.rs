@@ -194,6 +194,7 @@ impl ConfigInput {
         Ok(SchedulerConfig {
             cluster: settings.cluster(scheduler)?,
             bind,
+            restore: None,
         })
     }
 
