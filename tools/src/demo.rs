@@ -86,10 +86,12 @@ fn run_in(args: &DemoOptions, seed: u64, dir: &std::path::Path) -> Result<()> {
             window: None,
             kkt: false,
             step: Step::Auto,
+            checkpoints: Default::default(),
         },
         cluster: ClusterSize {
             servers: args.servers,
             workers: args.workers,
+            restore: None,
         },
         // The generator writes indices 1..=features.
         width: DataWidth::exactly(args.features + 1),

@@ -14,6 +14,7 @@
 //! * `rica`: reconstruction ICA on image patches.
 
 pub mod check;
+pub mod checkpoints;
 pub mod l1lr;
 pub mod logreg;
 pub mod rica;

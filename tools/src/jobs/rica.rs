@@ -13,6 +13,7 @@ use ferrops_engine::{Consistency, TableSpec, Worker};
 use ferrops_kernels::Rule;
 use serde::Serialize;
 
+use super::checkpoints::{CheckpointFlags, Checkpoints};
 use super::{delay, non_negative_number, positive_count, positive_number};
 use crate::data::patches;
 use crate::synth::Rng;
@@ -60,6 +61,10 @@ pub struct RicaSettings {
     #[arg(long, value_parser = positive_number::<f32>, allow_hyphen_values = true,
         default_value_t = 1.0)]
     pub init: f32,
+
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub checkpoints: CheckpointFlags,
 }
 
 /// Arguments of the `rica` job: the run's settings, the smoothing ε, the seed of the random
@@ -166,6 +171,8 @@ pub fn run(cfg: &WorkerConfig, args: &RicaArgs) -> Result<()> {
             .consistency(Consistency::BoundedDelay(o.tau)),
     )?;
     let stats = w.declare_table(TableSpec::new("rica.stats", 1))?;
+    let mut checkpoints = Checkpoints::declare(&w, "rica", &o.checkpoints)?;
+    let first = checkpoints.resumed(&w)?;
     if rank == 0 {
         println!(
             "rica: {} patches of {d} values, {k} filters, {workers} workers, λ = {}, AdaGrad lr {}, τ = {}",
@@ -178,7 +185,10 @@ pub fn run(cfg: &WorkerConfig, args: &RicaArgs) -> Result<()> {
     let started = Instant::now();
     let (mut delta, mut weights, mut grad) =
         (vec![0f32; k * d], vec![0f32; k * d], vec![0f32; k * d]);
-    for epoch in 0..o.epochs {
+    if rank == 0 && first > 0 {
+        println!("rica: resuming after epoch {first}");
+    }
+    for epoch in first..o.epochs {
         let mut sum = 0.0f64;
         for batch in mine.chunks(o.batch) {
             w.pull_into(table, &keys, &mut delta)?;
@@ -200,6 +210,9 @@ pub fn run(cfg: &WorkerConfig, args: &RicaArgs) -> Result<()> {
                 t[0] / t[1],
                 started.elapsed().as_secs_f64()
             );
+        }
+        if checkpoints.after_round(&w, epoch + 1)? && rank == 0 {
+            println!("checkpoint after epoch {}", epoch + 1);
         }
     }
     if let (0, Some(path)) = (rank, &args.save) {

@@ -28,6 +28,7 @@ use ferrops_kernels::Rule;
 
 use super::blocks::{step, Shard};
 use super::{push_stats, L1lrSettings, Progress};
+use crate::jobs::checkpoints::Checkpoints;
 use crate::logistic::scaled_prox_l1;
 
 /// Trial step lengths, longest first.
@@ -82,6 +83,7 @@ impl Run<'_> {
     /// reports each iteration through `progress`.
     pub fn train(
         &self,
+        (first, checkpoints): (usize, &mut Checkpoints),
         shard: &mut Shard,
         exact: &mut [Vec<f32>],
         idle: &mut Duration,
@@ -91,7 +93,7 @@ impl Run<'_> {
         let rank = w.rank();
         let nb = shard.blocks.len();
         let (mut gc, mut sums, mut d, mut all) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for t in 0..o.iters {
+        for t in first..o.iters {
             for b in 0..nb {
                 let s = t * nb + b;
                 let slot = self.acc[s % 2];
@@ -154,6 +156,7 @@ impl Run<'_> {
                 *idle += t0.elapsed();
                 shard.take_step(b, &d, alpha);
             }
+            checkpoints.after_round(w, t + 1)?;
         }
         Ok(())
     }

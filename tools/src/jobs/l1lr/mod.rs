@@ -69,6 +69,7 @@ use serde::Serialize;
 use blocks::{Block, Shard};
 use kkt::Kkt;
 
+use super::checkpoints::{CheckpointFlags, Checkpoints};
 use super::{delay, non_negative_number, positive_count, positive_number};
 use crate::data::{read_part, DimBound};
 use crate::logistic::scaled_prox_l1;
@@ -139,6 +140,10 @@ pub struct L1lrSettings {
     /// search; τ = 0), `auto` (line where it applies).
     #[arg(long, value_enum, default_value_t = Step::Auto)]
     pub step: Step,
+
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub checkpoints: CheckpointFlags,
 }
 
 impl L1lrSettings {
@@ -185,6 +190,11 @@ impl L1lrArgs {
         ensure!(
             o.step != Step::Line || (o.tau == 0 && !o.kkt),
             "--step line needs --tau 0 and no KKT filter"
+        );
+        ensure!(
+            !o.kkt || o.checkpoints.checkpoint_every.is_none(),
+            "--checkpoint-every cannot be used with --kkt: the KKT filter keeps per-worker \
+             state that a checkpoint does not hold"
         );
         Ok(())
     }
@@ -275,6 +285,18 @@ pub fn run(cfg: &WorkerConfig, args: &L1lrArgs) -> Result<()> {
             .rule(Rule::Sum)
             .consistency(Consistency::Sequential),
     )?;
+    let mut checkpoints = Checkpoints::declare(&w, "l1lr", &o.checkpoints)?;
+    let first = checkpoints.resumed(&w)?.min(o.iters);
+    if first > 0 {
+        // Restored: this shard's weights and margins from the saved weights.
+        for b in 0..nb {
+            let values = w.pull(weights, &shard.blocks[b].keys)?;
+            shard.set_weights(b, &values);
+        }
+        if rank == 0 && args.lines {
+            println!("l1lr: resuming after iteration {first}");
+        }
+    }
     let line_tables = match step {
         Step::Line => Some(line::Tables::declare(&w)?),
         _ => None,
@@ -329,11 +351,12 @@ pub fn run(cfg: &WorkerConfig, args: &L1lrArgs) -> Result<()> {
             stats,
             local_nnz,
         };
-        run.train(&mut shard, &mut exact, &mut idle, &mut progress)?;
+        let rounds = (first, &mut checkpoints);
+        run.train(rounds, &mut shard, &mut exact, &mut idle, &mut progress)?;
     } else {
         let (mut buf, mut gc, mut sums) = (Vec::new(), Vec::new(), Vec::new());
         let mut scratch = Scratch::default();
-        for t in 0..o.iters {
+        for t in first..o.iters {
             for b in 0..nb {
                 let s = t * nb + b;
                 if let Some(done) = s.checked_sub(o.tau as usize + 1) {
@@ -406,6 +429,7 @@ pub fn run(cfg: &WorkerConfig, args: &L1lrArgs) -> Result<()> {
                 }
                 w.clock()?;
             }
+            checkpoints.after_round(&w, t + 1)?;
         }
     }
     // Exact final evaluation: everyone pulls the final weights and recomputes its margins.
