@@ -245,3 +245,39 @@ fn local_and_scheduler_refuse_a_bad_checkpoint_by_name_before_anything_starts() 
     );
     assert!(!marker.exists(), "no worker started");
 }
+
+#[test]
+fn the_checkpoint_benchmark_reports_fractions_of_the_disk_floor_of_every_round() {
+    let scratch = Scratch::new("checkpoint", "bench");
+    let out = run_ok(
+        ferrops()
+            .args(["bench", "checkpoint", "--keys", "20000", "--rounds", "2"])
+            .args([
+                "--servers",
+                "2",
+                "--restore-servers",
+                "1",
+                "--json",
+                "--dir",
+            ])
+            .arg(&scratch.dir),
+    );
+    let json = out.lines().last().unwrap();
+    let report: serde_json::Value = serde_json::from_str(json).unwrap();
+    assert_eq!(report["keys"], 20000, "{out}");
+    // 20 000 sparse Adam keys: a row of key, value and two moments each, plus two headers.
+    let bytes = report["bytes"].as_u64().unwrap();
+    assert!(
+        (20_000 * 20..20_000 * 20 + 1024).contains(&bytes),
+        "{bytes}"
+    );
+    for series in ["write_fraction", "restore_fraction"] {
+        let v = report[series].as_array().unwrap();
+        assert_eq!(v.len(), 2, "{series}: {out}");
+        assert!(
+            v.iter().all(|x| x.as_f64().unwrap() > 0.0),
+            "{series}: {out}"
+        );
+    }
+    assert!(out.contains("of raw write+fsync"), "{out}");
+}

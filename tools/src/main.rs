@@ -76,6 +76,9 @@ fn run(cli: Cli, env: &config::EnvMap) -> Result<i32> {
             bench::push_pull::run(&args.options()).map(|()| 0)
         }
         Some(Command::Bench(BenchCommand::Kernels(args))) => run_bench_kernels(&args),
+        Some(Command::Bench(BenchCommand::Checkpoint(args))) => {
+            bench::checkpoint::run(&args.options()).map(|()| 0)
+        }
         Some(Command::Bench(BenchCommand::Reducers(args))) => {
             bench::reducers::run(&args.options()).map(|()| 0)
         }
