@@ -110,10 +110,22 @@ pub fn start_configured(
     start_full(servers, workers, None, cluster, server)
 }
 
-/// Starts a job from the checkpoint in `dir` (the scheduler's `restore`).
+/// Starts a job from the checkpoint in `dir` (the scheduler's `restore`), with cluster settings
+/// `cluster` adjusts.
 #[allow(dead_code)] // not every test binary uses every helper
-pub fn start_restoring(servers: usize, workers: usize, dir: &std::path::Path) -> Job {
-    start_full(servers, workers, Some(dir.to_path_buf()), |_| {}, |_, _| {})
+pub fn start_restoring(
+    servers: usize,
+    workers: usize,
+    dir: &std::path::Path,
+    cluster: impl Fn(&mut ClusterConfig),
+) -> Job {
+    start_full(
+        servers,
+        workers,
+        Some(dir.to_path_buf()),
+        cluster,
+        |_, _| {},
+    )
 }
 
 /// [`start_configured`], restoring the checkpoint `restore` when given.

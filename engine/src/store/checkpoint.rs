@@ -148,9 +148,10 @@ impl TableStore {
         last: u64,
     ) -> Result<u64, CheckpointError> {
         let dim = self.spec.dim as usize;
-        let row = file.header.row_bytes() as usize;
-        let rows_per_chunk = (CHUNK / row).max(1);
-        let mut bytes = vec![0u8; rows_per_chunk * row];
+        // A row in 4-byte words: the key (two), then the values and each state array.
+        let row = file.header.row_bytes() as usize / 4;
+        let rows_per_chunk = (CHUNK / 4 / row).max(1);
+        let mut words = vec![0f32; rows_per_chunk * row];
         let mut rows = file.header.keys as usize;
         let mut loaded = 0u64;
         let path = file.path().to_path_buf();
@@ -158,11 +159,11 @@ impl TableStore {
         let mut slots = Vec::with_capacity(rows_per_chunk);
         while rows > 0 {
             let n = rows.min(rows_per_chunk);
-            file.read(&mut bytes[..n * row])?;
+            file.read(words[..n * row].as_mut_bytes())?;
             rows -= n;
             slots.clear();
-            for r in bytes[..n * row].chunks_exact(row) {
-                let key = u64::from_le_bytes(r[..8].try_into().unwrap_or_default());
+            for r in words[..n * row].chunks_exact(row) {
+                let key = u64::from_le_bytes(r[..2].as_bytes().try_into().unwrap_or_default());
                 if !(first..=last).contains(&key) {
                     slots.push(None);
                     continue;
@@ -178,15 +179,12 @@ impl TableStore {
             self.grow_storage().map_err(|e: StoreError| {
                 CheckpointError::Failed(format!("{}: {e}", path.display()))
             })?;
-            for (r, slot) in bytes[..n * row].chunks_exact(row).zip(&slots) {
+            for (r, slot) in words[..n * row].chunks_exact(row).zip(&slots) {
                 let Some(slot) = slot else { continue };
                 let at = *slot as usize * dim;
                 for array in 0..arrays {
-                    let src = &r[8 + array * dim * 4..8 + (array + 1) * dim * 4];
-                    let dst = &mut self.array_mut(array)[at..at + dim];
-                    for (d, s) in dst.iter_mut().zip(src.chunks_exact(4)) {
-                        *d = f32::from_le_bytes(s.try_into().unwrap_or_default());
-                    }
+                    let src = &r[2 + array * dim..2 + (array + 1) * dim];
+                    self.array_mut(array)[at..at + dim].copy_from_slice(src);
                 }
                 loaded += 1;
             }
