@@ -206,6 +206,14 @@ fn corrupt_truncated_and_missing_checkpoints_are_refused_naming_the_file() {
         }
     });
     let file = dir.join("table0-range1.ckpt");
+    // A checkpoint the servers cannot write is an error naming the place, and the job goes on.
+    let under_a_file = file.join("sub");
+    let err = job(2, Some(&dir), move |w| {
+        let err = w.checkpoint(&under_a_file).unwrap_err().to_string();
+        step(w, 1);
+        err
+    });
+    assert!(err.contains("table0-range1.ckpt/sub"), "{err}");
     let good = std::fs::read(&file).unwrap();
     let mut flipped = good.clone();
     let at = good.len() / 2;

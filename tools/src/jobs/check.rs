@@ -68,6 +68,12 @@ pub fn spread_keys(count: usize) -> Vec<u64> {
 /// every push of the previous clock. Exits with an error on the first mismatch.
 pub fn run(cfg: &WorkerConfig, args: &CheckArgs) -> Result<()> {
     let w = Worker::connect(cfg)?;
+    ensure!(
+        (args.clocks as u64) * (w.num_workers() as u64) < 1 << 24,
+        "--clocks {} with {} workers: sums past 2^24 are not exact in f32",
+        args.clocks,
+        w.num_workers()
+    );
     let n = w.num_workers() as f32;
     let t = w.declare_table(TableSpec::new("check", 2).consistency(Consistency::Sequential))?;
     let keys = spread_keys(args.keys);
