@@ -260,7 +260,7 @@ fn short_heartbeats(c: &mut ClusterConfig) {
 
 #[test]
 fn servers_writing_and_loading_a_large_checkpoint_keep_their_heartbeats() {
-    const KEYS: u64 = 400_000;
+    const KEYS: u64 = 1_000_000;
     let dir = scratch("heartbeats");
     let spec = TableSpec::new("big", 8).rule(ADAM);
     let keys: Vec<u64> = (0..KEYS).map(|i| i * 0x9E37_79B9).collect();

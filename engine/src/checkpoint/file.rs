@@ -3,14 +3,15 @@
 //! ```text
 //! | magic "FRPSCKPT" | version u32 | header length u32 | table u32 | range u32 | dense u8 |
 //! | state arrays u8 | 0 u16 | dim u32 | first key u64 | last key u64 | clock u32 |
-//! | Adam step u32 | keys u64 | spec length u32 | spec (postcard) | header CRC-32C u32 |
-//! | body | body CRC-32C u32 | 0 u32 | "FRPSCEND" |
+//! | Adam step u32 | keys u64 | slots u64 | spec length u32 | spec (postcard) |
+//! | header CRC-32C u32 | body | body CRC-32C u32 | 0 u32 | "FRPSCEND" |
 //! ```
 //!
-//! Little-endian throughout. The body of a dense table is its values for the keys `first..`
-//! in order, then each state array the same way; a sparse table's is one row per key: the key
-//! (u64), its values, then its entries of each state array. Writing and reading go through a
-//! buffer of [`CHUNK`] bytes, so neither holds memory in proportion to the table.
+//! Little-endian throughout. The body holds the values, then each state array, `slots × dim`
+//! floats each, in slot order: straight from the table's segments. A dense table's slot is its
+//! key's offset from `first`; a sparse table's body starts with its key map, `keys` pairs of
+//! key (u64) and slot (u32), in the map's order. Writing and reading go through a buffer of
+//! [`CHUNK`] bytes: writing holds nothing in proportion to the table.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -32,7 +33,7 @@ pub const FOOTER: u64 = 16;
 /// The largest header a reader accepts (a spec is a few dozen bytes).
 const MAX_HEADER: u32 = 64 << 10;
 /// Bytes of the header before the spec.
-const FIXED: usize = 8 + 4 + 4 + 48 + 4;
+const FIXED: usize = 8 + 4 + 4 + 56 + 4;
 
 // The body is written straight from memory as little-endian values.
 const _: () = assert!(
@@ -59,6 +60,9 @@ pub struct FileHeader {
     pub adam_step: u32,
     /// Keys in the body.
     pub keys: u64,
+    /// Slots of each array in the body (a sparse table's slots may outnumber its keys: the
+    /// slot unset keys read holds no key).
+    pub slots: u64,
 }
 
 impl FileHeader {
@@ -67,18 +71,25 @@ impl FileHeader {
         self.spec.rule.state_len()
     }
 
-    /// Bytes of one key's row in a sparse body (key, values, state).
-    pub fn row_bytes(&self) -> u64 {
-        8 + 4 * u64::from(self.spec.dim) * (1 + self.states() as u64)
+    /// Bytes of one entry of a sparse body's key map (key, slot).
+    pub const KEY_ENTRY: u64 = 12;
+
+    /// Bytes of the key map at the start of the body (none for a dense table).
+    pub fn key_map_bytes(&self) -> u64 {
+        match self.dense {
+            true => 0,
+            false => self.keys * FileHeader::KEY_ENTRY,
+        }
+    }
+
+    /// Floats of each array in the body.
+    pub fn array_floats(&self) -> u64 {
+        self.slots * u64::from(self.spec.dim)
     }
 
     /// Bytes of the body the header announces.
     pub fn body_bytes(&self) -> u64 {
-        let floats = self.keys * u64::from(self.spec.dim) * (1 + self.states() as u64);
-        match self.dense {
-            true => floats * 4,
-            false => self.keys * self.row_bytes(),
-        }
+        self.key_map_bytes() + self.array_floats() * 4 * (1 + self.states() as u64)
     }
 
     fn encode(&self) -> Vec<u8> {
@@ -96,6 +107,7 @@ impl FileHeader {
         h.extend_from_slice(&self.clock.to_le_bytes());
         h.extend_from_slice(&self.adam_step.to_le_bytes());
         h.extend_from_slice(&self.keys.to_le_bytes());
+        h.extend_from_slice(&self.slots.to_le_bytes());
         h.extend_from_slice(&(spec.len() as u32).to_le_bytes());
         h.extend_from_slice(&spec);
         let crc = crc32c::crc32c(&h);
@@ -153,6 +165,7 @@ impl FileHeader {
             clock: u32_at(&h, 48),
             adam_step: u32_at(&h, 52),
             keys: u64_at(&h, 56),
+            slots: u64_at(&h, 64),
             spec,
         };
         let states = h[25] as usize;
@@ -160,6 +173,21 @@ impl FileHeader {
             return Err(CheckpointError::corrupt(
                 path,
                 "header fields disagree with its spec",
+            ));
+        }
+        let counts_fit = header
+            .slots
+            .checked_mul(u64::from(header.spec.dim) * 4 * (1 + states as u64))
+            .zip(header.keys.checked_mul(FileHeader::KEY_ENTRY))
+            .is_some_and(|(a, k)| a.checked_add(k).is_some());
+        let keys_fit = match header.dense {
+            true => header.keys == header.slots,
+            false => header.keys <= header.slots && header.slots <= u64::from(u32::MAX),
+        };
+        if !counts_fit || !keys_fit {
+            return Err(CheckpointError::corrupt(
+                path,
+                "impossible key or slot counts",
             ));
         }
         if let Err(reason) = header.spec.validate() {
@@ -420,13 +448,14 @@ mod tests {
             clock: 7,
             adam_step: 0,
             keys,
+            slots: keys,
         }
     }
 
     fn write(dir: &Path, h: &FileHeader) -> PathBuf {
         let path = dir.join("f.ckpt");
         let mut w = FileWriter::create(&path, h).unwrap();
-        let row = vec![0x5au8; h.row_bytes() as usize];
+        let row = vec![0x5au8; (h.body_bytes() / h.keys) as usize];
         for _ in 0..h.keys {
             w.write(&row).unwrap();
         }

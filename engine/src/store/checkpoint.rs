@@ -1,7 +1,6 @@
-//! A table's storage to and from a checkpoint file ([`crate::checkpoint::file`]): its values,
-//! its rule's state arrays and Adam's step count. Both directions stream through the file's
-//! bounded buffer: a dense table's arrays are written straight from their segments, a sparse
-//! table's rows are gathered a chunk at a time from the key map.
+//! A table's storage to and from a checkpoint file ([`crate::checkpoint::file`]): its key map
+//! (sparse tables), its values, its rule's state arrays and Adam's step count. Writing streams
+//! through the file's bounded buffer; the arrays go straight from their segments.
 
 use std::path::Path;
 
@@ -26,9 +25,17 @@ pub struct SaveAs {
 impl TableStore {
     /// The header of this store's file.
     fn header(&self, at: &SaveAs) -> FileHeader {
-        let (first, last, keys) = match self.dense {
-            Some((begin, end)) => (begin, end.saturating_sub(1).max(begin), end - begin),
-            None => (at.first, at.last, self.map.len() as u64),
+        let (first, last, keys, slots) = match self.dense {
+            Some((begin, end)) => {
+                let keys = end - begin;
+                (begin, end.saturating_sub(1).max(begin), keys, keys)
+            }
+            None => (
+                at.first,
+                at.last,
+                self.map.len() as u64,
+                u64::from(self.slots_used),
+            ),
         };
         FileHeader {
             table: at.table,
@@ -40,32 +47,25 @@ impl TableStore {
             clock: at.clock,
             adam_step: self.adam_step,
             keys,
+            slots,
         }
     }
 
     /// Writes the table's values and rule state to `path` (atomically: a temporary file,
-    /// synced, renamed). Returns the header written and the file's size and body checksum.
+    /// synced, renamed): a sparse table's key map a chunk at a time, then every array straight
+    /// from its segment. Returns the header written and the file's size and body checksum.
     pub fn save(&self, path: &Path, at: &SaveAs) -> Result<(FileHeader, Written), CheckpointError> {
         let header = self.header(at);
         let mut out = FileWriter::create(path, &header)?;
-        let dim = self.spec.dim as usize;
-        let arrays = self.arrays_for_reading();
-        match self.dense {
-            Some(_) => {
-                let floats = header.keys as usize * dim;
-                for array in &arrays {
-                    out.write(array[..floats].as_bytes())?;
-                }
+        if self.dense.is_none() {
+            for (key, slot) in self.map.iter() {
+                out.write(key.as_bytes())?;
+                out.write(slot.as_bytes())?;
             }
-            None => {
-                for (key, slot) in self.map.iter() {
-                    let at = slot as usize * dim;
-                    out.write(key.as_bytes())?;
-                    for array in &arrays {
-                        out.write(array[at..at + dim].as_bytes())?;
-                    }
-                }
-            }
+        }
+        let floats = header.array_floats() as usize;
+        for array in self.arrays_for_reading() {
+            out.write(array[..floats].as_bytes())?;
         }
         let written = out.finish()?;
         Ok((header, written))
@@ -139,8 +139,10 @@ impl TableStore {
         Ok(end.saturating_sub(begin))
     }
 
-    /// A sparse file's rows, a chunk at a time: rows whose key is in `[first, last]` get a slot
-    /// (a new one, or the one the key has) and their values and state.
+    /// A sparse file: its key map, then its arrays. The keys in `[first, last]` get slots here
+    /// — the saved ones when the whole file lands in an empty store (the arrays are then read
+    /// straight into the segments), new ones otherwise (through a map from saved to new slots,
+    /// 4 bytes per saved slot while loading).
     fn load_sparse(
         &mut self,
         file: &mut FileReader,
@@ -148,45 +150,78 @@ impl TableStore {
         last: u64,
     ) -> Result<u64, CheckpointError> {
         let dim = self.spec.dim as usize;
-        // A row in 4-byte words: the key (two), then the values and each state array.
-        let row = file.header.row_bytes() as usize / 4;
-        let rows_per_chunk = (CHUNK / 4 / row).max(1);
-        let mut words = vec![0f32; rows_per_chunk * row];
-        let mut rows = file.header.keys as usize;
-        let mut loaded = 0u64;
+        let (keys, slots) = (file.header.keys as usize, file.header.slots as usize);
         let path = file.path().to_path_buf();
-        let arrays = 1 + self.spec.rule.state_len();
-        let mut slots = Vec::with_capacity(rows_per_chunk);
-        while rows > 0 {
-            let n = rows.min(rows_per_chunk);
-            file.read(words[..n * row].as_mut_bytes())?;
-            rows -= n;
-            slots.clear();
-            for r in words[..n * row].chunks_exact(row) {
-                let key = u64::from_le_bytes(r[..2].as_bytes().try_into().unwrap_or_default());
+        let corrupt = |why: &str| CheckpointError::corrupt(&path, why);
+        let full = |e: StoreError| CheckpointError::Failed(format!("{}: {e}", path.display()));
+        let same_slots = self.map.is_empty()
+            && self.slots_used == 0
+            && first <= file.header.first
+            && file.header.last <= last;
+        let mut remap = match same_slots {
+            true => Vec::new(),
+            false => vec![u32::MAX; slots],
+        };
+        self.map.reserve(keys);
+        // The key map: (key, slot) entries, three words each.
+        let per_chunk = CHUNK / FileHeader::KEY_ENTRY as usize;
+        let mut words = vec![0u32; per_chunk.min(keys).max(1) * 3];
+        let (mut left, mut loaded) = (keys, 0u64);
+        while left > 0 {
+            let n = left.min(per_chunk);
+            file.read(words[..n * 3].as_mut_bytes())?;
+            left -= n;
+            for e in words[..n * 3].chunks_exact(3) {
+                let key = u64::from(e[0]) | (u64::from(e[1]) << 32);
+                let saved = e[2];
+                if saved as usize >= slots {
+                    return Err(corrupt("a key's slot is past the arrays"));
+                }
                 if !(first..=last).contains(&key) {
-                    slots.push(None);
                     continue;
                 }
-                let (slot, inserted) = self.map.get_or_insert(key, self.slots_used);
-                if inserted {
-                    self.slots_used = self.slots_used.checked_add(1).ok_or_else(|| {
-                        CheckpointError::Failed(format!("{}: table is full", path.display()))
-                    })?;
-                }
-                slots.push(Some(slot));
-            }
-            self.grow_storage().map_err(|e: StoreError| {
-                CheckpointError::Failed(format!("{}: {e}", path.display()))
-            })?;
-            for (r, slot) in words[..n * row].chunks_exact(row).zip(&slots) {
-                let Some(slot) = slot else { continue };
-                let at = *slot as usize * dim;
-                for array in 0..arrays {
-                    let src = &r[2 + array * dim..2 + (array + 1) * dim];
-                    self.array_mut(array)[at..at + dim].copy_from_slice(src);
+                if same_slots {
+                    self.map.get_or_insert(key, saved);
+                } else {
+                    let (slot, inserted) = self.map.get_or_insert(key, self.slots_used);
+                    if inserted {
+                        self.slots_used = self
+                            .slots_used
+                            .checked_add(1)
+                            .ok_or_else(|| full(StoreError::Full(u32::MAX as usize)))?;
+                    }
+                    remap[saved as usize] = slot;
                 }
                 loaded += 1;
+            }
+        }
+        if same_slots {
+            self.slots_used = slots as u32;
+        }
+        self.grow_storage().map_err(full)?;
+        let arrays = 1 + self.spec.rule.state_len();
+        let mut chunk = Vec::new();
+        for array in 0..arrays {
+            if same_slots {
+                for piece in self.array_mut(array)[..slots * dim].chunks_mut(CHUNK / 4) {
+                    file.read(piece.as_mut_bytes())?;
+                }
+                continue;
+            }
+            let per_chunk = (CHUNK / 4 / dim).max(1);
+            chunk.resize(per_chunk * dim, 0f32);
+            let mut at = 0;
+            while at < slots {
+                let n = (slots - at).min(per_chunk);
+                file.read(chunk[..n * dim].as_mut_bytes())?;
+                let target = self.array_mut(array);
+                for (i, &slot) in remap[at..at + n].iter().enumerate() {
+                    if slot != u32::MAX {
+                        let to = slot as usize * dim;
+                        target[to..to + dim].copy_from_slice(&chunk[i * dim..(i + 1) * dim]);
+                    }
+                }
+                at += n;
             }
         }
         Ok(loaded)

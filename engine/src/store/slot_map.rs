@@ -99,8 +99,20 @@ impl SlotMap {
         }
     }
 
+    /// Makes room for `n` more keys without growing again.
+    pub fn reserve(&mut self, n: usize) {
+        if (self.len + n) * 10 > self.keys.len() * 7 {
+            self.rehash(self.len + n);
+        }
+    }
+
     fn grow(&mut self) {
-        let mut bigger = SlotMap::with_capacity(self.keys.len());
+        self.rehash(self.keys.len());
+    }
+
+    /// Moves every key into a map that holds `capacity` keys before it grows.
+    fn rehash(&mut self, capacity: usize) {
+        let mut bigger = SlotMap::with_capacity(capacity);
         for (k, &s) in self.keys.iter().zip(&self.slots) {
             if s != EMPTY {
                 let mut b = bucket_of(*k, bigger.mask);
