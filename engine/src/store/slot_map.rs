@@ -99,20 +99,31 @@ impl SlotMap {
         }
     }
 
-    /// Makes room for `n` more keys without growing again.
+    /// Makes room for `n` more keys without growing again (with the buckets growing would
+    /// reach, not more).
     pub fn reserve(&mut self, n: usize) {
-        if (self.len + n) * 10 > self.keys.len() * 7 {
-            self.rehash(self.len + n);
+        let keys = self.len + n;
+        if keys * 10 > self.keys.len() * 7 {
+            let mut buckets = self.keys.len();
+            while keys * 10 > buckets * 7 {
+                buckets *= 2;
+            }
+            self.rehash(buckets);
         }
     }
 
     fn grow(&mut self) {
-        self.rehash(self.keys.len());
+        self.rehash(self.keys.len() * 2);
     }
 
-    /// Moves every key into a map that holds `capacity` keys before it grows.
-    fn rehash(&mut self, capacity: usize) {
-        let mut bigger = SlotMap::with_capacity(capacity);
+    /// Moves every key into a map of `buckets` buckets (a power of two).
+    fn rehash(&mut self, buckets: usize) {
+        let mut bigger = SlotMap {
+            keys: vec![0; buckets],
+            slots: vec![EMPTY; buckets],
+            len: 0,
+            mask: buckets - 1,
+        };
         for (k, &s) in self.keys.iter().zip(&self.slots) {
             if s != EMPTY {
                 let mut b = bucket_of(*k, bigger.mask);
@@ -156,6 +167,19 @@ mod tests {
             assert_eq!(map.get(*k), Some(*s));
         }
         assert_eq!(map.get(7), None);
+        let before = map.memory_bytes();
+        map.reserve(0);
+        assert_eq!(map.memory_bytes(), before, "room enough already");
+        let mut reserved = SlotMap::default();
+        reserved.reserve(reference.len());
+        for (k, s) in &reference {
+            reserved.get_or_insert(*k, *s);
+        }
+        assert_eq!(
+            reserved.memory_bytes(),
+            before,
+            "the buckets growing reaches"
+        );
         let mut pairs: Vec<(u64, u32)> = map.iter().collect();
         pairs.sort_unstable();
         let mut expected: Vec<(u64, u32)> = reference.into_iter().collect();
