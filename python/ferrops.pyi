@@ -7,6 +7,7 @@ Anything else raises an :class:`ArgumentError` (or :class:`KeysError`) before an
 Every call that waits on the network releases the GIL.
 """
 
+import os
 from types import TracebackType
 from typing import Dict, List, Literal, Optional, Type, Union
 
@@ -159,6 +160,10 @@ class Worker:
         the new clock."""
     def barrier(self) -> None:
         """Waits until every live worker reaches a barrier."""
+    def checkpoint(self, dir: Union[str, os.PathLike]) -> None:
+        """Writes every table's values and rule state into the directory ``dir`` at a
+        consistent clock. Collective, like :meth:`barrier`: every live worker calls it after
+        the same pushes. ``ferrops local --restore DIR`` starts a job from it."""
     def finish(self) -> None:
         """Waits for outstanding requests and leaves the job. Idempotent; every other call
         raises :class:`ClosedError` afterwards."""

@@ -30,6 +30,37 @@ fn check_job_passes_on_every_worker_of_a_local_cluster() {
 }
 
 #[test]
+fn check_job_flags_set_its_clocks_and_keys_and_it_reports_its_longest_stall() {
+    let out = run_ok(
+        local(2, 2)
+            .args(["--", "ferrops", "worker", "--job", "check"])
+            .args(["--", "--clocks", "6", "--keys", "50"]),
+    );
+    // 2 workers × 6 clocks of +1 on each of 50 keys.
+    assert_eq!(
+        out.matches("saw 12 on all 50 keys after 6 clocks max_stall_ms=")
+            .count(),
+        2,
+        "{out}"
+    );
+    let stalls: Vec<f64> = out
+        .split("max_stall_ms=")
+        .skip(1)
+        .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
+        .collect();
+    assert_eq!(stalls.len(), 2, "{out}");
+    assert!(stalls.iter().all(|s| s.is_finite() && *s >= 0.0), "{out}");
+    let bad = ferrops()
+        .args(["local", "--servers", "1", "--workers", "1", "--"])
+        .args(["ferrops", "worker", "--job", "check", "--", "--clocks", "0"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("--clocks"), "{err}");
+}
+
+#[test]
 fn demo_trains_until_its_tolerance_and_its_loss_falls() {
     let plot = std::env::temp_dir().join(format!("ferrops-demo-test-{}.png", std::process::id()));
     let out = run_ok(

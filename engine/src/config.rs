@@ -181,6 +181,9 @@ pub struct SchedulerConfig {
     pub cluster: ClusterConfig,
     /// Address to listen on (port 0 picks a free port; the chosen address is reported).
     pub bind: SocketAddr,
+    /// A checkpoint directory to start the job from: its tables exist, with their saved
+    /// values and rule state, before any worker declares them.
+    pub restore: Option<std::path::PathBuf>,
 }
 
 /// Server settings.

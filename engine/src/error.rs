@@ -54,4 +54,6 @@ pub enum EngineError {
     UnknownTable(u32),
     #[error("bad configuration: {0}")]
     Config(String),
+    #[error(transparent)]
+    Checkpoint(#[from] crate::checkpoint::CheckpointError),
 }

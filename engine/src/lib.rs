@@ -3,7 +3,8 @@
 //! cache), the checks and signature of request key lists ([`key_list`]) and the per-connection
 //! cache of lists sent by signature ([`key_list_cache`]), when a pull may be answered
 //! ([`clock`], [`table::Consistency`]), who owns which keys ([`routing`]), the messages between
-//! nodes and how they are sent ([`control`]), and the three roles — [`server::run_server`],
+//! nodes and how they are sent ([`control`]), tables on disk ([`checkpoint`]: written by the
+//! servers at a consistent clock, restored on any number of servers), and the three roles — [`server::run_server`],
 //! [`scheduler::run_scheduler`] and the worker API [`worker::Worker`]. Frames travel through
 //! `ferrops-net`, which owns every connection, poller and wait: the servers' and scheduler's
 //! event loop, the worker's client driver (the worker keeps only its requests and what to do
@@ -22,6 +23,7 @@
 // Unsafe code only in the modules marked `#[allow(unsafe_code)]` below, each saying why.
 #![deny(unsafe_code)]
 
+pub mod checkpoint;
 pub mod clock;
 pub mod config;
 mod connect;

@@ -3,8 +3,10 @@
 //! job down when the workers are done.
 //!
 //! Beside it: `liveness` (heartbeat answers, what a node's death means, slots freed before the
-//! start) and `startup` (the deadline for the job to assemble).
+//! start), `startup` (the deadline for the job to assemble) and `checkpoint` (collective
+//! checkpoints and restoring a job from one).
 
+mod checkpoint;
 mod liveness;
 mod startup;
 
@@ -35,6 +37,8 @@ struct TableState {
     waiting: Vec<PeerId>,
     /// Why a server could not create it; declaring it again gets the same answer.
     refused: Option<String>,
+    /// Created from the checkpoint the job restores (a server that cannot load it ends the job).
+    restored: bool,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -75,6 +79,10 @@ struct Scheduler {
     detector: Detector<PeerId>,
     /// When the scheduler started listening: the start-up deadline counts from here.
     started: Instant,
+    /// The checkpoint being taken, if any.
+    checkpoint: Option<checkpoint::Collective>,
+    /// The checkpoint the job starts from, if any (read and checked before listening).
+    restore: Option<checkpoint::Restore>,
 }
 
 /// Runs the scheduler; `announce` is called once with the address it listens on.
@@ -90,6 +98,14 @@ pub fn run_scheduler(
     }
     let liveness = cfg.cluster.liveness;
     liveness.validate().map_err(EngineError::Config)?;
+    // A corrupt checkpoint is refused, naming the file, before anything listens.
+    let restore = match &cfg.restore {
+        Some(dir) => Some(checkpoint::Restore {
+            manifest: crate::checkpoint::verify(dir)?,
+            dir: dir.clone(),
+        }),
+        None => None,
+    };
     cfg.cluster.warn_if_insecure(Role::Scheduler);
     let creds = cfg.cluster.credentials(Role::Scheduler, Some(0));
     let budget = ferrops_net::Budget::new(cfg.cluster.budgets);
@@ -134,6 +150,8 @@ pub fn run_scheduler(
         liveness,
         detector: Detector::new(&liveness, now),
         started: now,
+        checkpoint: None,
+        restore,
     };
     ev.run(&mut s)?;
     s.summary.tables = s.tables.len();
@@ -275,6 +293,7 @@ impl Scheduler {
             reply_control(io, peer, &welcome);
         }
         self.phase = Phase::WelcomingServers;
+        self.restore_tables(io);
     }
 
     fn welcome(&self, node: &Node, workers: Vec<u32>) -> Control {
@@ -349,6 +368,7 @@ impl Scheduler {
             created_on: 0,
             waiting: vec![peer],
             refused: None,
+            restored: false,
         });
     }
 
@@ -362,6 +382,13 @@ impl Scheduler {
             return;
         }
         let reason = format!("table `{}` cannot be created: {reason}", table.spec.name);
+        if table.restored {
+            return self.shutdown(
+                false,
+                format!("restoring the checkpoint failed: {reason}"),
+                io,
+            );
+        }
         tracing::warn!("{reason}");
         table.refused = Some(reason.clone());
         for peer in std::mem::take(&mut table.waiting) {
@@ -431,6 +458,7 @@ impl Scheduler {
             }
         }
         self.maybe_release_barrier(io);
+        self.maybe_write_checkpoint(io);
         if self.live_workers.is_empty() && self.workers.len() == self.num_workers {
             let ok = self.summary.workers_lost == 0;
             let reason = format!(
@@ -510,6 +538,12 @@ impl Handler for Scheduler {
                 self.declare_table(peer, spec, io)
             }
             (Control::Barrier { epoch }, Some(Role::Worker)) => self.enter_barrier(peer, epoch, io),
+            (Control::Checkpoint { dir, clock }, Some(Role::Worker)) => {
+                self.checkpoint_asked(peer, dir, clock, io)
+            }
+            (Control::CheckpointWritten { result }, Some(Role::Server)) => {
+                self.checkpoint_written(result, io)
+            }
             (Control::Done, Some(Role::Worker)) => {
                 self.summary.workers_done += 1;
                 // A worker that is done may linger or stop: it is no longer watched.

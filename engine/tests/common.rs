@@ -107,6 +107,35 @@ pub fn start_configured(
     cluster: impl Fn(&mut ClusterConfig),
     server: impl Fn(usize, &mut ServerConfig),
 ) -> Job {
+    start_full(servers, workers, None, cluster, server)
+}
+
+/// Starts a job from the checkpoint in `dir` (the scheduler's `restore`), with cluster settings
+/// `cluster` adjusts.
+#[allow(dead_code)] // not every test binary uses every helper
+pub fn start_restoring(
+    servers: usize,
+    workers: usize,
+    dir: &std::path::Path,
+    cluster: impl Fn(&mut ClusterConfig),
+) -> Job {
+    start_full(
+        servers,
+        workers,
+        Some(dir.to_path_buf()),
+        cluster,
+        |_, _| {},
+    )
+}
+
+/// [`start_configured`], restoring the checkpoint `restore` when given.
+fn start_full(
+    servers: usize,
+    workers: usize,
+    restore: Option<std::path::PathBuf>,
+    cluster: impl Fn(&mut ClusterConfig),
+    server: impl Fn(usize, &mut ServerConfig),
+) -> Job {
     let (tx, rx) = mpsc::channel();
     let mut settings = ClusterConfig::new(loopback(), servers, workers);
     cluster(&mut settings);
@@ -114,6 +143,7 @@ pub fn start_configured(
     let cfg = SchedulerConfig {
         cluster: settings,
         bind: loopback(),
+        restore,
     };
     let scheduler = std::thread::spawn(move || run_scheduler(&cfg, |addr| tx.send(addr).unwrap()));
     let addr = rx.recv().expect("scheduler announces its address");

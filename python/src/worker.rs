@@ -444,6 +444,14 @@ impl Worker {
         without_gil(py, || self.with(|w| w.barrier()))
     }
 
+    /// Writes every table's values and rule state into the directory `dir` at a consistent
+    /// clock, without the GIL. Collective: every live worker calls it after the same pushes;
+    /// it returns once the checkpoint (one file per table and key range, and its manifest) is
+    /// complete. `ferrops local --restore DIR` starts a job from it.
+    fn checkpoint(&self, py: Python<'_>, dir: std::path::PathBuf) -> PyResult<()> {
+        without_gil(py, || self.with(|w| w.checkpoint(&dir)))
+    }
+
     /// Waits for every outstanding request, then tells the scheduler this worker is done.
     /// Calling it again does nothing; every other call raises `ClosedError` afterwards.
     fn finish(&self, py: Python<'_>) -> PyResult<()> {

@@ -48,10 +48,10 @@ class Cluster:
 
     def run(self, script: str, *args: str, servers: int = 2, workers: int = 2,
             timeout: float = 180, expect_ok: bool = True,
-            env: dict = None) -> subprocess.CompletedProcess:
+            env: dict = None, local_args: tuple = ()) -> subprocess.CompletedProcess:
         command = [
             self.binary, "local", "--servers", str(servers), "--workers", str(workers),
-            "--", sys.executable, str(WORKERS / script), *args,
+            *local_args, "--", sys.executable, str(WORKERS / script), *args,
         ]
         merged = dict(os.environ)
         merged.update(env or {})

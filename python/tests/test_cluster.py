@@ -80,3 +80,13 @@ def test_torch_example_with_server_side_adagrad(cluster):
                       "--lr", "0.05", "--min-accuracy", "0.85", servers=1, workers=2).stdout
     assert "server-side adagrad): test accuracy" in out
     assert "one process, torch.optim.Adagrad: test accuracy" in out
+
+
+def test_a_checkpoint_restores_values_and_adam_state_on_other_servers(cluster, tmp_path):
+    saved = cluster.run("checkpoint.py", "save", str(tmp_path), servers=2, workers=1).stdout
+    resumed = cluster.run("checkpoint.py", "resume", str(tmp_path), servers=3, workers=1,
+                          local_args=("--restore", str(tmp_path))).stdout
+    def digest(out: str) -> str:
+        return out.split("values after the fourth step ")[1].split()[0]
+
+    assert digest(saved) == digest(resumed)

@@ -93,10 +93,12 @@ fn run_in(args: &DemoOptions, seed: u64, dir: &std::path::Path) -> Result<()> {
             step: Step::Auto,
             straggler: None,
             stop: args.stop.clone(),
+            checkpoints: Default::default(),
         },
         cluster: ClusterSize {
             servers: args.servers,
             workers: args.workers,
+            restore: None,
         },
         // The generator writes indices 1..=features.
         width: DataWidth::exactly(args.features + 1),

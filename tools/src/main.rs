@@ -15,6 +15,7 @@
 
 use std::io::{self, IsTerminal, Write};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -66,7 +67,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli, env: &config::EnvMap) -> Result<i32> {
     match cli.command {
-        Some(Command::Scheduler(args)) => run_scheduler(&args.overrides()),
+        Some(Command::Scheduler(args)) => run_scheduler(&args.overrides(), args.restore),
         Some(Command::Server(args)) => run_server(&args),
         Some(Command::Worker(args)) => run_worker(&args),
         Some(Command::Local(args)) => launch::run_local(&local_spec(args)?),
@@ -77,6 +78,9 @@ fn run(cli: Cli, env: &config::EnvMap) -> Result<i32> {
         Some(Command::Bench(BenchCommand::Kernels(args))) => run_bench_kernels(&args),
         Some(Command::Bench(BenchCommand::Sim(args))) => {
             bench::sim::run(&args.options()).map(|()| 0)
+        }
+        Some(Command::Bench(BenchCommand::Checkpoint(args))) => {
+            bench::checkpoint::run(&args.options()).map(|()| 0)
         }
         Some(Command::Bench(BenchCommand::Reducers(args))) => {
             bench::reducers::run(&args.options()).map(|()| 0)
@@ -112,7 +116,7 @@ fn run(cli: Cli, env: &config::EnvMap) -> Result<i32> {
 /// A bare `ferrops`: run the role named by FERROPS_ROLE, like ps-lite's DMLC_ROLE.
 fn run_role_from_env(env: &config::EnvMap) -> Result<i32> {
     match config::role_from_env(env)? {
-        Some(Role::Scheduler) => run_scheduler(&Overrides::default()),
+        Some(Role::Scheduler) => run_scheduler(&Overrides::default(), None),
         Some(Role::Server) => run_server(&ServerArgs::default()),
         Some(Role::Worker) => {
             let job = env
@@ -138,10 +142,11 @@ fn run_role_from_env(env: &config::EnvMap) -> Result<i32> {
     }
 }
 
-fn run_scheduler(overrides: &Overrides) -> Result<i32> {
-    let cfg = ConfigInput::gather(overrides)?
+fn run_scheduler(overrides: &Overrides, restore: Option<PathBuf>) -> Result<i32> {
+    let mut cfg = ConfigInput::gather(overrides)?
         .scheduler()
         .context("configuring the scheduler")?;
+    cfg.restore = restore.map(|dir| std::path::absolute(&dir).unwrap_or(dir));
     roles::run_scheduler(cfg, announce_scheduler)?;
     Ok(0)
 }
@@ -314,6 +319,9 @@ fn local_spec(args: LocalArgs) -> Result<LocalSpec> {
     spec.command = args.run.command;
     spec.prefix_output = !args.no_prefix;
     spec.metrics = args.metrics;
+    spec.restore = args
+        .restore
+        .map(|dir| std::path::absolute(&dir).unwrap_or(dir));
     spec.startup_timeout = args.startup_timeout;
     spec.shutdown_grace = args.shutdown_grace;
     if let Some(exe) = args.run.node_exe {

@@ -9,6 +9,7 @@ pub(crate) use send::{reply_control, send_control};
 use ferrops_net::{Header, Opcode};
 use serde::{Deserialize, Serialize};
 
+use crate::checkpoint::SavedFile;
 pub use crate::role::Role;
 use crate::routing::RoutingTable;
 use crate::table::{TableId, TableSpec};
@@ -68,6 +69,25 @@ pub enum Control {
     Heartbeat,
     /// Scheduler → node: the answer to each `Heartbeat`.
     HeartbeatAck,
+    /// Worker → scheduler: every live worker asks (collectively, after its pushes were
+    /// acknowledged) for a checkpoint of every table into `dir`; `clock` is the worker's.
+    Checkpoint { dir: String, clock: u32 },
+    /// Scheduler → servers: write every table's range into `dir` (checkpoint files).
+    WriteCheckpoint { dir: String, clock: u32 },
+    /// Server → scheduler: the files written (table id and manifest entry), or why not.
+    CheckpointWritten {
+        result: Result<Vec<(u32, SavedFile)>, String>,
+    },
+    /// Scheduler → workers: the checkpoint is complete (its manifest written), or why not.
+    CheckpointDone { result: Result<(), String> },
+    /// Scheduler → servers: create this table from a checkpoint in `dir`, loading the keys of
+    /// this server's range from whichever of `files` overlap it. Answered like `TableReady`.
+    LoadTable {
+        id: TableId,
+        spec: TableSpec,
+        dir: String,
+        files: Vec<SavedFile>,
+    },
 }
 
 impl Control {

@@ -11,7 +11,7 @@ use super::{Admitted, Server};
 use crate::control::{reply_control, send_control, Control, Role};
 use crate::key_list_cache::KeyListCache;
 use crate::store::TableStore;
-use crate::table::KeyLayout;
+use crate::table::{KeyLayout, TableSpec};
 use crate::EngineError;
 
 /// Registers a shard with the scheduler: the address workers should dial, its RDMA listener's
@@ -78,17 +78,7 @@ impl Server {
                 );
                 if !self.tables.contains_key(&id.0) {
                     let name = spec.name.clone();
-                    let created = match (
-                        spec.layout,
-                        self.rank.and_then(|r| self.routing.index_of(r)),
-                    ) {
-                        (KeyLayout::Dense { keys }, Some(i)) => {
-                            let (begin, end) = self.routing.dense_bounds(i, keys);
-                            TableStore::dense(spec, &self.store_options, begin, end)
-                        }
-                        _ => TableStore::new(spec, &self.store_options),
-                    };
-                    match created {
+                    match self.create_store(spec) {
                         Ok(store) => {
                             self.tables.insert(id.0, store);
                         }
@@ -124,7 +114,32 @@ impl Server {
             }
             // Its arrival was the point (`Server::on_frame` counted it).
             Control::HeartbeatAck => {}
+            Control::WriteCheckpoint { dir, clock } => self.write_checkpoint(&dir, clock, io),
+            Control::LoadTable {
+                id,
+                spec,
+                dir,
+                files,
+            } => self.load_table(id, spec, &dir, &files, io),
             other => tracing::warn!("unexpected control message {other:?}"),
+        }
+    }
+
+    /// An empty store for `spec`: a dense table holds (and commits) this server's share of its
+    /// keys, a sparse one grows as keys arrive.
+    pub(super) fn create_store(
+        &self,
+        spec: TableSpec,
+    ) -> Result<TableStore, crate::store::StoreError> {
+        match (
+            spec.layout,
+            self.rank.and_then(|r| self.routing.index_of(r)),
+        ) {
+            (KeyLayout::Dense { keys }, Some(i)) => {
+                let (begin, end) = self.routing.dense_bounds(i, keys);
+                TableStore::dense(spec, &self.store_options, begin, end)
+            }
+            _ => TableStore::new(spec, &self.store_options),
         }
     }
 

@@ -28,6 +28,7 @@ use crate::store::{SharedKeys, StoreError, StoreOptions, TableStore};
 use crate::EngineError;
 
 mod admission;
+mod checkpoint;
 mod meter;
 #[allow(unsafe_code)] // RDMA-writes pull values from the table's segment
 mod pull;

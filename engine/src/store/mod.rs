@@ -15,9 +15,11 @@ use crate::key_list::{check_sorted_unique, KeyListError};
 use crate::memory::{Segment, SegmentOptions};
 use crate::table::TableSpec;
 
+mod checkpoint;
 pub mod resolution;
 pub mod slot_map;
 
+pub use checkpoint::SaveAs;
 use resolution::ResolutionCache;
 pub use resolution::{slot_runs, Resolved, SharedKeys};
 use slot_map::SlotMap;

@@ -54,6 +54,15 @@ impl SlotMap {
         self.keys.len() * 12
     }
 
+    /// Every (key, slot) pair, in the map's internal order.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, u32)> + '_ {
+        self.keys
+            .iter()
+            .zip(&self.slots)
+            .filter(|(_, &s)| s != EMPTY)
+            .map(|(&k, &s)| (k, s))
+    }
+
     /// The slot of `key`, if present.
     pub fn get(&self, key: u64) -> Option<u32> {
         let mut b = bucket_of(key, self.mask);
@@ -90,8 +99,31 @@ impl SlotMap {
         }
     }
 
+    /// Makes room for `n` more keys without growing again (with the buckets growing would
+    /// reach, not more).
+    pub fn reserve(&mut self, n: usize) {
+        let keys = self.len + n;
+        if keys * 10 > self.keys.len() * 7 {
+            let mut buckets = self.keys.len();
+            while keys * 10 > buckets * 7 {
+                buckets *= 2;
+            }
+            self.rehash(buckets);
+        }
+    }
+
     fn grow(&mut self) {
-        let mut bigger = SlotMap::with_capacity(self.keys.len());
+        self.rehash(self.keys.len() * 2);
+    }
+
+    /// Moves every key into a map of `buckets` buckets (a power of two).
+    fn rehash(&mut self, buckets: usize) {
+        let mut bigger = SlotMap {
+            keys: vec![0; buckets],
+            slots: vec![EMPTY; buckets],
+            len: 0,
+            mask: buckets - 1,
+        };
         for (k, &s) in self.keys.iter().zip(&self.slots) {
             if s != EMPTY {
                 let mut b = bucket_of(*k, bigger.mask);
@@ -135,5 +167,23 @@ mod tests {
             assert_eq!(map.get(*k), Some(*s));
         }
         assert_eq!(map.get(7), None);
+        let before = map.memory_bytes();
+        map.reserve(0);
+        assert_eq!(map.memory_bytes(), before, "room enough already");
+        let mut reserved = SlotMap::default();
+        reserved.reserve(reference.len());
+        for (k, s) in &reference {
+            reserved.get_or_insert(*k, *s);
+        }
+        assert_eq!(
+            reserved.memory_bytes(),
+            before,
+            "the buckets growing reaches"
+        );
+        let mut pairs: Vec<(u64, u32)> = map.iter().collect();
+        pairs.sort_unstable();
+        let mut expected: Vec<(u64, u32)> = reference.into_iter().collect();
+        expected.sort_unstable();
+        assert_eq!(pairs, expected);
     }
 }

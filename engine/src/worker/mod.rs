@@ -8,6 +8,7 @@
 //! `ferrops_net::ClientDriver`'s ([`io`]); what arrives is handled by [`inbound`], and the
 //! requests still waiting for answers are kept in [`pending`].
 
+mod checkpoint;
 #[allow(unsafe_code)] // registers a caller's slice for the peer's direct access
 mod direct;
 pub(crate) mod fuzzing;

@@ -23,9 +23,10 @@ use crate::jobs::{positive_count, Job};
 use crate::launch::run_job_locally;
 use crate::trace::{self, Record};
 
-/// The local cluster a training run starts: how many servers and worker processes. As flags of
-/// `ferrops train`, `--servers` and `--workers`.
-#[derive(Clone, Copy, Debug, Args)]
+/// The local cluster a training run starts: how many servers and worker processes, and the
+/// checkpoint it starts from. As flags of `ferrops train`, `--servers`, `--workers` and
+/// `--restore`.
+#[derive(Clone, Debug, Args)]
 pub struct ClusterSize {
     /// Servers.
     #[arg(long, value_name = "S", value_parser = positive_count, default_value_t = 2)]
@@ -34,12 +35,20 @@ pub struct ClusterSize {
     /// Worker processes.
     #[arg(long, value_name = "W", value_parser = positive_count, default_value_t = 2)]
     pub workers: usize,
+
+    /// Resume from the checkpoint in DIR (written with `--checkpoint-every`): the tables come
+    /// back with their values and rule state, and training goes on from the iteration or epoch
+    /// it was taken after. The servers may be more or fewer than when it was written.
+    #[arg(long, value_name = "DIR")]
+    pub restore: Option<PathBuf>,
 }
 
 impl ClusterSize {
     /// Starts the cluster, runs `job` on its workers and returns the launcher's exit code.
     pub(crate) fn run(&self, job: &Job) -> Result<i32> {
-        run_job_locally(self.servers, self.workers, &job.name(), &job.args())
+        let restore = self.restore.as_deref().map(absolute).transpose()?;
+        let (name, args) = (job.name(), job.args());
+        run_job_locally(self.servers, self.workers, &name, &args, restore.as_deref())
     }
 }
 

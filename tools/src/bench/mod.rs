@@ -1,5 +1,6 @@
 //! The benchmarks behind `ferrops bench`, and the floors they are reported against.
 //!
+//! * [`checkpoint`]: checkpoint write and restore speed against the disk's, in the same run.
 //! * [`kernels`]: update-kernel throughput of every compiled-in instruction set.
 //! * [`push_pull`]: push/pull latency and throughput through a local cluster.
 //! * [`reducers`]: bytes on the wire of L1 logistic regression with each bandwidth reducer.
@@ -11,6 +12,7 @@
 //! A new benchmark is one module here, a subcommand in the command line's `bench` group and a
 //! line in `main.rs` handing it its options.
 
+pub mod checkpoint;
 pub mod floor;
 pub mod kernels;
 pub mod perftest;

@@ -22,6 +22,10 @@ pub enum BenchCommand {
     /// Predict time per iteration and idle time for many workers and servers by a
     /// deterministic simulation fed with costs (measured here with --measure).
     Sim(SimArgs),
+
+    /// Checkpoint write and restore speed of one table, as fractions of a raw write+fsync and
+    /// read of the same bytes in the same directory, measured in the same run.
+    Checkpoint(CheckpointArgs),
 }
 
 /// Flags of `ferrops bench sim`.
@@ -81,6 +85,39 @@ pub struct SimArgs {
     pub json: bool,
 }
 
+/// Flags of `ferrops bench checkpoint`.
+#[derive(Debug, Clone, Args)]
+pub struct CheckpointArgs {
+    /// Keys of the table (Adam, one value each, so three floats a key).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..), default_value_t = 10_000_000)]
+    pub keys: u64,
+
+    /// A dense table (keys 0..N, no key map) instead of a sparse one.
+    #[arg(long)]
+    pub dense: bool,
+
+    /// Servers that write the checkpoint.
+    #[arg(long, value_parser = positive_count, default_value_t = 1)]
+    pub servers: usize,
+
+    /// Servers that restore it [default: --servers].
+    #[arg(long, value_parser = positive_count)]
+    pub restore_servers: Option<usize>,
+
+    /// Measured rounds (each: fill, checkpoint, restore, and the disk floor).
+    #[arg(long, value_parser = positive_count, default_value_t = 3)]
+    pub rounds: usize,
+
+    /// Directory for the checkpoints and the floor's file [default: a fresh temporary one,
+    /// removed afterwards].
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<std::path::PathBuf>,
+
+    /// Also print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
 impl SimArgs {
     /// The simulation's options.
     pub fn options(&self) -> crate::bench::sim::SimOptions {
@@ -103,6 +140,21 @@ impl SimArgs {
             weak: self.weak,
             measure: self.measure,
             seed: self.seed,
+            json: self.json,
+        }
+    }
+}
+
+impl CheckpointArgs {
+    /// The benchmark these flags ask for.
+    pub fn options(&self) -> crate::bench::checkpoint::CheckpointOptions {
+        crate::bench::checkpoint::CheckpointOptions {
+            keys: self.keys,
+            dense: self.dense,
+            servers: self.servers,
+            restore_servers: self.restore_servers.unwrap_or(self.servers),
+            rounds: self.rounds,
+            dir: self.dir.clone(),
             json: self.json,
         }
     }

@@ -167,6 +167,12 @@ pub struct RoleArgs {
 
     #[command(flatten)]
     pub budgets: BudgetFlags,
+
+    /// Start the job from the checkpoint in DIR (written by `Worker::checkpoint`): its tables
+    /// exist with their saved values and rule state, on any number of servers. The whole
+    /// checkpoint is checked first; a corrupt or truncated file is refused by name.
+    #[arg(long, value_name = "DIR")]
+    pub restore: Option<PathBuf>,
 }
 
 impl RoleArgs {
@@ -238,6 +244,10 @@ pub struct LocalArgs {
     #[arg(long, value_name = "SECS", value_parser = seconds, allow_hyphen_values = true,
         default_value = "10")]
     pub shutdown_grace: Duration,
+
+    /// Start the job from the checkpoint in DIR (see `ferrops scheduler --restore`).
+    #[arg(long, value_name = "DIR")]
+    pub restore: Option<PathBuf>,
 
     /// Pass children's output through unchanged instead of prefixing lines with `[worker 1]`.
     #[arg(long)]

@@ -198,6 +198,7 @@ impl ConfigInput {
         Ok(SchedulerConfig {
             cluster: settings.cluster(scheduler)?,
             bind,
+            restore: None,
         })
     }
 

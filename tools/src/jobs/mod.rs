@@ -7,13 +7,15 @@
 //! one place a job is chosen. A new job is a module here with its arguments struct and `run`,
 //! and a variant of [`Job`].
 //!
-//! * `check`: push/pull sums and sequential consistency across processes;
+//! * `check`: push/pull sums and sequential consistency across processes, and the longest wait
+//!   between acknowledged pushes;
 //! * `logreg`: sparse logistic regression on generated data, with the bandwidth reducers;
 //! * `l1lr`: L1-regularised logistic regression by delayed block proximal gradient;
 //! * `rica`: reconstruction ICA on image patches;
 //! * `lda`: latent Dirichlet allocation by distributed collapsed Gibbs sampling.
 
 pub mod check;
+pub mod checkpoints;
 pub mod l1lr;
 pub mod lda;
 pub mod logreg;
@@ -41,7 +43,7 @@ pub enum Job {
     Logreg(logreg::LogRegArgs),
     /// Checks push/pull sums and sequential consistency.
     #[command(name = "check", disable_help_flag = true)]
-    Check,
+    Check(check::CheckArgs),
     /// L1-regularised logistic regression by delayed block proximal gradient.
     #[command(name = "l1lr", disable_help_flag = true)]
     L1lr(l1lr::L1lrArgs),
@@ -86,7 +88,7 @@ impl Job {
     pub fn run(&self, cfg: &WorkerConfig) -> Result<()> {
         match self {
             Job::Logreg(args) => logreg::run(cfg, args),
-            Job::Check => check::run(cfg),
+            Job::Check(args) => check::run(cfg, args),
             Job::L1lr(args) => l1lr::run(cfg, args),
             Job::Rica(args) => rica::run(cfg, args),
             Job::Lda(args) => lda::run(cfg, args),
@@ -197,10 +199,33 @@ mod tests {
     }
 
     #[test]
-    fn check_takes_no_arguments_and_round_trips() {
+    fn check_takes_clocks_and_keys_and_round_trips() {
+        let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let job = Job::parse("check", &[]).unwrap();
-        assert_eq!((job.name().as_str(), job.args()), ("check", vec![]));
-        assert!(Job::parse("check", &["--x".into(), "1".into()]).is_err());
+        assert_eq!(job, Job::Check(check::CheckArgs::default()));
+        let job = Job::parse("check", &words(&["--clocks", "7", "--keys", "10"])).unwrap();
+        assert_eq!(
+            job,
+            Job::Check(check::CheckArgs {
+                clocks: 7,
+                keys: 10
+            })
+        );
+        assert_eq!(Job::parse("check", &job.args()).unwrap(), job);
+        assert!(Job::parse("check", &words(&["--x", "1"])).is_err());
+        for (flag, bad) in [
+            ("--clocks", "0"),
+            ("--clocks", "-1"),
+            ("--clocks", "1000001"),
+            ("--keys", "0"),
+            ("--keys", "1.5"),
+            ("--keys", "99999999999"),
+        ] {
+            let err = Job::parse("check", &words(&[flag, bad]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(flag), "{flag} {bad}: {err}");
+        }
     }
 
     #[test]

@@ -20,6 +20,7 @@ use ferrops_engine::{Consistency, TableSpec, Worker};
 use ferrops_kernels::Rule;
 use serde::Serialize;
 
+use super::checkpoints::{CheckpointFlags, Checkpoints};
 use super::stop::{epoch_sums, Measure, StopArgs, Stopper};
 use super::{delay, non_negative_number, positive_count, positive_number};
 use crate::data::patches;
@@ -74,6 +75,10 @@ pub struct RicaSettings {
     #[arg(long, value_parser = positive_number::<f32>, allow_hyphen_values = true,
         default_value_t = 1.0)]
     pub init: f32,
+
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub checkpoints: CheckpointFlags,
 }
 
 /// Arguments of the `rica` job: the run's settings, the smoothing ε, the seed of the random
@@ -180,6 +185,8 @@ pub fn run(cfg: &WorkerConfig, args: &RicaArgs) -> Result<()> {
             .consistency(Consistency::BoundedDelay(o.tau)),
     )?;
     let stats = w.declare_table(TableSpec::new("rica.stats", 1))?;
+    let mut checkpoints = Checkpoints::declare(&w, "rica", &o.checkpoints)?;
+    let first = checkpoints.resumed(&w)?;
     if rank == 0 {
         println!(
             "rica: {} patches of {d} values, {k} filters, {workers} workers, λ = {}, AdaGrad lr {}, τ = {}",
@@ -193,7 +200,10 @@ pub fn run(cfg: &WorkerConfig, args: &RicaArgs) -> Result<()> {
     let started = Instant::now();
     let (mut delta, mut weights, mut grad) =
         (vec![0f32; k * d], vec![0f32; k * d], vec![0f32; k * d]);
-    for epoch in 0..o.epochs {
+    if rank == 0 && first > 0 {
+        println!("rica: resuming after epoch {first}");
+    }
+    for epoch in first..o.epochs {
         let mut sum = 0.0f64;
         for batch in mine.chunks(o.batch) {
             w.pull_into(table, &keys, &mut delta)?;
@@ -211,6 +221,9 @@ pub fn run(cfg: &WorkerConfig, args: &RicaArgs) -> Result<()> {
             if stopper.end_epoch(rank, e, objective, secs, &line) {
                 break;
             }
+        }
+        if checkpoints.after_round(&w, epoch + 1)? && rank == 0 {
+            println!("checkpoint after epoch {}", epoch + 1);
         }
     }
     if let (0, Some(path)) = (rank, &args.save) {

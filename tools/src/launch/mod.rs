@@ -26,6 +26,7 @@ mod spec;
 mod tests;
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -85,13 +86,20 @@ pub fn run_local(spec: &LocalSpec) -> Result<i32> {
 /// -- ferrops worker --job JOB -- ARGS` would), with the workers' output unprefixed and the
 /// roles' start-up logging quiet unless `FERROPS_LOG`/`RUST_LOG` ask otherwise. Returns the
 /// job's exit code.
-pub fn run_job_locally(servers: usize, workers: usize, job: &str, args: &[String]) -> Result<i32> {
+pub fn run_job_locally(
+    servers: usize,
+    workers: usize,
+    job: &str,
+    args: &[String],
+    restore: Option<&Path>,
+) -> Result<i32> {
     if std::env::var_os("FERROPS_LOG").is_none() && std::env::var_os("RUST_LOG").is_none() {
         // The job's own output is the point; the roles' chatter stays quiet.
         std::env::set_var("FERROPS_LOG", "warn");
     }
     let mut spec = LocalSpec::new(servers, workers)?;
     spec.prefix_output = false;
+    spec.restore = restore.map(Path::to_path_buf);
     spec.command = ["ferrops", "worker", "--job", job, "--"]
         .into_iter()
         .map(String::from)

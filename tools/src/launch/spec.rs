@@ -49,6 +49,10 @@ pub struct LocalSpec {
     /// Give every child its own metrics endpoint (`127.0.0.1:0`); otherwise none has one (one
     /// fixed address cannot serve several children).
     pub metrics: bool,
+    /// A checkpoint directory the scheduler starts the job from (`ferrops scheduler
+    /// --restore`); it checks the checkpoint before it announces its address, so nothing else
+    /// starts when it is refused.
+    pub restore: Option<PathBuf>,
 }
 
 impl LocalSpec {
@@ -73,6 +77,7 @@ impl LocalSpec {
             transport: None,
             secret,
             metrics: false,
+            restore: None,
         })
     }
 
@@ -97,6 +102,9 @@ pub(super) fn scheduler_command(spec: &LocalSpec) -> Command {
         .env(ENV_BIND, "127.0.0.1:0")
         .env_remove(ENV_SCHEDULER)
         .env_remove(ENV_RANK);
+    if let Some(dir) = &spec.restore {
+        command.arg("--restore").arg(dir);
+    }
     set_counts(&mut command, spec);
     command
 }

@@ -29,6 +29,7 @@ use ferrops_kernels::Rule;
 use super::blocks::{step, Shard};
 use super::stopping::Stopping;
 use super::{push_stats, L1lrSettings, Progress};
+use crate::jobs::checkpoints::Checkpoints;
 use crate::jobs::stop::Stop;
 use crate::logistic::scaled_prox_l1;
 
@@ -85,6 +86,7 @@ impl Run<'_> {
     /// reports each iteration through `progress`.
     pub fn train(
         &self,
+        (first, checkpoints): (usize, &mut Checkpoints),
         shard: &mut Shard,
         exact: &mut [Vec<f32>],
         idle: &mut Duration,
@@ -95,7 +97,7 @@ impl Run<'_> {
         let rank = w.rank();
         let nb = shard.blocks.len();
         let (mut gc, mut sums, mut d, mut all) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for t in 0..o.iters {
+        for t in first..o.iters {
             // The read needs only what the last step's α pull waited for; timed as idle anyway.
             let t0 = Instant::now();
             let decision = stopping.read(w, t)?;
@@ -167,6 +169,7 @@ impl Run<'_> {
                 *idle += t0.elapsed();
                 shard.take_step(b, &d, alpha);
             }
+            checkpoints.after_round(w, t + 1)?;
         }
         Ok(None)
     }

@@ -83,6 +83,7 @@ use straggler::Straggler;
 
 pub use report::final_line;
 
+use super::checkpoints::{CheckpointFlags, Checkpoints};
 use super::stop::StopArgs;
 use super::{delay, non_negative_number, positive_count, positive_number};
 use crate::data::{read_part, DimBound};
@@ -166,6 +167,10 @@ pub struct L1lrSettings {
     /// e.g. `0.25,4`; the bound step only.
     #[arg(long, value_name = "P,K", value_parser = straggler::parse)]
     pub straggler: Option<String>,
+
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub checkpoints: CheckpointFlags,
 }
 
 impl L1lrSettings {
@@ -216,6 +221,11 @@ impl L1lrArgs {
         ensure!(
             o.straggler.is_none() || o.resolved_step() == Step::Bound,
             "--straggler applies to the bound step: add --step bound (or --tau above 0)"
+        );
+        ensure!(
+            !o.kkt || o.checkpoints.checkpoint_every.is_none(),
+            "--checkpoint-every cannot be used with --kkt: the KKT filter keeps per-worker \
+             state that a checkpoint does not hold"
         );
         Ok(())
     }
@@ -272,6 +282,18 @@ pub fn run(cfg: &WorkerConfig, args: &L1lrArgs) -> Result<()> {
             .rule(Rule::Sum)
             .consistency(Consistency::Sequential),
     )?;
+    let mut checkpoints = Checkpoints::declare(&w, "l1lr", &o.checkpoints)?;
+    let first = checkpoints.resumed(&w)?.min(o.iters);
+    if first > 0 {
+        // Restored: this shard's weights and margins from the saved weights.
+        for b in 0..nb {
+            let values = w.pull(weights, &shard.blocks[b].keys)?;
+            shard.set_weights(b, &values);
+        }
+        if rank == 0 && args.lines {
+            println!("l1lr: resuming after iteration {first}");
+        }
+    }
     let line_tables = match step {
         Step::Line => Some(line::Tables::declare(&w)?),
         _ => None,
@@ -321,7 +343,9 @@ pub fn run(cfg: &WorkerConfig, args: &L1lrArgs) -> Result<()> {
             stats,
             local_nnz,
         };
+        let rounds = (first, &mut checkpoints);
         run.train(
+            rounds,
             &mut shard,
             &mut exact,
             &mut idle,
@@ -334,7 +358,7 @@ pub fn run(cfg: &WorkerConfig, args: &L1lrArgs) -> Result<()> {
         let mut stopped = None;
         let seed = 0x5752_4147 ^ rank as u64;
         let mut straggler = o.straggler.as_deref().map(|s| Straggler::new(s, seed));
-        for t in 0..o.iters {
+        for t in first..o.iters {
             // The read waits where this step's weights pull would: count it as idle time.
             let t0 = Instant::now();
             let decision = stopping.read(&w, t)?;
@@ -422,6 +446,7 @@ pub fn run(cfg: &WorkerConfig, args: &L1lrArgs) -> Result<()> {
                 }
                 w.clock()?;
             }
+            checkpoints.after_round(&w, t + 1)?;
         }
         if let Some(s) = &straggler {
             println!("{}", s.summary(rank));

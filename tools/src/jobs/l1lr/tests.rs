@@ -20,6 +20,10 @@ fn arguments_round_trip_and_reject_bad_flags() {
                 tol: Some(0.05),
                 max_seconds: Some(2.5),
             },
+            checkpoints: crate::jobs::checkpoints::CheckpointFlags {
+                checkpoint_every: Some(4),
+                checkpoint_dir: Some("ckpt".into()),
+            },
         },
         dim: 10,
         trace: Some("t.jsonl".into()),
@@ -38,4 +42,19 @@ fn arguments_round_trip_and_reject_bad_flags() {
         panic!("l1lr parses")
     };
     assert_eq!((defaults.settings.blocks, defaults.lines), (8, true));
+    assert_eq!(defaults.settings.checkpoints.checkpoint_every, None);
+    // The checkpoint flags come as a pair, N at least 1, and not with the KKT filter.
+    let base = ["--data", "x", "--dim", "3"];
+    for bad in [
+        &["--checkpoint-every", "2"][..],
+        &["--checkpoint-dir", "d"],
+        &["--checkpoint-every", "0", "--checkpoint-dir", "d"],
+    ] {
+        let err = parse(&[&base[..], bad].concat()).unwrap_err().to_string();
+        assert!(err.contains("--checkpoint"), "{bad:?}: {err}");
+    }
+    assert!(args.validate().unwrap_err().to_string().contains("--kkt"));
+    let mut without_kkt = args;
+    without_kkt.settings.kkt = false;
+    without_kkt.validate().unwrap();
 }
