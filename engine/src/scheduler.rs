@@ -54,6 +54,9 @@ pub struct JobSummary {
 
 struct Scheduler {
     num_servers: usize,
+    /// Copies of each range (the chain's length) and shards per server process.
+    replication: usize,
+    shards: usize,
     num_workers: usize,
     phase: Phase,
     servers: Vec<(PeerId, String)>,
@@ -88,6 +91,9 @@ pub fn run_scheduler(
             cfg.cluster.num_servers, cfg.cluster.num_workers
         )));
     }
+    cfg.cluster
+        .validate_replication()
+        .map_err(EngineError::Config)?;
     let liveness = cfg.cluster.liveness;
     liveness.validate().map_err(EngineError::Config)?;
     cfg.cluster.warn_if_insecure(Role::Scheduler);
@@ -115,6 +121,8 @@ pub fn run_scheduler(
     let now = Instant::now();
     let mut s = Scheduler {
         num_servers: cfg.cluster.total_shards(),
+        replication: cfg.cluster.replication,
+        shards: cfg.cluster.server_shards.max(1),
         num_workers: cfg.cluster.num_workers,
         phase: Phase::Registering,
         servers: Vec::new(),
@@ -265,7 +273,13 @@ impl Scheduler {
     fn welcome_servers(&mut self, io: &mut Io<'_>) {
         self.order_by_rank();
         let addrs: Vec<String> = self.servers.iter().map(|(_, a)| a.clone()).collect();
-        self.routing = RoutingTable::even(1, &addrs).with_rdma_addrs(&self.server_rdma_addrs);
+        self.routing = RoutingTable::chained(1, &addrs, self.replication, self.shards)
+            .with_rdma_addrs(&self.server_rdma_addrs);
+        if self.replication > 1 {
+            for (i, r) in self.routing.ranges.iter().enumerate() {
+                tracing::info!("range {i}: chain {:?} (head first)", r.chain);
+            }
+        }
         let workers = self.worker_ids(self.workers.iter().copied());
         for (peer, _) in self.servers.clone() {
             let node = self.nodes[&peer].clone();

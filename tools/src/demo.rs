@@ -21,6 +21,8 @@ pub struct DemoOptions {
     pub servers: usize,
     /// Workers in the demo cluster.
     pub workers: usize,
+    /// Replication factor (servers holding each key range).
+    pub replication: usize,
     /// Iterations (passes over all feature blocks).
     pub epochs: usize,
     /// Feature-space size (number of model weights).
@@ -46,8 +48,8 @@ pub fn run(args: &DemoOptions) -> Result<()> {
     });
     println!(
         "ferrops demo: L1-regularised logistic regression by delayed block proximal gradient\n\
-         {} servers and {} workers on loopback, λ = {}, τ = {}, data seed {seed}",
-        args.servers, args.workers, args.lambda, args.tau
+         {} servers (replication {}) and {} workers on loopback, λ = {}, τ = {}, data seed {seed}",
+        args.servers, args.replication, args.workers, args.lambda, args.tau
     );
     let dir = std::env::temp_dir().join(format!("ferrops-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -90,6 +92,7 @@ fn run_in(args: &DemoOptions, seed: u64, dir: &std::path::Path) -> Result<()> {
         cluster: ClusterSize {
             servers: args.servers,
             workers: args.workers,
+            replication: Some(args.replication),
         },
         // The generator writes indices 1..=features.
         width: DataWidth::exactly(args.features + 1),

@@ -260,6 +260,7 @@ fn local_spec(args: LocalArgs) -> Result<LocalSpec> {
     spec.command = args.run.command;
     spec.prefix_output = !args.no_prefix;
     spec.metrics = args.metrics;
+    spec.replication = args.replication;
     spec.startup_timeout = args.startup_timeout;
     spec.shutdown_grace = args.shutdown_grace;
     if let Some(exe) = args.run.node_exe {

@@ -54,6 +54,15 @@ impl SlotMap {
         self.keys.len() * 12
     }
 
+    /// Every (key, slot) pair, in no particular order.
+    pub fn entries(&self) -> impl Iterator<Item = (u64, u32)> + '_ {
+        self.keys
+            .iter()
+            .zip(&self.slots)
+            .filter(|(_, &s)| s != EMPTY)
+            .map(|(&k, &s)| (k, s))
+    }
+
     /// The slot of `key`, if present.
     pub fn get(&self, key: u64) -> Option<u32> {
         let mut b = bucket_of(key, self.mask);

@@ -34,12 +34,23 @@ pub struct ClusterSize {
     /// Worker processes.
     #[arg(long, value_name = "W", value_parser = positive_count, default_value_t = 2)]
     pub workers: usize,
+
+    /// Replication factor R: servers holding each key range (1 to S) [default: FERROPS_REPLICATION,
+    /// else 1]
+    #[arg(long, value_name = "R", value_parser = positive_count)]
+    pub replication: Option<usize>,
 }
 
 impl ClusterSize {
     /// Starts the cluster, runs `job` on its workers and returns the launcher's exit code.
     fn run(&self, job: &Job) -> Result<i32> {
-        run_job_locally(self.servers, self.workers, &job.name(), &job.args())
+        run_job_locally(
+            self.servers,
+            self.workers,
+            self.replication,
+            &job.name(),
+            &job.args(),
+        )
     }
 }
 

@@ -34,6 +34,8 @@ pub struct PushPullOptions {
     pub servers: usize,
     /// Workers in the benchmark cluster.
     pub workers: usize,
+    /// Replication factor of the benchmark cluster (servers holding each key range).
+    pub replication: usize,
     /// Transport between workers and servers.
     pub transport: TransportMode,
     /// Also measure the floor (raw TCP, and perftest over RDMA) and report ratios against it.
@@ -133,6 +135,7 @@ pub fn run(args: &PushPullOptions) -> Result<()> {
     let mut spec = LocalSpec::new(args.servers, args.workers)?;
     spec.shutdown_grace = Duration::from_secs(30);
     spec.transport = Some(args.transport);
+    spec.replication = Some(args.replication);
     let cluster = LocalCluster::start(&spec).context("starting the benchmark cluster")?;
     let cfg = cluster.worker_config();
     let handles: Vec<_> = (0..args.workers)

@@ -140,6 +140,11 @@ pub struct DemoArgs {
     #[arg(long, value_parser = positive_count, default_value_t = 2)]
     pub workers: usize,
 
+    /// Replication factor R: servers holding each key range, 1 to S [default: 2, or 1 with a
+    /// single server]
+    #[arg(long, value_name = "R", value_parser = positive_count)]
+    pub replication: Option<usize>,
+
     /// Iterations (passes over all feature blocks).
     #[arg(long, value_parser = positive_count, default_value_t = 25)]
     pub epochs: usize,
@@ -177,6 +182,7 @@ impl DemoArgs {
         crate::demo::DemoOptions {
             servers: self.servers,
             workers: self.workers,
+            replication: self.replication.unwrap_or(self.servers.min(2)),
             epochs: self.epochs,
             features: self.features,
             examples: self.examples,

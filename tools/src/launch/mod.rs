@@ -85,12 +85,19 @@ pub fn run_local(spec: &LocalSpec) -> Result<i32> {
 /// -- ferrops worker --job JOB -- ARGS` would), with the workers' output unprefixed and the
 /// roles' start-up logging quiet unless `FERROPS_LOG`/`RUST_LOG` ask otherwise. Returns the
 /// job's exit code.
-pub fn run_job_locally(servers: usize, workers: usize, job: &str, args: &[String]) -> Result<i32> {
+pub fn run_job_locally(
+    servers: usize,
+    workers: usize,
+    replication: Option<usize>,
+    job: &str,
+    args: &[String],
+) -> Result<i32> {
     if std::env::var_os("FERROPS_LOG").is_none() && std::env::var_os("RUST_LOG").is_none() {
         // The job's own output is the point; the roles' chatter stays quiet.
         std::env::set_var("FERROPS_LOG", "warn");
     }
     let mut spec = LocalSpec::new(servers, workers)?;
+    spec.replication = replication;
     spec.prefix_output = false;
     spec.command = ["ferrops", "worker", "--job", job, "--"]
         .into_iter()
@@ -111,6 +118,7 @@ pub struct LocalCluster {
     workers: usize,
     transport: Option<TransportMode>,
     secret: ferrops_net::auth::Secret,
+    replication: Option<usize>,
 }
 
 impl LocalCluster {
@@ -133,6 +141,9 @@ impl LocalCluster {
         cfg.key = ferrops_net::auth::ClusterKey::Secret(self.secret.clone());
         if let Some(t) = self.transport {
             cfg.transport = t;
+        }
+        if let Some(r) = self.replication {
+            cfg.replication = r;
         }
         cfg
     }
@@ -187,6 +198,7 @@ impl LocalCluster {
             workers: spec.workers,
             transport: spec.transport,
             secret: spec.secret.clone(),
+            replication: spec.replication,
         };
         let Some(scheduler) = scheduler else {
             return Ok(cluster);
