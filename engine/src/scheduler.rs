@@ -3,8 +3,10 @@
 //! job down when the workers are done.
 //!
 //! Beside it: `liveness` (heartbeat answers, what a node's death means, slots freed before the
-//! start) and `startup` (the deadline for the job to assemble).
+//! start), `failover` (a dead server that replication covers: new chains, new routing) and
+//! `startup` (the deadline for the job to assemble).
 
+mod failover;
 mod liveness;
 mod startup;
 
@@ -49,6 +51,8 @@ enum Phase {
 pub struct JobSummary {
     pub workers_done: usize,
     pub workers_lost: usize,
+    /// Servers that died while replication kept the job going.
+    pub servers_lost: usize,
     pub tables: usize,
 }
 
@@ -334,7 +338,7 @@ impl Scheduler {
                     spec.name, table.spec, spec
                 );
                 reply_control(io, peer, &Control::Refused { reason });
-            } else if table.created_on == self.num_servers {
+            } else if table.created_on >= self.servers.len() {
                 let ready = Control::TableReady {
                     id: TableId(id as u32),
                     spec,
@@ -395,7 +399,7 @@ impl Scheduler {
             return;
         };
         table.created_on += 1;
-        if table.created_on == self.num_servers && table.refused.is_none() {
+        if table.created_on == self.servers.len() && table.refused.is_none() {
             let ready = Control::TableReady {
                 id,
                 spec: table.spec.clone(),

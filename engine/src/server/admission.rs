@@ -135,6 +135,7 @@ impl Server {
             }
             // Its arrival was the point (`Server::on_frame` counted it).
             Control::HeartbeatAck => {}
+            Control::Routing { routing } => self.reroute(routing, io),
             other => tracing::warn!("unexpected control message {other:?}"),
         }
     }

@@ -22,6 +22,9 @@ use crate::control::Role;
 pub(super) struct Upstream {
     peer: PeerId,
     header: Header,
+    /// The range it belongs to and the server it was forwarded to.
+    range: u32,
+    to: u32,
 }
 
 impl Server {
@@ -30,6 +33,7 @@ impl Server {
     pub(super) fn forward(
         &mut self,
         request: &Request,
+        range: u32,
         next: u32,
         io: &mut Io<'_>,
     ) -> Result<(), Refusal> {
@@ -67,6 +71,8 @@ impl Server {
         let upstream = Upstream {
             peer: request.peer,
             header: h,
+            range,
+            to: next,
         };
         self.forwards.insert(id, upstream);
         Ok(())
@@ -113,6 +119,72 @@ impl Server {
             op => {
                 let msg = format!("servers do not accept {op:?} frames from servers");
                 self.refuse_bad_request(io, peer, &h, msg);
+            }
+        }
+    }
+
+    /// A newer routing from the scheduler (a server died): adopt it; a server no chain holds
+    /// any more has been fenced out and stops. Forwards to a server that is no longer next in
+    /// their chain are refused upstream (`Unavailable`): the worker resends them to the head
+    /// under the new routing, and every server of the new chain drops what it already applied.
+    pub(super) fn reroute(&mut self, routing: crate::routing::RoutingTable, io: &mut Io<'_>) {
+        let Some(rank) = self.rank else { return };
+        if routing.version <= self.routing.version {
+            return;
+        }
+        if routing.held_by(rank).next().is_none() {
+            let why = format!(
+                "server {rank} was removed from the job (routing version {}): the scheduler \
+                 took it for dead",
+                routing.version
+            );
+            tracing::error!("{why}");
+            self.stop = Some(Err(crate::EngineError::Shutdown(why)));
+            return;
+        }
+        for i in routing.held_by(rank) {
+            if routing.ranges[i].server == rank && self.routing.ranges[i].server != rank {
+                tracing::warn!("server {rank} now heads range {i}");
+            }
+        }
+        self.routing = routing;
+        let stale: Vec<u64> = self
+            .forwards
+            .iter()
+            .filter(|(_, up)| self.routing.successor(up.range as usize, rank) != Some(up.to))
+            .map(|(&id, _)| id)
+            .collect();
+        self.fail_forwards(stale, "the chain changed", io);
+        let gone: Vec<(u32, PeerId)> = self
+            .server_peers
+            .iter()
+            .filter(|(&other, _)| !self.routing.share_a_chain(rank, other))
+            .map(|(&r, &p)| (r, p))
+            .collect();
+        for (other, peer) in gone {
+            self.server_peers.remove(&other);
+            self.server_ranks.remove(&peer);
+            io.close(peer, CloseReason::Local);
+        }
+    }
+
+    /// The connection to server `rank` closed: what was forwarded to it is refused upstream.
+    pub(super) fn lost_server(&mut self, rank: u32, io: &mut Io<'_>) {
+        let lost: Vec<u64> = self
+            .forwards
+            .iter()
+            .filter(|(_, up)| up.to == rank)
+            .map(|(&id, _)| id)
+            .collect();
+        self.fail_forwards(lost, "the next server of the chain was lost", io);
+    }
+
+    fn fail_forwards(&mut self, ids: Vec<u64>, why: &str, io: &mut Io<'_>) {
+        for id in ids {
+            if let Some(up) = self.forwards.remove(&id) {
+                let msg = format!("{why} before this push was replicated; resend it");
+                let refusal = Refusal::new(Status::Unavailable, msg);
+                self.refuse(io, up.peer, &up.header, &refusal);
             }
         }
     }

@@ -299,10 +299,13 @@ impl Handler for Server {
         }
     }
 
-    fn on_close(&mut self, peer: PeerId, reason: &CloseReason, _io: &mut Io<'_>) {
+    fn on_close(&mut self, peer: PeerId, reason: &CloseReason, io: &mut Io<'_>) {
         if let Some(rank) = self.server_ranks.remove(&peer) {
             self.server_peers.remove(&rank);
-            tracing::warn!("connection to server {rank} of a replication chain closed: {reason:?}");
+            if self.stop.is_none() {
+                tracing::warn!("connection to server {rank} of a chain closed: {reason:?}");
+            }
+            self.lost_server(rank, io);
         }
         self.workers.remove(&peer);
         self.parked.forget(|r| r.peer == peer);

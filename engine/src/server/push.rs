@@ -56,7 +56,7 @@ impl Server {
         }
         let rank = self.rank.unwrap_or(u32::MAX);
         match self.routing.successor(range as usize, rank) {
-            Some(next) => self.forward(request, next, io),
+            Some(next) => self.forward(request, range, next, io),
             None => {
                 acknowledge(io, request.peer, &h);
                 Ok(())

@@ -10,6 +10,7 @@
 
 #[allow(unsafe_code)] // registers a caller's slice for the peer's direct access
 mod direct;
+mod failover;
 pub(crate) mod fuzzing;
 mod inbound;
 mod io;
@@ -146,6 +147,7 @@ impl Worker {
         for range in &routing.ranges {
             io.add_server(range, &options, &dialer, pool.clone(), &hello)?;
         }
+        io.inbound.replicated = routing.ranges.iter().any(|r| r.chain.len() > 1);
         tracing::debug!(
             "worker {} connected to {} servers",
             info.rank,
@@ -274,8 +276,14 @@ impl Worker {
         h.clock = st.clock.into();
         h.routing_version = st.routing.version.into();
         for server in 0..st.io.num_servers() as u32 {
-            st.io
-                .send(server, &mut FrameParts::header_only(h), &mut None)?;
+            match st
+                .io
+                .send(server, &mut FrameParts::header_only(h), &mut None)
+            {
+                // Out of the job: the servers left hold its ranges and hear this clock.
+                Err(EngineError::ServerLost(_)) if st.io.inbound.replicated => {}
+                other => other?,
+            }
         }
         Ok(st.clock)
     }

@@ -16,9 +16,11 @@ use crate::EngineError;
 impl Worker {
     /// Pulls the values of `keys` (`keys × dim` floats, in key order).
     pub fn pull(&self, table: TableId, keys: &[u64]) -> Result<Vec<f32>, EngineError> {
-        retry_key_misses(|_| {
-            let t = self.pull_async(table, keys)?;
-            self.wait_pull(t)
+        self.surviving_failover(|| {
+            retry_key_misses(|_| {
+                let t = self.pull_async(table, keys)?;
+                self.wait_pull(t)
+            })
         })
     }
 
@@ -30,7 +32,7 @@ impl Worker {
         keys: &[u64],
         out: &mut [f32],
     ) -> Result<(), EngineError> {
-        retry_key_misses(|_| self.pull_lent(table, keys, out, None))
+        self.surviving_failover(|| retry_key_misses(|_| self.pull_lent(table, keys, out, None)))
     }
 
     /// Pulls only the rows that changed on the servers since this worker's last
@@ -45,7 +47,9 @@ impl Worker {
         out: &mut [f32],
         theta: f32,
     ) -> Result<(), EngineError> {
-        retry_key_misses(|_| self.pull_lent(table, keys, out, Some(theta)))
+        self.surviving_failover(|| {
+            retry_key_misses(|_| self.pull_lent(table, keys, out, Some(theta)))
+        })
     }
 
     /// A blocking pull whose replies are read into the caller's `out` while it waits

@@ -18,17 +18,30 @@ use crate::EngineError;
 
 impl Worker {
     /// Pushes `values` (`keys × dim × inputs of the rule` floats, in key order) and waits until
-    /// every server involved has applied them.
+    /// every server involved has applied them (with replication, every server of each range's
+    /// chain). If a server dies meanwhile and replication covers it, the push is sent again
+    /// under the new routing with the same sequence number (`failover`): applied exactly once.
     pub fn push(&self, table: TableId, keys: &[u64], values: &[f32]) -> Result<(), EngineError> {
+        let seq = self.next_seq();
         // Blocking, so `values` outlives the push: over RDMA, bulk parts are written by the
         // device straight from it (registrations live until the acknowledgements arrived).
-        retry_key_misses(|only| {
-            let mut registrations = Vec::new();
-            let t = self.push_inner(table, keys, None, values, Some(&mut registrations), only)?;
-            let done = self.wait(t).map(|_| ());
-            drop(registrations);
-            done
+        self.surviving_failover(|| {
+            retry_key_misses(|only| {
+                let mut registrations = Vec::new();
+                let regs = Some(&mut registrations);
+                let t = self.push_inner(table, keys, None, values, regs, Parts::of(only, seq))?;
+                let done = self.wait(t).map(|_| ());
+                drop(registrations);
+                done
+            })
         })
+    }
+
+    /// A new sequence number for a push.
+    fn next_seq(&self) -> u64 {
+        let mut st = self.lock();
+        st.seq += 1;
+        st.seq
     }
 
     /// Sends a push and returns at once with a ticket; the caller's slices are not needed after
@@ -39,7 +52,7 @@ impl Worker {
         keys: &[u64],
         values: &[f32],
     ) -> Result<Ticket, EngineError> {
-        self.push_inner(table, keys, None, values, None, None)
+        self.push_inner(table, keys, None, values, None, Parts::All { seq: None })
     }
 
     /// Pushes values for the keys at the ascending indices `selected` of `keys` only, while the
@@ -53,17 +66,18 @@ impl Worker {
         selected: &[u32],
         values: &[f32],
     ) -> Result<(), EngineError> {
-        retry_key_misses(|only| {
-            let t = self.push_inner(table, keys, Some(selected), values, None, only)?;
-            self.wait(t).map(|_| ())
+        let seq = self.next_seq();
+        self.surviving_failover(|| {
+            retry_key_misses(|only| {
+                let parts = Parts::of(only, seq);
+                let t = self.push_inner(table, keys, Some(selected), values, None, parts)?;
+                self.wait(t).map(|_| ())
+            })
         })
     }
 
-    /// Sends a push (with `only`, just its parts for those servers, under a new sequence
-    /// number). With `in_place` (the caller keeps `values` unchanged until the push is
-    /// acknowledged), raw values bound for an RDMA server in a bulk frame are registered, kept
-    /// Sends a push (with `only`, just its parts for those servers, under a new sequence
-    /// number). With `in_place` (the caller keeps `values` unchanged until the push is
+    /// Sends a push's `parts` (all, under a given or a new sequence number; or those for some
+    /// servers, under a new one). With `in_place` (the caller keeps `values` unchanged until the push is
     /// acknowledged), raw values bound for a server whose connection can read them in place
     /// (RDMA, bulk frames) are registered, kept in `in_place`, and read by the device from
     /// where they are.
@@ -74,8 +88,12 @@ impl Worker {
         selected: Option<&[u32]>,
         values: &[f32],
         mut in_place: Option<&mut Vec<direct::Registered>>,
-        only: Option<&[u32]>,
+        parts: Parts<'_>,
     ) -> Result<Ticket, EngineError> {
+        let (only, seq) = match parts {
+            Parts::All { seq } => (None, seq),
+            Parts::Only(servers) => (Some(servers), None),
+        };
         let mut st = self.lock();
         let spec = st
             .tables
@@ -91,8 +109,13 @@ impl Worker {
         };
         check_value_count(carried, values.len(), per_key)?;
         let plan = Plan::new(&st.routing, spec, keys)?;
-        st.seq += 1;
-        let seq = st.seq;
+        let seq = match seq {
+            Some(seq) => seq,
+            None => {
+                st.seq += 1;
+                st.seq
+            }
+        };
         let mut header = self.request_header(&st, Opcode::Push, table);
         header.seq = seq.into();
         let State {
@@ -170,6 +193,26 @@ impl Worker {
             io.send(server, &mut frame, &mut None)?;
         }
         Ok(Ticket(ticket))
+    }
+}
+
+/// Which parts of a push to send.
+#[derive(Clone, Copy)]
+enum Parts<'a> {
+    /// Every part, under sequence number `seq` (a resend after a failover keeps the first
+    /// one, so servers that applied it drop it), or a new one.
+    All { seq: Option<u64> },
+    /// The parts for these servers only (they lost the key list), under a new sequence number.
+    Only(&'a [u32]),
+}
+
+impl<'a> Parts<'a> {
+    /// What `retry_key_misses` asks for (`only`), for a push numbered `seq`.
+    fn of(only: Option<&'a [u32]>, seq: u64) -> Parts<'a> {
+        match only {
+            Some(servers) => Parts::Only(servers),
+            None => Parts::All { seq: Some(seq) },
+        }
     }
 }
 
