@@ -13,6 +13,7 @@ use ferrops_engine::scheduler::run_scheduler;
 use ferrops_engine::{EngineError, Role, TableSpec};
 use ferrops_kernels::Rule;
 use ferrops_net::auth::{Credentials, Identity};
+use ferrops_net::codec::ValueCodec;
 use ferrops_net::{flags, pad8, FrameParts, Header, Opcode, Status, HEADER_LEN};
 use zerocopy::{FromBytes, IntoBytes};
 
@@ -33,6 +34,10 @@ fn two_replicas_hold_bit_identical_values_after_pushes_from_two_workers() {
         let ada = TableSpec::new("ada", 1).rule(Rule::AdaGrad { lr: 0.1, eps: 1e-6 });
         let ada = w.declare_table(ada).unwrap();
         let dense = w.declare_table(TableSpec::dense("dense", 1, 1000)).unwrap();
+        // Encoded values travel down the chain as they came; masked pushes with their mask.
+        let fp16 = TableSpec::new("fp16", 1).value_codec(ValueCodec::Fp16);
+        let fp16 = w.declare_table(fp16).unwrap();
+        let selected: Vec<u32> = (0..400).step_by(3).collect();
         let me = w.info().node_id as f32;
         for round in 0..30 {
             let vals: Vec<f32> = (0..800).map(|i| (i % 7) as f32 + me).collect();
@@ -44,6 +49,8 @@ fn two_replicas_hold_bit_identical_values_after_pushes_from_two_workers() {
             let dense_keys: Vec<u64> = (0..1000).step_by(3).collect();
             w.push(dense, &dense_keys, &vec![0.25; dense_keys.len()])
                 .unwrap();
+            let picked: Vec<f32> = selected.iter().map(|&i| 0.1 * i as f32 + me).collect();
+            w.push_selected(fp16, &keys, &selected, &picked).unwrap();
         }
         w.barrier().unwrap();
         let got = w.pull(sum, &keys).unwrap();
@@ -58,7 +65,7 @@ fn two_replicas_hold_bit_identical_values_after_pushes_from_two_workers() {
         assert_eq!(got, &expected);
     }
     let (_, reports) = job.join();
-    for table in ["sum", "ada", "dense"] {
+    for table in ["sum", "ada", "dense", "fp16"] {
         for range in 0..2u32 {
             let copies: Vec<_> = reports
                 .iter()
@@ -77,7 +84,7 @@ fn two_replicas_hold_bit_identical_values_after_pushes_from_two_workers() {
     let applied: u64 = reports.iter().map(|r| r.pushes).sum();
     assert_eq!(
         applied,
-        2 * 2 * 30 * 3 * 2,
+        2 * 2 * 30 * 4 * 2,
         "workers × ranges × rounds × tables × copies"
     );
 }
@@ -241,4 +248,42 @@ fn a_second_connection_under_a_chain_servers_name_is_refused() {
         w.finish().unwrap();
     });
     job.join();
+}
+
+#[test]
+fn with_several_shards_per_server_no_chain_holds_two_shards_of_one_process() {
+    let job = common::start_configured(
+        2,
+        1,
+        |c| {
+            c.replication = 2;
+            c.server_shards = 2;
+        },
+        |_, _| {},
+    );
+    let keys = spread_keys(100);
+    let routing = job.run_workers(1, move |w| {
+        let t = w.declare_table(TableSpec::new("t", 1)).unwrap();
+        for _ in 0..5 {
+            w.push(t, &keys, &vec![1.0; keys.len()]).unwrap();
+        }
+        assert!(w.pull(t, &keys).unwrap().iter().all(|&v| v == 5.0));
+        let routing = w.routing();
+        w.finish().unwrap();
+        routing
+    });
+    for r in &routing[0].ranges {
+        assert_eq!(r.chain.len(), 2);
+        assert_ne!(r.chain[0] / 2, r.chain[1] / 2, "{:?}", r.chain);
+    }
+    let (_, reports) = job.join();
+    for range in 0..4u32 {
+        let copies: Vec<_> = reports
+            .iter()
+            .flat_map(|r| &r.contents)
+            .filter(|c| c.range == range)
+            .collect();
+        assert_eq!(copies.len(), 2, "range {range}");
+        assert_eq!(copies[0], copies[1], "range {range}");
+    }
 }

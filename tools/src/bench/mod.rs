@@ -2,6 +2,7 @@
 //!
 //! * [`kernels`]: update-kernel throughput of every compiled-in instruction set.
 //! * [`push_pull`]: push/pull latency and throughput through a local cluster.
+//! * [`replication`]: push/pull with replication R beside R = 1, in alternating rounds.
 //! * [`reducers`]: bytes on the wire of L1 logistic regression with each bandwidth reducer.
 //! * [`floor`]: raw TCP over loopback, measured in the same run as a benchmark.
 //! * [`perftest`]: the RDMA device's own floor, perftest's `ib_send_lat` / `ib_write_lat`.
@@ -14,3 +15,4 @@ pub mod kernels;
 pub mod perftest;
 pub mod push_pull;
 pub mod reducers;
+pub mod replication;

@@ -106,7 +106,8 @@ pub struct PushPullArgs {
     pub workers: usize,
 
     /// Replication factor R of the benchmark cluster: servers holding each key range (1 to
-    /// --servers); a push is acknowledged once all R applied it.
+    /// --servers); a push is acknowledged once all R applied it. Above 1, the benchmark runs
+    /// R = 1 and R in alternating rounds and reports both and their ratio.
     #[arg(long, value_name = "R", value_parser = positive_count, default_value_t = 1)]
     pub replication: usize,
 
