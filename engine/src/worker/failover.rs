@@ -31,11 +31,7 @@ impl Worker {
     ) -> Result<T, EngineError> {
         let mut resends = 0;
         loop {
-            let used = {
-                let mut st = self.lock();
-                st.adopt_routing();
-                st.routing.version
-            };
+            let used = self.lock().routing.version;
             match attempt() {
                 Err(e) if is_failover(&e) && resends < MAX_RESENDS => {
                     resends += 1;

@@ -201,10 +201,15 @@ impl Worker {
         self.info.num_workers as usize
     }
 
+    /// The worker's state, routing by the newest routing the scheduler sent (after a failover;
+    /// two loads otherwise).
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state
+        let mut st = self
+            .state
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        st.adopt_routing();
+        st
     }
 
     /// Declares a table (or looks up one another worker declared with the same spec) and waits
