@@ -18,7 +18,7 @@ const PUSHES: &str = "4000";
 
 /// `ferrops local` with two servers and two workers at replication `r`, running `count`, its
 /// stdout and stderr piped.
-fn local_count(r: usize) -> Child {
+fn local_count(r: usize, extra: &[&str]) -> Child {
     let mut c: Command = ferrops_without_cluster_env();
     c.env("FERROPS_LOG", "warn")
         .env("FERROPS_HEARTBEAT_INTERVAL_MS", "200")
@@ -29,6 +29,7 @@ fn local_count(r: usize) -> Child {
         .args([
             "--", "ferrops", "worker", "--job", "count", "--", "--pushes", PUSHES,
         ])
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -44,7 +45,12 @@ struct Local {
 
 impl Local {
     fn start(r: usize) -> Local {
-        let mut child = local_count(r);
+        Local::start_with(r, &[])
+    }
+
+    /// [`Local::start`] with more arguments for the `count` job.
+    fn start_with(r: usize, extra: &[&str]) -> Local {
+        let mut child = local_count(r, extra);
         let stderr = LineLog::follow(child.stderr.take().unwrap());
         let stdout = LineLog::follow(child.stdout.take().unwrap());
         Local {
@@ -140,6 +146,19 @@ fn a_killed_server_is_survived_with_nothing_lost_or_applied_twice() {
         let (ok, out) = local.finish();
         assert_exact_counts(ok, &out);
     }
+}
+
+#[test]
+fn asynchronous_pushes_are_sent_again_when_their_head_is_killed() {
+    let local = Local::start_with(2, &["--async"]);
+    let pid = local.server_pid(0);
+    local.wait_for_pushes();
+    send_signal(pid, "KILL");
+    local
+        .stderr
+        .wait_for("replication covers it", Duration::from_secs(60));
+    let (ok, out) = local.finish();
+    assert_exact_counts(ok, &out);
 }
 
 #[test]

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use ferrops_net::Status;
 
-use super::{State, Worker};
+use super::pending::{Completed, Resend};
+use super::{State, Ticket, Worker};
 use crate::routing::RoutingTable;
 use crate::EngineError;
 
@@ -39,6 +40,43 @@ impl Worker {
                 }
                 other => return other,
             }
+        }
+    }
+
+    /// An asynchronous request that failed with `error`: if a failover cut it short, sends it
+    /// again under the new routing (a push under its sequence number) until it completes.
+    pub(super) fn resend_after(
+        &self,
+        error: EngineError,
+        (used, resend): (u32, Resend),
+    ) -> Result<Completed, EngineError> {
+        if !is_failover(&error) {
+            return Err(error);
+        }
+        self.await_routing_after(used, error)?;
+        self.surviving_failover(|| {
+            let Ticket(id) = match &resend {
+                Resend::Push {
+                    table,
+                    keys,
+                    values,
+                    seq,
+                } => self.push_again(*table, keys, values, *seq)?,
+                Resend::Pull { table, keys } => self.pull_async(*table, keys)?,
+            };
+            self.wait_once(id)
+        })
+    }
+
+    /// With replication, keeps what it takes to send asynchronous request `ticket` again.
+    pub(super) fn keep_for_resend(&self, ticket: &Ticket, resend: impl FnOnce() -> Resend) {
+        let mut st = self.lock();
+        if !st.io.inbound.replicated {
+            return;
+        }
+        let used = st.routing.version;
+        if let Some(p) = st.io.inbound.outstanding.tickets.get_mut(&ticket.0) {
+            p.resend = Some((used, resend()));
         }
     }
 

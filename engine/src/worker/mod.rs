@@ -240,10 +240,23 @@ impl Worker {
         h
     }
 
-    /// Waits for a ticket.
+    /// Waits for a ticket. With replication, a request that a server's failure cut short is
+    /// sent again under the new routing (see `failover`) and waited for instead.
     pub fn wait(&self, ticket: Ticket) -> Result<Completed, EngineError> {
+        let resend = {
+            let mut st = self.lock();
+            let pending = st.io.inbound.outstanding.tickets.get_mut(&ticket.0);
+            pending.and_then(|p| p.resend.take())
+        };
+        match (self.wait_once(ticket.0), resend) {
+            (Err(e), Some(resend)) => self.resend_after(e, resend),
+            (done, _) => done,
+        }
+    }
+
+    /// Waits for ticket `id` as it is.
+    fn wait_once(&self, id: u64) -> Result<Completed, EngineError> {
         let mut st = self.lock();
-        let id = ticket.0;
         st.io.drive_until(
             |inbound| inbound.outstanding.is_done(id) != Some(false),
             &mut None,

@@ -6,7 +6,7 @@
 use ferrops_net::{flags, Opcode};
 
 use super::inbound::Lent;
-use super::pending::{Kind, PullInto, Ticket};
+use super::pending::{Kind, PullInto, Resend, Ticket};
 use super::plan::{part_frame, Plan};
 use super::{direct, retry_key_misses, State, Worker};
 use crate::key_list::check_value_count;
@@ -106,8 +106,15 @@ impl Worker {
             .dim as usize;
         buf.resize(keys.len() * dim, 0.0);
         let len = buf.len();
-        self.send_pull(&mut st, table, keys, len, PullInto::Owned(buf), None, None)
-            .map(|(ticket, _)| Ticket(ticket))
+        let (ticket, _) =
+            self.send_pull(&mut st, table, keys, len, PullInto::Owned(buf), None, None)?;
+        drop(st);
+        let ticket = Ticket(ticket);
+        self.keep_for_resend(&ticket, || Resend::Pull {
+            table,
+            keys: keys.to_vec(),
+        });
+        Ok(ticket)
     }
 
     /// Sends the parts of a pull. With `direct` (the caller's destination, which must outlive

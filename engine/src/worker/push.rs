@@ -9,7 +9,7 @@ use ferrops_net::codec::ValueCodec;
 use ferrops_net::{flags, Opcode};
 use zerocopy::IntoBytes;
 
-use super::pending::{Kind, Ticket};
+use super::pending::{Kind, Resend, Ticket};
 use super::plan::{codec_error, part_frame, Plan};
 use super::{direct, retry_key_misses, State, Worker};
 use crate::key_list::check_value_count;
@@ -45,14 +45,35 @@ impl Worker {
     }
 
     /// Sends a push and returns at once with a ticket; the caller's slices are not needed after
-    /// this returns (they were written to the sockets).
+    /// this returns (they were written to the sockets; with replication, the worker keeps a copy
+    /// of them to send again should a server fail before `wait`).
     pub fn push_async(
         &self,
         table: TableId,
         keys: &[u64],
         values: &[f32],
     ) -> Result<Ticket, EngineError> {
-        self.push_inner(table, keys, None, values, None, Parts::All { seq: None })
+        let seq = self.next_seq();
+        let ticket = self.push_again(table, keys, values, seq)?;
+        self.keep_for_resend(&ticket, || Resend::Push {
+            table,
+            keys: keys.to_vec(),
+            values: values.to_vec(),
+            seq,
+        });
+        Ok(ticket)
+    }
+
+    /// Sends every part of a push under sequence number `seq`.
+    pub(super) fn push_again(
+        &self,
+        table: TableId,
+        keys: &[u64],
+        values: &[f32],
+        seq: u64,
+    ) -> Result<Ticket, EngineError> {
+        let parts = Parts::All { seq: Some(seq) };
+        self.push_inner(table, keys, None, values, None, parts)
     }
 
     /// Pushes values for the keys at the ascending indices `selected` of `keys` only, while the

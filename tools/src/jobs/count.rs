@@ -21,6 +21,9 @@ pub struct CountArgs {
     /// Keys of each push (spread over the key space, so every range gets some).
     #[arg(long, value_parser = positive_count, default_value_t = 1000)]
     pub keys: usize,
+    /// Push with `push_async` and `wait` (one outstanding at a time) instead of `push`.
+    #[arg(long = "async")]
+    pub asynchronous: bool,
 }
 
 /// Runs the job; fails on the first sum that is not what was acknowledged.
@@ -33,7 +36,12 @@ pub fn run(cfg: &WorkerConfig, args: &CountArgs) -> Result<()> {
     let mut longest = 0f64;
     let mut last = Instant::now();
     for i in 1..=args.pushes {
-        w.push(t, &keys, &ones)?;
+        if args.asynchronous {
+            let ticket = w.push_async(t, &keys, &ones)?;
+            w.wait(ticket)?;
+        } else {
+            w.push(t, &keys, &ones)?;
+        }
         let now = Instant::now();
         longest = longest.max((now - last).as_secs_f64());
         last = now;

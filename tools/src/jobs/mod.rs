@@ -195,7 +195,9 @@ mod tests {
 
     #[test]
     fn count_round_trips_its_arguments_and_refuses_zero() {
-        let args: Vec<String> = ["--pushes", "7", "--keys", "3"].map(String::from).to_vec();
+        let args: Vec<String> = ["--pushes", "7", "--keys", "3", "--async"]
+            .map(String::from)
+            .to_vec();
         let job = Job::parse("count", &args).unwrap();
         assert_eq!((job.name().as_str(), job.args()), ("count", args));
         let zero = Job::parse("count", &["--pushes".into(), "0".into()]).unwrap_err();
