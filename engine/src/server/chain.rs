@@ -143,7 +143,8 @@ impl Server {
             return;
         }
         for i in routing.held_by(rank) {
-            if routing.ranges[i].server == rank && self.routing.ranges[i].server != rank {
+            let was_head = self.routing.ranges.get(i).is_some_and(|r| r.server == rank);
+            if routing.ranges[i].server == rank && !was_head {
                 tracing::warn!("server {rank} now heads range {i}");
             }
         }

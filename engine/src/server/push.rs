@@ -46,7 +46,7 @@ impl Server {
             self.report.duplicate_pushes += 1;
         } else {
             let mut decoded = std::mem::take(&mut self.decoded);
-            let applied = self.apply_push(request, &mut decoded);
+            let applied = self.apply_push(request, range, &mut decoded);
             self.decoded = decoded;
             applied?;
             if seq != 0 {
@@ -66,8 +66,13 @@ impl Server {
 
     /// Resolves a push's keys and applies its values (decoded into `scratch` when encoded) to
     /// all of them, or to those its value mask selects.
-    fn apply_push(&mut self, request: &Request, scratch: &mut Vec<f32>) -> Result<(), Refusal> {
-        let (store, keys, resolved) = self.resolve(request, Access::Write)?;
+    fn apply_push(
+        &mut self,
+        request: &Request,
+        range: u32,
+        scratch: &mut Vec<f32>,
+    ) -> Result<(), Refusal> {
+        let (store, keys, resolved) = self.resolve_in(request, Access::Write, range)?;
         let per_key = store.spec().push_floats_per_key();
         let masked = request.frame.header.flags & flags::VALUES_MASKED != 0;
         let subset = selected_slots(masked, request.frame.extra(), &resolved.slots)?;

@@ -182,10 +182,20 @@ impl Server {
         request: &'r Request,
         access: Access,
     ) -> Result<(&mut TableStore, &'r [u64], Arc<Resolved>), Refusal> {
+        let range = self.owner_range(request)?;
+        self.resolve_in(request, access, range)
+    }
+
+    /// [`Server::resolve`] for a request whose range (`owner_range`) is known.
+    pub(super) fn resolve_in<'r>(
+        &mut self,
+        request: &'r Request,
+        access: Access,
+        range: u32,
+    ) -> Result<(&mut TableStore, &'r [u64], Arc<Resolved>), Refusal> {
         let keys = request.keys()?;
         let h = request.frame.header;
         let id = h.table.get();
-        let range = self.owner_range(request)?;
         let store = self.tables.get_mut(&(id, range)).ok_or_else(|| {
             Refusal::new(
                 Status::UnknownTable,
