@@ -1,6 +1,7 @@
 //! Failover over real processes: `ferrops local --replication 2` running the `count` job
 //! (sequential pushes whose sums must equal exactly what was acknowledged) while a server is
-//! killed (-9) or stopped; and a job that loses every copy of a range ends naming it.
+//! killed (-9) or stopped; a job that loses every copy of a range ends naming it; and L1-LR at
+//! τ = 0 reaches the objective of a run without faults when a server is killed mid-run.
 //!
 //! Every process runs with short heartbeat settings (200 ms interval, 1.5 s timeout). Margins
 //! are generous: a test fails on a wrong sum, a wrong exit, or a hang past a minute.
@@ -194,4 +195,74 @@ fn a_range_that_loses_every_copy_ends_the_job_naming_it() {
         .wait_for("has lost every copy", Duration::from_secs(60));
     let (ok, _) = local.finish();
     assert!(!ok, "a job that lost a range must fail");
+}
+
+/// The final objective of an L1-LR run's trace (its last record).
+fn final_objective(trace: &std::path::Path) -> f64 {
+    let text = std::fs::read_to_string(trace).unwrap();
+    let last = text.lines().last().expect("a trace record");
+    let record: serde_json::Value = serde_json::from_str(last).unwrap();
+    record["objective"].as_f64().unwrap()
+}
+
+/// `ferrops train l1lr` at τ = 0 on two servers with replication 2, writing its trace to
+/// `trace`.
+fn train(data: &std::path::Path, trace: &std::path::Path) -> Child {
+    let mut c = ferrops_without_cluster_env();
+    c.env("FERROPS_LOG", "warn")
+        .env_remove("FERROPS_REPLICATION")
+        .args([
+            "train", "l1lr", "--lambda", "1", "--tau", "0", "--iters", "30",
+        ])
+        .args(["--servers", "2", "--workers", "2", "--replication", "2"])
+        .arg("--data")
+        .arg(data)
+        .arg("--json")
+        .arg(trace)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    c.spawn().expect("ferrops train starts")
+}
+
+#[test]
+fn l1lr_at_tau_zero_reaches_the_same_objective_when_a_server_is_killed_mid_run() {
+    let scratch = common::Scratch::new("failover", "l1lr");
+    let data = scratch.dir.join("train.svm");
+    common::run_ok(
+        ferrops_without_cluster_env()
+            .args(["data", "gen", "--rows", "10000", "--features", "3000"])
+            .arg("--out")
+            .arg(&data),
+    );
+    let clean = scratch.dir.join("clean.jsonl");
+    let status = train(&data, &clean).wait().unwrap();
+    assert!(status.success(), "the run without faults failed");
+    let faulty = scratch.dir.join("faulty.jsonl");
+    let mut child = train(&data, &faulty);
+    let stderr = LineLog::follow(child.stderr.take().unwrap());
+    // Mid-run: a few iterations are in the trace.
+    common::poll(Duration::from_secs(120), || {
+        let lines = std::fs::read_to_string(&faulty).map_or(0, |t| t.lines().count());
+        (lines >= 5)
+            .then_some(())
+            .ok_or_else(|| "fewer than 5 iterations so far".to_string())
+    });
+    let victim = common::poll(Duration::from_secs(10), || {
+        children_of(child.id())
+            .into_iter()
+            .find(|&pid| is_server_with(pid, "FERROPS_RANK=1"))
+            .ok_or_else(|| "no server 1".to_string())
+    });
+    send_signal(victim, "KILL");
+    stderr.wait_for("replication covers it", Duration::from_secs(60));
+    assert!(
+        child.wait().unwrap().success(),
+        "the run with a fault failed"
+    );
+    let (a, b) = (final_objective(&clean), final_objective(&faulty));
+    assert!(
+        ((a - b) / a).abs() <= 1e-6,
+        "objective {b} with a server killed, {a} without"
+    );
 }
