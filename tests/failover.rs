@@ -163,6 +163,19 @@ fn asynchronous_pushes_are_sent_again_when_their_head_is_killed() {
 }
 
 #[test]
+fn parked_sequential_pulls_are_answered_by_the_new_head() {
+    let local = Local::start_with(2, &["--sequential"]);
+    let pid = local.server_pid(0);
+    local.wait_for_pushes();
+    send_signal(pid, "KILL");
+    local
+        .stderr
+        .wait_for("replication covers it", Duration::from_secs(60));
+    let (ok, out) = local.finish();
+    assert_exact_counts(ok, &out);
+}
+
+#[test]
 fn a_stopped_server_is_fenced_and_the_job_completes_exactly() {
     let local = Local::start(2);
     let pid = local.server_pid(1);

@@ -5,9 +5,9 @@
 
 use std::time::Instant;
 
-use anyhow::{ensure, Result};
+use anyhow::{bail, ensure, Result};
 use ferrops_engine::config::WorkerConfig;
-use ferrops_engine::{TableSpec, Worker};
+use ferrops_engine::{Consistency, TableSpec, Worker};
 use serde::Serialize;
 
 use super::positive_count;
@@ -24,23 +24,48 @@ pub struct CountArgs {
     /// Push with `push_async` and `wait` (one outstanding at a time) instead of `push`.
     #[arg(long = "async")]
     pub asynchronous: bool,
+    /// Sequential consistency: before each push, pull the keys (a pull at clock c waits until
+    /// every worker finished clock c − 1, parked on the servers meanwhile) and check they hold
+    /// every push of the clocks before; after it, finish the clock.
+    #[arg(long)]
+    pub sequential: bool,
 }
 
 /// Runs the job; fails on the first sum that is not what was acknowledged.
 pub fn run(cfg: &WorkerConfig, args: &CountArgs) -> Result<()> {
     let w = Worker::connect(cfg)?;
-    let t = w.declare_table(TableSpec::new("count", 1))?;
+    let mut spec = TableSpec::new("count", 1);
+    if args.sequential {
+        spec = spec.consistency(Consistency::Sequential);
+    }
+    let t = w.declare_table(spec)?;
+    let n = w.num_workers() as f32;
     let step = u64::MAX / args.keys as u64;
     let keys: Vec<u64> = (0..args.keys as u64).map(|i| i * step).collect();
     let ones = vec![1.0f32; keys.len()];
     let mut longest = 0f64;
     let mut last = Instant::now();
     for i in 1..=args.pushes {
+        if args.sequential {
+            // Clock i − 1: every worker's first i − 1 pushes, and none of their i + 1-th.
+            let (lo, hi) = ((i - 1) as f32 * n, i as f32 * n - 1.0);
+            let got = w.pull(t, &keys)?;
+            if let Some(bad) = got.iter().find(|v| !(lo..=hi).contains(*v)) {
+                bail!(
+                    "worker {}: pull at clock {} saw {bad}, expected within [{lo}, {hi}]",
+                    w.rank(),
+                    i - 1
+                );
+            }
+        }
         if args.asynchronous {
             let ticket = w.push_async(t, &keys, &ones)?;
             w.wait(ticket)?;
         } else {
             w.push(t, &keys, &ones)?;
+        }
+        if args.sequential {
+            w.clock()?;
         }
         let now = Instant::now();
         longest = longest.max((now - last).as_secs_f64());

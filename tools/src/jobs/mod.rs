@@ -195,7 +195,7 @@ mod tests {
 
     #[test]
     fn count_round_trips_its_arguments_and_refuses_zero() {
-        let args: Vec<String> = ["--pushes", "7", "--keys", "3", "--async"]
+        let args: Vec<String> = ["--pushes", "7", "--keys", "3", "--async", "--sequential"]
             .map(String::from)
             .to_vec();
         let job = Job::parse("count", &args).unwrap();
