@@ -17,15 +17,15 @@ use common::{ferrops_without_cluster_env, send_signal, LineLog};
 /// Pushes per worker: long enough that the fault lands mid-run.
 const PUSHES: &str = "4000";
 
-/// `ferrops local` with two servers and two workers at replication `r`, running `count`, its
-/// stdout and stderr piped.
-fn local_count(r: usize, extra: &[&str]) -> Child {
+/// `ferrops local` with `servers` servers and two workers at replication `r`, running `count`
+/// (with `extra` arguments), its stdout and stderr piped.
+fn local_count(servers: usize, r: usize, extra: &[&str]) -> Child {
     let mut c: Command = ferrops_without_cluster_env();
     c.env("FERROPS_LOG", "warn")
         .env("FERROPS_HEARTBEAT_INTERVAL_MS", "200")
         .env("FERROPS_HEARTBEAT_TIMEOUT_MS", "1500")
         .env_remove("FERROPS_REPLICATION")
-        .args(["local", "--servers", "2", "--workers", "2"])
+        .args(["local", "--servers", &servers.to_string(), "--workers", "2"])
         .args(["--replication", &r.to_string()])
         .args([
             "--", "ferrops", "worker", "--job", "count", "--", "--pushes", PUSHES,
@@ -46,12 +46,12 @@ struct Local {
 
 impl Local {
     fn start(r: usize) -> Local {
-        Local::start_with(r, &[])
+        Local::start_with(2, r, &[])
     }
 
-    /// [`Local::start`] with more arguments for the `count` job.
-    fn start_with(r: usize, extra: &[&str]) -> Local {
-        let mut child = local_count(r, extra);
+    /// A job of `servers` servers at replication `r`, with more arguments for `count`.
+    fn start_with(servers: usize, r: usize, extra: &[&str]) -> Local {
+        let mut child = local_count(servers, r, extra);
         let stderr = LineLog::follow(child.stderr.take().unwrap());
         let stdout = LineLog::follow(child.stdout.take().unwrap());
         Local {
@@ -151,7 +151,7 @@ fn a_killed_server_is_survived_with_nothing_lost_or_applied_twice() {
 
 #[test]
 fn asynchronous_pushes_are_sent_again_when_their_head_is_killed() {
-    let local = Local::start_with(2, &["--async"]);
+    let local = Local::start_with(2, 2, &["--async"]);
     let pid = local.server_pid(0);
     local.wait_for_pushes();
     send_signal(pid, "KILL");
@@ -164,13 +164,36 @@ fn asynchronous_pushes_are_sent_again_when_their_head_is_killed() {
 
 #[test]
 fn parked_sequential_pulls_are_answered_by_the_new_head() {
-    let local = Local::start_with(2, &["--sequential"]);
+    let local = Local::start_with(2, 2, &["--sequential"]);
     let pid = local.server_pid(0);
     local.wait_for_pushes();
     send_signal(pid, "KILL");
     local
         .stderr
         .wait_for("replication covers it", Duration::from_secs(60));
+    let (ok, out) = local.finish();
+    assert_exact_counts(ok, &out);
+}
+
+#[test]
+fn with_three_copies_two_failures_in_sequence_are_survived() {
+    let local = Local::start_with(3, 3, &[]);
+    let (middle, tail) = (local.server_pid(1), local.server_pid(2));
+    local.wait_for_pushes();
+    // Range 0's chain is [0, 1, 2]: its middle, then its tail.
+    send_signal(middle, "KILL");
+    local.stderr.wait_for(
+        "the job goes on with routing version 2",
+        Duration::from_secs(60),
+    );
+    local
+        .stdout
+        .wait_for("pushes acknowledged", Duration::from_secs(60));
+    send_signal(tail, "KILL");
+    local.stderr.wait_for(
+        "the job goes on with routing version 3",
+        Duration::from_secs(60),
+    );
     let (ok, out) = local.finish();
     assert_exact_counts(ok, &out);
 }
