@@ -78,7 +78,7 @@ impl Local {
             .wait_for("has 500 pushes acknowledged", Duration::from_secs(60));
     }
 
-    /// Waits for the end; returns (success, the rest of stdout).
+    /// Waits for the end; returns (success, the rest of stdout and stderr).
     fn finish(mut self) -> (bool, String) {
         let deadline = Instant::now() + Duration::from_secs(120);
         let status = loop {
@@ -89,7 +89,8 @@ impl Local {
             thread::sleep(Duration::from_millis(50));
         };
         let out = self.stdout.rest(Duration::from_secs(10)).join("\n");
-        (status.success(), out)
+        let err = self.stderr.rest(Duration::from_secs(10)).join("\n");
+        (status.success(), format!("{out}\n{err}"))
     }
 }
 

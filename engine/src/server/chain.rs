@@ -16,6 +16,7 @@ use super::push::acknowledge;
 use super::request::Request;
 use super::{Refusal, Server};
 use crate::control::Role;
+use crate::key_list_cache::KeyListCache;
 
 /// Where to acknowledge a forwarded push once the rest of the chain has: the connection it
 /// came from (a worker, or the previous server) and its header there.
@@ -43,10 +44,22 @@ impl Server {
         };
         let h = request.frame.header;
         let keys = request.keys()?;
+        // A signed list the next server holds (from an earlier forward) travels as its
+        // signature, as between a worker and its server.
+        let signature = h.key_signature.get();
+        let by_signature = signature != 0
+            && !keys.is_empty()
+            && self.out_caches.get_mut(&next).is_some_and(|cache| {
+                let list = (h.table.get(), signature);
+                cache.access(list, keys.len() as u64, || ()).is_some()
+            });
         let id = self.next_forward;
         self.next_forward += 1;
         let mut fwd = Header::new(Opcode::Push);
         fwd.flags = flags::FORWARDED | (h.flags & flags::VALUES_MASKED);
+        if by_signature {
+            fwd.flags |= flags::KEYS_BY_SIGNATURE;
+        }
         fwd.table = h.table;
         fwd.sender = h.sender;
         fwd.seq = h.seq;
@@ -59,7 +72,7 @@ impl Server {
         let values = [request.frame.values_bytes()];
         let mut parts = FrameParts {
             header: fwd,
-            keys: keys.as_bytes(),
+            keys: if by_signature { &[] } else { keys.as_bytes() },
             values: &values,
             extra: request.frame.extra(),
         };
@@ -111,7 +124,15 @@ impl Server {
                 let Some(up) = self.forwards.remove(&h.request_id.get()) else {
                     return;
                 };
-                let status = Status::from_u16(h.status.get());
+                let mut status = Status::from_u16(h.status.get());
+                if status == Status::KeysUnknown {
+                    // The two ends' caches disagree: never tell the worker its own list
+                    // missed (it would resend under a new number, applied here twice).
+                    if let Some(cache) = self.out_caches.get_mut(&rank) {
+                        cache.remove((h.table.get(), h.key_signature.get()));
+                    }
+                    status = Status::BadRequest;
+                }
                 let why = String::from_utf8_lossy(frame.extra());
                 let msg = format!("server {rank}, a replica of this range, refused it: {why}");
                 self.refuse(io, up.peer, &up.header, &Refusal::new(status, msg));
@@ -162,9 +183,8 @@ impl Server {
             .filter(|(&other, _)| !self.routing.share_a_chain(rank, other))
             .map(|(&r, &p)| (r, p))
             .collect();
-        for (other, peer) in gone {
-            self.server_peers.remove(&other);
-            self.server_ranks.remove(&peer);
+        for (_, peer) in gone {
+            self.drop_chain_peer(peer);
             io.close(peer, CloseReason::Local);
         }
     }
@@ -212,8 +232,7 @@ impl Server {
                 .connect_as(at, self.dial_timeout, me)
                 .map_err(|e| format!("cannot reach server {other} of a chain at {addr}: {e}"))?;
             tracing::info!("connected to server {other} at {addr} (replication chain)");
-            self.server_peers.insert(other, peer);
-            self.server_ranks.insert(peer, other);
+            self.add_chain_peer(other, peer);
         }
         // Accepted before the routing was known: keep only the servers of this one's chains.
         let strangers: Vec<(PeerId, u32)> = self
@@ -224,8 +243,7 @@ impl Server {
             .collect();
         for (peer, other) in strangers {
             tracing::warn!("closing the connection of server {other}: it shares no chain here");
-            self.server_ranks.remove(&peer);
-            self.server_peers.remove(&other);
+            self.drop_chain_peer(peer);
             io.close(peer, CloseReason::Error("not a chain neighbour".into()));
         }
         Ok(())
@@ -245,8 +263,25 @@ impl Server {
         if self.server_peers.contains_key(&other) {
             return Err(format!("server {other} is already connected"));
         }
-        self.server_peers.insert(other, peer);
-        self.server_ranks.insert(peer, other);
+        self.add_chain_peer(other, peer);
         Ok(())
+    }
+
+    /// A connection to server `rank` of a chain, with an empty key cache each way.
+    fn add_chain_peer(&mut self, rank: u32, peer: PeerId) {
+        self.server_peers.insert(rank, peer);
+        self.server_ranks.insert(peer, rank);
+        let keys = self.chain_cache_keys;
+        self.key_caches.insert(peer, KeyListCache::new(keys));
+        self.out_caches.insert(rank, KeyListCache::new(keys));
+    }
+
+    /// Forgets the connection `peer` to a server of a chain; its rank, if it was one.
+    pub(super) fn drop_chain_peer(&mut self, peer: PeerId) -> Option<u32> {
+        let rank = self.server_ranks.remove(&peer)?;
+        self.server_peers.remove(&rank);
+        self.key_caches.remove(&peer);
+        self.out_caches.remove(&rank);
+        Some(rank)
     }
 }

@@ -75,6 +75,11 @@ pub struct Server {
     /// Connections to the other servers of this server's chains, by rank, and back.
     server_peers: HashMap<u32, PeerId>,
     server_ranks: HashMap<PeerId, u32>,
+    /// Per server connection, the key lists the peer holds of those this server forwarded
+    /// (the peer's end is its `key_caches` entry for this connection; both hold
+    /// `chain_cache_keys` keys and see the same signed lists in the same order).
+    out_caches: HashMap<u32, KeyListCache<()>>,
+    chain_cache_keys: u64,
     /// Pushes forwarded down a chain and not yet acknowledged, by the id they were sent with.
     forwards: HashMap<u64, chain::Upstream>,
     next_forward: u64,
@@ -119,6 +124,8 @@ impl Server {
             last_seq: HashMap::new(),
             server_peers: HashMap::new(),
             server_ranks: HashMap::new(),
+            out_caches: HashMap::new(),
+            chain_cache_keys: cfg.cluster.key_cache_keys,
             forwards: HashMap::new(),
             next_forward: 1,
             dial_timeout: cfg.cluster.connect_timeout,
@@ -300,8 +307,7 @@ impl Handler for Server {
     }
 
     fn on_close(&mut self, peer: PeerId, reason: &CloseReason, io: &mut Io<'_>) {
-        if let Some(rank) = self.server_ranks.remove(&peer) {
-            self.server_peers.remove(&rank);
+        if let Some(rank) = self.drop_chain_peer(peer) {
             if self.stop.is_none() {
                 tracing::warn!("connection to server {rank} of a chain closed: {reason:?}");
             }

@@ -87,7 +87,7 @@ impl Worker {
 
     /// Sends a pull and returns a ticket; [`Worker::wait_pull`] gives the values.
     pub fn pull_async(&self, table: TableId, keys: &[u64]) -> Result<Ticket, EngineError> {
-        self.pull_async_into(table, keys, Vec::new())
+        self.surviving_failover(|| self.pull_async_into(table, keys, Vec::new()))
     }
 
     /// Like [`Worker::pull_async`], reusing `buf` (resized to `keys × dim`) for the values, so a

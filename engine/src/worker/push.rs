@@ -54,7 +54,9 @@ impl Worker {
         values: &[f32],
     ) -> Result<Ticket, EngineError> {
         let seq = self.next_seq();
-        let ticket = self.push_again(table, keys, values, seq)?;
+        // A server this worker already knows is dead, before the new routing came, fails the
+        // send itself: sent again under the new routing.
+        let ticket = self.surviving_failover(|| self.push_again(table, keys, values, seq))?;
         self.keep_for_resend(&ticket, || Resend::Push {
             table,
             keys: keys.to_vec(),
