@@ -45,10 +45,21 @@ run() { # $1: kill or none; $2: which server
     sleep 0.05
   done
   if [ "$1" = kill ]; then
-    kill -9 "$(server_pid "$launcher" "$2")"
+    local pid="" tries=0
+    while [ -z "$pid" ] && [ $tries -lt 200 ]; do
+      pid=$(server_pid "$launcher" "$2")
+      tries=$((tries + 1))
+      [ -n "$pid" ] || sleep 0.01
+    done
+    [ -n "$pid" ] || { echo "server $2 not found" >&2; exit 1; }
+    kill -9 "$pid"
   fi
   wait "$launcher" || { echo "run failed:" >&2; cat "$log" >&2; exit 1; }
   [ "$(grep -c 'count passed' "$log")" = 2 ] || { cat "$log" >&2; exit 1; }
+  if [ "$1" = kill ] && ! grep -q 'replication covers it' "$log"; then
+    echo "the job ended before server $2 was killed; use more PUSHES" >&2
+    exit 1
+  fi
   longest
 }
 
