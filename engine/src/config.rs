@@ -62,6 +62,10 @@ pub struct ClusterConfig {
     /// Where this node serves its metrics in Prometheus text format (`GET /metrics`; port 0
     /// picks one); `None`: no endpoint. Node-local: every node of a job has its own.
     pub metrics_addr: Option<SocketAddr>,
+    /// Replication factor R: how many server processes hold each key range, as a chain whose
+    /// head serves it (1 to `num_servers`; see [`ClusterConfig::validate_replication`]).
+    /// The default, 1, keeps one copy and today's speed; the scheduler decides the chains.
+    pub replication: usize,
 }
 
 /// How the scheduler and the nodes watch each other (`crate::liveness`).
@@ -144,6 +148,24 @@ impl ClusterConfig {
     pub fn total_shards(&self) -> usize {
         self.num_servers * self.server_shards.max(1)
     }
+
+    /// Checks the replication factor against the job: at least 1, and no more than the server
+    /// processes that can hold distinct copies (two shards of one process die together, so
+    /// they never hold two copies of one range).
+    pub fn validate_replication(&self) -> Result<(), String> {
+        let servers = self.num_servers;
+        if self.replication == 0 {
+            return Err("the replication factor must be at least 1 (1: no replicas)".into());
+        }
+        if self.replication > servers {
+            return Err(format!(
+                "replication factor {} needs at least {} servers, but the job has {servers} \
+                 (a chain never holds two copies on one server)",
+                self.replication, self.replication
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl ClusterConfig {
@@ -171,6 +193,7 @@ impl ClusterConfig {
             liveness: LivenessConfig::default(),
             rank: None,
             metrics_addr: None,
+            replication: 1,
         }
     }
 }

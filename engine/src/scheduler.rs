@@ -3,10 +3,12 @@
 //! job down when the workers are done.
 //!
 //! Beside it: `liveness` (heartbeat answers, what a node's death means, slots freed before the
-//! start), `startup` (the deadline for the job to assemble) and `checkpoint` (collective
-//! checkpoints and restoring a job from one).
+//! start), `failover` (a dead server that replication covers: new chains, new routing),
+//! `startup` (the deadline for the job to assemble) and `checkpoint` (collective checkpoints
+//! and restoring a job from one).
 
 mod checkpoint;
+mod failover;
 mod liveness;
 mod startup;
 
@@ -53,11 +55,16 @@ enum Phase {
 pub struct JobSummary {
     pub workers_done: usize,
     pub workers_lost: usize,
+    /// Servers that died while replication kept the job going.
+    pub servers_lost: usize,
     pub tables: usize,
 }
 
 struct Scheduler {
     num_servers: usize,
+    /// Copies of each range (the chain's length) and shards per server process.
+    replication: usize,
+    shards: usize,
     num_workers: usize,
     phase: Phase,
     servers: Vec<(PeerId, String)>,
@@ -96,6 +103,9 @@ pub fn run_scheduler(
             cfg.cluster.num_servers, cfg.cluster.num_workers
         )));
     }
+    cfg.cluster
+        .validate_replication()
+        .map_err(EngineError::Config)?;
     let liveness = cfg.cluster.liveness;
     liveness.validate().map_err(EngineError::Config)?;
     // A corrupt checkpoint is refused, naming the file, before anything listens.
@@ -133,6 +143,8 @@ pub fn run_scheduler(
     let now = Instant::now();
     let mut s = Scheduler {
         num_servers: cfg.cluster.total_shards(),
+        replication: cfg.cluster.replication,
+        shards: cfg.cluster.server_shards.max(1),
         num_workers: cfg.cluster.num_workers,
         phase: Phase::Registering,
         servers: Vec::new(),
@@ -285,7 +297,13 @@ impl Scheduler {
     fn welcome_servers(&mut self, io: &mut Io<'_>) {
         self.order_by_rank();
         let addrs: Vec<String> = self.servers.iter().map(|(_, a)| a.clone()).collect();
-        self.routing = RoutingTable::even(1, &addrs).with_rdma_addrs(&self.server_rdma_addrs);
+        self.routing = RoutingTable::chained(1, &addrs, self.replication, self.shards)
+            .with_rdma_addrs(&self.server_rdma_addrs);
+        if self.replication > 1 {
+            for (i, r) in self.routing.ranges.iter().enumerate() {
+                tracing::info!("range {i}: chain {:?} (head first)", r.chain);
+            }
+        }
         let workers = self.worker_ids(self.workers.iter().copied());
         for (peer, _) in self.servers.clone() {
             let node = self.nodes[&peer].clone();
@@ -341,7 +359,7 @@ impl Scheduler {
                     spec.name, table.spec, spec
                 );
                 reply_control(io, peer, &Control::Refused { reason });
-            } else if table.created_on == self.num_servers {
+            } else if table.created_on >= self.servers.len() {
                 let ready = Control::TableReady {
                     id: TableId(id as u32),
                     spec,
@@ -410,7 +428,7 @@ impl Scheduler {
             return;
         };
         table.created_on += 1;
-        if table.created_on == self.num_servers && table.refused.is_none() {
+        if table.created_on == self.servers.len() && table.refused.is_none() {
             let ready = Control::TableReady {
                 id,
                 spec: table.spec.clone(),

@@ -36,6 +36,10 @@ pub mod flags {
     /// registered for it: the server RDMA-writes the reply's values there and sends the reply
     /// frame without them (the zero-copy pull).
     pub const VALUES_TO_REMOTE: u8 = 16;
+    /// A push a server forwards down a key range's replication chain: `sender` and `seq` are
+    /// the worker's (so that every replica drops the same resends), the keys are raw. Servers
+    /// take it only from the server before them in that range's chain, never from a worker.
+    pub const FORWARDED: u8 = 32;
 }
 
 /// Declares a `#[repr($repr)]` wire enum with its values, and `decode`, which maps a value back
@@ -124,6 +128,8 @@ wire_enum! {
         Unauthorized = 11,
         /// The node is at a limit (connections); try again later.
         Busy = 12,
+        /// A server of the range's replication chain cannot be reached.
+        Unavailable = 13,
         /// A status this build does not know.
         Unknown = u16::MAX,
     }

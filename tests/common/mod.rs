@@ -161,3 +161,18 @@ impl LineLog {
         }
     }
 }
+
+impl LineLog {
+    /// Every line from now on until the pipe closes (at most `within`).
+    pub fn rest(&self, within: Duration) -> Vec<String> {
+        let deadline = Instant::now() + within;
+        let mut lines = Vec::new();
+        while let Ok(line) = self
+            .0
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            lines.push(line);
+        }
+        lines
+    }
+}

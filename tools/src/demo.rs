@@ -24,6 +24,8 @@ pub struct DemoOptions {
     pub servers: usize,
     /// Workers in the demo cluster.
     pub workers: usize,
+    /// Replication factor (servers holding each key range).
+    pub replication: usize,
     /// Iterations (passes over all feature blocks) at most.
     pub epochs: usize,
     /// When to stop earlier (`--tol`, `--max-seconds`).
@@ -51,8 +53,8 @@ pub fn run(args: &DemoOptions) -> Result<()> {
     });
     println!(
         "ferrops demo: L1-regularised logistic regression by delayed block proximal gradient\n\
-         {} servers and {} workers on loopback, λ = {}, τ = {}, data seed {seed}",
-        args.servers, args.workers, args.lambda, args.tau
+         {} servers (replication {}) and {} workers on loopback, λ = {}, τ = {}, data seed {seed}",
+        args.servers, args.replication, args.workers, args.lambda, args.tau
     );
     let dir = std::env::temp_dir().join(format!("ferrops-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -99,6 +101,7 @@ fn run_in(args: &DemoOptions, seed: u64, dir: &std::path::Path) -> Result<()> {
             servers: args.servers,
             workers: args.workers,
             restore: None,
+            replication: Some(args.replication),
         },
         // The generator writes indices 1..=features.
         width: DataWidth::exactly(args.features + 1),

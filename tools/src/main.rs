@@ -322,6 +322,19 @@ fn local_spec(args: LocalArgs) -> Result<LocalSpec> {
     spec.restore = args
         .restore
         .map(|dir| std::path::absolute(&dir).unwrap_or(dir));
+    spec.replication = match args.replication {
+        Some(r) => Some(r),
+        // The children would take it from the environment: the launcher must know it too.
+        None => match std::env::var(ferrops::config::ENV_REPLICATION) {
+            Ok(text) if !text.trim().is_empty() => Some(text.trim().parse().map_err(|_| {
+                anyhow!(
+                    "invalid value `{text}` from environment variable {}: not a whole number",
+                    ferrops::config::ENV_REPLICATION
+                )
+            })?),
+            _ => None,
+        },
+    };
     spec.startup_timeout = args.startup_timeout;
     spec.shutdown_grace = args.shutdown_grace;
     if let Some(exe) = args.run.node_exe {

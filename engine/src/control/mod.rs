@@ -88,6 +88,10 @@ pub enum Control {
         dir: String,
         files: Vec<SavedFile>,
     },
+    /// Scheduler → servers and workers: a newer routing table (a server died and its ranges'
+    /// chains were shortened, their next servers promoted). Requests stamped with an older
+    /// version are refused (`NotOwner`); workers resend them under this one.
+    Routing { routing: RoutingTable },
 }
 
 impl Control {

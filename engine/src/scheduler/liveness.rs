@@ -4,7 +4,8 @@
 //! - Before the job starts (still registering), a node that leaves or goes silent frees its
 //!   slot: the nodes that registered after it move up a rank, and a replacement takes the free
 //!   one. A silent one's connection is closed, so it cannot come back as a ghost.
-//! - Once the job has started, the death of any node that was not done ends the job, naming
+//! - Once the job has started, the death of a server that replication covers (R > 1) is
+//!   survived (`failover`); the death of any other node that was not done ends the job, naming
 //!   the node by role and rank; every node is told why (`Shutdown`), and exits non-zero.
 
 use ferrops_net::{CloseReason, Io, PeerId};
@@ -27,6 +28,10 @@ impl Scheduler {
             io.close(death.node, CloseReason::Local);
             self.free_slot(death.node);
             return;
+        }
+        if self.can_fail_over(death.node) {
+            tracing::warn!("{name} is dead: {}", death.cause);
+            return self.fail_over(death.node, &name, io);
         }
         if node.role == Role::Worker {
             self.summary.workers_lost += 1;

@@ -65,6 +65,11 @@ impl Server {
                     tracing::info!("server {rank} owns keys [{:#x}, {:#x}]", r.begin, r.last);
                 }
                 self.routing = routing;
+                if let Err(e) = self.dial_chain_peers(io) {
+                    tracing::error!("{e}");
+                    self.stop = Some(Err(EngineError::Config(e)));
+                    return;
+                }
                 reply_control(io, self.scheduler, &Control::Ready);
             }
             Control::TableReady { id, spec } => {
@@ -76,11 +81,18 @@ impl Server {
                     spec.rule,
                     spec.consistency
                 );
-                if !self.tables.contains_key(&id.0) {
+                let held: Vec<usize> = match self.rank {
+                    Some(rank) => self.routing.held_by(rank).collect(),
+                    None => Vec::new(),
+                };
+                for range in held {
+                    if self.tables.contains_key(&(id.0, range as u32)) {
+                        continue;
+                    }
                     let name = spec.name.clone();
-                    match self.create_store(spec) {
+                    match self.create_store(spec.clone(), range) {
                         Ok(store) => {
-                            self.tables.insert(id.0, store);
+                            self.tables.insert((id.0, range as u32), store);
                         }
                         Err(e) => {
                             // Refused, not fatal: the scheduler tells whoever declared it.
@@ -96,7 +108,9 @@ impl Server {
                 reply_control(io, self.scheduler, &Control::TableCreated { id });
             }
             Control::DropTable { id } => {
-                if self.tables.remove(&id.0).is_some() {
+                let before = self.tables.len();
+                self.tables.retain(|&(table, _), _| table != id.0);
+                if self.tables.len() < before {
                     tracing::info!("table {} dropped: another server refused it", id.0);
                 }
             }
@@ -121,25 +135,24 @@ impl Server {
                 dir,
                 files,
             } => self.load_table(id, spec, &dir, &files, io),
+            Control::Routing { routing } => self.reroute(routing, io),
             other => tracing::warn!("unexpected control message {other:?}"),
         }
     }
 
-    /// An empty store for `spec`: a dense table holds (and commits) this server's share of its
-    /// keys, a sparse one grows as keys arrive.
+    /// An empty store for `spec` in key range `range`: a dense table holds (and commits) that
+    /// range's share of its keys, a sparse one grows as keys arrive.
     pub(super) fn create_store(
         &self,
         spec: TableSpec,
+        range: usize,
     ) -> Result<TableStore, crate::store::StoreError> {
-        match (
-            spec.layout,
-            self.rank.and_then(|r| self.routing.index_of(r)),
-        ) {
-            (KeyLayout::Dense { keys }, Some(i)) => {
-                let (begin, end) = self.routing.dense_bounds(i, keys);
+        match spec.layout {
+            KeyLayout::Dense { keys } => {
+                let (begin, end) = self.routing.dense_bounds(range, keys);
                 TableStore::dense(spec, &self.store_options, begin, end)
             }
-            _ => TableStore::new(spec, &self.store_options),
+            KeyLayout::Sparse => TableStore::new(spec, &self.store_options),
         }
     }
 
@@ -153,9 +166,13 @@ impl Server {
         let Some(id) = identity else {
             return Err("connection without an identity".into());
         };
+        if Role::from_wire_index(id.role) == Some(Role::Server) && id.node != Identity::UNASSIGNED {
+            return self.admit_server(peer, id.node);
+        }
         if Role::from_wire_index(id.role) != Some(Role::Worker) || id.node == Identity::UNASSIGNED {
             return Err(format!(
-                "servers take connections from admitted workers only, not from {} node {}",
+                "servers take connections from admitted workers and the servers of their \
+                 replication chains only, not from {} node {}",
                 Role::from_wire_index(id.role).map_or("an unknown role", Role::name),
                 id.node
             ));

@@ -6,7 +6,6 @@
 //! heartbeats go on from their own thread meanwhile, and files are streamed through a bounded
 //! buffer ([`crate::checkpoint::file`]).
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
@@ -36,24 +35,27 @@ impl Server {
         reply_control(io, self.scheduler, &Control::CheckpointWritten { result });
     }
 
+    /// Writes the ranges this server heads (their replicas hold the same bits, so one copy per
+    /// range is written, by its head).
     fn save_tables(
         &self,
         dir: &Path,
         clock: u32,
     ) -> Result<Vec<(u32, SavedFile)>, CheckpointError> {
         std::fs::create_dir_all(dir).map_err(|e| CheckpointError::io(dir, e))?;
-        let index = self
+        let rank = self
             .rank
-            .and_then(|r| self.routing.index_of(r))
             .ok_or_else(|| CheckpointError::Failed("the server owns no key range yet".into()))?;
-        let range = &self.routing.ranges[index];
-        let tables: BTreeMap<_, _> = self.tables.iter().collect();
-        let mut files = Vec::with_capacity(tables.len());
-        for (&id, store) in tables {
-            let name = file_name(id, index as u32);
+        let mut files = Vec::new();
+        for (&(id, index), store) in &self.tables {
+            let range = &self.routing.ranges[index as usize];
+            if range.server != rank {
+                continue;
+            }
+            let name = file_name(id, index);
             let at = SaveAs {
                 table: id,
-                range: index as u32,
+                range: index,
                 first: range.begin,
                 last: range.last,
                 clock,
@@ -75,33 +77,43 @@ impl Server {
         io: &mut Io<'_>,
     ) {
         let name = spec.name.clone();
-        match self.load_store(spec, Path::new(dir), files) {
-            Ok((store, keys)) => {
-                tracing::info!("table {} `{name}`: {keys} keys restored from {dir}", id.0);
-                self.tables.insert(id.0, store);
-                reply_control(io, self.scheduler, &Control::TableCreated { id });
-            }
-            Err(reason) => {
-                let rank = self.rank.unwrap_or(u32::MAX);
-                let reason = format!("server {rank} cannot restore it: {reason}");
-                tracing::error!("table {} `{name}`: {reason}", id.0);
-                reply_control(io, self.scheduler, &Control::TableRefused { id, reason });
+        let held: Vec<usize> = match self.rank {
+            Some(rank) => self.routing.held_by(rank).collect(),
+            None => Vec::new(),
+        };
+        let mut restored = 0;
+        for range in held {
+            match self.load_store(spec.clone(), range, Path::new(dir), files) {
+                Ok((store, keys)) => {
+                    restored += keys;
+                    self.tables.insert((id.0, range as u32), store);
+                }
+                Err(reason) => {
+                    let rank = self.rank.unwrap_or(u32::MAX);
+                    let reason = format!("server {rank} cannot restore it: {reason}");
+                    tracing::error!("table {} `{name}`: {reason}", id.0);
+                    reply_control(io, self.scheduler, &Control::TableRefused { id, reason });
+                    return;
+                }
             }
         }
+        tracing::info!(
+            "table {} `{name}`: {restored} keys restored from {dir}",
+            id.0
+        );
+        reply_control(io, self.scheduler, &Control::TableCreated { id });
     }
 
+    /// Key range `index`'s store of `spec`, loaded from the saved files that overlap it.
     fn load_store(
         &self,
         spec: TableSpec,
+        index: usize,
         dir: &Path,
         files: &[SavedFile],
     ) -> Result<(crate::store::TableStore, u64), String> {
-        let index = self
-            .rank
-            .and_then(|r| self.routing.index_of(r))
-            .ok_or("the server owns no key range yet")?;
         let own = &self.routing.ranges[index];
-        // The keys this server holds, inclusive, in the saved files' terms.
+        // The keys of the range, inclusive, in the saved files' terms.
         let (first, last) = match spec.layout {
             KeyLayout::Dense { keys } => {
                 let (begin, end) = self.routing.dense_bounds(index, keys);
@@ -113,7 +125,7 @@ impl Server {
             }
             KeyLayout::Sparse => (own.begin, own.last),
         };
-        let mut store = self.create_store(spec).map_err(|e| e.to_string())?;
+        let mut store = self.create_store(spec, index).map_err(|e| e.to_string())?;
         let mut keys = 0;
         for saved in files {
             if saved.keys == 0 || saved.last < first || saved.first > last {

@@ -2,6 +2,7 @@
 //! of the tables it used (looked up once, then bumped), and the tick sets what is not on a
 //! request path (parked pulls, clock lag, each table's memory).
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use ferrops_net::Opcode;
@@ -94,7 +95,8 @@ impl Server {
         let meters = match conn.tables.iter().position(|(t, ..)| *t == m.table) {
             Some(i) => &conn.tables[i],
             None => {
-                let Some(store) = self.tables.get(&m.table) else {
+                let spec = self.tables.range((m.table, 0)..=(m.table, u32::MAX)).next();
+                let Some((_, store)) = spec else {
                     return; // refused: the table is not declared
                 };
                 let spec = store.spec();
@@ -120,17 +122,9 @@ impl Server {
         let m = &mut self.meters;
         m.parked.set(self.parked.len() as i64);
         m.clock_lag.set(i64::from(self.clocks.lag()));
-        for (&id, store) in &self.tables {
-            let i = match m.memory.iter().position(|(t, _)| *t == id) {
-                Some(i) => i,
-                None => {
-                    let name = &store.spec().name;
-                    let gauges = ["values", "state", "key_map", "resolution_cache"]
-                        .map(|kind| m.families.table_memory(name, kind, m.shard));
-                    m.memory.push((id, gauges));
-                    m.memory.len() - 1
-                }
-            };
+        // A table's stores of every range this shard holds (head and replica) add up.
+        let mut totals: BTreeMap<u32, ([u64; 4], &str)> = BTreeMap::new();
+        for (&(id, _), store) in &self.tables {
             let mem = store.memory();
             let bytes = [
                 mem.values_bytes,
@@ -138,6 +132,21 @@ impl Server {
                 mem.key_map_bytes,
                 mem.resolution_cache_bytes,
             ];
+            let total = totals.entry(id).or_insert(([0; 4], &store.spec().name));
+            for (t, b) in total.0.iter_mut().zip(bytes) {
+                *t += b;
+            }
+        }
+        for (id, (bytes, name)) in totals {
+            let i = match m.memory.iter().position(|(t, _)| *t == id) {
+                Some(i) => i,
+                None => {
+                    let gauges = ["values", "state", "key_map", "resolution_cache"]
+                        .map(|kind| m.families.table_memory(name, kind, m.shard));
+                    m.memory.push((id, gauges));
+                    m.memory.len() - 1
+                }
+            };
             for (g, b) in m.memory[i].1.iter().zip(bytes) {
                 g.set(i64::try_from(b).unwrap_or(i64::MAX));
             }

@@ -10,10 +10,12 @@
 //! - `admission`: registering with the scheduler, its messages, worker connections;
 //! - `request`: a push's or pull's keys, their owner and their slots;
 //! - `push` and `pull`: applying a push; answering (or parking) a pull;
+//! - `chain`: replication — the connections to the other servers of this server's chains,
+//!   forwarding an applied push down its range's chain and its acknowledgement back up;
 //! - `report`: what the server did and holds, when it stops.
 
-use std::collections::HashMap;
-use std::time::Instant;
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
 
 use ferrops_net::{CloseReason, Frame, Handler, Header, Io, Opcode, PeerId, Status};
 
@@ -28,6 +30,7 @@ use crate::store::{SharedKeys, StoreError, StoreOptions, TableStore};
 use crate::EngineError;
 
 mod admission;
+mod chain;
 mod checkpoint;
 mod meter;
 #[allow(unsafe_code)] // RDMA-writes pull values from the table's segment
@@ -37,7 +40,7 @@ mod report;
 mod request;
 mod shard;
 
-pub use report::ServerReport;
+pub use report::{RangeContents, ServerReport};
 pub use shard::run_server;
 
 use meter::{Admitted, Measured, ServerMeters};
@@ -53,7 +56,9 @@ pub struct Server {
     node_id: Option<u32>,
     rank: Option<u32>,
     routing: RoutingTable,
-    tables: HashMap<u32, TableStore>,
+    /// The tables' stores, by (table id, range index): one per range this server holds, as
+    /// its chain's head or as a replica.
+    tables: BTreeMap<(u32, u32), TableStore>,
     clocks: ClockTracker,
     parked: Parked<Request>,
     /// The worker node each admitted connection authenticated as, with its metric handles.
@@ -65,7 +70,22 @@ pub struct Server {
     /// What each worker holds of each table, for changed-only pulls.
     changed: HashMap<(PeerId, u32), ChangedSince>,
     store_options: StoreOptions,
-    last_seq: HashMap<u32, u64>,
+    /// The last push applied, by (range index, worker node): a resend is dropped, on the head
+    /// and on every replica alike.
+    last_seq: HashMap<(u32, u32), u64>,
+    /// Connections to the other servers of this server's chains, by rank, and back.
+    server_peers: HashMap<u32, PeerId>,
+    server_ranks: HashMap<PeerId, u32>,
+    /// Per server connection, the key lists the peer holds of those this server forwarded
+    /// (the peer's end is its `key_caches` entry for this connection; both hold
+    /// `chain_cache_keys` keys and see the same signed lists in the same order).
+    out_caches: HashMap<u32, KeyListCache<()>>,
+    chain_cache_keys: u64,
+    /// Pushes forwarded down a chain and not yet acknowledged, by the id they were sent with.
+    forwards: HashMap<u64, chain::Upstream>,
+    next_forward: u64,
+    /// How long dialing another server of a chain may take.
+    dial_timeout: Duration,
     gather: Vec<f32>,
     /// Reused buffers for decoding pushed values and encoding pulled ones.
     decoded: Vec<f32>,
@@ -91,7 +111,7 @@ impl Server {
             node_id: None,
             rank: None,
             routing: RoutingTable::default(),
-            tables: HashMap::new(),
+            tables: BTreeMap::new(),
             clocks: ClockTracker::default(),
             parked: Parked::default(),
             workers: HashMap::new(),
@@ -103,6 +123,13 @@ impl Server {
                 cache_bytes: RESOLUTION_CACHE_BYTES,
             },
             last_seq: HashMap::new(),
+            server_peers: HashMap::new(),
+            server_ranks: HashMap::new(),
+            out_caches: HashMap::new(),
+            chain_cache_keys: cfg.cluster.key_cache_keys,
+            forwards: HashMap::new(),
+            next_forward: 1,
+            dial_timeout: cfg.cluster.connect_timeout,
             gather: Vec::new(),
             decoded: Vec::new(),
             encoded: Vec::new(),
@@ -125,6 +152,12 @@ impl Server {
         {
             return;
         }
+        if op == Opcode::Push && frame.header.flags & ferrops_net::flags::FORWARDED != 0 {
+            let msg = "a worker cannot send a forwarded push: only the server before this one \
+                       in the range's replication chain can";
+            let refusal = Refusal::new(Status::Unauthorized, msg);
+            return self.refuse(io, peer, &frame.header, &refusal);
+        }
         match op {
             op @ (Opcode::Push | Opcode::Pull) => {
                 let h = &frame.header;
@@ -135,7 +168,7 @@ impl Server {
                     keys: h.key_count.get(),
                     value_bytes: h.values_len.get(),
                 };
-                let request = match self.admit(peer, frame) {
+                let request = match self.admit(peer, frame, None) {
                     Ok(r) => r,
                     Err((header, refusal)) => return self.refuse(io, peer, &header, &refusal),
                 };
@@ -260,6 +293,9 @@ impl Handler for Server {
             }
             return;
         }
+        if let Some(&rank) = self.server_ranks.get(&peer) {
+            return self.on_server_frame(peer, rank, frame, io);
+        }
         self.on_request(peer, frame, io);
     }
 
@@ -271,7 +307,13 @@ impl Handler for Server {
         }
     }
 
-    fn on_close(&mut self, peer: PeerId, reason: &CloseReason, _io: &mut Io<'_>) {
+    fn on_close(&mut self, peer: PeerId, reason: &CloseReason, io: &mut Io<'_>) {
+        if let Some(rank) = self.drop_chain_peer(peer) {
+            if self.stop.is_none() {
+                tracing::warn!("connection to server {rank} of a chain closed: {reason:?}");
+            }
+            self.lost_server(rank, io);
+        }
         self.workers.remove(&peer);
         self.parked.forget(|r| r.peer == peer);
         self.key_caches.remove(&peer);

@@ -22,11 +22,10 @@ impl Server {
         io: &mut Io<'_>,
     ) -> Result<(), Refusal> {
         let h = request.frame.header;
-        let table = self.tables.get(&h.table.get()).ok_or_else(|| {
-            let msg = format!("table {} is not declared", h.table.get());
-            Refusal::new(Status::UnknownTable, msg)
-        })?;
-        let required = table.spec().consistency.required_completed(h.clock.get());
+        let required = self
+            .table_spec(h.table.get())?
+            .consistency
+            .required_completed(h.clock.get());
         if self.clocks.min_completed() < required {
             self.report.parked_pulls += 1;
             self.meters.parked();

@@ -17,12 +17,16 @@ use crate::store::Access;
 pub(super) const SEQ_WINDOW: u64 = 1 << 40;
 
 impl Server {
-    /// Applies a push unless it is a resend of one already applied, and acknowledges it.
+    /// Applies a push unless it is a resend of one already applied, and acknowledges it: at
+    /// once at the tail of its range's chain (with R = 1, every server), else once the rest of
+    /// the chain acknowledged it (`chain`; resends are forwarded too, each replica drops its
+    /// own).
     pub(super) fn push(&mut self, request: &Request, io: &mut Io<'_>) -> Result<(), Refusal> {
         let h = request.frame.header;
+        let range = self.owner_range(request)?;
         let worker = h.sender.get();
         let seq = h.seq.get();
-        let last = self.last_seq.get(&worker).copied().unwrap_or(0);
+        let last = self.last_seq.get(&(range, worker)).copied().unwrap_or(0);
         if seq > last.saturating_add(SEQ_WINDOW) {
             // Accepting it would make every later real push of this worker look like a resend.
             return Err(Refusal::new(
@@ -33,33 +37,42 @@ impl Server {
                 ),
             ));
         }
-        let duplicate = seq != 0 && self.last_seq.get(&worker).is_some_and(|&last| seq <= last);
+        let duplicate = seq != 0
+            && self
+                .last_seq
+                .get(&(range, worker))
+                .is_some_and(|&last| seq <= last);
         if duplicate {
             self.report.duplicate_pushes += 1;
         } else {
             let mut decoded = std::mem::take(&mut self.decoded);
-            let applied = self.apply_push(request, &mut decoded);
+            let applied = self.apply_push(request, range, &mut decoded);
             self.decoded = decoded;
             applied?;
             if seq != 0 {
-                self.last_seq.insert(worker, seq);
+                self.last_seq.insert((range, worker), seq);
             }
             self.report.pushes += 1;
         }
-        let mut ack = Header::new(Opcode::PushAck);
-        ack.request_id = h.request_id;
-        ack.table = h.table;
-        ack.seq = h.seq;
-        if let Err(e) = io.send(request.peer, &mut FrameParts::header_only(ack)) {
-            io.close(request.peer, CloseReason::Error(e.to_string()));
+        let rank = self.rank.unwrap_or(u32::MAX);
+        match self.routing.successor(range as usize, rank) {
+            Some(next) => self.forward(request, range, next, io),
+            None => {
+                acknowledge(io, request.peer, &h);
+                Ok(())
+            }
         }
-        Ok(())
     }
 
     /// Resolves a push's keys and applies its values (decoded into `scratch` when encoded) to
     /// all of them, or to those its value mask selects.
-    fn apply_push(&mut self, request: &Request, scratch: &mut Vec<f32>) -> Result<(), Refusal> {
-        let (store, keys, resolved) = self.resolve(request, Access::Write)?;
+    fn apply_push(
+        &mut self,
+        request: &Request,
+        range: u32,
+        scratch: &mut Vec<f32>,
+    ) -> Result<(), Refusal> {
+        let (store, keys, resolved) = self.resolve_in(request, Access::Write, range)?;
         let per_key = store.spec().push_floats_per_key();
         let masked = request.frame.header.flags & flags::VALUES_MASKED != 0;
         let subset = selected_slots(masked, request.frame.extra(), &resolved.slots)?;
@@ -70,6 +83,17 @@ impl Server {
             None => store.apply_resolved(&resolved, values),
         }
         .map_err(Refusal::from)
+    }
+}
+
+/// Acknowledges push `h` to `peer` (a worker, or the server before this one in the chain).
+pub(super) fn acknowledge(io: &mut Io<'_>, peer: ferrops_net::PeerId, h: &Header) {
+    let mut ack = Header::new(Opcode::PushAck);
+    ack.request_id = h.request_id;
+    ack.table = h.table;
+    ack.seq = h.seq;
+    if let Err(e) = io.send(peer, &mut FrameParts::header_only(ack)) {
+        io.close(peer, CloseReason::Error(e.to_string()));
     }
 }
 

@@ -19,6 +19,19 @@ pub struct ServerReport {
     pub tables: Vec<(String, TableMemory)>,
     /// The process's resident set when the server stopped (0 if unknown).
     pub resident_bytes: u64,
+    /// What each store holds (one per table and range this server held, as head or replica):
+    /// replicas of a range that applied the same pushes have the same digest.
+    pub contents: Vec<RangeContents>,
+}
+
+/// One store's contents in short: the table, the range, its keys and their digest
+/// (`TableStore::digest`: keys, values and rule state in key order).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RangeContents {
+    pub table: String,
+    pub range: u32,
+    pub keys: u64,
+    pub digest: u64,
 }
 
 impl ServerReport {
@@ -43,6 +56,7 @@ impl ServerReport {
         a.value_bytes_copied += b.value_bytes_copied;
         a.rejected_frames += b.rejected_frames;
         self.tables.extend(other.tables);
+        self.contents.extend(other.contents);
         self.resident_bytes = self.resident_bytes.max(other.resident_bytes);
     }
 }

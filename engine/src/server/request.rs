@@ -18,6 +18,8 @@ pub(super) struct Request {
     pub(super) peer: PeerId,
     pub(super) frame: Frame,
     keys: Option<SharedKeys>,
+    /// For a push forwarded down a chain, the rank of the server that forwarded it.
+    pub(super) from_server: Option<u32>,
 }
 
 impl Request {
@@ -40,6 +42,7 @@ impl Server {
         &mut self,
         peer: PeerId,
         frame: Frame,
+        from_server: Option<u32>,
     ) -> Result<Request, (Header, Refusal)> {
         let h = frame.header;
         let id = (h.table.get(), h.key_signature.get());
@@ -59,6 +62,7 @@ impl Server {
                 peer,
                 frame,
                 keys: Some(cached.clone()),
+                from_server,
             });
         }
         // Compressed keys are decoded once, here (at most `key_count` of them).
@@ -85,23 +89,27 @@ impl Server {
                 peer,
                 frame,
                 keys: Some(keys),
+                from_server,
             });
         }
         Ok(Request {
             peer,
             frame,
             keys: decoded,
+            from_server,
         })
     }
 
-    /// Checks the routing version and that every key is in the range this server (shard) owns
-    /// for a table of `layout`.
+    /// Checks the routing version and that every key is in one range this server (shard)
+    /// holds for a table of `layout`: as the range's head for a worker's request, as the next
+    /// in its chain for a push forwarded by server `from_server`. Returns the range's index.
     pub(super) fn check_owner(
         &self,
         keys: &[u64],
         header: &Header,
         layout: KeyLayout,
-    ) -> Result<(), Refusal> {
+        from_server: Option<u32>,
+    ) -> Result<u32, Refusal> {
         let version = header.routing_version.get();
         if version != self.routing.version {
             return Err(Refusal::new(
@@ -112,28 +120,56 @@ impl Server {
                 ),
             ));
         }
-        let (Some(&first), Some(&last)) = (keys.first(), keys.last()) else {
-            return Ok(());
-        };
         let rank = self.rank.unwrap_or(u32::MAX);
-        let owned = match (layout, self.routing.index_of(rank)) {
-            (_, None) => false,
-            (KeyLayout::Sparse, Some(i)) => {
-                let r = &self.routing.ranges[i];
-                r.contains(first) && r.contains(last)
-            }
-            (KeyLayout::Dense { keys: n }, Some(i)) => {
-                let (begin, end) = self.routing.dense_bounds(i, n);
-                begin <= first && last < end
-            }
+        let index = match (keys.first(), keys.last()) {
+            (Some(&first), Some(&last)) => self.routing.range_holding(layout, first, last),
+            // No keys: nothing to check, and nothing to apply.
+            _ => match from_server {
+                None => self.routing.index_of(rank),
+                Some(from) => self
+                    .routing
+                    .held_by(rank)
+                    .find(|&i| self.routing.predecessor(i, rank) == Some(from)),
+            },
         };
-        if !owned || first > last {
-            return Err(Refusal::new(
-                Status::NotOwner,
-                format!("keys [{first:#x}, {last:#x}] are not all owned by server {rank}"),
-            ));
+        let holds = index.is_some_and(|i| match from_server {
+            None => self.routing.ranges[i].server == rank,
+            Some(from) => self.routing.predecessor(i, rank) == Some(from),
+        });
+        match index {
+            Some(i) if holds => Ok(i as u32),
+            _ => {
+                let (first, last) = (keys.first().copied(), keys.last().copied());
+                let whose = match from_server {
+                    None => format!("served by server {rank}"),
+                    Some(from) => {
+                        format!("forwarded by server {from} to server {rank} in their chain")
+                    }
+                };
+                Err(Refusal::new(
+                    Status::NotOwner,
+                    format!("keys [{first:#x?}, {last:#x?}] are not all in one range {whose}"),
+                ))
+            }
         }
-        Ok(())
+    }
+
+    /// The spec of table `id` (the same in every range's store).
+    pub(super) fn table_spec(&self, id: u32) -> Result<&crate::table::TableSpec, Refusal> {
+        self.tables
+            .range((id, 0)..=(id, u32::MAX))
+            .next()
+            .map(|(_, store)| store.spec())
+            .ok_or_else(|| {
+                Refusal::new(Status::UnknownTable, format!("table {id} is not declared"))
+            })
+    }
+
+    /// The range a request's keys belong to, checked (see [`Server::check_owner`]).
+    pub(super) fn owner_range(&self, request: &Request) -> Result<u32, Refusal> {
+        let h = request.frame.header;
+        let layout = self.table_spec(h.table.get())?.layout;
+        self.check_owner(request.keys()?, &h, layout, request.from_server)
     }
 
     /// The request's table, keys (ownership checked) and their slots (for reading: keys never
@@ -146,20 +182,25 @@ impl Server {
         request: &'r Request,
         access: Access,
     ) -> Result<(&mut TableStore, &'r [u64], Arc<Resolved>), Refusal> {
+        let range = self.owner_range(request)?;
+        self.resolve_in(request, access, range)
+    }
+
+    /// [`Server::resolve`] for a request whose range (`owner_range`) is known.
+    pub(super) fn resolve_in<'r>(
+        &mut self,
+        request: &'r Request,
+        access: Access,
+        range: u32,
+    ) -> Result<(&mut TableStore, &'r [u64], Arc<Resolved>), Refusal> {
         let keys = request.keys()?;
         let h = request.frame.header;
         let id = h.table.get();
-        let layout = self
-            .tables
-            .get(&id)
-            .ok_or_else(|| {
-                Refusal::new(Status::UnknownTable, format!("table {id} is not declared"))
-            })?
-            .spec()
-            .layout;
-        self.check_owner(keys, &h, layout)?;
-        let store = self.tables.get_mut(&id).ok_or_else(|| {
-            Refusal::new(Status::UnknownTable, format!("table {id} is not declared"))
+        let store = self.tables.get_mut(&(id, range)).ok_or_else(|| {
+            Refusal::new(
+                Status::UnknownTable,
+                format!("table {id} is not declared for range {range}"),
+            )
         })?;
         let signature = h.key_signature.get();
         let Some(shared) = &request.keys else {

@@ -148,6 +148,16 @@ fn run_shard(
         .values()
         .map(|t| (t.spec().name.clone(), t.memory()))
         .collect();
+    server.report.contents = server
+        .tables
+        .iter()
+        .map(|(&(_, range), t)| super::RangeContents {
+            table: t.spec().name.clone(),
+            range,
+            keys: t.len() as u64,
+            digest: t.digest(),
+        })
+        .collect();
     server.report.resident_bytes = crate::memory::accounting::resident_set_bytes().unwrap_or(0);
     log_report(&server.report, server.rank);
     match server.stop.take() {

@@ -425,6 +425,36 @@ impl TableStore {
         self.values.committed_region()
     }
 
+    /// A digest of what the table holds: every key with the bits of its values and rule state,
+    /// in key order (FNV-1a, 64 bits). Two stores that applied the same pushes in the same
+    /// order have the same digest, whatever slots their keys got (a replica's slots may differ
+    /// from its head's, which also serves pulls of keys never pushed).
+    pub fn digest(&self) -> u64 {
+        let mut keys: Vec<(u64, u32)> = match self.dense {
+            Some((begin, _)) => (0..self.slots_used)
+                .map(|s| (begin + u64::from(s), s))
+                .collect(),
+            None => self.map.iter().collect(),
+        };
+        keys.sort_unstable();
+        let dim = self.spec.dim as usize;
+        let mut hash = 0xcbf2_9ce4_8422_2325u64;
+        let mut eat = |bytes: &[u8]| {
+            for &b in bytes {
+                hash = (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+            }
+        };
+        for (key, slot) in keys {
+            eat(&key.to_le_bytes());
+            let at = slot as usize * dim..(slot as usize + 1) * dim;
+            eat(self.values.as_f32()[at.clone()].as_bytes());
+            for state in self.state.iter().flatten() {
+                eat(state.as_f32()[at.clone()].as_bytes());
+            }
+        }
+        hash
+    }
+
     /// Copies the values of `slots` into `out` (for lists whose slots are scattered).
     pub fn gather(&self, slots: &[u32], out: &mut Vec<f32>) {
         let dim = self.spec.dim as usize;

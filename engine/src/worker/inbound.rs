@@ -36,6 +36,12 @@ pub(crate) struct Inbound {
     pub changed_since: crate::filter::FilterCounts,
     /// How long the scheduler has said nothing (its heartbeat answers included).
     pub scheduler_silence: Silence,
+    /// Whether the job replicates its ranges (R > 1): a lost server is then survived.
+    pub replicated: bool,
+    /// Servers out of the job (lost, or in no chain of the latest routing).
+    pub dead: std::collections::BTreeSet<u32>,
+    /// The newest routing the scheduler sent after a failover (`failover`).
+    pub latest_routing: Option<crate::routing::RoutingTable>,
 }
 
 impl Inbound {
@@ -49,7 +55,30 @@ impl Inbound {
             metrics,
             key_caches: Vec::new(),
             changed_since: Default::default(),
+            replicated: false,
+            dead: Default::default(),
+            latest_routing: None,
         }
+    }
+
+    /// A newer routing after a failover: the servers it leaves out are dead, and their
+    /// requests fail (`ServerLost`) so that blocking calls resend them under it.
+    fn routing_arrived(&mut self, routing: crate::routing::RoutingTable) {
+        if self
+            .latest_routing
+            .as_ref()
+            .is_some_and(|r| r.version >= routing.version)
+        {
+            return;
+        }
+        for server in 0..self.key_caches.len() as u32 {
+            let held = routing.ranges.iter().any(|r| r.chain.contains(&server));
+            if !held && self.dead.insert(server) {
+                self.outstanding
+                    .fail_server(server, || EngineError::ServerLost(server));
+            }
+        }
+        self.latest_routing = Some(routing);
     }
 }
 
@@ -103,6 +132,13 @@ impl ClientHandler for Receiver<'_, '_> {
         self.inbound.outstanding.fail_server(server, why);
         match shutdown {
             Some(_) => Ok(()),
+            // Replication covers it: the scheduler publishes a routing without it.
+            None if self.inbound.replicated => {
+                if self.inbound.dead.insert(server) {
+                    tracing::warn!("lost the connection to server {server}; failing over");
+                }
+                Ok(())
+            }
             None => Err(EngineError::ServerLost(server)),
         }
     }
@@ -222,6 +258,7 @@ impl Receiver<'_, '_> {
             }
             // Its arrival was the point (counted above).
             Ok(Control::HeartbeatAck) => {}
+            Ok(Control::Routing { routing }) => inbound.routing_arrived(routing),
             Ok(msg) => inbound.inbox.push_back(msg),
             Err(e) => tracing::error!("undecodable message from the scheduler: {e}"),
         }

@@ -106,7 +106,7 @@ impl ClientIo {
         lent: &mut Option<Lent<'_>>,
     ) -> Result<(), EngineError> {
         frame.finish(self.payload_crc);
-        if server as usize >= self.net.num_servers() {
+        if server as usize >= self.net.num_servers() || self.inbound.dead.contains(&server) {
             return Err(EngineError::ServerLost(server));
         }
         let mut receiver = Receiver {
@@ -126,7 +126,7 @@ impl ClientIo {
         values: &Registration,
     ) -> Result<(), EngineError> {
         frame.finish(self.payload_crc);
-        if server as usize >= self.net.num_servers() {
+        if server as usize >= self.net.num_servers() || self.inbound.dead.contains(&server) {
             return Err(EngineError::ServerLost(server));
         }
         let sent = self.net.send_registered(server, frame, values);

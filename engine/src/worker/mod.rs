@@ -11,6 +11,7 @@
 mod checkpoint;
 #[allow(unsafe_code)] // registers a caller's slice for the peer's direct access
 mod direct;
+mod failover;
 pub(crate) mod fuzzing;
 mod inbound;
 mod io;
@@ -147,6 +148,7 @@ impl Worker {
         for range in &routing.ranges {
             io.add_server(range, &options, &dialer, pool.clone(), &hello)?;
         }
+        io.inbound.replicated = routing.ranges.iter().any(|r| r.chain.len() > 1);
         tracing::debug!(
             "worker {} connected to {} servers",
             info.rank,
@@ -200,10 +202,15 @@ impl Worker {
         self.info.num_workers as usize
     }
 
+    /// The worker's state, routing by the newest routing the scheduler sent (after a failover;
+    /// two loads otherwise).
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state
+        let mut st = self
+            .state
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        st.adopt_routing();
+        st
     }
 
     /// Declares a table (or looks up one another worker declared with the same spec) and waits
@@ -234,10 +241,23 @@ impl Worker {
         h
     }
 
-    /// Waits for a ticket.
+    /// Waits for a ticket. With replication, a request that a server's failure cut short is
+    /// sent again under the new routing (see `failover`) and waited for instead.
     pub fn wait(&self, ticket: Ticket) -> Result<Completed, EngineError> {
+        let resend = {
+            let mut st = self.lock();
+            let pending = st.io.inbound.outstanding.tickets.get_mut(&ticket.0);
+            pending.and_then(|p| p.resend.take())
+        };
+        match (self.wait_once(ticket.0), resend) {
+            (Err(e), Some(resend)) => self.resend_after(e, resend),
+            (done, _) => done,
+        }
+    }
+
+    /// Waits for ticket `id` as it is.
+    fn wait_once(&self, id: u64) -> Result<Completed, EngineError> {
         let mut st = self.lock();
-        let id = ticket.0;
         st.io.drive_until(
             |inbound| inbound.outstanding.is_done(id) != Some(false),
             &mut None,
@@ -275,8 +295,14 @@ impl Worker {
         h.clock = st.clock.into();
         h.routing_version = st.routing.version.into();
         for server in 0..st.io.num_servers() as u32 {
-            st.io
-                .send(server, &mut FrameParts::header_only(h), &mut None)?;
+            match st
+                .io
+                .send(server, &mut FrameParts::header_only(h), &mut None)
+            {
+                // Out of the job: the servers left hold its ranges and hear this clock.
+                Err(EngineError::ServerLost(_)) if st.io.inbound.replicated => {}
+                other => other?,
+            }
         }
         Ok(st.clock)
     }

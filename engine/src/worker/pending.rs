@@ -48,6 +48,25 @@ pub(crate) struct Pending {
     pub kind: Kind,
     pub parts_left: usize,
     pub error: Option<EngineError>,
+    /// With replication, what it takes to send an asynchronous request again after a failover,
+    /// and the routing version it was sent under.
+    pub resend: Option<(u32, Resend)>,
+}
+
+/// An asynchronous request as it can be sent again (its caller's slices are gone): a push
+/// under its sequence number, so that servers which applied it drop it; a pull.
+#[derive(Debug, Clone)]
+pub(crate) enum Resend {
+    Push {
+        table: crate::table::TableId,
+        keys: Vec<u64>,
+        values: Vec<f32>,
+        seq: u64,
+    },
+    Pull {
+        table: crate::table::TableId,
+        keys: Vec<u64>,
+    },
 }
 
 /// One message to one server on behalf of a ticket.
@@ -80,6 +99,7 @@ impl Outstanding {
                 kind,
                 parts_left: 0,
                 error: None,
+                resend: None,
             },
         );
         self.next_ticket

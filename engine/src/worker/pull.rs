@@ -6,7 +6,7 @@
 use ferrops_net::{flags, Opcode};
 
 use super::inbound::Lent;
-use super::pending::{Kind, PullInto, Ticket};
+use super::pending::{Kind, PullInto, Resend, Ticket};
 use super::plan::{part_frame, Plan};
 use super::{direct, retry_key_misses, State, Worker};
 use crate::key_list::check_value_count;
@@ -16,9 +16,11 @@ use crate::EngineError;
 impl Worker {
     /// Pulls the values of `keys` (`keys × dim` floats, in key order).
     pub fn pull(&self, table: TableId, keys: &[u64]) -> Result<Vec<f32>, EngineError> {
-        retry_key_misses(|_| {
-            let t = self.pull_async(table, keys)?;
-            self.wait_pull(t)
+        self.surviving_failover(|| {
+            retry_key_misses(|_| {
+                let t = self.pull_async(table, keys)?;
+                self.wait_pull(t)
+            })
         })
     }
 
@@ -30,7 +32,7 @@ impl Worker {
         keys: &[u64],
         out: &mut [f32],
     ) -> Result<(), EngineError> {
-        retry_key_misses(|_| self.pull_lent(table, keys, out, None))
+        self.surviving_failover(|| retry_key_misses(|_| self.pull_lent(table, keys, out, None)))
     }
 
     /// Pulls only the rows that changed on the servers since this worker's last
@@ -45,7 +47,9 @@ impl Worker {
         out: &mut [f32],
         theta: f32,
     ) -> Result<(), EngineError> {
-        retry_key_misses(|_| self.pull_lent(table, keys, out, Some(theta)))
+        self.surviving_failover(|| {
+            retry_key_misses(|_| self.pull_lent(table, keys, out, Some(theta)))
+        })
     }
 
     /// A blocking pull whose replies are read into the caller's `out` while it waits
@@ -83,7 +87,7 @@ impl Worker {
 
     /// Sends a pull and returns a ticket; [`Worker::wait_pull`] gives the values.
     pub fn pull_async(&self, table: TableId, keys: &[u64]) -> Result<Ticket, EngineError> {
-        self.pull_async_into(table, keys, Vec::new())
+        self.surviving_failover(|| self.pull_async_into(table, keys, Vec::new()))
     }
 
     /// Like [`Worker::pull_async`], reusing `buf` (resized to `keys × dim`) for the values, so a
@@ -102,8 +106,15 @@ impl Worker {
             .dim as usize;
         buf.resize(keys.len() * dim, 0.0);
         let len = buf.len();
-        self.send_pull(&mut st, table, keys, len, PullInto::Owned(buf), None, None)
-            .map(|(ticket, _)| Ticket(ticket))
+        let (ticket, _) =
+            self.send_pull(&mut st, table, keys, len, PullInto::Owned(buf), None, None)?;
+        drop(st);
+        let ticket = Ticket(ticket);
+        self.keep_for_resend(&ticket, || Resend::Pull {
+            table,
+            keys: keys.to_vec(),
+        });
+        Ok(ticket)
     }
 
     /// Sends the parts of a pull. With `direct` (the caller's destination, which must outlive

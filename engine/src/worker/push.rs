@@ -9,7 +9,7 @@ use ferrops_net::codec::ValueCodec;
 use ferrops_net::{flags, Opcode};
 use zerocopy::IntoBytes;
 
-use super::pending::{Kind, Ticket};
+use super::pending::{Kind, Resend, Ticket};
 use super::plan::{codec_error, part_frame, Plan};
 use super::{direct, retry_key_misses, State, Worker};
 use crate::key_list::check_value_count;
@@ -18,28 +18,64 @@ use crate::EngineError;
 
 impl Worker {
     /// Pushes `values` (`keys × dim × inputs of the rule` floats, in key order) and waits until
-    /// every server involved has applied them.
+    /// every server involved has applied them (with replication, every server of each range's
+    /// chain). If a server dies meanwhile and replication covers it, the push is sent again
+    /// under the new routing with the same sequence number (`failover`): applied exactly once.
     pub fn push(&self, table: TableId, keys: &[u64], values: &[f32]) -> Result<(), EngineError> {
+        let seq = self.next_seq();
         // Blocking, so `values` outlives the push: over RDMA, bulk parts are written by the
         // device straight from it (registrations live until the acknowledgements arrived).
-        retry_key_misses(|only| {
-            let mut registrations = Vec::new();
-            let t = self.push_inner(table, keys, None, values, Some(&mut registrations), only)?;
-            let done = self.wait(t).map(|_| ());
-            drop(registrations);
-            done
+        self.surviving_failover(|| {
+            retry_key_misses(|only| {
+                let mut registrations = Vec::new();
+                let regs = Some(&mut registrations);
+                let t = self.push_inner(table, keys, None, values, regs, Parts::of(only, seq))?;
+                let done = self.wait(t).map(|_| ());
+                drop(registrations);
+                done
+            })
         })
     }
 
+    /// A new sequence number for a push.
+    fn next_seq(&self) -> u64 {
+        let mut st = self.lock();
+        st.seq += 1;
+        st.seq
+    }
+
     /// Sends a push and returns at once with a ticket; the caller's slices are not needed after
-    /// this returns (they were written to the sockets).
+    /// this returns (they were written to the sockets; with replication, the worker keeps a copy
+    /// of them to send again should a server fail before `wait`).
     pub fn push_async(
         &self,
         table: TableId,
         keys: &[u64],
         values: &[f32],
     ) -> Result<Ticket, EngineError> {
-        self.push_inner(table, keys, None, values, None, None)
+        let seq = self.next_seq();
+        // A server this worker already knows is dead, before the new routing came, fails the
+        // send itself: sent again under the new routing.
+        let ticket = self.surviving_failover(|| self.push_again(table, keys, values, seq))?;
+        self.keep_for_resend(&ticket, || Resend::Push {
+            table,
+            keys: keys.to_vec(),
+            values: values.to_vec(),
+            seq,
+        });
+        Ok(ticket)
+    }
+
+    /// Sends every part of a push under sequence number `seq`.
+    pub(super) fn push_again(
+        &self,
+        table: TableId,
+        keys: &[u64],
+        values: &[f32],
+        seq: u64,
+    ) -> Result<Ticket, EngineError> {
+        let parts = Parts::All { seq: Some(seq) };
+        self.push_inner(table, keys, None, values, None, parts)
     }
 
     /// Pushes values for the keys at the ascending indices `selected` of `keys` only, while the
@@ -53,17 +89,18 @@ impl Worker {
         selected: &[u32],
         values: &[f32],
     ) -> Result<(), EngineError> {
-        retry_key_misses(|only| {
-            let t = self.push_inner(table, keys, Some(selected), values, None, only)?;
-            self.wait(t).map(|_| ())
+        let seq = self.next_seq();
+        self.surviving_failover(|| {
+            retry_key_misses(|only| {
+                let parts = Parts::of(only, seq);
+                let t = self.push_inner(table, keys, Some(selected), values, None, parts)?;
+                self.wait(t).map(|_| ())
+            })
         })
     }
 
-    /// Sends a push (with `only`, just its parts for those servers, under a new sequence
-    /// number). With `in_place` (the caller keeps `values` unchanged until the push is
-    /// acknowledged), raw values bound for an RDMA server in a bulk frame are registered, kept
-    /// Sends a push (with `only`, just its parts for those servers, under a new sequence
-    /// number). With `in_place` (the caller keeps `values` unchanged until the push is
+    /// Sends a push's `parts` (all, under a given or a new sequence number; or those for some
+    /// servers, under a new one). With `in_place` (the caller keeps `values` unchanged until the push is
     /// acknowledged), raw values bound for a server whose connection can read them in place
     /// (RDMA, bulk frames) are registered, kept in `in_place`, and read by the device from
     /// where they are.
@@ -74,8 +111,12 @@ impl Worker {
         selected: Option<&[u32]>,
         values: &[f32],
         mut in_place: Option<&mut Vec<direct::Registered>>,
-        only: Option<&[u32]>,
+        parts: Parts<'_>,
     ) -> Result<Ticket, EngineError> {
+        let (only, seq) = match parts {
+            Parts::All { seq } => (None, seq),
+            Parts::Only(servers) => (Some(servers), None),
+        };
         let mut st = self.lock();
         let spec = st
             .tables
@@ -91,8 +132,13 @@ impl Worker {
         };
         check_value_count(carried, values.len(), per_key)?;
         let plan = Plan::new(&st.routing, spec, keys)?;
-        st.seq += 1;
-        let seq = st.seq;
+        let seq = match seq {
+            Some(seq) => seq,
+            None => {
+                st.seq += 1;
+                st.seq
+            }
+        };
         let mut header = self.request_header(&st, Opcode::Push, table);
         header.seq = seq.into();
         let State {
@@ -170,6 +216,26 @@ impl Worker {
             io.send(server, &mut frame, &mut None)?;
         }
         Ok(Ticket(ticket))
+    }
+}
+
+/// Which parts of a push to send.
+#[derive(Clone, Copy)]
+enum Parts<'a> {
+    /// Every part, under sequence number `seq` (a resend after a failover keeps the first
+    /// one, so servers that applied it drop it), or a new one.
+    All { seq: Option<u64> },
+    /// The parts for these servers only (they lost the key list), under a new sequence number.
+    Only(&'a [u32]),
+}
+
+impl<'a> Parts<'a> {
+    /// What `retry_key_misses` asks for (`only`), for a push numbered `seq`.
+    fn of(only: Option<&'a [u32]>, seq: u64) -> Parts<'a> {
+        match only {
+            Some(servers) => Parts::Only(servers),
+            None => Parts::All { seq: Some(seq) },
+        }
     }
 }
 

@@ -134,7 +134,22 @@ impl Io<'_> {
 
     /// Opens a connection to `addr`, authenticates it and adds it to the loop.
     pub fn connect(&mut self, addr: SocketAddr, timeout: Duration) -> Result<PeerId, NetError> {
-        let (link, identity) = dial(self.settings, addr, timeout)?;
+        self.connect_as(addr, timeout, self.settings.credentials.me)
+    }
+
+    /// [`Io::connect`] presenting identity `me` (with the loop's cluster key): a node that
+    /// learned its node id after its loop started (a server, from its welcome) dials as it.
+    pub fn connect_as(
+        &mut self,
+        addr: SocketAddr,
+        timeout: Duration,
+        me: Identity,
+    ) -> Result<PeerId, NetError> {
+        let creds = auth::Credentials {
+            key: self.settings.credentials.key.clone(),
+            me,
+        };
+        let (link, identity) = dial_as(self.settings, &creds, addr, timeout)?;
         add_peer(
             (self.peers, self.auth),
             self.registry,
@@ -164,8 +179,17 @@ pub(super) fn dial(
     addr: SocketAddr,
     timeout: Duration,
 ) -> Result<(Link, Identity), NetError> {
+    dial_as(s, &s.credentials, addr, timeout)
+}
+
+fn dial_as(
+    s: &Settings,
+    creds: &auth::Credentials,
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Result<(Link, Identity), NetError> {
     let mut peer = Peer::connect(addr, timeout, s.limits, s.pool.clone(), s.metrics.clone())?;
-    let identity = auth::authenticate(&mut peer, &s.credentials, s.handshake_timeout)?;
+    let identity = auth::authenticate(&mut peer, creds, s.handshake_timeout)?;
     Ok((peer.into(), identity))
 }
 

@@ -41,6 +41,11 @@ pub struct ClusterSize {
     /// it was taken after. The servers may be more or fewer than when it was written.
     #[arg(long, value_name = "DIR")]
     pub restore: Option<PathBuf>,
+
+    /// Replication factor R: servers holding each key range (1 to S) [default: FERROPS_REPLICATION,
+    /// else 1]
+    #[arg(long, value_name = "R", value_parser = positive_count)]
+    pub replication: Option<usize>,
 }
 
 impl ClusterSize {
@@ -48,7 +53,15 @@ impl ClusterSize {
     pub(crate) fn run(&self, job: &Job) -> Result<i32> {
         let restore = self.restore.as_deref().map(absolute).transpose()?;
         let (name, args) = (job.name(), job.args());
-        run_job_locally(self.servers, self.workers, &name, &args, restore.as_deref())
+        let replication = self.replication;
+        run_job_locally(
+            self.servers,
+            self.workers,
+            replication,
+            &name,
+            &args,
+            restore.as_deref(),
+        )
     }
 }
 

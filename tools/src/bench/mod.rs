@@ -3,6 +3,7 @@
 //! * [`checkpoint`]: checkpoint write and restore speed against the disk's, in the same run.
 //! * [`kernels`]: update-kernel throughput of every compiled-in instruction set.
 //! * [`push_pull`]: push/pull latency and throughput through a local cluster.
+//! * [`replication`]: push/pull with replication R beside R = 1, in alternating rounds.
 //! * [`reducers`]: bytes on the wire of L1 logistic regression with each bandwidth reducer.
 //! * [`sim`]: a deterministic simulation of training on W workers and S servers, fed with
 //!   costs measured here, predicting time per iteration beyond this machine.
@@ -18,4 +19,5 @@ pub mod kernels;
 pub mod perftest;
 pub mod push_pull;
 pub mod reducers;
+pub mod replication;
 pub mod sim;

@@ -34,6 +34,8 @@ pub struct PushPullOptions {
     pub servers: usize,
     /// Workers in the benchmark cluster.
     pub workers: usize,
+    /// Replication factor of the benchmark cluster (servers holding each key range).
+    pub replication: usize,
     /// Transport between workers and servers.
     pub transport: TransportMode,
     /// Also measure the floor (raw TCP, and perftest over RDMA) and report ratios against it.
@@ -51,9 +53,9 @@ pub fn spread_keys(n: usize) -> Vec<u64> {
 }
 
 #[derive(Debug, Default)]
-struct Samples {
-    push_us: Vec<f64>,
-    pull_us: Vec<f64>,
+pub(super) struct Samples {
+    pub(super) push_us: Vec<f64>,
+    pub(super) pull_us: Vec<f64>,
     net: MetricsSnapshot,
     reducers: ReducerStats,
     /// Server connections over RDMA, and in all.
@@ -140,10 +142,26 @@ pub fn run(args: &PushPullOptions) -> Result<()> {
         return run_joined(args);
     }
     check_args(args)?;
+    if args.replication > 1 {
+        return super::replication::compare(args);
+    }
+    let mut all = run_cluster(args)?;
+    let report = build_report(args, &mut all)?;
+    print_human(&report);
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    }
+    Ok(())
+}
+
+/// Starts a cluster as `args` say, runs the workers' loops on it, stops it, and returns what
+/// they measured.
+pub(super) fn run_cluster(args: &PushPullOptions) -> Result<Samples> {
     let keys = Arc::new(spread_keys(args.keys as usize));
     let mut spec = LocalSpec::new(args.servers, args.workers)?;
     spec.shutdown_grace = Duration::from_secs(30);
     spec.transport = Some(args.transport);
+    spec.replication = Some(args.replication);
     let cluster = LocalCluster::start(&spec).context("starting the benchmark cluster")?;
     let cfg = cluster.worker_config();
     let handles: Vec<_> = (0..args.workers)
@@ -167,12 +185,7 @@ pub fn run(args: &PushPullOptions) -> Result<()> {
     cluster
         .wait(Duration::from_secs(60))
         .context("stopping the benchmark cluster")?;
-    let report = build_report(args, &mut all)?;
-    print_human(&report);
-    if args.json {
-        println!("{}", serde_json::to_string(&report)?);
-    }
-    Ok(())
+    Ok(all)
 }
 
 fn run_joined(args: &PushPullOptions) -> Result<()> {
@@ -200,6 +213,13 @@ fn check_args(args: &PushPullOptions) -> Result<()> {
     ensure!(
         args.keys > 0 && args.iters > 0 && args.val_len > 0,
         "keys, iters and val-len must be positive"
+    );
+    ensure!(
+        (1..=args.servers).contains(&args.replication),
+        "replication factor {} needs at least {} servers, but the benchmark has {} (--servers)",
+        args.replication,
+        args.replication,
+        args.servers
     );
     Ok(())
 }

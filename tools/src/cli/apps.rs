@@ -178,6 +178,11 @@ pub struct DemoArgs {
     #[arg(long, value_parser = positive_count, default_value_t = 2)]
     pub workers: usize,
 
+    /// Replication factor R: servers holding each key range, 1 to S [default: 2, or 1 with a
+    /// single server]
+    #[arg(long, value_name = "R", value_parser = positive_count)]
+    pub replication: Option<usize>,
+
     /// Iterations (passes over all feature blocks) at most; the run normally ends earlier, by
     /// --tol.
     #[arg(long, value_parser = positive_count, default_value_t = 100)]
@@ -225,6 +230,7 @@ impl DemoArgs {
         crate::demo::DemoOptions {
             servers: self.servers,
             workers: self.workers,
+            replication: self.replication.unwrap_or(self.servers.min(2)),
             epochs: self.epochs,
             stop: StopArgs {
                 tol: Some(self.tol),

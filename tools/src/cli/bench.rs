@@ -245,6 +245,12 @@ pub struct PushPullArgs {
     #[arg(long, value_parser = positive_count, default_value_t = 1)]
     pub workers: usize,
 
+    /// Replication factor R of the benchmark cluster: servers holding each key range (1 to
+    /// --servers); a push is acknowledged once all R applied it. Above 1, the benchmark runs
+    /// R = 1 and R in alternating rounds and reports both and their ratio.
+    #[arg(long, value_name = "R", value_parser = positive_count, default_value_t = 1)]
+    pub replication: usize,
+
     /// Transport between workers and servers.
     #[arg(long, value_parser = transport_mode(), default_value = "auto")]
     pub transport: TransportMode,
@@ -285,6 +291,7 @@ impl PushPullArgs {
             val_len: self.val_len,
             servers: self.servers,
             workers: self.workers,
+            replication: self.replication,
             transport: self.transport,
             floor: self.floor,
             json: self.json,

@@ -32,6 +32,12 @@ pub struct ClusterFlags {
     #[arg(long, value_name = "N")]
     pub server_shards: Option<String>,
 
+    /// Replication factor R: how many server processes hold each key range (a chain whose
+    /// head serves it and forwards every push; a push is acknowledged once all R applied it).
+    /// 1 to the number of servers [env: FERROPS_REPLICATION] [file: replication] [default: 1]
+    #[arg(long, value_name = "R")]
+    pub replication: Option<String>,
+
     /// Number of workers in the job [env: FERROPS_NUM_WORKERS] [file: num_workers]
     #[arg(long, value_name = "N")]
     pub num_workers: Option<String>,
@@ -104,6 +110,7 @@ impl ClusterFlags {
             scheduler: self.scheduler.clone(),
             num_servers: self.num_servers.clone(),
             server_shards: self.server_shards.clone(),
+            replication: self.replication.clone(),
             num_workers: self.num_workers.clone(),
             bind: self.bind.clone(),
             transport: self.transport.clone(),
@@ -257,6 +264,12 @@ pub struct LocalArgs {
     /// with a port it picks (FERROPS_METRICS_ADDR=127.0.0.1:0); each logs its address.
     #[arg(long)]
     pub metrics: bool,
+
+    /// Replication factor R handed to every child (FERROPS_REPLICATION): each key range is
+    /// held by a chain of R servers, so the job survives the death of R − 1 of them. 1 to S
+    /// [default: the children's FERROPS_REPLICATION, else 1]
+    #[arg(long, value_name = "R", value_parser = positive_count)]
+    pub replication: Option<usize>,
 
     #[command(flatten)]
     pub run: WorkerCommand,

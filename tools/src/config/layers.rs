@@ -21,8 +21,9 @@ use super::{
     ConfigFile, EnvMap, Overrides, DEFAULT_CONNECT_TIMEOUT, ENV_BIND, ENV_BUSY_POLL_US,
     ENV_CONNECT_TIMEOUT_MS, ENV_FRAME_BUDGET_BYTES, ENV_HEARTBEAT_INTERVAL_MS,
     ENV_HEARTBEAT_TIMEOUT_MS, ENV_INSECURE, ENV_MAX_CONNECTIONS, ENV_METRICS_ADDR, ENV_NUM_SERVERS,
-    ENV_NUM_WORKERS, ENV_RANK, ENV_REPLY_BUDGET_BYTES, ENV_REPLY_BUDGET_TOTAL_BYTES, ENV_SCHEDULER,
-    ENV_SECRET, ENV_SECRET_FILE, ENV_SERVER_SHARDS, ENV_STARTUP_DEADLINE_MS, ENV_TRANSPORT,
+    ENV_NUM_WORKERS, ENV_RANK, ENV_REPLICATION, ENV_REPLY_BUDGET_BYTES,
+    ENV_REPLY_BUDGET_TOTAL_BYTES, ENV_SCHEDULER, ENV_SECRET, ENV_SECRET_FILE, ENV_SERVER_SHARDS,
+    ENV_STARTUP_DEADLINE_MS, ENV_TRANSPORT,
 };
 
 /// Every setting after layering, before the role decides which are required.
@@ -38,6 +39,7 @@ pub(super) struct Settings {
     pub(super) limits: FrameLimits,
     pub(super) budgets: Budgets,
     pub(super) server_shards: Option<usize>,
+    pub(super) replication: Option<usize>,
     pub(super) transport: TransportMode,
     pub(super) liveness: LivenessConfig,
     pub(super) rank: Option<u32>,
@@ -76,6 +78,7 @@ impl Settings {
             cluster.busy_poll = spin;
         }
         cluster.server_shards = self.server_shards.unwrap_or(1);
+        cluster.replication = self.replication.unwrap_or(1);
         cluster.transport = self.transport;
         cluster.liveness = self.liveness;
         cluster.rank = self.rank;
@@ -125,6 +128,7 @@ setting!(INSECURE: "--insecure", insecure, ENV_INSECURE);
 // Environment only: a rank belongs to one process, not to a file the job's nodes share.
 setting!(RANK: no flag, "", ENV_RANK);
 setting!(SERVER_SHARDS: "--server-shards", server_shards, ENV_SERVER_SHARDS);
+setting!(REPLICATION: "--replication", replication, ENV_REPLICATION);
 setting!(TRANSPORT: "--transport", transport, ENV_TRANSPORT);
 setting!(CONNECT_TIMEOUT_MS: "--connect-timeout-ms", connect_timeout_ms, ENV_CONNECT_TIMEOUT_MS);
 setting!(BUSY_POLL_US: "--busy-poll-us", busy_poll_us, ENV_BUSY_POLL_US);
@@ -198,6 +202,7 @@ file_settings! {
     connect_timeout_ms: u64,
     busy_poll_us: u64,
     server_shards: u64,
+    replication: u64,
     transport: String,
     metrics_addr: String,
     max_connections: u64,
@@ -408,9 +413,23 @@ pub(super) fn resolve_settings(
             .unwrap_or_else(FileLayer::empty),
     };
     let timeout_ms = layers.get(&CONNECT_TIMEOUT_MS, parse_positive)?;
+    let num_servers = layers.get(&NUM_SERVERS, parse_count)?;
+    let replication = layers.get(&REPLICATION, parse_count)?;
+    if let (Some(servers), Some(r)) = (num_servers, replication) {
+        // Refused here, naming where R came from, before any work starts.
+        if r > servers {
+            let source = layers.lookup(&REPLICATION).map(|(s, _)| s.to_string());
+            bail!(
+                "invalid value `{r}` from {}: replication factor {r} needs at least {r} \
+                 servers, but the job has {servers} (a chain never holds two copies on one \
+                 server)",
+                source.unwrap_or_default()
+            );
+        }
+    }
     Ok(Settings {
         scheduler: layers.get(&SCHEDULER, parse_address)?,
-        num_servers: layers.get(&NUM_SERVERS, parse_count)?,
+        num_servers,
         num_workers: layers.get(&NUM_WORKERS, parse_count)?,
         bind: layers.get(&BIND, parse_address)?,
         key: cluster_key(&layers)?,
@@ -421,6 +440,7 @@ pub(super) fn resolve_settings(
         limits: layers.limits()?,
         budgets: layers.budgets()?,
         server_shards: layers.get(&SERVER_SHARDS, parse_count)?,
+        replication,
         transport: layers
             .get(&TRANSPORT, |t| t.parse::<TransportMode>())?
             .unwrap_or_default(),

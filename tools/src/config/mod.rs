@@ -41,6 +41,8 @@ pub const ENV_SCHEDULER: &str = "FERROPS_SCHEDULER";
 pub const ENV_NUM_SERVERS: &str = "FERROPS_NUM_SERVERS";
 /// Shards (threads, each with its own key range) per server process.
 pub const ENV_SERVER_SHARDS: &str = "FERROPS_SERVER_SHARDS";
+/// Replication factor: servers holding each key range (1: no replicas).
+pub const ENV_REPLICATION: &str = "FERROPS_REPLICATION";
 /// Environment variable with the number of workers.
 pub const ENV_NUM_WORKERS: &str = "FERROPS_NUM_WORKERS";
 /// Environment variable with the address a node listens on.
@@ -120,6 +122,8 @@ pub struct Overrides {
     pub num_servers: Option<String>,
     /// `--server-shards`: shards per server process.
     pub server_shards: Option<String>,
+    /// `--replication`: servers holding each key range.
+    pub replication: Option<String>,
     /// `--num-workers`.
     pub num_workers: Option<String>,
     /// `--bind`: the address this node listens on.

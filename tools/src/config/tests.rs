@@ -153,6 +153,32 @@ fn server_shards_come_from_env_or_file_and_default_to_one() {
 }
 
 #[test]
+fn replication_is_layered_defaults_to_one_and_is_refused_above_the_servers() {
+    let base = cluster_env("127.0.0.1:7000", "2", "2");
+    assert_eq!(worker(&base, None).unwrap().cluster.replication, 1);
+    let cfg = worker(&base, Some(&file("replication = 2"))).unwrap();
+    assert_eq!(cfg.cluster.replication, 2);
+    let mut with_env = base.clone();
+    with_env.insert(ENV_REPLICATION.into(), "3".into());
+    let error = format!("{:#}", worker(&with_env, None).unwrap_err());
+    assert!(
+        error.contains("FERROPS_REPLICATION") && error.contains("needs at least 3 servers"),
+        "{error}"
+    );
+    with_env.insert(ENV_REPLICATION.into(), "0".into());
+    let error = format!("{:#}", worker(&with_env, None).unwrap_err());
+    assert!(error.contains("must be at least 1"), "{error}");
+    let flags = Overrides {
+        replication: Some("2".into()),
+        ..Overrides::default()
+    };
+    let cfg = input(&flags, &base, Some(&file("replication = 5")))
+        .scheduler()
+        .unwrap();
+    assert_eq!(cfg.cluster.replication, 2, "the flag wins over the file");
+}
+
+#[test]
 fn rank_comes_from_the_environment_only() {
     let base = cluster_env("127.0.0.1:7000", "1", "2");
     let cfg = worker(&base, None).unwrap();

@@ -9,6 +9,8 @@
 //!
 //! * `check`: push/pull sums and sequential consistency across processes, and the longest wait
 //!   between acknowledged pushes;
+//! * `count`: sequential pushes whose sums must equal what was acknowledged (exactly once,
+//!   across server failures);
 //! * `logreg`: sparse logistic regression on generated data, with the bandwidth reducers;
 //! * `l1lr`: L1-regularised logistic regression by delayed block proximal gradient;
 //! * `rica`: reconstruction ICA on image patches;
@@ -16,6 +18,7 @@
 
 pub mod check;
 pub mod checkpoints;
+pub mod count;
 pub mod l1lr;
 pub mod lda;
 pub mod logreg;
@@ -44,6 +47,9 @@ pub enum Job {
     /// Checks push/pull sums and sequential consistency.
     #[command(name = "check", disable_help_flag = true)]
     Check(check::CheckArgs),
+    /// Sequential pushes whose sums must equal exactly what was acknowledged.
+    #[command(name = "count", disable_help_flag = true)]
+    Count(count::CountArgs),
     /// L1-regularised logistic regression by delayed block proximal gradient.
     #[command(name = "l1lr", disable_help_flag = true)]
     L1lr(l1lr::L1lrArgs),
@@ -89,6 +95,7 @@ impl Job {
         match self {
             Job::Logreg(args) => logreg::run(cfg, args),
             Job::Check(args) => check::run(cfg, args),
+            Job::Count(args) => count::run(cfg, args),
             Job::L1lr(args) => l1lr::run(cfg, args),
             Job::Rica(args) => rica::run(cfg, args),
             Job::Lda(args) => lda::run(cfg, args),
@@ -194,8 +201,19 @@ mod tests {
         let err = Job::parse("sgd", &[]).unwrap_err().to_string();
         assert_eq!(
             err,
-            "unknown worker job `sgd` (known: logreg, check, l1lr, rica, lda)"
+            "unknown worker job `sgd` (known: logreg, check, count, l1lr, rica, lda)"
         );
+    }
+
+    #[test]
+    fn count_round_trips_its_arguments_and_refuses_zero() {
+        let args: Vec<String> = ["--pushes", "7", "--keys", "3", "--async", "--sequential"]
+            .map(String::from)
+            .to_vec();
+        let job = Job::parse("count", &args).unwrap();
+        assert_eq!((job.name().as_str(), job.args()), ("count", args));
+        let zero = Job::parse("count", &["--pushes".into(), "0".into()]).unwrap_err();
+        assert!(zero.to_string().contains("--pushes"), "{zero}");
     }
 
     #[test]

@@ -82,6 +82,9 @@ pub(super) struct Fleet {
     pub(super) prefix_output: bool,
     /// A signal arriving while stopping the children skips the rest of the grace period.
     pub(super) escalate: Option<SignalFlag>,
+    /// Server failures the job survives (replication R − 1): logged, not a failure. One more,
+    /// or a range that lost every copy (the scheduler then fails), is.
+    pub(super) tolerated_server_failures: usize,
 }
 
 impl Fleet {
@@ -96,6 +99,7 @@ impl Fleet {
             grace,
             prefix_output,
             escalate: None,
+            tolerated_server_failures: 0,
         }
     }
 
@@ -236,6 +240,15 @@ impl Fleet {
         node.exited = Some(status);
         tracing::debug!("{} exited: {}", node.label, describe_status(status));
         if status.success() {
+            return None;
+        }
+        if node.kind == Role::Server && self.tolerated_server_failures > 0 {
+            self.tolerated_server_failures -= 1;
+            tracing::warn!(
+                "{} failed: {}; replication covers it, the job goes on",
+                node.label,
+                describe_status(status)
+            );
             return None;
         }
         let failure = Failure {

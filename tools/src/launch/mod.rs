@@ -89,6 +89,7 @@ pub fn run_local(spec: &LocalSpec) -> Result<i32> {
 pub fn run_job_locally(
     servers: usize,
     workers: usize,
+    replication: Option<usize>,
     job: &str,
     args: &[String],
     restore: Option<&Path>,
@@ -98,6 +99,7 @@ pub fn run_job_locally(
         std::env::set_var("FERROPS_LOG", "warn");
     }
     let mut spec = LocalSpec::new(servers, workers)?;
+    spec.replication = replication;
     spec.prefix_output = false;
     spec.restore = restore.map(Path::to_path_buf);
     spec.command = ["ferrops", "worker", "--job", job, "--"]
@@ -119,6 +121,7 @@ pub struct LocalCluster {
     workers: usize,
     transport: Option<TransportMode>,
     secret: ferrops_net::auth::Secret,
+    replication: Option<usize>,
 }
 
 impl LocalCluster {
@@ -141,6 +144,9 @@ impl LocalCluster {
         cfg.key = ferrops_net::auth::ClusterKey::Secret(self.secret.clone());
         if let Some(t) = self.transport {
             cfg.transport = t;
+        }
+        if let Some(r) = self.replication {
+            cfg.replication = r;
         }
         cfg
     }
@@ -182,6 +188,7 @@ impl LocalCluster {
 
     fn start_interruptible(spec: &LocalSpec, signals: Option<&SignalFlag>) -> Result<Self> {
         let mut fleet = Fleet::new(spec.shutdown_grace, spec.prefix_output);
+        fleet.tolerated_server_failures = spec.replication.unwrap_or(1).saturating_sub(1);
         if let Some(signals) = signals {
             fleet.escalate = Some(signals.clone());
         }
@@ -195,6 +202,7 @@ impl LocalCluster {
             workers: spec.workers,
             transport: spec.transport,
             secret: spec.secret.clone(),
+            replication: spec.replication,
         };
         let Some(scheduler) = scheduler else {
             return Ok(cluster);

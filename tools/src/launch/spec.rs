@@ -15,8 +15,8 @@ use ferrops_net::auth::Secret;
 use ferrops_net::TransportMode;
 
 use crate::config::{
-    ENV_BIND, ENV_INSECURE, ENV_METRICS_ADDR, ENV_NUM_SERVERS, ENV_NUM_WORKERS, ENV_RANK, ENV_ROLE,
-    ENV_SCHEDULER, ENV_SECRET, ENV_SECRET_FILE, ENV_TRANSPORT,
+    ENV_BIND, ENV_INSECURE, ENV_METRICS_ADDR, ENV_NUM_SERVERS, ENV_NUM_WORKERS, ENV_RANK,
+    ENV_REPLICATION, ENV_ROLE, ENV_SCHEDULER, ENV_SECRET, ENV_SECRET_FILE, ENV_TRANSPORT,
 };
 
 /// What to launch.
@@ -53,6 +53,9 @@ pub struct LocalSpec {
     /// --restore`); it checks the checkpoint before it announces its address, so nothing else
     /// starts when it is refused.
     pub restore: Option<PathBuf>,
+    /// Replication factor handed to every child (`FERROPS_REPLICATION`); `None` leaves it to
+    /// their environment (default 1).
+    pub replication: Option<usize>,
 }
 
 impl LocalSpec {
@@ -78,6 +81,7 @@ impl LocalSpec {
             secret,
             metrics: false,
             restore: None,
+            replication: None,
         })
     }
 
@@ -90,6 +94,18 @@ impl LocalSpec {
             self.workers >= 1,
             "a local cluster needs at least one worker"
         );
+        if let Some(r) = self.replication {
+            ensure!(
+                r >= 1,
+                "the replication factor must be at least 1 (1: no replicas)"
+            );
+            ensure!(
+                r <= self.servers,
+                "replication factor {r} needs at least {r} servers, but the job has {} \
+                 (a chain never holds two copies on one server)",
+                self.servers
+            );
+        }
         Ok(())
     }
 }
@@ -149,6 +165,9 @@ pub(super) fn set_counts(command: &mut Command, spec: &LocalSpec) {
         .env_remove(ENV_INSECURE);
     if let Some(t) = spec.transport {
         command.env(ENV_TRANSPORT, t.to_string());
+    }
+    if let Some(r) = spec.replication {
+        command.env(ENV_REPLICATION, r.to_string());
     }
     match spec.metrics {
         true => command.env(ENV_METRICS_ADDR, "127.0.0.1:0"),

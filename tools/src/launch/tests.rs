@@ -159,3 +159,21 @@ fn spec_rejects_empty_clusters() {
     let spec = LocalSpec::new(0, 1).unwrap();
     assert!(LocalCluster::start(&spec).is_err());
 }
+
+#[test]
+fn spec_refuses_a_replication_factor_above_its_servers_before_starting_anything() {
+    let mut spec = LocalSpec::new(2, 1).unwrap();
+    spec.node_exe = "/nonexistent/ferrops".into();
+    spec.replication = Some(3);
+    let error = format!("{:#}", LocalCluster::start(&spec).err().unwrap());
+    assert!(
+        error.contains("replication factor 3 needs at least 3 servers, but the job has 2"),
+        "{error}"
+    );
+    spec.replication = Some(2);
+    let error = format!("{:#}", LocalCluster::start(&spec).err().unwrap());
+    assert!(
+        !error.contains("replication"),
+        "R = 2 of 2 is valid: {error}"
+    );
+}

@@ -1,0 +1,287 @@
+//! Replication: a push travels down its range's chain (head → … → tail), each server applying
+//! it with the same kernels in the order it arrived, and its acknowledgement travels back up;
+//! the head acknowledges the worker once the tail has applied it.
+//!
+//! The servers of a chain reach each other over connections of their own: once welcomed, a
+//! server dials every server of higher rank it shares a chain with (lower ranks dial it), as
+//! its node id, with the cluster secret; one connection serves both directions. A server takes
+//! a server connection only from a server it shares a chain with, and a forwarded push only
+//! from the server before it in that push's range.
+
+use ferrops_net::auth::Identity;
+use ferrops_net::{flags, CloseReason, Frame, FrameParts, Header, Io, Opcode, PeerId, Status};
+use zerocopy::IntoBytes;
+
+use super::push::acknowledge;
+use super::request::Request;
+use super::{Refusal, Server};
+use crate::control::Role;
+use crate::key_list_cache::KeyListCache;
+
+/// Where to acknowledge a forwarded push once the rest of the chain has: the connection it
+/// came from (a worker, or the previous server) and its header there.
+pub(super) struct Upstream {
+    peer: PeerId,
+    header: Header,
+    /// The range it belongs to and the server it was forwarded to.
+    range: u32,
+    to: u32,
+}
+
+impl Server {
+    /// Sends an applied push to `next`, the following server of its range's chain; its
+    /// acknowledgement goes upstream when `next` acknowledges it.
+    pub(super) fn forward(
+        &mut self,
+        request: &Request,
+        range: u32,
+        next: u32,
+        io: &mut Io<'_>,
+    ) -> Result<(), Refusal> {
+        let Some(&to) = self.server_peers.get(&next) else {
+            let msg = format!("server {next}, the next in this range's chain, is not connected");
+            return Err(Refusal::new(Status::Unavailable, msg));
+        };
+        let h = request.frame.header;
+        let keys = request.keys()?;
+        // A signed list the next server holds (from an earlier forward) travels as its
+        // signature, as between a worker and its server.
+        let signature = h.key_signature.get();
+        let by_signature = signature != 0
+            && !keys.is_empty()
+            && self.out_caches.get_mut(&next).is_some_and(|cache| {
+                let list = (h.table.get(), signature);
+                cache.access(list, keys.len() as u64, || ()).is_some()
+            });
+        let id = self.next_forward;
+        self.next_forward += 1;
+        let mut fwd = Header::new(Opcode::Push);
+        fwd.flags = flags::FORWARDED | (h.flags & flags::VALUES_MASKED);
+        if by_signature {
+            fwd.flags |= flags::KEYS_BY_SIGNATURE;
+        }
+        fwd.table = h.table;
+        fwd.sender = h.sender;
+        fwd.seq = h.seq;
+        fwd.clock = h.clock;
+        fwd.request_id = id.into();
+        fwd.routing_version = self.routing.version.into();
+        fwd.key_count = (keys.len() as u32).into();
+        fwd.key_signature = h.key_signature;
+        fwd.value_codec = h.value_codec;
+        let values = [request.frame.values_bytes()];
+        let mut parts = FrameParts {
+            header: fwd,
+            keys: if by_signature { &[] } else { keys.as_bytes() },
+            values: &values,
+            extra: request.frame.extra(),
+        };
+        if let Err(e) = io.send(to, &mut parts) {
+            io.close(to, CloseReason::Error(e.to_string()));
+            let msg = format!("forwarding to server {next} failed: {e}");
+            return Err(Refusal::new(Status::Unavailable, msg));
+        }
+        let upstream = Upstream {
+            peer: request.peer,
+            header: h,
+            range,
+            to: next,
+        };
+        self.forwards.insert(id, upstream);
+        Ok(())
+    }
+
+    /// A frame from another server of a chain: a forwarded push, or the answer to one this
+    /// server forwarded.
+    pub(super) fn on_server_frame(
+        &mut self,
+        peer: PeerId,
+        rank: u32,
+        frame: Frame,
+        io: &mut Io<'_>,
+    ) {
+        let h = frame.header;
+        match frame.opcode() {
+            Opcode::Push if h.flags & flags::FORWARDED != 0 => {
+                let request = match self.admit(peer, frame, Some(rank)) {
+                    Ok(r) => r,
+                    Err((header, refusal)) => return self.refuse(io, peer, &header, &refusal),
+                };
+                if let Err(refusal) = self.push(&request, io) {
+                    tracing::error!(
+                        "a push forwarded by server {rank} was refused here: {}",
+                        refusal.message
+                    );
+                    self.refuse(io, peer, &h, &refusal);
+                }
+            }
+            Opcode::PushAck => {
+                if let Some(up) = self.forwards.remove(&h.request_id.get()) {
+                    acknowledge(io, up.peer, &up.header);
+                }
+            }
+            Opcode::Error => {
+                let Some(up) = self.forwards.remove(&h.request_id.get()) else {
+                    return;
+                };
+                let mut status = Status::from_u16(h.status.get());
+                if status == Status::KeysUnknown {
+                    // The two ends' caches disagree: never tell the worker its own list
+                    // missed (it would resend under a new number, applied here twice).
+                    if let Some(cache) = self.out_caches.get_mut(&rank) {
+                        cache.remove((h.table.get(), h.key_signature.get()));
+                    }
+                    status = Status::BadRequest;
+                }
+                let why = String::from_utf8_lossy(frame.extra());
+                let msg = format!("server {rank}, a replica of this range, refused it: {why}");
+                self.refuse(io, up.peer, &up.header, &Refusal::new(status, msg));
+            }
+            op => {
+                let msg = format!("servers do not accept {op:?} frames from servers");
+                self.refuse_bad_request(io, peer, &h, msg);
+            }
+        }
+    }
+
+    /// A newer routing from the scheduler (a server died): adopt it; a server no chain holds
+    /// any more has been fenced out and stops. Forwards to a server that is no longer next in
+    /// their chain are refused upstream (`Unavailable`): the worker resends them to the head
+    /// under the new routing, and every server of the new chain drops what it already applied.
+    pub(super) fn reroute(&mut self, routing: crate::routing::RoutingTable, io: &mut Io<'_>) {
+        let Some(rank) = self.rank else { return };
+        if routing.version <= self.routing.version {
+            return;
+        }
+        if routing.held_by(rank).next().is_none() {
+            let why = format!(
+                "server {rank} was removed from the job (routing version {}): the scheduler \
+                 took it for dead",
+                routing.version
+            );
+            tracing::error!("{why}");
+            self.stop = Some(Err(crate::EngineError::Shutdown(why)));
+            return;
+        }
+        for i in routing.held_by(rank) {
+            let was_head = self.routing.ranges.get(i).is_some_and(|r| r.server == rank);
+            if routing.ranges[i].server == rank && !was_head {
+                tracing::warn!("server {rank} now heads range {i}");
+            }
+        }
+        self.routing = routing;
+        let stale: Vec<u64> = self
+            .forwards
+            .iter()
+            .filter(|(_, up)| self.routing.successor(up.range as usize, rank) != Some(up.to))
+            .map(|(&id, _)| id)
+            .collect();
+        self.fail_forwards(stale, "the chain changed", io);
+        let gone: Vec<(u32, PeerId)> = self
+            .server_peers
+            .iter()
+            .filter(|(&other, _)| !self.routing.share_a_chain(rank, other))
+            .map(|(&r, &p)| (r, p))
+            .collect();
+        for (_, peer) in gone {
+            self.drop_chain_peer(peer);
+            io.close(peer, CloseReason::Local);
+        }
+    }
+
+    /// The connection to server `rank` closed: what was forwarded to it is refused upstream.
+    pub(super) fn lost_server(&mut self, rank: u32, io: &mut Io<'_>) {
+        let lost: Vec<u64> = self
+            .forwards
+            .iter()
+            .filter(|(_, up)| up.to == rank)
+            .map(|(&id, _)| id)
+            .collect();
+        self.fail_forwards(lost, "the next server of the chain was lost", io);
+    }
+
+    fn fail_forwards(&mut self, ids: Vec<u64>, why: &str, io: &mut Io<'_>) {
+        for id in ids {
+            if let Some(up) = self.forwards.remove(&id) {
+                let msg = format!("{why} before this push was replicated; resend it");
+                let refusal = Refusal::new(Status::Unavailable, msg);
+                self.refuse(io, up.peer, &up.header, &refusal);
+            }
+        }
+    }
+
+    /// Once welcomed: dials every server of higher rank this one shares a chain with. Lower
+    /// ranks dial this one, so that no two servers wait on each other's dial.
+    pub(super) fn dial_chain_peers(&mut self, io: &mut Io<'_>) -> Result<(), String> {
+        let (Some(rank), Some(node)) = (self.rank, self.node_id) else {
+            return Ok(());
+        };
+        let me = Identity {
+            role: Role::Server.wire_index(),
+            node,
+        };
+        let peers: Vec<u32> = (rank + 1..self.routing.server_addrs.len() as u32)
+            .filter(|&other| self.routing.share_a_chain(rank, other))
+            .collect();
+        for other in peers {
+            let addr = &self.routing.server_addrs[other as usize];
+            let at = addr
+                .parse()
+                .map_err(|e| format!("server {other}'s address {addr} is not IP:PORT: {e}"))?;
+            let peer = io
+                .connect_as(at, self.dial_timeout, me)
+                .map_err(|e| format!("cannot reach server {other} of a chain at {addr}: {e}"))?;
+            tracing::info!("connected to server {other} at {addr} (replication chain)");
+            self.add_chain_peer(other, peer);
+        }
+        // Accepted before the routing was known: keep only the servers of this one's chains.
+        let strangers: Vec<(PeerId, u32)> = self
+            .server_ranks
+            .iter()
+            .filter(|&(_, &other)| !self.routing.share_a_chain(rank, other) || other == rank)
+            .map(|(&p, &r)| (p, r))
+            .collect();
+        for (peer, other) in strangers {
+            tracing::warn!("closing the connection of server {other}: it shares no chain here");
+            self.drop_chain_peer(peer);
+            io.close(peer, CloseReason::Error("not a chain neighbour".into()));
+        }
+        Ok(())
+    }
+
+    /// Admits a connection from server node `node`: one of this server's chains, or, before the
+    /// routing is known, checked when it is.
+    pub(super) fn admit_server(&mut self, peer: PeerId, node: u32) -> Result<(), String> {
+        let other = node.wrapping_sub(1);
+        if let Some(rank) = self.rank {
+            if other == rank || !self.routing.share_a_chain(rank, other) {
+                return Err(format!(
+                    "server {other} shares no replication chain with server {rank}"
+                ));
+            }
+        }
+        if self.server_peers.contains_key(&other) {
+            return Err(format!("server {other} is already connected"));
+        }
+        self.add_chain_peer(other, peer);
+        Ok(())
+    }
+
+    /// A connection to server `rank` of a chain, with an empty key cache each way.
+    fn add_chain_peer(&mut self, rank: u32, peer: PeerId) {
+        self.server_peers.insert(rank, peer);
+        self.server_ranks.insert(peer, rank);
+        let keys = self.chain_cache_keys;
+        self.key_caches.insert(peer, KeyListCache::new(keys));
+        self.out_caches.insert(rank, KeyListCache::new(keys));
+    }
+
+    /// Forgets the connection `peer` to a server of a chain; its rank, if it was one.
+    pub(super) fn drop_chain_peer(&mut self, peer: PeerId) -> Option<u32> {
+        let rank = self.server_ranks.remove(&peer)?;
+        self.server_peers.remove(&rank);
+        self.key_caches.remove(&peer);
+        self.out_caches.remove(&rank);
+        Some(rank)
+    }
+}

@@ -1,0 +1,147 @@
+//! Failover on the worker's side. When a server that replication covers dies, the scheduler
+//! publishes a newer routing (`Control::Routing`): the dead server's requests fail with
+//! `ServerLost` (its connection closed, or the routing no longer names it — a stopped server
+//! keeps its connection open), and a server asked under an older routing answers `NotOwner`, or
+//! `Unavailable` when the rest of the chain was lost under a push. A blocking call that fails
+//! so waits for that routing and runs again under it, transparently: a push keeps its sequence
+//! number, so every server of the new chain drops what it already applied (0 lost, 0 doubled);
+//! a pull is asked of the new head.
+
+use std::time::{Duration, Instant};
+
+use ferrops_net::Status;
+
+use super::pending::{Completed, Resend};
+use super::{State, Ticket, Worker};
+use crate::routing::RoutingTable;
+use crate::EngineError;
+
+/// At most this many resends within one call.
+const MAX_RESENDS: usize = 1000;
+
+/// How long a request refused by a server that has not yet heard of the routing the worker
+/// holds waits before it is sent again.
+const CATCH_UP: Duration = Duration::from_millis(10);
+
+impl Worker {
+    /// Runs `attempt` (a whole blocking request) until it succeeds or fails for another reason
+    /// than a failover; after a failover, once the new routing has arrived.
+    pub(super) fn surviving_failover<T>(
+        &self,
+        mut attempt: impl FnMut() -> Result<T, EngineError>,
+    ) -> Result<T, EngineError> {
+        let mut resends = 0;
+        loop {
+            let used = self.lock().routing.version;
+            match attempt() {
+                Err(e) if is_failover(&e) && resends < MAX_RESENDS => {
+                    resends += 1;
+                    self.await_routing_after(used, e)?;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// An asynchronous request that failed with `error`: if a failover cut it short, sends it
+    /// again under the new routing (a push under its sequence number) until it completes.
+    pub(super) fn resend_after(
+        &self,
+        error: EngineError,
+        (used, resend): (u32, Resend),
+    ) -> Result<Completed, EngineError> {
+        if !is_failover(&error) {
+            return Err(error);
+        }
+        self.await_routing_after(used, error)?;
+        self.surviving_failover(|| {
+            let Ticket(id) = match &resend {
+                Resend::Push {
+                    table,
+                    keys,
+                    values,
+                    seq,
+                } => self.push_again(*table, keys, values, *seq)?,
+                Resend::Pull { table, keys } => self.pull_async(*table, keys)?,
+            };
+            self.wait_once(id)
+        })
+    }
+
+    /// With replication, keeps what it takes to send asynchronous request `ticket` again.
+    pub(super) fn keep_for_resend(&self, ticket: &Ticket, resend: impl FnOnce() -> Resend) {
+        let mut st = self.lock();
+        if !st.io.inbound.replicated {
+            return;
+        }
+        let used = st.routing.version;
+        if let Some(p) = st.io.inbound.outstanding.tickets.get_mut(&ticket.0) {
+            p.resend = Some((used, resend()));
+        }
+    }
+
+    /// Waits (up to three heartbeat timeouts: the scheduler's detector needs one) for a routing
+    /// newer than `used`; `error` if none comes or replication is off. A server that refused a
+    /// request routed with a version newer than its own has not yet heard of it: the request
+    /// is sent again shortly.
+    fn await_routing_after(&self, used: u32, error: EngineError) -> Result<(), EngineError> {
+        let mut st = self.lock();
+        if !st.io.inbound.replicated {
+            return Err(error);
+        }
+        let server_behind = matches!(
+            &error,
+            EngineError::Remote { status: Status::NotOwner, message, .. }
+                if message.starts_with(&format!("routed with version {used}, server has "))
+        ) && st
+            .io
+            .inbound
+            .latest_routing
+            .as_ref()
+            .is_some_and(|r| r.version == used);
+        if server_behind {
+            st.io.progress(Some(CATCH_UP), &mut None)?;
+            return Ok(());
+        }
+        let wait = st.io.inbound.scheduler_silence.timeout() * 3;
+        let newer = |r: &Option<RoutingTable>| r.as_ref().is_some_and(|r| r.version > used);
+        let arrived = st.io.drive_until(
+            |inbound| newer(&inbound.latest_routing),
+            &mut None,
+            Some(Instant::now() + wait),
+        )?;
+        if !arrived {
+            return Err(error);
+        }
+        st.adopt_routing();
+        tracing::warn!(
+            "worker {}: {error}; resending under routing version {}",
+            self.info.rank,
+            st.routing.version
+        );
+        Ok(())
+    }
+}
+
+impl State {
+    /// Takes the newest routing the scheduler sent, if newer than the one in use.
+    pub(super) fn adopt_routing(&mut self) {
+        match &self.io.inbound.latest_routing {
+            Some(r) if r.version > self.routing.version => self.routing = r.clone(),
+            _ => {}
+        }
+    }
+}
+
+/// Whether a request failed because the job is failing over (and should run again under the
+/// newer routing).
+fn is_failover(e: &EngineError) -> bool {
+    matches!(
+        e,
+        EngineError::ServerLost(_)
+            | EngineError::Remote {
+                status: Status::NotOwner | Status::Unavailable,
+                ..
+            }
+    )
+}

@@ -1,0 +1,305 @@
+//! Failover over real processes: `ferrops local --replication 2` running the `count` job
+//! (sequential pushes whose sums must equal exactly what was acknowledged) while a server is
+//! killed (-9) or stopped; a job that loses every copy of a range ends naming it; and L1-LR at
+//! τ = 0 reaches the objective of a run without faults when a server is killed mid-run.
+//!
+//! Every process runs with short heartbeat settings (200 ms interval, 1.5 s timeout). Margins
+//! are generous: a test fails on a wrong sum, a wrong exit, or a hang past a minute.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{ferrops_without_cluster_env, send_signal, LineLog};
+
+/// Pushes per worker: long enough that the fault lands mid-run.
+const PUSHES: &str = "4000";
+
+/// `ferrops local` with `servers` servers and two workers at replication `r`, running `count`
+/// (with `extra` arguments), its stdout and stderr piped.
+fn local_count(servers: usize, r: usize, extra: &[&str]) -> Child {
+    let mut c: Command = ferrops_without_cluster_env();
+    c.env("FERROPS_LOG", "warn")
+        .env("FERROPS_HEARTBEAT_INTERVAL_MS", "200")
+        .env("FERROPS_HEARTBEAT_TIMEOUT_MS", "1500")
+        .env_remove("FERROPS_REPLICATION")
+        .args(["local", "--servers", &servers.to_string(), "--workers", "2"])
+        .args(["--replication", &r.to_string()])
+        .args([
+            "--", "ferrops", "worker", "--job", "count", "--", "--pushes", PUSHES,
+        ])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    c.spawn().expect("ferrops local starts")
+}
+
+/// A running `ferrops local`: its stderr and stdout followed line by line.
+struct Local {
+    child: Child,
+    stderr: LineLog,
+    stdout: LineLog,
+}
+
+impl Local {
+    fn start(r: usize) -> Local {
+        Local::start_with(2, r, &[])
+    }
+
+    /// A job of `servers` servers at replication `r`, with more arguments for `count`.
+    fn start_with(servers: usize, r: usize, extra: &[&str]) -> Local {
+        let mut child = local_count(servers, r, extra);
+        let stderr = LineLog::follow(child.stderr.take().unwrap());
+        let stdout = LineLog::follow(child.stdout.take().unwrap());
+        Local {
+            child,
+            stderr,
+            stdout,
+        }
+    }
+
+    /// The pid of the launcher's child `server i` (started with `FERROPS_RANK=i`).
+    fn server_pid(&self, i: usize) -> u32 {
+        let marker = format!("FERROPS_RANK={i}");
+        common::poll(Duration::from_secs(30), || {
+            children_of(self.child.id())
+                .into_iter()
+                .find(|&pid| is_server_with(pid, &marker))
+                .ok_or_else(|| format!("no server {i} among the launcher's children"))
+        })
+    }
+
+    /// Waits until the workers' pushes are under way.
+    fn wait_for_pushes(&self) {
+        self.stdout
+            .wait_for("has 500 pushes acknowledged", Duration::from_secs(60));
+    }
+
+    /// Waits for the end; returns (success, the rest of stdout and stderr).
+    fn finish(mut self) -> (bool, String) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "ferrops local hung");
+            thread::sleep(Duration::from_millis(50));
+        };
+        let out = self.stdout.rest(Duration::from_secs(10)).join("\n");
+        let err = self.stderr.rest(Duration::from_secs(10)).join("\n");
+        (status.success(), format!("{out}\n{err}"))
+    }
+}
+
+impl Drop for Local {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The pids whose parent is `parent`.
+fn children_of(parent: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+                rest.split_whitespace().nth(1) == Some(&parent.to_string())
+            })
+        })
+        .collect()
+}
+
+/// Whether `pid` runs `ferrops server` with `marker` (`FERROPS_RANK=i`) in its environment.
+fn is_server_with(pid: u32, marker: &str) -> bool {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+    cmdline.split(|&b| b == 0).any(|a| a == b"server")
+        && environ.split(|&b| b == 0).any(|v| v == marker.as_bytes())
+}
+
+fn assert_exact_counts(ok: bool, out: &str) {
+    assert!(ok, "the job failed; stdout:\n{out}");
+    assert_eq!(
+        out.matches("count passed: worker").count(),
+        2,
+        "both workers saw every key hold exactly the 8000 pushes acknowledged:\n{out}"
+    );
+    assert_eq!(out.matches("saw 8000 on all 1000 keys").count(), 2, "{out}");
+}
+
+#[test]
+fn a_killed_server_is_survived_with_nothing_lost_or_applied_twice() {
+    for victim in [1, 0] {
+        let local = Local::start(2);
+        let pid = local.server_pid(victim);
+        local.wait_for_pushes();
+        send_signal(pid, "KILL");
+        local
+            .stderr
+            .wait_for("replication covers it", Duration::from_secs(60));
+        let (ok, out) = local.finish();
+        assert_exact_counts(ok, &out);
+    }
+}
+
+#[test]
+fn asynchronous_pushes_are_sent_again_when_their_head_is_killed() {
+    let local = Local::start_with(2, 2, &["--async"]);
+    let pid = local.server_pid(0);
+    local.wait_for_pushes();
+    send_signal(pid, "KILL");
+    local
+        .stderr
+        .wait_for("replication covers it", Duration::from_secs(60));
+    let (ok, out) = local.finish();
+    assert_exact_counts(ok, &out);
+}
+
+#[test]
+fn parked_sequential_pulls_are_answered_by_the_new_head() {
+    let local = Local::start_with(2, 2, &["--sequential"]);
+    let pid = local.server_pid(0);
+    local.wait_for_pushes();
+    send_signal(pid, "KILL");
+    local
+        .stderr
+        .wait_for("replication covers it", Duration::from_secs(60));
+    let (ok, out) = local.finish();
+    assert_exact_counts(ok, &out);
+}
+
+#[test]
+fn with_three_copies_two_failures_in_sequence_are_survived() {
+    let local = Local::start_with(3, 3, &[]);
+    let (middle, tail) = (local.server_pid(1), local.server_pid(2));
+    local.wait_for_pushes();
+    // Range 0's chain is [0, 1, 2]: its middle, then its tail.
+    send_signal(middle, "KILL");
+    local.stderr.wait_for(
+        "the job goes on with routing version 2",
+        Duration::from_secs(60),
+    );
+    local
+        .stdout
+        .wait_for("pushes acknowledged", Duration::from_secs(60));
+    send_signal(tail, "KILL");
+    local.stderr.wait_for(
+        "the job goes on with routing version 3",
+        Duration::from_secs(60),
+    );
+    let (ok, out) = local.finish();
+    assert_exact_counts(ok, &out);
+}
+
+#[test]
+fn a_stopped_server_is_fenced_and_the_job_completes_exactly() {
+    let local = Local::start(2);
+    let pid = local.server_pid(1);
+    local.wait_for_pushes();
+    send_signal(pid, "STOP");
+    // The scheduler declares it dead after the heartbeat timeout and fails over.
+    local.stderr.wait_for(
+        "the job goes on with routing version 2",
+        Duration::from_secs(60),
+    );
+    // Woken up, it finds itself out of the job and exits; nothing it did counts.
+    send_signal(pid, "CONT");
+    let (ok, out) = local.finish();
+    assert_exact_counts(ok, &out);
+}
+
+#[test]
+fn a_range_that_loses_every_copy_ends_the_job_naming_it() {
+    let local = Local::start(2);
+    let first = local.server_pid(0);
+    let second = local.server_pid(1);
+    local.wait_for_pushes();
+    send_signal(first, "KILL");
+    local
+        .stderr
+        .wait_for("replication covers it", Duration::from_secs(60));
+    send_signal(second, "KILL");
+    local
+        .stderr
+        .wait_for("has lost every copy", Duration::from_secs(60));
+    let (ok, _) = local.finish();
+    assert!(!ok, "a job that lost a range must fail");
+}
+
+/// The final objective of an L1-LR run's trace (its last record).
+fn final_objective(trace: &std::path::Path) -> f64 {
+    let text = std::fs::read_to_string(trace).unwrap();
+    let last = text.lines().last().expect("a trace record");
+    let record: serde_json::Value = serde_json::from_str(last).unwrap();
+    record["objective"].as_f64().unwrap()
+}
+
+/// `ferrops train l1lr` at τ = 0 on two servers with replication 2, writing its trace to
+/// `trace`.
+fn train(data: &std::path::Path, trace: &std::path::Path) -> Child {
+    let mut c = ferrops_without_cluster_env();
+    c.env("FERROPS_LOG", "warn")
+        .env_remove("FERROPS_REPLICATION")
+        .args([
+            "train", "l1lr", "--lambda", "1", "--tau", "0", "--iters", "30",
+        ])
+        .args(["--servers", "2", "--workers", "2", "--replication", "2"])
+        .arg("--data")
+        .arg(data)
+        .arg("--json")
+        .arg(trace)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    c.spawn().expect("ferrops train starts")
+}
+
+#[test]
+fn l1lr_at_tau_zero_reaches_the_same_objective_when_a_server_is_killed_mid_run() {
+    let scratch = common::Scratch::new("failover", "l1lr");
+    let data = scratch.dir.join("train.svm");
+    common::run_ok(
+        ferrops_without_cluster_env()
+            .args(["data", "gen", "--rows", "10000", "--features", "3000"])
+            .arg("--out")
+            .arg(&data),
+    );
+    let clean = scratch.dir.join("clean.jsonl");
+    let status = train(&data, &clean).wait().unwrap();
+    assert!(status.success(), "the run without faults failed");
+    let faulty = scratch.dir.join("faulty.jsonl");
+    let mut child = train(&data, &faulty);
+    let stderr = LineLog::follow(child.stderr.take().unwrap());
+    // Mid-run: a few iterations are in the trace.
+    common::poll(Duration::from_secs(120), || {
+        let lines = std::fs::read_to_string(&faulty).map_or(0, |t| t.lines().count());
+        (lines >= 5)
+            .then_some(())
+            .ok_or_else(|| "fewer than 5 iterations so far".to_string())
+    });
+    let victim = common::poll(Duration::from_secs(10), || {
+        children_of(child.id())
+            .into_iter()
+            .find(|&pid| is_server_with(pid, "FERROPS_RANK=1"))
+            .ok_or_else(|| "no server 1".to_string())
+    });
+    send_signal(victim, "KILL");
+    stderr.wait_for("replication covers it", Duration::from_secs(60));
+    assert!(
+        child.wait().unwrap().success(),
+        "the run with a fault failed"
+    );
+    let (a, b) = (final_objective(&clean), final_objective(&faulty));
+    assert!(
+        ((a - b) / a).abs() <= 1e-6,
+        "objective {b} with a server killed, {a} without"
+    );
+}
