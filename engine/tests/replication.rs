@@ -96,6 +96,7 @@ fn a_replication_factor_above_the_servers_is_refused_before_the_job_starts() {
     let cfg = SchedulerConfig {
         cluster,
         bind: "127.0.0.1:0".parse().unwrap(),
+        restore: None,
     };
     let mut announced = false;
     let err = run_scheduler(&cfg, |_| announced = true).unwrap_err();
@@ -117,6 +118,7 @@ fn cfg_zero() {
     let cfg = SchedulerConfig {
         cluster,
         bind: "127.0.0.1:0".parse().unwrap(),
+        restore: None,
     };
     let err = run_scheduler(&cfg, |_| {}).unwrap_err().to_string();
     assert!(err.contains("at least 1"), "{err}");
