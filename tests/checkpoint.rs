@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{ferrops_without_cluster_env, run_ok, Scratch};
+use common::{ferrops_without_cluster_env, run_ok, synthetic_patches, Scratch};
 use ferrops::internal::data::gen::{self, GenSpec};
 use ferrops::internal::trace;
 
@@ -16,28 +16,6 @@ fn ferrops() -> Command {
     let mut c = ferrops_without_cluster_env();
     c.env("FERROPS_LOG", "warn");
     c
-}
-
-/// Writes whitened 4×4 patches of a synthetic picture to `dir/patches.txt`.
-fn patches(dir: &Path) -> std::path::PathBuf {
-    let (w, h) = (48usize, 48usize);
-    let mut pgm = format!("P5\n{w} {h}\n255\n").into_bytes();
-    for y in 0..h {
-        for x in 0..w {
-            let v = 0.5 + 0.3 * ((x as f32) * 0.4 + (y as f32) * 0.15).sin();
-            pgm.push((v * 255.0) as u8);
-        }
-    }
-    let image = dir.join("img.pgm");
-    std::fs::write(&image, pgm).unwrap();
-    let out = dir.join("patches.txt");
-    run_ok(
-        ferrops()
-            .args(["data", "patches", "--size", "4", "--count", "600", "--out"])
-            .arg(&out)
-            .arg(&image),
-    );
-    out
 }
 
 /// `train rica` on one worker (so the run is deterministic) and `servers` servers, with
@@ -75,7 +53,7 @@ fn objectives(out: &str) -> Vec<String> {
 #[test]
 fn rica_resumed_from_a_checkpoint_on_other_servers_ends_where_the_whole_run_does() {
     let scratch = Scratch::new("checkpoint", "rica");
-    let data = patches(&scratch.dir);
+    let data = synthetic_patches(&scratch.dir, 600);
     let ckpt = scratch.dir.join("ckpt");
     let ckpt_flags = [
         "--checkpoint-every",
@@ -192,7 +170,7 @@ fn local_and_scheduler_refuse_a_bad_checkpoint_by_name_before_anything_starts() 
     );
     // A real checkpoint, then damaged.
     let ckpt = scratch.dir.join("ckpt");
-    let data = patches(&scratch.dir);
+    let data = synthetic_patches(&scratch.dir, 600);
     rica(
         &scratch.dir,
         &data,

@@ -135,45 +135,34 @@ fn assert_exact_counts(ok: bool, out: &str) {
     assert_eq!(out.matches("saw 8000 on all 1000 keys").count(), 2, "{out}");
 }
 
+/// Kills server `victim` of a 2-server, R = 2 job running `count` with `count_flags` once the
+/// pushes flow; the job must go on and every count be exact.
+fn kill_one_of_two(victim: usize, count_flags: &[&str]) {
+    let local = Local::start_with(2, 2, count_flags);
+    let pid = local.server_pid(victim);
+    local.wait_for_pushes();
+    send_signal(pid, "KILL");
+    let covered = "replication covers it";
+    local.stderr.wait_for(covered, Duration::from_secs(60));
+    let (ok, out) = local.finish();
+    assert_exact_counts(ok, &out);
+}
+
 #[test]
 fn a_killed_server_is_survived_with_nothing_lost_or_applied_twice() {
     for victim in [1, 0] {
-        let local = Local::start(2);
-        let pid = local.server_pid(victim);
-        local.wait_for_pushes();
-        send_signal(pid, "KILL");
-        local
-            .stderr
-            .wait_for("replication covers it", Duration::from_secs(60));
-        let (ok, out) = local.finish();
-        assert_exact_counts(ok, &out);
+        kill_one_of_two(victim, &[]);
     }
 }
 
 #[test]
 fn asynchronous_pushes_are_sent_again_when_their_head_is_killed() {
-    let local = Local::start_with(2, 2, &["--async"]);
-    let pid = local.server_pid(0);
-    local.wait_for_pushes();
-    send_signal(pid, "KILL");
-    local
-        .stderr
-        .wait_for("replication covers it", Duration::from_secs(60));
-    let (ok, out) = local.finish();
-    assert_exact_counts(ok, &out);
+    kill_one_of_two(0, &["--async"]);
 }
 
 #[test]
 fn parked_sequential_pulls_are_answered_by_the_new_head() {
-    let local = Local::start_with(2, 2, &["--sequential"]);
-    let pid = local.server_pid(0);
-    local.wait_for_pushes();
-    send_signal(pid, "KILL");
-    local
-        .stderr
-        .wait_for("replication covers it", Duration::from_secs(60));
-    let (ok, out) = local.finish();
-    assert_exact_counts(ok, &out);
+    kill_one_of_two(0, &["--sequential"]);
 }
 
 #[test]

@@ -11,7 +11,7 @@ use std::process::Command;
 use ferrops::internal::data::gen::{self, GenSpec};
 use ferrops::internal::trace;
 
-use common::{ferrops_without_cluster_env, run_ok, Scratch};
+use common::{ferrops_without_cluster_env, run_ok, synthetic_patches, Scratch};
 
 fn ferrops() -> Command {
     let mut c = ferrops_without_cluster_env();
@@ -122,32 +122,10 @@ fn l1lr_max_seconds_stops_all_workers_together() {
     assert_eq!((last.iteration, last.stopped.as_deref()), (3, None));
 }
 
-/// Whitened 4×4 patches of a synthetic image, for `train rica`.
-fn patches(dir: &Path) -> std::path::PathBuf {
-    let (w, h) = (48usize, 48usize);
-    let mut pgm = format!("P5\n{w} {h}\n255\n").into_bytes();
-    for y in 0..h {
-        for x in 0..w {
-            let v = 0.5 + 0.25 * (x as f32 * 0.3 + y as f32 * 0.1).sin();
-            pgm.push((v * 255.0) as u8);
-        }
-    }
-    let image = dir.join("img.pgm");
-    std::fs::write(&image, pgm).unwrap();
-    let patches = dir.join("patches.txt");
-    run_ok(
-        ferrops()
-            .args(["data", "patches", "--size", "4", "--count", "400", "--out"])
-            .arg(&patches)
-            .arg(&image),
-    );
-    patches
-}
-
 #[test]
 fn rica_stops_by_tolerance_and_by_time_on_every_worker() {
     let scratch = Scratch::new("stopping", "rica");
-    let data = patches(&scratch.dir);
+    let data = synthetic_patches(&scratch.dir, 400);
     let rica = |options: &str| {
         run_ok(
             ferrops()

@@ -15,27 +15,6 @@ use ferrops_net::auth::{ClusterKey, Secret};
 use ferrops_net::{pad8, FrameParts, Header, Opcode, Status, HEADER_LEN};
 use zerocopy::{FromBytes, IntoBytes};
 
-/// A frame's bytes as they travel.
-fn frame_bytes(header: Header, keys: &[u64], values: &[f32]) -> Vec<u8> {
-    let vals = [values.as_bytes()];
-    let mut frame = FrameParts {
-        header,
-        keys: keys.as_bytes(),
-        values: if values.is_empty() { &[] } else { &vals },
-        extra: &[],
-    };
-    frame.finish(true);
-    let mut bytes = frame.header.as_bytes().to_vec();
-    bytes.extend_from_slice(keys.as_bytes());
-    bytes.resize(HEADER_LEN + pad8(keys.len() * 8), 0);
-    bytes.extend_from_slice(values.as_bytes());
-    bytes.resize(
-        HEADER_LEN + pad8(keys.len() * 8) + pad8(values.len() * 4),
-        0,
-    );
-    bytes
-}
-
 /// A push of worker node `sender` to table `t`, routed with `w`'s routing table.
 fn push(w: &Worker, t: TableId, sender: u32, seq: u64, keys: &[u64], values: &[f32]) -> Vec<u8> {
     let mut h = Header::new(Opcode::Push);
@@ -44,7 +23,7 @@ fn push(w: &Worker, t: TableId, sender: u32, seq: u64, keys: &[u64], values: &[f
     h.sender = sender.into();
     h.seq = seq.into();
     h.key_count = (keys.len() as u32).into();
-    frame_bytes(h, keys, values)
+    common::frame_bytes(h, keys, values)
 }
 
 /// The next frame's header and its extra section as text.
@@ -85,7 +64,7 @@ fn anonymous_frames_are_refused_before_anything_is_read_or_applied() {
         pull.routing_version = w.routing().version.into();
         pull.key_count = 1.into();
         let attempts = [
-            frame_bytes(pull, &[7], &[]),
+            common::frame_bytes(pull, &[7], &[]),
             push(w, t, w.info().node_id, 0, &[7], &[f32::NAN]),
         ];
         for bytes in attempts {
@@ -138,7 +117,7 @@ fn a_frame_claiming_another_workers_identity_is_refused_and_its_connection_dropp
             clock.clock = u32::MAX.into();
             for bytes in [
                 push(w, t, victim, 1 << 63, &[], &[]),
-                frame_bytes(clock, &[], &[]),
+                common::frame_bytes(clock, &[], &[]),
             ] {
                 let mut s = common::authenticated_stream(&server, key, 900);
                 s.write_all(&bytes).unwrap();

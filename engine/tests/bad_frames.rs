@@ -14,20 +14,7 @@ use zerocopy::{FromBytes, IntoBytes};
 
 /// A valid push frame's bytes (header + 2 keys + 2 values).
 fn valid_push() -> Vec<u8> {
-    let keys = [1u64, 2];
-    let values = [1.0f32, 2.0];
-    let vals = [values.as_bytes()];
-    let mut frame = FrameParts {
-        header: Header::new(Opcode::Push),
-        keys: keys.as_bytes(),
-        values: &vals,
-        extra: &[],
-    };
-    frame.finish(true);
-    let mut bytes = frame.header.as_bytes().to_vec();
-    bytes.extend_from_slice(keys.as_bytes());
-    bytes.extend_from_slice(values.as_bytes());
-    bytes
+    common::frame_bytes(Header::new(Opcode::Push), &[1, 2], &[1.0, 2.0])
 }
 
 fn reseal(bytes: &mut [u8], edit: impl FnOnce(&mut Header)) {

@@ -12,13 +12,7 @@ use ferrops_engine::scheduler::run_scheduler;
 use ferrops_engine::{Consistency, TableSpec, Worker};
 use ferrops_kernels::Rule;
 
-const ADAM: Rule = Rule::Adam {
-    lr: 0.01,
-    beta1: 0.9,
-    beta2: 0.999,
-    eps: 1e-8,
-    step: 0,
-};
+const ADAM: Rule = Rule::adam(0.01);
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("ferrops-ckpt-{name}-{}", std::process::id()));

@@ -216,3 +216,27 @@ impl Job {
         (summary, reports)
     }
 }
+
+/// A frame's bytes as they travel: the header, the keys and the values each padded to 8 bytes.
+#[allow(dead_code)] // not every test binary uses every helper
+pub fn frame_bytes(header: ferrops_net::Header, keys: &[u64], values: &[f32]) -> Vec<u8> {
+    use ferrops_net::{pad8, FrameParts, HEADER_LEN};
+    use zerocopy::IntoBytes;
+    let vals = [values.as_bytes()];
+    let mut frame = FrameParts {
+        header,
+        keys: keys.as_bytes(),
+        values: if values.is_empty() { &[] } else { &vals },
+        extra: &[],
+    };
+    frame.finish(true);
+    let mut bytes = frame.header.as_bytes().to_vec();
+    bytes.extend_from_slice(keys.as_bytes());
+    bytes.resize(HEADER_LEN + pad8(keys.len() * 8), 0);
+    bytes.extend_from_slice(values.as_bytes());
+    bytes.resize(
+        HEADER_LEN + pad8(keys.len() * 8) + pad8(values.len() * 4),
+        0,
+    );
+    bytes
+}

@@ -14,8 +14,8 @@ use ferrops_engine::{EngineError, Role, TableSpec};
 use ferrops_kernels::Rule;
 use ferrops_net::auth::{Credentials, Identity};
 use ferrops_net::codec::ValueCodec;
-use ferrops_net::{flags, pad8, FrameParts, Header, Opcode, Status, HEADER_LEN};
-use zerocopy::{FromBytes, IntoBytes};
+use ferrops_net::{flags, pad8, Header, Opcode, Status, HEADER_LEN};
+use zerocopy::FromBytes;
 
 fn spread_keys(n: u64) -> Vec<u64> {
     (0..n).map(|i| i * (u64::MAX / n)).collect()
@@ -89,17 +89,25 @@ fn two_replicas_hold_bit_identical_values_after_pushes_from_two_workers() {
     );
 }
 
-#[test]
-fn a_replication_factor_above_the_servers_is_refused_before_the_job_starts() {
+/// What the scheduler of a 2-server job at replication `r` says when it refuses to start, and
+/// whether it announced its address first.
+fn refusal(r: usize) -> (EngineError, bool) {
     let mut cluster = ClusterConfig::new("127.0.0.1:0".parse().unwrap(), 2, 1);
-    cluster.replication = 3;
+    cluster.replication = r;
+    let bind = "127.0.0.1:0".parse().unwrap();
     let cfg = SchedulerConfig {
         cluster,
-        bind: "127.0.0.1:0".parse().unwrap(),
+        bind,
         restore: None,
     };
     let mut announced = false;
     let err = run_scheduler(&cfg, |_| announced = true).unwrap_err();
+    (err, announced)
+}
+
+#[test]
+fn a_replication_factor_above_the_servers_is_refused_before_the_job_starts() {
+    let (err, announced) = refusal(3);
     assert!(!announced, "refused before listening");
     let EngineError::Config(msg) = err else {
         panic!("not a configuration error: {err}");
@@ -109,40 +117,8 @@ fn a_replication_factor_above_the_servers_is_refused_before_the_job_starts() {
         "{msg}"
     );
     assert!(msg.contains("has 2"), "{msg}");
-    cfg_zero();
-}
-
-fn cfg_zero() {
-    let mut cluster = ClusterConfig::new("127.0.0.1:0".parse().unwrap(), 2, 1);
-    cluster.replication = 0;
-    let cfg = SchedulerConfig {
-        cluster,
-        bind: "127.0.0.1:0".parse().unwrap(),
-        restore: None,
-    };
-    let err = run_scheduler(&cfg, |_| {}).unwrap_err().to_string();
-    assert!(err.contains("at least 1"), "{err}");
-}
-
-/// A frame's bytes as they travel.
-fn frame_bytes(header: Header, keys: &[u64], values: &[f32]) -> Vec<u8> {
-    let vals = [values.as_bytes()];
-    let mut frame = FrameParts {
-        header,
-        keys: keys.as_bytes(),
-        values: &vals,
-        extra: &[],
-    };
-    frame.finish(true);
-    let mut bytes = frame.header.as_bytes().to_vec();
-    bytes.extend_from_slice(keys.as_bytes());
-    bytes.resize(HEADER_LEN + pad8(keys.len() * 8), 0);
-    bytes.extend_from_slice(values.as_bytes());
-    bytes.resize(
-        HEADER_LEN + pad8(keys.len() * 8) + pad8(values.len() * 4),
-        0,
-    );
-    bytes
+    let (zero, _) = refusal(0);
+    assert!(zero.to_string().contains("at least 1"), "{zero}");
 }
 
 /// The next frame's header and its extra section as text (`None` once the peer closed).
@@ -196,14 +172,14 @@ fn forwarded_pushes_are_refused_from_workers_and_from_servers_outside_the_chain(
         let mut s = stream_as(&server, &key, Role::Worker, 900);
         let mut as_itself = h;
         as_itself.sender = 900.into();
-        s.write_all(&frame_bytes(as_itself, &[5], &[100.0]))
+        s.write_all(&common::frame_bytes(as_itself, &[5], &[100.0]))
             .unwrap();
         let (reply, text) = read_reply(&mut s).expect("a refusal");
         assert_eq!(reply.status(), Status::Unauthorized, "{text}");
         assert!(text.contains("cannot send a forwarded push"), "{text}");
         // With R = 1 no server shares a chain with another: a server connection is refused.
         let mut s = stream_as(&server, &key, Role::Server, 3);
-        if s.write_all(&frame_bytes(h, &[5], &[100.0])).is_ok() {
+        if s.write_all(&common::frame_bytes(h, &[5], &[100.0])).is_ok() {
             if let Some((reply, text)) = read_reply(&mut s) {
                 assert_eq!(reply.status(), Status::Unauthorized, "{text}");
                 assert!(text.contains("shares no replication chain"), "{text}");
@@ -235,7 +211,7 @@ fn a_second_connection_under_a_chain_servers_name_is_refused() {
         h.sender = w.info().node_id.into();
         h.seq = 1_000.into();
         h.key_count = 1u32.into();
-        if s.write_all(&frame_bytes(h, &[5], &[100.0])).is_ok() {
+        if s.write_all(&common::frame_bytes(h, &[5], &[100.0])).is_ok() {
             if let Some((reply, text)) = read_reply(&mut s) {
                 assert_eq!(reply.status(), Status::Unauthorized, "{text}");
                 assert!(text.contains("already connected"), "{text}");

@@ -43,6 +43,18 @@ pub enum Rule {
 }
 
 impl Rule {
+    /// Adam with learning rate `lr` and the usual moments and ε (β₁ 0.9, β₂ 0.999, ε 1e-8),
+    /// from step 0.
+    pub const fn adam(lr: f32) -> Rule {
+        Rule::Adam {
+            lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            step: 0,
+        }
+    }
+
     /// How many per-parameter state arrays the rule keeps (0, 1 or 2), each as long as `w`.
     pub fn state_len(&self) -> usize {
         match self {

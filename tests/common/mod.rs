@@ -176,3 +176,34 @@ impl LineLog {
         lines
     }
 }
+
+/// Writes `count` whitened 4×4 patches of a synthetic 48×48 picture (a smooth grating) to
+/// `dir/patches.txt` with `ferrops data patches`, for `train rica`; returns the file.
+pub fn synthetic_patches(dir: &std::path::Path, count: usize) -> PathBuf {
+    let (w, h) = (48usize, 48usize);
+    let mut pgm = format!("P5\n{w} {h}\n255\n").into_bytes();
+    for y in 0..h {
+        for x in 0..w {
+            let v = 0.5 + 0.3 * ((x as f32) * 0.4 + (y as f32) * 0.15).sin();
+            pgm.push((v * 255.0) as u8);
+        }
+    }
+    let image = dir.join("img.pgm");
+    fs::write(&image, pgm).unwrap();
+    let out = dir.join("patches.txt");
+    run_ok(
+        ferrops_without_cluster_env()
+            .args([
+                "data",
+                "patches",
+                "--size",
+                "4",
+                "--count",
+                &count.to_string(),
+                "--out",
+            ])
+            .arg(&out)
+            .arg(&image),
+    );
+    out
+}

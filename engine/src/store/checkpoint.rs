@@ -267,13 +267,7 @@ mod tests {
             .collect()
     }
 
-    const ADAM: Rule = Rule::Adam {
-        lr: 0.01,
-        beta1: 0.9,
-        beta2: 0.999,
-        eps: 1e-8,
-        step: 0,
-    };
+    const ADAM: Rule = Rule::adam(0.01);
 
     #[test]
     fn a_sparse_table_split_in_two_loads_into_one_and_back() {
