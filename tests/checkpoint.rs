@@ -160,13 +160,15 @@ fn local_and_scheduler_refuse_a_bad_checkpoint_by_name_before_anything_starts() 
             .output()
             .unwrap()
     };
-    let missing = scratch.dir.join("missing");
-    let out = local(&missing);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("missing") && err.contains("no such directory"),
-        "{err}"
+    // The command failed, and its error says all of `what`.
+    let refused = |out: &std::process::Output, what: &[&str]| {
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(what.iter().all(|w| err.contains(w)), "{err}");
+    };
+    refused(
+        &local(&scratch.dir.join("missing")),
+        &["missing", "no such directory"],
     );
     // A real checkpoint, then damaged.
     let ckpt = scratch.dir.join("ckpt");
@@ -188,13 +190,7 @@ fn local_and_scheduler_refuse_a_bad_checkpoint_by_name_before_anything_starts() 
     let mut flipped = good.clone();
     flipped[good.len() - 40] ^= 0x80;
     std::fs::write(&file, &flipped).unwrap();
-    let out = local(&ckpt);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("table0-range1.ckpt") && err.contains("checksum"),
-        "{err}"
-    );
+    refused(&local(&ckpt), &["table0-range1.ckpt", "checksum"]);
     std::fs::write(&file, &good[..good.len() / 2]).unwrap();
     let out = ferrops()
         .args([
@@ -211,12 +207,7 @@ fn local_and_scheduler_refuse_a_bad_checkpoint_by_name_before_anything_starts() 
         .arg(&ckpt)
         .output()
         .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("table0-range1.ckpt") && err.contains("truncated"),
-        "{err}"
-    );
+    refused(&out, &["table0-range1.ckpt", "truncated"]);
     assert!(
         !String::from_utf8_lossy(&out.stdout).contains("FERROPS_SCHEDULER="),
         "refused before it listened"

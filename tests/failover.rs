@@ -73,6 +73,18 @@ impl Local {
     }
 
     /// Waits until the workers' pushes are under way.
+    /// Waits until the scheduler has failed over to routing version `version`.
+    fn wait_for_routing(&self, version: u32) {
+        let line = format!("the job goes on with routing version {version}");
+        self.stderr.wait_for(&line, Duration::from_secs(60));
+    }
+
+    /// Lets the job finish and checks that every count is exact.
+    fn finish_exactly(self) {
+        let (ok, out) = self.finish();
+        assert_exact_counts(ok, &out);
+    }
+
     fn wait_for_pushes(&self) {
         self.stdout
             .wait_for("has 500 pushes acknowledged", Duration::from_secs(60));
@@ -144,8 +156,7 @@ fn kill_one_of_two(victim: usize, count_flags: &[&str]) {
     send_signal(pid, "KILL");
     let covered = "replication covers it";
     local.stderr.wait_for(covered, Duration::from_secs(60));
-    let (ok, out) = local.finish();
-    assert_exact_counts(ok, &out);
+    local.finish_exactly();
 }
 
 #[test]
@@ -172,20 +183,13 @@ fn with_three_copies_two_failures_in_sequence_are_survived() {
     local.wait_for_pushes();
     // Range 0's chain is [0, 1, 2]: its middle, then its tail.
     send_signal(middle, "KILL");
-    local.stderr.wait_for(
-        "the job goes on with routing version 2",
-        Duration::from_secs(60),
-    );
+    local.wait_for_routing(2);
     local
         .stdout
         .wait_for("pushes acknowledged", Duration::from_secs(60));
     send_signal(tail, "KILL");
-    local.stderr.wait_for(
-        "the job goes on with routing version 3",
-        Duration::from_secs(60),
-    );
-    let (ok, out) = local.finish();
-    assert_exact_counts(ok, &out);
+    local.wait_for_routing(3);
+    local.finish_exactly();
 }
 
 #[test]
@@ -195,14 +199,10 @@ fn a_stopped_server_is_fenced_and_the_job_completes_exactly() {
     local.wait_for_pushes();
     send_signal(pid, "STOP");
     // The scheduler declares it dead after the heartbeat timeout and fails over.
-    local.stderr.wait_for(
-        "the job goes on with routing version 2",
-        Duration::from_secs(60),
-    );
+    local.wait_for_routing(2);
     // Woken up, it finds itself out of the job and exits; nothing it did counts.
     send_signal(pid, "CONT");
-    let (ok, out) = local.finish();
-    assert_exact_counts(ok, &out);
+    local.finish_exactly();
 }
 
 #[test]

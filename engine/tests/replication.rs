@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use ferrops_engine::config::{ClusterConfig, SchedulerConfig};
 use ferrops_engine::scheduler::run_scheduler;
-use ferrops_engine::{EngineError, Role, TableSpec};
+use ferrops_engine::{EngineError, Role, TableId, TableSpec, Worker};
 use ferrops_kernels::Rule;
 use ferrops_net::auth::{Credentials, Identity};
 use ferrops_net::codec::ValueCodec;
@@ -153,6 +153,31 @@ fn stream_as(
     s
 }
 
+/// The header of a one-key push to `t` marked as forwarded down a chain, in `w`'s name and
+/// routing version.
+fn forwarded_push(w: &Worker, t: TableId) -> Header {
+    let mut h = Header::new(Opcode::Push);
+    h.flags = flags::FORWARDED;
+    h.table = t.0.into();
+    h.routing_version = w.routing().version.into();
+    h.sender = w.info().node_id.into();
+    h.seq = 1_000.into();
+    h.key_count = 1u32.into();
+    h
+}
+
+/// Sends the one-key push `h` over a connection authenticated as server node 3; if the server
+/// answers before it closes the connection, the answer is a refusal saying `why`.
+fn refused_from_server_3(server: &str, key: &ferrops_net::auth::ClusterKey, h: Header, why: &str) {
+    let mut s = stream_as(server, key, Role::Server, 3);
+    if s.write_all(&common::frame_bytes(h, &[5], &[100.0])).is_ok() {
+        if let Some((reply, text)) = read_reply(&mut s) {
+            assert_eq!(reply.status(), Status::Unauthorized, "{text}");
+            assert!(text.contains(why), "{text}");
+        }
+    }
+}
+
 #[test]
 fn forwarded_pushes_are_refused_from_workers_and_from_servers_outside_the_chain() {
     let job = replicated(3, 1, 1);
@@ -161,13 +186,7 @@ fn forwarded_pushes_are_refused_from_workers_and_from_servers_outside_the_chain(
         let t = w.declare_table(TableSpec::new("t", 1)).unwrap();
         let routing = w.routing();
         let server = routing.ranges[0].addr.clone();
-        let mut h = Header::new(Opcode::Push);
-        h.flags = flags::FORWARDED;
-        h.table = t.0.into();
-        h.routing_version = routing.version.into();
-        h.sender = w.info().node_id.into();
-        h.seq = 1_000.into();
-        h.key_count = 1u32.into();
+        let h = forwarded_push(&w, t);
         // A worker, even under its own name, cannot forward.
         let mut s = stream_as(&server, &key, Role::Worker, 900);
         let mut as_itself = h;
@@ -178,13 +197,7 @@ fn forwarded_pushes_are_refused_from_workers_and_from_servers_outside_the_chain(
         assert_eq!(reply.status(), Status::Unauthorized, "{text}");
         assert!(text.contains("cannot send a forwarded push"), "{text}");
         // With R = 1 no server shares a chain with another: a server connection is refused.
-        let mut s = stream_as(&server, &key, Role::Server, 3);
-        if s.write_all(&common::frame_bytes(h, &[5], &[100.0])).is_ok() {
-            if let Some((reply, text)) = read_reply(&mut s) {
-                assert_eq!(reply.status(), Status::Unauthorized, "{text}");
-                assert!(text.contains("shares no replication chain"), "{text}");
-            }
-        }
+        refused_from_server_3(&server, &key, h, "shares no replication chain");
         assert_eq!(w.pull(t, &[5]).unwrap(), vec![0.0], "nothing was applied");
         w.finish().unwrap();
     });
@@ -203,20 +216,7 @@ fn a_second_connection_under_a_chain_servers_name_is_refused() {
         let server = routing.ranges[0].addr.clone();
         // Server 2 (node 3) is connected to server 0 already: a second connection under its
         // name is refused at once.
-        let mut s = stream_as(&server, &key, Role::Server, 3);
-        let mut h = Header::new(Opcode::Push);
-        h.flags = flags::FORWARDED;
-        h.table = t.0.into();
-        h.routing_version = routing.version.into();
-        h.sender = w.info().node_id.into();
-        h.seq = 1_000.into();
-        h.key_count = 1u32.into();
-        if s.write_all(&common::frame_bytes(h, &[5], &[100.0])).is_ok() {
-            if let Some((reply, text)) = read_reply(&mut s) {
-                assert_eq!(reply.status(), Status::Unauthorized, "{text}");
-                assert!(text.contains("already connected"), "{text}");
-            }
-        }
+        refused_from_server_3(&server, &key, forwarded_push(&w, t), "already connected");
         w.push(t, &[5], &[1.0]).unwrap();
         assert_eq!(
             w.pull(t, &[5]).unwrap(),
