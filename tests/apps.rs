@@ -34,10 +34,7 @@ fn scratch(name: &str) -> PathBuf {
 /// returns the directory and the data file's path.
 fn scratch_with_data(name: &str, spec: GenSpec) -> (PathBuf, PathBuf) {
     let dir = scratch(name);
-    let data = dir.join("train.svm");
-    let mut out = std::io::BufWriter::new(std::fs::File::create(&data).unwrap());
-    gen::write(&spec, &mut out).unwrap();
-    out.into_inner().expect("the data set is written out");
+    let data = common::generated_data(&dir, spec);
     (dir, data)
 }
 

@@ -8,8 +8,8 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{ferrops_without_cluster_env, run_ok, synthetic_patches, Scratch};
-use ferrops::internal::data::gen::{self, GenSpec};
+use common::{ferrops_without_cluster_env, generated_data, run_ok, synthetic_patches, Scratch};
+use ferrops::internal::data::gen::GenSpec;
 use ferrops::internal::trace;
 
 fn ferrops() -> Command {
@@ -88,16 +88,13 @@ fn rica_resumed_from_a_checkpoint_on_other_servers_ends_where_the_whole_run_does
 #[test]
 fn l1lr_resumed_from_a_checkpoint_reaches_the_objective_of_the_whole_run() {
     let scratch = Scratch::new("checkpoint", "l1lr");
-    let data = scratch.dir.join("train.svm");
     let spec = GenSpec {
         rows: 1500,
         features: 300,
         nnz_per_row: 10,
         seed: 3,
     };
-    let mut out = std::io::BufWriter::new(std::fs::File::create(&data).unwrap());
-    gen::write(&spec, &mut out).unwrap();
-    drop(out);
+    let data = generated_data(&scratch.dir, spec);
     let train = |servers: usize, iters: usize, extra: &[&str]| {
         let json = scratch.dir.join(format!("trace-{servers}-{iters}.jsonl"));
         let out = run_ok(

@@ -8,10 +8,10 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use ferrops::internal::data::gen::{self, GenSpec};
+use ferrops::internal::data::gen::GenSpec;
 use ferrops::internal::trace;
 
-use common::{ferrops_without_cluster_env, run_ok, synthetic_patches, Scratch};
+use common::{ferrops_without_cluster_env, generated_data, run_ok, synthetic_patches, Scratch};
 
 fn ferrops() -> Command {
     let mut c = ferrops_without_cluster_env();
@@ -37,17 +37,13 @@ fn stopped_after(out: &str, workers: usize) -> Vec<usize> {
 }
 
 fn small_data(dir: &Path) -> std::path::PathBuf {
-    let data = dir.join("train.svm");
     let spec = GenSpec {
         rows: 3000,
         features: 2000,
         nnz_per_row: 15,
         seed: 11,
     };
-    let mut out = std::io::BufWriter::new(std::fs::File::create(&data).unwrap());
-    gen::write(&spec, &mut out).unwrap();
-    out.into_inner().expect("the data set is written out");
-    data
+    generated_data(dir, spec)
 }
 
 /// `train l1lr` with 4 blocks on `data` and `options`; returns its output and trace.

@@ -207,3 +207,15 @@ pub fn synthetic_patches(dir: &std::path::Path, count: usize) -> PathBuf {
     );
     out
 }
+
+/// Writes the synthetic LIBSVM data set `spec` describes to `dir/train.svm`; returns the file.
+pub fn generated_data(
+    dir: &std::path::Path,
+    spec: ferrops::internal::data::gen::GenSpec,
+) -> PathBuf {
+    let data = dir.join("train.svm");
+    let mut out = std::io::BufWriter::new(fs::File::create(&data).unwrap());
+    ferrops::internal::data::gen::write(&spec, &mut out).unwrap();
+    out.into_inner().expect("the data set is written out");
+    data
+}
