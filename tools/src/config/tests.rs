@@ -76,6 +76,17 @@ fn assert_worker_error(pairs: &[(&str, &str)], file_text: Option<&str>, wanted: 
     }
 }
 
+/// Sets `name` to `value` in `env`; a server's configuration must then be refused naming the
+/// variable and its value, and saying `says`.
+fn assert_env_refused(env: &mut EnvMap, name: &str, value: &str, says: &str) {
+    env.insert(name.into(), value.into());
+    let err = error_text(input(&Overrides::default(), env, None).server());
+    assert!(
+        err.contains(name) && err.contains(value) && err.contains(says),
+        "{err}"
+    );
+}
+
 /// Asserts that resolving with `flags` alone (no environment, no file) through `config` fails
 /// with an error that names each of `wanted`.
 fn assert_flags_error<T: fmt::Debug>(
@@ -543,11 +554,11 @@ fn budgets_come_from_flags_environment_or_file_and_zero_is_refused() {
     );
     assert_eq!(b.reply_bytes_total, 5000, "the file beats the default");
     assert_eq!(b.frame_bytes_total, 9000);
-    with_env.insert(ENV_REPLY_BUDGET_TOTAL_BYTES.into(), "0".into());
-    let err = error_text(input(&Overrides::default(), &with_env, None).server());
-    assert!(
-        err.contains(ENV_REPLY_BUDGET_TOTAL_BYTES) && err.contains("at least 1"),
-        "{err}"
+    assert_env_refused(
+        &mut with_env,
+        ENV_REPLY_BUDGET_TOTAL_BYTES,
+        "0",
+        "at least 1",
     );
 }
 
@@ -655,12 +666,7 @@ fn the_metrics_address_comes_from_flag_env_or_file_and_every_role_gets_it() {
         cfg.cluster.metrics_addr,
         Some("127.0.0.1:9200".parse().unwrap())
     );
-    with_env.insert(ENV_METRICS_ADDR.into(), "nowhere".into());
-    let err = error_text(input(&Overrides::default(), &with_env, None).server());
-    assert!(
-        err.contains(ENV_METRICS_ADDR) && err.contains("nowhere"),
-        "{err}"
-    );
+    assert_env_refused(&mut with_env, ENV_METRICS_ADDR, "nowhere", "nowhere");
 }
 
 #[test]
@@ -686,11 +692,6 @@ fn busy_poll_layers_like_every_setting_reaches_every_role_and_refuses_nonsense()
         assert_eq!(cfg.server().unwrap().cluster.busy_poll, want);
     }
     for (bad, why) in [("-1", "whole number"), ("2000000", "at most 1000000")] {
-        with_env.insert(ENV_BUSY_POLL_US.into(), bad.into());
-        let err = error_text(input(&Overrides::default(), &with_env, None).worker());
-        assert!(
-            err.contains(ENV_BUSY_POLL_US) && err.contains(bad) && err.contains(why),
-            "{err}"
-        );
+        assert_env_refused(&mut with_env, ENV_BUSY_POLL_US, bad, why);
     }
 }
