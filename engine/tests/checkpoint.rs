@@ -5,9 +5,9 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use ferrops_engine::config::{ClusterConfig, LivenessConfig, SchedulerConfig};
+use ferrops_engine::config::{ClusterConfig, SchedulerConfig};
 use ferrops_engine::scheduler::run_scheduler;
 use ferrops_engine::{Consistency, TableSpec, Worker};
 use ferrops_kernels::Rule;
@@ -242,14 +242,10 @@ fn corrupt_truncated_and_missing_checkpoints_are_refused_naming_the_file() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Heartbeats every 50 ms, death after 300 ms of silence: short against writing and loading
-/// the table below in a debug build.
+/// Death after 300 ms of silence: short against writing and loading the table below in a
+/// debug build.
 fn short_heartbeats(c: &mut ClusterConfig) {
-    c.liveness = LivenessConfig {
-        heartbeat_interval: Duration::from_millis(50),
-        heartbeat_timeout: Duration::from_millis(300),
-        ..LivenessConfig::default()
-    };
+    c.liveness = common::short_heartbeats(300);
 }
 
 #[test]

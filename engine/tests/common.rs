@@ -240,3 +240,14 @@ pub fn frame_bytes(header: ferrops_net::Header, keys: &[u64], values: &[f32]) ->
     );
     bytes
 }
+
+/// Heartbeats every 50 ms and death after `timeout_ms` of silence: short against the work a
+/// liveness test does, long against a thread waiting for a core on a loaded machine.
+#[allow(dead_code)] // not every test binary uses every helper
+pub fn short_heartbeats(timeout_ms: u64) -> ferrops_engine::config::LivenessConfig {
+    ferrops_engine::config::LivenessConfig {
+        heartbeat_interval: Duration::from_millis(50),
+        heartbeat_timeout: Duration::from_millis(timeout_ms),
+        ..ferrops_engine::config::LivenessConfig::default()
+    }
+}

@@ -11,13 +11,9 @@ use ferrops_engine::config::LivenessConfig;
 use ferrops_engine::TableSpec;
 
 /// Heartbeats every 50 ms, death after 1 s of silence: short against the work below (seconds),
-/// long against a thread waiting for a core on a loaded machine.
+/// Death after 1 s of silence.
 fn short_heartbeats() -> LivenessConfig {
-    LivenessConfig {
-        heartbeat_interval: Duration::from_millis(50),
-        heartbeat_timeout: Duration::from_millis(1000),
-        ..LivenessConfig::default()
-    }
+    common::short_heartbeats(1000)
 }
 
 #[test]
