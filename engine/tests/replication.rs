@@ -178,17 +178,33 @@ fn refused_from_server_3(server: &str, key: &ferrops_net::auth::ClusterKey, h: H
     }
 }
 
-#[test]
-fn forwarded_pushes_are_refused_from_workers_and_from_servers_outside_the_chain() {
-    let job = replicated(3, 1, 1);
+/// Runs `body` as the one worker of a 3-server job at replication `r`, with a one-value table,
+/// the job's key and the address of range 0's head; the worker finishes after it.
+fn with_three_servers(
+    r: usize,
+    body: impl Fn(&Worker, TableId, &ferrops_net::auth::ClusterKey, &str)
+        + Send
+        + Sync
+        + Clone
+        + 'static,
+) {
+    let job = replicated(3, 1, r);
     let key = job.cluster.key.clone();
     job.run_workers(1, move |w| {
         let t = w.declare_table(TableSpec::new("t", 1)).unwrap();
-        let routing = w.routing();
-        let server = routing.ranges[0].addr.clone();
-        let h = forwarded_push(&w, t);
+        let server = w.routing().ranges[0].addr.clone();
+        body(&w, t, &key, &server);
+        w.finish().unwrap();
+    });
+    job.join();
+}
+
+#[test]
+fn forwarded_pushes_are_refused_from_workers_and_from_servers_outside_the_chain() {
+    with_three_servers(1, |w, t, key, server| {
+        let h = forwarded_push(w, t);
         // A worker, even under its own name, cannot forward.
-        let mut s = stream_as(&server, &key, Role::Worker, 900);
+        let mut s = stream_as(server, key, Role::Worker, 900);
         let mut as_itself = h;
         as_itself.sender = 900.into();
         s.write_all(&common::frame_bytes(as_itself, &[5], &[100.0]))
@@ -197,35 +213,23 @@ fn forwarded_pushes_are_refused_from_workers_and_from_servers_outside_the_chain(
         assert_eq!(reply.status(), Status::Unauthorized, "{text}");
         assert!(text.contains("cannot send a forwarded push"), "{text}");
         // With R = 1 no server shares a chain with another: a server connection is refused.
-        refused_from_server_3(&server, &key, h, "shares no replication chain");
+        refused_from_server_3(server, key, h, "shares no replication chain");
         assert_eq!(w.pull(t, &[5]).unwrap(), vec![0.0], "nothing was applied");
-        w.finish().unwrap();
     });
-    job.join();
 }
 
 #[test]
 fn a_second_connection_under_a_chain_servers_name_is_refused() {
     // Three servers, R = 2: chains [0, 1], [1, 2], [2, 0].
-    let job = replicated(3, 1, 2);
-    let key = job.cluster.key.clone();
-    job.run_workers(1, move |w| {
-        let t = w.declare_table(TableSpec::new("t", 1)).unwrap();
-        let routing = w.routing();
-        assert_eq!(routing.ranges[2].chain, vec![2, 0]);
-        let server = routing.ranges[0].addr.clone();
+    with_three_servers(2, |w, t, key, server| {
+        assert_eq!(w.routing().ranges[2].chain, vec![2, 0]);
         // Server 2 (node 3) is connected to server 0 already: a second connection under its
         // name is refused at once.
-        refused_from_server_3(&server, &key, forwarded_push(&w, t), "already connected");
+        refused_from_server_3(server, key, forwarded_push(w, t), "already connected");
         w.push(t, &[5], &[1.0]).unwrap();
-        assert_eq!(
-            w.pull(t, &[5]).unwrap(),
-            vec![1.0],
-            "only the real push applied"
-        );
-        w.finish().unwrap();
+        let only_real = w.pull(t, &[5]).unwrap();
+        assert_eq!(only_real, vec![1.0], "only the real push applied");
     });
-    job.join();
 }
 
 #[test]
