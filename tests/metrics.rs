@@ -331,3 +331,78 @@ fn local_metrics_gives_every_child_its_own_endpoint() {
     assert_eq!(ports.len(), 4, "each its own port: {addrs:?}");
     assert!(addrs.iter().all(|a| a.ip().is_loopback()), "{addrs:?}");
 }
+
+#[test]
+fn replication_lag_and_failovers_are_counted() {
+    let mut scheduler = Role::spawn(
+        Command::new(env!("CARGO_BIN_EXE_ferrops"))
+            .args(["scheduler", "--bind", "127.0.0.1:0", "--replication", "2"])
+            .args(["--num-servers", "2", "--num-workers", "1"])
+            .args([
+                "--heartbeat-interval-ms",
+                "100",
+                "--heartbeat-timeout-ms",
+                "1000",
+            ])
+            .args(["--metrics-addr", "127.0.0.1:0"])
+            .stdout(Stdio::piped()),
+    );
+    let mut line = String::new();
+    BufReader::new(scheduler.child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("FERROPS_SCHEDULER=")
+        .unwrap()
+        .to_string();
+    let server = |rank: &str| {
+        Role::spawn(
+            Command::new(env!("CARGO_BIN_EXE_ferrops"))
+                .args(["server", "--scheduler", &addr, "--replication", "2"])
+                .args(["--num-servers", "2", "--num-workers", "1"])
+                .args([
+                    "--heartbeat-interval-ms",
+                    "100",
+                    "--heartbeat-timeout-ms",
+                    "1000",
+                ])
+                .env("FERROPS_RANK", rank)
+                .env("FERROPS_METRICS_ADDR", "127.0.0.1:0"),
+        )
+    };
+    let (head, mut tail) = (server("0"), server("1"));
+    let scheduler_metrics = scheduler.metrics_addr();
+    let head_metrics = head.metrics_addr();
+    let mut cluster = ClusterConfig::new(addr.parse().unwrap(), 2, 1);
+    cluster.key = ClusterKey::Secret(Secret::new(SECRET).unwrap());
+    cluster.replication = 2;
+    let worker = Worker::connect(&WorkerConfig { cluster }).expect("worker connects");
+    let table = worker.declare_table(TableSpec::new("t", 1)).unwrap();
+    // Key 1 lies in range 0, whose chain is [0, 1]: every push is forwarded once.
+    for _ in 0..10 {
+        worker.push(table, &[1], &[1.0]).unwrap();
+    }
+    let lag = "ferrops_replication_seconds_count";
+    assert_eq!(
+        value(&scrape(head_metrics), lag),
+        10.0,
+        "one lag per forwarded push"
+    );
+    assert_eq!(
+        value(&scrape(scheduler_metrics), "ferrops_failovers_total"),
+        0.0
+    );
+    tail.child.kill().unwrap();
+    let _ = tail.child.wait();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while value(&scrape(scheduler_metrics), "ferrops_failovers_total") < 1.0 {
+        assert!(Instant::now() < deadline, "the failover was never counted");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // With its chain down to the head alone, a push is no longer forwarded.
+    worker.push(table, &[1], &[1.0]).unwrap();
+    assert_eq!(worker.pull(table, &[1]).unwrap(), vec![11.0]);
+    assert_eq!(value(&scrape(head_metrics), lag), 10.0);
+    worker.finish().unwrap();
+}

@@ -61,6 +61,8 @@ pub struct JobSummary {
 }
 
 struct Scheduler {
+    /// Server deaths replication covered (`ferrops_failovers_total`).
+    failovers: prometheus_client::metrics::counter::Counter,
     num_servers: usize,
     /// Copies of each range (the chain's length) and shards per server process.
     replication: usize,
@@ -164,6 +166,7 @@ pub fn run_scheduler(
         started: now,
         checkpoint: None,
         restore,
+        failovers: metrics.families().failovers.clone(),
     };
     ev.run(&mut s)?;
     s.summary.tables = s.tables.len();

@@ -80,6 +80,10 @@ pub struct Families {
     pub key_cache_misses: Counter,
     pub filter_coordinates: Family<FilterLabels, Counter>,
     pub table_memory: Family<TableMemoryLabels, Gauge>,
+    /// Server: from forwarding an applied push down its range's chain to the chain's ack.
+    pub replication_seconds: LatencyHistogram,
+    /// Scheduler: server deaths replication covered (a new routing version each).
+    pub failovers: Counter,
 }
 
 /// The handles of one (connection, table): looked up once, then bumped.
@@ -234,6 +238,20 @@ impl NodeMetrics {
                 "table_memory_bytes",
                 "Memory held by a table, by kind and shard",
                 f.table_memory.clone(),
+            );
+            r.register(
+                "replication_seconds",
+                "Replication lag of a push: from forwarding it down its range's chain, once \
+                 applied here, to the chain's acknowledgement (R > 1 only)",
+                f.replication_seconds.clone(),
+            );
+        }
+        if role == Role::Scheduler {
+            r.register(
+                "failovers",
+                "Server deaths that replication covered: the dead server left every chain, \
+                 the next servers took over, a new routing version went out",
+                f.failovers.clone(),
             );
         }
         r.register_collector(Box::new(net.clone()));

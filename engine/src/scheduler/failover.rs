@@ -56,6 +56,7 @@ impl Scheduler {
             routing.ranges.iter().map(|r| &r.chain).collect::<Vec<_>>()
         );
         self.summary.servers_lost += 1;
+        self.failovers.inc();
         self.routing = routing;
         let msg = Control::Routing {
             routing: self.routing.clone(),

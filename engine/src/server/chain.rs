@@ -26,6 +26,8 @@ pub(super) struct Upstream {
     /// The range it belongs to and the server it was forwarded to.
     range: u32,
     to: u32,
+    /// When it was forwarded (its ack's wait is the replication lag).
+    sent: std::time::Instant,
 }
 
 impl Server {
@@ -86,6 +88,7 @@ impl Server {
             header: h,
             range,
             to: next,
+            sent: std::time::Instant::now(),
         };
         self.forwards.insert(id, upstream);
         Ok(())
@@ -117,6 +120,7 @@ impl Server {
             }
             Opcode::PushAck => {
                 if let Some(up) = self.forwards.remove(&h.request_id.get()) {
+                    self.meters.replicated(up.sent.elapsed());
                     acknowledge(io, up.peer, &up.header);
                 }
             }

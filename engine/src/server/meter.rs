@@ -46,13 +46,20 @@ pub(super) struct ServerMeters {
     pub(super) changed: [Counter; 3],
     /// Each table's memory gauges: values, state, key map, resolution cache.
     memory: Vec<(u32, [Gauge; 4])>,
+    replication: crate::metrics::LatencyHistogram,
 }
 
 impl ServerMeters {
+    /// A forwarded push came back acknowledged by the rest of its chain after `lag`.
+    pub(super) fn replicated(&self, lag: std::time::Duration) {
+        self.replication.observe(lag);
+    }
+
     pub(super) fn new(metrics: &NodeMetrics, shard: usize) -> ServerMeters {
         let f = metrics.families();
         ServerMeters {
             families: f.clone(),
+            replication: f.replication_seconds.clone(),
             shard,
             key_cache_hits: f.key_cache_hits.clone(),
             key_cache_misses: f.key_cache_misses.clone(),
