@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -89,14 +89,7 @@ fn start_scheduler_and_server() -> (Role, SocketAddr, Role) {
             .args(["--metrics-addr", "127.0.0.1:0"])
             .stdout(Stdio::piped()),
     );
-    let mut line = String::new();
-    BufReader::new(scheduler.child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr: SocketAddr = line
-        .trim()
-        .strip_prefix("FERROPS_SCHEDULER=")
-        .unwrap()
+    let addr: SocketAddr = common::announced_address(&mut scheduler.child)
         .parse()
         .unwrap();
     let server = Role::spawn(
@@ -347,15 +340,7 @@ fn replication_lag_and_failovers_are_counted() {
             .args(["--metrics-addr", "127.0.0.1:0"])
             .stdout(Stdio::piped()),
     );
-    let mut line = String::new();
-    BufReader::new(scheduler.child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("FERROPS_SCHEDULER=")
-        .unwrap()
-        .to_string();
+    let addr = common::announced_address(&mut scheduler.child);
     let server = |rank: &str| {
         Role::spawn(
             Command::new(env!("CARGO_BIN_EXE_ferrops"))
