@@ -327,31 +327,34 @@ fn local_metrics_gives_every_child_its_own_endpoint() {
 
 #[test]
 fn replication_lag_and_failovers_are_counted() {
+    // Two servers holding each range twice, one worker; a killed server's connection closing
+    // is how the scheduler learns of it here.
+    let job = [
+        "--replication",
+        "2",
+        "--num-servers",
+        "2",
+        "--num-workers",
+        "1",
+    ];
     let mut scheduler = Role::spawn(
         Command::new(env!("CARGO_BIN_EXE_ferrops"))
-            .args(["scheduler", "--bind", "127.0.0.1:0", "--replication", "2"])
-            .args(["--num-servers", "2", "--num-workers", "1"])
             .args([
-                "--heartbeat-interval-ms",
-                "100",
-                "--heartbeat-timeout-ms",
-                "1000",
+                "scheduler",
+                "--bind",
+                "127.0.0.1:0",
+                "--metrics-addr",
+                "127.0.0.1:0",
             ])
-            .args(["--metrics-addr", "127.0.0.1:0"])
+            .args(job)
             .stdout(Stdio::piped()),
     );
     let addr = common::announced_address(&mut scheduler.child);
     let server = |rank: &str| {
         Role::spawn(
             Command::new(env!("CARGO_BIN_EXE_ferrops"))
-                .args(["server", "--scheduler", &addr, "--replication", "2"])
-                .args(["--num-servers", "2", "--num-workers", "1"])
-                .args([
-                    "--heartbeat-interval-ms",
-                    "100",
-                    "--heartbeat-timeout-ms",
-                    "1000",
-                ])
+                .args(["server", "--scheduler", &addr])
+                .args(job)
                 .env("FERROPS_RANK", rank)
                 .env("FERROPS_METRICS_ADDR", "127.0.0.1:0"),
         )
