@@ -3,9 +3,13 @@
 //! cache), the checks and signature of request key lists ([`key_list`]) and the per-connection
 //! cache of lists sent by signature ([`key_list_cache`]), when a pull may be answered
 //! ([`clock`], [`table::Consistency`]), who owns which keys ([`routing`]), the messages between
-//! nodes and how they are sent ([`control`]), tables on disk ([`checkpoint`]: written by the
-//! servers at a consistent clock, restored on any number of servers), and the three roles — [`server::run_server`],
-//! [`scheduler::run_scheduler`] and the worker API [`worker::Worker`]. Frames travel through
+//! nodes and how they are sent ([`control`]), replication (each key range held by a chain of R
+//! servers: the head applies a push and forwards it, `server/chain.rs`; a dead server's ranges
+//! fail over to the next of their chains, `scheduler/failover.rs`, and workers resend under the
+//! new routing, `worker/failover.rs`), tables on disk ([`checkpoint`]: written by the servers at
+//! a consistent clock, restored on any number of servers), and the three roles —
+//! [`server::run_server`], [`scheduler::run_scheduler`] and the worker API [`worker::Worker`].
+//! Frames travel through
 //! `ferrops-net`, which owns every connection, poller and wait: the servers' and scheduler's
 //! event loop, the worker's client driver (the worker keeps only its requests and what to do
 //! with the replies), dialing, and interface discovery. Memory the
