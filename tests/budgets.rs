@@ -149,6 +149,7 @@ fn hello(node_id: u32) -> Vec<u8> {
     let (header, extra) = Control::Hello {
         node_id,
         key_cache_keys: 1 << 22,
+        clock: 0,
     }
     .frame();
     frame_bytes(header, &[], &extra)

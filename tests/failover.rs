@@ -9,8 +9,7 @@
 mod common;
 
 use std::process::{Child, Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{ferrops_without_cluster_env, send_signal, LineLog};
 
@@ -38,10 +37,13 @@ fn local_count(servers: usize, r: usize, extra: &[&str]) -> Child {
 }
 
 /// A running `ferrops local`: its stderr and stdout followed line by line.
-struct Local {
-    child: Child,
-    stderr: LineLog,
-    stdout: LineLog,
+struct Local(common::Running);
+
+impl std::ops::Deref for Local {
+    type Target = common::Running;
+    fn deref(&self) -> &common::Running {
+        &self.0
+    }
 }
 
 impl Local {
@@ -51,25 +53,12 @@ impl Local {
 
     /// A job of `servers` servers at replication `r`, with more arguments for `count`.
     fn start_with(servers: usize, r: usize, extra: &[&str]) -> Local {
-        let mut child = local_count(servers, r, extra);
-        let stderr = LineLog::follow(child.stderr.take().unwrap());
-        let stdout = LineLog::follow(child.stdout.take().unwrap());
-        Local {
-            child,
-            stderr,
-            stdout,
-        }
+        Local(common::Running::follow(local_count(servers, r, extra)))
     }
 
     /// The pid of the launcher's child `server i` (started with `FERROPS_RANK=i`).
     fn server_pid(&self, i: usize) -> u32 {
-        let marker = format!("FERROPS_RANK={i}");
-        common::poll(Duration::from_secs(30), || {
-            children_of(self.child.id())
-                .into_iter()
-                .find(|&pid| is_server_with(pid, &marker))
-                .ok_or_else(|| format!("no server {i} among the launcher's children"))
-        })
+        common::launched_server(&self.child, i)
     }
 
     /// Waits until the workers' pushes are under way.
@@ -92,49 +81,8 @@ impl Local {
 
     /// Waits for the end; returns (success, the rest of stdout and stderr).
     fn finish(mut self) -> (bool, String) {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "ferrops local hung");
-            thread::sleep(Duration::from_millis(50));
-        };
-        let out = self.stdout.rest(Duration::from_secs(10)).join("\n");
-        let err = self.stderr.rest(Duration::from_secs(10)).join("\n");
-        (status.success(), format!("{out}\n{err}"))
+        self.0.finish(Duration::from_secs(120))
     }
-}
-
-impl Drop for Local {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The pids whose parent is `parent`.
-fn children_of(parent: u32) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-                let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-                rest.split_whitespace().nth(1) == Some(&parent.to_string())
-            })
-        })
-        .collect()
-}
-
-/// Whether `pid` runs `ferrops server` with `marker` (`FERROPS_RANK=i`) in its environment.
-fn is_server_with(pid: u32, marker: &str) -> bool {
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-    cmdline.split(|&b| b == 0).any(|a| a == b"server")
-        && environ.split(|&b| b == 0).any(|v| v == marker.as_bytes())
 }
 
 fn assert_exact_counts(ok: bool, out: &str) {
@@ -275,9 +223,9 @@ fn l1lr_at_tau_zero_reaches_the_same_objective_when_a_server_is_killed_mid_run()
             .ok_or_else(|| "fewer than 5 iterations so far".to_string())
     });
     let victim = common::poll(Duration::from_secs(10), || {
-        children_of(child.id())
+        common::children_of(child.id())
             .into_iter()
-            .find(|&pid| is_server_with(pid, "FERROPS_RANK=1"))
+            .find(|&pid| common::is_server_with(pid, "FERROPS_RANK=1"))
             .ok_or_else(|| "no server 1".to_string())
     });
     send_signal(victim, "KILL");

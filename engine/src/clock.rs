@@ -33,6 +33,22 @@ impl ClockTracker {
         Ok(self.live.contains(&worker))
     }
 
+    /// Every worker's completed clocks, by node id.
+    pub fn completed(&self) -> Vec<(u32, u32)> {
+        self.completed.iter().map(|(&w, &c)| (w, c)).collect()
+    }
+
+    /// Takes what another server knew of `worker`'s clocks (a range copy, a worker saying
+    /// where it stands when it connects): the larger count wins, without the one-step check
+    /// [`ClockTracker::record`] makes of a worker's own clock frames.
+    /// Returns whether that is more than this tracker knew.
+    pub fn merge(&mut self, worker: u32, completed: u32) -> bool {
+        let c = self.completed.entry(worker).or_insert(0);
+        let more = completed > *c;
+        *c = (*c).max(completed);
+        more
+    }
+
     /// Clocks between the live worker that completed the most and the one that completed the
     /// fewest (0 with fewer than two live workers).
     pub fn lag(&self) -> u32 {

@@ -14,6 +14,11 @@ use crate::table::KeyLayout;
 pub struct KeyRange {
     pub begin: u64,
     pub last: u64,
+    /// A server at the end of `chain` that is still taking its copy of the range from the
+    /// server before it: it applies and acknowledges forwarded pushes like any replica, but
+    /// it is not a copy yet (never promoted, not counted towards R) until the copy completes
+    /// and the scheduler publishes a routing without this mark.
+    pub learner: Option<u32>,
     /// Server rank (index into the cluster's server list) of the chain's head, which serves
     /// the range.
     pub server: u32,
@@ -31,6 +36,14 @@ impl KeyRange {
     /// Whether `key` falls in this range.
     pub fn contains(&self, key: u64) -> bool {
         self.begin <= key && key <= self.last
+    }
+
+    /// The servers that hold a whole copy of the range: the chain without its learner.
+    pub fn copies(&self) -> impl Iterator<Item = u32> + '_ {
+        self.chain
+            .iter()
+            .copied()
+            .filter(move |&r| Some(r) != self.learner)
     }
 }
 
@@ -66,6 +79,7 @@ impl RoutingTable {
                     chain: vec![i as u32],
                     addr: addr.clone(),
                     rdma_addr: None,
+                    learner: None,
                 }
             })
             .collect();

@@ -4,12 +4,14 @@
 //!
 //! Beside it: `liveness` (heartbeat answers, what a node's death means, slots freed before the
 //! start), `failover` (a dead server that replication covers: new chains, new routing),
-//! `startup` (the deadline for the job to assemble) and `checkpoint` (collective checkpoints
-//! and restoring a job from one).
+//! `startup` (the deadline for the job to assemble), `checkpoint` (collective checkpoints
+//! and restoring a job from one) and `rereplicate` (chains brought back to R copies by
+//! learners, spares joining the running job, routings published learners first).
 
 mod checkpoint;
 mod failover;
 mod liveness;
+mod rereplicate;
 mod startup;
 
 use std::collections::{BTreeSet, HashMap};
@@ -92,6 +94,8 @@ struct Scheduler {
     checkpoint: Option<checkpoint::Collective>,
     /// The checkpoint the job starts from, if any (read and checked before listening).
     restore: Option<checkpoint::Restore>,
+    /// A routing sent to its learners only, and the learners that have not adopted it yet.
+    awaiting: Option<(u32, BTreeSet<PeerId>)>,
 }
 
 /// Runs the scheduler; `announce` is called once with the address it listens on.
@@ -166,6 +170,7 @@ pub fn run_scheduler(
         started: now,
         checkpoint: None,
         restore,
+        awaiting: None,
         failovers: metrics.families().failovers.clone(),
     };
     ev.run(&mut s)?;
@@ -228,6 +233,13 @@ impl Scheduler {
             tracing::warn!("refusing registration of peer {peer}: {reason}");
             reply_control(io, peer, &Control::Refused { reason });
             return;
+        }
+        if let (Role::Server, Some(addr), Phase::Running, false) =
+            (role, &addr, &self.phase, self.nodes.contains_key(&peer))
+        {
+            if self.replication > 1 {
+                return self.admit_spare(peer, addr.clone(), rdma_addr, asked, io);
+            }
         }
         if self.phase != Phase::Registering || self.nodes.contains_key(&peer) {
             let reason = "registration is closed (the job is already complete)".to_string();
@@ -330,6 +342,9 @@ impl Scheduler {
 
     fn server_ready(&mut self, peer: PeerId, io: &mut Io<'_>) {
         self.ready.insert(peer);
+        if self.phase == Phase::Running {
+            return self.spare_ready(io);
+        }
         if self.ready.len() < self.num_servers || self.phase != Phase::WelcomingServers {
             return;
         }
@@ -552,6 +567,12 @@ impl Handler for Scheduler {
             ) => self.register(peer, role, addr, rdma_addr, rank, io),
             (Control::Ready, Some(Role::Server)) => self.server_ready(peer, io),
             (Control::TableCreated { id }, Some(Role::Server)) => self.table_created(id, io),
+            (Control::RoutingAdopted { version }, Some(Role::Server)) => {
+                self.routing_adopted(peer, version, io)
+            }
+            (Control::RangeCopied { range, .. }, Some(Role::Server)) => {
+                self.range_copied(peer, range, io)
+            }
             (Control::TableRefused { id, reason }, Some(Role::Server)) => {
                 self.table_refused(id, reason, io)
             }

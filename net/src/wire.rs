@@ -90,6 +90,10 @@ wire_enum! {
         /// A step of the authentication handshake (`crate::auth`), the only frames a
         /// connection carries before it is authenticated.
         Auth = 8,
+        /// A piece of a key range's state sent by one server to another that is taking a copy
+        /// of the range (the engine's range copy: keys, then their values and rule state;
+        /// extra says which range and table).
+        Copy = 9,
     }
 }
 

@@ -132,6 +132,84 @@ pub fn processes_marked(marker: &str) -> Vec<i32> {
         .collect()
 }
 
+/// The pids whose parent is `parent`.
+pub fn children_of(parent: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+                rest.split_whitespace().nth(1) == Some(&parent.to_string())
+            })
+        })
+        .collect()
+}
+
+/// Whether `pid` runs `ferrops server` with `marker` (`FERROPS_RANK=i`) in its environment.
+pub fn is_server_with(pid: u32, marker: &str) -> bool {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+    cmdline.split(|&b| b == 0).any(|a| a == b"server")
+        && environ.split(|&b| b == 0).any(|v| v == marker.as_bytes())
+}
+
+/// The pid of `ferrops local`'s (the process `launcher`'s) server `rank`.
+pub fn launched_server(launcher: &Child, rank: usize) -> u32 {
+    let marker = format!("FERROPS_RANK={rank}");
+    poll(Duration::from_secs(30), || {
+        children_of(launcher.id())
+            .into_iter()
+            .find(|&pid| is_server_with(pid, &marker))
+            .ok_or_else(|| format!("no server {rank} among the launcher's children"))
+    })
+}
+
+/// A child whose stdout and stderr (both piped) are followed line by line; killed if it is
+/// still running when dropped.
+pub struct Running {
+    pub child: Child,
+    pub stdout: LineLog,
+    pub stderr: LineLog,
+}
+
+impl Running {
+    pub fn follow(mut child: Child) -> Running {
+        let stdout = LineLog::follow(child.stdout.take().expect("stdout piped"));
+        let stderr = LineLog::follow(child.stderr.take().expect("stderr piped"));
+        Running {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Waits up to `within` for the child to end (panics if it does not); returns whether it
+    /// succeeded, and the rest of its stdout and stderr.
+    pub fn finish(&mut self, within: Duration) -> (bool, String) {
+        let deadline = Instant::now() + within;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "the child hung");
+            thread::sleep(Duration::from_millis(50));
+        };
+        let out = self.stdout.rest(Duration::from_secs(10)).join("\n");
+        let err = self.stderr.rest(Duration::from_secs(10)).join("\n");
+        (status.success(), format!("{out}\n{err}"))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// The lines a child writes to a pipe (its stderr, say), as they come, read on a thread.
 pub struct LineLog(std::sync::mpsc::Receiver<String>);
 
@@ -163,6 +241,24 @@ impl LineLog {
 }
 
 impl LineLog {
+    /// Waits until a line containing each of `texts` has come, in any order; panics when one
+    /// has not come `within`.
+    pub fn wait_for_all(&self, texts: &[&str], within: Duration) {
+        let deadline = Instant::now() + within;
+        let mut missing: Vec<&str> = texts.to_vec();
+        let mut seen = Vec::new();
+        while !missing.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.0.recv_timeout(left) {
+                Ok(line) => {
+                    missing.retain(|t| !line.contains(t));
+                    seen.push(line);
+                }
+                Err(_) => panic!("never logged {missing:?}; logged: {seen:#?}"),
+            }
+        }
+    }
+
     /// Every line from now on until the pipe closes (at most `within`).
     pub fn rest(&self, within: Duration) -> Vec<String> {
         let deadline = Instant::now() + within;

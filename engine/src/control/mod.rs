@@ -27,9 +27,14 @@ pub enum Control {
         rdma_addr: Option<String>,
         rank: Option<u32>,
     },
-    /// Worker → server, first on each connection: who is calling and how many keys of key lists
-    /// this connection caches (both ends keep the same cache, see `key_list_cache`).
-    Hello { node_id: u32, key_cache_keys: u64 },
+    /// Worker → server, first on each connection: who is calling, how many keys of key lists
+    /// this connection caches (both ends keep the same cache, see `key_list_cache`), and how
+    /// many clocks it has completed (a server that joined the job counts them from there).
+    Hello {
+        node_id: u32,
+        key_cache_keys: u64,
+        clock: u32,
+    },
     /// Server → scheduler: welcomed and serving.
     Ready,
     /// Scheduler → node: your identity, sent once the whole job has registered.
@@ -92,6 +97,48 @@ pub enum Control {
     /// chains were shortened, their next servers promoted). Requests stamped with an older
     /// version are refused (`NotOwner`); workers resend them under this one.
     Routing { routing: RoutingTable },
+    /// Server → scheduler: this server now routes by `version` (the scheduler publishes a
+    /// routing that names a new learner to the learner first, and to everyone else once it
+    /// has it, so that nobody forwards to a server that would not yet take it).
+    RoutingAdopted { version: u32 },
+    /// Learner → scheduler: it holds its whole copy of range `range` (taken under routing
+    /// `version`), so it may count as one of the range's copies.
+    RangeCopied { range: u32, version: u32 },
+}
+
+/// One step of a range copy, in the extra section of an `Opcode::Copy` frame from the server
+/// that holds the range to the learner taking a copy of it (`server/range_copy.rs`). The steps
+/// travel on the connection that carries the range's forwarded pushes, in the order the
+/// source applied them, so the learner sees each row after every push it reflects.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum CopyStep {
+    /// First: what the copy starts from, taken when the source adopted routing `version`:
+    /// each table (id, spec, Adam's step count), the last push applied per worker node, and
+    /// the clocks each worker has completed.
+    Begin {
+        range: u32,
+        version: u32,
+        tables: Vec<(u32, TableSpec, u32)>,
+        last_seq: Vec<(u32, u64)>,
+        clocks: Vec<(u32, u32)>,
+    },
+    /// The rows of table `table` for the frame's keys (values section: the rows as
+    /// `TableStore::export_rows` lays them out).
+    Rows { range: u32, table: u32 },
+    /// Last: every row of the range has been sent.
+    End { range: u32 },
+}
+
+impl CopyStep {
+    /// Encodes for the extra section.
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_stdvec(self).unwrap_or_default()
+    }
+
+    /// Decodes an extra section; a malformed step is an error, never a panic.
+    pub fn decode(bytes: &[u8]) -> Result<CopyStep, postcard::Error> {
+        postcard::from_bytes(bytes)
+    }
 }
 
 impl Control {

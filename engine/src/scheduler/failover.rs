@@ -6,7 +6,6 @@
 use ferrops_net::{CloseReason, Io, PeerId};
 
 use super::Scheduler;
-use crate::control::{reply_control, Control};
 
 impl Scheduler {
     /// Whether the death of server `peer` can be survived: replication is on and the job runs.
@@ -34,7 +33,16 @@ impl Scheduler {
         let mut routing = self.routing.clone();
         routing.version += 1;
         for (i, range) in routing.ranges.iter_mut().enumerate() {
+            let held = range.chain.contains(&rank);
             range.chain.retain(|&r| r != rank);
+            if let Some(learner) = range.learner {
+                // A learner's copy comes from the server before it: a chain that changed
+                // starts its copy again.
+                if held {
+                    range.chain.retain(|&r| r != learner);
+                    range.learner = None;
+                }
+            }
             let Some(&head) = range.chain.first() else {
                 let why = format!(
                     "{name} is dead and range {i} (keys [{:#x}, {:#x}]) has lost every copy",
@@ -50,6 +58,7 @@ impl Scheduler {
                 range.rdma_addr = self.rdma_addr_of(head);
             }
         }
+        self.plan_copies(&mut routing);
         tracing::warn!(
             "{name} is dead; the job goes on with routing version {} (chains {:?})",
             routing.version,
@@ -57,14 +66,7 @@ impl Scheduler {
         );
         self.summary.servers_lost += 1;
         self.failovers.inc();
-        self.routing = routing;
-        let msg = Control::Routing {
-            routing: self.routing.clone(),
-        };
-        let peers: Vec<PeerId> = self.nodes.keys().copied().collect();
-        for p in peers {
-            reply_control(io, p, &msg);
-        }
+        self.publish(routing, io);
     }
 
     /// The RDMA address server `rank` registered, if any.

@@ -54,10 +54,26 @@ impl Server {
             Control::Welcome {
                 node_id,
                 rank,
+                num_servers,
+                num_workers,
                 routing,
                 workers,
-                ..
             } => {
+                let (servers, workers_set) = self.configured_size;
+                let size = (num_servers as usize, num_workers as usize);
+                if (servers != 0 && servers != size.0)
+                    || (workers_set != 0 && workers_set != size.1)
+                {
+                    let why = format!(
+                        "this server was configured for {servers} servers (shards) and \
+                         {workers_set} workers, but the job has {} and {}",
+                        size.0, size.1
+                    );
+                    tracing::error!("{why}");
+                    self.stop = Some(Err(EngineError::Config(why)));
+                    return;
+                }
+                self.total_shards = size.0;
                 self.clocks.set_live(&workers);
                 self.node_id = Some(node_id);
                 self.rank = Some(rank);

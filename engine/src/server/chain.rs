@@ -15,7 +15,7 @@ use zerocopy::IntoBytes;
 use super::push::acknowledge;
 use super::request::Request;
 use super::{Refusal, Server};
-use crate::control::Role;
+use crate::control::{reply_control, Control, Role};
 use crate::key_list_cache::KeyListCache;
 
 /// Where to acknowledge a forwarded push once the rest of the chain has: the connection it
@@ -118,6 +118,14 @@ impl Server {
                     self.refuse(io, peer, &h, &refusal);
                 }
             }
+            Opcode::Copy => self.take_copy_step((peer, rank), frame, io),
+            Opcode::Clock => {
+                let (worker, completed) = (h.sender.get(), h.clock.get());
+                if self.clocks.merge(worker, completed) {
+                    self.forward_clock(worker, completed, io);
+                    self.release_parked(io);
+                }
+            }
             Opcode::PushAck => {
                 if let Some(up) = self.forwards.remove(&h.request_id.get()) {
                     self.meters.replicated(up.sent.elapsed());
@@ -148,16 +156,19 @@ impl Server {
         }
     }
 
-    /// A newer routing from the scheduler (a server died): adopt it; a server no chain holds
-    /// any more has been fenced out and stops. Forwards to a server that is no longer next in
-    /// their chain are refused upstream (`Unavailable`): the worker resends them to the head
-    /// under the new routing, and every server of the new chain drops what it already applied.
+    /// A newer routing from the scheduler (a server died, a learner joined or finished its
+    /// copy): adopt it; a server that held ranges and is in no chain any more has been fenced
+    /// out and stops. Forwards to a server that is no longer next in their chain are refused
+    /// upstream (`Unavailable`): the worker resends them to the head under the new routing,
+    /// and every server of the new chain drops what it already applied. Ranges no longer held
+    /// are dropped; new chain neighbours are dialed; copies to new learners start.
     pub(super) fn reroute(&mut self, routing: crate::routing::RoutingTable, io: &mut Io<'_>) {
         let Some(rank) = self.rank else { return };
         if routing.version <= self.routing.version {
             return;
         }
-        if routing.held_by(rank).next().is_none() {
+        let held_before = self.routing.held_by(rank).next().is_some();
+        if held_before && routing.held_by(rank).next().is_none() {
             let why = format!(
                 "server {rank} was removed from the job (routing version {}): the scheduler \
                  took it for dead",
@@ -174,6 +185,13 @@ impl Server {
             }
         }
         self.routing = routing;
+        let held: std::collections::BTreeSet<u32> =
+            self.routing.held_by(rank).map(|i| i as u32).collect();
+        self.tables.retain(|&(_, r), _| held.contains(&r));
+        self.last_seq.retain(|&(r, _), _| held.contains(&r));
+        let routing = &self.routing;
+        self.copies_in
+            .retain(|&r, _| routing.ranges[r as usize].learner == Some(rank));
         let stale: Vec<u64> = self
             .forwards
             .iter()
@@ -190,6 +208,43 @@ impl Server {
         for (_, peer) in gone {
             self.drop_chain_peer(peer);
             io.close(peer, CloseReason::Local);
+        }
+        if let Err(e) = self.dial_chain_peers(io) {
+            // The server it could not reach will be taken for dead by the scheduler, which
+            // publishes a routing without it.
+            tracing::error!("{e}");
+        }
+        self.start_copies(io);
+        let adopted = Control::RoutingAdopted {
+            version: self.routing.version,
+        };
+        reply_control(io, self.scheduler, &adopted);
+    }
+
+    /// Passes a worker's clock to the servers after this one in its chains, so that every copy
+    /// of a range — a learner, a spare that never heard from the worker — can answer its
+    /// bounded-delay pulls the moment it becomes the head. A server passes a clock on only
+    /// when it learned something from it, so clocks do not circle between chains.
+    pub(super) fn forward_clock(&mut self, worker: u32, completed: u32, io: &mut Io<'_>) {
+        let Some(rank) = self.rank else { return };
+        let mut next: Vec<u32> = self
+            .routing
+            .held_by(rank)
+            .filter_map(|i| self.routing.successor(i, rank))
+            .collect();
+        next.sort_unstable();
+        next.dedup();
+        let mut h = Header::new(Opcode::Clock);
+        h.flags = flags::FORWARDED;
+        h.sender = worker.into();
+        h.clock = completed.into();
+        for to in next {
+            let Some(&peer) = self.server_peers.get(&to) else {
+                continue;
+            };
+            if let Err(e) = io.send(peer, &mut FrameParts::header_only(h)) {
+                io.close(peer, CloseReason::Error(e.to_string()));
+            }
         }
     }
 
@@ -226,6 +281,7 @@ impl Server {
         };
         let peers: Vec<u32> = (rank + 1..self.routing.server_addrs.len() as u32)
             .filter(|&other| self.routing.share_a_chain(rank, other))
+            .filter(|other| !self.server_peers.contains_key(other))
             .collect();
         for other in peers {
             let addr = &self.routing.server_addrs[other as usize];
@@ -253,12 +309,16 @@ impl Server {
         Ok(())
     }
 
-    /// Admits a connection from server node `node`: one of this server's chains, or, before the
-    /// routing is known, checked when it is.
+    /// Admits a connection from server node `node`: one of this server's chains, or a server
+    /// this one's routing does not place yet (it may have adopted a newer routing first, see
+    /// `Control::RoutingAdopted`); such a connection is closed when a routing adopted here
+    /// shares no chain with it, and until then its frames are checked against this server's
+    /// routing like any other.
     pub(super) fn admit_server(&mut self, peer: PeerId, node: u32) -> Result<(), String> {
         let other = node.wrapping_sub(1);
         if let Some(rank) = self.rank {
-            if other == rank || !self.routing.share_a_chain(rank, other) {
+            let known = (other as usize) < self.routing.server_addrs.len();
+            if other == rank || (known && !self.routing.share_a_chain(rank, other)) {
                 return Err(format!(
                     "server {other} shares no replication chain with server {rank}"
                 ));

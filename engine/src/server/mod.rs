@@ -12,6 +12,8 @@
 //! - `push` and `pull`: applying a push; answering (or parking) a pull;
 //! - `chain`: replication — the connections to the other servers of this server's chains,
 //!   forwarding an applied push down its range's chain and its acknowledgement back up;
+//! - `range_copy` and `range_intake`: bringing a new server of a chain (a learner) a copy of
+//!   the range while pushes continue — the sending and the taking side;
 //! - `report`: what the server did and holds, when it stops.
 
 use std::collections::{BTreeMap, HashMap};
@@ -36,6 +38,8 @@ mod meter;
 #[allow(unsafe_code)] // RDMA-writes pull values from the table's segment
 mod pull;
 mod push;
+mod range_copy;
+mod range_intake;
 mod report;
 mod request;
 mod shard;
@@ -64,7 +68,11 @@ pub struct Server {
     /// The worker node each admitted connection authenticated as, with its metric handles.
     workers: HashMap<PeerId, Admitted>,
     meters: ServerMeters,
+    /// Server shards in the job (from the scheduler's welcome): worker node ids follow them.
     total_shards: usize,
+    /// The job's size as configured here, (server shards, workers); 0 where unset (then the
+    /// scheduler's is taken; when set, it must match the job's).
+    configured_size: (usize, usize),
     /// Each worker connection's key-list cache (the lists it may name by signature).
     key_caches: HashMap<PeerId, KeyListCache<SharedKeys>>,
     /// What each worker holds of each table, for changed-only pulls.
@@ -84,6 +92,10 @@ pub struct Server {
     /// Pushes forwarded down a chain and not yet acknowledged, by the id they were sent with.
     forwards: HashMap<u64, chain::Upstream>,
     next_forward: u64,
+    /// Copies of ranges this server is sending to their learners.
+    copies_out: Vec<range_copy::Outgoing>,
+    /// Ranges this server is taking a copy of, with the routing version the copy began under.
+    copies_in: BTreeMap<u32, u32>,
     /// How long dialing another server of a chain may take.
     dial_timeout: Duration,
     gather: Vec<f32>,
@@ -106,6 +118,7 @@ impl Server {
         Server {
             meters,
             total_shards: cfg.cluster.total_shards(),
+            configured_size: (cfg.cluster.total_shards(), cfg.cluster.num_workers),
             key_cache_cap_keys: cfg.key_cache_cap_keys,
             scheduler,
             node_id: None,
@@ -129,6 +142,8 @@ impl Server {
             chain_cache_keys: cfg.cluster.key_cache_keys,
             forwards: HashMap::new(),
             next_forward: 1,
+            copies_out: Vec::new(),
+            copies_in: BTreeMap::new(),
             dial_timeout: cfg.cluster.connect_timeout,
             gather: Vec::new(),
             decoded: Vec::new(),
@@ -186,8 +201,12 @@ impl Server {
             Opcode::Clock => {
                 let (worker, completed) = (frame.header.sender.get(), frame.header.clock.get());
                 match self.clocks.record(worker, completed) {
-                    Ok(true) => self.release_parked(io),
-                    Ok(false) => {}
+                    Ok(live) => {
+                        self.forward_clock(worker, completed, io);
+                        if live {
+                            self.release_parked(io);
+                        }
+                    }
                     Err(jump) => {
                         self.report.rejected_requests += 1;
                         tracing::warn!("ignoring a clock of peer {peer}: {jump}");
@@ -198,9 +217,13 @@ impl Server {
                 Ok(Control::Hello {
                     node_id,
                     key_cache_keys,
+                    clock,
                 }) => {
                     if self.sender_is(node, node_id, op, peer, &frame.header, io) {
                         self.accept_worker(peer, node_id, key_cache_keys);
+                        if self.clocks.merge(node_id, clock) {
+                            self.release_parked(io);
+                        }
                     }
                 }
                 other => {
@@ -338,6 +361,10 @@ impl Handler for Server {
             tracing::error!("{e}");
             self.stop = Some(Err(e));
         }
+    }
+
+    fn background(&mut self, io: &mut Io<'_>) -> bool {
+        !self.copies_out.is_empty() && self.continue_copies(io)
     }
 
     fn should_stop(&self) -> bool {

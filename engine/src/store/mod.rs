@@ -16,6 +16,7 @@ use crate::memory::{Segment, SegmentOptions};
 use crate::table::TableSpec;
 
 mod checkpoint;
+mod copy;
 pub mod resolution;
 pub mod slot_map;
 
@@ -54,6 +55,12 @@ pub enum StoreError {
     Full(usize),
     #[error("parameter memory: {0}")]
     Memory(#[from] crate::memory::MemoryError),
+    #[error("{floats} floats of copied rows for {keys} keys; rows of this table need {expected}")]
+    Rows {
+        keys: usize,
+        floats: usize,
+        expected: usize,
+    },
 }
 
 /// Where a table's arrays live and how large they may grow.

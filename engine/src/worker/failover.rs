@@ -127,7 +127,10 @@ impl State {
     /// Takes the newest routing the scheduler sent, if newer than the one in use.
     pub(super) fn adopt_routing(&mut self) {
         match &self.io.inbound.latest_routing {
-            Some(r) if r.version > self.routing.version => self.routing = r.clone(),
+            Some(r) if r.version > self.routing.version => {
+                self.routing = r.clone();
+                self.connect_new_servers();
+            }
             _ => {}
         }
     }

@@ -43,17 +43,12 @@ impl ClientIo {
     /// Connects to the next server (in rank order) and introduces this worker to it.
     pub fn add_server(
         &mut self,
-        range: &crate::routing::KeyRange,
+        to: ServerAddrs<'_>,
         options: &DialOptions,
         dialer: &Dialer,
         pool: BufferPool,
         hello: &Control,
     ) -> Result<(), EngineError> {
-        let to = ServerAddrs {
-            server: range.server,
-            tcp: &range.addr,
-            rdma: range.rdma_addr.as_deref(),
-        };
         let metrics = self.inbound.metrics.clone();
         let server = self
             .net

@@ -16,6 +16,7 @@ pub(crate) mod fuzzing;
 mod inbound;
 mod io;
 mod meter;
+mod new_servers;
 mod pending;
 mod plan;
 #[allow(unsafe_code)] // lends slices of the caller's buffer to registrations
@@ -42,6 +43,7 @@ use crate::metrics::NodeMetrics;
 use crate::routing::RoutingTable;
 use crate::table::{TableId, TableSpec};
 use crate::EngineError;
+use ferrops_net::client::ServerAddrs;
 use io::ClientIo;
 /// Key lists at least this long carry a signature so the server can reuse their resolution.
 pub const SIGNED_MIN_KEYS: usize = 256;
@@ -62,6 +64,8 @@ pub struct WorkerInfo {
 struct State {
     io: ClientIo,
     routing: RoutingTable,
+    /// How to reach a server that joins the job later.
+    dialing: new_servers::Dialing,
     tables: HashMap<u32, TableSpec>,
     clock: u32,
     seq: u64,
@@ -140,14 +144,26 @@ impl Worker {
         let hello = Control::Hello {
             node_id: info.node_id,
             key_cache_keys: cluster.key_cache_keys,
+            clock: 0,
         };
         io.payload_crc = cluster.payload_checksum;
         io.key_packing = cluster.key_packing;
         let dialer = crate::transport::dialer(cluster)?;
         let options = crate::transport::dial_options(cluster, info.node_id);
         for range in &routing.ranges {
-            io.add_server(range, &options, &dialer, pool.clone(), &hello)?;
+            let to = ServerAddrs {
+                server: range.server,
+                tcp: &range.addr,
+                rdma: range.rdma_addr.as_deref(),
+            };
+            io.add_server(to, &options, &dialer, pool.clone(), &hello)?;
         }
+        let dialing = new_servers::Dialing {
+            dialer,
+            options,
+            pool: pool.clone(),
+            hello,
+        };
         io.inbound.replicated = routing.ranges.iter().any(|r| r.chain.len() > 1);
         tracing::debug!(
             "worker {} connected to {} servers",
@@ -160,6 +176,7 @@ impl Worker {
             state: Mutex::new(State {
                 io,
                 routing,
+                dialing,
                 tables: HashMap::new(),
                 clock: 0,
                 seq: 0,

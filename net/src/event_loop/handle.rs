@@ -21,6 +21,14 @@ impl Io<'_> {
         self.after_send(peer, before == 0)
     }
 
+    /// Bytes queued for `peer` and not yet written to its socket (0 for an unknown peer).
+    pub fn queued_bytes(&self, peer: PeerId) -> usize {
+        self.peers
+            .get(peer)
+            .and_then(Option::as_ref)
+            .map_or(0, Link::queued_bytes)
+    }
+
     /// Sends `frame` with its values RDMA-written into `dest`, the buffer the peer named in
     /// its request (the zero-copy pull reply). Only RDMA connections can.
     pub fn send_values_to(

@@ -79,6 +79,13 @@ pub trait Handler {
     fn on_close(&mut self, _peer: PeerId, _reason: &CloseReason, _io: &mut Io<'_>) {}
     /// Called at least every tick interval.
     fn on_tick(&mut self, _io: &mut Io<'_>) {}
+    /// Called after every round of events, for work the handler does a piece at a time (a
+    /// range copy). Returns whether more is waiting now: then the loop does not sleep, so it
+    /// should return false while that work waits on a full socket (whose draining wakes the
+    /// loop).
+    fn background(&mut self, _io: &mut Io<'_>) -> bool {
+        false
+    }
     /// Checked after each round of events; true ends [`EventLoop::run`].
     fn should_stop(&self) -> bool;
 }
@@ -355,6 +362,8 @@ impl EventLoop {
         // Whether the spin was started by a TCP frame: then epoll is asked every round.
         let mut spin_tcp = false;
         let mut round = 0u32;
+        // Whether the handler's background work wants another round at once.
+        let mut background = false;
         while !handler.should_stop() {
             round = round.wrapping_add(1);
             // While spinning on RDMA, read the clock only every few rounds: where it is not in
@@ -366,7 +375,7 @@ impl EventLoop {
                 spin_tcp = false;
             }
             let spinning = spin_until.is_some();
-            if backlog.is_empty() && !spinning {
+            if backlog.is_empty() && !spinning && !background {
                 // About to sleep: RDMA fds must be re-armed, and anything already there read.
                 self.prepare_rdma_sleep(&mut backlog, &mut closed);
                 self.report_closed(handler, &mut closed);
@@ -375,7 +384,7 @@ impl EventLoop {
             } else if spinning {
                 std::hint::spin_loop();
             }
-            let timeout = if backlog.is_empty() && !spinning {
+            let timeout = if backlog.is_empty() && !spinning && !background {
                 self.tick.saturating_sub(last_tick.elapsed())
             } else {
                 Duration::ZERO
@@ -449,6 +458,9 @@ impl EventLoop {
             };
             self.held
                 .release(&self.settings.budget, queued, &mut backlog);
+            let mut io = self.io(&mut closed);
+            background = handler.background(&mut io);
+            self.report_closed(handler, &mut closed);
             if check_clock && last_tick.elapsed() >= self.tick {
                 last_tick = Instant::now();
                 self.expire_handshakes(&mut closed);

@@ -27,7 +27,7 @@ use super::{
 };
 
 /// Every setting after layering, before the role decides which are required.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) struct Settings {
     pub(super) scheduler: Option<SocketAddr>,
     pub(super) num_servers: Option<usize>,
@@ -54,6 +54,17 @@ impl Settings {
                  or set `scheduler` in the config file"
             )
         })
+    }
+
+    /// A server's cluster settings: the job's size may be left unset (0), and is then the
+    /// scheduler's; when set, the server checks it against the job it joins.
+    pub(super) fn server_cluster(&self, scheduler: SocketAddr) -> Result<ClusterConfig> {
+        let sized = Settings {
+            num_servers: Some(self.num_servers.unwrap_or(0)),
+            num_workers: Some(self.num_workers.unwrap_or(0)),
+            ..self.clone()
+        };
+        sized.cluster(scheduler)
     }
 
     pub(super) fn cluster(&self, scheduler: SocketAddr) -> Result<ClusterConfig> {

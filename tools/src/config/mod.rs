@@ -214,7 +214,7 @@ impl ConfigInput {
         let bind = settings
             .bind
             .unwrap_or_else(|| default_server_bind(scheduler));
-        Ok(ServerConfig::new(settings.cluster(scheduler)?, bind))
+        Ok(ServerConfig::new(settings.server_cluster(scheduler)?, bind))
     }
 
     /// A worker's configuration.

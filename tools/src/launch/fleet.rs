@@ -82,9 +82,10 @@ pub(super) struct Fleet {
     pub(super) prefix_output: bool,
     /// A signal arriving while stopping the children skips the rest of the grace period.
     pub(super) escalate: Option<SignalFlag>,
-    /// Server failures the job survives (replication R − 1): logged, not a failure. One more,
-    /// or a range that lost every copy (the scheduler then fails), is.
-    pub(super) tolerated_server_failures: usize,
+    /// Whether server failures are survivable (replication R > 1): then each is logged, not a
+    /// failure, and the scheduler decides — it fails over, brings chains back to R on the
+    /// servers left or on spares, and ends the job (failing) when a range lost every copy.
+    pub(super) servers_replicated: bool,
 }
 
 impl Fleet {
@@ -99,7 +100,7 @@ impl Fleet {
             grace,
             prefix_output,
             escalate: None,
-            tolerated_server_failures: 0,
+            servers_replicated: false,
         }
     }
 
@@ -242,10 +243,10 @@ impl Fleet {
         if status.success() {
             return None;
         }
-        if node.kind == Role::Server && self.tolerated_server_failures > 0 {
-            self.tolerated_server_failures -= 1;
+        if node.kind == Role::Server && self.servers_replicated {
             tracing::warn!(
-                "{} failed: {}; replication covers it, the job goes on",
+                "{} failed: {}; replication covers it, the job goes on unless a range lost \
+                 every copy",
                 node.label,
                 describe_status(status)
             );

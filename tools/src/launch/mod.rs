@@ -188,7 +188,7 @@ impl LocalCluster {
 
     fn start_interruptible(spec: &LocalSpec, signals: Option<&SignalFlag>) -> Result<Self> {
         let mut fleet = Fleet::new(spec.shutdown_grace, spec.prefix_output);
-        fleet.tolerated_server_failures = spec.replication.unwrap_or(1).saturating_sub(1);
+        fleet.servers_replicated = spec.replication.unwrap_or(1) > 1;
         if let Some(signals) = signals {
             fleet.escalate = Some(signals.clone());
         }
