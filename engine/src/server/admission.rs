@@ -136,6 +136,11 @@ impl Server {
                 files,
             } => self.load_table(id, spec, &dir, &files, io),
             Control::Routing { routing } => self.reroute(routing, io),
+            Control::Summarize { id } => self.summarize(id, io),
+            Control::WorkerJoined {
+                node_id,
+                start_clock,
+            } => self.worker_joined(node_id, start_clock),
             other => tracing::warn!("unexpected control message {other:?}"),
         }
     }

@@ -12,7 +12,8 @@
 //! - `push` and `pull`: applying a push; answering (or parking) a pull;
 //! - `chain`: replication — the connections to the other servers of this server's chains,
 //!   forwarding an applied push down its range's chain and its acknowledgement back up;
-//! - `report`: what the server did and holds, when it stops.
+//! - `report`: what the server did and holds, when it stops;
+//! - `summary`: what it tells the scheduler when asked (clocks counted, tables held).
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -39,6 +40,7 @@ mod push;
 mod report;
 mod request;
 mod shard;
+mod summary;
 
 pub use report::{RangeContents, ServerReport};
 pub use shard::run_server;
