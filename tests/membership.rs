@@ -217,35 +217,38 @@ fn a_worker_joins_a_running_job_at_its_clock_and_its_pushes_count() {
     );
 }
 
+/// `waiting` go to a barrier; once the scheduler says they all wait there (of `live` live
+/// workers), `then` runs, which must release them.
+fn released_after(job: &Job, waiting: &[&Worker], live: usize, then: impl FnOnce()) {
+    thread::scope(|s| {
+        let parked: Vec<_> = waiting.iter().map(|w| s.spawn(|| w.barrier())).collect();
+        job.parked(waiting.len(), live);
+        then();
+        for barrier in parked {
+            barrier.join().unwrap().expect("released");
+        }
+    });
+}
+
 #[test]
 fn a_worker_that_arrives_during_a_barrier_is_admitted_after_it_and_counts_for_the_next() {
     let job = Job::start(1, 2);
     let [a, b] = job.initial_workers();
-    thread::scope(|s| {
-        let a_waits = s.spawn(|| a.barrier());
-        job.parked(1, 2);
+    let mut joining = None;
+    released_after(&job, &[&a], 2, || {
         let cfg = job.worker_config();
-        let joining = s.spawn(move || connect(cfg));
+        joining = Some(thread::spawn(move || connect(cfg)));
         job.log.wait_for("worker 2 registered", PATIENCE);
         // The barrier a waits at does not wait for the newcomer.
         b.barrier().unwrap();
-        a_waits.join().unwrap().unwrap();
-        let c = joining.join().unwrap();
-        assert_eq!(c.current_clock(), 0);
-        // The next one does: nobody is released before all three arrived.
-        let others: Vec<_> = [&a, &b]
-            .map(|w| s.spawn(move || w.barrier()))
-            .into_iter()
-            .collect();
-        job.parked(2, 3);
-        c.barrier().unwrap();
-        for other in others {
-            other.join().unwrap().unwrap();
-        }
-        c.finish().unwrap();
     });
-    a.finish().unwrap();
-    b.finish().unwrap();
+    let c = joining.unwrap().join().unwrap();
+    assert_eq!(c.current_clock(), 0);
+    // The next one does: a and b are released only once it arrives too.
+    released_after(&job, &[&a, &b], 3, || c.barrier().unwrap());
+    for w in [a, b, c] {
+        w.finish().unwrap();
+    }
     assert!(job.ended_ok());
 }
 
@@ -253,14 +256,7 @@ fn a_worker_that_arrives_during_a_barrier_is_admitted_after_it_and_counts_for_th
 fn a_worker_that_is_done_releases_the_others_waiting_at_a_barrier() {
     let job = Job::start(1, 3);
     let [a, b, c] = job.initial_workers();
-    thread::scope(|s| {
-        let waiting = [&a, &b].map(|w| s.spawn(move || w.barrier()));
-        job.parked(2, 3);
-        c.finish().unwrap();
-        for w in waiting {
-            w.join().unwrap().unwrap();
-        }
-    });
+    released_after(&job, &[&a, &b], 3, || c.finish().unwrap());
     a.finish().unwrap();
     b.finish().unwrap();
     assert!(job.ended_ok());

@@ -38,16 +38,25 @@ impl Ctl {
         Ok(Ctl { io })
     }
 
-    /// The job's members, ranges, tables and worker clocks.
-    pub fn status(&mut self) -> Result<JobStatus, EngineError> {
+    /// The job's members, ranges, tables and worker clocks, as the scheduler's JSON text (one
+    /// object; [`JobStatus::from_json`] reads it).
+    pub fn status_json(&mut self) -> Result<String, EngineError> {
         self.io.send_control(&Control::StatusRequest)?;
         self.io.await_control(
             |msg| match msg {
-                Control::Status { status } => Some(status.clone()),
+                Control::Status { json } => Some(json.clone()),
                 _ => None,
             },
             STATUS_TIMEOUT,
         )
+    }
+
+    /// The job's members, ranges, tables and worker clocks.
+    pub fn status(&mut self) -> Result<JobStatus, EngineError> {
+        let json = self.status_json()?;
+        JobStatus::from_json(&json).map_err(|e| {
+            EngineError::Refused(format!("the scheduler's status is not a status: {e}"))
+        })
     }
 
     /// Checkpoints every table into `dir` (a path every server and the scheduler can reach)

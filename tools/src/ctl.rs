@@ -47,26 +47,28 @@ fn render(status: &JobStatus) -> String {
     let ago = |ms: Option<u64>| ms.map_or("never".to_string(), |ms| format!("{ms} ms ago"));
     let _ = writeln!(out, "routing version {}", status.routing_version);
     for s in &status.servers {
-        let live = if s.live { "live" } else { "not ready" };
+        let m = &s.member;
+        let live = if m.live { "live" } else { "not ready" };
         let _ = writeln!(
             out,
             "server {} (node {}) at {}: {live}, heard {}, {} ranges",
-            s.rank,
-            s.id,
+            m.rank,
+            m.id,
             s.addr,
-            ago(s.last_heard_ms),
+            ago(m.last_heard_ms),
             s.ranges.len()
         );
     }
     for w in &status.workers {
-        let live = if w.live { "live" } else { "done" };
+        let m = &w.member;
+        let live = if m.live { "live" } else { "done" };
         let clock = w.clock.map_or("-".to_string(), |c| c.to_string());
         let _ = writeln!(
             out,
             "worker {} (node {}): {live}, heard {}, clock {clock}",
-            w.rank,
-            w.id,
-            ago(w.last_heard_ms)
+            m.rank,
+            m.id,
+            ago(m.last_heard_ms)
         );
     }
     for (i, r) in status.ranges.iter().enumerate() {

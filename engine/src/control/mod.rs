@@ -107,8 +107,8 @@ pub enum Control {
     WorkerJoined { node_id: u32, start_clock: u32 },
     /// Ctl → scheduler: the job's status, answered with `Status`.
     StatusRequest,
-    /// Scheduler → ctl: the answer to `StatusRequest`.
-    Status { status: JobStatus },
+    /// Scheduler → ctl: the answer to `StatusRequest`, a `JobStatus` as JSON text.
+    Status { json: String },
     /// Ctl → scheduler: checkpoint every table into `dir` while every live worker waits at
     /// the job's next barrier; answered with `CheckpointDone`.
     CtlCheckpoint { dir: String },

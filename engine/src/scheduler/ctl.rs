@@ -19,7 +19,9 @@ use ferrops_net::{Io, PeerId};
 use super::checkpoint::Collective;
 use super::survey::Purpose;
 use super::Scheduler;
-use crate::control::status::{JobStatus, RangeStatus, ServerStatus, TableStatus, WorkerStatus};
+use crate::control::status::{
+    JobStatus, Member, RangeStatus, ServerStatus, TableStatus, WorkerStatus,
+};
 use crate::control::{reply_control, Control, Role, ServerSummary};
 
 /// A checkpoint `ferrops ctl checkpoint` asked for.
@@ -139,11 +141,13 @@ impl Scheduler {
                     .map(|r| [r.begin, r.last])
                     .collect();
                 Some(ServerStatus {
-                    id: node.node_id,
-                    rank: node.rank,
+                    member: Member {
+                        id: node.node_id,
+                        rank: node.rank,
+                        live: self.ready.contains(peer),
+                        last_heard_ms: heard(peer),
+                    },
                     addr: addr.clone(),
-                    live: self.ready.contains(peer),
-                    last_heard_ms: heard(peer),
                     ranges,
                 })
             })
@@ -154,10 +158,12 @@ impl Scheduler {
             .filter_map(|peer| {
                 let node = self.nodes.get(peer)?;
                 Some(WorkerStatus {
-                    id: node.node_id,
-                    rank: node.rank,
-                    live: self.live_workers.contains(peer),
-                    last_heard_ms: heard(peer),
+                    member: Member {
+                        id: node.node_id,
+                        rank: node.rank,
+                        live: self.live_workers.contains(peer),
+                        last_heard_ms: heard(peer),
+                    },
                     clock: clocks.get(&node.node_id).copied(),
                 })
             })
@@ -198,6 +204,7 @@ impl Scheduler {
             ranges,
             tables,
         };
-        reply_control(io, ctl, &Control::Status { status });
+        let json = status.to_json();
+        reply_control(io, ctl, &Control::Status { json });
     }
 }

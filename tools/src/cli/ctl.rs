@@ -19,30 +19,23 @@ pub enum CtlCommand {
     Checkpoint(CtlCheckpointArgs),
 }
 
-/// How `ferrops ctl` reaches and authenticates to the scheduler.
+/// How `ferrops ctl` reaches and authenticates to the scheduler: like a node of the job, from
+/// these flags, the environment (FERROPS_SCHEDULER, FERROPS_SECRET or FERROPS_SECRET_FILE,
+/// FERROPS_INSECURE, FERROPS_CONNECT_TIMEOUT_MS) or the config file (FERROPS_CONFIG).
 #[derive(Debug, Clone, Default, Args)]
 pub struct CtlFlags {
-    /// The running job's scheduler [env: FERROPS_SCHEDULER] [file: scheduler]
-    #[arg(long, value_name = "HOST:PORT")]
+    #[arg(long, value_name = "HOST:PORT", help = "The running job's scheduler")]
     pub scheduler: Option<String>,
-
-    /// TOML configuration file [env: FERROPS_CONFIG]
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help = "TOML configuration file")]
     pub config: Option<PathBuf>,
-
-    /// File holding the job's cluster secret [env: FERROPS_SECRET_FILE] [file: secret_file];
-    /// or FERROPS_SECRET / `secret` with the secret itself
-    #[arg(long, value_name = "FILE")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        help = "File holding the job's cluster secret"
+    )]
     pub secret_file: Option<String>,
-
-    /// The job runs without a cluster secret [env: FERROPS_INSECURE=1] [file: insecure = true]
-    #[arg(long)]
+    #[arg(long, help = "The job runs without a cluster secret")]
     pub insecure: bool,
-
-    /// How long to wait for the scheduler, in milliseconds [env: FERROPS_CONNECT_TIMEOUT_MS]
-    /// [file: connect_timeout_ms] [default: 30000]
-    #[arg(long, value_name = "MS")]
-    pub connect_timeout_ms: Option<String>,
 }
 
 impl CtlFlags {
@@ -53,7 +46,6 @@ impl CtlFlags {
             scheduler: self.scheduler.clone(),
             secret_file: self.secret_file.clone(),
             insecure: self.insecure.then(|| "true".to_string()),
-            connect_timeout_ms: self.connect_timeout_ms.clone(),
             ..Overrides::default()
         }
     }
