@@ -66,10 +66,6 @@ impl Scheduler {
         });
     }
 
-    pub(super) fn ctl_checkpoint_pending(&self) -> bool {
-        self.ctl_checkpoint.is_some()
-    }
-
     /// Every live worker waits at the barrier: whether it stays held for a checkpoint `ferrops
     /// ctl` asked for (which starts now, unless a workers' checkpoint is still being written).
     pub(super) fn hold_barrier_for_ctl(&mut self, io: &mut Io<'_>) -> bool {

@@ -103,14 +103,14 @@ impl Scheduler {
     }
 
     /// Starts admitting the next waiting worker unless the job is not running yet, another
-    /// is being admitted, workers wait at a barrier, or a checkpoint is being taken.
+    /// is being admitted, workers wait at a barrier (also while `ferrops ctl checkpoint` holds
+    /// one), or workers are taking a checkpoint.
     pub(super) fn admit_next_worker(&mut self, io: &mut Io<'_>) {
         let busy = self.phase != Phase::Running
             || self.stop.is_some()
             || self.membership.admitting.is_some()
             || !self.barrier.is_empty()
-            || self.checkpoint.is_some()
-            || self.ctl_checkpoint_pending();
+            || self.checkpoint.is_some();
         if busy {
             return;
         }
@@ -170,8 +170,8 @@ impl Scheduler {
     }
 
     /// Forgets `peer` if it is a worker still waiting to be admitted (it left before it was
-    /// part of the job); true if it was.
-    pub(super) fn forget_unadmitted(&mut self, peer: PeerId) -> bool {
+    /// part of the job; a silent one's connection is closed); true if it was.
+    pub(super) fn forget_unadmitted(&mut self, peer: PeerId, io: &mut Io<'_>) -> bool {
         let queued = self.membership.queue.contains(&peer);
         let admitting =
             self.membership.admitting == Some(peer) && !self.live_workers.contains(&peer);
@@ -179,6 +179,7 @@ impl Scheduler {
             return false;
         }
         tracing::warn!("{} left before it was admitted", self.name_of(peer));
+        io.close(peer, ferrops_net::CloseReason::Local);
         self.membership.queue.retain(|&p| p != peer);
         self.workers.retain(|&p| p != peer);
         self.nodes.remove(&peer);
