@@ -202,8 +202,7 @@ fn a_worker_joins_a_running_job_at_its_clock_and_its_pushes_count() {
             s.spawn(move || {
                 let t = sums_table(w);
                 push_clocks(w, t, 1);
-                w.barrier().unwrap();
-                // Clock 4 of all three, the newcomer's included.
+                // Sequential at clock 4: the servers wait for the newcomer's clock 4 too.
                 assert_eq!(sum(w, t), 9.0);
             });
         }
@@ -388,6 +387,38 @@ fn ctl_checkpoint_writes_the_tables_at_the_next_barrier_and_a_job_restores_them(
     assert_eq!(w.pull(t, &keys).unwrap(), values);
     w.finish().unwrap();
     assert!(job.ended_ok());
+}
+
+#[test]
+fn a_local_job_names_its_scheduler_and_takes_the_callers_secret_so_ctl_can_reach_it() {
+    let mut local = ferrops()
+        .args(["local", "--servers", "1", "--workers", "1", "--"])
+        .args(["ferrops", "worker", "--job", "count", "--"])
+        .args(["--pushes", "100000000", "--keys", "4"])
+        .env("FERROPS_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = LineLog::follow(local.stderr.take().unwrap());
+    let line = log.wait_for("scheduler listening on ", PATIENCE);
+    let addr = line.rsplit("scheduler listening on ").next().unwrap();
+    let addr = addr
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .next()
+        .unwrap();
+    // Until the job has assembled, the status shows who registered so far.
+    common::poll(PATIENCE, || {
+        let out = run_ok(ferrops().args(["ctl", "status", "--json", "--scheduler", addr]));
+        let status: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON object");
+        let members = ["servers", "workers"].map(|m| status[m].as_array().unwrap().len());
+        match (&status["routing_version"], members) {
+            (v, [1, 1]) if v == 1 => Ok(()),
+            _ => Err(format!("the job never assembled: {status}")),
+        }
+    });
+    common::send_signal(local.id(), "TERM");
+    let _ = local.wait();
 }
 
 #[test]
