@@ -15,6 +15,22 @@ impl ClockTracker {
         self.live = workers.iter().copied().collect();
     }
 
+    /// Makes `worker` live from `start` completed clocks on (it joined a running job): its
+    /// next clock record is `start + 1`.
+    pub fn join(&mut self, worker: u32, start: u32) {
+        let c = self.completed.entry(worker).or_insert(0);
+        *c = (*c).max(start);
+        self.live.insert(worker);
+    }
+
+    /// (worker, completed clocks) of every live worker, by node id.
+    pub fn live_clocks(&self) -> Vec<(u32, u32)> {
+        self.live
+            .iter()
+            .map(|&w| (w, self.completed.get(&w).copied().unwrap_or(0)))
+            .collect()
+    }
+
     /// Records that `worker` has completed `completed` clocks. A worker's clocks arrive one at
     /// a time, so a record may advance its count by one at most: a larger step (a peer's bug
     /// or a forged frame, which would release every parked pull) is refused and changes
@@ -136,6 +152,28 @@ impl<T> Parked<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_joining_worker_counts_from_its_start_clock() {
+        let mut t = ClockTracker::default();
+        t.set_live(&[1, 2]);
+        advance(&mut t, 1, 5);
+        advance(&mut t, 2, 4);
+        t.join(7, 4);
+        assert_eq!(
+            t.min_completed(),
+            4,
+            "the newcomer does not hold the others back"
+        );
+        assert_eq!(t.live_clocks(), vec![(1, 5), (2, 4), (7, 4)]);
+        assert!(
+            t.record(7, 6).is_err(),
+            "its clocks still advance one at a time"
+        );
+        assert_eq!(t.record(7, 5), Ok(true));
+        t.set_live(&[1, 7]);
+        assert_eq!(t.min_completed(), 5, "a later live set keeps its count");
+    }
 
     /// Records `worker`'s clocks one by one up to `to`; whether the worker is live.
     fn advance(t: &mut ClockTracker, worker: u32, to: u32) -> bool {

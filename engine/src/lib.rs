@@ -32,6 +32,7 @@ pub mod clock;
 pub mod config;
 mod connect;
 pub mod control;
+pub mod ctl;
 mod error;
 pub mod filter;
 #[doc(hidden)]

@@ -16,11 +16,17 @@ pub enum Role {
     Worker,
     /// Admits nodes, publishes the routing table, runs barriers. It never registers itself.
     Scheduler,
+    /// `ferrops ctl`: an operator's connection to a running job's scheduler (status,
+    /// checkpoints). It is no member of the job: it never registers and no server admits it.
+    Ctl,
 }
 
 impl Role {
     /// Every role, in the order a job starts them.
     pub const ALL: [Role; 3] = [Role::Scheduler, Role::Server, Role::Worker];
+
+    /// Every role a connection can authenticate as: the job's roles and the control tool.
+    const WIRE: [Role; 4] = [Role::Scheduler, Role::Server, Role::Worker, Role::Ctl];
 
     /// The role's name as used by `FERROPS_ROLE`, the subcommands and log labels.
     pub fn name(self) -> &'static str {
@@ -28,6 +34,7 @@ impl Role {
             Role::Scheduler => "scheduler",
             Role::Server => "server",
             Role::Worker => "worker",
+            Role::Ctl => "ctl",
         }
     }
 
@@ -37,12 +44,13 @@ impl Role {
             Role::Server => 0,
             Role::Worker => 1,
             Role::Scheduler => 2,
+            Role::Ctl => 3,
         }
     }
 
     /// The role whose wire index is `index`, if any.
     pub fn from_wire_index(index: u8) -> Option<Role> {
-        Role::ALL.into_iter().find(|r| r.wire_index() == index)
+        Role::WIRE.into_iter().find(|r| r.wire_index() == index)
     }
 
     /// The role named `name` (ASCII case ignored), if any.
@@ -70,6 +78,11 @@ mod tests {
             assert_eq!(Role::from_name(&role.name().to_uppercase()), Some(role));
         }
         assert_eq!(Role::from_name("client"), None);
+        assert_eq!(
+            Role::from_name("ctl"),
+            None,
+            "the control tool is no process of a job"
+        );
     }
 
     #[test]
@@ -78,7 +91,8 @@ mod tests {
         assert_eq!(postcard::to_stdvec(&Role::Server).unwrap(), [0]);
         assert_eq!(postcard::to_stdvec(&Role::Worker).unwrap(), [1]);
         assert_eq!(postcard::to_stdvec(&Role::Scheduler).unwrap(), [2]);
-        for role in Role::ALL {
+        assert_eq!(postcard::to_stdvec(&Role::Ctl).unwrap(), [3]);
+        for role in Role::WIRE {
             assert_eq!(postcard::to_stdvec(&role).unwrap(), [role.wire_index()]);
             assert_eq!(Role::from_wire_index(role.wire_index()), Some(role));
         }

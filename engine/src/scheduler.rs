@@ -5,14 +5,20 @@
 //! Beside it: `liveness` (heartbeat answers, what a node's death means, slots freed before the
 //! start), `failover` (a dead server that replication covers: new chains, new routing),
 //! `startup` (the deadline for the job to assemble), `checkpoint` (collective checkpoints
-//! and restoring a job from one) and `rereplicate` (chains brought back to R copies by
-//! learners, spares joining the running job, routings published learners first).
+//! and restoring a job from one), `rereplicate` (chains brought back to R copies by
+//! learners, spares joining the running job, routings published learners first),
+//! `membership` (node ids, workers joining a running job, when the job is over), `survey`
+//! (asking every server what it holds and counted) and `ctl` (what `ferrops ctl` asks:
+//! status, a checkpoint at the next barrier).
 
 mod checkpoint;
+mod ctl;
 mod failover;
 mod liveness;
+mod membership;
 mod rereplicate;
 mod startup;
+mod survey;
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -96,6 +102,12 @@ struct Scheduler {
     restore: Option<checkpoint::Restore>,
     /// A routing sent to its learners only, and the learners that have not adopted it yet.
     awaiting: Option<(u32, BTreeSet<PeerId>)>,
+    /// Workers joining the running job; when nodes were last heard from.
+    membership: membership::Membership,
+    /// Questions to every server in progress.
+    surveys: survey::Surveys,
+    /// The checkpoint `ferrops ctl checkpoint` asked for, waiting for a barrier.
+    ctl_checkpoint: Option<ctl::CtlCheckpoint>,
 }
 
 /// Runs the scheduler; `announce` is called once with the address it listens on.
@@ -172,6 +184,9 @@ pub fn run_scheduler(
         restore,
         awaiting: None,
         failovers: metrics.families().failovers.clone(),
+        membership: membership::Membership::default(),
+        surveys: survey::Surveys::default(),
+        ctl_checkpoint: None,
     };
     ev.run(&mut s)?;
     s.summary.tables = s.tables.len();
@@ -193,7 +208,9 @@ impl Scheduler {
         let count = match role {
             Role::Server => self.num_servers,
             Role::Worker => self.num_workers,
-            Role::Scheduler => return Err("a scheduler cannot register with a scheduler".into()),
+            Role::Scheduler | Role::Ctl => {
+                return Err(format!("a {role} cannot register with a scheduler"))
+            }
         };
         let taken = |rank: u32| {
             self.nodes
@@ -234,17 +251,18 @@ impl Scheduler {
             reply_control(io, peer, &Control::Refused { reason });
             return;
         }
-        if let (Role::Server, Some(addr), Phase::Running, false) =
-            (role, &addr, &self.phase, self.nodes.contains_key(&peer))
-        {
+        if self.nodes.contains_key(&peer) {
+            let reason = "this connection has already registered".to_string();
+            reply_control(io, peer, &Control::Refused { reason });
+            return;
+        }
+        if let (Role::Server, Some(addr), Phase::Running) = (role, &addr, &self.phase) {
             if self.replication > 1 {
                 return self.admit_spare(peer, addr.clone(), rdma_addr, asked, io);
             }
         }
-        if self.phase != Phase::Registering || self.nodes.contains_key(&peer) {
-            let reason = "registration is closed (the job is already complete)".to_string();
-            reply_control(io, peer, &Control::Refused { reason });
-            return;
+        if self.phase != Phase::Registering {
+            return self.register_late(peer, role, asked, io);
         }
         if role == Role::Server && addr.is_none() {
             let reason = "a server must give its address".to_string();
@@ -258,10 +276,7 @@ impl Scheduler {
                 return;
             }
         };
-        let node_id = match role {
-            Role::Server => 1 + rank,
-            _ => 1 + self.num_servers as u32 + rank,
-        };
+        let node_id = membership::node_id(role, rank);
         self.nodes.insert(
             peer,
             Node {
@@ -337,6 +352,7 @@ impl Scheduler {
             num_workers: self.num_workers as u32,
             routing: self.routing.clone(),
             workers,
+            start_clock: 0,
         }
     }
 
@@ -359,6 +375,7 @@ impl Scheduler {
             let welcome = self.welcome(&node, Vec::new());
             reply_control(io, peer, &welcome);
         }
+        self.admit_next_worker(io);
     }
 
     fn declare_table(&mut self, peer: PeerId, spec: TableSpec, io: &mut Io<'_>) {
@@ -460,11 +477,20 @@ impl Scheduler {
     fn enter_barrier(&mut self, peer: PeerId, epoch: u64, io: &mut Io<'_>) {
         self.barrier_epoch = epoch;
         self.barrier.insert(peer);
+        tracing::debug!(
+            "{} waits at the barrier ({} of {} live workers)",
+            self.name_of(peer),
+            self.barrier.len(),
+            self.live_workers.len()
+        );
         self.maybe_release_barrier(io);
     }
 
     fn maybe_release_barrier(&mut self, io: &mut Io<'_>) {
         if self.barrier.is_empty() || !self.live_workers.is_subset(&self.barrier) {
+            return;
+        }
+        if self.hold_barrier_for_ctl(io) {
             return;
         }
         let epoch = self.barrier_epoch;
@@ -473,6 +499,7 @@ impl Scheduler {
                 reply_control(io, peer, &Control::BarrierReleased { epoch });
             }
         }
+        self.admit_next_worker(io);
     }
 
     /// A worker is done: it stops counting for barriers and consistency.
@@ -495,7 +522,7 @@ impl Scheduler {
         }
         self.maybe_release_barrier(io);
         self.maybe_write_checkpoint(io);
-        if self.live_workers.is_empty() && self.workers.len() == self.num_workers {
+        if self.no_worker_left() {
             let ok = self.summary.workers_lost == 0;
             let reason = format!(
                 "{} workers done, {} lost",
@@ -507,6 +534,7 @@ impl Scheduler {
 
     fn shutdown(&mut self, ok: bool, reason: String, io: &mut Io<'_>) {
         tracing::info!("shutting the job down: {reason}");
+        self.ctl_checkpoint_abandoned(&reason, io);
         let msg = Control::Shutdown {
             ok,
             reason: reason.clone(),
@@ -551,7 +579,7 @@ impl Handler for Scheduler {
             }
         };
         let role = self.nodes.get(&peer).map(|n| n.role);
-        self.detector.heard(peer, Instant::now());
+        self.heard_from(peer);
         match (msg, role) {
             // Only registered nodes are watched, and answered.
             (Control::Heartbeat, Some(_)) => reply_control(io, peer, &Control::HeartbeatAck),
@@ -585,6 +613,12 @@ impl Handler for Scheduler {
             }
             (Control::CheckpointWritten { result }, Some(Role::Server)) => {
                 self.checkpoint_written(result, io)
+            }
+            (Control::Summary { id, summary }, Some(Role::Server)) => {
+                self.summary_received(peer, id, summary, io)
+            }
+            (msg @ (Control::StatusRequest | Control::CtlCheckpoint { .. }), None) => {
+                self.ctl_request(peer, msg, io)
             }
             (Control::Done, Some(Role::Worker)) => {
                 self.summary.workers_done += 1;

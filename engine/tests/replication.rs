@@ -38,7 +38,8 @@ fn two_replicas_hold_bit_identical_values_after_pushes_from_two_workers() {
         let fp16 = TableSpec::new("fp16", 1).value_codec(ValueCodec::Fp16);
         let fp16 = w.declare_table(fp16).unwrap();
         let selected: Vec<u32> = (0..400).step_by(3).collect();
-        let me = w.info().node_id as f32;
+        // Distinct per worker, small enough to sum exactly (node ids start at 2^31).
+        let me = (3 + w.rank()) as f32;
         for round in 0..30 {
             let vals: Vec<f32> = (0..800).map(|i| (i % 7) as f32 + me).collect();
             w.push(sum, &keys, &vals).unwrap();
@@ -58,7 +59,7 @@ fn two_replicas_hold_bit_identical_values_after_pushes_from_two_workers() {
         got
     });
     for got in &results {
-        // 30 rounds of (i % 7) from each worker, plus each worker's node id (3 and 4).
+        // 30 rounds of (i % 7) from each worker, plus each worker's `me` (3 and 4).
         let expected: Vec<f32> = (0..800)
             .map(|i| 60.0 * (i % 7) as f32 + 30.0 * 7.0)
             .collect();

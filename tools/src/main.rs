@@ -22,6 +22,7 @@ use std::time::Duration;
 mod apps;
 mod bench;
 mod cli;
+mod ctl;
 mod demo;
 mod jobs;
 mod launch;
@@ -35,8 +36,8 @@ use ferrops::internal::{data, lda, logistic, synth, trace};
 use ferrops_engine::memory::SegmentOptions;
 
 use cli::{
-    BenchCommand, Cli, Command, DataCommand, GenArgs, KernelsArgs, LdaCorpusArgs, LocalArgs,
-    PatchesArgs, PlotArgs, ServerArgs, SlurmArgs, TrainCommand, WorkerArgs,
+    BenchCommand, Cli, Command, CtlCommand, DataCommand, GenArgs, KernelsArgs, LdaCorpusArgs,
+    LocalArgs, PatchesArgs, PlotArgs, ServerArgs, SlurmArgs, TrainCommand, WorkerArgs,
 };
 use launch::{LocalSpec, ANNOUNCE_PREFIX};
 use tracing_subscriber::fmt::format::Writer;
@@ -72,6 +73,8 @@ fn run(cli: Cli, env: &config::EnvMap) -> Result<i32> {
         Some(Command::Worker(args)) => run_worker(&args),
         Some(Command::Local(args)) => launch::run_local(&local_spec(args)?),
         Some(Command::Slurm(args)) => launch::slurm::run_slurm(&slurm_options(args)?),
+        Some(Command::Ctl(CtlCommand::Status(args))) => ctl::status(&args),
+        Some(Command::Ctl(CtlCommand::Checkpoint(args))) => ctl::checkpoint(&args),
         Some(Command::Bench(BenchCommand::PushPull(args))) => {
             bench::push_pull::run(&args.options()).map(|()| 0)
         }
@@ -133,6 +136,9 @@ fn run_role_from_env(env: &config::EnvMap) -> Result<i32> {
                 ..WorkerArgs::default()
             })
         }
+        Some(Role::Ctl) => Err(anyhow!(
+            "FERROPS_ROLE names the role of a job's process; run `ferrops ctl` for ctl"
+        )),
         None => Cli::command()
             .error(
                 clap::error::ErrorKind::MissingSubcommand,
@@ -371,6 +377,7 @@ fn log_label(cli: &Cli, env: &config::EnvMap) -> &'static str {
         Some(Command::Worker(_)) => "worker",
         Some(Command::Local(_)) => "local",
         Some(Command::Slurm(_)) => "slurm",
+        Some(Command::Ctl(_)) => "ctl",
         Some(Command::Bench(_)) => "bench",
         Some(Command::Demo(_)) => "demo",
         Some(Command::Data(_)) => "data",

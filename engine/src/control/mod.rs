@@ -3,8 +3,10 @@
 //! put them on an event loop's connections.
 
 mod send;
+pub mod status;
 
 pub(crate) use send::{reply_control, send_control};
+pub use status::{JobStatus, ServerSummary};
 
 use ferrops_net::{Header, Opcode};
 use serde::{Deserialize, Serialize};
@@ -46,6 +48,9 @@ pub enum Control {
         routing: RoutingTable,
         /// Node ids of the workers (for servers: whose clocks count).
         workers: Vec<u32>,
+        /// For a worker: the clocks it starts with completed (0 from the start; for one that
+        /// joins a running job, where the servers count its clocks from).
+        start_clock: u32,
     },
     /// Worker → scheduler: declare (or look up) a table.
     DeclareTable { spec: TableSpec },
@@ -104,6 +109,21 @@ pub enum Control {
     /// Learner → scheduler: it holds its whole copy of range `range` (taken under routing
     /// `version`), so it may count as one of the range's copies.
     RangeCopied { range: u32, version: u32 },
+    /// Scheduler → servers: say what you hold and which clocks you counted (for a worker's
+    /// admission and `ferrops ctl status`); answered with `Summary` and the same `id`.
+    Summarize { id: u64 },
+    /// Server → scheduler: the answer to `Summarize { id }`.
+    Summary { id: u64, summary: ServerSummary },
+    /// Scheduler → servers: worker `node_id` joins the running job; count its clocks from
+    /// `start_clock` completed on.
+    WorkerJoined { node_id: u32, start_clock: u32 },
+    /// Ctl → scheduler: the job's status, answered with `Status`.
+    StatusRequest,
+    /// Scheduler → ctl: the answer to `StatusRequest`, a `JobStatus` as JSON text.
+    Status { json: String },
+    /// Ctl → scheduler: checkpoint every table into `dir` while every live worker waits at
+    /// the job's next barrier; answered with `CheckpointDone`.
+    CtlCheckpoint { dir: String },
 }
 
 /// One step of a range copy, in the extra section of an `Opcode::Copy` frame from the server

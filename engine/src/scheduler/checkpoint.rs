@@ -35,6 +35,21 @@ pub(super) struct Collective {
     servers_left: usize,
     files: Vec<(u32, SavedFile)>,
     failure: Option<String>,
+    /// The `ferrops ctl` connection that asked, when no worker did (see `ctl`).
+    ctl: Option<PeerId>,
+}
+
+impl Collective {
+    /// The checkpoint `ferrops ctl` asked for on connection `ctl`, while every live worker
+    /// waits at a barrier.
+    pub(super) fn for_ctl(dir: String, clock: u32, ctl: PeerId) -> Collective {
+        Collective {
+            dir,
+            clock,
+            ctl: Some(ctl),
+            ..Collective::default()
+        }
+    }
 }
 
 /// A checkpoint to start from: where, and what it holds.
@@ -75,7 +90,7 @@ impl Scheduler {
         let Some(c) = self.checkpoint.as_mut() else {
             return;
         };
-        if c.writing || !self.live_workers.is_subset(&c.asked) {
+        if c.writing || (c.ctl.is_none() && !self.live_workers.is_subset(&c.asked)) {
             return;
         }
         if c.failure.is_some() {
@@ -127,10 +142,14 @@ impl Scheduler {
             Ok(()) => tracing::info!("checkpoint at clock {} complete in {}", c.clock, c.dir),
             Err(e) => tracing::error!("checkpoint into {} failed: {e}", c.dir),
         }
-        for peer in c.asked {
+        for peer in c.asked.into_iter().chain(c.ctl) {
             let result = result.clone();
             reply_control(io, peer, &Control::CheckpointDone { result });
         }
+        if c.ctl.is_some() {
+            self.ctl_checkpoint_done(io);
+        }
+        self.admit_next_worker(io);
     }
 
     fn write_manifest(&self, c: &mut Collective) -> Result<(), String> {

@@ -30,6 +30,7 @@ impl Scheduler {
         if let Some(i) = self.servers.iter().position(|(p, _)| *p == peer) {
             self.servers.remove(i);
         }
+        self.survey_server_gone(peer, io);
         let mut routing = self.routing.clone();
         routing.version += 1;
         for (i, range) in routing.ranges.iter_mut().enumerate() {

@@ -19,6 +19,9 @@ impl Scheduler {
         let Some(node) = self.nodes.get(&death.node).cloned() else {
             return;
         };
+        if self.forget_unadmitted(death.node, io) {
+            return;
+        }
         let name = self.name_of(death.node);
         if self.phase == Phase::Registering {
             tracing::warn!(

@@ -169,7 +169,7 @@ impl Scheduler {
             peer,
             super::Node {
                 role: Role::Server,
-                node_id: 1 + rank,
+                node_id: super::membership::node_id(Role::Server, rank),
                 rank,
             },
         );

@@ -58,6 +58,7 @@ impl Server {
                 num_workers,
                 routing,
                 workers,
+                ..
             } => {
                 let (servers, workers_set) = self.configured_size;
                 let size = (num_servers as usize, num_workers as usize);
@@ -152,6 +153,11 @@ impl Server {
                 files,
             } => self.load_table(id, spec, &dir, &files, io),
             Control::Routing { routing } => self.reroute(routing, io),
+            Control::Summarize { id } => self.summarize(id, io),
+            Control::WorkerJoined {
+                node_id,
+                start_clock,
+            } => self.worker_joined(node_id, start_clock),
             other => tracing::warn!("unexpected control message {other:?}"),
         }
     }

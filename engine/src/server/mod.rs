@@ -14,7 +14,8 @@
 //!   forwarding an applied push down its range's chain and its acknowledgement back up;
 //! - `range_copy` and `range_intake`: bringing a new server of a chain (a learner) a copy of
 //!   the range while pushes continue — the sending and the taking side;
-//! - `report`: what the server did and holds, when it stops.
+//! - `report`: what the server did and holds, when it stops;
+//! - `summary`: what it tells the scheduler when asked (clocks counted, tables held).
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -43,6 +44,7 @@ mod range_intake;
 mod report;
 mod request;
 mod shard;
+mod summary;
 
 pub use report::{RangeContents, ServerReport};
 pub use shard::run_server;

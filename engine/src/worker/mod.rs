@@ -14,7 +14,7 @@ mod direct;
 mod failover;
 pub(crate) mod fuzzing;
 mod inbound;
-mod io;
+pub(crate) mod io;
 mod meter;
 mod new_servers;
 mod pending;
@@ -119,7 +119,7 @@ impl Worker {
             liveness.heartbeat_interval,
             cluster.payload_checksum,
         )?;
-        let (info, routing) = io.await_control(
+        let (info, routing, start_clock) = io.await_control(
             |msg| match msg {
                 Control::Welcome {
                     node_id,
@@ -127,6 +127,7 @@ impl Worker {
                     num_servers,
                     num_workers,
                     routing,
+                    start_clock,
                     ..
                 } => Some((
                     WorkerInfo {
@@ -136,6 +137,7 @@ impl Worker {
                         num_servers: *num_servers,
                     },
                     routing.clone(),
+                    *start_clock,
                 )),
                 _ => None,
             },
@@ -178,7 +180,9 @@ impl Worker {
                 routing,
                 dialing,
                 tables: HashMap::new(),
-                clock: 0,
+                // 0 from the start; a worker that joins a running job starts where the
+                // servers count its clocks from (the slowest live worker's).
+                clock: start_clock,
                 seq: 0,
                 barrier_epoch: 0,
                 finished: false,
@@ -214,7 +218,8 @@ impl Worker {
         self.info.rank as usize
     }
 
-    /// Number of workers in the job.
+    /// Number of workers in the job when this one was welcomed (for a worker that joined a
+    /// running job: the live workers then, itself included).
     pub fn num_workers(&self) -> usize {
         self.info.num_workers as usize
     }
@@ -329,9 +334,16 @@ impl Worker {
         self.lock().clock
     }
 
-    /// Waits until every live worker reaches a barrier.
+    /// Waits until this worker's pushes are acknowledged, then until every live worker reaches
+    /// a barrier. So while every live worker waits at one, no push is in flight: the tables are
+    /// at a consistent point (where `ferrops ctl checkpoint` writes them).
     pub fn barrier(&self) -> Result<(), EngineError> {
         let mut st = self.lock();
+        st.io.drive_until(
+            |inbound| !inbound.outstanding.pushes_in_flight(),
+            &mut None,
+            None,
+        )?;
         st.barrier_epoch += 1;
         let epoch = st.barrier_epoch;
         st.io.send_control(&Control::Barrier { epoch })?;

@@ -174,6 +174,15 @@ impl Outstanding {
         self.requests.is_empty()
     }
 
+    /// Whether a push sent by this worker is still waiting for its acknowledgement.
+    pub fn pushes_in_flight(&self) -> bool {
+        self.requests.values().any(|r| {
+            self.tickets
+                .get(&r.ticket)
+                .is_some_and(|p| matches!(p.kind, Kind::Push))
+        })
+    }
+
     /// Removes a finished ticket and turns it into its result.
     pub fn take(&mut self, ticket: u64) -> Result<Completed, EngineError> {
         let p = self

@@ -5,6 +5,7 @@
 
 mod apps;
 mod bench;
+mod ctl;
 mod roles;
 mod slurm;
 mod worker_command;
@@ -14,6 +15,7 @@ use clap::{Parser, Subcommand};
 use apps::DemoArgs;
 pub use apps::{DataCommand, GenArgs, LdaCorpusArgs, PatchesArgs, PlotArgs, TrainCommand};
 pub use bench::{BenchCommand, KernelsArgs};
+pub use ctl::{CtlCheckpointArgs, CtlCommand, CtlStatusArgs};
 use roles::RoleArgs;
 pub use roles::{LocalArgs, ServerArgs, WorkerArgs};
 pub use slurm::SlurmArgs;
@@ -129,6 +131,13 @@ pub enum Command {
         after_long_help = "Example:\n  export FERROPS_SECRET=$(head -c 32 /dev/urandom | base64)\n  srun --ntasks 6 --kill-on-bad-exit=1 ferrops slurm --servers 2 -- ferrops worker --job check"
     )]
     Slurm(SlurmArgs),
+
+    /// Ask a running job's scheduler: its status, or a checkpoint at the next barrier.
+    ///
+    /// Authenticated with the job's cluster secret (FERROPS_SECRET, --secret-file, or the
+    /// config file), like every node; see docs/operations.md.
+    #[command(subcommand)]
+    Ctl(CtlCommand),
 
     /// Benchmarks, reported next to the raw network floor measured in the same run.
     #[command(subcommand)]

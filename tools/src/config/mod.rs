@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use ferrops_engine::config::{SchedulerConfig, ServerConfig, WorkerConfig};
+use ferrops_engine::config::{ClusterConfig, SchedulerConfig, ServerConfig, WorkerConfig};
 
 use layers::{resolve_settings, Settings};
 use values::env_value;
@@ -215,6 +215,16 @@ impl ConfigInput {
             .bind
             .unwrap_or_else(|| default_server_bind(scheduler));
         Ok(ServerConfig::new(settings.server_cluster(scheduler)?, bind))
+    }
+
+    /// `ferrops ctl`'s configuration: how to reach and authenticate to a running job's
+    /// scheduler. The job's sizes are the scheduler's business: they need not be set.
+    pub fn ctl(&self) -> Result<ClusterConfig> {
+        let mut settings = self.settings()?;
+        let scheduler = settings.require_scheduler()?;
+        settings.num_servers.get_or_insert(1);
+        settings.num_workers.get_or_insert(1);
+        settings.cluster(scheduler)
     }
 
     /// A worker's configuration.

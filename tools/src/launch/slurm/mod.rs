@@ -177,7 +177,7 @@ fn child_settings(
             Some(SocketAddr::new(any, scheduler.port()).to_string())
         }
         // A job-wide FERROPS_BIND cannot suit every task; servers pick a port themselves.
-        Role::Server | Role::Worker => None,
+        Role::Server | Role::Worker | Role::Ctl => None,
     };
     settings.push((ENV_BIND, bind));
     if let Some(file) = &opts.secret_file {
@@ -212,6 +212,7 @@ fn check_config(
         Role::Scheduler => input.scheduler().map(drop),
         Role::Server => input.server().map(drop),
         Role::Worker => input.worker().map(drop),
+        Role::Ctl => input.ctl().map(drop),
     };
     let task = format!("task {} ({})", plan.procid, plan.label());
     checked.map_err(|error| {
@@ -235,6 +236,8 @@ fn child_command(
     let mut command = match plan.role {
         Role::Scheduler => node_command(opts, "scheduler"),
         Role::Server => node_command(opts, "server"),
+        // Never planned (`assign_role` hands out the job's roles only).
+        Role::Ctl => node_command(opts, "ctl"),
         Role::Worker => {
             let (program, args) = opts.command.split_first().expect("checked non-empty");
             let mut command = if program == OsStr::new("ferrops") {
