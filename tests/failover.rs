@@ -172,6 +172,12 @@ fn asynchronous_pushes_are_sent_again_when_their_head_is_killed() {
 }
 
 #[test]
+fn asynchronous_pushes_waited_newest_first_across_a_failover_are_applied_exactly_once() {
+    // Eight tickets outstanding to each head when it dies; the newest is resent first.
+    kill_one_of_two(0, &["--in-flight", "8"]);
+}
+
+#[test]
 fn parked_sequential_pulls_are_answered_by_the_new_head() {
     kill_one_of_two(0, &["--sequential"]);
 }

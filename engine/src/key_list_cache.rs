@@ -10,7 +10,7 @@
 //! cache below what the worker asked, `ServerConfig::key_cache_cap_keys`), the server answers a
 //! signature it does not hold with `Status::KeysUnknown` rather than applying anything; the
 //! worker forgets the list (so both agree again), blocking calls resend to that server alone
-//! with the keys (a push under a new sequence number), and asynchronous ones report
+//! with the keys (a push under its own sequence number), and asynchronous ones report
 //! `EngineError::KeyListMissed`. Caching and packing are per table (`TableSpec::key_caching`,
 //! `TableSpec::key_packing`).
 //!

@@ -65,6 +65,7 @@ impl Server {
         fwd.table = h.table;
         fwd.sender = h.sender;
         fwd.seq = h.seq;
+        fwd.open_span = h.open_span;
         fwd.clock = h.clock;
         fwd.request_id = id.into();
         fwd.routing_version = self.routing.version.into();
@@ -130,8 +131,8 @@ impl Server {
                 };
                 let mut status = Status::from_u16(h.status.get());
                 if status == Status::KeysUnknown {
-                    // The two ends' caches disagree: never tell the worker its own list
-                    // missed (it would resend under a new number, applied here twice).
+                    // The two ends' caches of this chain link disagree, not the worker's: the
+                    // worker is not told that its own list missed.
                     if let Some(cache) = self.out_caches.get_mut(&rank) {
                         cache.remove((h.table.get(), h.key_signature.get()));
                     }

@@ -68,16 +68,19 @@ impl Worker {
         })
     }
 
-    /// With replication, keeps what it takes to send asynchronous request `ticket` again.
-    pub(super) fn keep_for_resend(&self, ticket: &Ticket, resend: impl FnOnce() -> Resend) {
+    /// With replication, keeps what it takes to send asynchronous request `ticket` again;
+    /// whether it did.
+    pub(super) fn keep_for_resend(&self, ticket: &Ticket, resend: impl FnOnce() -> Resend) -> bool {
         let mut st = self.lock();
         if !st.io.inbound.replicated {
-            return;
+            return false;
         }
         let used = st.routing.version;
-        if let Some(p) = st.io.inbound.outstanding.tickets.get_mut(&ticket.0) {
-            p.resend = Some((used, resend()));
-        }
+        let Some(p) = st.io.inbound.outstanding.tickets.get_mut(&ticket.0) else {
+            return false;
+        };
+        p.resend = Some((used, resend()));
+        true
     }
 
     /// Waits (up to three heartbeat timeouts: the scheduler's detector needs one) for a routing

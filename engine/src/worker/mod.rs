@@ -22,6 +22,7 @@ mod plan;
 mod pull;
 #[allow(unsafe_code)] // lends the caller's values to registrations
 mod push;
+mod sequence;
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
@@ -31,6 +32,7 @@ use ferrops_net::{
     BufferPool, FrameParts, Header, Metrics, MetricsSnapshot, Opcode, ScrapeEndpoint,
 };
 
+use pending::Resend;
 pub use pending::{Completed, Ticket};
 
 use crate::config::WorkerConfig;
@@ -64,7 +66,7 @@ struct State {
     routing: RoutingTable,
     tables: HashMap<u32, TableSpec>,
     clock: u32,
-    seq: u64,
+    seqs: sequence::PushNumbers,
     barrier_epoch: u64,
     finished: bool,
     reducers: ReducerStats,
@@ -162,7 +164,7 @@ impl Worker {
                 routing,
                 tables: HashMap::new(),
                 clock: 0,
-                seq: 0,
+                seqs: sequence::PushNumbers::default(),
                 barrier_epoch: 0,
                 finished: false,
                 reducers: ReducerStats::default(),
@@ -249,10 +251,18 @@ impl Worker {
             let pending = st.io.inbound.outstanding.tickets.get_mut(&ticket.0);
             pending.and_then(|p| p.resend.take())
         };
-        match (self.wait_once(ticket.0), resend) {
+        let seq = match &resend {
+            Some((_, Resend::Push { seq, .. })) => Some(*seq),
+            _ => None,
+        };
+        let done = match (self.wait_once(ticket.0), resend) {
             (Err(e), Some(resend)) => self.resend_after(e, resend),
             (done, _) => done,
+        };
+        if let Some(seq) = seq {
+            self.finish_seq(seq);
         }
+        done
     }
 
     /// Waits for ticket `id` as it is.
@@ -374,7 +384,7 @@ impl Drop for Worker {
 /// Runs a blocking request; if some servers no longer held its key list (the worker has then
 /// forgotten it too), runs it once more for those servers (`Some(servers)`), now with the keys.
 /// Pulls simply run again whole (`only` is ignored); pushes go only where they were not
-/// applied, under a new sequence number.
+/// applied, under the push's own sequence number (a server that had applied it drops it).
 fn retry_key_misses<T>(
     mut request: impl FnMut(Option<&[u32]>) -> Result<T, EngineError>,
 ) -> Result<T, EngineError> {
