@@ -178,6 +178,14 @@ fn asynchronous_pushes_waited_newest_first_across_a_failover_are_applied_exactly
 }
 
 #[test]
+fn signed_key_lists_pushed_across_a_failover_are_rebuilt_and_sum_exactly() {
+    // 1000 keys: every part travels by signature once its server holds it. Server 1 dies:
+    // server 0 heads range 1 too, and every connection's key cache starts again empty at the
+    // first request under the new routing, on both ends.
+    kill_one_of_two(1, &["--in-flight", "4", "--keys", "1000"]);
+}
+
+#[test]
 fn parked_sequential_pulls_are_answered_by_the_new_head() {
     kill_one_of_two(0, &["--sequential"]);
 }

@@ -52,6 +52,7 @@ impl Server {
         let by_signature = signature != 0
             && !keys.is_empty()
             && self.out_caches.get_mut(&next).is_some_and(|cache| {
+                cache.follow_routing(self.routing.version);
                 let list = (h.table.get(), signature);
                 cache.access(list, keys.len() as u64, || ()).is_some()
             });
@@ -172,6 +173,7 @@ impl Server {
             let was_head = self.routing.ranges.get(i).is_some_and(|r| r.server == rank);
             if routing.ranges[i].server == rank && !was_head {
                 tracing::warn!("server {rank} now heads range {i}");
+                self.forget_resolutions_of(i as u32);
             }
         }
         self.routing = routing;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use ferrops_net::Status;
 
 use super::pending::{Completed, Resend};
-use super::{State, Ticket, Worker};
+use super::{retry_key_misses, State, Ticket, Worker};
 use crate::routing::RoutingTable;
 use crate::EngineError;
 
@@ -54,17 +54,21 @@ impl Worker {
             return Err(error);
         }
         self.await_routing_after(used, error)?;
+        // A server that misses a key list (its cache was emptied by the new routing, or capped)
+        // gets the keys, a push under its own number.
         self.surviving_failover(|| {
-            let Ticket(id) = match &resend {
-                Resend::Push {
-                    table,
-                    keys,
-                    values,
-                    seq,
-                } => self.push_again(*table, keys, values, *seq)?,
-                Resend::Pull { table, keys } => self.pull_async(*table, keys)?,
-            };
-            self.wait_once(id)
+            retry_key_misses(|only| {
+                let Ticket(id) = match &resend {
+                    Resend::Push {
+                        table,
+                        keys,
+                        values,
+                        seq,
+                    } => self.push_again(*table, keys, values, *seq, only)?,
+                    Resend::Pull { table, keys } => self.pull_async(*table, keys)?,
+                };
+                self.wait_once(id)
+            })
         })
     }
 

@@ -52,13 +52,14 @@ impl Worker {
         let seq = self.open_seq();
         // A server this worker already knows is dead, before the new routing came, fails the
         // send itself: sent again under the new routing.
-        let ticket = match self.surviving_failover(|| self.push_again(table, keys, values, seq)) {
-            Ok(ticket) => ticket,
-            Err(e) => {
-                self.finish_seq(seq);
-                return Err(e);
-            }
-        };
+        let ticket =
+            match self.surviving_failover(|| self.push_again(table, keys, values, seq, None)) {
+                Ok(ticket) => ticket,
+                Err(e) => {
+                    self.finish_seq(seq);
+                    return Err(e);
+                }
+            };
         let kept = self.keep_for_resend(&ticket, || Resend::Push {
             table,
             keys: keys.to_vec(),
@@ -72,15 +73,17 @@ impl Worker {
         Ok(ticket)
     }
 
-    /// Sends every part of a push under sequence number `seq`.
+    /// Sends every part of a push (or those for the servers `only`) under sequence number
+    /// `seq`.
     pub(super) fn push_again(
         &self,
         table: TableId,
         keys: &[u64],
         values: &[f32],
         seq: u64,
+        only: Option<&[u32]>,
     ) -> Result<Ticket, EngineError> {
-        let parts = Parts { seq, only: None };
+        let parts = Parts { seq, only };
         self.push_inner(table, keys, None, values, None, parts)
     }
 
