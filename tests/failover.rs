@@ -21,7 +21,8 @@ use ferrops_net::auth::{ClusterKey, Secret};
 const PUSHES: &str = "4000";
 
 /// `ferrops local` with `servers` servers and two workers at replication `r`, running `count`
-/// (with `extra` arguments), its stdout and stderr piped.
+/// (with `extra` arguments; `--pushes PUSHES` unless they say otherwise), its stdout and
+/// stderr piped.
 fn local_count(servers: usize, r: usize, extra: &[&str]) -> Child {
     let mut c: Command = ferrops_without_cluster_env();
     c.env("FERROPS_LOG", "warn")
@@ -30,9 +31,12 @@ fn local_count(servers: usize, r: usize, extra: &[&str]) -> Child {
         .env_remove("FERROPS_REPLICATION")
         .args(["local", "--servers", &servers.to_string(), "--workers", "2"])
         .args(["--replication", &r.to_string()])
-        .args([
-            "--", "ferrops", "worker", "--job", "count", "--", "--pushes", PUSHES,
-        ])
+        .args(["--", "ferrops", "worker", "--job", "count", "--"])
+        .args(
+            ["--pushes", PUSHES]
+                .iter()
+                .filter(|_| !extra.contains(&"--pushes")),
+        )
         .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -186,6 +190,23 @@ fn signed_key_lists_pushed_across_a_failover_are_rebuilt_and_sum_exactly() {
     // server 0 heads range 1 too, and every connection's key cache starts again empty at the
     // first request under the new routing, on both ends.
     kill_one_of_two(1, &["--in-flight", "4", "--keys", "1000"]);
+}
+
+#[test]
+fn a_server_killed_during_bulk_pushes_of_a_million_keys_loses_nothing() {
+    // Each push is a few megabytes per server: the kill lands in the middle of one.
+    let local = Local::start_with(2, 2, &["--keys", "1000000", "--pushes", "12"]);
+    let pid = local.server_pid(0);
+    local
+        .stdout
+        .wait_for("starts pushing 1000000 keys", Duration::from_secs(60));
+    thread::sleep(Duration::from_millis(1500));
+    send_signal(pid, "KILL");
+    local.wait_for_routing(2);
+    let (ok, out) = local.finish();
+    assert!(ok, "the job failed:\n{out}");
+    let exact = "saw 24 on all 1000000 keys";
+    assert_eq!(out.matches(exact).count(), 2, "{out}");
 }
 
 #[test]

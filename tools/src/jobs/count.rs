@@ -54,6 +54,11 @@ pub fn run(cfg: &WorkerConfig, args: &CountArgs) -> Result<()> {
     let mut longest = 0f64;
     let mut last = Instant::now();
     let (mut tickets, mut acknowledged) = (Vec::new(), 0);
+    println!(
+        "count: worker {} starts pushing {} keys at a time",
+        w.rank(),
+        keys.len()
+    );
     for i in 1..=args.pushes {
         if args.sequential {
             // Clock i − 1: every worker's first i − 1 pushes, and none of their i + 1-th.
