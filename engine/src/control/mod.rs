@@ -41,6 +41,9 @@ pub enum Control {
         routing: RoutingTable,
         /// Node ids of the workers (for servers: whose clocks count).
         workers: Vec<u32>,
+        /// The clocks every worker has completed as the job starts: 0, or, for a job restored
+        /// from a checkpoint, the clock it was taken at.
+        clock: u32,
     },
     /// Worker → scheduler: declare (or look up) a table.
     DeclareTable { spec: TableSpec },

@@ -56,8 +56,10 @@ impl Server {
                 rank,
                 routing,
                 workers,
+                clock,
                 ..
             } => {
+                self.clocks.start_at(clock);
                 self.clocks.set_live(&workers);
                 self.node_id = Some(node_id);
                 self.rank = Some(rank);

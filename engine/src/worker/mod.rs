@@ -117,7 +117,7 @@ impl Worker {
             liveness.heartbeat_interval,
             cluster.payload_checksum,
         )?;
-        let (info, routing) = io.await_control(
+        let (info, (routing, clock)) = io.await_control(
             |msg| match msg {
                 Control::Welcome {
                     node_id,
@@ -125,6 +125,7 @@ impl Worker {
                     num_servers,
                     num_workers,
                     routing,
+                    clock,
                     ..
                 } => Some((
                     WorkerInfo {
@@ -133,7 +134,7 @@ impl Worker {
                         num_workers: *num_workers,
                         num_servers: *num_servers,
                     },
-                    routing.clone(),
+                    (routing.clone(), *clock),
                 )),
                 _ => None,
             },
@@ -163,7 +164,7 @@ impl Worker {
                 io,
                 routing,
                 tables: HashMap::new(),
-                clock: 0,
+                clock,
                 seqs: sequence::PushNumbers::default(),
                 barrier_epoch: 0,
                 finished: false,
@@ -317,7 +318,8 @@ impl Worker {
         Ok(st.clock)
     }
 
-    /// The clock this worker is in (the number of clocks it has finished).
+    /// The clock this worker is in (the number of clocks it has finished; a job restored from
+    /// a checkpoint starts at the clock the checkpoint was taken at).
     pub fn current_clock(&self) -> u32 {
         self.lock().clock
     }
