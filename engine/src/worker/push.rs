@@ -141,7 +141,7 @@ impl Worker {
         let plan = Plan::new(&st.routing, spec, keys)?;
         let mut header = self.request_header(&st, Opcode::Push, table);
         header.seq = seq.into();
-        header.open_span = st.seqs.open_span(seq).into();
+        header.open_span = st.io.inbound.outstanding.seqs.open_span(seq).into();
         let State {
             io,
             routing,

@@ -1,11 +1,11 @@
 //! Push sequence numbers. A worker numbers its pushes with one counter; a push keeps its number
 //! through every resend (after a failover, or after a server missed its key list), so a server
 //! that applied it drops it. A number is *open* from the push's start until the worker will
-//! never send it again: a blocking push's return, an asynchronous push's `wait` (with
-//! replication; without, its sending). Every push states how far back the oldest open number
-//! is (`Header::open_span`), and servers forget the numbers below it (`server/dedupe.rs`): a
-//! ticket never waited keeps its number open, and the servers remember every push of this
-//! worker since.
+//! never send it again: a blocking push's return; an asynchronous push's acknowledgement by
+//! every server, or else its `wait` (with replication; without, its sending). Every push
+//! states how far back the oldest open number is (`Header::open_span`), and servers forget the
+//! numbers below it (`server/dedupe.rs`): a failed ticket never waited keeps its number open,
+//! and the servers remember every push of this worker since.
 
 use std::collections::BTreeSet;
 
@@ -13,7 +13,7 @@ use super::Worker;
 
 /// The push numbers of one worker: the last one given and those still open.
 #[derive(Debug, Default)]
-pub(super) struct PushNumbers {
+pub(crate) struct PushNumbers {
     last: u64,
     open: BTreeSet<u64>,
 }
@@ -42,12 +42,12 @@ impl PushNumbers {
 impl Worker {
     /// Opens a new push number.
     pub(super) fn open_seq(&self) -> u64 {
-        self.lock().seqs.open()
+        self.lock().io.inbound.outstanding.seqs.open()
     }
 
     /// Closes push number `seq`: it is never sent again.
     pub(super) fn finish_seq(&self, seq: u64) {
-        self.lock().seqs.finish(seq);
+        self.lock().io.inbound.outstanding.seqs.finish(seq);
     }
 }
 
