@@ -217,14 +217,17 @@ mod tests {
     }
 
     #[test]
-    fn an_acknowledged_push_closes_its_number_before_it_is_waited_for_and_a_failed_one_does_not()
-    {
+    fn an_acknowledged_push_closes_its_number_unwaited_and_a_failed_one_stays_open() {
         let mut o = Outstanding::default();
         let (first, second) = (o.seqs.open(), o.seqs.open());
         let (acked, failed) = (push_ticket(&mut o, first), push_ticket(&mut o, second));
         o.complete(failed, Some(EngineError::ServerLost(0)));
         o.complete(acked, None);
         let third = o.seqs.open();
-        assert_eq!(o.seqs.open_span(third), 2, "the failed push stays open for its resend");
+        assert_eq!(
+            o.seqs.open_span(third),
+            2,
+            "the failed push stays open for its resend"
+        );
     }
 }
