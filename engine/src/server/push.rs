@@ -1,6 +1,7 @@
-//! Applying a push: drop a resend already applied (by the worker's sequence number, `dedupe`), resolve
-//! its keys, read its values (in place when raw, decoded otherwise) and check their count
-//! once, there, then hand them to the kernels through the table's store; acknowledge it.
+//! Applying a push: drop a resend already applied (by the worker's sequence number, see
+//! `dedupe`), resolve its keys, read its values (in place when raw, decoded otherwise) and
+//! check their count once, there, then hand them to the kernels through the table's store;
+//! acknowledge it.
 
 use ferrops_net::codec::values::decode_values;
 use ferrops_net::codec::ValueCodec;

@@ -110,10 +110,10 @@ impl Worker {
         done
     }
 
-    /// Sends a push's `parts` (all, or those for some servers) under its sequence number. With `in_place` (the caller keeps `values` unchanged until the push is
-    /// acknowledged), raw values bound for a server whose connection can read them in place
-    /// (RDMA, bulk frames) are registered, kept in `in_place`, and read by the device from
-    /// where they are.
+    /// Sends a push's `parts` (all, or those for some servers) under its sequence number. With
+    /// `in_place` (the caller keeps `values` unchanged until the push is acknowledged), raw
+    /// values bound for a server whose connection can read them in place (RDMA, bulk frames)
+    /// are registered, kept in `in_place`, and read by the device from where they are.
     fn push_inner(
         &self,
         table: TableId,
