@@ -9,15 +9,20 @@
 mod common;
 
 use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, Mutex};
+use std::thread;
 use std::time::Duration;
 
 use common::{ferrops_without_cluster_env, send_signal, LineLog};
+use ferrops::Consistency;
+use ferrops_net::auth::{ClusterKey, Secret};
 
 /// Pushes per worker: long enough that the fault lands mid-run.
 const PUSHES: &str = "4000";
 
 /// `ferrops local` with `servers` servers and two workers at replication `r`, running `count`
-/// (with `extra` arguments), its stdout and stderr piped.
+/// (with `extra` arguments; `--pushes PUSHES` unless they say otherwise), its stdout and
+/// stderr piped.
 fn local_count(servers: usize, r: usize, extra: &[&str]) -> Child {
     let mut c: Command = ferrops_without_cluster_env();
     c.env("FERROPS_LOG", "warn")
@@ -26,9 +31,12 @@ fn local_count(servers: usize, r: usize, extra: &[&str]) -> Child {
         .env_remove("FERROPS_REPLICATION")
         .args(["local", "--servers", &servers.to_string(), "--workers", "2"])
         .args(["--replication", &r.to_string()])
-        .args([
-            "--", "ferrops", "worker", "--job", "count", "--", "--pushes", PUSHES,
-        ])
+        .args(["--", "ferrops", "worker", "--job", "count", "--"])
+        .args(
+            ["--pushes", PUSHES]
+                .iter()
+                .filter(|_| !extra.contains(&"--pushes")),
+        )
         .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -117,6 +125,37 @@ fn a_killed_server_is_survived_with_nothing_lost_or_applied_twice() {
 #[test]
 fn asynchronous_pushes_are_sent_again_when_their_head_is_killed() {
     kill_one_of_two(0, &["--async"]);
+}
+
+#[test]
+fn asynchronous_pushes_waited_newest_first_across_a_failover_are_applied_exactly_once() {
+    // Eight tickets outstanding to each head when it dies; the newest is resent first.
+    kill_one_of_two(0, &["--in-flight", "8"]);
+}
+
+#[test]
+fn signed_key_lists_pushed_across_a_failover_are_rebuilt_and_sum_exactly() {
+    // 1000 keys: every part travels by signature once its server holds it. Server 1 dies:
+    // server 0 heads range 1 too, and every connection's key cache starts again empty at the
+    // first request under the new routing, on both ends.
+    kill_one_of_two(1, &["--in-flight", "4", "--keys", "1000"]);
+}
+
+#[test]
+fn a_server_killed_during_bulk_pushes_of_a_million_keys_loses_nothing() {
+    // Each push is a few megabytes per server: the kill lands in the middle of one.
+    let local = Local::start_with(2, 2, &["--keys", "1000000", "--pushes", "12"]);
+    let pid = local.server_pid(0);
+    local
+        .stdout
+        .wait_for("starts pushing 1000000 keys", Duration::from_secs(60));
+    thread::sleep(Duration::from_millis(1500));
+    send_signal(pid, "KILL");
+    local.wait_for_routing(2);
+    let (ok, out) = local.finish();
+    assert!(ok, "the job failed:\n{out}");
+    let exact = "saw 24 on all 1000000 keys";
+    assert_eq!(out.matches(exact).count(), 2, "{out}");
 }
 
 #[test]
@@ -238,5 +277,141 @@ fn l1lr_at_tau_zero_reaches_the_same_objective_when_a_server_is_killed_mid_run()
     assert!(
         ((a - b) / a).abs() <= 1e-6,
         "objective {b} with a server killed, {a} without"
+    );
+}
+
+/// Servers started by hand (a scheduler and two `ferrops server` processes, replication 2,
+/// the short heartbeats of this file) for workers that run in the test itself.
+struct HandServers {
+    scheduler: Child,
+    stderr: LineLog,
+    servers: Vec<Child>,
+    cfg: ferrops::WorkerConfig,
+}
+
+impl HandServers {
+    fn start(workers: usize) -> HandServers {
+        let secret = "failover-hand-servers";
+        let env = |c: &mut Command| {
+            c.env("FERROPS_LOG", "warn")
+                .env("FERROPS_SECRET", secret)
+                .env("FERROPS_NUM_SERVERS", "2")
+                .env("FERROPS_NUM_WORKERS", workers.to_string())
+                .env("FERROPS_REPLICATION", "2")
+                .env("FERROPS_HEARTBEAT_INTERVAL_MS", "200")
+                .env("FERROPS_HEARTBEAT_TIMEOUT_MS", "1500")
+                .env("FERROPS_BIND", "127.0.0.1:0")
+                .stdin(Stdio::null());
+        };
+        let mut scheduler = ferrops_without_cluster_env();
+        env(&mut scheduler);
+        let mut scheduler = scheduler
+            .arg("scheduler")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the scheduler starts");
+        let addr = common::announced_address(&mut scheduler);
+        let stderr = LineLog::follow(scheduler.stderr.take().unwrap());
+        let servers = (0..2)
+            .map(|rank| {
+                let mut c = ferrops_without_cluster_env();
+                env(&mut c);
+                c.arg("server")
+                    .env("FERROPS_SCHEDULER", &addr)
+                    .env("FERROPS_RANK", rank.to_string())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("a server starts")
+            })
+            .collect();
+        let mut cluster = ferrops::ClusterConfig::new(addr.parse().unwrap(), 2, workers);
+        cluster.key = ClusterKey::Secret(Secret::new(secret).unwrap());
+        cluster.replication = 2;
+        cluster.liveness.heartbeat_interval = Duration::from_millis(200);
+        cluster.liveness.heartbeat_timeout = Duration::from_millis(1500);
+        HandServers {
+            scheduler,
+            stderr,
+            servers,
+            cfg: ferrops::WorkerConfig { cluster },
+        }
+    }
+}
+
+impl Drop for HandServers {
+    fn drop(&mut self) {
+        for child in self.servers.iter_mut().chain([&mut self.scheduler]) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[test]
+fn a_bounded_delay_pull_parked_on_a_killed_head_is_answered_by_the_new_head_after_the_slow_clock() {
+    let job = HandServers::start(2);
+    // Range 0 only (server 0 heads it): the pull has one part, which the kill cuts short.
+    let keys: Vec<u64> = (0..100).collect();
+    let spec = ferrops::TableSpec::new("delayed", 1).consistency(Consistency::BoundedDelay(1));
+    let (parked_tx, parked_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let go_rx = Mutex::new(go_rx);
+    let pulled = thread::scope(|s| {
+        let both: Vec<_> = (0..2)
+            .map(|_| {
+                let (cfg, keys, spec) = (&job.cfg, &keys, &spec);
+                let (parked_tx, go_rx) = (parked_tx.clone(), &go_rx);
+                s.spawn(move || {
+                    let w = ferrops::Worker::connect(cfg).unwrap();
+                    let t = w.declare_table(spec.clone()).unwrap();
+                    let ones = vec![1.0; keys.len()];
+                    w.push(t, keys, &ones).unwrap();
+                    let got = if w.rank() == 0 {
+                        // Fast: two clocks done; a pull at clock 2 (τ = 1) needs every worker
+                        // to have finished clock 1, so it parks until the slow one has.
+                        w.clock().unwrap();
+                        w.push(t, keys, &ones).unwrap();
+                        w.clock().unwrap();
+                        let ticket = w.pull_async(t, keys).unwrap();
+                        parked_tx.send(()).unwrap();
+                        Some(w.wait_pull(ticket).unwrap())
+                    } else {
+                        // Slow: its second push of clock 0 comes after the failover, then
+                        // its clock, which is what releases the pull.
+                        go_rx.lock().unwrap().recv().unwrap();
+                        w.push(t, keys, &ones).unwrap();
+                        w.clock().unwrap();
+                        None
+                    };
+                    w.barrier().unwrap();
+                    w.finish().unwrap();
+                    got
+                })
+            })
+            .collect();
+        parked_rx.recv().unwrap();
+        // Let the pull reach server 0 and park there, then kill it.
+        thread::sleep(Duration::from_millis(300));
+        send_signal(job.servers[0].id(), "KILL");
+        job.stderr.wait_for(
+            "the job goes on with routing version 2",
+            Duration::from_secs(60),
+        );
+        // A new head that answered the resent pull without waiting for the slow worker's
+        // clock would answer now, without the slow worker's second push.
+        thread::sleep(Duration::from_millis(1000));
+        go_tx.send(()).unwrap();
+        both.into_iter()
+            .filter_map(|h| h.join().unwrap())
+            .next()
+            .unwrap()
+    });
+    assert_eq!(
+        pulled,
+        vec![4.0; keys.len()],
+        "the pull saw both pushes of each worker: it was answered once the slow worker \
+         finished clock 1, not before"
     );
 }

@@ -7,10 +7,19 @@ use std::collections::{BTreeMap, BTreeSet};
 pub struct ClockTracker {
     completed: BTreeMap<u32, u32>,
     live: BTreeSet<u32>,
+    /// The clocks every worker has completed before it sends any (a restored job's clock).
+    start: u32,
 }
 
 impl ClockTracker {
-    /// Sets the live workers: only their clocks count; a new one starts at 0 completed clocks.
+    /// Counts every worker from `clock` completed clocks (a job restored from a checkpoint
+    /// taken at that clock), before any of them sends one.
+    pub fn start_at(&mut self, clock: u32) {
+        self.start = clock;
+    }
+
+    /// Sets the live workers: only their clocks count; a new one starts at the job's first
+    /// clock (`start_at`, 0 unless restored).
     pub fn set_live(&mut self, workers: &[u32]) {
         self.live = workers.iter().copied().collect();
     }
@@ -37,7 +46,7 @@ impl ClockTracker {
     /// nothing; an old count is ignored. Returns whether the worker is live (so that waiting
     /// requests may now be released).
     pub fn record(&mut self, worker: u32, completed: u32) -> Result<bool, ClockJump> {
-        let c = self.completed.entry(worker).or_insert(0);
+        let c = self.completed.entry(worker).or_insert(self.start);
         if completed > c.saturating_add(1) {
             return Err(ClockJump {
                 worker,
@@ -71,7 +80,7 @@ impl ClockTracker {
         let done = self
             .live
             .iter()
-            .map(|w| self.completed.get(w).copied().unwrap_or(0));
+            .map(|w| self.completed.get(w).copied().unwrap_or(self.start));
         let (min, max) = done.fold((u32::MAX, 0), |(lo, hi), c| (lo.min(c), hi.max(c)));
         max.saturating_sub(min)
     }
@@ -81,7 +90,7 @@ impl ClockTracker {
     pub fn min_completed(&self) -> u32 {
         self.live
             .iter()
-            .map(|w| self.completed.get(w).copied().unwrap_or(0))
+            .map(|w| self.completed.get(w).copied().unwrap_or(self.start))
             .min()
             .unwrap_or(u32::MAX)
     }

@@ -10,9 +10,12 @@
 //! cache below what the worker asked, `ServerConfig::key_cache_cap_keys`), the server answers a
 //! signature it does not hold with `Status::KeysUnknown` rather than applying anything; the
 //! worker forgets the list (so both agree again), blocking calls resend to that server alone
-//! with the keys (a push under a new sequence number), and asynchronous ones report
+//! with the keys (a push under its own sequence number), and asynchronous ones report
 //! `EngineError::KeyListMissed`. Caching and packing are per table (`TableSpec::key_caching`,
 //! `TableSpec::key_packing`).
+//!
+//! Both ends also empty their copy at the first request stamped with a newer routing version
+//! ([`KeyListCache::follow_routing`]): after a failover every list is sent whole once more.
 //!
 //! The server's copy holds the key lists alone; their slots live in the table's resolution
 //! cache (`store::resolution`), which finds a list handed over from here by its allocation.
@@ -30,6 +33,8 @@ pub struct KeyListCache<V> {
     entries: HashMap<ListId, Entry<V>>,
     by_age: BTreeMap<u64, ListId>,
     tick: u64,
+    /// The newest routing version a request through this cache was stamped with.
+    routing_version: u32,
 }
 
 #[derive(Debug)]
@@ -48,6 +53,7 @@ impl<V> KeyListCache<V> {
             entries: HashMap::new(),
             by_age: BTreeMap::new(),
             tick: 0,
+            routing_version: 0,
         }
     }
 
@@ -59,6 +65,20 @@ impl<V> KeyListCache<V> {
     /// Whether no list is held.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    /// Called by both ends before `access` (or `hit`) with the routing version the request is
+    /// stamped with: the first request under a newer routing (after a failover) empties the
+    /// cache, so that lists are sent again and rebuilt rather than trusted across a change of
+    /// roles. Requests travel in order and a sender's version never goes down, so both ends
+    /// empty their copy at the same request.
+    pub fn follow_routing(&mut self, version: u32) {
+        if version > self.routing_version {
+            self.routing_version = version;
+            self.entries.clear();
+            self.by_age.clear();
+            self.used_keys = 0;
+        }
     }
 
     /// The one operation both ends apply to every signed request: a hit (same list, same
@@ -174,5 +194,26 @@ mod tests {
         assert!(KeyListCache::<()>::new(0)
             .access((0, 1), 1, || ())
             .is_none());
+    }
+
+    #[test]
+    fn a_newer_routing_empties_the_cache_once_and_an_older_one_never() {
+        let mut c: KeyListCache<()> = KeyListCache::new(10);
+        c.follow_routing(1);
+        c.access((0, 1), 4, || ());
+        c.follow_routing(1);
+        assert!(
+            c.hit((0, 1), 4).is_some(),
+            "the same routing keeps the list"
+        );
+        c.follow_routing(2);
+        assert!(
+            c.is_empty(),
+            "the first request under a newer routing starts empty"
+        );
+        c.access((0, 1), 4, || ());
+        c.follow_routing(1);
+        assert!(c.hit((0, 1), 4).is_some(), "an older stamp empties nothing");
+        assert_eq!(c.used_keys, 4);
     }
 }

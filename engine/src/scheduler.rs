@@ -352,7 +352,7 @@ impl Scheduler {
             num_workers: self.num_workers as u32,
             routing: self.routing.clone(),
             workers,
-            start_clock: 0,
+            start_clock: self.restore.as_ref().map_or(0, |r| r.manifest.clock),
         }
     }
 

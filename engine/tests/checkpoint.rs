@@ -176,6 +176,37 @@ fn a_checkpoint_is_taken_at_one_clock_by_every_worker() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[test]
+fn a_restored_job_goes_on_from_the_clock_of_its_checkpoint() {
+    let dir = scratch("clock");
+    let spec = TableSpec::new("sum", 1).consistency(Consistency::Sequential);
+    let keys: Vec<u64> = (0..300u64).map(|i| i * (u64::MAX / 300)).collect();
+    let (d, s, k) = (dir.clone(), spec.clone(), keys.clone());
+    job(2, None, move |w| {
+        let t = w.declare_table(s.clone()).unwrap();
+        for _ in 0..3 {
+            w.push(t, &k, &vec![1.0; k.len()]).unwrap();
+            w.clock().unwrap();
+        }
+        w.checkpoint(&d).unwrap();
+    });
+    let got = job(2, Some(&dir), move |w| {
+        assert_eq!(
+            w.current_clock(),
+            3,
+            "workers start at the checkpoint's clock"
+        );
+        let t = w.declare_table(spec.clone()).unwrap();
+        w.push(t, &keys, &vec![1.0; keys.len()]).unwrap();
+        // Clock 4 on the servers too: they count every worker from clock 3, so this clock is
+        // one step (not a jump from 0), and a sequential pull at clock 4 is answered.
+        assert_eq!(w.clock().unwrap(), 4);
+        w.pull(t, &keys).unwrap()
+    });
+    assert!(got.iter().all(|&v| v == 4.0), "{:?}", &got[..4]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// The scheduler's answer to `restore = dir`: it must fail before listening.
 fn restore_error(dir: &Path) -> String {
     let cfg = SchedulerConfig {

@@ -372,3 +372,20 @@ fn changed_only_pulls_send_the_rows_that_moved() {
         assert_eq!((c.offered, c.sent, c.delayed), (3000, 1001, 1999), "{c:?}");
     });
 }
+
+#[test]
+fn pushes_from_several_threads_of_one_worker_are_each_applied_once() {
+    common::with_one_worker_and_table(2, TableSpec::new("sum", 1), |w, t| {
+        let keys = [7, u64::MAX - 7];
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..300 {
+                        w.push(t, &keys, &[1.0, 1.0]).unwrap();
+                    }
+                });
+            }
+        });
+        assert_eq!(w.pull(t, &keys).unwrap(), vec![1200.0, 1200.0]);
+    });
+}

@@ -181,7 +181,10 @@ pub struct Header {
     /// Signature of the key list ([`crate::key_signature`]), 0 if not computed.
     pub key_signature: U64,
     pub header_crc: U32,
-    pub reserved: U32,
+    /// With a push's `seq`: how far back the sender's oldest unfinished push is, counting this
+    /// one (`seq` − oldest + 1). Every push of the sender numbered lower is finished and never
+    /// sent again, so servers forget them (exactly once with bounded memory). 0: not stated.
+    pub open_span: U32,
 }
 
 const _: () = assert!(std::mem::size_of::<Header>() == HEADER_LEN);

@@ -48,8 +48,9 @@ pub enum Control {
         routing: RoutingTable,
         /// Node ids of the workers (for servers: whose clocks count).
         workers: Vec<u32>,
-        /// For a worker: the clocks it starts with completed (0 from the start; for one that
-        /// joins a running job, where the servers count its clocks from).
+        /// The clocks the receiver starts with completed: 0, or the clock of the checkpoint a
+        /// restored job starts from; for a worker that joins a running job, where the servers
+        /// count its clocks from.
         start_clock: u32,
     },
     /// Worker → scheduler: declare (or look up) a table.
@@ -133,13 +134,14 @@ pub enum Control {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum CopyStep {
     /// First: what the copy starts from, taken when the source adopted routing `version`:
-    /// each table (id, spec, Adam's step count), the last push applied per worker node, and
-    /// the clocks each worker has completed.
+    /// each table (id, spec, Adam's step count), the pushes applied per worker node (worker,
+    /// floor, highest, the numbers applied at or above the floor), and the clocks each worker
+    /// has completed.
     Begin {
         range: u32,
         version: u32,
         tables: Vec<(u32, TableSpec, u32)>,
-        last_seq: Vec<(u32, u64)>,
+        applied: Vec<(u32, u64, u64, Vec<u64>)>,
         clocks: Vec<(u32, u32)>,
     },
     /// The rows of table `table` for the frame's keys (values section: the rows as

@@ -58,7 +58,7 @@ impl Server {
                 num_workers,
                 routing,
                 workers,
-                ..
+                start_clock,
             } => {
                 let (servers, workers_set) = self.configured_size;
                 let size = (num_servers as usize, num_workers as usize);
@@ -75,6 +75,7 @@ impl Server {
                     return;
                 }
                 self.total_shards = size.0;
+                self.clocks.start_at(start_clock);
                 self.clocks.set_live(&workers);
                 self.node_id = Some(node_id);
                 self.rank = Some(rank);

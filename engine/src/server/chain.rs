@@ -52,6 +52,7 @@ impl Server {
         let by_signature = signature != 0
             && !keys.is_empty()
             && self.out_caches.get_mut(&next).is_some_and(|cache| {
+                cache.follow_routing(self.routing.version);
                 let list = (h.table.get(), signature);
                 cache.access(list, keys.len() as u64, || ()).is_some()
             });
@@ -65,6 +66,7 @@ impl Server {
         fwd.table = h.table;
         fwd.sender = h.sender;
         fwd.seq = h.seq;
+        fwd.open_span = h.open_span;
         fwd.clock = h.clock;
         fwd.request_id = id.into();
         fwd.routing_version = self.routing.version.into();
@@ -138,8 +140,8 @@ impl Server {
                 };
                 let mut status = Status::from_u16(h.status.get());
                 if status == Status::KeysUnknown {
-                    // The two ends' caches disagree: never tell the worker its own list
-                    // missed (it would resend under a new number, applied here twice).
+                    // The two ends' caches of this chain link disagree, not the worker's: the
+                    // worker is not told that its own list missed.
                     if let Some(cache) = self.out_caches.get_mut(&rank) {
                         cache.remove((h.table.get(), h.key_signature.get()));
                     }
@@ -182,13 +184,14 @@ impl Server {
             let was_head = self.routing.ranges.get(i).is_some_and(|r| r.server == rank);
             if routing.ranges[i].server == rank && !was_head {
                 tracing::warn!("server {rank} now heads range {i}");
+                self.forget_resolutions_of(i as u32);
             }
         }
         self.routing = routing;
         let held: std::collections::BTreeSet<u32> =
             self.routing.held_by(rank).map(|i| i as u32).collect();
         self.tables.retain(|&(_, r), _| held.contains(&r));
-        self.last_seq.retain(|&(r, _), _| held.contains(&r));
+        self.applied.keep_ranges(|r| held.contains(&r));
         let routing = &self.routing;
         self.copies_in
             .retain(|&r, _| routing.ranges[r as usize].learner == Some(rank));

@@ -35,6 +35,7 @@ use crate::EngineError;
 mod admission;
 mod chain;
 mod checkpoint;
+mod dedupe;
 mod meter;
 #[allow(unsafe_code)] // RDMA-writes pull values from the table's segment
 mod pull;
@@ -80,9 +81,9 @@ pub struct Server {
     /// What each worker holds of each table, for changed-only pulls.
     changed: HashMap<(PeerId, u32), ChangedSince>,
     store_options: StoreOptions,
-    /// The last push applied, by (range index, worker node): a resend is dropped, on the head
-    /// and on every replica alike.
-    last_seq: HashMap<(u32, u32), u64>,
+    /// The pushes applied, by (range index, worker node): a resend is dropped, on the head and
+    /// on every replica alike.
+    applied: dedupe::AppliedPushes,
     /// Connections to the other servers of this server's chains, by rank, and back.
     server_peers: HashMap<u32, PeerId>,
     server_ranks: HashMap<PeerId, u32>,
@@ -137,7 +138,7 @@ impl Server {
                 capacity_bytes: cfg.table_capacity_bytes,
                 cache_bytes: RESOLUTION_CACHE_BYTES,
             },
-            last_seq: HashMap::new(),
+            applied: dedupe::AppliedPushes::default(),
             server_peers: HashMap::new(),
             server_ranks: HashMap::new(),
             out_caches: HashMap::new(),

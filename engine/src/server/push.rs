@@ -1,20 +1,17 @@
-//! Applying a push: drop a resend already applied (by the worker's sequence number), resolve
-//! its keys, read its values (in place when raw, decoded otherwise) and check their count
-//! once, there, then hand them to the kernels through the table's store; acknowledge it.
+//! Applying a push: drop a resend already applied (by the worker's sequence number, see
+//! `dedupe`), resolve its keys, read its values (in place when raw, decoded otherwise) and
+//! check their count once, there, then hand them to the kernels through the table's store;
+//! acknowledge it.
 
 use ferrops_net::codec::values::decode_values;
 use ferrops_net::codec::ValueCodec;
 use ferrops_net::{flags, CloseReason, Frame, FrameParts, Header, Io, Opcode, Status};
 
+use super::dedupe::{Verdict, SEQ_WINDOW};
 use super::request::Request;
 use super::{Refusal, Server};
 use crate::key_list::check_value_count;
 use crate::store::Access;
-
-/// How far past a worker's last applied push a sequence number may be. A worker numbers all
-/// its pushes with one counter, so a server sees gaps (pushes that went to other servers);
-/// 2^40 pushes is more than any job makes, and a forged or corrupt number beyond it is refused.
-pub(super) const SEQ_WINDOW: u64 = 1 << 40;
 
 impl Server {
     /// Applies a push unless it is a resend of one already applied, and acknowledges it: at
@@ -24,35 +21,28 @@ impl Server {
     pub(super) fn push(&mut self, request: &Request, io: &mut Io<'_>) -> Result<(), Refusal> {
         let h = request.frame.header;
         let range = self.owner_range(request)?;
-        let worker = h.sender.get();
-        let seq = h.seq.get();
-        let last = self.last_seq.get(&(range, worker)).copied().unwrap_or(0);
-        if seq > last.saturating_add(SEQ_WINDOW) {
-            // Accepting it would make every later real push of this worker look like a resend.
-            return Err(Refusal::new(
-                Status::BadRequest,
-                format!(
-                    "push sequence number {seq} of worker node {worker} jumps more than \
-                     {SEQ_WINDOW} past its last ({last})"
-                ),
-            ));
-        }
-        let duplicate = seq != 0
-            && self
-                .last_seq
-                .get(&(range, worker))
-                .is_some_and(|&last| seq <= last);
-        if duplicate {
-            self.report.duplicate_pushes += 1;
-        } else {
-            let mut decoded = std::mem::take(&mut self.decoded);
-            let applied = self.apply_push(request, range, &mut decoded);
-            self.decoded = decoded;
-            applied?;
-            if seq != 0 {
-                self.last_seq.insert((range, worker), seq);
+        let (worker, seq) = (h.sender.get(), h.seq.get());
+        match self.applied.judge(range, worker, seq, h.open_span.get()) {
+            Verdict::TooFar { highest } => {
+                // Accepting it would make every later real push of this worker look like a
+                // resend.
+                return Err(Refusal::new(
+                    Status::BadRequest,
+                    format!(
+                        "push sequence number {seq} of worker node {worker} jumps more than \
+                         {SEQ_WINDOW} past its highest ({highest})"
+                    ),
+                ));
             }
-            self.report.pushes += 1;
+            Verdict::Resend => self.report.duplicate_pushes += 1,
+            Verdict::Apply => {
+                let mut decoded = std::mem::take(&mut self.decoded);
+                let applied = self.apply_push(request, range, &mut decoded);
+                self.decoded = decoded;
+                applied?;
+                self.applied.record(range, worker, seq);
+                self.report.pushes += 1;
+            }
         }
         let rank = self.rank.unwrap_or(u32::MAX);
         match self.routing.successor(range as usize, rank) {

@@ -2,7 +2,7 @@
 //! (`KeyRange::learner`) sends it the range a piece at a time while it keeps serving.
 //!
 //! When the source adopts the routing that names the learner, it sends `CopyStep::Begin` (the
-//! tables, Adam's step counts, the dedupe state and the clocks) and takes a snapshot of the
+//! tables, Adam's step counts, the dedupe state — which pushes were applied — and the clocks) and takes a snapshot of the
 //! keys each table holds; from then on it forwards the range's pushes to the learner like to
 //! any successor. Between frames (the event loop's `background` hook) it sends `Rows` of the
 //! snapshot's keys, read from the store at that moment, as long as the connection has less
@@ -89,12 +89,7 @@ impl Server {
                 .iter()
                 .map(|(t, s)| (*t, s.spec().clone(), s.adam_step()))
                 .collect(),
-            last_seq: self
-                .last_seq
-                .iter()
-                .filter(|(&(r, _), _)| r == range)
-                .map(|(&(_, worker), &seq)| (worker, seq))
-                .collect(),
+            applied: self.applied.export(range),
             clocks: self.clocks.completed(),
         };
         let tables = held.iter().map(|(t, s)| (*t, s.key_slots())).collect();

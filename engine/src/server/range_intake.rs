@@ -47,18 +47,15 @@ impl Server {
                 range,
                 version,
                 tables,
-                last_seq,
+                applied,
                 clocks,
             } => {
                 self.tables.retain(|&(_, r), _| r != range);
-                self.last_seq.retain(|&(r, _), _| r != range);
+                self.applied.import(range, applied);
                 for (table, spec, adam_step) in tables {
                     let mut store = self.create_store(spec, range as usize)?;
                     store.set_adam_step(adam_step);
                     self.tables.insert((table, range), store);
-                }
-                for (worker, seq) in last_seq {
-                    self.last_seq.insert((range, worker), seq);
                 }
                 for (worker, completed) in clocks {
                     self.clocks.merge(worker, completed);

@@ -47,7 +47,12 @@ impl Server {
         let h = frame.header;
         let id = (h.table.get(), h.key_signature.get());
         let count = u64::from(h.key_count.get());
-        let cache = self.key_caches.get_mut(&peer);
+        let mut cache = self.key_caches.get_mut(&peer);
+        if h.flags & flags::KEYS_BY_SIGNATURE != 0 || id.1 != 0 {
+            if let Some(cache) = cache.as_deref_mut() {
+                cache.follow_routing(h.routing_version.get());
+            }
+        }
         if h.flags & flags::KEYS_BY_SIGNATURE != 0 {
             let cached = cache.and_then(|c| c.hit(id, count));
             self.meters.key_cache(cached.is_some());
@@ -152,6 +157,16 @@ impl Server {
                 ))
             }
         }
+    }
+
+    /// Forgets the resolution caches of every table's store of `range`: a server promoted to
+    /// its head resolves the lists workers now send it afresh rather than trusting what it
+    /// cached as a replica.
+    pub(super) fn forget_resolutions_of(&mut self, range: u32) {
+        self.tables
+            .iter_mut()
+            .filter(|((_, r), _)| *r == range)
+            .for_each(|(_, store)| store.forget_resolutions());
     }
 
     /// The spec of table `id` (the same in every range's store).

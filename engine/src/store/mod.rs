@@ -244,6 +244,12 @@ impl TableStore {
         self.resolve_with(signature, keys, access, || keys.clone())
     }
 
+    /// Forgets every cached resolution (a server promoted to head of this range after a
+    /// failover rebuilds them from the key map rather than trusting them).
+    pub fn forget_resolutions(&mut self) {
+        self.resolutions.clear();
+    }
+
     fn resolve_with(
         &mut self,
         signature: u64,

@@ -85,6 +85,13 @@ impl ResolutionCache {
         }
     }
 
+    /// Forgets every resolution.
+    pub fn clear(&mut self) {
+        self.entries.clear();
+        self.order.clear();
+        self.bytes = 0;
+    }
+
     /// Bytes held.
     pub fn bytes(&self) -> usize {
         self.bytes

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use ferrops_net::Status;
 
 use super::pending::{Completed, Resend};
-use super::{State, Ticket, Worker};
+use super::{retry_key_misses, State, Ticket, Worker};
 use crate::routing::RoutingTable;
 use crate::EngineError;
 
@@ -54,30 +54,37 @@ impl Worker {
             return Err(error);
         }
         self.await_routing_after(used, error)?;
+        // A server that misses a key list (its cache was emptied by the new routing, or capped)
+        // gets the keys, a push under its own number.
         self.surviving_failover(|| {
-            let Ticket(id) = match &resend {
-                Resend::Push {
-                    table,
-                    keys,
-                    values,
-                    seq,
-                } => self.push_again(*table, keys, values, *seq)?,
-                Resend::Pull { table, keys } => self.pull_async(*table, keys)?,
-            };
-            self.wait_once(id)
+            retry_key_misses(|only| {
+                let Ticket(id) = match &resend {
+                    Resend::Push {
+                        table,
+                        keys,
+                        values,
+                        seq,
+                    } => self.push_again(*table, keys, values, *seq, only)?,
+                    Resend::Pull { table, keys } => self.pull_async(*table, keys)?,
+                };
+                self.wait_once(id)
+            })
         })
     }
 
-    /// With replication, keeps what it takes to send asynchronous request `ticket` again.
-    pub(super) fn keep_for_resend(&self, ticket: &Ticket, resend: impl FnOnce() -> Resend) {
+    /// With replication, keeps what it takes to send asynchronous request `ticket` again;
+    /// whether it did.
+    pub(super) fn keep_for_resend(&self, ticket: &Ticket, resend: impl FnOnce() -> Resend) -> bool {
         let mut st = self.lock();
         if !st.io.inbound.replicated {
-            return;
+            return false;
         }
         let used = st.routing.version;
-        if let Some(p) = st.io.inbound.outstanding.tickets.get_mut(&ticket.0) {
-            p.resend = Some((used, resend()));
-        }
+        let Some(p) = st.io.inbound.outstanding.tickets.get_mut(&ticket.0) else {
+            return false;
+        };
+        p.resend = Some((used, resend()));
+        true
     }
 
     /// Waits (up to three heartbeat timeouts: the scheduler's detector needs one) for a routing

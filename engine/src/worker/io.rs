@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use ferrops_net::client::{DialOptions, Dialer, ServerAddrs};
+use ferrops_net::client::{ClientHandler, DialOptions, Dialer, ServerAddrs};
 use ferrops_net::{BufferPool, ClientDriver, FrameParts, Link, Metrics, Peer, Registration};
 
 use super::inbound::{Inbound, Lent, Receiver};
@@ -109,6 +109,7 @@ impl ClientIo {
             lent,
         };
         let sent = self.net.send_to_server(server, frame, &mut receiver);
+        let sent = self.lost_if_broken(server, sent);
         self.explained(sent)
     }
 
@@ -125,7 +126,8 @@ impl ClientIo {
             return Err(EngineError::ServerLost(server));
         }
         let sent = self.net.send_registered(server, frame, values);
-        self.explained(sent.map_err(EngineError::from))
+        let sent = self.lost_if_broken(server, sent.map_err(EngineError::from));
+        self.explained(sent)
     }
 
     /// Waits up to `timeout` for any connection, then handles every frame available.
@@ -140,6 +142,27 @@ impl ClientIo {
         };
         let progressed = self.net.progress(timeout, &mut receiver);
         self.explained(progressed)
+    }
+
+    /// A send to server `server` that failed in the transport (a write into a connection the
+    /// server closed: it died while a large frame was being written) lost that server, as a
+    /// read that finds the connection closed does: its requests fail, and with replication the
+    /// worker fails over (`ServerLost`) instead of failing the call with an i/o error.
+    fn lost_if_broken(
+        &mut self,
+        server: u32,
+        result: Result<(), EngineError>,
+    ) -> Result<(), EngineError> {
+        let Err(EngineError::Net(e)) = result else {
+            return result;
+        };
+        tracing::debug!("writing to server {server} failed: {e}");
+        let mut receiver = Receiver {
+            inbound: &mut self.inbound,
+            lent: &mut None,
+        };
+        receiver.server_lost(server)?;
+        Err(EngineError::ServerLost(server))
     }
 
     /// `result`, unless it failed because a connection broke and the scheduler has ended the

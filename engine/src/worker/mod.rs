@@ -23,6 +23,7 @@ mod plan;
 mod pull;
 #[allow(unsafe_code)] // lends the caller's values to registrations
 mod push;
+mod sequence;
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
@@ -32,6 +33,7 @@ use ferrops_net::{
     BufferPool, FrameParts, Header, Metrics, MetricsSnapshot, Opcode, ScrapeEndpoint,
 };
 
+use pending::Resend;
 pub use pending::{Completed, Ticket};
 
 use crate::config::WorkerConfig;
@@ -68,7 +70,6 @@ struct State {
     dialing: new_servers::Dialing,
     tables: HashMap<u32, TableSpec>,
     clock: u32,
-    seq: u64,
     barrier_epoch: u64,
     finished: bool,
     reducers: ReducerStats,
@@ -146,7 +147,7 @@ impl Worker {
         let hello = Control::Hello {
             node_id: info.node_id,
             key_cache_keys: cluster.key_cache_keys,
-            clock: 0,
+            clock: start_clock,
         };
         io.payload_crc = cluster.payload_checksum;
         io.key_packing = cluster.key_packing;
@@ -180,10 +181,9 @@ impl Worker {
                 routing,
                 dialing,
                 tables: HashMap::new(),
-                // 0 from the start; a worker that joins a running job starts where the
-                // servers count its clocks from (the slowest live worker's).
+                // 0 from the start, a restored checkpoint's clock, or, for a worker that
+                // joins a running job, where the servers count its clocks from.
                 clock: start_clock,
-                seq: 0,
                 barrier_epoch: 0,
                 finished: false,
                 reducers: ReducerStats::default(),
@@ -271,10 +271,18 @@ impl Worker {
             let pending = st.io.inbound.outstanding.tickets.get_mut(&ticket.0);
             pending.and_then(|p| p.resend.take())
         };
-        match (self.wait_once(ticket.0), resend) {
+        let seq = match &resend {
+            Some((_, Resend::Push { seq, .. })) => Some(*seq),
+            _ => None,
+        };
+        let done = match (self.wait_once(ticket.0), resend) {
             (Err(e), Some(resend)) => self.resend_after(e, resend),
             (done, _) => done,
+        };
+        if let Some(seq) = seq {
+            self.finish_seq(seq);
         }
+        done
     }
 
     /// Waits for ticket `id` as it is.
@@ -329,7 +337,8 @@ impl Worker {
         Ok(st.clock)
     }
 
-    /// The clock this worker is in (the number of clocks it has finished).
+    /// The clock this worker is in (the number of clocks it has finished; a job restored from
+    /// a checkpoint starts at the clock the checkpoint was taken at).
     pub fn current_clock(&self) -> u32 {
         self.lock().clock
     }
@@ -403,7 +412,7 @@ impl Drop for Worker {
 /// Runs a blocking request; if some servers no longer held its key list (the worker has then
 /// forgotten it too), runs it once more for those servers (`Some(servers)`), now with the keys.
 /// Pulls simply run again whole (`only` is ignored); pushes go only where they were not
-/// applied, under a new sequence number.
+/// applied, under the push's own sequence number (a server that had applied it drops it).
 fn retry_key_misses<T>(
     mut request: impl FnMut(Option<&[u32]>) -> Result<T, EngineError>,
 ) -> Result<T, EngineError> {

@@ -86,6 +86,8 @@ pub(crate) struct Outstanding {
     pub tickets: HashMap<u64, Pending>,
     pub requests: HashMap<u64, SubRequest>,
     pub meters: WorkerMeters,
+    /// The push sequence numbers, and which are still open.
+    pub seqs: super::sequence::PushNumbers,
     next_ticket: u64,
     next_request: u64,
 }
@@ -149,6 +151,12 @@ impl Outstanding {
                 (Some(EngineError::KeyListMissed { .. }), Some(other)) => Some(other),
                 (Some(first), _) => Some(first),
             };
+            // Acknowledged by every server: never sent again, whether or not it is waited for.
+            if let (0, None, Some((_, Resend::Push { seq, .. }))) =
+                (p.parts_left, &p.error, &p.resend)
+            {
+                self.seqs.finish(*seq);
+            }
         }
         Some(sub)
     }
@@ -197,5 +205,38 @@ impl Outstanding {
             Kind::Pull(PullInto::Owned(v)) => Completed::Pulled(v),
             Kind::Pull(PullInto::Borrowed) => Completed::Pulled(Vec::new()),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An asynchronous push ticket numbered `seq`, sent to one server.
+    fn push_ticket(o: &mut Outstanding, seq: u64) -> u64 {
+        let ticket = o.open(Kind::Push);
+        let resend = Resend::Push {
+            table: crate::table::TableId(1),
+            keys: vec![1],
+            values: vec![1.0],
+            seq,
+        };
+        o.tickets.get_mut(&ticket).unwrap().resend = Some((1, resend));
+        o.add_request(ticket, 0, 0..0, None)
+    }
+
+    #[test]
+    fn an_acknowledged_push_closes_its_number_unwaited_and_a_failed_one_stays_open() {
+        let mut o = Outstanding::default();
+        let (first, second) = (o.seqs.open(), o.seqs.open());
+        let (acked, failed) = (push_ticket(&mut o, first), push_ticket(&mut o, second));
+        o.complete(failed, Some(EngineError::ServerLost(0)));
+        o.complete(acked, None);
+        let third = o.seqs.open();
+        assert_eq!(
+            o.seqs.open_span(third),
+            2,
+            "the failed push stays open for its resend"
+        );
     }
 }

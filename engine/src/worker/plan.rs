@@ -122,6 +122,7 @@ pub(super) fn part_frame<'a>(
     header.key_count = (keys.len() as u32).into();
     header.key_signature = signature.into();
     if signature != 0 && !keys.is_empty() {
+        cache.follow_routing(header.routing_version.get());
         let id = (header.table.get(), signature);
         if cache.access(id, keys.len() as u64, || ()).is_some() {
             header.flags |= flags::KEYS_BY_SIGNATURE;

@@ -22,26 +22,22 @@ impl Worker {
     /// chain). If a server dies meanwhile and replication covers it, the push is sent again
     /// under the new routing with the same sequence number (`failover`): applied exactly once.
     pub fn push(&self, table: TableId, keys: &[u64], values: &[f32]) -> Result<(), EngineError> {
-        let seq = self.next_seq();
+        let seq = self.open_seq();
         // Blocking, so `values` outlives the push: over RDMA, bulk parts are written by the
         // device straight from it (registrations live until the acknowledgements arrived).
-        self.surviving_failover(|| {
+        let done = self.surviving_failover(|| {
             retry_key_misses(|only| {
                 let mut registrations = Vec::new();
                 let regs = Some(&mut registrations);
-                let t = self.push_inner(table, keys, None, values, regs, Parts::of(only, seq))?;
+                let parts = Parts { seq, only };
+                let t = self.push_inner(table, keys, None, values, regs, parts)?;
                 let done = self.wait(t).map(|_| ());
                 drop(registrations);
                 done
             })
-        })
-    }
-
-    /// A new sequence number for a push.
-    fn next_seq(&self) -> u64 {
-        let mut st = self.lock();
-        st.seq += 1;
-        st.seq
+        });
+        self.finish_seq(seq);
+        done
     }
 
     /// Sends a push and returns at once with a ticket; the caller's slices are not needed after
@@ -53,28 +49,41 @@ impl Worker {
         keys: &[u64],
         values: &[f32],
     ) -> Result<Ticket, EngineError> {
-        let seq = self.next_seq();
+        let seq = self.open_seq();
         // A server this worker already knows is dead, before the new routing came, fails the
         // send itself: sent again under the new routing.
-        let ticket = self.surviving_failover(|| self.push_again(table, keys, values, seq))?;
-        self.keep_for_resend(&ticket, || Resend::Push {
+        let ticket =
+            match self.surviving_failover(|| self.push_again(table, keys, values, seq, None)) {
+                Ok(ticket) => ticket,
+                Err(e) => {
+                    self.finish_seq(seq);
+                    return Err(e);
+                }
+            };
+        let kept = self.keep_for_resend(&ticket, || Resend::Push {
             table,
             keys: keys.to_vec(),
             values: values.to_vec(),
             seq,
         });
+        if !kept {
+            // Without replication nothing sends it again.
+            self.finish_seq(seq);
+        }
         Ok(ticket)
     }
 
-    /// Sends every part of a push under sequence number `seq`.
+    /// Sends every part of a push (or those for the servers `only`) under sequence number
+    /// `seq`.
     pub(super) fn push_again(
         &self,
         table: TableId,
         keys: &[u64],
         values: &[f32],
         seq: u64,
+        only: Option<&[u32]>,
     ) -> Result<Ticket, EngineError> {
-        let parts = Parts::All { seq: Some(seq) };
+        let parts = Parts { seq, only };
         self.push_inner(table, keys, None, values, None, parts)
     }
 
@@ -89,21 +98,22 @@ impl Worker {
         selected: &[u32],
         values: &[f32],
     ) -> Result<(), EngineError> {
-        let seq = self.next_seq();
-        self.surviving_failover(|| {
+        let seq = self.open_seq();
+        let done = self.surviving_failover(|| {
             retry_key_misses(|only| {
-                let parts = Parts::of(only, seq);
+                let parts = Parts { seq, only };
                 let t = self.push_inner(table, keys, Some(selected), values, None, parts)?;
                 self.wait(t).map(|_| ())
             })
-        })
+        });
+        self.finish_seq(seq);
+        done
     }
 
-    /// Sends a push's `parts` (all, under a given or a new sequence number; or those for some
-    /// servers, under a new one). With `in_place` (the caller keeps `values` unchanged until the push is
-    /// acknowledged), raw values bound for a server whose connection can read them in place
-    /// (RDMA, bulk frames) are registered, kept in `in_place`, and read by the device from
-    /// where they are.
+    /// Sends a push's `parts` (all, or those for some servers) under its sequence number. With
+    /// `in_place` (the caller keeps `values` unchanged until the push is acknowledged), raw
+    /// values bound for a server whose connection can read them in place (RDMA, bulk frames)
+    /// are registered, kept in `in_place`, and read by the device from where they are.
     fn push_inner(
         &self,
         table: TableId,
@@ -113,10 +123,7 @@ impl Worker {
         mut in_place: Option<&mut Vec<direct::Registered>>,
         parts: Parts<'_>,
     ) -> Result<Ticket, EngineError> {
-        let (only, seq) = match parts {
-            Parts::All { seq } => (None, seq),
-            Parts::Only(servers) => (Some(servers), None),
-        };
+        let Parts { seq, only } = parts;
         let mut st = self.lock();
         let spec = st
             .tables
@@ -132,15 +139,9 @@ impl Worker {
         };
         check_value_count(carried, values.len(), per_key)?;
         let plan = Plan::new(&st.routing, spec, keys)?;
-        let seq = match seq {
-            Some(seq) => seq,
-            None => {
-                st.seq += 1;
-                st.seq
-            }
-        };
         let mut header = self.request_header(&st, Opcode::Push, table);
         header.seq = seq.into();
+        header.open_span = st.io.inbound.outstanding.seqs.open_span(seq).into();
         let State {
             io,
             routing,
@@ -219,24 +220,13 @@ impl Worker {
     }
 }
 
-/// Which parts of a push to send.
+/// Which parts of a push to send, under which sequence number: every part, or, when servers
+/// missed its key list, theirs only (they refused it unapplied). Resends after a failover and
+/// after a miss keep the push's first number, so that servers which applied it drop it.
 #[derive(Clone, Copy)]
-enum Parts<'a> {
-    /// Every part, under sequence number `seq` (a resend after a failover keeps the first
-    /// one, so servers that applied it drop it), or a new one.
-    All { seq: Option<u64> },
-    /// The parts for these servers only (they lost the key list), under a new sequence number.
-    Only(&'a [u32]),
-}
-
-impl<'a> Parts<'a> {
-    /// What `retry_key_misses` asks for (`only`), for a push numbered `seq`.
-    fn of(only: Option<&'a [u32]>, seq: u64) -> Parts<'a> {
-        match only {
-            Some(servers) => Parts::Only(servers),
-            None => Parts::All { seq: Some(seq) },
-        }
-    }
+struct Parts<'a> {
+    seq: u64,
+    only: Option<&'a [u32]>,
 }
 
 /// Checks a selection is strictly ascending indices below `keys`; returns its length.

@@ -24,6 +24,10 @@ pub struct CountArgs {
     /// Push with `push_async` and `wait` (one outstanding at a time) instead of `push`.
     #[arg(long = "async")]
     pub asynchronous: bool,
+    /// Keep this many pushes outstanding (`push_async`, implies `--async`) and wait them
+    /// newest first, out of the order they were issued.
+    #[arg(long, value_parser = positive_count, default_value_t = 1)]
+    pub in_flight: usize,
     /// Sequential consistency: before each push, pull the keys (a pull at clock c waits until
     /// every worker finished clock c − 1, parked on the servers meanwhile) and check they hold
     /// every push of the clocks before; after it, finish the clock.
@@ -33,6 +37,10 @@ pub struct CountArgs {
 
 /// Runs the job; fails on the first sum that is not what was acknowledged.
 pub fn run(cfg: &WorkerConfig, args: &CountArgs) -> Result<()> {
+    ensure!(
+        !(args.sequential && args.in_flight > 1),
+        "count: --sequential checks every push before the next; it takes no --in-flight"
+    );
     let w = Worker::connect(cfg)?;
     let mut spec = TableSpec::new("count", 1);
     if args.sequential {
@@ -45,6 +53,12 @@ pub fn run(cfg: &WorkerConfig, args: &CountArgs) -> Result<()> {
     let ones = vec![1.0f32; keys.len()];
     let mut longest = 0f64;
     let mut last = Instant::now();
+    let (mut tickets, mut acknowledged) = (Vec::new(), 0);
+    println!(
+        "count: worker {} starts pushing {} keys at a time",
+        w.rank(),
+        keys.len()
+    );
     for i in 1..=args.pushes {
         if args.sequential {
             // Clock i − 1: every worker's first i − 1 pushes, and none of their i + 1-th.
@@ -58,7 +72,16 @@ pub fn run(cfg: &WorkerConfig, args: &CountArgs) -> Result<()> {
                 );
             }
         }
-        if args.asynchronous {
+        if args.in_flight > 1 {
+            tickets.push(w.push_async(t, &keys, &ones)?);
+            if tickets.len() < args.in_flight && i < args.pushes {
+                continue;
+            }
+            // Newest first: a failover meanwhile makes the worker resend them in this order.
+            while let Some(ticket) = tickets.pop() {
+                w.wait(ticket)?;
+            }
+        } else if args.asynchronous {
             let ticket = w.push_async(t, &keys, &ones)?;
             w.wait(ticket)?;
         } else {
@@ -70,9 +93,14 @@ pub fn run(cfg: &WorkerConfig, args: &CountArgs) -> Result<()> {
         let now = Instant::now();
         longest = longest.max((now - last).as_secs_f64());
         last = now;
-        if i % 100 == 0 {
-            println!("count: worker {} has {i} pushes acknowledged", w.rank());
+        if i / 100 > acknowledged / 100 {
+            println!(
+                "count: worker {} has {} pushes acknowledged",
+                w.rank(),
+                i / 100 * 100
+            );
         }
+        acknowledged = i;
     }
     w.barrier()?;
     let total = w.pull(t, &keys)?;

@@ -207,9 +207,17 @@ mod tests {
 
     #[test]
     fn count_round_trips_its_arguments_and_refuses_zero() {
-        let args: Vec<String> = ["--pushes", "7", "--keys", "3", "--async", "--sequential"]
-            .map(String::from)
-            .to_vec();
+        let args: Vec<String> = [
+            "--pushes",
+            "7",
+            "--keys",
+            "3",
+            "--async",
+            "--in-flight",
+            "2",
+        ]
+        .map(String::from)
+        .to_vec();
         let job = Job::parse("count", &args).unwrap();
         assert_eq!((job.name().as_str(), job.args()), ("count", args));
         let zero = Job::parse("count", &["--pushes".into(), "0".into()]).unwrap_err();
