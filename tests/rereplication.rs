@@ -1,7 +1,10 @@
-//! Re-replication over real processes: after a server of an R = 2 job dies, its ranges are
-//! copied — to a spare started by hand against the running job, or to the servers left — while
-//! the `count` job keeps pushing; once the copies are whole, the job survives the death of the
-//! servers it started with, with every count exact (0 lost, 0 doubled).
+//! Range copies over real processes. Re-replication: after a server of an R = 2 job dies, its
+//! ranges are copied — to a spare started by hand against the running job, or to the servers
+//! left — while the `count` job keeps pushing; once the copies are whole, the job survives the
+//! death of the servers it started with. Moves: a server joining the running job takes a
+//! range, `ferrops ctl drain` and SIGTERM hand a server's ranges to others before it exits 0,
+//! and a drain that would leave a range short of copies is refused. Every count stays exact
+//! (0 lost, 0 doubled).
 //!
 //! Every process runs with short heartbeat settings (200 ms interval, 1.5 s timeout); a test
 //! fails on a wrong sum, a wrong exit, or a hang past five minutes (the pushes take a minute or two on a busy machine).
@@ -60,7 +63,7 @@ fn local_count(servers: usize, pushes: u32, count_flags: &[&str]) -> (Running, S
 /// Once `local`'s pushes flow: kills `first`, waits until each of `copies` is logged (a range
 /// copied to a server), kills `second`, waits for `chains`, and checks the counts.
 fn kill_copy_kill(
-    mut local: Running,
+    local: Running,
     pushes: u32,
     spare: Option<&str>,
     first: usize,
@@ -83,10 +86,44 @@ fn kill_copy_kill(
     local.stderr.wait_for_all(copies, WAIT);
     send_signal(second, "KILL");
     local.stderr.wait_for(chains, WAIT);
+    finish_exactly(local, pushes);
+}
+
+/// Lets `local` finish; both workers must have seen every key hold exactly the `pushes` each
+/// was acknowledged. Returns the rest of its output.
+fn finish_exactly(mut local: Running, pushes: u32) -> String {
     let (ok, out) = local.finish(FINISH);
     assert!(ok, "the job failed:\n{out}");
     let total = format!("saw {} on all 1000 keys", 2 * pushes);
     assert_eq!(out.matches(&total).count(), 2, "{out}");
+    out
+}
+
+/// `ferrops ctl SUBCOMMAND --scheduler ADDR ARGS...`: its success and its output.
+fn ctl(scheduler: &str, subcommand: &str, args: &[&str]) -> (bool, String) {
+    let mut c = ferrops_node();
+    c.args(["ctl", subcommand, "--scheduler", scheduler])
+        .args(args);
+    let out = c.output().expect("ferrops ctl runs");
+    let text = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text.into_owned())
+}
+
+/// The servers `ferrops ctl status --json` lists, with the ranges each holds a copy of.
+fn holdings(scheduler: &str) -> Vec<(u64, usize)> {
+    let (ok, json) = ctl(scheduler, "status", &["--json"]);
+    assert!(ok, "{json}");
+    let status: serde_json::Value = serde_json::from_str(json.trim()).expect("one JSON object");
+    let servers = status["servers"].as_array().expect("servers").clone();
+    servers
+        .iter()
+        .map(|s| {
+            (
+                s["rank"].as_u64().unwrap(),
+                s["holds"].as_array().unwrap().len(),
+            )
+        })
+        .collect()
 }
 
 /// Kills server 1, starts a spare that takes a copy of both ranges, then kills server 0: the
@@ -128,4 +165,64 @@ fn the_servers_left_take_a_copy_of_what_a_dead_server_held() {
         "range 1: server 0 holds a copy",
     ];
     kill_copy_kill(local, PUSHES, None, 1, &copies, 2, "chains [[0], [0], [0]]");
+}
+
+/// Lets `local` finish exactly; server 1, drained, exited 0 (`ferrops local` logs a failure).
+fn finish_with_server_1_drained(local: Running) {
+    let out = finish_exactly(local, PUSHES);
+    assert!(
+        !out.contains("server 1 failed"),
+        "a drained server exits 0:\n{out}"
+    );
+}
+
+/// [`local_count`] with `PUSHES`, once its pushes flow.
+fn pushing(servers: usize, count_flags: &[&str]) -> (Running, String) {
+    let (local, scheduler) = local_count(servers, PUSHES, count_flags);
+    local.stdout.wait_for("has 500 pushes acknowledged", WAIT);
+    (local, scheduler)
+}
+
+#[test]
+fn a_server_joining_under_load_takes_a_range_and_a_drained_one_hands_its_ranges_off() {
+    let (local, scheduler) = pushing(2, &[]);
+    let mut spare = ferrops_node();
+    spare.args(["server", "--scheduler", &scheduler]);
+    let _spare = Running::follow(spare.spawn().expect("the spare starts"));
+    local
+        .stderr
+        .wait_for("moved from server 0 to server 2", WAIT);
+    // Every server holds a copy of some range, and each range has its two copies.
+    let held = holdings(&scheduler);
+    assert_eq!(held.len(), 3, "{held:?}");
+    assert!(held.iter().all(|&(_, n)| n > 0), "{held:?}");
+    assert_eq!(held.iter().map(|&(_, n)| n).sum::<usize>(), 4, "{held:?}");
+    let (ok, out) = ctl(&scheduler, "drain", &["--server", "1"]);
+    assert!(ok, "{out}");
+    let held = holdings(&scheduler);
+    assert_eq!(
+        held.iter().map(|&(rank, _)| rank).collect::<Vec<_>>(),
+        [0, 2]
+    );
+    assert!(held.iter().all(|&(_, n)| n == 2), "{held:?}");
+    finish_with_server_1_drained(local);
+}
+
+#[test]
+fn sigterm_hands_a_servers_ranges_off_before_it_exits_0() {
+    let (local, _) = pushing(3, &["--async"]);
+    send_signal(common::launched_server(&local.child, 1), "TERM");
+    local.stderr.wait_for("server 1 is drained", WAIT);
+    finish_with_server_1_drained(local);
+}
+
+#[test]
+fn a_drain_that_would_leave_a_range_short_of_copies_is_refused() {
+    let (local, scheduler) = pushing(2, &[]);
+    let (ok, out) = ctl(&scheduler, "drain", &["--server", "1"]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("start a spare server first"), "{out}");
+    let (ok, out) = ctl(&scheduler, "drain", &["--server", "7"]);
+    assert!(!ok && out.contains("there is no live server 7"), "{out}");
+    finish_exactly(local, PUSHES);
 }

@@ -225,6 +225,11 @@ pub struct ServerConfig {
     /// answers a signature it lost with `KeysUnknown`; the worker then forgets that list and
     /// sends the keys again: slower, never wrong.
     pub key_cache_cap_keys: Option<u64>,
+    /// Set (by the binary's SIGTERM handler) to ask this server to leave the job: it asks the
+    /// scheduler to drain it — move every range it holds to other servers — and exits once
+    /// drained, or with the scheduler's reason when it cannot be. Before it is welcomed, or
+    /// once its job is over, it stops at once.
+    pub leave: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl ServerConfig {
@@ -242,6 +247,7 @@ impl ServerConfig {
             },
             table_capacity_bytes: 16 << 30,
             key_cache_cap_keys: None,
+            leave: None,
         }
     }
 }

@@ -17,9 +17,9 @@ use crate::EngineError;
 
 /// How long a status may take (the scheduler asks every server first).
 const STATUS_TIMEOUT: Duration = Duration::from_secs(30);
-/// A checkpoint waits for the job's next barrier, however long that takes; the job's end
-/// answers it too.
-const CHECKPOINT_TIMEOUT: Duration = Duration::from_secs(u64::MAX / 4);
+/// A checkpoint waits for the job's next barrier, a drain for its ranges' copies, however long
+/// that takes; the job's end answers them too.
+const UNBOUNDED: Duration = Duration::from_secs(u64::MAX / 4);
 
 /// A control connection to a running job.
 pub struct Ctl {
@@ -34,7 +34,7 @@ impl Ctl {
         let (scheduler, _) =
             connect_scheduler(cluster, Role::Ctl, BufferPool::new(), metrics.clone())?;
         // The scheduler sends a control connection nothing unasked: its silence is no sign.
-        let io = ClientIo::new(scheduler, metrics, Duration::ZERO, CHECKPOINT_TIMEOUT)?;
+        let io = ClientIo::new(scheduler, metrics, Duration::ZERO, UNBOUNDED)?;
         Ok(Ctl { io })
     }
 
@@ -71,16 +71,34 @@ impl Ctl {
             }
             .into());
         };
-        self.io.send_control(&Control::CtlCheckpoint {
+        let ask = Control::CtlCheckpoint {
             dir: text.to_string(),
+        };
+        let result = self.ask_until_done(&ask, |msg| match msg {
+            Control::CheckpointDone { result } => Some(result.clone()),
+            _ => None,
         })?;
-        let result = self.io.await_control(
-            |msg| match msg {
-                Control::CheckpointDone { result } => Some(result.clone()),
-                _ => None,
-            },
-            CHECKPOINT_TIMEOUT,
-        )?;
         result.map_err(|reason| CheckpointError::Failed(reason).into())
+    }
+
+    /// Sends `ask` and waits, however long it takes, for the answer `done` recognises.
+    fn ask_until_done(
+        &mut self,
+        ask: &Control,
+        done: impl FnMut(&Control) -> Option<Result<(), String>>,
+    ) -> Result<Result<(), String>, EngineError> {
+        self.io.send_control(ask)?;
+        self.io.await_control(done, UNBOUNDED)
+    }
+
+    /// Drains server `rank`: its ranges move to other servers, then it stops. Returns once it
+    /// is out of the job, or the scheduler's reason why it cannot be drained.
+    pub fn drain(&mut self, rank: u32) -> Result<(), EngineError> {
+        let ask = Control::CtlDrain { server: rank };
+        let result = self.ask_until_done(&ask, |msg| match msg {
+            Control::Drained { result } => Some(result.clone()),
+            _ => None,
+        })?;
+        result.map_err(EngineError::Refused)
     }
 }

@@ -16,6 +16,7 @@ mod ctl;
 mod failover;
 mod liveness;
 mod membership;
+mod rebalance;
 mod rereplicate;
 mod startup;
 mod survey;
@@ -102,6 +103,8 @@ struct Scheduler {
     restore: Option<checkpoint::Restore>,
     /// A routing sent to its learners only, and the learners that have not adopted it yet.
     awaiting: Option<(u32, BTreeSet<PeerId>)>,
+    /// Ranges moving to another server (a join's share, a drain), and servers draining.
+    moves: rebalance::Moves,
     /// Workers joining the running job; when nodes were last heard from.
     membership: membership::Membership,
     /// Questions to every server in progress.
@@ -183,6 +186,7 @@ pub fn run_scheduler(
         checkpoint: None,
         restore,
         awaiting: None,
+        moves: rebalance::Moves::default(),
         failovers: metrics.families().failovers.clone(),
         membership: membership::Membership::default(),
         surveys: survey::Surveys::default(),
@@ -601,6 +605,10 @@ impl Handler for Scheduler {
             (Control::RangeCopied { range, .. }, Some(Role::Server)) => {
                 self.range_copied(peer, range, io)
             }
+            (Control::DrainMe, Some(Role::Server)) => {
+                let rank = self.nodes[&peer].rank;
+                self.drain(rank, Some(peer), io)
+            }
             (Control::TableRefused { id, reason }, Some(Role::Server)) => {
                 self.table_refused(id, reason, io)
             }
@@ -617,9 +625,12 @@ impl Handler for Scheduler {
             (Control::Summary { id, summary }, Some(Role::Server)) => {
                 self.summary_received(peer, id, summary, io)
             }
-            (msg @ (Control::StatusRequest | Control::CtlCheckpoint { .. }), None) => {
-                self.ctl_request(peer, msg, io)
-            }
+            (
+                msg @ (Control::StatusRequest
+                | Control::CtlCheckpoint { .. }
+                | Control::CtlDrain { .. }),
+                None,
+            ) => self.ctl_request(peer, msg, io),
             (Control::Done, Some(Role::Worker)) => {
                 self.summary.workers_done += 1;
                 // A worker that is done may linger or stop: it is no longer watched.

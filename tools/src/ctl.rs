@@ -1,5 +1,5 @@
-//! `ferrops ctl`: asks a running job's scheduler for its status or a checkpoint, and prints
-//! the answer.
+//! `ferrops ctl`: asks a running job's scheduler for its status, a checkpoint or a server's
+//! drain, and prints the answer.
 
 use std::fmt::Write as _;
 
@@ -8,7 +8,7 @@ use ferrops::config::ConfigInput;
 use ferrops_engine::control::JobStatus;
 use ferrops_engine::ctl::Ctl;
 
-use crate::cli::{CtlCheckpointArgs, CtlStatusArgs};
+use crate::cli::{CtlCheckpointArgs, CtlDrainArgs, CtlStatusArgs};
 
 /// `ferrops ctl status`.
 pub fn status(args: &CtlStatusArgs) -> Result<i32> {
@@ -33,6 +33,18 @@ pub fn checkpoint(args: &CtlCheckpointArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// `ferrops ctl drain --server ID`.
+pub fn drain(args: &CtlDrainArgs) -> Result<i32> {
+    let mut ctl = connect(&args.connection.overrides())?;
+    ctl.drain(args.server)
+        .with_context(|| format!("draining server {}", args.server))?;
+    println!(
+        "server {} drained: its ranges moved and it stopped",
+        args.server
+    );
+    Ok(0)
+}
+
 fn connect(overrides: &ferrops::config::Overrides) -> Result<Ctl> {
     let cluster = ConfigInput::gather(overrides)?
         .ctl()
@@ -51,12 +63,13 @@ fn render(status: &JobStatus) -> String {
         let live = if m.live { "live" } else { "not ready" };
         let _ = writeln!(
             out,
-            "server {} (node {}) at {}: {live}, heard {}, {} ranges",
+            "server {} (node {}) at {}: {live}, heard {}, heads {} ranges, holds {}",
             m.rank,
             m.id,
             s.addr,
             ago(m.last_heard_ms),
-            s.ranges.len()
+            s.ranges.len(),
+            s.holds.len()
         );
     }
     for w in &status.workers {

@@ -75,6 +75,7 @@ fn run(cli: Cli, env: &config::EnvMap) -> Result<i32> {
         Some(Command::Slurm(args)) => launch::slurm::run_slurm(&slurm_options(args)?),
         Some(Command::Ctl(CtlCommand::Status(args))) => ctl::status(&args),
         Some(Command::Ctl(CtlCommand::Checkpoint(args))) => ctl::checkpoint(&args),
+        Some(Command::Ctl(CtlCommand::Drain(args))) => ctl::drain(&args),
         Some(Command::Bench(BenchCommand::PushPull(args))) => {
             bench::push_pull::run(&args.options()).map(|()| 0)
         }
@@ -170,9 +171,14 @@ fn run_server(args: &ServerArgs) -> Result<i32> {
     if args.print_topology {
         return Ok(print_topology());
     }
-    let cfg = ConfigInput::gather(&args.overrides())?
+    let mut cfg = ConfigInput::gather(&args.overrides())?
         .server()
         .context("configuring the server")?;
+    // SIGTERM asks the server to leave: its ranges move to other servers, then it exits 0.
+    let leave = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    signal_hook::flag::register(libc::SIGTERM, leave.clone())
+        .context("installing the SIGTERM handler")?;
+    cfg.leave = Some(leave);
     roles::run_server(cfg)?;
     Ok(0)
 }

@@ -110,6 +110,13 @@ pub enum Control {
     /// Learner → scheduler: it holds its whole copy of range `range` (taken under routing
     /// `version`), so it may count as one of the range's copies.
     RangeCopied { range: u32, version: u32 },
+    /// Ctl → scheduler: move every range off server `server` (by rank), then stop it;
+    /// answered with `Drained` once it holds nothing, or at once if it cannot be drained.
+    CtlDrain { server: u32 },
+    /// Scheduler → ctl: the drain asked for is done, or why it cannot be.
+    Drained { result: Result<(), String> },
+    /// Server → scheduler: it was asked to stop (SIGTERM): drain it first.
+    DrainMe,
     /// Scheduler → servers: say what you hold and which clocks you counted (for a worker's
     /// admission and `ferrops ctl status`); answered with `Summary` and the same `id`.
     Summarize { id: u64 },

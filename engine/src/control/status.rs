@@ -57,6 +57,9 @@ pub struct ServerStatus {
     pub addr: String,
     /// The key ranges it heads, as [first key, last key].
     pub ranges: Vec<[u64; 2]>,
+    /// The key ranges it holds a whole copy of (as head or replica; a copy still being taken
+    /// is not counted).
+    pub holds: Vec<[u64; 2]>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -46,6 +46,7 @@ impl Scheduler {
         match msg {
             Control::StatusRequest => self.start_survey(Purpose::Status { ctl: peer }, io),
             Control::CtlCheckpoint { dir } => self.ctl_checkpoint_asked(peer, dir, io),
+            Control::CtlDrain { server } => self.drain(server, Some(peer), io),
             other => {
                 let reason = format!("{other:?} is not expected from `ferrops ctl`");
                 reply_control(io, peer, &Control::Refused { reason });
@@ -136,6 +137,13 @@ impl Scheduler {
                     .filter(|r| r.server == node.rank)
                     .map(|r| [r.begin, r.last])
                     .collect();
+                let holds = self
+                    .routing
+                    .ranges
+                    .iter()
+                    .filter(|r| r.copies().any(|c| c == node.rank))
+                    .map(|r| [r.begin, r.last])
+                    .collect();
                 Some(ServerStatus {
                     member: Member {
                         id: node.node_id,
@@ -145,6 +153,7 @@ impl Scheduler {
                     },
                     addr: addr.clone(),
                     ranges,
+                    holds,
                 })
             })
             .collect();

@@ -60,6 +60,7 @@ impl Scheduler {
             }
         }
         self.plan_copies(&mut routing);
+        self.moves_after_failover(&mut routing, io);
         tracing::warn!(
             "{name} is dead; the job goes on with routing version {} (chains {:?})",
             routing.version,

@@ -24,49 +24,55 @@ impl Scheduler {
         if self.replication < 2 {
             return false;
         }
-        let live: Vec<(u32, String)> = self
-            .servers
-            .iter()
-            .filter(|(peer, _)| self.ready.contains(peer))
-            .filter_map(|(peer, addr)| Some((self.nodes.get(peer)?.rank, addr.clone())))
-            .collect();
         let mut planned = false;
         for i in 0..routing.ranges.len() {
             let range = &routing.ranges[i];
             if range.learner.is_some() || range.copies().count() >= self.replication {
                 continue;
             }
-            let host = |rank: u32| {
-                let addr = &routing.server_addrs[rank as usize];
-                addr.rsplit_once(':')
-                    .map_or(addr.as_str(), |(h, _)| h)
-                    .to_string()
+            let Some(learner) = self.best_learner(routing, i) else {
+                continue;
             };
-            let chain_hosts: BTreeSet<String> = range.chain.iter().map(|&r| host(r)).collect();
-            let held = |rank: u32| routing.held_by(rank).count();
-            let best = live
-                .iter()
-                .map(|(rank, _)| *rank)
-                .filter(|rank| !range.chain.contains(rank))
-                .filter(|&rank| !self.same_process_as_chain(rank, &range.chain))
-                .min_by_key(|&rank| (chain_hosts.contains(&host(rank)), held(rank), rank));
-            let Some(learner) = best else { continue };
             tracing::info!(
                 "range {i} has {} of {} copies: server {learner} takes a copy",
                 range.copies().count(),
                 self.replication
             );
-            let range = &mut routing.ranges[i];
-            range.chain.push(learner);
-            range.learner = Some(learner);
+            add_learner(routing, i, learner);
             planned = true;
         }
         planned
     }
 
+    /// The live server best placed to take a copy of range `i`: outside its chain and its
+    /// processes, not draining, on another host if one is, holding the fewest ranges.
+    pub(super) fn best_learner(&self, routing: &RoutingTable, i: usize) -> Option<u32> {
+        let range = &routing.ranges[i];
+        let host = |rank: u32| {
+            let addr = &routing.server_addrs[rank as usize];
+            addr.rsplit_once(':')
+                .map_or(addr.as_str(), |(h, _)| h)
+                .to_string()
+        };
+        let chain_hosts: BTreeSet<String> = range.chain.iter().map(|&r| host(r)).collect();
+        self.servers
+            .iter()
+            .filter(|(peer, _)| self.ready.contains(peer))
+            .filter_map(|(peer, _)| Some(self.nodes.get(peer)?.rank))
+            .filter(|rank| !range.chain.contains(rank) && !self.moves.draining(*rank))
+            .filter(|&rank| !self.same_process_as_chain(rank, &range.chain))
+            .min_by_key(|&rank| {
+                (
+                    chain_hosts.contains(&host(rank)),
+                    routing.held_by(rank).count(),
+                    rank,
+                )
+            })
+    }
+
     /// Whether server `rank` is a shard of the same process as a server of `chain` (the
     /// servers that registered together are numbered process by process, `shards` at a time).
-    fn same_process_as_chain(&self, rank: u32, chain: &[u32]) -> bool {
+    pub(super) fn same_process_as_chain(&self, rank: u32, chain: &[u32]) -> bool {
         let shards = self.shards.max(1) as u32;
         let first = self.num_servers as u32;
         let process = |r: u32| if r < first { r / shards } else { u32::MAX - r };
@@ -140,8 +146,11 @@ impl Scheduler {
             "range {range}: server {rank} holds a copy (chain {:?})",
             r.chain
         );
+        self.finish_move(&mut routing, range, rank);
         self.plan_copies(&mut routing);
+        self.plan_moves(&mut routing);
         routing.version += 1;
+        self.release_drained(&routing, io);
         self.publish(routing, io);
     }
 
@@ -198,17 +207,25 @@ impl Scheduler {
     /// The spare became ready: ranges short of copies may take it.
     pub(super) fn spare_ready(&mut self, io: &mut Io<'_>) {
         let mut routing = self.routing.clone();
-        if self.plan_copies(&mut routing) {
+        let copies = self.plan_copies(&mut routing);
+        if self.plan_moves(&mut routing) || copies {
             routing.version += 1;
             self.publish(routing, io);
         }
     }
 
     /// The connection of server `rank`, if it is live.
-    fn server_peer(&self, rank: u32) -> Option<PeerId> {
+    pub(super) fn server_peer(&self, rank: u32) -> Option<PeerId> {
         self.servers
             .iter()
             .map(|(p, _)| *p)
             .find(|p| self.nodes.get(p).is_some_and(|n| n.rank == rank))
     }
+}
+
+/// Appends `learner` to range `i`'s chain as its learner.
+pub(super) fn add_learner(routing: &mut RoutingTable, i: usize, learner: u32) {
+    let range = &mut routing.ranges[i];
+    range.chain.push(learner);
+    range.learner = Some(learner);
 }

@@ -154,6 +154,10 @@ impl Server {
                 files,
             } => self.load_table(id, spec, &dir, &files, io),
             Control::Routing { routing } => self.reroute(routing, io),
+            Control::Drained { result: Err(why) } => {
+                tracing::error!("this server cannot leave the job: {why}");
+                self.stop = Some(Err(EngineError::Shutdown(why)));
+            }
             Control::Summarize { id } => self.summarize(id, io),
             Control::WorkerJoined {
                 node_id,
@@ -161,6 +165,27 @@ impl Server {
             } => self.worker_joined(node_id, start_clock),
             other => tracing::warn!("unexpected control message {other:?}"),
         }
+    }
+
+    /// Asked to leave (SIGTERM): asks the scheduler to drain this server (it answers with
+    /// `Shutdown` once the ranges moved, or `Drained` with why not); not yet welcomed, it
+    /// stops at once.
+    pub(super) fn leave_if_asked(&mut self, io: &mut Io<'_>) {
+        let asked = self
+            .leave
+            .as_ref()
+            .is_some_and(|flag| flag.load(std::sync::atomic::Ordering::Relaxed));
+        if !asked || self.leaving || self.stop.is_some() {
+            return;
+        }
+        self.leaving = true;
+        if self.rank.is_none() {
+            tracing::info!("asked to stop before the job started: stopping");
+            self.stop = Some(Ok(()));
+            return;
+        }
+        tracing::info!("asked to stop: asking the scheduler to move this server's ranges first");
+        reply_control(io, self.scheduler, &Control::DrainMe);
     }
 
     /// An empty store for `spec` in key range `range`: a dense table holds (and commits) that

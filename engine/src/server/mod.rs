@@ -111,6 +111,10 @@ pub struct Server {
     scheduler_silence: Silence,
     /// Whether the loop has been reading lately enough to judge that silence.
     stall: StallGuard,
+    /// Set when this server is asked to leave (`ServerConfig::leave`), and whether it has
+    /// asked the scheduler to drain it.
+    leave: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    leaving: bool,
 }
 
 impl Server {
@@ -155,6 +159,8 @@ impl Server {
             report: ServerReport::default(),
             scheduler_silence: Silence::new(liveness.heartbeat_timeout, now),
             stall: StallGuard::new(liveness.heartbeat_interval, now),
+            leave: cfg.leave.clone(),
+            leaving: false,
         }
     }
 
@@ -350,8 +356,9 @@ impl Handler for Server {
         }
     }
 
-    fn on_tick(&mut self, _io: &mut Io<'_>) {
+    fn on_tick(&mut self, io: &mut Io<'_>) {
         self.refresh_meters();
+        self.leave_if_asked(io);
         let now = Instant::now();
         if !self.stall.fresh(now) || self.stop.is_some() {
             return;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 use ferrops::config::Overrides;
 
-/// `ferrops ctl` subcommands. (Draining a server, `ctl drain --server ID`, will be one more.)
+/// `ferrops ctl` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum CtlCommand {
     /// The job's members (role, node id, address, liveness, last heard), key ranges with their
@@ -17,6 +17,13 @@ pub enum CtlCommand {
     /// at a consistent point: while every live worker waits at the job's next barrier. Returns
     /// once the checkpoint is complete; `ferrops scheduler --restore DIR` starts a job from it.
     Checkpoint(CtlCheckpointArgs),
+
+    /// Move every range server ID holds to other servers while the job runs (each takes a
+    /// copy first, then its place in the range's chain), then stop it (it exits 0). Returns
+    /// once the server is out of the job; refused, saying why, when no other server can take
+    /// a range it holds (start a spare with `ferrops server` first) or replication is 1.
+    /// SIGTERM to a server does the same.
+    Drain(CtlDrainArgs),
 }
 
 /// How `ferrops ctl` reaches and authenticates to the scheduler: like a node of the job, from
@@ -69,4 +76,14 @@ pub struct CtlCheckpointArgs {
     /// Where to write the checkpoint
     #[arg(value_name = "DIR")]
     pub dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct CtlDrainArgs {
+    #[command(flatten)]
+    pub connection: CtlFlags,
+
+    /// The server to drain, by rank (as `ferrops ctl status` lists it)
+    #[arg(long, value_name = "ID")]
+    pub server: u32,
 }

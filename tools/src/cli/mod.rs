@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand};
 use apps::DemoArgs;
 pub use apps::{DataCommand, GenArgs, LdaCorpusArgs, PatchesArgs, PlotArgs, TrainCommand};
 pub use bench::{BenchCommand, KernelsArgs};
-pub use ctl::{CtlCheckpointArgs, CtlCommand, CtlStatusArgs};
+pub use ctl::{CtlCheckpointArgs, CtlCommand, CtlDrainArgs, CtlStatusArgs};
 use roles::RoleArgs;
 pub use roles::{LocalArgs, ServerArgs, WorkerArgs};
 pub use slurm::SlurmArgs;
