@@ -5,8 +5,9 @@
 //!   slot: the nodes that registered after it move up a rank, and a replacement takes the free
 //!   one. A silent one's connection is closed, so it cannot come back as a ghost.
 //! - Once the job has started, the death of a server that replication covers (R > 1) is
-//!   survived (`failover`); the death of any other node that was not done ends the job, naming
-//!   the node by role and rank; every node is told why (`Shutdown`), and exits non-zero.
+//!   survived (`failover`); a worker's death is a leave — the others go on without it, and the
+//!   job fails once they are done; the death of any other node that was not done ends the job,
+//!   naming the node by role and rank; every node is told why (`Shutdown`), and exits non-zero.
 
 use ferrops_net::{CloseReason, Io, PeerId};
 
@@ -38,10 +39,27 @@ impl Scheduler {
         }
         if node.role == Role::Worker {
             self.summary.workers_lost += 1;
+            if self.phase == Phase::Running {
+                return self.lose_worker(death.node, &name, &death.cause.to_string(), io);
+            }
         }
         let why = format!("{name} is dead: {}", death.cause);
         tracing::error!("{why}");
         self.shutdown(false, why, io);
+    }
+
+    /// A worker died while the job runs: it leaves — barriers, clocks and bounded delay stop
+    /// counting it, so the others go on — and the job, once every other worker is done, ends
+    /// failing (`N workers done, 1 lost`): what the dead one had still to push is missing.
+    fn lose_worker(&mut self, peer: PeerId, name: &str, cause: &str, io: &mut Io<'_>) {
+        tracing::warn!(
+            "{name} is dead: {cause}; the job goes on without it (it no longer counts for \
+             barriers and clocks), and fails when the others are done"
+        );
+        io.close(peer, CloseReason::Local);
+        self.detector.forget(peer);
+        self.retire_worker(peer, io);
+        self.nodes.remove(&peer);
     }
 
     /// The scheduler's name for a registered node: `server 1 at 10.0.0.2:7000`, `worker 3`.

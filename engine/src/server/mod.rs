@@ -98,7 +98,7 @@ pub struct Server {
     /// Copies of ranges this server is sending to their learners.
     copies_out: Vec<range_copy::Outgoing>,
     /// Ranges this server is taking a copy of, with the routing version the copy began under.
-    copies_in: BTreeMap<u32, u32>,
+    copies_in: BTreeMap<u32, range_intake::Intake>,
     /// How long dialing another server of a chain may take.
     dial_timeout: Duration,
     gather: Vec<f32>,

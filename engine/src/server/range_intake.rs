@@ -4,6 +4,8 @@
 //! tells the scheduler the copy is whole. Only the server before this one in the range's
 //! chain, while this one is the range's learner, may send them.
 
+use std::time::Instant;
+
 use ferrops_net::{CloseReason, Frame, Io, PeerId, Status};
 
 use super::{Refusal, Server};
@@ -63,15 +65,23 @@ impl Server {
                 tracing::info!(
                     "taking a copy of range {range} from server {from} (routing version {version})"
                 );
-                self.copies_in.insert(range, version);
+                let intake = Intake {
+                    version,
+                    started: Instant::now(),
+                    keys: 0,
+                    bytes: 0,
+                };
+                self.copies_in.insert(range, intake);
             }
             CopyStep::Rows { range, table } => {
-                if !self.copies_in.contains_key(&range) {
+                let Some(intake) = self.copies_in.get_mut(&range) else {
                     return Err(Refusal::new(
                         Status::BadRequest,
                         format!("rows of range {range} before its copy began"),
                     ));
-                }
+                };
+                intake.keys += u64::from(frame.header.key_count.get());
+                intake.bytes += (frame.keys_bytes().len() + frame.values_bytes().len()) as u64;
                 let keys = frame
                     .keys()
                     .map_err(|e| Refusal::new(Status::BadKeys, e.to_string()))?;
@@ -87,13 +97,21 @@ impl Server {
                 store.import_rows(keys, rows)?;
             }
             CopyStep::End { range } => {
-                let Some(version) = self.copies_in.remove(&range) else {
+                let Some(intake) = self.copies_in.remove(&range) else {
                     return Err(Refusal::new(
                         Status::BadRequest,
                         format!("end of range {range}'s copy before it began"),
                     ));
                 };
-                tracing::info!("holds a whole copy of range {range}");
+                let seconds = intake.started.elapsed().as_secs_f64();
+                tracing::info!(
+                    "holds a whole copy of range {range}: {} rows, {} bytes in {seconds:.3} s \
+                     ({:.1} MB/s while serving)",
+                    intake.keys,
+                    intake.bytes,
+                    intake.bytes as f64 / seconds.max(1e-9) / 1e6
+                );
+                let version = intake.version;
                 reply_control(io, self.scheduler, &Control::RangeCopied { range, version });
             }
         }
@@ -117,4 +135,12 @@ impl Server {
             ),
         ))
     }
+}
+
+/// A copy being taken: the routing version it began under, when, and what has arrived.
+pub(super) struct Intake {
+    version: u32,
+    started: Instant,
+    keys: u64,
+    bytes: u64,
 }
