@@ -134,6 +134,9 @@ impl Run<'_> {
         let rank = w.rank();
         let nb = shard.blocks.len();
         let (mut gc, mut sums, mut d, mut all) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        if rank == 0 {
+            self.give_every_key_a_slot(shard)?;
+        }
         let mut newton = self.newton.then(newton::Scratch::default);
         let mut dir_sums = Vec::new();
         // Per block: whether its last Newton direction was rejected (every worker knows α).
@@ -226,6 +229,24 @@ impl Run<'_> {
             checkpoints.after_round(w, t + 1)?;
         }
         Ok(None)
+    }
+
+    /// Worker 0, before the first step: pushes zero pairs for every key to both accumulator
+    /// slots. Worker 0 pulls a block's every key from them each step, and a server resolves a
+    /// pull naming keys that have no slot afresh every time (a later push may create them),
+    /// while a list whose keys all have slots is resolved once: without this, keys no shard
+    /// has would cost a hash lookup per key and pull (14% of the CPU time on the man-page set).
+    /// Adding zeros changes no sum.
+    fn give_every_key_a_slot(&self, shard: &Shard) -> Result<()> {
+        for slot in self.acc {
+            for block in &shard.blocks {
+                if !block.keys.is_empty() {
+                    self.w
+                        .push(slot, &block.keys, &vec![0.0; 2 * block.keys.len()])?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Every worker, the diagonal step's phase (B): pulls the summed pairs (worker 0: of every
