@@ -6,9 +6,11 @@
 //! Every worker k solves the model q_k(d) = gᵀd + ½ dᵀH_k d + λ(‖w + d‖₁ − ‖w‖₁) over the
 //! block's *working set* among its present features (nonzero weights, and zero weights whose
 //! summed gradient lies outside [−λ, λ]: every coordinate the diagonal model would move), with
-//! the summed gradient g and H_k = R X_kᵀD_kX_k R + δI, R = diag(√(h_j / h_kj)): its own rows'
-//! coupling between features, rescaled so that the diagonal is the summed exact curvature
-//! h_j + δ (features with h_kj = 0 keep h_j + δ alone). Coordinate descent from d = 0 lowers
+//! the summed gradient g and H_k = R X_kᵀD_kX_k R + E + δI, R = diag(r_j),
+//! r_j = min(√(h_j / h_kj), √W): its own rows' coupling between features, rescaled so that the
+//! diagonal is the summed exact curvature h_j + δ; E ≥ 0 is the diagonal rest h_j − r_j² h_kj
+//! (all of h_j when h_kj = 0), nonzero where the cap keeps a shard that holds less than its share
+//! of a feature from amplifying its few co-occurrences. Coordinate descent from d = 0 lowers
 //! q_k at every update, so each d_k has q_k(d_k) < 0 unless the block is optimal, and then
 //! φ(d_k) = gᵀd_k + λ(‖w + d_k‖₁ − ‖w‖₁) ≤ q_k(d_k) − ½ d_kᵀH_k d_k < 0. The workers' directions
 //! are combined per feature, weighted by how much of its curvature each shard holds:
