@@ -302,17 +302,24 @@ fn distributed_l1lr_matches_the_single_process_solver() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// Trains with `--step <step>` (τ = 0, 2 workers, 1 server) and returns the trace.
-fn train_step(data: &Path, dir: &Path, step: &str, iters: usize) -> Vec<trace::Record> {
+/// Trains with `--step <step>` and `--delta <delta>` (τ = 0, 2 workers, 1 server) and returns
+/// the trace.
+fn train_step(
+    data: &Path,
+    dir: &Path,
+    (step, delta): (&str, f32),
+    iters: usize,
+) -> Vec<trace::Record> {
     let json = dir.join(format!("trace-{step}.jsonl"));
-    let options = format!("--servers 1 --workers 2 --lambda 2 --step {step} --iters {iters}");
+    let options =
+        format!("--servers 1 --workers 2 --lambda 2 --step {step} --delta {delta} --iters {iters}");
     let (out, records) = train_l1lr(data, &json, None, &options);
     assert!(out.contains("final: objective"), "{out}");
     records
 }
 
 #[test]
-fn line_search_steps_descend_and_beat_the_bound_steps() {
+fn line_search_and_newton_steps_descend_and_beat_the_bound_steps() {
     let (dir, data) = scratch_with_data(
         "l1lr-line",
         GenSpec {
@@ -325,24 +332,34 @@ fn line_search_steps_descend_and_beat_the_bound_steps() {
     let rows = read_part(&data, 0, 1, ANY_DIM).unwrap();
     let dim = rows.dim();
     let best = reference::objective(&rows, &reference::solve(&rows, dim, 2.0, 200), 2.0);
-    let line = train_step(&data, &dir, "line", 10);
-    let bound = train_step(&data, &dir, "bound", 10);
-    let (l, b) = (line.last().unwrap(), bound.last().unwrap());
+    let line = train_step(&data, &dir, ("line", 1.0), 10);
+    let bound = train_step(&data, &dir, ("bound", 1.0), 10);
+    let newton = train_step(&data, &dir, ("newton", 0.01), 10);
+    let (l, b, n) = (
+        line.last().unwrap(),
+        bound.last().unwrap(),
+        newton.last().unwrap(),
+    );
     eprintln!(
-        "after 10 iterations: line {} bound {} optimum {best}",
-        l.objective, b.objective
+        "after 10 iterations: line {} bound {} newton {} optimum {best}",
+        l.objective, b.objective, n.objective
     );
     assert!(l.objective <= b.objective, "line {l:?} bound {b:?}");
-    // Every accepted step lowers the objective (the per-iteration records sum the shards'
-    // losses in f32: allow for that rounding).
-    assert!(line
-        .windows(2)
-        .all(|p| p[1].objective <= p[0].objective * (1.0 + 1e-6)));
+    assert!(n.objective <= l.objective, "newton {n:?} line {l:?}");
+    for trace in [&line, &newton] {
+        // Every accepted step lowers the objective (the per-iteration records sum the shards'
+        // losses in f32: allow for that rounding).
+        assert!(trace
+            .windows(2)
+            .all(|p| p[1].objective <= p[0].objective * (1.0 + 1e-6)));
+    }
     let gap = (l.objective - best) / best;
     assert!(
         gap.abs() < 1e-2,
         "line search after 10 iterations: gap {gap}"
     );
+    let gap = (n.objective - best) / best;
+    assert!(gap.abs() < 1e-3, "Newton after 10 iterations: gap {gap}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -65,7 +65,12 @@ fn l1lr_loose_tol_stops_every_worker_after_the_same_iteration() {
     let scratch = Scratch::new("stopping", "l1lr-tol");
     let data = small_data(&scratch.dir);
     // (τ, step, workers, lag in iterations between the decision and the stop: ⌈τ/4⌉).
-    for (tau, step, workers, lag) in [(2, "bound", 3, 1), (5, "bound", 2, 2), (0, "line", 2, 0)] {
+    for (tau, step, workers, lag) in [
+        (2, "bound", 3, 1),
+        (5, "bound", 2, 2),
+        (0, "line", 2, 0),
+        (0, "newton", 3, 0),
+    ] {
         let options = format!("--tau {tau} --step {step} --workers {workers} --iters 40 --tol 0.3");
         let (out, records) = train_l1lr(&scratch.dir, &data, &options);
         let at = stopped_after(&out, workers);

@@ -120,17 +120,34 @@ pub struct RicaRun {
 /// `trace`, the trace goes to a temporary file that is removed afterwards.
 pub fn l1lr(spec: &L1lrRun) -> Result<Vec<Record>> {
     let settings = &spec.settings;
-    let summary = info::summarize(&settings.data, spec.width.bound())?;
-    if summary.rows == 0 || summary.dim == 0 {
-        bail!("{}: no training rows", settings.data.display());
-    }
-    println!(
-        "data: {} rows, {} features, {} nonzeros ({} positive)",
-        summary.rows, summary.dim, summary.nnz, summary.positives
-    );
-    let dim = match spec.width.bound() {
-        DimBound::Dim(d) => d,
-        DimBound::Max(_) => summary.dim,
+    // With --dim the workers need nothing from a scan of the whole file, so none is made: the
+    // workers' own parse of their parts is the only pass over the data.
+    let (dim, data_nnz) = match spec.width.bound() {
+        DimBound::Dim(d) => {
+            let path = &settings.data;
+            let size = std::fs::metadata(path)
+                .with_context(|| format!("reading {}", path.display()))?
+                .len();
+            if size == 0 {
+                bail!("{}: no training rows", path.display());
+            }
+            println!(
+                "data: {} ({size} bytes), {d} features by --dim",
+                path.display()
+            );
+            (d, None)
+        }
+        bound @ DimBound::Max(_) => {
+            let summary = info::summarize(&settings.data, bound)?;
+            if summary.rows == 0 || summary.dim == 0 {
+                bail!("{}: no training rows", settings.data.display());
+            }
+            println!(
+                "data: {} rows, {} features, {} nonzeros ({} positive)",
+                summary.rows, summary.dim, summary.nnz, summary.positives
+            );
+            (summary.dim, Some(summary.nnz as f64))
+        }
     };
     let temporary = spec.trace.is_none();
     let trace_path = match &spec.trace {
@@ -150,7 +167,7 @@ pub fn l1lr(spec: &L1lrRun) -> Result<Vec<Record>> {
     });
     // A trace left by an earlier run must not feed the progress bar.
     let _ = std::fs::remove_file(&trace_path);
-    let follower = bar.then(|| Follower::start(&trace_path, settings.iters, summary.nnz as f64));
+    let follower = bar.then(|| Follower::start(&trace_path, settings.iters, data_nnz));
     let code = spec.cluster.run(&job);
     if let Some(f) = follower {
         f.stop();
@@ -203,14 +220,15 @@ pub fn l1lr(spec: &L1lrRun) -> Result<Vec<Record>> {
 }
 
 /// Follows the trace worker 0 writes and draws a progress bar on stderr: iterations, objective,
-/// nonzero weights and throughput (data nonzeros processed per second).
+/// nonzero weights and, when the data's nonzeros are known, throughput (data nonzeros
+/// processed per second).
 struct Follower {
     stop: Arc<AtomicBool>,
     thread: std::thread::JoinHandle<()>,
 }
 
 impl Follower {
-    fn start(trace: &Path, iters: usize, data_nnz: f64) -> Follower {
+    fn start(trace: &Path, iters: usize, data_nnz: Option<f64>) -> Follower {
         let stop = Arc::new(AtomicBool::new(false));
         let (flag, trace) = (stop.clone(), trace.to_path_buf());
         let thread = std::thread::spawn(move || {
@@ -233,11 +251,13 @@ impl Follower {
                         if records.len() != seen {
                             seen = records.len();
                             bar.set_position(r.iteration as u64);
+                            let rate = data_nnz.map_or(String::new(), |n| {
+                                let per_second = n * r.iteration as f64 / r.time.max(1e-9);
+                                format!("  {:.1} M nnz/s", per_second / 1e6)
+                            });
                             bar.set_message(format!(
-                                "objective {:.4e}  nnz {}  {:.1} M nnz/s",
-                                r.objective,
-                                r.nnz,
-                                data_nnz * r.iteration as f64 / r.time.max(1e-9) / 1e6
+                                "objective {:.4e}  nnz {}{rate}",
+                                r.objective, r.nnz
                             ));
                         }
                     }

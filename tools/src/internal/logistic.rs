@@ -24,6 +24,17 @@ pub fn derivatives(y: f32, m: f64) -> (f64, f64) {
     (-y * sigmoid(-y * m), p * (1.0 - p))
 }
 
+/// sign(x)·max(|x| − t, 0): the proximal step of t·|x|.
+pub fn soft_threshold(x: f64, t: f64) -> f64 {
+    if x > t {
+        x - t
+    } else if x < -t {
+        x + t
+    } else {
+        0.0
+    }
+}
+
 /// The server's `ScaledProxL1` step for one weight, from the kernels' scalar reference (the
 /// definition every SIMD tier reproduces bit for bit).
 pub use ferrops_kernels::scalar::elem::scaled_prox_l1;

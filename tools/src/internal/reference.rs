@@ -62,7 +62,7 @@ pub fn solve(rows: &Rows, dim: usize, lambda: f64, passes: usize) -> Vec<f64> {
                 h += d2 * col_vals[e] * col_vals[e];
             }
             let target = w[j] - g / h;
-            let proposed = soft(target, lambda / h);
+            let proposed = logistic::soft_threshold(target, lambda / h);
             let mut d = proposed - w[j];
             if d == 0.0 {
                 continue;
@@ -93,16 +93,6 @@ pub fn solve(rows: &Rows, dim: usize, lambda: f64, passes: usize) -> Vec<f64> {
         }
     }
     w
-}
-
-fn soft(x: f64, t: f64) -> f64 {
-    if x > t {
-        x - t
-    } else if x < -t {
-        x + t
-    } else {
-        0.0
-    }
 }
 
 #[cfg(test)]

@@ -256,6 +256,11 @@ impl Shard {
         }
     }
 
+    /// The loss's second derivative per row at the margins of the last [`Shard::grad_curv`].
+    pub fn row_curvature(&self) -> &[f64] {
+        &self.d2
+    }
+
     /// Logistic loss summed over the shard's rows, and how many rows the margins classify
     /// correctly.
     pub fn loss_and_correct(&self) -> (f64, usize) {

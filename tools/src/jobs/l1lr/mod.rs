@@ -62,6 +62,7 @@
 mod blocks;
 mod kkt;
 mod line;
+mod newton;
 mod report;
 mod stopping;
 mod straggler;
@@ -109,6 +110,9 @@ pub enum Step {
     /// The proximal step with the exact diagonal curvature, shortened by a backtracking line
     /// search on the block's objective (τ = 0 only).
     Line,
+    /// A Newton direction (coordinate descent on a quadratic model with worker 0's coupling
+    /// between features, run on worker 0) sized by the same line search (τ = 0 only).
+    Newton,
 }
 
 /// The model and schedule of an L1-LR run: the options `ferrops train l1lr` takes and hands
@@ -158,7 +162,9 @@ pub struct L1lrSettings {
     pub kkt: bool,
 
     /// Step rule: `bound` (majorised, any τ), `line` (exact diagonal curvature and a line
-    /// search; τ = 0), `auto` (line where it applies).
+    /// search; τ = 0), `newton` (coordinate descent on a quadratic model with coupling, and the
+    /// line search; τ = 0; best with a small `--delta`, e.g. 0.01), `auto` (line where it
+    /// applies, bound otherwise).
     #[arg(long, value_enum, default_value_t = Step::Auto)]
     pub step: Step,
 
@@ -174,6 +180,12 @@ pub struct L1lrSettings {
 }
 
 impl L1lrSettings {
+    /// Whether the step is sized by the line search (`line` or `newton`, asked for or by
+    /// `auto`).
+    pub fn searches_lines(&self) -> bool {
+        matches!(self.resolved_step(), Step::Line | Step::Newton)
+    }
+
     /// The step rule `auto` resolves to.
     pub fn resolved_step(&self) -> Step {
         match self.step {
@@ -215,8 +227,13 @@ impl L1lrArgs {
             "the KKT filter needs an L1 penalty (--lambda > 0)"
         );
         ensure!(
-            o.step != Step::Line || (o.tau == 0 && !o.kkt),
-            "--step line needs --tau 0 and no KKT filter"
+            !o.searches_lines() || (o.tau == 0 && !o.kkt),
+            "--step {} needs --tau 0 and no KKT filter",
+            if o.step == Step::Line {
+                "line"
+            } else {
+                "newton"
+            }
         );
         ensure!(
             o.straggler.is_none() || o.resolved_step() == Step::Bound,
@@ -240,10 +257,10 @@ pub fn run(cfg: &WorkerConfig, args: &L1lrArgs) -> Result<()> {
     let rows = read_part(&o.data, rank, workers, DimBound::Dim(args.dim as u64))?;
     let local_nnz = rows.idx.len() as f32;
     let step = o.resolved_step();
-    let window = match (step, o.window) {
-        (_, Some(n)) => n,
-        (Step::Line, None) => 0, // the exact diagonal: the line search keeps the step safe
-        _ => o.tau as usize + 1,
+    let window = match (o.window, o.searches_lines()) {
+        (Some(n), _) => n,
+        (None, true) => 0, // the exact diagonal: the line search keeps the step safe
+        (None, false) => o.tau as usize + 1,
     };
     let mut shard = Shard::new(&rows, args.dim, o.blocks.min(args.dim), window);
     drop(rows);
@@ -254,17 +271,18 @@ pub fn run(cfg: &WorkerConfig, args: &L1lrArgs) -> Result<()> {
         o.blocks,
         args.dim
     );
-    let weights = w.declare_table(match step {
+    let weights = w.declare_table(if o.searches_lines() {
         // The line search's weights are worker 0's, assigned once chosen.
-        Step::Line => TableSpec::new("l1lr.w", 1)
+        TableSpec::new("l1lr.w", 1)
             .rule(Rule::Assign)
-            .consistency(Consistency::Sequential),
-        _ => TableSpec::new("l1lr.w", 1)
+            .consistency(Consistency::Sequential)
+    } else {
+        TableSpec::new("l1lr.w", 1)
             .rule(Rule::ScaledProxL1 {
                 l1: o.lambda,
                 delta: o.delta,
             })
-            .consistency(Consistency::BoundedDelay(o.tau.saturating_mul(2))),
+            .consistency(Consistency::BoundedDelay(o.tau.saturating_mul(2)))
     })?;
     // τ + 2 slots make reuse safe (module docs); a run of fewer steps never reuses one.
     let slots = (o.tau as usize + 2).min(o.iters * nb + 1);
@@ -294,16 +312,21 @@ pub fn run(cfg: &WorkerConfig, args: &L1lrArgs) -> Result<()> {
             println!("l1lr: resuming after iteration {first}");
         }
     }
-    let line_tables = match step {
-        Step::Line => Some(line::Tables::declare(&w)?),
-        _ => None,
+    let line_tables = if o.searches_lines() {
+        Some(line::Tables::declare(&w)?)
+    } else {
+        None
     };
     let mut kkt = if o.kkt {
         Some(Kkt::new(&w, &shard, o.lambda, rank == 0)?)
     } else {
         None
     };
-    let clocks_per_step = if step == Step::Line { 3 } else { 2 };
+    let clocks_per_step = match step {
+        Step::Newton => 4,
+        Step::Line => 3,
+        _ => 2,
+    };
     let mut stopping = Stopping::declare(&w, &o.stop, o.tau, clocks_per_step, nb)?;
     let out = match (&args.trace, rank) {
         (Some(path), 0) => Some(
@@ -320,6 +343,7 @@ pub fn run(cfg: &WorkerConfig, args: &L1lrArgs) -> Result<()> {
             o.tau,
             o.delta,
             match step {
+                Step::Newton => "Newton",
                 Step::Line => "line-search",
                 _ => "bound",
             },
@@ -333,7 +357,7 @@ pub fn run(cfg: &WorkerConfig, args: &L1lrArgs) -> Result<()> {
     let mut exact: Vec<Vec<f32>> = shard.weights.clone();
     let mut progress = Progress::new(args, workers, stats, started, out);
     // The iterations completed and, when training ended before `--iters`, why.
-    let stopped = if step == Step::Line {
+    let stopped = if o.searches_lines() {
         let run = line::Run {
             w: &w,
             settings: o,
@@ -342,6 +366,7 @@ pub fn run(cfg: &WorkerConfig, args: &L1lrArgs) -> Result<()> {
             acc: [acc[0], acc[slots.min(2) - 1]],
             stats,
             local_nnz,
+            newton: step == Step::Newton,
         };
         let rounds = (first, &mut checkpoints);
         run.train(
@@ -464,14 +489,16 @@ pub fn run(cfg: &WorkerConfig, args: &L1lrArgs) -> Result<()> {
     // Exact final evaluation: everyone pulls the final weights and recomputes its margins.
     w.barrier()?;
     let elapsed = started.elapsed();
-    let mut fresh = shard.clone();
+    // The shard is done with: its margins are recomputed in place rather than in a copy (a
+    // copy of the columns costs page faults in the measured wall time).
+    let mut fresh = shard;
     fresh.margins.fill(0.0);
     for block in &mut fresh.weights {
         block.fill(0.0);
     }
     let mut final_w = Vec::with_capacity(nb);
     for b in 0..nb {
-        let keys = &shard.blocks[b].keys;
+        let keys = &fresh.blocks[b].keys;
         let values = if keys.is_empty() {
             Vec::new()
         } else {
