@@ -52,16 +52,20 @@ run() { # $1: join or none
 for i in $(seq 1 "$RUNS"); do
   run join
   run none
-done | tee /dev/stderr | awk '
-  /^join/ { split($2, a, "="); j[nj++] = a[2]; if (match($0, /\(([0-9.]+) MB\/s/, m)) t[nt++] = m[1] }
-  /^none/ { split($2, a, "="); n[nn++] = a[2] }
-  function p50(x, k,   s, i) { asort(x, s); return s[int((k + 1) / 2)] }
-  function mx(x, k,   i, m) { m = 0; for (i = 0; i < k; i++) if (x[i] + 0 > m) m = x[i] + 0; return m }
-  END {
-    printf "copy throughput MB/s: p50 %s, max %s (%d joins)\n", p50(t, nt), mx(t, nt), nt
-    printf "longest push ms with a join: p50 %s, max %s; without: p50 %s, max %s\n", \
-      p50(j, nj), mx(j, nj), p50(n, nn), mx(n, nn)
-  }'
+done | tee /dev/stderr | python3 -c '
+import re, statistics, sys
+join, none, mbs = [], [], []
+for line in sys.stdin:
+    ms = int(re.search(r"longest_push_ms=(\d+)", line).group(1))
+    (join if line.startswith("join") else none).append(ms)
+    m = re.search(r"\(([0-9.]+) MB/s", line)
+    if m:
+        mbs.append(float(m.group(1)))
+p50 = lambda x: statistics.median(x) if x else float("nan")
+print(f"copy throughput MB/s: p50 {p50(mbs):.1f}, max {max(mbs, default=0):.1f} ({len(mbs)} copies)")
+print(f"longest push ms with a join: p50 {p50(join)}, max {max(join, default=0)}; "
+      f"without: p50 {p50(none)}, max {max(none, default=0)}")
+'
 floor=$("$FERROPS" bench push-pull --floor --keys 1000000 --iters 5 --warmup 1 --json 2>/dev/null |
   grep -o '"gb_per_s":[0-9.]*' | head -1 | cut -d: -f2)
 echo "raw TCP stream floor: ${floor:-?} GB/s"

@@ -14,11 +14,6 @@ use crate::table::KeyLayout;
 pub struct KeyRange {
     pub begin: u64,
     pub last: u64,
-    /// A server at the end of `chain` that is still taking its copy of the range from the
-    /// server before it: it applies and acknowledges forwarded pushes like any replica, but
-    /// it is not a copy yet (never promoted, not counted towards R) until the copy completes
-    /// and the scheduler publishes a routing without this mark.
-    pub learner: Option<u32>,
     /// Server rank (index into the cluster's server list) of the chain's head, which serves
     /// the range.
     pub server: u32,
@@ -30,6 +25,8 @@ pub struct KeyRange {
     /// Address of the server's RDMA listener, if it has one (workers that can use RDMA dial
     /// it; the others use `addr`, so a cluster may mix both).
     pub rdma_addr: Option<String>,
+    /// The chain's last server while it takes its copy ([`KeyRange::copies`]).
+    pub learner: Option<u32>,
 }
 
 impl KeyRange {
@@ -38,7 +35,10 @@ impl KeyRange {
         self.begin <= key && key <= self.last
     }
 
-    /// The servers that hold a whole copy of the range: the chain without its learner.
+    /// The servers that hold a whole copy of the range: the chain without its learner, which
+    /// applies and acknowledges forwarded pushes like any replica but is no copy yet (never
+    /// promoted, not counted towards R) until its copy completes and the scheduler publishes a
+    /// routing without the mark.
     pub fn copies(&self) -> impl Iterator<Item = u32> + '_ {
         self.chain
             .iter()

@@ -52,16 +52,16 @@ impl Server {
         };
         match msg {
             Control::Welcome {
-                node_id,
-                rank,
-                num_servers,
-                num_workers,
                 routing,
                 workers,
                 start_clock,
+                node_id,
+                rank,
+                num_servers: servers_in_job,
+                num_workers: workers_in_job,
             } => {
                 let (servers, workers_set) = self.configured_size;
-                let size = (num_servers as usize, num_workers as usize);
+                let size = (servers_in_job as usize, workers_in_job as usize);
                 if (servers != 0 && servers != size.0)
                     || (workers_set != 0 && workers_set != size.1)
                 {

@@ -4,9 +4,10 @@
 //! When the source adopts the routing that names the learner, it sends `CopyStep::Begin` (the
 //! tables, Adam's step counts, the dedupe state — which pushes were applied — and the clocks) and takes a snapshot of the
 //! keys each table holds; from then on it forwards the range's pushes to the learner like to
-//! any successor. Between frames (the event loop's `background` hook) it sends `Rows` of the
-//! snapshot's keys, read from the store at that moment, as long as the connection has less
-//! than [`WINDOW`] bytes queued, and finally `End`. Everything travels on the one connection,
+//! any successor. Between rounds of events (the event loop's `background` hook) it sends
+//! `Rows` of the snapshot's keys, read from the store at that moment, up to [`TURN`] bytes a
+//! round and as long as the connection has less than [`WINDOW`] bytes queued, and finally
+//! `End`. Everything travels on the one connection,
 //! in the order the source applied it: a row is sent after every push it reflects, and a push
 //! forwarded before a row is overwritten by that row, which already includes it; keys created
 //! after the snapshot get every push that touched them by forwarding. So when `End` arrives
@@ -23,6 +24,9 @@ const CHUNK_KEYS: usize = 1 << 16;
 /// Bytes queued towards the learner beyond which the copy waits (pushes and pulls keep flowing
 /// meanwhile; the queue's draining wakes the loop).
 const WINDOW: usize = 8 << 20;
+/// Bytes of rows one turn sends at most before the loop serves requests again (a turn comes
+/// after every round of events, so this bounds what a copy adds to a request's wait).
+const TURN: usize = 4 << 20;
 
 /// A copy in progress from this server to a learner.
 pub(super) struct Outgoing {
@@ -133,6 +137,7 @@ impl Server {
             return Progress::Failed;
         };
         let mut rows = std::mem::take(&mut self.gather);
+        let mut sent = 0;
         let progress = loop {
             if io.queued_bytes(peer) >= WINDOW {
                 break Progress::Waiting;
@@ -168,7 +173,10 @@ impl Server {
             if io.queued_bytes(peer) >= WINDOW {
                 break Progress::Waiting;
             }
-            break Progress::More;
+            sent += keys.len() * 8 + rows.len() * 4;
+            if sent >= TURN {
+                break Progress::More;
+            }
         };
         self.gather = rows;
         progress
@@ -179,7 +187,7 @@ impl Server {
 enum Progress {
     /// Its window is full: the queue's draining wakes the loop.
     Waiting,
-    /// It sent a frame and may send the next at once.
+    /// It sent its turn's bytes and may send more at once.
     More,
     Finished,
     /// Its connection is gone or the range is no longer held here.
