@@ -4,6 +4,10 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Worker rank r is node `WORKER_NODE_BASE + r`; server rank r is node `1 + r`. The two ranges
+/// cannot meet however many servers or workers join.
+pub const WORKER_NODE_BASE: u32 = 1 << 31;
+
 /// What a ferrops process does in a job.
 ///
 /// The variant order is part of the wire format (postcard encodes the index in

@@ -32,8 +32,7 @@ use ferrops_net::{Io, PeerId};
 use super::{Node, Phase, Scheduler};
 use crate::control::{reply_control, Control, Role};
 
-/// Worker rank r is node `WORKER_NODE_BASE + r`; server rank r is node `1 + r`.
-pub(super) const WORKER_NODE_BASE: u32 = 1 << 31;
+pub(super) use crate::role::WORKER_NODE_BASE;
 
 /// The node id of `role`'s rank `rank`.
 pub(super) fn node_id(role: Role, rank: u32) -> u32 {

@@ -74,7 +74,6 @@ impl Server {
                     self.stop = Some(Err(EngineError::Config(why)));
                     return;
                 }
-                self.total_shards = size.0;
                 self.clocks.start_at(start_clock);
                 self.clocks.set_live(&workers);
                 self.node_id = Some(node_id);
@@ -228,8 +227,7 @@ impl Server {
         if self.workers.values().any(|a| a.node == id.node) {
             return Err(format!("worker node {} is already connected", id.node));
         }
-        self.workers
-            .insert(peer, Admitted::new(id.node, self.total_shards));
+        self.workers.insert(peer, Admitted::new(id.node));
         Ok(())
     }
 

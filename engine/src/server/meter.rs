@@ -21,10 +21,10 @@ pub(super) struct Admitted {
 }
 
 impl Admitted {
-    /// Worker node ids follow the servers' (`1 + shards + rank`): named by rank, as the
-    /// scheduler names them.
-    pub(super) fn new(node: u32, total_shards: usize) -> Admitted {
-        let rank = node.checked_sub(1 + total_shards as u32);
+    /// Worker node ids are `WORKER_NODE_BASE + rank`: named by rank, as the scheduler names
+    /// them.
+    pub(super) fn new(node: u32) -> Admitted {
+        let rank = node.checked_sub(crate::role::WORKER_NODE_BASE);
         Admitted {
             node,
             name: rank.map_or_else(|| format!("node-{node}"), |r| format!("worker-{r}")),

@@ -71,8 +71,6 @@ pub struct Server {
     /// The worker node each admitted connection authenticated as, with its metric handles.
     workers: HashMap<PeerId, Admitted>,
     meters: ServerMeters,
-    /// Server shards in the job (from the scheduler's welcome): worker node ids follow them.
-    total_shards: usize,
     /// The job's size as configured here, (server shards, workers); 0 where unset (then the
     /// scheduler's is taken; when set, it must match the job's).
     configured_size: (usize, usize),
@@ -124,7 +122,6 @@ impl Server {
         let now = Instant::now();
         Server {
             meters,
-            total_shards: cfg.cluster.total_shards(),
             configured_size: (cfg.cluster.total_shards(), cfg.cluster.num_workers),
             key_cache_cap_keys: cfg.key_cache_cap_keys,
             scheduler,
