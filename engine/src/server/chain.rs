@@ -18,6 +18,10 @@ use super::{Refusal, Server};
 use crate::control::{reply_control, Control, Role};
 use crate::key_list_cache::KeyListCache;
 
+/// Frames of other servers held until this one adopts the routing they were sent under, at
+/// most; beyond, they are handled (and refused as routed by another version) at once.
+const MAX_HELD_FRAMES: usize = 4096;
+
 /// Where to acknowledge a forwarded push once the rest of the chain has: the connection it
 /// came from (a worker, or the previous server) and its header there.
 pub(super) struct Upstream {
@@ -106,6 +110,14 @@ impl Server {
         io: &mut Io<'_>,
     ) {
         let h = frame.header;
+        // Sent under a routing this server has not adopted yet (the scheduler's message is on
+        // its way): held, in order, until it has. Every later frame of that server waits too.
+        let ahead = h.routing_version.get() > self.routing.version;
+        let holding = self.held_frames.iter().any(|(p, _, _)| *p == peer);
+        if (ahead || holding) && self.held_frames.len() < MAX_HELD_FRAMES {
+            self.held_frames.push((peer, rank, frame));
+            return;
+        }
         match frame.opcode() {
             Opcode::Push if h.flags & flags::FORWARDED != 0 => {
                 let request = match self.admit(peer, frame, Some(rank)) {
@@ -218,6 +230,11 @@ impl Server {
             tracing::error!("{e}");
         }
         self.start_copies(io);
+        for (peer, from, frame) in std::mem::take(&mut self.held_frames) {
+            if self.server_ranks.get(&peer) == Some(&from) {
+                self.on_server_frame(peer, from, frame, io);
+            }
+        }
         let adopted = Control::RoutingAdopted {
             version: self.routing.version,
         };

@@ -93,8 +93,12 @@ pub struct Server {
     /// Pushes forwarded down a chain and not yet acknowledged, by the id they were sent with.
     forwards: HashMap<u64, chain::Upstream>,
     next_forward: u64,
-    /// Copies of ranges this server is sending to their learners.
+    /// Copies of ranges this server is sending to their learners, and those it sent whole to
+    /// learners the routing does not count yet.
     copies_out: Vec<range_copy::Outgoing>,
+    copies_sent: std::collections::BTreeSet<(u32, u32)>,
+    /// Frames of other servers sent under a routing this one has not adopted yet.
+    held_frames: Vec<(PeerId, u32, Frame)>,
     /// Ranges this server is taking a copy of, with the routing version the copy began under.
     copies_in: BTreeMap<u32, range_intake::Intake>,
     /// How long dialing another server of a chain may take.
@@ -147,6 +151,8 @@ impl Server {
             forwards: HashMap::new(),
             next_forward: 1,
             copies_out: Vec::new(),
+            copies_sent: std::collections::BTreeSet::new(),
+            held_frames: Vec::new(),
             copies_in: BTreeMap::new(),
             dial_timeout: cfg.cluster.connect_timeout,
             gather: Vec::new(),
@@ -344,6 +350,7 @@ impl Handler for Server {
             self.lost_server(rank, io);
         }
         self.workers.remove(&peer);
+        self.held_frames.retain(|(p, _, _)| *p != peer);
         self.parked.forget(|r| r.peer == peer);
         self.key_caches.remove(&peer);
         self.changed.retain(|(p, _), _| *p != peer);

@@ -57,6 +57,9 @@ impl Server {
             }
             keep
         });
+        // A copy sent whole is not sent again while its learner waits for the routing that
+        // counts it (a second `Begin` would empty the learner's copy after it reported it).
+        self.copies_sent.retain(|&(range, to)| wanted(range, to));
         let starts: Vec<(u32, u32)> = routing
             .held_by(rank)
             .filter_map(|i| {
@@ -66,7 +69,8 @@ impl Server {
                     .copies_out
                     .iter()
                     .any(|c| c.range == i as u32 && c.to == to);
-                (ours && !running).then_some((i as u32, to))
+                let sent = self.copies_sent.contains(&(i as u32, to));
+                (ours && !running && !sent).then_some((i as u32, to))
             })
             .collect();
         for (range, to) in starts {
@@ -98,7 +102,7 @@ impl Server {
         };
         let tables = held.iter().map(|(t, s)| (*t, s.key_slots())).collect();
         let keys: usize = held.iter().map(|(_, s)| s.len()).sum();
-        if !send_step(io, peer, &begin, &[], &[]) {
+        if !send_step(io, (peer, self.routing.version), &begin, &[], &[]) {
             return;
         }
         tracing::info!("copying range {range} ({keys} keys) to server {to}");
@@ -136,6 +140,7 @@ impl Server {
         let Some(&peer) = self.server_peers.get(&to) else {
             return Progress::Failed;
         };
+        let version = self.routing.version;
         let mut rows = std::mem::take(&mut self.gather);
         let mut sent = 0;
         let progress = loop {
@@ -145,10 +150,11 @@ impl Server {
             let copy = &mut self.copies_out[i];
             let Some((table, snapshot)) = copy.tables.get(copy.table) else {
                 let end = CopyStep::End { range };
-                if !send_step(io, peer, &end, &[], &[]) {
+                if !send_step(io, (peer, version), &end, &[], &[]) {
                     break Progress::Failed;
                 }
                 tracing::info!("range {range} sent to server {to}");
+                self.copies_sent.insert((range, to));
                 break Progress::Finished;
             };
             let table = *table;
@@ -167,7 +173,7 @@ impl Server {
             rows.clear();
             store.export_rows(&slots, &mut rows);
             let step = CopyStep::Rows { range, table };
-            if !send_step(io, peer, &step, &keys, rows.as_bytes()) {
+            if !send_step(io, (peer, version), &step, &keys, rows.as_bytes()) {
                 break Progress::Failed;
             }
             if io.queued_bytes(peer) >= WINDOW {
@@ -194,15 +200,18 @@ enum Progress {
     Failed,
 }
 
-/// Sends one step (with the keys and rows of a `Rows` step); whether it went out.
+/// Sends one step (with the keys and rows of a `Rows` step) to `peer`, stamped with this
+/// server's routing `version` (a learner that has not adopted it yet holds the step until it
+/// has); whether it went out.
 fn send_step(
     io: &mut Io<'_>,
-    peer: ferrops_net::PeerId,
+    (peer, version): (ferrops_net::PeerId, u32),
     step: &CopyStep,
     keys: &[u64],
     rows: &[u8],
 ) -> bool {
     let mut header = Header::new(Opcode::Copy);
+    header.routing_version = version.into();
     header.key_count = (keys.len() as u32).into();
     let extra = step.encode();
     let values = [rows];

@@ -117,7 +117,13 @@ pub(super) fn part_frame<'a>(
     stats: &mut ReducerStats,
 ) -> Result<FrameParts<'a>, EngineError> {
     let packing = io.key_packing && table_packing;
-    let cache = &mut io.inbound.key_caches[server as usize];
+    // A head this worker could not dial has no connection, so no cache: the request fails
+    // over like one to any lost server.
+    let cache = io
+        .inbound
+        .key_caches
+        .get_mut(server as usize)
+        .ok_or(EngineError::ServerLost(server))?;
     header.request_id = request.into();
     header.key_count = (keys.len() as u32).into();
     header.key_signature = signature.into();
