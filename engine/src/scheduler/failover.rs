@@ -24,13 +24,7 @@ impl Scheduler {
         // Fenced: a stopped server that wakes up finds its connection closed and is in no
         // chain of the new routing, so nothing it says is taken any more.
         io.close(peer, CloseReason::Local);
-        self.detector.forget(peer);
-        self.nodes.remove(&peer);
-        self.ready.remove(&peer);
-        if let Some(i) = self.servers.iter().position(|(p, _)| *p == peer) {
-            self.servers.remove(i);
-        }
-        self.survey_server_gone(peer, io);
+        self.forget_server(peer, io);
         let mut routing = self.routing.clone();
         routing.version += 1;
         for (i, range) in routing.ranges.iter_mut().enumerate() {

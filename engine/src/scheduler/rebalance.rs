@@ -151,7 +151,7 @@ impl Scheduler {
                     reason: format!("server {rank} was drained"),
                 };
                 reply_control(io, peer, &bye);
-                self.forget_server(peer);
+                self.forget_server(peer, io);
                 io.close(peer, CloseReason::Local);
             }
             if let Some(ctl) = asked.filter(|&p| self.nodes.get(&p).is_none_or(|n| n.rank != rank))
@@ -221,8 +221,9 @@ impl Scheduler {
         self.release_drained(routing, io);
     }
 
-    /// Forgets a server that left the job on purpose (its connection closing is no death).
-    fn forget_server(&mut self, peer: PeerId) {
+    /// Forgets a server that left the job — dead, or drained — so that its connection closing
+    /// is no death and no survey waits for its answer.
+    pub(super) fn forget_server(&mut self, peer: PeerId, io: &mut Io<'_>) {
         self.detector.forget(peer);
         self.nodes.remove(&peer);
         self.ready.remove(&peer);
@@ -230,5 +231,6 @@ impl Scheduler {
             self.servers.remove(i);
             self.server_rdma_addrs.remove(i);
         }
+        self.survey_server_gone(peer, io);
     }
 }
