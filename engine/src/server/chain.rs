@@ -8,6 +8,8 @@
 //! a server connection only from a server it shares a chain with, and a forwarded push only
 //! from the server before it in that push's range.
 
+use std::time::{Duration, Instant};
+
 use ferrops_net::auth::Identity;
 use ferrops_net::{flags, CloseReason, Frame, FrameParts, Header, Io, Opcode, PeerId, Status};
 use zerocopy::IntoBytes;
@@ -21,6 +23,9 @@ use crate::key_list_cache::KeyListCache;
 /// Frames of other servers held until this one adopts the routing they were sent under, at
 /// most; beyond, they are handled (and refused as routed by another version) at once.
 const MAX_HELD_FRAMES: usize = 4096;
+
+/// How often a server dials again a chain neighbour whose connection closed.
+const REDIAL_EVERY: Duration = Duration::from_secs(1);
 
 /// Where to acknowledge a forwarded push once the rest of the chain has: the connection it
 /// came from (a worker, or the previous server) and its header there.
@@ -327,6 +332,26 @@ impl Server {
             io.close(peer, CloseReason::Error("not a chain neighbour".into()));
         }
         Ok(())
+    }
+
+    /// Dials again, at most once every [`REDIAL_EVERY`], the servers of higher rank this one
+    /// shares a chain with whose connection closed while the routing still names them: a
+    /// closed connection is not a dead server (only the scheduler says that, with a routing
+    /// without it), and until it is back every push of the chain is refused `Unavailable`.
+    pub(super) fn redial_chain_peers(&mut self, now: Instant, io: &mut Io<'_>) {
+        let Some(rank) = self.rank else {
+            return;
+        };
+        let missing = (rank + 1..self.routing.server_addrs.len() as u32).any(|other| {
+            self.routing.share_a_chain(rank, other) && !self.server_peers.contains_key(&other)
+        });
+        if !missing || now < self.next_redial {
+            return;
+        }
+        self.next_redial = now + REDIAL_EVERY;
+        if let Err(e) = self.dial_chain_peers(io) {
+            tracing::warn!("{e}; dialing again in {REDIAL_EVERY:?}");
+        }
     }
 
     /// Admits a connection from server node `node`: one of this server's chains, or a server

@@ -103,6 +103,8 @@ pub struct Server {
     copies_in: BTreeMap<u32, range_intake::Intake>,
     /// How long dialing another server of a chain may take.
     dial_timeout: Duration,
+    /// When a chain neighbour whose connection closed may be dialed again.
+    next_redial: Instant,
     gather: Vec<f32>,
     /// Reused buffers for decoding pushed values and encoding pulled ones.
     decoded: Vec<f32>,
@@ -155,6 +157,7 @@ impl Server {
             held_frames: Vec::new(),
             copies_in: BTreeMap::new(),
             dial_timeout: cfg.cluster.connect_timeout,
+            next_redial: now,
             gather: Vec::new(),
             decoded: Vec::new(),
             encoded: Vec::new(),
@@ -367,6 +370,7 @@ impl Handler for Server {
         if !self.stall.fresh(now) || self.stop.is_some() {
             return;
         }
+        self.redial_chain_peers(now, io);
         if let Some(silent_for) = self.scheduler_silence.exceeded(now) {
             let e = EngineError::SchedulerSilent {
                 silent_for,
