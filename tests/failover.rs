@@ -21,9 +21,12 @@ use ferrops_net::auth::{ClusterKey, Secret};
 const PUSHES: &str = "4000";
 
 /// `ferrops local` with `servers` servers and two workers at replication `r`, running `count`
-/// (with `extra` arguments; `--pushes PUSHES` unless they say otherwise), its stdout and
-/// stderr piped.
+/// (with `extra` arguments; `--pushes PUSHES` unless they say otherwise; those of `extra` that
+/// start with `--replication-mode=` go to the launcher), its stdout and stderr piped.
 fn local_count(servers: usize, r: usize, extra: &[&str]) -> Child {
+    let (launcher, extra): (Vec<&str>, Vec<&str>) = extra
+        .iter()
+        .partition(|a| a.starts_with("--replication-mode="));
     let mut c: Command = ferrops_without_cluster_env();
     c.env("FERROPS_LOG", "warn")
         .env("FERROPS_HEARTBEAT_INTERVAL_MS", "200")
@@ -31,13 +34,14 @@ fn local_count(servers: usize, r: usize, extra: &[&str]) -> Child {
         .env_remove("FERROPS_REPLICATION")
         .args(["local", "--servers", &servers.to_string(), "--workers", "2"])
         .args(["--replication", &r.to_string()])
+        .args(launcher)
         .args(["--", "ferrops", "worker", "--job", "count", "--"])
         .args(
             ["--pushes", PUSHES]
                 .iter()
                 .filter(|_| !extra.contains(&"--pushes")),
         )
-        .args(extra)
+        .args(&extra)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -120,6 +124,14 @@ fn a_killed_server_is_survived_with_nothing_lost_or_applied_twice() {
     for victim in [1, 0] {
         kill_one_of_two(victim, &[]);
     }
+}
+
+#[test]
+fn replicated_after_aggregation_a_killed_server_loses_no_acknowledged_push() {
+    for victim in [0, 1] {
+        kill_one_of_two(victim, &["--replication-mode=aggregated"]);
+    }
+    kill_one_of_two(0, &["--replication-mode=aggregated", "--in-flight", "8"]);
 }
 
 #[test]

@@ -66,6 +66,52 @@ pub struct ClusterConfig {
     /// head serves it (1 to `num_servers`; see [`ClusterConfig::validate_replication`]).
     /// The default, 1, keeps one copy and today's speed; the scheduler decides the chains.
     pub replication: usize,
+    /// When a head replicates the pushes of the ranges it heads (see [`ReplicationMode`]).
+    pub replication_mode: ReplicationMode,
+}
+
+/// When a chain's head sends its range's updates down the chain.
+///
+/// `Each` (the default) forwards every push as it is applied, and acknowledges it once the
+/// tail has: a push costs one chain round trip and the bytes of its values on every link.
+/// `Aggregated` is the OSDI'14 paper's replication after aggregation: the head applies pushes
+/// at once but holds their acknowledgements, and sends one update for a batch of them — the
+/// resulting rows (values and rule state) of every key the batch touched, with the batch's
+/// (worker, sequence) numbers — once every live worker has a push in the batch or its oldest
+/// push has waited [`AGGREGATION_WINDOW`](crate::server::AGGREGATION_WINDOW); the batch's
+/// pushes are acknowledged when the tail has applied it. Replicas stay bit-identical to the
+/// head (they take its rows, not the pushes), an acknowledged push is on every live replica as
+/// with `Each`, and a worker resending after a failover is dropped by whichever replica has
+/// the batch. What it trades: a link carries each touched row once per batch instead of once
+/// per push, and a push waits for its batch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ReplicationMode {
+    #[default]
+    Each,
+    Aggregated,
+}
+
+impl std::fmt::Display for ReplicationMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ReplicationMode::Each => "each",
+            ReplicationMode::Aggregated => "aggregated",
+        })
+    }
+}
+
+impl std::str::FromStr for ReplicationMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "each" => Ok(ReplicationMode::Each),
+            "aggregated" => Ok(ReplicationMode::Aggregated),
+            other => Err(format!(
+                "unknown replication mode `{other}` (expected `each` or `aggregated`)"
+            )),
+        }
+    }
 }
 
 /// How the scheduler and the nodes watch each other (`crate::liveness`).
@@ -194,6 +240,7 @@ impl ClusterConfig {
             rank: None,
             metrics_addr: None,
             replication: 1,
+            replication_mode: ReplicationMode::Each,
         }
     }
 }

@@ -347,6 +347,7 @@ fn local_spec(args: LocalArgs) -> Result<LocalSpec> {
             _ => None,
         },
     };
+    spec.replication_mode = args.replication_mode;
     spec.startup_timeout = args.startup_timeout;
     spec.shutdown_grace = args.shutdown_grace;
     if let Some(exe) = args.run.node_exe {

@@ -24,6 +24,12 @@ use crate::key_list_cache::KeyListCache;
 /// most; beyond, they are handled (and refused as routed by another version) at once.
 const MAX_HELD_FRAMES: usize = 4096;
 
+/// The refusal of a push whose next server in the chain is not connected.
+fn not_connected(next: u32) -> Refusal {
+    let msg = format!("server {next}, the next in this range's chain, is not connected");
+    Refusal::new(Status::Unavailable, msg)
+}
+
 /// How often a server dials again a chain neighbour whose connection closed.
 const REDIAL_EVERY: Duration = Duration::from_secs(1);
 
@@ -49,10 +55,9 @@ impl Server {
         next: u32,
         io: &mut Io<'_>,
     ) -> Result<(), Refusal> {
-        let Some(&to) = self.server_peers.get(&next) else {
-            let msg = format!("server {next}, the next in this range's chain, is not connected");
-            return Err(Refusal::new(Status::Unavailable, msg));
-        };
+        if !self.server_peers.contains_key(&next) {
+            return Err(not_connected(next));
+        }
         let h = request.frame.header;
         let keys = request.keys()?;
         // A signed list the next server holds (from an earlier forward) travels as its
@@ -68,7 +73,7 @@ impl Server {
         let id = self.next_forward;
         self.next_forward += 1;
         let mut fwd = Header::new(Opcode::Push);
-        fwd.flags = flags::FORWARDED | (h.flags & flags::VALUES_MASKED);
+        fwd.flags = flags::FORWARDED | (h.flags & (flags::VALUES_MASKED | flags::AGGREGATED));
         if by_signature {
             fwd.flags |= flags::KEYS_BY_SIGNATURE;
         }
@@ -83,17 +88,9 @@ impl Server {
         fwd.key_signature = h.key_signature;
         fwd.value_codec = h.value_codec;
         let values = [request.frame.values_bytes()];
-        let mut parts = FrameParts {
-            header: fwd,
-            keys: if by_signature { &[] } else { keys.as_bytes() },
-            values: &values,
-            extra: request.frame.extra(),
-        };
-        if let Err(e) = io.send(to, &mut parts) {
-            io.close(to, CloseReason::Error(e.to_string()));
-            let msg = format!("forwarding to server {next} failed: {e}");
-            return Err(Refusal::new(Status::Unavailable, msg));
-        }
+        let keys = if by_signature { &[] } else { keys.as_bytes() };
+        let extra = request.frame.extra();
+        self.send_to_successor(next, fwd, keys, &values, extra, io)?;
         let upstream = Upstream {
             peer: request.peer,
             header: h,
@@ -102,6 +99,34 @@ impl Server {
             sent: std::time::Instant::now(),
         };
         self.forwards.insert(id, upstream);
+        Ok(())
+    }
+
+    /// Sends a frame to `next`, the following server of a chain; `Unavailable` when it is not
+    /// connected or the send fails (the connection is then closed).
+    pub(super) fn send_to_successor(
+        &mut self,
+        next: u32,
+        header: Header,
+        keys: &[u8],
+        values: &[&[u8]],
+        extra: &[u8],
+        io: &mut Io<'_>,
+    ) -> Result<(), Refusal> {
+        let Some(&to) = self.server_peers.get(&next) else {
+            return Err(not_connected(next));
+        };
+        let mut parts = FrameParts {
+            header,
+            keys,
+            values,
+            extra,
+        };
+        if let Err(e) = io.send(to, &mut parts) {
+            io.close(to, CloseReason::Error(e.to_string()));
+            let msg = format!("forwarding to server {next} failed: {e}");
+            return Err(Refusal::new(Status::Unavailable, msg));
+        }
         Ok(())
     }
 
@@ -149,10 +174,17 @@ impl Server {
                 if let Some(up) = self.forwards.remove(&h.request_id.get()) {
                     self.meters.replicated(up.sent.elapsed());
                     acknowledge(io, up.peer, &up.header);
+                } else {
+                    self.batch_answered(h.request_id.get(), None, io);
                 }
             }
             Opcode::Error => {
                 let Some(up) = self.forwards.remove(&h.request_id.get()) else {
+                    let why = String::from_utf8_lossy(frame.extra());
+                    let msg = format!("server {rank}, a replica of this range, refused it: {why}");
+                    let status = Status::from_u16(h.status.get());
+                    let refusal = Refusal::new(status, msg);
+                    self.batch_answered(h.request_id.get(), Some(&refusal), io);
                     return;
                 };
                 let mut status = Status::from_u16(h.status.get());
@@ -219,6 +251,7 @@ impl Server {
             .map(|(&id, _)| id)
             .collect();
         self.fail_forwards(stale, "the chain changed", io);
+        self.fail_batches("the chain changed", io);
         let gone: Vec<(u32, PeerId)> = self
             .server_peers
             .iter()
@@ -282,6 +315,7 @@ impl Server {
             .map(|(&id, _)| id)
             .collect();
         self.fail_forwards(lost, "the next server of the chain was lost", io);
+        self.lost_batches(rank, io);
     }
 
     fn fail_forwards(&mut self, ids: Vec<u64>, why: &str, io: &mut Io<'_>) {
@@ -349,8 +383,10 @@ impl Server {
             return;
         }
         self.next_redial = now + REDIAL_EVERY;
-        if let Err(e) = self.dial_chain_peers(io) {
-            tracing::warn!("{e}; dialing again in {REDIAL_EVERY:?}");
+        match self.dial_chain_peers(io) {
+            // A learner dialed only now gets its copy now.
+            Ok(()) => self.start_copies(io),
+            Err(e) => tracing::warn!("{e}; dialing again in {REDIAL_EVERY:?}"),
         }
     }
 

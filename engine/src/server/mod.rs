@@ -33,6 +33,7 @@ use crate::store::{SharedKeys, StoreError, StoreOptions, TableStore};
 use crate::EngineError;
 
 mod admission;
+mod aggregate;
 mod chain;
 mod checkpoint;
 mod dedupe;
@@ -47,6 +48,7 @@ mod request;
 mod shard;
 mod summary;
 
+pub use aggregate::AGGREGATION_WINDOW;
 pub use report::{RangeContents, ServerReport};
 pub use shard::run_server;
 
@@ -105,6 +107,11 @@ pub struct Server {
     dial_timeout: Duration,
     /// When a chain neighbour whose connection closed may be dialed again.
     next_redial: Instant,
+    /// Replication after aggregation (`ReplicationMode::Aggregated`): the batches of pushes
+    /// not yet sent down their chains, by (table, range), and those sent, by request id.
+    aggregated: bool,
+    batches: BTreeMap<(u32, u32), aggregate::Batch>,
+    batches_out: HashMap<u64, aggregate::BatchInFlight>,
     gather: Vec<f32>,
     /// Reused buffers for decoding pushed values and encoding pulled ones.
     decoded: Vec<f32>,
@@ -158,6 +165,9 @@ impl Server {
             copies_in: BTreeMap::new(),
             dial_timeout: cfg.cluster.connect_timeout,
             next_redial: now,
+            aggregated: cfg.cluster.replication_mode == crate::config::ReplicationMode::Aggregated,
+            batches: BTreeMap::new(),
+            batches_out: HashMap::new(),
             gather: Vec::new(),
             decoded: Vec::new(),
             encoded: Vec::new(),
@@ -382,6 +392,7 @@ impl Handler for Server {
     }
 
     fn background(&mut self, io: &mut Io<'_>) -> bool {
+        self.send_aged_batches(io);
         !self.copies_out.is_empty() && self.continue_copies(io)
     }
 

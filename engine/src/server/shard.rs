@@ -115,7 +115,12 @@ fn run_shard(
     ev.set_busy_poll(cfg.cluster.busy_poll);
     ev.set_handshake_timeout(cfg.cluster.handshake_timeout);
     let liveness = &cfg.cluster.liveness;
-    ev.set_tick(crate::liveness::tick(liveness));
+    let mut tick = crate::liveness::tick(liveness);
+    if cfg.cluster.replication_mode == crate::config::ReplicationMode::Aggregated {
+        // A batch waits at most the aggregation window; the loop must wake to send it.
+        tick = tick.min(super::AGGREGATION_WINDOW);
+    }
+    ev.set_tick(tick);
     let (mut peer, identity) = connect_scheduler(
         &cfg.cluster,
         Role::Server,

@@ -38,6 +38,14 @@ pub struct ClusterFlags {
     #[arg(long, value_name = "R")]
     pub replication: Option<String>,
 
+    /// When a chain's head sends pushes down the chain (servers; each head decides for the
+    /// ranges it heads, so give every server the same): `each` push as it is applied, or
+    /// `aggregated` — one update per batch of pushes (the rows they touched), the batch's
+    /// pushes acknowledged once the tail applied it [env: FERROPS_REPLICATION_MODE] [file:
+    /// replication_mode] [default: each]
+    #[arg(long, value_name = "each|aggregated")]
+    pub replication_mode: Option<String>,
+
     /// Number of workers in the job [env: FERROPS_NUM_WORKERS] [file: num_workers]
     #[arg(long, value_name = "N")]
     pub num_workers: Option<String>,
@@ -111,6 +119,7 @@ impl ClusterFlags {
             num_servers: self.num_servers.clone(),
             server_shards: self.server_shards.clone(),
             replication: self.replication.clone(),
+            replication_mode: self.replication_mode.clone(),
             num_workers: self.num_workers.clone(),
             bind: self.bind.clone(),
             transport: self.transport.clone(),
@@ -270,6 +279,12 @@ pub struct LocalArgs {
     /// [default: the children's FERROPS_REPLICATION, else 1]
     #[arg(long, value_name = "R", value_parser = positive_count)]
     pub replication: Option<usize>,
+
+    /// When a chain's head replicates, handed to every child (FERROPS_REPLICATION_MODE): `each`
+    /// push, or `aggregated` batches of pushes [default: the children's
+    /// FERROPS_REPLICATION_MODE, else each]
+    #[arg(long, value_name = "each|aggregated")]
+    pub replication_mode: Option<ferrops_engine::config::ReplicationMode>,
 
     #[command(flatten)]
     pub run: WorkerCommand,

@@ -43,6 +43,8 @@ pub const ENV_NUM_SERVERS: &str = "FERROPS_NUM_SERVERS";
 pub const ENV_SERVER_SHARDS: &str = "FERROPS_SERVER_SHARDS";
 /// Replication factor: servers holding each key range (1: no replicas).
 pub const ENV_REPLICATION: &str = "FERROPS_REPLICATION";
+/// When a chain's head replicates: `each` push, or `aggregated` batches.
+pub const ENV_REPLICATION_MODE: &str = "FERROPS_REPLICATION_MODE";
 /// Environment variable with the number of workers.
 pub const ENV_NUM_WORKERS: &str = "FERROPS_NUM_WORKERS";
 /// Environment variable with the address a node listens on.
@@ -124,6 +126,8 @@ pub struct Overrides {
     pub server_shards: Option<String>,
     /// `--replication`: servers holding each key range.
     pub replication: Option<String>,
+    /// `--replication-mode`: `each` or `aggregated`.
+    pub replication_mode: Option<String>,
     /// `--num-workers`.
     pub num_workers: Option<String>,
     /// `--bind`: the address this node listens on.
