@@ -37,11 +37,16 @@ fn ferrops_node() -> Command {
     c
 }
 
-/// `ferrops local` running `count` (`pushes` per worker, with `count_flags`) on `servers`
-/// servers at R = 2; returns it with its scheduler's address.
+/// `ferrops local` running `count` (`pushes` per worker, with `count_flags`; those starting
+/// with `--replication-mode=` go to the launcher) on `servers` servers at R = 2; returns it
+/// with its scheduler's address.
 fn local_count(servers: usize, pushes: u32, count_flags: &[&str]) -> (Running, String) {
+    let (launcher, count_flags): (Vec<&str>, Vec<&str>) = count_flags
+        .iter()
+        .partition(|a| a.starts_with("--replication-mode="));
     let mut c = ferrops_node();
     c.args(["local", "--servers", &servers.to_string(), "--workers", "2"])
+        .args(launcher)
         .args([
             "--replication",
             "2",
@@ -52,7 +57,7 @@ fn local_count(servers: usize, pushes: u32, count_flags: &[&str]) -> (Running, S
             "count",
         ])
         .args(["--", "--pushes", &pushes.to_string()])
-        .args(count_flags);
+        .args(&count_flags);
     let local = Running::follow(c.spawn().expect("ferrops local starts"));
     let line = local.stderr.wait_for("scheduler listening on ", WAIT);
     let (_, after) = line.split_once("scheduler listening on ").unwrap();
@@ -65,7 +70,7 @@ fn local_count(servers: usize, pushes: u32, count_flags: &[&str]) -> (Running, S
 fn kill_copy_kill(
     local: Running,
     pushes: u32,
-    spare: Option<&str>,
+    spare: Option<Command>,
     first: usize,
     copies: &[&str],
     second: usize,
@@ -78,11 +83,7 @@ fn kill_copy_kill(
     local
         .stderr
         .wait_for("the job goes on with routing version", WAIT);
-    let _spare = spare.map(|scheduler| {
-        let mut spare = ferrops_node();
-        spare.args(["server", "--scheduler", scheduler]);
-        Running::follow(spare.spawn().expect("the spare starts"))
-    });
+    let _spare = spare.map(|mut spare| Running::follow(spare.spawn().expect("the spare starts")));
     local.stderr.wait_for_all(copies, WAIT);
     send_signal(second, "KILL");
     local.stderr.wait_for(chains, WAIT);
@@ -130,6 +131,14 @@ fn holdings(scheduler: &str) -> Vec<(u64, usize)> {
 /// spare alone holds the job's every key, and serves the rest of the run.
 fn spare_replaces_both(pushes: u32, count_flags: &[&str]) {
     let (local, scheduler) = local_count(2, pushes, count_flags);
+    let mut spare = ferrops_node();
+    spare.args(["server", "--scheduler", &scheduler]);
+    if let Some(mode) = count_flags
+        .iter()
+        .find_map(|a| a.strip_prefix("--replication-mode="))
+    {
+        spare.args(["--replication-mode", mode]);
+    }
     let copies = [
         "range 0: server 2 holds a copy",
         "range 1: server 2 holds a copy",
@@ -137,7 +146,7 @@ fn spare_replaces_both(pushes: u32, count_flags: &[&str]) {
     kill_copy_kill(
         local,
         pushes,
-        Some(&scheduler),
+        Some(spare),
         1,
         &copies,
         0,
@@ -148,6 +157,13 @@ fn spare_replaces_both(pushes: u32, count_flags: &[&str]) {
 #[test]
 fn a_spare_takes_a_copy_and_carries_the_job_when_both_first_servers_die() {
     spare_replaces_both(PUSHES, &[]);
+}
+
+#[test]
+fn replicated_after_aggregation_a_spare_takes_a_copy_and_carries_the_job() {
+    // Batches reach the spare while it copies: rows it then overwrites, or keys it has not
+    // copied yet.
+    spare_replaces_both(PUSHES, &["--replication-mode=aggregated"]);
 }
 
 #[test]
