@@ -15,6 +15,7 @@
 //! may still be on its way to the tail).
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferrops_net::{flags, Header, Io, Opcode, PeerId, Status};
@@ -23,6 +24,7 @@ use zerocopy::IntoBytes;
 use super::push::acknowledge;
 use super::request::Request;
 use super::{Refusal, Server};
+use crate::store::{Access, SharedKeys};
 
 /// How long a push waits at most for the rest of its batch before the batch is replicated.
 pub const AGGREGATION_WINDOW: Duration = Duration::from_millis(5);
@@ -33,7 +35,10 @@ const ENTRY_BYTES: usize = 16;
 
 /// Pushes a head applied to one (table, range) and has not sent down the chain yet.
 pub(super) struct Batch {
-    keys: BTreeSet<u64>,
+    /// The key list of each push, with its signature (0: unsigned).
+    lists: Vec<(SharedKeys, u64)>,
+    /// Keys over all its lists.
+    keys: usize,
     /// The acknowledgements owed once it is replicated: to whom, for which push.
     acks: Vec<(PeerId, Header)>,
     /// The numbers of the pushes it applied, for the replicas' dedupe.
@@ -42,8 +47,9 @@ pub(super) struct Batch {
     since: Instant,
 }
 
-/// What a batch sends: its keys (sorted), their rows, and the extra section.
-type BatchFrame = (Vec<u64>, Vec<f32>, Vec<u8>);
+/// What a batch sends: its keys (sorted) and their signature, their rows, and the extra
+/// section.
+type BatchFrame = (SharedKeys, u64, Vec<f32>, Vec<u8>);
 
 /// A batch sent down the chain, waiting for its acknowledgement.
 pub(super) struct BatchInFlight {
@@ -71,16 +77,18 @@ impl Server {
         io: &mut Io<'_>,
     ) -> Result<(), Refusal> {
         let h = request.frame.header;
-        let keys = request.keys()?;
+        let keys = request.shared_keys()?;
         let id = (h.table.get(), range);
         let batch = self.batches.entry(id).or_insert_with(|| Batch {
-            keys: BTreeSet::new(),
+            lists: Vec::new(),
+            keys: 0,
             acks: Vec::new(),
             pushes: Vec::new(),
             workers: BTreeSet::new(),
             since: Instant::now(),
         });
-        batch.keys.extend(keys.iter().copied());
+        batch.keys += keys.len();
+        batch.lists.push((keys, h.key_signature.get()));
         batch.acks.push((request.peer, h));
         if applied {
             batch
@@ -88,7 +96,7 @@ impl Server {
                 .push((h.sender.get(), h.seq.get(), h.open_span.get()));
         }
         batch.workers.insert(h.sender.get());
-        let full = batch.keys.len() >= MAX_BATCH_KEYS;
+        let full = batch.keys >= MAX_BATCH_KEYS;
         let live = self.clocks.live_clocks();
         if live.iter().all(|(w, _)| batch.workers.contains(w)) || full {
             self.send_batch(id, io);
@@ -139,21 +147,26 @@ impl Server {
             }
             return;
         };
-        let sent = self
-            .batch_frame(table, range, &batch)
-            .and_then(|(keys, rows, extra)| {
-                let id = self.next_forward;
-                self.next_forward += 1;
-                let mut h = Header::new(Opcode::Push);
-                h.flags = flags::FORWARDED | flags::AGGREGATED;
-                h.table = table.into();
-                h.request_id = id.into();
-                h.routing_version = self.routing.version.into();
-                h.key_count = (keys.len() as u32).into();
-                let values = [rows.as_bytes()];
-                self.send_to_successor(next, h, keys.as_bytes(), &values, &extra, io)?;
-                Ok(id)
-            });
+        let sent = self.batch_frame(table, range, &batch).and_then(|frame| {
+            let (keys, signature, rows, extra) = frame;
+            let id = self.next_forward;
+            self.next_forward += 1;
+            let mut h = Header::new(Opcode::Push);
+            h.flags = flags::FORWARDED | flags::AGGREGATED;
+            h.table = table.into();
+            h.request_id = id.into();
+            h.routing_version = self.routing.version.into();
+            h.key_count = (keys.len() as u32).into();
+            h.key_signature = signature.into();
+            let by_signature = self.next_holds_list(next, table, signature, keys.len());
+            if by_signature {
+                h.flags |= flags::KEYS_BY_SIGNATURE;
+            }
+            let key_bytes = if by_signature { &[] } else { keys.as_bytes() };
+            let values = [rows.as_bytes()];
+            self.send_to_successor(next, h, key_bytes, &values, &extra, io)?;
+            Ok(id)
+        });
         match sent {
             Ok(id) => {
                 self.report.replicated_batches += 1;
@@ -173,8 +186,10 @@ impl Server {
         }
     }
 
-    /// A batch's keys (sorted), rows and extra section (the rule's step count, then its pushes'
-    /// numbers).
+    /// A batch's keys (sorted) with their signature, rows and extra section (the rule's step
+    /// count, then its pushes' numbers). When every push of the batch had the same key list
+    /// (a round of workers pushing the same keys), that list is the batch's, resolved from the
+    /// table's cache and sent by its signature where the next server holds it.
     fn batch_frame(
         &mut self,
         table: u32,
@@ -185,8 +200,10 @@ impl Server {
             let msg = format!("table {table} of range {range} is no longer held here");
             Refusal::new(Status::Unavailable, msg)
         })?;
-        let keys: Vec<u64> = batch.keys.iter().copied().collect();
-        let resolved = store.resolve(0, &keys).map_err(Refusal::from)?;
+        let (keys, signature) = merged(&batch.lists);
+        let (resolved, _) = store
+            .resolve_shared(signature, &keys, Access::Write)
+            .map_err(Refusal::from)?;
         let mut rows = Vec::with_capacity(keys.len() * store.row_floats());
         store.export_rows(&resolved.slots, &mut rows);
         let mut extra = Vec::with_capacity(4 + batch.pushes.len() * ENTRY_BYTES);
@@ -196,13 +213,12 @@ impl Server {
             extra.extend_from_slice(&seq.to_le_bytes());
             extra.extend_from_slice(&span.to_le_bytes());
         }
-        Ok((keys, rows, extra))
+        Ok((keys, signature, rows, extra))
     }
 
     /// A replica takes batch `request` of `range` (from the server before it): records its
     /// pushes as applied and overwrites its rows.
     pub(super) fn take_batch(&mut self, request: &Request, range: u32) -> Result<(), Refusal> {
-        let h = request.frame.header;
         let bad = |msg: String| Refusal::new(Status::BadRequest, msg);
         if request.from_server.is_none() {
             return Err(bad("only a chain's head sends aggregated updates".into()));
@@ -215,17 +231,14 @@ impl Server {
             let msg = format!("aggregated push numbers of {} bytes", entries.len());
             return Err(bad(msg));
         }
-        let keys = request.keys()?;
         let rows = request
             .frame
             .values_f32()
             .map_err(|e| Refusal::new(Status::BadValues, e.to_string()))?;
-        let table = h.table.get();
-        let store = self.tables.get_mut(&(table, range)).ok_or_else(|| {
-            let msg = format!("table {table} is not declared for range {range}");
-            Refusal::new(Status::UnknownTable, msg)
-        })?;
-        store.import_rows(keys, rows).map_err(Refusal::from)?;
+        let (store, _, resolved) = self.resolve_in(request, Access::Write, range)?;
+        store
+            .import_rows_at(&resolved.slots, rows)
+            .map_err(Refusal::from)?;
         store.set_adam_step(u32::from_le_bytes(*step));
         for entry in entries.chunks_exact(ENTRY_BYTES) {
             let worker = u32::from_le_bytes(entry[..4].try_into().expect("4 bytes"));
@@ -314,5 +327,38 @@ impl Server {
         for id in lost {
             self.batch_answered(id, Some(&refusal), io);
         }
+    }
+}
+
+/// The keys of a batch's pushes, sorted and unique, with their signature: the one list when
+/// every push had it (the common case, and no copy), else their union (unsigned).
+fn merged(lists: &[(SharedKeys, u64)]) -> (SharedKeys, u64) {
+    let (first, signature) = &lists[0];
+    let same = |(list, _): &(SharedKeys, u64)| Arc::ptr_eq(list, first) || list == first;
+    if lists[1..].iter().all(same) {
+        let signed = lists.iter().all(|(_, s)| s == signature);
+        return (first.clone(), if signed { *signature } else { 0 });
+    }
+    let mut union: Vec<u64> = lists.iter().flat_map(|(l, _)| l.iter().copied()).collect();
+    union.sort_unstable();
+    union.dedup();
+    (Arc::new(union), 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equal_lists_are_the_batch_list_and_others_are_merged_unsigned() {
+        let a: SharedKeys = Arc::new(vec![1, 5, 9]);
+        let b: SharedKeys = Arc::new(vec![1, 5, 9]);
+        let (keys, sig) = merged(&[(a.clone(), 7), (b, 7)]);
+        assert!(Arc::ptr_eq(&keys, &a));
+        assert_eq!(sig, 7);
+        let c: SharedKeys = Arc::new(vec![2, 5, 10]);
+        let (keys, sig) = merged(&[(a.clone(), 7), (c, 8), (a, 7)]);
+        assert_eq!(*keys, vec![1, 2, 5, 9, 10]);
+        assert_eq!(sig, 0);
     }
 }

@@ -62,14 +62,8 @@ impl Server {
         let keys = request.keys()?;
         // A signed list the next server holds (from an earlier forward) travels as its
         // signature, as between a worker and its server.
-        let signature = h.key_signature.get();
-        let by_signature = signature != 0
-            && !keys.is_empty()
-            && self.out_caches.get_mut(&next).is_some_and(|cache| {
-                cache.follow_routing(self.routing.version);
-                let list = (h.table.get(), signature);
-                cache.access(list, keys.len() as u64, || ()).is_some()
-            });
+        let by_signature =
+            self.next_holds_list(next, h.table.get(), h.key_signature.get(), keys.len());
         let id = self.next_forward;
         self.next_forward += 1;
         let mut fwd = Header::new(Opcode::Push);
@@ -100,6 +94,27 @@ impl Server {
         };
         self.forwards.insert(id, upstream);
         Ok(())
+    }
+
+    /// Whether the signed key list (`table`, `signature`) of `keys` keys travels to `next` by
+    /// its signature: this end's mirror of `next`'s cache for this connection holds it (the
+    /// access updates the mirror as `next` will update its cache).
+    pub(super) fn next_holds_list(
+        &mut self,
+        next: u32,
+        table: u32,
+        signature: u64,
+        keys: usize,
+    ) -> bool {
+        let version = self.routing.version;
+        signature != 0
+            && keys > 0
+            && self.out_caches.get_mut(&next).is_some_and(|cache| {
+                cache.follow_routing(version);
+                cache
+                    .access((table, signature), keys as u64, || ())
+                    .is_some()
+            })
     }
 
     /// Sends a frame to `next`, the following server of a chain; `Unavailable` when it is not
