@@ -154,19 +154,19 @@ fn signed_key_lists_pushed_across_a_failover_are_rebuilt_and_sum_exactly() {
 }
 
 #[test]
-fn a_server_killed_during_bulk_pushes_of_a_million_keys_loses_nothing() {
-    // Each push is a few megabytes per server: the kill lands in the middle of one.
-    let local = Local::start_with(2, 2, &["--keys", "1000000", "--pushes", "12"]);
+fn a_server_killed_during_bulk_pushes_of_ten_million_keys_loses_nothing() {
+    // Each push is 60 MB of keys and values per server: the kill lands in the middle of one.
+    let local = Local::start_with(2, 2, &["--keys", "10000000", "--pushes", "6"]);
     let pid = local.server_pid(0);
     local
         .stdout
-        .wait_for("starts pushing 1000000 keys", Duration::from_secs(60));
+        .wait_for("starts pushing 10000000 keys", Duration::from_secs(120));
     thread::sleep(Duration::from_millis(1500));
     send_signal(pid, "KILL");
     local.wait_for_routing(2);
     let (ok, out) = local.finish();
     assert!(ok, "the job failed:\n{out}");
-    let exact = "saw 24 on all 1000000 keys";
+    let exact = "saw 12 on all 10000000 keys";
     assert_eq!(out.matches(exact).count(), 2, "{out}");
 }
 
