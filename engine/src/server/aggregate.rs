@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use ferrops_net::{flags, Header, Io, Opcode, PeerId, Status};
 use zerocopy::IntoBytes;
 
+use super::chain::unreplicated;
 use super::push::acknowledge;
 use super::request::Request;
 use super::{Refusal, Server};
@@ -54,7 +55,7 @@ type BatchFrame = (SharedKeys, u64, Vec<f32>, Vec<u8>);
 /// A batch sent down the chain, waiting for its acknowledgement.
 pub(super) struct BatchInFlight {
     acks: Vec<(PeerId, Header)>,
-    range: u32,
+    pub(super) range: u32,
     /// The server it was sent to.
     pub(super) to: u32,
     sent: Instant,
@@ -279,53 +280,25 @@ impl Server {
         true
     }
 
-    /// Refuses (`Unavailable`: the workers resend) the batches in flight to a server that is no
-    /// longer next in their chain, and the open batches of ranges this server no longer heads.
-    pub(super) fn fail_batches(&mut self, why: &str, io: &mut Io<'_>) {
+    /// Refuses (`Unavailable`: the workers resend) the open batches of ranges this server no
+    /// longer heads.
+    pub(super) fn fail_open_batches(&mut self, why: &str, io: &mut Io<'_>) {
         let rank = self.rank.unwrap_or(u32::MAX);
         let routing = &self.routing;
-        let stale: Vec<u64> = self
-            .batches_out
-            .iter()
-            .filter(|(_, b)| routing.successor(b.range as usize, rank) != Some(b.to))
-            .map(|(&id, _)| id)
-            .collect();
-        let msg = format!("{why} before this push was replicated; resend it");
-        let refusal = Refusal::new(Status::Unavailable, msg);
-        for id in stale {
-            self.batch_answered(id, Some(&refusal), io);
-        }
-        let routing = &self.routing;
+        let heads = |range: u32| routing.ranges.get(range as usize).map(|r| r.server) == Some(rank);
         let not_head: Vec<(u32, u32)> = self
             .batches
             .keys()
-            .filter(|&&(_, range)| {
-                routing.ranges.get(range as usize).map(|r| r.server) != Some(rank)
-            })
+            .filter(|&&(_, range)| !heads(range))
             .copied()
             .collect();
+        let refusal = unreplicated(why);
         for id in not_head {
             if let Some(batch) = self.batches.remove(&id) {
                 for (peer, h) in &batch.acks {
                     self.refuse(io, *peer, h, &refusal);
                 }
             }
-        }
-    }
-
-    /// Refuses the batches in flight to server `rank`, whose connection closed.
-    pub(super) fn lost_batches(&mut self, rank: u32, io: &mut Io<'_>) {
-        let lost: Vec<u64> = self
-            .batches_out
-            .iter()
-            .filter(|(_, b)| b.to == rank)
-            .map(|(&id, _)| id)
-            .collect();
-        let msg = "the next server of the chain was lost before this push was replicated; \
-                   resend it";
-        let refusal = Refusal::new(Status::Unavailable, msg.to_string());
-        for id in lost {
-            self.batch_answered(id, Some(&refusal), io);
         }
     }
 }

@@ -24,6 +24,20 @@ use crate::key_list_cache::KeyListCache;
 /// most; beyond, they are handled (and refused as routed by another version) at once.
 const MAX_HELD_FRAMES: usize = 4096;
 
+/// The refusal of a push applied here but not down its chain, because of `why`.
+pub(super) fn unreplicated(why: &str) -> Refusal {
+    let msg = format!("{why} before this push was replicated; resend it");
+    Refusal::new(Status::Unavailable, msg)
+}
+
+/// The ids of the entries of `sent` that `pick` selects.
+fn ids_where<T>(sent: &std::collections::HashMap<u64, T>, pick: impl Fn(&T) -> bool) -> Vec<u64> {
+    sent.iter()
+        .filter(|(_, entry)| pick(entry))
+        .map(|(&id, _)| id)
+        .collect()
+}
+
 /// The refusal of a push whose next server in the chain is not connected.
 fn not_connected(next: u32) -> Refusal {
     let msg = format!("server {next}, the next in this range's chain, is not connected");
@@ -259,14 +273,10 @@ impl Server {
         let routing = &self.routing;
         self.copies_in
             .retain(|&r, _| routing.ranges[r as usize].learner == Some(rank));
-        let stale: Vec<u64> = self
-            .forwards
-            .iter()
-            .filter(|(_, up)| self.routing.successor(up.range as usize, rank) != Some(up.to))
-            .map(|(&id, _)| id)
-            .collect();
-        self.fail_forwards(stale, "the chain changed", io);
-        self.fail_batches("the chain changed", io);
+        let chains = self.routing.clone();
+        let stale = |range: u32, to: u32| chains.successor(range as usize, rank) != Some(to);
+        self.fail_unreplicated(stale, "the chain changed", io);
+        self.fail_open_batches("the chain changed", io);
         let gone: Vec<(u32, PeerId)> = self
             .server_peers
             .iter()
@@ -323,23 +333,23 @@ impl Server {
 
     /// The connection to server `rank` closed: what was forwarded to it is refused upstream.
     pub(super) fn lost_server(&mut self, rank: u32, io: &mut Io<'_>) {
-        let lost: Vec<u64> = self
-            .forwards
-            .iter()
-            .filter(|(_, up)| up.to == rank)
-            .map(|(&id, _)| id)
-            .collect();
-        self.fail_forwards(lost, "the next server of the chain was lost", io);
-        self.lost_batches(rank, io);
+        let why = "the next server of the chain was lost";
+        self.fail_unreplicated(|_, to| to == rank, why, io);
     }
 
-    fn fail_forwards(&mut self, ids: Vec<u64>, why: &str, io: &mut Io<'_>) {
-        for id in ids {
+    /// Refuses (`Unavailable`: the worker resends) what this server sent down a chain and
+    /// `gone(range, next server)` says will not be acknowledged: forwarded pushes and batches.
+    fn fail_unreplicated(&mut self, gone: impl Fn(u32, u32) -> bool, why: &str, io: &mut Io<'_>) {
+        let refusal = unreplicated(why);
+        let forwards: Vec<u64> = ids_where(&self.forwards, |up| gone(up.range, up.to));
+        for id in forwards {
             if let Some(up) = self.forwards.remove(&id) {
-                let msg = format!("{why} before this push was replicated; resend it");
-                let refusal = Refusal::new(Status::Unavailable, msg);
                 self.refuse(io, up.peer, &up.header, &refusal);
             }
+        }
+        let batches = ids_where(&self.batches_out, |b| gone(b.range, b.to));
+        for id in batches {
+            self.batch_answered(id, Some(&refusal), io);
         }
     }
 
