@@ -134,6 +134,19 @@ impl Server {
         }
     }
 
+    /// Sends every open batch of `range` down its chain now.
+    pub(super) fn send_open_batches(&mut self, range: u32, io: &mut Io<'_>) {
+        let open: Vec<(u32, u32)> = self
+            .batches
+            .keys()
+            .filter(|&&(_, r)| r == range)
+            .copied()
+            .collect();
+        for id in open {
+            self.send_batch(id, io);
+        }
+    }
+
     /// Sends batch `(table, range)` to the next server of the range's chain; with none left,
     /// acknowledges its pushes at once, and refuses them (`Unavailable`: the worker resends)
     /// when the next server cannot be reached.
