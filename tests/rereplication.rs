@@ -167,6 +167,37 @@ fn replicated_after_aggregation_a_spare_takes_a_copy_and_carries_the_job() {
 }
 
 #[test]
+fn a_spare_that_died_before_any_worker_dialed_it_does_not_keep_them_from_the_next() {
+    // Spare 2 copies both ranges as a tail (no worker dials it) and dies; spare 3 copies them
+    // and becomes their head when server 0 dies. The workers' dial of rank 2 fails, and rank 3
+    // must be dialed all the same.
+    let pushes = 2 * PUSHES;
+    let (local, scheduler) = local_count(2, pushes, &[]);
+    let server = |i| common::launched_server(&local.child, i);
+    let (first, last) = (server(0), server(1));
+    let spare = || {
+        let mut spare = ferrops_node();
+        spare.args(["server", "--scheduler", &scheduler]);
+        Running::follow(spare.spawn().expect("the spare starts"))
+    };
+    local.stdout.wait_for("has 500 pushes acknowledged", WAIT);
+    send_signal(last, "KILL");
+    local.stderr.wait_for("chains [[0], [0]]", WAIT);
+    let doomed = spare();
+    let copies = |rank| [0, 1].map(|r| format!("range {r}: server {rank} holds a copy"));
+    let [a, b] = copies(2);
+    local.stderr.wait_for_all(&[&a, &b], WAIT);
+    send_signal(doomed.child.id(), "KILL");
+    local.stderr.wait_for("chains [[0], [0]]", WAIT);
+    let _next = spare();
+    let [a, b] = copies(3);
+    local.stderr.wait_for_all(&[&a, &b], WAIT);
+    send_signal(first, "KILL");
+    local.stderr.wait_for("chains [[3], [3]]", WAIT);
+    finish_exactly(local, pushes);
+}
+
+#[test]
 fn a_spare_that_becomes_head_answers_bounded_delay_pulls_by_the_copied_clocks() {
     spare_replaces_both(SEQUENTIAL_PUSHES, &["--sequential"]);
 }

@@ -64,6 +64,39 @@ impl ClientIo {
         self.send(server, &mut frame, &mut None)
     }
 
+    /// Takes the next rank's place for a server that could not be dialed: it counts as lost
+    /// (its requests fail over) until [`ClientIo::redial_server`] connects it.
+    pub fn add_unreachable_server(&mut self) {
+        let rank = self.net.add_absent_server();
+        self.inbound.key_caches.push(KeyListCache::new(0));
+        self.inbound.dead.insert(rank);
+    }
+
+    /// Dials server `rank` again (one that could not be dialed before, now a head) and
+    /// introduces this worker to it, with a key cache that starts empty.
+    pub fn redial_server(
+        &mut self,
+        rank: u32,
+        to: ServerAddrs<'_>,
+        (options, dialer): (&DialOptions, &Dialer),
+        pool: BufferPool,
+        hello: &Control,
+    ) -> Result<(), EngineError> {
+        let metrics = self.inbound.metrics.clone();
+        self.net
+            .redial_server(rank, dialer, to, options, pool, metrics)
+            .map_err(crate::transport::dial_error)?;
+        let capacity = match hello {
+            Control::Hello { key_cache_keys, .. } => *key_cache_keys,
+            _ => 0,
+        };
+        self.inbound.key_caches[rank as usize] = KeyListCache::new(capacity);
+        self.inbound.dead.remove(&rank);
+        let (header, extra) = hello.frame();
+        let mut frame = FrameParts::with_extra(header, &extra);
+        self.send(rank, &mut frame, &mut None)
+    }
+
     /// How many servers are connected.
     pub fn num_servers(&self) -> usize {
         self.net.num_servers()

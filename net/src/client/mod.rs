@@ -46,7 +46,9 @@ pub struct ClientDriver {
     poll: Poll,
     events: Events,
     scheduler: Peer,
-    servers: Vec<Link>,
+    /// By rank; `None` for a rank that could not be dialed (see
+    /// [`ClientDriver::add_absent_server`]).
+    servers: Vec<Option<Link>>,
     /// How long a wait polls the links before the thread sleeps (zero: sleep at once).
     busy_poll: Duration,
 }
@@ -85,8 +87,43 @@ impl ClientDriver {
     pub fn add_server(&mut self, mut link: Link) -> Result<u32, NetError> {
         let token = Token(self.servers.len());
         link.register(self.poll.registry(), token, Interest::READABLE)?;
-        self.servers.push(link);
+        self.servers.push(Some(link));
         Ok(self.servers.len() as u32 - 1)
+    }
+
+    /// Takes the next rank's place without a link (it could not be dialed), so that the ranks
+    /// after it can be added; requests to it fail as to an unknown peer until
+    /// [`ClientDriver::redial_server`] connects it. Returns its index.
+    pub fn add_absent_server(&mut self) -> u32 {
+        self.servers.push(None);
+        self.servers.len() as u32 - 1
+    }
+
+    /// Dials server `rank` again (an absent one, or one whose link was lost) with `dialer`,
+    /// replacing its link.
+    pub fn redial_server(
+        &mut self,
+        rank: u32,
+        dialer: &Dialer,
+        to: ServerAddrs<'_>,
+        options: &DialOptions,
+        pool: crate::BufferPool,
+        metrics: crate::Metrics,
+    ) -> Result<(), DialError> {
+        let slot = self
+            .servers
+            .get_mut(rank as usize)
+            .ok_or(NetError::UnknownPeer(rank as usize))?;
+        let mut link = dialer.connect(to, options, pool, metrics)?;
+        link.register(
+            self.poll.registry(),
+            Token(rank as usize),
+            Interest::READABLE,
+        )
+        .map_err(NetError::from)?;
+        // The old link, if any, is closed (and so leaves the poller) here.
+        *slot = Some(link);
+        Ok(())
     }
 
     /// How many servers are connected.
@@ -94,14 +131,27 @@ impl ClientDriver {
         self.servers.len()
     }
 
-    /// The link to server `server`.
+    /// The link to server `server` (`None` as well for an absent one).
     pub fn server(&self, server: u32) -> Option<&Link> {
-        self.servers.get(server as usize)
+        self.servers.get(server as usize).and_then(Option::as_ref)
     }
 
     /// How many server links are RDMA (the rest are TCP).
     pub fn rdma_servers(&self) -> usize {
-        self.servers.iter().filter(|l| l.is_rdma()).count()
+        self.links().filter(|l| l.is_rdma()).count()
+    }
+
+    /// The links of the servers that have one.
+    fn links(&self) -> impl Iterator<Item = &Link> {
+        self.servers.iter().flatten()
+    }
+
+    /// The link to server `server`, if it has one.
+    fn link_mut(&mut self, server: u32) -> Result<&mut Link, NetError> {
+        self.servers
+            .get_mut(server as usize)
+            .and_then(Option::as_mut)
+            .ok_or(NetError::UnknownPeer(server as usize))
     }
 
     /// Writes a finished frame to server `server`, straight from the frame's slices; while the
@@ -113,10 +163,7 @@ impl ClientDriver {
         frame: &FrameParts<'_>,
         handler: &mut H,
     ) -> Result<(), H::Error> {
-        let link = self
-            .servers
-            .get_mut(server as usize)
-            .ok_or(NetError::UnknownPeer(server as usize))?;
+        let link = self.link_mut(server)?;
         if link.is_rdma() {
             link.send(frame)?;
             return Ok(());
@@ -142,10 +189,7 @@ impl ClientDriver {
         frame: &FrameParts<'_>,
         values: &Registration,
     ) -> Result<(), NetError> {
-        self.servers
-            .get_mut(server as usize)
-            .ok_or(NetError::UnknownPeer(server as usize))?
-            .send_registered(frame, values)
+        self.link_mut(server)?.send_registered(frame, values)
     }
 
     /// Writes a whole frame to a TCP server (`Some(rank)`) or the scheduler (`None`).
@@ -193,9 +237,8 @@ impl ClientDriver {
         match server {
             None => Ok(&mut self.scheduler),
             Some(s) => self
-                .servers
-                .get_mut(s as usize)
-                .and_then(Link::as_tcp_mut)
+                .link_mut(s)?
+                .as_tcp_mut()
                 .ok_or(NetError::UnknownPeer(s as usize)),
         }
     }
@@ -216,7 +259,7 @@ impl ClientDriver {
                 // rounds, so an oversubscribed node does not starve the peer it waits for.
                 // RDMA alone needs no system call: the clock is read every few rounds only
                 // (where it is not in the vDSO each read is a system call).
-                let tcp = self.servers.iter().any(|l| !l.is_rdma());
+                let tcp = self.links().any(|l| !l.is_rdma());
                 let mut round = 0u32;
                 loop {
                     let got = if tcp {
@@ -240,7 +283,7 @@ impl ClientDriver {
                 // RDMA fds must be re-armed before the sleep; a frame found meanwhile is read
                 // instead.
                 let mut ready = false;
-                for link in self.servers.iter_mut() {
+                for link in self.servers.iter_mut().flatten() {
                     ready |= link.prepare_sleep()?;
                 }
                 if ready {
@@ -262,7 +305,7 @@ impl ClientDriver {
     fn read_rdma_available<H: ClientHandler>(&mut self, handler: &mut H) -> Result<bool, H::Error> {
         let mut any = false;
         for s in 0..self.servers.len() {
-            if self.servers[s].is_rdma() {
+            if self.servers[s].as_ref().is_some_and(Link::is_rdma) {
                 any |= self.read_server(s, handler)?;
             }
         }
@@ -277,7 +320,10 @@ impl ClientDriver {
     ) -> Result<bool, H::Error> {
         let mut any = false;
         loop {
-            match self.servers[s].read_frame(handler) {
+            let Some(link) = self.servers[s].as_mut() else {
+                return Ok(any);
+            };
+            match link.read_frame(handler) {
                 Ok(ReadOutcome::Frame(frame)) => {
                     any = true;
                     handler.server_frame(s as u32, frame);
