@@ -402,6 +402,7 @@ fn faults_options(args: FaultsArgs) -> Result<faults::FaultsOptions> {
         kinds,
         hold: args.hold,
         every: Duration::from_secs_f64(args.every),
+        faults_per_job: args.faults_per_job.unwrap_or(usize::MAX),
         seed,
         until: match (args.minutes, args.jobs) {
             (Some(minutes), _) => faults::Until::Minutes(minutes),

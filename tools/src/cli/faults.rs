@@ -26,6 +26,10 @@ pub struct FaultsArgs {
     #[arg(long, value_name = "SECS", value_parser = positive_seconds, default_value = "4")]
     pub every: f64,
 
+    /// At most this many faults per job [default: no limit]
+    #[arg(long, value_name = "N", value_parser = positive_count)]
+    pub faults_per_job: Option<usize>,
+
     /// Seed of the random choices (targets, kinds, durations, gaps) [default: from the clock;
     /// printed]
     #[arg(long)]

@@ -35,9 +35,9 @@ impl Injector<'_> {
         ) else {
             return Ok(None);
         };
-        if !status::running(&status) {
+        let Some(clock) = status::slowest_clock(&status) else {
             return Ok(None);
-        }
+        };
         let slots: Vec<usize> = status::expendable(&status)
             .into_iter()
             .filter_map(|ip| self.net.slot_of(ip))
@@ -61,6 +61,7 @@ impl Injector<'_> {
             target,
             hold,
             long,
+            clock,
         };
         tracing::info!("fault: {fault}");
         match kind {

@@ -72,16 +72,19 @@ pub struct Fault {
     pub hold: Duration,
     /// Whether the hold was longer than the heartbeat timeout.
     pub long: bool,
+    /// The slowest worker's clock when it was injected.
+    pub clock: u32,
 }
 
 impl fmt::Display for Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.kind {
-            FaultKind::Kill => write!(f, "kill {}", self.target),
+            FaultKind::Kill => write!(f, "kill {} at clock {}", self.target, self.clock),
             kind => write!(
                 f,
-                "{kind} {} for {} ms ({} than the heartbeat timeout)",
+                "{kind} {} at clock {} for {} ms ({} than the heartbeat timeout)",
                 self.target,
+                self.clock,
                 self.hold.as_millis(),
                 if self.long { "longer" } else { "shorter" }
             ),

@@ -53,6 +53,8 @@ pub struct FaultsOptions {
     pub hold: Hold,
     /// The mean time between two faults of a job.
     pub every: Duration,
+    /// At most this many faults per job.
+    pub faults_per_job: usize,
     pub seed: u64,
     pub until: Until,
     /// A netem qdisc (`delay 5ms loss 1%`) on every node's interface.
@@ -113,6 +115,7 @@ pub fn run(opts: &FaultsOptions) -> Result<i32> {
             heartbeat_timeout: opts.shape.heartbeat_timeout,
         },
         every: opts.every,
+        faults_per_job: opts.faults_per_job,
         until: opts.until,
         job_timeout: opts.job_timeout,
         logs: opts.logs.clone(),

@@ -161,6 +161,7 @@ mod tests {
             target: "server 1".into(),
             hold: Duration::from_millis(3000),
             long: true,
+            clock: 9,
         };
         let outcome = Outcome {
             mismatch: true,
@@ -172,7 +173,7 @@ mod tests {
         let text = r.to_string();
         assert!(text.contains("mismatches (wrong sums): 1"), "{text}");
         assert!(
-            text.contains("job 3 (WRONG SUM): faults [stall server 1 for 3000 ms"),
+            text.contains("job 3 (WRONG SUM): faults [stall server 1 at clock 9 for 3000 ms"),
             "{text}"
         );
         assert!(text.contains("/logs/job-3"), "{text}");

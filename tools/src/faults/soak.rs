@@ -27,6 +27,7 @@ pub struct Plan<'a> {
     pub shape: &'a JobShape,
     pub injector: Injector<'a>,
     pub every: Duration,
+    pub faults_per_job: usize,
     pub until: Until,
     pub job_timeout: Duration,
     pub logs: PathBuf,
@@ -142,7 +143,10 @@ fn drive(
                 true
             }
         });
-        if !plan.injector.kinds.is_empty() && Instant::now() >= next {
+        if !plan.injector.kinds.is_empty()
+            && driven.faults.len() < plan.faults_per_job
+            && Instant::now() >= next
+        {
             match plan.injector.inject(job, rng)? {
                 Some(fault) => {
                     if fault.long && fault.kind != FaultKind::Kill {

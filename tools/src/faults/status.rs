@@ -79,9 +79,15 @@ pub fn expendable(status: &JobStatus) -> Vec<Ipv4Addr> {
         .collect()
 }
 
-/// Whether the workers have started pushing (some worker completed a clock).
-pub fn running(status: &JobStatus) -> bool {
-    status.workers.iter().any(|w| w.clock.unwrap_or(0) > 0)
+/// The slowest live worker's clock, once every live worker has completed one (the job runs);
+/// `None` before.
+pub fn slowest_clock(status: &JobStatus) -> Option<u32> {
+    let clocks = status
+        .workers
+        .iter()
+        .filter(|w| w.member.live)
+        .map(|w| w.clock.unwrap_or(0));
+    clocks.min().filter(|&c| c > 0)
 }
 
 #[cfg(test)]
