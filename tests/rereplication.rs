@@ -3,7 +3,8 @@
 //! left — while the `count` job keeps pushing; once the copies are whole, the job survives the
 //! death of the servers it started with. Moves: a server joining the running job takes a
 //! range, `ferrops ctl drain` and SIGTERM hand a server's ranges to others before it exits 0,
-//! and a drain that would leave a range short of copies is refused. Every count stays exact
+//! and a drain that would leave a range short of copies is refused; a spare that heads a range
+//! is reached although a spare before it died before any worker dialed it. Every count stays exact
 //! (0 lost, 0 doubled).
 //!
 //! Every process runs with short heartbeat settings (200 ms interval, 1.5 s timeout); a test
@@ -224,5 +225,42 @@ fn a_drain_that_would_leave_a_range_short_of_copies_is_refused() {
     assert!(out.contains("start a spare server first"), "{out}");
     let (ok, out) = ctl(&scheduler, "drain", &["--server", "7"]);
     assert!(!ok && out.contains("there is no live server 7"), "{out}");
+    finish_exactly(local, PUSHES);
+}
+
+#[test]
+fn a_spare_that_heads_a_range_is_reached_though_a_spare_before_it_died_unreached() {
+    // Chains [0, 1], [1, 0]. Server 1 dies: spare 2 copies both ranges, as a replica only (no
+    // worker ever dials it); it dies too, and spare 3 copies both ranges. When server 0 dies,
+    // spare 3 heads every range: the workers must dial it although rank 2 cannot be dialed.
+    let (local, scheduler) = local_count(2, PUSHES, &[]);
+    let first = common::launched_server(&local.child, 1);
+    let last = common::launched_server(&local.child, 0);
+    local.stdout.wait_for("has 500 pushes acknowledged", WAIT);
+    send_signal(first, "KILL");
+    local
+        .stderr
+        .wait_for("the job goes on with routing version", WAIT);
+    let spare = |rank: usize| {
+        let mut spare = ferrops_node();
+        spare.args(["server", "--scheduler", &scheduler]);
+        let spare = Running::follow(spare.spawn().expect("the spare starts"));
+        local.stderr.wait_for_all(
+            &[
+                &format!("range 0: server {rank} holds a copy"),
+                &format!("range 1: server {rank} holds a copy"),
+            ],
+            WAIT,
+        );
+        spare
+    };
+    let unreached = spare(2);
+    send_signal(unreached.child.id(), "KILL");
+    local
+        .stderr
+        .wait_for("is dead; the job goes on with routing version", WAIT);
+    let _head = spare(3);
+    send_signal(last, "KILL");
+    local.stderr.wait_for("chains [[3], [3]]", WAIT);
     finish_exactly(local, PUSHES);
 }

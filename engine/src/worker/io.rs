@@ -64,7 +64,47 @@ impl ClientIo {
         self.send(server, &mut frame, &mut None)
     }
 
-    /// How many servers are connected.
+    /// Takes the next rank's place for a server that could not be dialed, out of the job for
+    /// this worker until [`ClientIo::redial_server`] reaches it.
+    pub fn add_absent_server(&mut self) {
+        let server = self.net.add_absent();
+        self.inbound.key_caches.push(KeyListCache::new(0));
+        self.inbound.dead.insert(server);
+    }
+
+    /// Whether server `server` has a place but could not be dialed.
+    pub fn is_absent(&self, server: u32) -> bool {
+        self.net.is_absent(server)
+    }
+
+    /// Dials an absent server (one a routing now needs) and introduces this worker to it.
+    pub fn redial_server(
+        &mut self,
+        to: ServerAddrs<'_>,
+        options: &DialOptions,
+        dialer: &Dialer,
+        pool: BufferPool,
+        hello: &Control,
+    ) -> Result<(), EngineError> {
+        let server = to.server;
+        let metrics = self.inbound.metrics.clone();
+        self.net
+            .redial_server(dialer, to, options, pool, metrics)
+            .map_err(crate::transport::dial_error)?;
+        if let Some(cache) = self.inbound.key_caches.get_mut(server as usize) {
+            let capacity = match hello {
+                Control::Hello { key_cache_keys, .. } => *key_cache_keys,
+                _ => 0,
+            };
+            *cache = KeyListCache::new(capacity);
+        }
+        self.inbound.dead.remove(&server);
+        let (header, extra) = hello.frame();
+        let mut frame = FrameParts::with_extra(header, &extra);
+        self.send(server, &mut frame, &mut None)
+    }
+
+    /// How many server ranks have a place (connected or absent).
     pub fn num_servers(&self) -> usize {
         self.net.num_servers()
     }

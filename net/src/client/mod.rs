@@ -46,7 +46,8 @@ pub struct ClientDriver {
     poll: Poll,
     events: Events,
     scheduler: Peer,
-    servers: Vec<Link>,
+    /// By rank; `None` for a rank that could not be dialed (see [`ClientDriver::add_absent`]).
+    servers: Vec<Option<Link>>,
     /// How long a wait polls the links before the thread sleeps (zero: sleep at once).
     busy_poll: Duration,
 }
@@ -85,23 +86,56 @@ impl ClientDriver {
     pub fn add_server(&mut self, mut link: Link) -> Result<u32, NetError> {
         let token = Token(self.servers.len());
         link.register(self.poll.registry(), token, Interest::READABLE)?;
-        self.servers.push(link);
+        self.servers.push(Some(link));
         Ok(self.servers.len() as u32 - 1)
     }
 
-    /// How many servers are connected.
+    /// Takes the next rank's place without a link (a server that could not be dialed), so
+    /// that the ranks after it can be added; [`ClientDriver::redial_server`] may fill it
+    /// later. Sending to it fails as an unknown peer; nothing is ever read from it.
+    pub fn add_absent(&mut self) -> u32 {
+        self.servers.push(None);
+        self.servers.len() as u32 - 1
+    }
+
+    /// Dials `to` into the place of an absent rank ([`ClientDriver::add_absent`]).
+    pub fn redial_server(
+        &mut self,
+        dialer: &Dialer,
+        to: ServerAddrs<'_>,
+        options: &DialOptions,
+        pool: crate::BufferPool,
+        metrics: crate::Metrics,
+    ) -> Result<(), DialError> {
+        let index = to.server as usize;
+        if !matches!(self.servers.get(index), Some(None)) {
+            return Err(NetError::UnknownPeer(index).into());
+        }
+        let mut link = dialer.connect(to, options, pool, metrics)?;
+        link.register(self.poll.registry(), Token(index), Interest::READABLE)
+            .map_err(NetError::from)?;
+        self.servers[index] = Some(link);
+        Ok(())
+    }
+
+    /// How many server ranks have a place (connected, or absent).
     pub fn num_servers(&self) -> usize {
         self.servers.len()
     }
 
+    /// Whether rank `server` has a place but no link.
+    pub fn is_absent(&self, server: u32) -> bool {
+        matches!(self.servers.get(server as usize), Some(None))
+    }
+
     /// The link to server `server`.
     pub fn server(&self, server: u32) -> Option<&Link> {
-        self.servers.get(server as usize)
+        self.servers.get(server as usize).and_then(Option::as_ref)
     }
 
     /// How many server links are RDMA (the rest are TCP).
     pub fn rdma_servers(&self) -> usize {
-        self.servers.iter().filter(|l| l.is_rdma()).count()
+        self.servers.iter().flatten().filter(|l| l.is_rdma()).count()
     }
 
     /// Writes a finished frame to server `server`, straight from the frame's slices; while the
@@ -116,6 +150,7 @@ impl ClientDriver {
         let link = self
             .servers
             .get_mut(server as usize)
+            .and_then(Option::as_mut)
             .ok_or(NetError::UnknownPeer(server as usize))?;
         if link.is_rdma() {
             link.send(frame)?;
@@ -144,6 +179,7 @@ impl ClientDriver {
     ) -> Result<(), NetError> {
         self.servers
             .get_mut(server as usize)
+            .and_then(Option::as_mut)
             .ok_or(NetError::UnknownPeer(server as usize))?
             .send_registered(frame, values)
     }
@@ -195,6 +231,7 @@ impl ClientDriver {
             Some(s) => self
                 .servers
                 .get_mut(s as usize)
+                .and_then(Option::as_mut)
                 .and_then(Link::as_tcp_mut)
                 .ok_or(NetError::UnknownPeer(s as usize)),
         }
@@ -216,7 +253,7 @@ impl ClientDriver {
                 // rounds, so an oversubscribed node does not starve the peer it waits for.
                 // RDMA alone needs no system call: the clock is read every few rounds only
                 // (where it is not in the vDSO each read is a system call).
-                let tcp = self.servers.iter().any(|l| !l.is_rdma());
+                let tcp = self.servers.iter().flatten().any(|l| !l.is_rdma());
                 let mut round = 0u32;
                 loop {
                     let got = if tcp {
@@ -240,7 +277,7 @@ impl ClientDriver {
                 // RDMA fds must be re-armed before the sleep; a frame found meanwhile is read
                 // instead.
                 let mut ready = false;
-                for link in self.servers.iter_mut() {
+                for link in self.servers.iter_mut().flatten() {
                     ready |= link.prepare_sleep()?;
                 }
                 if ready {
@@ -262,7 +299,7 @@ impl ClientDriver {
     fn read_rdma_available<H: ClientHandler>(&mut self, handler: &mut H) -> Result<bool, H::Error> {
         let mut any = false;
         for s in 0..self.servers.len() {
-            if self.servers[s].is_rdma() {
+            if self.servers[s].as_ref().is_some_and(Link::is_rdma) {
                 any |= self.read_server(s, handler)?;
             }
         }
@@ -276,8 +313,11 @@ impl ClientDriver {
         handler: &mut H,
     ) -> Result<bool, H::Error> {
         let mut any = false;
+        let Some(link) = self.servers[s].as_mut() else {
+            return Ok(false);
+        };
         loop {
-            match self.servers[s].read_frame(handler) {
+            match link.read_frame(handler) {
                 Ok(ReadOutcome::Frame(frame)) => {
                     any = true;
                     handler.server_frame(s as u32, frame);
