@@ -11,6 +11,7 @@ use anyhow::{Context, Result};
 
 use super::netns::Network;
 use super::node::Node;
+use crate::launch::process::describe_status;
 
 /// The scheduler's port, on its own address.
 const SCHEDULER_PORT: u16 = 7070;
@@ -294,8 +295,13 @@ impl<'n> Job<'n> {
                             l.starts_with("error:") || l.trim_start().starts_with("caused by:")
                         })
                         .collect();
-                    let why = if errors.is_empty() {
-                        format!("exited without passing ({:?})", worker.poll())
+                    let why = if hung {
+                        "killed, hung".to_string()
+                    } else if errors.is_empty() {
+                        let status = worker
+                            .poll()
+                            .map_or("still running".to_string(), describe_status);
+                        format!("exited without passing ({status})")
                     } else {
                         errors.join(" / ")
                     };

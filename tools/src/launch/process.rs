@@ -60,7 +60,7 @@ pub(super) fn exit_code(status: ExitStatus) -> i32 {
     }
 }
 
-pub(super) fn describe_status(status: ExitStatus) -> String {
+pub(crate) fn describe_status(status: ExitStatus) -> String {
     match (status.code(), status.signal()) {
         (Some(code), _) => format!("exit code {code}"),
         (None, Some(signal)) => format!("killed by {}", signal_name(signal)),
