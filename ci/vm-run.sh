@@ -73,6 +73,8 @@ GUEST_MODULES=(
   rdma_rxe            # soft-RoCE
   ib_uverbs           # /dev/infiniband/uverbs*: verbs from user space
   rdma_ucm            # /dev/infiniband/rdma_cm: librdmacm from user space
+  veth bridge         # `ferrops faults`: a namespace per node, joined on a bridge
+  sch_netem           # `ferrops faults --netem`: delay and loss on those links
 )
 
 NUMA_NODES=1

@@ -3,7 +3,8 @@
 //! left — while the `count` job keeps pushing; once the copies are whole, the job survives the
 //! death of the servers it started with. Moves: a server joining the running job takes a
 //! range, `ferrops ctl drain` and SIGTERM hand a server's ranges to others before it exits 0,
-//! and a drain that would leave a range short of copies is refused. Every count stays exact
+//! and a drain that would leave a range short of copies is refused; a spare that heads a range
+//! is reached although a spare before it died before any worker dialed it. Every count stays exact
 //! (0 lost, 0 doubled).
 //!
 //! Every process runs with short heartbeat settings (200 ms interval, 1.5 s timeout); a test

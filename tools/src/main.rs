@@ -24,6 +24,7 @@ mod bench;
 mod cli;
 mod ctl;
 mod demo;
+mod faults;
 mod jobs;
 mod launch;
 mod roles;
@@ -36,8 +37,9 @@ use ferrops::internal::{data, lda, logistic, synth, trace};
 use ferrops_engine::memory::SegmentOptions;
 
 use cli::{
-    BenchCommand, Cli, Command, CtlCommand, DataCommand, GenArgs, KernelsArgs, LdaCorpusArgs,
-    LocalArgs, PatchesArgs, PlotArgs, ServerArgs, SlurmArgs, TrainCommand, WorkerArgs,
+    BenchCommand, Cli, Command, CtlCommand, DataCommand, FaultsArgs, GenArgs, KernelsArgs,
+    LdaCorpusArgs, LocalArgs, PatchesArgs, PlotArgs, ServerArgs, SlurmArgs, TrainCommand,
+    WorkerArgs,
 };
 use launch::{LocalSpec, ANNOUNCE_PREFIX};
 use tracing_subscriber::fmt::format::Writer;
@@ -76,6 +78,7 @@ fn run(cli: Cli, env: &config::EnvMap) -> Result<i32> {
         Some(Command::Ctl(CtlCommand::Status(args))) => ctl::status(&args),
         Some(Command::Ctl(CtlCommand::Checkpoint(args))) => ctl::checkpoint(&args),
         Some(Command::Ctl(CtlCommand::Drain(args))) => ctl::drain(&args),
+        Some(Command::Faults(args)) => faults::run(&faults_options(args)?),
         Some(Command::Bench(BenchCommand::PushPull(args))) => {
             bench::push_pull::run(&args.options()).map(|()| 0)
         }
@@ -356,6 +359,66 @@ fn local_spec(args: LocalArgs) -> Result<LocalSpec> {
     Ok(spec)
 }
 
+fn faults_options(args: FaultsArgs) -> Result<faults::FaultsOptions> {
+    let (heartbeat_interval, heartbeat_timeout) = args.heartbeats();
+    anyhow::ensure!(
+        heartbeat_timeout >= 2 * heartbeat_interval,
+        "--heartbeat-timeout-ms must be at least twice --heartbeat-interval-ms"
+    );
+    anyhow::ensure!(
+        args.replication <= args.servers,
+        "--replication {} needs at least {} servers, not {}",
+        args.replication,
+        args.replication,
+        args.servers
+    );
+    let shape = faults::JobShape {
+        servers: args.servers,
+        spares: args.spares,
+        workers: args.workers,
+        replication: args.replication,
+        clocks: args.clocks,
+        keys: args.keys,
+        heartbeat_interval,
+        heartbeat_timeout,
+    };
+    anyhow::ensure!(
+        shape.slots() <= 200,
+        "at most 200 nodes: the servers, spares and workers take one address each"
+    );
+    let seed = args.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+    });
+    let mut kinds: Vec<faults::FaultKind> = args.kinds.iter().flatten().copied().collect();
+    kinds.sort();
+    kinds.dedup();
+    let node_exe = match args.node_exe {
+        Some(exe) => exe,
+        None => std::env::current_exe().context("finding the ferrops executable")?,
+    };
+    Ok(faults::FaultsOptions {
+        shape,
+        kinds,
+        hold: args.hold,
+        every: Duration::from_secs_f64(args.every),
+        faults_per_job: args.faults_per_job.unwrap_or(usize::MAX),
+        seed,
+        until: match (args.minutes, args.jobs) {
+            (Some(minutes), _) => faults::Until::Minutes(minutes),
+            (None, jobs) => faults::Until::Jobs(jobs.unwrap_or(1)),
+        },
+        netem: args.netem,
+        logs: args.logs.unwrap_or_else(|| {
+            std::env::temp_dir().join(format!("ferrops-faults-{}", std::process::id()))
+        }),
+        keep_logs: args.keep_logs,
+        job_timeout: Duration::from_secs_f64(args.job_timeout),
+        node_exe,
+    })
+}
+
 fn slurm_options(args: SlurmArgs) -> Result<launch::slurm::SlurmOptions> {
     let node_exe = match args.run.node_exe {
         Some(exe) => exe,
@@ -385,6 +448,7 @@ fn log_label(cli: &Cli, env: &config::EnvMap) -> &'static str {
         Some(Command::Local(_)) => "local",
         Some(Command::Slurm(_)) => "slurm",
         Some(Command::Ctl(_)) => "ctl",
+        Some(Command::Faults(_)) => "faults",
         Some(Command::Bench(_)) => "bench",
         Some(Command::Demo(_)) => "demo",
         Some(Command::Data(_)) => "data",

@@ -6,6 +6,7 @@
 mod apps;
 mod bench;
 mod ctl;
+mod faults;
 mod roles;
 mod slurm;
 mod worker_command;
@@ -16,6 +17,7 @@ use apps::DemoArgs;
 pub use apps::{DataCommand, GenArgs, LdaCorpusArgs, PatchesArgs, PlotArgs, TrainCommand};
 pub use bench::{BenchCommand, KernelsArgs};
 pub use ctl::{CtlCheckpointArgs, CtlCommand, CtlDrainArgs, CtlStatusArgs};
+pub use faults::FaultsArgs;
 use roles::RoleArgs;
 pub use roles::{LocalArgs, ServerArgs, WorkerArgs};
 pub use slurm::SlurmArgs;
@@ -138,6 +140,15 @@ pub enum Command {
     /// config file), like every node; see docs/operations.md.
     #[command(subcommand)]
     Ctl(CtlCommand),
+
+    /// Fault injection: jobs of the `check` job on a private network (a namespace per node,
+    /// veths on a bridge), with servers killed, stopped and cut off at random and spares
+    /// replacing the dead; reports jobs passed, faults, recoveries and wrong sums. Needs root
+    /// (network namespaces); elsewhere it prints `SKIPPED: <reason>` and exits 77.
+    #[command(
+        after_long_help = "Examples:\n  ferrops faults --seed 1 --kinds kill --jobs 1\n  ferrops faults --seed 7 --minutes 30\n  ferrops faults --seed 7 --jobs 2 --netem \"delay 5ms loss 1%\"\n\nExit codes: 0 every job passed, 1 a job failed or saw a wrong sum (its node logs are \nkept and named), 77 skipped, 128+N after signal N. See docs/fault-tolerance.md."
+    )]
+    Faults(FaultsArgs),
 
     /// Benchmarks, reported next to the raw network floor measured in the same run.
     #[command(subcommand)]

@@ -19,7 +19,7 @@
 mod fleet;
 mod output;
 #[allow(unsafe_code)] // pre_exec (parent-death signal) and kill of a process group
-mod process;
+pub(crate) mod process;
 pub mod slurm;
 mod spec;
 #[cfg(test)]

@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 
 /// Makes the child die with SIGKILL when the spawning thread's process goes away (Linux).
 #[cfg(target_os = "linux")]
-pub(super) fn die_with_parent(command: &mut Command) {
+pub(crate) fn die_with_parent(command: &mut Command) {
     let parent = std::process::id() as libc::pid_t;
     // SAFETY: the closure runs in the forked child before exec and only calls prctl and getppid,
     // which are async-signal-safe, and builds an io::Error without allocating.
@@ -38,10 +38,10 @@ pub(super) fn die_with_parent(command: &mut Command) {
 }
 
 #[cfg(not(target_os = "linux"))]
-pub(super) fn die_with_parent(_command: &mut Command) {}
+pub(crate) fn die_with_parent(_command: &mut Command) {}
 
 /// Sends `signal` to process group `group`; a group that no longer exists is not an error.
-pub(super) fn signal_group(group: libc::pid_t, signal: i32) {
+pub(crate) fn signal_group(group: libc::pid_t, signal: i32) {
     if group <= 1 {
         return;
     }
@@ -60,7 +60,7 @@ pub(super) fn exit_code(status: ExitStatus) -> i32 {
     }
 }
 
-pub(super) fn describe_status(status: ExitStatus) -> String {
+pub(crate) fn describe_status(status: ExitStatus) -> String {
     match (status.code(), status.signal()) {
         (Some(code), _) => format!("exit code {code}"),
         (None, Some(signal)) => format!("killed by {}", signal_name(signal)),
@@ -104,14 +104,14 @@ pub(super) fn display_command(words: impl AsRef<[OsString]>) -> String {
 
 /// The last of SIGINT/SIGTERM/SIGHUP received, recorded by signal-hook's handler.
 #[derive(Clone)]
-pub(super) struct SignalFlag {
+pub(crate) struct SignalFlag {
     received: Arc<AtomicUsize>,
 }
 
 impl SignalFlag {
     const SIGNALS: [i32; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
 
-    pub(super) fn install() -> Result<Self> {
+    pub(crate) fn install() -> Result<Self> {
         let received = Arc::new(AtomicUsize::new(0));
         for signal in Self::SIGNALS {
             signal_hook::flag::register_usize(signal, Arc::clone(&received), signal as usize)
@@ -120,14 +120,14 @@ impl SignalFlag {
         Ok(Self { received })
     }
 
-    pub(super) fn peek(&self) -> Option<i32> {
+    pub(crate) fn peek(&self) -> Option<i32> {
         match self.received.load(Ordering::SeqCst) {
             0 => None,
             signal => Some(signal as i32),
         }
     }
 
-    pub(super) fn take(&self) -> Option<i32> {
+    pub(crate) fn take(&self) -> Option<i32> {
         match self.received.swap(0, Ordering::SeqCst) {
             0 => None,
             signal => Some(signal as i32),
