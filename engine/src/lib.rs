@@ -43,6 +43,7 @@ pub mod liveness;
 #[allow(unsafe_code)] // mmap, mlock, mbind of parameter segments
 pub mod memory;
 pub mod metrics;
+mod reconnect;
 pub mod role;
 pub mod routing;
 pub mod scheduler;

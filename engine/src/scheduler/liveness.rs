@@ -24,6 +24,13 @@ impl Scheduler {
             return;
         }
         let name = self.name_of(death.node);
+        if self.phase == Phase::Recovering {
+            tracing::warn!("{name} rejoined and left again ({})", death.cause);
+            io.close(death.node, CloseReason::Local);
+            self.ready.remove(&death.node);
+            self.free_slot(death.node);
+            return;
+        }
         if self.phase == Phase::Registering {
             tracing::warn!(
                 "{name} left before the job started ({}); its slot is free for another",

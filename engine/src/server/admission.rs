@@ -74,6 +74,7 @@ impl Server {
                     self.stop = Some(Err(EngineError::Config(why)));
                     return;
                 }
+                self.rejoin.job_size = (servers_in_job, workers_in_job);
                 self.clocks.start_at(start_clock);
                 self.clocks.set_live(&workers);
                 self.node_id = Some(node_id);

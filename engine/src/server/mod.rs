@@ -42,6 +42,7 @@ mod pull;
 mod push;
 mod range_copy;
 mod range_intake;
+mod rejoin;
 mod report;
 mod request;
 mod shard;
@@ -117,11 +118,20 @@ pub struct Server {
     /// asked the scheduler to drain it.
     leave: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
     leaving: bool,
+    /// Ranges this server took a whole copy of as a learner (reported again on a rejoin).
+    copies_done: std::collections::BTreeSet<u32>,
+    /// How to find the scheduler again when it is lost, and the outage in progress.
+    rejoin: rejoin::Rejoining,
 }
 
 impl Server {
     /// A shard's server before the scheduler has welcomed it.
-    fn new(cfg: &ServerConfig, scheduler: PeerId, meters: ServerMeters) -> Server {
+    fn new(
+        cfg: &ServerConfig,
+        scheduler: PeerId,
+        meters: ServerMeters,
+        rejoin: rejoin::Rejoining,
+    ) -> Server {
         let liveness = &cfg.cluster.liveness;
         let now = Instant::now();
         Server {
@@ -164,6 +174,8 @@ impl Server {
             stall: StallGuard::new(liveness.heartbeat_interval, now),
             leave: cfg.leave.clone(),
             leaving: false,
+            copies_done: std::collections::BTreeSet::new(),
+            rejoin,
         }
     }
 
@@ -355,8 +367,7 @@ impl Handler for Server {
         self.key_caches.remove(&peer);
         self.changed.retain(|(p, _), _| *p != peer);
         if peer == self.scheduler && self.stop.is_none() {
-            tracing::error!("scheduler connection closed: {reason:?}");
-            self.stop = Some(Err(EngineError::SchedulerLost));
+            self.scheduler_lost(reason);
         }
     }
 
@@ -366,6 +377,9 @@ impl Handler for Server {
         let now = Instant::now();
         if !self.stall.fresh(now) || self.stop.is_some() {
             return;
+        }
+        if self.rejoin.outage.is_some() {
+            return self.redial_scheduler(io);
         }
         if let Some(silent_for) = self.scheduler_silence.exceeded(now) {
             let e = EngineError::SchedulerSilent {

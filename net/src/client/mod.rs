@@ -46,6 +46,8 @@ pub struct ClientDriver {
     poll: Poll,
     events: Events,
     scheduler: Peer,
+    /// Whether the scheduler's connection closed (it is no longer read until replaced).
+    scheduler_gone: bool,
     servers: Vec<Link>,
     /// How long a wait polls the links before the thread sleeps (zero: sleep at once).
     busy_poll: Duration,
@@ -62,9 +64,27 @@ impl ClientDriver {
             poll,
             events: Events::with_capacity(64),
             scheduler,
+            scheduler_gone: false,
             servers: Vec::new(),
             busy_poll,
         })
+    }
+
+    /// Whether the scheduler's connection is up (it has not been found closed since it was
+    /// made or last replaced).
+    pub fn scheduler_connected(&self) -> bool {
+        !self.scheduler_gone
+    }
+
+    /// Puts `scheduler`, a new connection to the scheduler (dialed and authenticated by the
+    /// caller after the old one was lost), in the old one's place.
+    pub fn replace_scheduler(&mut self, mut scheduler: Peer) -> Result<(), NetError> {
+        let registry = self.poll.registry();
+        let _ = registry.deregister(self.scheduler.stream_mut());
+        registry.register(scheduler.stream_mut(), SCHEDULER, Interest::READABLE)?;
+        self.scheduler = scheduler;
+        self.scheduler_gone = false;
+        Ok(())
     }
 
     /// Dials `to` with `dialer` (see [`Dialer::connect`]) and adds the link as the next
@@ -131,6 +151,10 @@ impl ClientDriver {
         frame: &FrameParts<'_>,
         handler: &mut H,
     ) -> Result<(), H::Error> {
+        if self.scheduler_gone {
+            let closed = std::io::Error::from(std::io::ErrorKind::NotConnected);
+            return Err(NetError::from(closed).into());
+        }
         self.write_blocking(None, frame, handler)
     }
 
@@ -302,9 +326,14 @@ impl ClientDriver {
     }
 
     /// Reads every frame the scheduler's connection holds now, without waiting and without
-    /// touching the servers' links; true if any frame was handled.
+    /// touching the servers' links; true if any frame was handled. A connection found closed
+    /// is reported once ([`ClientHandler::scheduler_lost`]) and not read again until
+    /// [`ClientDriver::replace_scheduler`].
     pub fn read_scheduler<H: ClientHandler>(&mut self, handler: &mut H) -> bool {
         let mut any = false;
+        if self.scheduler_gone {
+            return false;
+        }
         loop {
             match self.scheduler.read_frame(&mut NoDirectValues) {
                 Ok(ReadOutcome::Frame(frame)) => {
@@ -313,6 +342,8 @@ impl ClientDriver {
                 }
                 Ok(ReadOutcome::WouldBlock) => return any,
                 Ok(ReadOutcome::Closed) | Err(_) => {
+                    self.scheduler_gone = true;
+                    let _ = self.poll.registry().deregister(self.scheduler.stream_mut());
                     handler.scheduler_lost();
                     return any;
                 }
