@@ -89,12 +89,14 @@ fn start_job(servers: usize, extra: &[&str]) -> Job {
     }
 }
 
-/// `ferrops scheduler --recover` on `addr`, once its nodes have rejoined and it runs again.
-fn recover(addr: &str) -> Running {
+/// `ferrops scheduler --recover` on `addr`, once it has logged each of `texts` and that it
+/// recovered the job (its nodes have rejoined and it runs again).
+fn recover(addr: &str, texts: &[&str]) -> Running {
     let mut c = ferrops_node();
     c.args(["scheduler", "--recover", "--bind", addr]);
     let scheduler = Running::follow(c.spawn().expect("the recovering scheduler starts"));
-    scheduler.stderr.wait_for("recovered the job", WAIT);
+    let texts: Vec<&str> = texts.iter().copied().chain(["recovered the job"]).collect();
+    scheduler.stderr.wait_for_all(&texts, WAIT);
     scheduler
 }
 
@@ -175,7 +177,7 @@ fn a_scheduler_killed_mid_job_is_recovered_and_the_job_ends_exactly() {
         next > first,
         "pushes go on without a scheduler ({first}, then {next})"
     );
-    let scheduler = recover(&job.addr);
+    let scheduler = recover(&job.addr, &[]);
     let status = status(&job.addr);
     let after = status["routing_version"].as_u64().unwrap();
     assert!(
@@ -198,11 +200,9 @@ fn a_server_that_dies_while_no_scheduler_is_up_is_failed_over_after_the_recovery
     let mut dead = job.servers.remove(1);
     kill(&dead.child);
     let _ = dead.child.wait();
-    let scheduler = recover(&job.addr);
-    // Server 1 is taken for dead: its ranges' chains lose it and get their second copy back.
-    scheduler
-        .stderr
-        .wait_for("did not rejoin: it is taken for dead", WAIT);
+    // The dead server is taken for dead: its ranges' chains lose it and get their second copy
+    // back.
+    let scheduler = recover(&job.addr, &["did not rejoin: it is taken for dead"]);
     scheduler.stderr.wait_for("holds a copy", WAIT);
     finish_exactly(job, scheduler);
 }

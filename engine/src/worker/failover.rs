@@ -112,11 +112,20 @@ impl Worker {
         }
         let wait = st.io.inbound.scheduler_silence.timeout() * 3;
         let newer = |r: &Option<RoutingTable>| r.as_ref().is_some_and(|r| r.version > used);
-        let arrived = st.io.drive_until(
-            |inbound| newer(&inbound.latest_routing),
-            &mut None,
-            Some(Instant::now() + wait),
-        )?;
+        let mut arrived = false;
+        // Without a scheduler, or with one still recovering the job (it publishes a newer
+        // routing when done), the wait goes on: the outage setting bounds it.
+        while !arrived {
+            arrived = st.io.drive_until(
+                |inbound| newer(&inbound.latest_routing),
+                &mut None,
+                Some(Instant::now() + wait),
+            )?;
+            let inbound = &st.io.inbound;
+            if !(inbound.scheduler_down || inbound.recovering) {
+                break;
+            }
+        }
         if !arrived {
             return Err(error);
         }

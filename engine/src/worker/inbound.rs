@@ -46,6 +46,8 @@ pub(crate) struct Inbound {
     /// whether it is lost now.
     pub survives_scheduler: bool,
     pub scheduler_down: bool,
+    /// Rejoined a scheduler that has not published its routing yet (it is recovering).
+    pub recovering: bool,
 }
 
 impl Inbound {
@@ -64,6 +66,7 @@ impl Inbound {
             latest_routing: None,
             survives_scheduler: false,
             scheduler_down: false,
+            recovering: false,
         }
     }
 
@@ -269,7 +272,10 @@ impl Receiver<'_, '_> {
             }
             // Its arrival was the point (counted above).
             Ok(Control::HeartbeatAck) => {}
-            Ok(Control::Routing { routing }) => inbound.routing_arrived(routing),
+            Ok(Control::Routing { routing }) => {
+                inbound.recovering = false;
+                inbound.routing_arrived(routing);
+            }
             Ok(msg) => inbound.inbox.push_back(msg),
             Err(e) => tracing::error!("undecodable message from the scheduler: {e}"),
         }

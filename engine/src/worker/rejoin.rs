@@ -58,6 +58,7 @@ impl ClientIo {
             r.outage = None;
         }
         self.inbound.scheduler_down = false;
+        self.inbound.recovering = true;
         self.inbound.scheduler_silence.heard(Instant::now());
         tracing::info!(
             "reconnected to the scheduler after {}; rejoining",
