@@ -76,7 +76,8 @@ impl Scheduler {
             (Control::Rejoin(r), true) => self.rejoin(peer, *r, io),
             (Control::Rejoin(r), false) => {
                 let reason = format!(
-                    "{} {} rejoined after the recovery ended: it was taken for dead",
+                    "{} {} rejoined a scheduler that is not recovering (not started with \
+                     --recover, or its recovery wait is over): it was taken for dead",
                     r.role, r.rank
                 );
                 tracing::warn!("{reason}");
