@@ -70,12 +70,6 @@ impl ClientDriver {
         })
     }
 
-    /// Whether the scheduler's connection is up (it has not been found closed since it was
-    /// made or last replaced).
-    pub fn scheduler_connected(&self) -> bool {
-        !self.scheduler_gone
-    }
-
     /// Puts `scheduler`, a new connection to the scheduler (dialed and authenticated by the
     /// caller after the old one was lost), in the old one's place.
     pub fn replace_scheduler(&mut self, mut scheduler: Peer) -> Result<(), NetError> {
@@ -349,5 +343,77 @@ impl ClientDriver {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::TcpListener;
+
+    use super::*;
+    use crate::{BufferPool, FrameLimits, Header, Metrics};
+
+    /// Counts the scheduler losses it hears of.
+    #[derive(Default)]
+    struct Losses(u32);
+
+    impl FrameSink for Losses {
+        fn direct_values(&mut self, _: &Header) -> Option<&mut [u8]> {
+            None
+        }
+    }
+
+    impl ClientHandler for Losses {
+        type Error = NetError;
+        fn server_frame(&mut self, _: u32, _: Frame) {}
+        fn server_lost(&mut self, _: u32) -> Result<(), NetError> {
+            Ok(())
+        }
+        fn scheduler_frame(&mut self, _: Frame) {}
+        fn scheduler_lost(&mut self) {
+            self.0 += 1;
+        }
+    }
+
+    fn dial(listener: &TcpListener) -> Peer {
+        let addr = listener.local_addr().unwrap();
+        let timeout = Duration::from_secs(5);
+        let peer = Peer::connect(
+            addr,
+            timeout,
+            FrameLimits::default(),
+            BufferPool::new(),
+            Metrics::new(),
+        );
+        peer.unwrap()
+    }
+
+    #[test]
+    fn a_lost_scheduler_is_reported_once_and_can_be_replaced() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut driver = ClientDriver::new(dial(&listener), Duration::ZERO).unwrap();
+        drop(listener.accept().unwrap());
+        let mut losses = Losses::default();
+        for _ in 0..50 {
+            driver
+                .progress(Some(Duration::from_millis(20)), &mut losses)
+                .unwrap();
+        }
+        assert_eq!(losses.0, 1, "a closed connection is reported once");
+        let closed = [0u8; 0];
+        let parts = FrameParts::with_extra(Header::new(crate::Opcode::Control), &closed);
+        assert!(driver.send_to_scheduler(&parts, &mut losses).is_err());
+        driver.replace_scheduler(dial(&listener)).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        drop(accepted);
+        for _ in 0..50 {
+            driver
+                .progress(Some(Duration::from_millis(20)), &mut losses)
+                .unwrap();
+        }
+        assert_eq!(
+            losses.0, 2,
+            "the new connection is read, and its loss reported"
+        );
     }
 }
