@@ -208,6 +208,28 @@ fn a_server_that_dies_while_no_scheduler_is_up_is_failed_over_after_the_recovery
 }
 
 #[test]
+fn a_worker_lost_before_the_scheduler_stays_lost_after_the_recovery() {
+    let mut job = start_job(2, &[]);
+    progress(&job.workers[1]);
+    let mut lost = job.workers.remove(1);
+    kill(&lost.child);
+    let _ = lost.child.wait();
+    job.scheduler
+        .stderr
+        .wait_for("the job goes on without it", WAIT);
+    kill_scheduler_and_push_on(&job);
+    let mut scheduler = recover(&job.addr, &[]);
+    for mut w in job.workers {
+        // Its sums miss what the lost worker never pushed: it fails, and says it is done.
+        let (ok, out) = w.finish(FINISH);
+        assert!(!ok, "{out}");
+    }
+    let (ok, out) = scheduler.finish(WAIT);
+    assert!(!ok, "the job lost a worker: it must fail\n{out}");
+    assert!(out.contains("1 workers done, 1 lost"), "{out}");
+}
+
+#[test]
 fn a_node_gives_up_when_no_scheduler_comes_back_within_the_outage_allowed() {
     let mut job = start_job(2, &["--scheduler-outage-ms", "3000"]);
     progress(&job.workers[0]);

@@ -63,8 +63,10 @@ pub enum Control {
     Barrier { epoch: u64 },
     /// Scheduler → workers: every live worker reached the barrier.
     BarrierReleased { epoch: u64 },
-    /// Scheduler → servers: the workers that count for consistency (dead ones removed).
-    LiveWorkers { workers: Vec<u32> },
+    /// Scheduler → servers: the workers that count for consistency (dead ones removed), and
+    /// the workers lost so far (kept by the servers for a recovering scheduler, which cannot
+    /// tell a lost worker from a finished one otherwise).
+    LiveWorkers { workers: Vec<u32>, lost: Vec<u32> },
     /// Worker → scheduler: this worker is done.
     Done,
     /// Scheduler → all: the job is over; exit.
@@ -157,8 +159,10 @@ pub struct Rejoin {
     pub tables: Vec<(u32, TableSpec)>,
     /// A server: the ranges it holds a whole copy of (its learner copies included once whole).
     pub ranges: Vec<u32>,
-    /// A server: the worker nodes that count for its clocks (those not done or lost).
+    /// A server: the worker nodes that count for its clocks (those not done or lost), and
+    /// those it was told were lost.
     pub live_workers: Vec<u32>,
+    pub lost_workers: Vec<u32>,
     /// A worker: the clocks it has completed.
     pub clock: u32,
 }
@@ -173,6 +177,7 @@ impl Rejoin {
             ("tables", self.tables.len()),
             ("ranges", self.ranges.len()),
             ("live workers", self.live_workers.len()),
+            ("lost workers", self.lost_workers.len()),
             ("routing ranges", self.routing.ranges.len()),
             ("routing servers", self.routing.server_addrs.len()),
         ];
@@ -268,6 +273,7 @@ mod tests {
             tables: Vec::new(),
             ranges: vec![0, 1],
             live_workers: vec![1000],
+            lost_workers: Vec::new(),
             clock: 0,
         }));
         assert_eq!(Control::decode(&rejoin.encode()).unwrap(), rejoin);

@@ -65,6 +65,9 @@ impl Scheduler {
         );
         io.close(peer, CloseReason::Local);
         self.detector.forget(peer);
+        if let Some(node) = self.nodes.get(&peer) {
+            self.membership.lost.push(node.node_id);
+        }
         self.retire_worker(peer, io);
         self.nodes.remove(&peer);
     }

@@ -49,6 +49,8 @@ pub(super) struct Membership {
     pub joined: u32,
     /// Workers a recovered scheduler never saw (done or lost before it started).
     pub gone_before: usize,
+    /// Node ids of the workers lost (told to the servers with the live workers).
+    pub lost: Vec<u32>,
     /// Registered late, waiting for their admission to start.
     queue: VecDeque<PeerId>,
     /// The worker being admitted.
@@ -201,6 +203,7 @@ impl Scheduler {
                     server,
                     &Control::LiveWorkers {
                         workers: workers.clone(),
+                        lost: self.membership.lost.clone(),
                     },
                 );
             }

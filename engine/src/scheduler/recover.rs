@@ -37,8 +37,9 @@ pub(super) struct Recovering {
     tables: BTreeMap<u32, TableSpec>,
     /// Per server rank: the ranges it holds whole.
     whole: BTreeMap<u32, BTreeSet<u32>>,
-    /// Worker node ids some server still counts.
+    /// Worker node ids some server still counts, and those some server was told were lost.
     counted: BTreeSet<u32>,
+    lost: BTreeSet<u32>,
     /// The job's size, as the nodes were welcomed to it.
     size: (u32, u32),
     /// Messages that wait for the job to run again.
@@ -53,6 +54,7 @@ impl Recovering {
             tables: BTreeMap::new(),
             whole: BTreeMap::new(),
             counted: BTreeSet::new(),
+            lost: BTreeSet::new(),
             size: (0, 0),
             deferred: Vec::new(),
         }
@@ -156,6 +158,7 @@ impl Scheduler {
         if r.role == Role::Server {
             rec.whole.insert(r.rank, r.ranges.into_iter().collect());
             rec.counted.extend(r.live_workers);
+            rec.lost.extend(r.lost_workers);
             let addr = r.addr.unwrap_or_default();
             tracing::info!(
                 "server {} rejoined at {addr} (routing version {})",
@@ -268,7 +271,7 @@ impl Scheduler {
             self.failovers.inc();
         }
         self.rebuild_tables(rec.tables);
-        self.count_absent_workers(&rec.counted);
+        self.count_absent_workers(&rec.counted, &rec.lost);
         self.phase = Phase::Running;
         self.plan_copies(&mut routing);
         routing.version += 1;
@@ -285,6 +288,7 @@ impl Scheduler {
         for (server, _) in self.servers.clone() {
             let live = Control::LiveWorkers {
                 workers: workers.clone(),
+                lost: self.membership.lost.clone(),
             };
             reply_control(io, server, &live);
         }
@@ -331,28 +335,32 @@ impl Scheduler {
     }
 
     /// Workers that did not rejoin: those the servers still count are lost (as a dead worker
-    /// is: the job fails at its end), the others were done before the outage. Rejoined
-    /// workers' ranks are taken, so a worker joining later gets a new one.
-    fn count_absent_workers(&mut self, counted: &BTreeSet<u32>) {
+    /// is: the job fails at its end), as are those the servers were told were lost; the others
+    /// were done before the outage. Rejoined workers' ranks are taken, so a worker joining
+    /// later gets a new one.
+    fn count_absent_workers(&mut self, counted: &BTreeSet<u32>, lost_before: &BTreeSet<u32>) {
         let back: BTreeSet<u32> = self
             .worker_ids(self.workers.iter().copied())
             .into_iter()
             .collect();
-        let lost = counted.difference(&back).count();
         for id in counted.difference(&back) {
             tracing::warn!(
                 "worker {} did not rejoin: it is lost (the job goes on, and fails at its end)",
                 id - membership::WORKER_NODE_BASE
             );
         }
-        let known = back.union(counted).count();
+        let gone: BTreeSet<u32> = counted.union(lost_before).copied().collect();
+        let lost_ids: Vec<u32> = gone.difference(&back).copied().collect();
+        let lost = lost_ids.len();
+        self.membership.lost = lost_ids;
+        let known = back.union(&gone).count();
         let done = self.num_workers.saturating_sub(known);
         self.summary.workers_lost += lost;
         self.summary.workers_done += done;
         self.membership.gone_before = lost + done;
         let highest = back
             .iter()
-            .chain(counted)
+            .chain(&gone)
             .map(|id| id - membership::WORKER_NODE_BASE + 1)
             .max()
             .unwrap_or(0);

@@ -132,7 +132,8 @@ impl Server {
                     tracing::info!("table {} dropped: another server refused it", id.0);
                 }
             }
-            Control::LiveWorkers { workers } => {
+            Control::LiveWorkers { workers, lost } => {
+                self.rejoin.lost_workers = lost;
                 self.clocks.set_live(&workers);
                 self.release_parked(io);
             }

@@ -31,6 +31,8 @@ pub(super) struct Rejoining {
     pub heartbeat: Option<Heartbeat>,
     /// The job's size as the welcome gave it (servers in shards, workers).
     pub job_size: (u32, u32),
+    /// The workers the scheduler said were lost (`LiveWorkers`).
+    pub lost_workers: Vec<u32>,
     pub outage: Option<Outage>,
 }
 
@@ -133,6 +135,7 @@ impl Server {
             tables,
             ranges,
             live_workers: self.clocks.live_workers(),
+            lost_workers: self.rejoin.lost_workers.clone(),
             clock: 0,
         }
     }

@@ -144,6 +144,7 @@ fn run_shard(
         rdma_addr: rdma_addr.map(|a| a.to_string()),
         heartbeat: Some(heartbeat),
         job_size: (0, 0),
+        lost_workers: Vec::new(),
         outage: None,
     };
     let mut server = Server::new(cfg, scheduler, meters, rejoin);

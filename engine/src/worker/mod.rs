@@ -184,6 +184,7 @@ impl Worker {
                 tables: Vec::new(),
                 ranges: Vec::new(),
                 live_workers: Vec::new(),
+                lost_workers: Vec::new(),
                 clock: start_clock,
             },
             outage: None,
