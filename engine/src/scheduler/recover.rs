@@ -29,6 +29,9 @@ use crate::control::{reply_control, Control, Rejoin, Role};
 use crate::routing::RoutingTable;
 use crate::table::TableSpec;
 
+/// Most messages kept for when the job runs again (a node waits on each of its own).
+const MAX_DEFERRED: usize = 1 << 16;
+
 /// What the rejoining nodes reported so far.
 #[derive(Debug)]
 pub(super) struct Recovering {
@@ -91,11 +94,13 @@ impl Scheduler {
                     reply_control(io, peer, &Control::HeartbeatAck);
                 }
             }
-            (msg, true) => {
-                if let Some(r) = self.recovering.as_mut() {
-                    r.deferred.push((peer, msg));
+            (msg, true) => match self.recovering.as_mut() {
+                Some(r) if r.deferred.len() < MAX_DEFERRED => r.deferred.push((peer, msg)),
+                _ => {
+                    let reason = "the scheduler is recovering the job: ask again".to_string();
+                    reply_control(io, peer, &Control::Refused { reason });
                 }
-            }
+            },
             (msg, false) => return Some(msg),
         }
         None
