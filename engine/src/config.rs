@@ -132,6 +132,10 @@ pub struct LivenessConfig {
     /// How long the scheduler waits for every node to register and every server to be ready
     /// before it ends the job, naming who never arrived.
     pub startup_deadline: Duration,
+    /// How long a node goes on without the scheduler (serving, pushing and pulling by the
+    /// routing it has, redialing it) before it gives up: time for a scheduler restarted with
+    /// `--recover` to come back (`scheduler_outage_ms`).
+    pub scheduler_outage: Duration,
 }
 
 impl Default for LivenessConfig {
@@ -140,6 +144,7 @@ impl Default for LivenessConfig {
             heartbeat_interval: Duration::from_millis(500),
             heartbeat_timeout: Duration::from_secs(5),
             startup_deadline: Duration::from_secs(120),
+            scheduler_outage: Duration::from_secs(300),
         }
     }
 }
@@ -254,6 +259,9 @@ pub struct SchedulerConfig {
     /// A checkpoint directory to start the job from: its tables exist, with their saved
     /// values and rule state, before any worker declares them.
     pub restore: Option<std::path::PathBuf>,
+    /// Start by recovering a job whose scheduler was lost: wait this long for its nodes to
+    /// rejoin (`Control::Rejoin`) and rebuild the job's state from what they report.
+    pub recover: Option<Duration>,
 }
 
 /// Server settings.

@@ -127,6 +127,7 @@ fn refusal(r: usize) -> (EngineError, bool) {
         cluster,
         bind,
         restore: None,
+        recover: None,
     };
     let mut announced = false;
     let err = run_scheduler(&cfg, |_| announced = true).unwrap_err();

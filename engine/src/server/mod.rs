@@ -43,6 +43,7 @@ mod pull;
 mod push;
 mod range_copy;
 mod range_intake;
+mod rejoin;
 mod report;
 mod request;
 mod shard;
@@ -126,11 +127,20 @@ pub struct Server {
     /// asked the scheduler to drain it.
     leave: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
     leaving: bool,
+    /// Ranges this server took a whole copy of as a learner (reported again on a rejoin).
+    copies_done: std::collections::BTreeSet<u32>,
+    /// How to find the scheduler again when it is lost, and the outage in progress.
+    rejoin: rejoin::Rejoining,
 }
 
 impl Server {
     /// A shard's server before the scheduler has welcomed it.
-    fn new(cfg: &ServerConfig, scheduler: PeerId, meters: ServerMeters) -> Server {
+    fn new(
+        cfg: &ServerConfig,
+        scheduler: PeerId,
+        meters: ServerMeters,
+        rejoin: rejoin::Rejoining,
+    ) -> Server {
         let liveness = &cfg.cluster.liveness;
         let now = Instant::now();
         Server {
@@ -177,6 +187,8 @@ impl Server {
             stall: StallGuard::new(liveness.heartbeat_interval, now),
             leave: cfg.leave.clone(),
             leaving: false,
+            copies_done: std::collections::BTreeSet::new(),
+            rejoin,
         }
     }
 
@@ -368,8 +380,7 @@ impl Handler for Server {
         self.key_caches.remove(&peer);
         self.changed.retain(|(p, _), _| *p != peer);
         if peer == self.scheduler && self.stop.is_none() {
-            tracing::error!("scheduler connection closed: {reason:?}");
-            self.stop = Some(Err(EngineError::SchedulerLost));
+            self.scheduler_lost(reason);
         }
     }
 
@@ -381,6 +392,9 @@ impl Handler for Server {
             return;
         }
         self.redial_chain_peers(now, io);
+        if self.rejoin.outage.is_some() {
+            return self.redial_scheduler(io);
+        }
         if let Some(silent_for) = self.scheduler_silence.exceeded(now) {
             let e = EngineError::SchedulerSilent {
                 silent_for,

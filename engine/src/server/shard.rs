@@ -141,11 +141,22 @@ fn run_shard(
         cfg.cluster.payload_checksum,
     )?;
     let meters = super::ServerMeters::new(node_metrics, shard);
-    let mut server = Server::new(cfg, scheduler, meters);
+    let rejoin = super::rejoin::Rejoining {
+        cluster: cfg.cluster.clone(),
+        pool: ev.pool().clone(),
+        metrics: metrics.clone(),
+        addr: advertised.to_string(),
+        rdma_addr: rdma_addr.map(|a| a.to_string()),
+        heartbeat: Some(heartbeat),
+        job_size: (0, 0),
+        lost_workers: Vec::new(),
+        outage: None,
+    };
+    let mut server = Server::new(cfg, scheduler, meters, rejoin);
     let ran = ev.run(&mut server);
     // Connections first: RDMA ones hold registrations of the tables' segments.
     drop(ev);
-    drop(heartbeat);
+    server.rejoin.heartbeat = None;
     ran?;
     server.report.net = metrics.snapshot();
     server.report.tables = server

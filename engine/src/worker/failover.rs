@@ -153,13 +153,25 @@ impl Worker {
             deadline
         };
         let newer = |r: &Option<RoutingTable>| r.as_ref().is_some_and(|r| r.version > used);
-        let arrived = st.io.drive_until(
+        let mut arrived = st.io.drive_until(
             |inbound| newer(&inbound.latest_routing),
             &mut None,
             Some(until),
         )?;
+        // Without a scheduler, or with one still recovering the job (it publishes a newer
+        // routing when done), the wait goes on: the outage setting bounds it.
+        let mut outage = false;
+        while !arrived && (st.io.inbound.scheduler_down || st.io.inbound.recovering) {
+            outage = true;
+            arrived = st.io.drive_until(
+                |inbound| newer(&inbound.latest_routing),
+                &mut None,
+                Some(Instant::now() + SETTLING),
+            )?;
+        }
         if !arrived {
-            let settling = unsettled && Instant::now() < deadline;
+            // After an outage the request is sent again under the same routing.
+            let settling = outage || (unsettled && Instant::now() < deadline);
             return if settling { Ok(()) } else { Err(error) };
         }
         st.adopt_routing();

@@ -19,6 +19,10 @@ const EXPLANATION_WAIT: Duration = Duration::from_millis(500);
 pub(crate) struct ClientIo {
     net: ClientDriver,
     pub inbound: Inbound,
+    /// Once welcomed: how to redial a lost scheduler and what to tell it (`rejoin.rs`).
+    pub rejoin: Option<super::rejoin::Rejoining>,
+    /// The request that waits for the scheduler's answer (sent again after a rejoin).
+    pub awaiting: Option<Control>,
     pub payload_crc: bool,
     /// Whether key lists may travel delta + bit packed.
     pub key_packing: bool,
@@ -35,6 +39,8 @@ impl ClientIo {
         Ok(ClientIo {
             net: ClientDriver::new(scheduler, busy_poll)?,
             inbound: Inbound::new(metrics, heartbeat_timeout),
+            rejoin: None,
+            awaiting: None,
             payload_crc: true,
             key_packing: true,
         })
@@ -114,6 +120,31 @@ impl ClientIo {
 
     /// Sends a frame to the scheduler (control messages are small; waits if the socket is full).
     pub fn send_control(&mut self, msg: &Control) -> Result<(), EngineError> {
+        if self.rejoin.is_none() {
+            return self.send_control_now(msg);
+        }
+        // A request that waits for an answer is sent again to a scheduler that recovers.
+        if matches!(
+            msg,
+            Control::Barrier { .. } | Control::DeclareTable { .. } | Control::Checkpoint { .. }
+        ) {
+            self.awaiting = Some(msg.clone());
+        }
+        loop {
+            // Without a scheduler, wait (pushes and pulls go on meanwhile) until one is back.
+            self.drive_until(|inbound| !inbound.scheduler_down, &mut None, None)?;
+            match self.send_control_now(msg) {
+                Err(EngineError::Net(e)) if self.inbound.shutdown.is_none() => {
+                    tracing::debug!("sending to the scheduler failed: {e}");
+                    self.inbound.scheduler_down = true;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Sends a frame to the scheduler now (its connection must be up).
+    pub(super) fn send_control_now(&mut self, msg: &Control) -> Result<(), EngineError> {
         let (header, extra) = msg.frame();
         let mut frame = FrameParts::with_extra(header, &extra);
         frame.finish(self.payload_crc);
@@ -161,6 +192,11 @@ impl ClientIo {
         let sent = self.net.send_registered(server, frame, values);
         let sent = self.lost_if_broken(server, sent.map_err(EngineError::from));
         self.explained(sent)
+    }
+
+    /// Puts a new scheduler connection in the lost one's place.
+    pub(super) fn replace_scheduler(&mut self, peer: Peer) -> Result<(), EngineError> {
+        Ok(self.net.replace_scheduler(peer)?)
     }
 
     /// Waits up to `timeout` for any connection, then handles every frame available.
@@ -248,6 +284,10 @@ impl ClientIo {
                 None => Duration::from_millis(200),
             };
             self.progress(Some(timeout), lent)?;
+            if self.inbound.scheduler_down {
+                self.reconnect()?;
+                continue;
+            }
             let silence = &self.inbound.scheduler_silence;
             if let Some(silent_for) = silence.exceeded(Instant::now()) {
                 return Err(EngineError::SchedulerSilent {
@@ -285,6 +325,7 @@ impl ClientIo {
             &mut None,
             Some(deadline),
         )?;
+        self.awaiting = None;
         match found {
             Some(result) if arrived => result,
             _ => Err(EngineError::Refused(format!(

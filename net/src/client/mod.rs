@@ -46,6 +46,8 @@ pub struct ClientDriver {
     poll: Poll,
     events: Events,
     scheduler: Peer,
+    /// Whether the scheduler's connection closed (it is no longer read until replaced).
+    scheduler_gone: bool,
     /// By rank; `None` for a rank that could not be dialed (see
     /// [`ClientDriver::add_absent_server`]).
     servers: Vec<Option<Link>>,
@@ -64,9 +66,21 @@ impl ClientDriver {
             poll,
             events: Events::with_capacity(64),
             scheduler,
+            scheduler_gone: false,
             servers: Vec::new(),
             busy_poll,
         })
+    }
+
+    /// Puts `scheduler`, a new connection to the scheduler (dialed and authenticated by the
+    /// caller after the old one was lost), in the old one's place.
+    pub fn replace_scheduler(&mut self, mut scheduler: Peer) -> Result<(), NetError> {
+        let registry = self.poll.registry();
+        let _ = registry.deregister(self.scheduler.stream_mut());
+        registry.register(scheduler.stream_mut(), SCHEDULER, Interest::READABLE)?;
+        self.scheduler = scheduler;
+        self.scheduler_gone = false;
+        Ok(())
     }
 
     /// Dials `to` with `dialer` (see [`Dialer::connect`]) and adds the link as the next
@@ -178,6 +192,10 @@ impl ClientDriver {
         frame: &FrameParts<'_>,
         handler: &mut H,
     ) -> Result<(), H::Error> {
+        if self.scheduler_gone {
+            let closed = std::io::Error::from(std::io::ErrorKind::NotConnected);
+            return Err(NetError::from(closed).into());
+        }
         self.write_blocking(None, frame, handler)
     }
 
@@ -348,9 +366,14 @@ impl ClientDriver {
     }
 
     /// Reads every frame the scheduler's connection holds now, without waiting and without
-    /// touching the servers' links; true if any frame was handled.
+    /// touching the servers' links; true if any frame was handled. A connection found closed
+    /// is reported once ([`ClientHandler::scheduler_lost`]) and not read again until
+    /// [`ClientDriver::replace_scheduler`].
     pub fn read_scheduler<H: ClientHandler>(&mut self, handler: &mut H) -> bool {
         let mut any = false;
+        if self.scheduler_gone {
+            return false;
+        }
         loop {
             match self.scheduler.read_frame(&mut NoDirectValues) {
                 Ok(ReadOutcome::Frame(frame)) => {
@@ -359,10 +382,84 @@ impl ClientDriver {
                 }
                 Ok(ReadOutcome::WouldBlock) => return any,
                 Ok(ReadOutcome::Closed) | Err(_) => {
+                    self.scheduler_gone = true;
+                    let _ = self.poll.registry().deregister(self.scheduler.stream_mut());
                     handler.scheduler_lost();
                     return any;
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::TcpListener;
+
+    use super::*;
+    use crate::{BufferPool, FrameLimits, Header, Metrics};
+
+    /// Counts the scheduler losses it hears of.
+    #[derive(Default)]
+    struct Losses(u32);
+
+    impl FrameSink for Losses {
+        fn direct_values(&mut self, _: &Header) -> Option<&mut [u8]> {
+            None
+        }
+    }
+
+    impl ClientHandler for Losses {
+        type Error = NetError;
+        fn server_frame(&mut self, _: u32, _: Frame) {}
+        fn server_lost(&mut self, _: u32) -> Result<(), NetError> {
+            Ok(())
+        }
+        fn scheduler_frame(&mut self, _: Frame) {}
+        fn scheduler_lost(&mut self) {
+            self.0 += 1;
+        }
+    }
+
+    fn dial(listener: &TcpListener) -> Peer {
+        let addr = listener.local_addr().unwrap();
+        let timeout = Duration::from_secs(5);
+        let peer = Peer::connect(
+            addr,
+            timeout,
+            FrameLimits::default(),
+            BufferPool::new(),
+            Metrics::new(),
+        );
+        peer.unwrap()
+    }
+
+    #[test]
+    fn a_lost_scheduler_is_reported_once_and_can_be_replaced() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut driver = ClientDriver::new(dial(&listener), Duration::ZERO).unwrap();
+        drop(listener.accept().unwrap());
+        let mut losses = Losses::default();
+        for _ in 0..50 {
+            driver
+                .progress(Some(Duration::from_millis(20)), &mut losses)
+                .unwrap();
+        }
+        assert_eq!(losses.0, 1, "a closed connection is reported once");
+        let closed = [0u8; 0];
+        let parts = FrameParts::with_extra(Header::new(crate::Opcode::Control), &closed);
+        assert!(driver.send_to_scheduler(&parts, &mut losses).is_err());
+        driver.replace_scheduler(dial(&listener)).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        drop(accepted);
+        for _ in 0..50 {
+            driver
+                .progress(Some(Duration::from_millis(20)), &mut losses)
+                .unwrap();
+        }
+        assert_eq!(
+            losses.0, 2,
+            "the new connection is read, and its loss reported"
+        );
     }
 }

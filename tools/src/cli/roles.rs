@@ -103,6 +103,13 @@ pub struct ClusterFlags {
     #[arg(long, value_name = "MS")]
     pub startup_deadline_ms: Option<String>,
 
+    /// How long a server or worker goes on without the scheduler (serving, pushing and
+    /// pulling by the routing it has, redialing it) before it gives up, in milliseconds: the
+    /// time to restart it with `ferrops scheduler --recover` [env: FERROPS_SCHEDULER_OUTAGE_MS]
+    /// [file: scheduler_outage_ms] [default: 300000]
+    #[arg(long, value_name = "MS")]
+    pub scheduler_outage_ms: Option<String>,
+
     /// Serve this node's metrics in Prometheus text format on http://IP:PORT/metrics; port 0
     /// picks one (the address is logged). Unset: no endpoint [env: FERROPS_METRICS_ADDR]
     /// [file: metrics_addr]
@@ -130,6 +137,7 @@ impl ClusterFlags {
             heartbeat_interval_ms: self.heartbeat_interval_ms.clone(),
             heartbeat_timeout_ms: self.heartbeat_timeout_ms.clone(),
             startup_deadline_ms: self.startup_deadline_ms.clone(),
+            scheduler_outage_ms: self.scheduler_outage_ms.clone(),
             metrics_addr: self.metrics_addr.clone(),
             ..Overrides::default()
         }
@@ -189,6 +197,18 @@ pub struct RoleArgs {
     /// checkpoint is checked first; a corrupt or truncated file is refused by name.
     #[arg(long, value_name = "DIR")]
     pub restore: Option<PathBuf>,
+
+    /// Recover a job whose scheduler was lost (killed, crashed): start on its address (same
+    /// --bind, same secret), let its servers and workers rejoin, and rebuild the job's state
+    /// from what they report; --num-servers and --num-workers are then not needed. See
+    /// docs/operations.md
+    #[arg(long, conflicts_with = "restore")]
+    pub recover: bool,
+
+    /// With --recover: how long to wait for the nodes to rejoin, in milliseconds; servers of
+    /// the job that are not back by then are taken for dead
+    #[arg(long, value_name = "MS", requires = "recover", default_value = "5000")]
+    pub recover_wait: u64,
 }
 
 impl RoleArgs {

@@ -22,8 +22,8 @@ use super::{
     ENV_CONNECT_TIMEOUT_MS, ENV_FRAME_BUDGET_BYTES, ENV_HEARTBEAT_INTERVAL_MS,
     ENV_HEARTBEAT_TIMEOUT_MS, ENV_INSECURE, ENV_MAX_CONNECTIONS, ENV_METRICS_ADDR, ENV_NUM_SERVERS,
     ENV_NUM_WORKERS, ENV_RANK, ENV_REPLICATION, ENV_REPLICATION_MODE, ENV_REPLY_BUDGET_BYTES,
-    ENV_REPLY_BUDGET_TOTAL_BYTES, ENV_SCHEDULER, ENV_SECRET, ENV_SECRET_FILE, ENV_SERVER_SHARDS,
-    ENV_STARTUP_DEADLINE_MS, ENV_TRANSPORT,
+    ENV_REPLY_BUDGET_TOTAL_BYTES, ENV_SCHEDULER, ENV_SCHEDULER_OUTAGE_MS, ENV_SECRET,
+    ENV_SECRET_FILE, ENV_SERVER_SHARDS, ENV_STARTUP_DEADLINE_MS, ENV_TRANSPORT,
 };
 
 /// Every setting after layering, before the role decides which are required.
@@ -158,6 +158,7 @@ setting!(FRAME_BUDGET: "--frame-budget-bytes", frame_budget_bytes, ENV_FRAME_BUD
 setting!(HEARTBEAT_INTERVAL_MS: "--heartbeat-interval-ms", heartbeat_interval_ms, ENV_HEARTBEAT_INTERVAL_MS);
 setting!(HEARTBEAT_TIMEOUT_MS: "--heartbeat-timeout-ms", heartbeat_timeout_ms, ENV_HEARTBEAT_TIMEOUT_MS);
 setting!(STARTUP_DEADLINE_MS: "--startup-deadline-ms", startup_deadline_ms, ENV_STARTUP_DEADLINE_MS);
+setting!(SCHEDULER_OUTAGE_MS: "--scheduler-outage-ms", scheduler_outage_ms, ENV_SCHEDULER_OUTAGE_MS);
 
 /// Where a value came from, for error messages.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -227,6 +228,7 @@ file_settings! {
     heartbeat_interval_ms: u64,
     heartbeat_timeout_ms: u64,
     startup_deadline_ms: u64,
+    scheduler_outage_ms: u64,
 }
 
 /// The `[limits]` table: overrides of individual [`FrameLimits`] fields.
@@ -337,6 +339,7 @@ impl Layers<'_> {
             heartbeat_interval: ms(&HEARTBEAT_INTERVAL_MS, defaults.heartbeat_interval)?,
             heartbeat_timeout: ms(&HEARTBEAT_TIMEOUT_MS, defaults.heartbeat_timeout)?,
             startup_deadline: ms(&STARTUP_DEADLINE_MS, defaults.startup_deadline)?,
+            scheduler_outage: ms(&SCHEDULER_OUTAGE_MS, defaults.scheduler_outage)?,
         };
         cfg.validate().map_err(|why| {
             let from = |setting: &Setting| {

@@ -612,6 +612,7 @@ fn liveness_settings_layer_like_every_setting_with_documented_defaults() {
             heartbeat_interval: ms(100),
             heartbeat_timeout: ms(800),
             startup_deadline: ms(3000),
+            ..LivenessConfig::default()
         },
         "interval from the file, timeout from the environment, deadline from the flag"
     );
