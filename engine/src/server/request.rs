@@ -116,6 +116,11 @@ impl Server {
     /// Checks the routing version and that every key is in one range this server (shard)
     /// holds for a table of `layout`: as the range's head for a worker's request, as the next
     /// in its chain for a push forwarded by server `from_server`. Returns the range's index.
+    ///
+    /// One push of an older routing is taken: one forwarded by the server a copy of the range
+    /// is coming from, while it comes. Its rows are taken whatever routing they were sent under,
+    /// and a row sent after the push reflects it; refusing the push would leave its effect here
+    /// without its number, and its resend would be applied a second time.
     pub(super) fn check_owner(
         &self,
         keys: &[u64],
@@ -124,15 +129,39 @@ impl Server {
         from_server: Option<u32>,
     ) -> Result<u32, Refusal> {
         let version = header.routing_version.get();
-        if version != self.routing.version {
-            return Err(Refusal::new(
+        let owned = self.owning_range(keys, layout, from_server);
+        if version == self.routing.version {
+            return owned;
+        }
+        match owned {
+            Ok(range)
+                if from_server.is_some()
+                    && version < self.routing.version
+                    && self.copies_in.contains_key(&range) =>
+            {
+                Ok(range)
+            }
+            // A version that differs is the answer, whatever the ranges say: the worker tells
+            // a server that is behind it from a routing it has not heard of by it.
+            _ => Err(Refusal::new(
                 Status::NotOwner,
                 format!(
                     "routed with version {version}, server has {}",
                     self.routing.version
                 ),
-            ));
+            )),
         }
+    }
+
+    /// The range that holds every one of `keys` for a table of `layout`, if this server holds
+    /// it as that range's head (a worker's request) or as the next in its chain after server
+    /// `from_server` (a forwarded push).
+    fn owning_range(
+        &self,
+        keys: &[u64],
+        layout: KeyLayout,
+        from_server: Option<u32>,
+    ) -> Result<u32, Refusal> {
         let rank = self.rank.unwrap_or(u32::MAX);
         let index = match (keys.first(), keys.last()) {
             (Some(&first), Some(&last)) => self.routing.range_holding(layout, first, last),
