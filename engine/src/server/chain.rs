@@ -354,7 +354,8 @@ impl Server {
     }
 
     /// Once welcomed: dials every server of higher rank this one shares a chain with. Lower
-    /// ranks dial this one, so that no two servers wait on each other's dial.
+    /// ranks dial this one, so that no two servers wait on each other's dial. One it cannot
+    /// reach now is dialed again from the tick; an address that is not IP:PORT is an error.
     pub(super) fn dial_chain_peers(&mut self, io: &mut Io<'_>) -> Result<(), String> {
         let (Some(rank), Some(node)) = (self.rank, self.node_id) else {
             return Ok(());
@@ -372,11 +373,18 @@ impl Server {
             let at = addr
                 .parse()
                 .map_err(|e| format!("server {other}'s address {addr} is not IP:PORT: {e}"))?;
-            let peer = io
-                .connect_as(at, self.dial_timeout, me)
-                .map_err(|e| format!("cannot reach server {other} of a chain at {addr}: {e}"))?;
-            tracing::info!("connected to server {other} at {addr} (replication chain)");
-            self.add_chain_peer(other, peer);
+            match io.connect_as(at, self.dial_timeout, me) {
+                Ok(peer) => {
+                    tracing::info!("connected to server {other} at {addr} (replication chain)");
+                    self.add_chain_peer(other, peer);
+                }
+                // Dialed again from the tick (`redial_chain_peers`); a server that stays
+                // unreachable is the scheduler's to take for dead.
+                Err(e) => tracing::warn!(
+                    "cannot reach server {other} of a chain at {addr}: {e}; dialing again in \
+                     {REDIAL_EVERY:?}"
+                ),
+            }
         }
         // Accepted before the routing was known: keep only the servers of this one's chains.
         let strangers: Vec<(PeerId, u32)> = self
@@ -411,7 +419,7 @@ impl Server {
         match self.dial_chain_peers(io) {
             // A learner dialed only now gets its copy now.
             Ok(()) => self.start_copies(io),
-            Err(e) => tracing::warn!("{e}; dialing again in {REDIAL_EVERY:?}"),
+            Err(e) => tracing::error!("{e}"),
         }
     }
 
