@@ -76,7 +76,9 @@ impl State {
         let pool = d.pool.clone();
         let dialed = match again {
             false => self.io.add_server(to, &d.options, &d.dialer, pool, &hello),
-            true => self.io.redial_server(to, &d.options, &d.dialer, pool, &hello),
+            true => self
+                .io
+                .redial_server(to, &d.options, &d.dialer, pool, &hello),
         };
         if let Err(e) = dialed {
             tracing::warn!("cannot connect to server {rank} at {addr}: {e}");

@@ -135,7 +135,11 @@ impl ClientDriver {
 
     /// How many server links are RDMA (the rest are TCP).
     pub fn rdma_servers(&self) -> usize {
-        self.servers.iter().flatten().filter(|l| l.is_rdma()).count()
+        self.servers
+            .iter()
+            .flatten()
+            .filter(|l| l.is_rdma())
+            .count()
     }
 
     /// Writes a finished frame to server `server`, straight from the frame's slices; while the
