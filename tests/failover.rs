@@ -21,9 +21,12 @@ use ferrops_net::auth::{ClusterKey, Secret};
 const PUSHES: &str = "4000";
 
 /// `ferrops local` with `servers` servers and two workers at replication `r`, running `count`
-/// (with `extra` arguments; `--pushes PUSHES` unless they say otherwise), its stdout and
-/// stderr piped.
+/// (with `extra` arguments; `--pushes PUSHES` unless they say otherwise; those of `extra` that
+/// start with `--replication-mode=` go to the launcher), its stdout and stderr piped.
 fn local_count(servers: usize, r: usize, extra: &[&str]) -> Child {
+    let (launcher, extra): (Vec<&str>, Vec<&str>) = extra
+        .iter()
+        .partition(|a| a.starts_with("--replication-mode="));
     let mut c: Command = ferrops_without_cluster_env();
     c.env("FERROPS_LOG", "warn")
         .env("FERROPS_HEARTBEAT_INTERVAL_MS", "200")
@@ -31,13 +34,14 @@ fn local_count(servers: usize, r: usize, extra: &[&str]) -> Child {
         .env_remove("FERROPS_REPLICATION")
         .args(["local", "--servers", &servers.to_string(), "--workers", "2"])
         .args(["--replication", &r.to_string()])
+        .args(launcher)
         .args(["--", "ferrops", "worker", "--job", "count", "--"])
         .args(
             ["--pushes", PUSHES]
                 .iter()
                 .filter(|_| !extra.contains(&"--pushes")),
         )
-        .args(extra)
+        .args(&extra)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -123,6 +127,14 @@ fn a_killed_server_is_survived_with_nothing_lost_or_applied_twice() {
 }
 
 #[test]
+fn replicated_after_aggregation_a_killed_server_loses_no_acknowledged_push() {
+    for victim in [0, 1] {
+        kill_one_of_two(victim, &["--replication-mode=aggregated"]);
+    }
+    kill_one_of_two(0, &["--replication-mode=aggregated", "--in-flight", "8"]);
+}
+
+#[test]
 fn asynchronous_pushes_are_sent_again_when_their_head_is_killed() {
     kill_one_of_two(0, &["--async"]);
 }
@@ -142,19 +154,19 @@ fn signed_key_lists_pushed_across_a_failover_are_rebuilt_and_sum_exactly() {
 }
 
 #[test]
-fn a_server_killed_during_bulk_pushes_of_a_million_keys_loses_nothing() {
-    // Each push is a few megabytes per server: the kill lands in the middle of one.
-    let local = Local::start_with(2, 2, &["--keys", "1000000", "--pushes", "12"]);
+fn a_server_killed_during_bulk_pushes_of_ten_million_keys_loses_nothing() {
+    // Each push is 60 MB of keys and values per server: the kill lands in the middle of one.
+    let local = Local::start_with(2, 2, &["--keys", "10000000", "--pushes", "6"]);
     let pid = local.server_pid(0);
     local
         .stdout
-        .wait_for("starts pushing 1000000 keys", Duration::from_secs(60));
+        .wait_for("starts pushing 10000000 keys", Duration::from_secs(120));
     thread::sleep(Duration::from_millis(1500));
     send_signal(pid, "KILL");
     local.wait_for_routing(2);
     let (ok, out) = local.finish();
     assert!(ok, "the job failed:\n{out}");
-    let exact = "saw 24 on all 1000000 keys";
+    let exact = "saw 12 on all 10000000 keys";
     assert_eq!(out.matches(exact).count(), 2, "{out}");
 }
 

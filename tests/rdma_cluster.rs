@@ -1,10 +1,15 @@
 //! Multi-process jobs over RDMA: `ferrops local` starts the scheduler, 2 servers and 2 workers
 //! as separate processes with `FERROPS_TRANSPORT=rdma`, and the benchmark runs over RDMA with
-//! its perftest floor. Needs a verbs device with an active port (CI runs these in a QEMU guest
+//! its perftest floor; a server killed (-9) under the `count` job at replication 2 is failed
+//! over with every count exact. Needs a verbs device with an active port (CI runs these in a QEMU guest
 //! with soft-RoCE); without one each test prints `SKIPPED:` and returns.
 
-use std::process::Command;
+mod common;
 
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{launched_server, send_signal, Running};
 use ferrops_net::rdma::available_or_skip;
 
 fn ferrops() -> Command {
@@ -96,4 +101,48 @@ fn bench_over_rdma_reports_perftest_floor() {
     let expected =
         r["push"]["p50_us"].as_f64().unwrap() / perftest["send_round_trip_us"].as_f64().unwrap();
     assert!((ratio - expected).abs() < 1e-9 * expected.max(1.0), "{r}");
+}
+
+#[test]
+fn a_killed_server_is_failed_over_with_nothing_lost_or_applied_twice_over_rdma() {
+    if !available_or_skip(
+        "a_killed_server_is_failed_over_with_nothing_lost_or_applied_twice_over_rdma",
+    ) {
+        return;
+    }
+    let pushes = 2000;
+    let mut c = ferrops();
+    c.env("FERROPS_HEARTBEAT_INTERVAL_MS", "200")
+        .env("FERROPS_HEARTBEAT_TIMEOUT_MS", "3000")
+        .env_remove("FERROPS_REPLICATION")
+        .args([
+            "local",
+            "--servers",
+            "2",
+            "--workers",
+            "2",
+            "--replication",
+            "2",
+        ])
+        .args(["--", "ferrops", "worker", "--job", "count", "--"])
+        .args(["--pushes", &pushes.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut local = Running::follow(c.spawn().expect("ferrops local starts"));
+    // The guest emulates its CPUs: everything is slow there.
+    let wait = Duration::from_secs(300);
+    // Both servers listen for RDMA; with transport=rdma no worker falls back to TCP.
+    for _ in 0..2 {
+        local.stderr.wait_for("and RDMA", wait);
+    }
+    local.stdout.wait_for("has 500 pushes acknowledged", wait);
+    send_signal(launched_server(&local.child, 0), "KILL");
+    local
+        .stderr
+        .wait_for("the job goes on with routing version", wait);
+    let (ok, out) = local.finish(Duration::from_secs(600));
+    assert!(ok, "the job failed:\n{out}");
+    let exact = format!("saw {} on all 1000 keys", 2 * pushes);
+    assert_eq!(out.matches(&exact).count(), 2, "{out}");
 }

@@ -38,11 +38,16 @@ fn ferrops_node() -> Command {
     c
 }
 
-/// `ferrops local` running `count` (`pushes` per worker, with `count_flags`) on `servers`
-/// servers at R = 2; returns it with its scheduler's address.
+/// `ferrops local` running `count` (`pushes` per worker, with `count_flags`; those starting
+/// with `--replication-mode=` go to the launcher) on `servers` servers at R = 2; returns it
+/// with its scheduler's address.
 fn local_count(servers: usize, pushes: u32, count_flags: &[&str]) -> (Running, String) {
+    let (launcher, count_flags): (Vec<&str>, Vec<&str>) = count_flags
+        .iter()
+        .partition(|a| a.starts_with("--replication-mode="));
     let mut c = ferrops_node();
     c.args(["local", "--servers", &servers.to_string(), "--workers", "2"])
+        .args(launcher)
         .args([
             "--replication",
             "2",
@@ -53,7 +58,7 @@ fn local_count(servers: usize, pushes: u32, count_flags: &[&str]) -> (Running, S
             "count",
         ])
         .args(["--", "--pushes", &pushes.to_string()])
-        .args(count_flags);
+        .args(&count_flags);
     let local = Running::follow(c.spawn().expect("ferrops local starts"));
     let line = local.stderr.wait_for("scheduler listening on ", WAIT);
     let (_, after) = line.split_once("scheduler listening on ").unwrap();
@@ -66,7 +71,7 @@ fn local_count(servers: usize, pushes: u32, count_flags: &[&str]) -> (Running, S
 fn kill_copy_kill(
     local: Running,
     pushes: u32,
-    spare: Option<&str>,
+    spare: Option<Command>,
     first: usize,
     copies: &[&str],
     second: usize,
@@ -79,11 +84,7 @@ fn kill_copy_kill(
     local
         .stderr
         .wait_for("the job goes on with routing version", WAIT);
-    let _spare = spare.map(|scheduler| {
-        let mut spare = ferrops_node();
-        spare.args(["server", "--scheduler", scheduler]);
-        Running::follow(spare.spawn().expect("the spare starts"))
-    });
+    let _spare = spare.map(|mut spare| Running::follow(spare.spawn().expect("the spare starts")));
     local.stderr.wait_for_all(copies, WAIT);
     send_signal(second, "KILL");
     local.stderr.wait_for(chains, WAIT);
@@ -131,6 +132,14 @@ fn holdings(scheduler: &str) -> Vec<(u64, usize)> {
 /// spare alone holds the job's every key, and serves the rest of the run.
 fn spare_replaces_both(pushes: u32, count_flags: &[&str]) {
     let (local, scheduler) = local_count(2, pushes, count_flags);
+    let mut spare = ferrops_node();
+    spare.args(["server", "--scheduler", &scheduler]);
+    if let Some(mode) = count_flags
+        .iter()
+        .find_map(|a| a.strip_prefix("--replication-mode="))
+    {
+        spare.args(["--replication-mode", mode]);
+    }
     let copies = [
         "range 0: server 2 holds a copy",
         "range 1: server 2 holds a copy",
@@ -138,7 +147,7 @@ fn spare_replaces_both(pushes: u32, count_flags: &[&str]) {
     kill_copy_kill(
         local,
         pushes,
-        Some(&scheduler),
+        Some(spare),
         1,
         &copies,
         0,
@@ -149,6 +158,44 @@ fn spare_replaces_both(pushes: u32, count_flags: &[&str]) {
 #[test]
 fn a_spare_takes_a_copy_and_carries_the_job_when_both_first_servers_die() {
     spare_replaces_both(PUSHES, &[]);
+}
+
+#[test]
+fn replicated_after_aggregation_a_spare_takes_a_copy_and_carries_the_job() {
+    // Batches reach the spare while it copies: rows it then overwrites, or keys it has not
+    // copied yet.
+    spare_replaces_both(PUSHES, &["--replication-mode=aggregated"]);
+}
+
+#[test]
+fn a_spare_that_died_before_any_worker_dialed_it_does_not_keep_them_from_the_next() {
+    // Spare 2 copies both ranges as a tail (no worker dials it) and dies; spare 3 copies them
+    // and becomes their head when server 0 dies. The workers' dial of rank 2 fails, and rank 3
+    // must be dialed all the same.
+    let pushes = 2 * PUSHES;
+    let (local, scheduler) = local_count(2, pushes, &[]);
+    let server = |i| common::launched_server(&local.child, i);
+    let (first, last) = (server(0), server(1));
+    let spare = || {
+        let mut spare = ferrops_node();
+        spare.args(["server", "--scheduler", &scheduler]);
+        Running::follow(spare.spawn().expect("the spare starts"))
+    };
+    local.stdout.wait_for("has 500 pushes acknowledged", WAIT);
+    send_signal(last, "KILL");
+    local.stderr.wait_for("chains [[0], [0]]", WAIT);
+    let doomed = spare();
+    let copies = |rank| [0, 1].map(|r| format!("range {r}: server {rank} holds a copy"));
+    let [a, b] = copies(2);
+    local.stderr.wait_for_all(&[&a, &b], WAIT);
+    send_signal(doomed.child.id(), "KILL");
+    local.stderr.wait_for("chains [[0], [0]]", WAIT);
+    let _next = spare();
+    let [a, b] = copies(3);
+    local.stderr.wait_for_all(&[&a, &b], WAIT);
+    send_signal(first, "KILL");
+    local.stderr.wait_for("chains [[3], [3]]", WAIT);
+    finish_exactly(local, pushes);
 }
 
 #[test]
@@ -218,6 +265,16 @@ fn sigterm_hands_a_servers_ranges_off_before_it_exits_0() {
 }
 
 #[test]
+fn replicated_after_aggregation_a_drained_head_hands_its_ranges_off_exactly() {
+    // Server 1 heads range 1 and holds its pushes' acknowledgements in batches: those applied
+    // before the copy's last rows reach the learner before it counts as a copy.
+    let (local, _) = pushing(3, &["--replication-mode=aggregated"]);
+    send_signal(common::launched_server(&local.child, 1), "TERM");
+    local.stderr.wait_for("server 1 is drained", WAIT);
+    finish_with_server_1_drained(local);
+}
+
+#[test]
 fn a_drain_that_would_leave_a_range_short_of_copies_is_refused() {
     let (local, scheduler) = pushing(2, &[]);
     let (ok, out) = ctl(&scheduler, "drain", &["--server", "1"]);
@@ -225,42 +282,5 @@ fn a_drain_that_would_leave_a_range_short_of_copies_is_refused() {
     assert!(out.contains("start a spare server first"), "{out}");
     let (ok, out) = ctl(&scheduler, "drain", &["--server", "7"]);
     assert!(!ok && out.contains("there is no live server 7"), "{out}");
-    finish_exactly(local, PUSHES);
-}
-
-#[test]
-fn a_spare_that_heads_a_range_is_reached_though_a_spare_before_it_died_unreached() {
-    // Chains [0, 1], [1, 0]. Server 1 dies: spare 2 copies both ranges, as a replica only (no
-    // worker ever dials it); it dies too, and spare 3 copies both ranges. When server 0 dies,
-    // spare 3 heads every range: the workers must dial it although rank 2 cannot be dialed.
-    let (local, scheduler) = local_count(2, PUSHES, &[]);
-    let first = common::launched_server(&local.child, 1);
-    let last = common::launched_server(&local.child, 0);
-    local.stdout.wait_for("has 500 pushes acknowledged", WAIT);
-    send_signal(first, "KILL");
-    local
-        .stderr
-        .wait_for("the job goes on with routing version", WAIT);
-    let spare = |rank: usize| {
-        let mut spare = ferrops_node();
-        spare.args(["server", "--scheduler", &scheduler]);
-        let spare = Running::follow(spare.spawn().expect("the spare starts"));
-        local.stderr.wait_for_all(
-            &[
-                &format!("range 0: server {rank} holds a copy"),
-                &format!("range 1: server {rank} holds a copy"),
-            ],
-            WAIT,
-        );
-        spare
-    };
-    let unreached = spare(2);
-    send_signal(unreached.child.id(), "KILL");
-    local
-        .stderr
-        .wait_for("is dead; the job goes on with routing version", WAIT);
-    let _head = spare(3);
-    send_signal(last, "KILL");
-    local.stderr.wait_for("chains [[3], [3]]", WAIT);
     finish_exactly(local, PUSHES);
 }

@@ -32,6 +32,11 @@ impl ClockTracker {
         self.live.insert(worker);
     }
 
+    /// The node ids of the live workers.
+    pub fn live_workers(&self) -> Vec<u32> {
+        self.live.iter().copied().collect()
+    }
+
     /// (worker, completed clocks) of every live worker, by node id.
     pub fn live_clocks(&self) -> Vec<(u32, u32)> {
         self.live

@@ -66,6 +66,52 @@ pub struct ClusterConfig {
     /// head serves it (1 to `num_servers`; see [`ClusterConfig::validate_replication`]).
     /// The default, 1, keeps one copy and today's speed; the scheduler decides the chains.
     pub replication: usize,
+    /// When a head replicates the pushes of the ranges it heads (see [`ReplicationMode`]).
+    pub replication_mode: ReplicationMode,
+}
+
+/// When a chain's head sends its range's updates down the chain.
+///
+/// `Each` (the default) forwards every push as it is applied, and acknowledges it once the
+/// tail has: a push costs one chain round trip and the bytes of its values on every link.
+/// `Aggregated` is the OSDI'14 paper's replication after aggregation: the head applies pushes
+/// at once but holds their acknowledgements, and sends one update for a batch of them — the
+/// resulting rows (values and rule state) of every key the batch touched, with the batch's
+/// (worker, sequence) numbers — once every live worker has a push in the batch or its oldest
+/// push has waited [`AGGREGATION_WINDOW`](crate::server::AGGREGATION_WINDOW); the batch's
+/// pushes are acknowledged when the tail has applied it. Replicas stay bit-identical to the
+/// head (they take its rows, not the pushes), an acknowledged push is on every live replica as
+/// with `Each`, and a worker resending after a failover is dropped by whichever replica has
+/// the batch. What it trades: a link carries each touched row once per batch instead of once
+/// per push, and a push waits for its batch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ReplicationMode {
+    #[default]
+    Each,
+    Aggregated,
+}
+
+impl std::fmt::Display for ReplicationMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ReplicationMode::Each => "each",
+            ReplicationMode::Aggregated => "aggregated",
+        })
+    }
+}
+
+impl std::str::FromStr for ReplicationMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "each" => Ok(ReplicationMode::Each),
+            "aggregated" => Ok(ReplicationMode::Aggregated),
+            other => Err(format!(
+                "unknown replication mode `{other}` (expected `each` or `aggregated`)"
+            )),
+        }
+    }
 }
 
 /// How the scheduler and the nodes watch each other (`crate::liveness`).
@@ -86,6 +132,10 @@ pub struct LivenessConfig {
     /// How long the scheduler waits for every node to register and every server to be ready
     /// before it ends the job, naming who never arrived.
     pub startup_deadline: Duration,
+    /// How long a node goes on without the scheduler (serving, pushing and pulling by the
+    /// routing it has, redialing it) before it gives up: time for a scheduler restarted with
+    /// `--recover` to come back (`scheduler_outage_ms`).
+    pub scheduler_outage: Duration,
 }
 
 impl Default for LivenessConfig {
@@ -94,6 +144,7 @@ impl Default for LivenessConfig {
             heartbeat_interval: Duration::from_millis(500),
             heartbeat_timeout: Duration::from_secs(5),
             startup_deadline: Duration::from_secs(120),
+            scheduler_outage: Duration::from_secs(300),
         }
     }
 }
@@ -194,6 +245,7 @@ impl ClusterConfig {
             rank: None,
             metrics_addr: None,
             replication: 1,
+            replication_mode: ReplicationMode::Each,
         }
     }
 }
@@ -207,6 +259,9 @@ pub struct SchedulerConfig {
     /// A checkpoint directory to start the job from: its tables exist, with their saved
     /// values and rule state, before any worker declares them.
     pub restore: Option<std::path::PathBuf>,
+    /// Start by recovering a job whose scheduler was lost: wait this long for its nodes to
+    /// rejoin (`Control::Rejoin`) and rebuild the job's state from what they report.
+    pub recover: Option<Duration>,
 }
 
 /// Server settings.

@@ -18,19 +18,8 @@ pub(crate) fn connect_scheduler(
     metrics: Metrics,
 ) -> Result<(Peer, Identity), EngineError> {
     let started = Instant::now();
-    let creds = cluster.credentials(role, None);
     loop {
-        let attempt = Peer::connect(
-            cluster.scheduler,
-            Duration::from_secs(2),
-            cluster.limits,
-            pool.clone(),
-            metrics.clone(),
-        )
-        .and_then(|mut peer| {
-            let id = auth::authenticate(&mut peer, &creds, cluster.handshake_timeout)?;
-            Ok((peer, id))
-        });
+        let attempt = dial_once(cluster, role, Duration::from_secs(2), &pool, &metrics);
         match attempt {
             Ok((peer, id)) if id.role == Role::Scheduler.wire_index() => return Ok((peer, id)),
             Ok((_, id)) => {
@@ -53,9 +42,29 @@ pub(crate) fn connect_scheduler(
     }
 }
 
+/// One attempt: dials the scheduler (within `timeout`) and authenticates as a node of `role`.
+pub(crate) fn dial_once(
+    cluster: &ClusterConfig,
+    role: Role,
+    timeout: Duration,
+    pool: &BufferPool,
+    metrics: &Metrics,
+) -> Result<(Peer, Identity), NetError> {
+    let creds = cluster.credentials(role, None);
+    let mut peer = Peer::connect(
+        cluster.scheduler,
+        timeout,
+        cluster.limits,
+        pool.clone(),
+        metrics.clone(),
+    )?;
+    let id = auth::authenticate(&mut peer, &creds, cluster.handshake_timeout)?;
+    Ok((peer, id))
+}
+
 /// Whether the scheduler refused this node (a wrong secret, say): retrying cannot help, unlike
 /// a scheduler that was not ready or a connection that broke.
-fn refused(e: &NetError) -> bool {
+pub(crate) fn refused(e: &NetError) -> bool {
     matches!(
         e,
         NetError::Auth { source, .. }

@@ -29,6 +29,16 @@ pub enum EngineError {
         silent_for: std::time::Duration,
         timeout: std::time::Duration,
     },
+    #[error(
+        "the scheduler has been unreachable for {} (scheduler_outage_ms, \
+         FERROPS_SCHEDULER_OUTAGE_MS, allows {}): no scheduler came back; giving up",
+        crate::liveness::secs(*down_for),
+        crate::liveness::secs(*allowed)
+    )]
+    SchedulerOutage {
+        down_for: std::time::Duration,
+        allowed: std::time::Duration,
+    },
     #[error("lost the connection to server {0}")]
     ServerLost(u32),
     #[error("the scheduler refused: {0}")]

@@ -6,7 +6,9 @@
 //! nodes and how they are sent ([`control`]), replication (each key range held by a chain of R
 //! servers: the head applies a push and forwards it, `server/chain.rs`; a dead server's ranges
 //! fail over to the next of their chains, `scheduler/failover.rs`, and workers resend under the
-//! new routing, `worker/failover.rs`), tables on disk ([`checkpoint`]: written by the servers at
+//! new routing, `worker/failover.rs`), surviving the scheduler's loss (nodes go on and redial
+//! it, `reconnect.rs`, and a scheduler started with `--recover` rebuilds the job from their
+//! reports, `scheduler/recover.rs`), tables on disk ([`checkpoint`]: written by the servers at
 //! a consistent clock, restored on any number of servers), and the three roles —
 //! [`server::run_server`], [`scheduler::run_scheduler`] and the worker API [`worker::Worker`].
 //! Frames travel through
@@ -43,6 +45,7 @@ pub mod liveness;
 #[allow(unsafe_code)] // mmap, mlock, mbind of parameter segments
 pub mod memory;
 pub mod metrics;
+mod reconnect;
 pub mod role;
 pub mod routing;
 pub mod scheduler;

@@ -9,7 +9,8 @@
 //! learners, spares joining the running job, routings published learners first),
 //! `membership` (node ids, workers joining a running job, when the job is over), `survey`
 //! (asking every server what it holds and counted) and `ctl` (what `ferrops ctl` asks:
-//! status, a checkpoint at the next barrier).
+//! status, a checkpoint at the next barrier) and `recover` (a scheduler started with
+//! `--recover` rebuilding a job whose scheduler was lost from the nodes that rejoin it).
 
 mod checkpoint;
 mod ctl;
@@ -17,6 +18,7 @@ mod failover;
 mod liveness;
 mod membership;
 mod rebalance;
+mod recover;
 mod rereplicate;
 mod startup;
 mod survey;
@@ -54,6 +56,8 @@ struct TableState {
 
 #[derive(Debug, PartialEq, Eq)]
 enum Phase {
+    /// Started with `--recover`: waiting for the lost scheduler's nodes to rejoin.
+    Recovering,
     Registering,
     WelcomingServers,
     Running,
@@ -111,6 +115,8 @@ struct Scheduler {
     surveys: survey::Surveys,
     /// The checkpoint `ferrops ctl checkpoint` asked for, waiting for a barrier.
     ctl_checkpoint: Option<ctl::CtlCheckpoint>,
+    /// What rejoining nodes reported, while recovering.
+    recovering: Option<recover::Recovering>,
 }
 
 /// Runs the scheduler; `announce` is called once with the address it listens on.
@@ -118,15 +124,18 @@ pub fn run_scheduler(
     cfg: &SchedulerConfig,
     announce: impl FnOnce(SocketAddr),
 ) -> Result<JobSummary, EngineError> {
-    if cfg.cluster.num_servers == 0 || cfg.cluster.num_workers == 0 {
+    let sized = cfg.cluster.num_servers > 0 && cfg.cluster.num_workers > 0;
+    if cfg.recover.is_none() && !sized {
         return Err(EngineError::Config(format!(
             "a job needs at least one server and one worker (got {} and {})",
             cfg.cluster.num_servers, cfg.cluster.num_workers
         )));
     }
-    cfg.cluster
-        .validate_replication()
-        .map_err(EngineError::Config)?;
+    if sized {
+        cfg.cluster
+            .validate_replication()
+            .map_err(EngineError::Config)?;
+    }
     let liveness = cfg.cluster.liveness;
     liveness.validate().map_err(EngineError::Config)?;
     // A corrupt checkpoint is refused, naming the file, before anything listens.
@@ -160,6 +169,10 @@ pub fn run_scheduler(
         cfg.cluster.server_shards.max(1),
         cfg.cluster.num_workers
     );
+    if let Some(wait) = cfg.recover {
+        let wait = crate::liveness::secs(wait);
+        tracing::info!("recovering the job: waiting up to {wait} for its nodes to rejoin");
+    }
     announce(addr);
     let now = Instant::now();
     let mut s = Scheduler {
@@ -167,7 +180,10 @@ pub fn run_scheduler(
         replication: cfg.cluster.replication,
         shards: cfg.cluster.server_shards.max(1),
         num_workers: cfg.cluster.num_workers,
-        phase: Phase::Registering,
+        phase: match cfg.recover {
+            Some(_) => Phase::Recovering,
+            None => Phase::Registering,
+        },
         servers: Vec::new(),
         server_rdma_addrs: Vec::new(),
         workers: Vec::new(),
@@ -191,6 +207,7 @@ pub fn run_scheduler(
         membership: membership::Membership::default(),
         surveys: survey::Surveys::default(),
         ctl_checkpoint: None,
+        recovering: cfg.recover.map(recover::Recovering::new),
     };
     ev.run(&mut s)?;
     s.summary.tables = s.tables.len();
@@ -506,37 +523,7 @@ impl Scheduler {
         self.admit_next_worker(io);
     }
 
-    /// A worker is done: it stops counting for barriers and consistency.
-    fn retire_worker(&mut self, peer: PeerId, io: &mut Io<'_>) {
-        if !self.live_workers.remove(&peer) {
-            return;
-        }
-        self.barrier.remove(&peer);
-        let workers = self.worker_ids(self.live_workers.iter().copied());
-        if self.phase == Phase::Running {
-            for (server, _) in self.servers.clone() {
-                reply_control(
-                    io,
-                    server,
-                    &Control::LiveWorkers {
-                        workers: workers.clone(),
-                    },
-                );
-            }
-        }
-        self.maybe_release_barrier(io);
-        self.maybe_write_checkpoint(io);
-        if self.no_worker_left() {
-            let ok = self.summary.workers_lost == 0;
-            let reason = format!(
-                "{} workers done, {} lost",
-                self.summary.workers_done, self.summary.workers_lost
-            );
-            self.shutdown(ok, reason, io);
-        }
-    }
-
-    fn shutdown(&mut self, ok: bool, reason: String, io: &mut Io<'_>) {
+    pub(super) fn shutdown(&mut self, ok: bool, reason: String, io: &mut Io<'_>) {
         tracing::info!("shutting the job down: {reason}");
         self.ctl_checkpoint_abandoned(&reason, io);
         let msg = Control::Shutdown {
@@ -554,36 +541,10 @@ impl Scheduler {
             Err(EngineError::Shutdown(reason))
         });
     }
-}
 
-impl Handler for Scheduler {
-    fn on_frame(&mut self, peer: PeerId, frame: Frame, io: &mut Io<'_>) {
-        if frame.opcode() != Opcode::Control {
-            let msg = "the scheduler only accepts control frames";
-            io.send_error(
-                peer,
-                Some(&frame.header),
-                ferrops_net::Status::BadRequest,
-                msg,
-            );
-            return;
-        }
-        let msg = match Control::decode(frame.extra()) {
-            Ok(m) => m,
-            Err(e) => {
-                let text = format!("undecodable control message: {e}");
-                io.send_error(
-                    peer,
-                    Some(&frame.header),
-                    ferrops_net::Status::BadFrame,
-                    &text,
-                );
-                io.close(peer, CloseReason::Error(text));
-                return;
-            }
-        };
+    /// Handles one decoded message from `peer`.
+    fn handle(&mut self, peer: PeerId, msg: Control, io: &mut Io<'_>) {
         let role = self.nodes.get(&peer).map(|n| n.role);
-        self.heard_from(peer);
         match (msg, role) {
             // Only registered nodes are watched, and answered.
             (Control::Heartbeat, Some(_)) => reply_control(io, peer, &Control::HeartbeatAck),
@@ -643,6 +604,39 @@ impl Handler for Scheduler {
             }
         }
     }
+}
+
+impl Handler for Scheduler {
+    fn on_frame(&mut self, peer: PeerId, frame: Frame, io: &mut Io<'_>) {
+        if frame.opcode() != Opcode::Control {
+            let msg = "the scheduler only accepts control frames";
+            io.send_error(
+                peer,
+                Some(&frame.header),
+                ferrops_net::Status::BadRequest,
+                msg,
+            );
+            return;
+        }
+        let msg = match Control::decode(frame.extra()) {
+            Ok(m) => m,
+            Err(e) => {
+                let text = format!("undecodable control message: {e}");
+                io.send_error(
+                    peer,
+                    Some(&frame.header),
+                    ferrops_net::Status::BadFrame,
+                    &text,
+                );
+                io.close(peer, CloseReason::Error(text));
+                return;
+            }
+        };
+        self.heard_from(peer);
+        if let Some(msg) = self.while_recovering(peer, msg, io) {
+            self.handle(peer, msg, io);
+        }
+    }
 
     fn on_close(&mut self, peer: PeerId, reason: &CloseReason, io: &mut Io<'_>) {
         if self.stop.is_some() {
@@ -667,6 +661,7 @@ impl Handler for Scheduler {
         if self.stop.is_some() {
             return;
         }
+        self.check_recovery(io);
         self.check_startup(io);
         for death in self.detector.look(Instant::now()) {
             if self.stop.is_some() {

@@ -213,6 +213,7 @@ fn restore_error(dir: &Path) -> String {
         cluster: ClusterConfig::new(common::loopback(), 1, 1),
         bind: common::loopback(),
         restore: Some(dir.to_path_buf()),
+        recover: None,
     };
     let err = run_scheduler(&cfg, |addr| {
         panic!("listened on {addr} with a bad checkpoint")

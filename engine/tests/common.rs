@@ -144,6 +144,7 @@ fn start_full(
         cluster: settings,
         bind: loopback(),
         restore,
+        recover: None,
     };
     let scheduler = std::thread::spawn(move || run_scheduler(&cfg, |addr| tx.send(addr).unwrap()));
     let addr = rx.recv().expect("scheduler announces its address");

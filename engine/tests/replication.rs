@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use ferrops_engine::config::{ClusterConfig, SchedulerConfig};
+use ferrops_engine::config::{ClusterConfig, ReplicationMode, SchedulerConfig};
 use ferrops_engine::scheduler::run_scheduler;
 use ferrops_engine::{EngineError, Role, TableId, TableSpec, Worker};
 use ferrops_kernels::Rule;
@@ -27,7 +27,24 @@ fn replicated(servers: usize, workers: usize, r: usize) -> common::Job {
 
 #[test]
 fn two_replicas_hold_bit_identical_values_after_pushes_from_two_workers() {
-    let job = replicated(2, 2, 2);
+    pushes_of_two_workers_leave_bit_identical_replicas(ReplicationMode::Each);
+}
+
+#[test]
+fn replicated_after_aggregation_the_replicas_are_bit_identical_and_count_every_push_once() {
+    pushes_of_two_workers_leave_bit_identical_replicas(ReplicationMode::Aggregated);
+}
+
+fn pushes_of_two_workers_leave_bit_identical_replicas(mode: ReplicationMode) {
+    let job = common::start_configured(
+        2,
+        2,
+        move |c| {
+            c.replication = 2;
+            c.replication_mode = mode;
+        },
+        |_, _| {},
+    );
     let keys = spread_keys(400);
     let results = job.run_workers(2, move |w| {
         let sum = w.declare_table(TableSpec::new("sum", 2)).unwrap();
@@ -81,7 +98,17 @@ fn two_replicas_hold_bit_identical_values_after_pushes_from_two_workers() {
             );
         }
     }
-    // Each server applied every push twice over: once as head, once as replica.
+    let batches: u64 = reports.iter().map(|r| r.replicated_batches).sum();
+    match mode {
+        ReplicationMode::Each => assert_eq!(batches, 0),
+        // A batch holds the pushes of both workers whenever they arrive together.
+        ReplicationMode::Aggregated => assert!(
+            batches > 0 && batches < 2 * 2 * 30 * 4,
+            "{batches} batches for 480 pushes to heads"
+        ),
+    }
+    // Each server applied every push twice over: once as head, once as replica (aggregated:
+    // the replica records each push of a batch once).
     let applied: u64 = reports.iter().map(|r| r.pushes).sum();
     assert_eq!(
         applied,
@@ -100,6 +127,7 @@ fn refusal(r: usize) -> (EngineError, bool) {
         cluster,
         bind,
         restore: None,
+        recover: None,
     };
     let mut announced = false;
     let err = run_scheduler(&cfg, |_| announced = true).unwrap_err();

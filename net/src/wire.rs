@@ -40,6 +40,11 @@ pub mod flags {
     /// the worker's (so that every replica drops the same resends), the keys are raw. Servers
     /// take it only from the server before them in that range's chain, never from a worker.
     pub const FORWARDED: u8 = 32;
+    /// With `FORWARDED`: a batch a head replicates after aggregating it. The values are the
+    /// resulting rows of its keys (values, then each rule state array, as the store exports
+    /// them), and the extra section is the rule's step count (u32) followed by the batch's
+    /// pushes as (worker node u32, sequence u64, open span u32), little-endian.
+    pub const AGGREGATED: u8 = 64;
 }
 
 /// Declares a `#[repr($repr)]` wire enum with its values, and `decode`, which maps a value back

@@ -70,7 +70,12 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli, env: &config::EnvMap) -> Result<i32> {
     match cli.command {
-        Some(Command::Scheduler(args)) => run_scheduler(&args.overrides(), args.restore),
+        Some(Command::Scheduler(args)) => {
+            let recover = args
+                .recover
+                .then(|| Duration::from_millis(args.recover_wait));
+            run_scheduler(&args.overrides(), args.restore, recover)
+        }
         Some(Command::Server(args)) => run_server(&args),
         Some(Command::Worker(args)) => run_worker(&args),
         Some(Command::Local(args)) => launch::run_local(&local_spec(args)?),
@@ -123,7 +128,7 @@ fn run(cli: Cli, env: &config::EnvMap) -> Result<i32> {
 /// A bare `ferrops`: run the role named by FERROPS_ROLE, like ps-lite's DMLC_ROLE.
 fn run_role_from_env(env: &config::EnvMap) -> Result<i32> {
     match config::role_from_env(env)? {
-        Some(Role::Scheduler) => run_scheduler(&Overrides::default(), None),
+        Some(Role::Scheduler) => run_scheduler(&Overrides::default(), None, None),
         Some(Role::Server) => run_server(&ServerArgs::default()),
         Some(Role::Worker) => {
             let job = env
@@ -152,10 +157,17 @@ fn run_role_from_env(env: &config::EnvMap) -> Result<i32> {
     }
 }
 
-fn run_scheduler(overrides: &Overrides, restore: Option<PathBuf>) -> Result<i32> {
-    let mut cfg = ConfigInput::gather(overrides)?
-        .scheduler()
-        .context("configuring the scheduler")?;
+fn run_scheduler(
+    overrides: &Overrides,
+    restore: Option<PathBuf>,
+    recover: Option<Duration>,
+) -> Result<i32> {
+    let input = ConfigInput::gather(overrides)?;
+    let mut cfg = match recover {
+        Some(wait) => input.recovering_scheduler(wait),
+        None => input.scheduler(),
+    }
+    .context("configuring the scheduler")?;
     cfg.restore = restore.map(|dir| std::path::absolute(&dir).unwrap_or(dir));
     roles::run_scheduler(cfg, announce_scheduler)?;
     Ok(0)
@@ -350,6 +362,7 @@ fn local_spec(args: LocalArgs) -> Result<LocalSpec> {
             _ => None,
         },
     };
+    spec.replication_mode = args.replication_mode;
     spec.startup_timeout = args.startup_timeout;
     spec.shutdown_grace = args.shutdown_grace;
     if let Some(exe) = args.run.node_exe {

@@ -63,8 +63,10 @@ pub enum Control {
     Barrier { epoch: u64 },
     /// Scheduler → workers: every live worker reached the barrier.
     BarrierReleased { epoch: u64 },
-    /// Scheduler → servers: the workers that count for consistency (dead ones removed).
-    LiveWorkers { workers: Vec<u32> },
+    /// Scheduler → servers: the workers that count for consistency (dead ones removed), and
+    /// the workers lost so far (kept by the servers for a recovering scheduler, which cannot
+    /// tell a lost worker from a finished one otherwise).
+    LiveWorkers { workers: Vec<u32>, lost: Vec<u32> },
     /// Worker → scheduler: this worker is done.
     Done,
     /// Scheduler → all: the job is over; exit.
@@ -132,6 +134,63 @@ pub enum Control {
     /// Ctl → scheduler: checkpoint every table into `dir` while every live worker waits at
     /// the job's next barrier; answered with `CheckpointDone`.
     CtlCheckpoint { dir: String },
+    /// Node → scheduler, first on a connection dialed again after the scheduler was lost: who
+    /// the node is and what it holds, so that a scheduler started with `--recover` rebuilds
+    /// the job from its nodes (`scheduler/recover.rs`). Answered with a `Routing` once the
+    /// scheduler runs again (a scheduler that does not recover refuses it).
+    Rejoin(Box<Rejoin>),
+}
+
+/// What a node tells a recovering scheduler about itself (`Control::Rejoin`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Rejoin {
+    pub role: Role,
+    pub node_id: u32,
+    pub rank: u32,
+    /// The job's size as the node was welcomed to it (servers counted in shards).
+    pub num_servers: u32,
+    pub num_workers: u32,
+    /// A server's address for workers, and its RDMA listener's; `None` for a worker.
+    pub addr: Option<String>,
+    pub rdma_addr: Option<String>,
+    /// The routing the node routes by (its version fences older ones).
+    pub routing: RoutingTable,
+    /// The tables it knows, by id.
+    pub tables: Vec<(u32, TableSpec)>,
+    /// A server: the ranges it holds a whole copy of (its learner copies included once whole).
+    pub ranges: Vec<u32>,
+    /// A server: the worker nodes that count for its clocks (those not done or lost), and
+    /// those it was told were lost.
+    pub live_workers: Vec<u32>,
+    pub lost_workers: Vec<u32>,
+    /// A worker: the clocks it has completed.
+    pub clock: u32,
+}
+
+impl Rejoin {
+    /// Most tables, ranges or workers one node may report: more is a malformed message.
+    pub const MAX_ITEMS: usize = 1 << 16;
+
+    /// Whether every list is within bounds (decoding bounds nothing by itself).
+    pub fn validate(&self) -> Result<(), String> {
+        let lists = [
+            ("tables", self.tables.len()),
+            ("ranges", self.ranges.len()),
+            ("live workers", self.live_workers.len()),
+            ("lost workers", self.lost_workers.len()),
+            ("routing ranges", self.routing.ranges.len()),
+            ("routing servers", self.routing.server_addrs.len()),
+        ];
+        for (what, n) in lists {
+            if n > Self::MAX_ITEMS {
+                return Err(format!(
+                    "a rejoin with {n} {what} (at most {})",
+                    Self::MAX_ITEMS
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// One step of a range copy, in the extra section of an `Opcode::Copy` frame from the server
@@ -202,6 +261,26 @@ mod tests {
         };
         assert_eq!(Control::decode(&msg.encode()).unwrap(), msg);
         assert!(Control::decode(&[0xff, 0xff, 0xff]).is_err());
+        let rejoin = Control::Rejoin(Box::new(Rejoin {
+            role: Role::Server,
+            node_id: 2,
+            rank: 1,
+            num_servers: 2,
+            num_workers: 2,
+            addr: Some("127.0.0.1:2".into()),
+            rdma_addr: None,
+            routing: RoutingTable::default(),
+            tables: Vec::new(),
+            ranges: vec![0, 1],
+            live_workers: vec![1000],
+            lost_workers: Vec::new(),
+            clock: 0,
+        }));
+        assert_eq!(Control::decode(&rejoin.encode()).unwrap(), rejoin);
+        let encoded = rejoin.encode();
+        for cut in 0..encoded.len() {
+            assert!(Control::decode(&encoded[..cut]).is_err());
+        }
         assert!(Control::decode(&[]).is_err());
     }
 }

@@ -132,6 +132,7 @@ mod tests {
             heartbeat_interval: 100 * MS,
             heartbeat_timeout: 500 * MS,
             startup_deadline: 10_000 * MS,
+            ..LivenessConfig::default()
         }
     }
 

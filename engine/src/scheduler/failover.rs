@@ -27,6 +27,30 @@ impl Scheduler {
         self.forget_server(peer, io);
         let mut routing = self.routing.clone();
         routing.version += 1;
+        if let Err(why) = self.take_out_of_chains(&mut routing, rank, name) {
+            tracing::error!("{why}");
+            return self.shutdown(false, why, io);
+        }
+        self.plan_copies(&mut routing);
+        self.moves_after_failover(&mut routing, io);
+        tracing::warn!(
+            "{name} is dead; the job goes on with routing version {} (chains {:?})",
+            routing.version,
+            routing.ranges.iter().map(|r| &r.chain).collect::<Vec<_>>()
+        );
+        self.summary.servers_lost += 1;
+        self.failovers.inc();
+        self.publish(routing, io);
+    }
+
+    /// Takes server `rank` (named `name`) out of every chain of `routing`, promoting the next
+    /// server of each chain it headed; an error names a range that lost its last copy.
+    pub(super) fn take_out_of_chains(
+        &self,
+        routing: &mut crate::routing::RoutingTable,
+        rank: u32,
+        name: &str,
+    ) -> Result<(), String> {
         for (i, range) in routing.ranges.iter_mut().enumerate() {
             let held = range.chain.contains(&rank);
             range.chain.retain(|&r| r != rank);
@@ -39,12 +63,10 @@ impl Scheduler {
                 }
             }
             let Some(&head) = range.chain.first() else {
-                let why = format!(
+                return Err(format!(
                     "{name} is dead and range {i} (keys [{:#x}, {:#x}]) has lost every copy",
                     range.begin, range.last
-                );
-                tracing::error!("{why}");
-                return self.shutdown(false, why, io);
+                ));
             };
             if range.server != head {
                 tracing::warn!("range {i}: server {head} takes over from {name}");
@@ -53,16 +75,7 @@ impl Scheduler {
                 range.rdma_addr = self.rdma_addr_of(head);
             }
         }
-        self.plan_copies(&mut routing);
-        self.moves_after_failover(&mut routing, io);
-        tracing::warn!(
-            "{name} is dead; the job goes on with routing version {} (chains {:?})",
-            routing.version,
-            routing.ranges.iter().map(|r| &r.chain).collect::<Vec<_>>()
-        );
-        self.summary.servers_lost += 1;
-        self.failovers.inc();
-        self.publish(routing, io);
+        Ok(())
     }
 
     /// The RDMA address server `rank` registered, if any.

@@ -24,6 +24,13 @@ impl Scheduler {
             return;
         }
         let name = self.name_of(death.node);
+        if self.phase == Phase::Recovering {
+            tracing::warn!("{name} rejoined and left again ({})", death.cause);
+            io.close(death.node, CloseReason::Local);
+            self.ready.remove(&death.node);
+            self.free_slot(death.node);
+            return;
+        }
         if self.phase == Phase::Registering {
             tracing::warn!(
                 "{name} left before the job started ({}); its slot is free for another",
@@ -58,6 +65,9 @@ impl Scheduler {
         );
         io.close(peer, CloseReason::Local);
         self.detector.forget(peer);
+        if let Some(node) = self.nodes.get(&peer) {
+            self.membership.lost.push(node.node_id);
+        }
         self.retire_worker(peer, io);
         self.nodes.remove(&peer);
     }

@@ -46,7 +46,11 @@ pub(super) fn node_id(role: Role, rank: u32) -> u32 {
 #[derive(Debug, Default)]
 pub(super) struct Membership {
     /// Workers that registered after the job assembled (the next one's rank follows them).
-    joined: u32,
+    pub joined: u32,
+    /// Workers a recovered scheduler never saw (done or lost before it started).
+    pub gone_before: usize,
+    /// Node ids of the workers lost (told to the servers with the live workers).
+    pub lost: Vec<u32>,
     /// Registered late, waiting for their admission to start.
     queue: VecDeque<PeerId>,
     /// The worker being admitted.
@@ -185,9 +189,41 @@ impl Scheduler {
         true
     }
 
+    /// A worker is done: it stops counting for barriers and consistency.
+    pub(super) fn retire_worker(&mut self, peer: PeerId, io: &mut Io<'_>) {
+        if !self.live_workers.remove(&peer) {
+            return;
+        }
+        self.barrier.remove(&peer);
+        let workers = self.worker_ids(self.live_workers.iter().copied());
+        if self.phase == Phase::Running {
+            for (server, _) in self.servers.clone() {
+                reply_control(
+                    io,
+                    server,
+                    &Control::LiveWorkers {
+                        workers: workers.clone(),
+                        lost: self.membership.lost.clone(),
+                    },
+                );
+            }
+        }
+        self.maybe_release_barrier(io);
+        self.maybe_write_checkpoint(io);
+        if self.no_worker_left() {
+            let ok = self.summary.workers_lost == 0;
+            let reason = format!(
+                "{} workers done, {} lost",
+                self.summary.workers_done, self.summary.workers_lost
+            );
+            self.shutdown(ok, reason, io);
+        }
+    }
+
     /// Whether the job is over: every worker it was started with registered, none is live.
     pub(super) fn no_worker_left(&self) -> bool {
-        self.live_workers.is_empty() && self.workers.len() >= self.num_workers
+        self.live_workers.is_empty()
+            && self.workers.len() + self.membership.gone_before >= self.num_workers
     }
 }
 

@@ -9,7 +9,8 @@ use crate::liveness::secs;
 
 impl Scheduler {
     pub(super) fn check_startup(&mut self, io: &mut Io<'_>) {
-        if self.phase == Phase::Running || self.started.elapsed() < self.liveness.startup_deadline {
+        let assembled = matches!(self.phase, Phase::Running | Phase::Recovering);
+        if assembled || self.started.elapsed() < self.liveness.startup_deadline {
             return;
         }
         let unready: Vec<String> = match self.phase {

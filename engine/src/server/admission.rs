@@ -74,6 +74,7 @@ impl Server {
                     self.stop = Some(Err(EngineError::Config(why)));
                     return;
                 }
+                self.rejoin.job_size = (servers_in_job, workers_in_job);
                 self.clocks.start_at(start_clock);
                 self.clocks.set_live(&workers);
                 self.node_id = Some(node_id);
@@ -131,7 +132,8 @@ impl Server {
                     tracing::info!("table {} dropped: another server refused it", id.0);
                 }
             }
-            Control::LiveWorkers { workers } => {
+            Control::LiveWorkers { workers, lost } => {
+                self.rejoin.lost_workers = lost;
                 self.clocks.set_live(&workers);
                 self.release_parked(io);
             }

@@ -8,6 +8,8 @@
 //! a server connection only from a server it shares a chain with, and a forwarded push only
 //! from the server before it in that push's range.
 
+use std::time::{Duration, Instant};
+
 use ferrops_net::auth::Identity;
 use ferrops_net::{flags, CloseReason, Frame, FrameParts, Header, Io, Opcode, PeerId, Status};
 use zerocopy::IntoBytes;
@@ -21,6 +23,29 @@ use crate::key_list_cache::KeyListCache;
 /// Frames of other servers held until this one adopts the routing they were sent under, at
 /// most; beyond, they are handled (and refused as routed by another version) at once.
 const MAX_HELD_FRAMES: usize = 4096;
+
+/// The refusal of a push applied here but not down its chain, because of `why`.
+pub(super) fn unreplicated(why: &str) -> Refusal {
+    let msg = format!("{why} before this push was replicated; resend it");
+    Refusal::new(Status::Unavailable, msg)
+}
+
+/// The ids of the entries of `sent` that `pick` selects.
+fn ids_where<T>(sent: &std::collections::HashMap<u64, T>, pick: impl Fn(&T) -> bool) -> Vec<u64> {
+    sent.iter()
+        .filter(|(_, entry)| pick(entry))
+        .map(|(&id, _)| id)
+        .collect()
+}
+
+/// The refusal of a push whose next server in the chain is not connected.
+fn not_connected(next: u32) -> Refusal {
+    let msg = format!("server {next}, the next in this range's chain, is not connected");
+    Refusal::new(Status::Unavailable, msg)
+}
+
+/// How often a server dials again a chain neighbour whose connection closed.
+const REDIAL_EVERY: Duration = Duration::from_secs(1);
 
 /// Where to acknowledge a forwarded push once the rest of the chain has: the connection it
 /// came from (a worker, or the previous server) and its header there.
@@ -44,26 +69,19 @@ impl Server {
         next: u32,
         io: &mut Io<'_>,
     ) -> Result<(), Refusal> {
-        let Some(&to) = self.server_peers.get(&next) else {
-            let msg = format!("server {next}, the next in this range's chain, is not connected");
-            return Err(Refusal::new(Status::Unavailable, msg));
-        };
+        if !self.server_peers.contains_key(&next) {
+            return Err(not_connected(next));
+        }
         let h = request.frame.header;
         let keys = request.keys()?;
         // A signed list the next server holds (from an earlier forward) travels as its
         // signature, as between a worker and its server.
-        let signature = h.key_signature.get();
-        let by_signature = signature != 0
-            && !keys.is_empty()
-            && self.out_caches.get_mut(&next).is_some_and(|cache| {
-                cache.follow_routing(self.routing.version);
-                let list = (h.table.get(), signature);
-                cache.access(list, keys.len() as u64, || ()).is_some()
-            });
+        let by_signature =
+            self.next_holds_list(next, h.table.get(), h.key_signature.get(), keys.len());
         let id = self.next_forward;
         self.next_forward += 1;
         let mut fwd = Header::new(Opcode::Push);
-        fwd.flags = flags::FORWARDED | (h.flags & flags::VALUES_MASKED);
+        fwd.flags = flags::FORWARDED | (h.flags & (flags::VALUES_MASKED | flags::AGGREGATED));
         if by_signature {
             fwd.flags |= flags::KEYS_BY_SIGNATURE;
         }
@@ -78,17 +96,9 @@ impl Server {
         fwd.key_signature = h.key_signature;
         fwd.value_codec = h.value_codec;
         let values = [request.frame.values_bytes()];
-        let mut parts = FrameParts {
-            header: fwd,
-            keys: if by_signature { &[] } else { keys.as_bytes() },
-            values: &values,
-            extra: request.frame.extra(),
-        };
-        if let Err(e) = io.send(to, &mut parts) {
-            io.close(to, CloseReason::Error(e.to_string()));
-            let msg = format!("forwarding to server {next} failed: {e}");
-            return Err(Refusal::new(Status::Unavailable, msg));
-        }
+        let keys = if by_signature { &[] } else { keys.as_bytes() };
+        let extra = request.frame.extra();
+        self.send_to_successor(next, fwd, keys, &values, extra, io)?;
         let upstream = Upstream {
             peer: request.peer,
             header: h,
@@ -97,6 +107,55 @@ impl Server {
             sent: std::time::Instant::now(),
         };
         self.forwards.insert(id, upstream);
+        Ok(())
+    }
+
+    /// Whether the signed key list (`table`, `signature`) of `keys` keys travels to `next` by
+    /// its signature: this end's mirror of `next`'s cache for this connection holds it (the
+    /// access updates the mirror as `next` will update its cache).
+    pub(super) fn next_holds_list(
+        &mut self,
+        next: u32,
+        table: u32,
+        signature: u64,
+        keys: usize,
+    ) -> bool {
+        let version = self.routing.version;
+        signature != 0
+            && keys > 0
+            && self.out_caches.get_mut(&next).is_some_and(|cache| {
+                cache.follow_routing(version);
+                cache
+                    .access((table, signature), keys as u64, || ())
+                    .is_some()
+            })
+    }
+
+    /// Sends a frame to `next`, the following server of a chain; `Unavailable` when it is not
+    /// connected or the send fails (the connection is then closed).
+    pub(super) fn send_to_successor(
+        &mut self,
+        next: u32,
+        header: Header,
+        keys: &[u8],
+        values: &[&[u8]],
+        extra: &[u8],
+        io: &mut Io<'_>,
+    ) -> Result<(), Refusal> {
+        let Some(&to) = self.server_peers.get(&next) else {
+            return Err(not_connected(next));
+        };
+        let mut parts = FrameParts {
+            header,
+            keys,
+            values,
+            extra,
+        };
+        if let Err(e) = io.send(to, &mut parts) {
+            io.close(to, CloseReason::Error(e.to_string()));
+            let msg = format!("forwarding to server {next} failed: {e}");
+            return Err(Refusal::new(Status::Unavailable, msg));
+        }
         Ok(())
     }
 
@@ -144,10 +203,17 @@ impl Server {
                 if let Some(up) = self.forwards.remove(&h.request_id.get()) {
                     self.meters.replicated(up.sent.elapsed());
                     acknowledge(io, up.peer, &up.header);
+                } else {
+                    self.batch_answered(h.request_id.get(), None, io);
                 }
             }
             Opcode::Error => {
                 let Some(up) = self.forwards.remove(&h.request_id.get()) else {
+                    let why = String::from_utf8_lossy(frame.extra());
+                    let msg = format!("server {rank}, a replica of this range, refused it: {why}");
+                    let status = Status::from_u16(h.status.get());
+                    let refusal = Refusal::new(status, msg);
+                    self.batch_answered(h.request_id.get(), Some(&refusal), io);
                     return;
                 };
                 let mut status = Status::from_u16(h.status.get());
@@ -207,13 +273,10 @@ impl Server {
         let routing = &self.routing;
         self.copies_in
             .retain(|&r, _| routing.ranges[r as usize].learner == Some(rank));
-        let stale: Vec<u64> = self
-            .forwards
-            .iter()
-            .filter(|(_, up)| self.routing.successor(up.range as usize, rank) != Some(up.to))
-            .map(|(&id, _)| id)
-            .collect();
-        self.fail_forwards(stale, "the chain changed", io);
+        let chains = self.routing.clone();
+        let stale = |range: u32, to: u32| chains.successor(range as usize, rank) != Some(to);
+        self.fail_unreplicated(stale, "the chain changed", io);
+        self.fail_open_batches("the chain changed", io);
         let gone: Vec<(u32, PeerId)> = self
             .server_peers
             .iter()
@@ -270,22 +333,23 @@ impl Server {
 
     /// The connection to server `rank` closed: what was forwarded to it is refused upstream.
     pub(super) fn lost_server(&mut self, rank: u32, io: &mut Io<'_>) {
-        let lost: Vec<u64> = self
-            .forwards
-            .iter()
-            .filter(|(_, up)| up.to == rank)
-            .map(|(&id, _)| id)
-            .collect();
-        self.fail_forwards(lost, "the next server of the chain was lost", io);
+        let why = "the next server of the chain was lost";
+        self.fail_unreplicated(|_, to| to == rank, why, io);
     }
 
-    fn fail_forwards(&mut self, ids: Vec<u64>, why: &str, io: &mut Io<'_>) {
-        for id in ids {
+    /// Refuses (`Unavailable`: the worker resends) what this server sent down a chain and
+    /// `gone(range, next server)` says will not be acknowledged: forwarded pushes and batches.
+    fn fail_unreplicated(&mut self, gone: impl Fn(u32, u32) -> bool, why: &str, io: &mut Io<'_>) {
+        let refusal = unreplicated(why);
+        let forwards: Vec<u64> = ids_where(&self.forwards, |up| gone(up.range, up.to));
+        for id in forwards {
             if let Some(up) = self.forwards.remove(&id) {
-                let msg = format!("{why} before this push was replicated; resend it");
-                let refusal = Refusal::new(Status::Unavailable, msg);
                 self.refuse(io, up.peer, &up.header, &refusal);
             }
+        }
+        let batches = ids_where(&self.batches_out, |b| gone(b.range, b.to));
+        for id in batches {
+            self.batch_answered(id, Some(&refusal), io);
         }
     }
 
@@ -327,6 +391,28 @@ impl Server {
             io.close(peer, CloseReason::Error("not a chain neighbour".into()));
         }
         Ok(())
+    }
+
+    /// Dials again, at most once every [`REDIAL_EVERY`], the servers of higher rank this one
+    /// shares a chain with whose connection closed while the routing still names them: a
+    /// closed connection is not a dead server (only the scheduler says that, with a routing
+    /// without it), and until it is back every push of the chain is refused `Unavailable`.
+    pub(super) fn redial_chain_peers(&mut self, now: Instant, io: &mut Io<'_>) {
+        let Some(rank) = self.rank else {
+            return;
+        };
+        let missing = (rank + 1..self.routing.server_addrs.len() as u32).any(|other| {
+            self.routing.share_a_chain(rank, other) && !self.server_peers.contains_key(&other)
+        });
+        if !missing || now < self.next_redial {
+            return;
+        }
+        self.next_redial = now + REDIAL_EVERY;
+        match self.dial_chain_peers(io) {
+            // A learner dialed only now gets its copy now.
+            Ok(()) => self.start_copies(io),
+            Err(e) => tracing::warn!("{e}; dialing again in {REDIAL_EVERY:?}"),
+        }
     }
 
     /// Admits a connection from server node `node`: one of this server's chains, or a server

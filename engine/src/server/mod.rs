@@ -33,6 +33,7 @@ use crate::store::{SharedKeys, StoreError, StoreOptions, TableStore};
 use crate::EngineError;
 
 mod admission;
+mod aggregate;
 mod chain;
 mod checkpoint;
 mod dedupe;
@@ -42,11 +43,13 @@ mod pull;
 mod push;
 mod range_copy;
 mod range_intake;
+mod rejoin;
 mod report;
 mod request;
 mod shard;
 mod summary;
 
+pub use aggregate::AGGREGATION_WINDOW;
 pub use report::{RangeContents, ServerReport};
 pub use shard::run_server;
 
@@ -103,6 +106,13 @@ pub struct Server {
     copies_in: BTreeMap<u32, range_intake::Intake>,
     /// How long dialing another server of a chain may take.
     dial_timeout: Duration,
+    /// When a chain neighbour whose connection closed may be dialed again.
+    next_redial: Instant,
+    /// Replication after aggregation (`ReplicationMode::Aggregated`): the batches of pushes
+    /// not yet sent down their chains, by (table, range), and those sent, by request id.
+    aggregated: bool,
+    batches: BTreeMap<(u32, u32), aggregate::Batch>,
+    batches_out: HashMap<u64, aggregate::BatchInFlight>,
     gather: Vec<f32>,
     /// Reused buffers for decoding pushed values and encoding pulled ones.
     decoded: Vec<f32>,
@@ -117,11 +127,20 @@ pub struct Server {
     /// asked the scheduler to drain it.
     leave: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
     leaving: bool,
+    /// Ranges this server took a whole copy of as a learner (reported again on a rejoin).
+    copies_done: std::collections::BTreeSet<u32>,
+    /// How to find the scheduler again when it is lost, and the outage in progress.
+    rejoin: rejoin::Rejoining,
 }
 
 impl Server {
     /// A shard's server before the scheduler has welcomed it.
-    fn new(cfg: &ServerConfig, scheduler: PeerId, meters: ServerMeters) -> Server {
+    fn new(
+        cfg: &ServerConfig,
+        scheduler: PeerId,
+        meters: ServerMeters,
+        rejoin: rejoin::Rejoining,
+    ) -> Server {
         let liveness = &cfg.cluster.liveness;
         let now = Instant::now();
         Server {
@@ -155,6 +174,10 @@ impl Server {
             held_frames: Vec::new(),
             copies_in: BTreeMap::new(),
             dial_timeout: cfg.cluster.connect_timeout,
+            next_redial: now,
+            aggregated: cfg.cluster.replication_mode == crate::config::ReplicationMode::Aggregated,
+            batches: BTreeMap::new(),
+            batches_out: HashMap::new(),
             gather: Vec::new(),
             decoded: Vec::new(),
             encoded: Vec::new(),
@@ -164,6 +187,8 @@ impl Server {
             stall: StallGuard::new(liveness.heartbeat_interval, now),
             leave: cfg.leave.clone(),
             leaving: false,
+            copies_done: std::collections::BTreeSet::new(),
+            rejoin,
         }
     }
 
@@ -355,8 +380,7 @@ impl Handler for Server {
         self.key_caches.remove(&peer);
         self.changed.retain(|(p, _), _| *p != peer);
         if peer == self.scheduler && self.stop.is_none() {
-            tracing::error!("scheduler connection closed: {reason:?}");
-            self.stop = Some(Err(EngineError::SchedulerLost));
+            self.scheduler_lost(reason);
         }
     }
 
@@ -366,6 +390,10 @@ impl Handler for Server {
         let now = Instant::now();
         if !self.stall.fresh(now) || self.stop.is_some() {
             return;
+        }
+        self.redial_chain_peers(now, io);
+        if self.rejoin.outage.is_some() {
+            return self.redial_scheduler(io);
         }
         if let Some(silent_for) = self.scheduler_silence.exceeded(now) {
             let e = EngineError::SchedulerSilent {
@@ -378,6 +406,7 @@ impl Handler for Server {
     }
 
     fn background(&mut self, io: &mut Io<'_>) -> bool {
+        self.send_aged_batches(io);
         !self.copies_out.is_empty() && self.continue_copies(io)
     }
 

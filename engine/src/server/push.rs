@@ -21,20 +21,44 @@ impl Server {
     pub(super) fn push(&mut self, request: &Request, io: &mut Io<'_>) -> Result<(), Refusal> {
         let h = request.frame.header;
         let range = self.owner_range(request)?;
+        let applied = if h.flags & flags::AGGREGATED != 0 {
+            self.take_batch(request, range)?;
+            false
+        } else {
+            self.apply_once(request, range)?
+        };
+        let rank = self.rank.unwrap_or(u32::MAX);
+        match self.routing.successor(range as usize, rank) {
+            Some(_) if self.batches_pushes(request) => self.batch_push(request, range, applied, io),
+            Some(next) => self.forward(request, range, next, io),
+            None => {
+                acknowledge(io, request.peer, &h);
+                Ok(())
+            }
+        }
+    }
+
+    /// Applies worker push `request` to `range` unless its number says it was applied before;
+    /// whether it applied it now.
+    fn apply_once(&mut self, request: &Request, range: u32) -> Result<bool, Refusal> {
+        let h = request.frame.header;
         let (worker, seq) = (h.sender.get(), h.seq.get());
         match self.applied.judge(range, worker, seq, h.open_span.get()) {
             Verdict::TooFar { highest } => {
                 // Accepting it would make every later real push of this worker look like a
                 // resend.
-                return Err(Refusal::new(
+                Err(Refusal::new(
                     Status::BadRequest,
                     format!(
                         "push sequence number {seq} of worker node {worker} jumps more than \
                          {SEQ_WINDOW} past its highest ({highest})"
                     ),
-                ));
+                ))
             }
-            Verdict::Resend => self.report.duplicate_pushes += 1,
+            Verdict::Resend => {
+                self.report.duplicate_pushes += 1;
+                Ok(false)
+            }
             Verdict::Apply => {
                 let mut decoded = std::mem::take(&mut self.decoded);
                 let applied = self.apply_push(request, range, &mut decoded);
@@ -42,14 +66,7 @@ impl Server {
                 applied?;
                 self.applied.record(range, worker, seq);
                 self.report.pushes += 1;
-            }
-        }
-        let rank = self.rank.unwrap_or(u32::MAX);
-        match self.routing.successor(range as usize, rank) {
-            Some(next) => self.forward(request, range, next, io),
-            None => {
-                acknowledge(io, request.peer, &h);
-                Ok(())
+                Ok(true)
             }
         }
     }

@@ -149,6 +149,10 @@ impl Server {
             }
             let copy = &mut self.copies_out[i];
             let Some((table, snapshot)) = copy.tables.get(copy.table) else {
+                // Rows already sent reflect pushes a head replicating after aggregation may
+                // still hold in a batch: their numbers must reach the learner before it counts
+                // as a copy (else, promoted, it would apply their resends again).
+                self.send_open_batches(range, io);
                 let end = CopyStep::End { range };
                 if !send_step(io, (peer, version), &end, &[], &[]) {
                     break Progress::Failed;

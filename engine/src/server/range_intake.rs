@@ -72,6 +72,7 @@ impl Server {
                     bytes: 0,
                 };
                 self.copies_in.insert(range, intake);
+                self.copies_done.remove(&range);
             }
             CopyStep::Rows { range, table } => {
                 let Some(intake) = self.copies_in.get_mut(&range) else {
@@ -112,6 +113,8 @@ impl Server {
                     intake.bytes as f64 / seconds.max(1e-9) / 1e6
                 );
                 let version = intake.version;
+                // Reported again when rejoining a recovered scheduler, if this one is lost.
+                self.copies_done.insert(range);
                 reply_control(io, self.scheduler, &Control::RangeCopied { range, version });
             }
         }

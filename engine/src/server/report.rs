@@ -14,6 +14,8 @@ pub struct ServerReport {
     pub pulls: u64,
     pub parked_pulls: u64,
     pub rejected_requests: u64,
+    /// Updates sent down chains as a head replicating after aggregation (one per batch).
+    pub replicated_batches: u64,
     pub net: MetricsSnapshot,
     /// Memory held by each table, by name.
     pub tables: Vec<(String, TableMemory)>,
@@ -42,6 +44,7 @@ impl ServerReport {
         self.pulls += other.pulls;
         self.parked_pulls += other.parked_pulls;
         self.rejected_requests += other.rejected_requests;
+        self.replicated_batches += other.replicated_batches;
         let (a, b) = (&mut self.net, other.net);
         a.frames_sent += b.frames_sent;
         a.frames_received += b.frames_received;

@@ -23,6 +23,14 @@ pub(super) struct Request {
 }
 
 impl Request {
+    /// The keys as a shared list: the connection cache's, or a copy of the frame's.
+    pub(super) fn shared_keys(&self) -> Result<SharedKeys, Refusal> {
+        match &self.keys {
+            Some(k) => Ok(k.clone()),
+            None => Ok(Arc::new(self.keys()?.to_vec())),
+        }
+    }
+
     pub(super) fn keys(&self) -> Result<&[u64], Refusal> {
         match &self.keys {
             Some(k) => Ok(k),

@@ -115,7 +115,12 @@ fn run_shard(
     ev.set_busy_poll(cfg.cluster.busy_poll);
     ev.set_handshake_timeout(cfg.cluster.handshake_timeout);
     let liveness = &cfg.cluster.liveness;
-    ev.set_tick(crate::liveness::tick(liveness));
+    let mut tick = crate::liveness::tick(liveness);
+    if cfg.cluster.replication_mode == crate::config::ReplicationMode::Aggregated {
+        // A batch waits at most the aggregation window; the loop must wake to send it.
+        tick = tick.min(super::AGGREGATION_WINDOW);
+    }
+    ev.set_tick(tick);
     let (mut peer, identity) = connect_scheduler(
         &cfg.cluster,
         Role::Server,
@@ -136,11 +141,22 @@ fn run_shard(
         cfg.cluster.payload_checksum,
     )?;
     let meters = super::ServerMeters::new(node_metrics, shard);
-    let mut server = Server::new(cfg, scheduler, meters);
+    let rejoin = super::rejoin::Rejoining {
+        cluster: cfg.cluster.clone(),
+        pool: ev.pool().clone(),
+        metrics: metrics.clone(),
+        addr: advertised.to_string(),
+        rdma_addr: rdma_addr.map(|a| a.to_string()),
+        heartbeat: Some(heartbeat),
+        job_size: (0, 0),
+        lost_workers: Vec::new(),
+        outage: None,
+    };
+    let mut server = Server::new(cfg, scheduler, meters, rejoin);
     let ran = ev.run(&mut server);
     // Connections first: RDMA ones hold registrations of the tables' segments.
     drop(ev);
-    drop(heartbeat);
+    server.rejoin.heartbeat = None;
     ran?;
     server.report.net = metrics.snapshot();
     server.report.tables = server

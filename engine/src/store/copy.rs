@@ -41,26 +41,38 @@ impl TableStore {
     /// Overwrites the rows of the sorted, unique `keys` (creating the keys a sparse store does
     /// not hold yet) with `rows`, laid out as [`TableStore::export_rows`] writes them.
     pub fn import_rows(&mut self, keys: &[u64], rows: &[f32]) -> Result<(), StoreError> {
-        let dim = self.spec.dim as usize;
-        let expected = keys.len() * self.row_floats();
-        if rows.len() != expected {
-            return Err(StoreError::Rows {
-                keys: keys.len(),
-                floats: rows.len(),
-                expected,
-            });
-        }
+        self.check_rows(keys.len(), rows)?;
         let resolved = self.resolve(0, keys)?;
-        let part = keys.len() * dim;
+        self.import_rows_at(&resolved.slots, rows)
+    }
+
+    /// [`TableStore::import_rows`] for keys already resolved to `slots`.
+    pub fn import_rows_at(&mut self, slots: &[u32], rows: &[f32]) -> Result<(), StoreError> {
+        self.check_rows(slots.len(), rows)?;
+        let dim = self.spec.dim as usize;
+        let part = slots.len() * dim;
         let (values, a, b) = self.arrays();
         for (i, array) in [values, a, b].into_iter().enumerate() {
             let Some(from) = rows.get(i * part..(i + 1) * part) else {
                 break;
             };
-            for (row, &slot) in from.chunks_exact(dim).zip(&resolved.slots) {
+            for (row, &slot) in from.chunks_exact(dim).zip(slots) {
                 let at = slot as usize * dim;
                 array[at..at + dim].copy_from_slice(row);
             }
+        }
+        Ok(())
+    }
+
+    /// Refuses rows that are not exactly `keys` rows.
+    fn check_rows(&self, keys: usize, rows: &[f32]) -> Result<(), StoreError> {
+        let expected = keys * self.row_floats();
+        if rows.len() != expected {
+            return Err(StoreError::Rows {
+                keys,
+                floats: rows.len(),
+                expected,
+            });
         }
         Ok(())
     }

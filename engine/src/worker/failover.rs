@@ -23,6 +23,27 @@ const MAX_RESENDS: usize = 1000;
 /// holds waits before it is sent again.
 const CATCH_UP: Duration = Duration::from_millis(10);
 
+/// How long a request refused `Unavailable` waits for a newer routing before it is sent again
+/// under the same one.
+const SETTLING: Duration = Duration::from_millis(100);
+
+/// When one call's failures began under the routing it used: a call that keeps failing under
+/// one routing gives up a fixed time after its first failure there, however often it resent.
+#[derive(Default)]
+struct Failing {
+    since: Option<(u32, Instant)>,
+}
+
+impl Failing {
+    /// When the call first failed under routing version `used`.
+    fn since(&mut self, used: u32) -> Instant {
+        match self.since {
+            Some((version, at)) if version == used => at,
+            _ => self.since.insert((used, Instant::now())).1,
+        }
+    }
+}
+
 impl Worker {
     /// Runs `attempt` (a whole blocking request) until it succeeds or fails for another reason
     /// than a failover; after a failover, once the new routing has arrived.
@@ -31,12 +52,13 @@ impl Worker {
         mut attempt: impl FnMut() -> Result<T, EngineError>,
     ) -> Result<T, EngineError> {
         let mut resends = 0;
+        let mut failing = Failing::default();
         loop {
             let used = self.lock().routing.version;
             match attempt() {
                 Err(e) if is_failover(&e) && resends < MAX_RESENDS => {
                     resends += 1;
-                    self.await_routing_after(used, e)?;
+                    self.await_routing_after(used, e, failing.since(used))?;
                 }
                 other => return other,
             }
@@ -53,7 +75,7 @@ impl Worker {
         if !is_failover(&error) {
             return Err(error);
         }
-        self.await_routing_after(used, error)?;
+        self.await_routing_after(used, error, Instant::now())?;
         // A server that misses a key list (its cache was emptied by the new routing, or capped)
         // gets the keys, a push under its own number.
         self.surviving_failover(|| {
@@ -87,11 +109,18 @@ impl Worker {
         true
     }
 
-    /// Waits (up to three heartbeat timeouts: the scheduler's detector needs one) for a routing
-    /// newer than `used`; `error` if none comes or replication is off. A server that refused a
-    /// request routed with a version newer than its own has not yet heard of it: the request
-    /// is sent again shortly.
-    fn await_routing_after(&self, used: u32, error: EngineError) -> Result<(), EngineError> {
+    /// Waits for a routing newer than `used`, until three heartbeat timeouts (the scheduler's
+    /// detector needs one) after `since`, when the call first failed under `used`; `error` if
+    /// none comes or replication is off. A server that refused a request routed with a version
+    /// newer than its own has not yet heard of it: the request is sent again shortly. So is one
+    /// refused `Unavailable` while no newer routing comes: the head's chain is still settling
+    /// (the next server not dialed yet, or dead under a routing the head has not replaced yet).
+    fn await_routing_after(
+        &self,
+        used: u32,
+        error: EngineError,
+        since: Instant,
+    ) -> Result<(), EngineError> {
         let mut st = self.lock();
         if !st.io.inbound.replicated {
             return Err(error);
@@ -110,15 +139,40 @@ impl Worker {
             st.io.progress(Some(CATCH_UP), &mut None)?;
             return Ok(());
         }
-        let wait = st.io.inbound.scheduler_silence.timeout() * 3;
+        let deadline = since + st.io.inbound.scheduler_silence.timeout() * 3;
+        let unsettled = matches!(
+            &error,
+            EngineError::Remote {
+                status: Status::Unavailable,
+                ..
+            }
+        );
+        let until = if unsettled {
+            deadline.min(Instant::now() + SETTLING)
+        } else {
+            deadline
+        };
         let newer = |r: &Option<RoutingTable>| r.as_ref().is_some_and(|r| r.version > used);
-        let arrived = st.io.drive_until(
+        let mut arrived = st.io.drive_until(
             |inbound| newer(&inbound.latest_routing),
             &mut None,
-            Some(Instant::now() + wait),
+            Some(until),
         )?;
+        // Without a scheduler, or with one still recovering the job (it publishes a newer
+        // routing when done), the wait goes on: the outage setting bounds it.
+        let mut outage = false;
+        while !arrived && (st.io.inbound.scheduler_down || st.io.inbound.recovering) {
+            outage = true;
+            arrived = st.io.drive_until(
+                |inbound| newer(&inbound.latest_routing),
+                &mut None,
+                Some(Instant::now() + SETTLING),
+            )?;
+        }
         if !arrived {
-            return Err(error);
+            // After an outage the request is sent again under the same routing.
+            let settling = outage || (unsettled && Instant::now() < deadline);
+            return if settling { Ok(()) } else { Err(error) };
         }
         st.adopt_routing();
         tracing::warn!(

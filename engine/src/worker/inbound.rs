@@ -42,6 +42,12 @@ pub(crate) struct Inbound {
     pub dead: std::collections::BTreeSet<u32>,
     /// The newest routing the scheduler sent after a failover (`failover`).
     pub latest_routing: Option<crate::routing::RoutingTable>,
+    /// Whether losing the scheduler is survived (once welcomed: the worker redials it), and
+    /// whether it is lost now.
+    pub survives_scheduler: bool,
+    pub scheduler_down: bool,
+    /// Rejoined a scheduler that has not published its routing yet (it is recovering).
+    pub recovering: bool,
 }
 
 impl Inbound {
@@ -58,6 +64,9 @@ impl Inbound {
             replicated: false,
             dead: Default::default(),
             latest_routing: None,
+            survives_scheduler: false,
+            scheduler_down: false,
+            recovering: false,
         }
     }
 
@@ -148,6 +157,11 @@ impl ClientHandler for Receiver<'_, '_> {
     }
 
     fn scheduler_lost(&mut self) {
+        if self.inbound.survives_scheduler && self.inbound.shutdown.is_none() {
+            tracing::warn!("lost the connection to the scheduler; going on and redialing it");
+            self.inbound.scheduler_down = true;
+            return;
+        }
         if self.inbound.shutdown.is_none() {
             self.inbound.shutdown = Some("lost the connection to the scheduler".into());
         }
@@ -258,7 +272,10 @@ impl Receiver<'_, '_> {
             }
             // Its arrival was the point (counted above).
             Ok(Control::HeartbeatAck) => {}
-            Ok(Control::Routing { routing }) => inbound.routing_arrived(routing),
+            Ok(Control::Routing { routing }) => {
+                inbound.recovering = false;
+                inbound.routing_arrived(routing);
+            }
             Ok(msg) => inbound.inbox.push_back(msg),
             Err(e) => tracing::error!("undecodable message from the scheduler: {e}"),
         }

@@ -19,6 +19,10 @@ const EXPLANATION_WAIT: Duration = Duration::from_millis(500);
 pub(crate) struct ClientIo {
     net: ClientDriver,
     pub inbound: Inbound,
+    /// Once welcomed: how to redial a lost scheduler and what to tell it (`rejoin.rs`).
+    pub rejoin: Option<super::rejoin::Rejoining>,
+    /// The request that waits for the scheduler's answer (sent again after a rejoin).
+    pub awaiting: Option<Control>,
     pub payload_crc: bool,
     /// Whether key lists may travel delta + bit packed.
     pub key_packing: bool,
@@ -35,6 +39,8 @@ impl ClientIo {
         Ok(ClientIo {
             net: ClientDriver::new(scheduler, busy_poll)?,
             inbound: Inbound::new(metrics, heartbeat_timeout),
+            rejoin: None,
+            awaiting: None,
             payload_crc: true,
             key_packing: true,
         })
@@ -64,47 +70,40 @@ impl ClientIo {
         self.send(server, &mut frame, &mut None)
     }
 
-    /// Takes the next rank's place for a server that could not be dialed, out of the job for
-    /// this worker until [`ClientIo::redial_server`] reaches it.
-    pub fn add_absent_server(&mut self) {
-        let server = self.net.add_absent();
+    /// Takes the next rank's place for a server that could not be dialed: it counts as lost
+    /// (its requests fail over) until [`ClientIo::redial_server`] connects it.
+    pub fn add_unreachable_server(&mut self) {
+        let rank = self.net.add_absent_server();
         self.inbound.key_caches.push(KeyListCache::new(0));
-        self.inbound.dead.insert(server);
+        self.inbound.dead.insert(rank);
     }
 
-    /// Whether server `server` has a place but could not be dialed.
-    pub fn is_absent(&self, server: u32) -> bool {
-        self.net.is_absent(server)
-    }
-
-    /// Dials an absent server (one a routing now needs) and introduces this worker to it.
+    /// Dials server `rank` again (one that could not be dialed before, now a head) and
+    /// introduces this worker to it, with a key cache that starts empty.
     pub fn redial_server(
         &mut self,
+        rank: u32,
         to: ServerAddrs<'_>,
-        options: &DialOptions,
-        dialer: &Dialer,
+        (options, dialer): (&DialOptions, &Dialer),
         pool: BufferPool,
         hello: &Control,
     ) -> Result<(), EngineError> {
-        let server = to.server;
         let metrics = self.inbound.metrics.clone();
         self.net
-            .redial_server(dialer, to, options, pool, metrics)
+            .redial_server(rank, dialer, to, options, pool, metrics)
             .map_err(crate::transport::dial_error)?;
-        if let Some(cache) = self.inbound.key_caches.get_mut(server as usize) {
-            let capacity = match hello {
-                Control::Hello { key_cache_keys, .. } => *key_cache_keys,
-                _ => 0,
-            };
-            *cache = KeyListCache::new(capacity);
-        }
-        self.inbound.dead.remove(&server);
+        let capacity = match hello {
+            Control::Hello { key_cache_keys, .. } => *key_cache_keys,
+            _ => 0,
+        };
+        self.inbound.key_caches[rank as usize] = KeyListCache::new(capacity);
+        self.inbound.dead.remove(&rank);
         let (header, extra) = hello.frame();
         let mut frame = FrameParts::with_extra(header, &extra);
-        self.send(server, &mut frame, &mut None)
+        self.send(rank, &mut frame, &mut None)
     }
 
-    /// How many server ranks have a place (connected or absent).
+    /// How many servers are connected.
     pub fn num_servers(&self) -> usize {
         self.net.num_servers()
     }
@@ -121,6 +120,31 @@ impl ClientIo {
 
     /// Sends a frame to the scheduler (control messages are small; waits if the socket is full).
     pub fn send_control(&mut self, msg: &Control) -> Result<(), EngineError> {
+        if self.rejoin.is_none() {
+            return self.send_control_now(msg);
+        }
+        // A request that waits for an answer is sent again to a scheduler that recovers.
+        if matches!(
+            msg,
+            Control::Barrier { .. } | Control::DeclareTable { .. } | Control::Checkpoint { .. }
+        ) {
+            self.awaiting = Some(msg.clone());
+        }
+        loop {
+            // Without a scheduler, wait (pushes and pulls go on meanwhile) until one is back.
+            self.drive_until(|inbound| !inbound.scheduler_down, &mut None, None)?;
+            match self.send_control_now(msg) {
+                Err(EngineError::Net(e)) if self.inbound.shutdown.is_none() => {
+                    tracing::debug!("sending to the scheduler failed: {e}");
+                    self.inbound.scheduler_down = true;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Sends a frame to the scheduler now (its connection must be up).
+    pub(super) fn send_control_now(&mut self, msg: &Control) -> Result<(), EngineError> {
         let (header, extra) = msg.frame();
         let mut frame = FrameParts::with_extra(header, &extra);
         frame.finish(self.payload_crc);
@@ -168,6 +192,11 @@ impl ClientIo {
         let sent = self.net.send_registered(server, frame, values);
         let sent = self.lost_if_broken(server, sent.map_err(EngineError::from));
         self.explained(sent)
+    }
+
+    /// Puts a new scheduler connection in the lost one's place.
+    pub(super) fn replace_scheduler(&mut self, peer: Peer) -> Result<(), EngineError> {
+        Ok(self.net.replace_scheduler(peer)?)
     }
 
     /// Waits up to `timeout` for any connection, then handles every frame available.
@@ -255,6 +284,10 @@ impl ClientIo {
                 None => Duration::from_millis(200),
             };
             self.progress(Some(timeout), lent)?;
+            if self.inbound.scheduler_down {
+                self.reconnect()?;
+                continue;
+            }
             let silence = &self.inbound.scheduler_silence;
             if let Some(silent_for) = silence.exceeded(Instant::now()) {
                 return Err(EngineError::SchedulerSilent {
@@ -292,6 +325,7 @@ impl ClientIo {
             &mut None,
             Some(deadline),
         )?;
+        self.awaiting = None;
         match found {
             Some(result) if arrived => result,
             _ => Err(EngineError::Refused(format!(

@@ -23,6 +23,7 @@ mod plan;
 mod pull;
 #[allow(unsafe_code)] // lends the caller's values to registrations
 mod push;
+mod rejoin;
 mod sequence;
 
 use std::collections::HashMap;
@@ -79,8 +80,6 @@ struct State {
 /// threads; each call holds the worker's lock while it sends or waits.
 pub struct Worker {
     info: WorkerInfo,
-    /// Sends the scheduler a heartbeat every interval while the worker lives.
-    _heartbeat: Heartbeat,
     state: Mutex<State>,
     metrics: NodeMetrics,
     /// Serves `metrics` while the worker lives (when `metrics_addr` is set).
@@ -168,6 +167,29 @@ impl Worker {
             hello,
         };
         io.inbound.replicated = routing.ranges.iter().any(|r| r.chain.len() > 1);
+        // Welcomed: from here on a lost scheduler is redialed, not the end of the job.
+        io.rejoin = Some(rejoin::Rejoining {
+            cluster: cluster.clone(),
+            pool: pool.clone(),
+            heartbeat: Some(heartbeat),
+            me: crate::control::Rejoin {
+                role: Role::Worker,
+                node_id: info.node_id,
+                rank: info.rank,
+                num_servers: info.num_servers,
+                num_workers: info.num_workers,
+                addr: None,
+                rdma_addr: None,
+                routing: routing.clone(),
+                tables: Vec::new(),
+                ranges: Vec::new(),
+                live_workers: Vec::new(),
+                lost_workers: Vec::new(),
+                clock: start_clock,
+            },
+            outage: None,
+        });
+        io.inbound.survives_scheduler = true;
         tracing::debug!(
             "worker {} connected to {} servers",
             info.rank,
@@ -175,7 +197,6 @@ impl Worker {
         );
         Ok(Worker {
             info,
-            _heartbeat: heartbeat,
             state: Mutex::new(State {
                 io,
                 routing,
@@ -250,6 +271,10 @@ impl Worker {
             },
             CONTROL_TIMEOUT,
         )?;
+        if let Some(r) = st.io.rejoin.as_mut() {
+            r.me.tables.retain(|(t, _)| *t != id.0);
+            r.me.tables.push((id.0, spec.clone()));
+        }
         st.tables.insert(id.0, spec);
         Ok(id)
     }
@@ -320,6 +345,10 @@ impl Worker {
     pub fn clock(&self) -> Result<u32, EngineError> {
         let mut st = self.lock();
         st.clock += 1;
+        let clock = st.clock;
+        if let Some(r) = st.io.rejoin.as_mut() {
+            r.me.clock = clock;
+        }
         let mut h = Header::new(Opcode::Clock);
         h.sender = self.info.node_id.into();
         h.clock = st.clock.into();

@@ -46,7 +46,10 @@ pub struct ClientDriver {
     poll: Poll,
     events: Events,
     scheduler: Peer,
-    /// By rank; `None` for a rank that could not be dialed (see [`ClientDriver::add_absent`]).
+    /// Whether the scheduler's connection closed (it is no longer read until replaced).
+    scheduler_gone: bool,
+    /// By rank; `None` for a rank that could not be dialed (see
+    /// [`ClientDriver::add_absent_server`]).
     servers: Vec<Option<Link>>,
     /// How long a wait polls the links before the thread sleeps (zero: sleep at once).
     busy_poll: Duration,
@@ -63,9 +66,21 @@ impl ClientDriver {
             poll,
             events: Events::with_capacity(64),
             scheduler,
+            scheduler_gone: false,
             servers: Vec::new(),
             busy_poll,
         })
+    }
+
+    /// Puts `scheduler`, a new connection to the scheduler (dialed and authenticated by the
+    /// caller after the old one was lost), in the old one's place.
+    pub fn replace_scheduler(&mut self, mut scheduler: Peer) -> Result<(), NetError> {
+        let registry = self.poll.registry();
+        let _ = registry.deregister(self.scheduler.stream_mut());
+        registry.register(scheduler.stream_mut(), SCHEDULER, Interest::READABLE)?;
+        self.scheduler = scheduler;
+        self.scheduler_gone = false;
+        Ok(())
     }
 
     /// Dials `to` with `dialer` (see [`Dialer::connect`]) and adds the link as the next
@@ -90,56 +105,67 @@ impl ClientDriver {
         Ok(self.servers.len() as u32 - 1)
     }
 
-    /// Takes the next rank's place without a link (a server that could not be dialed), so
-    /// that the ranks after it can be added; [`ClientDriver::redial_server`] may fill it
-    /// later. Sending to it fails as an unknown peer; nothing is ever read from it.
-    pub fn add_absent(&mut self) -> u32 {
+    /// Takes the next rank's place without a link (it could not be dialed), so that the ranks
+    /// after it can be added; requests to it fail as to an unknown peer until
+    /// [`ClientDriver::redial_server`] connects it. Returns its index.
+    pub fn add_absent_server(&mut self) -> u32 {
         self.servers.push(None);
         self.servers.len() as u32 - 1
     }
 
-    /// Dials `to` into the place of an absent rank ([`ClientDriver::add_absent`]).
+    /// Dials server `rank` again (an absent one, or one whose link was lost) with `dialer`,
+    /// replacing its link.
     pub fn redial_server(
         &mut self,
+        rank: u32,
         dialer: &Dialer,
         to: ServerAddrs<'_>,
         options: &DialOptions,
         pool: crate::BufferPool,
         metrics: crate::Metrics,
     ) -> Result<(), DialError> {
-        let index = to.server as usize;
-        if !matches!(self.servers.get(index), Some(None)) {
-            return Err(NetError::UnknownPeer(index).into());
-        }
+        let slot = self
+            .servers
+            .get_mut(rank as usize)
+            .ok_or(NetError::UnknownPeer(rank as usize))?;
         let mut link = dialer.connect(to, options, pool, metrics)?;
-        link.register(self.poll.registry(), Token(index), Interest::READABLE)
-            .map_err(NetError::from)?;
-        self.servers[index] = Some(link);
+        link.register(
+            self.poll.registry(),
+            Token(rank as usize),
+            Interest::READABLE,
+        )
+        .map_err(NetError::from)?;
+        // The old link, if any, is closed (and so leaves the poller) here.
+        *slot = Some(link);
         Ok(())
     }
 
-    /// How many server ranks have a place (connected, or absent).
+    /// How many servers are connected.
     pub fn num_servers(&self) -> usize {
         self.servers.len()
     }
 
-    /// Whether rank `server` has a place but no link.
-    pub fn is_absent(&self, server: u32) -> bool {
-        matches!(self.servers.get(server as usize), Some(None))
-    }
-
-    /// The link to server `server`.
+    /// The link to server `server` (`None` as well for an absent one).
     pub fn server(&self, server: u32) -> Option<&Link> {
         self.servers.get(server as usize).and_then(Option::as_ref)
     }
 
     /// How many server links are RDMA (the rest are TCP).
     pub fn rdma_servers(&self) -> usize {
+        self.links().filter(|l| l.is_rdma()).count()
+    }
+
+    /// The links of the servers that have one.
+    fn links(&self) -> impl Iterator<Item = &Link> {
+        self.servers.iter().flatten()
+    }
+
+    /// The link to server `server`, if it has one.
+    fn link_mut(&mut self, server: u32) -> Result<&mut Link, NetError> {
         self.servers
-            .iter()
-            .flatten()
-            .filter(|l| l.is_rdma())
-            .count()
+            .get_mut(server as usize)
+            .and_then(Option::as_mut)
+            .ok_or(NetError::UnknownPeer(server as usize))
     }
 
     /// Writes a finished frame to server `server`, straight from the frame's slices; while the
@@ -151,11 +177,7 @@ impl ClientDriver {
         frame: &FrameParts<'_>,
         handler: &mut H,
     ) -> Result<(), H::Error> {
-        let link = self
-            .servers
-            .get_mut(server as usize)
-            .and_then(Option::as_mut)
-            .ok_or(NetError::UnknownPeer(server as usize))?;
+        let link = self.link_mut(server)?;
         if link.is_rdma() {
             link.send(frame)?;
             return Ok(());
@@ -170,6 +192,10 @@ impl ClientDriver {
         frame: &FrameParts<'_>,
         handler: &mut H,
     ) -> Result<(), H::Error> {
+        if self.scheduler_gone {
+            let closed = std::io::Error::from(std::io::ErrorKind::NotConnected);
+            return Err(NetError::from(closed).into());
+        }
         self.write_blocking(None, frame, handler)
     }
 
@@ -181,11 +207,7 @@ impl ClientDriver {
         frame: &FrameParts<'_>,
         values: &Registration,
     ) -> Result<(), NetError> {
-        self.servers
-            .get_mut(server as usize)
-            .and_then(Option::as_mut)
-            .ok_or(NetError::UnknownPeer(server as usize))?
-            .send_registered(frame, values)
+        self.link_mut(server)?.send_registered(frame, values)
     }
 
     /// Writes a whole frame to a TCP server (`Some(rank)`) or the scheduler (`None`).
@@ -233,10 +255,8 @@ impl ClientDriver {
         match server {
             None => Ok(&mut self.scheduler),
             Some(s) => self
-                .servers
-                .get_mut(s as usize)
-                .and_then(Option::as_mut)
-                .and_then(Link::as_tcp_mut)
+                .link_mut(s)?
+                .as_tcp_mut()
                 .ok_or(NetError::UnknownPeer(s as usize)),
         }
     }
@@ -257,7 +277,7 @@ impl ClientDriver {
                 // rounds, so an oversubscribed node does not starve the peer it waits for.
                 // RDMA alone needs no system call: the clock is read every few rounds only
                 // (where it is not in the vDSO each read is a system call).
-                let tcp = self.servers.iter().flatten().any(|l| !l.is_rdma());
+                let tcp = self.links().any(|l| !l.is_rdma());
                 let mut round = 0u32;
                 loop {
                     let got = if tcp {
@@ -317,10 +337,10 @@ impl ClientDriver {
         handler: &mut H,
     ) -> Result<bool, H::Error> {
         let mut any = false;
-        let Some(link) = self.servers[s].as_mut() else {
-            return Ok(false);
-        };
         loop {
+            let Some(link) = self.servers[s].as_mut() else {
+                return Ok(any);
+            };
             match link.read_frame(handler) {
                 Ok(ReadOutcome::Frame(frame)) => {
                     any = true;
@@ -346,9 +366,14 @@ impl ClientDriver {
     }
 
     /// Reads every frame the scheduler's connection holds now, without waiting and without
-    /// touching the servers' links; true if any frame was handled.
+    /// touching the servers' links; true if any frame was handled. A connection found closed
+    /// is reported once ([`ClientHandler::scheduler_lost`]) and not read again until
+    /// [`ClientDriver::replace_scheduler`].
     pub fn read_scheduler<H: ClientHandler>(&mut self, handler: &mut H) -> bool {
         let mut any = false;
+        if self.scheduler_gone {
+            return false;
+        }
         loop {
             match self.scheduler.read_frame(&mut NoDirectValues) {
                 Ok(ReadOutcome::Frame(frame)) => {
@@ -357,10 +382,84 @@ impl ClientDriver {
                 }
                 Ok(ReadOutcome::WouldBlock) => return any,
                 Ok(ReadOutcome::Closed) | Err(_) => {
+                    self.scheduler_gone = true;
+                    let _ = self.poll.registry().deregister(self.scheduler.stream_mut());
                     handler.scheduler_lost();
                     return any;
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::TcpListener;
+
+    use super::*;
+    use crate::{BufferPool, FrameLimits, Header, Metrics};
+
+    /// Counts the scheduler losses it hears of.
+    #[derive(Default)]
+    struct Losses(u32);
+
+    impl FrameSink for Losses {
+        fn direct_values(&mut self, _: &Header) -> Option<&mut [u8]> {
+            None
+        }
+    }
+
+    impl ClientHandler for Losses {
+        type Error = NetError;
+        fn server_frame(&mut self, _: u32, _: Frame) {}
+        fn server_lost(&mut self, _: u32) -> Result<(), NetError> {
+            Ok(())
+        }
+        fn scheduler_frame(&mut self, _: Frame) {}
+        fn scheduler_lost(&mut self) {
+            self.0 += 1;
+        }
+    }
+
+    fn dial(listener: &TcpListener) -> Peer {
+        let addr = listener.local_addr().unwrap();
+        let timeout = Duration::from_secs(5);
+        let peer = Peer::connect(
+            addr,
+            timeout,
+            FrameLimits::default(),
+            BufferPool::new(),
+            Metrics::new(),
+        );
+        peer.unwrap()
+    }
+
+    #[test]
+    fn a_lost_scheduler_is_reported_once_and_can_be_replaced() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut driver = ClientDriver::new(dial(&listener), Duration::ZERO).unwrap();
+        drop(listener.accept().unwrap());
+        let mut losses = Losses::default();
+        for _ in 0..50 {
+            driver
+                .progress(Some(Duration::from_millis(20)), &mut losses)
+                .unwrap();
+        }
+        assert_eq!(losses.0, 1, "a closed connection is reported once");
+        let closed = [0u8; 0];
+        let parts = FrameParts::with_extra(Header::new(crate::Opcode::Control), &closed);
+        assert!(driver.send_to_scheduler(&parts, &mut losses).is_err());
+        driver.replace_scheduler(dial(&listener)).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        drop(accepted);
+        for _ in 0..50 {
+            driver
+                .progress(Some(Duration::from_millis(20)), &mut losses)
+                .unwrap();
+        }
+        assert_eq!(
+            losses.0, 2,
+            "the new connection is read, and its loss reported"
+        );
     }
 }

@@ -36,6 +36,8 @@ pub struct PushPullOptions {
     pub workers: usize,
     /// Replication factor of the benchmark cluster (servers holding each key range).
     pub replication: usize,
+    /// When a replicated run's heads send pushes down their chains.
+    pub replication_mode: ferrops_engine::config::ReplicationMode,
     /// Transport between workers and servers.
     pub transport: TransportMode,
     /// Also measure the floor (raw TCP, and perftest over RDMA) and report ratios against it.
@@ -162,6 +164,7 @@ pub(super) fn run_cluster(args: &PushPullOptions) -> Result<Samples> {
     spec.shutdown_grace = Duration::from_secs(30);
     spec.transport = Some(args.transport);
     spec.replication = Some(args.replication);
+    spec.replication_mode = Some(args.replication_mode);
     let cluster = LocalCluster::start(&spec).context("starting the benchmark cluster")?;
     let cfg = cluster.worker_config();
     let handles: Vec<_> = (0..args.workers)

@@ -39,6 +39,7 @@ struct Report {
     val_len: usize,
     iters: usize,
     replication: usize,
+    replication_mode: String,
     rounds: Vec<Round>,
     /// Lowest and highest ratio R / 1 of the push (pull) p50 over the rounds.
     push_p50_ratio_range: (f64, f64),
@@ -71,6 +72,7 @@ pub fn compare(args: &PushPullOptions) -> Result<()> {
         val_len: args.val_len,
         iters: args.iters,
         replication: args.replication,
+        replication_mode: args.replication_mode.to_string(),
         push_p50_ratio_range: range(|r| r.push_p50_ratio),
         pull_p50_ratio_range: range(|r| r.pull_p50_ratio),
         rounds,
@@ -96,9 +98,10 @@ fn measure(args: &PushPullOptions, r: usize) -> Result<Run> {
 
 fn print_human(r: &Report) {
     println!(
-        "push-pull, replication {} beside 1 ({} alternating rounds): {} servers, {} workers, \
-         {} keys × {} f32, {} iterations each",
+        "push-pull, replication {} ({}) beside 1 ({} alternating rounds): {} servers, {} \
+         workers, {} keys × {} f32, {} iterations each",
         r.replication,
+        r.replication_mode,
         r.rounds.len(),
         r.servers,
         r.workers,

@@ -251,6 +251,12 @@ pub struct PushPullArgs {
     #[arg(long, value_name = "R", value_parser = positive_count, default_value_t = 1)]
     pub replication: usize,
 
+    /// When the heads of the replicated runs send pushes down their chains: `each` push, or
+    /// `aggregated` batches (one update per batch of the workers' pushes; see `ferrops server
+    /// --replication-mode`).
+    #[arg(long, value_name = "each|aggregated", default_value = "each")]
+    pub replication_mode: ferrops_engine::config::ReplicationMode,
+
     /// Transport between workers and servers.
     #[arg(long, value_parser = transport_mode(), default_value = "auto")]
     pub transport: TransportMode,
@@ -292,6 +298,7 @@ impl PushPullArgs {
             servers: self.servers,
             workers: self.workers,
             replication: self.replication,
+            replication_mode: self.replication_mode,
             transport: self.transport,
             floor: self.floor,
             json: self.json,

@@ -31,18 +31,22 @@ Configuration sources, highest precedence first:
      --busy-poll-us, --heartbeat-interval-ms, --heartbeat-timeout-ms, --startup-deadline-ms)
   2. environment: FERROPS_SCHEDULER, FERROPS_NUM_SERVERS, FERROPS_NUM_WORKERS, FERROPS_BIND,
      FERROPS_SECRET, FERROPS_CONNECT_TIMEOUT_MS, FERROPS_BUSY_POLL_US,
-     FERROPS_HEARTBEAT_INTERVAL_MS, FERROPS_HEARTBEAT_TIMEOUT_MS, FERROPS_STARTUP_DEADLINE_MS
+     FERROPS_HEARTBEAT_INTERVAL_MS, FERROPS_HEARTBEAT_TIMEOUT_MS, FERROPS_STARTUP_DEADLINE_MS,
+     FERROPS_SCHEDULER_OUTAGE_MS
   3. the TOML file named by --config or FERROPS_CONFIG
   4. built-in defaults
 
 TOML file keys: scheduler, num_servers, num_workers, bind, secret, connect_timeout_ms,
-busy_poll_us, heartbeat_interval_ms, heartbeat_timeout_ms, startup_deadline_ms and a [limits] table with
+busy_poll_us, heartbeat_interval_ms, heartbeat_timeout_ms, startup_deadline_ms,
+scheduler_outage_ms and a [limits] table with
 max_keys_bytes, max_values_bytes, max_extra_bytes. Unknown keys are errors.
 
 Liveness: every node sends the scheduler a heartbeat each interval; a node silent past the
 timeout is declared dead and the job ends naming it, and a node whose scheduler stops answering
 exits saying so. A job that has not assembled by the start-up deadline ends naming who never
-registered.
+registered. Servers and workers survive losing the scheduler's connection: they go on and
+redial it for scheduler_outage_ms; `ferrops scheduler --recover` on the same address rebuilds
+the job from them.
 
 Like ps-lite's DMLC_ROLE, FERROPS_ROLE=scheduler|server|worker makes a bare `ferrops` run that
 role (a worker then takes its job from FERROPS_JOB).

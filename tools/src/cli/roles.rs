@@ -38,6 +38,14 @@ pub struct ClusterFlags {
     #[arg(long, value_name = "R")]
     pub replication: Option<String>,
 
+    /// When a chain's head sends pushes down the chain (servers; each head decides for the
+    /// ranges it heads, so give every server the same): `each` push as it is applied, or
+    /// `aggregated` — one update per batch of pushes (the rows they touched), the batch's
+    /// pushes acknowledged once the tail applied it [env: FERROPS_REPLICATION_MODE] [file:
+    /// replication_mode] [default: each]
+    #[arg(long, value_name = "each|aggregated")]
+    pub replication_mode: Option<String>,
+
     /// Number of workers in the job [env: FERROPS_NUM_WORKERS] [file: num_workers]
     #[arg(long, value_name = "N")]
     pub num_workers: Option<String>,
@@ -95,6 +103,13 @@ pub struct ClusterFlags {
     #[arg(long, value_name = "MS")]
     pub startup_deadline_ms: Option<String>,
 
+    /// How long a server or worker goes on without the scheduler (serving, pushing and
+    /// pulling by the routing it has, redialing it) before it gives up, in milliseconds: the
+    /// time to restart it with `ferrops scheduler --recover` [env: FERROPS_SCHEDULER_OUTAGE_MS]
+    /// [file: scheduler_outage_ms] [default: 300000]
+    #[arg(long, value_name = "MS")]
+    pub scheduler_outage_ms: Option<String>,
+
     /// Serve this node's metrics in Prometheus text format on http://IP:PORT/metrics; port 0
     /// picks one (the address is logged). Unset: no endpoint [env: FERROPS_METRICS_ADDR]
     /// [file: metrics_addr]
@@ -111,6 +126,7 @@ impl ClusterFlags {
             num_servers: self.num_servers.clone(),
             server_shards: self.server_shards.clone(),
             replication: self.replication.clone(),
+            replication_mode: self.replication_mode.clone(),
             num_workers: self.num_workers.clone(),
             bind: self.bind.clone(),
             transport: self.transport.clone(),
@@ -121,6 +137,7 @@ impl ClusterFlags {
             heartbeat_interval_ms: self.heartbeat_interval_ms.clone(),
             heartbeat_timeout_ms: self.heartbeat_timeout_ms.clone(),
             startup_deadline_ms: self.startup_deadline_ms.clone(),
+            scheduler_outage_ms: self.scheduler_outage_ms.clone(),
             metrics_addr: self.metrics_addr.clone(),
             ..Overrides::default()
         }
@@ -180,6 +197,18 @@ pub struct RoleArgs {
     /// checkpoint is checked first; a corrupt or truncated file is refused by name.
     #[arg(long, value_name = "DIR")]
     pub restore: Option<PathBuf>,
+
+    /// Recover a job whose scheduler was lost (killed, crashed): start on its address (same
+    /// --bind, same secret), let its servers and workers rejoin, and rebuild the job's state
+    /// from what they report; --num-servers and --num-workers are then not needed. See
+    /// docs/operations.md
+    #[arg(long, conflicts_with = "restore")]
+    pub recover: bool,
+
+    /// With --recover: how long to wait for the nodes to rejoin, in milliseconds; servers of
+    /// the job that are not back by then are taken for dead
+    #[arg(long, value_name = "MS", requires = "recover", default_value = "5000")]
+    pub recover_wait: u64,
 }
 
 impl RoleArgs {
@@ -270,6 +299,12 @@ pub struct LocalArgs {
     /// [default: the children's FERROPS_REPLICATION, else 1]
     #[arg(long, value_name = "R", value_parser = positive_count)]
     pub replication: Option<usize>,
+
+    /// When a chain's head replicates, handed to every child (FERROPS_REPLICATION_MODE): `each`
+    /// push, or `aggregated` batches of pushes [default: the children's
+    /// FERROPS_REPLICATION_MODE, else each]
+    #[arg(long, value_name = "each|aggregated")]
+    pub replication_mode: Option<ferrops_engine::config::ReplicationMode>,
 
     #[command(flatten)]
     pub run: WorkerCommand,

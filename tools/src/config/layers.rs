@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use ferrops_engine::config::{ClusterConfig, LivenessConfig};
+use ferrops_engine::config::{ClusterConfig, LivenessConfig, ReplicationMode};
 use ferrops_net::auth::ClusterKey;
 use ferrops_net::{Budgets, FrameLimits, TransportMode};
 use serde::Deserialize;
@@ -21,9 +21,9 @@ use super::{
     ConfigFile, EnvMap, Overrides, DEFAULT_CONNECT_TIMEOUT, ENV_BIND, ENV_BUSY_POLL_US,
     ENV_CONNECT_TIMEOUT_MS, ENV_FRAME_BUDGET_BYTES, ENV_HEARTBEAT_INTERVAL_MS,
     ENV_HEARTBEAT_TIMEOUT_MS, ENV_INSECURE, ENV_MAX_CONNECTIONS, ENV_METRICS_ADDR, ENV_NUM_SERVERS,
-    ENV_NUM_WORKERS, ENV_RANK, ENV_REPLICATION, ENV_REPLY_BUDGET_BYTES,
-    ENV_REPLY_BUDGET_TOTAL_BYTES, ENV_SCHEDULER, ENV_SECRET, ENV_SECRET_FILE, ENV_SERVER_SHARDS,
-    ENV_STARTUP_DEADLINE_MS, ENV_TRANSPORT,
+    ENV_NUM_WORKERS, ENV_RANK, ENV_REPLICATION, ENV_REPLICATION_MODE, ENV_REPLY_BUDGET_BYTES,
+    ENV_REPLY_BUDGET_TOTAL_BYTES, ENV_SCHEDULER, ENV_SCHEDULER_OUTAGE_MS, ENV_SECRET,
+    ENV_SECRET_FILE, ENV_SERVER_SHARDS, ENV_STARTUP_DEADLINE_MS, ENV_TRANSPORT,
 };
 
 /// Every setting after layering, before the role decides which are required.
@@ -40,6 +40,7 @@ pub(super) struct Settings {
     pub(super) budgets: Budgets,
     pub(super) server_shards: Option<usize>,
     pub(super) replication: Option<usize>,
+    pub(super) replication_mode: ReplicationMode,
     pub(super) transport: TransportMode,
     pub(super) liveness: LivenessConfig,
     pub(super) rank: Option<u32>,
@@ -90,6 +91,7 @@ impl Settings {
         }
         cluster.server_shards = self.server_shards.unwrap_or(1);
         cluster.replication = self.replication.unwrap_or(1);
+        cluster.replication_mode = self.replication_mode;
         cluster.transport = self.transport;
         cluster.liveness = self.liveness;
         cluster.rank = self.rank;
@@ -140,6 +142,7 @@ setting!(INSECURE: "--insecure", insecure, ENV_INSECURE);
 setting!(RANK: no flag, "", ENV_RANK);
 setting!(SERVER_SHARDS: "--server-shards", server_shards, ENV_SERVER_SHARDS);
 setting!(REPLICATION: "--replication", replication, ENV_REPLICATION);
+setting!(REPLICATION_MODE: "--replication-mode", replication_mode, ENV_REPLICATION_MODE);
 setting!(TRANSPORT: "--transport", transport, ENV_TRANSPORT);
 setting!(CONNECT_TIMEOUT_MS: "--connect-timeout-ms", connect_timeout_ms, ENV_CONNECT_TIMEOUT_MS);
 setting!(BUSY_POLL_US: "--busy-poll-us", busy_poll_us, ENV_BUSY_POLL_US);
@@ -155,6 +158,7 @@ setting!(FRAME_BUDGET: "--frame-budget-bytes", frame_budget_bytes, ENV_FRAME_BUD
 setting!(HEARTBEAT_INTERVAL_MS: "--heartbeat-interval-ms", heartbeat_interval_ms, ENV_HEARTBEAT_INTERVAL_MS);
 setting!(HEARTBEAT_TIMEOUT_MS: "--heartbeat-timeout-ms", heartbeat_timeout_ms, ENV_HEARTBEAT_TIMEOUT_MS);
 setting!(STARTUP_DEADLINE_MS: "--startup-deadline-ms", startup_deadline_ms, ENV_STARTUP_DEADLINE_MS);
+setting!(SCHEDULER_OUTAGE_MS: "--scheduler-outage-ms", scheduler_outage_ms, ENV_SCHEDULER_OUTAGE_MS);
 
 /// Where a value came from, for error messages.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -214,6 +218,7 @@ file_settings! {
     busy_poll_us: u64,
     server_shards: u64,
     replication: u64,
+    replication_mode: String,
     transport: String,
     metrics_addr: String,
     max_connections: u64,
@@ -223,6 +228,7 @@ file_settings! {
     heartbeat_interval_ms: u64,
     heartbeat_timeout_ms: u64,
     startup_deadline_ms: u64,
+    scheduler_outage_ms: u64,
 }
 
 /// The `[limits]` table: overrides of individual [`FrameLimits`] fields.
@@ -333,6 +339,7 @@ impl Layers<'_> {
             heartbeat_interval: ms(&HEARTBEAT_INTERVAL_MS, defaults.heartbeat_interval)?,
             heartbeat_timeout: ms(&HEARTBEAT_TIMEOUT_MS, defaults.heartbeat_timeout)?,
             startup_deadline: ms(&STARTUP_DEADLINE_MS, defaults.startup_deadline)?,
+            scheduler_outage: ms(&SCHEDULER_OUTAGE_MS, defaults.scheduler_outage)?,
         };
         cfg.validate().map_err(|why| {
             let from = |setting: &Setting| {
@@ -452,6 +459,9 @@ pub(super) fn resolve_settings(
         budgets: layers.budgets()?,
         server_shards: layers.get(&SERVER_SHARDS, parse_count)?,
         replication,
+        replication_mode: layers
+            .get(&REPLICATION_MODE, |m| m.parse::<ReplicationMode>())?
+            .unwrap_or_default(),
         transport: layers
             .get(&TRANSPORT, |t| t.parse::<TransportMode>())?
             .unwrap_or_default(),

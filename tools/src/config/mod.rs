@@ -43,6 +43,8 @@ pub const ENV_NUM_SERVERS: &str = "FERROPS_NUM_SERVERS";
 pub const ENV_SERVER_SHARDS: &str = "FERROPS_SERVER_SHARDS";
 /// Replication factor: servers holding each key range (1: no replicas).
 pub const ENV_REPLICATION: &str = "FERROPS_REPLICATION";
+/// When a chain's head replicates: `each` push, or `aggregated` batches.
+pub const ENV_REPLICATION_MODE: &str = "FERROPS_REPLICATION_MODE";
 /// Environment variable with the number of workers.
 pub const ENV_NUM_WORKERS: &str = "FERROPS_NUM_WORKERS";
 /// Environment variable with the address a node listens on.
@@ -64,6 +66,8 @@ pub const ENV_HEARTBEAT_INTERVAL_MS: &str = "FERROPS_HEARTBEAT_INTERVAL_MS";
 pub const ENV_HEARTBEAT_TIMEOUT_MS: &str = "FERROPS_HEARTBEAT_TIMEOUT_MS";
 /// How long the scheduler waits for the whole job to assemble, in milliseconds.
 pub const ENV_STARTUP_DEADLINE_MS: &str = "FERROPS_STARTUP_DEADLINE_MS";
+/// How long a node goes on without the scheduler before it gives up, in milliseconds.
+pub const ENV_SCHEDULER_OUTAGE_MS: &str = "FERROPS_SCHEDULER_OUTAGE_MS";
 
 /// Where a node serves its metrics (`IP:PORT`, port 0 picks one; unset: no endpoint).
 pub const ENV_METRICS_ADDR: &str = "FERROPS_METRICS_ADDR";
@@ -124,6 +128,8 @@ pub struct Overrides {
     pub server_shards: Option<String>,
     /// `--replication`: servers holding each key range.
     pub replication: Option<String>,
+    /// `--replication-mode`: `each` or `aggregated`.
+    pub replication_mode: Option<String>,
     /// `--num-workers`.
     pub num_workers: Option<String>,
     /// `--bind`: the address this node listens on.
@@ -154,6 +160,8 @@ pub struct Overrides {
     pub heartbeat_timeout_ms: Option<String>,
     /// `--startup-deadline-ms`.
     pub startup_deadline_ms: Option<String>,
+    /// `--scheduler-outage-ms`.
+    pub scheduler_outage_ms: Option<String>,
 }
 
 /// A configuration file's name (for messages) and text.
@@ -203,6 +211,29 @@ impl ConfigInput {
             cluster: settings.cluster(scheduler)?,
             bind,
             restore: None,
+            recover: None,
+        })
+    }
+
+    /// The configuration of a scheduler that recovers a job (`ferrops scheduler --recover`):
+    /// the job's sizes come from the nodes that rejoin, so they need not be set.
+    pub fn recovering_scheduler(&self, wait: std::time::Duration) -> Result<SchedulerConfig> {
+        let mut settings = self.settings()?;
+        // 0: unknown until the nodes report it.
+        let (servers, workers) = (settings.num_servers, settings.num_workers);
+        settings.num_servers.get_or_insert(1);
+        settings.num_workers.get_or_insert(1);
+        let bind = settings.bind.or(settings.scheduler).ok_or_else(|| {
+            anyhow!("a recovering scheduler listens where the lost one did: pass --bind")
+        })?;
+        let mut cluster = settings.cluster(settings.scheduler.unwrap_or(bind))?;
+        cluster.num_servers = servers.unwrap_or(0);
+        cluster.num_workers = workers.unwrap_or(0);
+        Ok(SchedulerConfig {
+            cluster,
+            bind,
+            restore: None,
+            recover: Some(wait),
         })
     }
 

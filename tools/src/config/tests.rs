@@ -190,6 +190,32 @@ fn replication_is_layered_defaults_to_one_and_is_refused_above_the_servers() {
 }
 
 #[test]
+fn the_replication_mode_is_layered_defaults_to_each_and_an_unknown_one_is_named() {
+    use ferrops_engine::config::ReplicationMode;
+    let base = cluster_env("127.0.0.1:7000", "2", "2");
+    let mode =
+        |env: &EnvMap, f: Option<&ConfigFile>| worker(env, f).map(|c| c.cluster.replication_mode);
+    assert_eq!(mode(&base, None).unwrap(), ReplicationMode::Each);
+    let aggregated = file("replication_mode = \"aggregated\"");
+    assert_eq!(
+        mode(&base, Some(&aggregated)).unwrap(),
+        ReplicationMode::Aggregated
+    );
+    let mut with_env = base.clone();
+    with_env.insert(ENV_REPLICATION_MODE.into(), "each".into());
+    assert_eq!(
+        mode(&with_env, Some(&aggregated)).unwrap(),
+        ReplicationMode::Each
+    );
+    with_env.insert(ENV_REPLICATION_MODE.into(), "batched".into());
+    let error = format!("{:#}", mode(&with_env, None).unwrap_err());
+    assert!(
+        error.contains("FERROPS_REPLICATION_MODE") && error.contains("`batched`"),
+        "{error}"
+    );
+}
+
+#[test]
 fn rank_comes_from_the_environment_only() {
     let base = cluster_env("127.0.0.1:7000", "1", "2");
     let cfg = worker(&base, None).unwrap();
@@ -586,6 +612,7 @@ fn liveness_settings_layer_like_every_setting_with_documented_defaults() {
             heartbeat_interval: ms(100),
             heartbeat_timeout: ms(800),
             startup_deadline: ms(3000),
+            ..LivenessConfig::default()
         },
         "interval from the file, timeout from the environment, deadline from the flag"
     );

@@ -86,6 +86,10 @@ pub(super) struct Fleet {
     /// failure, and the scheduler decides — it fails over, brings chains back to R on the
     /// servers left or on spares, and ends the job (failing) when a range lost every copy.
     pub(super) servers_replicated: bool,
+    /// Whether a scheduler killed by a signal is restarted (with `--recover`) instead of being
+    /// a failure, and whether one was killed since the supervisor last looked.
+    pub(super) restart_scheduler: bool,
+    pub(super) scheduler_killed: bool,
 }
 
 impl Fleet {
@@ -101,6 +105,8 @@ impl Fleet {
             prefix_output,
             escalate: None,
             servers_replicated: false,
+            restart_scheduler: false,
+            scheduler_killed: false,
         }
     }
 
@@ -241,6 +247,15 @@ impl Fleet {
         node.exited = Some(status);
         tracing::debug!("{} exited: {}", node.label, describe_status(status));
         if status.success() {
+            return None;
+        }
+        if node.kind == Role::Scheduler && self.restart_scheduler && status.signal().is_some() {
+            tracing::warn!(
+                "{} died: {}; restarting it to recover the job",
+                node.label,
+                describe_status(status)
+            );
+            self.scheduler_killed = true;
             return None;
         }
         if node.kind == Role::Server && self.servers_replicated {

@@ -122,6 +122,8 @@ pub struct LocalCluster {
     transport: Option<TransportMode>,
     secret: ferrops_net::auth::Secret,
     replication: Option<usize>,
+    /// What the scheduler was started with (a killed one is restarted from it, recovering).
+    spec: LocalSpec,
 }
 
 impl LocalCluster {
@@ -203,11 +205,13 @@ impl LocalCluster {
             transport: spec.transport,
             secret: spec.secret.clone(),
             replication: spec.replication,
+            spec: spec.clone(),
         };
         let Some(scheduler) = scheduler else {
             return Ok(cluster);
         };
         tracing::info!("scheduler listening on {scheduler}");
+        cluster.fleet.restart_scheduler = true;
         for index in 0..spec.servers {
             let command = server_command(spec, scheduler, index);
             cluster.fleet.spawn(Role::Server, index, command)?;
@@ -254,11 +258,34 @@ impl LocalCluster {
                 self.fleet.terminate(libc::SIGTERM);
                 return Some(failure.exit_code);
             }
+            if std::mem::take(&mut self.fleet.scheduler_killed) {
+                if let Err(e) = self.restart_scheduler() {
+                    tracing::error!("cannot restart the scheduler: {e:#}; stopping the cluster");
+                    self.fleet.terminate(libc::SIGTERM);
+                    return Some(1);
+                }
+            }
             if done(&self.fleet) || deadline.is_some_and(|d| Instant::now() >= d) {
                 return None;
             }
             thread::sleep(POLL_INTERVAL);
         }
+    }
+
+    /// Starts the scheduler again on the lost one's address with `--recover`: the servers and
+    /// workers, which go on without it, rejoin it and the job continues.
+    fn restart_scheduler(&mut self) -> Result<()> {
+        let addr = self.scheduler_addr();
+        let mut spec = self.spec.clone();
+        spec.restore = None;
+        let mut command = scheduler_command(&spec);
+        command
+            .arg("--recover")
+            .env(crate::config::ENV_BIND, addr.to_string());
+        // Its announcement (the same address) is not waited for: the nodes redial it.
+        drop(self.fleet.spawn_scheduler(command)?);
+        tracing::info!("restarted the scheduler with --recover on {addr}");
+        Ok(())
     }
 
     /// Forwards the received signal to every child, stops them, and returns 128+signal.

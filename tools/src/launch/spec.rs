@@ -16,7 +16,8 @@ use ferrops_net::TransportMode;
 
 use crate::config::{
     ENV_BIND, ENV_INSECURE, ENV_METRICS_ADDR, ENV_NUM_SERVERS, ENV_NUM_WORKERS, ENV_RANK,
-    ENV_REPLICATION, ENV_ROLE, ENV_SCHEDULER, ENV_SECRET, ENV_SECRET_FILE, ENV_TRANSPORT,
+    ENV_REPLICATION, ENV_REPLICATION_MODE, ENV_ROLE, ENV_SCHEDULER, ENV_SECRET, ENV_SECRET_FILE,
+    ENV_TRANSPORT,
 };
 
 /// What to launch.
@@ -56,6 +57,9 @@ pub struct LocalSpec {
     /// Replication factor handed to every child (`FERROPS_REPLICATION`); `None` leaves it to
     /// their environment (default 1).
     pub replication: Option<usize>,
+    /// When a chain's head replicates, handed to every child (`FERROPS_REPLICATION_MODE`);
+    /// `None` leaves it to their environment.
+    pub replication_mode: Option<ferrops_engine::config::ReplicationMode>,
 }
 
 impl LocalSpec {
@@ -82,6 +86,7 @@ impl LocalSpec {
             metrics: false,
             restore: None,
             replication: None,
+            replication_mode: None,
         })
     }
 
@@ -168,6 +173,9 @@ pub(super) fn set_counts(command: &mut Command, spec: &LocalSpec) {
     }
     if let Some(r) = spec.replication {
         command.env(ENV_REPLICATION, r.to_string());
+    }
+    if let Some(mode) = spec.replication_mode {
+        command.env(ENV_REPLICATION_MODE, mode.to_string());
     }
     match spec.metrics {
         true => command.env(ENV_METRICS_ADDR, "127.0.0.1:0"),
