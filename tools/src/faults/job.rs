@@ -93,6 +93,7 @@ impl<'n> Job<'n> {
         dir: PathBuf,
     ) -> Result<Job<'n>> {
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        net.forget_neighbours()?;
         let scheduler_addr = SocketAddr::new(net.addr(0).into(), SCHEDULER_PORT);
         let env = vec![
             ("FERROPS_SECRET".to_string(), secret.to_string()),

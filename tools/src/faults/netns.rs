@@ -125,6 +125,16 @@ impl Network {
             .with_context(|| format!("taking the veth of slot {slot} {state}"))
     }
 
+    /// Forgets what every node learnt about its neighbours, so that a job does not inherit the
+    /// last one's: a neighbour found unreachable during a partition stays `FAILED` for a while,
+    /// and connections to it then fail at once (`No route to host`).
+    pub fn forget_neighbours(&self) -> Result<()> {
+        for ns in &self.nodes {
+            ip(&["-n", ns, "neigh", "flush", "all"])?;
+        }
+        Ok(())
+    }
+
     /// Adds `netem` (`delay 5ms loss 1%`) as the root qdisc of every node's interface.
     /// `Ok(false)` when this kernel has no netem qdisc.
     pub fn apply_netem(&self, netem: &str) -> Result<bool> {
