@@ -12,8 +12,12 @@
 //! - `push` and `pull`: applying a push; answering (or parking) a pull;
 //! - `chain`: replication — the connections to the other servers of this server's chains,
 //!   forwarding an applied push down its range's chain and its acknowledgement back up;
+//! - `aggregate`: replication after aggregation — a head's batches of pushes, sent down the
+//!   chain as the rows they touched with their sequence numbers;
+//! - `dedupe`: which pushes of each worker each range has applied (exactly once);
 //! - `range_copy` and `range_intake`: bringing a new server of a chain (a learner) a copy of
 //!   the range while pushes continue — the sending and the taking side;
+//! - `rejoin`: serving on without the scheduler, redialing it and reporting what it holds;
 //! - `report`: what the server did and holds, when it stops;
 //! - `summary`: what it tells the scheduler when asked (clocks counted, tables held).
 
