@@ -12,10 +12,10 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use common::{ferrops_without_cluster_env, send_signal, Running};
+use common::{send_signal, Running};
 
 /// Pushes per worker: long enough that two kills and a copy land mid-run (sequential pushes,
 /// each followed by a checked pull, are slower: fewer of them take as long).
@@ -25,17 +25,9 @@ const SECRET: &str = "re-replication test secret, 32 bytes or more";
 const WAIT: Duration = Duration::from_secs(60);
 const FINISH: Duration = Duration::from_secs(300);
 
-/// A command with the test's secret, heartbeats and log level.
+/// A node of this test's jobs (see [`common::ferrops_node`]).
 fn ferrops_node() -> Command {
-    let mut c = ferrops_without_cluster_env();
-    c.env("FERROPS_SECRET", SECRET)
-        .env("FERROPS_LOG", "info")
-        .env("FERROPS_HEARTBEAT_INTERVAL_MS", "200")
-        .env("FERROPS_HEARTBEAT_TIMEOUT_MS", "1500")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    c
+    common::ferrops_node(SECRET)
 }
 
 /// `ferrops local` running `count` (`pushes` per worker, with `count_flags`; those starting

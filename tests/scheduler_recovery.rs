@@ -11,27 +11,19 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
-use common::{children_of, ferrops_without_cluster_env, send_signal, Running};
+use common::{children_of, send_signal, Running};
 
 const PUSHES: u32 = 6_000;
 const SECRET: &str = "scheduler recovery test secret, 32 bytes or more";
 const WAIT: Duration = Duration::from_secs(60);
 const FINISH: Duration = Duration::from_secs(300);
 
-/// A command with the test's secret, heartbeats and log level.
+/// A node of this test's jobs (see [`common::ferrops_node`]).
 fn ferrops_node() -> Command {
-    let mut c = ferrops_without_cluster_env();
-    c.env("FERROPS_SECRET", SECRET)
-        .env("FERROPS_LOG", "info")
-        .env("FERROPS_HEARTBEAT_INTERVAL_MS", "200")
-        .env("FERROPS_HEARTBEAT_TIMEOUT_MS", "1500")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    c
+    common::ferrops_node(SECRET)
 }
 
 /// A job started by hand: its scheduler, servers and `count` workers.

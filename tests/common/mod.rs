@@ -26,6 +26,20 @@ pub fn run_ok(cmd: &mut Command) -> String {
     stdout
 }
 
+/// A node of a job a test assembles by hand: the cluster secret `secret`, short heartbeats
+/// (200 ms, declared dead after 1.5 s), info logging, no standard input, output piped.
+pub fn ferrops_node(secret: &str) -> Command {
+    let mut c = ferrops_without_cluster_env();
+    c.env("FERROPS_SECRET", secret)
+        .env("FERROPS_LOG", "info")
+        .env("FERROPS_HEARTBEAT_INTERVAL_MS", "200")
+        .env("FERROPS_HEARTBEAT_TIMEOUT_MS", "1500")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    c
+}
+
 /// The `ferrops` binary, seeing none of the caller's role, scheduler, config file or secret
 /// settings.
 pub fn ferrops_without_cluster_env() -> Command {
