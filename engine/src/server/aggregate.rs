@@ -12,7 +12,10 @@
 //! A resend joins the open batch too — keys and all — although it is not applied again: its
 //! acknowledgement then comes after everything sent down the chain before it has been applied
 //! there, which a head that was a replica a moment ago needs (what it forwarded as a replica
-//! may still be on its way to the tail).
+//! may still be on its way to the tail). Its numbers travel with the batch like those of a push
+//! applied now: the rows sent reflect it, and a replica that refused the batch it first came
+//! in (a routing version it had not adopted yet) would otherwise hold its effect without its
+//! number, and apply it again when the worker resends it to that replica promoted to head.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -34,6 +37,9 @@ const MAX_BATCH_KEYS: usize = 1 << 20;
 /// Bytes of one push's numbers in a batch's extra section: worker u32, sequence u64, span u32.
 const ENTRY_BYTES: usize = 16;
 
+/// One push's numbers: (worker node, sequence number, open span).
+type PushNumbers = (u32, u64, u32);
+
 /// Pushes a head applied to one (table, range) and has not sent down the chain yet.
 pub(super) struct Batch {
     /// The key list of each push, with its signature (0: unsigned).
@@ -42,8 +48,9 @@ pub(super) struct Batch {
     keys: usize,
     /// The acknowledgements owed once it is replicated: to whom, for which push.
     acks: Vec<(PeerId, Header)>,
-    /// The numbers of the pushes it applied, for the replicas' dedupe.
-    pushes: Vec<(u32, u64, u32)>,
+    /// The numbers (worker, sequence, open span) of its pushes, resends included, for the
+    /// replicas' dedupe: the rows it sends reflect every one of them.
+    pushes: Vec<PushNumbers>,
     workers: BTreeSet<u32>,
     since: Instant,
 }
@@ -68,35 +75,19 @@ impl Server {
         self.aggregated && request.from_server.is_none()
     }
 
-    /// Puts worker push `request` (to `range`; `applied`: it was applied now, not a resend)
+    /// Puts worker push `request` to `range` (applied now, or a resend of one applied before)
     /// into its batch, and sends the batch down the chain if it is complete.
     pub(super) fn batch_push(
         &mut self,
         request: &Request,
         range: u32,
-        applied: bool,
         io: &mut Io<'_>,
     ) -> Result<(), Refusal> {
         let h = request.frame.header;
         let keys = request.shared_keys()?;
         let id = (h.table.get(), range);
-        let batch = self.batches.entry(id).or_insert_with(|| Batch {
-            lists: Vec::new(),
-            keys: 0,
-            acks: Vec::new(),
-            pushes: Vec::new(),
-            workers: BTreeSet::new(),
-            since: Instant::now(),
-        });
-        batch.keys += keys.len();
-        batch.lists.push((keys, h.key_signature.get()));
-        batch.acks.push((request.peer, h));
-        if applied {
-            batch
-                .pushes
-                .push((h.sender.get(), h.seq.get(), h.open_span.get()));
-        }
-        batch.workers.insert(h.sender.get());
+        let batch = self.batches.entry(id).or_insert_with(Batch::new);
+        batch.add(keys, request.peer, h);
         let full = batch.keys >= MAX_BATCH_KEYS;
         let live = self.clocks.live_clocks();
         if live.iter().all(|(w, _)| batch.workers.contains(w)) || full {
@@ -220,13 +211,7 @@ impl Server {
             .map_err(Refusal::from)?;
         let mut rows = Vec::with_capacity(keys.len() * store.row_floats());
         store.export_rows(&resolved.slots, &mut rows);
-        let mut extra = Vec::with_capacity(4 + batch.pushes.len() * ENTRY_BYTES);
-        extra.extend_from_slice(&store.adam_step().to_le_bytes());
-        for &(worker, seq, span) in &batch.pushes {
-            extra.extend_from_slice(&worker.to_le_bytes());
-            extra.extend_from_slice(&seq.to_le_bytes());
-            extra.extend_from_slice(&span.to_le_bytes());
-        }
+        let extra = batch.extra(store.adam_step());
         Ok((keys, signature, rows, extra))
     }
 
@@ -237,14 +222,7 @@ impl Server {
         if request.from_server.is_none() {
             return Err(bad("only a chain's head sends aggregated updates".into()));
         }
-        let extra = request.frame.extra();
-        let Some((step, entries)) = extra.split_first_chunk::<4>() else {
-            return Err(bad("an aggregated update without its step count".into()));
-        };
-        if entries.len() % ENTRY_BYTES != 0 {
-            let msg = format!("aggregated push numbers of {} bytes", entries.len());
-            return Err(bad(msg));
-        }
+        let (step, pushes) = read_extra(request.frame.extra()).map_err(bad)?;
         let rows = request
             .frame
             .values_f32()
@@ -253,16 +231,8 @@ impl Server {
         store
             .import_rows_at(&resolved.slots, rows)
             .map_err(Refusal::from)?;
-        store.set_adam_step(u32::from_le_bytes(*step));
-        for entry in entries.chunks_exact(ENTRY_BYTES) {
-            let worker = u32::from_le_bytes(entry[..4].try_into().expect("4 bytes"));
-            let seq = u64::from_le_bytes(entry[4..12].try_into().expect("8 bytes"));
-            let span = u32::from_le_bytes(entry[12..].try_into().expect("4 bytes"));
-            if self.applied.judge(range, worker, seq, span) == super::dedupe::Verdict::Apply {
-                self.applied.record(range, worker, seq);
-                self.report.pushes += 1;
-            }
-        }
+        store.set_adam_step(step);
+        self.report.pushes += self.applied.record_reflected(range, &pushes);
         Ok(())
     }
 
@@ -316,6 +286,66 @@ impl Server {
     }
 }
 
+impl Batch {
+    fn new() -> Batch {
+        Batch {
+            lists: Vec::new(),
+            keys: 0,
+            acks: Vec::new(),
+            pushes: Vec::new(),
+            workers: BTreeSet::new(),
+            since: Instant::now(),
+        }
+    }
+
+    /// Adds worker push `h` (keys `keys`, from `peer`), applied now or a resend: its keys, the
+    /// acknowledgement it is owed and its numbers.
+    fn add(&mut self, keys: SharedKeys, peer: PeerId, h: Header) {
+        self.keys += keys.len();
+        self.lists.push((keys, h.key_signature.get()));
+        self.acks.push((peer, h));
+        let sender = h.sender.get();
+        self.pushes.push((sender, h.seq.get(), h.open_span.get()));
+        self.workers.insert(sender);
+    }
+
+    /// The extra section of its update: Adam's `step` count, then its pushes' numbers.
+    fn extra(&self, step: u32) -> Vec<u8> {
+        let mut extra = Vec::with_capacity(4 + self.pushes.len() * ENTRY_BYTES);
+        extra.extend_from_slice(&step.to_le_bytes());
+        for &(worker, seq, span) in &self.pushes {
+            extra.extend_from_slice(&worker.to_le_bytes());
+            extra.extend_from_slice(&seq.to_le_bytes());
+            extra.extend_from_slice(&span.to_le_bytes());
+        }
+        extra
+    }
+}
+
+/// Reads an update's extra section (see [`Batch::extra`]): the step count and the pushes'
+/// (worker, sequence, open span) numbers.
+fn read_extra(extra: &[u8]) -> Result<(u32, Vec<PushNumbers>), String> {
+    let Some((step, entries)) = extra.split_first_chunk::<4>() else {
+        return Err("an aggregated update without its step count".into());
+    };
+    if entries.len() % ENTRY_BYTES != 0 {
+        return Err(format!(
+            "aggregated push numbers of {} bytes",
+            entries.len()
+        ));
+    }
+    let pushes = entries
+        .chunks_exact(ENTRY_BYTES)
+        .map(|e| {
+            let worker = u32::from_le_bytes(e[..4].try_into().expect("4 bytes"));
+            let seq = u64::from_le_bytes(e[4..12].try_into().expect("8 bytes"));
+            let span = u32::from_le_bytes(e[12..].try_into().expect("4 bytes"));
+            (worker, seq, span)
+        })
+        .collect();
+    Ok((u32::from_le_bytes(*step), pushes))
+}
+
 /// The keys of a batch's pushes, sorted and unique, with their signature: the one list when
 /// every push had it (the common case, and no copy), else their union (unsigned).
 fn merged(lists: &[(SharedKeys, u64)]) -> (SharedKeys, u64) {
@@ -333,7 +363,33 @@ fn merged(lists: &[(SharedKeys, u64)]) -> (SharedKeys, u64) {
 
 #[cfg(test)]
 mod tests {
+    use super::super::dedupe::{AppliedPushes, Verdict};
     use super::*;
+
+    /// A push the head applied earlier, whose first batch the replica refused (a routing it
+    /// had not adopted yet), is resent; the resend joins a batch whose rows reflect it. The
+    /// replica taking that batch must learn its number: promoted to head, it is sent the same
+    /// push once more by a worker whose acknowledgement the old head never sent.
+    #[test]
+    fn a_resend_in_a_batch_gives_the_replica_its_number() {
+        let mut resend = Header::new(Opcode::Push);
+        resend.sender = 9.into();
+        resend.seq = 5.into();
+        resend.open_span = 1.into();
+        let mut batch = Batch::new();
+        batch.add(Arc::new(vec![1, 2]), 0, resend);
+        let (step, pushes) = read_extra(&batch.extra(3)).expect("a well-formed extra section");
+        assert_eq!(step, 3);
+        let mut replica = AppliedPushes::default();
+        assert_eq!(replica.record_reflected(0, &pushes), 1);
+        assert_eq!(replica.judge(0, 9, 5, 1), Verdict::Resend);
+    }
+
+    #[test]
+    fn a_torn_extra_section_is_refused() {
+        assert!(read_extra(&[1, 0]).is_err());
+        assert!(read_extra(&[0; 4 + ENTRY_BYTES + 3]).is_err());
+    }
 
     #[test]
     fn equal_lists_are_the_batch_list_and_others_are_merged_unsigned() {

@@ -81,6 +81,19 @@ impl AppliedPushes {
         sender.highest = sender.highest.max(seq);
     }
 
+    /// Records the pushes `(worker, sequence, open span)` an aggregated update's rows reflect
+    /// (see `aggregate`), in order, judging each as if it came alone; how many were new here.
+    pub fn record_reflected(&mut self, range: u32, pushes: &[(u32, u64, u32)]) -> u64 {
+        let mut new = 0;
+        for &(worker, seq, span) in pushes {
+            if self.judge(range, worker, seq, span) == Verdict::Apply {
+                self.record(range, worker, seq);
+                new += 1;
+            }
+        }
+        new
+    }
+
     /// What is kept for `range`, to copy it to a learner: per worker, (worker, floor, highest,
     /// the numbers applied at or above the floor).
     pub fn export(&self, range: u32) -> Vec<(u32, u64, u64, Vec<u64>)> {

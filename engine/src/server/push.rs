@@ -21,15 +21,14 @@ impl Server {
     pub(super) fn push(&mut self, request: &Request, io: &mut Io<'_>) -> Result<(), Refusal> {
         let h = request.frame.header;
         let range = self.owner_range(request)?;
-        let applied = if h.flags & flags::AGGREGATED != 0 {
+        if h.flags & flags::AGGREGATED != 0 {
             self.take_batch(request, range)?;
-            false
         } else {
-            self.apply_once(request, range)?
-        };
+            self.apply_once(request, range)?;
+        }
         let rank = self.rank.unwrap_or(u32::MAX);
         match self.routing.successor(range as usize, rank) {
-            Some(_) if self.batches_pushes(request) => self.batch_push(request, range, applied, io),
+            Some(_) if self.batches_pushes(request) => self.batch_push(request, range, io),
             Some(next) => self.forward(request, range, next, io),
             None => {
                 acknowledge(io, request.peer, &h);
@@ -38,9 +37,8 @@ impl Server {
         }
     }
 
-    /// Applies worker push `request` to `range` unless its number says it was applied before;
-    /// whether it applied it now.
-    fn apply_once(&mut self, request: &Request, range: u32) -> Result<bool, Refusal> {
+    /// Applies worker push `request` to `range` unless its number says it was applied before.
+    fn apply_once(&mut self, request: &Request, range: u32) -> Result<(), Refusal> {
         let h = request.frame.header;
         let (worker, seq) = (h.sender.get(), h.seq.get());
         match self.applied.judge(range, worker, seq, h.open_span.get()) {
@@ -57,7 +55,7 @@ impl Server {
             }
             Verdict::Resend => {
                 self.report.duplicate_pushes += 1;
-                Ok(false)
+                Ok(())
             }
             Verdict::Apply => {
                 let mut decoded = std::mem::take(&mut self.decoded);
@@ -66,7 +64,7 @@ impl Server {
                 applied?;
                 self.applied.record(range, worker, seq);
                 self.report.pushes += 1;
-                Ok(true)
+                Ok(())
             }
         }
     }
