@@ -144,6 +144,21 @@ fn l1lr_resumed_from_a_checkpoint_reaches_the_objective_of_the_whole_run() {
     assert!(((r - w) / w).abs() < 1e-6, "resumed {r}, whole {w}");
 }
 
+/// The name of the file of `dir`'s checkpoint that holds range `range` of table `table`, by
+/// its manifest.
+fn range_file(dir: &Path, table: u64, range: u64) -> String {
+    let text = std::fs::read_to_string(dir.join("manifest.json")).expect("a manifest");
+    let manifest: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    let tables = manifest["tables"].as_array().expect("tables");
+    let table = tables.iter().find(|t| t["id"] == table).expect("the table");
+    let files = table["files"].as_array().expect("files");
+    let file = files
+        .iter()
+        .find(|f| f["range"] == range)
+        .expect("the range");
+    file["file"].as_str().expect("a name").to_string()
+}
+
 #[test]
 fn local_and_scheduler_refuse_a_bad_checkpoint_by_name_before_anything_starts() {
     let scratch = Scratch::new("checkpoint", "refused");
@@ -182,12 +197,13 @@ fn local_and_scheduler_refuse_a_bad_checkpoint_by_name_before_anything_starts() 
             ckpt.to_str().unwrap(),
         ],
     );
-    let file = ckpt.join("table0-range1.ckpt");
+    let name = range_file(&ckpt, 0, 1);
+    let file = ckpt.join(&name);
     let good = std::fs::read(&file).unwrap();
     let mut flipped = good.clone();
     flipped[good.len() - 40] ^= 0x80;
     std::fs::write(&file, &flipped).unwrap();
-    refused(&local(&ckpt), &["table0-range1.ckpt", "checksum"]);
+    refused(&local(&ckpt), &[&name, "checksum"]);
     std::fs::write(&file, &good[..good.len() / 2]).unwrap();
     let out = ferrops()
         .args([
@@ -204,7 +220,7 @@ fn local_and_scheduler_refuse_a_bad_checkpoint_by_name_before_anything_starts() 
         .arg(&ckpt)
         .output()
         .unwrap();
-    refused(&out, &["table0-range1.ckpt", "truncated"]);
+    refused(&out, &[&name, "truncated"]);
     assert!(
         !String::from_utf8_lossy(&out.stdout).contains("FERROPS_SCHEDULER="),
         "refused before it listened"

@@ -30,18 +30,25 @@ struct Job {
 
 impl Job {
     fn start(servers: usize, workers: usize) -> Job {
-        Job::launch(servers, workers, None)
+        Job::launch(servers, workers, None, &[])
     }
 
     /// A job that starts from the checkpoint in `dir`.
     fn restore(servers: usize, workers: usize, dir: &Path) -> Job {
-        Job::launch(servers, workers, Some(dir))
+        Job::launch(servers, workers, Some(dir), &[])
     }
 
-    fn launch(num_servers: usize, num_workers: usize, restore: Option<&Path>) -> Job {
+    /// A job whose scheduler and servers get the environment `env` too.
+    fn launch(
+        num_servers: usize,
+        num_workers: usize,
+        restore: Option<&Path>,
+        env: &[(&str, &str)],
+    ) -> Job {
         let size = [num_servers.to_string(), num_workers.to_string()];
         let mut scheduler = ferrops();
         scheduler
+            .envs(env.iter().copied())
             .args(["scheduler", "--bind", "127.0.0.1:0"])
             .args(["--num-servers", &size[0], "--num-workers", &size[1]])
             .env("FERROPS_LOG", "info,ferrops_engine::scheduler=debug")
@@ -56,6 +63,7 @@ impl Job {
         let servers = (0..num_servers)
             .map(|_| {
                 ferrops()
+                    .envs(env.iter().copied())
                     .args(["server", "--scheduler", &addr.to_string()])
                     .args(["--num-servers", &size[0], "--num-workers", &size[1]])
                     .stderr(Stdio::null())
@@ -383,6 +391,82 @@ fn ctl_checkpoint_writes_the_tables_at_the_next_barrier_and_a_job_restores_them(
     w.push(t, &keys, &values).unwrap();
     w.finish().unwrap();
     assert!(job.ended_ok());
+
+    let job = Job::restore(1, 1, &dir);
+    let w = job.worker();
+    let t = w.declare_table(spec).unwrap();
+    assert_eq!(w.pull(t, &keys).unwrap(), values);
+    w.finish().unwrap();
+    assert!(job.ended_ok());
+}
+
+#[test]
+fn a_server_lost_while_a_checkpoint_is_written_is_replaced_and_the_checkpoint_completes() {
+    let scratch = Scratch::new("membership", "checkpoint-failover");
+    let dir = scratch.dir.join("ckpt");
+    let keys = keys(64);
+    let values: Vec<f32> = (1..=keys.len()).map(|i| 0.5 * i as f32).collect();
+    let spec = TableSpec::new("saved", 1);
+    let replicated = [
+        ("FERROPS_REPLICATION", "2"),
+        ("FERROPS_HEARTBEAT_INTERVAL_MS", "200"),
+        ("FERROPS_HEARTBEAT_TIMEOUT_MS", "1500"),
+    ];
+    let job = Job::launch(2, 1, None, &replicated);
+    let w = job.worker();
+    let t = w.declare_table(spec.clone()).unwrap();
+    w.push(t, &keys, &values).unwrap();
+    let ctl = job
+        .ctl(&["checkpoint"])
+        .arg(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    job.log.wait_for("written at the next barrier", PATIENCE);
+    // Stopped before the scheduler asks it to write: it never answers, and is failed over
+    // after the heartbeat timeout while the barrier is held for the checkpoint.
+    let stopped = job.servers[1].id();
+    common::send_signal(stopped, "STOP");
+    let (done, barrier) = std::sync::mpsc::channel();
+    let waiting = thread::spawn(move || {
+        let released = w.barrier();
+        let _ = done.send(released.is_ok());
+        w
+    });
+    let released = barrier.recv_timeout(PATIENCE);
+    if released.is_err() {
+        common::send_signal(stopped, "CONT");
+    }
+    assert_eq!(
+        released,
+        Ok(true),
+        "the barrier held for the checkpoint was released"
+    );
+    let w = waiting.join().unwrap();
+    let out = ctl.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    job.log.wait_for("writing it again", PATIENCE);
+    let manifest = ferrops_engine::checkpoint::verify(&dir).expect("a whole checkpoint");
+    let listed: usize = manifest.tables.iter().map(|t| t.files.len()).sum();
+    let on_disk = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter(|e| {
+            let name = e.as_ref().unwrap().file_name();
+            name.to_string_lossy().ends_with(".ckpt")
+        })
+        .count();
+    assert_eq!(on_disk, listed, "the replaced attempt's files are removed");
+    // Woken, the fenced server may still write the attempt it was asked for: files no
+    // manifest lists.
+    common::send_signal(stopped, "CONT");
+    w.push(t, &keys, &values).unwrap();
+    w.finish().unwrap();
+    drop(job);
 
     let job = Job::restore(1, 1, &dir);
     let w = job.worker();

@@ -103,6 +103,8 @@ struct Scheduler {
     started: Instant,
     /// The checkpoint being taken, if any.
     checkpoint: Option<checkpoint::Collective>,
+    /// Checkpoint write attempts made so far (the next one's number).
+    checkpoint_attempts: u32,
     /// The checkpoint the job starts from, if any (read and checked before listening).
     restore: Option<checkpoint::Restore>,
     /// A routing sent to its learners only, and the learners that have not adopted it yet.
@@ -200,6 +202,7 @@ pub fn run_scheduler(
         detector: Detector::new(&liveness, now),
         started: now,
         checkpoint: None,
+        checkpoint_attempts: 0,
         restore,
         awaiting: None,
         moves: rebalance::Moves::default(),
@@ -580,8 +583,8 @@ impl Scheduler {
             (Control::Checkpoint { dir, clock }, Some(Role::Worker)) => {
                 self.checkpoint_asked(peer, dir, clock, io)
             }
-            (Control::CheckpointWritten { result }, Some(Role::Server)) => {
-                self.checkpoint_written(result, io)
+            (Control::CheckpointWritten { attempt, result }, Some(Role::Server)) => {
+                self.checkpoint_written(attempt, result, io)
             }
             (Control::Summary { id, summary }, Some(Role::Server)) => {
                 self.summary_received(peer, id, summary, io)

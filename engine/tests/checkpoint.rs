@@ -221,6 +221,23 @@ fn restore_error(dir: &Path) -> String {
     err.unwrap_err().to_string()
 }
 
+/// The name of the file of `dir`'s checkpoint that holds range `range` of table `table`, by
+/// its manifest.
+fn range_file(dir: &std::path::Path, table: u32, range: u32) -> String {
+    let manifest = ferrops_engine::checkpoint::Manifest::read(dir).expect("a manifest");
+    let table = manifest
+        .tables
+        .iter()
+        .find(|t| t.id == table)
+        .expect("the table");
+    let file = table
+        .files
+        .iter()
+        .find(|f| f.range == range)
+        .expect("the range");
+    file.file.clone()
+}
+
 #[test]
 fn corrupt_truncated_and_missing_checkpoints_are_refused_naming_the_file() {
     let dir = scratch("corrupt");
@@ -231,7 +248,8 @@ fn corrupt_truncated_and_missing_checkpoints_are_refused_naming_the_file() {
             w.checkpoint(&dir).unwrap();
         }
     });
-    let file = dir.join("table0-range1.ckpt");
+    let name = range_file(&dir, 0, 1);
+    let file = dir.join(&name);
     // A checkpoint the servers cannot write is an error naming the place, and the job goes on.
     let under_a_file = file.join("sub");
     let err = job(2, Some(&dir), move |w| {
@@ -239,23 +257,17 @@ fn corrupt_truncated_and_missing_checkpoints_are_refused_naming_the_file() {
         step(w, 1);
         err
     });
-    assert!(err.contains("table0-range1.ckpt/sub"), "{err}");
+    assert!(err.contains(&format!("{name}/sub")), "{err}");
     let good = std::fs::read(&file).unwrap();
     let mut flipped = good.clone();
     let at = good.len() / 2;
     flipped[at] ^= 0x01;
     std::fs::write(&file, &flipped).unwrap();
     let err = restore_error(&dir);
-    assert!(
-        err.contains("table0-range1.ckpt") && err.contains("checksum"),
-        "{err}"
-    );
+    assert!(err.contains(&name) && err.contains("checksum"), "{err}");
     std::fs::write(&file, &good[..good.len() - 100]).unwrap();
     let err = restore_error(&dir);
-    assert!(
-        err.contains("table0-range1.ckpt") && err.contains("truncated"),
-        "{err}"
-    );
+    assert!(err.contains(&name) && err.contains("truncated"), "{err}");
     std::fs::write(&file, &good).unwrap();
     let manifest = dir.join("manifest.json");
     let text = std::fs::read_to_string(&manifest).unwrap();

@@ -70,9 +70,38 @@ pub fn verify(dir: &Path) -> Result<Manifest, CheckpointError> {
     Ok(manifest)
 }
 
-/// The name of the file holding range `range` of table `table`.
-pub fn file_name(table: u32, range: u32) -> String {
-    format!("table{table}-range{range}.ckpt")
+/// The name of the file holding range `range` of table `table`, written at `clock` by write
+/// attempt `attempt`: a checkpoint never overwrites the files of the one before it (which
+/// stays whole until the new manifest replaces its own), nor a server fenced while writing
+/// those of the attempt that replaced it.
+pub fn file_name(table: u32, range: u32, clock: u32, attempt: u32) -> String {
+    format!("table{table}-range{range}-clock{clock}-attempt{attempt}{FILE_SUFFIX}")
+}
+
+/// How every checkpoint file's name ends.
+pub const FILE_SUFFIX: &str = ".ckpt";
+
+/// Removes the checkpoint files in `dir` that `manifest` does not list (those of checkpoints
+/// before it, and of write attempts it replaced); returns how many it removed. Called once the
+/// manifest is in place; files it cannot remove are left (they are not part of it).
+pub fn remove_unlisted(dir: &Path, manifest: &Manifest) -> usize {
+    let listed: std::collections::BTreeSet<&str> = manifest
+        .tables
+        .iter()
+        .flat_map(|t| t.files.iter().map(|f| f.file.as_str()))
+        .collect();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with("table") && name.ends_with(FILE_SUFFIX) && !listed.contains(&*name)
+        })
+        .filter(|e| std::fs::remove_file(e.path()).is_ok())
+        .count()
 }
 
 /// Renames `tmp` to `path` and syncs the directory, so that the rename survives a crash.

@@ -85,10 +85,18 @@ pub enum Control {
     /// Worker → scheduler: every live worker asks (collectively, after its pushes were
     /// acknowledged) for a checkpoint of every table into `dir`; `clock` is the worker's.
     Checkpoint { dir: String, clock: u32 },
-    /// Scheduler → servers: write every table's range into `dir` (checkpoint files).
-    WriteCheckpoint { dir: String, clock: u32 },
-    /// Server → scheduler: the files written (table id and manifest entry), or why not.
+    /// Scheduler → servers: write every table's range into `dir` (checkpoint files), as
+    /// attempt `attempt` (a server lost while writing makes the scheduler ask again, under
+    /// the routing without it, with a new attempt; the files' names carry it).
+    WriteCheckpoint {
+        dir: String,
+        clock: u32,
+        attempt: u32,
+    },
+    /// Server → scheduler: the files written for `attempt` (table id and manifest entry), or
+    /// why not.
     CheckpointWritten {
+        attempt: u32,
         result: Result<Vec<(u32, SavedFile)>, String>,
     },
     /// Scheduler → workers: the checkpoint is complete (its manifest written), or why not.

@@ -4,8 +4,15 @@
 //! acknowledged, then asks (`Checkpoint`). Once every live worker has asked, no push is in
 //! flight and none will come until they are answered, so the tables are at one consistent
 //! clock: the servers are told to write (`WriteCheckpoint`), each answers with its files, and
-//! the scheduler writes the manifest last (the checkpoint exists from then on) and answers
-//! the workers (`CheckpointDone`).
+//! the scheduler writes the manifest last (the checkpoint exists from then on), removes the
+//! files it does not list, and answers the workers (`CheckpointDone`).
+//!
+//! **A routing change while the servers write** (a server died or was fenced, a copy or a
+//! move finished) starts the write again as a new *attempt*, under the new routing, once every
+//! node has it: the heads it names write every range (nothing was pushed meanwhile, so every
+//! replica holds the same values), answers to an older attempt are ignored, and each attempt
+//! writes files of its own name, so a fenced server that finishes writing late overwrites
+//! nothing the manifest lists.
 //!
 //! **Restoring** (`SchedulerConfig::restore`): the whole checkpoint is read and checked before
 //! the scheduler listens; once the servers are welcomed, every saved table is created on
@@ -33,6 +40,10 @@ pub(super) struct Collective {
     /// Whether the servers were told to write, and how many have not answered.
     writing: bool,
     servers_left: usize,
+    /// The write attempt the servers were last asked for, and the routing version it was
+    /// asked under.
+    attempt: u32,
+    version: u32,
     files: Vec<(u32, SavedFile)>,
     failure: Option<String>,
     /// The `ferrops ctl` connection that asked, when no worker did (see `ctl`).
@@ -97,26 +108,63 @@ impl Scheduler {
             return self.finish_checkpoint(io);
         }
         c.writing = true;
-        c.servers_left = self.servers.len();
         tracing::info!("checkpoint at clock {} into {}", c.clock, c.dir);
+        self.ask_servers_to_write(io);
+    }
+
+    /// Asks every server to write the checkpoint being taken, as a new attempt under the
+    /// current routing.
+    fn ask_servers_to_write(&mut self, io: &mut Io<'_>) {
+        let Some(c) = self.checkpoint.as_mut() else {
+            return;
+        };
+        self.checkpoint_attempts += 1;
+        c.attempt = self.checkpoint_attempts;
+        c.version = self.routing.version;
+        c.files.clear();
+        c.servers_left = self.servers.len();
         let msg = Control::WriteCheckpoint {
             dir: c.dir.clone(),
             clock: c.clock,
+            attempt: c.attempt,
         };
         for (server, _) in self.servers.clone() {
             reply_control(io, server, &msg);
         }
     }
 
-    /// A server wrote its files (or could not).
+    /// Every node has routing version `self.routing.version`: a checkpoint whose servers were
+    /// asked to write under an older one is asked again (see the module's documentation).
+    pub(super) fn checkpoint_under_new_routing(&mut self, io: &mut Io<'_>) {
+        let Some(c) = self.checkpoint.as_ref().filter(|c| c.writing) else {
+            return;
+        };
+        if c.version == self.routing.version {
+            return;
+        }
+        tracing::warn!(
+            "checkpoint at clock {}: the routing changed while the servers wrote (version {} \
+             to {}); writing it again",
+            c.clock,
+            c.version,
+            self.routing.version
+        );
+        self.ask_servers_to_write(io);
+    }
+
+    /// A server wrote its files for write attempt `attempt` (or could not).
     pub(super) fn checkpoint_written(
         &mut self,
+        attempt: u32,
         result: Result<Vec<(u32, SavedFile)>, String>,
         io: &mut Io<'_>,
     ) {
         let Some(c) = self.checkpoint.as_mut().filter(|c| c.writing) else {
             return;
         };
+        if attempt != c.attempt {
+            return; // an attempt a routing change replaced
+        }
         match result {
             Ok(files) => c.files.extend(files),
             Err(reason) => {
@@ -185,7 +233,16 @@ impl Scheduler {
             ranges: self.num_servers as u32,
             tables,
         };
-        manifest.write(Path::new(&c.dir)).map_err(|e| e.to_string())
+        let dir = Path::new(&c.dir);
+        manifest.write(dir).map_err(|e| e.to_string())?;
+        let removed = crate::checkpoint::remove_unlisted(dir, &manifest);
+        if removed > 0 {
+            tracing::info!(
+                "checkpoint: removed {removed} files of earlier checkpoints or attempts from {}",
+                c.dir
+            );
+        }
+        Ok(())
     }
 
     /// Creates every saved table on every server from the checkpoint (once the servers are

@@ -95,7 +95,8 @@ impl Scheduler {
             .collect();
         if learners.is_empty() {
             self.awaiting = None;
-            return self.broadcast(&msg, io);
+            self.broadcast(&msg, io);
+            return self.checkpoint_under_new_routing(io);
         }
         for &peer in &learners {
             reply_control(io, peer, &msg);
@@ -126,6 +127,7 @@ impl Scheduler {
                 routing: self.routing.clone(),
             };
             self.broadcast(&msg, io);
+            self.checkpoint_under_new_routing(io);
         }
     }
 

@@ -147,7 +147,11 @@ impl Server {
             }
             // Its arrival was the point (`Server::on_frame` counted it).
             Control::HeartbeatAck => {}
-            Control::WriteCheckpoint { dir, clock } => self.write_checkpoint(&dir, clock, io),
+            Control::WriteCheckpoint {
+                dir,
+                clock,
+                attempt,
+            } => self.write_checkpoint(&dir, (clock, attempt), io),
             Control::LoadTable {
                 id,
                 spec,

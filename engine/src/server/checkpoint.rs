@@ -20,9 +20,14 @@ use crate::table::{KeyLayout, TableId, TableSpec};
 impl Server {
     /// Writes this server's range of every table into `dir` and tells the scheduler which
     /// files it wrote (or why it could not).
-    pub(super) fn write_checkpoint(&mut self, dir: &str, clock: u32, io: &mut Io<'_>) {
+    pub(super) fn write_checkpoint(
+        &mut self,
+        dir: &str,
+        (clock, attempt): (u32, u32),
+        io: &mut Io<'_>,
+    ) {
         let started = Instant::now();
-        let result = self.save_tables(Path::new(dir), clock);
+        let result = self.save_tables(Path::new(dir), clock, attempt);
         match &result {
             Ok(files) => tracing::info!(
                 "checkpoint of {} tables at clock {clock} written to {dir} in {:.3} s",
@@ -32,7 +37,8 @@ impl Server {
             Err(e) => tracing::error!("{e}"),
         }
         let result = result.map_err(|e| e.to_string());
-        reply_control(io, self.scheduler, &Control::CheckpointWritten { result });
+        let written = Control::CheckpointWritten { attempt, result };
+        reply_control(io, self.scheduler, &written);
     }
 
     /// Writes the ranges this server heads (their replicas hold the same bits, so one copy per
@@ -41,6 +47,7 @@ impl Server {
         &self,
         dir: &Path,
         clock: u32,
+        attempt: u32,
     ) -> Result<Vec<(u32, SavedFile)>, CheckpointError> {
         std::fs::create_dir_all(dir).map_err(|e| CheckpointError::io(dir, e))?;
         let rank = self
@@ -52,7 +59,7 @@ impl Server {
             if range.server != rank {
                 continue;
             }
-            let name = file_name(id, index);
+            let name = file_name(id, index, clock, attempt);
             let at = SaveAs {
                 table: id,
                 range: index,
