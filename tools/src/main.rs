@@ -391,6 +391,7 @@ fn faults_options(args: FaultsArgs) -> Result<faults::FaultsOptions> {
         replication: args.replication,
         clocks: args.clocks,
         keys: args.keys,
+        checkpoint_every: (args.checkpoint_every > 0).then_some(args.checkpoint_every),
         heartbeat_interval,
         heartbeat_timeout,
     };

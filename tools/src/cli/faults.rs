@@ -73,6 +73,12 @@ pub struct FaultsArgs {
     #[arg(long, value_name = "K", value_parser = positive_count, default_value = "2000")]
     pub keys: usize,
 
+    /// Each job writes a checkpoint every N clocks (`check --checkpoint-every`), so faults
+    /// land while one is written too; after the job its last checkpoint must read back whole
+    /// and hold exactly `workers × clock` on every key. 0: no checkpoints.
+    #[arg(long, value_name = "N", default_value = "500")]
+    pub checkpoint_every: usize,
+
     /// Heartbeat interval of every node, in milliseconds.
     #[arg(long, value_name = "MS", value_parser = positive_count, default_value = "200")]
     pub heartbeat_interval_ms: usize,

@@ -31,6 +31,8 @@ pub struct JobShape {
     pub clocks: usize,
     /// `check --keys`.
     pub keys: usize,
+    /// `check --checkpoint-every` (into the job's log directory), if checkpoints are on.
+    pub checkpoint_every: Option<usize>,
     pub heartbeat_interval: Duration,
     pub heartbeat_timeout: Duration,
 }
@@ -65,6 +67,11 @@ pub struct Outcome {
     /// Range copies the scheduler counted complete.
     pub copies: usize,
     pub spares_started: usize,
+    /// Checkpoints the scheduler completed, and writes it asked for again (routing changes).
+    pub checkpoints: usize,
+    pub checkpoints_rewritten: usize,
+    /// The clock of the job's last checkpoint, checked whole and exact after it.
+    pub checkpoint_clock: Option<u32>,
 }
 
 /// A running job.
@@ -153,7 +160,7 @@ impl<'n> Job<'n> {
             let mut env = job.env.clone();
             env.extend(counts.iter().cloned());
             env.push(("FERROPS_RANK".to_string(), rank.to_string()));
-            let args: Vec<String> = [
+            let mut args: Vec<String> = [
                 "worker",
                 "--job",
                 "check",
@@ -165,6 +172,11 @@ impl<'n> Job<'n> {
             ]
             .map(String::from)
             .to_vec();
+            if let Some(every) = shape.checkpoint_every {
+                args.extend(["--checkpoint-every".to_string(), every.to_string()]);
+                args.push("--checkpoint-dir".to_string());
+                args.push(job.checkpoint_dir().display().to_string());
+            }
             let node = Node::start(
                 format!("worker {rank}"),
                 slot,
@@ -223,6 +235,11 @@ impl<'n> Job<'n> {
         }
     }
 
+    /// Where the job's checkpoints go.
+    fn checkpoint_dir(&self) -> PathBuf {
+        self.dir.join("checkpoint")
+    }
+
     /// The running server in `slot`.
     pub fn server_in_slot(&mut self, slot: usize) -> Option<&mut Node> {
         self.servers
@@ -265,6 +282,8 @@ impl<'n> Job<'n> {
             .matches("the job goes on with routing version")
             .count();
         outcome.copies = scheduler_log.matches(" holds a copy (chain").count();
+        outcome.checkpoints = scheduler_log.matches(" complete in ").count();
+        outcome.checkpoints_rewritten = scheduler_log.matches("writing it again").count();
         if hung {
             outcome.errors.push(format!(
                 "the job hung: still running after {:?}",
@@ -310,7 +329,32 @@ impl<'n> Job<'n> {
                 }
             }
         }
+        if passed {
+            passed = self.check_checkpoint(&mut outcome);
+        }
         outcome.passed = passed;
         outcome
+    }
+
+    /// Checks the job's last checkpoint, if it was to write any ([`super::saved`]); whether it
+    /// is whole and exact.
+    fn check_checkpoint(&self, outcome: &mut Outcome) -> bool {
+        let Some(every) = self.shape.checkpoint_every else {
+            return true;
+        };
+        if self.shape.clocks < every {
+            return true;
+        }
+        match super::saved::check(&self.checkpoint_dir(), self.shape.workers, self.shape.keys) {
+            Ok(clock) => {
+                outcome.checkpoint_clock = Some(clock);
+                true
+            }
+            Err(why) => {
+                outcome.mismatch = true;
+                outcome.errors.push(format!("checkpoint: {why}"));
+                false
+            }
+        }
     }
 }

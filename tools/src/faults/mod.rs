@@ -16,6 +16,7 @@ mod kinds;
 mod netns;
 mod node;
 mod report;
+mod saved;
 mod soak;
 mod status;
 

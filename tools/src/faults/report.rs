@@ -22,6 +22,11 @@ pub struct Report {
     pub failovers: usize,
     pub copies: usize,
     pub spares: usize,
+    /// Checkpoints written, those written again after a routing change (a server lost while
+    /// they were written), and jobs whose last checkpoint was checked whole and exact.
+    pub checkpoints: usize,
+    pub checkpoints_rewritten: usize,
+    pub checkpoints_checked: usize,
     /// Servers that resumed after a stall or partition past the timeout and exited, fenced.
     pub fenced: usize,
     /// Servers that did not exit after such a fault (each named).
@@ -47,6 +52,9 @@ impl Report {
         self.failovers += outcome.failovers;
         self.copies += outcome.copies;
         self.spares += outcome.spares_started;
+        self.checkpoints += outcome.checkpoints;
+        self.checkpoints_rewritten += outcome.checkpoints_rewritten;
+        self.checkpoints_checked += usize::from(outcome.checkpoint_clock.is_some());
         if outcome.passed {
             self.passed += 1;
             self.recovered += faults.len();
@@ -123,6 +131,12 @@ impl fmt::Display for Report {
             "  recoveries: {} of {total} faults in jobs that passed; {} failovers, {} range copies \
              completed, {} spares started, {} stalled or cut-off servers fenced (exited on resuming)",
             self.recovered, self.failovers, self.copies, self.spares, self.fenced
+        )?;
+        writeln!(
+            f,
+            "  checkpoints: {} written, {} of them written again after a routing change; the last \
+             of {} jobs read back whole and exact",
+            self.checkpoints, self.checkpoints_rewritten, self.checkpoints_checked
         )?;
         if !self.not_fenced.is_empty() {
             writeln!(f, "  NOT fenced: {}", self.not_fenced.join("; "))?;

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Result};
+use anyhow::{bail, ensure, Context, Result};
 use ferrops_engine::config::WorkerConfig;
 use ferrops_engine::{Consistency, TableSpec, Worker};
 use serde::Serialize;
@@ -32,6 +32,16 @@ pub struct CheckArgs {
     #[arg(long, value_name = "K", default_value_t = 2000, value_parser = keys,
         allow_hyphen_values = true)]
     pub keys: usize,
+
+    /// Write a checkpoint of the table every N clocks (collectively, after the clock's push):
+    /// each holds exactly `workers × clock` on every key, which `ferrops faults` checks.
+    #[arg(long, value_name = "N", value_parser = positive_count, allow_hyphen_values = true,
+        requires = "checkpoint_dir")]
+    pub checkpoint_every: Option<usize>,
+
+    /// Where `--checkpoint-every` writes (each checkpoint replaces the one before).
+    #[arg(long, value_name = "DIR", requires = "checkpoint_every")]
+    pub checkpoint_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for CheckArgs {
@@ -39,6 +49,8 @@ impl Default for CheckArgs {
         CheckArgs {
             clocks: 4,
             keys: 2000,
+            checkpoint_every: None,
+            checkpoint_dir: None,
         }
     }
 }
@@ -91,6 +103,13 @@ pub fn run(cfg: &WorkerConfig, args: &CheckArgs) -> Result<()> {
         w.push(t, &keys, &ones)?;
         stall.acked(Instant::now());
         w.clock()?;
+        let every = args.checkpoint_every.zip(args.checkpoint_dir.as_ref());
+        if let Some((_, dir)) = every.filter(|(every, _)| (clock + 1) % every == 0) {
+            w.checkpoint(dir)
+                .with_context(|| format!("checkpoint after clock {}", clock + 1))?;
+            // A checkpoint holds every push back: not a stall of the pushes.
+            stall.paused();
+        }
     }
     w.barrier()?;
     let total = w.pull(t, &keys)?;
@@ -120,6 +139,11 @@ struct Stall {
 }
 
 impl Stall {
+    /// Pushes were held back on purpose (a checkpoint): the next gap does not count.
+    fn paused(&mut self) {
+        self.last = None;
+    }
+
     fn acked(&mut self, at: Instant) {
         if let Some(last) = self.last {
             self.max = self.max.max(at.duration_since(last));

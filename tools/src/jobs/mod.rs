@@ -234,12 +234,21 @@ mod tests {
             job,
             Job::Check(check::CheckArgs {
                 clocks: 7,
-                keys: 10
+                keys: 10,
+                ..check::CheckArgs::default()
             })
         );
         assert_eq!(Job::parse("check", &job.args()).unwrap(), job);
         assert!(Job::parse("check", &words(&["--x", "1"])).is_err());
+        let saving = words(&["--checkpoint-every", "5", "--checkpoint-dir", "/ckpt"]);
+        let job = Job::parse("check", &saving).unwrap();
+        assert_eq!(Job::parse("check", &job.args()).unwrap(), job);
+        for half in [&saving[..2], &saving[2..]] {
+            let err = Job::parse("check", half).unwrap_err().to_string();
+            assert!(err.contains("--checkpoint-"), "{err}");
+        }
         for (flag, bad) in [
+            ("--checkpoint-every", "0"),
             ("--clocks", "0"),
             ("--clocks", "-1"),
             ("--clocks", "1000001"),
