@@ -11,9 +11,10 @@ use crate::jobs::{positive_count, positive_number, positive_seconds};
 /// `ferrops faults`: fault injection against real jobs on a private network of namespaces.
 #[derive(Debug, Clone, Args)]
 pub struct FaultsArgs {
-    /// Fault kinds to inject, drawn at random (comma-separated); `none` for a run without
-    /// faults.
-    #[arg(long, value_delimiter = ',', default_value = "kill,stall,partition",
+    /// Fault kinds to inject, drawn at random (comma-separated): `kill`, `stall` and
+    /// `partition` hit a server, `scheduler` kills the scheduler and restarts it with
+    /// `--recover`; `none` for a run without faults.
+    #[arg(long, value_delimiter = ',', default_value = "kill,stall,partition,scheduler",
         value_parser = kind)]
     pub kinds: Vec<Option<FaultKind>>,
 
@@ -111,7 +112,8 @@ fn kind(text: &str) -> Result<Option<FaultKind>, String> {
         "kill" => Ok(Some(FaultKind::Kill)),
         "stall" => Ok(Some(FaultKind::Stall)),
         "partition" => Ok(Some(FaultKind::Partition)),
-        _ => Err("expected kill, stall, partition or none".to_string()),
+        "scheduler" => Ok(Some(FaultKind::Scheduler)),
+        _ => Err("expected kill, stall, partition, scheduler or none".to_string()),
     }
 }
 

@@ -1,6 +1,7 @@
 //! Choosing and injecting one fault: a kind from those asked for, a target among the servers
-//! the job can lose (by the scheduler's status), and for stalls and partitions a duration on
-//! the asked side of the heartbeat timeout. Injection blocks for that duration.
+//! the job can lose (by the scheduler's status; the scheduler itself for `scheduler`), and for
+//! stalls, partitions and the scheduler's outage a duration on the asked side of the heartbeat
+//! timeout. Injection blocks for that duration.
 
 use std::path::Path;
 use std::time::Duration;
@@ -51,7 +52,10 @@ impl Injector<'_> {
         let Some(node) = job.server_in_slot(slot) else {
             return Ok(None);
         };
-        let target = node.label.clone();
+        let target = match kind {
+            FaultKind::Scheduler => "the scheduler".to_string(),
+            _ => node.label.clone(),
+        };
         let (hold, long) = match kind {
             FaultKind::Kill => (Duration::ZERO, false),
             _ => self.hold.draw(self.heartbeat_timeout, rng),
@@ -76,6 +80,7 @@ impl Injector<'_> {
                 std::thread::sleep(hold);
                 self.net.set_link(slot, true)?;
             }
+            FaultKind::Scheduler => job.restart_scheduler(hold)?,
         }
         Ok(Some(fault))
     }

@@ -83,6 +83,9 @@ pub struct Job<'n> {
     env: Vec<(String, String)>,
     pub scheduler_addr: SocketAddr,
     scheduler: Node,
+    scheduler_env: Vec<(String, String)>,
+    /// The logs of schedulers killed before the one running (`FaultKind::Scheduler`).
+    past_schedulers: Vec<String>,
     /// Every server started, spares included, in start order.
     pub servers: Vec<Node>,
     workers: Vec<Node>,
@@ -136,6 +139,7 @@ impl<'n> Job<'n> {
             &scheduler_env,
             dir.join("scheduler.log"),
         )?;
+        let scheduler_env = scheduler_env.clone();
         let mut job = Job {
             net,
             exe: exe.to_path_buf(),
@@ -144,6 +148,8 @@ impl<'n> Job<'n> {
             env,
             scheduler_addr,
             scheduler,
+            scheduler_env,
+            past_schedulers: Vec::new(),
             servers: Vec::new(),
             workers: Vec::new(),
             spares_started: 0,
@@ -235,6 +241,25 @@ impl<'n> Job<'n> {
         }
     }
 
+    /// Kills the scheduler (SIGKILL), waits `outage`, and starts another on the same address
+    /// with `--recover`: the nodes re-register with what they hold and it rebuilds its state.
+    pub fn restart_scheduler(&mut self, outage: Duration) -> Result<()> {
+        self.scheduler.kill();
+        self.past_schedulers.push(self.scheduler.output());
+        std::thread::sleep(outage);
+        let n = self.past_schedulers.len();
+        self.scheduler = Node::start(
+            format!("scheduler (restart {n})"),
+            0,
+            self.net.namespace(0),
+            &self.exe,
+            &["scheduler".to_string(), "--recover".to_string()],
+            &self.scheduler_env,
+            self.dir.join(format!("scheduler-{n}.log")),
+        )?;
+        Ok(())
+    }
+
     /// Where the job's checkpoints go.
     fn checkpoint_dir(&self) -> PathBuf {
         self.dir.join("checkpoint")
@@ -277,7 +302,8 @@ impl<'n> Job<'n> {
             spares_started: self.spares_started,
             ..Outcome::default()
         };
-        let scheduler_log = self.scheduler.output();
+        let mut scheduler_log = self.past_schedulers.join("\n");
+        scheduler_log.push_str(&self.scheduler.output());
         outcome.failovers = scheduler_log
             .matches("the job goes on with routing version")
             .count();

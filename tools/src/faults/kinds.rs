@@ -17,6 +17,9 @@ pub enum FaultKind {
     /// Its veth down for a while, then up again: like a stall for the others, while the server
     /// itself keeps running.
     Partition,
+    /// SIGKILL of the scheduler, restarted with `--recover` on the same address after a
+    /// while: pushes and pulls go on meanwhile, and the nodes rebuild its state.
+    Scheduler,
 }
 
 impl FaultKind {
@@ -26,6 +29,7 @@ impl FaultKind {
             FaultKind::Kill => "kill",
             FaultKind::Stall => "stall",
             FaultKind::Partition => "partition",
+            FaultKind::Scheduler => "scheduler",
         }
     }
 }
@@ -80,6 +84,12 @@ impl fmt::Display for Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.kind {
             FaultKind::Kill => write!(f, "kill {} at clock {}", self.target, self.clock),
+            FaultKind::Scheduler => write!(
+                f,
+                "kill the scheduler at clock {}, restarted after {} ms",
+                self.clock,
+                self.hold.as_millis()
+            ),
             kind => write!(
                 f,
                 "{kind} {} at clock {} for {} ms ({} than the heartbeat timeout)",

@@ -149,7 +149,8 @@ fn drive(
         {
             match plan.injector.inject(job, rng)? {
                 Some(fault) => {
-                    if fault.long && fault.kind != FaultKind::Kill {
+                    let fenced = matches!(fault.kind, FaultKind::Stall | FaultKind::Partition);
+                    if fault.long && fenced {
                         watch.push((fault.target.clone(), Instant::now() + fence_wait));
                     }
                     driven.faults.push(fault);
