@@ -57,20 +57,17 @@ fn check_job_on_two_servers_and_two_workers_over_rdma() {
     assert_eq!(err.matches("and RDMA").count(), 2, "{err}");
 }
 
-#[test]
-fn bench_over_rdma_reports_perftest_floor() {
-    if !available_or_skip("bench_over_rdma_reports_perftest_floor") {
-        return;
-    }
+/// `bench push-pull --transport rdma --floor --json` with `keys` keys: its report.
+fn bench_over_rdma(keys: usize, iters: usize) -> serde_json::Value {
     let (out, _) = run_ok(ferrops().env("FERROPS_LOG", "warn").args([
         "bench",
         "push-pull",
         "--transport",
         "rdma",
         "--keys",
-        "1000",
+        &keys.to_string(),
         "--iters",
-        "20",
+        &iters.to_string(),
         "--servers",
         "2",
         "--floor",
@@ -79,6 +76,33 @@ fn bench_over_rdma_reports_perftest_floor() {
     let last = out.lines().last().expect("some output");
     let r: serde_json::Value = serde_json::from_str(last).expect("JSON report");
     assert_eq!(r["transport"], "rdma", "{r}");
+    r
+}
+
+/// The report's perftest floor: its name and microseconds, after checking that the ratios
+/// divide our p50s by it.
+fn perftest_floor(r: &serde_json::Value) -> (String, f64) {
+    let perftest = &r["floor"]["perftest"];
+    let floor_us = perftest["floor_us"].as_f64().unwrap_or(0.0);
+    assert!(floor_us > 0.0, "{r}");
+    for op in ["push", "pull"] {
+        let ratio = perftest[format!("{op}_p50_ratio")].as_f64().unwrap();
+        let expected = r[op]["p50_us"].as_f64().unwrap() / floor_us;
+        assert!((ratio - expected).abs() < 1e-9 * expected.max(1.0), "{r}");
+    }
+    let name = perftest["floor"]
+        .as_str()
+        .expect("the floor's name")
+        .to_string();
+    (name, floor_us)
+}
+
+#[test]
+fn bench_over_rdma_reports_perftest_floor() {
+    if !available_or_skip("bench_over_rdma_reports_perftest_floor") {
+        return;
+    }
+    let r = bench_over_rdma(1000, 20);
     let perftest = &r["floor"]["perftest"];
     for (key, runs) in [
         ("send_round_trip_us", "send_runs_us"),
@@ -97,10 +121,26 @@ fn bench_over_rdma_reports_perftest_floor() {
         assert!(runs.iter().all(|&v| v >= us), "{r}");
         assert!(runs.contains(&us), "{r}");
     }
-    let ratio = perftest["push_p50_ratio"].as_f64().unwrap();
-    let expected =
-        r["push"]["p50_us"].as_f64().unwrap() / perftest["send_round_trip_us"].as_f64().unwrap();
-    assert!((ratio - expected).abs() < 1e-9 * expected.max(1.0), "{r}");
+    // 12 KB each way: a request and a reply, so the send round trip.
+    let (name, us) = perftest_floor(&r);
+    assert_eq!(name, "ib_send_lat round trip", "{r}");
+    assert_eq!(us, perftest["send_round_trip_us"].as_f64().unwrap(), "{r}");
+}
+
+#[test]
+fn bench_over_rdma_compares_bulk_with_the_one_way_write_floor() {
+    if !available_or_skip("bench_over_rdma_compares_bulk_with_the_one_way_write_floor") {
+        return;
+    }
+    // 200 KB of values (the keys travel by signature) one way and a small frame back:
+    // perftest's one-way figure.
+    let r = bench_over_rdma(50_000, 5);
+    let (name, us) = perftest_floor(&r);
+    assert_eq!(name, "ib_write_lat one-way", "{r}");
+    let write = r["floor"]["perftest"]["write_round_trip_us"]
+        .as_f64()
+        .unwrap();
+    assert_eq!(us, write / 2.0, "{r}");
 }
 
 #[test]

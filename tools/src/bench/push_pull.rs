@@ -4,8 +4,10 @@
 //! request and response sizes are also timed over raw TCP in the same run, and our figures are
 //! reported as ratios of that floor. Over RDMA (`--transport rdma`, or `auto` where a device
 //! is up) `--floor` also runs perftest's `ib_send_lat` and `ib_write_lat` on the same device
-//! with the request's size, and reports our round trips as ratios of theirs (perftest prints
-//! one-way latency, half its round trip; the ratio uses the round trip).
+//! with the request's size, and reports our round trips as ratios of the floor they give: the
+//! `ib_send_lat` round trip for a small request, the `ib_write_lat` one-way figure for a bulk one
+//! (perftest prints one-way latency, half its round trip; a bulk push or pull moves its bytes one
+//! way and a small frame back).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -96,10 +98,16 @@ struct Floor {
     perftest: Option<PerftestFloor>,
 }
 
-/// perftest's latency on the device, as round trips, and our p50 round trips over them.
+/// perftest's latency on the device, and our p50 round trips over the floor it gives: for a
+/// small request the `ib_send_lat` round trip (a request and a reply each way), for a bulk one
+/// (over [`BULK_FLOOR_BYTES`]) the `ib_write_lat` *one-way* figure for its size, since a bulk
+/// push or pull moves its bytes one way and only a small frame back.
 #[derive(Debug, Serialize)]
 struct PerftestFloor {
     device: String,
+    /// What the ratios divide by: `ib_send_lat round trip` or `ib_write_lat one-way`.
+    floor: &'static str,
+    floor_us: f64,
     /// `ib_send_lat` with the push request's size: twice its typical one-way latency, the
     /// faster of [`FLOOR_RUNS`] runs.
     send_round_trip_us: f64,
@@ -412,12 +420,15 @@ fn print_human(r: &Report) {
                 runs(&p.write_runs_us)
             );
             println!(
-                "  ratio to perftest ib_send_lat (p50): push {:.2}×, pull {:.2}×",
-                p.push_p50_ratio, p.pull_p50_ratio
+                "  ratio to perftest {} {:.1} µs (p50): push {:.2}×, pull {:.2}×",
+                p.floor, p.floor_us, p.push_p50_ratio, p.pull_p50_ratio
             );
         }
     }
 }
+
+/// Requests above this many bytes are bulk: their perftest floor is the one-way figure.
+const BULK_FLOOR_BYTES: usize = 64 << 10;
 
 /// Separate runs of each perftest tool; the floor is the fastest. Under emulation a run lands
 /// in a fast or a slow mode (round trips about 2x apart, seen in the soft-RoCE guest), so a
@@ -445,7 +456,8 @@ fn perftest_floor(
     };
     let port = free_tcp_port()?;
     // Enough round trips for a stable median without minutes of bulk transfers.
-    let iterations = if size > 64 << 10 { 20 } else { 1000 };
+    let bulk = size > BULK_FLOOR_BYTES;
+    let iterations = if bulk { 20 } else { 1000 };
     let run = |tool| match run_perftest(tool, &dev.device, ip, port, size, iterations) {
         Ok(lat) => Ok(Some(2.0 * lat.typical_us)),
         Err(e) if args.transport == TransportMode::Rdma => bail!("perftest floor: {e}"),
@@ -465,14 +477,21 @@ fn perftest_floor(
     }
     let fastest = |runs: &[f64]| runs.iter().copied().fold(f64::INFINITY, f64::min);
     let (send, write) = (fastest(&send_runs), fastest(&write_runs));
+    let (floor, floor_us) = if bulk {
+        ("ib_write_lat one-way", write / 2.0)
+    } else {
+        ("ib_send_lat round trip", send)
+    };
     Ok(Some(PerftestFloor {
         device: dev.device,
+        floor,
+        floor_us,
         send_round_trip_us: send,
         write_round_trip_us: write,
         send_runs_us: send_runs,
         write_runs_us: write_runs,
-        push_p50_ratio: push.p50_us / send,
-        pull_p50_ratio: pull.p50_us / send,
+        push_p50_ratio: push.p50_us / floor_us,
+        pull_p50_ratio: pull.p50_us / floor_us,
     }))
 }
 
