@@ -114,6 +114,19 @@ impl Job {
         c
     }
 
+    /// `ferrops ctl checkpoint DIR`, running once the scheduler holds it for the next barrier.
+    fn ctl_checkpoint(&self, dir: &Path) -> Child {
+        let ctl = self
+            .ctl(&["checkpoint"])
+            .arg(dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        self.log.wait_for("written at the next barrier", PATIENCE);
+        ctl
+    }
+
     /// Waits until the scheduler logs that `parked` of its `live` workers wait at a barrier.
     fn parked(&self, parked: usize, live: usize) {
         let text = format!("waits at the barrier ({parked} of {live} live workers)");
@@ -372,14 +385,7 @@ fn ctl_checkpoint_writes_the_tables_at_the_next_barrier_and_a_job_restores_them(
     let w = job.worker();
     let t = w.declare_table(spec.clone()).unwrap();
     w.push(t, &keys, &values).unwrap();
-    let ctl = job
-        .ctl(&["checkpoint"])
-        .arg(&dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    job.log.wait_for("written at the next barrier", PATIENCE);
+    let ctl = job.ctl_checkpoint(&dir);
     w.barrier().unwrap();
     let out = ctl.wait_with_output().unwrap();
     assert!(
@@ -416,14 +422,7 @@ fn a_server_lost_while_a_checkpoint_is_written_is_replaced_and_the_checkpoint_co
     let w = job.worker();
     let t = w.declare_table(spec.clone()).unwrap();
     w.push(t, &keys, &values).unwrap();
-    let ctl = job
-        .ctl(&["checkpoint"])
-        .arg(&dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    job.log.wait_for("written at the next barrier", PATIENCE);
+    let ctl = job.ctl_checkpoint(&dir);
     // Stopped before the scheduler asks it to write: it never answers, and is failed over
     // after the heartbeat timeout while the barrier is held for the checkpoint.
     let stopped = job.servers[1].id();
