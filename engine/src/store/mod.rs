@@ -18,6 +18,7 @@ use crate::table::TableSpec;
 mod checkpoint;
 mod copy;
 pub mod resolution;
+#[allow(unsafe_code)] // prefetches the buckets of keys ahead
 pub mod slot_map;
 
 pub use checkpoint::SaveAs;
@@ -282,26 +283,26 @@ impl TableStore {
     /// Slots of a sparse table's keys from the key map, handing out new slots to new keys.
     fn resolve_sparse(&mut self, keys: &[u64]) -> Result<Resolved, StoreError> {
         check_sorted_unique(keys)?;
-        let mut slots = Vec::with_capacity(keys.len());
-        for &key in keys {
-            let (slot, inserted) = self.map.get_or_insert(key, self.slots_used);
-            if inserted {
-                self.slots_used = self
-                    .slots_used
-                    .checked_add(1)
-                    .ok_or(StoreError::Full(u32::MAX as usize))?;
-            }
-            slots.push(slot);
-        }
+        let mut slots = Vec::new();
+        let resolved = self
+            .map
+            .get_or_insert_all(keys, &mut self.slots_used, &mut slots);
+        // Slots handed out before running out are kept: commit their memory either way.
         self.grow_storage()?;
+        resolved.map_err(|_| StoreError::Full(u32::MAX as usize))?;
         Ok(Resolved::new(slots))
     }
 
     /// Slots of a sparse table's keys when every key has one (`None` otherwise); assigns none.
     fn lookup_sparse(&self, keys: &[u64]) -> Result<Option<Resolved>, StoreError> {
         check_sorted_unique(keys)?;
-        let slots: Option<Vec<u32>> = keys.iter().map(|&k| self.map.get(k)).collect();
-        Ok(slots.map(Resolved::new))
+        let mut slots = Vec::with_capacity(keys.len());
+        let mut all = true;
+        self.map.get_all(keys, |s| match s {
+            Some(s) => slots.push(s),
+            None => all = false,
+        });
+        Ok(all.then(|| Resolved::new(slots)))
     }
 
     /// Slots of a sparse table's keys, the unset slot standing for each key without one.
@@ -318,10 +319,8 @@ impl TableStore {
                 slot
             }
         };
-        let slots = keys
-            .iter()
-            .map(|&k| self.map.get(k).unwrap_or(unset))
-            .collect();
+        let mut slots = Vec::with_capacity(keys.len());
+        self.map.get_all(keys, |s| slots.push(s.unwrap_or(unset)));
         Ok(Resolved::new(slots))
     }
 

@@ -3,16 +3,50 @@
 //!
 //! Slots are handed out in first-seen order and never change, so growing the map (rehashing)
 //! never invalidates a slot a request or a cached resolution holds.
+//!
+//! Layout: one array of 12-byte buckets, each a key next to its slot, so a probe touches one
+//! cache line (rarely two) rather than one in a key array and one in a slot array. The bucket
+//! count is not a power of two (a hash is mapped onto it by a multiply, not a mask), so the
+//! map can be sized to what it holds: up to [`MAX_LOAD_PERCENT`] full, growing by half when it
+//! must. A whole key list is resolved in one pass that prefetches the buckets of the keys
+//! [`PREFETCH_AHEAD`] positions ahead, so a list of keys whose buckets are all cache misses
+//! costs about one memory latency per [`PREFETCH_AHEAD`] keys rather than one per key.
 
 const EMPTY: u32 = u32::MAX;
+
+/// Largest share of buckets in use, in percent, before the map grows.
+pub const MAX_LOAD_PERCENT: usize = 85;
+
+/// How many keys ahead of the one being resolved a list's buckets are prefetched.
+pub const PREFETCH_AHEAD: usize = 16;
+
+/// Keys resolved between two checks for room (a list grows the map at most once per chunk).
+const CHUNK: usize = 4096;
+
+/// One key and its slot; `slot == EMPTY` marks a free bucket. Packed to 12 bytes (4-byte
+/// aligned) so that five buckets and a third share a cache line.
+#[derive(Clone, Copy, Debug)]
+#[repr(C, packed(4))]
+struct Bucket {
+    key: u64,
+    slot: u32,
+}
+
+const FREE: Bucket = Bucket {
+    key: 0,
+    slot: EMPTY,
+};
+
+/// The key map is full: no slot is left to hand out (slots are `u32`, one value reserved).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("no slot left: {0} slots handed out")]
+pub struct SlotsExhausted(pub u32);
 
 /// Key → slot map with linear probing.
 #[derive(Debug, Clone)]
 pub struct SlotMap {
-    keys: Vec<u64>,
-    slots: Vec<u32>,
+    buckets: Vec<Bucket>,
     len: usize,
-    mask: usize,
 }
 
 impl Default for SlotMap {
@@ -21,21 +55,45 @@ impl Default for SlotMap {
     }
 }
 
-#[inline]
-fn bucket_of(key: u64, mask: usize) -> usize {
-    // Fibonacci hashing: multiply by 2^64/φ and keep the high bits.
-    (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 20) as usize & mask
+/// The home bucket of `key` among `n`: the key mixed by a multiply (Fibonacci hashing), then
+/// scaled onto `[0, n)` by its high bits (no power-of-two bucket count needed).
+#[inline(always)]
+fn bucket_of(key: u64, n: usize) -> usize {
+    let h = (key ^ (key >> 29)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    ((u128::from(h) * n as u128) >> 64) as usize
+}
+
+/// Buckets that hold `keys` keys at most [`MAX_LOAD_PERCENT`] full.
+fn buckets_for(keys: usize) -> usize {
+    (keys.max(8) * 100).div_ceil(MAX_LOAD_PERCENT) + 1
+}
+
+/// Asks the CPU to bring the cache lines of `bucket` in (a hint; never faults).
+#[inline(always)]
+fn prefetch(bucket: &Bucket) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let p = (bucket as *const Bucket).cast::<i8>();
+        let last = p.wrapping_add(std::mem::size_of::<Bucket>() - 1);
+        // SAFETY: SSE is part of x86_64, and a prefetch is a hint that never faults nor changes
+        // what the program reads; both addresses lie in the bucket borrowed here. A bucket may
+        // straddle two cache lines, hence the line of its last byte too.
+        unsafe {
+            _mm_prefetch::<_MM_HINT_T0>(p);
+            _mm_prefetch::<_MM_HINT_T0>(last);
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = bucket;
 }
 
 impl SlotMap {
     /// A map that holds `n` keys before it grows.
     pub fn with_capacity(n: usize) -> SlotMap {
-        let buckets = (n.max(8) * 2).next_power_of_two();
         SlotMap {
-            keys: vec![0; buckets],
-            slots: vec![EMPTY; buckets],
+            buckets: vec![FREE; buckets_for(n)],
             len: 0,
-            mask: buckets - 1,
         }
     }
 
@@ -49,93 +107,185 @@ impl SlotMap {
         self.len == 0
     }
 
+    /// Keys the map holds before it grows.
+    fn room(&self) -> usize {
+        self.buckets.len() * MAX_LOAD_PERCENT / 100
+    }
+
     /// Bytes held by the map.
     pub fn memory_bytes(&self) -> usize {
-        self.keys.len() * 12
+        self.buckets.len() * std::mem::size_of::<Bucket>()
     }
 
     /// Every (key, slot) pair, in the map's internal order.
     pub fn iter(&self) -> impl Iterator<Item = (u64, u32)> + '_ {
-        self.keys
+        self.buckets
             .iter()
-            .zip(&self.slots)
-            .filter(|(_, &s)| s != EMPTY)
-            .map(|(&k, &s)| (k, s))
+            .filter(|b| b.slot != EMPTY)
+            .map(|b| (b.key, b.slot))
     }
 
     /// The slot of `key`, if present.
+    #[inline]
     pub fn get(&self, key: u64) -> Option<u32> {
-        let mut b = bucket_of(key, self.mask);
+        let n = self.buckets.len();
+        let mut i = bucket_of(key, n);
         loop {
-            let slot = self.slots[b];
-            if slot == EMPTY {
+            let b = self.buckets[i];
+            if b.slot == EMPTY {
                 return None;
             }
-            if self.keys[b] == key {
-                return Some(slot);
+            if b.key == key {
+                return Some(b.slot);
             }
-            b = (b + 1) & self.mask;
+            i += 1;
+            if i == n {
+                i = 0;
+            }
+        }
+    }
+
+    /// The slots of `keys`, in order, `None` for each key not present; the same as [`get`] on
+    /// each key, with the buckets of keys ahead prefetched.
+    ///
+    /// [`get`]: SlotMap::get
+    pub fn get_all(&self, keys: &[u64], mut each: impl FnMut(Option<u32>)) {
+        let n = self.buckets.len();
+        for (i, &key) in keys.iter().enumerate() {
+            if let Some(&ahead) = keys.get(i + PREFETCH_AHEAD) {
+                prefetch(&self.buckets[bucket_of(ahead, n)]);
+            }
+            each(self.get(key));
         }
     }
 
     /// The slot of `key`, inserting it with slot `next` if absent. Returns (slot, inserted).
     pub fn get_or_insert(&mut self, key: u64, next: u32) -> (u32, bool) {
-        if (self.len + 1) * 10 > self.keys.len() * 7 {
-            self.grow();
+        if self.len >= self.room() {
+            self.grow_to(self.len + 1);
         }
-        let mut b = bucket_of(key, self.mask);
+        self.get_or_insert_with_room(key, next)
+    }
+
+    /// [`SlotMap::get_or_insert`] where the caller made sure one more key fits.
+    #[inline]
+    fn get_or_insert_with_room(&mut self, key: u64, next: u32) -> (u32, bool) {
+        let n = self.buckets.len();
+        let mut i = bucket_of(key, n);
         loop {
-            let slot = self.slots[b];
-            if slot == EMPTY {
-                self.keys[b] = key;
-                self.slots[b] = next;
+            let b = self.buckets[i];
+            if b.slot == EMPTY {
+                self.buckets[i] = Bucket { key, slot: next };
                 self.len += 1;
                 return (next, true);
             }
-            if self.keys[b] == key {
-                return (slot, false);
+            if b.key == key {
+                return (b.slot, false);
             }
-            b = (b + 1) & self.mask;
+            i += 1;
+            if i == n {
+                i = 0;
+            }
         }
     }
 
-    /// Makes room for `n` more keys without growing again (with the buckets growing would
-    /// reach, not more).
+    /// The slots of `keys` in order, giving each key not present the next slot from `*next`
+    /// (then counting it up): [`SlotMap::get_or_insert`] on each key, with the buckets of keys
+    /// ahead prefetched. When the map must grow partway, it grows to fit the rest of the list
+    /// at the share of new keys seen so far (a first bulk list sizes it once, exactly).
+    pub fn get_or_insert_all(
+        &mut self,
+        keys: &[u64],
+        next: &mut u32,
+        slots: &mut Vec<u32>,
+    ) -> Result<(), SlotsExhausted> {
+        slots.reserve(keys.len());
+        let (mut done, mut inserted) = (0usize, 0usize);
+        for chunk in keys.chunks(CHUNK) {
+            if self.len + chunk.len() > self.room() {
+                // Near full: grow only if a key of this chunk really is new.
+                for &key in chunk {
+                    let slot = match self.get(key) {
+                        Some(slot) => slot,
+                        None if *next == EMPTY => return Err(SlotsExhausted(*next)),
+                        None => {
+                            if self.len >= self.room() {
+                                self.grow_for_rest(keys.len() - done, inserted, done);
+                            }
+                            self.get_or_insert_with_room(key, *next);
+                            *next += 1;
+                            inserted += 1;
+                            *next - 1
+                        }
+                    };
+                    slots.push(slot);
+                    done += 1;
+                }
+                continue;
+            }
+            let n = self.buckets.len();
+            for (i, &key) in chunk.iter().enumerate() {
+                if let Some(&ahead) = keys.get(done + i + PREFETCH_AHEAD) {
+                    prefetch(&self.buckets[bucket_of(ahead, n)]);
+                }
+                let slot = if *next == EMPTY {
+                    // No slot left for a new key; a present one still resolves.
+                    self.get(key).ok_or(SlotsExhausted(*next))?
+                } else {
+                    let (slot, new) = self.get_or_insert_with_room(key, *next);
+                    if new {
+                        *next += 1;
+                        inserted += 1;
+                    }
+                    slot
+                };
+                slots.push(slot);
+            }
+            done += chunk.len();
+        }
+        Ok(())
+    }
+
+    /// Grows for the `rest` keys of a list not resolved yet, `inserted` of the `done` keys
+    /// before them having been new: it guesses the rest hold new keys in the same share (all
+    /// of them when none was seen yet), so a first bulk list sizes the map once.
+    fn grow_for_rest(&mut self, rest: usize, inserted: usize, done: usize) {
+        let new_rest = if done == 0 {
+            rest
+        } else {
+            (rest as u128 * inserted as u128).div_ceil(done as u128) as usize
+        };
+        self.grow_to(self.len + new_rest.max(1));
+    }
+
+    /// Makes room for `n` more keys without growing again.
     pub fn reserve(&mut self, n: usize) {
         let keys = self.len + n;
-        if keys * 10 > self.keys.len() * 7 {
-            let mut buckets = self.keys.len();
-            while keys * 10 > buckets * 7 {
-                buckets *= 2;
-            }
-            self.rehash(buckets);
+        if keys > self.room() {
+            self.rehash(buckets_for(keys));
         }
     }
 
-    fn grow(&mut self) {
-        self.rehash(self.keys.len() * 2);
+    /// Grows to hold at least `keys` keys, and at least half as many buckets again as now (so
+    /// that growing one key at a time costs a constant per key).
+    fn grow_to(&mut self, keys: usize) {
+        let buckets = buckets_for(keys).max(self.buckets.len() + self.buckets.len() / 2);
+        self.rehash(buckets);
     }
 
-    /// Moves every key into a map of `buckets` buckets (a power of two).
-    fn rehash(&mut self, buckets: usize) {
-        let mut bigger = SlotMap {
-            keys: vec![0; buckets],
-            slots: vec![EMPTY; buckets],
-            len: 0,
-            mask: buckets - 1,
-        };
-        for (k, &s) in self.keys.iter().zip(&self.slots) {
-            if s != EMPTY {
-                let mut b = bucket_of(*k, bigger.mask);
-                while bigger.slots[b] != EMPTY {
-                    b = (b + 1) & bigger.mask;
+    /// Moves every key into a map of `n` buckets.
+    fn rehash(&mut self, n: usize) {
+        let old = std::mem::replace(&mut self.buckets, vec![FREE; n]);
+        for b in old.into_iter().filter(|b| b.slot != EMPTY) {
+            let mut i = bucket_of(b.key, n);
+            while self.buckets[i].slot != EMPTY {
+                i += 1;
+                if i == n {
+                    i = 0;
                 }
-                bigger.keys[b] = *k;
-                bigger.slots[b] = s;
             }
+            self.buckets[i] = b;
         }
-        bigger.len = self.len;
-        *self = bigger;
     }
 }
 
@@ -144,6 +294,13 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
+    fn lcg(x: &mut u64) -> u64 {
+        *x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        *x
+    }
+
     #[test]
     fn agrees_with_a_hash_map_across_growth() {
         let mut map = SlotMap::with_capacity(4);
@@ -151,10 +308,7 @@ mod tests {
         let mut next = 0u32;
         let mut x = 12345u64;
         for _ in 0..20_000 {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            let key = x % 5000 * 0x1_0000_0001; // repeats, and keys with equal low bits
+            let key = lcg(&mut x) % 5000 * 0x1_0000_0001; // repeats, and keys with equal low bits
             let (slot, inserted) = map.get_or_insert(key, next);
             let expected = *reference.entry(key).or_insert(next);
             assert_eq!(slot, expected);
@@ -175,15 +329,96 @@ mod tests {
         for (k, s) in &reference {
             reserved.get_or_insert(*k, *s);
         }
-        assert_eq!(
-            reserved.memory_bytes(),
-            before,
-            "the buckets growing reaches"
+        assert!(
+            reserved.memory_bytes() <= before,
+            "reserving sizes the map for what it holds"
         );
+        assert!(reserved.len() * 12 * 100 <= reserved.memory_bytes() * MAX_LOAD_PERCENT);
         let mut pairs: Vec<(u64, u32)> = map.iter().collect();
         pairs.sort_unstable();
         let mut expected: Vec<(u64, u32)> = reference.into_iter().collect();
         expected.sort_unstable();
         assert_eq!(pairs, expected);
+    }
+
+    #[test]
+    fn a_bucket_is_twelve_bytes() {
+        assert_eq!(std::mem::size_of::<Bucket>(), 12);
+    }
+
+    #[test]
+    fn resolving_a_list_at_once_equals_key_by_key() {
+        let (mut batch, mut single) = (SlotMap::default(), SlotMap::default());
+        let (mut next_batch, mut next_single) = (0u32, 0u32);
+        let mut x = 7u64;
+        for round in 0..6 {
+            // Lists of every size around the chunk and prefetch boundaries, overlapping the
+            // keys already held (about half of each list is new after the first).
+            let len = [
+                1,
+                PREFETCH_AHEAD + 1,
+                CHUNK - 1,
+                CHUNK + 3,
+                3 * CHUNK,
+                20_000,
+            ][round];
+            let mut keys: Vec<u64> = (0..len).map(|_| lcg(&mut x) % 60_000).collect();
+            keys.sort_unstable();
+            keys.dedup();
+            let mut slots = Vec::new();
+            batch
+                .get_or_insert_all(&keys, &mut next_batch, &mut slots)
+                .unwrap();
+            let expected: Vec<u32> = keys
+                .iter()
+                .map(|&k| {
+                    let (s, new) = single.get_or_insert(k, next_single);
+                    next_single += u32::from(new);
+                    s
+                })
+                .collect();
+            assert_eq!(slots, expected, "round {round}");
+            assert_eq!(next_batch, next_single);
+            assert_eq!(batch.len(), single.len());
+            let mut found = Vec::new();
+            let probe: Vec<u64> = (0..len as u64).map(|k| k * 3).collect();
+            batch.get_all(&probe, |s| found.push(s));
+            let one_by_one: Vec<Option<u32>> = probe.iter().map(|&k| single.get(k)).collect();
+            assert_eq!(found, one_by_one);
+            if len > 1000 {
+                assert!(found.iter().any(Option::is_none) && found.iter().any(Option::is_some));
+            }
+        }
+    }
+
+    #[test]
+    fn a_first_bulk_list_sizes_the_map_once_and_tightly() {
+        let mut map = SlotMap::default();
+        let keys: Vec<u64> = (0..100_000u64).map(|k| k << 20).collect();
+        let mut next = 0;
+        let mut slots = Vec::new();
+        map.get_or_insert_all(&keys, &mut next, &mut slots).unwrap();
+        assert_eq!(slots, (0..100_000).collect::<Vec<u32>>());
+        let per_key = map.memory_bytes() as f64 / map.len() as f64;
+        assert!(
+            per_key <= 12.0 * 100.0 / MAX_LOAD_PERCENT as f64 + 0.1,
+            "{per_key} bytes per key"
+        );
+        // The same list again adds nothing and does not grow the map.
+        let bytes = map.memory_bytes();
+        slots.clear();
+        map.get_or_insert_all(&keys, &mut next, &mut slots).unwrap();
+        assert_eq!(next, 100_000);
+        assert_eq!(map.memory_bytes(), bytes);
+    }
+
+    #[test]
+    fn the_last_slot_is_never_handed_out() {
+        let mut map = SlotMap::default();
+        let mut next = EMPTY - 2;
+        let mut slots = Vec::new();
+        let err = map.get_or_insert_all(&[1, 2, 3], &mut next, &mut slots);
+        assert_eq!(err, Err(SlotsExhausted(EMPTY)));
+        assert_eq!(slots, vec![EMPTY - 2, EMPTY - 1]);
     }
 }
