@@ -88,11 +88,22 @@ fn prefetch(bucket: &Bucket) {
     let _ = bucket;
 }
 
+/// `n` free buckets, on transparent hugepages where the kernel gives them.
+fn free_buckets(n: usize) -> Vec<Bucket> {
+    let mut buckets: Vec<Bucket> = Vec::with_capacity(n);
+    let bytes = n * std::mem::size_of::<Bucket>();
+    if bytes >= 4 << 20 {
+        crate::memory::advise_hugepages_inside(buckets.as_ptr().cast(), bytes);
+    }
+    buckets.resize(n, FREE);
+    buckets
+}
+
 impl SlotMap {
     /// A map that holds `n` keys before it grows.
     pub fn with_capacity(n: usize) -> SlotMap {
         SlotMap {
-            buckets: vec![FREE; buckets_for(n)],
+            buckets: free_buckets(buckets_for(n)),
             len: 0,
         }
     }
@@ -129,7 +140,13 @@ impl SlotMap {
     #[inline]
     pub fn get(&self, key: u64) -> Option<u32> {
         let n = self.buckets.len();
-        let mut i = bucket_of(key, n);
+        self.probe(key, bucket_of(key, n))
+    }
+
+    /// The slot of `key`, probing one bucket at a time from bucket `i` on.
+    #[inline(always)]
+    fn probe(&self, key: u64, mut i: usize) -> Option<u32> {
+        let n = self.buckets.len();
         loop {
             let b = self.buckets[i];
             if b.slot == EMPTY {
@@ -155,7 +172,7 @@ impl SlotMap {
             if let Some(&ahead) = keys.get(i + PREFETCH_AHEAD) {
                 prefetch(&self.buckets[bucket_of(ahead, n)]);
             }
-            each(self.get(key));
+            each(self.probe(key, bucket_of(key, n)));
         }
     }
 
@@ -170,6 +187,15 @@ impl SlotMap {
     /// [`SlotMap::get_or_insert`] where the caller made sure one more key fits.
     #[inline]
     fn get_or_insert_with_room(&mut self, key: u64, next: u32) -> (u32, bool) {
+        match self.get(key) {
+            Some(slot) => (slot, false),
+            None => self.insert_absent(key, next),
+        }
+    }
+
+    /// Puts `key`, known to be absent, with slot `next` into the first free bucket from its
+    /// home (room for it made sure of).
+    fn insert_absent(&mut self, key: u64, next: u32) -> (u32, bool) {
         let n = self.buckets.len();
         let mut i = bucket_of(key, n);
         loop {
@@ -275,7 +301,7 @@ impl SlotMap {
 
     /// Moves every key into a map of `n` buckets.
     fn rehash(&mut self, n: usize) {
-        let old = std::mem::replace(&mut self.buckets, vec![FREE; n]);
+        let old = std::mem::replace(&mut self.buckets, free_buckets(n));
         for b in old.into_iter().filter(|b| b.slot != EMPTY) {
             let mut i = bucket_of(b.key, n);
             while self.buckets[i].slot != EMPTY {
