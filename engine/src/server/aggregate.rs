@@ -219,7 +219,7 @@ impl Server {
             .resolve_shared(signature, &keys, Access::Write)
             .map_err(Refusal::from)?;
         let mut rows = Vec::with_capacity(keys.len() * store.row_floats());
-        store.export_rows(&resolved.slots, &mut rows);
+        store.export_rows(&resolved.slots(), &mut rows);
         let mut extra = Vec::with_capacity(4 + batch.pushes.len() * ENTRY_BYTES);
         extra.extend_from_slice(&store.adam_step().to_le_bytes());
         for &(worker, seq, span) in &batch.pushes {
@@ -251,7 +251,7 @@ impl Server {
             .map_err(|e| Refusal::new(Status::BadValues, e.to_string()))?;
         let (store, _, resolved) = self.resolve_in(request, Access::Write, range)?;
         store
-            .import_rows_at(&resolved.slots, rows)
+            .import_rows_at(&resolved.slots(), rows)
             .map_err(Refusal::from)?;
         store.set_adam_step(u32::from_le_bytes(*step));
         for entry in entries.chunks_exact(ENTRY_BYTES) {

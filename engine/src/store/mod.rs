@@ -77,9 +77,13 @@ pub struct StoreOptions {
     pub segment: SegmentOptions,
     /// Address space reserved per array (values, each state array).
     pub capacity_bytes: usize,
-    /// Bytes of resolved key lists the table may cache.
+    /// Bytes of resolved key lists the table may cache at most; within that, the cache holds
+    /// no more than the table's own arrays and key map ([`MIN_RESOLUTION_BUDGET`] at least).
     pub cache_bytes: usize,
 }
+
+/// Bytes of resolved key lists any table may cache, however small it is.
+pub const MIN_RESOLUTION_BUDGET: usize = 16 << 20;
 
 impl StoreOptions {
     /// Plain (unlocked, normal-page) memory with `capacity_bytes` per array: for tests and tools.
@@ -117,6 +121,8 @@ pub struct TableStore {
     state: [Option<Segment>; 2],
     slots_used: u32,
     resolutions: ResolutionCache,
+    /// The most bytes of resolutions the table may cache, whatever its size.
+    cache_bytes: usize,
     adam_step: u32,
     /// For a dense table, the keys `[begin, end)` this store holds: key k is slot k − begin.
     dense: Option<(u64, u64)>,
@@ -167,7 +173,8 @@ impl TableStore {
             values: reserve()?,
             state,
             slots_used: 0,
-            resolutions: ResolutionCache::new(opts.cache_bytes),
+            resolutions: ResolutionCache::new(opts.cache_bytes.min(MIN_RESOLUTION_BUDGET)),
+            cache_bytes: opts.cache_bytes,
             adam_step: 0,
             dense,
             unset_slot: None,
@@ -245,6 +252,16 @@ impl TableStore {
         self.resolve_with(signature, keys, access, || keys.clone())
     }
 
+    /// Bytes of resolutions the table may cache now: as much as its values, rule state and
+    /// key map take ([`MIN_RESOLUTION_BUDGET`] at least), never more than the options allow.
+    fn resolution_budget(&self) -> usize {
+        let m = self.memory();
+        let table = m.values_bytes + m.state_bytes + m.key_map_bytes;
+        (table as usize)
+            .max(MIN_RESOLUTION_BUDGET)
+            .min(self.cache_bytes)
+    }
+
     /// Forgets every cached resolution (a server promoted to head of this range after a
     /// failover rebuilds them from the key map rather than trusting them).
     pub fn forget_resolutions(&mut self) {
@@ -275,6 +292,7 @@ impl TableStore {
             return Ok((resolved, None));
         }
         let held = shared();
+        self.resolutions.set_limit(self.resolution_budget());
         self.resolutions
             .insert(signature, held.clone(), resolved.clone());
         Ok((resolved, Some(held)))
@@ -361,9 +379,8 @@ impl TableStore {
         resolved: &Resolved,
         inputs: &[f32],
     ) -> Result<(), StoreError> {
-        let few_runs = resolved.runs.len() * 64 <= resolved.slots.len();
-        if !few_runs || self.spec.rule.inputs() != 1 {
-            return self.apply(&resolved.slots, inputs);
+        if !resolved.few_runs() || self.spec.rule.inputs() != 1 {
+            return self.apply(&resolved.slots(), inputs);
         }
         let dim = self.spec.dim as usize;
         let rule = self.next_rule();
@@ -505,7 +522,7 @@ mod tests {
         // Same signature, different keys: must not be mistaken for the cached list.
         let other: Vec<u64> = (0..1000).map(|i| i * 7 + 1).collect();
         let c = s.resolve(42, &other).unwrap();
-        assert_eq!(c.slots[0], 1000);
+        assert_eq!(c.slots()[0], 1000);
         assert_eq!(s.len(), 2000);
     }
 
@@ -513,14 +530,15 @@ mod tests {
     fn sum_accumulates_and_scattered_slots_gather_in_request_order() {
         let mut s = store(Rule::Sum, 2);
         let r1 = s.resolve(0, &[10, 20, 30]).unwrap();
-        s.apply(&r1.slots, &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap();
+        s.apply(&r1.slots(), &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+            .unwrap();
         let r2 = s.resolve(0, &[5, 20]).unwrap();
-        assert_eq!(r2.slots, vec![3, 1]);
-        s.apply(&r2.slots, &[1.0, 1.0, 1.0, 1.0]).unwrap();
+        assert_eq!(*r2.slots(), [3, 1]);
+        s.apply(&r2.slots(), &[1.0, 1.0, 1.0, 1.0]).unwrap();
         let mut out = Vec::new();
-        s.gather(&r2.slots, &mut out);
+        s.gather(&r2.slots(), &mut out);
         assert_eq!(out, vec![1.0, 1.0, 4.0, 5.0]);
-        assert_eq!(slot_runs(&r2.slots), vec![(3, 1), (1, 1)]);
+        assert_eq!(slot_runs(&r2.slots()), vec![(3, 1), (1, 1)]);
     }
 
     #[test]
@@ -536,15 +554,15 @@ mod tests {
             assert_eq!(a.runs.len(), 1);
             runs.apply_resolved(&a, &inputs).unwrap();
             let b = slots.resolve(9, &keys).unwrap();
-            slots.apply(&b.slots, &inputs).unwrap();
+            slots.apply(&b.slots(), &inputs).unwrap();
         }
         let (mut x, mut y) = (Vec::new(), Vec::new());
         let (ra, rb) = (
             runs.resolve(9, &keys).unwrap(),
             slots.resolve(9, &keys).unwrap(),
         );
-        runs.gather(&ra.slots, &mut x);
-        slots.gather(&rb.slots, &mut y);
+        runs.gather(&ra.slots(), &mut x);
+        slots.gather(&rb.slots(), &mut y);
         assert_eq!(x, y);
         assert!(x.iter().any(|&v| v != 0.0));
         let r = runs.resolve(9, &keys).unwrap();
@@ -598,11 +616,11 @@ mod tests {
         );
         assert!(m.values_bytes >= 500 * 2 * 4);
         let r = d.resolve(0, &[500, 501, 502, 900]).unwrap();
-        assert_eq!(r.slots, vec![0, 1, 2, 400]);
+        assert_eq!(*r.slots(), [0, 1, 2, 400]);
         assert_eq!(r.runs, vec![(0, 3), (400, 1)]);
         d.apply_resolved(&r, &[1.0; 8]).unwrap();
         let mut out = Vec::new();
-        d.gather(&r.slots, &mut out);
+        d.gather(&r.slots(), &mut out);
         assert_eq!(out, vec![1.0; 8]);
         assert!(matches!(d.resolve(0, &[499]), Err(StoreError::Keys(_))));
         assert!(matches!(
@@ -628,10 +646,63 @@ mod tests {
     }
 
     #[test]
+    fn a_list_pushed_whole_is_cached_as_its_runs_and_the_cache_follows_the_table() {
+        let mut s = store(Rule::Sum, 1);
+        let keys: Vec<u64> = (0..100_000).map(|i| i * 3).collect();
+        let r = s.resolve(5, &keys).unwrap();
+        assert_eq!(r.runs, vec![(0, 100_000)]);
+        assert_eq!(
+            s.memory().resolution_cache_bytes,
+            100_000 * 8 + 8,
+            "the keys and one run: no slot per key"
+        );
+        assert_eq!(*r.slots(), *(0..100_000).collect::<Vec<u32>>());
+        // Scattered lists (every other key of the table: every other slot) keep their
+        // slots; the cache never holds more than its budget and drops the oldest lists.
+        let budget = s.resolution_budget();
+        assert_eq!(
+            budget, MIN_RESOLUTION_BUDGET,
+            "a small table gets the minimum"
+        );
+        let lists: Vec<Vec<u64>> = (0..40u64)
+            .map(|j| (0..50_000).map(|i| (i * 2 + j % 2) * 3).collect())
+            .collect();
+        let first = s.resolve(100, &lists[0]).unwrap();
+        assert!(!first.few_runs());
+        for (j, list) in lists.iter().enumerate().skip(1) {
+            s.resolve(100 + j as u64, list).unwrap();
+            assert!(s.memory().resolution_cache_bytes as usize <= budget);
+        }
+        let again = s.resolve(100, &lists[0]).unwrap();
+        assert!(!Arc::ptr_eq(&first, &again), "the oldest list was dropped");
+        assert_eq!(
+            *again.slots(),
+            *first.slots(),
+            "and resolves the same again"
+        );
+        let newest = s.resolve(139, &lists[39]).unwrap();
+        assert!(
+            Arc::ptr_eq(&newest, &s.resolve(139, &lists[39]).unwrap()),
+            "the newest lists stay cached"
+        );
+        let small = StoreOptions {
+            cache_bytes: 1 << 20,
+            ..StoreOptions::plain(64 << 20)
+        };
+        let mut capped = TableStore::new(TableSpec::new("c", 1), &small).unwrap();
+        capped.resolve(1, &keys).unwrap();
+        assert!(
+            capped.resolution_budget() <= 1 << 20,
+            "the options cap the budget"
+        );
+        assert_eq!(capped.memory().resolution_cache_bytes, 800_008);
+    }
+
+    #[test]
     fn bad_lists_are_refused() {
         let mut s = store(Rule::Sum, 1);
         assert!(matches!(s.resolve(0, &[3, 2]), Err(StoreError::Keys(_))));
         let r = s.resolve(0, &[1, 2]).unwrap();
-        assert!(s.apply(&r.slots, &[1.0]).is_err(), "too few values");
+        assert!(s.apply(&r.slots(), &[1.0]).is_err(), "too few values");
     }
 }
