@@ -11,6 +11,14 @@
 //! must. A whole key list is resolved in one pass that prefetches the buckets of the keys
 //! [`PREFETCH_AHEAD`] positions ahead, so a list of keys whose buckets are all cache misses
 //! costs about one memory latency per [`PREFETCH_AHEAD`] keys rather than one per key.
+//!
+//! Key lists arrive sorted, and the keys of large sparse models are usually spread evenly over
+//! the u64 space (hashed feature ids). While they are, the map places each key at its own
+//! position in that space scaled to the buckets ("ordered" placement): a sorted list then walks
+//! the buckets front to back, a stream the hardware prefetches, not one cache miss per key.
+//! Keys that are not spread evenly crowd together in that placement; the first key that lands
+//! more than [`MAX_ORDERED_DISPLACEMENT`] buckets past its place switches the map, for good, to
+//! Fibonacci hashing (keys mixed by a multiply), which spreads any keys.
 
 const EMPTY: u32 = u32::MAX;
 
@@ -19,6 +27,14 @@ pub const MAX_LOAD_PERCENT: usize = 85;
 
 /// How many keys ahead of the one being resolved a list's buckets are prefetched.
 pub const PREFETCH_AHEAD: usize = 16;
+
+/// How far past its place a key may land while the map keeps keys in order.
+pub const MAX_ORDERED_DISPLACEMENT: usize = 64;
+
+/// The multipliers of the two placements: keys in order (kept as they are), and Fibonacci
+/// hashing (2^64 / φ).
+const ORDERED: u64 = 1;
+const HASHED: u64 = 0x9E37_79B9_7F4A_7C15;
 
 /// One key and its slot; `slot == EMPTY` marks a free bucket. Packed to 12 bytes (4-byte
 /// aligned) so that five buckets and a third share a cache line.
@@ -44,6 +60,9 @@ pub struct SlotsExhausted(pub u32);
 pub struct SlotMap {
     buckets: Vec<Bucket>,
     len: usize,
+    /// [`ORDERED`] or [`HASHED`]: what keys are multiplied by before they are scaled onto the
+    /// buckets.
+    mix: u64,
 }
 
 impl Default for SlotMap {
@@ -52,13 +71,12 @@ impl Default for SlotMap {
     }
 }
 
-/// The home bucket of `key` among `n`: the key mixed by a multiply (Fibonacci hashing), then
-/// scaled onto `[0, n)` by its high bits (no power-of-two bucket count needed). Keys in
-/// arithmetic progression (ids of a range, evenly spread keys) land a constant stride apart,
-/// which the hardware prefetcher follows.
+/// The home bucket of `key` among `n`: the key multiplied by `mix` ([`ORDERED`]: kept as it
+/// is; [`HASHED`]: Fibonacci hashing), then scaled onto `[0, n)` by its high bits (no
+/// power-of-two bucket count needed).
 #[inline(always)]
-fn bucket_of(key: u64, n: usize) -> usize {
-    let h = key.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+fn bucket_of(key: u64, n: usize, mix: u64) -> usize {
+    let h = key.wrapping_mul(mix);
     ((u128::from(h) * n as u128) >> 64) as usize
 }
 
@@ -104,12 +122,18 @@ impl SlotMap {
         SlotMap {
             buckets: free_buckets(buckets_for(n)),
             len: 0,
+            mix: ORDERED,
         }
     }
 
     /// Number of keys stored.
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// Whether keys are placed in order (not hashed): see the module's documentation.
+    pub fn is_ordered(&self) -> bool {
+        self.mix == ORDERED
     }
 
     /// Whether no key is stored.
@@ -139,7 +163,7 @@ impl SlotMap {
     #[inline]
     pub fn get(&self, key: u64) -> Option<u32> {
         let n = self.buckets.len();
-        self.probe(key, bucket_of(key, n))
+        self.probe(key, bucket_of(key, n, self.mix))
     }
 
     /// The slot of `key`, probing one bucket at a time from bucket `i` on.
@@ -169,9 +193,9 @@ impl SlotMap {
         let n = self.buckets.len();
         for (i, &key) in keys.iter().enumerate() {
             if let Some(&ahead) = keys.get(i + PREFETCH_AHEAD) {
-                prefetch(&self.buckets[bucket_of(ahead, n)]);
+                prefetch(&self.buckets[bucket_of(ahead, n, self.mix)]);
             }
-            each(self.probe(key, bucket_of(key, n)));
+            each(self.probe(key, bucket_of(key, n, self.mix)));
         }
     }
 
@@ -196,9 +220,17 @@ impl SlotMap {
     /// home (room for it made sure of).
     fn insert_absent(&mut self, key: u64, next: u32) -> (u32, bool) {
         let n = self.buckets.len();
-        let mut i = bucket_of(key, n);
+        let mut i = bucket_of(key, n, self.mix);
+        let mut displacement = 0;
         loop {
             let b = self.buckets[i];
+            if displacement > MAX_ORDERED_DISPLACEMENT && self.mix == ORDERED {
+                // Keys crowd together in order: spread them by hashing from now on.
+                self.mix = HASHED;
+                self.rehash(n);
+                return self.insert_absent(key, next);
+            }
+            displacement += 1;
             if b.slot == EMPTY {
                 self.buckets[i] = Bucket { key, slot: next };
                 self.len += 1;
@@ -229,9 +261,9 @@ impl SlotMap {
         let mut n = self.buckets.len();
         for (i, &key) in keys.iter().enumerate() {
             if let Some(&ahead) = keys.get(i + PREFETCH_AHEAD) {
-                prefetch(&self.buckets[bucket_of(ahead, n)]);
+                prefetch(&self.buckets[bucket_of(ahead, n, self.mix)]);
             }
-            let slot = match self.probe(key, bucket_of(key, n)) {
+            let slot = match self.probe(key, bucket_of(key, n, self.mix)) {
                 Some(slot) => slot,
                 None if *next == EMPTY => return Err(SlotsExhausted(*next)),
                 None => {
@@ -281,7 +313,7 @@ impl SlotMap {
     fn rehash(&mut self, n: usize) {
         let old = std::mem::replace(&mut self.buckets, free_buckets(n));
         for b in old.into_iter().filter(|b| b.slot != EMPTY) {
-            let mut i = bucket_of(b.key, n);
+            let mut i = bucket_of(b.key, n, self.mix);
             while self.buckets[i].slot != EMPTY {
                 i += 1;
                 if i == n {
@@ -407,6 +439,36 @@ mod tests {
         map.get_or_insert_all(&keys, &mut next, &mut slots).unwrap();
         assert_eq!(next, 100_000);
         assert_eq!(map.memory_bytes(), bytes);
+    }
+
+    #[test]
+    fn evenly_spread_keys_stay_in_order_and_crowded_keys_switch_to_hashing() {
+        let mut map = SlotMap::default();
+        let step = u64::MAX / 100_000;
+        let spread: Vec<u64> = (0..100_000u64).map(|i| i * step + i % 7).collect();
+        let (mut next, mut slots) = (0u32, Vec::new());
+        map.get_or_insert_all(&spread, &mut next, &mut slots)
+            .unwrap();
+        assert!(map.is_ordered(), "evenly spread keys keep their order");
+        // In order, a sorted list's buckets come front to back.
+        let mut found = Vec::new();
+        map.get_all(&spread, |s| found.push(s.unwrap()));
+        assert_eq!(found, (0..100_000).collect::<Vec<u32>>());
+        // Small ids all belong near bucket 0: they crowd, and the map turns to hashing.
+        let crowded: Vec<u64> = (1..=5_000u64).map(|i| i * 3).collect();
+        let mut more = Vec::new();
+        map.get_or_insert_all(&crowded, &mut next, &mut more)
+            .unwrap();
+        assert!(!map.is_ordered());
+        assert_eq!(more, (100_000..105_000).collect::<Vec<u32>>());
+        for (i, &k) in spread.iter().enumerate() {
+            assert_eq!(map.get(k), Some(i as u32));
+        }
+        for (i, &k) in crowded.iter().enumerate() {
+            assert_eq!(map.get(k), Some(100_000 + i as u32));
+        }
+        assert_eq!(map.get(1), None);
+        assert_eq!(map.iter().count(), 105_000);
     }
 
     #[test]
