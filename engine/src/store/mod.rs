@@ -181,6 +181,14 @@ impl TableStore {
         })
     }
 
+    /// Tells a sparse store the keys `[first, last]` of its range, over which its key map
+    /// spreads evenly spread keys in order (`SlotMap::set_key_range`); a dense store ignores it.
+    pub fn set_key_range(&mut self, first: u64, last: u64) {
+        if self.dense.is_none() {
+            self.map.set_key_range(first, last);
+        }
+    }
+
     /// The table's spec.
     pub fn spec(&self) -> &TableSpec {
         &self.spec

@@ -13,9 +13,11 @@
 //! costs about one memory latency per [`PREFETCH_AHEAD`] keys rather than one per key.
 //!
 //! Key lists arrive sorted, and the keys of large sparse models are usually spread evenly over
-//! the u64 space (hashed feature ids). While they are, the map places each key at its own
-//! position in that space scaled to the buckets ("ordered" placement): a sorted list then walks
-//! the buckets front to back, a stream the hardware prefetches, not one cache miss per key.
+//! the u64 space (hashed feature ids), so evenly over each server's share of it. While they
+//! are, the map places each key at its position in that share (its store's key range,
+//! [`SlotMap::set_key_range`]) scaled to the buckets ("ordered" placement): a sorted list then
+//! walks the buckets front to back, a stream the hardware prefetches, not one cache miss per
+//! key.
 //! Keys that are not spread evenly crowd together in that placement; the first key that lands
 //! more than [`MAX_ORDERED_DISPLACEMENT`] buckets past its place switches the map, for good, to
 //! Fibonacci hashing (keys mixed by a multiply), which spreads any keys.
@@ -29,7 +31,7 @@ pub const MAX_LOAD_PERCENT: usize = 85;
 pub const PREFETCH_AHEAD: usize = 16;
 
 /// How far past its place a key may land while the map keeps keys in order.
-pub const MAX_ORDERED_DISPLACEMENT: usize = 64;
+pub const MAX_ORDERED_DISPLACEMENT: usize = 256;
 
 /// The multipliers of the two placements: keys in order (kept as they are), and Fibonacci
 /// hashing (2^64 / φ).
@@ -60,24 +62,63 @@ pub struct SlotsExhausted(pub u32);
 pub struct SlotMap {
     buckets: Vec<Bucket>,
     len: usize,
-    /// [`ORDERED`] or [`HASHED`]: what keys are multiplied by before they are scaled onto the
-    /// buckets.
+    /// Where a key's probe starts.
+    place: Placement,
+    /// The keys `[first, last]` a map in order spreads over its buckets: the key range its
+    /// store holds.
+    range: (u64, u64),
+}
+
+/// Where keys go among `n` buckets: a key multiplied by `mix` ([`ORDERED`]: kept as it is;
+/// [`HASHED`]: Fibonacci hashing), its offset from `lo` (at most `span`) scaled onto
+/// `[0, n)` by a multiply (no power-of-two bucket count needed).
+#[derive(Debug, Clone, Copy)]
+struct Placement {
     mix: u64,
+    lo: u64,
+    span: u64,
+    /// About `n × 2^64 / (span + 1)`, so that `(offset × scale) >> 64 < n`.
+    scale: u64,
+}
+
+impl Placement {
+    /// Keys hashed over the whole u64 space.
+    fn hashed(n: usize) -> Placement {
+        Placement {
+            mix: HASHED,
+            lo: 0,
+            span: u64::MAX,
+            scale: n as u64,
+        }
+    }
+
+    /// Keys in order, `[lo, hi]` spread over the buckets (keys outside go to either end).
+    fn ordered(lo: u64, hi: u64, n: usize) -> Placement {
+        let span = hi.saturating_sub(lo);
+        let scale = ((n as u128) << 64) / (u128::from(span) + 1);
+        Placement {
+            mix: ORDERED,
+            lo,
+            span,
+            scale: u64::try_from(scale).unwrap_or(u64::MAX),
+        }
+    }
+
+    /// The home bucket of `key`.
+    #[inline(always)]
+    fn home(&self, key: u64) -> usize {
+        let offset = key
+            .wrapping_mul(self.mix)
+            .saturating_sub(self.lo)
+            .min(self.span);
+        ((u128::from(offset) * u128::from(self.scale)) >> 64) as usize
+    }
 }
 
 impl Default for SlotMap {
     fn default() -> Self {
         SlotMap::with_capacity(16)
     }
-}
-
-/// The home bucket of `key` among `n`: the key multiplied by `mix` ([`ORDERED`]: kept as it
-/// is; [`HASHED`]: Fibonacci hashing), then scaled onto `[0, n)` by its high bits (no
-/// power-of-two bucket count needed).
-#[inline(always)]
-fn bucket_of(key: u64, n: usize, mix: u64) -> usize {
-    let h = key.wrapping_mul(mix);
-    ((u128::from(h) * n as u128) >> 64) as usize
 }
 
 /// Buckets that hold `keys` keys at most [`MAX_LOAD_PERCENT`] full.
@@ -119,11 +160,21 @@ fn free_buckets(n: usize) -> Vec<Bucket> {
 impl SlotMap {
     /// A map that holds `n` keys before it grows.
     pub fn with_capacity(n: usize) -> SlotMap {
+        let buckets = buckets_for(n);
         SlotMap {
-            buckets: free_buckets(buckets_for(n)),
+            buckets: free_buckets(buckets),
             len: 0,
-            mix: ORDERED,
+            place: Placement::ordered(0, u64::MAX, buckets),
+            range: (0, u64::MAX),
         }
+    }
+
+    /// Tells the map the keys `[first, last]` it will hold (its store's key range), which a
+    /// map in order spreads over its buckets: keys spread evenly over a server's share of the
+    /// u64 space then stay in order.
+    pub fn set_key_range(&mut self, first: u64, last: u64) {
+        self.range = (first, last.max(first));
+        self.rehash(self.buckets.len());
     }
 
     /// Number of keys stored.
@@ -133,7 +184,7 @@ impl SlotMap {
 
     /// Whether keys are placed in order (not hashed): see the module's documentation.
     pub fn is_ordered(&self) -> bool {
-        self.mix == ORDERED
+        self.place.mix == ORDERED
     }
 
     /// Whether no key is stored.
@@ -162,8 +213,7 @@ impl SlotMap {
     /// The slot of `key`, if present.
     #[inline]
     pub fn get(&self, key: u64) -> Option<u32> {
-        let n = self.buckets.len();
-        self.probe(key, bucket_of(key, n, self.mix))
+        self.probe(key, self.place.home(key))
     }
 
     /// The slot of `key`, probing one bucket at a time from bucket `i` on.
@@ -190,12 +240,11 @@ impl SlotMap {
     ///
     /// [`get`]: SlotMap::get
     pub fn get_all(&self, keys: &[u64], mut each: impl FnMut(Option<u32>)) {
-        let n = self.buckets.len();
         for (i, &key) in keys.iter().enumerate() {
             if let Some(&ahead) = keys.get(i + PREFETCH_AHEAD) {
-                prefetch(&self.buckets[bucket_of(ahead, n, self.mix)]);
+                prefetch(&self.buckets[self.place.home(ahead)]);
             }
-            each(self.probe(key, bucket_of(key, n, self.mix)));
+            each(self.probe(key, self.place.home(key)));
         }
     }
 
@@ -220,14 +269,12 @@ impl SlotMap {
     /// home (room for it made sure of).
     fn insert_absent(&mut self, key: u64, next: u32) -> (u32, bool) {
         let n = self.buckets.len();
-        let mut i = bucket_of(key, n, self.mix);
+        let mut i = self.place.home(key);
         let mut displacement = 0;
         loop {
             let b = self.buckets[i];
-            if displacement > MAX_ORDERED_DISPLACEMENT && self.mix == ORDERED {
-                // Keys crowd together in order: spread them by hashing from now on.
-                self.mix = HASHED;
-                self.rehash(n);
+            if displacement > MAX_ORDERED_DISPLACEMENT && self.is_ordered() {
+                self.uncrowd();
                 return self.insert_absent(key, next);
             }
             displacement += 1;
@@ -258,18 +305,16 @@ impl SlotMap {
     ) -> Result<(), SlotsExhausted> {
         slots.reserve(keys.len());
         let mut inserted = 0usize;
-        let mut n = self.buckets.len();
         for (i, &key) in keys.iter().enumerate() {
             if let Some(&ahead) = keys.get(i + PREFETCH_AHEAD) {
-                prefetch(&self.buckets[bucket_of(ahead, n, self.mix)]);
+                prefetch(&self.buckets[self.place.home(ahead)]);
             }
-            let slot = match self.probe(key, bucket_of(key, n, self.mix)) {
+            let slot = match self.probe(key, self.place.home(key)) {
                 Some(slot) => slot,
                 None if *next == EMPTY => return Err(SlotsExhausted(*next)),
                 None => {
                     if self.len >= self.room() {
                         self.grow_for_rest(keys.len() - i, inserted, i);
-                        n = self.buckets.len();
                     }
                     self.insert_absent(key, *next);
                     *next += 1;
@@ -284,9 +329,12 @@ impl SlotMap {
 
     /// Grows for the `rest` keys of a list not resolved yet, `inserted` of the `done` keys
     /// before them having been new: it guesses the rest hold new keys in the same share (all
-    /// of them when none was seen yet), so a first bulk list sizes the map once.
+    /// of them while too few were seen to tell), so a first bulk list sizes the map once. (A
+    /// map in order must not guess low early: the keys of a sorted list fill the buckets of
+    /// their part of the range as densely as the whole list will.)
     fn grow_for_rest(&mut self, rest: usize, inserted: usize, done: usize) {
-        let new_rest = if done == 0 {
+        const SEEN_TO_TELL: usize = 1024;
+        let new_rest = if done < SEEN_TO_TELL {
             rest
         } else {
             (rest as u128 * inserted as u128).div_ceil(done as u128) as usize
@@ -309,11 +357,22 @@ impl SlotMap {
         self.rehash(buckets);
     }
 
+    /// Keys crowd in order: they are not spread evenly over the map's range, so hash them
+    /// from now on.
+    fn uncrowd(&mut self) {
+        self.place = Placement::hashed(self.buckets.len());
+        self.rehash(self.buckets.len());
+    }
+
     /// Moves every key into a map of `n` buckets.
     fn rehash(&mut self, n: usize) {
+        self.place = match self.is_ordered() {
+            true => Placement::ordered(self.range.0, self.range.1, n),
+            false => Placement::hashed(n),
+        };
         let old = std::mem::replace(&mut self.buckets, free_buckets(n));
         for b in old.into_iter().filter(|b| b.slot != EMPTY) {
-            let mut i = bucket_of(b.key, n, self.mix);
+            let mut i = self.place.home(b.key);
             while self.buckets[i].slot != EMPTY {
                 i += 1;
                 if i == n {
@@ -469,6 +528,44 @@ mod tests {
         }
         assert_eq!(map.get(1), None);
         assert_eq!(map.iter().count(), 105_000);
+    }
+
+    #[test]
+    fn a_server_range_of_evenly_spread_keys_stays_in_order() {
+        // A server holding the second quarter of the u64 space, its keys spread evenly.
+        let (lo, step) = (1u64 << 62, (1u64 << 62) / 200_000);
+        let all: Vec<u64> = (0..200_000u64).map(|i| lo + i * step).collect();
+        let mut unranged = SlotMap::default();
+        let (mut next, mut slots) = (0u32, Vec::new());
+        unranged
+            .get_or_insert_all(&all, &mut next, &mut slots)
+            .unwrap();
+        assert!(
+            !unranged.is_ordered(),
+            "over the whole space, a quarter of it crowds"
+        );
+        let mut map = SlotMap::default();
+        map.set_key_range(lo, 2 * lo - 1);
+        let (mut next, mut ranged) = (0u32, Vec::new());
+        // Every other key first (a list as spread as the keys), then all of them.
+        let half: Vec<u64> = all.iter().copied().step_by(2).collect();
+        map.get_or_insert_all(&half, &mut next, &mut ranged)
+            .unwrap();
+        ranged.clear();
+        map.get_or_insert_all(&all, &mut next, &mut ranged).unwrap();
+        assert!(map.is_ordered());
+        let slot_of = |i: usize| (i / 2 + i % 2 * 100_000) as u32;
+        assert_eq!(ranged, (0..200_000).map(slot_of).collect::<Vec<u32>>());
+        for (i, &k) in all.iter().enumerate() {
+            assert_eq!(map.get(k), Some(slot_of(i)));
+            assert_eq!(unranged.get(k), Some(i as u32));
+        }
+        for absent in [lo + 1, 0, u64::MAX] {
+            assert_eq!(map.get(absent), None);
+        }
+        // Keys outside the range told still find their place (at its ends).
+        let (slot, new) = map.get_or_insert(7, next);
+        assert!(new && map.get(7) == Some(slot) && map.len() == 200_001);
     }
 
     #[test]
