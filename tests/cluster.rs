@@ -222,6 +222,12 @@ fn bench_reports_json_with_a_floor_after_checking_the_sums() {
     assert_eq!(r["sent_by_section"]["keys"], 3000 * 8, "keys sent once");
     // 6 rounds × (push + pull) × 2 servers, all by signature but the first push to each server.
     assert_eq!(r["reducers"]["key_cached"]["sections"], 6 * 2 * 2 - 2);
+    // The two servers' own memory report: 3000 keys of 8 bytes and one f32 between them.
+    let m = &r["server_memory"];
+    assert_eq!(m["raw_bytes"], 3000 * 12, "{m}");
+    assert!(m["resident_bytes"].as_u64().unwrap() > 0);
+    assert!(m["key_map_bytes"].as_u64().unwrap() >= 3000 * 12);
+    assert!(m["resident_over_raw"].as_f64().unwrap() > 1.0);
 }
 
 #[test]

@@ -34,7 +34,8 @@ pub struct ClusterConfig {
     /// How long a node waits for the scheduler before giving up.
     pub connect_timeout: Duration,
     /// Keys of resolved key lists each worker→server connection caches at both ends, so that a
-    /// list sent before travels as its signature alone (0 turns key caching off).
+    /// list sent before travels as its signature alone (0 turns key caching off). The default,
+    /// [`default_key_cache_keys`], follows the machine's memory.
     pub key_cache_keys: u64,
     /// Whether frames carry a CRC-32C of their payload (the header is always checked).
     pub payload_checksum: bool,
@@ -235,7 +236,7 @@ impl ClusterConfig {
             handshake_timeout: ferrops_net::auth::DEFAULT_HANDSHAKE_TIMEOUT,
             budgets: Budgets::default(),
             connect_timeout: Duration::from_secs(30),
-            key_cache_keys: 1 << 24,
+            key_cache_keys: default_key_cache_keys(),
             payload_checksum: true,
             key_packing: true,
             server_shards: 1,
@@ -248,6 +249,15 @@ impl ClusterConfig {
             replication_mode: ReplicationMode::Each,
         }
     }
+}
+
+/// The default key cache of a connection: a sixteenth of the machine's memory in 8-byte keys,
+/// and 2^24 keys at least (201M keys on a 24 GiB machine, enough to send a 100M-key list by
+/// signature). A list above it travels whole with every request, and the server resolves it
+/// anew each time (both ends log it once per connection).
+pub fn default_key_cache_keys() -> u64 {
+    let physical = crate::memory::accounting::physical_memory_bytes().unwrap_or(0);
+    (physical / 16 / 8).max(1 << 24)
 }
 
 /// Scheduler settings.

@@ -35,6 +35,8 @@ pub struct KeyListCache<V> {
     tick: u64,
     /// The newest routing version a request through this cache was stamped with.
     routing_version: u32,
+    /// Whether a list too large to cache has been logged (once per cache).
+    oversize_logged: bool,
 }
 
 #[derive(Debug)]
@@ -54,6 +56,7 @@ impl<V> KeyListCache<V> {
             by_age: BTreeMap::new(),
             tick: 0,
             routing_version: 0,
+            oversize_logged: false,
         }
     }
 
@@ -96,6 +99,16 @@ impl<V> KeyListCache<V> {
             return Some(&mut e.value);
         }
         self.remove(id);
+        if keys > self.capacity_keys && self.capacity_keys > 0 && !self.oversize_logged {
+            self.oversize_logged = true;
+            tracing::warn!(
+                "a list of {keys} keys (table {}) is larger than this connection's key cache \
+                 ({} keys): it is sent whole with every request and resolved anew each time; \
+                 raise the key cache (ClusterConfig::key_cache_keys) to cache it",
+                id.0,
+                self.capacity_keys
+            );
+        }
         if keys == 0 || keys > self.capacity_keys {
             return None;
         }
@@ -185,7 +198,9 @@ mod tests {
         );
         assert!(c.hit((0, 2), 4).is_none());
         assert!(c.hit((0, 1), 4).is_some());
+        assert!(!c.oversize_logged);
         assert!(c.access((0, 4), 11, || "big").is_none());
+        assert!(c.oversize_logged, "a list too large to cache is logged");
         assert!(c.hit((0, 4), 11).is_none());
         assert!(
             c.hit((0, 1), 5).is_none(),

@@ -178,6 +178,11 @@ pub(crate) fn proc_status_kib(path: &str, key: &str) -> Option<u64> {
     line[key.len()..].split_whitespace().next()?.parse().ok()
 }
 
+/// The machine's physical memory in bytes (MemTotal of /proc/meminfo); `None` if unreadable.
+pub fn physical_memory_bytes() -> Option<u64> {
+    proc_status_kib("/proc/meminfo", "MemTotal:").map(|kib| kib * 1024)
+}
+
 /// "1.5 GiB", "800.0 MiB", "12 B".
 pub fn format_bytes(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];

@@ -205,7 +205,13 @@ impl Server {
                 let (begin, end) = self.routing.dense_bounds(range, keys);
                 TableStore::dense(spec, &self.store_options, begin, end)
             }
-            KeyLayout::Sparse => TableStore::new(spec, &self.store_options),
+            KeyLayout::Sparse => {
+                let mut store = TableStore::new(spec, &self.store_options)?;
+                if let Some(r) = self.routing.ranges.get(range) {
+                    store.set_key_range(r.begin, r.last);
+                }
+                Ok(store)
+            }
         }
     }
 

@@ -210,7 +210,7 @@ impl Server {
             .resolve_shared(signature, &keys, Access::Write)
             .map_err(Refusal::from)?;
         let mut rows = Vec::with_capacity(keys.len() * store.row_floats());
-        store.export_rows(&resolved.slots, &mut rows);
+        store.export_rows(&resolved.slots(), &mut rows);
         let extra = batch.extra(store.adam_step());
         Ok((keys, signature, rows, extra))
     }
@@ -229,7 +229,7 @@ impl Server {
             .map_err(|e| Refusal::new(Status::BadValues, e.to_string()))?;
         let (store, _, resolved) = self.resolve_in(request, Access::Write, range)?;
         store
-            .import_rows_at(&resolved.slots, rows)
+            .import_rows_at(&resolved.slots(), rows)
             .map_err(Refusal::from)?;
         store.set_adam_step(step);
         self.report.pushes += self.applied.record_reflected(range, &pushes);

@@ -60,8 +60,15 @@ pub use shard::run_server;
 use meter::{Admitted, Measured, ServerMeters};
 use request::Request;
 
-/// Bytes of resolved key lists each table may cache.
-const RESOLUTION_CACHE_BYTES: usize = 1 << 30;
+/// Bytes of resolved key lists each table may cache at most: an eighth of the machine's
+/// memory, 1 GiB at least (within it, a table caches no more than its own size, see
+/// `StoreOptions::cache_bytes`).
+fn resolution_cache_bytes() -> usize {
+    let physical = crate::memory::accounting::physical_memory_bytes().unwrap_or(0);
+    usize::try_from(physical / 8)
+        .unwrap_or(usize::MAX)
+        .max(1 << 30)
+}
 
 /// A running server's state; driven by [`run_server`].
 pub struct Server {
@@ -164,7 +171,7 @@ impl Server {
             store_options: StoreOptions {
                 segment: cfg.memory,
                 capacity_bytes: cfg.table_capacity_bytes,
-                cache_bytes: RESOLUTION_CACHE_BYTES,
+                cache_bytes: resolution_cache_bytes(),
             },
             applied: dedupe::AppliedPushes::default(),
             server_peers: HashMap::new(),

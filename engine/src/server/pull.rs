@@ -51,7 +51,7 @@ impl Server {
         let codec = store.spec().codec();
         let sent = if codec != ValueCodec::Raw {
             // Encoded replies are built in a buffer: gather, then encode.
-            store.gather(&resolved.slots, &mut gather);
+            store.gather(&resolved.slots(), &mut gather);
             let mut encoded = std::mem::take(&mut self.encoded);
             encoded.clear();
             let result = match encode_values(codec, &gather, &mut encoded) {
@@ -94,7 +94,7 @@ impl Server {
             let region = store.values_region();
             send_raw_pull_reply(io, peer, &request.frame, &mut frame, Some(region))?
         } else {
-            store.gather(&resolved.slots, &mut gather);
+            store.gather(&resolved.slots(), &mut gather);
             io.metrics().values_copied(gather.len() * 4);
             let bytes = [zerocopy::IntoBytes::as_bytes(gather.as_slice())];
             let mut frame = FrameParts {
@@ -128,7 +128,7 @@ impl Server {
         let mut gather = std::mem::take(&mut self.gather);
         let (store, keys, resolved) = self.resolve(request, Access::Read)?;
         let (dim, codec) = (store.spec().dim as usize, store.spec().codec());
-        store.gather(&resolved.slots, &mut gather);
+        store.gather(&resolved.slots(), &mut gather);
         let tracker = match self.changed.entry((request.peer, h.table.get())) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => e.insert(

@@ -80,7 +80,11 @@ impl Server {
         let (store, keys, resolved) = self.resolve_in(request, Access::Write, range)?;
         let per_key = store.spec().push_floats_per_key();
         let masked = request.frame.header.flags & flags::VALUES_MASKED != 0;
-        let subset = selected_slots(masked, request.frame.extra(), &resolved.slots)?;
+        // The slots of a list kept as runs are only spelled out for a mask to pick from.
+        let subset = match masked {
+            true => selected_slots(true, request.frame.extra(), &resolved.slots())?,
+            false => None,
+        };
         let rows = subset.as_ref().map_or(keys.len(), Vec::len);
         let values = push_values(&request.frame, rows, per_key, scratch)?;
         match subset {

@@ -259,7 +259,7 @@ mod tests {
         (0..1 + s.spec.rule.state_len())
             .map(|i| {
                 let a = s.array_mut(i);
-                r.slots
+                r.slots()
                     .iter()
                     .flat_map(|&slot| a[slot as usize * dim..][..dim].iter().map(|v| v.to_bits()))
                     .collect()
@@ -293,7 +293,7 @@ mod tests {
             for _ in 0..2 {
                 let r = store.resolve(0, part).unwrap();
                 store
-                    .apply(&r.slots, &inputs[start * 3..(start + part.len()) * 3])
+                    .apply(&r.slots(), &inputs[start * 3..(start + part.len()) * 3])
                     .unwrap();
             }
         }
@@ -330,9 +330,9 @@ mod tests {
         );
         // A further step after the restore equals the same step on the saved stores.
         let r = one.resolve(0, &keys).unwrap();
-        one.apply(&r.slots, &inputs).unwrap();
+        one.apply(&r.slots(), &inputs).unwrap();
         let r = parts[0].resolve(0, &keys[..split]).unwrap();
-        parts[0].apply(&r.slots, &inputs[..split * 3]).unwrap();
+        parts[0].apply(&r.slots(), &inputs[..split * 3]).unwrap();
         let after = contents(&mut one, &keys[..split]);
         assert_eq!(after, contents(&mut parts[0], &keys[..split]));
         // Back to the second range only.
@@ -375,7 +375,7 @@ mod tests {
                 .iter()
                 .flat_map(|&k| [k as f32, -(k as f32) / 7.0])
                 .collect();
-            store.apply(&r.slots, &g).unwrap();
+            store.apply(&r.slots(), &g).unwrap();
             let path = dir.join(format!("r{i}"));
             store
                 .save(

@@ -43,7 +43,7 @@ impl TableStore {
     pub fn import_rows(&mut self, keys: &[u64], rows: &[f32]) -> Result<(), StoreError> {
         self.check_rows(keys.len(), rows)?;
         let resolved = self.resolve(0, keys)?;
-        self.import_rows_at(&resolved.slots, rows)
+        self.import_rows_at(&resolved.slots(), rows)
     }
 
     /// [`TableStore::import_rows`] for keys already resolved to `slots`.
@@ -108,12 +108,12 @@ mod tests {
             let keys: Vec<u64> = (0..50).map(|k| k * 3 + round).collect();
             let r = from.resolve(0, &keys).unwrap();
             let inputs: Vec<f32> = (0..100).map(|i| i as f32 * 0.25 - round as f32).collect();
-            from.apply(&r.slots, &inputs).unwrap();
+            from.apply(&r.slots(), &inputs).unwrap();
         }
         let mut to = adagrad(2);
         // The copy already holds a stale row for one key and a key the source lacks.
         let stale = to.resolve(0, &[3, 1_000]).unwrap();
-        to.apply(&stale.slots, &[9.0, 9.0, 9.0, 9.0]).unwrap();
+        to.apply(&stale.slots(), &[9.0, 9.0, 9.0, 9.0]).unwrap();
         let held = from.key_slots();
         for chunk in held.chunks(17) {
             let keys: Vec<u64> = chunk.iter().map(|&(k, _)| k).collect();

@@ -18,6 +18,7 @@ use crate::table::TableSpec;
 mod checkpoint;
 mod copy;
 pub mod resolution;
+#[allow(unsafe_code)] // prefetches the buckets of keys ahead
 pub mod slot_map;
 
 pub use checkpoint::SaveAs;
@@ -76,9 +77,13 @@ pub struct StoreOptions {
     pub segment: SegmentOptions,
     /// Address space reserved per array (values, each state array).
     pub capacity_bytes: usize,
-    /// Bytes of resolved key lists the table may cache.
+    /// Bytes of resolved key lists the table may cache at most; within that, the cache holds
+    /// no more than the table's own arrays and key map ([`MIN_RESOLUTION_BUDGET`] at least).
     pub cache_bytes: usize,
 }
+
+/// Bytes of resolved key lists any table may cache, however small it is.
+pub const MIN_RESOLUTION_BUDGET: usize = 16 << 20;
 
 impl StoreOptions {
     /// Plain (unlocked, normal-page) memory with `capacity_bytes` per array: for tests and tools.
@@ -116,6 +121,8 @@ pub struct TableStore {
     state: [Option<Segment>; 2],
     slots_used: u32,
     resolutions: ResolutionCache,
+    /// The most bytes of resolutions the table may cache, whatever its size.
+    cache_bytes: usize,
     adam_step: u32,
     /// For a dense table, the keys `[begin, end)` this store holds: key k is slot k − begin.
     dense: Option<(u64, u64)>,
@@ -166,11 +173,20 @@ impl TableStore {
             values: reserve()?,
             state,
             slots_used: 0,
-            resolutions: ResolutionCache::new(opts.cache_bytes),
+            resolutions: ResolutionCache::new(opts.cache_bytes.min(MIN_RESOLUTION_BUDGET)),
+            cache_bytes: opts.cache_bytes,
             adam_step: 0,
             dense,
             unset_slot: None,
         })
+    }
+
+    /// Tells a sparse store the keys `[first, last]` of its range, over which its key map
+    /// spreads evenly spread keys in order (`SlotMap::set_key_range`); a dense store ignores it.
+    pub fn set_key_range(&mut self, first: u64, last: u64) {
+        if self.dense.is_none() {
+            self.map.set_key_range(first, last);
+        }
     }
 
     /// The table's spec.
@@ -244,6 +260,16 @@ impl TableStore {
         self.resolve_with(signature, keys, access, || keys.clone())
     }
 
+    /// Bytes of resolutions the table may cache now: as much as its values, rule state and
+    /// key map take ([`MIN_RESOLUTION_BUDGET`] at least), never more than the options allow.
+    fn resolution_budget(&self) -> usize {
+        let m = self.memory();
+        let table = m.values_bytes + m.state_bytes + m.key_map_bytes;
+        (table as usize)
+            .max(MIN_RESOLUTION_BUDGET)
+            .min(self.cache_bytes)
+    }
+
     /// Forgets every cached resolution (a server promoted to head of this range after a
     /// failover rebuilds them from the key map rather than trusting them).
     pub fn forget_resolutions(&mut self) {
@@ -274,6 +300,7 @@ impl TableStore {
             return Ok((resolved, None));
         }
         let held = shared();
+        self.resolutions.set_limit(self.resolution_budget());
         self.resolutions
             .insert(signature, held.clone(), resolved.clone());
         Ok((resolved, Some(held)))
@@ -282,26 +309,26 @@ impl TableStore {
     /// Slots of a sparse table's keys from the key map, handing out new slots to new keys.
     fn resolve_sparse(&mut self, keys: &[u64]) -> Result<Resolved, StoreError> {
         check_sorted_unique(keys)?;
-        let mut slots = Vec::with_capacity(keys.len());
-        for &key in keys {
-            let (slot, inserted) = self.map.get_or_insert(key, self.slots_used);
-            if inserted {
-                self.slots_used = self
-                    .slots_used
-                    .checked_add(1)
-                    .ok_or(StoreError::Full(u32::MAX as usize))?;
-            }
-            slots.push(slot);
-        }
+        let mut slots = Vec::new();
+        let resolved = self
+            .map
+            .get_or_insert_all(keys, &mut self.slots_used, &mut slots);
+        // Slots handed out before running out are kept: commit their memory either way.
         self.grow_storage()?;
+        resolved.map_err(|_| StoreError::Full(u32::MAX as usize))?;
         Ok(Resolved::new(slots))
     }
 
     /// Slots of a sparse table's keys when every key has one (`None` otherwise); assigns none.
     fn lookup_sparse(&self, keys: &[u64]) -> Result<Option<Resolved>, StoreError> {
         check_sorted_unique(keys)?;
-        let slots: Option<Vec<u32>> = keys.iter().map(|&k| self.map.get(k)).collect();
-        Ok(slots.map(Resolved::new))
+        let mut slots = Vec::with_capacity(keys.len());
+        let mut all = true;
+        self.map.get_all(keys, |s| match s {
+            Some(s) => slots.push(s),
+            None => all = false,
+        });
+        Ok(all.then(|| Resolved::new(slots)))
     }
 
     /// Slots of a sparse table's keys, the unset slot standing for each key without one.
@@ -318,10 +345,8 @@ impl TableStore {
                 slot
             }
         };
-        let slots = keys
-            .iter()
-            .map(|&k| self.map.get(k).unwrap_or(unset))
-            .collect();
+        let mut slots = Vec::with_capacity(keys.len());
+        self.map.get_all(keys, |s| slots.push(s.unwrap_or(unset)));
         Ok(Resolved::new(slots))
     }
 
@@ -362,9 +387,8 @@ impl TableStore {
         resolved: &Resolved,
         inputs: &[f32],
     ) -> Result<(), StoreError> {
-        let few_runs = resolved.runs.len() * 64 <= resolved.slots.len();
-        if !few_runs || self.spec.rule.inputs() != 1 {
-            return self.apply(&resolved.slots, inputs);
+        if !resolved.few_runs() || self.spec.rule.inputs() != 1 {
+            return self.apply(&resolved.slots(), inputs);
         }
         let dim = self.spec.dim as usize;
         let rule = self.next_rule();
@@ -506,7 +530,7 @@ mod tests {
         // Same signature, different keys: must not be mistaken for the cached list.
         let other: Vec<u64> = (0..1000).map(|i| i * 7 + 1).collect();
         let c = s.resolve(42, &other).unwrap();
-        assert_eq!(c.slots[0], 1000);
+        assert_eq!(c.slots()[0], 1000);
         assert_eq!(s.len(), 2000);
     }
 
@@ -514,14 +538,15 @@ mod tests {
     fn sum_accumulates_and_scattered_slots_gather_in_request_order() {
         let mut s = store(Rule::Sum, 2);
         let r1 = s.resolve(0, &[10, 20, 30]).unwrap();
-        s.apply(&r1.slots, &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap();
+        s.apply(&r1.slots(), &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+            .unwrap();
         let r2 = s.resolve(0, &[5, 20]).unwrap();
-        assert_eq!(r2.slots, vec![3, 1]);
-        s.apply(&r2.slots, &[1.0, 1.0, 1.0, 1.0]).unwrap();
+        assert_eq!(*r2.slots(), [3, 1]);
+        s.apply(&r2.slots(), &[1.0, 1.0, 1.0, 1.0]).unwrap();
         let mut out = Vec::new();
-        s.gather(&r2.slots, &mut out);
+        s.gather(&r2.slots(), &mut out);
         assert_eq!(out, vec![1.0, 1.0, 4.0, 5.0]);
-        assert_eq!(slot_runs(&r2.slots), vec![(3, 1), (1, 1)]);
+        assert_eq!(slot_runs(&r2.slots()), vec![(3, 1), (1, 1)]);
     }
 
     #[test]
@@ -537,15 +562,15 @@ mod tests {
             assert_eq!(a.runs.len(), 1);
             runs.apply_resolved(&a, &inputs).unwrap();
             let b = slots.resolve(9, &keys).unwrap();
-            slots.apply(&b.slots, &inputs).unwrap();
+            slots.apply(&b.slots(), &inputs).unwrap();
         }
         let (mut x, mut y) = (Vec::new(), Vec::new());
         let (ra, rb) = (
             runs.resolve(9, &keys).unwrap(),
             slots.resolve(9, &keys).unwrap(),
         );
-        runs.gather(&ra.slots, &mut x);
-        slots.gather(&rb.slots, &mut y);
+        runs.gather(&ra.slots(), &mut x);
+        slots.gather(&rb.slots(), &mut y);
         assert_eq!(x, y);
         assert!(x.iter().any(|&v| v != 0.0));
         let r = runs.resolve(9, &keys).unwrap();
@@ -599,11 +624,11 @@ mod tests {
         );
         assert!(m.values_bytes >= 500 * 2 * 4);
         let r = d.resolve(0, &[500, 501, 502, 900]).unwrap();
-        assert_eq!(r.slots, vec![0, 1, 2, 400]);
+        assert_eq!(*r.slots(), [0, 1, 2, 400]);
         assert_eq!(r.runs, vec![(0, 3), (400, 1)]);
         d.apply_resolved(&r, &[1.0; 8]).unwrap();
         let mut out = Vec::new();
-        d.gather(&r.slots, &mut out);
+        d.gather(&r.slots(), &mut out);
         assert_eq!(out, vec![1.0; 8]);
         assert!(matches!(d.resolve(0, &[499]), Err(StoreError::Keys(_))));
         assert!(matches!(
@@ -629,10 +654,63 @@ mod tests {
     }
 
     #[test]
+    fn a_list_pushed_whole_is_cached_as_its_runs_and_the_cache_follows_the_table() {
+        let mut s = store(Rule::Sum, 1);
+        let keys: Vec<u64> = (0..100_000).map(|i| i * 3).collect();
+        let r = s.resolve(5, &keys).unwrap();
+        assert_eq!(r.runs, vec![(0, 100_000)]);
+        assert_eq!(
+            s.memory().resolution_cache_bytes,
+            100_000 * 8 + 8,
+            "the keys and one run: no slot per key"
+        );
+        assert_eq!(*r.slots(), *(0..100_000).collect::<Vec<u32>>());
+        // Scattered lists (every other key of the table: every other slot) keep their
+        // slots; the cache never holds more than its budget and drops the oldest lists.
+        let budget = s.resolution_budget();
+        assert_eq!(
+            budget, MIN_RESOLUTION_BUDGET,
+            "a small table gets the minimum"
+        );
+        let lists: Vec<Vec<u64>> = (0..40u64)
+            .map(|j| (0..50_000).map(|i| (i * 2 + j % 2) * 3).collect())
+            .collect();
+        let first = s.resolve(100, &lists[0]).unwrap();
+        assert!(!first.few_runs());
+        for (j, list) in lists.iter().enumerate().skip(1) {
+            s.resolve(100 + j as u64, list).unwrap();
+            assert!(s.memory().resolution_cache_bytes as usize <= budget);
+        }
+        let again = s.resolve(100, &lists[0]).unwrap();
+        assert!(!Arc::ptr_eq(&first, &again), "the oldest list was dropped");
+        assert_eq!(
+            *again.slots(),
+            *first.slots(),
+            "and resolves the same again"
+        );
+        let newest = s.resolve(139, &lists[39]).unwrap();
+        assert!(
+            Arc::ptr_eq(&newest, &s.resolve(139, &lists[39]).unwrap()),
+            "the newest lists stay cached"
+        );
+        let small = StoreOptions {
+            cache_bytes: 1 << 20,
+            ..StoreOptions::plain(64 << 20)
+        };
+        let mut capped = TableStore::new(TableSpec::new("c", 1), &small).unwrap();
+        capped.resolve(1, &keys).unwrap();
+        assert!(
+            capped.resolution_budget() <= 1 << 20,
+            "the options cap the budget"
+        );
+        assert_eq!(capped.memory().resolution_cache_bytes, 800_008);
+    }
+
+    #[test]
     fn bad_lists_are_refused() {
         let mut s = store(Rule::Sum, 1);
         assert!(matches!(s.resolve(0, &[3, 2]), Err(StoreError::Keys(_))));
         let r = s.resolve(0, &[1, 2]).unwrap();
-        assert!(s.apply(&r.slots, &[1.0]).is_err(), "too few values");
+        assert!(s.apply(&r.slots(), &[1.0]).is_err(), "too few values");
     }
 }

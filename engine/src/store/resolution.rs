@@ -10,25 +10,71 @@
 //! and either may drop a list the other holds: a list this cache dropped is resolved again
 //! from the keys the connection still holds.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 /// A key list in a shared allocation (held by a connection's key cache and this cache alike).
 pub type SharedKeys = Arc<Vec<u64>>;
 
-/// A key list resolved to slots, with its contiguous runs.
+/// A list of keys per run of slots at least, for a resolution to be kept as its runs alone.
+pub const KEYS_PER_RUN: usize = 64;
+
+/// A key list resolved to slots, with its contiguous runs. A list whose slots form few runs
+/// (one key in [`KEYS_PER_RUN`] starts a run, or fewer: the usual case for a list pushed
+/// before, whose keys got consecutive slots) keeps its runs alone, and its slots are
+/// recomputed from them when asked for.
 #[derive(Debug)]
 pub struct Resolved {
-    pub slots: Vec<u32>,
+    /// Each key's slot in request order; empty when the runs say it all.
+    slots: Vec<u32>,
     /// `(first slot, count)` for each run of consecutive slots, in request order.
     pub runs: Vec<(u32, u32)>,
+    len: usize,
 }
 
 impl Resolved {
     /// The slots of a list, grouped into runs.
-    pub fn new(slots: Vec<u32>) -> Resolved {
+    pub fn new(mut slots: Vec<u32>) -> Resolved {
         let runs = slot_runs(&slots);
-        Resolved { slots, runs }
+        let len = slots.len();
+        if runs.len() * KEYS_PER_RUN <= len {
+            slots = Vec::new();
+        }
+        Resolved { slots, runs, len }
+    }
+
+    /// Number of keys (and slots).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the list is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether the slots form few runs ([`KEYS_PER_RUN`] keys a run or more): then work run
+    /// by run pays.
+    pub fn few_runs(&self) -> bool {
+        self.runs.len() * KEYS_PER_RUN <= self.len
+    }
+
+    /// Each key's slot, in request order (recomputed from the runs when only they are kept).
+    pub fn slots(&self) -> Cow<'_, [u32]> {
+        if self.slots.len() == self.len {
+            return Cow::Borrowed(&self.slots);
+        }
+        let mut slots = Vec::with_capacity(self.len);
+        for &(first, count) in &self.runs {
+            slots.extend(first..first + count);
+        }
+        Cow::Owned(slots)
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.slots.len() * 4 + self.runs.len() * 8
     }
 }
 
@@ -53,7 +99,7 @@ struct Entry {
 
 impl Entry {
     fn bytes(&self) -> usize {
-        self.keys.len() * 8 + self.resolved.slots.len() * 4 + self.resolved.runs.len() * 8
+        self.keys.len() * 8 + self.resolved.bytes()
     }
 
     /// Whether `keys` is this entry's list: the very allocation it holds (a list a connection's
@@ -97,6 +143,24 @@ impl ResolutionCache {
         self.bytes
     }
 
+    /// Sets the budget, dropping the oldest lists until what is held fits it.
+    pub fn set_limit(&mut self, limit: usize) {
+        self.limit = limit;
+        self.evict_until(0);
+    }
+
+    /// Drops the oldest lists until `more` bytes fit the budget (or nothing is left).
+    fn evict_until(&mut self, more: usize) {
+        while self.bytes + more > self.limit {
+            let Some(oldest) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(old) = self.entries.remove(&oldest) {
+                self.bytes -= old.bytes();
+            }
+        }
+    }
+
     /// The resolution of `keys` cached under `signature`, with the shared key list it was
     /// cached with; `None` if another list (or none) is cached under that signature.
     pub fn get(&self, signature: u64, keys: &[u64]) -> Option<(&Arc<Resolved>, &SharedKeys)> {
@@ -114,14 +178,7 @@ impl ResolutionCache {
         if bytes > self.limit {
             return;
         }
-        while self.bytes + bytes > self.limit {
-            let Some(oldest) = self.order.pop_front() else {
-                break;
-            };
-            if let Some(old) = self.entries.remove(&oldest) {
-                self.bytes -= old.bytes();
-            }
-        }
+        self.evict_until(bytes);
         if let Some(old) = self.entries.insert(signature, entry) {
             self.bytes -= old.bytes();
             self.order.retain(|s| *s != signature);
@@ -163,5 +220,28 @@ mod tests {
             c.get(4, &(0..100u64).collect::<Vec<_>>()).is_none(),
             "over the budget"
         );
+        c.set_limit(130);
+        assert_eq!(c.bytes(), 128, "a smaller budget drops the oldest");
+        assert!(c.get(3, &(20..30u64).collect::<Vec<_>>()).is_some());
+        c.set_limit(100);
+        assert_eq!(c.bytes(), 0);
+    }
+
+    #[test]
+    fn a_list_of_few_runs_keeps_its_runs_alone_and_gives_the_same_slots() {
+        let contiguous = Resolved::new((100..1100).collect());
+        assert_eq!(contiguous.bytes(), 8, "one run, no slot array");
+        assert_eq!(*contiguous.slots(), *(100..1100).collect::<Vec<u32>>());
+        assert!(contiguous.few_runs() && contiguous.len() == 1000);
+        let two: Vec<u32> = (500..600).chain(0..100).collect();
+        let r = Resolved::new(two.clone());
+        assert_eq!(r.runs, vec![(500, 100), (0, 100)]);
+        assert_eq!(*r.slots(), *two);
+        let scattered: Vec<u32> = (0..1000).map(|i| i * 7 % 1000).collect();
+        let r = Resolved::new(scattered.clone());
+        assert!(!r.few_runs());
+        assert_eq!(r.bytes(), 1000 * 4 + r.runs.len() * 8, "slots kept");
+        assert_eq!(*r.slots(), *scattered);
+        assert!(Resolved::new(Vec::new()).slots().is_empty());
     }
 }

@@ -22,6 +22,7 @@ use ferrops_net::TransportMode;
 
 use super::floor::{self, LatencyStats, ThroughputStats, Wait};
 use crate::launch::{LocalCluster, LocalSpec};
+use crate::roles::ServerMemory;
 
 /// What to measure.
 #[derive(Clone, Debug)]
@@ -48,6 +49,9 @@ pub struct PushPullOptions {
     pub json: bool,
     /// Unmeasured warm-up iterations.
     pub warmup: usize,
+    /// Send the key list whole with every request and have the server resolve it anew (the
+    /// table's key caching off), as for a fresh list every request.
+    pub fresh_keys: bool,
 }
 
 /// Keys spread evenly over the u64 space (so every server gets its share).
@@ -65,6 +69,24 @@ pub(super) struct Samples {
     /// Server connections over RDMA, and in all.
     rdma_connections: usize,
     connections: usize,
+    /// What each server held when it stopped (empty for a joined job).
+    servers: Vec<ServerMemory>,
+}
+
+/// The servers' memory when they stopped, summed over servers, next to the raw bytes of the
+/// keys and values they hold.
+#[derive(Debug, Serialize)]
+struct MemoryReport {
+    /// Resident sets of the server processes.
+    resident_bytes: u64,
+    values_bytes: u64,
+    state_bytes: u64,
+    key_map_bytes: u64,
+    resolution_cache_bytes: u64,
+    /// 8 bytes per key plus its values and rule state, as f32.
+    raw_bytes: u64,
+    /// Resident bytes over raw bytes.
+    resident_over_raw: f64,
 }
 
 /// Bytes the workers sent, per frame section.
@@ -140,6 +162,9 @@ struct Report {
     value_bytes_copied: u64,
     sent_by_section: Sections,
     reducers: ReducerStats,
+    fresh_keys: bool,
+    /// The servers' own report of their memory (runs that start their own cluster).
+    server_memory: Option<MemoryReport>,
     floor: Option<Floor>,
 }
 
@@ -169,6 +194,13 @@ pub fn run(args: &PushPullOptions) -> Result<()> {
 pub(super) fn run_cluster(args: &PushPullOptions) -> Result<Samples> {
     let keys = Arc::new(spread_keys(args.keys as usize));
     let mut spec = LocalSpec::new(args.servers, args.workers)?;
+    let reports = std::env::temp_dir().join(format!(
+        "ferrops-bench-{}-{}",
+        std::process::id(),
+        REPORT_DIRS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&reports).context("creating the server report directory")?;
+    spec.report_dir = Some(reports.clone());
     spec.shutdown_grace = Duration::from_secs(30);
     spec.transport = Some(args.transport);
     spec.replication = Some(args.replication);
@@ -196,8 +228,19 @@ pub(super) fn run_cluster(args: &PushPullOptions) -> Result<Samples> {
     cluster
         .wait(Duration::from_secs(60))
         .context("stopping the benchmark cluster")?;
+    for i in 0..args.servers {
+        let path = reports.join(format!("server-{i}.json"));
+        // A server that could not write its report leaves the memory report out, no more.
+        if let Ok(bytes) = std::fs::read(&path) {
+            all.servers.push(serde_json::from_slice(&bytes)?);
+        }
+    }
+    std::fs::remove_dir_all(&reports).ok();
     Ok(all)
 }
+
+/// Numbers the report directories of the clusters this process starts.
+static REPORT_DIRS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 fn run_joined(args: &PushPullOptions) -> Result<()> {
     check_args(args)?;
@@ -255,7 +298,8 @@ fn worker_loop(
     args: &PushPullOptions,
 ) -> Result<Samples> {
     let w = Worker::connect(cfg)?;
-    let table = w.declare_table(TableSpec::new("bench", args.val_len as u32))?;
+    let spec = TableSpec::new("bench", args.val_len as u32).key_caching(!args.fresh_keys);
+    let table = w.declare_table(spec)?;
     let values = vec![1.0f32; keys.len() * args.val_len];
     let mut out = vec![0.0f32; values.len()];
     let mut s = Samples::default();
@@ -291,7 +335,11 @@ fn build_report(args: &PushPullOptions, all: &mut Samples) -> Result<Report> {
     let value_bytes = n * args.val_len * 4;
     // What a steady-state request really carries: lists of SIGNED_MIN_KEYS keys or more are
     // cached after the first request and travel as a signature (part of the header).
-    let key_bytes = if n >= SIGNED_MIN_KEYS { 0 } else { n * 8 };
+    let key_bytes = if n >= SIGNED_MIN_KEYS && !args.fresh_keys {
+        0
+    } else {
+        n * 8
+    };
     let push_req = HEADER_LEN + key_bytes + value_bytes;
     let pull_req = HEADER_LEN + key_bytes;
     let pull_resp = HEADER_LEN + value_bytes;
@@ -365,7 +413,32 @@ fn build_report(args: &PushPullOptions, all: &mut Samples) -> Result<Report> {
             extra: all.net.extra_bytes_sent,
         },
         reducers: all.reducers.clone(),
+        fresh_keys: args.fresh_keys,
+        server_memory: memory_report(args, &all.servers),
         floor,
+    })
+}
+
+/// The servers' memory summed, against the raw bytes of what they hold (`None` when no
+/// server reported).
+fn memory_report(args: &PushPullOptions, servers: &[ServerMemory]) -> Option<MemoryReport> {
+    if servers.is_empty() {
+        return None;
+    }
+    let tables = || servers.iter().flat_map(|s| &s.tables);
+    let sum = |f: fn(&crate::roles::TableMemory) -> u64| tables().map(f).sum::<u64>();
+    let resident_bytes = servers.iter().map(|s| s.resident_bytes).sum();
+    // The bench's table has no rule state (Sum); a replicated run holds each key R times.
+    let keys = sum(|t| t.keys);
+    let raw_bytes = keys * (8 + args.val_len as u64 * 4);
+    Some(MemoryReport {
+        resident_bytes,
+        values_bytes: sum(|t| t.values_bytes),
+        state_bytes: sum(|t| t.state_bytes),
+        key_map_bytes: sum(|t| t.key_map_bytes),
+        resolution_cache_bytes: sum(|t| t.resolution_cache_bytes),
+        raw_bytes,
+        resident_over_raw: resident_bytes as f64 / raw_bytes.max(1) as f64,
     })
 }
 
@@ -383,11 +456,30 @@ fn print_human(r: &Report) {
     row("push", &r.push);
     row("pull", &r.pull);
     println!(
-        "  wire  sent {:.1} MB, received {:.1} MB; value bytes copied {}",
+        "  wire  sent {:.1} MB, received {:.1} MB; value bytes copied {}{}",
         r.bytes_sent as f64 / 1e6,
         r.bytes_received as f64 / 1e6,
-        r.value_bytes_copied
+        r.value_bytes_copied,
+        if r.fresh_keys {
+            "; keys sent and resolved anew every request"
+        } else {
+            ""
+        }
     );
+    if let Some(m) = &r.server_memory {
+        let mib = |b: u64| b as f64 / f64::from(1 << 20);
+        println!(
+            "  server memory  resident {:.1} MiB = {:.2}× the raw {:.1} MiB of keys and values \
+             (values {:.1} MiB, state {:.1} MiB, key map {:.1} MiB, resolution cache {:.1} MiB)",
+            mib(m.resident_bytes),
+            m.resident_over_raw,
+            mib(m.raw_bytes),
+            mib(m.values_bytes),
+            mib(m.state_bytes),
+            mib(m.key_map_bytes),
+            mib(m.resolution_cache_bytes)
+        );
+    }
     if let Some(f) = &r.floor {
         row("tcp↔push blocking", &f.push_round_trip);
         row("tcp↔pull blocking", &f.pull_round_trip);

@@ -274,6 +274,11 @@ pub struct PushPullArgs {
     /// Unmeasured warm-up iterations.
     #[arg(long, default_value_t = 1)]
     pub warmup: usize,
+
+    /// Send the keys with every request and have the server resolve them anew (key caching
+    /// off for the table), as when every request carries a fresh key list.
+    #[arg(long)]
+    pub fresh_keys: bool,
 }
 
 /// Flags of `ferrops bench kernels`.
@@ -303,6 +308,7 @@ impl PushPullArgs {
             floor: self.floor,
             json: self.json,
             warmup: self.warmup,
+            fresh_keys: self.fresh_keys,
         }
     }
 }

@@ -71,6 +71,9 @@ pub const ENV_SCHEDULER_OUTAGE_MS: &str = "FERROPS_SCHEDULER_OUTAGE_MS";
 
 /// Where a node serves its metrics (`IP:PORT`, port 0 picks one; unset: no endpoint).
 pub const ENV_METRICS_ADDR: &str = "FERROPS_METRICS_ADDR";
+/// A file a server writes its memory report to (JSON, [`crate::roles::ServerMemory`]) when it
+/// stops: what a benchmark reads back from the servers it started.
+pub const ENV_REPORT_FILE: &str = "FERROPS_REPORT_FILE";
 /// How long a worker's wait and a server's loop busy-poll before they sleep, in microseconds.
 pub const ENV_BUSY_POLL_US: &str = "FERROPS_BUSY_POLL_US";
 

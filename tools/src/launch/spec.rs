@@ -16,8 +16,8 @@ use ferrops_net::TransportMode;
 
 use crate::config::{
     ENV_BIND, ENV_INSECURE, ENV_METRICS_ADDR, ENV_NUM_SERVERS, ENV_NUM_WORKERS, ENV_RANK,
-    ENV_REPLICATION, ENV_REPLICATION_MODE, ENV_ROLE, ENV_SCHEDULER, ENV_SECRET, ENV_SECRET_FILE,
-    ENV_TRANSPORT,
+    ENV_REPLICATION, ENV_REPLICATION_MODE, ENV_REPORT_FILE, ENV_ROLE, ENV_SCHEDULER, ENV_SECRET,
+    ENV_SECRET_FILE, ENV_TRANSPORT,
 };
 
 /// What to launch.
@@ -60,6 +60,9 @@ pub struct LocalSpec {
     /// When a chain's head replicates, handed to every child (`FERROPS_REPLICATION_MODE`);
     /// `None` leaves it to their environment.
     pub replication_mode: Option<ferrops_engine::config::ReplicationMode>,
+    /// A directory each server writes its memory report to when it stops
+    /// (`server-<index>.json`, see `FERROPS_REPORT_FILE`); `None`: no report file.
+    pub report_dir: Option<PathBuf>,
 }
 
 impl LocalSpec {
@@ -87,6 +90,7 @@ impl LocalSpec {
             restore: None,
             replication: None,
             replication_mode: None,
+            report_dir: None,
         })
     }
 
@@ -138,6 +142,10 @@ pub(super) fn server_command(spec: &LocalSpec, scheduler: SocketAddr, index: usi
         .env(ENV_RANK, index.to_string())
         .env(ENV_BIND, "127.0.0.1:0")
         .env(ENV_SCHEDULER, scheduler.to_string());
+    match &spec.report_dir {
+        Some(dir) => command.env(ENV_REPORT_FILE, dir.join(format!("server-{index}.json"))),
+        None => command.env_remove(ENV_REPORT_FILE),
+    };
     set_counts(&mut command, spec);
     command
 }
