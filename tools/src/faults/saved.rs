@@ -75,7 +75,7 @@ mod tests {
         let keys: Vec<u64> = (0..values.len() as u64).map(|k| k * 1000).collect();
         let resolved = store.resolve(0, &keys).unwrap();
         let inputs: Vec<f32> = values.iter().flat_map(|&v| [v, v]).collect();
-        store.apply(&resolved.slots, &inputs).unwrap();
+        store.apply(&resolved.slots(), &inputs).unwrap();
         let at = SaveAs {
             table: 0,
             range: 0,
