@@ -274,6 +274,10 @@ pub struct PushPullArgs {
     /// Unmeasured warm-up iterations.
     #[arg(long, default_value_t = 1)]
     pub warmup: usize,
+    /// Pass the keys as a plain slice on every request (checked and signed each time) instead
+    /// of a `KeyList` made once (checked once, each server's part signed once)
+    #[arg(long)]
+    pub slice_keys: bool,
 }
 
 /// Flags of `ferrops bench kernels`.
@@ -303,6 +307,7 @@ impl PushPullArgs {
             floor: self.floor,
             json: self.json,
             warmup: self.warmup,
+            slice_keys: self.slice_keys,
         }
     }
 }
