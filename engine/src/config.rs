@@ -36,7 +36,10 @@ pub struct ClusterConfig {
     /// Keys of resolved key lists each worker→server connection caches at both ends, so that a
     /// list sent before travels as its signature alone (0 turns key caching off).
     pub key_cache_keys: u64,
-    /// Whether frames carry a CRC-32C of their payload (the header is always checked).
+    /// Whether the frames this node sends carry a CRC-32C of their payload (the header always
+    /// has one; a receiver checks every frame that carries it). Off by default: TCP checksums
+    /// every segment and RDMA every packet, and over TCP the extra pass on each side cost as
+    /// much as the 40 MB's trip itself (docs/performance.md, "The payload checksum").
     pub payload_checksum: bool,
     /// Whether key lists travel delta + bit packed when that makes them smaller.
     pub key_packing: bool,
@@ -236,7 +239,7 @@ impl ClusterConfig {
             budgets: Budgets::default(),
             connect_timeout: Duration::from_secs(30),
             key_cache_keys: 1 << 24,
-            payload_checksum: true,
+            payload_checksum: false,
             key_packing: true,
             server_shards: 1,
             transport: TransportMode::Auto,

@@ -49,6 +49,8 @@ pub struct PushPullOptions {
     /// Pass the keys as a plain slice every time (checked and signed on every request) rather
     /// than as a [`KeyList`] made once.
     pub slice_keys: bool,
+    /// Every node puts a payload CRC-32C on its frames (off by default).
+    pub payload_checksum: bool,
 }
 
 /// Keys spread evenly over the u64 space (so every server gets its share).
@@ -174,6 +176,7 @@ pub(super) fn run_cluster(args: &PushPullOptions) -> Result<Samples> {
     spec.transport = Some(args.transport);
     spec.replication = Some(args.replication);
     spec.replication_mode = Some(args.replication_mode);
+    spec.payload_checksum = Some(args.payload_checksum);
     let cluster = LocalCluster::start(&spec).context("starting the benchmark cluster")?;
     let cfg = cluster.worker_config();
     let handles: Vec<_> = (0..args.workers)
@@ -206,6 +209,8 @@ fn run_joined(args: &PushPullOptions) -> Result<()> {
     if args.transport != TransportMode::Auto {
         cfg.cluster.transport = args.transport;
     }
+    // The job's servers send as their own settings say; this worker follows the flag.
+    cfg.cluster.payload_checksum |= args.payload_checksum;
     let mut args = args.clone();
     args.servers = cfg.cluster.num_servers;
     args.workers = cfg.cluster.num_workers;

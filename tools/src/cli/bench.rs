@@ -278,6 +278,10 @@ pub struct PushPullArgs {
     /// of a `KeyList` made once (checked once, each server's part signed once)
     #[arg(long)]
     pub slice_keys: bool,
+    /// Every node of the benchmark cluster puts a payload CRC-32C on the frames it sends (off
+    /// by default, as in any job)
+    #[arg(long)]
+    pub payload_checksum: bool,
 }
 
 /// Flags of `ferrops bench kernels`.
@@ -308,6 +312,7 @@ impl PushPullArgs {
             json: self.json,
             warmup: self.warmup,
             slice_keys: self.slice_keys,
+            payload_checksum: self.payload_checksum,
         }
     }
 }

@@ -15,9 +15,9 @@ use ferrops_net::auth::Secret;
 use ferrops_net::TransportMode;
 
 use crate::config::{
-    ENV_BIND, ENV_INSECURE, ENV_METRICS_ADDR, ENV_NUM_SERVERS, ENV_NUM_WORKERS, ENV_RANK,
-    ENV_REPLICATION, ENV_REPLICATION_MODE, ENV_ROLE, ENV_SCHEDULER, ENV_SECRET, ENV_SECRET_FILE,
-    ENV_TRANSPORT,
+    ENV_BIND, ENV_INSECURE, ENV_METRICS_ADDR, ENV_NUM_SERVERS, ENV_NUM_WORKERS,
+    ENV_PAYLOAD_CHECKSUM, ENV_RANK, ENV_REPLICATION, ENV_REPLICATION_MODE, ENV_ROLE, ENV_SCHEDULER,
+    ENV_SECRET, ENV_SECRET_FILE, ENV_TRANSPORT,
 };
 
 /// What to launch.
@@ -60,6 +60,9 @@ pub struct LocalSpec {
     /// When a chain's head replicates, handed to every child (`FERROPS_REPLICATION_MODE`);
     /// `None` leaves it to their environment.
     pub replication_mode: Option<ferrops_engine::config::ReplicationMode>,
+    /// Whether every node puts a payload CRC-32C on its frames (`FERROPS_PAYLOAD_CHECKSUM`);
+    /// `None` leaves it to their environment (default off).
+    pub payload_checksum: Option<bool>,
 }
 
 impl LocalSpec {
@@ -87,6 +90,7 @@ impl LocalSpec {
             restore: None,
             replication: None,
             replication_mode: None,
+            payload_checksum: None,
         })
     }
 
@@ -173,6 +177,9 @@ pub(super) fn set_counts(command: &mut Command, spec: &LocalSpec) {
     }
     if let Some(r) = spec.replication {
         command.env(ENV_REPLICATION, r.to_string());
+    }
+    if let Some(crc) = spec.payload_checksum {
+        command.env(ENV_PAYLOAD_CHECKSUM, crc.to_string());
     }
     if let Some(mode) = spec.replication_mode {
         command.env(ENV_REPLICATION_MODE, mode.to_string());
