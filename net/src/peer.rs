@@ -36,8 +36,8 @@ impl Peer {
         let addr = stream.peer_addr().ok();
         Ok(Peer {
             stream,
-            reader: FrameReader::new(limits, pool, metrics.clone()),
-            out: OutQueue::new(),
+            reader: FrameReader::new(limits, pool.clone(), metrics.clone()),
+            out: OutQueue::with_pool(pool),
             addr,
             metrics,
             shared: None,
