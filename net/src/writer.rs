@@ -2,6 +2,7 @@
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
+use std::time::{Duration, Instant};
 
 use crate::wire::{pad8, ZEROS};
 use crate::{BufferPool, FrameParts, Metrics, PooledBuf};
@@ -56,12 +57,45 @@ impl OutQueue {
         frame: &FrameParts<'_>,
         metrics: &Metrics,
     ) -> io::Result<()> {
+        self.send_patiently(dst, frame, metrics, Duration::ZERO)
+    }
+
+    /// [`OutQueue::send`] that, when the socket fills while nothing else is queued, keeps
+    /// writing straight from the frame's slices for as long as the peer keeps reading: it gives
+    /// up, and queues (copies) the rest, only once the socket took nothing for `patience`. A
+    /// 40 MB pull reply to a worker that reads at once then goes out from storage, uncopied,
+    /// and the thread is held no longer than the peer's reading takes plus `patience` per
+    /// stall. Zero patience queues at the first full socket.
+    pub fn send_patiently(
+        &mut self,
+        dst: &mut impl Write,
+        frame: &FrameParts<'_>,
+        metrics: &Metrics,
+        patience: Duration,
+    ) -> io::Result<()> {
         let slices = frame_slices(frame);
         count_sent(frame, metrics);
 
         let mut written = 0;
         if self.is_empty() {
+            let total: usize = slices.iter().map(|s| s.len()).sum();
             written = write_slices(dst, &slices)?;
+            if written < total && !patience.is_zero() {
+                let mut progress = Instant::now();
+                while written < total {
+                    let n = write_from(dst, &slices, written)?;
+                    if n > 0 {
+                        written += n;
+                        progress = Instant::now();
+                    } else if progress.elapsed() >= patience {
+                        break;
+                    } else {
+                        // The reader needs a core to drain the socket (the policy of every
+                        // polling loop here: yield between rounds).
+                        std::thread::yield_now();
+                    }
+                }
+            }
         }
         self.queue_remainder(&slices, written, frame, metrics);
         Ok(())
@@ -292,8 +326,81 @@ mod tests {
             assert!(queue.is_empty());
             assert_eq!(pool.cached(), 1, "round {round}: the buffer went back");
             expected.clear();
-            frame_slices(&frame).iter().for_each(|s| expected.extend(*s));
+            frame_slices(&frame)
+                .iter()
+                .for_each(|s| expected.extend(*s));
             assert_eq!(socket.got, expected, "round {round}: the bytes, in order");
         }
+    }
+
+    /// A socket that takes `step` bytes per write, then nothing once `limit` bytes are in.
+    struct Trickle {
+        got: Vec<u8>,
+        step: usize,
+        limit: usize,
+    }
+
+    impl Write for Trickle {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let n = buf.len().min(self.step).min(self.limit - self.got.len());
+            if n == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            self.got.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_patient_send_writes_while_the_peer_reads_and_queues_only_after_a_stall() {
+        let metrics = Metrics::new();
+        let values = vec![7u8; 50_000];
+        let v = [values.as_slice()];
+        let mut frame = FrameParts {
+            header: Header::new(Opcode::PullReply),
+            keys: &[],
+            values: &v,
+            extra: &[],
+        };
+        frame.finish(false);
+        let total = frame.wire_len();
+        let patience = Duration::from_secs(1);
+        // A peer that keeps reading: everything goes out, nothing is copied.
+        let mut queue = OutQueue::new();
+        let mut reading = Trickle {
+            got: Vec::new(),
+            step: 1000,
+            limit: usize::MAX,
+        };
+        queue
+            .send_patiently(&mut reading, &frame, &metrics, patience)
+            .unwrap();
+        assert!(queue.is_empty());
+        assert_eq!(reading.got.len(), total);
+        assert_eq!(metrics.snapshot().value_bytes_copied, 0);
+        // A peer that stops: the rest is queued after the patience ran out.
+        let mut stalled = Trickle {
+            got: Vec::new(),
+            step: 1000,
+            limit: 5000,
+        };
+        let patience = Duration::from_millis(20);
+        queue
+            .send_patiently(&mut stalled, &frame, &metrics, patience)
+            .unwrap();
+        assert_eq!(queue.queued_bytes(), total - 5000);
+        // Zero patience queues at the first full socket, as `send` always did.
+        let mut queue = OutQueue::new();
+        let mut full = Trickle {
+            got: Vec::new(),
+            step: usize::MAX,
+            limit: 0,
+        };
+        queue.send(&mut full, &frame, &metrics).unwrap();
+        assert_eq!(queue.queued_bytes(), total);
     }
 }
