@@ -93,6 +93,10 @@ struct Floor {
     stream_runs: LatencyStats,
     /// A raw one-way stream of the pull reply's bytes, one run per measured iteration.
     pull_stream_runs: LatencyStats,
+    /// The same two streams from a buffer holding all the bytes into another (the caller's
+    /// values into a table, a table into the caller's buffer) instead of one cached chunk's.
+    stream_whole_runs: LatencyStats,
+    pull_stream_whole_runs: LatencyStats,
     /// Our p50 over the blocking ping-pong's.
     push_p50_ratio: f64,
     pull_p50_ratio: f64,
@@ -103,6 +107,9 @@ struct Floor {
     push_stream_ratio: f64,
     /// Our pull p50 over the median time a raw stream took to move the reply's bytes.
     pull_stream_ratio: f64,
+    /// Our push and pull p50 over the whole-buffer streams' medians.
+    push_stream_whole_ratio: f64,
+    pull_stream_whole_ratio: f64,
     /// perftest on the RDMA device (RDMA runs only).
     perftest: Option<PerftestFloor>,
 }
@@ -335,9 +342,13 @@ fn build_report(args: &PushPullOptions, all: &mut Samples) -> Result<Report> {
         let pull_spin = ping_pong(pull_req, pull_resp, Wait::Spin)?;
         // One stream per measured iteration: a single run is as exposed to the machine's noise
         // as a single push would be.
-        let streams = |bytes| -> Result<(ThroughputStats, LatencyStats)> {
+        let streams = |bytes, whole| -> Result<(ThroughputStats, LatencyStats)> {
+            let stream = match whole {
+                false => floor::tcp_stream,
+                true => floor::tcp_stream_whole,
+            };
             let mut runs = (0..iters)
-                .map(|_| floor::tcp_stream(bytes, STREAM_CHUNK))
+                .map(|_| stream(bytes, STREAM_CHUNK))
                 .collect::<std::io::Result<Vec<_>>>()?;
             runs.sort_by(|a, b| a.elapsed_s.total_cmp(&b.elapsed_s));
             let mut us: Vec<f64> = runs.iter().map(|r| r.elapsed_s * 1e6).collect();
@@ -345,8 +356,10 @@ fn build_report(args: &PushPullOptions, all: &mut Samples) -> Result<Report> {
             let median = runs[(runs.len() - 1) / 2];
             Ok((median, stats))
         };
-        let (stream, stream_runs) = streams(push_req)?;
-        let (_, pull_stream_runs) = streams(pull_resp)?;
+        let (stream, stream_runs) = streams(push_req, false)?;
+        let (_, pull_stream_runs) = streams(pull_resp, false)?;
+        let (_, stream_whole_runs) = streams(push_req, true)?;
+        let (_, pull_stream_whole_runs) = streams(pull_resp, true)?;
         let perftest = if all.rdma_connections > 0 {
             perftest_floor(args, push_req, &push, &pull)?
         } else {
@@ -359,6 +372,8 @@ fn build_report(args: &PushPullOptions, all: &mut Samples) -> Result<Report> {
             pull_p50_ratio_spin: pull.p50_us / pull_spin.p50_us,
             push_stream_ratio: push.p50_us / stream_runs.p50_us,
             pull_stream_ratio: pull.p50_us / pull_stream_runs.p50_us,
+            push_stream_whole_ratio: push.p50_us / stream_whole_runs.p50_us,
+            pull_stream_whole_ratio: pull.p50_us / pull_stream_whole_runs.p50_us,
             push_round_trip: push_rt,
             pull_round_trip: pull_rt,
             push_round_trip_spin: push_spin,
@@ -366,6 +381,8 @@ fn build_report(args: &PushPullOptions, all: &mut Samples) -> Result<Report> {
             stream,
             stream_runs,
             pull_stream_runs,
+            stream_whole_runs,
+            pull_stream_whole_runs,
             perftest,
         })
     } else {
@@ -427,10 +444,16 @@ fn print_human(r: &Report) {
         row("tcp↔pull spinning", &f.pull_round_trip_spin);
         row("tcp stream push", &f.stream_runs);
         row("tcp stream pull", &f.pull_stream_runs);
+        row("tcp whole push", &f.stream_whole_runs);
+        row("tcp whole pull", &f.pull_stream_whole_runs);
         println!(
             "  tcp stream {:.2} GB/s (median run); p50 over the streams of the same bytes: \
              push {:.2}×, pull {:.2}×",
             f.stream.gb_per_s, f.push_stream_ratio, f.pull_stream_ratio
+        );
+        println!(
+            "  p50 over whole-buffer streams of the same bytes: push {:.2}×, pull {:.2}×",
+            f.push_stream_whole_ratio, f.pull_stream_whole_ratio
         );
         println!(
             "  ratio to raw TCP (p50): push {:.2}× spinning, {:.2}× blocking; \
