@@ -53,6 +53,7 @@ pub(super) struct Part {
 impl Plan {
     /// Checks `keys` against the table's layout, slices them by `routing` and checks and signs
     /// every part. Nothing is sent before this succeeds.
+    ///
     /// A [`KeyList`] is not read again: it was checked when it was made, and its parts'
     /// signatures are the ones it remembers (computed the first time a routing cut it so).
     pub fn new(
