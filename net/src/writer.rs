@@ -9,6 +9,12 @@ use crate::{BufferPool, FrameParts, Metrics, PooledBuf};
 
 /// Most slices handed to one `writev` (Linux's IOV_MAX is 1024).
 const MAX_IOV: usize = 512;
+/// A patient send writes on for at most this many times its patience in all (and never more
+/// than [`MAX_PATIENT_WRITE`]), however steadily the peer reads: a peer that reads a little
+/// before each stall would otherwise hold the thread for as long as it liked.
+const PATIENT_ROUNDS: u32 = 64;
+/// The most time one patient send writes before it queues the rest.
+const MAX_PATIENT_WRITE: Duration = Duration::from_millis(50);
 
 /// Bytes accepted for sending but not yet taken by the socket, oldest first.
 ///
@@ -61,11 +67,12 @@ impl OutQueue {
     }
 
     /// [`OutQueue::send`] that, when the socket fills while nothing else is queued, keeps
-    /// writing straight from the frame's slices for as long as the peer keeps reading: it gives
-    /// up, and queues (copies) the rest, only once the socket took nothing for `patience`. A
-    /// 40 MB pull reply to a worker that reads at once then goes out from storage, uncopied,
-    /// and the thread is held no longer than the peer's reading takes plus `patience` per
-    /// stall. Zero patience queues at the first full socket.
+    /// writing straight from the frame's slices while the peer keeps reading: it gives up, and
+    /// queues (copies) the rest, once the socket took nothing for `patience`, or once it has
+    /// written for [`PATIENT_ROUNDS`] times `patience` in all (at most [`MAX_PATIENT_WRITE`]).
+    /// A 40 MB pull reply to a worker that reads at once then goes out from storage, uncopied,
+    /// and no peer, however it reads, holds the thread longer than that bound. Zero patience
+    /// queues at the first full socket.
     pub fn send_patiently(
         &mut self,
         dst: &mut impl Write,
@@ -81,8 +88,12 @@ impl OutQueue {
             let total: usize = slices.iter().map(|s| s.len()).sum();
             written = write_slices(dst, &slices)?;
             if written < total && !patience.is_zero() {
-                let mut progress = Instant::now();
-                while written < total {
+                let started = Instant::now();
+                let bound = patience
+                    .saturating_mul(PATIENT_ROUNDS)
+                    .min(MAX_PATIENT_WRITE);
+                let mut progress = started;
+                while written < total && started.elapsed() < bound {
                     let n = write_from(dst, &slices, written)?;
                     if n > 0 {
                         written += n;
@@ -333,11 +344,13 @@ mod tests {
         }
     }
 
-    /// A socket that takes `step` bytes per write, then nothing once `limit` bytes are in.
+    /// A socket that takes `step` bytes per write (after `pause`), then nothing once `limit`
+    /// bytes are in.
     struct Trickle {
         got: Vec<u8>,
         step: usize,
         limit: usize,
+        pause: Duration,
     }
 
     impl Write for Trickle {
@@ -346,6 +359,7 @@ mod tests {
             if n == 0 {
                 return Err(io::ErrorKind::WouldBlock.into());
             }
+            std::thread::sleep(self.pause);
             self.got.extend_from_slice(&buf[..n]);
             Ok(n)
         }
@@ -375,6 +389,7 @@ mod tests {
             got: Vec::new(),
             step: 1000,
             limit: usize::MAX,
+            pause: Duration::ZERO,
         };
         queue
             .send_patiently(&mut reading, &frame, &metrics, patience)
@@ -387,6 +402,7 @@ mod tests {
             got: Vec::new(),
             step: 1000,
             limit: 5000,
+            pause: Duration::ZERO,
         };
         let patience = Duration::from_millis(20);
         queue
@@ -399,8 +415,37 @@ mod tests {
             got: Vec::new(),
             step: usize::MAX,
             limit: 0,
+            pause: Duration::ZERO,
         };
         queue.send(&mut full, &frame, &metrics).unwrap();
         assert_eq!(queue.queued_bytes(), total);
+    }
+
+    #[test]
+    fn a_peer_that_reads_a_little_at_a_time_cannot_hold_a_patient_send() {
+        let metrics = Metrics::new();
+        let values = vec![7u8; 50_000];
+        let v = [values.as_slice()];
+        let mut frame = FrameParts {
+            header: Header::new(Opcode::PullReply),
+            keys: &[],
+            values: &v,
+            extra: &[],
+        };
+        frame.finish(false);
+        // 10 bytes per 100 µs never stalls for the 1 ms patience, but would take 0.5 s in all;
+        // the send gives up after 64 ms of writing and queues the rest.
+        let mut queue = OutQueue::new();
+        let mut trickle = Trickle {
+            got: Vec::new(),
+            step: 10,
+            limit: usize::MAX,
+            pause: Duration::from_micros(100),
+        };
+        queue
+            .send_patiently(&mut trickle, &frame, &metrics, Duration::from_millis(1))
+            .unwrap();
+        assert!(!trickle.got.is_empty());
+        assert_eq!(queue.queued_bytes(), frame.wire_len() - trickle.got.len());
     }
 }
