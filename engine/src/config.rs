@@ -37,7 +37,10 @@ pub struct ClusterConfig {
     /// list sent before travels as its signature alone (0 turns key caching off). The default,
     /// [`default_key_cache_keys`], follows the machine's memory.
     pub key_cache_keys: u64,
-    /// Whether frames carry a CRC-32C of their payload (the header is always checked).
+    /// Whether the frames this node sends carry a CRC-32C of their payload (the header always
+    /// has one; a receiver checks every frame that carries it). Off by default: TCP checksums
+    /// every segment and RDMA every packet, and over TCP the extra pass on each side cost as
+    /// much as the 40 MB's trip itself (docs/performance.md, "The payload checksum").
     pub payload_checksum: bool,
     /// Whether key lists travel delta + bit packed when that makes them smaller.
     pub key_packing: bool,
@@ -237,7 +240,7 @@ impl ClusterConfig {
             budgets: Budgets::default(),
             connect_timeout: Duration::from_secs(30),
             key_cache_keys: default_key_cache_keys(),
-            payload_checksum: true,
+            payload_checksum: false,
             key_packing: true,
             server_shards: 1,
             transport: TransportMode::Auto,

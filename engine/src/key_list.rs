@@ -1,5 +1,9 @@
 //! Key lists of requests: the checks a list must pass (sorted and unique, inside a dense range,
-//! matched by the right number of values) and its signature, computed in the same pass.
+//! matched by the right number of values) and its signature, computed in the same pass; and
+//! [`KeyList`], a list checked once that a caller passes again and again without either pass.
+
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
 
 /// Why a key list was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -58,6 +62,93 @@ pub fn check_and_sign(keys: &[u64]) -> Result<u64, KeyListError> {
         hasher.update(zerocopy::IntoBytes::as_bytes(chunk));
     }
     Ok(hasher.digest())
+}
+
+/// Signatures a [`KeyList`] remembers at most (one per slice some routing cut it into); past
+/// that it forgets them all, so a list that outlives many routings holds no more than this.
+const REMEMBERED_SIGNATURES: usize = 64;
+
+/// Signatures of slices (key index ranges) of one list.
+type SliceSignatures = Vec<(Range<usize>, u64)>;
+
+/// A key list checked once (sorted and unique) that the caller hands over for good: it cannot
+/// change afterwards (the keys are shared, immutable), so every request that passes it skips
+/// the check, and a list signed for key caching is signed once per slice a routing cuts it
+/// into rather than once per request. Cloning is cheap (the keys are shared).
+///
+/// A worker's plain slice API reads and signs the whole list on every request, because a slice
+/// may have changed since the last one; a `KeyList` is what a caller that pushes and pulls the
+/// same keys repeatedly passes instead (`Worker::push_list`, `Worker::pull_list_into`).
+#[derive(Clone, Debug)]
+pub struct KeyList {
+    keys: Arc<[u64]>,
+    /// Signatures of the slices (key index ranges) requests have used so far.
+    signatures: Arc<Mutex<SliceSignatures>>,
+}
+
+impl KeyList {
+    /// Checks `keys` (strictly increasing) and keeps them.
+    pub fn new(keys: impl Into<Arc<[u64]>>) -> Result<KeyList, KeyListError> {
+        let keys = keys.into();
+        check_sorted_unique(&keys)?;
+        Ok(KeyList {
+            keys,
+            signatures: Arc::default(),
+        })
+    }
+
+    /// The keys.
+    pub fn keys(&self) -> &[u64] {
+        &self.keys
+    }
+
+    /// The number of keys.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether the list holds no key.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The signature of the keys at `idx` (equal to `ferrops_net::key_signature` of them),
+    /// computed the first time a request asks for that slice and remembered.
+    ///
+    /// # Panics
+    /// If `idx` is not a range of the list's indices.
+    pub fn signature(&self, idx: Range<usize>) -> u64 {
+        let remembered =
+            |sigs: &Vec<(Range<usize>, u64)>| sigs.iter().find(|(r, _)| *r == idx).map(|&(_, s)| s);
+        if let Some(s) = remembered(&self.lock_signatures()) {
+            return s;
+        }
+        // Signed outside the lock: another clone of the list may be signing another slice.
+        let signature = ferrops_net::key_signature(&self.keys[idx.clone()]);
+        let mut sigs = self.lock_signatures();
+        if remembered(&sigs).is_none() {
+            if sigs.len() >= REMEMBERED_SIGNATURES {
+                sigs.clear();
+            }
+            sigs.push((idx, signature));
+        }
+        signature
+    }
+
+    fn lock_signatures(&self) -> std::sync::MutexGuard<'_, SliceSignatures> {
+        // A panic while holding the lock cannot leave a wrong entry: entries are pushed whole.
+        self.signatures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl TryFrom<Vec<u64>> for KeyList {
+    type Error = KeyListError;
+
+    fn try_from(keys: Vec<u64>) -> Result<KeyList, KeyListError> {
+        KeyList::new(keys)
+    }
 }
 
 impl KeyListError {
@@ -124,5 +215,33 @@ mod tests {
             Err(KeyListError::NotSortedUnique { index: 15_000, .. })
         ));
         assert!(check_value_count(3, 5, 2).is_err());
+    }
+
+    #[test]
+    fn a_key_list_is_checked_once_and_signs_each_slice_like_the_slice_api() {
+        assert!(matches!(
+            KeyList::new(vec![1, 5, 5]),
+            Err(KeyListError::NotSortedUnique { index: 2, .. })
+        ));
+        let keys: Vec<u64> = (0..20_000).map(|i| i * 7).collect();
+        let list = KeyList::try_from(keys.clone()).unwrap();
+        assert_eq!(list.keys(), &keys[..]);
+        assert_eq!((list.len(), list.is_empty()), (20_000, false));
+        for idx in [0..20_000, 0..9_000, 9_000..20_000, 0..9_000] {
+            assert_eq!(
+                list.signature(idx.clone()),
+                check_and_sign(&keys[idx]).unwrap()
+            );
+        }
+        // Clones share what was signed; many routings never grow the memory past its bound.
+        let clone = list.clone();
+        for end in 1..=REMEMBERED_SIGNATURES * 2 {
+            assert_eq!(
+                clone.signature(0..end),
+                ferrops_net::key_signature(&keys[..end])
+            );
+        }
+        assert!(list.lock_signatures().len() <= REMEMBERED_SIGNATURES);
+        assert!(KeyList::new(Vec::new()).unwrap().is_empty());
     }
 }

@@ -56,6 +56,7 @@ mod transport;
 pub mod worker;
 
 pub use error::EngineError;
+pub use key_list::KeyList;
 pub use role::Role;
 pub use table::{Consistency, KeyLayout, TableId, TableSpec};
 pub use worker::{Completed, Ticket, Worker, WorkerInfo, SIGNED_MIN_KEYS};

@@ -158,6 +158,7 @@ pub fn run_scheduler(
     ev.set_tick(crate::liveness::tick(&liveness));
     // Membership, clocks and barriers are not worth a core: the scheduler sleeps at once.
     ev.set_busy_poll(std::time::Duration::ZERO);
+    ev.set_payload_crc(cfg.cluster.payload_checksum);
     // Connections only: the scheduler sees no pushes or pulls.
     let metrics = crate::metrics::NodeMetrics::new(Role::Scheduler);
     metrics.track_net(&net);

@@ -6,7 +6,7 @@
 mod common;
 
 use common::Job;
-use ferrops_engine::{EngineError, TableSpec, Worker};
+use ferrops_engine::{EngineError, KeyList, TableSpec, Worker};
 
 /// A job of one worker and one server per entry of `caps` (each server's key cache cap).
 fn start(caps: &[Option<u64>]) -> Job {
@@ -131,4 +131,42 @@ fn key_caching_and_packing_are_per_table() {
     assert!(*by_cache < 1000 * 8, "{by_cache} bytes of keys");
     assert!(a.iter().chain(b).all(|&v| v == 3.0));
     job.join();
+}
+
+#[test]
+fn a_key_list_goes_by_signature_recovers_a_lost_list_and_is_applied_once() {
+    // Server 0 holds at most 1500 keys of lists per connection; each list puts 500 keys on
+    // each of the two servers.
+    let job = start(&[Some(1500), None]);
+    let results = job.run_workers(1, |w: Worker| {
+        let t = w.declare_table(TableSpec::new("t", 1)).unwrap();
+        let a = KeyList::new(list(1000, 1)).unwrap();
+        let ones = vec![1.0f32; 1000];
+        w.push_list(t, &a, &ones).unwrap();
+        let before = w.metrics().key_bytes_sent;
+        w.push_list(t, &a, &ones).unwrap();
+        let by_signature = w.metrics().key_bytes_sent - before;
+        // Three more lists evict `a` from server 0's cache; the worker still thinks it is
+        // there, so the next push of `a` is refused there and resent with its keys.
+        for offset in 2..5 {
+            w.push(t, &list(1000, offset), &ones).unwrap();
+        }
+        w.push_list(t, &a, &ones).unwrap();
+        let mut out = vec![0.0f32; 1000];
+        w.pull_list_into(t, &a, &mut out).unwrap();
+        let by_slice = w.pull(t, a.keys()).unwrap();
+        // A list cannot be made of unsorted keys, and a wrong number of values is refused.
+        let unsorted = KeyList::new(vec![3, 2]).is_err();
+        let short = w.push_list(t, &a, &ones[..999]).is_err();
+        w.finish().unwrap();
+        (by_signature, out, by_slice, unsorted, short)
+    });
+    let (by_signature, out, by_slice, unsorted, short) = &results[0];
+    assert_eq!(*by_signature, 0, "a cached list sends no keys");
+    assert!(out.iter().all(|&v| v == 3.0), "{:?}", &out[..4]);
+    assert_eq!(out, by_slice);
+    assert!(*unsorted && *short);
+    let (_, reports) = job.join();
+    let duplicates: u64 = reports.iter().map(|r| r.duplicate_pushes).sum();
+    assert_eq!(duplicates, 0);
 }

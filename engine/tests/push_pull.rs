@@ -389,3 +389,28 @@ fn pushes_from_several_threads_of_one_worker_are_each_applied_once() {
         assert_eq!(w.pull(t, &keys).unwrap(), vec![1200.0, 1200.0]);
     });
 }
+
+/// Payload checksums are off by default; a job that turns them on (every node: workers,
+/// servers, scheduler) still pushes and pulls bulk lists exactly, by slice and by `KeyList`.
+#[test]
+fn a_job_with_payload_checksums_on_pushes_and_pulls_exactly() {
+    let job = common::start_configured(2, 1, |c| c.payload_checksum = true, |_, _| {});
+    let results = job.run_workers(1, |w| {
+        let t = w.declare_table(TableSpec::new("w", 1)).unwrap();
+        let keys = spread_keys(5000);
+        let list = ferrops_engine::KeyList::new(keys.clone()).unwrap();
+        let vals: Vec<f32> = (0..5000).map(|i| i as f32).collect();
+        w.push(t, &keys, &vals).unwrap();
+        w.push_list(t, &list, &vals).unwrap();
+        let mut out = vec![0.0f32; 5000];
+        w.pull_list_into(t, &list, &mut out).unwrap();
+        let by_slice = w.pull(t, &keys).unwrap();
+        w.finish().unwrap();
+        (out, by_slice)
+    });
+    let (out, by_slice) = &results[0];
+    let expected: Vec<f32> = (0..5000).map(|i| 2.0 * i as f32).collect();
+    assert_eq!(out, &expected);
+    assert_eq!(by_slice, &expected);
+    job.join();
+}

@@ -163,10 +163,24 @@ impl Link {
     /// Sends a finished frame; never blocks (TCP queues what the socket does not take, RDMA
     /// what it cannot post yet).
     pub fn send(&mut self, frame: &FrameParts<'_>) -> Result<(), NetError> {
+        self.send_patiently(frame, std::time::Duration::ZERO)
+    }
+
+    /// [`Link::send`] that, over TCP, keeps writing from the frame's slices while the peer
+    /// reads and copies what is left into the queue only once the socket took nothing for
+    /// `patience` ([`Peer::send_patiently`]). RDMA sends as [`Link::send`] does.
+    pub fn send_patiently(
+        &mut self,
+        frame: &FrameParts<'_>,
+        patience: std::time::Duration,
+    ) -> Result<(), NetError> {
         match self {
-            Link::Tcp(p) => p.send(frame),
+            Link::Tcp(p) => p.send_patiently(frame, patience),
             #[cfg(feature = "rdma")]
-            Link::Rdma(c) => Ok(c.send_frame(frame)?),
+            Link::Rdma(c) => {
+                let _ = patience;
+                Ok(c.send_frame(frame)?)
+            }
         }
     }
 

@@ -36,8 +36,8 @@ impl Peer {
         let addr = stream.peer_addr().ok();
         Ok(Peer {
             stream,
-            reader: FrameReader::new(limits, pool, metrics.clone()),
-            out: OutQueue::new(),
+            reader: FrameReader::new(limits, pool.clone(), metrics.clone()),
+            out: OutQueue::with_pool(pool),
             addr,
             metrics,
             shared: None,
@@ -115,10 +115,21 @@ impl Peer {
     /// Sends a finished frame (see [`OutQueue::send`]; whole, under the lock, once the writes
     /// are shared).
     pub fn send(&mut self, frame: &FrameParts<'_>) -> Result<(), NetError> {
+        self.send_patiently(frame, std::time::Duration::ZERO)
+    }
+
+    /// [`Peer::send`] that keeps writing from the frame's slices while the peer reads, queueing
+    /// only once the socket took nothing for `patience` (see [`OutQueue::send_patiently`]).
+    pub fn send_patiently(
+        &mut self,
+        frame: &FrameParts<'_>,
+        patience: std::time::Duration,
+    ) -> Result<(), NetError> {
         if let Some(shared) = &self.shared {
             return shared.send(frame);
         }
-        self.out.send(&mut self.stream, frame, &self.metrics)?;
+        self.out
+            .send_patiently(&mut self.stream, frame, &self.metrics, patience)?;
         Ok(())
     }
 

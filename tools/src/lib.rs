@@ -29,7 +29,7 @@ pub mod internal;
 
 pub use ferrops_engine::config::{ClusterConfig, WorkerConfig};
 pub use ferrops_engine::{
-    Completed, Consistency, EngineError, TableId, TableSpec, Ticket, Worker, WorkerInfo,
+    Completed, Consistency, EngineError, KeyList, TableId, TableSpec, Ticket, Worker, WorkerInfo,
 };
 pub use ferrops_kernels::Rule;
 

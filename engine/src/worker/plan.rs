@@ -13,10 +13,27 @@ use zerocopy::IntoBytes;
 use super::io::ClientIo;
 use super::SIGNED_MIN_KEYS;
 use crate::filter::ReducerStats;
-use crate::key_list::{check_and_sign, check_sorted_unique, KeyListError};
+use crate::key_list::{check_and_sign, check_sorted_unique, KeyList, KeyListError};
 use crate::routing::RoutingTable;
 use crate::table::{KeyLayout, TableSpec};
 use crate::EngineError;
+
+/// A request's keys: a slice, which may have changed since the last request and so is checked
+/// and signed each time, or a [`KeyList`], checked when it was made and signed once per slice.
+#[derive(Clone, Copy)]
+pub(super) enum Keys<'a> {
+    Slice(&'a [u64]),
+    Checked(&'a KeyList),
+}
+
+impl<'a> Keys<'a> {
+    pub fn as_slice(self) -> &'a [u64] {
+        match self {
+            Keys::Slice(keys) => keys,
+            Keys::Checked(list) => list.keys(),
+        }
+    }
+}
 
 /// A request's keys sliced by server: which routing range each part falls in, the part's key
 /// indices, and its signature (0: unsigned).
@@ -36,14 +53,26 @@ pub(super) struct Part {
 impl Plan {
     /// Checks `keys` against the table's layout, slices them by `routing` and checks and signs
     /// every part. Nothing is sent before this succeeds.
+    ///
+    /// A [`KeyList`] is not read again: it was checked when it was made, and its parts'
+    /// signatures are the ones it remembers (computed the first time a routing cut it so).
     pub fn new(
         routing: &RoutingTable,
         spec: &TableSpec,
-        keys: &[u64],
+        keys: Keys<'_>,
     ) -> Result<Plan, EngineError> {
-        check_layout(spec.layout, keys)?;
-        let parts = routing.slice_for(spec.layout, keys);
-        let signatures = sign_if_caching(spec.key_caching, check_and_sign_parts(keys, &parts)?);
+        let slice = keys.as_slice();
+        check_layout(spec.layout, slice)?;
+        let parts = routing.slice_for(spec.layout, slice);
+        let signatures = match keys {
+            Keys::Slice(keys) => check_and_sign_parts(keys, &parts)?,
+            Keys::Checked(list) if spec.key_caching && list.len() >= SIGNED_MIN_KEYS => parts
+                .iter()
+                .map(|(_, idx)| list.signature(idx.clone()))
+                .collect(),
+            Keys::Checked(_) => vec![0; parts.len()],
+        };
+        let signatures = sign_if_caching(spec.key_caching, signatures);
         Ok(Plan { parts, signatures })
     }
 

@@ -7,9 +7,9 @@ use ferrops_net::{flags, Opcode};
 
 use super::inbound::Lent;
 use super::pending::{Kind, PullInto, Resend, Ticket};
-use super::plan::{part_frame, Plan};
+use super::plan::{part_frame, Keys, Plan};
 use super::{direct, retry_key_misses, State, Worker};
-use crate::key_list::check_value_count;
+use crate::key_list::{check_value_count, KeyList};
 use crate::table::TableId;
 use crate::EngineError;
 
@@ -32,6 +32,18 @@ impl Worker {
         keys: &[u64],
         out: &mut [f32],
     ) -> Result<(), EngineError> {
+        let keys = Keys::Slice(keys);
+        self.surviving_failover(|| retry_key_misses(|_| self.pull_lent(table, keys, out, None)))
+    }
+
+    /// [`Worker::pull_into`] of a [`KeyList`]: its keys are neither checked nor signed again.
+    pub fn pull_list_into(
+        &self,
+        table: TableId,
+        keys: &KeyList,
+        out: &mut [f32],
+    ) -> Result<(), EngineError> {
+        let keys = Keys::Checked(keys);
         self.surviving_failover(|| retry_key_misses(|_| self.pull_lent(table, keys, out, None)))
     }
 
@@ -47,6 +59,7 @@ impl Worker {
         out: &mut [f32],
         theta: f32,
     ) -> Result<(), EngineError> {
+        let keys = Keys::Slice(keys);
         self.surviving_failover(|| {
             retry_key_misses(|_| self.pull_lent(table, keys, out, Some(theta)))
         })
@@ -57,7 +70,7 @@ impl Worker {
     fn pull_lent(
         &self,
         table: TableId,
-        keys: &[u64],
+        keys: Keys<'_>,
         out: &mut [f32],
         changed_theta: Option<f32>,
     ) -> Result<(), EngineError> {
@@ -106,8 +119,15 @@ impl Worker {
             .dim as usize;
         buf.resize(keys.len() * dim, 0.0);
         let len = buf.len();
-        let (ticket, _) =
-            self.send_pull(&mut st, table, keys, len, PullInto::Owned(buf), None, None)?;
+        let (ticket, _) = self.send_pull(
+            &mut st,
+            table,
+            Keys::Slice(keys),
+            len,
+            PullInto::Owned(buf),
+            None,
+            None,
+        )?;
         drop(st);
         let ticket = Ticket(ticket);
         self.keep_for_resend(&ticket, || Resend::Pull {
@@ -126,7 +146,7 @@ impl Worker {
         &self,
         st: &mut State,
         table: TableId,
-        keys: &[u64],
+        keys: Keys<'_>,
         out_len: usize,
         into: PullInto,
         changed_theta: Option<f32>,
@@ -139,8 +159,9 @@ impl Worker {
             .get(&table.0)
             .ok_or(EngineError::UnknownTable(table.0))?;
         let (dim, packing) = (spec.dim as usize, spec.key_packing);
-        check_value_count(keys.len(), out_len, dim)?;
+        check_value_count(keys.as_slice().len(), out_len, dim)?;
         let plan = Plan::new(&st.routing, spec, keys)?;
+        let keys = keys.as_slice();
         let header = self.request_header(st, Opcode::Pull, table);
         let State {
             io,

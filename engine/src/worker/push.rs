@@ -10,9 +10,9 @@ use ferrops_net::{flags, Opcode};
 use zerocopy::IntoBytes;
 
 use super::pending::{Kind, Resend, Ticket};
-use super::plan::{codec_error, part_frame, Plan};
+use super::plan::{codec_error, part_frame, Keys, Plan};
 use super::{direct, retry_key_misses, State, Worker};
-use crate::key_list::check_value_count;
+use crate::key_list::{check_value_count, KeyList};
 use crate::table::TableId;
 use crate::EngineError;
 
@@ -22,6 +22,26 @@ impl Worker {
     /// chain). If a server dies meanwhile and replication covers it, the push is sent again
     /// under the new routing with the same sequence number (`failover`): applied exactly once.
     pub fn push(&self, table: TableId, keys: &[u64], values: &[f32]) -> Result<(), EngineError> {
+        self.push_blocking(table, Keys::Slice(keys), values)
+    }
+
+    /// [`Worker::push`] of a [`KeyList`]: its keys are neither checked nor signed again (they
+    /// cannot have changed), so a bulk push costs the values' trip and the servers' apply.
+    pub fn push_list(
+        &self,
+        table: TableId,
+        keys: &KeyList,
+        values: &[f32],
+    ) -> Result<(), EngineError> {
+        self.push_blocking(table, Keys::Checked(keys), values)
+    }
+
+    fn push_blocking(
+        &self,
+        table: TableId,
+        keys: Keys<'_>,
+        values: &[f32],
+    ) -> Result<(), EngineError> {
         let seq = self.open_seq();
         // Blocking, so `values` outlives the push: over RDMA, bulk parts are written by the
         // device straight from it (registrations live until the acknowledgements arrived).
@@ -84,7 +104,7 @@ impl Worker {
         only: Option<&[u32]>,
     ) -> Result<Ticket, EngineError> {
         let parts = Parts { seq, only };
-        self.push_inner(table, keys, None, values, None, parts)
+        self.push_inner(table, Keys::Slice(keys), None, values, None, parts)
     }
 
     /// Pushes values for the keys at the ascending indices `selected` of `keys` only, while the
@@ -102,6 +122,7 @@ impl Worker {
         let done = self.surviving_failover(|| {
             retry_key_misses(|only| {
                 let parts = Parts { seq, only };
+                let keys = Keys::Slice(keys);
                 let t = self.push_inner(table, keys, Some(selected), values, None, parts)?;
                 self.wait(t).map(|_| ())
             })
@@ -117,7 +138,7 @@ impl Worker {
     fn push_inner(
         &self,
         table: TableId,
-        keys: &[u64],
+        keys: Keys<'_>,
         selected: Option<&[u32]>,
         values: &[f32],
         mut in_place: Option<&mut Vec<direct::Registered>>,
@@ -133,12 +154,14 @@ impl Worker {
         let (dim, inputs) = (spec.dim as usize, spec.rule.inputs());
         let codec = spec.codec();
         let packing = spec.key_packing;
+        let checked = keys;
+        let keys = keys.as_slice();
         let carried = match selected {
             Some(sel) => check_selection(sel, keys.len())?,
             None => keys.len(),
         };
         check_value_count(carried, values.len(), per_key)?;
-        let plan = Plan::new(&st.routing, spec, keys)?;
+        let plan = Plan::new(&st.routing, spec, checked)?;
         let mut header = self.request_header(&st, Opcode::Push, table);
         header.seq = seq.into();
         header.open_span = st.io.inbound.outstanding.seqs.open_span(seq).into();

@@ -10,12 +10,17 @@ use crate::auth::{self, Identity};
 use crate::{FrameParts, Header, Link, Metrics, NetError, Opcode, Peer};
 
 impl Io<'_> {
-    /// Finishes `frame` (lengths, checksums) and sends it to `peer`.
+    /// Finishes `frame` (lengths, checksums) and sends it to `peer`. Over TCP, a frame the
+    /// socket does not take at once is written on, straight from its slices, while the peer
+    /// reads, for up to the loop's busy-poll time without progress; only then is the rest
+    /// copied into the connection's queue. Nothing else runs on this loop meanwhile, so a pull
+    /// reply's slices of storage cannot change under it.
     pub fn send(&mut self, peer: PeerId, frame: &mut FrameParts<'_>) -> Result<(), NetError> {
         frame.finish(self.settings.payload_crc);
+        let patience = self.settings.busy_poll;
         let p = self.link_mut(peer)?;
         let before = p.queued_bytes();
-        p.send(frame)?;
+        p.send_patiently(frame, patience)?;
         let after = p.queued_bytes();
         self.settings.budget.replies_changed(before, after);
         self.after_send(peer, before == 0)

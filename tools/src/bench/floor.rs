@@ -7,7 +7,9 @@
 //!   or with both ends busy-polling non-blocking sockets ([`Wait::Spin`]: no system call that
 //!   sleeps, the fastest way the bytes can go back and forth, and so the floor a polling
 //!   transport is measured against).
-//! * [`tcp_stream`]: one-way bulk transfer throughput.
+//! * [`tcp_stream`]: one-way bulk transfer throughput, from and into one cache-sized buffer
+//!   used again and again (the kindest case), or, [`tcp_stream_whole`], from a buffer holding
+//!   every byte into another (where a bulk push's values really come from and go to).
 //!
 //! [`LatencyStats::from_samples`] and [`percentile`] are the percentile helpers the benchmarks
 //! reuse for their own samples.
@@ -146,12 +148,31 @@ pub fn tcp_stream(bytes: usize, chunk: usize) -> io::Result<ThroughputStats> {
     if chunk == 0 {
         return Err(invalid_input("stream chunk size must be at least one byte"));
     }
-    let (listener, mut sender) = loopback_pair()?;
-    let receiver = thread::spawn(move || receive_all(listener, bytes, chunk));
+    stream(bytes, chunk, false)
+}
 
-    let buffer = vec![0xa5_u8; chunk.min(bytes.max(1))];
+/// [`tcp_stream`] of `bytes` from one buffer that holds them all into another (written in
+/// `chunk`-byte writes, read into the destination's next free bytes): the same bytes as a bulk
+/// push or pull reply, from memory into memory, rather than one cached buffer's again and again.
+pub fn tcp_stream_whole(bytes: usize, chunk: usize) -> io::Result<ThroughputStats> {
+    if chunk == 0 {
+        return Err(invalid_input("stream chunk size must be at least one byte"));
+    }
+    stream(bytes, chunk, true)
+}
+
+fn stream(bytes: usize, chunk: usize, whole: bool) -> io::Result<ThroughputStats> {
+    let (listener, mut sender) = loopback_pair()?;
+    let receiver = thread::spawn(move || receive_all(listener, bytes, chunk, whole));
+
+    let source = if whole { bytes } else { chunk.min(bytes) };
+    let buffer = vec![0xa5_u8; source.max(1)];
     let start = Instant::now();
-    let sent = send_all(&mut sender, &buffer, bytes);
+    let sent = if whole {
+        buffer.chunks(chunk).try_for_each(|c| sender.write_all(c))
+    } else {
+        send_all(&mut sender, &buffer, bytes)
+    };
     drop(sender);
     let finished = join_io(receiver);
     sent?;
@@ -224,14 +245,30 @@ fn spin_write_all(stream: &mut TcpStream, mut buf: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// Reads `bytes` bytes and returns the instant the last one arrived.
-fn receive_all(listener: TcpListener, bytes: usize, chunk: usize) -> io::Result<Instant> {
+/// Reads `bytes` bytes (into one buffer for all of them when `whole`, else into one chunk's
+/// again and again) and returns the instant the last one arrived.
+fn receive_all(
+    listener: TcpListener,
+    bytes: usize,
+    chunk: usize,
+    whole: bool,
+) -> io::Result<Instant> {
     let mut stream = accept_one(&listener)?;
-    let mut buffer = vec![0_u8; chunk.clamp(1, 1 << 20)];
+    let mut buffer = vec![
+        0_u8;
+        if whole {
+            bytes.max(1)
+        } else {
+            chunk.clamp(1, 1 << 20)
+        }
+    ];
+    // Touched before the clock starts, as a pushed table's or a pull's destination would be.
+    buffer.iter_mut().step_by(4096).for_each(|b| *b = 1);
     let mut remaining = bytes;
     while remaining > 0 {
-        let want = remaining.min(buffer.len());
-        let got = stream.read(&mut buffer[..want])?;
+        let at = if whole { bytes - remaining } else { 0 };
+        let want = remaining.min(buffer.len() - at);
+        let got = stream.read(&mut buffer[at..at + want])?;
         if got == 0 {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
@@ -330,6 +367,9 @@ mod tests {
     fn odd_sizes_transfer_exactly() {
         let stats = tcp_stream(1_000_003, 4096).unwrap();
         assert_eq!(stats.bytes, 1_000_003);
+        let stats = tcp_stream_whole(1_000_003, 4096).unwrap();
+        assert_eq!(stats.bytes, 1_000_003);
+        assert!(tcp_stream_whole(10, 0).is_err());
         assert!(tcp_stream(10, 0).is_err());
         assert!(tcp_ping_pong(0, 1, 1, 0, Wait::Spin).is_err());
     }

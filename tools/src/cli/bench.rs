@@ -279,6 +279,14 @@ pub struct PushPullArgs {
     /// off for the table), as when every request carries a fresh key list.
     #[arg(long)]
     pub fresh_keys: bool,
+    /// Pass the keys as a plain slice on every request (checked and signed each time) instead
+    /// of a `KeyList` made once (checked once, each server's part signed once)
+    #[arg(long)]
+    pub slice_keys: bool,
+    /// Every node of the benchmark cluster puts a payload CRC-32C on the frames it sends (off
+    /// by default, as in any job)
+    #[arg(long)]
+    pub payload_checksum: bool,
 }
 
 /// Flags of `ferrops bench kernels`.
@@ -309,6 +317,8 @@ impl PushPullArgs {
             json: self.json,
             warmup: self.warmup,
             fresh_keys: self.fresh_keys,
+            slice_keys: self.slice_keys,
+            payload_checksum: self.payload_checksum,
         }
     }
 }

@@ -28,16 +28,16 @@ macro_rules! precedence_help {
         "\
 Configuration sources, highest precedence first:
   1. flags (--scheduler, --num-servers, --num-workers, --bind, --connect-timeout-ms,
-     --busy-poll-us, --heartbeat-interval-ms, --heartbeat-timeout-ms, --startup-deadline-ms)
+     --busy-poll-us, --payload-checksum, --heartbeat-interval-ms, --heartbeat-timeout-ms, --startup-deadline-ms)
   2. environment: FERROPS_SCHEDULER, FERROPS_NUM_SERVERS, FERROPS_NUM_WORKERS, FERROPS_BIND,
-     FERROPS_SECRET, FERROPS_CONNECT_TIMEOUT_MS, FERROPS_BUSY_POLL_US,
+     FERROPS_SECRET, FERROPS_CONNECT_TIMEOUT_MS, FERROPS_BUSY_POLL_US, FERROPS_PAYLOAD_CHECKSUM,
      FERROPS_HEARTBEAT_INTERVAL_MS, FERROPS_HEARTBEAT_TIMEOUT_MS, FERROPS_STARTUP_DEADLINE_MS,
      FERROPS_SCHEDULER_OUTAGE_MS
   3. the TOML file named by --config or FERROPS_CONFIG
   4. built-in defaults
 
 TOML file keys: scheduler, num_servers, num_workers, bind, secret, connect_timeout_ms,
-busy_poll_us, heartbeat_interval_ms, heartbeat_timeout_ms, startup_deadline_ms,
+busy_poll_us, payload_checksum, heartbeat_interval_ms, heartbeat_timeout_ms, startup_deadline_ms,
 scheduler_outage_ms and a [limits] table with
 max_keys_bytes, max_values_bytes, max_extra_bytes. Unknown keys are errors.
 

@@ -73,6 +73,13 @@ pub struct ClusterFlags {
     #[arg(long, value_name = "US")]
     pub busy_poll_us: Option<String>,
 
+    /// Put a CRC-32C of the payload on every frame this node sends (the header always has
+    /// one; a receiver checks every frame that carries it). Off by default: TCP checksums
+    /// every segment and RDMA every packet; see docs/performance.md [env:
+    /// FERROPS_PAYLOAD_CHECKSUM] [file: payload_checksum] [default: false]
+    #[arg(long, value_name = "true|false")]
+    pub payload_checksum: Option<String>,
+
     /// File holding the cluster secret, readable by its owner only (the secret itself is
     /// never a flag: `ps` shows flags to every user) [env: FERROPS_SECRET_FILE] [file:
     /// secret_file]; or FERROPS_SECRET / `secret` with the secret itself. Every connection is
@@ -132,6 +139,7 @@ impl ClusterFlags {
             transport: self.transport.clone(),
             connect_timeout_ms: self.connect_timeout_ms.clone(),
             busy_poll_us: self.busy_poll_us.clone(),
+            payload_checksum: self.payload_checksum.clone(),
             secret_file: self.secret_file.clone(),
             insecure: self.insecure.then(|| "true".to_string()),
             heartbeat_interval_ms: self.heartbeat_interval_ms.clone(),

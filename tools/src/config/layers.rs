@@ -21,9 +21,9 @@ use super::{
     ConfigFile, EnvMap, Overrides, DEFAULT_CONNECT_TIMEOUT, ENV_BIND, ENV_BUSY_POLL_US,
     ENV_CONNECT_TIMEOUT_MS, ENV_FRAME_BUDGET_BYTES, ENV_HEARTBEAT_INTERVAL_MS,
     ENV_HEARTBEAT_TIMEOUT_MS, ENV_INSECURE, ENV_MAX_CONNECTIONS, ENV_METRICS_ADDR, ENV_NUM_SERVERS,
-    ENV_NUM_WORKERS, ENV_RANK, ENV_REPLICATION, ENV_REPLICATION_MODE, ENV_REPLY_BUDGET_BYTES,
-    ENV_REPLY_BUDGET_TOTAL_BYTES, ENV_SCHEDULER, ENV_SCHEDULER_OUTAGE_MS, ENV_SECRET,
-    ENV_SECRET_FILE, ENV_SERVER_SHARDS, ENV_STARTUP_DEADLINE_MS, ENV_TRANSPORT,
+    ENV_NUM_WORKERS, ENV_PAYLOAD_CHECKSUM, ENV_RANK, ENV_REPLICATION, ENV_REPLICATION_MODE,
+    ENV_REPLY_BUDGET_BYTES, ENV_REPLY_BUDGET_TOTAL_BYTES, ENV_SCHEDULER, ENV_SCHEDULER_OUTAGE_MS,
+    ENV_SECRET, ENV_SECRET_FILE, ENV_SERVER_SHARDS, ENV_STARTUP_DEADLINE_MS, ENV_TRANSPORT,
 };
 
 /// Every setting after layering, before the role decides which are required.
@@ -36,6 +36,7 @@ pub(super) struct Settings {
     pub(super) key: ClusterKey,
     pub(super) connect_timeout: Duration,
     pub(super) busy_poll: Option<Duration>,
+    pub(super) payload_checksum: Option<bool>,
     pub(super) limits: FrameLimits,
     pub(super) budgets: Budgets,
     pub(super) server_shards: Option<usize>,
@@ -88,6 +89,9 @@ impl Settings {
         cluster.connect_timeout = self.connect_timeout;
         if let Some(spin) = self.busy_poll {
             cluster.busy_poll = spin;
+        }
+        if let Some(crc) = self.payload_checksum {
+            cluster.payload_checksum = crc;
         }
         cluster.server_shards = self.server_shards.unwrap_or(1);
         cluster.replication = self.replication.unwrap_or(1);
@@ -146,6 +150,7 @@ setting!(REPLICATION_MODE: "--replication-mode", replication_mode, ENV_REPLICATI
 setting!(TRANSPORT: "--transport", transport, ENV_TRANSPORT);
 setting!(CONNECT_TIMEOUT_MS: "--connect-timeout-ms", connect_timeout_ms, ENV_CONNECT_TIMEOUT_MS);
 setting!(BUSY_POLL_US: "--busy-poll-us", busy_poll_us, ENV_BUSY_POLL_US);
+setting!(PAYLOAD_CHECKSUM: "--payload-checksum", payload_checksum, ENV_PAYLOAD_CHECKSUM);
 setting!(METRICS_ADDR: "--metrics-addr", metrics_addr, ENV_METRICS_ADDR);
 setting!(MAX_CONNECTIONS: "--max-connections", max_connections, ENV_MAX_CONNECTIONS);
 setting!(REPLY_BUDGET: "--reply-budget-bytes", reply_budget_bytes, ENV_REPLY_BUDGET_BYTES);
@@ -216,6 +221,7 @@ file_settings! {
     insecure: bool,
     connect_timeout_ms: u64,
     busy_poll_us: u64,
+    payload_checksum: bool,
     server_shards: u64,
     replication: u64,
     replication_mode: String,
@@ -455,6 +461,7 @@ pub(super) fn resolve_settings(
         busy_poll: layers
             .get(&BUSY_POLL_US, parse_busy_poll_us)?
             .map(Duration::from_micros),
+        payload_checksum: layers.get(&PAYLOAD_CHECKSUM, parse_bool)?,
         limits: layers.limits()?,
         budgets: layers.budgets()?,
         server_shards: layers.get(&SERVER_SHARDS, parse_count)?,

@@ -76,6 +76,8 @@ pub const ENV_METRICS_ADDR: &str = "FERROPS_METRICS_ADDR";
 pub const ENV_REPORT_FILE: &str = "FERROPS_REPORT_FILE";
 /// How long a worker's wait and a server's loop busy-poll before they sleep, in microseconds.
 pub const ENV_BUSY_POLL_US: &str = "FERROPS_BUSY_POLL_US";
+/// Whether frames a node sends carry a CRC-32C of their payload (`true`/`false`).
+pub const ENV_PAYLOAD_CHECKSUM: &str = "FERROPS_PAYLOAD_CHECKSUM";
 
 /// Connections one listener holds at most.
 pub const ENV_MAX_CONNECTIONS: &str = "FERROPS_MAX_CONNECTIONS";
@@ -143,6 +145,8 @@ pub struct Overrides {
     pub connect_timeout_ms: Option<String>,
     /// `--busy-poll-us`.
     pub busy_poll_us: Option<String>,
+    /// `--payload-checksum`: `true` or `false`.
+    pub payload_checksum: Option<String>,
     /// `--secret-file`: a file holding the cluster secret.
     pub secret_file: Option<String>,
     /// `--insecure` (as `"true"`): run without a cluster secret.

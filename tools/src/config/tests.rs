@@ -642,3 +642,33 @@ fn busy_poll_layers_like_every_setting_reaches_every_role_and_refuses_nonsense()
         assert_env_refused(&mut with_env, ENV_BUSY_POLL_US, bad, why);
     }
 }
+
+#[test]
+fn payload_checksum_is_off_by_default_and_layers_to_every_role() {
+    let base = cluster_env("127.0.0.1:7000", "1", "1");
+    let mut with_env = base.clone();
+    with_env.insert(ENV_PAYLOAD_CHECKSUM.into(), "false".into());
+    let flag = Overrides {
+        payload_checksum: Some("true".into()),
+        ..Default::default()
+    };
+    let (none, on_file) = (Overrides::default(), file("payload_checksum = true"));
+    // (flags, environment, file) → what every role sends with.
+    for (flags, env, file, want) in [
+        (&none, &base, None, false),
+        (&none, &base, Some(&on_file), true),
+        (&none, &with_env, Some(&on_file), false),
+        (&flag, &with_env, Some(&on_file), true),
+    ] {
+        let cfg = input(flags, env, file);
+        assert_eq!(cfg.worker().unwrap().cluster.payload_checksum, want);
+        assert_eq!(cfg.server().unwrap().cluster.payload_checksum, want);
+        assert_eq!(cfg.scheduler().unwrap().cluster.payload_checksum, want);
+    }
+    assert_env_refused(
+        &mut with_env,
+        ENV_PAYLOAD_CHECKSUM,
+        "maybe",
+        "true or false",
+    );
+}

@@ -150,6 +150,9 @@ impl LocalCluster {
         if let Some(r) = self.replication {
             cfg.replication = r;
         }
+        if let Some(crc) = self.spec.payload_checksum {
+            cfg.payload_checksum = crc;
+        }
         cfg
     }
 

@@ -15,9 +15,9 @@ use ferrops_net::auth::Secret;
 use ferrops_net::TransportMode;
 
 use crate::config::{
-    ENV_BIND, ENV_INSECURE, ENV_METRICS_ADDR, ENV_NUM_SERVERS, ENV_NUM_WORKERS, ENV_RANK,
-    ENV_REPLICATION, ENV_REPLICATION_MODE, ENV_REPORT_FILE, ENV_ROLE, ENV_SCHEDULER, ENV_SECRET,
-    ENV_SECRET_FILE, ENV_TRANSPORT,
+    ENV_BIND, ENV_INSECURE, ENV_METRICS_ADDR, ENV_NUM_SERVERS, ENV_NUM_WORKERS,
+    ENV_PAYLOAD_CHECKSUM, ENV_RANK, ENV_REPLICATION, ENV_REPLICATION_MODE, ENV_REPORT_FILE,
+    ENV_ROLE, ENV_SCHEDULER, ENV_SECRET, ENV_SECRET_FILE, ENV_TRANSPORT,
 };
 
 /// What to launch.
@@ -63,6 +63,9 @@ pub struct LocalSpec {
     /// A directory each server writes its memory report to when it stops
     /// (`server-<index>.json`, see `FERROPS_REPORT_FILE`); `None`: no report file.
     pub report_dir: Option<PathBuf>,
+    /// Whether every node puts a payload CRC-32C on its frames (`FERROPS_PAYLOAD_CHECKSUM`);
+    /// `None` leaves it to their environment (default off).
+    pub payload_checksum: Option<bool>,
 }
 
 impl LocalSpec {
@@ -91,6 +94,7 @@ impl LocalSpec {
             replication: None,
             replication_mode: None,
             report_dir: None,
+            payload_checksum: None,
         })
     }
 
@@ -181,6 +185,9 @@ pub(super) fn set_counts(command: &mut Command, spec: &LocalSpec) {
     }
     if let Some(r) = spec.replication {
         command.env(ENV_REPLICATION, r.to_string());
+    }
+    if let Some(crc) = spec.payload_checksum {
+        command.env(ENV_PAYLOAD_CHECKSUM, crc.to_string());
     }
     if let Some(mode) = spec.replication_mode {
         command.env(ENV_REPLICATION_MODE, mode.to_string());
