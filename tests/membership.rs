@@ -373,6 +373,17 @@ fn ctl_status_reports_members_ranges_tables_and_clocks_as_one_json_object() {
     assert!(job.ended_ok());
 }
 
+/// A job started on one server from the checkpoint in `dir` holds `values` at `keys` of table
+/// `spec`, and ends cleanly.
+fn restored_on_one_server_holds(dir: &Path, spec: TableSpec, keys: &[u64], values: &[f32]) {
+    let job = Job::restore(1, 1, dir);
+    let w = job.worker();
+    let t = w.declare_table(spec).unwrap();
+    assert_eq!(w.pull(t, keys).unwrap(), values);
+    w.finish().unwrap();
+    assert!(job.ended_ok());
+}
+
 #[test]
 fn ctl_checkpoint_writes_the_tables_at_the_next_barrier_and_a_job_restores_them() {
     let scratch = Scratch::new("membership", "ctl-checkpoint");
@@ -398,12 +409,7 @@ fn ctl_checkpoint_writes_the_tables_at_the_next_barrier_and_a_job_restores_them(
     w.finish().unwrap();
     assert!(job.ended_ok());
 
-    let job = Job::restore(1, 1, &dir);
-    let w = job.worker();
-    let t = w.declare_table(spec).unwrap();
-    assert_eq!(w.pull(t, &keys).unwrap(), values);
-    w.finish().unwrap();
-    assert!(job.ended_ok());
+    restored_on_one_server_holds(&dir, spec, &keys, &values);
 }
 
 #[test]
@@ -467,12 +473,7 @@ fn a_server_lost_while_a_checkpoint_is_written_is_replaced_and_the_checkpoint_co
     w.finish().unwrap();
     drop(job);
 
-    let job = Job::restore(1, 1, &dir);
-    let w = job.worker();
-    let t = w.declare_table(spec).unwrap();
-    assert_eq!(w.pull(t, &keys).unwrap(), values);
-    w.finish().unwrap();
-    assert!(job.ended_ok());
+    restored_on_one_server_holds(&dir, spec, &keys, &values);
 }
 
 #[test]
