@@ -13,6 +13,12 @@
 //! assigns the new weights on the servers and zeroes the accumulator slot; every worker then
 //! moves its margins by `α·Xd`.
 //!
+//! `--step newton` adds three clocks between (B) and the trial losses: (B1) worker 0 publishes
+//! the block's working-set threshold, (B2) every worker assigns its share of the working set's
+//! Hessian (or, where the set is too large for that, pushes its weighted direction), and (B3)
+//! worker 0 publishes the Newton direction through the idle accumulator slot for every worker
+//! to probe (`newton.rs`, `newton/exact.rs`).
+//!
 //! Why it converges: `d` is a descent direction for the composite objective (Δ ≤ −dᵀ(H + δ)d),
 //! every accepted step decreases the objective by at least σ·α·|Δ|, and the blocks are visited
 //! cyclically; these are the conditions of Tseng and Yun's convergence theorem for the
@@ -39,16 +45,18 @@ pub const ALPHAS: [f32; 8] = [1.0, 0.5, 0.25, 0.125, 0.0625, 0.03125, 0.015625, 
 /// The sufficient-decrease fraction σ of the Armijo rule.
 const ARMIJO: f64 = 0.01;
 
-/// The tables only the line search uses: the summed loss changes per trial length, and the
-/// chosen lengths (one key per step each).
+/// The tables only the line search uses: the summed loss changes per trial length, the chosen
+/// lengths (one key per step each), and with `--step newton` the workers' shares of the
+/// working set's Hessian (`newton.rs`).
 pub struct Tables {
     pub losses: TableId,
     pub alphas: TableId,
+    pub hessian: Option<TableId>,
 }
 
 impl Tables {
     /// Declares them (every worker, before training starts).
-    pub fn declare(w: &Worker) -> Result<Tables> {
+    pub fn declare(w: &Worker, newton: bool) -> Result<Tables> {
         let seq = |name: &str, rule| {
             w.declare_table(
                 TableSpec::new(name, 1)
@@ -59,6 +67,11 @@ impl Tables {
         Ok(Tables {
             losses: seq("l1lr.ls", Rule::Sum)?,
             alphas: seq("l1lr.alpha", Rule::Assign)?,
+            hessian: if newton {
+                Some(seq("l1lr.hess", Rule::Assign)?)
+            } else {
+                None
+            },
         })
     }
 }
@@ -73,9 +86,12 @@ pub struct Run<'a> {
     pub acc: [TableId; 2],
     pub stats: TableId,
     pub local_nnz: f32,
-    /// `--step newton`: the workers' Newton directions by coordinate descent, combined;
-    /// otherwise the diagonal proximal direction every worker computes.
+    /// `--step newton`: worker 0's Newton direction by coordinate descent on the block's
+    /// exact Hessian over the working set; otherwise the diagonal proximal direction every
+    /// worker computes.
     pub newton: bool,
+    /// Number of features (the Hessian table's keys pack feature pairs).
+    pub dim: usize,
 }
 
 /// The diagonal proximal direction `S_{λ/(h+δ)}(x − g/(h+δ)) − x` of every key of a block.
@@ -111,6 +127,27 @@ fn pull_all(w: &Worker, table: TableId, keys: &[u64], sums: &mut Vec<f32>) -> Re
     Ok(())
 }
 
+/// The alpha-table key of step `s`'s length α.
+fn alpha_key(s: usize) -> u64 {
+    2 * s as u64
+}
+
+/// The alpha-table key of step `s`'s working-set threshold (`--step newton`).
+fn theta_key(s: usize) -> u64 {
+    2 * s as u64 + 1
+}
+
+/// The threshold worker 0 publishes when the block's nonzero weights alone are too many for its
+/// Hessian to travel: every worker then proposes its weighted direction.
+const WEIGHTED: f32 = -1.0;
+
+/// The reused buffers of both kinds of Newton direction.
+#[derive(Default)]
+struct NewtonScratch {
+    weighted: newton::Scratch,
+    exact: newton::exact::Scratch,
+}
+
 /// The loss-table keys of step `s`.
 fn loss_keys(s: usize) -> Vec<u64> {
     let base = (s * ALPHAS.len()) as u64;
@@ -137,7 +174,7 @@ impl Run<'_> {
         if rank == 0 {
             self.give_every_key_a_slot(shard)?;
         }
-        let mut newton = self.newton.then(newton::Scratch::default);
+        let mut newton = self.newton.then(NewtonScratch::default);
         let mut dir_sums = Vec::new();
         // Per block: whether its last Newton direction was rejected (every worker knows α).
         let mut rejected = vec![false; nb];
@@ -167,10 +204,39 @@ impl Run<'_> {
                 self.diagonal_direction(shard, b, slot, &mut sums, &mut d)?;
                 let newton_now = newton.is_some() && !rejected[b];
                 if let Some(scratch) = newton.as_mut() {
-                    // (B') the workers' Newton directions, combined through the idle slot.
+                    // (B1) worker 0 publishes the working set's threshold; (B2) where its
+                    // Hessian can travel, every worker's share of it and worker 0 publishes the
+                    // exact model's direction, otherwise every worker's weighted direction from
+                    // its own rows' coupling, combined; both through the idle slot.
                     let spare = self.acc[(s + 1) % 2];
-                    if newton_now {
-                        self.newton_direction(shard, b, (&sums, spare), scratch)?;
+                    if newton_now && rank == 0 {
+                        let theta = newton::exact::threshold(&exact[b], &sums, (o.lambda, o.delta));
+                        w.push(
+                            self.tables.alphas,
+                            &[theta_key(s)],
+                            &[theta.unwrap_or(WEIGHTED)],
+                        )?;
+                    }
+                    w.clock()?;
+                    let theta = if newton_now {
+                        let t = w.pull(self.tables.alphas, &[theta_key(s)])?[0];
+                        Some(t).filter(|&t| t >= 0.0)
+                    } else {
+                        None
+                    };
+                    match theta {
+                        Some(theta) => {
+                            self.share_hessian(shard, b, (&sums, theta), &mut scratch.exact)?
+                        }
+                        None if newton_now => {
+                            self.newton_direction(shard, b, (&sums, spare), &mut scratch.weighted)?
+                        }
+                        None => {}
+                    }
+                    w.clock()?;
+                    if let (Some(theta), 0) = (theta, rank) {
+                        let block = &shard.blocks[b];
+                        self.publish_direction(block, (&exact[b], &sums, theta), spare)?;
                     }
                     w.clock()?;
                     if newton_now {
@@ -208,7 +274,7 @@ impl Run<'_> {
                         all = diagonal(x, &sums, o);
                     }
                     let alpha = choose(x, &all, &sums, &total, o.lambda);
-                    w.push(self.tables.alphas, &[s as u64], &[alpha])?;
+                    w.push(self.tables.alphas, &[alpha_key(s)], &[alpha])?;
                     self.apply(&shard.blocks[b].keys, x, &all, &sums, alpha, slot)?;
                     if newton_now {
                         zero_slot(w, self.acc[(s + 1) % 2], &shard.blocks[b].keys, &dir_sums)?;
@@ -220,7 +286,7 @@ impl Run<'_> {
                 }
                 w.clock()?;
                 let t0 = Instant::now();
-                let alpha = w.pull(self.tables.alphas, &[s as u64])?[0];
+                let alpha = w.pull(self.tables.alphas, &[alpha_key(s)])?[0];
                 *idle += t0.elapsed();
                 shard.take_step(b, &d, alpha);
                 // A rejected Newton direction is not proposed again: the diagonal one is.
@@ -303,7 +369,7 @@ impl Run<'_> {
         zero_slot(self.w, slot, keys, sums)
     }
 
-    /// Every worker, phase (B') of a Newton step: its weighted direction of block `b` from the
+    /// Every worker, phase (B2) of a Newton step: its weighted direction of block `b` from the
     /// summed pairs `sums` of its present features (worker 0: of every key), into `spare`.
     fn newton_direction(
         &self,
@@ -333,6 +399,111 @@ impl Run<'_> {
         }
         Ok(())
     }
+
+    /// Every worker, phase (B2) of a Newton step: assigns its share of the Hessian of block
+    /// `b`'s working set among its present features, from the summed pairs `sums` (worker 0:
+    /// of every key of the block).
+    fn share_hessian(
+        &self,
+        shard: &Shard,
+        b: usize,
+        (sums, theta): (&[f32], f32),
+        scratch: &mut newton::exact::Scratch,
+    ) -> Result<()> {
+        let (o, w) = (self.settings, self.w);
+        let (Some(table), Some(pair_keys)) = (
+            self.tables.hessian,
+            newton::exact::PairKeys::new(self.dim, w.num_workers()),
+        ) else {
+            return Ok(());
+        };
+        let block = &shard.blocks[b];
+        let x: Vec<f32> = block
+            .present
+            .iter()
+            .map(|&c| shard.weights[b][c as usize])
+            .collect();
+        let present_sums: Vec<f32> = if w.rank() == 0 {
+            let at = |c: u32| [sums[2 * c as usize], sums[2 * c as usize + 1]];
+            block.present.iter().flat_map(|&c| at(c)).collect()
+        } else {
+            sums.to_vec()
+        };
+        let working = newton::exact::working_set(&x, &present_sums, (o.lambda, o.delta), theta);
+        let (keys, values) = newton::exact::hessian_share(
+            (block, shard.row_curvature()),
+            &working,
+            (pair_keys, w.rank()),
+            scratch,
+        );
+        if !keys.is_empty() {
+            w.push(table, &keys, &values)?;
+        }
+        Ok(())
+    }
+
+    /// Worker 0, phase (B3) of a Newton step: the direction of block `block` (weights `x`,
+    /// summed pairs `sums` of every key) by coordinate descent on the exact model where the
+    /// working set's Hessian travels, the diagonal direction otherwise, published into
+    /// `spare` as `(d, 1)` pairs so that every worker's [`newton::combine`] reads `d`.
+    fn publish_direction(
+        &self,
+        block: &super::blocks::Block,
+        (x, sums, theta): (&[f32], &[f32], f32),
+        spare: TableId,
+    ) -> Result<()> {
+        let (o, w) = (self.settings, self.w);
+        let working = newton::exact::working_set(x, sums, (o.lambda, o.delta), theta);
+        let coupled = match (
+            self.tables.hessian,
+            newton::exact::PairKeys::new(self.dim, w.num_workers()),
+        ) {
+            (Some(table), Some(pair_keys)) if working.len() <= newton::exact::MAX_COUPLED => {
+                Some((table, pair_keys))
+            }
+            _ => None,
+        };
+        let (mut ks, mut vs) = (Vec::new(), Vec::new());
+        if let Some((table, pair_keys)) = coupled {
+            let features: Vec<u32> = working.iter().map(|&c| block.features[c]).collect();
+            let (keys, at) = newton::exact::hessian_keys(&features, pair_keys, w.num_workers());
+            let mut hessian = Vec::new();
+            pull_all_single(w, table, &keys, &mut hessian)?;
+            let wx: Vec<f32> = working.iter().map(|&c| x[c]).collect();
+            let ws: Vec<f32> = working
+                .iter()
+                .flat_map(|&c| [sums[2 * c], sums[2 * c + 1]])
+                .collect();
+            let d = newton::exact::direction(&wx, &ws, (&hessian, &at), (o.lambda, o.delta));
+            for (&c, &dc) in working.iter().zip(&d) {
+                let dc = dc as f32;
+                if dc != 0.0 {
+                    ks.push(block.keys[c]);
+                    vs.extend([dc, 1.0]);
+                }
+            }
+        } else {
+            for (c, dc) in diagonal(x, sums, o).into_iter().enumerate() {
+                if dc != 0.0 {
+                    ks.push(block.keys[c]);
+                    vs.extend([dc, 1.0]);
+                }
+            }
+        }
+        if !ks.is_empty() {
+            w.push(spare, &ks, &vs)?;
+        }
+        Ok(())
+    }
+}
+
+/// Pulls `keys` of a one-input table into `values`.
+fn pull_all_single(w: &Worker, table: TableId, keys: &[u64], values: &mut Vec<f32>) -> Result<()> {
+    values.resize(keys.len(), 0.0);
+    if !keys.is_empty() {
+        w.pull_into(table, keys, values)?;
+    }
+    Ok(())
 }
 
 /// The longest trial length that satisfies the Armijo rule, or 0: `x` the block's weights, `d`

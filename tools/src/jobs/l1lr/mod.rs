@@ -110,8 +110,9 @@ pub enum Step {
     /// The proximal step with the exact diagonal curvature, shortened by a backtracking line
     /// search on the block's objective (τ = 0 only).
     Line,
-    /// A Newton direction (coordinate descent on a quadratic model with worker 0's coupling
-    /// between features, run on worker 0) sized by the same line search (τ = 0 only).
+    /// A Newton direction (coordinate descent on a quadratic model with the block's exact
+    /// Hessian over its working set, run on worker 0) sized by the same line search (τ = 0
+    /// only).
     Newton,
 }
 
@@ -162,7 +163,7 @@ pub struct L1lrSettings {
     pub kkt: bool,
 
     /// Step rule: `bound` (majorised, any τ), `line` (exact diagonal curvature and a line
-    /// search; τ = 0), `newton` (coordinate descent on a quadratic model with coupling, and the
+    /// search; τ = 0), `newton` (coordinate descent on a quadratic model with the block's exact Hessian, and the
     /// line search; τ = 0; best with a small `--delta`, e.g. 0.01), `auto` (line where it
     /// applies, bound otherwise).
     #[arg(long, value_enum, default_value_t = Step::Auto)]
@@ -313,7 +314,7 @@ pub fn run(cfg: &WorkerConfig, args: &L1lrArgs) -> Result<()> {
         }
     }
     let line_tables = if o.searches_lines() {
-        Some(line::Tables::declare(&w)?)
+        Some(line::Tables::declare(&w, step == Step::Newton)?)
     } else {
         None
     };
@@ -323,7 +324,7 @@ pub fn run(cfg: &WorkerConfig, args: &L1lrArgs) -> Result<()> {
         None
     };
     let clocks_per_step = match step {
-        Step::Newton => 4,
+        Step::Newton => 6,
         Step::Line => 3,
         _ => 2,
     };
@@ -367,6 +368,7 @@ pub fn run(cfg: &WorkerConfig, args: &L1lrArgs) -> Result<()> {
             stats,
             local_nnz,
             newton: step == Step::Newton,
+            dim: args.dim,
         };
         let rounds = (first, &mut checkpoints);
         run.train(

@@ -1,9 +1,11 @@
-//! The Newton direction of the `l1lr` job's `--step newton` (τ = 0): every worker runs a few
-//! passes of coordinate descent on a quadratic model of the block's objective, as newGLMNET's
-//! inner loop does (Yuan, Ho and Lin, 2012), the directions are combined, and the line search
-//! of `line.rs` sizes the step.
+//! The Newton direction of the `l1lr` job's `--step newton` (τ = 0): coordinate descent on a
+//! quadratic model of the block's objective, as newGLMNET's inner loop does (Yuan, Ho and Lin,
+//! 2012); the line search of `line.rs` sizes the step. Where the block's nonzero weights are at
+//! most [`exact::MAX_COUPLED`], the model has the exact Hessian of the working set
+//! ([`exact`]); otherwise every worker proposes a direction from its own rows' coupling and the
+//! proposals are combined, as below.
 //!
-//! Every worker k solves the model q_k(d) = gᵀd + ½ dᵀH_k d + λ(‖w + d‖₁ − ‖w‖₁) over the
+//! The weighted direction: every worker k solves the model q_k(d) = gᵀd + ½ dᵀH_k d + λ(‖w + d‖₁ − ‖w‖₁) over the
 //! block's *working set* among its present features (nonzero weights, and zero weights whose
 //! summed gradient lies outside [−λ, λ]: every coordinate the diagonal model would move), with
 //! the summed gradient g and H_k = R X_kᵀD_kX_k R + E + δI, R = diag(r_j),
@@ -23,6 +25,8 @@
 //! step's, a Tseng–Yun step with a diagonal H), so every block keeps making the diagonal
 //! method's guaranteed progress at least every other visit. The coordinate descent stops after
 //! a few passes, as newGLMNET's inner loop does.
+
+pub mod exact;
 
 use super::blocks::Block;
 use crate::logistic::soft_threshold;
@@ -59,21 +63,18 @@ pub fn weighted_direction(
     (lambda, delta): (f32, f32),
     s: &mut Scratch,
 ) -> Vec<f32> {
+    s.working.clear();
+    s.working
+        .extend(exact::working_set(x, sums, (lambda, delta), 0.0));
     let (lambda, delta) = (f64::from(lambda), f64::from(delta));
     s.u.resize(row_curv.len(), 0.0);
     for &i in &s.touched {
         s.u[i as usize] = 0.0;
     }
     s.touched.clear();
-    s.working.clear();
     s.scale.clear();
     s.local.clear();
     s.dir.clear();
-    for (p, &w) in x.iter().enumerate() {
-        if w != 0.0 || f64::from(sums[2 * p]).abs() > lambda {
-            s.working.push(p);
-        }
-    }
     let cap = (workers as f64).sqrt();
     let column = |p: usize| {
         let c = block.present[p] as usize;

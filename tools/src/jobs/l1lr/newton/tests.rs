@@ -70,10 +70,12 @@ fn shard_of(rows: &Rows, keep: impl Fn(usize) -> bool, x: &[f32]) -> (Shard, Vec
 /// The combined direction of `shards` at `x` (per column of the block), from the summed pairs
 /// of all of them.
 fn combined(shards: &[(Shard, Vec<f32>)], x: &[f32], model: (f32, f32)) -> Vec<f32> {
+    // Each shard's pairs are those of its present columns.
     let mut sums = [0.0f32; 8];
-    for (_, own) in shards.iter() {
-        for (t, v) in sums.iter_mut().zip(own) {
-            *t += v;
+    for (shard, own) in shards.iter() {
+        for (p, &c) in shard.blocks[0].present.iter().enumerate() {
+            sums[2 * c as usize] += own[2 * p];
+            sums[2 * c as usize + 1] += own[2 * p + 1];
         }
     }
     let mut pairs = vec![0.0f32; 8];
