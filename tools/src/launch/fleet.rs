@@ -90,6 +90,8 @@ pub(super) struct Fleet {
     /// a failure, and whether one was killed since the supervisor last looked.
     pub(super) restart_scheduler: bool,
     pub(super) scheduler_killed: bool,
+    /// Set once [`Fleet::terminate`] starts: exits after that are the launcher's own doing.
+    stopping: bool,
 }
 
 impl Fleet {
@@ -107,6 +109,7 @@ impl Fleet {
             servers_replicated: false,
             restart_scheduler: false,
             scheduler_killed: false,
+            stopping: false,
         }
     }
 
@@ -249,7 +252,11 @@ impl Fleet {
         if status.success() {
             return None;
         }
-        if node.kind == Role::Scheduler && self.restart_scheduler && status.signal().is_some() {
+        if node.kind == Role::Scheduler
+            && self.restart_scheduler
+            && !self.stopping
+            && status.signal().is_some()
+        {
             tracing::warn!(
                 "{} died: {}; restarting it to recover the job",
                 node.label,
@@ -297,6 +304,7 @@ impl Fleet {
     /// Sends `signal` to every live child's process group, waits up to the grace period, then
     /// SIGKILLs what is left, including leftover members of groups whose leader already exited.
     pub(super) fn terminate(&mut self, signal: i32) {
+        self.stopping = true;
         if let Some(flag) = &self.escalate {
             flag.take();
         }

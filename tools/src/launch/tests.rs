@@ -177,3 +177,22 @@ fn spec_refuses_a_replication_factor_above_its_servers_before_starting_anything(
         "R = 2 of 2 is valid: {error}"
     );
 }
+
+#[test]
+fn a_scheduler_stopped_by_the_launcher_is_not_restarted() {
+    // With --recover-style restarts on, a scheduler killed by a signal is restarted; but the
+    // SIGTERM the launcher itself sends while stopping the cluster is not a crash to recover.
+    let mut fleet = Fleet::new(Duration::from_secs(5), false);
+    fleet.restart_scheduler = true;
+    let mut command = Command::new("sleep");
+    command.arg("30");
+    fleet
+        .spawn_node(Role::Scheduler, "scheduler".into(), command)
+        .unwrap();
+    fleet.terminate(libc::SIGTERM);
+    assert!(fleet.all_exited());
+    assert!(
+        !fleet.scheduler_killed,
+        "the launcher's own stop was taken for a scheduler crash"
+    );
+}
