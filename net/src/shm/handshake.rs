@@ -77,6 +77,12 @@ impl Mapping {
         })
     }
 
+    /// Both rings in a fresh memfd of this process (for measuring the rings alone).
+    pub(crate) fn local(capacity: usize) -> Result<Mapping, ShmError> {
+        let fd = create_memfd(capacity)?;
+        Mapping::map(&fd, capacity)
+    }
+
     /// The start of ring `i` (0: dialer→acceptor, 1: acceptor→dialer).
     pub(crate) fn ring(&self, i: usize) -> *mut u8 {
         // SAFETY: both rings lie inside the mapping (see `Mapping::map`).

@@ -8,7 +8,8 @@
 //!   server's TCP port ([`socket_name`]); the acceptor checks size and seals before mapping;
 //! * [`conn`]: [`ShmConn`], a connection with the same [`crate::FrameReader`] and
 //!   [`crate::OutQueue`] as a TCP peer, so authentication, frame limits and checksums apply
-//!   unchanged.
+//!   unchanged;
+//! * [`floor`]: raw ping-pongs through the rings, the benchmark's floor for this transport.
 //!
 //! # Wakeups
 //!
@@ -20,6 +21,7 @@
 //! reader. Closing either end closes the socket: the peer sees it once its ring is empty.
 
 mod conn;
+pub mod floor;
 mod handshake;
 mod ring;
 #[cfg(test)]
