@@ -2,7 +2,8 @@
 //! the Unix socket and takes each dialer's setup message (which may take up to
 //! [`SETUP_TIMEOUT`] from a slow or broken peer, so never on the loop's thread), then hands
 //! the connection to the loop through a channel and the loop's waker. The loop then runs the
-//! authentication handshake over it exactly as over an accepted TCP connection.
+//! authentication handshake over it exactly as over an accepted TCP connection, under the
+//! same connection limit.
 
 use std::net::SocketAddr;
 use std::os::linux::net::SocketAddrExt;
@@ -102,6 +103,17 @@ impl EventLoop {
                 return Ok(());
             };
             let addr = acceptor.addr;
+            // The same connection limit as the TCP listener's (one budget for both).
+            let open = self.peers.iter().filter(|p| p.is_some()).count();
+            let limit = self.settings.budget.limits().max_connections;
+            if open >= limit {
+                self.settings.metrics.connection_refused();
+                tracing::warn!(
+                    "refusing a shared-memory connection: connection limit of {limit} reached"
+                );
+                drop(conn);
+                continue;
+            }
             let id = self.add_unauthenticated(conn.into(), addr)?;
             // Frames may have arrived before the fd was registered (edge-triggered).
             let (_, _) = self.read_peer(id, handler, closed);

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use super::{ShmConn, MIN_RING};
 use crate::auth::{self, ClusterKey, Credentials, Identity, Secret};
 use crate::{
-    BufferPool, CloseReason, EventLoop, Frame, FrameLimits, FrameParts, Handler, Header, Io, Link,
-    Metrics, NoDirectValues, Opcode, PeerId, ReadOutcome,
+    Budget, Budgets, BufferPool, CloseReason, EventLoop, Frame, FrameLimits, FrameParts, Handler,
+    Header, Io, Link, Metrics, NoDirectValues, Opcode, PeerId, ReadOutcome,
 };
 
 /// How long a test waits for anything before it fails (a hang guard, not a speed target).
@@ -61,11 +61,16 @@ impl Drop for Server {
 }
 
 fn server() -> Server {
-    let mut ev = EventLoop::new(
+    server_with(Budget::default())
+}
+
+fn server_with(budget: Budget) -> Server {
+    let mut ev = EventLoop::with_budget(
         Some("127.0.0.1:0".parse().unwrap()),
         FrameLimits::default(),
         Metrics::new(),
         credentials(0),
+        budget,
     )
     .unwrap();
     ev.set_tick(Duration::from_millis(10));
@@ -228,4 +233,25 @@ fn the_dialer_refuses_rings_of_a_bad_size_and_a_missing_listener() {
     };
     assert!(dial(MIN_RING + 1).contains("power of two"));
     assert!(dial(MIN_RING).contains(&super::socket_name(port)));
+}
+
+#[test]
+fn shared_memory_connections_count_against_the_connection_limit() {
+    let server = server_with(Budget::new(Budgets {
+        max_connections: 1,
+        ..Budgets::default()
+    }));
+    let mut first = client(server.port, MIN_RING);
+    let second = ShmConn::connect(
+        server.port,
+        MIN_RING,
+        PATIENCE,
+        FrameLimits::default(),
+        BufferPool::new(),
+        Metrics::new(),
+    )
+    .unwrap();
+    let refused = auth::authenticate(&mut Link::from(second), &credentials(1), PATIENCE);
+    assert!(refused.is_err(), "a connection over the limit is refused");
+    assert_eq!(echo(&mut first, b"served"), b"served");
 }
