@@ -310,16 +310,17 @@ impl ClientDriver {
                         std::hint::spin_loop();
                     }
                 }
-                // RDMA fds must be re-armed before the sleep; a frame found meanwhile is read
-                // instead.
-                let mut ready = false;
-                for link in self.servers.iter_mut().flatten() {
-                    ready |= link.prepare_sleep()?;
-                }
-                if ready {
-                    self.read_available(handler)?;
-                    return Ok(());
-                }
+            }
+            // RDMA fds must be re-armed before the sleep, and shared-memory links must ask
+            // their peers for a wakeup (without busy polling too); a frame found meanwhile is
+            // read instead.
+            let mut ready = false;
+            for link in self.servers.iter_mut().flatten() {
+                ready |= link.prepare_sleep()?;
+            }
+            if ready {
+                self.read_available(handler)?;
+                return Ok(());
             }
             match self.poll.poll(&mut self.events, timeout) {
                 Ok(()) => {}

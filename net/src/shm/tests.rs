@@ -255,3 +255,61 @@ fn shared_memory_connections_count_against_the_connection_limit() {
     assert!(refused.is_err(), "a connection over the limit is refused");
     assert_eq!(echo(&mut first, b"served"), b"served");
 }
+
+/// Keeps the extra sections of the servers' frames.
+#[derive(Default)]
+struct Replies(Vec<Vec<u8>>);
+
+impl crate::FrameSink for Replies {
+    fn direct_values(&mut self, _: &Header) -> Option<&mut [u8]> {
+        None
+    }
+}
+
+impl crate::ClientHandler for Replies {
+    type Error = crate::NetError;
+    fn server_frame(&mut self, _: u32, frame: Frame) {
+        self.0.push(frame.extra().to_vec());
+    }
+    fn server_lost(&mut self, server: u32) -> Result<(), crate::NetError> {
+        Err(crate::NetError::UnknownPeer(server as usize))
+    }
+    fn scheduler_frame(&mut self, _: Frame) {}
+    fn scheduler_lost(&mut self) {}
+}
+
+#[test]
+fn a_driver_without_busy_polling_sleeps_until_the_servers_wakeup() {
+    let server = server();
+    let link = client(server.port, MIN_RING);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let scheduler = crate::Peer::connect(
+        listener.local_addr().unwrap(),
+        PATIENCE,
+        FrameLimits::default(),
+        BufferPool::new(),
+        Metrics::new(),
+    )
+    .unwrap();
+    let (_scheduler_end, _) = listener.accept().unwrap();
+    let (done, replies) = mpsc::channel();
+    // The driver waits without a timeout: only the server's wakeup byte can end the wait.
+    std::thread::spawn(move || {
+        let mut driver = crate::ClientDriver::new(scheduler, Duration::ZERO).unwrap();
+        driver.add_server(link).unwrap();
+        let mut got = Replies::default();
+        // Larger than the ring: the rest of the request waits in the queue for room as well.
+        let request = pattern(1, 3 * MIN_RING);
+        let mut frame = FrameParts::with_extra(Header::new(Opcode::Control), &request);
+        frame.finish(true);
+        driver.send_to_server(0, &frame, &mut got).unwrap();
+        while got.0.is_empty() {
+            driver.progress(None, &mut got).unwrap();
+        }
+        let _ = done.send(got.0.pop().unwrap() == request);
+    });
+    assert!(
+        replies.recv_timeout(PATIENCE).unwrap(),
+        "the echo came back intact"
+    );
+}
