@@ -6,6 +6,8 @@
 //! the scheduler; the routing table carries them. A worker dials a server's RDMA address when
 //! it can use RDMA itself and the server offers it, and its TCP address otherwise: so a job
 //! may mix nodes with and without RDMA. `transport = rdma` turns every fallback into an error.
+//! With `transport = shm` a server also listens for shared-memory connections, and a worker
+//! reaches the servers on its own host through shared memory (TCP to the others).
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -52,6 +54,17 @@ pub(crate) fn listen_rdma(
         Ok(addr) => Ok(Some(addr)),
         Err(e) => fallback(format!("cannot listen for RDMA on {addr}: {e}")),
     }
+}
+
+/// Starts the shared-memory listener of a server shard when the transport is `shm` (workers
+/// on this host then dial it instead of its TCP port; see `ferrops_net::shm`).
+pub(crate) fn listen_shm(ev: &mut EventLoop, cluster: &ClusterConfig) -> Result<(), EngineError> {
+    if cluster.transport != TransportMode::Shm {
+        return Ok(());
+    }
+    let name = ev.listen_shm().map_err(EngineError::Net)?;
+    tracing::info!("listening for shared-memory connections on @{name}");
+    Ok(())
 }
 
 /// What a worker uses to reach its servers: whether it may use RDMA at all (decided once).

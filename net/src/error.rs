@@ -67,6 +67,8 @@ pub enum NetError {
     },
     #[error("RDMA transport: {0}")]
     Rdma(String),
+    #[error("shared-memory transport: {0}")]
+    Shm(String),
     #[error("send queue to peer {peer} holds {queued} bytes, over the limit of {limit}")]
     Backlog {
         peer: usize,

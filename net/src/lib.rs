@@ -24,7 +24,7 @@
 //! bytes copied on the way. Key-list signatures ([`key_signature`]) live here because they are
 //! part of the wire.
 //!
-//! Where things go: a new transport (shared memory, say) is a module beside [`rdma`] that
+//! Where things go: a new transport is a module beside [`rdma`] and [`shm`] that
 //! provides what [`Link`]'s contract lists, a variant of [`Link`] forwarding to it, a case in
 //! [`transport::resolve`] and in [`client::Dialer`], and a listener the [`EventLoop`] adopts
 //! connections from; nothing above this crate changes. A new opcode or header flag goes in
@@ -58,6 +58,8 @@ mod reader;
 mod region;
 mod scrape;
 mod shared;
+#[allow(unsafe_code)] // mmap of the rings, atomics on shared memory, SCM_RIGHTS
+pub mod shm;
 mod signature;
 pub mod transport;
 mod wire;

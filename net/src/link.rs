@@ -23,7 +23,11 @@
 //! with their poller): a TCP link is a socket (readable / writable); an RDMA link is the fd of
 //! its completion channel, readable when a completion may be waiting (edge-triggered: read
 //! until it would block, which also re-arms it; call `prepare_sleep` before sleeping on it).
-//! An RDMA link never blocks on send, so it has no writable interest.
+//! An RDMA link never blocks on send, so it has no writable interest. A shared-memory link
+//! is its Unix socket, readable when the peer sent a wakeup (asked for by `prepare_sleep`,
+//! also when queued output waits for room) or went away; it has no writable interest either.
+//! RDMA and shared-memory links are polled without system calls
+//! ([`Link::polls_in_memory`]).
 
 use std::io;
 use std::net::SocketAddr;
@@ -31,15 +35,17 @@ use std::net::SocketAddr;
 use mio::event::Source;
 use mio::{Interest, Registry, Token};
 
+use crate::shm::ShmConn;
 use crate::{FrameParts, FrameSink, NetError, Peer, ReadOutcome, Registration, RemoteRegion};
 
 #[cfg(feature = "rdma")]
 use crate::rdma::{RdmaConn, RdmaError};
 
-/// A connection over TCP or RDMA.
+/// A connection over TCP, shared memory or RDMA.
 #[derive(Debug)]
 pub enum Link {
     Tcp(Peer),
+    Shm(Box<ShmConn>),
     #[cfg(feature = "rdma")]
     Rdma(Box<RdmaConn>),
 }
@@ -47,6 +53,12 @@ pub enum Link {
 impl From<Peer> for Link {
     fn from(p: Peer) -> Link {
         Link::Tcp(p)
+    }
+}
+
+impl From<ShmConn> for Link {
+    fn from(c: ShmConn) -> Link {
+        Link::Shm(Box::new(c))
     }
 }
 
@@ -71,6 +83,17 @@ impl From<RdmaError> for NetError {
 impl Link {
     /// Whether this link is RDMA.
     pub fn is_rdma(&self) -> bool {
+        !matches!(self, Link::Tcp(_) | Link::Shm(_))
+    }
+
+    /// Whether this link is shared memory.
+    pub fn is_shm(&self) -> bool {
+        matches!(self, Link::Shm(_))
+    }
+
+    /// Whether polling this link costs no system call (RDMA, shared memory): such links are
+    /// polled while a loop spins, and need `prepare_sleep` before a sleep on their fd.
+    pub fn polls_in_memory(&self) -> bool {
         !matches!(self, Link::Tcp(_))
     }
 
@@ -78,6 +101,7 @@ impl Link {
     pub(crate) fn as_tcp_mut(&mut self) -> Option<&mut Peer> {
         match self {
             Link::Tcp(p) => Some(p),
+            Link::Shm(_) => None,
             #[cfg(feature = "rdma")]
             Link::Rdma(_) => None,
         }
@@ -92,6 +116,11 @@ impl Link {
     ) -> R {
         match self {
             Link::Tcp(p) => op(p.stream_mut(), interest),
+            Link::Shm(c) => {
+                use std::os::fd::AsRawFd;
+                let fd = c.as_raw_fd();
+                op(&mut mio::unix::SourceFd(&fd), Interest::READABLE)
+            }
             #[cfg(feature = "rdma")]
             Link::Rdma(c) => {
                 use std::os::fd::AsRawFd;
@@ -113,14 +142,14 @@ impl Link {
         })
     }
 
-    /// Changes the interest of a TCP link (RDMA links: nothing to change).
+    /// Changes the interest of a TCP link (others: nothing to change).
     pub(crate) fn reregister(
         &mut self,
         registry: &Registry,
         token: Token,
         interest: Interest,
     ) -> io::Result<()> {
-        if self.is_rdma() {
+        if self.polls_in_memory() {
             return Ok(());
         }
         self.with_poll_source(interest, |source, interest| {
@@ -139,6 +168,7 @@ impl Link {
     pub fn read_frame(&mut self, sink: &mut impl FrameSink) -> Result<ReadOutcome, NetError> {
         match self {
             Link::Tcp(p) => p.read_frame(sink),
+            Link::Shm(c) => c.read_frame(sink),
             #[cfg(feature = "rdma")]
             Link::Rdma(c) => match c.try_recv_frame() {
                 Ok(Some(frame)) => Ok(ReadOutcome::Frame(frame)),
@@ -155,6 +185,7 @@ impl Link {
     pub fn replace_limits(&mut self, limits: crate::FrameLimits) -> crate::FrameLimits {
         match self {
             Link::Tcp(p) => p.replace_limits(limits),
+            Link::Shm(c) => c.replace_limits(limits),
             #[cfg(feature = "rdma")]
             Link::Rdma(c) => c.replace_limits(limits),
         }
@@ -176,6 +207,7 @@ impl Link {
     ) -> Result<(), NetError> {
         match self {
             Link::Tcp(p) => p.send_patiently(frame, patience),
+            Link::Shm(c) => c.send_patiently(frame, patience),
             #[cfg(feature = "rdma")]
             Link::Rdma(c) => {
                 let _ = patience;
@@ -193,7 +225,7 @@ impl Link {
         dest: RemoteRegion,
     ) -> Result<(), NetError> {
         match self {
-            Link::Tcp(_) => {
+            Link::Tcp(_) | Link::Shm(_) => {
                 let _ = (frame, dest);
                 Err(no_direct_values())
             }
@@ -214,7 +246,7 @@ impl Link {
         region: &[u8],
     ) -> Result<(), NetError> {
         match self {
-            Link::Tcp(_) => {
+            Link::Tcp(_) | Link::Shm(_) => {
                 let _ = (frame, dest, region);
                 Err(no_direct_values())
             }
@@ -240,6 +272,10 @@ impl Link {
                 let _ = values;
                 p.send(frame)
             }
+            Link::Shm(c) => {
+                let _ = values;
+                c.send_patiently(frame, std::time::Duration::ZERO)
+            }
             #[cfg(feature = "rdma")]
             Link::Rdma(c) => Ok(c.send_frame_values_registered(frame, &values.rdma)?),
         }
@@ -250,6 +286,7 @@ impl Link {
     pub(crate) fn prepare_sleep(&mut self) -> Result<bool, NetError> {
         match self {
             Link::Tcp(_) => Ok(false),
+            Link::Shm(c) => c.prepare_sleep(),
             #[cfg(feature = "rdma")]
             Link::Rdma(c) => Ok(c.prepare_sleep()?),
         }
@@ -269,7 +306,7 @@ impl Link {
         len: usize,
     ) -> Result<Option<Registration>, NetError> {
         match self {
-            Link::Tcp(_) => {
+            Link::Tcp(_) | Link::Shm(_) => {
                 let _ = (ptr, len);
                 Ok(None)
             }
@@ -288,6 +325,7 @@ impl Link {
     pub fn flush(&mut self) -> Result<bool, NetError> {
         match self {
             Link::Tcp(p) => p.flush(),
+            Link::Shm(c) => c.flush(),
             #[cfg(feature = "rdma")]
             Link::Rdma(c) => {
                 c.progress()?;
@@ -296,10 +334,12 @@ impl Link {
         }
     }
 
-    /// Bytes a TCP link holds for the socket (RDMA links count their own credits instead).
+    /// Bytes a TCP or shared-memory link holds for its socket or ring (RDMA links count
+    /// their own credits instead).
     pub(crate) fn queued_bytes(&self) -> usize {
         match self {
             Link::Tcp(p) => p.queued_bytes(),
+            Link::Shm(c) => c.queued_bytes(),
             #[cfg(feature = "rdma")]
             Link::Rdma(_) => 0,
         }
@@ -309,6 +349,7 @@ impl Link {
     pub fn addr(&self) -> Option<SocketAddr> {
         match self {
             Link::Tcp(p) => p.addr(),
+            Link::Shm(_) => None,
             #[cfg(feature = "rdma")]
             Link::Rdma(_) => None,
         }
@@ -318,6 +359,7 @@ impl Link {
     pub fn local_addr(&self) -> Option<SocketAddr> {
         match self {
             Link::Tcp(p) => p.local_addr(),
+            Link::Shm(_) => None,
             #[cfg(feature = "rdma")]
             Link::Rdma(_) => None,
         }

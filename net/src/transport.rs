@@ -1,8 +1,11 @@
-//! Which transport a node uses for worker↔server data: `--transport auto|rdma|tcp`.
+//! Which transport a node uses for worker↔server data: `--transport auto|rdma|tcp|shm`.
 //!
 //! `auto` takes RDMA when a verbs device with an active port exists and TCP otherwise; `rdma`
-//! insists (an error names why RDMA is unavailable); `tcp` never looks. The choice is made per
-//! process and logged once. The scheduler connections are always TCP (control traffic).
+//! insists (an error names why RDMA is unavailable); `tcp` never looks. `shm` uses shared
+//! memory ([`crate::shm`]) between a worker and a server on the same host and TCP to servers
+//! elsewhere; a server with `shm` also listens for shared-memory connections. `auto` does not
+//! pick shared memory (see docs/architecture.md). The choice is made per process and logged
+//! once. The scheduler connections are always TCP (control traffic).
 
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -19,6 +22,8 @@ pub enum TransportMode {
     Rdma,
     /// TCP only.
     Tcp,
+    /// Shared memory to servers on this host, TCP to the others.
+    Shm,
 }
 
 impl FromStr for TransportMode {
@@ -29,8 +34,9 @@ impl FromStr for TransportMode {
             "auto" => Ok(TransportMode::Auto),
             "rdma" => Ok(TransportMode::Rdma),
             "tcp" => Ok(TransportMode::Tcp),
+            "shm" => Ok(TransportMode::Shm),
             other => Err(format!(
-                "unknown transport `{other}` (expected auto, rdma or tcp)"
+                "unknown transport `{other}` (expected auto, rdma, tcp or shm)"
             )),
         }
     }
@@ -42,6 +48,7 @@ impl fmt::Display for TransportMode {
             TransportMode::Auto => "auto",
             TransportMode::Rdma => "rdma",
             TransportMode::Tcp => "tcp",
+            TransportMode::Shm => "shm",
         })
     }
 }
@@ -61,11 +68,12 @@ pub struct RdmaRequired {
     pub reason: String,
 }
 
-/// Resolves `mode` on this machine: `Ok(Some(device))` to use RDMA, `Ok(None)` for TCP.
+/// Resolves `mode` on this machine: `Ok(Some(device))` to use RDMA, `Ok(None)` for TCP (or
+/// shared memory, which needs no device).
 /// The decision of `auto` is logged once per process.
 pub fn resolve(mode: TransportMode) -> Result<Option<RdmaEndpoint>, RdmaRequired> {
     match mode {
-        TransportMode::Tcp => Ok(None),
+        TransportMode::Tcp | TransportMode::Shm => Ok(None),
         TransportMode::Rdma => probe().map(Some).map_err(|reason| RdmaRequired { reason }),
         TransportMode::Auto => {
             static LOGGED: OnceLock<()> = OnceLock::new();
@@ -123,21 +131,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_the_three_modes_and_rejects_others() {
+    fn parses_the_four_modes_and_rejects_others() {
         assert_eq!("auto".parse(), Ok(TransportMode::Auto));
         assert_eq!(" RDMA ".parse(), Ok(TransportMode::Rdma));
         assert_eq!("tcp".parse(), Ok(TransportMode::Tcp));
-        let err = "shm".parse::<TransportMode>().unwrap_err();
+        assert_eq!("Shm".parse(), Ok(TransportMode::Shm));
+        let err = "udp".parse::<TransportMode>().unwrap_err();
         assert!(
-            err.contains("shm") && err.contains("auto, rdma or tcp"),
+            err.contains("udp") && err.contains("auto, rdma, tcp or shm"),
             "{err}"
         );
         assert_eq!(TransportMode::Rdma.to_string(), "rdma");
+        assert_eq!(TransportMode::Shm.to_string(), "shm");
     }
 
     #[test]
     fn tcp_never_probes_and_rdma_agrees_with_auto() {
         assert_eq!(resolve(TransportMode::Tcp), Ok(None));
+        assert_eq!(resolve(TransportMode::Shm), Ok(None));
         let auto = resolve(TransportMode::Auto).unwrap();
         match resolve(TransportMode::Rdma) {
             Ok(dev) => assert_eq!(auto, dev),

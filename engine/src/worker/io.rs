@@ -113,6 +113,11 @@ impl ClientIo {
         self.net.rdma_servers()
     }
 
+    /// How many server links are shared memory.
+    pub fn shm_servers(&self) -> usize {
+        self.net.shm_servers()
+    }
+
     /// The connection to server `server`.
     pub fn link(&self, server: u32) -> Option<&Link> {
         self.net.server(server)

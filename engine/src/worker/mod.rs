@@ -404,9 +404,14 @@ impl Worker {
         self.lock().io.inbound.metrics.snapshot()
     }
 
-    /// How many of this worker's server connections are RDMA (the rest are TCP).
+    /// How many of this worker's server connections are RDMA.
     pub fn rdma_connections(&self) -> usize {
         self.lock().io.rdma_servers()
+    }
+
+    /// How many of this worker's server connections are shared memory.
+    pub fn shm_connections(&self) -> usize {
+        self.lock().io.shm_servers()
     }
 
     /// Waits for every outstanding request, then tells the scheduler this worker is done.

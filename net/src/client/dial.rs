@@ -4,6 +4,10 @@
 //! client dials the RDMA address when it may use RDMA itself ([`TransportMode`], resolved once
 //! per [`Dialer`]) and the server offers one, and the TCP address otherwise: so a job may mix
 //! nodes with and without RDMA. `TransportMode::Rdma` turns every fallback into an error.
+//!
+//! With `TransportMode::Shm` a server whose TCP address is one of this host's is dialed
+//! through shared memory (the listener named after its TCP port, [`crate::shm`]); that dial
+//! must succeed (the server runs with `shm` too). Servers on other hosts are dialed over TCP.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -80,6 +84,27 @@ impl Dialer {
                 ))
             })
         };
+        if self.mode == TransportMode::Shm {
+            let addr = parse(to.tcp)?;
+            if crate::shm::is_local(addr.ip()) {
+                let conn = crate::shm::ShmConn::connect(
+                    addr.port(),
+                    crate::shm::DEFAULT_RING,
+                    options.connect_timeout,
+                    options.limits,
+                    pool,
+                    metrics,
+                )
+                .map_err(NetError::from)?;
+                let link = authenticated(conn.into(), to, options)?;
+                tracing::info!("server {} at {addr}: through shared memory", to.server);
+                return Ok(link);
+            }
+            tracing::info!(
+                "server {} at {addr} is on another host: using TCP to it",
+                to.server
+            );
+        }
         if self.rdma {
             match to.rdma {
                 Some(rdma) => {

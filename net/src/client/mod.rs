@@ -150,9 +150,14 @@ impl ClientDriver {
         self.servers.get(server as usize).and_then(Option::as_ref)
     }
 
-    /// How many server links are RDMA (the rest are TCP).
+    /// How many server links are RDMA.
     pub fn rdma_servers(&self) -> usize {
         self.links().filter(|l| l.is_rdma()).count()
+    }
+
+    /// How many server links are shared memory.
+    pub fn shm_servers(&self) -> usize {
+        self.links().filter(|l| l.is_shm()).count()
     }
 
     /// The links of the servers that have one.
@@ -177,9 +182,16 @@ impl ClientDriver {
         frame: &FrameParts<'_>,
         handler: &mut H,
     ) -> Result<(), H::Error> {
+        let patience = self.busy_poll;
         let link = self.link_mut(server)?;
         if link.is_rdma() {
             link.send(frame)?;
+            return Ok(());
+        }
+        if link.is_shm() {
+            // Written into the ring while the server reads, the rest queued (and moved along
+            // by every read of this link).
+            link.send_patiently(frame, patience)?;
             return Ok(());
         }
         self.write_blocking(Some(server), frame, handler)
@@ -277,13 +289,13 @@ impl ClientDriver {
                 // rounds, so an oversubscribed node does not starve the peer it waits for.
                 // RDMA alone needs no system call: the clock is read every few rounds only
                 // (where it is not in the vDSO each read is a system call).
-                let tcp = self.links().any(|l| !l.is_rdma());
+                let tcp = self.links().any(|l| !l.polls_in_memory());
                 let mut round = 0u32;
                 loop {
                     let got = if tcp {
                         self.read_available(handler)?
                     } else {
-                        self.read_rdma_available(handler)?
+                        self.read_memory_polled(handler)?
                     };
                     if got {
                         return Ok(());
@@ -298,16 +310,17 @@ impl ClientDriver {
                         std::hint::spin_loop();
                     }
                 }
-                // RDMA fds must be re-armed before the sleep; a frame found meanwhile is read
-                // instead.
-                let mut ready = false;
-                for link in self.servers.iter_mut().flatten() {
-                    ready |= link.prepare_sleep()?;
-                }
-                if ready {
-                    self.read_available(handler)?;
-                    return Ok(());
-                }
+            }
+            // RDMA fds must be re-armed before the sleep, and shared-memory links must ask
+            // their peers for a wakeup (without busy polling too); a frame found meanwhile is
+            // read instead.
+            let mut ready = false;
+            for link in self.servers.iter_mut().flatten() {
+                ready |= link.prepare_sleep()?;
+            }
+            if ready {
+                self.read_available(handler)?;
+                return Ok(());
             }
             match self.poll.poll(&mut self.events, timeout) {
                 Ok(()) => {}
@@ -319,11 +332,12 @@ impl ClientDriver {
         Ok(())
     }
 
-    /// Reads every frame the RDMA links hold now (no system call); true if any was handled.
-    fn read_rdma_available<H: ClientHandler>(&mut self, handler: &mut H) -> Result<bool, H::Error> {
+    /// Reads every frame the RDMA and shared-memory links hold now (no system call); true if
+    /// any was handled.
+    fn read_memory_polled<H: ClientHandler>(&mut self, handler: &mut H) -> Result<bool, H::Error> {
         let mut any = false;
         for s in 0..self.servers.len() {
-            if self.servers[s].as_ref().is_some_and(Link::is_rdma) {
+            if self.servers[s].as_ref().is_some_and(Link::polls_in_memory) {
                 any |= self.read_server(s, handler)?;
             }
         }

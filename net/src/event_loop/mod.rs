@@ -10,13 +10,15 @@
 //! [`Io::identity`] then names the peer. Connections the loop dials are authenticated before
 //! they are added. A peer that fails is told why and dropped; the handler never sees it.
 //!
-//! Connections are [`Link`]s: TCP, or RDMA once [`EventLoop::listen_rdma`] has started an
+//! Connections are [`Link`]s: TCP, RDMA once [`EventLoop::listen_rdma`] has started an
 //! RDMA listener (its accepts happen on a helper thread, rdma_cm having no non-blocking
-//! accept, and reach the loop through a channel and a waker).
+//! accept, and reach the loop through a channel and a waker), or shared memory once
+//! [`EventLoop::listen_shm`] has (accepted the same way).
 //!
 //! After each round that handled a frame the loop busy-polls for the busy-poll time
 //! ([`EventLoop::set_busy_poll`]) before it sleeps in epoll, so a request that arrives right
-//! after a reply is seen without a wake-up: RDMA connections are polled directly (epoll only
+//! after a reply is seen without a wake-up: RDMA and shared-memory connections are polled
+//! directly (epoll only
 //! every few rounds, for new connections), TCP ones by asking epoll without a timeout, which
 //! never sleeps, yielding the core between rounds. Idle, the loop sleeps and burns no core.
 
@@ -35,6 +37,7 @@ use crate::auth::{self, Credentials, Identity, ServerHandshake};
 use crate::budget::{Admission, HeldReads};
 mod handle;
 mod handshake;
+mod shm_accept;
 
 use handle::{add_peer, dial, proved_identity};
 
@@ -47,7 +50,8 @@ use crate::{
 pub type PeerId = usize;
 
 const LISTENER: Token = Token(usize::MAX);
-const RDMA_ACCEPTED: Token = Token(usize::MAX - 1);
+/// The waker of the accepting threads (RDMA, shared memory).
+const ACCEPTED: Token = Token(usize::MAX - 1);
 /// How long a loop keeps polling after the last frame before it sleeps, unless
 /// [`EventLoop::set_busy_poll`] says otherwise.
 pub const DEFAULT_BUSY_POLL: Duration = Duration::from_micros(500);
@@ -133,6 +137,9 @@ pub struct EventLoop {
     poll: Poll,
     listener: Option<TcpListener>,
     rdma: Option<RdmaAcceptor>,
+    shm: Option<shm_accept::ShmAcceptor>,
+    /// Wakes the loop when an accepting thread has a connection for it (one per poller).
+    waker: Option<Arc<mio::Waker>>,
     peers: Vec<Option<Link>>,
     auth: Vec<AuthState>,
     settings: Settings,
@@ -199,6 +206,8 @@ impl EventLoop {
             poll,
             listener,
             rdma: None,
+            shm: None,
+            waker: None,
             peers: Vec::new(),
             auth: Vec::new(),
             settings: Settings {
@@ -294,7 +303,7 @@ impl EventLoop {
             s.pool.clone(),
             s.metrics.clone(),
         )?;
-        let waker = mio::Waker::new(self.poll.registry(), RDMA_ACCEPTED)?;
+        let waker = self.waker()?;
         let (tx, accepted) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = stop.clone();
@@ -324,6 +333,16 @@ impl EventLoop {
             thread: Some(thread),
         });
         Ok(addr)
+    }
+
+    /// The waker the accepting threads share (a poller may have one only).
+    fn waker(&mut self) -> io::Result<Arc<mio::Waker>> {
+        if let Some(w) = &self.waker {
+            return Ok(w.clone());
+        }
+        let w = Arc::new(mio::Waker::new(self.poll.registry(), ACCEPTED)?);
+        self.waker = Some(w.clone());
+        Ok(w)
     }
 
     /// The address of the RDMA listener, once [`EventLoop::listen_rdma`] started one.
@@ -377,7 +396,7 @@ impl EventLoop {
             let spinning = spin_until.is_some();
             if backlog.is_empty() && !spinning && !background {
                 // About to sleep: RDMA fds must be re-armed, and anything already there read.
-                self.prepare_rdma_sleep(&mut backlog, &mut closed);
+                self.prepare_sleep(&mut backlog, &mut closed);
                 self.report_closed(handler, &mut closed);
             } else if spinning && spin_tcp {
                 std::thread::yield_now();
@@ -389,7 +408,7 @@ impl EventLoop {
             } else {
                 Duration::ZERO
             };
-            // While spinning on RDMA connections only, ask epoll (a system call) only now and
+            // While spinning on RDMA and shared-memory connections only, ask epoll (a system call) only now and
             // then: it is there for TCP peers and new connections, which can wait a few rounds.
             if spinning && !spin_tcp && !round.is_multiple_of(EPOLL_EVERY) {
                 events.clear();
@@ -410,12 +429,13 @@ impl EventLoop {
             }));
             ready.extend(backlog.drain(..).map(|p| (Token(p), true, false)));
             if spinning {
-                // Busy RDMA connections are polled whether or not their fd fired.
+                // Busy RDMA and shared-memory connections are polled whether or not their fd
+                // fired.
                 ready.extend(
                     self.peers
                         .iter()
                         .enumerate()
-                        .filter(|(_, p)| p.as_ref().is_some_and(Link::is_rdma))
+                        .filter(|(_, p)| p.as_ref().is_some_and(Link::polls_in_memory))
                         .map(|(i, _)| (Token(i), true, false)),
                 );
             }
@@ -424,17 +444,19 @@ impl EventLoop {
                     self.accept_all();
                     continue;
                 }
-                if token == RDMA_ACCEPTED {
+                if token == ACCEPTED {
                     self.adopt_rdma(handler, &mut closed)?;
+                    self.adopt_shm(handler, &mut closed)?;
                     continue;
                 }
                 let peer = token.0;
-                let rdma = self
-                    .peers
-                    .get(peer)
-                    .and_then(Option::as_ref)
-                    .is_some_and(Link::is_rdma);
-                if writable {
+                let link = self.peers.get(peer).and_then(Option::as_ref);
+                let rdma = link.is_some_and(Link::polls_in_memory);
+                // A shared-memory link has no writable interest: its wakeup (the peer made
+                // room) arrives as readable, and its queue must move even while its reads are
+                // held.
+                let room = rdma && link.is_some_and(|l| l.queued_bytes() > 0);
+                if writable || (readable && room) {
                     self.flush_peer(peer, &mut closed);
                 }
                 if readable {
@@ -519,15 +541,15 @@ impl EventLoop {
         }
     }
 
-    /// Re-arms every RDMA connection's fd before a sleep; those with a frame already waiting go
-    /// to `backlog` (read now instead of sleeping).
-    fn prepare_rdma_sleep(
+    /// Re-arms every RDMA and shared-memory connection's fd before a sleep; those with a frame
+    /// already waiting go to `backlog` (read now instead of sleeping).
+    fn prepare_sleep(
         &mut self,
         backlog: &mut Vec<PeerId>,
         closed: &mut Vec<(PeerId, CloseReason)>,
     ) {
         for id in 0..self.peers.len() {
-            let Some(link) = self.peers[id].as_mut().filter(|l| l.is_rdma()) else {
+            let Some(link) = self.peers[id].as_mut().filter(|l| l.polls_in_memory()) else {
                 continue;
             };
             match link.prepare_sleep() {

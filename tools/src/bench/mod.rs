@@ -9,6 +9,7 @@
 //!   costs measured here, predicting time per iteration beyond this machine.
 //! * [`floor`]: raw TCP over loopback, measured in the same run as a benchmark.
 //! * [`perftest`]: the RDMA device's own floor, perftest's `ib_send_lat` / `ib_write_lat`.
+//! * [`shm_floor`]: raw shared-memory ring ping-pongs and a memcpy of the values.
 //!
 //! A new benchmark is one module here, a subcommand in the command line's `bench` group and a
 //! line in `main.rs` handing it its options.
@@ -20,4 +21,5 @@ pub mod perftest;
 pub mod push_pull;
 pub mod reducers;
 pub mod replication;
+pub mod shm_floor;
 pub mod sim;

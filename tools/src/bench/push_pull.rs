@@ -71,8 +71,9 @@ pub(super) struct Samples {
     pub(super) pull_us: Vec<f64>,
     net: MetricsSnapshot,
     reducers: ReducerStats,
-    /// Server connections over RDMA, and in all.
+    /// Server connections over RDMA and over shared memory, and in all.
     rdma_connections: usize,
+    shm_connections: usize,
     connections: usize,
     /// What each server held when it stopped (empty for a joined job).
     servers: Vec<ServerMemory>,
@@ -136,6 +137,8 @@ struct Floor {
     pull_stream_whole_ratio: f64,
     /// perftest on the RDMA device (RDMA runs only).
     perftest: Option<PerftestFloor>,
+    /// Raw ring ping-pongs and a memcpy of the values (shared-memory runs only).
+    shm: Option<super::shm_floor::ShmFloor>,
 }
 
 /// perftest's latency on the device, and our p50 round trips over the floor it gives: for a
@@ -164,7 +167,7 @@ struct PerftestFloor {
 #[derive(Debug, Serialize)]
 struct Report {
     bench: &'static str,
-    /// What the connections really used: `rdma`, `tcp`, or `mixed`.
+    /// What the connections really used: `rdma`, `shm`, `tcp`, or `mixed`.
     transport: &'static str,
     servers: usize,
     workers: usize,
@@ -242,6 +245,7 @@ pub(super) fn run_cluster(args: &PushPullOptions) -> Result<Samples> {
         add_metrics(&mut all.net, &s.net);
         all.reducers.merge(&s.reducers);
         all.rdma_connections += s.rdma_connections;
+        all.shm_connections += s.shm_connections;
         all.connections += s.connections;
     }
     cluster
@@ -356,6 +360,7 @@ fn worker_loop(
     s.net = w.metrics();
     s.reducers = w.reducer_stats();
     s.rdma_connections = w.rdma_connections();
+    s.shm_connections = w.shm_connections();
     s.connections = cfg.cluster.total_shards();
     w.finish()?;
     Ok(s)
@@ -421,7 +426,17 @@ fn build_report(args: &PushPullOptions, all: &mut Samples) -> Result<Report> {
         } else {
             None
         };
+        let shm = if all.shm_connections > 0 {
+            Some(super::shm_floor::measure(
+                (push_req, pull_req, pull_resp, value_bytes),
+                (iters, warmup),
+                (push.p50_us, pull.p50_us),
+            )?)
+        } else {
+            None
+        };
         Some(Floor {
+            shm,
             push_p50_ratio: push.p50_us / push_rt.p50_us,
             pull_p50_ratio: pull.p50_us / pull_rt.p50_us,
             push_p50_ratio_spin: push.p50_us / push_spin.p50_us,
@@ -446,9 +461,10 @@ fn build_report(args: &PushPullOptions, all: &mut Samples) -> Result<Report> {
     };
     Ok(Report {
         bench: "push-pull",
-        transport: match (all.rdma_connections, all.connections) {
-            (0, _) => "tcp",
-            (r, n) if r == n => "rdma",
+        transport: match (all.rdma_connections, all.shm_connections, all.connections) {
+            (0, 0, _) => "tcp",
+            (r, 0, n) if r == n => "rdma",
+            (0, s, n) if s == n => "shm",
             _ => "mixed",
         },
         servers: args.servers,
@@ -560,6 +576,20 @@ fn print_human(r: &Report) {
              pull {:.2}× spinning, {:.2}× blocking",
             f.push_p50_ratio_spin, f.push_p50_ratio, f.pull_p50_ratio_spin, f.pull_p50_ratio
         );
+        if let Some(s) = &f.shm {
+            row("shm ring push", &s.push_round_trip);
+            row("shm ring pull", &s.pull_round_trip);
+            row("memcpy values", &s.memcpy);
+            println!(
+                "  ratio to raw shm rings of {} MiB (p50): push {:.2}×, pull {:.2}×; \
+                 to a memcpy of the values: push {:.2}×, pull {:.2}×",
+                s.ring_bytes >> 20,
+                s.push_p50_ratio,
+                s.pull_p50_ratio,
+                s.push_memcpy_ratio,
+                s.pull_memcpy_ratio
+            );
+        }
         if let Some(p) = &f.perftest {
             let runs = |r: &[f64]| {
                 r.iter()

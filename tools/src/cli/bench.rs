@@ -215,6 +215,7 @@ fn transport_mode() -> impl TypedValueParser<Value = TransportMode> {
             .help("RDMA verbs (RoCE / InfiniBand); fails where no device is up"),
         PossibleValue::new("auto")
             .help("RDMA where a verbs device with an active port exists, TCP otherwise"),
+        PossibleValue::new("shm").help("shared memory (servers on this host)"),
     ])
     .map(|name| {
         name.parse::<TransportMode>()

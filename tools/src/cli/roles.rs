@@ -57,9 +57,9 @@ pub struct ClusterFlags {
     pub bind: Option<String>,
 
     /// Transport between workers and servers: auto (RDMA where a verbs device with an active
-    /// port exists, TCP elsewhere), rdma or tcp [env: FERROPS_TRANSPORT] [file: transport]
-    /// [default: auto]
-    #[arg(long, value_name = "auto|rdma|tcp")]
+    /// port exists, TCP elsewhere), rdma, tcp or shm (shared memory to servers on this host,
+    /// TCP to the others) [env: FERROPS_TRANSPORT] [file: transport] [default: auto]
+    #[arg(long, value_name = "auto|rdma|tcp|shm")]
     pub transport: Option<String>,
 
     /// How long to wait for the scheduler, in milliseconds [env: FERROPS_CONNECT_TIMEOUT_MS]

@@ -1,0 +1,78 @@
+//! Whole jobs over shared memory: scheduler, servers and workers in this process,
+//! worker↔server connections through shared-memory rings. The sums pulled back (small lists,
+//! and bulk ones far larger than a ring, by `pull` and `pull_into`) must be exactly those of
+//! the same job over TCP.
+
+mod common;
+
+use common::Job;
+use ferrops_engine::TableSpec;
+use ferrops_net::TransportMode::{self, Shm, Tcp};
+
+/// Keys spread over the whole key space, so every server gets its share.
+fn spread(n: u64) -> Vec<u64> {
+    let step = u64::MAX / n;
+    (0..n).map(|i| i * step).collect()
+}
+
+/// A job of 2 servers and 2 workers, every node in `mode`.
+fn start(mode: TransportMode) -> Job {
+    let mut job =
+        common::start_configured(2, 2, |_| {}, move |_, cfg| cfg.cluster.transport = mode);
+    job.cluster.transport = mode;
+    job
+}
+
+/// Each worker pushes small, medium and bulk key lists twice, then (after a barrier) pulls
+/// them back both ways; returns each worker's pulled values and its shared-memory links.
+fn push_pull(mode: TransportMode) -> Vec<(Vec<Vec<f32>>, usize)> {
+    let job = start(mode);
+    let got = job.run_workers(2, |w| {
+        let table = w.declare_table(TableSpec::new("t", 2)).unwrap();
+        // 3 000 000 keys × 2 f32 = 24 MB per push: frames several times a ring's 8 MiB.
+        let sizes = [1u64, 2_000, 3_000_000];
+        for n in sizes {
+            let keys = spread(n);
+            let values: Vec<f32> = (0..2 * n).map(|i| (i % 7) as f32 + 1.0).collect();
+            for _ in 0..2 {
+                w.push(table, &keys, &values).unwrap();
+            }
+        }
+        w.barrier().unwrap();
+        let mut pulled = Vec::new();
+        for n in sizes {
+            let keys = spread(n);
+            let values = w.pull(table, &keys).unwrap();
+            let mut into = vec![-1.0f32; values.len()];
+            w.pull_into(table, &keys, &mut into).unwrap();
+            assert_eq!(into, values, "pull_into and pull agree ({n} keys)");
+            pulled.push(values);
+        }
+        let shm = w.shm_connections();
+        w.finish().unwrap();
+        (pulled, shm)
+    });
+    job.join();
+    got
+}
+
+#[test]
+fn push_pull_over_shared_memory_gives_the_sums_of_tcp() {
+    let shm = push_pull(Shm);
+    assert!(
+        shm.iter().all(|(_, links)| *links == 2),
+        "every worker reaches both servers through shared memory"
+    );
+    let tcp = push_pull(Tcp);
+    assert!(tcp.iter().all(|(_, links)| *links == 0));
+    for ((over_shm, _), (over_tcp, _)) in shm.iter().zip(&tcp) {
+        assert!(over_shm == over_tcp, "the same sums over shm as over TCP");
+    }
+    // And the sums are the pushes: key 0 is in every list, the rest in one.
+    let (pulled, _) = &shm[0];
+    let bulk = &pulled[2];
+    for (i, v) in bulk.iter().enumerate().take(10_000) {
+        let lists = if i < 2 { 3.0 } else { 1.0 };
+        assert_eq!(*v, ((i % 7) as f32 + 1.0) * 2.0 * 2.0 * lists, "value {i}");
+    }
+}

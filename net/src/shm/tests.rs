@@ -1,0 +1,315 @@
+//! Shared-memory connections against a real event loop: frames larger than half the ring
+//! cross its end intact, and a peer that corrupts its ring loses its own connection only.
+
+use std::net::TcpListener;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use super::{ShmConn, MIN_RING};
+use crate::auth::{self, ClusterKey, Credentials, Identity, Secret};
+use crate::{
+    Budget, Budgets, BufferPool, CloseReason, EventLoop, Frame, FrameLimits, FrameParts, Handler,
+    Header, Io, Link, Metrics, NoDirectValues, Opcode, PeerId, ReadOutcome,
+};
+
+/// How long a test waits for anything before it fails (a hang guard, not a speed target).
+const PATIENCE: Duration = Duration::from_secs(20);
+
+fn credentials(role: u8) -> Credentials {
+    Credentials {
+        key: ClusterKey::Secret(Secret::new("shm-test").unwrap()),
+        me: Identity::unassigned(role),
+    }
+}
+
+/// Echoes every frame's extra section back; reports every close with its reason.
+struct Echo {
+    closes: mpsc::Sender<CloseReason>,
+    stop: mpsc::Receiver<()>,
+}
+
+impl Handler for Echo {
+    fn on_frame(&mut self, peer: PeerId, frame: Frame, io: &mut Io<'_>) {
+        let mut reply = FrameParts::with_extra(Header::new(Opcode::Control), frame.extra());
+        let _ = io.send(peer, &mut reply);
+    }
+
+    fn on_close(&mut self, _peer: PeerId, reason: &CloseReason, _io: &mut Io<'_>) {
+        let _ = self.closes.send(reason.clone());
+    }
+
+    fn should_stop(&self) -> bool {
+        self.stop.try_recv().is_ok()
+    }
+}
+
+/// An echoing loop listening for shared memory; its TCP port, its closes, and its stopper.
+struct Server {
+    port: u16,
+    closes: mpsc::Receiver<CloseReason>,
+    stop: mpsc::Sender<()>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.stop.send(());
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
+}
+
+fn server() -> Server {
+    server_with(Budget::default())
+}
+
+fn server_with(budget: Budget) -> Server {
+    let mut ev = EventLoop::with_budget(
+        Some("127.0.0.1:0".parse().unwrap()),
+        FrameLimits::default(),
+        Metrics::new(),
+        credentials(0),
+        budget,
+    )
+    .unwrap();
+    ev.set_tick(Duration::from_millis(10));
+    let port = ev.local_addr().unwrap().port();
+    ev.listen_shm().unwrap();
+    let (closes_tx, closes) = mpsc::channel();
+    let (stop, stop_rx) = mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        let mut echo = Echo {
+            closes: closes_tx,
+            stop: stop_rx,
+        };
+        ev.run(&mut echo).unwrap();
+    });
+    Server {
+        port,
+        closes,
+        stop,
+        thread: Some(thread),
+    }
+}
+
+/// An authenticated client link with rings of `capacity`.
+fn client(port: u16, capacity: usize) -> Link {
+    let conn = ShmConn::connect(
+        port,
+        capacity,
+        PATIENCE,
+        FrameLimits::default(),
+        BufferPool::new(),
+        Metrics::new(),
+    )
+    .unwrap();
+    let mut link = Link::from(conn);
+    auth::authenticate(&mut link, &credentials(1), PATIENCE).unwrap();
+    link
+}
+
+/// Reads the next frame, moving queued output along meanwhile.
+fn next_frame(link: &mut Link) -> ReadOutcome {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        match link.read_frame(&mut NoDirectValues) {
+            Ok(ReadOutcome::WouldBlock) => {}
+            Ok(other) => return other,
+            Err(e) => panic!("read failed: {e}"),
+        }
+        link.flush().unwrap();
+        assert!(Instant::now() < deadline, "no frame within {PATIENCE:?}");
+        std::thread::yield_now();
+    }
+}
+
+fn echo(link: &mut Link, extra: &[u8]) -> Vec<u8> {
+    let mut frame = FrameParts::with_extra(Header::new(Opcode::Control), extra);
+    frame.finish(true);
+    link.send(&frame).unwrap();
+    match next_frame(link) {
+        ReadOutcome::Frame(f) => f.extra().to_vec(),
+        other => panic!("expected the echo, got {other:?}"),
+    }
+}
+
+/// A distinct pattern per round, so a frame read from the wrong place in the ring shows.
+fn pattern(round: usize, len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 31 + round * 7) as u8).collect()
+}
+
+#[test]
+fn frames_larger_than_half_the_ring_wrap_around_it_intact() {
+    let server = server();
+    let mut link = client(server.port, MIN_RING);
+    // Header and extra of ~3 KB in a 4 KiB ring: every frame after the first crosses the end
+    // of the ring, each at a different place; the echo checksum checks every byte.
+    for round in 0..40 {
+        let len = 2_900 + round * 5;
+        let sent = pattern(round, len);
+        assert_eq!(echo(&mut link, &sent), sent, "round {round}");
+    }
+    // Frames several times the ring's size pass too (written while the other side reads).
+    let big = pattern(99, 5 * MIN_RING);
+    assert_eq!(echo(&mut link, &big), big);
+}
+
+#[test]
+fn a_corrupt_ring_closes_that_connection_and_the_server_keeps_serving_others() {
+    let server = server();
+    let mut good = client(server.port, MIN_RING);
+    assert_eq!(echo(&mut good, b"before"), b"before");
+
+    // A write position far beyond the ring's size.
+    let Link::Shm(mut bad) = client(server.port, MIN_RING) else {
+        unreachable!()
+    };
+    bad.corrupt_outgoing_head(1 << 40);
+    let reason = server.closes.recv_timeout(PATIENCE).unwrap();
+    let CloseReason::Error(text) = reason else {
+        panic!("expected an error close, got {reason:?}")
+    };
+    assert!(text.contains("ring corrupt"), "{text}");
+    assert_eq!(echo(&mut good, b"after head"), b"after head");
+
+    // A frame header that claims a gigantic payload (a corrupt length).
+    let Link::Shm(mut bad) = client(server.port, MIN_RING) else {
+        unreachable!()
+    };
+    let mut header = Header::new(Opcode::Control);
+    header.extra_len = u32::MAX.into();
+    header.seal();
+    bad.write_raw(zerocopy::IntoBytes::as_bytes(&header));
+    let reason = server.closes.recv_timeout(PATIENCE).unwrap();
+    let CloseReason::Error(text) = reason else {
+        panic!("expected an error close, got {reason:?}")
+    };
+    assert!(text.contains("exceeds the configured limit"), "{text}");
+    assert_eq!(echo(&mut good, b"after length"), b"after length");
+
+    // And garbage in place of a frame.
+    let Link::Shm(mut bad) = client(server.port, MIN_RING) else {
+        unreachable!()
+    };
+    bad.write_raw(&[0xAB; 200]);
+    let reason = server.closes.recv_timeout(PATIENCE).unwrap();
+    assert!(
+        matches!(&reason, CloseReason::Error(t) if t.contains("bad magic")),
+        "{reason:?}"
+    );
+    assert_eq!(echo(&mut good, b"still here"), b"still here");
+}
+
+#[test]
+fn a_client_that_goes_away_is_seen_as_closed() {
+    let server = server();
+    let link = client(server.port, MIN_RING);
+    drop(link);
+    assert_eq!(
+        server.closes.recv_timeout(PATIENCE).unwrap(),
+        CloseReason::PeerClosed
+    );
+}
+
+#[test]
+fn the_dialer_refuses_rings_of_a_bad_size_and_a_missing_listener() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dial = |capacity| {
+        ShmConn::connect(
+            port,
+            capacity,
+            PATIENCE,
+            FrameLimits::default(),
+            BufferPool::new(),
+            Metrics::new(),
+        )
+        .unwrap_err()
+        .to_string()
+    };
+    assert!(dial(MIN_RING + 1).contains("power of two"));
+    assert!(dial(MIN_RING).contains(&super::socket_name(port)));
+}
+
+#[test]
+fn shared_memory_connections_count_against_the_connection_limit() {
+    let server = server_with(Budget::new(Budgets {
+        max_connections: 1,
+        ..Budgets::default()
+    }));
+    let mut first = client(server.port, MIN_RING);
+    let second = ShmConn::connect(
+        server.port,
+        MIN_RING,
+        PATIENCE,
+        FrameLimits::default(),
+        BufferPool::new(),
+        Metrics::new(),
+    )
+    .unwrap();
+    let refused = auth::authenticate(&mut Link::from(second), &credentials(1), PATIENCE);
+    assert!(refused.is_err(), "a connection over the limit is refused");
+    assert_eq!(echo(&mut first, b"served"), b"served");
+}
+
+/// Keeps the extra sections of the servers' frames.
+#[derive(Default)]
+struct Replies(Vec<Vec<u8>>);
+
+impl crate::FrameSink for Replies {
+    fn direct_values(&mut self, _: &Header) -> Option<&mut [u8]> {
+        None
+    }
+}
+
+impl crate::ClientHandler for Replies {
+    type Error = crate::NetError;
+    fn server_frame(&mut self, _: u32, frame: Frame) {
+        self.0.push(frame.extra().to_vec());
+    }
+    fn server_lost(&mut self, server: u32) -> Result<(), crate::NetError> {
+        Err(crate::NetError::UnknownPeer(server as usize))
+    }
+    fn scheduler_frame(&mut self, _: Frame) {}
+    fn scheduler_lost(&mut self) {}
+}
+
+#[test]
+fn a_driver_without_busy_polling_sleeps_until_the_servers_wakeup() {
+    let server = server();
+    let link = client(server.port, MIN_RING);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let scheduler = crate::Peer::connect(
+        listener.local_addr().unwrap(),
+        PATIENCE,
+        FrameLimits::default(),
+        BufferPool::new(),
+        Metrics::new(),
+    )
+    .unwrap();
+    let (_scheduler_end, _) = listener.accept().unwrap();
+    let (done, replies) = mpsc::channel();
+    // The driver waits without a timeout: only the server's wakeup byte can end the wait.
+    std::thread::spawn(move || {
+        let mut driver = crate::ClientDriver::new(scheduler, Duration::ZERO).unwrap();
+        driver.add_server(link).unwrap();
+        let mut got = Replies::default();
+        // Larger than the ring: the rest of the request waits in the queue for room as well.
+        let request = pattern(1, 3 * MIN_RING);
+        let mut frame = FrameParts::with_extra(Header::new(Opcode::Control), &request);
+        frame.finish(true);
+        driver.send_to_server(0, &frame, &mut got).unwrap();
+        while got.0.is_empty() {
+            driver.progress(None, &mut got).unwrap();
+        }
+        let _ = done.send(got.0.pop().unwrap() == request);
+    });
+    assert!(
+        replies.recv_timeout(PATIENCE).unwrap(),
+        "the echo came back intact"
+    );
+}
