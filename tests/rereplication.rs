@@ -212,10 +212,12 @@ fn the_servers_left_take_a_copy_of_what_a_dead_server_held() {
 /// Lets `local` finish exactly; server 1, drained, exited 0 (`ferrops local` logs a failure).
 fn finish_with_server_1_drained(local: Running) {
     let out = finish_exactly(local, PUSHES);
-    assert!(
-        !out.contains("server 1 failed"),
-        "a drained server exits 0:\n{out}"
-    );
+    // The launcher's line is "server 1 failed: <status>"; a chain's "forwarding to server 1
+    // failed: broken pipe" while the drained server leaves contains the same words.
+    let launcher_saw_failure = out
+        .lines()
+        .any(|line| line.contains("server 1 failed") && !line.contains("to server 1 failed"));
+    assert!(!launcher_saw_failure, "a drained server exits 0:\n{out}");
 }
 
 /// [`local_count`] with `PUSHES`, once its pushes flow.
