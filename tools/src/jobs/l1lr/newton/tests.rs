@@ -7,7 +7,7 @@ use crate::logistic::scaled_prox_l1;
 
 /// Rows whose features 0, 1 and 2 are strongly correlated (they mostly occur together), and
 /// feature 3 alone.
-fn coupled_rows() -> Rows {
+pub(super) fn coupled_rows() -> Rows {
     let mut r = Rows::new();
     for i in 0..40 {
         let label = if i % 3 == 0 { -1.0 } else { 1.0 };
@@ -30,7 +30,14 @@ fn coupled_rows() -> Rows {
 
 /// The model's value q(d) = gᵀd + ½ dᵀ(XᵀDX + δI)d + λ(‖w + d‖₁ − ‖w‖₁) with the exact
 /// Hessian of `shard` (which holds every row); `d` per feature.
-fn model(shard: &Shard, x: &[f32], sums: &[f32], d: &[f32], lambda: f64, delta: f64) -> f64 {
+pub(super) fn model(
+    shard: &Shard,
+    x: &[f32],
+    sums: &[f32],
+    d: &[f32],
+    lambda: f64,
+    delta: f64,
+) -> f64 {
     let block = &shard.blocks[0];
     let mut xd = vec![0.0f64; shard.labels.len()];
     for (c, &dc) in d.iter().enumerate() {
@@ -51,7 +58,7 @@ fn model(shard: &Shard, x: &[f32], sums: &[f32], d: &[f32], lambda: f64, delta: 
 }
 
 /// One block of the rows `keep` selects, at weights `x`; its summed pairs are its own.
-fn shard_of(rows: &Rows, keep: impl Fn(usize) -> bool, x: &[f32]) -> (Shard, Vec<f32>) {
+pub(super) fn shard_of(rows: &Rows, keep: impl Fn(usize) -> bool, x: &[f32]) -> (Shard, Vec<f32>) {
     let mut part = Rows::new();
     for i in (0..rows.len()).filter(|&i| keep(i)) {
         let (idx, val) = rows.row(i);
@@ -67,10 +74,9 @@ fn shard_of(rows: &Rows, keep: impl Fn(usize) -> bool, x: &[f32]) -> (Shard, Vec
     (shard, sums)
 }
 
-/// The combined direction of `shards` at `x` (per column of the block), from the summed pairs
-/// of all of them.
-fn combined(shards: &[(Shard, Vec<f32>)], x: &[f32], model: (f32, f32)) -> Vec<f32> {
-    // Each shard's pairs are those of its present columns.
+/// The summed `(g, h)` pairs of `shards` per column of the 4-column block: each shard's pairs
+/// are those of its present columns.
+pub(super) fn summed_pairs(shards: &[(Shard, Vec<f32>)]) -> [f32; 8] {
     let mut sums = [0.0f32; 8];
     for (shard, own) in shards.iter() {
         for (p, &c) in shard.blocks[0].present.iter().enumerate() {
@@ -78,6 +84,13 @@ fn combined(shards: &[(Shard, Vec<f32>)], x: &[f32], model: (f32, f32)) -> Vec<f
             sums[2 * c as usize + 1] += own[2 * p + 1];
         }
     }
+    sums
+}
+
+/// The combined direction of `shards` at `x` (per column of the block), from the summed pairs
+/// of all of them.
+fn combined(shards: &[(Shard, Vec<f32>)], x: &[f32], model: (f32, f32)) -> Vec<f32> {
+    let sums = summed_pairs(shards);
     let mut pairs = vec![0.0f32; 8];
     let workers = shards.len();
     for (shard, _) in shards.iter() {

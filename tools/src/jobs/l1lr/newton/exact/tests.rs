@@ -1,85 +1,16 @@
 //! The exact Newton direction against the quadratic model it minimises, and the Hessian shares
 //! it is assembled from.
 
+use super::super::tests::{coupled_rows, model, shard_of, summed_pairs};
 use super::*;
-use crate::data::Rows;
 use crate::jobs::l1lr::blocks::Shard;
 use crate::logistic::scaled_prox_l1;
-
-/// Rows whose features 0, 1 and 2 are strongly correlated (they mostly occur together), and
-/// feature 3 alone.
-fn coupled_rows() -> Rows {
-    let mut r = Rows::new();
-    for i in 0..40 {
-        let label = if i % 3 == 0 { -1.0 } else { 1.0 };
-        let mut row = vec![(0u32, 1.0f32), (1, 0.9)];
-        if i % 2 == 0 {
-            row.push((2, 0.8));
-        }
-        if i % 5 == 0 {
-            row.push((3, 1.0));
-        }
-        r.labels.push(label);
-        for (j, x) in row {
-            r.idx.push(j);
-            r.val.push(x);
-        }
-        r.ptr.push(r.idx.len());
-    }
-    r
-}
-
-/// The model's value q(d) = gᵀd + ½ dᵀ(XᵀDX + δI)d + λ(‖w + d‖₁ − ‖w‖₁) with the exact
-/// Hessian of `shard` (which holds every row); `d` per feature.
-fn model(shard: &Shard, x: &[f32], sums: &[f32], d: &[f32], lambda: f64, delta: f64) -> f64 {
-    let block = &shard.blocks[0];
-    let mut xd = vec![0.0f64; shard.labels.len()];
-    for (c, &dc) in d.iter().enumerate() {
-        for e in block.col_ptr[c]..block.col_ptr[c + 1] {
-            xd[block.rows[e] as usize] += f64::from(dc) * f64::from(block.vals[e]);
-        }
-    }
-    let curv = shard.row_curvature();
-    let quad: f64 = xd.iter().zip(curv).map(|(v, h)| h * v * v).sum::<f64>()
-        + delta * d.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>();
-    let lin: f64 = (0..d.len())
-        .map(|c| f64::from(sums[2 * c]) * f64::from(d[c]))
-        .sum();
-    let l1: f64 = (0..d.len())
-        .map(|c| f64::from((x[c] + d[c]).abs()) - f64::from(x[c].abs()))
-        .sum();
-    lin + 0.5 * quad + lambda * l1
-}
-
-/// One block of the rows `keep` selects, at weights `x`; its summed pairs are its own.
-fn shard_of(rows: &Rows, keep: impl Fn(usize) -> bool, x: &[f32]) -> (Shard, Vec<f32>) {
-    let mut part = Rows::new();
-    for i in (0..rows.len()).filter(|&i| keep(i)) {
-        let (idx, val) = rows.row(i);
-        part.labels.push(rows.labels[i]);
-        part.idx.extend_from_slice(idx);
-        part.val.extend_from_slice(val);
-        part.ptr.push(part.idx.len());
-    }
-    let mut shard = Shard::new(&part, 4, 1, 0);
-    shard.set_weights(0, x);
-    let mut sums = Vec::new();
-    shard.grad_curv(0, &mut sums);
-    (shard, sums)
-}
 
 /// The direction the job computes for `shards` at `x`: every shard's Hessian share assigned to
 /// a map (the Hessian table), worker 0's pull of every pair of the working set, coordinate
 /// descent; per column of the block, zero outside the working set.
 fn newton_direction(shards: &[(Shard, Vec<f32>)], x: &[f32], model: (f32, f32)) -> Vec<f32> {
-    // Each shard's pairs are those of its present columns.
-    let mut sums = [0.0f32; 8];
-    for (shard, own) in shards.iter() {
-        for (p, &c) in shard.blocks[0].present.iter().enumerate() {
-            sums[2 * c as usize] += own[2 * p];
-            sums[2 * c as usize + 1] += own[2 * p + 1];
-        }
-    }
+    let sums = summed_pairs(shards);
     let workers = shards.len();
     let keys = PairKeys::new(4, workers).unwrap();
     let mut table = std::collections::HashMap::new();
