@@ -6,8 +6,9 @@
 //! the scheduler; the routing table carries them. A worker dials a server's RDMA address when
 //! it can use RDMA itself and the server offers it, and its TCP address otherwise: so a job
 //! may mix nodes with and without RDMA. `transport = rdma` turns every fallback into an error.
-//! With `transport = shm` a server also listens for shared-memory connections, and a worker
-//! reaches the servers on its own host through shared memory (TCP to the others).
+//! With `transport = shm` or `auto` a server also listens for shared-memory connections, and
+//! a worker reaches the servers on its own host through shared memory: under `shm` it must,
+//! under `auto` only those servers that listen for it (the others over RDMA or TCP).
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -56,15 +57,30 @@ pub(crate) fn listen_rdma(
     }
 }
 
-/// Starts the shared-memory listener of a server shard when the transport is `shm` (workers
-/// on this host then dial it instead of its TCP port; see `ferrops_net::shm`).
-pub(crate) fn listen_shm(ev: &mut EventLoop, cluster: &ClusterConfig) -> Result<(), EngineError> {
-    if cluster.transport != TransportMode::Shm {
+/// Starts the shared-memory listener of a server shard, known to workers as `advertised`,
+/// when the transport is `shm` or `auto` (workers on this host then dial it instead of its
+/// TCP port; see `ferrops_net::shm`). Under `auto` a listener that cannot start is a warning
+/// (workers then use TCP or RDMA); under `shm` it is an error.
+pub(crate) fn listen_shm(
+    ev: &mut EventLoop,
+    cluster: &ClusterConfig,
+    advertised: SocketAddr,
+) -> Result<(), EngineError> {
+    let mode = cluster.transport;
+    if !matches!(mode, TransportMode::Shm | TransportMode::Auto) {
         return Ok(());
     }
-    let name = ev.listen_shm().map_err(EngineError::Net)?;
-    tracing::info!("listening for shared-memory connections on @{name}");
-    Ok(())
+    match ev.listen_shm(advertised) {
+        Ok(name) => {
+            tracing::info!("listening for shared-memory connections on @{name}");
+            Ok(())
+        }
+        Err(e) if mode == TransportMode::Auto => {
+            tracing::warn!("{e}; workers on this host will use TCP or RDMA");
+            Ok(())
+        }
+        Err(e) => Err(EngineError::Net(e)),
+    }
 }
 
 /// What a worker uses to reach its servers: whether it may use RDMA at all (decided once).

@@ -1,13 +1,14 @@
 //! Whole jobs over shared memory: scheduler, servers and workers in this process,
 //! worker↔server connections through shared-memory rings. The sums pulled back (small lists,
 //! and bulk ones far larger than a ring, by `pull` and `pull_into`) must be exactly those of
-//! the same job over TCP.
+//! the same job over TCP. Under `auto` (the default) workers use shared memory to the servers
+//! that offer it and TCP to those that do not.
 
 mod common;
 
 use common::Job;
 use ferrops_engine::TableSpec;
-use ferrops_net::TransportMode::{self, Shm, Tcp};
+use ferrops_net::TransportMode::{self, Auto, Shm, Tcp};
 
 /// Keys spread over the whole key space, so every server gets its share.
 fn spread(n: u64) -> Vec<u64> {
@@ -15,18 +16,18 @@ fn spread(n: u64) -> Vec<u64> {
     (0..n).map(|i| i * step).collect()
 }
 
-/// A job of 2 servers and 2 workers, every node in `mode`.
-fn start(mode: TransportMode) -> Job {
+/// A job of 2 servers in `servers` mode and 2 workers in `workers` mode.
+fn start(servers: TransportMode, workers: TransportMode) -> Job {
     let mut job =
-        common::start_configured(2, 2, |_| {}, move |_, cfg| cfg.cluster.transport = mode);
-    job.cluster.transport = mode;
+        common::start_configured(2, 2, |_| {}, move |_, cfg| cfg.cluster.transport = servers);
+    job.cluster.transport = workers;
     job
 }
 
 /// Each worker pushes small, medium and bulk key lists twice, then (after a barrier) pulls
 /// them back both ways; returns each worker's pulled values and its shared-memory links.
-fn push_pull(mode: TransportMode) -> Vec<(Vec<Vec<f32>>, usize)> {
-    let job = start(mode);
+fn push_pull(servers: TransportMode, workers: TransportMode) -> Vec<(Vec<Vec<f32>>, usize)> {
+    let job = start(servers, workers);
     let got = job.run_workers(2, |w| {
         let table = w.declare_table(TableSpec::new("t", 2)).unwrap();
         // 3 000 000 keys × 2 f32 = 24 MB per push: frames several times a ring's 8 MiB.
@@ -58,12 +59,12 @@ fn push_pull(mode: TransportMode) -> Vec<(Vec<Vec<f32>>, usize)> {
 
 #[test]
 fn push_pull_over_shared_memory_gives_the_sums_of_tcp() {
-    let shm = push_pull(Shm);
+    let shm = push_pull(Shm, Shm);
     assert!(
         shm.iter().all(|(_, links)| *links == 2),
         "every worker reaches both servers through shared memory"
     );
-    let tcp = push_pull(Tcp);
+    let tcp = push_pull(Tcp, Tcp);
     assert!(tcp.iter().all(|(_, links)| *links == 0));
     for ((over_shm, _), (over_tcp, _)) in shm.iter().zip(&tcp) {
         assert!(over_shm == over_tcp, "the same sums over shm as over TCP");
@@ -74,5 +75,27 @@ fn push_pull_over_shared_memory_gives_the_sums_of_tcp() {
     for (i, v) in bulk.iter().enumerate().take(10_000) {
         let lists = if i < 2 { 3.0 } else { 1.0 };
         assert_eq!(*v, ((i % 7) as f32 + 1.0) * 2.0 * 2.0 * lists, "value {i}");
+    }
+}
+
+#[test]
+fn auto_takes_shared_memory_to_servers_that_offer_it_and_tcp_to_the_others() {
+    let auto = push_pull(Auto, Auto);
+    assert!(
+        auto.iter().all(|(_, links)| *links == 2),
+        "servers in auto listen for shared memory, and workers in auto use it"
+    );
+    let tcp_servers = push_pull(Tcp, Auto);
+    assert!(
+        tcp_servers.iter().all(|(_, links)| *links == 0),
+        "workers in auto fall back to TCP for servers that do not offer shared memory"
+    );
+    let tcp_workers = push_pull(Auto, Tcp);
+    assert!(tcp_workers.iter().all(|(_, links)| *links == 0));
+    for (((a, _), (b, _)), (c, _)) in auto.iter().zip(&tcp_servers).zip(&tcp_workers) {
+        assert!(
+            a == b && b == c,
+            "the same sums whichever way the bytes went"
+        );
     }
 }

@@ -1,11 +1,12 @@
 //! Which transport a node uses for worker↔server data: `--transport auto|rdma|tcp|shm`.
 //!
-//! `auto` takes RDMA when a verbs device with an active port exists and TCP otherwise; `rdma`
-//! insists (an error names why RDMA is unavailable); `tcp` never looks. `shm` uses shared
-//! memory ([`crate::shm`]) between a worker and a server on the same host and TCP to servers
-//! elsewhere; a server with `shm` also listens for shared-memory connections. `auto` does not
-//! pick shared memory (see docs/architecture.md). The choice is made per process and logged
-//! once. The scheduler connections are always TCP (control traffic).
+//! `auto` uses shared memory ([`crate::shm`]) to a server on the same host that listens for
+//! it, and for the others RDMA when a verbs device with an active port exists and TCP
+//! otherwise; `rdma` insists (an error names why RDMA is unavailable); `tcp` never looks.
+//! `shm` insists on shared memory to every server on the same host and uses TCP to servers
+//! elsewhere. A server with `auto` or `shm` also listens for shared-memory connections. The
+//! RDMA choice is made per process and logged once; the shared-memory one per server, by the
+//! dialer. The scheduler connections are always TCP (control traffic).
 
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -15,7 +16,8 @@ use std::sync::OnceLock;
 /// What the operator asked for.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum TransportMode {
-    /// RDMA where a device with an active port exists, TCP elsewhere.
+    /// Shared memory to servers on this host that offer it; to the others RDMA where a
+    /// device with an active port exists, TCP elsewhere.
     #[default]
     Auto,
     /// RDMA or fail.

@@ -134,7 +134,7 @@ fn run_shard(
         .ok_or_else(|| EngineError::Config("no listen address".into()))?;
     let advertised = advertised_addr(listen, ev.local_addr_of(scheduler));
     let rdma_addr = crate::transport::listen_rdma(&mut ev, &cfg.cluster, cfg.bind, listen)?;
-    crate::transport::listen_shm(&mut ev, &cfg.cluster)?;
+    crate::transport::listen_shm(&mut ev, &cfg.cluster, advertised)?;
     register(&mut ev, scheduler, advertised, rdma_addr, cfg.cluster.rank)?;
     let heartbeat = Heartbeat::start(
         to_scheduler,

@@ -5,14 +5,17 @@
 //! per [`Dialer`]) and the server offers one, and the TCP address otherwise: so a job may mix
 //! nodes with and without RDMA. `TransportMode::Rdma` turns every fallback into an error.
 //!
-//! With `TransportMode::Shm` a server whose TCP address is one of this host's is dialed
-//! through shared memory (the listener named after its TCP port, [`crate::shm`]); that dial
-//! must succeed (the server runs with `shm` too). Servers on other hosts are dialed over TCP.
+//! A server whose TCP address is one of this host's is dialed through shared memory (the
+//! listener named after that address, [`crate::shm`]) first: with `TransportMode::Shm` that
+//! dial must succeed (the server runs with `shm` too); with `Auto` a server that does not
+//! listen for it (it runs with `tcp` or `rdma`), or a shared-memory connection that fails, is
+//! dialed as below instead. Servers on other hosts are dialed as below.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::auth::{self, Credentials};
+use crate::shm::ShmError;
 use crate::transport::{resolve, RdmaRequired};
 use crate::{BufferPool, FrameLimits, Link, Metrics, NetError, Peer, TransportMode};
 
@@ -53,6 +56,27 @@ pub enum DialError {
     Net(#[from] NetError),
 }
 
+/// Why a server is not reached through shared memory.
+#[derive(Debug)]
+enum ShmFallback {
+    /// It is on another host.
+    NotLocal,
+    /// Nothing listens for its shared-memory connections (it runs with `tcp` or `rdma`).
+    NotOffered(ShmError),
+    /// The connection or its authentication failed.
+    Failed(DialError),
+}
+
+impl From<ShmFallback> for DialError {
+    fn from(why: ShmFallback) -> DialError {
+        match why {
+            ShmFallback::Failed(e) => e,
+            ShmFallback::NotLocal => DialError::Config("the server is not on this host".into()),
+            ShmFallback::NotOffered(e) => DialError::Net(e.into()),
+        }
+    }
+}
+
 /// What a client uses to reach its servers: whether it may use RDMA at all (decided once).
 #[derive(Clone, Copy, Debug)]
 pub struct Dialer {
@@ -84,26 +108,27 @@ impl Dialer {
                 ))
             })
         };
-        if self.mode == TransportMode::Shm {
+        if matches!(self.mode, TransportMode::Shm | TransportMode::Auto) {
             let addr = parse(to.tcp)?;
-            if crate::shm::is_local(addr.ip()) {
-                let conn = crate::shm::ShmConn::connect(
-                    addr.port(),
-                    crate::shm::DEFAULT_RING,
-                    options.connect_timeout,
-                    options.limits,
-                    pool,
-                    metrics,
-                )
-                .map_err(NetError::from)?;
-                let link = authenticated(conn.into(), to, options)?;
-                tracing::info!("server {} at {addr}: through shared memory", to.server);
-                return Ok(link);
+            match self.dial_shm(addr, to, options, pool.clone(), metrics.clone()) {
+                Ok(link) => return Ok(link),
+                Err(ShmFallback::NotLocal) => {}
+                Err(why) if self.mode == TransportMode::Shm => return Err(why.into()),
+                Err(ShmFallback::NotOffered(_)) => tracing::info!(
+                    "server {} at {addr} offers no shared memory (it runs with --transport \
+                     tcp or rdma): not using it",
+                    to.server
+                ),
+                Err(ShmFallback::Failed(e)) => tracing::warn!(
+                    "server {} at {addr}: shared-memory connection failed ({e}); using {}",
+                    to.server,
+                    if self.rdma && to.rdma.is_some() {
+                        "RDMA"
+                    } else {
+                        "TCP"
+                    }
+                ),
             }
-            tracing::info!(
-                "server {} at {addr} is on another host: using TCP to it",
-                to.server
-            );
         }
         if self.rdma {
             match to.rdma {
@@ -134,6 +159,45 @@ impl Dialer {
         let addr = parse(to.tcp)?;
         let peer = Peer::connect(addr, options.connect_timeout, options.limits, pool, metrics)?;
         authenticated(Link::Tcp(peer), to, options)
+    }
+
+    /// Connects to the server at `addr` through shared memory when it runs on this host and
+    /// listens for it, and authenticates the connection.
+    fn dial_shm(
+        &self,
+        addr: SocketAddr,
+        to: ServerAddrs<'_>,
+        options: &DialOptions,
+        pool: BufferPool,
+        metrics: Metrics,
+    ) -> Result<Link, ShmFallback> {
+        if !crate::shm::is_local(addr.ip()) {
+            tracing::info!(
+                "server {} at {addr} is on another host: not using shared memory to it",
+                to.server
+            );
+            return Err(ShmFallback::NotLocal);
+        }
+        let conn = crate::shm::ShmConn::connect(
+            addr,
+            crate::shm::DEFAULT_RING,
+            options.connect_timeout,
+            options.limits,
+            pool,
+            metrics,
+        );
+        let conn = match conn {
+            Ok(conn) => conn,
+            Err(ShmError::Connect { name, source })
+                if source.kind() == std::io::ErrorKind::ConnectionRefused =>
+            {
+                return Err(ShmFallback::NotOffered(ShmError::Connect { name, source }))
+            }
+            Err(e) => return Err(ShmFallback::Failed(NetError::from(e).into())),
+        };
+        let link = authenticated(conn.into(), to, options).map_err(ShmFallback::Failed)?;
+        tracing::info!("server {} at {addr}: through shared memory", to.server);
+        Ok(link)
     }
 }
 

@@ -1,14 +1,15 @@
 //! Accepting shared-memory connections ([`EventLoop::listen_shm`]): a helper thread accepts on
-//! the Unix socket and takes each dialer's setup message (which may take up to
-//! [`SETUP_TIMEOUT`] from a slow or broken peer, so never on the loop's thread), then hands
-//! the connection to the loop through a channel and the loop's waker. The loop then runs the
+//! the Unix socket and takes each dialer's setup message on a short-lived thread of its own
+//! (it may take up to [`SETUP_TIMEOUT`] from a slow or broken peer, so never on the loop's
+//! thread, and never in the way of the next dialer), then hands the connection to the loop
+//! through a channel and the loop's waker. The loop then runs the
 //! authentication handshake over it exactly as over an accepted TCP connection, under the
 //! same connection limit.
 
 use std::net::SocketAddr;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr as UnixAddr, UnixStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
@@ -18,6 +19,8 @@ use crate::NetError;
 
 /// How long an accepted peer has to send its setup message.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(2);
+/// How many accepted peers may be sending their setup messages at once (each on a thread).
+const MAX_SETUPS: usize = 32;
 
 /// The accepting thread of a loop's shared-memory listener, and how its connections arrive.
 pub(super) struct ShmAcceptor {
@@ -44,14 +47,15 @@ impl Drop for ShmAcceptor {
 
 impl EventLoop {
     /// Also accepts shared-memory connections from this host, on the abstract Unix socket
-    /// named after the TCP listener's port ([`shm::socket_name`]). Accepted connections are
-    /// authenticated and handed to [`Handler::on_accept`] like TCP ones. Returns the name.
-    pub fn listen_shm(&mut self) -> Result<String, NetError> {
+    /// named after `advertised`, the TCP address workers know this loop by
+    /// ([`shm::socket_name`]). Accepted connections are authenticated and handed to
+    /// [`Handler::on_accept`] like TCP ones. Returns the name.
+    pub fn listen_shm(&mut self, advertised: SocketAddr) -> Result<String, NetError> {
         let addr = self.local_addr().ok_or_else(|| {
             NetError::Shm("a loop without a TCP listener cannot listen for shared memory".into())
         })?;
-        let listener = shm::bind(addr.port())?;
-        let name = shm::socket_name(addr.port());
+        let listener = shm::bind(advertised)?;
+        let name = shm::socket_name(advertised);
         let waker = self.waker()?;
         let (tx, accepted) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
@@ -61,21 +65,53 @@ impl EventLoop {
         let thread = std::thread::Builder::new()
             .name("shm-accept".into())
             .spawn(move || {
+                let in_setup = Arc::new(AtomicUsize::new(0));
                 for sock in listener.incoming() {
                     if stopped.load(Ordering::SeqCst) {
                         return;
                     }
-                    let conn = sock.map_err(shm::ShmError::from).and_then(|sock| {
-                        ShmConn::accept(sock, SETUP_TIMEOUT, limits, pool.clone(), metrics.clone())
-                    });
-                    match conn {
-                        Ok(conn) => {
-                            if tx.send(conn).is_err() {
-                                return;
-                            }
-                            let _ = waker.wake();
+                    let sock = match sock {
+                        Ok(sock) => sock,
+                        Err(e) => {
+                            tracing::warn!("refusing a shared-memory connection: {e}");
+                            continue;
                         }
-                        Err(e) => tracing::warn!("refusing a shared-memory connection: {e}"),
+                    };
+                    // Each setup on a thread of its own, so that a dialer that sends nothing
+                    // holds up no one else; a bounded number at once, so that a flood of
+                    // silent dialers costs threads no more than it costs connections.
+                    if in_setup.fetch_add(1, Ordering::SeqCst) >= MAX_SETUPS {
+                        in_setup.fetch_sub(1, Ordering::SeqCst);
+                        metrics.connection_refused();
+                        tracing::warn!(
+                            "refusing a shared-memory connection: {MAX_SETUPS} setups already \
+                             under way"
+                        );
+                        continue;
+                    }
+                    let (tx, waker, pool, metrics) =
+                        (tx.clone(), waker.clone(), pool.clone(), metrics.clone());
+                    let in_setup = in_setup.clone();
+                    let spawned =
+                        std::thread::Builder::new()
+                            .name("shm-setup".into())
+                            .spawn(move || {
+                                let conn =
+                                    ShmConn::accept(sock, SETUP_TIMEOUT, limits, pool, metrics);
+                                in_setup.fetch_sub(1, Ordering::SeqCst);
+                                match conn {
+                                    Ok(conn) => {
+                                        if tx.send(conn).is_ok() {
+                                            let _ = waker.wake();
+                                        }
+                                    }
+                                    Err(e) => {
+                                        tracing::warn!("refusing a shared-memory connection: {e}")
+                                    }
+                                }
+                            });
+                    if let Err(e) = spawned {
+                        tracing::warn!("refusing a shared-memory connection: no thread: {e}");
                     }
                 }
             })?;

@@ -37,17 +37,17 @@ pub struct ShmConn {
 }
 
 impl ShmConn {
-    /// Dials the shared-memory listener of the server whose TCP port is `port` on this host,
-    /// with rings of `capacity` bytes each way.
+    /// Dials the shared-memory listener of the server known by the TCP address `server` on
+    /// this host, with rings of `capacity` bytes each way.
     pub fn connect(
-        port: u16,
+        server: std::net::SocketAddr,
         capacity: usize,
         timeout: Duration,
         limits: FrameLimits,
         pool: BufferPool,
         metrics: Metrics,
     ) -> Result<ShmConn, ShmError> {
-        let (sock, map) = handshake::dial(port, capacity, timeout)?;
+        let (sock, map) = handshake::dial(server, capacity, timeout)?;
         ShmConn::new(sock, map, 0, limits, pool, metrics)
     }
 

@@ -7,6 +7,7 @@
 //! right after it, each [`super::ring::ring_bytes`]`(capacity)` bytes.
 
 use std::io::{self, IoSlice, IoSliceMut};
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr as UnixAddr, UnixListener, UnixStream};
@@ -21,20 +22,22 @@ const MAGIC: u64 = 0x3148_4d53_5350_5246;
 pub const MIN_RING: usize = 4096;
 pub const MAX_RING: usize = 1 << 30;
 
-/// The abstract-namespace name of the shared-memory listener of the server whose TCP
-/// listener has port `port` (one host, one network namespace).
-pub fn socket_name(port: u16) -> String {
-    format!("ferrops-shm-{port}")
+/// The abstract-namespace name of the shared-memory listener of the server that workers
+/// know by the TCP address `server` (one host, one network namespace). The whole address,
+/// not just the port, so that two servers on one host with the same port on different
+/// addresses can never be mistaken for each other.
+pub fn socket_name(server: SocketAddr) -> String {
+    format!("ferrops-shm-{server}")
 }
 
-fn abstract_addr(port: u16) -> io::Result<UnixAddr> {
-    UnixAddr::from_abstract_name(socket_name(port).as_bytes())
+fn abstract_addr(server: SocketAddr) -> io::Result<UnixAddr> {
+    UnixAddr::from_abstract_name(socket_name(server).as_bytes())
 }
 
-/// Binds the listener for `port`'s shared-memory connections.
-pub fn bind(port: u16) -> Result<UnixListener, ShmError> {
-    UnixListener::bind_addr(&abstract_addr(port)?).map_err(|source| ShmError::Listen {
-        name: socket_name(port),
+/// Binds the listener for the shared-memory connections of the server known as `server`.
+pub fn bind(server: SocketAddr) -> Result<UnixListener, ShmError> {
+    UnixListener::bind_addr(&abstract_addr(server)?).map_err(|source| ShmError::Listen {
+        name: socket_name(server),
         source,
     })
 }
@@ -154,10 +157,10 @@ fn check_memfd(fd: &OwnedFd, capacity: usize) -> Result<(), ShmError> {
     Ok(())
 }
 
-/// Dials the listener of `port` with rings of `capacity` bytes; returns the socket and the
-/// mapping (this side writes ring 0 and reads ring 1).
+/// Dials the listener of the server known as `server` with rings of `capacity` bytes;
+/// returns the socket and the mapping (this side writes ring 0 and reads ring 1).
 pub(crate) fn dial(
-    port: u16,
+    server: SocketAddr,
     capacity: usize,
     timeout: Duration,
 ) -> Result<(UnixStream, Mapping), ShmError> {
@@ -167,8 +170,8 @@ pub(crate) fn dial(
         )));
     }
     let sock =
-        UnixStream::connect_addr(&abstract_addr(port)?).map_err(|source| ShmError::Connect {
-            name: socket_name(port),
+        UnixStream::connect_addr(&abstract_addr(server)?).map_err(|source| ShmError::Connect {
+            name: socket_name(server),
             source,
         })?;
     sock.set_write_timeout(Some(timeout))?;

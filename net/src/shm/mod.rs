@@ -5,7 +5,8 @@
 //!   is untrusted: a corrupt ring is an error on its connection, never an access outside it);
 //! * [`handshake`]: the dialer creates the memfd (sealed against shrinking and growing) and
 //!   passes it with `SCM_RIGHTS` over a Unix socket in the abstract namespace named after the
-//!   server's TCP port ([`socket_name`]); the acceptor checks size and seals before mapping;
+//!   server's advertised TCP address ([`socket_name`]); the acceptor checks size and seals
+//!   before mapping;
 //! * [`conn`]: [`ShmConn`], a connection with the same [`crate::FrameReader`] and
 //!   [`crate::OutQueue`] as a TCP peer, so authentication, frame limits and checksums apply
 //!   unchanged;

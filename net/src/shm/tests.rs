@@ -1,7 +1,7 @@
 //! Shared-memory connections against a real event loop: frames larger than half the ring
 //! cross its end intact, and a peer that corrupts its ring loses its own connection only.
 
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -43,9 +43,9 @@ impl Handler for Echo {
     }
 }
 
-/// An echoing loop listening for shared memory; its TCP port, its closes, and its stopper.
+/// An echoing loop listening for shared memory; its TCP address, its closes, and its stopper.
 struct Server {
-    port: u16,
+    addr: SocketAddr,
     closes: mpsc::Receiver<CloseReason>,
     stop: mpsc::Sender<()>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -74,8 +74,8 @@ fn server_with(budget: Budget) -> Server {
     )
     .unwrap();
     ev.set_tick(Duration::from_millis(10));
-    let port = ev.local_addr().unwrap().port();
-    ev.listen_shm().unwrap();
+    let addr = ev.local_addr().unwrap();
+    ev.listen_shm(addr).unwrap();
     let (closes_tx, closes) = mpsc::channel();
     let (stop, stop_rx) = mpsc::channel();
     let thread = std::thread::spawn(move || {
@@ -86,7 +86,7 @@ fn server_with(budget: Budget) -> Server {
         ev.run(&mut echo).unwrap();
     });
     Server {
-        port,
+        addr,
         closes,
         stop,
         thread: Some(thread),
@@ -94,9 +94,9 @@ fn server_with(budget: Budget) -> Server {
 }
 
 /// An authenticated client link with rings of `capacity`.
-fn client(port: u16, capacity: usize) -> Link {
+fn client(addr: SocketAddr, capacity: usize) -> Link {
     let conn = ShmConn::connect(
-        port,
+        addr,
         capacity,
         PATIENCE,
         FrameLimits::default(),
@@ -142,7 +142,7 @@ fn pattern(round: usize, len: usize) -> Vec<u8> {
 #[test]
 fn frames_larger_than_half_the_ring_wrap_around_it_intact() {
     let server = server();
-    let mut link = client(server.port, MIN_RING);
+    let mut link = client(server.addr, MIN_RING);
     // Header and extra of ~3 KB in a 4 KiB ring: every frame after the first crosses the end
     // of the ring, each at a different place; the echo checksum checks every byte.
     for round in 0..40 {
@@ -158,11 +158,11 @@ fn frames_larger_than_half_the_ring_wrap_around_it_intact() {
 #[test]
 fn a_corrupt_ring_closes_that_connection_and_the_server_keeps_serving_others() {
     let server = server();
-    let mut good = client(server.port, MIN_RING);
+    let mut good = client(server.addr, MIN_RING);
     assert_eq!(echo(&mut good, b"before"), b"before");
 
     // A write position far beyond the ring's size.
-    let Link::Shm(mut bad) = client(server.port, MIN_RING) else {
+    let Link::Shm(mut bad) = client(server.addr, MIN_RING) else {
         unreachable!()
     };
     bad.corrupt_outgoing_head(1 << 40);
@@ -174,7 +174,7 @@ fn a_corrupt_ring_closes_that_connection_and_the_server_keeps_serving_others() {
     assert_eq!(echo(&mut good, b"after head"), b"after head");
 
     // A frame header that claims a gigantic payload (a corrupt length).
-    let Link::Shm(mut bad) = client(server.port, MIN_RING) else {
+    let Link::Shm(mut bad) = client(server.addr, MIN_RING) else {
         unreachable!()
     };
     let mut header = Header::new(Opcode::Control);
@@ -189,7 +189,7 @@ fn a_corrupt_ring_closes_that_connection_and_the_server_keeps_serving_others() {
     assert_eq!(echo(&mut good, b"after length"), b"after length");
 
     // And garbage in place of a frame.
-    let Link::Shm(mut bad) = client(server.port, MIN_RING) else {
+    let Link::Shm(mut bad) = client(server.addr, MIN_RING) else {
         unreachable!()
     };
     bad.write_raw(&[0xAB; 200]);
@@ -204,7 +204,7 @@ fn a_corrupt_ring_closes_that_connection_and_the_server_keeps_serving_others() {
 #[test]
 fn a_client_that_goes_away_is_seen_as_closed() {
     let server = server();
-    let link = client(server.port, MIN_RING);
+    let link = client(server.addr, MIN_RING);
     drop(link);
     assert_eq!(
         server.closes.recv_timeout(PATIENCE).unwrap(),
@@ -214,14 +214,13 @@ fn a_client_that_goes_away_is_seen_as_closed() {
 
 #[test]
 fn the_dialer_refuses_rings_of_a_bad_size_and_a_missing_listener() {
-    let port = TcpListener::bind("127.0.0.1:0")
+    let addr = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
-        .unwrap()
-        .port();
+        .unwrap();
     let dial = |capacity| {
         ShmConn::connect(
-            port,
+            addr,
             capacity,
             PATIENCE,
             FrameLimits::default(),
@@ -232,7 +231,7 @@ fn the_dialer_refuses_rings_of_a_bad_size_and_a_missing_listener() {
         .to_string()
     };
     assert!(dial(MIN_RING + 1).contains("power of two"));
-    assert!(dial(MIN_RING).contains(&super::socket_name(port)));
+    assert!(dial(MIN_RING).contains(&super::socket_name(addr)));
 }
 
 #[test]
@@ -241,9 +240,9 @@ fn shared_memory_connections_count_against_the_connection_limit() {
         max_connections: 1,
         ..Budgets::default()
     }));
-    let mut first = client(server.port, MIN_RING);
+    let mut first = client(server.addr, MIN_RING);
     let second = ShmConn::connect(
-        server.port,
+        server.addr,
         MIN_RING,
         PATIENCE,
         FrameLimits::default(),
@@ -281,7 +280,7 @@ impl crate::ClientHandler for Replies {
 #[test]
 fn a_driver_without_busy_polling_sleeps_until_the_servers_wakeup() {
     let server = server();
-    let link = client(server.port, MIN_RING);
+    let link = client(server.addr, MIN_RING);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let scheduler = crate::Peer::connect(
         listener.local_addr().unwrap(),
@@ -312,4 +311,42 @@ fn a_driver_without_busy_polling_sleeps_until_the_servers_wakeup() {
         replies.recv_timeout(PATIENCE).unwrap(),
         "the echo came back intact"
     );
+}
+
+#[test]
+fn a_dialer_that_sends_nothing_holds_up_no_one_else() {
+    use std::io::Read;
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr as UnixAddr, UnixStream};
+
+    let server = server();
+    let name = super::socket_name(server.addr);
+    let mut silent =
+        UnixStream::connect_addr(&UnixAddr::from_abstract_name(name.as_bytes()).unwrap()).unwrap();
+    // Served while the silent dialer still waits for its setup to be read...
+    let mut link = client(server.addr, MIN_RING);
+    assert_eq!(echo(&mut link, b"served"), b"served");
+    // ...not after the listener gave up on it (the setup timeout closes it).
+    silent.set_nonblocking(true).unwrap();
+    let mut byte = [0u8; 1];
+    let pending = silent.read(&mut byte).unwrap_err();
+    assert_eq!(
+        pending.kind(),
+        std::io::ErrorKind::WouldBlock,
+        "the silent dialer is still open while the next one is served"
+    );
+}
+
+#[test]
+fn servers_on_one_port_of_two_addresses_have_listeners_of_their_own() {
+    // Names only (no TCP port is bound): a port of this process's own, so that no other
+    // test run on the host binds the same names.
+    let port = 20_000 + (std::process::id() % 40_000) as u16;
+    let first = SocketAddr::from(([127, 0, 0, 1], port));
+    let second = SocketAddr::from(([127, 0, 0, 2], port));
+    assert_ne!(super::socket_name(first), super::socket_name(second));
+    let _a = super::bind(first).unwrap();
+    let _b = super::bind(second).unwrap();
+    let again = super::bind(first).unwrap_err().to_string();
+    assert!(again.contains(&super::socket_name(first)), "{again}");
 }

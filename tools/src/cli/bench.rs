@@ -206,15 +206,16 @@ pub struct ReducersArgs {
     pub json: bool,
 }
 
-/// `--transport tcp|rdma|auto`, read into the transport library's own [`TransportMode`], with a
+/// `--transport tcp|rdma|auto|shm`, read into the transport library's own [`TransportMode`], with a
 /// line of help per value.
 fn transport_mode() -> impl TypedValueParser<Value = TransportMode> {
     PossibleValuesParser::new([
         PossibleValue::new("tcp").help("TCP sockets"),
         PossibleValue::new("rdma")
             .help("RDMA verbs (RoCE / InfiniBand); fails where no device is up"),
-        PossibleValue::new("auto")
-            .help("RDMA where a verbs device with an active port exists, TCP otherwise"),
+        PossibleValue::new("auto").help(
+            "shared memory to servers on this host, else RDMA where a device is up, else TCP",
+        ),
         PossibleValue::new("shm").help("shared memory (servers on this host)"),
     ])
     .map(|name| {

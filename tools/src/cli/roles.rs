@@ -56,9 +56,10 @@ pub struct ClusterFlags {
     #[arg(long, value_name = "IP:PORT")]
     pub bind: Option<String>,
 
-    /// Transport between workers and servers: auto (RDMA where a verbs device with an active
-    /// port exists, TCP elsewhere), rdma, tcp or shm (shared memory to servers on this host,
-    /// TCP to the others) [env: FERROPS_TRANSPORT] [file: transport] [default: auto]
+    /// Transport between workers and servers: auto (shared memory to servers on this host that
+    /// offer it; to the others RDMA where a verbs device with an active port exists, TCP
+    /// elsewhere), rdma, tcp or shm (shared memory to every server on this host, TCP to the
+    /// others) [env: FERROPS_TRANSPORT] [file: transport] [default: auto]
     #[arg(long, value_name = "auto|rdma|tcp|shm")]
     pub transport: Option<String>,
 
