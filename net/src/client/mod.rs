@@ -285,11 +285,13 @@ impl ClientDriver {
             if !self.busy_poll.is_zero() {
                 let until = Instant::now() + self.busy_poll.min(timeout.unwrap_or(Duration::MAX));
                 // TCP sockets are polled with a non-blocking read each (a system call that
-                // never sleeps), and the core is offered to any other runnable thread between
-                // rounds, so an oversubscribed node does not starve the peer it waits for.
-                // RDMA alone needs no system call: the clock is read every few rounds only
-                // (where it is not in the vDSO each read is a system call).
+                // never sleeps). With TCP or shared-memory links the core is offered to any
+                // other runnable thread between rounds, so an oversubscribed node does not
+                // starve the peer it waits for (`Link::yields_while_spinning`). RDMA alone
+                // needs no system call: the clock is read every few rounds only (where it is
+                // not in the vDSO each read is a system call).
                 let tcp = self.links().any(|l| !l.polls_in_memory());
+                let yields = self.links().any(Link::yields_while_spinning);
                 let mut round = 0u32;
                 loop {
                     let got = if tcp {
@@ -301,10 +303,10 @@ impl ClientDriver {
                         return Ok(());
                     }
                     round = round.wrapping_add(1);
-                    if (tcp || round.is_multiple_of(64)) && Instant::now() >= until {
+                    if (yields || round.is_multiple_of(64)) && Instant::now() >= until {
                         break;
                     }
-                    if tcp {
+                    if yields {
                         std::thread::yield_now();
                     } else {
                         std::hint::spin_loop();

@@ -380,25 +380,30 @@ impl EventLoop {
         let mut spin_until: Option<Instant> = None;
         // Whether the spin was started by a TCP frame: then epoll is asked every round.
         let mut spin_tcp = false;
+        // Whether it was started by a frame of a link whose spin offers the core between
+        // rounds (TCP, shared memory: `Link::yields_while_spinning`).
+        let mut spin_yield = false;
         let mut round = 0u32;
         // Whether the handler's background work wants another round at once.
         let mut background = false;
         while !handler.should_stop() {
             round = round.wrapping_add(1);
             // While spinning on RDMA, read the clock only every few rounds: where it is not in
-            // the vDSO (a VM without a stable TSC) each read is a system call. A TCP spin makes
-            // system calls every round anyway.
-            let check_clock = spin_until.is_none() || spin_tcp || round.is_multiple_of(CLOCK_EVERY);
+            // the vDSO (a VM without a stable TSC) each read is a system call. A spin that
+            // yields makes a system call every round anyway.
+            let check_clock =
+                spin_until.is_none() || spin_yield || round.is_multiple_of(CLOCK_EVERY);
             if check_clock && spin_until.is_some_and(|t| Instant::now() >= t) {
                 spin_until = None;
                 spin_tcp = false;
+                spin_yield = false;
             }
             let spinning = spin_until.is_some();
             if backlog.is_empty() && !spinning && !background {
                 // About to sleep: RDMA fds must be re-armed, and anything already there read.
                 self.prepare_sleep(&mut backlog, &mut closed);
                 self.report_closed(handler, &mut closed);
-            } else if spinning && spin_tcp {
+            } else if spinning && spin_yield {
                 std::thread::yield_now();
             } else if spinning {
                 std::hint::spin_loop();
@@ -452,6 +457,7 @@ impl EventLoop {
                 let peer = token.0;
                 let link = self.peers.get(peer).and_then(Option::as_ref);
                 let rdma = link.is_some_and(Link::polls_in_memory);
+                let link_yields = link.is_some_and(Link::yields_while_spinning);
                 // A shared-memory link has no writable interest: its wakeup (the peer made
                 // room) arrives as readable, and its queue must move even while its reads are
                 // held.
@@ -467,6 +473,7 @@ impl EventLoop {
                     if frames > 0 && !self.settings.busy_poll.is_zero() {
                         spin_until = Some(Instant::now() + self.settings.busy_poll);
                         spin_tcp |= !rdma;
+                        spin_yield |= link_yields;
                     }
                 }
                 self.report_closed(handler, &mut closed);
