@@ -98,11 +98,12 @@ impl Link {
     }
 
     /// Whether a loop spinning on this link offers its core to other threads between rounds
-    /// (TCP, shared memory) or spins without a system call (RDMA). TCP makes a system call
-    /// every round anyway; a shared-memory peer runs on this host, so on an oversubscribed
-    /// host a spin that never yields would keep the very process it waits for off the core
-    /// (a replicated job of 3 servers and 2 workers on 2 cores ran 3× slower so). An RDMA
-    /// peer is on another host, and `sched_yield` is dear where RDMA was measured (guests).
+    /// (TCP; shared memory after a short spin alone) or spins without a system call (RDMA).
+    /// TCP makes a system call every round anyway; a shared-memory peer runs on this host, so
+    /// on an oversubscribed host a spin that never yields would keep the very process it
+    /// waits for off the core (a replicated job of 3 servers and 2 workers on 2 cores ran 4×
+    /// slower so). An RDMA peer is on another host, and `sched_yield` is dear where RDMA was
+    /// measured (guests).
     pub fn yields_while_spinning(&self) -> bool {
         !self.is_rdma()
     }

@@ -285,13 +285,16 @@ impl ClientDriver {
             if !self.busy_poll.is_zero() {
                 let until = Instant::now() + self.busy_poll.min(timeout.unwrap_or(Duration::MAX));
                 // TCP sockets are polled with a non-blocking read each (a system call that
-                // never sleeps). With TCP or shared-memory links the core is offered to any
-                // other runnable thread between rounds, so an oversubscribed node does not
-                // starve the peer it waits for (`Link::yields_while_spinning`). RDMA alone
-                // needs no system call: the clock is read every few rounds only (where it is
-                // not in the vDSO each read is a system call).
+                // never sleeps). With TCP links the core is offered to any other runnable
+                // thread between rounds, so an oversubscribed node does not starve the peer it
+                // waits for; with shared-memory links too, once the spin has run alone for
+                // `SPIN_ALONE` (`Link::yields_while_spinning`). RDMA and shared memory need no
+                // system call: the clock is read every few rounds only (where it is not in the
+                // vDSO each read is a system call).
                 let tcp = self.links().any(|l| !l.polls_in_memory());
                 let yields = self.links().any(Link::yields_while_spinning);
+                let yield_from = Instant::now() + crate::event_loop::SPIN_ALONE;
+                let mut yielding = tcp;
                 let mut round = 0u32;
                 loop {
                     let got = if tcp {
@@ -303,10 +306,16 @@ impl ClientDriver {
                         return Ok(());
                     }
                     round = round.wrapping_add(1);
-                    if (yields || round.is_multiple_of(64)) && Instant::now() >= until {
-                        break;
+                    if yielding || round.is_multiple_of(64) {
+                        let now = Instant::now();
+                        if now >= until {
+                            break;
+                        }
+                        // Shared memory spins alone for a while, then offers the core every
+                        // round (`SPIN_ALONE`).
+                        yielding = tcp || (yields && now >= yield_from);
                     }
-                    if yields {
+                    if yielding {
                         std::thread::yield_now();
                     } else {
                         std::hint::spin_loop();

@@ -57,6 +57,11 @@ const ACCEPTED: Token = Token(usize::MAX - 1);
 pub const DEFAULT_BUSY_POLL: Duration = Duration::from_micros(500);
 /// While spinning, rounds between two reads of the clock.
 const CLOCK_EVERY: u32 = 64;
+/// How long a spin on shared-memory links runs alone after the last frame before it starts
+/// offering the core to other threads every round: long enough that a back-to-back exchange
+/// makes no system call, short enough that a peer waiting for this core (on an
+/// oversubscribed host) loses microseconds, not a scheduler time slice.
+pub const SPIN_ALONE: Duration = Duration::from_micros(20);
 /// While spinning, rounds between two looks at epoll.
 const EPOLL_EVERY: u32 = 16;
 /// Frames handled from one peer before the others get a turn.
@@ -381,29 +386,37 @@ impl EventLoop {
         // Whether the spin was started by a TCP frame: then epoll is asked every round.
         let mut spin_tcp = false;
         // Whether it was started by a frame of a link whose spin offers the core between
-        // rounds (TCP, shared memory: `Link::yields_while_spinning`).
+        // rounds (TCP, shared memory: `Link::yields_while_spinning`), and from when.
         let mut spin_yield = false;
+        let mut yield_from = Instant::now();
+        let mut yielding = false;
         let mut round = 0u32;
         // Whether the handler's background work wants another round at once.
         let mut background = false;
         while !handler.should_stop() {
             round = round.wrapping_add(1);
-            // While spinning on RDMA, read the clock only every few rounds: where it is not in
-            // the vDSO (a VM without a stable TSC) each read is a system call. A spin that
-            // yields makes a system call every round anyway.
+            // While spinning on RDMA and shared memory, read the clock only every few rounds:
+            // where it is not in the vDSO (a VM without a stable TSC) each read is a system
+            // call. A TCP spin makes system calls every round anyway.
             let check_clock =
-                spin_until.is_none() || spin_yield || round.is_multiple_of(CLOCK_EVERY);
-            if check_clock && spin_until.is_some_and(|t| Instant::now() >= t) {
-                spin_until = None;
-                spin_tcp = false;
-                spin_yield = false;
+                spin_until.is_none() || spin_tcp || yielding || round.is_multiple_of(CLOCK_EVERY);
+            if check_clock && spin_until.is_some() {
+                let now = Instant::now();
+                if spin_until.is_some_and(|t| now >= t) {
+                    spin_until = None;
+                    spin_tcp = false;
+                    spin_yield = false;
+                    yielding = false;
+                } else {
+                    yielding = spin_tcp || (spin_yield && now >= yield_from);
+                }
             }
             let spinning = spin_until.is_some();
             if backlog.is_empty() && !spinning && !background {
                 // About to sleep: RDMA fds must be re-armed, and anything already there read.
                 self.prepare_sleep(&mut backlog, &mut closed);
                 self.report_closed(handler, &mut closed);
-            } else if spinning && spin_yield {
+            } else if spinning && yielding {
                 std::thread::yield_now();
             } else if spinning {
                 std::hint::spin_loop();
@@ -471,9 +484,12 @@ impl EventLoop {
                         backlog.push(peer);
                     }
                     if frames > 0 && !self.settings.busy_poll.is_zero() {
-                        spin_until = Some(Instant::now() + self.settings.busy_poll);
+                        let now = Instant::now();
+                        spin_until = Some(now + self.settings.busy_poll);
                         spin_tcp |= !rdma;
                         spin_yield |= link_yields;
+                        yield_from = now + SPIN_ALONE;
+                        yielding = spin_tcp;
                     }
                 }
                 self.report_closed(handler, &mut closed);
