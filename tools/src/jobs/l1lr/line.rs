@@ -57,18 +57,22 @@ pub struct Tables {
 impl Tables {
     /// Declares them (every worker, before training starts).
     pub fn declare(w: &Worker, newton: bool) -> Result<Tables> {
-        let seq = |name: &str, rule| {
+        let seq = |name: &str, rule, dim| {
             w.declare_table(
-                TableSpec::new(name, 1)
+                TableSpec::new(name, dim)
                     .rule(rule)
                     .consistency(Consistency::Sequential),
             )
         };
         Ok(Tables {
-            losses: seq("l1lr.ls", Rule::Sum)?,
-            alphas: seq("l1lr.alpha", Rule::Assign)?,
+            losses: seq("l1lr.ls", Rule::Sum, 1)?,
+            alphas: seq("l1lr.alpha", Rule::Assign, 1)?,
             hessian: if newton {
-                Some(seq("l1lr.hess", Rule::Assign)?)
+                Some(seq(
+                    "l1lr.hess",
+                    Rule::Assign,
+                    newton::exact::ENTRY_FLOATS as u32,
+                )?)
             } else {
                 None
             },
@@ -90,8 +94,6 @@ pub struct Run<'a> {
     /// exact Hessian over the working set; otherwise the diagonal proximal direction every
     /// worker computes.
     pub newton: bool,
-    /// Number of features (the Hessian table's keys pack feature pairs).
-    pub dim: usize,
 }
 
 /// The diagonal proximal direction `S_{λ/(h+δ)}(x − g/(h+δ)) − x` of every key of a block.
@@ -411,10 +413,7 @@ impl Run<'_> {
         scratch: &mut newton::exact::Scratch,
     ) -> Result<()> {
         let (o, w) = (self.settings, self.w);
-        let (Some(table), Some(pair_keys)) = (
-            self.tables.hessian,
-            newton::exact::PairKeys::new(self.dim, w.num_workers()),
-        ) else {
+        let Some(table) = self.tables.hessian else {
             return Ok(());
         };
         let block = &shard.blocks[b];
@@ -430,15 +429,11 @@ impl Run<'_> {
             sums.to_vec()
         };
         let working = newton::exact::working_set(&x, &present_sums, (o.lambda, o.delta), theta);
-        let (keys, values) = newton::exact::hessian_share(
-            (block, shard.row_curvature()),
-            &working,
-            (pair_keys, w.rank()),
-            scratch,
-        );
-        if !keys.is_empty() {
-            w.push(table, &keys, &values)?;
-        }
+        let entries =
+            newton::exact::hessian_share((block, shard.row_curvature()), &working, scratch);
+        let entry_keys = newton::exact::EntryKeys::new(w.num_workers());
+        let (keys, values) = newton::exact::share_slots(&entries, entry_keys, w.rank());
+        w.push(table, &keys, &values)?;
         Ok(())
     }
 
@@ -454,21 +449,24 @@ impl Run<'_> {
     ) -> Result<()> {
         let (o, w) = (self.settings, self.w);
         let working = newton::exact::working_set(x, sums, (o.lambda, o.delta), theta);
-        let coupled = match (
-            self.tables.hessian,
-            newton::exact::PairKeys::new(self.dim, w.num_workers()),
-        ) {
-            (Some(table), Some(pair_keys)) if working.len() <= newton::exact::MAX_COUPLED => {
-                Some((table, pair_keys))
-            }
-            _ => None,
-        };
+        let coupled = self
+            .tables
+            .hessian
+            .filter(|_| working.len() <= newton::exact::MAX_COUPLED);
         let (mut ks, mut vs) = (Vec::new(), Vec::new());
-        if let Some((table, pair_keys)) = coupled {
-            let features: Vec<u32> = working.iter().map(|&c| block.features[c]).collect();
-            let (keys, at) = newton::exact::hessian_keys(&features, pair_keys, w.num_workers());
-            let mut hessian = Vec::new();
-            pull_all_single(w, table, &keys, &mut hessian)?;
+        if let Some(table) = coupled {
+            let entry_keys = newton::exact::EntryKeys::new(w.num_workers());
+            let count_keys = newton::exact::count_keys(entry_keys, w.num_workers());
+            let counts =
+                newton::exact::counts(&w.pull(table, &count_keys)?).map_err(anyhow::Error::msg)?;
+            let keys = newton::exact::entry_keys(entry_keys, &counts);
+            let pulled = if keys.is_empty() {
+                Vec::new()
+            } else {
+                w.pull(table, &keys)?
+            };
+            let (hessian, at) = newton::exact::assemble(&pulled, &working, block.keys.len())
+                .map_err(anyhow::Error::msg)?;
             let wx: Vec<f32> = working.iter().map(|&c| x[c]).collect();
             let ws: Vec<f32> = working
                 .iter()
@@ -495,15 +493,6 @@ impl Run<'_> {
         }
         Ok(())
     }
-}
-
-/// Pulls `keys` of a one-input table into `values`.
-fn pull_all_single(w: &Worker, table: TableId, keys: &[u64], values: &mut Vec<f32>) -> Result<()> {
-    values.resize(keys.len(), 0.0);
-    if !keys.is_empty() {
-        w.pull_into(table, keys, values)?;
-    }
-    Ok(())
 }
 
 /// The longest trial length that satisfies the Armijo rule, or 0: `x` the block's weights, `d`

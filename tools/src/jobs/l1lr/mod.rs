@@ -368,7 +368,6 @@ pub fn run(cfg: &WorkerConfig, args: &L1lrArgs) -> Result<()> {
             stats,
             local_nnz,
             newton: step == Step::Newton,
-            dim: args.dim,
         };
         let rounds = (first, &mut checkpoints);
         run.train(

@@ -6,14 +6,46 @@ use super::*;
 use crate::jobs::l1lr::blocks::Shard;
 use crate::logistic::scaled_prox_l1;
 
+/// The Hessian table as the job uses it: key → the slot's floats (assignment).
+type Table = std::collections::HashMap<u64, [f32; ENTRY_FLOATS]>;
+
+/// Assigns `keys` and their `values` as a push to the Hessian table does.
+fn assign(table: &mut Table, keys: &[u64], values: &[f32]) {
+    for (k, v) in keys.iter().zip(values.chunks(ENTRY_FLOATS)) {
+        table.insert(*k, v.try_into().unwrap());
+    }
+}
+
+/// Worker 0's two pulls: the counts, then the entries; what `direction` takes, for the
+/// working set whose features are `features`.
+fn pull_shares(
+    table: &Table,
+    workers: usize,
+    (working, columns): (&[usize], usize),
+) -> Result<Assembled, String> {
+    let keys = EntryKeys::new(workers);
+    let read = |ks: &[u64]| -> Vec<f32> { ks.iter().flat_map(|k| table[k]).collect() };
+    let count_keys = count_keys(keys, workers);
+    assert!(
+        count_keys.windows(2).all(|p| p[0] < p[1]),
+        "sorted, unique keys"
+    );
+    let counts = counts(&read(&count_keys))?;
+    let entries = entry_keys(keys, &counts);
+    assert!(
+        entries.windows(2).all(|p| p[0] < p[1]),
+        "sorted, unique keys"
+    );
+    assemble(&read(&entries), working, columns)
+}
+
 /// The direction the job computes for `shards` at `x`: every shard's Hessian share assigned to
-/// a map (the Hessian table), worker 0's pull of every pair of the working set, coordinate
+/// a map (the Hessian table), worker 0's pulls of the counts and the entries, coordinate
 /// descent; per column of the block, zero outside the working set.
 fn newton_direction(shards: &[(Shard, Vec<f32>)], x: &[f32], model: (f32, f32)) -> Vec<f32> {
     let sums = summed_pairs(shards);
     let workers = shards.len();
-    let keys = PairKeys::new(4, workers).unwrap();
-    let mut table = std::collections::HashMap::new();
+    let mut table = Table::new();
     for (k, (shard, _)) in shards.iter().enumerate() {
         // A worker sees its present columns only (the odd rows lack one feature).
         let block = &shard.blocks[0];
@@ -21,23 +53,18 @@ fn newton_direction(shards: &[(Shard, Vec<f32>)], x: &[f32], model: (f32, f32)) 
         let at = |c: u32| [sums[2 * c as usize], sums[2 * c as usize + 1]];
         let own_sums: Vec<f32> = block.present.iter().flat_map(|&c| at(c)).collect();
         let working = working_set(&xs, &own_sums, model, 0.0);
-        let (ks, vs) = hessian_share(
+        let entries = hessian_share(
             (block, shard.row_curvature()),
             &working,
-            (keys, k),
             &mut Scratch::default(),
         );
+        let (ks, vs) = share_slots(&entries, EntryKeys::new(workers), k);
         assert!(ks.windows(2).all(|p| p[0] < p[1]), "sorted, unique keys");
-        table.extend(ks.into_iter().zip(vs));
+        assign(&mut table, &ks, &vs);
     }
     let block = &shards[0].0.blocks[0];
     let working = working_set(x, &sums, model, 0.0);
-    let features: Vec<u32> = working.iter().map(|&c| block.features[c]).collect();
-    let (pull, at) = hessian_keys(&features, keys, workers);
-    let hessian: Vec<f32> = pull
-        .iter()
-        .map(|k| table.get(k).copied().unwrap_or(0.0))
-        .collect();
+    let (hessian, at) = pull_shares(&table, workers, (&working, block.keys.len())).unwrap();
     let wx: Vec<f32> = working.iter().map(|&c| x[c]).collect();
     let ws: Vec<f32> = working
         .iter()
@@ -133,34 +160,68 @@ fn the_split_hessian_is_the_whole_one() {
 }
 
 #[test]
-fn pair_keys_are_distinct_per_pair_and_worker_and_refuse_what_does_not_fit() {
-    let keys = PairKeys::new(1000, 3).unwrap();
-    let mut seen = std::collections::HashSet::new();
-    for a in (0..1000).step_by(37) {
-        for b in (a..1000).step_by(41) {
-            for k in 0..3 {
-                assert_eq!(keys.key(a, b, k), keys.key(b, a, k));
-                assert!(seen.insert(keys.key(a, b, k)), "({a}, {b}, {k})");
-            }
+fn entry_keys_are_distinct_in_slot_then_worker_order_and_spread_over_the_key_space() {
+    let keys = EntryKeys::new(3);
+    let largest = (MAX_COUPLED * (MAX_COUPLED + 1) / 2) as u64;
+    let mut previous = None;
+    for slot in (0..5000).chain(largest - 5..=largest) {
+        for k in 0..3 {
+            let key = keys.key(k, slot);
+            assert!(previous.is_none_or(|p| p < key), "({k}, {slot})");
+            previous = Some(key);
         }
     }
-    assert!(PairKeys::new(1 << 31, 2).is_some());
-    assert!(PairKeys::new(1 << 32, 2).is_none());
+    // The longest list reaches the upper half of the key space: every server holds a share.
+    assert!(keys.key(0, largest) > u64::MAX / 2);
+}
+
+#[test]
+fn entries_travel_exactly_and_a_longer_list_left_from_before_is_not_read() {
+    let workers = 2;
+    let keys = EntryKeys::new(workers);
+    // A column above 2^16, so that both halves of its number matter.
+    let big = 70_000;
+    let mut table = Table::new();
+    // Worker 1's list of an earlier step: three entries, one of them a pair no longer wanted.
+    let before = [(5, 9, 1.0), (9, 9, 2.0), (7, big, 3.0)];
+    let (ks, vs) = share_slots(&before, keys, 1);
+    assign(&mut table, &ks, &vs);
+    // This step: worker 0 writes two entries, worker 1 one, over columns {5, 9, big}.
+    let (ks, vs) = share_slots(&[(5, 9, 0.5), (big, big, 0.25)], keys, 0);
+    assert!(ks.windows(2).all(|p| p[0] < p[1]), "sorted, unique keys");
+    assign(&mut table, &ks, &vs);
+    let (ks, vs) = share_slots(&[(5, 9, 1.5)], keys, 1);
+    assign(&mut table, &ks, &vs);
+    let working = [5, 9, big as usize];
+    let (hessian, at) = pull_shares(&table, workers, (&working, 80_000)).unwrap();
+    let mut got: Vec<((u32, u32), f32)> = at.into_iter().zip(hessian).collect();
+    got.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    assert_eq!(got, vec![((0, 1), 0.5), ((0, 1), 1.5), ((2, 2), 0.25)]);
+}
+
+#[test]
+fn a_count_or_an_entry_no_worker_can_have_written_is_refused() {
+    let err = counts(&[0.0, 0.0, 0.0, 0.0, 0.0, 2.5, 0.0, 0.0, 0.0, 0.0]).unwrap_err();
+    assert!(err.contains("worker 1") && err.contains("2.5"), "{err}");
+    assert!(counts(&[-1.0, 0.0, 0.0, 0.0, 0.0]).is_err());
+    assert!(counts(&[1e9, 0.0, 0.0, 0.0, 0.0]).is_err());
+    let outside = assemble(&[0.0, 6.0, 0.0, 9.0, 1.0], &[5, 9], 10).unwrap_err();
+    assert!(outside.contains("outside the working set"), "{outside}");
+    assert!(assemble(&[0.5, 5.0, 0.0, 9.0, 1.0], &[5, 9], 10).is_err());
+    assert!(assemble(&[1.0, 5.0, 0.0, 9.0, 1.0], &[5, 9], 10).is_err());
 }
 
 #[test]
 fn a_working_set_above_the_cap_sends_no_share() {
     let rows = coupled_rows();
     let (shard, _) = shard_of(&rows, |_| true, &[0.0; 4]);
-    let keys = PairKeys::new(4, 1).unwrap();
     let too_many: Vec<usize> = (0..MAX_COUPLED + 1).map(|p| p % 4).collect();
-    let (ks, _) = hessian_share(
+    let entries = hessian_share(
         (&shard.blocks[0], shard.row_curvature()),
         &too_many,
-        (keys, 0),
         &mut Scratch::default(),
     );
-    assert!(ks.is_empty());
+    assert!(entries.is_empty());
 }
 
 #[test]
