@@ -102,10 +102,30 @@ fn two_servers_two_workers_over_rdma_small_and_bulk() {
 
 #[test]
 fn mixed_cluster_uses_rdma_where_both_ends_can() {
-    // Server 0 runs without RDMA; server 1 and the workers pick it up on their own.
-    if let Some(job) = push_pull_over(&[Tcp, Auto], Auto, 2, &[1, 1], "RDMA to server 1 only") {
+    // Server 0 runs without RDMA; server 1 offers RDMA (and no shared memory), and the
+    // workers in auto pick it up on their own.
+    if let Some(job) = push_pull_over(&[Tcp, Rdma], Auto, 2, &[1, 1], "RDMA to server 1 only") {
         job.join();
     }
+}
+
+#[test]
+fn auto_prefers_shared_memory_to_rdma_on_the_same_host() {
+    // Every node here shares one host: a server in auto offers shared memory and RDMA, and a
+    // worker in auto takes shared memory, the shorter way.
+    let Some(job) = start_or_skip(&[Auto], 1, Auto) else {
+        return;
+    };
+    let links = job.run_workers(1, |w| {
+        let table = w.declare_table(TableSpec::new("t", 1)).unwrap();
+        w.push(table, &[7], &[1.5]).unwrap();
+        assert_eq!(w.pull(table, &[7]).unwrap(), vec![1.5]);
+        let links = (w.rdma_connections(), w.shm_connections());
+        w.finish().unwrap();
+        links
+    });
+    assert_eq!(links, vec![(0, 1)], "(RDMA, shared-memory) connections");
+    job.join();
 }
 
 #[test]
