@@ -186,13 +186,13 @@ impl Dialer {
             pool,
             metrics,
         );
+        let refused = |e: &ShmError| {
+            matches!(e, ShmError::Connect { source, .. }
+                if source.kind() == std::io::ErrorKind::ConnectionRefused)
+        };
         let conn = match conn {
             Ok(conn) => conn,
-            Err(ShmError::Connect { name, source })
-                if source.kind() == std::io::ErrorKind::ConnectionRefused =>
-            {
-                return Err(ShmFallback::NotOffered(ShmError::Connect { name, source }))
-            }
+            Err(e) if refused(&e) => return Err(ShmFallback::NotOffered(e)),
             Err(e) => return Err(ShmFallback::Failed(NetError::from(e).into())),
         };
         let link = authenticated(conn.into(), to, options).map_err(ShmFallback::Failed)?;

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token};
 
+use crate::event_loop::SpinYield;
 use crate::Registration;
 use crate::{Frame, FrameParts, FrameSink, Link, NetError, NoDirectValues, Peer, ReadOutcome};
 
@@ -293,8 +294,9 @@ impl ClientDriver {
                 // vDSO each read is a system call).
                 let tcp = self.links().any(|l| !l.polls_in_memory());
                 let yields = self.links().any(Link::yields_while_spinning);
-                let yield_from = Instant::now() + crate::event_loop::SPIN_ALONE;
-                let mut yielding = tcp;
+                let start = Instant::now();
+                let spin_yield = SpinYield::never().restart(start, tcp, yields);
+                let mut yielding = spin_yield.at(start);
                 let mut round = 0u32;
                 loop {
                     let got = if tcp {
@@ -311,9 +313,7 @@ impl ClientDriver {
                         if now >= until {
                             break;
                         }
-                        // Shared memory spins alone for a while, then offers the core every
-                        // round (`SPIN_ALONE`).
-                        yielding = tcp || (yields && now >= yield_from);
+                        yielding = spin_yield.at(now);
                     }
                     if yielding {
                         std::thread::yield_now();

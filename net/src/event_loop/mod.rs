@@ -62,6 +62,43 @@ const CLOCK_EVERY: u32 = 64;
 /// makes no system call, short enough that a peer waiting for this core (on an
 /// oversubscribed host) loses microseconds, not a scheduler time slice.
 pub const SPIN_ALONE: Duration = Duration::from_micros(20);
+
+/// When a busy-polling spin offers its core to other threads between rounds (the polling
+/// policy, shared by the event loop and the client driver): a spin over TCP links every
+/// round, one over shared-memory links once it has run alone for [`SPIN_ALONE`] since it
+/// (re)started, one over RDMA links never (`Link::yields_while_spinning`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SpinYield {
+    tcp: bool,
+    shm: bool,
+    from: Instant,
+}
+
+impl SpinYield {
+    /// A spin that offers no core.
+    pub(crate) fn never() -> SpinYield {
+        SpinYield {
+            tcp: false,
+            shm: false,
+            from: Instant::now(),
+        }
+    }
+
+    /// The spin (re)started at `now` by a link of these kinds: what it already was, plus
+    /// them, with the spin alone counted from `now`.
+    pub(crate) fn restart(self, now: Instant, tcp: bool, yields: bool) -> SpinYield {
+        SpinYield {
+            tcp: self.tcp || tcp,
+            shm: self.shm || yields,
+            from: now + SPIN_ALONE,
+        }
+    }
+
+    /// Whether the spin offers its core at `now`.
+    pub(crate) fn at(self, now: Instant) -> bool {
+        self.tcp || (self.shm && now >= self.from)
+    }
+}
 /// While spinning, rounds between two looks at epoll.
 const EPOLL_EVERY: u32 = 16;
 /// Frames handled from one peer before the others get a turn.
@@ -385,10 +422,8 @@ impl EventLoop {
         let mut spin_until: Option<Instant> = None;
         // Whether the spin was started by a TCP frame: then epoll is asked every round.
         let mut spin_tcp = false;
-        // Whether it was started by a frame of a link whose spin offers the core between
-        // rounds (TCP, shared memory: `Link::yields_while_spinning`), and from when.
-        let mut spin_yield = false;
-        let mut yield_from = Instant::now();
+        // When the spin offers its core, and whether it does now.
+        let mut spin_yield = SpinYield::never();
         let mut yielding = false;
         let mut round = 0u32;
         // Whether the handler's background work wants another round at once.
@@ -405,10 +440,10 @@ impl EventLoop {
                 if spin_until.is_some_and(|t| now >= t) {
                     spin_until = None;
                     spin_tcp = false;
-                    spin_yield = false;
+                    spin_yield = SpinYield::never();
                     yielding = false;
                 } else {
-                    yielding = spin_tcp || (spin_yield && now >= yield_from);
+                    yielding = spin_yield.at(now);
                 }
             }
             let spinning = spin_until.is_some();
@@ -487,9 +522,8 @@ impl EventLoop {
                         let now = Instant::now();
                         spin_until = Some(now + self.settings.busy_poll);
                         spin_tcp |= !rdma;
-                        spin_yield |= link_yields;
-                        yield_from = now + SPIN_ALONE;
-                        yielding = spin_tcp;
+                        spin_yield = spin_yield.restart(now, !rdma, link_yields);
+                        yielding = spin_yield.at(now);
                     }
                 }
                 self.report_closed(handler, &mut closed);

@@ -91,14 +91,14 @@ impl EventLoop {
                     }
                     let (tx, waker, pool, metrics) =
                         (tx.clone(), waker.clone(), pool.clone(), metrics.clone());
-                    let in_setup = in_setup.clone();
+                    let setups = in_setup.clone();
                     let spawned =
                         std::thread::Builder::new()
                             .name("shm-setup".into())
                             .spawn(move || {
                                 let conn =
                                     ShmConn::accept(sock, SETUP_TIMEOUT, limits, pool, metrics);
-                                in_setup.fetch_sub(1, Ordering::SeqCst);
+                                setups.fetch_sub(1, Ordering::SeqCst);
                                 match conn {
                                     Ok(conn) => {
                                         if tx.send(conn).is_ok() {
@@ -111,6 +111,8 @@ impl EventLoop {
                                 }
                             });
                     if let Err(e) = spawned {
+                        // The setup never ran: give its place back.
+                        in_setup.fetch_sub(1, Ordering::SeqCst);
                         tracing::warn!("refusing a shared-memory connection: no thread: {e}");
                     }
                 }

@@ -136,6 +136,8 @@ pub struct Scratch {
     by_row: Vec<(u32, f32)>,
     /// Where each row's group starts in `by_row` (one more than the rows).
     row_start: Vec<usize>,
+    /// Where each row's next entry goes while `by_row` is filled.
+    next: Vec<usize>,
     /// The share's upper triangle, row-major.
     triangle: Vec<f64>,
 }
@@ -176,11 +178,12 @@ pub fn hessian_share(
     }
     s.by_row.clear();
     s.by_row.resize(s.row_start[row_curv.len()], (0, 0.0));
-    let mut next = s.row_start.clone();
+    s.next.clear();
+    s.next.extend_from_slice(&s.row_start);
     for (a, e) in columns() {
         let i = block.rows[e] as usize;
-        s.by_row[next[i]] = (a as u32, block.vals[e]);
-        next[i] += 1;
+        s.by_row[s.next[i]] = (a as u32, block.vals[e]);
+        s.next[i] += 1;
     }
     s.triangle.clear();
     s.triangle.resize(n * (n + 1) / 2, 0.0);
