@@ -669,6 +669,7 @@ fn plot_command_draws_one_coloured_series_per_trace() {
                 kkt_offered: 0.0,
                 kkt_skipped: 0.0,
                 stopped: None,
+                tau: None,
             };
             text.push_str(&serde_json::to_string(&r).unwrap());
             text.push('\n');
@@ -705,6 +706,66 @@ fn plot_command_draws_one_coloured_series_per_trace() {
         dark(&png),
         dark(&bare)
     );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn idle_against_tau_draws_one_line_per_folder_and_needs_tau() {
+    let dir = scratch("plot-tau");
+    let final_record = |tau: Option<u32>, idle: f64| trace::Record {
+        time: 1.0,
+        iteration: 15,
+        objective: 1.0,
+        loss: 1.0,
+        nnz: 0,
+        accuracy: 0.5,
+        bytes_sent: 0.0,
+        bytes_received: 0.0,
+        idle_seconds: idle,
+        idle_fraction: idle,
+        last: true,
+        kkt_offered: 0.0,
+        kkt_skipped: 0.0,
+        stopped: None,
+        tau,
+    };
+    let mut paths = Vec::new();
+    for (folder, scale) in [("plain", 0.5), ("applier", 0.3)] {
+        std::fs::create_dir_all(dir.join(folder)).unwrap();
+        for tau in [0u32, 4, 16] {
+            let path = dir.join(folder).join(format!("tau{tau}.jsonl"));
+            let r = final_record(Some(tau), scale / f64::from(tau + 1));
+            std::fs::write(&path, serde_json::to_string(&r).unwrap() + "\n").unwrap();
+            paths.push(path);
+        }
+    }
+    let png = dir.join("idle.png");
+    run_ok(
+        ferrops()
+            .args(["plot", "--idle-against-tau", "--out"])
+            .arg(&png)
+            .args(&paths),
+    );
+    // Two folders, two lines: blue and orange, and no third colour.
+    assert_plot(&png, &[[31, 119, 180], [255, 127, 14]]);
+    let img = image::open(&png).unwrap().to_rgb8();
+    assert_eq!(img.pixels().filter(|p| p.0 == [44, 160, 44]).count(), 0);
+    // A trace that does not say its τ is named, not plotted at τ = 0.
+    let old = dir.join("old.jsonl");
+    std::fs::write(&old, serde_json::to_string(&final_record(None, 0.2)).unwrap()).unwrap();
+    let refused = ferrops()
+        .args(["plot", "--idle-against-tau", "--out"])
+        .arg(dir.join("no.png"))
+        .arg(&paths[0])
+        .arg(&old)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && err.contains("old.jsonl does not record τ"),
+        "{err}"
+    );
+    assert!(!dir.join("no.png").exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -760,6 +821,48 @@ fn injected_stragglers_slow_steps_but_not_the_arithmetic() {
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(
         !refused.status.success() && err.contains("--straggler applies to the bound step"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_dedicated_applier_changes_who_waits_not_the_arithmetic() {
+    let (dir, data) = scratch_with_data(
+        "applier",
+        GenSpec {
+            rows: 3000,
+            features: 2000,
+            nnz_per_row: 10,
+            seed: 6,
+        },
+    );
+    let base = "--servers 1 --workers 2 --iters 6 --lambda 2 --tau 0 --step bound";
+    let (_, plain) = train_l1lr(&data, &dir.join("plain.jsonl"), None, base);
+    let applied = format!("{base} --applier --straggler 0.5,3");
+    let (out, records) = train_l1lr(&data, &dir.join("applier.jsonl"), None, &applied);
+    assert!(out.contains("2 workers and a dedicated applier"), "{out}");
+    assert!(out.contains("applier: waited"), "{out}");
+    // The two data workers (ranks 1 and 2) straggle; the applier (rank 0) computes nothing.
+    for rank in 1..3 {
+        assert!(
+            out.contains(&format!("worker {rank}: straggled in")),
+            "worker {rank} reports its straggling:\n{out}"
+        );
+    }
+    assert!(!out.contains("worker 0: straggled in"), "{out}");
+    // The same two shards sum into the same steps: τ = 0 gives the same objective exactly.
+    let (a, b) = (plain.last().unwrap(), records.last().unwrap());
+    assert_eq!(a.objective, b.objective);
+    // Every record says its τ, for `plot --idle-against-tau`.
+    assert!(records.iter().all(|r| r.tau == Some(0)));
+    let refused = ferrops()
+        .args(["train", "l1lr", "--step", "line", "--applier", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && err.contains("--applier applies to the bound step"),
         "{err}"
     );
 }

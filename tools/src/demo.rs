@@ -94,6 +94,7 @@ fn run_in(args: &DemoOptions, seed: u64, dir: &std::path::Path) -> Result<()> {
             kkt: false,
             step: Step::Auto,
             straggler: None,
+            applier: false,
             stop: args.stop.clone(),
             checkpoints: Default::default(),
         },

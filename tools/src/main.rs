@@ -325,13 +325,23 @@ fn run_plot(args: &PlotArgs) -> Result<i32> {
         .traces
         .iter()
         .map(|p| {
-            let label = p.file_stem().unwrap_or(p.as_os_str()).to_string_lossy();
             trace::read(p)
-                .map(|t| (label.into_owned(), t))
+                .map(|t| (p.clone(), t))
                 .with_context(|| format!("reading {}", p.display()))
         })
         .collect::<Result<Vec<_>>>()?;
-    apps::train::plot_objective(&args.out, &traces)?;
+    if args.idle_against_tau {
+        apps::train::plot_idle_against_tau(&args.out, &traces)?;
+    } else {
+        let named: Vec<_> = traces
+            .into_iter()
+            .map(|(p, t)| {
+                let label = p.file_stem().unwrap_or(p.as_os_str()).to_string_lossy();
+                (label.into_owned(), t)
+            })
+            .collect();
+        apps::train::plot_objective(&args.out, &named)?;
+    }
     println!("wrote {}", args.out.display());
     Ok(0)
 }

@@ -168,7 +168,12 @@ pub fn l1lr(spec: &L1lrRun) -> Result<Vec<Record>> {
     // A trace left by an earlier run must not feed the progress bar.
     let _ = std::fs::remove_file(&trace_path);
     let follower = bar.then(|| Follower::start(&trace_path, settings.iters, data_nnz));
-    let code = spec.cluster.run(&job);
+    // A dedicated applier is one more worker process, beside the `--workers` that hold data.
+    let cluster = ClusterSize {
+        workers: spec.cluster.workers + usize::from(settings.applier),
+        ..spec.cluster.clone()
+    };
+    let code = cluster.run(&job);
     if let Some(f) = follower {
         f.stop();
     }
@@ -294,6 +299,53 @@ pub fn plot_objective(png: &Path, traces: &[(String, Vec<Record>)]) -> Result<()
                 .collect(),
         })
         .collect();
+    write_plot(&p, png)
+}
+
+/// `ferrops plot --idle-against-tau`: each trace's final idle fraction (percent of worker
+/// time) against its τ, one line per folder of traces, named after the folder, in τ order.
+pub fn plot_idle_against_tau(png: &Path, traces: &[(PathBuf, Vec<Record>)]) -> Result<()> {
+    let mut lines: Vec<Series> = Vec::new();
+    for (path, t) in traces {
+        let last = t.iter().rev().find(|r| r.last).with_context(|| {
+            format!(
+                "{} has no final record: did its run finish?",
+                path.display()
+            )
+        })?;
+        let tau = last.tau.with_context(|| {
+            format!(
+                "{} does not record τ (an older trace): run it again to plot it against τ",
+                path.display()
+            )
+        })?;
+        let folder = absolute(path)?
+            .parent()
+            .and_then(|d| d.file_name())
+            .map_or_else(|| "/".to_string(), |n| n.to_string_lossy().into_owned());
+        let point = (f64::from(tau), 100.0 * last.idle_fraction);
+        match lines.iter_mut().find(|s| s.label == folder) {
+            Some(line) => line.points.push(point),
+            None => lines.push(Series {
+                label: folder,
+                points: vec![point],
+            }),
+        }
+    }
+    for line in &mut lines {
+        line.points.sort_by(|a, b| a.0.total_cmp(&b.0));
+    }
+    let mut p = LinePlot::new(
+        "Worker idle time against the bounded delay",
+        "τ",
+        "idle (% of worker time)",
+    );
+    p.series = lines;
+    write_plot(&p, png)
+}
+
+/// Writes `p` to `png`, warning on standard error when it had to be drawn without text.
+fn write_plot(p: &LinePlot, png: &Path) -> Result<()> {
     match p.write(png)? {
         Outcome::WithText(_) => {}
         Outcome::WithoutText(why) => {

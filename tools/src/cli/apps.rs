@@ -162,6 +162,12 @@ pub struct PlotArgs {
     #[arg(long, value_name = "FILE.png")]
     pub out: PathBuf,
 
+    /// Draw each trace's final idle fraction against its τ instead (the paper's idle-time
+    /// figure): one line per folder of traces, named after the folder, e.g.
+    /// `applier/tau*.jsonl` beside `plain/tau*.jsonl`.
+    #[arg(long)]
+    pub idle_against_tau: bool,
+
     /// Traces written by `ferrops train l1lr --json`.
     #[arg(required = true, value_name = "TRACE.jsonl")]
     pub traces: Vec<PathBuf>,

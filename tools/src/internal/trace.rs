@@ -43,6 +43,9 @@ pub struct Record {
     /// record only; `None` when it ran every iteration.
     #[serde(default)]
     pub stopped: Option<String>,
+    /// The run's bounded delay τ (`None` in traces written before it was recorded).
+    #[serde(default)]
+    pub tau: Option<u32>,
 }
 
 /// Appends records as JSON lines.

@@ -87,7 +87,7 @@ pub use report::final_line;
 use super::checkpoints::{CheckpointFlags, Checkpoints};
 use super::stop::StopArgs;
 use super::{delay, non_negative_number, positive_count, positive_number};
-use crate::data::{read_part, DimBound};
+use crate::data::{read_part, DimBound, Rows};
 use crate::logistic::scaled_prox_l1;
 use crate::trace;
 
@@ -175,6 +175,13 @@ pub struct L1lrSettings {
     #[arg(long, value_name = "P,K", value_parser = straggler::parse)]
     pub straggler: Option<String>,
 
+    /// A dedicated applier: worker 0 holds no data and only applies the block steps (as the
+    /// paper's servers do), so no worker that computes gradients waits for the slowest one at
+    /// every step; the data goes to workers 1 … W − 1 (`ferrops train` starts one more worker
+    /// process for it). The bound step only.
+    #[arg(long)]
+    pub applier: bool,
+
     #[command(flatten)]
     #[serde(flatten)]
     pub checkpoints: CheckpointFlags,
@@ -241,6 +248,10 @@ impl L1lrArgs {
             "--straggler applies to the bound step: add --step bound (or --tau above 0)"
         );
         ensure!(
+            !o.applier || o.resolved_step() == Step::Bound,
+            "--applier applies to the bound step: add --step bound (or --tau above 0)"
+        );
+        ensure!(
             !o.kkt || o.checkpoints.checkpoint_every.is_none(),
             "--checkpoint-every cannot be used with --kkt: the KKT filter keeps per-worker \
              state that a checkpoint does not hold"
@@ -255,7 +266,19 @@ pub fn run(cfg: &WorkerConfig, args: &L1lrArgs) -> Result<()> {
     let o = &args.settings;
     let w = Worker::connect(cfg).context("connecting to the job")?;
     let (rank, workers) = (w.rank(), w.num_workers());
-    let rows = read_part(&o.data, rank, workers, DimBound::Dim(args.dim as u64))?;
+    ensure!(
+        !o.applier || workers >= 2,
+        "--applier needs at least two worker processes: the applier and one with data"
+    );
+    // With a dedicated applier, worker 0 reads nothing and the others share the data.
+    let data_workers = workers - usize::from(o.applier);
+    let holds_data = !o.applier || rank > 0;
+    let rows = if holds_data {
+        let part = rank - usize::from(o.applier);
+        read_part(&o.data, part, data_workers, DimBound::Dim(args.dim as u64))?
+    } else {
+        Rows::new()
+    };
     let local_nnz = rows.idx.len() as f32;
     let step = o.resolved_step();
     let window = match (o.window, o.searches_lines()) {
@@ -338,8 +361,13 @@ pub fn run(cfg: &WorkerConfig, args: &L1lrArgs) -> Result<()> {
     };
     if rank == 0 && args.lines {
         println!(
-            "l1lr: {} features in {nb} blocks, {workers} workers, λ = {}, τ = {}, δ = {}, {} step{}",
+            "l1lr: {} features in {nb} blocks, {data_workers} workers{}, λ = {}, τ = {}, δ = {}, {} step{}",
             args.dim,
+            if o.applier {
+                " and a dedicated applier"
+            } else {
+                ""
+            },
             o.lambda,
             o.tau,
             o.delta,
@@ -354,9 +382,18 @@ pub fn run(cfg: &WorkerConfig, args: &L1lrArgs) -> Result<()> {
     w.barrier()?; // every worker has its data: the clock starts together
     let started = Instant::now();
     let mut idle = Duration::ZERO;
+    // The idle time a worker reports: a dedicated applier's waits are the servers' part in the
+    // paper's scheme, not a worker's (it prints them at the end instead).
+    let worker_idle = |idle: Duration| {
+        if holds_data {
+            idle
+        } else {
+            Duration::ZERO
+        }
+    };
     // Worker 0's exact copy of the weights, per block in key order.
     let mut exact: Vec<Vec<f32>> = shard.weights.clone();
-    let mut progress = Progress::new(args, workers, stats, started, out);
+    let mut progress = Progress::new(args, data_workers, stats, started, out);
     // The iterations completed and, when training ended before `--iters`, why.
     let stopped = if o.searches_lines() {
         let run = line::Run {
@@ -383,7 +420,11 @@ pub fn run(cfg: &WorkerConfig, args: &L1lrArgs) -> Result<()> {
         let mut scratch = Scratch::default();
         let mut stopped = None;
         let seed = 0x5752_4147 ^ rank as u64;
-        let mut straggler = o.straggler.as_deref().map(|s| Straggler::new(s, seed));
+        // The applier computes nothing a slower machine would slow down.
+        let mut straggler = match &o.straggler {
+            Some(s) if holds_data => Some(Straggler::new(s, seed)),
+            _ => None,
+        };
         for t in first..o.iters {
             // The read waits where this step's weights pull would: count it as idle time.
             let t0 = Instant::now();
@@ -436,7 +477,7 @@ pub fn run(cfg: &WorkerConfig, args: &L1lrArgs) -> Result<()> {
                 )?;
                 let last_step = b == nb - 1;
                 if last_step {
-                    push_stats(&w, stats, t, &shard, idle, local_nnz)?;
+                    push_stats(&w, stats, t, &shard, worker_idle(idle), local_nnz)?;
                 }
                 w.clock()?;
                 if rank == 0 {
@@ -514,19 +555,27 @@ pub fn run(cfg: &WorkerConfig, args: &L1lrArgs) -> Result<()> {
             "the servers' weights differ from worker 0's mirror of the updates"
         );
     }
-    push_stats(&w, stats, done, &fresh, idle, local_nnz)?;
+    push_stats(&w, stats, done, &fresh, worker_idle(idle), local_nnz)?;
     w.barrier()?;
     if rank == 0 {
         let f = w.pull(stats, &stat_keys(done))?;
-        let mut record = summarize(&f, &final_w, o.lambda, done, elapsed, workers, true);
+        let mut record = summarize(&f, &final_w, o.lambda, done, elapsed, data_workers, true);
         record.stopped = stopped;
+        record.tau = Some(o.tau);
         if let Some(k) = &kkt {
-            (record.kkt_offered, record.kkt_skipped) = k.totals(workers);
+            (record.kkt_offered, record.kkt_skipped) = k.totals(data_workers);
         }
         if args.lines {
             println!("{}", final_line(&record, args.dim));
             if let Some(k) = &kkt {
-                println!("{}", k.report(workers));
+                println!("{}", k.report(data_workers));
+            }
+            if o.applier {
+                println!(
+                    "applier: waited {:.2} s for the workers' shares ({:.1}% of training)",
+                    idle.as_secs_f64(),
+                    100.0 * idle.as_secs_f64() / elapsed.as_secs_f64().max(1e-9)
+                );
             }
         }
         if let Some(out) = progress.trace() {

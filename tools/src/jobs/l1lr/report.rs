@@ -73,6 +73,7 @@ pub(super) fn summarize(
         kkt_offered: 0.0,
         kkt_skipped: 0.0,
         stopped: None,
+        tau: None,
     }
 }
 
@@ -97,6 +98,7 @@ pub(super) struct Progress {
     started: Instant,
     workers: usize,
     lambda: f32,
+    tau: u32,
     dim: usize,
     lines: bool,
     out: Option<trace::Writer>,
@@ -117,6 +119,7 @@ impl Progress {
             started,
             workers,
             lambda: args.settings.lambda,
+            tau: args.settings.tau,
             dim: args.dim,
             lines: args.lines,
             out,
@@ -151,6 +154,7 @@ impl Progress {
             self.workers,
             false,
         );
+        record.tau = Some(self.tau);
         if let Some(k) = kkt {
             (record.kkt_offered, record.kkt_skipped) = k.totals(self.workers);
         }

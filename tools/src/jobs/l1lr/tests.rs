@@ -16,6 +16,7 @@ fn arguments_round_trip_and_reject_bad_flags() {
             kkt: true,
             step: Step::Bound,
             straggler: None,
+            applier: false,
             stop: crate::jobs::stop::StopArgs {
                 tol: Some(0.05),
                 max_seconds: Some(2.5),
