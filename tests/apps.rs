@@ -752,7 +752,11 @@ fn idle_against_tau_draws_one_line_per_folder_and_needs_tau() {
     assert_eq!(img.pixels().filter(|p| p.0 == [44, 160, 44]).count(), 0);
     // A trace that does not say its τ is named, not plotted at τ = 0.
     let old = dir.join("old.jsonl");
-    std::fs::write(&old, serde_json::to_string(&final_record(None, 0.2)).unwrap()).unwrap();
+    std::fs::write(
+        &old,
+        serde_json::to_string(&final_record(None, 0.2)).unwrap(),
+    )
+    .unwrap();
     let refused = ferrops()
         .args(["plot", "--idle-against-tau", "--out"])
         .arg(dir.join("no.png"))
