@@ -870,3 +870,49 @@ fn a_dedicated_applier_changes_who_waits_not_the_arithmetic() {
         "{err}"
     );
 }
+
+#[test]
+fn line_search_traces_report_the_objective_after_each_iteration() {
+    let (dir, data) = scratch_with_data(
+        "trace-now",
+        GenSpec {
+            rows: 3000,
+            features: 2000,
+            nnz_per_row: 10,
+            seed: 8,
+        },
+    );
+    for step in ["line", "newton"] {
+        let base = format!("--servers 1 --workers 2 --lambda 2 --delta 0.01 --step {step}");
+        let (_, short) = train_l1lr(
+            &data,
+            &dir.join("short.jsonl"),
+            None,
+            &format!("{base} --iters 3"),
+        );
+        let (_, long) = train_l1lr(
+            &data,
+            &dir.join("long.jsonl"),
+            None,
+            &format!("{base} --iters 4"),
+        );
+        // The final record evaluates the weights after 3 iterations exactly; the longer run's
+        // record of iteration 3 must say the same, not the objective one step earlier.
+        let exact = short.last().unwrap();
+        assert!(exact.last && exact.iteration == 3);
+        let third = long.iter().find(|r| !r.last && r.iteration == 3).unwrap();
+        let gap = (third.objective - exact.objective).abs() / exact.objective;
+        assert!(
+            gap < 1e-5,
+            "{step}: iteration 3 records {} but the weights after it give {}",
+            third.objective,
+            exact.objective
+        );
+        assert!(
+            (third.accuracy - exact.accuracy).abs() < 1e-6,
+            "{step}: accuracy {} vs {}",
+            third.accuracy,
+            exact.accuracy
+        );
+    }
+}

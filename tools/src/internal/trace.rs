@@ -15,9 +15,10 @@ pub struct Record {
     pub time: f64,
     /// Iterations (passes over all blocks) completed.
     pub iteration: usize,
-    /// Σ loss + λ‖w‖₁. Per iteration each worker's loss is taken at the margins it holds at the
-    /// end of the iteration (stale by up to τ blocks); the final record evaluates the final
-    /// weights exactly.
+    /// Σ loss + λ‖w‖₁ after `iteration` iterations. The line and Newton steps' records are
+    /// exact (the loss the line search measured for the length it took); the bound step's take
+    /// each worker's loss at the margins it holds before the iteration's last block step (stale
+    /// by up to τ + 1 blocks); the final record evaluates the final weights exactly.
     pub objective: f64,
     pub loss: f64,
     /// Nonzero weights.

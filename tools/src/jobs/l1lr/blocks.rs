@@ -198,6 +198,23 @@ impl Shard {
         out
     }
 
+    /// The change in rows classified correctly on this shard of the step probed last, for each
+    /// of `alphas` (the rows it moves only).
+    pub fn probed_correct_change(&self, alphas: &[f32]) -> Vec<f64> {
+        // As `loss_and_correct` counts: a row is right when y·m > 0.
+        let right = |y: f32, m: f64| f64::from(u8::from(f64::from(y) * m > 0.0));
+        let mut out = vec![0.0; alphas.len()];
+        for &i in &self.touched {
+            let i = i as usize;
+            let (y, m, dm) = (self.labels[i], self.margins[i], self.dm[i]);
+            let before = right(y, m);
+            for (o, &a) in out.iter_mut().zip(alphas) {
+                *o += right(y, m + f64::from(a) * dm) - before;
+            }
+        }
+        out
+    }
+
     /// Takes the step probed last: block `b`'s present weights become `w + alpha · d` (in f32,
     /// as worker 0 computes them) and the margins move by `alpha · Δm`.
     pub fn take_step(&mut self, b: usize, d: &[f32], alpha: f32) {

@@ -35,7 +35,7 @@ use ferrops_kernels::Rule;
 use super::blocks::{step, Shard};
 use super::newton;
 use super::stopping::Stopping;
-use super::{push_stats, L1lrSettings, Progress};
+use super::{push_stats, L1lrSettings, Progress, StepChange};
 use crate::jobs::checkpoints::Checkpoints;
 use crate::jobs::stop::Stop;
 use crate::logistic::scaled_prox_l1;
@@ -150,10 +150,12 @@ struct NewtonScratch {
     exact: newton::exact::Scratch,
 }
 
-/// The loss-table keys of step `s`.
+/// The loss-table keys of step `s`: the summed loss change at each trial length, then the
+/// change in rows classified correctly at each.
 fn loss_keys(s: usize) -> Vec<u64> {
-    let base = (s * ALPHAS.len()) as u64;
-    (base..base + ALPHAS.len() as u64).collect()
+    let per_step = 2 * ALPHAS.len() as u64;
+    let base = s as u64 * per_step;
+    (base..base + per_step).collect()
 }
 
 impl Run<'_> {
@@ -258,11 +260,9 @@ impl Run<'_> {
                     }
                 }
                 *idle += t0.elapsed();
-                let change: Vec<f32> = shard
-                    .probe_step(b, &d, &ALPHAS)
-                    .into_iter()
-                    .map(|v| v as f32)
-                    .collect();
+                let mut change = shard.probe_step(b, &d, &ALPHAS);
+                change.extend(shard.probed_correct_change(&ALPHAS));
+                let change: Vec<f32> = change.into_iter().map(|v| v as f32).collect();
                 w.push(self.tables.losses, &loss_keys(s), &change)?;
                 w.clock()?;
                 // (C) worker 0 chooses the length and applies it on the servers.
@@ -275,14 +275,21 @@ impl Run<'_> {
                     if !newton_now {
                         all = diagonal(x, &sums, o);
                     }
-                    let alpha = choose(x, &all, &sums, &total, o.lambda);
+                    let (loss_change, correct_change) = total.split_at(ALPHAS.len());
+                    let alpha = choose(x, &all, &sums, loss_change, o.lambda);
                     w.push(self.tables.alphas, &[alpha_key(s)], &[alpha])?;
                     self.apply(&shard.blocks[b].keys, x, &all, &sums, alpha, slot)?;
                     if newton_now {
                         zero_slot(w, self.acc[(s + 1) % 2], &shard.blocks[b].keys, &dir_sums)?;
                     }
                     if last_step {
-                        progress.record(w, t, exact, None)?;
+                        // The stats were taken before this step: add what it changed.
+                        let taken = ALPHAS.iter().position(|&a| a == alpha);
+                        let moved = taken.map_or(StepChange::default(), |i| StepChange {
+                            loss: loss_change[i],
+                            correct: correct_change[i],
+                        });
+                        progress.record(w, t, exact, None, moved)?;
                         stopping.decide(w, t, progress.seconds())?;
                     }
                 }

@@ -78,7 +78,7 @@ use serde::Serialize;
 
 use blocks::{Block, Shard};
 use kkt::Kkt;
-use report::{push_stats, stat_keys, summarize, Progress};
+use report::{push_stats, stat_keys, summarize, Progress, StepChange};
 use stopping::Stopping;
 use straggler::Straggler;
 
@@ -507,7 +507,7 @@ pub fn run(cfg: &WorkerConfig, args: &L1lrArgs) -> Result<()> {
                         }
                     }
                     if last_step {
-                        progress.record(&w, t, &exact, kkt.as_ref())?;
+                        progress.record(&w, t, &exact, kkt.as_ref(), StepChange::default())?;
                         stopping.decide(&w, t, started.elapsed().as_secs_f64())?;
                     }
                 }

@@ -92,6 +92,15 @@ pub fn final_line(r: &Record, dim: usize) -> String {
     )
 }
 
+/// What the iteration's last block step changed after the workers took their stats: the
+/// summed loss and rows classified correctly. The line search knows both for the length it took;
+/// the bound step does not (zero: its records are stale by up to τ + 1 blocks).
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct StepChange {
+    pub loss: f32,
+    pub correct: f32,
+}
+
 /// Worker 0's per-iteration report: a trace record and a progress line.
 pub(super) struct Progress {
     stats: TableId,
@@ -136,15 +145,19 @@ impl Progress {
         self.out.as_mut()
     }
 
-    /// Records iteration `t` (0-based) from the summed stats and worker 0's weights.
+    /// Records iteration `t` (0-based) from the summed stats, what the last step changed after
+    /// they were taken, and worker 0's weights.
     pub(super) fn record(
         &mut self,
         w: &Worker,
         t: usize,
         exact: &[Vec<f32>],
         kkt: Option<&Kkt>,
+        moved: StepChange,
     ) -> Result<()> {
-        let f = w.pull(self.stats, &stat_keys(t))?;
+        let mut f = w.pull(self.stats, &stat_keys(t))?;
+        f[0] += moved.loss;
+        f[1] += moved.correct;
         let mut record = summarize(
             &f,
             exact,
