@@ -27,7 +27,7 @@ pub struct ServerReport {
 }
 
 /// One store's contents in short: the table, the range, its keys and their digest
-/// (`TableStore::digest`: keys, values and rule state in key order).
+/// (`TableStore::digest`: keys, values and rule state, whatever their slots).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RangeContents {
     pub table: String,

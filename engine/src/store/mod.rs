@@ -462,34 +462,33 @@ impl TableStore {
         self.values.committed_region()
     }
 
-    /// A digest of what the table holds: every key with the bits of its values and rule state,
-    /// in key order (FNV-1a, 64 bits). Two stores that applied the same pushes in the same
-    /// order have the same digest, whatever slots their keys got (a replica's slots may differ
-    /// from its head's, which also serves pulls of keys never pushed).
+    /// A digest of what the table holds: every key with the bits of its values and rule state.
+    /// Two stores that applied the same pushes in the same order have the same digest, whatever
+    /// slots their keys got (a replica's slots may differ from its head's, which also serves
+    /// pulls of keys never pushed). Each entry is hashed on its own and the hashes are added,
+    /// so the digest needs no sorted copy of the keys: one pass, no allocation, at every
+    /// server's exit whatever the table's size.
     pub fn digest(&self) -> u64 {
-        let mut keys: Vec<(u64, u32)> = match self.dense {
-            Some((begin, _)) => (0..self.slots_used)
-                .map(|s| (begin + u64::from(s), s))
-                .collect(),
-            None => self.map.iter().collect(),
-        };
-        keys.sort_unstable();
         let dim = self.spec.dim as usize;
-        let mut hash = 0xcbf2_9ce4_8422_2325u64;
-        let mut eat = |bytes: &[u8]| {
-            for &b in bytes {
-                hash = (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
-            }
-        };
-        for (key, slot) in keys {
-            eat(&key.to_le_bytes());
+        let entry = |key: u64, slot: u32| {
             let at = slot as usize * dim..(slot as usize + 1) * dim;
-            eat(self.values.as_f32()[at.clone()].as_bytes());
-            for state in self.state.iter().flatten() {
-                eat(state.as_f32()[at.clone()].as_bytes());
+            let mut h = mix64(key);
+            let rows = std::iter::once(&self.values).chain(self.state.iter().flatten());
+            for bits in rows.flat_map(|r| r.as_f32()[at.clone()].iter().map(|v| v.to_bits())) {
+                h = mix64(h ^ u64::from(bits));
             }
+            h
+        };
+        match self.dense {
+            Some((begin, _)) => (0..self.slots_used)
+                .map(|s| entry(begin + u64::from(s), s))
+                .fold(0u64, u64::wrapping_add),
+            None => self
+                .map
+                .iter()
+                .map(|(key, slot)| entry(key, slot))
+                .fold(0u64, u64::wrapping_add),
         }
-        hash
     }
 
     /// Copies the values of `slots` into `out` (for lists whose slots are scattered).
@@ -502,6 +501,15 @@ impl TableStore {
             out.extend_from_slice(&self.values.as_f32()[start..start + dim]);
         }
     }
+}
+
+/// A 64-bit mixing function (the splitmix64 finaliser): every input bit affects every output
+/// bit, so a sum of mixed entries tells tables apart.
+fn mix64(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
 }
 
 #[cfg(test)]
@@ -532,6 +540,32 @@ mod tests {
         let c = s.resolve(42, &other).unwrap();
         assert_eq!(c.slots()[0], 1000);
         assert_eq!(s.len(), 2000);
+    }
+
+    #[test]
+    fn digest_follows_contents_not_slots() {
+        let rule = Rule::AdaGrad { lr: 0.1, eps: 1e-6 };
+        let (mut a, mut b) = (store(rule, 2), store(rule, 2));
+        // The same keys and pushes, the keys arriving in another order: other slots.
+        let ra = a.resolve(1, &[1, 2, 3]).unwrap();
+        a.apply(&ra.slots(), &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+            .unwrap();
+        let first = b.resolve(1, &[3]).unwrap();
+        b.apply(&first.slots(), &[5.0, 6.0]).unwrap();
+        let rest = b.resolve(2, &[1, 2]).unwrap();
+        b.apply(&rest.slots(), &[1.0, 2.0, 3.0, 4.0]).unwrap();
+        let rb = b.resolve(4, &[1, 2, 3]).unwrap();
+        assert_ne!(*ra.slots(), *rb.slots());
+        assert_eq!(a.digest(), b.digest());
+        // One value's bits differ: the digest differs; so does a key holding another's values.
+        let one = b.resolve(5, &[2]).unwrap();
+        b.apply(&one.slots(), &[0.0, 1e-3]).unwrap();
+        assert_ne!(a.digest(), b.digest());
+        let mut c = store(rule, 2);
+        let rc = c.resolve(1, &[1, 2, 4]).unwrap();
+        c.apply(&rc.slots(), &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+            .unwrap();
+        assert_ne!(a.digest(), c.digest());
     }
 
     #[test]
