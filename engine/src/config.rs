@@ -298,6 +298,11 @@ pub struct ServerConfig {
     /// drained, or with the scheduler's reason when it cannot be. Before it is welcomed, or
     /// once its job is over, it stops at once.
     pub leave: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    /// Whether the server's report lists what each store holds (`ServerReport::contents`: keys
+    /// and a digest of every key's values and state), for comparing replicas. It is a pass over
+    /// every key and value at exit (11 ms for 250k keys of dim 5, minutes at 10^10 keys), so it
+    /// is off unless asked for.
+    pub digest_on_exit: bool,
 }
 
 impl ServerConfig {
@@ -316,6 +321,7 @@ impl ServerConfig {
             table_capacity_bytes: 16 << 30,
             key_cache_cap_keys: None,
             leave: None,
+            digest_on_exit: false,
         }
     }
 }

@@ -155,6 +155,8 @@ fn start_full(
     let servers = (0..servers)
         .map(|i| {
             let mut cfg = ServerConfig::new(settings.clone(), loopback());
+            // The tests compare replicas by their digests.
+            cfg.digest_on_exit = true;
             server(i, &mut cfg);
             std::thread::spawn(move || run_server(&cfg))
         })

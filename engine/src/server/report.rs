@@ -22,7 +22,8 @@ pub struct ServerReport {
     /// The process's resident set when the server stopped (0 if unknown).
     pub resident_bytes: u64,
     /// What each store holds (one per table and range this server held, as head or replica):
-    /// replicas of a range that applied the same pushes have the same digest.
+    /// replicas of a range that applied the same pushes have the same digest. Empty unless
+    /// `ServerConfig::digest_on_exit`.
     pub contents: Vec<RangeContents>,
 }
 

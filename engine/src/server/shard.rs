@@ -168,6 +168,7 @@ fn run_shard(
     server.report.contents = server
         .tables
         .iter()
+        .filter(|_| cfg.digest_on_exit)
         .map(|(&(_, range), t)| super::RangeContents {
             table: t.spec().name.clone(),
             range,
