@@ -60,6 +60,32 @@ fn train_l1lr(
     (run_ok(&mut cmd), trace::read(json).unwrap())
 }
 
+/// A small generated set (3000 rows, 2000 features, 10 nonzeros a row) in a scratch folder.
+fn small_set(name: &str, seed: u64) -> (PathBuf, PathBuf) {
+    scratch_with_data(
+        name,
+        GenSpec {
+            rows: 3000,
+            features: 2000,
+            nnz_per_row: 10,
+            seed,
+        },
+    )
+}
+
+/// `train l1lr` with `args` on `data` fails, saying `message`.
+fn refuses_l1lr(data: &Path, args: &[&str], message: &str) {
+    let refused = ferrops()
+        .args(["train", "l1lr"])
+        .args(args)
+        .arg("--data")
+        .arg(data)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && err.contains(message), "{err}");
+}
+
 /// Rows back to LIBSVM text, as the generator formats them.
 fn to_text(rows: &Rows) -> String {
     let mut s = String::new();
@@ -775,15 +801,7 @@ fn idle_against_tau_draws_one_line_per_folder_and_needs_tau() {
 
 #[test]
 fn injected_stragglers_slow_steps_but_not_the_arithmetic() {
-    let (dir, data) = scratch_with_data(
-        "straggler",
-        GenSpec {
-            rows: 3000,
-            features: 2000,
-            nnz_per_row: 10,
-            seed: 5,
-        },
-    );
+    let (dir, data) = small_set("straggler", 5);
     let base = "--servers 1 --workers 2 --iters 6 --lambda 2 --tau 0 --step bound";
     let (_, plain) = train_l1lr(&data, &dir.join("plain.jsonl"), None, base);
     let slowed = format!("{base} --straggler 0.5,3");
@@ -809,37 +827,16 @@ fn injected_stragglers_slow_steps_but_not_the_arithmetic() {
     // τ = 0 is deterministic: a straggler changes when steps happen, not what they compute.
     let (a, b) = (plain.last().unwrap(), records.last().unwrap());
     assert_eq!(a.objective, b.objective);
-    let refused = ferrops()
-        .args([
-            "train",
-            "l1lr",
-            "--step",
-            "line",
-            "--straggler",
-            "0.5,3",
-            "--data",
-        ])
-        .arg(&data)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&refused.stderr);
-    assert!(
-        !refused.status.success() && err.contains("--straggler applies to the bound step"),
-        "{err}"
+    refuses_l1lr(
+        &data,
+        &["--step", "line", "--straggler", "0.5,3"],
+        "--straggler applies to the bound step",
     );
 }
 
 #[test]
 fn a_dedicated_applier_changes_who_waits_not_the_arithmetic() {
-    let (dir, data) = scratch_with_data(
-        "applier",
-        GenSpec {
-            rows: 3000,
-            features: 2000,
-            nnz_per_row: 10,
-            seed: 6,
-        },
-    );
+    let (dir, data) = small_set("applier", 6);
     let base = "--servers 1 --workers 2 --iters 6 --lambda 2 --tau 0 --step bound";
     let (_, plain) = train_l1lr(&data, &dir.join("plain.jsonl"), None, base);
     let applied = format!("{base} --applier --straggler 0.5,3");
@@ -859,29 +856,16 @@ fn a_dedicated_applier_changes_who_waits_not_the_arithmetic() {
     assert_eq!(a.objective, b.objective);
     // Every record says its τ, for `plot --idle-against-tau`.
     assert!(records.iter().all(|r| r.tau == Some(0)));
-    let refused = ferrops()
-        .args(["train", "l1lr", "--step", "line", "--applier", "--data"])
-        .arg(&data)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&refused.stderr);
-    assert!(
-        !refused.status.success() && err.contains("--applier applies to the bound step"),
-        "{err}"
+    refuses_l1lr(
+        &data,
+        &["--step", "line", "--applier"],
+        "--applier applies to the bound step",
     );
 }
 
 #[test]
 fn line_search_traces_report_the_objective_after_each_iteration() {
-    let (dir, data) = scratch_with_data(
-        "trace-now",
-        GenSpec {
-            rows: 3000,
-            features: 2000,
-            nnz_per_row: 10,
-            seed: 8,
-        },
-    );
+    let (dir, data) = small_set("trace-now", 8);
     for step in ["line", "newton"] {
         let base = format!("--servers 1 --workers 2 --lambda 2 --delta 0.01 --step {step}");
         let (_, short) = train_l1lr(
