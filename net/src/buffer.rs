@@ -3,7 +3,10 @@
 //! Large frames (a 10M-key push is 120 MB) would otherwise cost a fresh mmap and a page fault per
 //! 4 KiB page on every request. Buffers come back to the pool when dropped and are handed out
 //! again by size class (powers of two); the pool keeps at most [`MAX_CACHED_BYTES`] in all, so a
-//! peer that sent one huge frame and left does not leave its memory behind. The RDMA transport
+//! peer that sent one huge frame and left does not leave its memory behind, and a large buffer
+//! ([`LARGE_BYTES`] or more) only while frames of its size keep coming: one that sat through
+//! [`STALE_AFTER_TAKES`] takes of other large buffers is freed (a job's first push of a key
+//! list, keys and values together, is a size its later pushes by signature never need again). The RDMA transport
 //! will hand out registered buffers through the same type.
 //!
 //! Allocation can fail without aborting ([`BufferPool::try_take`], [`PooledBuf::try_grow`]),
@@ -24,6 +27,11 @@ const CLASSES: usize = 31;
 const PER_CLASS: usize = 4;
 /// Bytes of buffers the pool keeps in all; a buffer that would pass it is freed instead.
 pub const MAX_CACHED_BYTES: usize = 256 << 20;
+/// Buffers of at least this many bytes are large: kept only while they are being used.
+pub const LARGE_BYTES: usize = 8 << 20;
+/// A cached large buffer is freed once this many large buffers were taken since it came back
+/// without it being one of them (a frame size the peers stopped sending).
+pub const STALE_AFTER_TAKES: u64 = 4;
 
 /// A pool of aligned byte buffers, cheap to clone (shared).
 #[derive(Clone, Debug)]
@@ -42,9 +50,40 @@ struct PoolInner {
 
 #[derive(Debug)]
 struct Free {
-    classes: Vec<Vec<Vec<u64>>>,
+    classes: Vec<Vec<Cached>>,
     /// Capacity in bytes of every cached buffer.
     bytes: usize,
+    /// Large buffers taken so far (the clock that ages cached large buffers).
+    large_takes: u64,
+}
+
+/// A buffer waiting in the pool, and when it came back (in `large_takes`).
+#[derive(Debug)]
+struct Cached {
+    data: Vec<u64>,
+    returned_at: u64,
+}
+
+impl Free {
+    /// Counts one more large take and removes the cached large buffers that have sat through
+    /// [`STALE_AFTER_TAKES`] of them (returned, to be freed outside the lock).
+    fn age_large(&mut self) -> Vec<Vec<u64>> {
+        self.large_takes += 1;
+        let now = self.large_takes;
+        let mut stale = Vec::new();
+        for list in &mut self.classes[class_of(LARGE_BYTES / 8)..] {
+            let mut i = 0;
+            while i < list.len() {
+                if now - list[i].returned_at > STALE_AFTER_TAKES {
+                    stale.push(list.swap_remove(i).data);
+                } else {
+                    i += 1;
+                }
+            }
+        }
+        self.bytes -= stale.iter().map(|d| d.capacity() * 8).sum::<usize>();
+        stale
+    }
 }
 
 impl Default for BufferPool {
@@ -68,8 +107,9 @@ impl BufferPool {
         BufferPool {
             inner: Arc::new(PoolInner {
                 free: Mutex::new(Free {
-                    classes: vec![Vec::new(); CLASSES],
+                    classes: (0..CLASSES).map(|_| Vec::new()).collect(),
                     bytes: 0,
+                    large_takes: 0,
                 }),
                 budget,
                 max_cached,
@@ -95,12 +135,21 @@ impl BufferPool {
     /// allocates nothing. Fails instead of aborting when memory cannot be had.
     pub fn try_take(&self, len: usize, until: usize) -> Result<PooledBuf, WireError> {
         let words = len.div_ceil(8).max(1);
+        let wanted = until.div_ceil(8).max(words);
+        let mut stale = Vec::new();
         let reused = self.inner.free.lock().ok().and_then(|mut free| {
-            let class = class_of(until.div_ceil(8).max(words));
-            let data = free.classes.get_mut(class).and_then(Vec::pop)?;
+            if wanted * 8 >= LARGE_BYTES {
+                stale = free.age_large();
+            }
+            let data = free
+                .classes
+                .get_mut(class_of(wanted))
+                .and_then(Vec::pop)?
+                .data;
             free.bytes -= data.capacity() * 8;
             Some(data)
         });
+        drop(stale); // freed outside the lock
         let mut data = match reused {
             Some(data) => data,
             None => alloc_words(class_words(class_of(words)))?,
@@ -231,9 +280,10 @@ impl Drop for PooledBuf {
         let data = std::mem::take(&mut self.data);
         if let Ok(mut free) = pool.free.lock() {
             let room = free.bytes + bytes <= pool.max_cached;
+            let returned_at = free.large_takes;
             if let Some(list) = free.classes.get_mut(class).filter(|l| l.len() < PER_CLASS) {
                 if room {
-                    list.push(data);
+                    list.push(Cached { data, returned_at });
                     free.bytes += bytes;
                 }
             }
@@ -269,6 +319,32 @@ mod tests {
         drop(bufs);
         assert_eq!(pool.cached(), 2, "the third would pass the cap");
         assert_eq!(pool.cached_bytes(), cap);
+    }
+
+    #[test]
+    fn a_large_buffer_no_longer_asked_for_is_freed() {
+        let pool = BufferPool::new();
+        // One huge frame (a first push: keys and values), then frames of another size.
+        drop(pool.take(3 * LARGE_BYTES));
+        let huge = pool.cached_bytes();
+        assert!(huge >= 3 * LARGE_BYTES);
+        for _ in 0..STALE_AFTER_TAKES {
+            drop(pool.take(LARGE_BYTES));
+            assert!(pool.cached_bytes() >= huge, "not yet stale");
+        }
+        drop(pool.take(LARGE_BYTES));
+        assert!(
+            pool.cached_bytes() < huge,
+            "{} bytes still cached",
+            pool.cached_bytes()
+        );
+        assert_eq!(pool.cached(), 1, "the buffer in use stays");
+        // Small buffers do not age the large ones.
+        drop(pool.take(3 * LARGE_BYTES));
+        for _ in 0..100 {
+            drop(pool.take(1000));
+        }
+        assert!(pool.cached_bytes() >= 3 * LARGE_BYTES);
     }
 
     #[test]
