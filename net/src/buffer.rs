@@ -6,8 +6,8 @@
 //! peer that sent one huge frame and left does not leave its memory behind, and a large buffer
 //! ([`LARGE_BYTES`] or more) only while frames of its size keep coming: one that sat through
 //! [`STALE_AFTER_TAKES`] takes of other large buffers is freed (a job's first push of a key
-//! list, keys and values together, is a size its later pushes by signature never need again). The RDMA transport
-//! will hand out registered buffers through the same type.
+//! list, keys and values together, is a size its later pushes by signature never need again).
+//! The RDMA transport will hand out registered buffers through the same type.
 //!
 //! Allocation can fail without aborting ([`BufferPool::try_take`], [`PooledBuf::try_grow`]),
 //! and a buffer can grow as a frame's bytes arrive, its large part charged to a [`Budget`].

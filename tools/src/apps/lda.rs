@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
-use super::plot::{LinePlot, Outcome, Series};
+use super::plot::{LinePlot, Series};
 use super::train::{absolute, ClusterSize};
 use crate::jobs::lda::{LdaArgs, LdaRecord};
 use crate::jobs::Job;
@@ -78,9 +78,7 @@ pub fn lda(run: &LdaRun) -> Result<Vec<LdaRecord>> {
                 .map(|r| (r.seconds, r.loglik_per_token))
                 .collect(),
         }];
-        if let Outcome::WithoutText(why) = p.write(png)? {
-            eprintln!("warning: {} drawn without text: {why}", png.display());
-        }
+        p.write_or_warn(png)?;
         println!("plot: {}", png.display());
     }
     Ok(records)

@@ -145,6 +145,15 @@ impl LinePlot {
         })
     }
 
+    /// [`LinePlot::write`], and a warning on standard error when the plot had to be drawn
+    /// without text (what every command that draws one does).
+    pub fn write_or_warn(&self, path: &Path) -> Result<(), PlotError> {
+        if let Outcome::WithoutText(why) = self.write(path)? {
+            eprintln!("warning: {} drawn without text: {why}", path.display());
+        }
+        Ok(())
+    }
+
     /// The shared ranges of every series, widened when flat or empty.
     fn ranges(&self) -> ((f64, f64), (f64, f64)) {
         let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);

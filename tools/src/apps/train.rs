@@ -15,7 +15,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::plot::{self, LinePlot, Outcome, Series};
+use super::plot::{self, LinePlot, Series};
 use crate::data::{info, patches, DataWidth, DimBound};
 use crate::jobs::l1lr::{self, L1lrArgs, L1lrSettings};
 use crate::jobs::rica::{self, RicaArgs, RicaSettings};
@@ -299,7 +299,7 @@ pub fn plot_objective(png: &Path, traces: &[(String, Vec<Record>)]) -> Result<()
                 .collect(),
         })
         .collect();
-    write_plot(&p, png)
+    Ok(p.write_or_warn(png)?)
 }
 
 /// `ferrops plot --idle-against-tau`: each trace's final idle fraction (percent of worker
@@ -341,18 +341,7 @@ pub fn plot_idle_against_tau(png: &Path, traces: &[(PathBuf, Vec<Record>)]) -> R
         "idle (% of worker time)",
     );
     p.series = lines;
-    write_plot(&p, png)
-}
-
-/// Writes `p` to `png`, warning on standard error when it had to be drawn without text.
-fn write_plot(p: &LinePlot, png: &Path) -> Result<()> {
-    match p.write(png)? {
-        Outcome::WithText(_) => {}
-        Outcome::WithoutText(why) => {
-            eprintln!("warning: {} drawn without text: {why}", png.display())
-        }
-    }
-    Ok(())
+    Ok(p.write_or_warn(png)?)
 }
 
 pub(crate) fn absolute(p: &Path) -> Result<PathBuf> {

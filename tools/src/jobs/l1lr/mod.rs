@@ -63,6 +63,7 @@ mod blocks;
 mod kkt;
 mod line;
 mod newton;
+mod plan;
 mod report;
 mod stopping;
 mod straggler;
@@ -78,7 +79,8 @@ use serde::Serialize;
 
 use blocks::{Block, Shard};
 use kkt::Kkt;
-use report::{push_stats, stat_keys, summarize, Progress, StepChange};
+use plan::block_plan;
+use report::{opening_line, push_stats, stat_keys, summarize, Progress, StepChange};
 use stopping::Stopping;
 use straggler::Straggler;
 
@@ -363,27 +365,7 @@ pub fn run(cfg: &WorkerConfig, args: &L1lrArgs) -> Result<()> {
         _ => None,
     };
     if rank == 0 && args.lines {
-        println!(
-            "l1lr: {} features in {nb} blocks{}, {data_workers} workers{}, λ = {}, τ = {}, δ = {}, {} step{}",
-            args.dim,
-            spread.map_or(String::new(), |(lo, hi)| format!(
-                " (nonzeros per block {lo:.2}–{hi:.2}× the mean)"
-            )),
-            if o.applier {
-                " and a dedicated applier"
-            } else {
-                ""
-            },
-            o.lambda,
-            o.tau,
-            o.delta,
-            match step {
-                Step::Newton => "Newton",
-                Step::Line => "line-search",
-                _ => "bound",
-            },
-            if o.kkt { ", KKT filter" } else { "" }
-        );
+        println!("{}", opening_line(args, nb, spread, data_workers));
     }
     w.barrier()?; // every worker has its data: the clock starts together
     let started = Instant::now();
@@ -702,52 +684,6 @@ fn apply_sums(
         w.push(acc, &scratch.keys, &scratch.values)?;
     }
     Ok(())
-}
-
-/// The lightest and the heaviest block's nonzeros over the mean (`None` with one block).
-type Spread = Option<(f64, f64)>;
-
-/// Which block each feature is in: with one block, block 0; otherwise blocks of about equal
-/// nonzeros over the whole data set ([`blocks::balanced`]), from every worker's column counts
-/// summed in the dense `l1lr.nnz` table (keys are feature indices; a barrier makes every
-/// count arrive before anyone reads them). A restored job pushes its counts again on top of the
-/// restored ones: every count doubles, which leaves the plan as it was. With several blocks, also the lightest and heaviest
-/// block's nonzeros over the mean.
-fn block_plan(w: &Worker, rows: &Rows, dim: usize, blocks: usize) -> Result<(Vec<u32>, Spread)> {
-    if blocks <= 1 {
-        return Ok((blocks::round_robin(dim, 1), None));
-    }
-    let table = w.declare_table(
-        TableSpec::dense("l1lr.nnz", 1, dim as u64)
-            .rule(Rule::Sum)
-            .consistency(Consistency::Sequential),
-    )?;
-    let mut local = vec![0u32; dim];
-    for &j in &rows.idx {
-        local[j as usize] += 1;
-    }
-    let (keys, counts): (Vec<u64>, Vec<f32>) = local
-        .iter()
-        .enumerate()
-        .filter(|(_, &c)| c > 0)
-        .map(|(j, &c)| (j as u64, c as f32))
-        .unzip();
-    if !keys.is_empty() {
-        w.push(table, &keys, &counts)?;
-    }
-    w.barrier()?;
-    let all: Vec<u64> = (0..dim as u64).collect();
-    let counts = w.pull(table, &all)?;
-    let plan = blocks::balanced(&counts, blocks);
-    let mut per_block = vec![0f64; blocks];
-    for (&b, &c) in plan.iter().zip(&counts) {
-        per_block[b as usize] += f64::from(c);
-    }
-    let mean = per_block.iter().sum::<f64>() / blocks as f64;
-    let (lo, hi) = per_block
-        .iter()
-        .fold((f64::MAX, 0f64), |(l, h), &n| (l.min(n), h.max(n)));
-    Ok((plan, (mean > 0.0).then(|| (lo / mean, hi / mean))))
 }
 
 #[cfg(test)]

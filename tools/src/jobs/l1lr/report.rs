@@ -77,6 +77,39 @@ pub(super) fn summarize(
     }
 }
 
+/// Worker 0's first line: the problem, the cluster and the step (`nb` blocks whose nonzeros
+/// spread as `spread` says, `data_workers` holding data).
+pub(super) fn opening_line(
+    args: &super::L1lrArgs,
+    nb: usize,
+    spread: super::plan::Spread,
+    data_workers: usize,
+) -> String {
+    let o = &args.settings;
+    let spread = spread.map_or(String::new(), |(lo, hi)| {
+        format!(" (nonzeros per block {lo:.2}–{hi:.2}× the mean)")
+    });
+    let applier = if o.applier {
+        " and a dedicated applier"
+    } else {
+        ""
+    };
+    let step = match o.resolved_step() {
+        super::Step::Newton => "Newton",
+        super::Step::Line => "line-search",
+        _ => "bound",
+    };
+    format!(
+        "l1lr: {} features in {nb} blocks{spread}, {data_workers} workers{applier}, λ = {}, \
+         τ = {}, δ = {}, {step} step{}",
+        args.dim,
+        o.lambda,
+        o.tau,
+        o.delta,
+        if o.kkt { ", KKT filter" } else { "" }
+    )
+}
+
 /// The summary line of the final record.
 pub fn final_line(r: &Record, dim: usize) -> String {
     format!(
