@@ -141,6 +141,11 @@ fn bench_over_rdma_compares_bulk_with_the_one_way_write_floor() {
         .as_f64()
         .unwrap();
     assert_eq!(us, write / 2.0, "{r}");
+    // The first push to each of the 2 servers carries its keys and goes through the
+    // rendezvous; every later one (the same list, by signature) lands in the region that
+    // server advertised after it.
+    assert_eq!(r["bulk_frames_rendezvous"].as_u64(), Some(2), "{r}");
+    assert!(r["bulk_frames_landed"].as_u64().unwrap() >= 2 * 4, "{r}");
 }
 
 #[test]

@@ -238,6 +238,11 @@ impl PooledBuf {
         &mut self.data.as_mut_bytes()[..self.len]
     }
 
+    /// Shortens the visible bytes to `len` (no-op when it is not shorter).
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+
     /// Makes `len` bytes visible (keeping the visible ones), growing the allocation by size
     /// class when needed and charging the whole buffer to the pool's budget once it is larger
     /// than `free_below` bytes. Fails, leaving the buffer as it was, when the budget or the

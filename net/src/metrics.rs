@@ -47,6 +47,10 @@ counters! {
     extra_bytes_received,
     /// Value bytes that were copied on a send or receive path (the zero-copy paths add nothing).
     value_bytes_copied,
+    /// RDMA bulk frames sent after a request to send and a clear-to-send (the rendezvous).
+    bulk_frames_rendezvous,
+    /// RDMA bulk frames written into a region the receiver advertised ahead.
+    bulk_frames_landed,
     /// Frames rejected for breaking the wire format.
     rejected_frames,
     /// Connections added to an event loop (accepted or dialed) and removed from one: their
@@ -105,6 +109,20 @@ impl Metrics {
     /// Records `n` value bytes copied (gathered for sending or moved between buffers).
     pub fn values_copied(&self, n: usize) {
         add(&self.inner.value_bytes_copied, n as u64);
+    }
+
+    /// Records how a bulk frame travelled: into an advertised region, or by the rendezvous.
+    #[cfg_attr(not(feature = "rdma"), allow(dead_code))]
+    pub(crate) fn bulk_frame_sent(&self, landed: bool) {
+        let c = &self.inner;
+        add(
+            if landed {
+                &c.bulk_frames_landed
+            } else {
+                &c.bulk_frames_rendezvous
+            },
+            1,
+        );
     }
 
     pub(crate) fn connection_opened(&self) {

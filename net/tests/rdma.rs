@@ -283,6 +283,113 @@ fn pull_reply_values_written_into_the_requesters_buffer() {
     hang_up(client, server);
 }
 
+/// Frames arrive in the order they were sent, whatever path each took: a small frame sent
+/// while a bulk frame before it still waits for its clear-to-send must not overtake it.
+#[test]
+fn small_frames_never_overtake_a_bulk_frame_sent_before_them() {
+    let Some(ip) = rdma_ip() else { return };
+    let lens = [300_000usize, 10, 20, 400_000, 30, 500_000, 500_001, 40];
+    let (mut client, server) = pair(ip, 18611, move |mut conn| {
+        let mut order = Vec::new();
+        for _ in lens {
+            let f = conn.recv_frame().expect("recv");
+            let i = f.header.request_id.get();
+            assert!(
+                f.values_bytes() == &pattern(lens[i as usize], i)[..],
+                "frame {i} spoiled"
+            );
+            order.push(i);
+        }
+        send(&mut conn, 99, b"ok").unwrap();
+        flush_and_wait_for_hang_up(&mut conn);
+        order
+    });
+    for (i, &len) in lens.iter().enumerate() {
+        send(&mut client, i as u64, &pattern(len, i as u64)).unwrap();
+    }
+    assert_eq!(client.recv_frame().unwrap().values_bytes(), b"ok");
+    let order = hang_up(client, server);
+    assert_eq!(order, (0..lens.len() as u64).collect::<Vec<_>>());
+}
+
+/// Both ends send bulk frames at once, each with its own frames queued behind a bulk frame
+/// that waits for a clear-to-send: each still answers the other's requests to send.
+#[test]
+fn both_ends_sending_bulk_frames_at_once_both_get_through() {
+    let Some(ip) = rdma_ip() else { return };
+    fn exchange(conn: &mut RdmaConn, seed: u64) {
+        for i in 0..4u64 {
+            send(conn, i, &pattern(300_000, seed + i)).unwrap();
+            send(conn, 10 + i, &pattern(10, seed + i)).unwrap();
+        }
+        let peer = 100 - seed;
+        for i in 0..4u64 {
+            for (id, len) in [(i, 300_000), (10 + i, 10)] {
+                let f = conn
+                    .recv_frame_timeout(T)
+                    .unwrap()
+                    .expect("a frame in time");
+                assert_eq!(f.header.request_id.get(), id);
+                assert!(f.values_bytes() == &pattern(len, peer + i)[..]);
+            }
+        }
+    }
+    let (mut client, server) = pair(ip, 18612, |mut conn| {
+        exchange(&mut conn, 100);
+        flush_and_wait_for_hang_up(&mut conn);
+    });
+    exchange(&mut client, 0);
+    client.flush(T).expect("everything sent");
+    hang_up(client, server);
+}
+
+/// A bulk frame of a size seen before goes straight into the region the receiver advertised
+/// (no request to send, no clear-to-send); a larger one falls back to the rendezvous; and a
+/// small frame sent right after a landed one arrives after it.
+#[test]
+fn repeated_bulk_frames_land_in_advertised_regions() {
+    let Some(ip) = rdma_ip() else { return };
+    const MIB: usize = 1 << 20;
+    let sizes = [MIB, MIB, MIB, 2 * MIB, MIB, MIB / 2];
+    let (mut client, server) = pair(ip, 18610, move |mut conn| {
+        for (i, &len) in sizes.iter().enumerate() {
+            let f = conn.recv_frame().expect("bulk");
+            assert_eq!(f.header.request_id.get(), i as u64);
+            let ok = f.values_bytes() == &pattern(len, i as u64)[..];
+            send(&mut conn, i as u64, &[ok as u8]).expect("ack");
+        }
+        // A landed bulk frame, then a small one sent before any answer: in that order.
+        for i in [100u64, 101] {
+            let f = conn.recv_frame().expect("burst");
+            assert_eq!(f.header.request_id.get(), i, "frames overtook each other");
+            let len = if i == 100 { MIB } else { 10 };
+            assert!(
+                f.values_bytes() == &pattern(len, i)[..],
+                "frame {i} spoiled"
+            );
+        }
+        send(&mut conn, 102, b"ok").unwrap();
+        flush_and_wait_for_hang_up(&mut conn);
+    });
+    let mut paths = Vec::new();
+    for (i, &len) in sizes.iter().enumerate() {
+        send(&mut client, i as u64, &pattern(len, i as u64)).unwrap();
+        let ack = client.recv_frame().unwrap();
+        assert_eq!(ack.values_bytes(), &[1], "frame {i} arrived spoiled");
+        paths.push(client.bulk_paths());
+    }
+    let last = paths[sizes.len() - 1];
+    println!("bulk paths after each frame: {paths:?}");
+    // 0: nothing advertised yet; 3: larger than the 1 MiB region; the rest land.
+    assert_eq!((last.rendezvous, last.landed), (2, 4), "{paths:?}");
+    assert_eq!(paths[1].landed, 1, "the second 1 MiB frame did not land");
+    send(&mut client, 100, &pattern(MIB, 100)).unwrap();
+    send(&mut client, 101, &pattern(10, 101)).unwrap();
+    assert_eq!(client.recv_frame().unwrap().values_bytes(), b"ok");
+    assert_eq!(client.bulk_paths().landed, 5);
+    hang_up(client, server);
+}
+
 fn ping_pong(ip: IpAddr, port: u16, busy_poll: Duration) -> (f64, f64) {
     let rounds = 500;
     let (mut client, server) = pair(ip, port, move |mut conn| {

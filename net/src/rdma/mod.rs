@@ -71,7 +71,7 @@ mod mem;
 
 use std::io;
 
-pub use conn::{RdmaConn, RdmaListener, CREDITS, SMALL_FRAME_MAX};
+pub use conn::{BulkPaths, RdmaConn, RdmaListener, CREDITS, LANDING_MAX, SMALL_FRAME_MAX};
 pub use device::{available, available_or_skip, devices, DeviceInfo, PortInfo};
 pub use mem::{device_ipv4, Registration, RemoteBuf};
 

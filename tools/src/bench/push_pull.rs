@@ -181,6 +181,10 @@ struct Report {
     bytes_sent: u64,
     bytes_received: u64,
     value_bytes_copied: u64,
+    /// RDMA bulk frames the workers sent into regions their servers advertised ahead, and
+    /// after a rendezvous.
+    bulk_frames_landed: u64,
+    bulk_frames_rendezvous: u64,
     sent_by_section: Sections,
     reducers: ReducerStats,
     fresh_keys: bool,
@@ -315,6 +319,8 @@ fn add_metrics(total: &mut MetricsSnapshot, m: &MetricsSnapshot) {
     total.value_bytes_received += m.value_bytes_received;
     total.extra_bytes_received += m.extra_bytes_received;
     total.value_bytes_copied += m.value_bytes_copied;
+    total.bulk_frames_landed += m.bulk_frames_landed;
+    total.bulk_frames_rendezvous += m.bulk_frames_rendezvous;
 }
 
 fn worker_loop(
@@ -479,6 +485,8 @@ fn build_report(args: &PushPullOptions, all: &mut Samples) -> Result<Report> {
         bytes_sent: all.net.bytes_sent(),
         bytes_received: all.net.bytes_received(),
         value_bytes_copied: all.net.value_bytes_copied,
+        bulk_frames_landed: all.net.bulk_frames_landed,
+        bulk_frames_rendezvous: all.net.bulk_frames_rendezvous,
         sent_by_section: Sections {
             header: all.net.header_bytes_sent,
             keys: all.net.key_bytes_sent,
@@ -539,6 +547,12 @@ fn print_human(r: &Report) {
             ""
         }
     );
+    if r.bulk_frames_landed + r.bulk_frames_rendezvous > 0 {
+        println!(
+            "  bulk frames  {} landed in regions advertised ahead, {} after a rendezvous",
+            r.bulk_frames_landed, r.bulk_frames_rendezvous
+        );
+    }
     if let Some(m) = &r.server_memory {
         let mib = |b: u64| b as f64 / f64::from(1 << 20);
         println!(

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use sideway::ibverbs::AccessFlags;
 
 use super::ctrl::{Ctrl, KIND_CTS, KIND_RTS};
+use super::post::Out;
 use super::RdmaConn;
 use crate::rdma::mem::{register, RegMem};
 use crate::rdma::RdmaError;
@@ -91,7 +92,15 @@ impl RdmaConn {
             len: payload_len as u64,
             ..Ctrl::default()
         };
-        self.send_message(ctrl, &[zerocopy::IntoBytes::as_bytes(&frame.header)])
+        self.send_message(ctrl, &[zerocopy::IntoBytes::as_bytes(&frame.header)])?;
+        // Its place in line: frames sent after it wait behind its payload.
+        self.pending.push_back(Out::Write {
+            token,
+            addr: 0,
+            rkey: 0,
+            cleared: false,
+        });
+        Ok(())
     }
 
     pub(super) fn take_staging(&mut self, len: usize) -> Result<RegMem, RdmaError> {
@@ -114,7 +123,9 @@ impl RdmaConn {
     /// Answers waiting requests to send with a registered buffer, as long as not too many bulk
     /// frames wait for the application.
     pub(super) fn invite_bulk(&mut self) -> Result<(), RdmaError> {
-        while self.ready_bulk + self.bulk_in.len() < MAX_READY_BULK {
+        while self.ready_bulk + self.bulk_in.len() + usize::from(self.landing.is_some())
+            < MAX_READY_BULK
+        {
             let Some((token, header)) = self.deferred_rts.pop_front() else {
                 break;
             };

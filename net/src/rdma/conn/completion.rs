@@ -13,6 +13,17 @@ use super::post::{OP_DIRECT, OP_SLOT, OP_WRITE, SEND_BIT};
 use super::RdmaConn;
 use crate::rdma::RdmaError;
 
+/// What a work completion says, copied out of the completion queue.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Completion {
+    wr_id: u64,
+    status: u32,
+    opcode: u32,
+    byte_len: u32,
+    imm: u32,
+    vendor_err: u32,
+}
+
 /// poll(2) on `fds` for readability; `Ok(false)` on timeout.
 pub(super) fn wait_readable(fds: &[RawFd], timeout: Option<Duration>) -> Result<bool, RdmaError> {
     let mut pfds: Vec<libc::pollfd> = fds
@@ -121,21 +132,38 @@ impl RdmaConn {
 
     /// Polls the completion queue once; `Ok(n)` completions handled.
     pub(super) fn poll_cq(&mut self) -> Result<usize, RdmaError> {
-        let mut wcs = Vec::new();
+        // The completions are copied out before any is handled (handling needs `self`), into
+        // a vector kept between polls: no allocation per poll on the small-message path.
+        let mut wcs = std::mem::take(&mut self.completions);
+        wcs.clear();
         if let Ok(poller) = self.cq.start_poll() {
             for wc in poller {
-                wcs.push((
-                    wc.wr_id(),
-                    wc.status(),
-                    wc.opcode(),
-                    wc.byte_len(),
-                    wc.imm_data(),
-                    wc.vendor_err(),
-                ));
+                wcs.push(Completion {
+                    wr_id: wc.wr_id(),
+                    status: wc.status(),
+                    opcode: wc.opcode(),
+                    byte_len: wc.byte_len(),
+                    imm: wc.imm_data(),
+                    vendor_err: wc.vendor_err(),
+                });
             }
         }
         let n = wcs.len();
-        for (wr_id, status, opcode, byte_len, imm, vendor_err) in wcs {
+        let handled = self.handle_completions(&wcs);
+        self.completions = wcs;
+        handled.map(|()| n)
+    }
+
+    fn handle_completions(&mut self, wcs: &[Completion]) -> Result<(), RdmaError> {
+        for wc in wcs {
+            let &Completion {
+                wr_id,
+                status,
+                opcode,
+                byte_len,
+                imm,
+                vendor_err,
+            } = wc;
             if wr_id & SEND_BIT != 0 {
                 self.sq_used = self.sq_used.saturating_sub(1);
                 self.send_done(wr_id & !SEND_BIT);
@@ -164,7 +192,7 @@ impl RdmaConn {
                 self.recv_done(wr_id as u32, opcode, byte_len as usize, imm)?;
             }
         }
-        Ok(n)
+        Ok(())
     }
 
     pub(super) fn send_done(&mut self, id: u64) {

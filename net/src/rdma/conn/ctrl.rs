@@ -1,6 +1,6 @@
 //! The control prefix: the 32 bytes in front of every SEND, which say what kind of message
 //! follows (a frame, a request to send a bulk frame, a clear-to-send, returned credits, the
-//! goodbye) and carry the bulk transfer's token, address, key and length.
+//! goodbye, a landing region advertised, a frame landed in one) and carry the bulk transfer's token, address, key and length.
 //!
 //! Pure encoding, no verbs types: the byte layout is part of the wire format between two
 //! ferrops processes and must not change.
@@ -14,6 +14,8 @@ pub(super) const KIND_RTS: u32 = 3;
 pub(super) const KIND_CTS: u32 = 4;
 pub(super) const KIND_CREDIT: u32 = 5;
 pub(super) const KIND_BYE: u32 = 6;
+pub(super) const KIND_ADVERT: u32 = 7;
+pub(super) const KIND_LANDED: u32 = 8;
 
 /// The 32-byte prefix of every SEND.
 #[derive(Clone, Copy, Debug, Default)]
@@ -45,6 +47,11 @@ impl Ctrl {
             addr: u64_at(16),
             len: u64_at(24),
         })
+    }
+
+    /// Whether a message of `kind` hands the peer a frame (and so keeps its place in line).
+    pub(super) fn delivers_frame(kind: u32) -> bool {
+        matches!(kind, KIND_FRAME | KIND_FRAME_DIRECT | KIND_LANDED)
     }
 
     pub(super) fn costs_credit(kind: u32) -> bool {
@@ -102,11 +109,28 @@ mod tests {
 
     #[test]
     fn only_credit_returns_and_the_goodbye_are_free() {
-        for kind in [KIND_FRAME, KIND_FRAME_DIRECT, KIND_RTS, KIND_CTS] {
+        for kind in [
+            KIND_FRAME,
+            KIND_FRAME_DIRECT,
+            KIND_RTS,
+            KIND_CTS,
+            KIND_ADVERT,
+            KIND_LANDED,
+        ] {
             assert!(Ctrl::costs_credit(kind), "kind {kind}");
         }
         assert!(!Ctrl::costs_credit(KIND_CREDIT));
         assert!(!Ctrl::costs_credit(KIND_BYE));
+    }
+
+    #[test]
+    fn only_frames_keep_their_place_in_line() {
+        for kind in [KIND_FRAME, KIND_FRAME_DIRECT, KIND_LANDED] {
+            assert!(Ctrl::delivers_frame(kind), "kind {kind}");
+        }
+        for kind in [KIND_RTS, KIND_CTS, KIND_CREDIT, KIND_BYE, KIND_ADVERT] {
+            assert!(!Ctrl::delivers_frame(kind), "kind {kind}");
+        }
     }
 
     #[test]
@@ -118,9 +142,11 @@ mod tests {
                 KIND_RTS,
                 KIND_CTS,
                 KIND_CREDIT,
-                KIND_BYE
+                KIND_BYE,
+                KIND_ADVERT,
+                KIND_LANDED
             ],
-            [1, 2, 3, 4, 5, 6]
+            [1, 2, 3, 4, 5, 6, 7, 8]
         );
     }
 }

@@ -10,6 +10,8 @@
 //!   resources of a connection;
 //! * `post`: posting receives, SENDs and WRITEs, and the queue of what must wait;
 //! * `send` and `bulk`: the send paths, and the rendezvous for frames too large for a SEND;
+//! * `landing`: regions a receiver advertises ahead, so a repeated bulk frame skips the
+//!   rendezvous;
 //! * `receive`: what arrived messages mean, and frames handed to the application;
 //! * `completion`: completion queue polling, the completion channel behind the fd, waiting.
 
@@ -17,6 +19,7 @@ mod bulk;
 mod completion;
 mod credits;
 mod ctrl;
+mod landing;
 mod listen;
 mod post;
 mod receive;
@@ -39,6 +42,8 @@ use self::completion::wait_readable;
 pub use self::credits::CREDITS;
 use self::credits::{Credits, RESERVE};
 use self::ctrl::{Ctrl, CTRL_LEN, KIND_BYE};
+use self::landing::{Advert, Landing};
+pub use self::landing::{BulkPaths, LANDING_MAX};
 pub use self::listen::RdmaListener;
 use self::post::Out;
 use self::receive::Ready;
@@ -71,6 +76,8 @@ pub struct RdmaConn {
     send_mem: RegMem,
     bulk_out: HashMap<u64, BulkOut>,
     bulk_in: HashMap<u64, BulkIn>,
+    /// Our region the peer may write its next bulk frame into.
+    landing: Option<Landing>,
     staging_free: Vec<RegMem>,
     direct: HashMap<u64, RegMem>,
     /// Caller memory registered once for the connection's life (parameter segments), by start
@@ -89,10 +96,17 @@ pub struct RdmaConn {
     keep_alive: Option<Arc<EventChannel>>,
 
     send_free: Vec<u32>,
+    /// Completions of one poll, kept between polls (see `poll_cq`).
+    completions: Vec<completion::Completion>,
     max_inline: u32,
     sq_used: u32,
     credits: Credits,
     next_token: u64,
+    /// The peer's region our next bulk frame may be written into.
+    advert: Option<Advert>,
+    /// Bytes of the next region we advertise: the largest bulk payload received (0: none yet).
+    landing_len: usize,
+    bulk_paths: BulkPaths,
     pending: VecDeque<Out>,
     deferred_rts: VecDeque<(u64, Header)>,
     ready: VecDeque<Ready>,

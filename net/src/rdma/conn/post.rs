@@ -18,20 +18,33 @@ use crate::rdma::RdmaError;
 pub(super) const SEND_BIT: u64 = 1 << 63;
 /// A SEND from send buffer slot `low`.
 pub(super) const OP_SLOT: u64 = 0;
-/// The WRITE_WITH_IMM of bulk transfer `low` (its staging goes back when it completes).
+/// The WRITE(_WITH_IMM) of bulk transfer `low` (its staging goes back when it completes).
 pub(super) const OP_WRITE: u64 = 1 << 32;
 /// The WRITE of a direct pull reply's staged values, transfer `low`.
 pub(super) const OP_DIRECT: u64 = 2 << 32;
 /// A WRITE of values read in place from a stable registration (nothing to release).
 pub(super) const OP_STABLE: u64 = 3 << 32;
 
-/// A message waiting for a credit, a send buffer or room in the send queue.
+/// A message waiting for a credit, a send buffer, room in the send queue, or (a frame) for a
+/// bulk frame sent before it.
+///
+/// Frames leave in the order they were sent: a bulk frame takes its place in the queue when it
+/// asks to send, and nothing queued behind it that delivers a frame is posted before its
+/// payload is, once the peer's clear-to-send has said where. Control messages (requests to
+/// send, clear-to-send answers, adverts, credits) deliver no frame and pass it: two peers
+/// that both wait for a clear-to-send must still be able to answer each other's.
 #[derive(Debug)]
 pub(super) enum Out {
     /// A SEND: prefix and body, copied because they could not be posted at once.
     Send { ctrl: Ctrl, body: Vec<u8> },
-    /// The payload of a bulk frame, once the peer said where.
-    Write { token: u64, addr: u64, rkey: u32 },
+    /// The payload of bulk transfer `token`: `cleared` once the peer said where (`addr`,
+    /// `rkey`).
+    Write {
+        token: u64,
+        addr: u64,
+        rkey: u32,
+        cleared: bool,
+    },
 }
 
 impl RdmaConn {
@@ -55,9 +68,11 @@ impl RdmaConn {
             .map_err(|e| RdmaError::verbs("ibv_post_recv", e))
     }
 
-    /// Queues or posts one SEND made of `ctrl` and `body`.
+    /// Queues or posts one SEND made of `ctrl` and `body` (a message that delivers no frame
+    /// passes what is queued, see [`Out`]).
     pub(super) fn send_message(&mut self, ctrl: Ctrl, body: &[&[u8]]) -> Result<(), RdmaError> {
-        if self.pending.is_empty() && self.can_post_send(ctrl.kind) {
+        let may_pass = self.pending.is_empty() || !Ctrl::delivers_frame(ctrl.kind);
+        if may_pass && self.can_post_send(ctrl.kind) {
             return self.post_send_now(ctrl, body);
         }
         let mut bytes = Vec::with_capacity(body.iter().map(|s| s.len()).sum());
@@ -136,23 +151,67 @@ impl RdmaConn {
         post_counted(guard, &mut self.sq_used)
     }
 
-    /// A WRITE_WITH_IMM gathering `sges` (at most [`MAX_SGE`]).
+    /// A WRITE (WITH_IMM when `imm` is given) gathering `sges` (at most [`MAX_SGE`]).
     pub(super) fn post_write_sges(
         &mut self,
         wr_id: u64,
         sges: &[rdma_mummy_sys::ibv_sge],
         addr: u64,
         rkey: u32,
-        imm: u32,
+        imm: Option<u32>,
     ) -> Result<(), RdmaError> {
         let mut guard = self.qp.start_post_send();
-        let wr = guard
-            .construct_wr(SEND_BIT | wr_id, WorkRequestFlags::Signaled)
-            .setup_write_imm(rkey, addr, imm);
+        let handle = guard.construct_wr(SEND_BIT | wr_id, WorkRequestFlags::Signaled);
+        let wr = match imm {
+            Some(imm) => handle.setup_write_imm(rkey, addr, imm),
+            None => handle.setup_write(rkey, addr),
+        };
         // SAFETY: every entry names registered memory kept alive until the write completes
         // (the staging buffer and the values' region are held in bulk_out).
         unsafe { wr.setup_sge_list(sges) };
         post_counted(guard, &mut self.sq_used)
+    }
+
+    /// While the queue waits for a clear-to-send: posts the queued messages that deliver no
+    /// frame, so that the peer's own bulk frames, and ours, can go on.
+    fn post_passing_controls(&mut self) -> Result<(), RdmaError> {
+        let mut i = 0;
+        while i < self.pending.len() {
+            let kind = match &self.pending[i] {
+                Out::Send { ctrl, .. } if !Ctrl::delivers_frame(ctrl.kind) => ctrl.kind,
+                _ => {
+                    i += 1;
+                    continue;
+                }
+            };
+            if !self.can_post_send(kind) {
+                break;
+            }
+            if let Some(Out::Send { ctrl, body }) = self.pending.remove(i) {
+                self.post_send_now(ctrl, &[&body])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The peer's clear-to-send for bulk transfer `token`: its payload may go to `addr`.
+    pub(super) fn clear_to_send(&mut self, token: u64, addr: u64, rkey: u32) -> bool {
+        let waiting = self.pending.iter_mut().find_map(|out| match out {
+            Out::Write {
+                token: t, cleared, ..
+            } if *t == token && !*cleared => Some(out),
+            _ => None,
+        });
+        let Some(out) = waiting else {
+            return false;
+        };
+        *out = Out::Write {
+            token,
+            addr,
+            rkey,
+            cleared: true,
+        };
+        true
     }
 
     pub(super) fn wait_sq_room(&mut self) -> Result<(), RdmaError> {
@@ -175,11 +234,18 @@ impl RdmaConn {
                     };
                     self.post_send_now(ctrl, &[&body])?;
                 }
+                Out::Write { cleared: false, .. } => {
+                    self.post_passing_controls()?;
+                    break;
+                }
                 Out::Write { .. } => {
                     if !self.credits.allows(true) || self.sq_used >= MAX_SEND_WR {
                         break;
                     }
-                    let Some(Out::Write { token, addr, rkey }) = self.pending.pop_front() else {
+                    let Some(Out::Write {
+                        token, addr, rkey, ..
+                    }) = self.pending.pop_front()
+                    else {
                         break;
                     };
                     let Some(bulk) = self.bulk_out.get(&token) else {
@@ -187,7 +253,7 @@ impl RdmaConn {
                     };
                     let sges = bulk.sges();
                     self.credits.spend();
-                    self.post_write_sges(OP_WRITE | token, &sges, addr, rkey, token as u32)?;
+                    self.post_write_sges(OP_WRITE | token, &sges, addr, rkey, Some(token as u32))?;
                 }
             }
         }

@@ -1,15 +1,16 @@
 //! The receive path: what each arrived message means (a frame in its slot, a bulk payload
 //! written into its buffer, a request to send, a clear-to-send, returned credits, the
-//! goodbye), and handing whole frames to the application in order, each slot re-posted and
-//! its credit owed once the frame is copied out.
+//! goodbye, a landing region advertised, a frame landed in ours), and handing whole frames to
+//! the application in order, each slot re-posted and its credit owed once the frame is copied
+//! out.
 
 use std::time::{Duration, Instant};
 
 use super::bulk::BulkIn;
 use super::ctrl::{
-    Ctrl, CTRL_LEN, KIND_BYE, KIND_CREDIT, KIND_CTS, KIND_FRAME, KIND_FRAME_DIRECT, KIND_RTS,
+    Ctrl, CTRL_LEN, KIND_ADVERT, KIND_BYE, KIND_CREDIT, KIND_CTS, KIND_FRAME, KIND_FRAME_DIRECT,
+    KIND_LANDED, KIND_RTS,
 };
-use super::post::Out;
 use super::{RdmaConn, RECV_SLOTS, SLOT};
 use crate::rdma::RdmaError;
 use crate::{Frame, Header, WireError, HEADER_LEN};
@@ -73,10 +74,12 @@ impl RdmaConn {
                 return Err(e.into());
             }
             self.metrics_received(&header);
+            let len = buf.len();
             self.ready
                 .push_back(Ready::Bulk(Frame::new(header, buf, false)));
             self.ready_bulk += 1;
-            return Ok(());
+            self.learn_bulk_len(len);
+            return self.advertise();
         }
         self.credits.grant(imm);
         let start = slot as usize * SLOT;
@@ -111,15 +114,25 @@ impl RdmaConn {
             KIND_CTS => {
                 self.post_recv(slot)?;
                 self.credits.owe();
-                if !self.bulk_out.contains_key(&ctrl.token) {
+                let known = self.bulk_out.contains_key(&ctrl.token);
+                if !known || !self.clear_to_send(ctrl.token, ctrl.addr, ctrl.rkey) {
                     return self
                         .protocol(format!("clear to send for unknown transfer {}", ctrl.token));
                 }
-                self.pending.push_back(Out::Write {
-                    token: ctrl.token,
-                    addr: ctrl.addr,
-                    rkey: ctrl.rkey,
-                });
+            }
+            KIND_ADVERT => {
+                self.post_recv(slot)?;
+                self.credits.owe();
+                self.take_advert(&ctrl)?;
+            }
+            KIND_LANDED => {
+                let hb = &self.recv_mem.bytes()[start + CTRL_LEN..start + byte_len.min(SLOT)];
+                let header: Option<Header> = zerocopy::FromBytes::read_from_prefix(hb)
+                    .ok()
+                    .map(|(h, _)| h);
+                self.post_recv(slot)?;
+                self.credits.owe();
+                self.landed(&ctrl, header)?;
             }
             KIND_CREDIT => self.post_recv(slot)?,
             KIND_BYE => self.closed = true,
@@ -154,6 +167,7 @@ impl RdmaConn {
             Ready::Bulk(frame) => {
                 self.ready_bulk -= 1;
                 self.invite_bulk()?;
+                self.advertise()?;
                 frame
             }
             Ready::Slot { slot, len, direct } => {

@@ -63,7 +63,7 @@ impl RdmaConn {
                 len: payload_len,
                 values: None,
             };
-            self.request_to_send(frame, bulk)?;
+            self.send_bulk(frame, bulk)?;
         }
         self.poll_progress()
     }
@@ -117,7 +117,7 @@ impl RdmaConn {
                 mr: values.region().clone(),
             }),
         };
-        self.request_to_send(frame, bulk)?;
+        self.send_bulk(frame, bulk)?;
         self.poll_progress()
     }
 

@@ -19,7 +19,8 @@ use sideway::rdmacm::communication_manager::{
 
 use super::credits::Credits;
 use super::{
-    wait_readable, RdmaConn, CQE, MAX_SEND_WR, MAX_SGE, RECV_SLOTS, SEND_SLOTS, SLOT, SPIN,
+    wait_readable, BulkPaths, RdmaConn, CQE, MAX_SEND_WR, MAX_SGE, RECV_SLOTS, SEND_SLOTS, SLOT,
+    SPIN,
 };
 use crate::rdma::device::ensure_library;
 use crate::rdma::mem::RegMem;
@@ -175,6 +176,7 @@ impl RdmaConn {
             send_mem,
             bulk_out: HashMap::new(),
             bulk_in: HashMap::new(),
+            landing: None,
             staging_free: Vec::new(),
             direct: HashMap::new(),
             stable: HashMap::new(),
@@ -186,10 +188,14 @@ impl RdmaConn {
             cm_channel,
             keep_alive: None,
             send_free: (0..SEND_SLOTS).rev().collect(),
+            completions: Vec::with_capacity(CQE as usize),
             max_inline,
             sq_used: 0,
             credits: Credits::new(),
             next_token: 1,
+            advert: None,
+            landing_len: 0,
+            bulk_paths: BulkPaths::default(),
             pending: VecDeque::new(),
             deferred_rts: VecDeque::new(),
             ready: VecDeque::new(),
