@@ -61,6 +61,7 @@ mod shared;
 #[allow(unsafe_code)] // mmap of the rings, atomics on shared memory, SCM_RIGHTS
 pub mod shm;
 mod signature;
+mod spin;
 pub mod transport;
 mod wire;
 mod writer;

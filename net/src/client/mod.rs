@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token};
 
-use crate::event_loop::SpinYield;
+use crate::spin::SpinYield;
 use crate::Registration;
 use crate::{Frame, FrameParts, FrameSink, Link, NetError, NoDirectValues, Peer, ReadOutcome};
 
