@@ -218,6 +218,15 @@ impl ClientIo {
         self.explained(progressed)
     }
 
+    /// Reads whatever the scheduler's connection holds now (no wait).
+    fn read_scheduler(&mut self, lent: &mut Option<Lent<'_>>) {
+        let mut receiver = Receiver {
+            inbound: &mut self.inbound,
+            lent,
+        };
+        self.net.read_scheduler(&mut receiver);
+    }
+
     /// A send to server `server` that failed in the transport (a write into a connection the
     /// server closed: it died while a large frame was being written) lost that server, as a
     /// read that finds the connection closed does: its requests fail, and with replication the
@@ -293,12 +302,26 @@ impl ClientIo {
                 self.reconnect()?;
                 continue;
             }
-            let silence = &self.inbound.scheduler_silence;
-            if let Some(silent_for) = silence.exceeded(Instant::now()) {
-                return Err(EngineError::SchedulerSilent {
-                    silent_for,
-                    timeout: silence.timeout(),
-                });
+            if self
+                .inbound
+                .scheduler_silence
+                .exceeded(Instant::now())
+                .is_some()
+            {
+                // A wait over in-memory links reads the scheduler only now and then: judge
+                // right after reading it.
+                self.read_scheduler(lent);
+                if self.inbound.scheduler_down {
+                    self.reconnect()?;
+                    continue;
+                }
+                let silence = &self.inbound.scheduler_silence;
+                if let Some(silent_for) = silence.exceeded(Instant::now()) {
+                    return Err(EngineError::SchedulerSilent {
+                        silent_for,
+                        timeout: silence.timeout(),
+                    });
+                }
             }
         }
     }

@@ -54,7 +54,15 @@ pub struct ClientDriver {
     servers: Vec<Option<Link>>,
     /// How long a wait polls the links before the thread sleeps (zero: sleep at once).
     busy_poll: Duration,
+    /// Looks at the in-memory links since the scheduler's socket was last read (see
+    /// [`SCHEDULER_EVERY`]), counted across waits.
+    looks_since_scheduler: u32,
 }
+
+/// While every server link is polled in memory, looks at them between two reads of the
+/// scheduler's socket (a system call): counted across waits, so that a stream of short
+/// waits reads the scheduler's heartbeats too.
+const SCHEDULER_EVERY: u32 = 64;
 
 impl ClientDriver {
     /// Starts with the connection to the scheduler; every wait polls the links for
@@ -70,6 +78,7 @@ impl ClientDriver {
             scheduler_gone: false,
             servers: Vec::new(),
             busy_poll,
+            looks_since_scheduler: 0,
         })
     }
 
@@ -282,9 +291,17 @@ impl ClientDriver {
         timeout: Option<Duration>,
         handler: &mut H,
     ) -> Result<(), H::Error> {
-        if !self.read_available(handler)? {
+        // With every server link polled in memory (RDMA, shared memory), a look at them needs
+        // no system call; the scheduler's socket is read every `SCHEDULER_EVERY` looks and
+        // after any sleep, so a back-to-back exchange makes almost no system call.
+        let tcp = self.links().any(|l| !l.polls_in_memory());
+        let first = if tcp {
+            self.read_available(handler)?
+        } else {
+            self.look_in_memory(handler)?
+        };
+        if !first {
             if !self.busy_poll.is_zero() {
-                let until = Instant::now() + self.busy_poll.min(timeout.unwrap_or(Duration::MAX));
                 // TCP sockets are polled with a non-blocking read each (a system call that
                 // never sleeps). With TCP links the core is offered to any other runnable
                 // thread between rounds, so an oversubscribed node does not starve the peer it
@@ -292,9 +309,9 @@ impl ClientDriver {
                 // `SPIN_ALONE` (`Link::yields_while_spinning`). RDMA and shared memory need no
                 // system call: the clock is read every few rounds only (where it is not in the
                 // vDSO each read is a system call).
-                let tcp = self.links().any(|l| !l.polls_in_memory());
                 let yields = self.links().any(Link::yields_while_spinning);
                 let start = Instant::now();
+                let until = start + self.busy_poll.min(timeout.unwrap_or(Duration::MAX));
                 let spin_yield = SpinYield::never().restart(start, tcp, yields);
                 let mut yielding = spin_yield.at(start);
                 let mut round = 0u32;
@@ -302,7 +319,7 @@ impl ClientDriver {
                     let got = if tcp {
                         self.read_available(handler)?
                     } else {
-                        self.read_memory_polled(handler)?
+                        self.look_in_memory(handler)?
                     };
                     if got {
                         return Ok(());
@@ -343,6 +360,18 @@ impl ClientDriver {
         Ok(())
     }
 
+    /// One look of a spin over in-memory links: every frame they hold, and every
+    /// [`SCHEDULER_EVERY`] looks the scheduler's; true if any frame was handled.
+    fn look_in_memory<H: ClientHandler>(&mut self, handler: &mut H) -> Result<bool, H::Error> {
+        self.looks_since_scheduler += 1;
+        let mut any = false;
+        if self.looks_since_scheduler >= SCHEDULER_EVERY {
+            self.looks_since_scheduler = 0;
+            any = self.read_scheduler(handler);
+        }
+        Ok(self.read_memory_polled(handler)? || any)
+    }
+
     /// Reads every frame the RDMA and shared-memory links hold now (no system call); true if
     /// any was handled.
     fn read_memory_polled<H: ClientHandler>(&mut self, handler: &mut H) -> Result<bool, H::Error> {
@@ -373,6 +402,10 @@ impl ClientDriver {
                 }
                 Ok(ReadOutcome::WouldBlock) => return Ok(any),
                 Ok(ReadOutcome::Closed) | Err(_) => {
+                    // The scheduler first: when it ended the job, its reason is known before
+                    // the loss of a server it stopped (a spin over in-memory links reads the
+                    // scheduler only now and then).
+                    self.read_scheduler(handler);
                     handler.server_lost(s as u32)?;
                     return Ok(any);
                 }

@@ -255,9 +255,9 @@ fn shared_memory_connections_count_against_the_connection_limit() {
     assert_eq!(echo(&mut first, b"served"), b"served");
 }
 
-/// Keeps the extra sections of the servers' frames.
+/// The servers' replies' extra sections, and how many scheduler frames arrived.
 #[derive(Default)]
-struct Replies(Vec<Vec<u8>>);
+struct Replies(Vec<Vec<u8>>, usize);
 
 impl crate::FrameSink for Replies {
     fn direct_values(&mut self, _: &Header) -> Option<&mut [u8]> {
@@ -273,7 +273,9 @@ impl crate::ClientHandler for Replies {
     fn server_lost(&mut self, server: u32) -> Result<(), crate::NetError> {
         Err(crate::NetError::UnknownPeer(server as usize))
     }
-    fn scheduler_frame(&mut self, _: Frame) {}
+    fn scheduler_frame(&mut self, _: Frame) {
+        self.1 += 1;
+    }
     fn scheduler_lost(&mut self) {}
 }
 
@@ -311,6 +313,53 @@ fn a_driver_without_busy_polling_sleeps_until_the_servers_wakeup() {
         replies.recv_timeout(PATIENCE).unwrap(),
         "the echo came back intact"
     );
+}
+
+/// A driver whose only server link is in shared memory spins without system calls, but a
+/// stream of short waits must still read its scheduler's socket (heartbeats, shutdown).
+#[test]
+fn a_driver_busy_with_a_shared_memory_server_still_reads_its_scheduler() {
+    let server = server();
+    let link = client(server.addr, MIN_RING);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let scheduler = crate::Peer::connect(
+        listener.local_addr().unwrap(),
+        PATIENCE,
+        FrameLimits::default(),
+        BufferPool::new(),
+        Metrics::new(),
+    )
+    .unwrap();
+    let (scheduler_end, _) = listener.accept().unwrap();
+    let mut scheduler_end = crate::Peer::new(
+        mio::net::TcpStream::from_std(scheduler_end),
+        FrameLimits::default(),
+        BufferPool::new(),
+        Metrics::new(),
+    )
+    .unwrap();
+    let mut note = FrameParts::with_extra(Header::new(Opcode::Control), b"heartbeat");
+    note.finish(true);
+    scheduler_end.send(&note).unwrap();
+    while scheduler_end.queued_bytes() > 0 {
+        scheduler_end.flush().unwrap();
+    }
+    let mut driver = crate::ClientDriver::new(scheduler, Duration::from_millis(5)).unwrap();
+    driver.add_server(link).unwrap();
+    let mut got = Replies::default();
+    let deadline = Instant::now() + PATIENCE;
+    for round in 0..2000 {
+        let request = pattern(round, 8);
+        let mut frame = FrameParts::with_extra(Header::new(Opcode::Control), &request);
+        frame.finish(true);
+        driver.send_to_server(0, &frame, &mut got).unwrap();
+        while got.0.len() <= round {
+            driver.progress(Some(PATIENCE), &mut got).unwrap();
+            assert!(Instant::now() < deadline, "no echo within {PATIENCE:?}");
+        }
+        assert_eq!(got.0[round], request);
+    }
+    assert_eq!(got.1, 1, "the scheduler's frame was never read");
 }
 
 #[test]
