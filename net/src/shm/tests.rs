@@ -255,6 +255,20 @@ fn shared_memory_connections_count_against_the_connection_limit() {
     assert_eq!(echo(&mut first, b"served"), b"served");
 }
 
+/// A driver's connection to a scheduler, and the scheduler's end of it.
+fn scheduler() -> (crate::Peer, std::net::TcpStream) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let driver_end = crate::Peer::connect(
+        listener.local_addr().unwrap(),
+        PATIENCE,
+        FrameLimits::default(),
+        BufferPool::new(),
+        Metrics::new(),
+    )
+    .unwrap();
+    (driver_end, listener.accept().unwrap().0)
+}
+
 /// The servers' replies' extra sections, and how many scheduler frames arrived.
 #[derive(Default)]
 struct Replies(Vec<Vec<u8>>, usize);
@@ -283,16 +297,7 @@ impl crate::ClientHandler for Replies {
 fn a_driver_without_busy_polling_sleeps_until_the_servers_wakeup() {
     let server = server();
     let link = client(server.addr, MIN_RING);
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let scheduler = crate::Peer::connect(
-        listener.local_addr().unwrap(),
-        PATIENCE,
-        FrameLimits::default(),
-        BufferPool::new(),
-        Metrics::new(),
-    )
-    .unwrap();
-    let (_scheduler_end, _) = listener.accept().unwrap();
+    let (scheduler, _scheduler_end) = scheduler();
     let (done, replies) = mpsc::channel();
     // The driver waits without a timeout: only the server's wakeup byte can end the wait.
     std::thread::spawn(move || {
@@ -321,16 +326,7 @@ fn a_driver_without_busy_polling_sleeps_until_the_servers_wakeup() {
 fn a_driver_busy_with_a_shared_memory_server_still_reads_its_scheduler() {
     let server = server();
     let link = client(server.addr, MIN_RING);
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let scheduler = crate::Peer::connect(
-        listener.local_addr().unwrap(),
-        PATIENCE,
-        FrameLimits::default(),
-        BufferPool::new(),
-        Metrics::new(),
-    )
-    .unwrap();
-    let (scheduler_end, _) = listener.accept().unwrap();
+    let (scheduler, scheduler_end) = scheduler();
     let mut scheduler_end = crate::Peer::new(
         mio::net::TcpStream::from_std(scheduler_end),
         FrameLimits::default(),

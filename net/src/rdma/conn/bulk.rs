@@ -40,6 +40,11 @@ pub(super) struct BulkValues {
 }
 
 impl BulkOut {
+    /// Bytes of the whole payload: staged, and read in place.
+    pub(super) fn payload_len(&self) -> usize {
+        self.len + self.values.as_ref().map_or(0, |v| v.len)
+    }
+
     /// The scatter-gather list of the whole payload, in order.
     pub(super) fn sges(&self) -> Vec<rdma_mummy_sys::ibv_sge> {
         let staged = |from: usize, to: usize| rdma_mummy_sys::ibv_sge {
@@ -82,9 +87,8 @@ impl RdmaConn {
         frame: &FrameParts<'_>,
         bulk: BulkOut,
     ) -> Result<(), RdmaError> {
-        let token = self.next_token;
-        self.next_token += 1;
-        let payload_len = bulk.len + bulk.values.as_ref().map_or(0, |v| v.len);
+        let token = self.new_token();
+        let payload_len = bulk.payload_len();
         self.bulk_out.insert(token, bulk);
         let ctrl = Ctrl {
             kind: KIND_RTS,

@@ -68,7 +68,7 @@ impl RdmaConn {
         frame: &FrameParts<'_>,
         bulk: BulkOut,
     ) -> Result<(), RdmaError> {
-        let payload_len = bulk.len + bulk.values.as_ref().map_or(0, |v| v.len);
+        let payload_len = bulk.payload_len();
         let Some(advert) = self.advert.filter(|a| payload_len as u64 <= a.len) else {
             self.bulk_paths.rendezvous += 1;
             self.metrics.bulk_frame_sent(false);
@@ -77,8 +77,7 @@ impl RdmaConn {
         self.advert = None;
         self.bulk_paths.landed += 1;
         self.metrics.bulk_frame_sent(true);
-        let token = self.next_token;
-        self.next_token += 1;
+        let token = self.new_token();
         let sges = bulk.sges();
         self.bulk_out.insert(token, bulk);
         self.wait_sq_room()?;
@@ -130,8 +129,7 @@ impl RdmaConn {
             len,
             AccessFlags::LocalWrite | AccessFlags::RemoteWrite,
         )?;
-        let token = self.next_token;
-        self.next_token += 1;
+        let token = self.new_token();
         let ctrl = Ctrl {
             kind: KIND_ADVERT,
             rkey: mr.rkey(),

@@ -185,6 +185,13 @@ impl RdmaConn {
         self.pending.len()
     }
 
+    /// A token no transfer or region of this connection has had.
+    fn new_token(&mut self) -> u64 {
+        let token = self.next_token;
+        self.next_token += 1;
+        token
+    }
+
     fn check_usable(&self) -> Result<(), RdmaError> {
         if let Some(why) = &self.failed {
             return Err(RdmaError::Protocol(why.clone()));

@@ -137,8 +137,7 @@ impl RdmaConn {
             let mut stage = self.take_staging(values_len)?;
             copy_slices(frame.values, 0, &mut stage.bytes_mut()[..values_len]);
             self.metrics.values_copied(values_len);
-            let token = self.next_token;
-            self.next_token += 1;
+            let token = self.new_token();
             // The WRITE needs no credit (it consumes no receive buffer); the frame that follows
             // on the same queue pair arrives after it.
             self.wait_sq_room()?;
