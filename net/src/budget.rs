@@ -59,7 +59,7 @@ const SPARE_DESCRIPTORS: u64 = 64;
 /// The default connection limit never goes above this.
 const MAX_DEFAULT_CONNECTIONS: u64 = 65_536;
 
-/// The soft descriptor limit less [`SPARE_DESCRIPTORS`] (at least 16, at most 65,536), so
+/// The soft descriptor limit less `SPARE_DESCRIPTORS` (at least 16, at most 65,536), so
 /// that a listener refuses connections before the process runs out of descriptors.
 pub fn default_max_connections() -> usize {
     let mut limit = libc::rlimit {

@@ -130,7 +130,7 @@ impl BufferPool {
         }
     }
 
-    /// A buffer of `len` visible bytes that may later grow to `until` ([`PooledBuf::try_grow`]):
+    /// A buffer of `len` visible bytes that may later grow to `until` (`PooledBuf::try_grow`):
     /// a cached buffer large enough for `until` is taken when there is one, so that growing it
     /// allocates nothing. Fails instead of aborting when memory cannot be had.
     pub fn try_take(&self, len: usize, until: usize) -> Result<PooledBuf, WireError> {

@@ -69,7 +69,7 @@ impl OutQueue {
     /// [`OutQueue::send`] that, when the socket fills while nothing else is queued, keeps
     /// writing straight from the frame's slices while the peer keeps reading: it gives up, and
     /// queues (copies) the rest, once the socket took nothing for `patience`, or once it has
-    /// written for [`PATIENT_ROUNDS`] times `patience` in all (at most [`MAX_PATIENT_WRITE`]).
+    /// written for `PATIENT_ROUNDS` times `patience` in all (at most `MAX_PATIENT_WRITE`).
     /// A 40 MB pull reply to a worker that reads at once then goes out from storage, uncopied,
     /// and no peer, however it reads, holds the thread longer than that bound. Zero patience
     /// queues at the first full socket.

@@ -173,7 +173,7 @@ impl Io<'_> {
     }
 
     /// Adds a connection made and authenticated elsewhere (see [`auth::authenticate`]) to the
-    /// running loop, like [`EventLoop::adopt`] before it runs: a node that dialed a peer again
+    /// running loop, like [`EventLoop::adopt`](crate::EventLoop::adopt) before it runs: a node that dialed a peer again
     /// from its handler (on a tick, with its own backoff) hands the new connection in here;
     /// `identity` is who the peer proved to be.
     pub fn adopt(&mut self, peer: impl Into<Link>, identity: Identity) -> Result<PeerId, NetError> {

@@ -42,6 +42,14 @@
 //!   buffer from its pool, registers it and answers with its address and rkey; the sender then
 //!   RDMA-WRITEs the payload (WRITE_WITH_IMM, the immediate naming the transfer) straight into
 //!   it. The received frame's payload is that buffer: no copy on the receive side.
+//! * **Landing regions**: once a bulk frame has come that way, the receiver advertises a
+//!   registered buffer ahead (as large as the largest bulk payload it has had, at most
+//!   [`LANDING_MAX`]); the sender writes its next bulk frame that fits straight into it and
+//!   sends the header behind it, skipping the round trip. [`RdmaConn::bulk_paths`] counts both
+//!   ways.
+//! * **Order**: frames arrive in the order they were sent, whatever way each took; control
+//!   messages (requests to send, clear-to-send answers, adverts, credits) pass frames that
+//!   wait, so two ends that both wait for a clear-to-send answer each other.
 //! * **Credits**: every message that occupies a receive buffer of the peer costs one credit;
 //!   the peer starts us with [`CREDITS`] and hands them back as the application consumes
 //!   frames (in the immediate of every SEND, or in a credit-only message). A sender never
@@ -55,7 +63,9 @@
 //!   frame follows without them; RC ordering makes the values visible before the frame
 //!   arrives, and the frame reports [`crate::Frame::values_were_direct`].
 //! * Dropping a connection tells the peer (goodbye message, then rdma_cm disconnect): the
-//!   peer's next call returns [`RdmaError::Closed`]. A peer that dies without a word is noticed
+//!   peer's next call returns [`RdmaError::Closed`]. Frames still queued (waiting for a credit
+//!   or a clear-to-send) are dropped with it, unlike a TCP socket's buffered bytes: call
+//!   [`RdmaConn::flush`] first to deliver them. A peer that dies without a word is noticed
 //!   by the retry-exhausted completion of the next send; a receiver that only waits should use
 //!   [`RdmaConn::recv_frame_timeout`].
 //!

@@ -1,13 +1,13 @@
 //! Shared-memory transport for a worker and a server on one host: the same frames as TCP,
 //! through a pair of single-producer single-consumer byte rings in a memfd.
 //!
-//! * [`ring`]: one ring, with every position read from shared memory bounds-checked (the peer
+//! * `ring`: one ring, with every position read from shared memory bounds-checked (the peer
 //!   is untrusted: a corrupt ring is an error on its connection, never an access outside it);
-//! * [`handshake`]: the dialer creates the memfd (sealed against shrinking and growing) and
+//! * `handshake`: the dialer creates the memfd (sealed against shrinking and growing) and
 //!   passes it with `SCM_RIGHTS` over a Unix socket in the abstract namespace named after the
 //!   server's advertised TCP address ([`socket_name`]); the acceptor checks size and seals
 //!   before mapping;
-//! * [`conn`]: [`ShmConn`], a connection with the same [`crate::FrameReader`] and
+//! * `conn`: [`ShmConn`], a connection with the same [`crate::FrameReader`] and
 //!   [`crate::OutQueue`] as a TCP peer, so authentication, frame limits and checksums apply
 //!   unchanged;
 //! * [`floor`]: raw ping-pongs through the rings, the benchmark's floor for this transport.
