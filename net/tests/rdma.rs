@@ -336,10 +336,18 @@ fn both_ends_sending_bulk_frames_at_once_both_get_through() {
     }
     let (mut client, server) = pair(ip, 18612, |mut conn| {
         exchange(&mut conn, 100);
+        // Everything is in: say so, so that the client hangs up only after this side's
+        // flush (a hang-up during it fails it).
+        send(&mut conn, 99, b"done").unwrap();
         flush_and_wait_for_hang_up(&mut conn);
     });
     exchange(&mut client, 0);
     client.flush(T).expect("everything sent");
+    let done = client
+        .recv_frame_timeout(T)
+        .unwrap()
+        .expect("the server's end in time");
+    assert_eq!(done.values_bytes(), b"done");
     hang_up(client, server);
 }
 

@@ -127,9 +127,7 @@ impl RdmaConn {
     /// Answers waiting requests to send with a registered buffer, as long as not too many bulk
     /// frames wait for the application.
     pub(super) fn invite_bulk(&mut self) -> Result<(), RdmaError> {
-        while self.ready_bulk + self.bulk_in.len() + usize::from(self.landing.is_some())
-            < MAX_READY_BULK
-        {
+        while self.bulk_buffers_held() < MAX_READY_BULK {
             let Some((token, header)) = self.deferred_rts.pop_front() else {
                 break;
             };

@@ -1,6 +1,7 @@
 //! The control prefix: the 32 bytes in front of every SEND, which say what kind of message
 //! follows (a frame, a request to send a bulk frame, a clear-to-send, returned credits, the
-//! goodbye, a landing region advertised, a frame landed in one) and carry the bulk transfer's token, address, key and length.
+//! goodbye, a landing region advertised, a frame landed in one) and carry the bulk transfer's
+//! token, address, key and length.
 //!
 //! Pure encoding, no verbs types: the byte layout is part of the wire format between two
 //! ferrops processes and must not change.

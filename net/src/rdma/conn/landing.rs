@@ -14,9 +14,9 @@
 //!
 //! Frames keep their order: the `landed` message queues behind anything that delivers a frame
 //! and waits (for a credit, or a bulk frame for its clear-to-send); the payload may be written
-//! early, into a region nothing else uses. A peer that writes garbage into a region only spoils its
-//! own frame; one that names a region it was not given, or a payload longer than the region,
-//! fails the connection.
+//! early, into a region nothing else uses. A peer that writes garbage into a region only
+//! spoils its own frame; one that names a region it was not given, or a payload longer than
+//! the region, fails the connection.
 
 use sideway::ibverbs::AccessFlags;
 
@@ -117,8 +117,8 @@ impl RdmaConn {
     /// Advertises a region for the next bulk frame, once one has been seen, none is out, and
     /// not too many bulk frames wait for the application.
     pub(super) fn advertise(&mut self) -> Result<(), RdmaError> {
-        let waiting = self.ready_bulk + self.bulk_in.len();
-        if self.landing_len == 0 || self.landing.is_some() || waiting + 1 > MAX_READY_BULK {
+        let held = self.bulk_buffers_held();
+        if self.landing_len == 0 || self.landing.is_some() || held >= MAX_READY_BULK {
             return Ok(());
         }
         let len = self.landing_len;

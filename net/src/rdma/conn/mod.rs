@@ -108,6 +108,8 @@ pub struct RdmaConn {
     landing_len: usize,
     bulk_paths: BulkPaths,
     pending: VecDeque<Out>,
+    /// Messages in `pending` that deliver no frame (they may pass a bulk frame that waits).
+    queued_controls: usize,
     deferred_rts: VecDeque<(u64, Header)>,
     ready: VecDeque<Ready>,
     ready_bulk: usize,
@@ -183,6 +185,12 @@ impl RdmaConn {
     /// Messages accepted by `send_frame` but not yet posted.
     pub fn pending(&self) -> usize {
         self.pending.len()
+    }
+
+    /// Bulk frames received and not yet taken, those being written into our buffers, and our
+    /// advertised region: the buffers held for bulk frames, at most [`bulk::MAX_READY_BULK`].
+    fn bulk_buffers_held(&self) -> usize {
+        self.ready_bulk + self.bulk_in.len() + usize::from(self.landing.is_some())
     }
 
     /// A token no transfer or region of this connection has had.

@@ -79,6 +79,9 @@ impl RdmaConn {
         for s in body {
             bytes.extend_from_slice(s);
         }
+        if !Ctrl::delivers_frame(ctrl.kind) {
+            self.queued_controls += 1;
+        }
         self.pending.push_back(Out::Send { ctrl, body: bytes });
         Ok(())
     }
@@ -176,7 +179,7 @@ impl RdmaConn {
     /// frame, so that the peer's own bulk frames, and ours, can go on.
     fn post_passing_controls(&mut self) -> Result<(), RdmaError> {
         let mut i = 0;
-        while i < self.pending.len() {
+        while self.queued_controls > 0 && i < self.pending.len() {
             let kind = match &self.pending[i] {
                 Out::Send { ctrl, .. } if !Ctrl::delivers_frame(ctrl.kind) => ctrl.kind,
                 _ => {
@@ -188,30 +191,38 @@ impl RdmaConn {
                 break;
             }
             if let Some(Out::Send { ctrl, body }) = self.pending.remove(i) {
-                self.post_send_now(ctrl, &[&body])?;
+                self.post_queued(ctrl, &body)?;
             }
         }
         Ok(())
     }
 
-    /// The peer's clear-to-send for bulk transfer `token`: its payload may go to `addr`.
-    pub(super) fn clear_to_send(&mut self, token: u64, addr: u64, rkey: u32) -> bool {
-        let waiting = self.pending.iter_mut().find_map(|out| match out {
-            Out::Write {
-                token: t, cleared, ..
-            } if *t == token && !*cleared => Some(out),
-            _ => None,
-        });
-        let Some(out) = waiting else {
-            return false;
-        };
-        *out = Out::Write {
-            token,
-            addr,
-            rkey,
-            cleared: true,
-        };
-        true
+    /// Posts a SEND that waited in the queue.
+    fn post_queued(&mut self, ctrl: Ctrl, body: &[u8]) -> Result<(), RdmaError> {
+        if !Ctrl::delivers_frame(ctrl.kind) {
+            self.queued_controls -= 1;
+        }
+        self.post_send_now(ctrl, &[body])
+    }
+
+    /// The peer's clear-to-send for bulk transfer `token`: its payload may go to `to` with
+    /// `key`. False if no payload of ours waits for one under that token.
+    pub(super) fn clear_to_send(&mut self, token: u64, to: u64, key: u32) -> bool {
+        for out in &mut self.pending {
+            if let Out::Write {
+                token: t,
+                addr,
+                rkey,
+                cleared: cleared @ false,
+            } = out
+            {
+                if *t == token {
+                    (*addr, *rkey, *cleared) = (to, key, true);
+                    return true;
+                }
+            }
+        }
+        false
     }
 
     pub(super) fn wait_sq_room(&mut self) -> Result<(), RdmaError> {
@@ -232,7 +243,7 @@ impl RdmaConn {
                     let Some(Out::Send { ctrl, body }) = self.pending.pop_front() else {
                         break;
                     };
-                    self.post_send_now(ctrl, &[&body])?;
+                    self.post_queued(ctrl, &body)?;
                 }
                 Out::Write { cleared: false, .. } => {
                     self.post_passing_controls()?;

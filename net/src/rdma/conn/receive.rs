@@ -114,8 +114,7 @@ impl RdmaConn {
             KIND_CTS => {
                 self.post_recv(slot)?;
                 self.credits.owe();
-                let known = self.bulk_out.contains_key(&ctrl.token);
-                if !known || !self.clear_to_send(ctrl.token, ctrl.addr, ctrl.rkey) {
+                if !self.clear_to_send(ctrl.token, ctrl.addr, ctrl.rkey) {
                     return self
                         .protocol(format!("clear to send for unknown transfer {}", ctrl.token));
                 }

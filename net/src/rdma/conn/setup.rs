@@ -197,6 +197,7 @@ impl RdmaConn {
             landing_len: 0,
             bulk_paths: BulkPaths::default(),
             pending: VecDeque::new(),
+            queued_controls: 0,
             deferred_rts: VecDeque::new(),
             ready: VecDeque::new(),
             ready_bulk: 0,
