@@ -24,6 +24,13 @@ const TAIL: usize = 64;
 const READER_PARKED: usize = 128;
 const WRITER_PARKED: usize = 132;
 
+/// The most bytes one [`Producer::write`] or [`Consumer::read`] moves before it publishes its
+/// position: a large frame then streams through the ring, the consumer copying out one piece
+/// while the producer copies in the next, instead of the two taking turns a whole ring at a
+/// time (a reader that sees nothing until the writer has filled the ring, and a writer that
+/// then waits for all of it to be read).
+pub(crate) const PUBLISH_EVERY: usize = 256 << 10;
+
 /// One ring of a mapping: its control block and data.
 #[derive(Debug)]
 struct RingPtr {
@@ -117,7 +124,7 @@ impl Producer {
                 self.head
             )));
         }
-        let n = buf.len().min(cap - used as usize);
+        let n = buf.len().min(cap - used as usize).min(PUBLISH_EVERY);
         if n == 0 {
             return Ok(0);
         }
@@ -176,7 +183,7 @@ impl Consumer {
                 self.tail
             )));
         }
-        let n = buf.len().min(avail as usize);
+        let n = buf.len().min(avail as usize).min(PUBLISH_EVERY);
         if n == 0 {
             return Ok(0);
         }
@@ -275,6 +282,28 @@ pub(crate) mod tests {
         assert!(c.writer_needs_wakeup(), "the parked writer is woken once");
         assert!(!c.writer_needs_wakeup());
         assert!(c.park().unwrap(), "bytes wait: the reader must not sleep");
+    }
+
+    #[test]
+    fn a_large_write_is_published_piece_by_piece_so_the_reader_starts_at_once() {
+        let cap = 4 * PUBLISH_EVERY;
+        let (_mem, mut p, mut c) = local_ring(cap);
+        let frame: Vec<u8> = (0..cap).map(|i| (i % 251) as u8).collect();
+        // One call moves one piece and makes it visible: the reader need not wait for the
+        // writer to fill the ring, and the writer need not wait for the whole ring to drain.
+        assert_eq!(p.write(&frame).unwrap(), PUBLISH_EVERY);
+        let mut out = vec![0u8; cap];
+        assert_eq!(c.read(&mut out).unwrap(), PUBLISH_EVERY);
+        assert_eq!(c.read(&mut out[PUBLISH_EVERY..]).unwrap(), 0);
+        let mut sent = PUBLISH_EVERY;
+        let mut got = PUBLISH_EVERY;
+        while got < cap {
+            sent += p.write(&frame[sent..]).unwrap();
+            let n = c.read(&mut out[got..]).unwrap();
+            assert!(n <= PUBLISH_EVERY, "a read takes one piece at a time");
+            got += n;
+        }
+        assert!(out == frame, "the pieces come out whole and in order");
     }
 
     #[test]
