@@ -31,7 +31,10 @@ pub fn ping_pong(
     let rounds = warmup + iters;
     std::thread::scope(|s| {
         let echo = s.spawn(move || -> Result<(), ShmError> {
-            let mut buf = vec![0u8; request.max(response)];
+            // Written in full, not zeroed: untouched zeroed pages all map the kernel's one zero
+            // page, and a reply sent from them would be read from cache, not from memory as a
+            // server's values are.
+            let mut buf = vec![7u8; request.max(response)];
             for _ in 0..rounds {
                 move_bytes(&mut echo_rx, &mut buf[..request])?;
                 send_bytes(&mut echo_tx, &buf[..response])?;
